@@ -1,0 +1,1 @@
+"""Desired state and the reconcile loop: models, endpoint configs, endpoints."""

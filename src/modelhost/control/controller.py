@@ -1,0 +1,291 @@
+"""The controller: reconciles endpoints in the store with running fleets.
+
+Desired state lives in the metadata store (endpoint records with a status and a config
+snapshot). Each reconcile pass looks at every endpoint and starts at most one task per
+endpoint that moves it one step: Creating → deploy → InService (or Failed); InService
+without fleets (after a restart) → redeploy; Updating → deploy the new config, switch
+traffic once it answers /ping, drain and stop the old fleets; Deleting → stop and forget.
+Passes are idempotent; a pass with nothing to do does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any
+
+from modelhost.control.deployment import Deployment
+from modelhost.fleet.client import InstanceClient
+from modelhost.fleet.instance import Instance
+from modelhost.fleet.launch import LaunchError, build_launch_spec
+from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.variant import StartupError, VariantFleet
+from modelhost.resources.status import EndpointStatus
+from modelhost.routing.table import EndpointRoute, RoutingTable
+from modelhost.settings import Settings
+from modelhost.store.artifacts import ArtifactStore
+from modelhost.store.metadata import Kind, MetadataStore, Record
+
+log = logging.getLogger("modelhost.control")
+
+_MAX_REASON = 1024
+
+
+class Controller:
+    """Owns the fleets and publishes the routing table the request path reads."""
+
+    def __init__(self, settings: Settings, store: MetadataStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.artifacts = ArtifactStore(settings)
+        self.provider = LocalProcessProvider()
+        self.client = InstanceClient()
+        self.table = RoutingTable()
+        self.rand = random.random
+        self._deployments: dict[str, Deployment] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loops = [
+            asyncio.ensure_future(self._reconcile_loop()),
+            asyncio.ensure_future(self._health_loop()),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._loops + list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._loops, *self._tasks.values(), return_exceptions=True)
+        await asyncio.gather(
+            *(d.stop(drain_s=5.0) for d in self._deployments.values()),
+            return_exceptions=True,
+        )
+        self._deployments.clear()
+        self.provider.kill_all()
+        await self.client.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def abort(self, name: str) -> None:
+        """Cancel a running transition (e.g. a create that a delete overtakes)."""
+        task = self._tasks.get(name)
+        if task is not None:
+            task.cancel()
+
+    # --- loops -----------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            try:
+                self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.reconcile_interval_s)
+            self._wake.clear()
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_check_interval_s)
+            for name, dep in list(self._deployments.items()):
+                if name in self._tasks:
+                    continue  # a transition owns this endpoint right now
+                try:
+                    await dep.check()
+                except Exception:
+                    log.exception("health check of %s failed", name)
+
+    def reconcile_once(self) -> None:
+        records = {r.name: r for r in self.store.list(Kind.ENDPOINT)}
+        for name in list(self._deployments):
+            if name not in records and name not in self._tasks:
+                self._spawn(name, self._teardown(name))
+        for name, rec in records.items():
+            if name in self._tasks:
+                continue
+            status = EndpointStatus(rec.status or EndpointStatus.CREATING)
+            if status == EndpointStatus.CREATING or (
+                status == EndpointStatus.IN_SERVICE and name not in self._deployments
+            ):
+                self._spawn(name, self._create(rec))
+            elif status == EndpointStatus.UPDATING:
+                self._spawn(name, self._update(rec))
+            elif status == EndpointStatus.DELETING:
+                self._spawn(name, self._delete(rec))
+            elif status == EndpointStatus.FAILED and name in self._deployments:
+                self._spawn(name, self._teardown(name))
+            self._publish_status(rec)
+
+    def _spawn(self, name: str, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks[name] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            if self._tasks.get(name) is t:
+                del self._tasks[name]
+            if not t.cancelled() and t.exception() is not None:
+                log.error("transition of %s failed", name, exc_info=t.exception())
+            self.wake()
+
+        task.add_done_callback(done)
+
+    # --- transitions -----------------------------------------------------------------
+
+    async def _create(self, rec: Record) -> None:
+        try:
+            dep = await self._deploy(rec.name, rec.spec["EndpointConfigName"], rec.spec)
+        except (StartupError, LaunchError) as exc:
+            self._set_status(rec.name, EndpointStatus.FAILED, str(exc))
+            return
+        self._deployments[rec.name] = dep
+        self._set_status(rec.name, EndpointStatus.IN_SERVICE, None)
+        self.publish(rec.name)
+
+    async def _update(self, rec: Record) -> None:
+        pending = rec.spec.get("Pending")
+        if not pending:
+            self._set_status(rec.name, EndpointStatus.IN_SERVICE, None)
+            return
+        old = self._deployments.get(rec.name)
+        try:
+            new = await self._deploy(rec.name, pending["EndpointConfigName"], pending)
+        except (StartupError, LaunchError) as exc:
+            # SageMaker keeps the endpoint on the old config and reports why.
+            current = self.store.get(Kind.ENDPOINT, rec.name)
+            if current is not None:
+                current.spec.pop("Pending", None)
+                current.status = EndpointStatus.IN_SERVICE
+                current.failure_reason = _clip(f"Update failed: {exc}")
+                current.modified_s = time.time()
+                self.store.save(current)
+            return
+        # Green is healthy: switch traffic in one snapshot swap, then retire blue.
+        self._deployments[rec.name] = new
+        current = self.store.get(Kind.ENDPOINT, rec.name)
+        if current is None:  # deleted meanwhile
+            await new.stop(drain_s=0)
+            self._deployments.pop(rec.name, None)
+            return
+        current.spec.update(
+            EndpointConfigName=pending["EndpointConfigName"],
+            Config=pending["Config"],
+            Models=pending["Models"],
+        )
+        current.spec.pop("Pending", None)
+        current.status = EndpointStatus.IN_SERVICE
+        current.failure_reason = None
+        current.modified_s = time.time()
+        self.store.save(current)
+        self.publish(rec.name)
+        if old is not None:
+            await old.stop(drain_s=self.settings.invocation_timeout_s)
+
+    async def _delete(self, rec: Record) -> None:
+        await self._teardown(rec.name)
+        self.store.delete(Kind.ENDPOINT, rec.name)
+        self.table = self.table.without_endpoint(rec.name)
+
+    async def _teardown(self, name: str) -> None:
+        dep = self._deployments.pop(name, None)
+        self.table = self.table.without_endpoint(name)
+        if dep is not None:
+            await dep.stop(drain_s=self.settings.invocation_timeout_s)
+
+    async def _deploy(
+        self, endpoint: str, config_name: str, snapshot: dict[str, Any]
+    ) -> Deployment:
+        config = snapshot["Config"]
+        models = snapshot["Models"]
+        dep = Deployment(config_name=config_name, config=config)
+        try:
+            for variant in config["ProductionVariants"]:
+                model_name = variant["ModelName"]
+                spec = await asyncio.to_thread(
+                    build_launch_spec,
+                    settings=self.settings,
+                    endpoint_name=endpoint,
+                    variant_name=variant["VariantName"],
+                    model_name=model_name,
+                    model_spec=models[model_name],
+                    fetch=self.artifacts.fetch,
+                    fetch_source=self.artifacts.fetch_source,
+                )
+                dep.fleets[variant["VariantName"]] = VariantFleet(
+                    spec,
+                    int(variant.get("InitialInstanceCount", 1)),
+                    self.provider,
+                    self.client,
+                    startup_timeout_s=self.settings.instance_startup_timeout_s,
+                    ping_timeout_s=self.settings.ping_timeout_s,
+                    unhealthy_threshold=self.settings.unhealthy_threshold,
+                    shutdown_grace_s=self.settings.shutdown_grace_s,
+                    on_change=lambda: self.publish(endpoint),
+                )
+            await asyncio.gather(*(f.start() for f in dep.fleets.values()))
+        except BaseException as exc:
+            await dep.stop(drain_s=0)
+            if isinstance(exc, StartupError | LaunchError):
+                raise
+            if isinstance(exc, Exception):
+                # Artifact errors and anything unexpected still end as a readable reason.
+                raise LaunchError(str(exc)) from exc
+            raise
+        return dep
+
+    # --- status and routing ------------------------------------------------------------
+
+    def _set_status(self, name: str, status: EndpointStatus, reason: str | None) -> None:
+        rec = self.store.get(Kind.ENDPOINT, name)
+        if rec is None or rec.status == EndpointStatus.DELETING:
+            return
+        rec.status = status
+        rec.failure_reason = _clip(reason) if reason else None
+        rec.modified_s = time.time()
+        self.store.save(rec)
+        self._publish_status(rec)
+
+    def _publish_status(self, rec: Record) -> None:
+        """Endpoints without fleets still get a route, so invocations get a clear error."""
+        if rec.name in self._deployments:
+            return
+        status = rec.status or EndpointStatus.CREATING
+        reason = None
+        if status != EndpointStatus.IN_SERVICE:
+            reason = (
+                f"Endpoint {rec.name} is in {status} status; it can be invoked once it is "
+                "InService."
+            )
+        existing = self.table.endpoints.get(rec.name)
+        if existing is not None and existing.unavailable_reason == reason:
+            return
+        self.table = self.table.with_endpoint(EndpointRoute(rec.name, (), reason))
+
+    def publish(self, name: str) -> None:
+        dep = self._deployments.get(name)
+        if dep is None:
+            return
+        self.table = self.table.with_endpoint(EndpointRoute(name, dep.routes()))
+
+    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
+        dep = self._deployments.get(endpoint)
+        if dep is None:
+            return
+        fleet = dep.fleets.get(instance.spec.variant_name)
+        if fleet is not None:
+            fleet.mark_unreachable(instance)
+
+    def deployment(self, endpoint: str) -> Deployment | None:
+        return self._deployments.get(endpoint)
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."

@@ -1,0 +1,357 @@
+"""The SageMaker control-plane operations (JSON 1.1), over the store and the controller.
+
+Each public method takes the request members as a dict and returns the response members.
+Input is validated against botocore's own service model first (boto3 checks almost
+nothing client-side), then against the rules the model cannot express.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+from modelhost.control.controller import Controller
+from modelhost.control.listing import list_page
+from modelhost.control.validation import validate_input
+from modelhost.errors import ValidationException
+from modelhost.resources.names import arn
+from modelhost.resources.status import EndpointStatus
+from modelhost.settings import Settings
+from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+_KIND_WORDS = {
+    Kind.MODEL: "model",
+    Kind.ENDPOINT_CONFIG: "endpoint configuration",
+    Kind.ENDPOINT: "endpoint",
+}
+
+
+class ControlPlane:
+    """Create/Describe/List/Delete for models, endpoint configs and endpoints."""
+
+    def __init__(self, settings: Settings, store: MetadataStore, controller: Controller) -> None:
+        self.settings = settings
+        self.store = store
+        self.controller = controller
+        self.operations: dict[str, Handler] = {
+            "CreateModel": self.create_model,
+            "DescribeModel": self.describe_model,
+            "DeleteModel": self.delete_model,
+            "ListModels": self.list_models,
+            "CreateEndpointConfig": self.create_endpoint_config,
+            "DescribeEndpointConfig": self.describe_endpoint_config,
+            "DeleteEndpointConfig": self.delete_endpoint_config,
+            "ListEndpointConfigs": self.list_endpoint_configs,
+            "CreateEndpoint": self.create_endpoint,
+            "DescribeEndpoint": self.describe_endpoint,
+            "UpdateEndpoint": self.update_endpoint,
+            "DeleteEndpoint": self.delete_endpoint,
+            "ListEndpoints": self.list_endpoints,
+        }
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        handler = self.operations[operation]
+        validate_input(operation, params)
+        return handler(params)
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _arn(self, kind: Kind, name: str) -> str:
+        return arn(self.settings.region, self.settings.account_id, str(kind), name)
+
+    def _get(self, kind: Kind, name: str) -> Record:
+        rec = self.store.get(kind, name)
+        if rec is None:
+            raise ValidationException(
+                f'Could not find {_KIND_WORDS[kind]} "{self._arn(kind, name)}".'
+            )
+        return rec
+
+    def _create(
+        self, kind: Kind, name: str, spec: dict[str, Any], tags: Any, status: str | None = None
+    ) -> str:
+        now = time.time()
+        record = Record(
+            kind, name, self._arn(kind, name), spec, list(tags or []), status, None, now, now
+        )
+        try:
+            self.store.create(record)
+        except AlreadyExists:
+            raise ValidationException(
+                f'Cannot create already existing {_KIND_WORDS[kind]} "{record.arn}".'
+            ) from None
+        return record.arn
+
+    # --- models --------------------------------------------------------------------------
+
+    def create_model(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("PrimaryContainer") and not p.get("Containers"):
+            raise ValidationException(
+                "Either PrimaryContainer or Containers must be specified for model "
+                f"{p['ModelName']}."
+            )
+        spec = {k: v for k, v in p.items() if k not in ("ModelName", "Tags")}
+        return {"ModelArn": self._create(Kind.MODEL, p["ModelName"], spec, p.get("Tags"))}
+
+    def describe_model(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(Kind.MODEL, p["ModelName"])
+        return {
+            **rec.spec,
+            "ModelName": rec.name,
+            "ModelArn": rec.arn,
+            "CreationTime": rec.created_s,
+        }
+
+    def delete_model(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._get(Kind.MODEL, p["ModelName"])
+        self.store.delete(Kind.MODEL, p["ModelName"])
+        return {}
+
+    def list_models(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = [
+            {"ModelName": r.name, "ModelArn": r.arn, "CreationTime": r.created_s}
+            for r in self.store.list(Kind.MODEL)
+        ]
+        page, token = list_page(
+            items,
+            p,
+            name_key="ModelName",
+            sort_keys={"Name": "ModelName", "CreationTime": "CreationTime"},
+        )
+        return _with_token({"Models": page}, token)
+
+    # --- endpoint configs ----------------------------------------------------------------
+
+    def create_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        name = p["EndpointConfigName"]
+        variants = p["ProductionVariants"]
+        seen: set[str] = set()
+        for i, v in enumerate(variants, start=1):
+            where = f"ProductionVariants.{i} ({v['VariantName']})"
+            if v["VariantName"] in seen:
+                raise ValidationException(
+                    f"{where}: VariantName must be unique within the endpoint config."
+                )
+            seen.add(v["VariantName"])
+            if v.get("ServerlessConfig"):
+                raise ValidationException(
+                    f"{where}: ServerlessConfig is not supported by this modelhost version; "
+                    "give InstanceType and InitialInstanceCount."
+                )
+            if not v.get("ModelName"):
+                raise ValidationException(f"{where}: ModelName is required.")
+            if "InitialInstanceCount" not in v or "InstanceType" not in v:
+                raise ValidationException(
+                    f"{where}: InstanceType and InitialInstanceCount are required."
+                )
+            self._get(Kind.MODEL, v["ModelName"])
+        if sum(float(v.get("InitialVariantWeight", 1.0)) for v in variants) <= 0:
+            raise ValidationException(
+                "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."
+            )
+        if p.get("ShadowProductionVariants"):
+            raise ValidationException(
+                "ShadowProductionVariants are not supported by this modelhost version."
+            )
+        spec = {k: v for k, v in p.items() if k not in ("EndpointConfigName", "Tags")}
+        return {"EndpointConfigArn": self._create(Kind.ENDPOINT_CONFIG, name, spec, p.get("Tags"))}
+
+    def describe_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(Kind.ENDPOINT_CONFIG, p["EndpointConfigName"])
+        return {
+            **rec.spec,
+            "EndpointConfigName": rec.name,
+            "EndpointConfigArn": rec.arn,
+            "CreationTime": rec.created_s,
+        }
+
+    def delete_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
+        self._get(Kind.ENDPOINT_CONFIG, p["EndpointConfigName"])
+        self.store.delete(Kind.ENDPOINT_CONFIG, p["EndpointConfigName"])
+        return {}
+
+    def list_endpoint_configs(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = [
+            {"EndpointConfigName": r.name, "EndpointConfigArn": r.arn, "CreationTime": r.created_s}
+            for r in self.store.list(Kind.ENDPOINT_CONFIG)
+        ]
+        page, token = list_page(
+            items,
+            p,
+            name_key="EndpointConfigName",
+            sort_keys={"Name": "EndpointConfigName", "CreationTime": "CreationTime"},
+        )
+        return _with_token({"EndpointConfigs": page}, token)
+
+    # --- endpoints -----------------------------------------------------------------------
+
+    def _snapshot(self, config_name: str) -> dict[str, Any]:
+        """Copy the config and its models: a running endpoint must not change (or break
+        on restart) when the user deletes or recreates them, as in SageMaker."""
+        config = self._get(Kind.ENDPOINT_CONFIG, config_name)
+        models = {}
+        for v in config.spec["ProductionVariants"]:
+            models[v["ModelName"]] = self._get(Kind.MODEL, v["ModelName"]).spec
+        return {
+            "EndpointConfigName": config_name,
+            "Config": copy.deepcopy(config.spec),
+            "Models": copy.deepcopy(models),
+        }
+
+    def create_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("DeploymentConfig"):
+            raise ValidationException(
+                "DeploymentConfig is not supported by this modelhost version; updates "
+                "switch all traffic at once after the new instances pass /ping."
+            )
+        spec = self._snapshot(p["EndpointConfigName"])
+        endpoint_arn = self._create(
+            Kind.ENDPOINT, p["EndpointName"], spec, p.get("Tags"), status=EndpointStatus.CREATING
+        )
+        self.controller.wake()
+        return {"EndpointArn": endpoint_arn}
+
+    def describe_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(Kind.ENDPOINT, p["EndpointName"])
+        out: dict[str, Any] = {
+            "EndpointName": rec.name,
+            "EndpointArn": rec.arn,
+            "EndpointConfigName": rec.spec["EndpointConfigName"],
+            "EndpointStatus": rec.status,
+            "CreationTime": rec.created_s,
+            "LastModifiedTime": rec.modified_s,
+        }
+        if rec.failure_reason:
+            out["FailureReason"] = rec.failure_reason
+        dep = self.controller.deployment(rec.name)
+        if dep is not None and dep.config_name == rec.spec["EndpointConfigName"]:
+            out["ProductionVariants"] = self._variant_summaries(rec.spec, dep)
+        elif rec.status == EndpointStatus.IN_SERVICE:
+            out["ProductionVariants"] = self._variant_summaries(rec.spec, None)
+        pending = rec.spec.get("Pending")
+        if pending and rec.status == EndpointStatus.UPDATING:
+            out["PendingDeploymentSummary"] = {
+                "EndpointConfigName": pending["EndpointConfigName"],
+                "ProductionVariants": [
+                    {
+                        **s,
+                        "InstanceType": v.get("InstanceType"),
+                        "VariantStatus": [
+                            {"Status": "Creating", "StartTime": pending["StartTime"]}
+                        ],
+                    }
+                    for s, v in zip(
+                        self._variant_summaries(pending, None),
+                        pending["Config"]["ProductionVariants"],
+                        strict=True,
+                    )
+                ],
+                "StartTime": pending["StartTime"],
+            }
+        return out
+
+    def _variant_summaries(self, snapshot: dict[str, Any], dep: Any) -> list[dict[str, Any]]:
+        out = []
+        for v in snapshot["Config"]["ProductionVariants"]:
+            model = snapshot["Models"].get(v["ModelName"], {})
+            image = (model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]).get(
+                "Image"
+            )
+            desired = int(v.get("InitialInstanceCount", 1))
+            current = desired if dep is None else len(dep.fleets[v["VariantName"]].serving())
+            weight = float(v.get("InitialVariantWeight", 1.0))
+            summary: dict[str, Any] = {
+                "VariantName": v["VariantName"],
+                "CurrentWeight": weight,
+                "DesiredWeight": weight,
+                "CurrentInstanceCount": current,
+                "DesiredInstanceCount": desired,
+            }
+            if image:
+                summary["DeployedImages"] = [{"SpecifiedImage": image, "ResolvedImage": image}]
+            out.append(summary)
+        return out
+
+    def update_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(Kind.ENDPOINT, p["EndpointName"])
+        if rec.status != EndpointStatus.IN_SERVICE:
+            raise ValidationException(
+                f'Cannot update endpoint "{rec.arn}" while it is {rec.status}; '
+                "wait until it is InService."
+            )
+        if p.get("DeploymentConfig"):
+            raise ValidationException(
+                "DeploymentConfig is not supported by this modelhost version; updates "
+                "switch all traffic at once after the new instances pass /ping."
+            )
+        pending = self._snapshot(p["EndpointConfigName"])
+        if p.get("RetainAllVariantProperties"):
+            _retain(
+                rec.spec["Config"], pending["Config"], p.get("ExcludeRetainedVariantProperties")
+            )
+        pending["StartTime"] = time.time()
+        rec.spec["Pending"] = pending
+        rec.status = EndpointStatus.UPDATING
+        rec.failure_reason = None
+        rec.modified_s = time.time()
+        self.store.save(rec)
+        self.controller.wake()
+        return {"EndpointArn": rec.arn}
+
+    def delete_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(Kind.ENDPOINT, p["EndpointName"])
+        rec.status = EndpointStatus.DELETING
+        rec.modified_s = time.time()
+        self.store.save(rec)
+        self.controller.abort(rec.name)
+        self.controller.wake()
+        return {}
+
+    def list_endpoints(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = [
+            {
+                "EndpointName": r.name,
+                "EndpointArn": r.arn,
+                "CreationTime": r.created_s,
+                "LastModifiedTime": r.modified_s,
+                "EndpointStatus": r.status,
+            }
+            for r in self.store.list(Kind.ENDPOINT)
+        ]
+        page, token = list_page(
+            items,
+            p,
+            name_key="EndpointName",
+            sort_keys={
+                "Name": "EndpointName",
+                "CreationTime": "CreationTime",
+                "Status": "EndpointStatus",
+            },
+            status_key="EndpointStatus",
+        )
+        return _with_token({"Endpoints": page}, token)
+
+
+def _with_token(out: dict[str, Any], token: str | None) -> dict[str, Any]:
+    if token:
+        out["NextToken"] = token
+    return out
+
+
+def _retain(old: dict[str, Any], new: dict[str, Any], exclude: Any) -> None:
+    """RetainAllVariantProperties: keep current instance counts and weights of variants
+    that exist in both configs, unless excluded."""
+    excluded = {e["VariantPropertyType"] for e in exclude or []}
+    current = {v["VariantName"]: v for v in old["ProductionVariants"]}
+    for v in new["ProductionVariants"]:
+        prev = current.get(v["VariantName"])
+        if prev is None:
+            continue
+        if "DesiredInstanceCount" not in excluded and "InitialInstanceCount" in prev:
+            v["InitialInstanceCount"] = prev["InitialInstanceCount"]
+        if "DesiredWeight" not in excluded and "InitialVariantWeight" in prev:
+            v["InitialVariantWeight"] = prev["InitialVariantWeight"]

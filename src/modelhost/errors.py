@@ -1,0 +1,127 @@
+"""One error hierarchy. Each error carries its SageMaker error code and HTTP status.
+
+`gateway.errors` is the only place that turns these into HTTP answers. Control-plane
+errors are `...Exception`-style codes (JSON 1.1 protocol); runtime errors use the
+runtime's codes (`ValidationError`, `ModelError`, ...), as boto3 expects.
+"""
+
+from __future__ import annotations
+
+
+class ModelhostError(Exception):
+    """Base of every error modelhost raises on purpose."""
+
+    code: str = "InternalFailure"
+    status: int = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def extra_fields(self) -> dict[str, object]:
+        """Modeled members that travel beside `Message` in the error body."""
+        return {}
+
+
+# --- control plane (SageMaker JSON 1.1) -------------------------------------------------
+
+
+class ValidationException(ModelhostError):
+    """Bad input, or a missing endpoint/config/model (boto3's waiters rely on this code)."""
+
+    code = "ValidationException"
+    status = 400
+
+
+class ResourceNotFound(ModelhostError):
+    code = "ResourceNotFound"
+    status = 400
+
+
+class ResourceInUse(ModelhostError):
+    code = "ResourceInUse"
+    status = 400
+
+
+class ResourceLimitExceeded(ModelhostError):
+    code = "ResourceLimitExceeded"
+    status = 400
+
+
+class UnknownOperation(ModelhostError):
+    code = "UnknownOperationException"
+    status = 400
+
+
+# --- runtime (sagemaker-runtime, REST JSON) ---------------------------------------------
+
+
+class ValidationError(ModelhostError):
+    """Runtime bad input: unknown endpoint, bad header, empty body."""
+
+    code = "ValidationError"
+    status = 400
+
+
+class PayloadTooLarge(ValidationError):
+    """Body over the 6 MiB limit. SageMaker answers 413 for this."""
+
+    status = 413
+
+
+class ModelError(ModelhostError):
+    """The container answered with a 4xx/5xx; carries its status and message."""
+
+    code = "ModelError"
+    status = 424
+
+    def __init__(
+        self,
+        message: str,
+        original_status_code: int,
+        original_message: str,
+        log_stream_arn: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.original_status_code = original_status_code
+        self.original_message = original_message
+        self.log_stream_arn = log_stream_arn
+
+    def extra_fields(self) -> dict[str, object]:
+        fields: dict[str, object] = {
+            "OriginalStatusCode": self.original_status_code,
+            "OriginalMessage": self.original_message,
+        }
+        if self.log_stream_arn:
+            fields["LogStreamArn"] = self.log_stream_arn
+        return fields
+
+
+class ModelNotReady(ModelhostError):
+    code = "ModelNotReadyException"
+    status = 429
+
+
+class InternalFailure(ModelhostError):
+    code = "InternalFailure"
+    status = 500
+
+
+class ServiceUnavailable(ModelhostError):
+    code = "ServiceUnavailable"
+    status = 503
+
+
+class InternalDependencyException(ModelhostError):
+    code = "InternalDependencyException"
+    status = 530
+
+
+# --- internal, never sent as-is ----------------------------------------------------------
+
+
+class ArtifactError(ModelhostError):
+    """A model artifact could not be fetched or unpacked; the text becomes a FailureReason."""
+
+    code = "ValidationException"
+    status = 400

@@ -1,0 +1,29 @@
+"""Map a container `Image` to a built-in runtime.
+
+SageMaker framework images (e.g. `683313688378.dkr.ecr.us-east-1.amazonaws.com/
+sagemaker-xgboost:1.7-1`) and short names (`xgboost`, `modelhost/sklearn:latest`) select
+the built-in runtime of that framework; no container engine is needed for them.
+"""
+
+from __future__ import annotations
+
+import re
+
+BUILTIN_RUNTIMES = ("xgboost", "sklearn")
+
+_PATTERNS = (
+    ("xgboost", re.compile(r"xgboost", re.I)),
+    ("sklearn", re.compile(r"sklearn|scikit[-_]?learn", re.I)),
+)
+
+
+def builtin_runtime_for_image(image: str | None) -> str | None:
+    """`"auto"` when no image is given (detect from the artifact), the runtime name when the
+    image names a built-in framework, else None (a user's own image)."""
+    if not image:
+        return "auto"
+    repo = image.rsplit("/", 1)[-1]
+    for name, pattern in _PATTERNS:
+        if pattern.search(repo):
+            return name
+    return None

@@ -1,0 +1,41 @@
+"""An instance: one process serving the container contract on a loopback port."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelhost.resources.status import InstanceStatus
+
+
+@dataclass
+class LaunchSpec:
+    """Everything needed to start one instance of a production variant."""
+
+    endpoint_name: str
+    variant_name: str
+    model_name: str
+    argv: list[str]
+    env: dict[str, str]
+    model_dir: Path
+    log_dir: Path
+
+
+@dataclass(eq=False)
+class Instance:
+    """A running (or starting) instance. `outstanding` is read by routing (LOR)."""
+
+    instance_id: str
+    spec: LaunchSpec
+    port: int
+    pid: int
+    log_path: Path
+    status: InstanceStatus = InstanceStatus.STARTING
+    outstanding: int = 0
+    failed_pings: int = 0
+    started_s: float = field(default_factory=time.time)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -1,0 +1,87 @@
+"""Turn a model's container definition into a LaunchSpec for an instance process."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelhost.fleet.images import BUILTIN_RUNTIMES, builtin_runtime_for_image
+from modelhost.fleet.instance import LaunchSpec
+from modelhost.settings import Settings
+
+
+class LaunchError(Exception):
+    """The model cannot be launched here; the message becomes the FailureReason."""
+
+
+def primary_container(model_spec: dict[str, Any], model_name: str) -> dict[str, Any]:
+    containers = model_spec.get("Containers") or []
+    if "PrimaryContainer" in model_spec:
+        return dict(model_spec["PrimaryContainer"])
+    if len(containers) == 1:
+        return dict(containers[0])
+    if len(containers) > 1:
+        raise LaunchError(
+            f"Model {model_name} has {len(containers)} containers; multi-container endpoints "
+            "and inference pipelines are not supported by this modelhost version. Use a "
+            "single PrimaryContainer."
+        )
+    raise LaunchError(f"Model {model_name} has neither PrimaryContainer nor Containers.")
+
+
+def build_launch_spec(
+    *,
+    settings: Settings,
+    endpoint_name: str,
+    variant_name: str,
+    model_name: str,
+    model_spec: dict[str, Any],
+    fetch: Callable[[str], Path],
+    fetch_source: Callable[[dict[str, Any]], Path],
+) -> LaunchSpec:
+    """Resolve the image to a runtime and the artifact to a local directory.
+
+    `fetch`/`fetch_source` come from the artifact store; they may download and unpack,
+    so call this function off the event loop.
+    """
+    container = primary_container(model_spec, model_name)
+    if container.get("Mode") == "MultiModel":
+        raise LaunchError(
+            f"Model {model_name}: Mode MultiModel is not supported by this modelhost version; "
+            "use Mode SingleModel."
+        )
+    image = container.get("Image")
+    runtime = builtin_runtime_for_image(image)
+    if runtime is None:
+        raise LaunchError(
+            f"Model {model_name}: image '{image}' is not a built-in runtime "
+            f"({', '.join(BUILTIN_RUNTIMES)}), and running container images is not "
+            "supported by this modelhost version. Use a SageMaker XGBoost or scikit-learn "
+            "image URI, or leave Image out to detect the framework from the artifact."
+        )
+    if container.get("ModelDataUrl"):
+        model_dir = fetch(container["ModelDataUrl"])
+    elif container.get("ModelDataSource", {}).get("S3DataSource"):
+        model_dir = fetch_source(container["ModelDataSource"]["S3DataSource"])
+    else:
+        model_dir = settings.home / "empty-model"
+        model_dir.mkdir(parents=True, exist_ok=True)
+    env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    env.update(
+        {
+            "MODELHOST_RUNTIME": runtime,
+            "MODELHOST_LOG_LEVEL": settings.log_level,
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
+        }
+    )
+    return LaunchSpec(
+        endpoint_name=endpoint_name,
+        variant_name=variant_name,
+        model_name=model_name,
+        argv=[sys.executable, "-m", "modelhost.container"],
+        env=env,
+        model_dir=model_dir,
+        log_dir=settings.logs_dir / endpoint_name / variant_name,
+    )

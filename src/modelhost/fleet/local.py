@@ -1,0 +1,109 @@
+"""Instance provider: child processes on this machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.resources.status import InstanceStatus
+
+
+def free_port() -> int:
+    """A currently free loopback port. The child binds it a moment later; if another
+    process takes it first the child fails to start and the fleet starts a replacement."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalProcessProvider:
+    """Starts instances as child processes and stops them with SIGTERM, then SIGKILL.
+
+    Instances watch the gateway's pid (MODELHOST_PARENT_PID) and exit when it is gone, so
+    a gateway killed with -9 leaves no orphans behind.
+    """
+
+    def __init__(self) -> None:
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, spec: LaunchSpec) -> Instance:
+        instance_id = f"i-{uuid.uuid4().hex[:12]}"
+        port = free_port()
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = spec.log_dir / f"{instance_id}.log"
+        env = dict(os.environ)
+        env.update(spec.env)
+        env.update(
+            {
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "SM_MODEL_DIR": str(spec.model_dir),
+                "MODELHOST_PARENT_PID": str(os.getpid()),
+                "MODELHOST_INSTANCE_ID": instance_id,
+            }
+        )
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                spec.argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(spec.model_dir),
+                # Own session: a Ctrl-C meant for the gateway must not kill instances
+                # before the gateway drains them.
+                start_new_session=True,
+            )
+        self._procs[instance_id] = proc
+        return Instance(
+            instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path
+        )
+
+    def exit_code(self, instance: Instance) -> int | None:
+        """None while the process runs, else its exit status."""
+        proc = self._procs.get(instance.instance_id)
+        return proc.poll() if proc is not None else -1
+
+    async def stop(self, instance: Instance, grace_s: float) -> None:
+        proc = self._procs.get(instance.instance_id)
+        instance.status = InstanceStatus.STOPPING
+        if proc is None:
+            instance.status = InstanceStatus.STOPPED
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + grace_s
+            while proc.poll() is None and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+        self._procs.pop(instance.instance_id, None)
+        instance.status = InstanceStatus.STOPPED
+
+    def kill_all(self) -> None:
+        """Last-resort synchronous cleanup (interpreter exit)."""
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.kill()
+        self._procs.clear()
+
+
+def tail(path: Path, max_bytes: int = 2000) -> str:
+    """The end of an instance log, to explain a failed start."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            return f.read().decode("utf-8", "replace").strip()
+    except OSError:
+        return ""

@@ -1,0 +1,191 @@
+"""The instances of one production variant: start, health-check, replace, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+
+from modelhost.fleet.client import InstanceClient
+from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.fleet.local import LocalProcessProvider, tail
+from modelhost.resources.status import InstanceStatus
+
+log = logging.getLogger("modelhost.fleet")
+
+
+class StartupError(Exception):
+    """An instance did not become healthy; the message is an actionable FailureReason."""
+
+
+class VariantFleet:
+    """Keeps `desired` healthy instances of one variant running.
+
+    `start()` brings up the initial instances and fails fast with the instance's own
+    reason (its /ping body or the tail of its log). Afterwards `check()` is called
+    periodically: dead or repeatedly unresponsive instances leave the serving set at
+    once and a replacement is started in the background. `on_change` is called whenever
+    the serving set changes so the routing table can be republished.
+    """
+
+    def __init__(
+        self,
+        spec: LaunchSpec,
+        desired: int,
+        provider: LocalProcessProvider,
+        client: InstanceClient,
+        *,
+        startup_timeout_s: float,
+        ping_timeout_s: float,
+        unhealthy_threshold: int,
+        shutdown_grace_s: float,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.spec = spec
+        self.desired = desired
+        self.instances: list[Instance] = []
+        self._provider = provider
+        self._client = client
+        self._startup_timeout_s = startup_timeout_s
+        self._ping_timeout_s = ping_timeout_s
+        self._unhealthy_threshold = unhealthy_threshold
+        self._shutdown_grace_s = shutdown_grace_s
+        self._on_change = on_change
+        self._replacing: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    def serving(self) -> tuple[Instance, ...]:
+        return tuple(i for i in self.instances if i.status == InstanceStatus.IN_SERVICE)
+
+    async def start(self) -> None:
+        started = [self._provider.start(self.spec) for _ in range(self.desired)]
+        self.instances.extend(started)
+        results = await asyncio.gather(
+            *(self._wait_ready(i) for i in started), return_exceptions=True
+        )
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.stop(drain_s=0)
+            raise StartupError(str(errors[0])) from errors[0]
+
+    async def _wait_ready(self, instance: Instance) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._startup_timeout_s
+        delay = 0.02
+        while True:
+            code = self._provider.exit_code(instance)
+            if code is not None:
+                instance.status = InstanceStatus.FAILED
+                raise StartupError(
+                    f"Instance {instance.instance_id} exited with status {code} before it "
+                    f"answered /ping. Last log lines ({instance.log_path}): "
+                    f"{tail(instance.log_path, 600)}"
+                )
+            result = await self._client.ping(instance, self._ping_timeout_s)
+            if result.status == 200:
+                instance.status = InstanceStatus.IN_SERVICE
+                return
+            if result.status >= 500 and result.status != 503:
+                instance.status = InstanceStatus.FAILED
+                raise StartupError(_ping_reason(result.body, instance))
+            if loop.time() > deadline:
+                instance.status = InstanceStatus.FAILED
+                raise StartupError(
+                    f"Instance {instance.instance_id} did not pass the /ping health check "
+                    f"within {self._startup_timeout_s:.0f} s. See {instance.log_path}."
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def mark_unreachable(self, instance: Instance) -> None:
+        """Called from the request path when a connection to the instance is refused."""
+        if instance.status == InstanceStatus.IN_SERVICE:
+            instance.status = InstanceStatus.UNHEALTHY
+            self._on_change()
+
+    async def check(self) -> None:
+        """One health-check round; replaces dead instances."""
+        if self._stopped:
+            return
+        changed = False
+        for inst in list(self.instances):
+            if inst.status not in (InstanceStatus.IN_SERVICE, InstanceStatus.UNHEALTHY):
+                continue
+            dead = self._provider.exit_code(inst) is not None
+            if not dead:
+                result = await self._client.ping(inst, self._ping_timeout_s)
+                if result.status == 200:
+                    inst.failed_pings = 0
+                    if inst.status == InstanceStatus.UNHEALTHY:
+                        inst.status = InstanceStatus.IN_SERVICE
+                        changed = True
+                    continue
+                inst.failed_pings += 1
+                dead = inst.failed_pings >= self._unhealthy_threshold
+            if dead:
+                log.warning(
+                    "instance %s of %s/%s is unhealthy; replacing it",
+                    inst.instance_id,
+                    self.spec.endpoint_name,
+                    self.spec.variant_name,
+                )
+                self.instances.remove(inst)
+                changed = True
+                self._track(asyncio.ensure_future(self._provider.stop(inst, grace_s=1.0)))
+        if changed:
+            self._on_change()
+        self._top_up()
+
+    def _top_up(self) -> None:
+        live = [
+            i
+            for i in self.instances
+            if i.status
+            in (InstanceStatus.STARTING, InstanceStatus.IN_SERVICE, InstanceStatus.UNHEALTHY)
+        ]
+        for _ in range(self.desired - len(live)):
+            inst = self._provider.start(self.spec)
+            self.instances.append(inst)
+            self._track(asyncio.ensure_future(self._replace(inst)))
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        # Keep a reference so the task is not garbage-collected mid-flight.
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace(self, inst: Instance) -> None:
+        try:
+            await self._wait_ready(inst)
+        except StartupError as exc:
+            log.error("replacement instance failed: %s", exc)
+            if inst in self.instances:
+                self.instances.remove(inst)
+            await self._provider.stop(inst, grace_s=1.0)
+            return
+        if self._stopped:
+            await self._provider.stop(inst, grace_s=self._shutdown_grace_s)
+            return
+        self._on_change()
+
+    async def stop(self, drain_s: float) -> None:
+        """Wait (up to drain_s) for in-flight requests, then stop every instance."""
+        self._stopped = True
+        for task in list(self._replacing):
+            task.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while any(i.outstanding for i in self.instances) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        instances, self.instances = self.instances, []
+        await asyncio.gather(*(self._provider.stop(i, self._shutdown_grace_s) for i in instances))
+
+
+def _ping_reason(body: bytes, instance: Instance) -> str:
+    try:
+        reason = json.loads(body).get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    if not reason:
+        reason = body.decode("utf-8", "replace").strip() or "no reason given"
+    return f"{reason} (instance log: {instance.log_path})"

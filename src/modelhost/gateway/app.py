@@ -1,0 +1,92 @@
+"""The gateway application: one port for the control plane, the runtime and /metrics.
+
+Requests are told apart the way botocore builds them: control-plane calls are `POST`s
+carrying `X-Amz-Target` (at any path, since `endpoint_url` may have a prefix); runtime
+calls are `POST .../endpoints/{name}/{action}`. Everything else goes to a small
+Starlette app (health, metrics).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from modelhost import __version__
+from modelhost.control.controller import Controller
+from modelhost.control.service import ControlPlane
+from modelhost.gateway.asgi import Receive, Scope, Send
+from modelhost.gateway.control_api import ControlAPI
+from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.settings import Settings
+from modelhost.store.metadata import MetadataStore
+from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
+
+log = logging.getLogger("modelhost.gateway")
+
+
+class Gateway:
+    """The ASGI application of `modelhost serve`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.store = MetadataStore(settings.metadata_url)
+        self.controller = Controller(settings, self.store)
+        self.control = ControlPlane(settings, self.store, self.controller)
+        self.metrics = InvocationMetrics()
+        self.control_api = ControlAPI(self.control)
+        self.runtime_api = RuntimeAPI(
+            self.controller,
+            self.metrics,
+            settings.max_payload_bytes,
+            settings.invocation_timeout_s,
+            settings.account_id,
+            settings.region,
+        )
+        self.other = Starlette(
+            routes=[
+                Route("/ping", self.ping),
+                Route("/healthz", self.ping),
+                Route("/metrics", self.prometheus),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        await self.controller.start()
+        log.info(
+            "modelhost %s listening on %s (home %s)",
+            __version__,
+            self.settings.base_url,
+            self.settings.home,
+        )
+        try:
+            yield
+        finally:
+            await self.controller.stop()
+            self.store.close()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            for name, _ in scope["headers"]:
+                if name == b"x-amz-target":
+                    await self.control_api(scope, receive, send)
+                    return
+            raw = scope.get("raw_path") or scope["path"].encode()
+            if b"/endpoints/" in raw:
+                await self.runtime_api(scope, receive, send)
+                return
+        await self.other(scope, receive, send)
+
+    async def ping(self, _request: Request) -> Response:
+        return JSONResponse({"status": "Healthy", "version": __version__})
+
+    async def prometheus(self, _request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)

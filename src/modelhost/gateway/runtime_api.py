@@ -1,0 +1,260 @@
+"""The runtime API: `POST /endpoints/{EndpointName}/invocations` (sagemaker-runtime).
+
+Hot path, written as a raw ASGI callable: validate headers at the edge, pick a variant
+and an instance from the current routing snapshot, forward over a keep-alive connection,
+and map the instance's answer to SageMaker's runtime contract.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+import aiohttp
+
+from modelhost.errors import (
+    ModelError,
+    ServiceUnavailable,
+    ValidationError,
+)
+from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
+from modelhost.gateway.errors import error_payload
+from modelhost.resources.names import RUNTIME_NAME_RE
+from modelhost.routing.choose import choose_variant, pick_instance
+
+if TYPE_CHECKING:
+    from modelhost.control.controller import Controller
+    from modelhost.fleet.instance import Instance
+    from modelhost.telemetry.metrics import InvocationMetrics
+
+# Request headers passed through to the container (SageMaker drops all others).
+_FORWARD = (
+    b"content-type",
+    b"accept",
+    b"x-amzn-sagemaker-custom-attributes",
+    b"x-amzn-sagemaker-inference-id",
+    b"x-amzn-sagemaker-target-variant",
+)
+_MAX_ORIGINAL_MESSAGE = 4096
+
+
+def parse_invocation_path(raw_path: bytes) -> tuple[str, str] | None:
+    """(endpoint name, action) for `.../endpoints/{name}/{action}`, decoding the name once
+    (botocore percent-encodes it, so `/` inside a name arrives as %2F)."""
+    parts = raw_path.split(b"/")
+    if len(parts) < 4 or parts[-3] != b"endpoints":
+        return None
+    return unquote(parts[-2].decode("latin-1")), parts[-1].decode("latin-1")
+
+
+def _constraint(value: str, member: str, rule: str) -> ValidationError:
+    return ValidationError(
+        f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+        f"constraint: {rule}"
+    )
+
+
+def validate_runtime_name(value: str, member: str) -> None:
+    if len(value) > 63:
+        raise _constraint(value, member, "Member must have length less than or equal to 63")
+    if not RUNTIME_NAME_RE.match(value):
+        raise _constraint(
+            value,
+            member,
+            "Member must satisfy regular expression pattern: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*",
+        )
+
+
+def _check_header(headers: dict[bytes, bytes], name: bytes, member: str, max_len: int) -> None:
+    value = headers.get(name)
+    if value is None:
+        return
+    if len(value) > max_len:
+        raise _constraint(
+            value[:80].decode("latin-1") + "...",
+            member,
+            f"Member must have length less than or equal to {max_len}",
+        )
+    if not value.isascii():
+        raise _constraint(value.decode("latin-1"), member, "Member must contain only ASCII")
+
+
+class RuntimeAPI:
+    """Serves InvokeEndpoint; the routing snapshot comes from the controller."""
+
+    def __init__(
+        self,
+        controller: Controller,
+        metrics: InvocationMetrics,
+        max_payload_bytes: int,
+        timeout_s: float,
+        account_id: str,
+        region: str,
+    ) -> None:
+        self.controller = controller
+        self.metrics = metrics
+        self.max_payload_bytes = max_payload_bytes
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout_s = timeout_s
+        self.account_id = account_id
+        self.region = region
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request_id = str(uuid.uuid4())
+        try:
+            status, headers, body = await self._invoke(scope, receive, request_id)
+        except Exception as exc:
+            status, headers, body = error_payload(exc, request_id, "application/json")
+        await respond(send, status, headers, body)
+
+    async def _invoke(
+        self, scope: Scope, receive: Receive, request_id: str
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        started = time.perf_counter()
+        parsed = parse_invocation_path(scope.get("raw_path") or scope["path"].encode())
+        assert parsed is not None  # the dispatcher only routes matching paths here
+        name, action = parsed
+        if action != "invocations":
+            raise ValidationError(
+                f"{action} is not supported by this modelhost version; use "
+                "POST /endpoints/{EndpointName}/invocations."
+            )
+        validate_runtime_name(name, "endpointName")
+        headers = dict(scope["headers"])
+        check_content_length(headers, self.max_payload_bytes)
+        _check_header(headers, b"content-type", "contentType", 1024)
+        _check_header(headers, b"accept", "accept", 1024)
+        _check_header(headers, b"x-amzn-sagemaker-custom-attributes", "customAttributes", 1024)
+        _check_header(headers, b"x-amzn-sagemaker-inference-id", "inferenceId", 64)
+        body = await read_body(receive, self.max_payload_bytes)
+
+        route = self.controller.table.endpoints.get(name)
+        if route is None:
+            raise ValidationError(f"Endpoint {name} of account {self.account_id} not found.")
+        if route.unavailable_reason:
+            raise ValidationError(route.unavailable_reason)
+        if not body:
+            raise ValidationError(
+                "1 validation error detected: Value at 'body' failed to satisfy constraint: "
+                "Member must not be empty"
+            )
+        if b"x-amzn-sagemaker-target-model" in headers:
+            raise ValidationError(
+                f"Endpoint {name} is not a multi-model endpoint; remove TargetModel."
+            )
+        if b"x-amzn-sagemaker-target-container-hostname" in headers:
+            raise ValidationError(
+                f"Endpoint {name} is not a multi-container endpoint; remove "
+                "TargetContainerHostname."
+            )
+
+        target = headers.get(b"x-amzn-sagemaker-target-variant")
+        rand = self.controller.rand
+        if target is not None:
+            target_name = target.decode("latin-1")
+            validate_runtime_name(target_name, "targetVariant")
+            variant = route.variant(target_name)
+            if variant is None:
+                raise ValidationError(f"Variant {target_name} not found for endpoint {name}.")
+        else:
+            variant = choose_variant(route.variants, rand)
+        if variant is None or not variant.instances:
+            raise ServiceUnavailable(
+                f"Endpoint {name} has no healthy instance right now; retry shortly."
+            )
+
+        fwd = {k.decode(): v.decode("latin-1") for k, v in headers.items() if k in _FORWARD}
+        tried: set[str] = set()
+        stale_retry = True
+        while True:
+            inst = pick_instance(variant.instances, rand, frozenset(tried))
+            if inst is None:
+                raise ServiceUnavailable(
+                    f"No instance of variant {variant.name} of endpoint {name} could be "
+                    "reached; retry shortly."
+                )
+            tried.add(inst.instance_id)
+            instance: Instance = inst  # type: ignore[assignment]
+            model_started = time.perf_counter()
+            instance.outstanding += 1
+            try:
+                async with self.controller.client.session.post(
+                    instance.base_url + "/invocations",
+                    data=body,
+                    headers=fwd,
+                    timeout=self.timeout,
+                ) as resp:
+                    status = resp.status
+                    out = await resp.read()
+                    out_type = resp.headers.get("Content-Type")
+                    custom = resp.headers.get("X-Amzn-SageMaker-Custom-Attributes")
+            except aiohttp.ClientConnectorError:
+                # Never reached the instance: safe to send elsewhere.
+                self.controller.report_unreachable(name, instance)
+                continue
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if stale_retry and self.controller.provider.exit_code(instance) is None:
+                    # Alive: most likely a keep-alive connection closed under us before
+                    # the request was read; one more attempt (on any instance) is safe.
+                    stale_retry = False
+                    tried.discard(instance.instance_id)
+                    continue
+                self.controller.report_unreachable(name, instance)
+                raise ServiceUnavailable(
+                    f"Instance {instance.instance_id} of variant {variant.name} stopped "
+                    f"while serving the request ({type(exc).__name__}); retry it."
+                ) from exc
+            except TimeoutError as exc:
+                raise ModelError(
+                    'Received server error (0) from primary with message "Your invocation '
+                    'timed out while waiting for a response from container primary."',
+                    0,
+                    f"Invocation timed out after {self.timeout_s:g} s",
+                    self._log_stream(name),
+                ) from exc
+            finally:
+                instance.outstanding -= 1
+            break
+
+        now = time.perf_counter()
+        self.metrics.series(name, variant.name).record(
+            status=status,
+            instances=len(variant.instances),
+            model_us=(now - model_started) * 1e6,
+            total_us=(now - started) * 1e6,
+        )
+        if status >= 400:
+            message = out[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
+            kind = "client" if status < 500 else "server"
+            raise ModelError(
+                f'Received {kind} error ({status}) from primary with message "{message}". '
+                f"See {instance.log_path} for more information.",
+                status,
+                message,
+                self._log_stream(name),
+            )
+        if len(out) > self.max_payload_bytes:
+            raise ModelError(
+                f"The model's response of {len(out)} bytes exceeds the "
+                f"{self.max_payload_bytes}-byte limit.",
+                status,
+                "response too large",
+                self._log_stream(name),
+            )
+        resp_headers = [
+            (b"content-type", (out_type or "application/octet-stream").encode("latin-1")),
+            (b"x-amzn-invoked-production-variant", variant.name.encode()),
+            (b"x-amzn-requestid", request_id.encode()),
+            (b"content-length", str(len(out)).encode()),
+        ]
+        if custom is not None:
+            resp_headers.append((b"x-amzn-sagemaker-custom-attributes", custom.encode("latin-1")))
+        return status, resp_headers, out
+
+    def _log_stream(self, endpoint: str) -> str:
+        return (
+            f"arn:aws:logs:{self.region}:{self.account_id}:log-group:"
+            f"/aws/sagemaker/Endpoints/{endpoint}"
+        )

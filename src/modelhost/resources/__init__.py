@@ -1,0 +1,1 @@
+"""The nouns of modelhost (no I/O): statuses, names and ARNs."""

@@ -1,0 +1,38 @@
+"""Lifecycles as enums. Values are SageMaker's strings where SageMaker has one."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EndpointStatus(StrEnum):
+    OUT_OF_SERVICE = "OutOfService"
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    SYSTEM_UPDATING = "SystemUpdating"
+    ROLLING_BACK = "RollingBack"
+    IN_SERVICE = "InService"
+    DELETING = "Deleting"
+    FAILED = "Failed"
+    UPDATE_ROLLBACK_FAILED = "UpdateRollbackFailed"
+
+
+class InstanceStatus(StrEnum):
+    """One instance process: Pending → Starting → InService → Stopping → Stopped (or Failed)."""
+
+    PENDING = "Pending"
+    STARTING = "Starting"
+    IN_SERVICE = "InService"
+    UNHEALTHY = "Unhealthy"
+    DRAINING = "Draining"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+class VariantStatus(StrEnum):
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    DELETING = "Deleting"
+    ACTIVATING_TRAFFIC = "ActivatingTraffic"
+    BAKING = "Baking"

@@ -1,0 +1,1 @@
+"""Per-invocation routing from RoutingTable snapshots; never imports control."""

@@ -1,0 +1,56 @@
+"""Routing snapshots. The control plane builds a new `RoutingTable` and swaps it in whole;
+the request path only ever reads one snapshot, so it needs no locks and never sees a
+half-applied change (Ray Serve's long-poll snapshots work the same way)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Target(Protocol):
+    """What routing needs from an instance: a live-request counter and an address."""
+
+    @property
+    def instance_id(self) -> str: ...
+
+    @property
+    def base_url(self) -> str: ...
+
+    outstanding: int
+
+
+@dataclass(frozen=True)
+class VariantRoute:
+    name: str
+    weight: float
+    instances: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
+class EndpointRoute:
+    name: str
+    variants: tuple[VariantRoute, ...]
+    # Why invocations cannot be served yet (e.g. "Creating"), for a clear error.
+    unavailable_reason: str | None = None
+
+    def variant(self, name: str) -> VariantRoute | None:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    endpoints: dict[str, EndpointRoute] = field(default_factory=dict)
+    version: int = 0
+
+    def with_endpoint(self, route: EndpointRoute) -> RoutingTable:
+        endpoints = dict(self.endpoints)
+        endpoints[route.name] = route
+        return RoutingTable(endpoints, self.version + 1)
+
+    def without_endpoint(self, name: str) -> RoutingTable:
+        endpoints = {k: v for k, v in self.endpoints.items() if k != name}
+        return RoutingTable(endpoints, self.version + 1)
