@@ -46,6 +46,8 @@ class LocalProcessProvider:
                 "SM_MODEL_DIR": str(spec.model_dir),
                 "MODELHOST_PARENT_PID": str(os.getpid()),
                 "MODELHOST_INSTANCE_ID": instance_id,
+                "MODELHOST_ENDPOINT_NAME": spec.endpoint_name,
+                "MODELHOST_VARIANT_NAME": spec.variant_name,
             }
         )
         with open(log_path, "ab") as log:

@@ -1,0 +1,121 @@
+"""Start and stop a real `modelhost serve` process on a free loopback port.
+
+Used by modelhost's own tests, the demo and the benchmarks; users can use it the same way
+to test their SageMaker code against modelhost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ModelhostServer:
+    """A `modelhost serve` child process. `restart()` keeps the port and the home."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.home = Path(home)
+        self.port = port or free_port()
+        self.env = dict(env or {})
+        self.log_path = log_path or self.home / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 30.0) -> ModelhostServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(self.env)
+        env["MODELHOST_HOME"] = str(self.home)
+        argv = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1",
+                "--port", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"modelhost serve exited with {self.proc.returncode}; see {self.log_path}"
+                )
+            try:
+                with urllib.request.urlopen(self.url + "/ping", timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"modelhost serve did not answer /ping in {timeout_s} s")
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """SIGTERM (the gateway drains and stops its instances), then SIGKILL."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> ModelhostServer:
+        self.stop()
+        return self.start()
+
+    def clients(self, **config: Any) -> tuple[Any, Any]:
+        """boto3 `sagemaker` and `sagemaker-runtime` clients pointed at this server."""
+        return boto3_clients(self.url, **config)
+
+    def __enter__(self) -> ModelhostServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def boto3_clients(url: str, **config: Any) -> tuple[Any, Any]:
+    import boto3
+    from botocore.config import Config
+
+    kwargs: dict[str, Any] = {
+        "endpoint_url": url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "modelhost",
+        "aws_secret_access_key": "modelhost",
+    }
+    if config:
+        kwargs["config"] = Config(**config)
+    return boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
