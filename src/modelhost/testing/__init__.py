@@ -1,0 +1,1 @@
+"""modelhost.testing."""

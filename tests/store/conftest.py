@@ -1,0 +1,124 @@
+"""Fixtures for the artifact store: archive builders, a store on a temp cache, local S3."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelhost.settings import Settings
+from modelhost.store.artifacts import ArtifactStore
+from modelhost.testing.s3 import local_s3_server, s3_client
+
+# One archive entry: (kind, name, payload) where payload is the file bytes for "file",
+# the link target for "symlink"/"hardlink", and unused for "dir"/"fifo".
+Entry = tuple[str, str, bytes | str | None]
+TarBuilder = Callable[..., Path]
+
+
+def tar_bytes(entries: list[Entry], compress: bool = True) -> bytes:
+    """A tar (gzip-compressed unless told otherwise) holding exactly `entries`, in order."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz" if compress else "w") as tar:
+        for kind, name, payload in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                data = payload if isinstance(payload, bytes) else b""
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+                continue
+            info.type = {
+                "dir": tarfile.DIRTYPE,
+                "symlink": tarfile.SYMTYPE,
+                "hardlink": tarfile.LNKTYPE,
+                "fifo": tarfile.FIFOTYPE,
+            }[kind]
+            info.mode = 0o755 if kind == "dir" else 0o644
+            if isinstance(payload, str):
+                info.linkname = payload
+            tar.addfile(info)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_tar(tmp_path: Path) -> TarBuilder:
+    """Write an archive of `entries` under tmp_path/src and return its path."""
+
+    def build(entries: list[Entry], name: str = "model.tar.gz", compress: bool = True) -> Path:
+        path = tmp_path / "src" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(tar_bytes(entries, compress))
+        return path
+
+    return build
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "home")
+
+
+@pytest.fixture
+def store(settings: Settings) -> ArtifactStore:
+    return ArtifactStore(settings)
+
+
+@pytest.fixture
+def leftovers(settings: Settings) -> Callable[[], list[str]]:
+    """What the cache holds besides the (empty) lock files: [] after a failed fetch."""
+
+    def names() -> list[str]:
+        root = settings.artifact_cache_dir
+        if not root.exists():
+            return []
+        return sorted(p.name for p in root.iterdir() if p.name != ".locks")
+
+    return names
+
+
+@pytest.fixture
+def tar_data() -> Callable[..., bytes]:
+    """`tar_bytes`, for tests that need archive bytes rather than a file."""
+    return tar_bytes
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    with local_s3_server() as endpoint_url:
+        yield endpoint_url
+
+
+@dataclass
+class S3Env:
+    endpoint_url: str
+    client: Any
+    bucket: str
+    settings: Settings
+    store: ArtifactStore
+
+    def put(self, key: str, body: bytes) -> str:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body)
+        return f"s3://{self.bucket}/{key}"
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> S3Env:
+    """A fresh bucket on the session's moto server; the store finds it via the env chain."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    # moto's buckets are process-wide: a unique name keeps tests independent.
+    bucket = f"models-{uuid.uuid4().hex[:12]}"
+    client = s3_client(s3_endpoint)
+    client.create_bucket(Bucket=bucket)
+    settings = Settings(home=tmp_path / "home", s3_endpoint_url=s3_endpoint)
+    return S3Env(s3_endpoint, client, bucket, settings, ArtifactStore(settings))
