@@ -297,6 +297,17 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
+# modelhost extends SageMaker here: artifacts may also live on this machine, so these
+# members accept a local path or a file:// URL besides the model's (https|s3):// pattern.
+_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri")
+
+
+def _local_location(path: str, value: str) -> bool:
+    return path.rsplit(".", 1)[-1] in _LOCAL_URL_MEMBERS and (
+        value.startswith("file://") or "://" not in value
+    )
+
+
 class _Walker:
     """Collects violations while walking one value down its shape."""
 
@@ -341,7 +352,12 @@ class _Walker:
             self.lengths(shape, len(value), add)
             pattern = shape.get("pattern")
             compiled = python_pattern(pattern) if pattern else None
-            if pattern and compiled is not None and compiled.fullmatch(value) is None:
+            if (
+                pattern
+                and compiled is not None
+                and compiled.fullmatch(value) is None
+                and not _local_location(path, value)
+            ):
                 shown = pattern if pattern.startswith("^") else "^" + pattern
                 add(f"Member must satisfy regular expression pattern: {shown}")
             if "enum" in shape and value not in shape["enum"]:

