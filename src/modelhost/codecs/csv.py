@@ -1,0 +1,112 @@
+"""text/csv: no header, no label column, comma-separated, empty fields are NaN.
+
+Decoding is tuned for the one-row request that dominates real-time traffic: one
+`split` and one `np.array(..., dtype)` call (~10 µs for 69 features). Anything unusual
+(empty fields, quotes, bad numbers) falls back to a per-field parser that also finds
+the exact row and field to name in the error.
+
+Encoding writes one row per line joined by "\\n", without a trailing newline unless
+asked (SageMaker batch transform, `SAGEMAKER_BATCH=true`, wants one). Floats use
+Python's shortest round-trip repr, so a float32 prediction parses back to the same
+value. Note: SageMaker's XGBoost container joins single-output *real-time* answers with
+commas on one line; for one row the two forms are identical, and one value per line is
+valid CSV that batch transform can join line by line, so we use it everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from modelhost.codecs.errors import DecodeError, EncodeError
+
+MEDIA_TYPE = "text/csv"
+
+
+def decode(body: bytes, dtype: DTypeLike = np.float32) -> NDArray[Any]:
+    """Parse a CSV body into a 2-D float array (rows × features)."""
+    text = body.strip()
+    if not text:
+        raise DecodeError("Malformed CSV: the body has no rows")
+    if b"\n" not in text and b"\r" not in text:
+        fields = text.split(b",")
+        try:
+            return np.array(fields, dtype=dtype).reshape(1, -1)
+        except ValueError:
+            return _decode_slow([(1, fields)], dtype)
+    rows = [line.split(b",") for line in text.splitlines()]
+    width = len(rows[0])
+    if any(len(row) != width for row in rows):
+        return _decode_slow(_numbered_rows(rows), dtype)
+    try:
+        return np.array(rows, dtype=dtype)
+    except ValueError:
+        return _decode_slow(_numbered_rows(rows), dtype)
+
+
+def _numbered_rows(rows: list[list[bytes]]) -> list[tuple[int, list[bytes]]]:
+    # Blank lines are skipped (as np.genfromtxt does); rows keep their line number so
+    # errors point at the line the client sent.
+    return [(i, row) for i, row in enumerate(rows, 1) if len(row) > 1 or row[0].strip()]
+
+
+def _decode_slow(rows: list[tuple[int, list[bytes]]], dtype: DTypeLike) -> NDArray[Any]:
+    if not rows:
+        raise DecodeError("Malformed CSV: the body has no rows")
+    first_line, first = rows[0]
+    width = len(first)
+    values: list[list[float]] = []
+    for line_no, fields in rows:
+        if len(fields) != width:
+            raise DecodeError(
+                f"Malformed CSV: row {line_no} has {len(fields)} fields, "
+                f"row {first_line} has {width}"
+            )
+        values.append([_parse_field(field, line_no, col) for col, field in enumerate(fields, 1)])
+    return np.array(values, dtype=dtype)
+
+
+def _parse_field(field: bytes, line_no: int, col: int) -> float:
+    raw = field.strip()
+    if raw[:1] == b'"' and raw[-1:] == b'"' and len(raw) >= 2:
+        raw = raw[1:-1].strip()
+    if not raw:
+        return float("nan")
+    try:
+        return float(raw)
+    except ValueError:
+        shown = raw.decode("utf-8", "replace")
+        hint = " (CSV bodies must not have a header row)" if line_no == 1 else ""
+        raise DecodeError(
+            f"Malformed CSV: row {line_no}, field {col}: could not convert {shown!r} "
+            f"to a number{hint}"
+        ) from None
+
+
+def encode(array: Any, *, trailing_newline: bool = False) -> bytes:
+    """One row per line; a 2-D row's values are comma-joined on its line."""
+    values = np.asarray(array)
+    if values.ndim == 0:
+        text = _field(values.item())
+    elif values.ndim == 1:
+        text = "\n".join(map(_field, values.tolist()))
+    elif values.ndim == 2:
+        text = "\n".join(",".join(map(_field, row)) for row in values.tolist())
+    else:
+        raise EncodeError(
+            f"Cannot write a {values.ndim}-D prediction as text/csv: "
+            "use application/json or application/x-npy"
+        )
+    if trailing_newline and text:
+        text += "\n"
+    return text.encode()
+
+
+def _field(value: Any) -> str:
+    text = str(value)
+    # Quote only when needed (strings from a label encoder, say), per RFC 4180.
+    if isinstance(value, str) and any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

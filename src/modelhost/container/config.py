@@ -1,0 +1,90 @@
+"""The instance's configuration, read from its environment.
+
+An instance is configured the way SageMaker configures a container: by environment
+variables its parent sets (`SAGEMAKER_*`, `SM_MODEL_DIR`, `OMP_NUM_THREADS`) plus a few
+`MODELHOST_*` ones for what SageMaker has no name for. This is deliberately separate
+from `modelhost.settings` (the gateway's configuration): the env *is* the container
+contract, and reading it directly avoids importing pydantic before the socket binds.
+
+| variable | default | meaning |
+|---|---|---|
+| `SAGEMAKER_BIND_TO_PORT` | 8080 | port to listen on |
+| `MODELHOST_INSTANCE_HOST` | 127.0.0.1 | address to listen on |
+| `SM_MODEL_DIR` | /opt/ml/model | unpacked model directory |
+| `MODELHOST_RUNTIME` | auto | `auto`, `xgboost`, `sklearn` |
+| `SAGEMAKER_PROGRAM` | (inference.py if present) | script-mode entry, `.py` optional |
+| `SAGEMAKER_SUBMIT_DIRECTORY` | `<model dir>/code` | where the script lives |
+| `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` | runtime's own | Accept used for none or `*/*` |
+| `SAGEMAKER_BATCH` | false | line formats get a trailing newline |
+| `OMP_NUM_THREADS` | 1 | threads one predict may use |
+| `MODELHOST_PARENT_PID` | unset | exit when this process is gone |
+| `MODELHOST_LOG_LEVEL` | info | log level |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """An environment variable has a value the instance cannot use."""
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """Everything one instance process needs, parsed and validated."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    model_dir: Path = Path("/opt/ml/model")
+    runtime: str = "auto"
+    program: str | None = None
+    submit_dir: Path | None = None
+    default_accept: str | None = None
+    batch: bool = False
+    nthread: int = 1
+    parent_pid: int | None = None
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
+        """Parse the environment; raises `ConfigError` naming the bad variable."""
+        env = os.environ if env is None else env
+        program = env.get("SAGEMAKER_PROGRAM", "").strip() or None
+        if program and program.endswith(".py"):
+            program = program[:-3]
+        submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
+        if submit.startswith("s3://"):
+            # The SDK points here at sourcedir.tar.gz when not repacking; modelhost
+            # only serves code shipped inside the model directory.
+            submit = ""
+        parent = env.get("MODELHOST_PARENT_PID", "").strip()
+        return cls(
+            host=env.get("MODELHOST_INSTANCE_HOST", "").strip() or "127.0.0.1",
+            port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, low=0, high=65535),
+            model_dir=Path(env.get("SM_MODEL_DIR", "").strip() or "/opt/ml/model"),
+            runtime=(env.get("MODELHOST_RUNTIME", "").strip() or "auto").lower(),
+            program=program,
+            submit_dir=Path(submit) if submit else None,
+            default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or None,
+            batch=env.get("SAGEMAKER_BATCH", "").strip().lower() in ("1", "true", "yes"),
+            nthread=_int(env, "OMP_NUM_THREADS", 1, low=1),
+            parent_pid=_int(env, "MODELHOST_PARENT_PID", 0, low=1) if parent else None,
+            log_level=(env.get("MODELHOST_LOG_LEVEL", "").strip() or "info").lower(),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int = 2**31) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is out of range {low}..{high}")
+    return value

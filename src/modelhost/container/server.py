@@ -1,0 +1,139 @@
+"""Process entry point: uvicorn (uvloop + httptools, one process, no access log).
+
+Start-up order matters for the contract: the socket listens first (SageMaker wants a
+connection accepted within 250 ms), then the model loads in the worker thread while
+/ping answers 503. A watchdog ends the process when its parent (the gateway) is gone,
+so an instance never outlives a killed gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+
+from modelhost.container.app import InstanceApp
+from modelhost.container.config import ConfigError, InstanceConfig
+
+log = logging.getLogger("modelhost.container")
+
+PARENT_POLL_S = 0.5
+# After the parent is gone, graceful shutdown gets this long before a hard exit (a
+# prediction still running in the worker thread would otherwise hold the exit).
+HARD_EXIT_AFTER_S = 1.5
+# Longer than any client pool's idle timeout, so the server is never the side that
+# closes an idle keep-alive connection while the gateway starts reusing it.
+KEEP_ALIVE_S = 75
+# SageMaker sends SIGKILL 30 s after SIGTERM; finish in-flight requests before that.
+GRACEFUL_SHUTDOWN_S = 25
+
+
+def process_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie (an unreaped dead parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True  # no /proc (macOS): kill(0) is all we have
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+async def watch_parent(pid: int, server: object) -> None:
+    """Ask uvicorn to exit when `pid` is gone; hard-exit if that takes too long."""
+    was_child = os.getppid() == pid
+    while not getattr(server, "should_exit", False):
+        # A reparented child (getppid changed) has lost its parent even if the pid was
+        # reused by an unrelated process since.
+        if not process_alive(pid) or (was_child and os.getppid() != pid):
+            log.warning("parent process %d is gone: shutting down", pid)
+            server.should_exit = True  # type: ignore[attr-defined]
+            timer = threading.Timer(HARD_EXIT_AFTER_S, os._exit, args=(0,))
+            timer.daemon = True
+            timer.start()
+            return
+        await asyncio.sleep(PARENT_POLL_S)
+
+
+async def _load_when_listening(server: object, app: InstanceApp) -> None:
+    while not getattr(server, "started", False):
+        if getattr(server, "should_exit", False):
+            return
+        await asyncio.sleep(0.005)
+    await app.load()
+
+
+async def serve(config: InstanceConfig) -> int:
+    """Run the instance until SIGTERM/SIGINT or parent death; returns the exit code."""
+    import uvicorn
+
+    app = InstanceApp(config)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=config.host,
+            port=config.port,
+            loop="none",  # we already run inside uvloop (see main)
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_config=None,
+            log_level=_uvicorn_level(config.log_level),
+            server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+    )
+    tasks = [asyncio.create_task(_load_when_listening(server, app))]
+    if config.parent_pid:
+        tasks.append(asyncio.create_task(watch_parent(config.parent_pid, server)))
+    try:
+        await server.serve()
+    finally:
+        for task in tasks:
+            task.cancel()
+        app.close()
+    return 0 if server.started else 1
+
+
+def _uvicorn_level(level: str) -> str:
+    return level if level in ("critical", "error", "warning", "info", "debug", "trace") else "info"
+
+
+def setup_logging(level: str) -> None:
+    """Plain stderr logging; the parent collects it as the instance's log stream."""
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(
+        level=numeric if isinstance(numeric, int) else logging.INFO,
+        format="%(asctime)s %(levelname)s [instance %(process)d] %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.captureWarnings(True)
+
+
+def main() -> int:
+    """`python -m modelhost.container`: configuration comes from the environment."""
+    try:
+        config = InstanceConfig.from_env()
+    except ConfigError as exc:
+        print(f"modelhost.container: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    import uvloop
+
+    log.info(
+        "instance starting on %s:%d (model %s, runtime %s)",
+        config.host,
+        config.port,
+        config.model_dir,
+        config.runtime,
+    )
+    return uvloop.run(serve(config))

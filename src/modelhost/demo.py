@@ -1,0 +1,426 @@
+"""`modelhost demo`: train the churn model, deploy it with unmodified boto3, check the answers.
+
+The demo is the README's main job in one command. It generates the seeded churn data set,
+trains the 100-tree XGBoost model, writes SageMaker's `model.tar.gz`, starts a modelhost
+server on a free loopback port (unless given one), deploys the artifact through the
+`sagemaker` boto3 client exactly as on AWS, invokes it through `sagemaker-runtime`, and
+compares every served probability with XGBoost's own in-process answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import numpy as np
+
+from modelhost.testing import churn
+
+XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+ROLE_ARN = "arn:aws:iam::123456789012:role/modelhost"
+MODEL_NAME = "churn-xgb"
+CONFIG_NAME = "churn-xgb-config"
+ENDPOINT_NAME = "churn-xgb"
+TOLERANCE = 1e-6
+SERVER_START_TIMEOUT_S = 60.0
+SERVER_STOP_TIMEOUT_S = 45.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on `host` a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def boto3_clients(base_url: str) -> tuple[Any, Any]:
+    """The `sagemaker` and `sagemaker-runtime` clients a SageMaker user already has."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=70
+    )
+    common: dict[str, Any] = {
+        "endpoint_url": base_url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "modelhost",
+        "aws_secret_access_key": "modelhost",
+        "config": config,
+    }
+    return boto3.client("sagemaker", **common), boto3.client("sagemaker-runtime", **common)
+
+
+def wait_for_ping(
+    base_url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True
+) -> None:
+    """Poll `GET <base_url>/ping` until it answers 200; raise if `alive()` turns false."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base_url}/ping", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if not alive():
+            raise RuntimeError("the modelhost server exited before answering /ping")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{base_url}/ping did not answer 200 within {timeout_s:.0f} s")
+        time.sleep(0.2)
+
+
+class ServerProcess:
+    """A `modelhost serve` child process on loopback, in its own process group."""
+
+    def __init__(self, home: Path, log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        command = [
+            sys.executable,
+            "-m",
+            "modelhost",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--home",
+            str(home),
+        ]
+        # Own session: on a hard stop the whole group (gateway and instances) goes at once.
+        self.process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = SERVER_STOP_TIMEOUT_S) -> int | None:
+        """SIGTERM, wait up to `timeout_s`, then SIGKILL what is left. Returns the exit code.
+
+        What is left: the server's process group, and any descendant (an instance started in
+        a session of its own) that was alive before the SIGTERM and still is.
+        """
+        try:
+            children = descendants(self.process.pid)
+            if self.alive():
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=timeout_s)
+                except subprocess.TimeoutExpired:
+                    self._kill_group()
+                    self.process.wait(timeout=10)
+            self._kill_group()
+            kill_if_unchanged(children)
+            return self.process.returncode
+        finally:
+            self._log.close()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def _proc_stat(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a live process, from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), int(fields[19])
+
+
+def descendants(root: int) -> list[tuple[int, int]]:
+    """(pid, start time) of every live descendant of `root` (empty where /proc is absent)."""
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    stats = {pid: st for pid in pids if (st := _proc_stat(pid)) is not None}
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    found: list[tuple[int, int]] = []
+    stack = list(children.get(root, []))
+    while stack and len(found) < 10_000:
+        pid = stack.pop()
+        found.append((pid, stats[pid][1]))
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def kill_if_unchanged(processes: list[tuple[int, int]]) -> None:
+    """SIGKILL each (pid, start time) that still runs with the same start time (no reuse)."""
+    for pid, started in processes:
+        stat = _proc_stat(pid)
+        if stat is not None and stat[1] == started:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def parse_predictions(body: bytes, content_type: str = "text/csv") -> np.ndarray:
+    """Probabilities from an XGBoost answer: CSV (comma- or line-separated) or JSON."""
+    text = body.decode("utf-8").strip()
+    if "json" in content_type or text.startswith(("{", "[")):
+        value = json.loads(text)
+        if isinstance(value, dict):
+            value = value.get("predictions", value)
+        flat = [v.get("score", v) if isinstance(v, dict) else v for v in value]
+        return np.asarray(flat, dtype=np.float64).ravel()
+    return np.asarray([float(v) for v in re.split(r"[,\s]+", text) if v], dtype=np.float64)
+
+
+def deploy(
+    sm: Any,
+    artifact: Path,
+    instance_count: int = 1,
+    names: tuple[str, str, str] = (MODEL_NAME, CONFIG_NAME, ENDPOINT_NAME),
+    max_wait_attempts: int = 120,
+    created: list[str] | None = None,
+) -> None:
+    """CreateModel, CreateEndpointConfig, CreateEndpoint, then wait for InService.
+
+    Each resource's kind ("model", "config", "endpoint") is appended to `created` as soon as
+    it exists, so a caller can clean up after a failure half way.
+    """
+    model_name, config_name, endpoint_name = names
+    done = created if created is not None else []
+    sm.create_model(
+        ModelName=model_name,
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": artifact.resolve().as_uri()},
+        ExecutionRoleArn=ROLE_ARN,
+    )
+    done.append("model")
+    sm.create_endpoint_config(
+        EndpointConfigName=config_name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model_name,
+                "InitialInstanceCount": instance_count,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    done.append("config")
+    sm.create_endpoint(EndpointName=endpoint_name, EndpointConfigName=config_name)
+    done.append("endpoint")
+    from botocore.exceptions import WaiterError
+
+    try:
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=endpoint_name,
+            WaiterConfig={"Delay": 1, "MaxAttempts": max_wait_attempts},
+        )
+    except WaiterError as exc:
+        reason = ""
+        with contextlib.suppress(Exception):
+            described = sm.describe_endpoint(EndpointName=endpoint_name)
+            reason = f" (status {described.get('EndpointStatus')}: "
+            reason += f"{described.get('FailureReason', 'no FailureReason')})"
+        raise RuntimeError(f"endpoint {endpoint_name} did not reach InService{reason}") from exc
+
+
+def undeploy(
+    sm: Any,
+    names: tuple[str, str, str] = (MODEL_NAME, CONFIG_NAME, ENDPOINT_NAME),
+    say: Callable[[str], None] = lambda _: None,
+    created: list[str] | None = None,
+) -> None:
+    """Delete the endpoint, its config and the model; report but don't raise on failures.
+
+    With `created` (as filled by `deploy`), only the resources listed there are deleted.
+    """
+    model_name, config_name, endpoint_name = names
+    for kind, call, kwargs in (
+        ("endpoint", sm.delete_endpoint, {"EndpointName": endpoint_name}),
+        ("config", sm.delete_endpoint_config, {"EndpointConfigName": config_name}),
+        ("model", sm.delete_model, {"ModelName": model_name}),
+    ):
+        if created is not None and kind not in created:
+            continue
+        try:
+            call(**kwargs)
+        except Exception as exc:  # cleanup goes on with the next resource
+            say(f"  cleanup: {call.__name__}: {exc}")
+
+
+@contextlib.contextmanager
+def _server(
+    base_url: str | None, home: Path | None, work: Path, say: Callable[[str], None]
+) -> Iterator[str]:
+    if base_url is not None:
+        yield base_url.rstrip("/")
+        return
+    server_home = home if home is not None else work / "home"
+    server_home.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess(server_home, work / "server.log")
+    say(f"starting modelhost on {server.base_url} (home {server_home}, pid {server.process.pid})")
+    try:
+        try:
+            wait_for_ping(server.base_url, SERVER_START_TIMEOUT_S, server.alive)
+        except (RuntimeError, TimeoutError):
+            say(f"server log ({server.log_path}):\n{server.log_tail()}")
+            raise
+        try:
+            yield server.base_url
+        except Exception:
+            say(f"server log ({server.log_path}), last lines:\n{server.log_tail()}")
+            raise
+    finally:
+        code = server.stop()
+        # uvicorn re-raises the SIGTERM after a graceful shutdown, hence -15 means a clean stop.
+        say("stopped modelhost" if code in (0, -signal.SIGTERM) else f"stopped modelhost ({code})")
+
+
+def run_demo(
+    base_url: str | None = None,
+    home: Path | None = None,
+    rows: int = 10,
+    *,
+    out: TextIO | None = None,
+) -> int:
+    """Run the demo; return the process exit code (0 when every served answer matches).
+
+    With `base_url`, use that running server instead of starting one (`home` is then
+    unused); it must run on this machine, since the artifact is handed over as a file:// URL.
+    The server the demo starts is always stopped, also on errors, Ctrl-C and SIGTERM.
+    """
+    stream = out if out is not None else sys.stdout
+
+    def say(line: str) -> None:
+        print(line, file=stream, flush=True)
+
+    rows = max(1, rows)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM unwinds like Ctrl-C so the finally blocks stop the server we started.
+        previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix="modelhost-demo-") as tmp:
+            try:
+                return _run(base_url, home, rows, Path(tmp), say)
+            except KeyboardInterrupt:
+                say("interrupted")
+                return 130
+            except Exception as exc:
+                say(f"demo failed: {type(exc).__name__}: {exc}")
+                return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(
+    base_url: str | None, home: Path | None, rows: int, work: Path, say: Callable[[str], None]
+) -> int:
+    started = time.perf_counter()
+    data = churn.make_churn(5000, seed=0)
+    train, test = data.split(test_fraction=0.2, seed=0)
+    rows = min(rows, len(test))
+    say(
+        f"generated churn data: {len(data)} customers, {churn.N_FEATURES} features, "
+        f"{data.y.mean():.1%} churn (train {len(train)}, test {len(test)})"
+    )
+    t0 = time.perf_counter()
+    booster = churn.train_xgboost(train, num_round=100, seed=0, nthread=1)
+    say(f"trained XGBoost binary:logistic, 100 trees, in {time.perf_counter() - t0:.1f} s")
+    artifact = churn.write_xgboost_artifact(booster, work / "model")
+    say(f"wrote {artifact} ({artifact.stat().st_size:,} bytes)")
+    local = churn.read_xgboost_artifact(artifact)  # what the server loads
+    X = test.X[:rows]
+    expected = np.asarray(local.inplace_predict(X), dtype=np.float64)
+    lines = churn.csv_rows(X)
+
+    with _server(base_url, home, work, say) as url:
+        sm, runtime = boto3_clients(url)
+        created: list[str] = []
+        try:
+            t0 = time.perf_counter()
+            say(f"deploying {MODEL_NAME} with boto3 (create_model, endpoint config, endpoint)")
+            deploy(sm, artifact, created=created)
+            say(f"endpoint {ENDPOINT_NAME} InService after {time.perf_counter() - t0:.1f} s")
+
+            served = np.empty(rows)
+            latencies_ms = []
+            for i, line in enumerate(lines):
+                t0 = time.perf_counter()
+                response = runtime.invoke_endpoint(
+                    EndpointName=ENDPOINT_NAME, ContentType="text/csv", Accept="text/csv", Body=line
+                )
+                body = response["Body"].read()
+                latencies_ms.append((time.perf_counter() - t0) * 1000)
+                values = parse_predictions(body, response.get("ContentType", "text/csv"))
+                if values.shape != (1,):
+                    raise RuntimeError(f"row {i}: expected one probability, got {body[:200]!r}")
+                served[i] = values[0]
+            response = runtime.invoke_endpoint(
+                EndpointName=ENDPOINT_NAME,
+                ContentType="text/csv",
+                Accept="text/csv",
+                Body="\n".join(lines),
+            )
+            batch = parse_predictions(
+                response["Body"].read(), response.get("ContentType", "text/csv")
+            )
+            if batch.shape != (rows,):
+                raise RuntimeError(f"multi-row body: expected {rows} probabilities, got {batch}")
+
+            say("")
+            say(f"{'row':>4}  {'State':<5}  {'served':>10}  {'in-process':>10}  {'|diff|':>9}")
+            states = test.raw["State"][:rows].tolist()
+            for i in range(rows):
+                got, want = served[i], expected[i]
+                say(f"{i:>4}  {states[i]:<5}  {got:>10.6f}  {want:>10.6f}  {abs(got - want):>9.2e}")
+            max_single = float(np.max(np.abs(served - expected)))
+            max_batch = float(np.max(np.abs(batch - expected)))
+            say("")
+            say(
+                f"one-row invocations: median {float(np.median(latencies_ms)):.1f} ms "
+                f"through boto3; multi-row body of {rows} rows: max |diff| {max_batch:.2e}"
+            )
+            worst = max(max_single, max_batch)
+            if not worst <= TOLERANCE:
+                say(f"MISMATCH: max |diff| {worst:.2e} exceeds {TOLERANCE:.0e}")
+                return 1
+            say(f"all served probabilities match in-process XGBoost (max |diff| {worst:.2e})")
+        finally:
+            if created:
+                say("deleting endpoint, endpoint config and model")
+                undeploy(sm, say=say, created=created)
+    say(f"demo finished in {time.perf_counter() - started:.1f} s")
+    return 0

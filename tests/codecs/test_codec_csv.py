@@ -1,0 +1,96 @@
+"""text/csv decoding and encoding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modelhost.codecs import csv
+from modelhost.codecs.errors import DecodeError, EncodeError
+
+
+def test_one_row_fast_path() -> None:
+    arr = csv.decode(b"1,2.5,-3e2")
+    assert arr.shape == (1, 3)
+    assert arr.dtype == np.float32
+    np.testing.assert_array_equal(arr, [[1, 2.5, -300]])
+
+
+def test_trailing_newline_and_crlf() -> None:
+    np.testing.assert_array_equal(csv.decode(b"1,2\n"), [[1, 2]])
+    np.testing.assert_array_equal(csv.decode(b"1,2\r\n3,4\r\n"), [[1, 2], [3, 4]])
+
+
+def test_multi_row() -> None:
+    arr = csv.decode(b"1,2,3\n4,5,6\n7,8,9", np.float64)
+    assert arr.dtype == np.float64
+    np.testing.assert_array_equal(arr, [[1, 2, 3], [4, 5, 6], [7, 8, 9]])
+
+
+def test_empty_fields_are_nan() -> None:
+    arr = csv.decode(b"1,,3")
+    assert np.isnan(arr[0, 1])
+    assert arr[0, 0] == 1 and arr[0, 2] == 3
+    arr = csv.decode(b"1,2,\n,5, 6 ")
+    assert np.isnan(arr[0, 2]) and np.isnan(arr[1, 0])
+    assert arr[1, 2] == 6
+
+
+def test_blank_lines_are_skipped() -> None:
+    np.testing.assert_array_equal(csv.decode(b"1,2\n\n3,4\n"), [[1, 2], [3, 4]])
+
+
+def test_quoted_numbers() -> None:
+    np.testing.assert_array_equal(csv.decode(b'"1","2.5"'), [[1, 2.5]])
+
+
+def test_ragged_rows_name_the_rule() -> None:
+    with pytest.raises(DecodeError) as info:
+        csv.decode(b"1,2,3\n4,5")
+    assert info.value.message == "Malformed CSV: row 2 has 2 fields, row 1 has 3"
+    assert info.value.status_code == 415
+
+
+def test_non_number_names_row_and_field() -> None:
+    with pytest.raises(DecodeError) as info:
+        csv.decode(b"1,2,3,4,5\n1,2,3,4,abc")
+    assert (
+        info.value.message == "Malformed CSV: row 2, field 5: could not convert 'abc' to a number"
+    )
+
+
+def test_header_row_gets_a_hint() -> None:
+    with pytest.raises(DecodeError) as info:
+        csv.decode(b"a,b\n1,2")
+    assert "row 1, field 1" in info.value.message
+    assert "header" in info.value.message
+
+
+def test_empty_body() -> None:
+    with pytest.raises(DecodeError):
+        csv.decode(b"  \n")
+
+
+def test_encode_one_value_per_line() -> None:
+    assert csv.encode(np.array([0.5, 0.25], dtype=np.float32)) == b"0.5\n0.25"
+    assert csv.encode(np.array([0.5])) == b"0.5"
+    assert csv.encode(np.array([0.5, 1.0]), trailing_newline=True) == b"0.5\n1.0\n"
+
+
+def test_encode_multi_output_rows() -> None:
+    assert csv.encode(np.array([[1.0, 2.0], [3.0, 4.0]])) == b"1.0,2.0\n3.0,4.0"
+
+
+def test_encode_round_trips_float32() -> None:
+    values = np.random.default_rng(0).random(100).astype(np.float32)
+    back = np.array(csv.encode(values).split(b"\n"), dtype=np.float64).astype(np.float32)
+    np.testing.assert_array_equal(back, values)
+
+
+def test_encode_quotes_strings() -> None:
+    assert csv.encode(np.array(["a,b", "c"])) == b'"a,b"\nc'
+
+
+def test_encode_3d_is_an_error() -> None:
+    with pytest.raises(EncodeError):
+        csv.encode(np.zeros((2, 2, 2)))

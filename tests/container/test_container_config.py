@@ -1,0 +1,59 @@
+"""Parsing the instance environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelhost.container.config import ConfigError, InstanceConfig
+
+
+def test_defaults() -> None:
+    config = InstanceConfig.from_env({})
+    assert config == InstanceConfig()
+    assert config.port == 8080 and config.host == "127.0.0.1"
+    assert config.model_dir == Path("/opt/ml/model")
+    assert config.runtime == "auto" and config.program is None and config.nthread == 1
+
+
+def test_everything_set() -> None:
+    config = InstanceConfig.from_env(
+        {
+            "SAGEMAKER_BIND_TO_PORT": "9001",
+            "MODELHOST_INSTANCE_HOST": "0.0.0.0",
+            "SM_MODEL_DIR": "/m",
+            "MODELHOST_RUNTIME": "XGBoost",
+            "SAGEMAKER_PROGRAM": "serve.py",
+            "SAGEMAKER_SUBMIT_DIRECTORY": "/m/src",
+            "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json",
+            "SAGEMAKER_BATCH": "true",
+            "OMP_NUM_THREADS": "3",
+            "MODELHOST_PARENT_PID": "123",
+            "MODELHOST_LOG_LEVEL": "DEBUG",
+        }
+    )
+    assert config.port == 9001 and config.host == "0.0.0.0"
+    assert config.runtime == "xgboost" and config.program == "serve"
+    assert config.submit_dir == Path("/m/src")
+    assert config.default_accept == "application/json" and config.batch
+    assert config.nthread == 3 and config.parent_pid == 123 and config.log_level == "debug"
+
+
+def test_s3_submit_directory_is_ignored() -> None:
+    config = InstanceConfig.from_env({"SAGEMAKER_SUBMIT_DIRECTORY": "s3://b/sourcedir.tar.gz"})
+    assert config.submit_dir is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SAGEMAKER_BIND_TO_PORT", "http"),
+        ("SAGEMAKER_BIND_TO_PORT", "70000"),
+        ("OMP_NUM_THREADS", "0"),
+    ],
+)
+def test_bad_values_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        InstanceConfig.from_env({name: value})
+    assert name in str(info.value)
