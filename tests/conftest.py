@@ -48,8 +48,9 @@ def churn_model(churn_data: ChurnData, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
-def churn_model_small(churn_data: ChurnData, tmp_path_factory: pytest.TempPathFactory
-                      ) -> ChurnModel:
+def churn_model_small(
+    churn_data: ChurnData, tmp_path_factory: pytest.TempPathFactory
+) -> ChurnModel:
     """A second, different model (fewer trees) for update tests."""
     booster = train_xgboost(churn_data, num_round=10, seed=1)
     out = tmp_path_factory.mktemp("churn-model-small")
@@ -83,18 +84,37 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def deploy(sm: Any, name: str, artifact: str, *, instances: int = 1,
-           image: str | None = XGBOOST_IMAGE, wait: bool = True) -> None:
+def deploy(
+    sm: Any,
+    name: str,
+    artifact: str,
+    *,
+    instances: int = 1,
+    image: str | None = XGBOOST_IMAGE,
+    wait: bool = True,
+) -> None:
     """create_model + create_endpoint_config + create_endpoint, as SageMaker users write it."""
     container: dict[str, Any] = {"ModelDataUrl": artifact}
     if image:
         container["Image"] = image
-    sm.create_model(ModelName=name, PrimaryContainer=container,
-                    ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost")
-    sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": instances,
-        "InstanceType": "ml.m5.large"}])
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer=container,
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     if wait:
         sm.get_waiter("endpoint_in_service").wait(
-            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+        )

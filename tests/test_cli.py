@@ -17,14 +17,28 @@ pytestmark = pytest.mark.integration
 
 def cli(server: ModelhostServer, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MODELHOST_URL": server.url}
-    return subprocess.run([sys.executable, "-m", "modelhost", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "modelhost", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_deploy_invoke_list_delete(server: ModelhostServer, churn_model: ChurnModel) -> None:
     name = unique("cli")
-    out = cli(server, "deploy", str(churn_model.artifact), "--name", name,
-              "--framework", "xgboost", "--instances", "1")
+    out = cli(
+        server,
+        "deploy",
+        str(churn_model.artifact),
+        "--name",
+        name,
+        "--framework",
+        "xgboost",
+        "--instances",
+        "1",
+    )
     assert out.returncode == 0, out.stderr
     assert "InService" in out.stdout
     X = churn_model.data.X[:1]
@@ -40,8 +54,9 @@ def test_deploy_invoke_list_delete(server: ModelhostServer, churn_model: ChurnMo
     out = cli(server, "delete", name)
     assert out.returncode == 0, out.stderr
     sm, _ = server.clients()
-    sm.get_waiter("endpoint_deleted").wait(EndpointName=name,
-                                           WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+    )
     assert not sm.list_models(NameContains=name)["Models"]
 
 
@@ -53,7 +68,12 @@ def test_deploy_reports_failure_reason(server: ModelhostServer, tmp_path: object
 
 def test_client_commands_explain_a_missing_server() -> None:
     env = {**os.environ, "MODELHOST_URL": "http://127.0.0.1:9"}
-    out = subprocess.run([sys.executable, "-m", "modelhost", "endpoints"], env=env,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "modelhost", "endpoints"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1
     assert "modelhost serve" in out.stderr

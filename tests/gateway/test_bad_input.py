@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, WaiterError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
@@ -91,9 +91,18 @@ def test_bad_control_plane_names_are_validation_exception(sm: Any, bad: str) -> 
 
 def test_bad_enum_and_range_are_validation_exception(sm: Any) -> None:
     with pytest.raises(ClientError) as exc:
-        sm.create_endpoint_config(EndpointConfigName="c1", ProductionVariants=[{
-            "VariantName": "v", "ModelName": "m", "InitialInstanceCount": 1,
-            "VolumeSizeInGB": 1000, "InstanceType": "ml.bogus"}])
+        sm.create_endpoint_config(
+            EndpointConfigName="c1",
+            ProductionVariants=[
+                {
+                    "VariantName": "v",
+                    "ModelName": "m",
+                    "InitialInstanceCount": 1,
+                    "VolumeSizeInGB": 1000,
+                    "InstanceType": "ml.bogus",
+                }
+            ],
+        )
     status, code, resp = _error(exc)
     assert (status, code) == (400, "ValidationException")
     msg = resp["Error"]["Message"]
@@ -114,12 +123,14 @@ def test_unsupported_content_type_is_model_error_415(rt: Any, endpoint: str) -> 
     assert "text/csv" in resp["OriginalMessage"]
 
 
-def test_unsupported_accept_is_model_error_406(rt: Any, endpoint: str,
-                                               churn_model: ChurnModel) -> None:
+def test_unsupported_accept_is_model_error_406(
+    rt: Any, endpoint: str, churn_model: ChurnModel
+) -> None:
     row = csv_rows(churn_model.data.X[:1])[0]
     with pytest.raises(ClientError) as exc:
-        rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Accept="image/png",
-                           Body=row)
+        rt.invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Accept="image/png", Body=row
+        )
     status, code, resp = _error(exc)
     assert (status, code) == (424, "ModelError")
     assert resp["OriginalStatusCode"] == 406
@@ -127,15 +138,20 @@ def test_unsupported_accept_is_model_error_406(rt: Any, endpoint: str,
 
 def test_unknown_target_variant_is_validation_error(rt: Any, endpoint: str) -> None:
     with pytest.raises(ClientError) as exc:
-        rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body="1",
-                           TargetVariant="nope")
+        rt.invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Body="1", TargetVariant="nope"
+        )
     assert _error(exc)[:2] == (400, "ValidationError")
 
 
 def test_unknown_operation_and_bad_json(server: ModelhostServer) -> None:
     def post(target: str, body: bytes) -> tuple[int, bytes]:
-        req = urllib.request.Request(server.url + "/", data=body, method="POST", headers={
-            "X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"})
+        req = urllib.request.Request(
+            server.url + "/",
+            data=body,
+            method="POST",
+            headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return r.status, r.read()
@@ -156,9 +172,10 @@ def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes | None]]) -> Pat
 
 
 def _wait_failed(sm: Any, name: str) -> str:
-    with pytest.raises(Exception, match="Failed|failure"):
+    with pytest.raises(WaiterError, match=r"Failed|failure"):
         sm.get_waiter("endpoint_in_service").wait(
-            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+        )
     desc = sm.describe_endpoint(EndpointName=name)
     assert desc["EndpointStatus"] == "Failed"
     return str(desc["FailureReason"])
@@ -200,7 +217,12 @@ def test_model_without_loadable_file_fails_with_reason(sm: Any, tmp_path: Path) 
 
 def test_unknown_image_fails_with_reason(sm: Any, churn_model: ChurnModel) -> None:
     name = unique("img")
-    deploy(sm, name, str(churn_model.artifact),
-           image="123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1", wait=False)
+    deploy(
+        sm,
+        name,
+        str(churn_model.artifact),
+        image="123456789012.dkr.ecr.us-east-1.amazonaws.com/my-own:1",
+        wait=False,
+    )
     reason = _wait_failed(sm, name)
     assert "my-own" in reason

@@ -53,8 +53,9 @@ class Loop:
         deadline = time.monotonic() + self.limit_s
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:
-                resp = self.rt.invoke_endpoint(EndpointName=self.name, ContentType="text/csv",
-                                               Body=self.body)
+                resp = self.rt.invoke_endpoint(
+                    EndpointName=self.name, ContentType="text/csv", Body=self.body
+                )
                 self.answers.append(float(resp["Body"].read()))
                 self.ok += 1
             except Exception as exc:
@@ -77,11 +78,21 @@ def test_update_endpoint_switches_without_downtime(
     deploy(sm, name, str(churn_model.artifact))
     old_pids = instance_pids(server.home, name)
     assert len(old_pids) == 1
-    sm.create_model(ModelName=f"{name}-v2", PrimaryContainer={
-        "Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model_small.artifact)})
-    sm.create_endpoint_config(EndpointConfigName=f"{name}-v2", ProductionVariants=[{
-        "VariantName": "AllTraffic", "ModelName": f"{name}-v2", "InitialInstanceCount": 1,
-        "InstanceType": "ml.m5.large"}])
+    sm.create_model(
+        ModelName=f"{name}-v2",
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model_small.artifact)},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-v2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"{name}-v2",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
     X = churn_model.data.X[:1]
     old_answer = float(churn_model.expected(X)[0])
     new_answer = float(churn_model_small.expected(X)[0])
@@ -91,7 +102,8 @@ def test_update_endpoint_switches_without_downtime(
         sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-v2")
         assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Updating"
         sm.get_waiter("endpoint_in_service").wait(
-            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+        )
         time.sleep(0.5)
     assert loop.errors == []
     assert loop.ok > 10
@@ -138,9 +150,7 @@ def test_kill_9_of_an_instance_loses_no_request(
         pytest.fail(f"instance not replaced: {now}, {counts}")
 
 
-def test_restart_restores_in_service_endpoints(
-    tmp_path: Path, churn_model: ChurnModel
-) -> None:
+def test_restart_restores_in_service_endpoints(tmp_path: Path, churn_model: ChurnModel) -> None:
     with ModelhostServer(tmp_path / "home", env=FAST_ENV) as srv:
         sm, rt = srv.clients()
         name = unique("restart")
@@ -153,7 +163,8 @@ def test_restart_restores_in_service_endpoints(
         assert instance_pids(srv.home, name) or True  # resumed without any call from us
         sm, rt = srv.clients()
         sm.get_waiter("endpoint_in_service").wait(
-            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+        )
         # boto3's default retries cover the seconds in which the instance starts again.
         deadline = time.monotonic() + 30
         while True:
@@ -177,21 +188,32 @@ def test_s3_artifact_from_s3_compatible_server(
         s3 = s3_client(s3_url)
         s3.create_bucket(Bucket="models")
         s3.upload_file(str(churn_model.artifact), "models", "churn/model.tar.gz")
-        env = {**FAST_ENV, "MODELHOST_S3_ENDPOINT_URL": s3_url,
-               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+        env = {
+            **FAST_ENV,
+            "MODELHOST_S3_ENDPOINT_URL": s3_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
         with ModelhostServer(tmp_path / "home", env=env) as srv:
             sm, rt = srv.clients()
             name = unique("s3")
             deploy(sm, name, "s3://models/churn/model.tar.gz")
             X = churn_model.data.X[:5]
-            got = [float(rt.invoke_endpoint(EndpointName=name, ContentType="text/csv",
-                                             Body=r)["Body"].read()) for r in csv_rows(X)]
+            got = [
+                float(
+                    rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=r)[
+                        "Body"
+                    ].read()
+                )
+                for r in csv_rows(X)
+            ]
             np.testing.assert_allclose(got, churn_model.expected(X), atol=1e-6, rtol=0)
             missing = unique("s3-missing")
             deploy(sm, missing, "s3://models/nope/model.tar.gz", wait=False)
             with pytest.raises(Exception):  # noqa: B017 - the waiter's failure type varies
                 sm.get_waiter("endpoint_in_service").wait(
-                    EndpointName=missing, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+                    EndpointName=missing, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+                )
             reason = sm.describe_endpoint(EndpointName=missing)["FailureReason"]
             assert "s3://models/nope/model.tar.gz" in reason

@@ -17,8 +17,7 @@ from tests.conftest import ChurnModel, deploy, unique
 pytestmark = pytest.mark.integration
 
 
-def test_invoke_returns_in_process_predictions(sm: Any, rt: Any, churn_model: ChurnModel
-                                               ) -> None:
+def test_invoke_returns_in_process_predictions(sm: Any, rt: Any, churn_model: ChurnModel) -> None:
     name = unique("churn")
     deploy(sm, name, f"file://{churn_model.artifact}")
     X = churn_model.data.X[:25]
@@ -34,14 +33,19 @@ def test_invoke_returns_in_process_predictions(sm: Any, rt: Any, churn_model: Ch
     got_rows = np.array([float(v) for v in resp["Body"].read().decode().split()])
     np.testing.assert_allclose(got_rows, expected, atol=1e-6, rtol=0)
     # JSON out.
-    resp = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv",
-                              Accept="application/json", Body=csv_rows(X[:1])[0])
+    resp = rt.invoke_endpoint(
+        EndpointName=name,
+        ContentType="text/csv",
+        Accept="application/json",
+        Body=csv_rows(X[:1])[0],
+    )
     assert resp["ContentType"].startswith("application/json")
     score = json.loads(resp["Body"].read())["predictions"][0]["score"]
     assert abs(score - float(expected[0])) <= 1e-6
     sm.delete_endpoint(EndpointName=name)
     sm.get_waiter("endpoint_deleted").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
+    )
 
 
 def test_describe_and_list_shapes(sm: Any, churn_model: ChurnModel) -> None:
@@ -50,7 +54,8 @@ def test_describe_and_list_shapes(sm: Any, churn_model: ChurnModel) -> None:
     desc = sm.describe_endpoint(EndpointName=name)
     assert desc["EndpointStatus"] == "InService"
     assert desc["EndpointArn"] == (
-        f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name.lower()}")
+        f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name.lower()}"
+    )
     assert desc["EndpointConfigName"] == name
     variant = desc["ProductionVariants"][0]
     assert variant["VariantName"] == "AllTraffic"
@@ -66,18 +71,27 @@ def test_describe_and_list_shapes(sm: Any, churn_model: ChurnModel) -> None:
     assert [e["EndpointName"] for e in listed["Endpoints"]] == [name]
     assert sm.list_endpoints(NameContains=name, StatusEquals="Failed")["Endpoints"] == []
     assert any(m["ModelName"] == name for m in sm.list_models(NameContains=name)["Models"])
-    assert [c["EndpointConfigName"] for c in
-            sm.list_endpoint_configs(NameContains=name)["EndpointConfigs"]] == [name]
+    assert [
+        c["EndpointConfigName"]
+        for c in sm.list_endpoint_configs(NameContains=name)["EndpointConfigs"]
+    ] == [name]
 
 
 def test_list_pagination_with_paginator(sm: Any) -> None:
     prefix = unique("pg")
     for i in range(5):
-        sm.create_model(ModelName=f"{prefix}-{i}",
-                        PrimaryContainer={"Image": "xgboost", "ModelDataUrl": "/nonexistent"})
-    pages = list(sm.get_paginator("list_models").paginate(
-        NameContains=prefix, SortBy="Name", SortOrder="Ascending",
-        PaginationConfig={"PageSize": 2}))
+        sm.create_model(
+            ModelName=f"{prefix}-{i}",
+            PrimaryContainer={"Image": "xgboost", "ModelDataUrl": "/nonexistent"},
+        )
+    pages = list(
+        sm.get_paginator("list_models").paginate(
+            NameContains=prefix,
+            SortBy="Name",
+            SortOrder="Ascending",
+            PaginationConfig={"PageSize": 2},
+        )
+    )
     assert [len(p["Models"]) for p in pages] == [2, 2, 1]
     names = [m["ModelName"] for p in pages for m in p["Models"]]
     assert names == [f"{prefix}-{i}" for i in range(5)]
@@ -92,25 +106,29 @@ def test_missing_resources_answer_like_sagemaker(sm: Any) -> None:
         sm.delete_model(ModelName="does-not-exist")
     assert err.value.response["Error"]["Code"] == "ValidationException"
     # endpoint_deleted succeeds at once on a missing endpoint; endpoint_in_service fails.
-    sm.get_waiter("endpoint_deleted").wait(EndpointName="does-not-exist",
-                                           WaiterConfig={"Delay": 0.1, "MaxAttempts": 2})
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName="does-not-exist", WaiterConfig={"Delay": 0.1, "MaxAttempts": 2}
+    )
     with pytest.raises(WaiterError):
         sm.get_waiter("endpoint_in_service").wait(
-            EndpointName="does-not-exist", WaiterConfig={"Delay": 0.1, "MaxAttempts": 2})
+            EndpointName="does-not-exist", WaiterConfig={"Delay": 0.1, "MaxAttempts": 2}
+        )
 
 
 def test_duplicate_create_is_validation_exception(sm: Any, churn_model: ChurnModel) -> None:
     name = unique("dup")
     sm.create_model(ModelName=name, PrimaryContainer={"ModelDataUrl": str(churn_model.artifact)})
     with pytest.raises(ClientError) as err:
-        sm.create_model(ModelName=name,
-                        PrimaryContainer={"ModelDataUrl": str(churn_model.artifact)})
+        sm.create_model(
+            ModelName=name, PrimaryContainer={"ModelDataUrl": str(churn_model.artifact)}
+        )
     assert err.value.response["Error"]["Code"] == "ValidationException"
     assert "Cannot create already existing model" in err.value.response["Error"]["Message"]
 
 
-def test_metrics_use_sagemaker_names(sm: Any, rt: Any, churn_model: ChurnModel,
-                                     server: ModelhostServer) -> None:
+def test_metrics_use_sagemaker_names(
+    sm: Any, rt: Any, churn_model: ChurnModel, server: ModelhostServer
+) -> None:
     name = unique("metrics")
     deploy(sm, name, str(churn_model.artifact))
     row = csv_rows(churn_model.data.X[:1])[0]

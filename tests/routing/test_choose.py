@@ -49,8 +49,10 @@ def test_all_zero_weights_split_evenly() -> None:
 def test_least_outstanding_wins_and_ties_are_shared() -> None:
     busy, idle1, idle2 = Fake("busy", 3), Fake("i1", 0), Fake("i2", 0)
     rng = random.Random(4)
-    picks = Counter(pick_instance([busy, idle1, idle2], rng.random).instance_id  # type: ignore[union-attr]
-                    for _ in range(1000))
+    picks = Counter(
+        pick_instance([busy, idle1, idle2], rng.random).instance_id  # type: ignore[union-attr]
+        for _ in range(1000)
+    )
     assert picks["busy"] == 0
     assert picks["i1"] > 300 and picks["i2"] > 300
 

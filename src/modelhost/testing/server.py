@@ -51,8 +51,16 @@ class ModelhostServer:
         env = dict(os.environ)
         env.update(self.env)
         env["MODELHOST_HOME"] = str(self.home)
-        argv = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1",
-                "--port", str(self.port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "modelhost",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
