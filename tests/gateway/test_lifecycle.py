@@ -217,3 +217,64 @@ def test_s3_artifact_from_s3_compatible_server(
                 )
             reason = sm.describe_endpoint(EndpointName=missing)["FailureReason"]
             assert "s3://models/nope/model.tar.gz" in reason
+
+
+def test_failed_update_keeps_the_old_config_in_service(
+    server: ModelhostServer, churn_model: ChurnModel, tmp_path: Path
+) -> None:
+    sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
+    name = unique("badupdate")
+    deploy(sm, name, str(churn_model.artifact))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "notes.txt").write_text("not a model")
+    sm.create_model(
+        ModelName=f"{name}-v2",
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(broken)},
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-v2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": f"{name}-v2",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    row = csv_rows(churn_model.data.X[:1])[0]
+    with Loop(rt, name, row) as loop:
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=f"{name}-v2")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            desc = sm.describe_endpoint(EndpointName=name)
+            if desc["EndpointStatus"] != "Updating":
+                break
+            time.sleep(0.2)
+    assert loop.errors == [] and loop.ok > 0
+    assert desc["EndpointStatus"] == "InService"
+    assert desc["EndpointConfigName"] == name
+    assert "notes.txt" in desc["FailureReason"]
+    out = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+    assert (
+        abs(float(out["Body"].read()) - float(churn_model.expected(churn_model.data.X[:1])[0]))
+        <= 1e-6
+    )
+
+
+def test_delete_while_creating_stops_everything(
+    server: ModelhostServer, churn_model: ChurnModel
+) -> None:
+    sm, _ = server.clients()
+    name = unique("delcreate")
+    deploy(sm, name, str(churn_model.artifact), instances=2, wait=False)
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Creating"
+    sm.delete_endpoint(EndpointName=name)
+    sm.get_waiter("endpoint_deleted").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.3, "MaxAttempts": 100}
+    )
+    deadline = time.monotonic() + 20
+    while instance_pids(server.home, name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert instance_pids(server.home, name) == set()
