@@ -284,7 +284,11 @@ def delete(name: str, keep_config: bool, url: str | None) -> None:
     show_default=True,
     help="Number of single-row invocations to show.",
 )
-@url_option
+@click.option(
+    "--url",
+    default=None,
+    help="Use this running modelhost server instead of starting a temporary one.",
+)
 def demo(rows: int, url: str | None) -> None:
     """Train an XGBoost churn model, serve it, call it with boto3, compare predictions."""
     from modelhost.demo import run_demo

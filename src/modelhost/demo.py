@@ -11,17 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -30,6 +25,8 @@ from typing import Any, TextIO
 import numpy as np
 
 from modelhost.testing import churn
+from modelhost.testing.server import ModelhostServer
+from modelhost.testing.server import boto3_clients as server_clients
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/modelhost"
@@ -38,154 +35,16 @@ CONFIG_NAME = "churn-xgb-config"
 ENDPOINT_NAME = "churn-xgb"
 TOLERANCE = 1e-6
 SERVER_START_TIMEOUT_S = 60.0
-SERVER_STOP_TIMEOUT_S = 45.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on `host` a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def boto3_clients(base_url: str) -> tuple[Any, Any]:
     """The `sagemaker` and `sagemaker-runtime` clients a SageMaker user already has."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=70
+    return server_clients(
+        base_url,
+        retries={"max_attempts": 3, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=70,
     )
-    common: dict[str, Any] = {
-        "endpoint_url": base_url,
-        "region_name": "us-east-1",
-        "aws_access_key_id": "modelhost",
-        "aws_secret_access_key": "modelhost",
-        "config": config,
-    }
-    return boto3.client("sagemaker", **common), boto3.client("sagemaker-runtime", **common)
-
-
-def wait_for_ping(
-    base_url: str, timeout_s: float, alive: Callable[[], bool] = lambda: True
-) -> None:
-    """Poll `GET <base_url>/ping` until it answers 200; raise if `alive()` turns false."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base_url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        if not alive():
-            raise RuntimeError("the modelhost server exited before answering /ping")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{base_url}/ping did not answer 200 within {timeout_s:.0f} s")
-        time.sleep(0.2)
-
-
-class ServerProcess:
-    """A `modelhost serve` child process on loopback, in its own process group."""
-
-    def __init__(self, home: Path, log_path: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        command = [
-            sys.executable,
-            "-m",
-            "modelhost",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--home",
-            str(home),
-        ]
-        # Own session: on a hard stop the whole group (gateway and instances) goes at once.
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def log_tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
-
-    def stop(self, timeout_s: float = SERVER_STOP_TIMEOUT_S) -> int | None:
-        """SIGTERM, wait up to `timeout_s`, then SIGKILL what is left. Returns the exit code.
-
-        What is left: the server's process group, and any descendant (an instance started in
-        a session of its own) that was alive before the SIGTERM and still is.
-        """
-        try:
-            children = descendants(self.process.pid)
-            if self.alive():
-                self.process.send_signal(signal.SIGTERM)
-                try:
-                    self.process.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    self._kill_group()
-                    self.process.wait(timeout=10)
-            self._kill_group()
-            kill_if_unchanged(children)
-            return self.process.returncode
-        finally:
-            self._log.close()
-
-    def _kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-
-
-def _proc_stat(pid: int) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a live process, from /proc."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2 :].split()
-    return int(fields[1]), int(fields[19])
-
-
-def descendants(root: int) -> list[tuple[int, int]]:
-    """(pid, start time) of every live descendant of `root` (empty where /proc is absent)."""
-    try:
-        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
-    except OSError:
-        return []
-    stats = {pid: st for pid in pids if (st := _proc_stat(pid)) is not None}
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in stats.items():
-        children.setdefault(parent, []).append(pid)
-    found: list[tuple[int, int]] = []
-    stack = list(children.get(root, []))
-    while stack and len(found) < 10_000:
-        pid = stack.pop()
-        found.append((pid, stats[pid][1]))
-        stack.extend(children.get(pid, []))
-    return found
-
-
-def kill_if_unchanged(processes: list[tuple[int, int]]) -> None:
-    """SIGKILL each (pid, start time) that still runs with the same start time (no reuse)."""
-    for pid, started in processes:
-        stat = _proc_stat(pid)
-        if stat is not None and stat[1] == started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
 
 
 def parse_predictions(body: bytes, content_type: str = "text/csv") -> np.ndarray:
@@ -282,25 +141,19 @@ def _server(
     if base_url is not None:
         yield base_url.rstrip("/")
         return
-    server_home = home if home is not None else work / "home"
-    server_home.mkdir(parents=True, exist_ok=True)
-    server = ServerProcess(server_home, work / "server.log")
-    say(f"starting modelhost on {server.base_url} (home {server_home}, pid {server.process.pid})")
+    server = ModelhostServer(
+        home if home is not None else work / "home", log_path=work / "server.log"
+    )
+    say(f"starting modelhost on {server.url} (home {server.home})")
     try:
-        try:
-            wait_for_ping(server.base_url, SERVER_START_TIMEOUT_S, server.alive)
-        except (RuntimeError, TimeoutError):
-            say(f"server log ({server.log_path}):\n{server.log_tail()}")
-            raise
-        try:
-            yield server.base_url
-        except Exception:
-            say(f"server log ({server.log_path}), last lines:\n{server.log_tail()}")
-            raise
+        server.start(timeout_s=SERVER_START_TIMEOUT_S)
+        yield server.url
+    except Exception:
+        say(f"server log ({server.log_path}), last lines:\n{server.log_tail()}")
+        raise
     finally:
-        code = server.stop()
-        # uvicorn re-raises the SIGTERM after a graceful shutdown, hence -15 means a clean stop.
-        say("stopped modelhost" if code in (0, -signal.SIGTERM) else f"stopped modelhost ({code})")
+        server.stop()
+        say("stopped modelhost")
 
 
 def run_demo(
@@ -322,8 +175,8 @@ def run_demo(
         print(line, file=stream, flush=True)
 
     rows = max(1, rows)
-    previous = None
-    if threading.current_thread() is threading.main_thread():
+    installed = threading.current_thread() is threading.main_thread()
+    if installed:
         # SIGTERM unwinds like Ctrl-C so the finally blocks stop the server we started.
         previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
@@ -337,8 +190,8 @@ def run_demo(
                 say(f"demo failed: {type(exc).__name__}: {exc}")
                 return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if installed:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:

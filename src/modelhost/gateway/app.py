@@ -8,6 +8,7 @@ Starlette app (health, metrics).
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -61,6 +62,10 @@ class Gateway:
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.controller.start()
+        # Everything imported so far lives as long as the process; freezing it keeps full
+        # collections (tens of ms) off the request path.
+        gc.collect()
+        gc.freeze()
         log.info(
             "modelhost %s listening on %s (home %s)",
             __version__,

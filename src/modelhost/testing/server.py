@@ -81,8 +81,19 @@ class ModelhostServer:
         self.stop()
         raise RuntimeError(f"modelhost serve did not answer /ping in {timeout_s} s")
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (the gateway drains and stops its instances), then SIGKILL."""
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout_s: float = 45.0) -> None:
+        """SIGTERM (the gateway drains and stops its instances), then SIGKILL (its
+        instances then notice their parent is gone and exit by themselves)."""
         if self.proc is None:
             return
         if self.proc.poll() is None:
