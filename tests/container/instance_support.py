@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from modelhost.fleet.local import free_port
+
 N_FEATURES = 4
 
 
@@ -33,13 +35,6 @@ def write_booster(model_dir: Path, booster: Any) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "xgboost-model").write_bytes(bytes(booster.save_raw("ubj")))
     return model_dir
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Instance:
