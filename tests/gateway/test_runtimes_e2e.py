@@ -71,7 +71,8 @@ def script_artifact(churn_model: ChurnModel, tmp_path_factory: pytest.TempPathFa
 def test_sklearn_model_matches_in_process(
     sm: Any, rt: Any, churn_data: ChurnData, tmp_path: Path
 ) -> None:
-    clf = DecisionTreeClassifier(max_depth=4, random_state=0).fit(churn_data.X[:500], churn_data.y[:500])
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0)
+    clf = tree.fit(churn_data.X[:500], churn_data.y[:500])
     model_dir = tmp_path / "sk"
     model_dir.mkdir()
     joblib.dump(clf, model_dir / "model.joblib")
