@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import re
 
-BUILTIN_RUNTIMES = ("xgboost", "sklearn")
+BUILTIN_RUNTIMES = ("xgboost", "sklearn", "lightgbm", "onnx", "pytorch", "mlflow")
 
+# Checked in order against the image's last path segment (repository:tag).
 _PATTERNS = (
     ("xgboost", re.compile(r"xgboost", re.I)),
     ("sklearn", re.compile(r"sklearn|scikit[-_]?learn", re.I)),
+    ("lightgbm", re.compile(r"lightgbm|lgbm", re.I)),
+    ("onnx", re.compile(r"onnx", re.I)),
+    ("pytorch", re.compile(r"pytorch|torch", re.I)),
+    ("mlflow", re.compile(r"mlflow", re.I)),
 )
 
 

@@ -98,7 +98,7 @@ class Runtime(ABC):
 
     Extension point: subclass, set `name`, the supported media types and
     `default_accept`, implement `load`/`predict` (and `detect` for auto-selection),
-    then add the class to `frameworks.registry.RUNTIMES`. The default `handle` does
+    then register it in `frameworks.registry.RUNTIMES`. The default `handle` does
     decode → `predict` → encode with the codec registry; override it only when a
     framework needs a different request flow (script mode does).
     """

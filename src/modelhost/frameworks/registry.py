@@ -1,28 +1,66 @@
 """Runtime selection: `MODELHOST_RUNTIME` plus what the model directory holds.
 
-To add a framework: write `frameworks/<name>.py` with a `Runtime` subclass, add it to
-`RUNTIMES`, and (if it can be recognised from its files) to `AUTO_DETECT` in priority
-order. Runtimes are imported here eagerly but import their framework lazily in
-`load`, so listing one costs nothing for instances that serve another.
+To add a framework: write `frameworks/<name>.py` with a `Runtime` subclass and add one
+line to `RUNTIMES` (and its name to `AUTO_DETECT`, in priority order, if it can be
+recognised from its files). Runtime modules are imported only when a model needs them
+(or when auto-detection asks them), so an instance never imports a heavy framework it
+does not serve, and a missing optional framework only matters to models that use it.
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from modelhost.frameworks.base import Runtime, RuntimeOptions, describe_files
 from modelhost.frameworks.errors import ModelLoadError
 from modelhost.frameworks.script import ScriptRuntime
-from modelhost.frameworks.sklearn import SklearnRuntime
-from modelhost.frameworks.xgboost import XGBoostRuntime
 
-RUNTIMES: dict[str, type[Runtime]] = {
-    XGBoostRuntime.name: XGBoostRuntime,
-    SklearnRuntime.name: SklearnRuntime,
+# name -> "module:Class". The names are what MODELHOST_RUNTIME and image URIs select.
+RUNTIMES: dict[str, str] = {
+    "xgboost": "modelhost.frameworks.xgboost:XGBoostRuntime",
+    "sklearn": "modelhost.frameworks.sklearn:SklearnRuntime",
+    "lightgbm": "modelhost.frameworks.lightgbm:LightGBMRuntime",
+    "onnx": "modelhost.frameworks.onnx:ONNXRuntime",
+    "pytorch": "modelhost.frameworks.pytorch:PyTorchRuntime",
+    "mlflow": "modelhost.frameworks.mlflow:MLflowRuntime",
 }
 
-# First match wins: an xgboost pickle also matches sklearn's *.pkl pattern.
-AUTO_DETECT: list[type[Runtime]] = [XGBoostRuntime, SklearnRuntime]
+# First match wins: an MLmodel folder may hold a pickle; an xgboost pickle also matches
+# sklearn's *.pkl pattern.
+AUTO_DETECT: list[str] = ["mlflow", "xgboost", "lightgbm", "onnx", "pytorch", "sklearn"]
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """Import and return the runtime class registered under `name`."""
+    try:
+        target = RUNTIMES[name]
+    except KeyError:
+        raise ModelLoadError(
+            f"Unknown runtime {name!r}: set MODELHOST_RUNTIME to one of auto, {', '.join(RUNTIMES)}"
+        ) from None
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"The {name} runtime is not available in this installation ({exc}); install it "
+            f"with: pip install 'modelhost[{name}]'"
+        ) from exc
+    cls: type[Runtime] = getattr(module, attr)
+    return cls
+
+
+def _detect(model_dir: Path) -> type[Runtime] | None:
+    for name in AUTO_DETECT:
+        try:
+            cls = runtime_class(name)
+        except ModelLoadError:
+            continue  # an optional framework that is not installed cannot be the one
+        if cls.detect(model_dir):
+            return cls
+    return None
+
 
 DEFAULT_PROGRAM = "inference"
 
@@ -43,14 +81,7 @@ def select_runtime(name: str, model_dir: Path, options: RuntimeOptions | None = 
     options = options or RuntimeOptions()
     key = (name or "auto").strip().lower()
     base_cls: type[Runtime] | None
-    if key == "auto":
-        base_cls = next((cls for cls in AUTO_DETECT if cls.detect(model_dir)), None)
-    elif key in RUNTIMES:
-        base_cls = RUNTIMES[key]
-    else:
-        raise ModelLoadError(
-            f"Unknown runtime {name!r}: set MODELHOST_RUNTIME to one of auto, {', '.join(RUNTIMES)}"
-        )
+    base_cls = _detect(model_dir) if key == "auto" else runtime_class(key)
     base = base_cls(options) if base_cls is not None else None
     script = script_path(model_dir, options)
     if script.is_file():
@@ -63,7 +94,8 @@ def select_runtime(name: str, model_dir: Path, options: RuntimeOptions | None = 
     if base is None:
         raise ModelLoadError(
             f"No model file found in {model_dir}: expected 'xgboost-model' or a *.json/*.ubj "
-            "file (xgboost), a *.joblib/*.pkl file (sklearn), or code/inference.py with "
+            "file (xgboost), a *.joblib/*.pkl file (sklearn), a LightGBM model.txt, a *.onnx "
+            "graph, a TorchScript *.pt, an MLflow MLmodel folder, or code/inference.py with "
             f"model_fn; files present: {describe_files(model_dir)}"
         )
     return base
