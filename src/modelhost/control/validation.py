@@ -298,14 +298,16 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 
 
 # modelhost extends SageMaker here: artifacts may also live on this machine, so these
-# members accept a local path or a file:// URL besides the model's (https|s3):// pattern.
+# members accept a local path or a file:// URL besides the model's (https|s3):// pattern;
+# and an Image may be a command line (`command:node server.js`, spaces included).
 _LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri")
 
 
 def _local_location(path: str, value: str) -> bool:
-    return path.rsplit(".", 1)[-1] in _LOCAL_URL_MEMBERS and (
-        value.startswith("file://") or "://" not in value
-    )
+    member = path.rsplit(".", 1)[-1]
+    if member == "image":
+        return value.startswith("command:")
+    return member in _LOCAL_URL_MEMBERS and (value.startswith("file://") or "://" not in value)
 
 
 class _Walker:

@@ -22,11 +22,17 @@ _PATTERNS = (
 )
 
 
+# Forms that always mean "the user's own server" (fleet/byoc.py), whatever they contain.
+BYOC_PREFIXES = ("command:", "docker://", "/", "file://")
+
+
 def builtin_runtime_for_image(image: str | None) -> str | None:
     """`"auto"` when no image is given (detect from the artifact), the runtime name when the
-    image names a built-in framework, else None (a user's own image)."""
+    image names a built-in framework, else None (a user's own server or image)."""
     if not image:
         return "auto"
+    if image.startswith(BYOC_PREFIXES):
+        return None
     repo = image.rsplit("/", 1)[-1]
     for name, pattern in _PATTERNS:
         if pattern.search(repo):

@@ -20,6 +20,9 @@ class LaunchSpec:
     env: dict[str, str]
     model_dir: Path
     log_dir: Path
+    # Built-in instances answer /ping with 500 only when the model cannot load, so that
+    # fails a start at once; a user's server may answer errors while it warms up.
+    builtin: bool = True
 
 
 @dataclass(eq=False)

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelhost.fleet.images import BUILTIN_RUNTIMES, builtin_runtime_for_image
+from modelhost.fleet.byoc import ByocError, supervisor_argv
+from modelhost.fleet.images import builtin_runtime_for_image
 from modelhost.fleet.instance import LaunchSpec
 from modelhost.settings import Settings
 
@@ -54,13 +55,6 @@ def build_launch_spec(
         )
     image = container.get("Image")
     runtime = builtin_runtime_for_image(image)
-    if runtime is None:
-        raise LaunchError(
-            f"Model {model_name}: image '{image}' is not a built-in runtime "
-            f"({', '.join(BUILTIN_RUNTIMES)}), and running container images is not "
-            "supported by this modelhost version. Use a SageMaker XGBoost or scikit-learn "
-            "image URI, or leave Image out to detect the framework from the artifact."
-        )
     if container.get("ModelDataUrl"):
         model_dir = fetch(container["ModelDataUrl"])
     elif container.get("ModelDataSource", {}).get("S3DataSource"):
@@ -69,6 +63,22 @@ def build_launch_spec(
         model_dir = settings.home / "empty-model"
         model_dir.mkdir(parents=True, exist_ok=True)
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    if runtime is None:
+        assert image is not None  # no image means "auto", a built-in
+        try:
+            argv = supervisor_argv(image, model_dir, sorted(env))
+        except ByocError as exc:
+            raise LaunchError(f"Model {model_name}: {exc}") from exc
+        return LaunchSpec(
+            endpoint_name=endpoint_name,
+            variant_name=variant_name,
+            model_name=model_name,
+            argv=argv,
+            env=env,
+            model_dir=model_dir,
+            log_dir=settings.logs_dir / endpoint_name / variant_name,
+            builtin=False,
+        )
     env.update(
         {
             "MODELHOST_RUNTIME": runtime,

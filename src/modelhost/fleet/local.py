@@ -88,14 +88,18 @@ class LocalProcessProvider:
             if proc.poll() is None:
                 proc.kill()
                 await asyncio.to_thread(proc.wait)
+        # The instance leads its own process group: whatever it started and left behind
+        # (a user's server whose supervisor was killed) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         self._procs.pop(instance.instance_id, None)
         instance.status = InstanceStatus.STOPPED
 
     def kill_all(self) -> None:
         """Last-resort synchronous cleanup (interpreter exit)."""
         for proc in self._procs.values():
-            if proc.poll() is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
         self._procs.clear()
 
 

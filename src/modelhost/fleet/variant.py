@@ -86,7 +86,7 @@ class VariantFleet:
             if result.status == 200:
                 instance.status = InstanceStatus.IN_SERVICE
                 return
-            if result.status >= 500 and result.status != 503:
+            if result.status >= 500 and result.status != 503 and self.spec.builtin:
                 instance.status = InstanceStatus.FAILED
                 raise StartupError(_ping_reason(result.body, instance))
             if loop.time() > deadline:
