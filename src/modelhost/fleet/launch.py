@@ -83,6 +83,8 @@ def build_launch_spec(
         {
             "MODELHOST_RUNTIME": runtime,
             "MODELHOST_LOG_LEVEL": settings.log_level,
+            # Script-mode requirements.txt installs, cached by digest, shared by instances.
+            "MODELHOST_PACKAGES_DIR": str(settings.home / "packages"),
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
         }
     )
