@@ -20,6 +20,10 @@ from modelhost.settings import Settings
 FRAMEWORK_IMAGES = {
     "xgboost": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
     "sklearn": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1",
+    "lightgbm": "lightgbm",
+    "onnx": "onnx",
+    "pytorch": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310",
+    "mlflow": "mlflow",
 }
 
 
@@ -105,7 +109,12 @@ def serve(host: str | None, port: int | None, home: Path | None) -> None:
     show_default=True,
     help="Built-in runtime; auto detects it from the artifact.",
 )
-@click.option("--image", default=None, help="Container image URI (overrides --framework).")
+@click.option(
+    "--image",
+    default=None,
+    help="Image (overrides --framework): a framework image URI, 'command:<your server>', "
+    "an executable's path, or a container image. See docs/byoc.md.",
+)
 @click.option(
     "--instances",
     type=int,
