@@ -54,6 +54,10 @@ class VariantFleet:
         self._on_change = on_change
         self._replacing: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # Replacements that keep failing (e.g. the artifact vanished) back off
+        # exponentially instead of starting a process every health-check period.
+        self._failed_replacements = 0
+        self._next_start_s = 0.0
 
     def serving(self) -> tuple[Instance, ...]:
         return tuple(i for i in self.instances if i.status == InstanceStatus.IN_SERVICE)
@@ -138,6 +142,9 @@ class VariantFleet:
         self._top_up()
 
     def _top_up(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_start_s:
+            return
         live = [
             i
             for i in self.instances
@@ -158,11 +165,15 @@ class VariantFleet:
         try:
             await self._wait_ready(inst)
         except StartupError as exc:
-            log.error("replacement instance failed: %s", exc)
+            self._failed_replacements += 1
+            backoff_s = min(2.0**self._failed_replacements, 60.0)
+            self._next_start_s = asyncio.get_running_loop().time() + backoff_s
+            log.error("replacement instance failed (next try in %.0f s): %s", backoff_s, exc)
             if inst in self.instances:
                 self.instances.remove(inst)
             await self._provider.stop(inst, grace_s=1.0)
             return
+        self._failed_replacements = 0
         if self._stopped:
             await self._provider.stop(inst, grace_s=self._shutdown_grace_s)
             return
