@@ -97,7 +97,8 @@ def main() -> int:
             response = runtime.invoke_endpoint(
                 EndpointName=name, ContentType="text/csv", Body="\n".join(rows)
             )
-            answer = response["Body"].read().decode().split()
+            # SageMaker's XGBoost answers a multi-row CSV request with one comma-joined line.
+            answer = response["Body"].read().decode().strip().split(",")
             print("all rows in one request:", ", ".join(answer))
         finally:
             if not args.keep:

@@ -123,7 +123,7 @@ def test_predictions_inline_and_in_thread(
     )
     assert status == 200
     np.testing.assert_allclose(
-        np.array(body.split(b"\n"), dtype=np.float64), booster.inplace_predict(big), atol=1e-6
+        np.array(body.split(b","), dtype=np.float64), booster.inplace_predict(big), atol=1e-6
     )
 
 

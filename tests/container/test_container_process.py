@@ -91,7 +91,7 @@ def test_csv_predictions_match_in_process(
         conn.close()
     status, _, body = xgb_instance.invoke(_csv(rows), "text/csv")
     assert status == 200
-    np.testing.assert_allclose(np.array(body.split(b"\n"), dtype=np.float64), expected, atol=1e-6)
+    np.testing.assert_allclose(np.array(body.split(b","), dtype=np.float64), expected, atol=1e-6)
 
 
 def test_json_jsonlines_npy(xgb_instance: Instance, trained: tuple[Any, np.ndarray]) -> None:
@@ -131,7 +131,8 @@ def test_json_jsonlines_npy(xgb_instance: Instance, trained: tuple[Any, np.ndarr
             None,
             415,
             "Unsupported Content-Type 'image/png': use one of text/csv, text/libsvm, "
-            "application/json, application/jsonlines, application/x-npy",
+            "application/json, application/jsonlines, application/x-npy, "
+            "application/x-recordio-protobuf",
         ),
         (
             b"1,2,3,4",

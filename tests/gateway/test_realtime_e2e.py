@@ -28,9 +28,9 @@ def test_invoke_returns_in_process_predictions(sm: Any, rt: Any, churn_model: Ch
         assert resp["ContentType"] == "text/csv"
         got = float(resp["Body"].read().decode())
         assert abs(got - float(want)) <= 1e-6
-    # One body with many rows: one score per line.
+    # One body with many rows: the scores comma-joined on one line, as SageMaker does.
     resp = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=csv_body(X))
-    got_rows = np.array([float(v) for v in resp["Body"].read().decode().split()])
+    got_rows = np.array([float(v) for v in resp["Body"].read().decode().split(",")])
     np.testing.assert_allclose(got_rows, expected, atol=1e-6, rtol=0)
     # JSON out.
     resp = rt.invoke_endpoint(

@@ -8,9 +8,8 @@ the exact row and field to name in the error.
 Encoding writes one row per line joined by "\\n", without a trailing newline unless
 asked (SageMaker batch transform, `SAGEMAKER_BATCH=true`, wants one). Floats use
 Python's shortest round-trip repr, so a float32 prediction parses back to the same
-value. Note: SageMaker's XGBoost container joins single-output *real-time* answers with
-commas on one line; for one row the two forms are identical, and one value per line is
-valid CSV that batch transform can join line by line, so we use it everywhere.
+value. The XGBoost runtime has its own encoders: SageMaker's XGBoost container joins
+single-output real-time answers with commas on one line (frameworks/xgboost_output.py).
 """
 
 from __future__ import annotations

@@ -97,6 +97,10 @@ class InstanceApp:
                 nthread=config.nthread,
                 program=config.program,
                 submit_dir=config.submit_dir,
+                inference_output=config.inference_output,
+                inference_supported=config.inference_supported,
+                packages_dir=config.packages_dir,
+                pip_timeout_s=config.pip_timeout_s,
             )
             runtime = select_runtime(config.runtime, config.model_dir, options)
             runtime.load(config.model_dir)

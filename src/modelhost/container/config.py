@@ -13,9 +13,13 @@ contract, and reading it directly avoids importing pydantic before the socket bi
 | `SM_MODEL_DIR` | /opt/ml/model | unpacked model directory |
 | `MODELHOST_RUNTIME` | auto | `auto`, `xgboost`, `sklearn` |
 | `SAGEMAKER_PROGRAM` | (inference.py if present) | script-mode entry, `.py` optional |
-| `SAGEMAKER_SUBMIT_DIRECTORY` | `<model dir>/code` | where the script lives |
+| `SAGEMAKER_SUBMIT_DIRECTORY` | `<model dir>/code` | script dir (`/opt/ml/model` = model dir) |
 | `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` | runtime's own | Accept used for none or `*/*` |
-| `SAGEMAKER_BATCH` | false | line formats get a trailing newline |
+| `SAGEMAKER_BATCH` | false | batch transform: line formats, newline-terminated |
+| `SAGEMAKER_INFERENCE_OUTPUT` | unset | XGBoost selectable outputs, comma-separated keys |
+| `SAGEMAKER_INFERENCE_SUPPORTED` | unset | keys the model may answer (others are NaN) |
+| `MODELHOST_PACKAGES_DIR` | `~/.modelhost/packages` | cache of installed `code/requirements.txt` |
+| `MODELHOST_PIP_TIMEOUT_S` | 600 | limit of one `pip install` |
 | `OMP_NUM_THREADS` | 1 | threads one predict may use |
 | `MODELHOST_PARENT_PID` | unset | exit when this process is gone |
 | `MODELHOST_LOG_LEVEL` | info | log level |
@@ -26,7 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 
 class ConfigError(ValueError):
@@ -48,6 +52,10 @@ class InstanceConfig:
     nthread: int = 1
     parent_pid: int | None = None
     log_level: str = "info"
+    inference_output: tuple[str, ...] | None = None
+    inference_supported: tuple[str, ...] | None = None
+    packages_dir: Path | None = None
+    pip_timeout_s: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
@@ -56,25 +64,53 @@ class InstanceConfig:
         program = env.get("SAGEMAKER_PROGRAM", "").strip() or None
         if program and program.endswith(".py"):
             program = program[:-3]
-        submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY", "").strip()
-        if submit.startswith("s3://"):
-            # The SDK points here at sourcedir.tar.gz when not repacking; modelhost
-            # only serves code shipped inside the model directory.
-            submit = ""
+        model_dir = Path(env.get("SM_MODEL_DIR", "").strip() or "/opt/ml/model")
         parent = env.get("MODELHOST_PARENT_PID", "").strip()
+        packages = env.get("MODELHOST_PACKAGES_DIR", "").strip()
         return cls(
             host=env.get("MODELHOST_INSTANCE_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, low=0, high=65535),
-            model_dir=Path(env.get("SM_MODEL_DIR", "").strip() or "/opt/ml/model"),
+            model_dir=model_dir,
             runtime=(env.get("MODELHOST_RUNTIME", "").strip() or "auto").lower(),
             program=program,
-            submit_dir=Path(submit) if submit else None,
+            submit_dir=_submit_dir(env.get("SAGEMAKER_SUBMIT_DIRECTORY", ""), model_dir),
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or None,
             batch=env.get("SAGEMAKER_BATCH", "").strip().lower() in ("1", "true", "yes"),
             nthread=_int(env, "OMP_NUM_THREADS", 1, low=1),
             parent_pid=_int(env, "MODELHOST_PARENT_PID", 0, low=1) if parent else None,
             log_level=(env.get("MODELHOST_LOG_LEVEL", "").strip() or "info").lower(),
+            inference_output=_keys(env.get("SAGEMAKER_INFERENCE_OUTPUT", "")),
+            inference_supported=_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED", "")),
+            packages_dir=Path(packages).expanduser() if packages else None,
+            pip_timeout_s=float(_int(env, "MODELHOST_PIP_TIMEOUT_S", 600, low=1)),
         )
+
+
+_SAGEMAKER_MODEL_DIR = PurePosixPath("/opt/ml/model")
+
+
+def _submit_dir(raw: str, model_dir: Path) -> Path | None:
+    """`SAGEMAKER_SUBMIT_DIRECTORY` as a local path, or None for `<model dir>/code`."""
+    submit = raw.strip().removeprefix("file://")
+    if not submit or submit.startswith("s3://"):
+        # The SDK points here at sourcedir.tar.gz when not repacking; modelhost
+        # only serves code shipped inside the model directory.
+        return None
+    path = PurePosixPath(submit)
+    if path.is_relative_to(_SAGEMAKER_MODEL_DIR):
+        # The SDK writes /opt/ml/model/code when it repacks the model: that is the
+        # model directory wherever this instance unpacked it.
+        return model_dir / path.relative_to(_SAGEMAKER_MODEL_DIR)
+    return Path(submit) if path.is_absolute() else model_dir / submit
+
+
+def _keys(raw: str) -> tuple[str, ...] | None:
+    """`"predicted_label, Probability"` → `("predicted_label", "probability")`; empty → None.
+
+    SageMaker's XGBoost container strips spaces and lower-cases the keys the same way.
+    """
+    keys = tuple(k for k in raw.replace(" ", "").lower().split(",") if k)
+    return keys or None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int = 2**31) -> int:

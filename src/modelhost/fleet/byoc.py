@@ -41,7 +41,10 @@ def supervisor_argv(image: str, model_dir: Path, env_keys: list[str]) -> list[st
         path = Path(image.removeprefix("file://"))
         _check_executable(path, image)
         return [*base, "--", str(path), "serve"]
-    engine = available_engine()
+    try:
+        engine = available_engine()
+    except ByocError as exc:
+        raise ByocError(f"image '{image}': {exc}") from None
     argv = [*base, "--image", image.removeprefix("docker://"), "--engine", engine]
     for key in env_keys:
         argv += ["--env-key", key]

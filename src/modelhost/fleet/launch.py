@@ -85,6 +85,9 @@ def build_launch_spec(
             "MODELHOST_LOG_LEVEL": settings.log_level,
             # Script-mode requirements.txt installs, cached by digest, shared by instances.
             "MODELHOST_PACKAGES_DIR": str(settings.home / "packages"),
+            # pip must give up (with its error as the FailureReason) before the startup
+            # deadline turns the same failure into a bare timeout.
+            "MODELHOST_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
         }
     )

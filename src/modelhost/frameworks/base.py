@@ -30,7 +30,11 @@ class RuntimeOptions:
     default), `batch` is `SAGEMAKER_BATCH` (adds a trailing newline to line formats),
     `nthread` is `OMP_NUM_THREADS`. `program` is `SAGEMAKER_PROGRAM` without `.py`
     (None: not set, look for `inference.py` but do not require it) and `submit_dir` is
-    `SAGEMAKER_SUBMIT_DIRECTORY` (None: `<model_dir>/code`).
+    `SAGEMAKER_SUBMIT_DIRECTORY` (None: `<model_dir>/code`). `inference_output` and
+    `inference_supported` are `SAGEMAKER_INFERENCE_OUTPUT`/`_SUPPORTED` split on commas
+    (XGBoost's selectable outputs). `packages_dir` is `MODELHOST_PACKAGES_DIR` (None:
+    `~/.modelhost/packages`), where script mode installs `code/requirements.txt`, with
+    pip limited to `pip_timeout_s` (`MODELHOST_PIP_TIMEOUT_S`).
     """
 
     default_accept: str | None = None
@@ -38,6 +42,10 @@ class RuntimeOptions:
     nthread: int = 1
     program: str | None = None
     submit_dir: Path | None = None
+    inference_output: tuple[str, ...] | None = None
+    inference_supported: tuple[str, ...] | None = None
+    packages_dir: Path | None = None
+    pip_timeout_s: float = 600.0
 
 
 @dataclass

@@ -9,6 +9,8 @@ The entry script (`SAGEMAKER_PROGRAM`, default `inference.py`, in
 - `output_fn(prediction, accept[, context])` → body or `(body, content_type)`
 - `transform_fn(model, input_data, content_type, accept[, context])` → the same, replacing
   the three above (defining it together with any of them is a load error).
+- `pre_model_fn(model_dir[, context])` and `model_warmup_fn(model_dir, model[, context])`:
+  optional hooks run just before and just after `model_fn` (or the framework's loader).
 
 `context` is passed when the function takes one more parameter than the list above
 (the toolkit counts parameters the same way); see `frameworks.base.Context`. Missing
@@ -17,7 +19,11 @@ toolkit's decoders/encoders. JSON and CSV bodies reach `input_fn`/`transform_fn`
 `str` (UTF-8), all others as `bytes`; `content_type` and `accept` are passed as the
 client sent them, except that a missing Accept or `*/*` becomes
 `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` or `application/json`. A `str` result is
-UTF-8 encoded. `code/requirements.txt` is not installed (yet).
+UTF-8 encoded.
+
+A `requirements.txt` beside the script is pip-installed before the script is imported,
+into a cached directory shared by every instance with the same requirements (see
+`frameworks.requirements`); a failed install fails the load with pip's message.
 """
 
 from __future__ import annotations
@@ -25,7 +31,6 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
-import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -39,19 +44,42 @@ from modelhost.codecs import json as json_codec
 from modelhost.codecs import jsonlines as jsonlines_codec
 from modelhost.codecs import libsvm as libsvm_codec
 from modelhost.codecs import npy as npy_codec
+from modelhost.codecs import recordio as recordio_codec
 from modelhost.codecs import registry
 from modelhost.codecs.errors import DecodeError, UnsupportedContentType
 from modelhost.codecs.media import choose_accept
 from modelhost.frameworks.base import Context, Runtime, RuntimeOptions, describe_files
 from modelhost.frameworks.errors import InferenceError, InvalidInput, ModelLoadError
+from modelhost.frameworks.requirements import REQUIREMENTS_FILE, activate, install_requirements
 
-log = logging.getLogger(__name__)
-
-HANDLERS = ("model_fn", "input_fn", "predict_fn", "output_fn", "transform_fn")
+HANDLERS = (
+    "model_fn",
+    "input_fn",
+    "predict_fn",
+    "output_fn",
+    "transform_fn",
+    "pre_model_fn",
+    "model_warmup_fn",
+)
 # Positional arguments each handler takes before the optional context.
-_ARITY = {"model_fn": 1, "input_fn": 2, "predict_fn": 2, "output_fn": 2, "transform_fn": 4}
+_ARITY = {
+    "model_fn": 1,
+    "input_fn": 2,
+    "predict_fn": 2,
+    "output_fn": 2,
+    "transform_fn": 4,
+    "pre_model_fn": 1,
+    "model_warmup_fn": 2,
+}
 _TEXT_TYPES = (registry.JSON, registry.CSV)  # decoded to str before input_fn (toolkit)
-_INPUT_TYPES = (registry.JSON, registry.CSV, registry.NPY, registry.JSONLINES, registry.LIBSVM)
+_INPUT_TYPES = (
+    registry.JSON,
+    registry.CSV,
+    registry.NPY,
+    registry.JSONLINES,
+    registry.LIBSVM,
+    recordio_codec.MEDIA_TYPE,
+)
 _OUTPUT_TYPES = (registry.JSON, registry.CSV, registry.NPY, registry.JSONLINES)
 
 
@@ -102,8 +130,13 @@ class ScriptRuntime(Runtime):
             self._label = str(self.script.relative_to(model_dir))
         except ValueError:
             self._label = str(self.script)
-        if (self.script.parent / "requirements.txt").is_file():
-            log.warning("%s/requirements.txt is not installed by modelhost yet", self.script.parent)
+        packages = install_requirements(
+            self.script.parent / REQUIREMENTS_FILE,
+            self.options.packages_dir,
+            self.options.pip_timeout_s,
+        )
+        if packages is not None:
+            activate(packages)
         module = self._import()
         fns = {n: getattr(module, n) for n in HANDLERS if callable(getattr(module, n, None))}
         if "transform_fn" in fns:
@@ -120,10 +153,11 @@ class ScriptRuntime(Runtime):
     def _import(self) -> Any:
         program = self.script.stem
         code_dir = str(self.script.parent)
-        if code_dir not in sys.path:
-            # The toolkit prepends the code dir to PYTHONPATH so the script can import
-            # its sibling modules.
-            sys.path.insert(0, code_dir)
+        # The toolkit prepends the code dir to PYTHONPATH so the script can import its
+        # sibling modules; first, ahead of installed requirements, as there.
+        if code_dir in sys.path:
+            sys.path.remove(code_dir)
+        sys.path.insert(0, code_dir)
         spec = importlib.util.spec_from_file_location(program, self.script)
         if spec is None or spec.loader is None:
             raise ModelLoadError(f"{self._label} cannot be imported: not a Python file")
@@ -149,15 +183,26 @@ class ScriptRuntime(Runtime):
         return f" (line {lines[-1]})" if lines else ""
 
     def _load_model(self, model_dir: Path) -> Any:
-        model_fn = self._fns.get("model_fn")
-        if model_fn is not None:
-            try:
-                return self._call("model_fn", str(model_dir), ctx=Context(str(model_dir)))
-            except Exception as exc:
-                raise ModelLoadError(
-                    f"model_fn in {self._label} failed: {type(exc).__name__}: {exc}"
-                    f"{self._where(exc)}"
-                ) from None
+        ctx = Context(str(model_dir))
+        if "pre_model_fn" in self._fns:
+            self._hook("pre_model_fn", str(model_dir), ctx=ctx)
+        model = self._framework_model(model_dir, ctx)
+        if "model_warmup_fn" in self._fns:
+            self._hook("model_warmup_fn", str(model_dir), model, ctx=ctx)
+        return model
+
+    def _hook(self, name: str, *args: Any, ctx: Context) -> Any:
+        """Call a load-time handler; its failure is a load error naming it and the line."""
+        try:
+            return self._call(name, *args, ctx=ctx)
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{name} in {self._label} failed: {type(exc).__name__}: {exc}{self._where(exc)}"
+            ) from None
+
+    def _framework_model(self, model_dir: Path, ctx: Context) -> Any:
+        if "model_fn" in self._fns:
+            return self._hook("model_fn", str(model_dir), ctx=ctx)
         if self.base is None:
             raise ModelLoadError(
                 f"{self._label} defines no model_fn and {model_dir} holds no model file a "
@@ -250,6 +295,8 @@ class ScriptRuntime(Runtime):
             decoded = jsonlines_codec.decode(raw, dtype)
         elif media == registry.LIBSVM:
             decoded = libsvm_codec.decode(raw, dtype)
+        elif media == recordio_codec.MEDIA_TYPE:
+            decoded = recordio_codec.decode(raw, dtype)
         else:
             raise UnsupportedContentType(content_type, _INPUT_TYPES)
         return self.base.adapt(media, decoded) if self.base else decoded
@@ -258,6 +305,11 @@ class ScriptRuntime(Runtime):
         """The framework's predict: base runtime, a Booster's inplace_predict, or .predict."""
         if self.base is not None and model is not None and model is self.base.model:
             return self.base.predict(data)
+        # A runtime may know how to predict with a model it did not load itself (e.g.
+        # an eager torch module from model_fn needs eval mode and no_grad).
+        predict_with = getattr(self.base, "predict_with", None)
+        if callable(predict_with) and model is not None:
+            return predict_with(model, data)
         if type(model).__module__.startswith("xgboost") and hasattr(model, "inplace_predict"):
             if type(data).__name__ == "DMatrix":
                 return model.predict(data)

@@ -4,8 +4,8 @@ Load: `xgboost-model` (or a *.json/*.ubj/*.bst/*.model file, or a pickled Booste
 pickles are tried first as older SageMaker images pickle the Booster. Predict:
 `Booster.inplace_predict`, several times faster than building a DMatrix per request,
 after checking the feature count so a mismatch is a clear 400 rather than XGBoost's
-internal error. Output: CSV by default; JSON/JSON Lines use SageMaker's
-`{"score": v}` records.
+internal error. Output: CSV by default, in the formats of SageMaker's container,
+including selectable outputs (`SAGEMAKER_INFERENCE_OUTPUT`); see `xgboost_output`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import DTypeLike
 
-from modelhost.codecs import registry
+from modelhost.codecs import recordio, registry
+from modelhost.codecs.media import choose_accept
+from modelhost.frameworks import xgboost_output
 from modelhost.frameworks.base import Runtime, describe_files, model_files
 from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
@@ -25,6 +27,10 @@ MODEL_FILE = "xgboost-model"
 NATIVE_SUFFIXES = (".json", ".ubj", ".bst", ".model", ".bin")
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 _SNIFF_BYTES = 512
+# SageMaker's XGBoost container also reads recordio-protobuf, which the shared codec
+# registry leaves out (no other runtime takes it).
+_DECODERS = {**registry.DECODERS, recordio.MEDIA_TYPE: recordio.decode}
+_SPARSE = (registry.LIBSVM, recordio.MEDIA_TYPE)
 
 
 def is_pickled_booster(path: Path) -> bool:
@@ -58,9 +64,10 @@ class XGBoostRuntime(Runtime):
         registry.JSON,
         registry.JSONLINES,
         registry.NPY,
+        recordio.MEDIA_TYPE,
     )
-    accept_types = (registry.CSV, registry.JSON, registry.JSONLINES, registry.NPY)
-    encoders = registry.SCORE_ENCODERS
+    # Without selectable outputs; the loaded model's plan decides (see `response_type`).
+    accept_types = xgboost_output.DEFAULT_ACCEPT_TYPES
     default_accept = registry.CSV
     input_dtype: ClassVar[DTypeLike] = np.float32
     # One-row inplace_predict on a 100-tree model is ~70 µs and a 64 KiB CSV body (~50
@@ -72,6 +79,7 @@ class XGBoostRuntime(Runtime):
         self._booster: Any = None
         self._n_features = 0
         self._xgb: Any = None
+        self._plan = xgboost_output.score_plan(batch=self.options.batch)
 
     @classmethod
     def detect(cls, model_dir: Path) -> bool:
@@ -103,9 +111,24 @@ class XGBoostRuntime(Runtime):
         # Parent sets OMP_NUM_THREADS to this instance's CPU share; XGBoost's own
         # default would use every core and fight the other instances.
         booster.set_param({"nthread": self.options.nthread})
+        self._plan = self._output_plan(booster)
         self._booster = booster
         self._n_features = int(booster.num_features())
         self.model_dir = model_dir
+
+    def _output_plan(self, booster: Any) -> xgboost_output.OutputPlan:
+        # Resolved here, once: a request only looks up the encoder of its media type.
+        keys = self.options.inference_output
+        if not keys:
+            return xgboost_output.score_plan(batch=self.options.batch)
+        objective, num_class = xgboost_output.booster_objective(booster)
+        return xgboost_output.selectable_plan(
+            objective,
+            num_class,
+            keys,
+            supported=self.options.inference_supported,
+            batch=self.options.batch,
+        )
 
     def _find_model_file(self, model_dir: Path) -> Path:
         files = model_files(model_dir)
@@ -171,6 +194,21 @@ class XGBoostRuntime(Runtime):
     def guess_content_type(self, body: bytes) -> str:
         return registry.LIBSVM if b":" in body else registry.CSV
 
+    def decode(self, body: bytes, content_type: str | None) -> tuple[str, Any]:
+        if not body:
+            raise InvalidInput("Empty request body: send at least one record")
+        media, decoder = registry.decoder_for(
+            content_type or self.guess_content_type(body), self.content_types, _DECODERS
+        )
+        return media, decoder(body, self.input_dtype)
+
+    def response_type(self, accept: str | None) -> str:
+        default = self.options.default_accept or self.default_accept
+        return choose_accept(accept, self._plan.accept_types, default)
+
+    def encode(self, prediction: Any, media: str) -> bytes:
+        return self._plan.encoders[media](prediction)
+
     def predict(self, data: Any) -> Any:
         booster = self._booster
         if isinstance(data, self._xgb.DMatrix):
@@ -189,9 +227,9 @@ class XGBoostRuntime(Runtime):
             raise PredictionFailed(f"Prediction failed: {_first_line(exc)}") from None
 
     def adapt(self, media: str, data: Any) -> Any:
-        # libsvm rows only list present features, so a narrower array is fine: the
-        # absent trailing features are missing values.
-        if media != registry.LIBSVM:
+        # libsvm and sparse recordio rows only list present features, so a narrower
+        # array is fine: the absent trailing features are missing values.
+        if media not in _SPARSE:
             return data
         missing = self._n_features - data.shape[1]
         if missing <= 0:
