@@ -11,7 +11,7 @@ contract, and reading it directly avoids importing pydantic before the socket bi
 | `SAGEMAKER_BIND_TO_PORT` | 8080 | port to listen on |
 | `MODELHOST_INSTANCE_HOST` | 127.0.0.1 | address to listen on |
 | `SM_MODEL_DIR` | /opt/ml/model | unpacked model directory |
-| `MODELHOST_RUNTIME` | auto | `auto`, `xgboost`, `sklearn` |
+| `MODELHOST_RUNTIME` | auto | `auto` or a name in `frameworks.registry.RUNTIMES` |
 | `SAGEMAKER_PROGRAM` | (inference.py if present) | script-mode entry, `.py` optional |
 | `SAGEMAKER_SUBMIT_DIRECTORY` | `<model dir>/code` | script dir (`/opt/ml/model` = model dir) |
 | `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` | runtime's own | Accept used for none or `*/*` |
