@@ -133,7 +133,7 @@ class ONNXRuntime(Runtime):
         return self._output
 
     def load(self, model_dir: Path) -> None:
-        import onnxruntime  # type: ignore[import-untyped]  # deferred; ships no types
+        import onnxruntime  # deferred: only ONNX instances pay for it
 
         path = self._find_model_file(model_dir)
         opts = onnxruntime.SessionOptions()
