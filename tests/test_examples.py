@@ -1,0 +1,45 @@
+"""Every example runs from a clean checkout and reports served == in-process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modelhost.testing.server import ModelhostServer
+from tests.conftest import unique
+
+pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _run(argv: list[str], cwd: Path) -> str:
+    out = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, timeout=240, cwd=cwd
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+@pytest.mark.parametrize("script", ["sklearn/run.py", "script-mode/run.py"])
+def test_example_starts_its_own_server(script: str, tmp_path: Path) -> None:
+    _run([str(EXAMPLES / script)], tmp_path)
+
+
+def test_churn_boto3_example_against_a_running_server(
+    server: ModelhostServer, tmp_path: Path
+) -> None:
+    stdout = _run(
+        [
+            str(EXAMPLES / "churn" / "deploy_with_boto3.py"),
+            "--endpoint-url",
+            server.url,
+            "--name",
+            unique("churn-example"),
+        ],
+        tmp_path,
+    )
+    assert "all rows in one request" in stdout
