@@ -92,11 +92,14 @@ def deploy(
     instances: int = 1,
     image: str | None = XGBOOST_IMAGE,
     wait: bool = True,
+    environment: dict[str, str] | None = None,
 ) -> None:
     """create_model + create_endpoint_config + create_endpoint, as SageMaker users write it."""
     container: dict[str, Any] = {"ModelDataUrl": artifact}
     if image:
         container["Image"] = image
+    if environment:
+        container["Environment"] = environment
     sm.create_model(
         ModelName=name,
         PrimaryContainer=container,

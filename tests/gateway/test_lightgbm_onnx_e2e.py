@@ -26,7 +26,6 @@ from tests.conftest import deploy, unique
 
 pytestmark = pytest.mark.integration
 
-ROLE = "arn:aws:iam::123456789012:role/modelhost"
 ONNX_URI = "123456789012.dkr.ecr.us-east-1.amazonaws.com/onnx-inference:1.31"
 ROWS = 6
 
@@ -161,29 +160,12 @@ def test_onnx_probabilities_selected_by_environment(
     clf, session, artifact = onnx_model
     X = churn_data.X[:ROWS]
     name = unique("onnx-proba")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": ONNX_URI,
-            "ModelDataUrl": str(artifact),
-            "Environment": {"MODELHOST_ONNX_OUTPUT": "output_probability"},
-        },
-        ExecutionRoleArn=ROLE,
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    deploy(
+        sm,
+        name,
+        str(artifact),
+        image=ONNX_URI,
+        environment={"MODELHOST_ONNX_OUTPUT": "output_probability"},
     )
     try:
         zipmap = session.run(None, {"input": X})[1]  # a list of {class: probability}
