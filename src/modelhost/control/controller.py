@@ -115,6 +115,8 @@ class Controller:
                 status == EndpointStatus.IN_SERVICE and name not in self._deployments
             ):
                 self._spawn(name, self._create(rec))
+            elif status == EndpointStatus.UPDATING and "PendingWeights" in rec.spec:
+                self._spawn(name, self._reweight(rec))
             elif status == EndpointStatus.UPDATING:
                 self._spawn(name, self._update(rec))
             elif status == EndpointStatus.DELETING:
@@ -186,6 +188,48 @@ class Controller:
         self.publish(rec.name)
         if old is not None:
             await old.stop(drain_s=self.settings.invocation_timeout_s)
+
+    async def _reweight(self, rec: Record) -> None:
+        """UpdateEndpointWeightsAndCapacities: scale each variant's fleet, then publish the
+        new weights in one routing snapshot; on failure keep what runs and say why."""
+        desired: dict[str, dict[str, Any]] = rec.spec["PendingWeights"]
+        dep = self._deployments.get(rec.name)
+        reason = None
+        if dep is None:
+            reason = "the endpoint's instances are not running"
+        else:
+            for variant, change in desired.items():
+                count = change.get("DesiredInstanceCount")
+                fleet = dep.fleets[variant]
+                if count is None or count == len(fleet.serving()):
+                    continue
+                try:
+                    await fleet.scale_to(int(count), drain_s=self.settings.invocation_timeout_s)
+                except StartupError as exc:
+                    reason = f"variant {variant}: {exc}"
+                    break
+        current = self.store.get(Kind.ENDPOINT, rec.name)
+        if current is None or current.status == EndpointStatus.DELETING:
+            return
+        variants = {v["VariantName"]: v for v in current.spec["Config"]["ProductionVariants"]}
+        if reason is None:
+            for variant, change in desired.items():
+                if change.get("DesiredWeight") is not None:
+                    variants[variant]["InitialVariantWeight"] = float(change["DesiredWeight"])
+                if change.get("DesiredInstanceCount") is not None:
+                    variants[variant]["InitialInstanceCount"] = int(change["DesiredInstanceCount"])
+        elif dep is not None:
+            # Counts that did change stay as they are now running.
+            for variant, fleet in dep.fleets.items():
+                variants[variant]["InitialInstanceCount"] = fleet.desired
+        current.spec.pop("PendingWeights", None)
+        current.status = EndpointStatus.IN_SERVICE
+        current.failure_reason = _clip(f"Update failed: {reason}") if reason else None
+        current.modified_s = time.time()
+        self.store.save(current)
+        if dep is not None:
+            dep.config = current.spec["Config"]
+        self.publish(rec.name)
 
     async def _delete(self, rec: Record) -> None:
         await self._teardown(rec.name)

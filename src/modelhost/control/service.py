@@ -49,6 +49,7 @@ class ControlPlane:
             "CreateEndpoint": self.create_endpoint,
             "DescribeEndpoint": self.describe_endpoint,
             "UpdateEndpoint": self.update_endpoint,
+            "UpdateEndpointWeightsAndCapacities": self.update_endpoint_weights_and_capacities,
             "DeleteEndpoint": self.delete_endpoint,
             "ListEndpoints": self.list_endpoints,
         }
@@ -261,15 +262,16 @@ class ControlPlane:
             image = (model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]).get(
                 "Image"
             )
+            pending = (snapshot.get("PendingWeights") or {}).get(v["VariantName"], {})
             desired = int(v.get("InitialInstanceCount", 1))
             current = desired if dep is None else len(dep.fleets[v["VariantName"]].serving())
             weight = float(v.get("InitialVariantWeight", 1.0))
             summary: dict[str, Any] = {
                 "VariantName": v["VariantName"],
                 "CurrentWeight": weight,
-                "DesiredWeight": weight,
+                "DesiredWeight": _or(pending.get("DesiredWeight"), weight),
                 "CurrentInstanceCount": current,
-                "DesiredInstanceCount": desired,
+                "DesiredInstanceCount": _or(pending.get("DesiredInstanceCount"), desired),
             }
             if image:
                 summary["DeployedImages"] = [{"SpecifiedImage": image, "ResolvedImage": image}]
@@ -295,6 +297,53 @@ class ControlPlane:
             )
         pending["StartTime"] = time.time()
         rec.spec["Pending"] = pending
+        rec.status = EndpointStatus.UPDATING
+        rec.failure_reason = None
+        rec.modified_s = time.time()
+        self.store.save(rec)
+        self.controller.wake()
+        return {"EndpointArn": rec.arn}
+
+    def update_endpoint_weights_and_capacities(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(Kind.ENDPOINT, p["EndpointName"])
+        if rec.status != EndpointStatus.IN_SERVICE:
+            raise ValidationException(
+                f'Cannot update endpoint "{rec.arn}" while it is {rec.status}; '
+                "wait until it is InService."
+            )
+        variants = {v["VariantName"]: v for v in rec.spec["Config"]["ProductionVariants"]}
+        changes: dict[str, dict[str, Any]] = {}
+        for item in p["DesiredWeightsAndCapacities"]:
+            name = item["VariantName"]
+            if name not in variants:
+                raise ValidationException(
+                    f'The variant "{name}" is not present in endpoint "{rec.arn}"; it has '
+                    f"{', '.join(sorted(variants))}."
+                )
+            if name in changes:
+                raise ValidationException(f'The variant "{name}" is given more than once.')
+            if item.get("ServerlessUpdateConfig"):
+                raise ValidationException("ServerlessUpdateConfig is not supported yet.")
+            if item.get("DesiredInstanceCount") == 0:
+                raise ValidationException(
+                    f'Variant "{name}": DesiredInstanceCount 0 is not supported; set its '
+                    "DesiredWeight to 0 to stop sending it traffic."
+                )
+            if "DesiredWeight" not in item and "DesiredInstanceCount" not in item:
+                raise ValidationException(
+                    f'Variant "{name}": give DesiredWeight, DesiredInstanceCount or both.'
+                )
+            changes[name] = {
+                "DesiredWeight": item.get("DesiredWeight"),
+                "DesiredInstanceCount": item.get("DesiredInstanceCount"),
+            }
+        weights = {n: float(v.get("InitialVariantWeight", 1.0)) for n, v in variants.items()}
+        for name, change in changes.items():
+            if change["DesiredWeight"] is not None:
+                weights[name] = float(change["DesiredWeight"])
+        if sum(weights.values()) <= 0:
+            raise ValidationException("The sum of the variants' weights must be greater than 0.")
+        rec.spec["PendingWeights"] = changes
         rec.status = EndpointStatus.UPDATING
         rec.failure_reason = None
         rec.modified_s = time.time()
@@ -334,6 +383,10 @@ class ControlPlane:
             status_key="EndpointStatus",
         )
         return _with_token({"Endpoints": page}, token)
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def _with_token(out: dict[str, Any], token: str | None) -> dict[str, Any]:

@@ -73,6 +73,42 @@ class VariantFleet:
             await self.stop(drain_s=0)
             raise StartupError(str(errors[0])) from errors[0]
 
+    async def scale_to(self, count: int, drain_s: float) -> None:
+        """Change the instance count live: new instances take traffic only once they answer
+        /ping; removed ones leave routing first, finish their in-flight requests, then stop.
+        Raises StartupError (and keeps the old count) if new instances fail."""
+        current = [i for i in self.instances if i.status == InstanceStatus.IN_SERVICE]
+        if count > len(current):
+            added = [self._provider.start(self.spec) for _ in range(count - len(current))]
+            self.instances.extend(added)
+            results = await asyncio.gather(
+                *(self._wait_ready(i) for i in added), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                for inst in added:
+                    self.instances.remove(inst)
+                await asyncio.gather(*(self._provider.stop(i, 1.0) for i in added))
+                raise StartupError(str(errors[0])) from errors[0]
+            self.desired = count
+            self._on_change()
+            return
+        # Retire the least busy instances: they drain soonest.
+        retiring = sorted(current, key=lambda i: i.outstanding)[: len(current) - count]
+        self.desired = count
+        for inst in retiring:
+            inst.status = InstanceStatus.DRAINING
+        self._on_change()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + drain_s
+        while any(i.outstanding for i in retiring) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for inst in retiring:
+            self.instances.remove(inst)
+        await asyncio.gather(
+            *(self._provider.stop(i, self._shutdown_grace_s) for i in retiring)
+        )
+
     async def _wait_ready(self, instance: Instance) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._startup_timeout_s
