@@ -285,6 +285,133 @@ def delete(name: str, keep_config: bool, url: str | None) -> None:
             call(**{key: name})
 
 
+def _native(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Call modelhost's own REST API; print its error and exit 1 on failure."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as exc:
+        err = json.loads(exc.read() or b"{}")
+        click.echo(f"error: {err.get('__type')}: {err.get('Message')}", err=True)
+    except urllib.error.URLError:
+        click.echo(
+            f"error: no modelhost server answers at {url}; start one with `modelhost serve`.",
+            err=True,
+        )
+    sys.exit(1)
+
+
+@main.group()
+def alarms() -> None:
+    """Alarms over endpoint metrics (used by AutoRollbackConfiguration)."""
+
+
+@alarms.command("put")
+@click.argument("name")
+@click.option("--endpoint", required=True, help="EndpointName dimension.")
+@click.option("--variant", default=None, help="VariantName dimension (default: all).")
+@click.option(
+    "--metric",
+    required=True,
+    help="Invocations, Invocation4XXErrors, Invocation5XXErrors, ModelLatency or OverheadLatency.",
+)
+@click.option("--statistic", default="Sum", show_default=True)
+@click.option("--period", type=int, default=60, show_default=True, help="Seconds.")
+@click.option("--evaluation-periods", type=int, default=1, show_default=True)
+@click.option("--datapoints-to-alarm", type=int, default=None)
+@click.option("--threshold", type=float, required=True)
+@click.option("--comparison", default="GreaterThanOrEqualToThreshold", show_default=True)
+@click.option("--treat-missing-data", default="missing", show_default=True)
+@url_option
+def alarms_put(
+    name: str,
+    endpoint: str,
+    variant: str | None,
+    metric: str,
+    statistic: str,
+    period: int,
+    evaluation_periods: int,
+    datapoints_to_alarm: int | None,
+    threshold: float,
+    comparison: str,
+    treat_missing_data: str,
+    url: str | None,
+) -> None:
+    """Create or replace alarm NAME."""
+    dims = [{"Name": "EndpointName", "Value": endpoint}]
+    if variant:
+        dims.append({"Name": "VariantName", "Value": variant})
+    body: dict[str, Any] = {
+        "MetricName": metric,
+        "Dimensions": dims,
+        "Statistic": statistic,
+        "Period": period,
+        "EvaluationPeriods": evaluation_periods,
+        "Threshold": threshold,
+        "ComparisonOperator": comparison,
+        "TreatMissingData": treat_missing_data,
+    }
+    if datapoints_to_alarm is not None:
+        body["DatapointsToAlarm"] = datapoints_to_alarm
+    out = _native(_url(url), "PUT", f"/api/alarms/{name}", body)
+    click.echo(f"alarm {name}: {out['StateValue']}")
+
+
+@alarms.command("list")
+@url_option
+def alarms_list(url: str | None) -> None:
+    """Alarms and their states."""
+    for alarm in _native(_url(url), "GET", "/api/alarms")["MetricAlarms"]:
+        dims = ",".join(d["Value"] for d in alarm["Dimensions"])
+        click.echo(
+            f"{alarm['AlarmName']}  {alarm['StateValue']}  {alarm['MetricName']}"
+            f"({dims}) {alarm['Statistic']} {alarm['ComparisonOperator']} "
+            f"{alarm['Threshold']:g}"
+        )
+
+
+@alarms.command("show")
+@click.argument("name")
+@url_option
+def alarms_show(name: str, url: str | None) -> None:
+    """Alarm NAME with its state history."""
+    import json
+
+    click.echo(json.dumps(_native(_url(url), "GET", f"/api/alarms/{name}"), indent=2))
+
+
+@alarms.command("delete")
+@click.argument("name")
+@url_option
+def alarms_delete(name: str, url: str | None) -> None:
+    """Delete alarm NAME."""
+    _native(_url(url), "DELETE", f"/api/alarms/{name}")
+    click.echo(f"alarm {name}: deleted")
+
+
+@main.command()
+@click.argument("name")
+@url_option
+def events(name: str, url: str | None) -> None:
+    """Deployment events of endpoint NAME (traffic steps, baking, rollbacks)."""
+    import datetime as dt
+
+    for event in _native(_url(url), "GET", f"/api/endpoints/{name}/events")["Events"]:
+        when = dt.datetime.fromtimestamp(event["Time"]).strftime("%H:%M:%S")
+        click.echo(f"{when}  {event['Status']:<17} {event['Message']}")
+
+
 @main.command()
 @click.option(
     "--rows",

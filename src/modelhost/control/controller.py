@@ -15,9 +15,12 @@ import contextlib
 import logging
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 from modelhost.control.deployment import Deployment
+from modelhost.control.guardrails import rollback_alarms
+from modelhost.control.rollout import Rollout, shift_traffic
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.launch import LaunchError, build_launch_spec
@@ -32,6 +35,7 @@ from modelhost.store.metadata import Kind, MetadataStore, Record
 log = logging.getLogger("modelhost.control")
 
 _MAX_REASON = 1024
+EVENT_HISTORY_MAX = 100
 
 
 class Controller:
@@ -45,7 +49,10 @@ class Controller:
         self.client = InstanceClient()
         self.table = RoutingTable()
         self.rand = random.random
+        # Set by the gateway: the state of a named alarm (None if there is no such alarm).
+        self.alarm_state: Callable[[str], str | None] = lambda _name: None
         self._deployments: dict[str, Deployment] = {}
+        self._rollouts: dict[str, Rollout] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
@@ -168,7 +175,13 @@ class Controller:
                 current.modified_s = time.time()
                 self.store.save(current)
             return
-        # Green is healthy: switch traffic in one snapshot swap, then retire blue.
+        policy = (pending.get("DeploymentConfig") or {}).get("BlueGreenUpdatePolicy")
+        if old is not None and policy:
+            reason = await self._guarded_shift(rec.name, old, new, pending)
+            if reason is not None:
+                await self._roll_back(rec.name, new, reason)
+                return
+        # Green is healthy (and has baked): switch traffic, then retire blue.
         self._deployments[rec.name] = new
         current = self.store.get(Kind.ENDPOINT, rec.name)
         if current is None:  # deleted meanwhile
@@ -186,8 +199,60 @@ class Controller:
         current.modified_s = time.time()
         self.store.save(current)
         self.publish(rec.name)
+        self._event(rec.name, "InService", f"now serving {pending['EndpointConfigName']}")
         if old is not None:
             await old.stop(drain_s=self.settings.invocation_timeout_s)
+
+    async def _guarded_shift(
+        self, name: str, old: Deployment, new: Deployment, pending: dict[str, Any]
+    ) -> str | None:
+        config = pending.get("DeploymentConfig") or {}
+        rollout = Rollout(old, new)
+        self._rollouts[name] = rollout
+        try:
+            return await shift_traffic(
+                rollout,
+                config["BlueGreenUpdatePolicy"],
+                alarms=rollback_alarms(config),
+                alarm_state=self.alarm_state,
+                publish=lambda: self.publish(name),
+                event=lambda status, message: self._event(name, status, message),
+            )
+        finally:
+            self._rollouts.pop(name, None)
+
+    async def _roll_back(self, name: str, new: Deployment, reason: str) -> None:
+        """All traffic back to blue at once, green stopped, the endpoint InService on its
+        old config with the reason."""
+        self.publish(name)
+        self._event(name, "RollingBack", reason)
+        await new.stop(drain_s=self.settings.invocation_timeout_s)
+        current = self.store.get(Kind.ENDPOINT, name)
+        if current is None or current.status == EndpointStatus.DELETING:
+            return
+        current.spec.pop("Pending", None)
+        current.status = EndpointStatus.IN_SERVICE
+        current.failure_reason = _clip(f"Update rolled back: {reason}")
+        current.modified_s = time.time()
+        self.store.save(current)
+        self._event(name, "InService", f"rolled back to {current.spec['EndpointConfigName']}")
+
+    def _event(self, name: str, status: str, message: str) -> None:
+        """Append to the endpoint's event history (and its pending deployment's stage)."""
+        rec = self.store.get(Kind.ENDPOINT, name)
+        if rec is None:
+            return
+        now = time.time()
+        events = rec.spec.setdefault("Events", [])
+        events.append({"Time": now, "Status": status, "Message": message})
+        del events[:-EVENT_HISTORY_MAX]
+        if rec.spec.get("Pending"):
+            rec.spec["Pending"]["Stage"] = {
+                "Status": status,
+                "StatusMessage": message,
+                "StartTime": now,
+            }
+        self.store.save(rec)
 
     async def _reweight(self, rec: Record) -> None:
         """UpdateEndpointWeightsAndCapacities: scale each variant's fleet, then publish the
@@ -312,6 +377,10 @@ class Controller:
         self.table = self.table.with_endpoint(EndpointRoute(rec.name, (), reason))
 
     def publish(self, name: str) -> None:
+        rollout = self._rollouts.get(name)
+        if rollout is not None:
+            self.table = self.table.with_endpoint(EndpointRoute(name, rollout.routes()))
+            return
         dep = self._deployments.get(name)
         if dep is None:
             return

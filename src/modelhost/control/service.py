@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelhost.control.controller import Controller
+from modelhost.control.guardrails import rollback_alarms, traffic_steps
 from modelhost.control.listing import list_page
 from modelhost.control.validation import validate_input
 from modelhost.errors import ValidationException
@@ -204,12 +205,11 @@ class ControlPlane:
         }
 
     def create_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
-        if p.get("DeploymentConfig"):
-            raise ValidationException(
-                "DeploymentConfig is not supported by this modelhost version; updates "
-                "switch all traffic at once after the new instances pass /ping."
-            )
         spec = self._snapshot(p["EndpointConfigName"])
+        if p.get("DeploymentConfig"):
+            # Kept for later updates that set RetainDeploymentConfig, as in SageMaker.
+            self._check_deployment_config(p["DeploymentConfig"], spec)
+            spec["DeploymentConfig"] = p["DeploymentConfig"]
         endpoint_arn = self._create(
             Kind.ENDPOINT, p["EndpointName"], spec, p.get("Tags"), status=EndpointStatus.CREATING
         )
@@ -233,18 +233,19 @@ class ControlPlane:
             out["ProductionVariants"] = self._variant_summaries(rec.spec, dep)
         elif rec.status == EndpointStatus.IN_SERVICE:
             out["ProductionVariants"] = self._variant_summaries(rec.spec, None)
+        if rec.spec.get("DeploymentConfig"):
+            out["LastDeploymentConfig"] = rec.spec["DeploymentConfig"]
         pending = rec.spec.get("Pending")
         if pending and rec.status == EndpointStatus.UPDATING:
+            # The guarded rollout's current step (ActivatingTraffic, Baking, ...).
+            stage = pending.get("Stage") or {
+                "Status": "Creating",
+                "StartTime": pending["StartTime"],
+            }
             out["PendingDeploymentSummary"] = {
                 "EndpointConfigName": pending["EndpointConfigName"],
                 "ProductionVariants": [
-                    {
-                        **s,
-                        "InstanceType": v.get("InstanceType"),
-                        "VariantStatus": [
-                            {"Status": "Creating", "StartTime": pending["StartTime"]}
-                        ],
-                    }
+                    {**s, "InstanceType": v.get("InstanceType"), "VariantStatus": [stage]}
                     for s, v in zip(
                         self._variant_summaries(pending, None),
                         pending["Config"]["ProductionVariants"],
@@ -285,12 +286,14 @@ class ControlPlane:
                 f'Cannot update endpoint "{rec.arn}" while it is {rec.status}; '
                 "wait until it is InService."
             )
-        if p.get("DeploymentConfig"):
-            raise ValidationException(
-                "DeploymentConfig is not supported by this modelhost version; updates "
-                "switch all traffic at once after the new instances pass /ping."
-            )
         pending = self._snapshot(p["EndpointConfigName"])
+        config = p.get("DeploymentConfig")
+        if config is None and p.get("RetainDeploymentConfig"):
+            config = rec.spec.get("DeploymentConfig")
+        if config:
+            self._check_deployment_config(config, pending)
+            pending["DeploymentConfig"] = config
+            rec.spec["DeploymentConfig"] = config
         if p.get("RetainAllVariantProperties"):
             _retain(
                 rec.spec["Config"], pending["Config"], p.get("ExcludeRetainedVariantProperties")
@@ -350,6 +353,26 @@ class ControlPlane:
         self.store.save(rec)
         self.controller.wake()
         return {"EndpointArn": rec.arn}
+
+    def _check_deployment_config(self, config: dict[str, Any], snapshot: dict[str, Any]) -> None:
+        if config.get("RollingUpdatePolicy"):
+            raise ValidationException(
+                "RollingUpdatePolicy is not supported by this modelhost version; use "
+                "BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY or LINEAR)."
+            )
+        policy = config.get("BlueGreenUpdatePolicy")
+        if policy:
+            capacity = sum(
+                int(v.get("InitialInstanceCount", 1))
+                for v in snapshot["Config"]["ProductionVariants"]
+            )
+            traffic_steps(policy["TrafficRoutingConfiguration"], capacity)
+        for alarm in rollback_alarms(config):
+            if self.controller.alarm_state(alarm) is None:
+                raise ValidationException(
+                    f"AutoRollbackConfiguration names alarm {alarm}, which does not exist; "
+                    "create it first (modelhost alarms put, or PUT /api/alarms/{name})."
+                )
 
     def delete_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self._get(Kind.ENDPOINT, p["EndpointName"])

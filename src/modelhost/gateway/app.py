@@ -8,10 +8,13 @@ Starlette app (health, metrics).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,12 +26,16 @@ from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.control_api import ControlAPI
+from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.settings import Settings
-from modelhost.store.metadata import MetadataStore
+from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 
 log = logging.getLogger("modelhost.gateway")
+
+ALARM_EVALUATION_INTERVAL_S = 1.0
 
 
 class Gateway:
@@ -50,11 +57,16 @@ class Gateway:
             settings.account_id,
             settings.region,
         )
+        self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
+        self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
+        self.controller.alarm_state = self.alarms.state
+        self.native_api = NativeAPI(self.alarms, self.store)
         self.other = Starlette(
             routes=[
                 Route("/ping", self.ping),
                 Route("/healthz", self.ping),
                 Route("/metrics", self.prometheus),
+                *self.native_api.routes(),
             ],
             lifespan=self.lifespan,
         )
@@ -62,6 +74,7 @@ class Gateway:
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.controller.start()
+        alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -75,6 +88,7 @@ class Gateway:
         try:
             yield
         finally:
+            alarm_loop.cancel()
             await self.controller.stop()
             self.store.close()
 
@@ -89,6 +103,28 @@ class Gateway:
                 await self.runtime_api(scope, receive, send)
                 return
         await self.other(scope, receive, send)
+
+    def _persist_alarm(self, name: str, document: dict[str, Any] | None) -> None:
+        if document is None:
+            self.store.delete(Kind.ALARM, name)
+            return
+        now = time.time()
+        record = self.store.get(Kind.ALARM, name)
+        if record is None:
+            self.store.create(
+                Record(Kind.ALARM, name, f"alarm:{name}", document, [], None, None, now, now)
+            )
+        else:
+            record.spec, record.modified_s = document, now
+            self.store.save(record)
+
+    async def _evaluate_alarms(self) -> None:
+        while True:
+            await asyncio.sleep(ALARM_EVALUATION_INTERVAL_S)
+            try:
+                self.alarms.evaluate_all()
+            except Exception:
+                log.exception("alarm evaluation failed")
 
     async def ping(self, _request: Request) -> Response:
         return JSONResponse({"status": "Healthy", "version": __version__})

@@ -37,6 +37,7 @@ class Kind(StrEnum):
     MODEL = "model"
     ENDPOINT_CONFIG = "endpoint-config"
     ENDPOINT = "endpoint"
+    ALARM = "alarm"
 
 
 metadata = MetaData()

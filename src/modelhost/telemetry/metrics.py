@@ -8,10 +8,13 @@ microseconds, as SageMaker reports them. Counters get Prometheus' `_total` suffi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from modelhost.telemetry.series import SeriesStore, VariantWindow
 
 # 50 µs … 60 s: one-row predicts sit in the low buckets, timeouts in the top one.
 LATENCY_BUCKETS_US = (
@@ -54,8 +57,11 @@ class VariantSeries:
     per_instance: Counter
     model_latency_us: Histogram
     overhead_latency_us: Histogram
+    window: VariantWindow
 
     def record(self, *, status: int, instances: int, model_us: float, total_us: float) -> None:
+        overhead_us = max(total_us - model_us, 0.0)
+        self.window.record(int(time.time()), status, model_us, overhead_us)
         self.invocations.inc()
         if 400 <= status < 500:
             self.errors_4xx.inc()
@@ -63,7 +69,7 @@ class VariantSeries:
             self.errors_5xx.inc()
         self.per_instance.inc(1.0 / max(instances, 1))
         self.model_latency_us.observe(model_us)
-        self.overhead_latency_us.observe(max(total_us - model_us, 0.0))
+        self.overhead_latency_us.observe(overhead_us)
 
 
 class InvocationMetrics:
@@ -106,6 +112,8 @@ class InvocationMetrics:
             registry=r,
         )
         self._bound: dict[tuple[str, str], VariantSeries] = {}
+        # The recent per-second values that alarms evaluate.
+        self.recent = SeriesStore()
 
     def series(self, endpoint: str, variant: str) -> VariantSeries:
         key = (endpoint, variant)
@@ -118,6 +126,7 @@ class InvocationMetrics:
                 self._per_instance.labels(*key),
                 self._model_latency.labels(*key),
                 self._overhead_latency.labels(*key),
+                self.recent.window(*key),
             )
             self._bound[key] = s
         return s

@@ -1,0 +1,85 @@
+"""modelhost's own REST API, beside the SageMaker-compatible ones: `/api/...`.
+
+Alarms: `PUT /api/alarms/{name}` (body: CloudWatch PutMetricAlarm members), `GET
+/api/alarms`, `GET /api/alarms/{name}` (with state history), `DELETE /api/alarms/{name}`.
+Endpoint events: `GET /api/endpoints/{name}/events`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from modelhost.errors import ModelhostError, ValidationException
+from modelhost.gateway.errors import error_payload
+from modelhost.store.metadata import Kind, MetadataStore
+from modelhost.telemetry.alarms import AlarmBook
+
+
+class NotFound(ModelhostError):
+    code = "ResourceNotFound"
+    status = 404
+
+
+def _error(exc: Exception) -> Response:
+    status, headers, body = error_payload(exc, str(uuid.uuid4()), "application/json")
+    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+
+
+class NativeAPI:
+    """Routes for alarms and endpoint events."""
+
+    def __init__(self, alarms: AlarmBook, store: MetadataStore) -> None:
+        self.alarms = alarms
+        self.store = store
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/alarms", self.list_alarms, methods=["GET"]),
+            Route("/api/alarms/{name}", self.alarm, methods=["GET", "PUT", "DELETE"]),
+            Route("/api/endpoints/{name}/events", self.events, methods=["GET"]),
+        ]
+
+    async def list_alarms(self, _request: Request) -> Response:
+        return JSONResponse({"MetricAlarms": self.alarms.describe()})
+
+    async def alarm(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            if request.method == "PUT":
+                body = await _json(request)
+                body["AlarmName"] = name
+                self.alarms.put(body)
+                return JSONResponse(self.alarms.describe(name)[0])
+            if request.method == "DELETE":
+                if not self.alarms.delete(name):
+                    raise NotFound(f"Alarm {name} does not exist.")
+                return JSONResponse({})
+            found = self.alarms.describe(name)
+            if not found:
+                raise NotFound(f"Alarm {name} does not exist.")
+            return JSONResponse(found[0])
+        except Exception as exc:
+            return _error(exc)
+
+    async def events(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        rec = self.store.get(Kind.ENDPOINT, name)
+        if rec is None:
+            return _error(NotFound(f"Endpoint {name} does not exist."))
+        return JSONResponse({"EndpointName": name, "Events": rec.spec.get("Events", [])})
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as exc:
+        raise ValidationException(f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValidationException("The body must be a JSON object.")
+    return body

@@ -1,0 +1,202 @@
+"""Deployment guardrails: a canary that an alarm rolls back, a linear rollout that completes."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelhost.testing.churn import csv_rows
+from modelhost.testing.server import ModelhostServer
+from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
+from tests.gateway.test_lifecycle import Loop
+
+pytestmark = pytest.mark.integration
+
+FAILING_SCRIPT = """
+def model_fn(model_dir):
+    return None
+
+
+def predict_fn(data, model):
+    raise RuntimeError("green is broken on purpose")
+"""
+
+
+@pytest.fixture(scope="module")
+def failing_artifact(tmp_path_factory: pytest.TempPathFactory, churn_model: ChurnModel) -> Path:
+    root = tmp_path_factory.mktemp("failing")
+    code = root / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(FAILING_SCRIPT)
+    artifact = root / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(code / "inference.py", arcname="code/inference.py")
+    return artifact
+
+
+def _config(sm: Any, name: str, artifact: Path, count: int) -> None:
+    sm.create_model(
+        ModelName=name, PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(artifact)}
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": count,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+
+
+def _put_alarm(server: ModelhostServer, name: str, endpoint: str) -> None:
+    body = {
+        "MetricName": "Invocation5XXErrors",
+        "Statistic": "Sum",
+        "Period": 1,
+        "EvaluationPeriods": 1,
+        "Threshold": 1,
+        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
+    }
+    req = urllib.request.Request(
+        f"{server.url}/api/alarms/{name}", method="PUT", data=json.dumps(body).encode()
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert json.loads(resp.read())["AlarmName"] == name
+
+
+def _events(server: ModelhostServer, endpoint: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(
+        f"{server.url}/api/endpoints/{endpoint}/events", timeout=10
+    ) as resp:
+        events: list[dict[str, Any]] = json.loads(resp.read())["Events"]
+        return events
+
+
+def test_canary_rolls_back_when_the_alarm_fires(
+    server: ModelhostServer, churn_model: ChurnModel, failing_artifact: Path
+) -> None:
+    sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
+    name = unique("canary")
+    _config(sm, name, churn_model.artifact, 1)
+    _config(sm, f"{name}-green", failing_artifact, 4)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    _put_alarm(server, f"{name}-5xx", name)
+    row = csv_rows(churn_model.data.X[:1])[0]
+    with Loop(rt, name, row) as loop:
+        sm.update_endpoint(
+            EndpointName=name,
+            EndpointConfigName=f"{name}-green",
+            DeploymentConfig={
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "CANARY",
+                        "WaitIntervalInSeconds": 30,
+                        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+                    },
+                    "MaximumExecutionTimeoutInSeconds": 600,
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": f"{name}-5xx"}]},
+            },
+        )
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            desc = sm.describe_endpoint(EndpointName=name)
+            if desc["EndpointStatus"] != "Updating":
+                break
+            time.sleep(0.2)
+        answered_during = loop.ok + len(loop.errors)
+        failed_during = len(loop.errors)
+        time.sleep(1.0)
+    assert desc["EndpointStatus"] == "InService"
+    assert desc["EndpointConfigName"] == name
+    assert f"alarm {name}-5xx went into ALARM" in desc["FailureReason"]
+    # Only the canary's share (1 of 4 green instances = 25%) could fail.
+    assert 0 < failed_during <= 0.4 * answered_during + 3
+    assert all("ModelError" in e for e in loop.errors)
+    # After the rollback every request is answered by blue.
+    ok_before = loop.ok
+    for _ in range(20):
+        rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+    assert loop.ok >= ok_before
+    statuses = [e["Status"] for e in _events(server, name)]
+    assert "ActivatingTraffic" in statuses and "RollingBack" in statuses
+    assert statuses[-1] == "InService"
+
+
+def test_linear_rollout_completes(
+    server: ModelhostServer, churn_model: ChurnModel, churn_model_small: ChurnModel
+) -> None:
+    sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
+    name = unique("linear")
+    _config(sm, name, churn_model.artifact, 1)
+    _config(sm, f"{name}-v2", churn_model_small.artifact, 1)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    row = csv_rows(churn_model.data.X[:1])[0]
+    with Loop(rt, name, row) as loop:
+        sm.update_endpoint(
+            EndpointName=name,
+            EndpointConfigName=f"{name}-v2",
+            DeploymentConfig={
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "LINEAR",
+                        "WaitIntervalInSeconds": 1,
+                        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+                    }
+                }
+            },
+        )
+        time.sleep(0.5)
+        desc = sm.describe_endpoint(EndpointName=name)
+        assert desc["EndpointStatus"] == "Updating"
+        stage = desc["PendingDeploymentSummary"]["ProductionVariants"][0]["VariantStatus"][0]
+        assert stage["Status"] in ("Creating", "ActivatingTraffic", "Baking")
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+        )
+    assert loop.errors == []
+    desc = sm.describe_endpoint(EndpointName=name)
+    assert desc["EndpointConfigName"] == f"{name}-v2" and "FailureReason" not in desc
+    assert (
+        desc["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"]
+        == "LINEAR"
+    )
+    messages = [e["Message"] for e in _events(server, name)]
+    assert any(m.startswith("50%") for m in messages)
+    assert any(m.startswith("100%") for m in messages)
+
+
+def test_rollback_alarm_must_exist(sm: Any, churn_model: ChurnModel) -> None:
+    name = unique("noalarm")
+    _config(sm, name, churn_model.artifact, 1)
+    with pytest.raises(sm.exceptions.ClientError) as exc:
+        sm.create_endpoint(
+            EndpointName=name,
+            EndpointConfigName=name,
+            DeploymentConfig={
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "ALL_AT_ONCE",
+                        "WaitIntervalInSeconds": 0,
+                    }
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "nope"}]},
+            },
+        )
+    assert "alarm nope" in exc.value.response["Error"]["Message"]
