@@ -102,10 +102,15 @@ class Controller:
         while True:
             await asyncio.sleep(self.settings.health_check_interval_s)
             for name, dep in list(self._deployments.items()):
-                if name in self._tasks:
+                rollout = self._rollouts.get(name)
+                if name in self._tasks and rollout is None:
                     continue  # a transition owns this endpoint right now
+                # While a guarded rollout bakes (minutes, maybe), both fleets keep being
+                # checked and healed; nothing else changes them meanwhile.
+                fleets = [dep] if rollout is None else [rollout.blue, rollout.green]
                 try:
-                    await dep.check()
+                    for deployment in fleets:
+                        await deployment.check()
                 except Exception:
                     log.exception("health check of %s failed", name)
 
