@@ -33,6 +33,8 @@ from typing import TYPE_CHECKING, Any
 from modelhost.container.config import InstanceConfig
 
 if TYPE_CHECKING:
+    from modelhost.container.batching import Batcher
+    from modelhost.container.workers import SharedHealth
     from modelhost.frameworks.base import Context, Runtime
 
 log = logging.getLogger("modelhost.container")
@@ -57,17 +59,23 @@ class ModelState(enum.Enum):
     FAILED = "Failed"
 
 
+_STATE_BY_NAME = {s.value: s for s in ModelState}
+
+
 class InstanceApp:
     """ASGI app serving one model under the SageMaker container contract."""
 
-    def __init__(self, config: InstanceConfig) -> None:
+    def __init__(self, config: InstanceConfig, health: SharedHealth | None = None) -> None:
         self.config = config
+        # With several workers, /ping answers for all of them (see container.workers).
+        self.health = health
         self.state = ModelState.LOADING
         self.reason: str | None = None
         self.runtime: Runtime | None = None
         self._context_cls: type[Context] | None = None
         self._inline_max = 0
         self._inline_strikes = 0
+        self._batcher: Batcher | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self._execution_parameters = json.dumps(
@@ -104,9 +112,17 @@ class InstanceApp:
             )
             runtime = select_runtime(config.runtime, config.model_dir, options)
             runtime.load(config.model_dir)
+            if config.batching and runtime.can_batch and runtime.inline_max_bytes > 0:
+                from modelhost.container.batching import Batcher
+
+                # Merged predicts run on the event loop, so only runtimes cheap enough
+                # to run inline batch (script mode and BYOC never do).
+                self._batcher = Batcher(runtime, config.batch_max_rows, config.batch_max_wait_s)
         except Exception as exc:
             self.reason = load_failure_reason(exc)
             self.state = ModelState.FAILED
+            if self.health is not None:
+                self.health.set("Failed", self.reason)
             log.error("model failed to load: %s", self.reason, exc_info=not _is_ours(exc))
             return
         self.runtime = runtime
@@ -117,6 +133,8 @@ class InstanceApp:
         gc.collect()
         gc.freeze()
         self.state = ModelState.READY  # last: requests check only this
+        if self.health is not None:
+            self.health.set("Healthy")
         log.info(
             "model loaded from %s by the %s runtime in %.2f s",
             self.config.model_dir,
@@ -131,6 +149,8 @@ class InstanceApp:
                 self.runtime.unload()
             except Exception:
                 log.exception("unload failed")
+        if self._batcher is not None:
+            self._batcher.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- ASGI ---------------------------------------------------------------------------
@@ -155,13 +175,16 @@ class InstanceApp:
             await self._lifespan(receive, send)
 
     async def _ping(self, send: Send) -> None:
-        state = self.state
+        state, reason = self.state, self.reason
+        if self.health is not None:
+            name, reason = self.health.instance_state()
+            state = _STATE_BY_NAME[name]
         if state is ModelState.READY:
             await _respond(send, 200, b'{"status": "Healthy"}', JSON)
         elif state is ModelState.LOADING:
             await _respond(send, 503, b'{"status": "Loading"}', JSON)
         else:
-            body = json.dumps({"status": "Failed", "reason": self.reason}).encode()
+            body = json.dumps({"status": "Failed", "reason": reason}).encode()
             await _respond(send, 500, body, JSON)
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -176,18 +199,27 @@ class InstanceApp:
                 await _respond(send, 503, b"Model is still loading: retry when /ping is 200", TEXT)
             return
         content_type = accept = custom = None
-        headers: dict[str, str] = {}
         for key, value in scope["headers"]:
-            text = value.decode("latin-1")
-            headers[key.decode("latin-1")] = text
             if key == b"content-type":
-                content_type = text
+                content_type = value.decode("latin-1")
             elif key == b"accept":
-                accept = text
+                accept = value.decode("latin-1")
             elif key == CUSTOM_ATTRIBUTES:
-                custom = text
-        context = self._context_cls(str(self.config.model_dir), custom, headers)
+                custom = value.decode("latin-1")
+        batcher = self._batcher
         try:
+            if batcher is not None and len(body) <= self._inline_max:
+                # A runtime that batches never reads the context (no user code), so no
+                # Context or header dict is built for it.
+                data, media = runtime.prepare(body, content_type, accept)
+                rows = runtime.batch_rows(data)
+                if batcher.accepts(rows):
+                    prediction = await batcher.predict(data, rows)
+                else:
+                    prediction = runtime.predict(data)
+                await _respond(send, 200, runtime.encode(prediction, media), media.encode())
+                return
+            context = self._context_cls(str(self.config.model_dir), custom, _header_dict(scope))
             if len(body) <= self._inline_max:
                 # CPU time of this thread, not wall time: being preempted by other
                 # processes on a busy machine must not count as an expensive model.
@@ -240,6 +272,10 @@ class InstanceApp:
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _header_dict(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
 async def _read_body(receive: Receive) -> bytes | None:

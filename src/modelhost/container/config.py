@@ -23,6 +23,12 @@ contract, and reading it directly avoids importing pydantic before the socket bi
 | `OMP_NUM_THREADS` | 1 | threads one predict may use |
 | `MODELHOST_PARENT_PID` | unset | exit when this process is gone |
 | `MODELHOST_LOG_LEVEL` | info | log level |
+| `MODELHOST_BATCHING` | on | `off`: never merge requests (runtimes that cannot batch never do) |
+| `MODELHOST_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
+| `MODELHOST_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
+| `SAGEMAKER_MODEL_SERVER_WORKERS` | 1 | worker processes sharing the port (SO_REUSEPORT) |
+
+See docs/performance.md for how the batching and worker defaults were chosen.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ class InstanceConfig:
     inference_supported: tuple[str, ...] | None = None
     packages_dir: Path | None = None
     pip_timeout_s: float = 600.0
+    batching: bool = True
+    batch_max_rows: int = 64
+    batch_max_wait_s: float = 0.0
+    workers: int = 1
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
@@ -83,8 +93,16 @@ class InstanceConfig:
             inference_supported=_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED", "")),
             packages_dir=Path(packages).expanduser() if packages else None,
             pip_timeout_s=float(_int(env, "MODELHOST_PIP_TIMEOUT_S", 600, low=1)),
+            batching=_bool(env, "MODELHOST_BATCHING", DEFAULT_BATCHING),
+            batch_max_rows=_int(env, "MODELHOST_BATCH_MAX_ROWS", 64, low=1, high=1_000_000),
+            batch_max_wait_s=_float(env, "MODELHOST_BATCH_MAX_WAIT_MS", 0.0, high=1000.0) / 1000,
+            workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS, low=1, high=64),
         )
 
+
+# Chosen from measurements on 2 cores (docs/performance.md).
+DEFAULT_BATCHING = True
+DEFAULT_WORKERS = 1
 
 _SAGEMAKER_MODEL_DIR = PurePosixPath("/opt/ml/model")
 
@@ -123,4 +141,28 @@ def _int(env: Mapping[str, str], name: str, default: int, *, low: int, high: int
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range {low}..{high}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not on/off (true/false)")
+
+
+def _float(env: Mapping[str, str], name: str, default: float, *, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not 0 <= value <= high:
+        raise ConfigError(f"{name}={value:g} is out of range 0..{high:g}")
     return value

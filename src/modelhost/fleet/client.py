@@ -1,4 +1,8 @@
-"""Keep-alive HTTP client from the gateway to instances (the container contract)."""
+"""Keep-alive HTTP clients from the gateway to instances (the container contract).
+
+Invocations (the hot path) go through `HTTP1Pool` (fleet/http1.py), a lean client on
+asyncio + httptools; health checks and anything else keep aiohttp's full client.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from modelhost.fleet.http1 import HTTP1Pool
 from modelhost.fleet.instance import Instance
 
 
@@ -16,10 +21,12 @@ class PingResult:
 
 
 class InstanceClient:
-    """One aiohttp session for all instances: pooled keep-alive connections per port."""
+    """Pooled keep-alive connections per instance port: `http` for invocations, one
+    aiohttp session for pings."""
 
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self.http = HTTP1Pool()
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -36,6 +43,7 @@ class InstanceClient:
         return self._session
 
     async def close(self) -> None:
+        self.http.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -105,9 +105,7 @@ class VariantFleet:
             await asyncio.sleep(0.05)
         for inst in retiring:
             self.instances.remove(inst)
-        await asyncio.gather(
-            *(self._provider.stop(i, self._shutdown_grace_s) for i in retiring)
-        )
+        await asyncio.gather(*(self._provider.stop(i, self._shutdown_grace_s) for i in retiring))
 
     async def _wait_ready(self, instance: Instance) -> None:
         loop = asyncio.get_running_loop()

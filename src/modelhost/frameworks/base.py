@@ -130,6 +130,11 @@ class Runtime(ABC):
     # Bodies up to this size are handled on the event loop (no thread hop). 0 means
     # always use the worker thread, the safe choice when predict cost is unknown.
     inline_max_bytes: ClassVar[int] = 0
+    # True when `predict` on rows stacked from several requests gives each request's
+    # rows exactly the answer it would get alone (row-independent models), so the
+    # container may merge concurrent requests (see `container.batching`). Off by
+    # default: script mode and any runtime with a custom `handle` must never batch.
+    can_batch: ClassVar[bool] = False
 
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()
@@ -186,13 +191,31 @@ class Runtime(ABC):
             return encoder(prediction) + b"\n"
         return encoder(prediction)
 
-    def handle(
-        self, body: bytes, content_type: str | None, accept: str | None, context: Context
-    ) -> tuple[bytes, str]:
-        """One request: decode → predict → encode. Returns (body, content type)."""
+    def prepare(self, body: bytes, content_type: str | None, accept: str | None) -> tuple[Any, str]:
+        """Everything before predict: (model input, response media type).
+
+        Raises the request's own error (415/406/400), which is what lets the batcher
+        validate each request alone before merging it with others.
+        """
         # Decode before checking Accept (415 wins over 406, as in SageMaker's
         # containers), but check Accept before predicting so a bad one costs no predict.
         media, data = self.decode(body, content_type)
         data = self.adapt(media, data)
         out_media = self.response_type(accept)
+        self.validate(data)
+        return data, out_media
+
+    def validate(self, data: Any) -> None:
+        """Reject input the model cannot take (e.g. wrong feature count) before predict."""
+        return None  # the default accepts anything; predict reports its own errors
+
+    def batch_rows(self, data: Any) -> int:
+        """Rows of `data` when it can join a merged batch, else 0 (predicted alone)."""
+        return 0
+
+    def handle(
+        self, body: bytes, content_type: str | None, accept: str | None, context: Context
+    ) -> tuple[bytes, str]:
+        """One request: decode → predict → encode. Returns (body, content type)."""
+        data, out_media = self.prepare(body, content_type, accept)
         return self.encode(self.predict(data), out_media), out_media

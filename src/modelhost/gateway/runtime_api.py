@@ -12,13 +12,12 @@ import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-import aiohttp
-
 from modelhost.errors import (
     ModelError,
     ServiceUnavailable,
     ValidationError,
 )
+from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
 from modelhost.gateway.errors import error_payload
 from modelhost.resources.names import RUNTIME_NAME_RE
@@ -96,7 +95,6 @@ class RuntimeAPI:
         self.controller = controller
         self.metrics = metrics
         self.max_payload_bytes = max_payload_bytes
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.timeout_s = timeout_s
         self.account_id = account_id
         self.region = region
@@ -165,7 +163,7 @@ class RuntimeAPI:
                 f"Endpoint {name} has no healthy instance right now; retry shortly."
             )
 
-        fwd = {k.decode(): v.decode("latin-1") for k, v in headers.items() if k in _FORWARD}
+        fwd = [(k, v) for k, v in scope["headers"] if k in _FORWARD]
         tried: set[str] = set()
         stale_retry = True
         while True:
@@ -180,21 +178,14 @@ class RuntimeAPI:
             model_started = time.perf_counter()
             instance.outstanding += 1
             try:
-                async with self.controller.client.session.post(
-                    instance.base_url + "/invocations",
-                    data=body,
-                    headers=fwd,
-                    timeout=self.timeout,
-                ) as resp:
-                    status = resp.status
-                    out = await resp.read()
-                    out_type = resp.headers.get("Content-Type")
-                    custom = resp.headers.get("X-Amzn-SageMaker-Custom-Attributes")
-            except aiohttp.ClientConnectorError:
+                status, out_headers, out = await self.controller.client.http.request(
+                    instance.port, b"POST", b"/invocations", fwd, body, self.timeout_s
+                )
+            except InstanceUnreachable:
                 # Never reached the instance: safe to send elsewhere.
                 self.controller.report_unreachable(name, instance)
                 continue
-            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            except InstanceDisconnected as exc:
                 if stale_retry and self.controller.provider.exit_code(instance) is None:
                     # Alive: most likely a keep-alive connection closed under us before
                     # the request was read; one more attempt (on any instance) is safe.
@@ -244,13 +235,14 @@ class RuntimeAPI:
                 self._log_stream(name),
             )
         resp_headers = [
-            (b"content-type", (out_type or "application/octet-stream").encode("latin-1")),
+            (b"content-type", out_headers.get(b"content-type", b"application/octet-stream")),
             (b"x-amzn-invoked-production-variant", variant.name.encode()),
             (b"x-amzn-requestid", request_id.encode()),
             (b"content-length", str(len(out)).encode()),
         ]
+        custom = out_headers.get(b"x-amzn-sagemaker-custom-attributes")
         if custom is not None:
-            resp_headers.append((b"x-amzn-sagemaker-custom-attributes", custom.encode("latin-1")))
+            resp_headers.append((b"x-amzn-sagemaker-custom-attributes", custom))
         return status, resp_headers, out
 
     def _log_stream(self, endpoint: str) -> str:

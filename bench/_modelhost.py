@@ -1,0 +1,109 @@
+"""modelhost for the benchmark: variants (batching, workers) and OverheadLatency from /metrics.
+
+A variant is a `+`-joined list of settings that become the model's `Environment`, the
+way a user would set them with CreateModel:
+
+| token | Environment |
+|---|---|
+| `plain` | `MODELHOST_BATCHING=off` (and 1 worker) |
+| `batching` | `MODELHOST_BATCHING=on` |
+| `workersN` | `SAGEMAKER_MODEL_SERVER_WORKERS=N` |
+| `waitMS` | `MODELHOST_BATCH_MAX_WAIT_MS=MS` (implies batching) |
+| `rowsN` | `MODELHOST_BATCH_MAX_ROWS=N` (implies batching) |
+
+Every variant sets batching and workers explicitly, so the figures do not depend on the
+defaults of the modelhost version under test. `default` sets nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from modelhost import demo
+
+_OVERHEAD = re.compile(r'^OverheadLatency_bucket\{[^}]*le="([^"]+)"[^}]*\} ([0-9.e+]+)$', re.M)
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """The model Environment of a variant name such as `batching+workers2`."""
+    if variant == "default":
+        return {}
+    env = {"MODELHOST_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    for token in variant.split("+"):
+        if token == "plain":
+            continue
+        if token == "batching":
+            env["MODELHOST_BATCHING"] = "on"
+        elif m := re.fullmatch(r"workers(\d+)", token):
+            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = m.group(1)
+        elif m := re.fullmatch(r"wait([0-9.]+)", token):
+            env["MODELHOST_BATCHING"] = "on"
+            env["MODELHOST_BATCH_MAX_WAIT_MS"] = m.group(1)
+        elif m := re.fullmatch(r"rows(\d+)", token):
+            env["MODELHOST_BATCHING"] = "on"
+            env["MODELHOST_BATCH_MAX_ROWS"] = m.group(1)
+        else:
+            raise ValueError(f"unknown modelhost variant setting {token!r} in {variant!r}")
+    return env
+
+
+def deploy(sm: Any, artifact: Path, instance_count: int, environment: dict[str, str]) -> None:
+    """`demo.deploy`, plus the variant's Environment on the model."""
+    model, config, endpoint = demo.MODEL_NAME, demo.CONFIG_NAME, demo.ENDPOINT_NAME
+    sm.create_model(
+        ModelName=model,
+        PrimaryContainer={
+            "Image": demo.XGBOOST_IMAGE,
+            "ModelDataUrl": artifact.resolve().as_uri(),
+            "Environment": environment,
+        },
+        ExecutionRoleArn=demo.ROLE_ARN,
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialInstanceCount": instance_count,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+    )
+
+
+def overhead_buckets(base: str) -> dict[float, float]:
+    """Cumulative OverheadLatency bucket counts (µs upper bound → count) from /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    out: dict[float, float] = {}
+    for le, count in _OVERHEAD.findall(text):
+        bound = float("inf") if le == "+Inf" else float(le)
+        out[bound] = out.get(bound, 0.0) + float(count)
+    return out
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """Quantile (µs) of the observations between two snapshots, interpolated in its bucket
+    as Prometheus' histogram_quantile does."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    rank = q * counts[-1]
+    lower, below = 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 0.0)
+        lower, below = bound, cumulative
+    return lower

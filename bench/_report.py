@@ -1,0 +1,117 @@
+"""The results table and the issue's goals, from the medians `realtime.py` collected."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+NOISY_OTHER_CPU_PCT = 25.0
+"""A run during which other processes used more than this (% of one core) is noisy."""
+GOAL_CONNECTIONS = 32
+OVERHEAD_GOAL_US = 500.0
+
+
+def _best(servers: dict[str, Any], prefix: str, c: int) -> tuple[str, dict[str, float]] | None:
+    """The variant of a server with the most req/s at `c` connections."""
+    found = [
+        (name, s["median"][c])
+        for name, s in servers.items()
+        if name.startswith(prefix) and c in s["median"]
+    ]
+    return max(found, key=lambda x: x[1]["requests_per_s"]) if found else None
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's goals, each with its figures and whether the best modelhost variant meets it."""
+    servers = results["servers"]
+    c = GOAL_CONNECTIONS
+    mh = _best(servers, "modelhost", c)
+    ml = _best(servers, "mlserver", c)
+    bare = servers.get("bare-asgi", {}).get("median", {}).get(c)
+    out: list[dict[str, Any]] = []
+    if mh and ml:
+        ratio = mh[1]["requests_per_s"] / ml[1]["requests_per_s"]
+        out.append(
+            {
+                "goal": f"req/s at {c} conns >= 2x MLServer's best ({ml[0]})",
+                "value": f"{mh[0]} {ratio:.2f}x",
+                "met": ratio >= 2,
+            }
+        )
+        half = ml[1]["p99_us"] / 2
+        out.append(
+            {
+                "goal": f"p99 at {c} conns <= half of MLServer's ({ml[0]}: {half / 1e3:.1f} ms)",
+                "value": f"{mh[0]} {mh[1]['p99_us'] / 1e3:.2f} ms",
+                "met": mh[1]["p99_us"] <= half,
+            }
+        )
+    if mh and bare:
+        share = mh[1]["requests_per_s"] / bare["requests_per_s"]
+        out.append(
+            {
+                "goal": f"req/s at {c} conns >= 60% of the bare ASGI app",
+                "value": f"{mh[0]} {share:.0%}",
+                "met": share >= 0.6,
+            }
+        )
+    overheads = [
+        (name, s["median"][1]["overhead_p50_us"])
+        for name, s in servers.items()
+        if name.startswith("modelhost") and 1 in s["median"] and "overhead_p50_us" in s["median"][1]
+    ]
+    for name, value in overheads:
+        out.append(
+            {
+                "goal": "OverheadLatency p50 <= 0.5 ms at 1 conn",
+                "value": f"{name} {value:.0f} µs",
+                "met": not math.isnan(value) and value <= OVERHEAD_GOAL_US,
+            }
+        )
+    return out
+
+
+def report(results: dict[str, Any], connections: list[int]) -> str:
+    ip = results["in_process"]
+    lines = [
+        "",
+        "XGBoost in-process (baseline A, one thread): one-row inplace_predict "
+        f"p50 {ip['one_row_p50_us']:.0f} µs, p99 {ip['one_row_p99_us']:.0f} µs, "
+        f"{ip['one_row_calls_per_s']:,.0f} calls/s; batch of {ip['batch_rows']:,} rows "
+        f"{ip['batch_rows_per_s_1_thread'] / 1e6:.2f} M rows/s (1 thread), "
+        f"{ip['batch_rows_per_s_2_thread'] / 1e6:.2f} M rows/s (2 threads)",
+        "",
+        "medians; [min–max] over the runs",
+        f"{'server':<28} {'conns':>5} {'req/s':>7} {'[min–max]':>15} {'p50 ms':>6} "
+        f"{'p99 ms':>6} {'[min–max]':>13} {'p99.9':>6} {'ovh p50':>7} {'wrk%':>4} "
+        f"{'srv%':>4} {'oth%':>4} {'÷MLS':>5} {'÷bare':>5} {'÷in-p':>5}",
+    ]
+    servers = results["servers"]
+    for name, series in servers.items():
+        for c in connections:
+            m = series["median"].get(c)
+            if m is None:
+                continue
+            vs_ml = vs_bare = "-"
+            best_ml = _best(servers, "mlserver", c)
+            if name.startswith("modelhost") and best_ml:
+                vs_ml = f"{m['requests_per_s'] / best_ml[1]['requests_per_s']:.2f}"
+            bare = servers.get("bare-asgi", {}).get("median", {}).get(c)
+            if bare and name != "bare-asgi":
+                vs_bare = f"{m['requests_per_s'] / bare['requests_per_s']:.2f}"
+            ovh = m.get("overhead_p50_us")
+            ovh_text = f"{ovh:.0f}µs" if ovh is not None and not math.isnan(ovh) else "-"
+            rps_range = f"{m['requests_per_s_min']:,.0f}–{m['requests_per_s_max']:,.0f}"
+            p99_range = f"{m['p99_us_min'] / 1e3:.2f}–{m['p99_us_max'] / 1e3:.2f}"
+            lines.append(
+                f"{name:<28} {c:>5} {m['requests_per_s']:>7,.0f} {rps_range:>15} "
+                f"{m['p50_us'] / 1e3:>6.2f} {m['p99_us'] / 1e3:>6.2f} {p99_range:>13} "
+                f"{m['p999_us'] / 1e3:>6.2f} {ovh_text:>7} {m['wrk_cpu_pct']:>4.0f} "
+                f"{m['server_cpu_pct']:>4.0f} {m['other_cpu_pct']:>4.0f} {vs_ml:>5} "
+                f"{vs_bare:>5} {m['requests_per_s'] / ip['one_row_calls_per_s']:>5.2f}"
+                + ("  noisy" if m["other_cpu_pct"] > NOISY_OTHER_CPU_PCT else "")
+            )
+    lines += ["", "goals (issue 8):"]
+    for g in results.get("goals", []):
+        lines.append(f"  [{'met' if g['met'] else 'NOT MET'}] {g['goal']}: {g['value']}")
+    return "\n".join(lines)

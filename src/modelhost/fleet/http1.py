@@ -1,0 +1,185 @@
+"""A lean keep-alive HTTP/1.1 client for the gateway → instance hop.
+
+Why not aiohttp here: profiling the gateway at 32 connections (py-spy, docs/performance.md)
+put ~40% of its CPU in aiohttp's client (request/response objects, timeout contexts,
+stream readers, header multidicts), for a hop that is always one small POST to
+127.0.0.1 with a handful of known headers. This client is an `asyncio.Protocol` feeding
+httptools' response parser (the C parser uvicorn uses) and a LIFO pool of idle
+connections per port: one `transport.write` per request, one future per response.
+
+It still speaks plain HTTP/1.1, so the container contract is unchanged and a user's own
+server (BYOC) is called exactly as before: Content-Length or chunked responses, or a
+body delimited by the server closing the connection; `Connection: close` honoured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httptools
+
+IDLE_TIMEOUT_S = 60.0
+"""Idle connections older than this are closed instead of reused (the instance keeps
+them 75 s, so the gateway is always the side that gives up first)."""
+
+
+class InstanceUnreachable(ConnectionError):
+    """The connection could not be made: the request never reached the instance."""
+
+
+class InstanceDisconnected(ConnectionError):
+    """The connection broke before a whole response arrived (the request may have run)."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection; at most one request in flight."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[tuple[int, dict[bytes, bytes], bytes]] | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[bytes, bytes] = {}
+        self.chunks: list[bytes] = []
+        self.headers_done = False
+        self.keep_alive = True
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(InstanceDisconnected(f"malformed response from the instance: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            h = self.headers
+            if self.headers_done and b"content-length" not in h and b"transfer-encoding" not in h:
+                # A close-delimited body (HTTP/1.0 style): the close ends the message.
+                self.keep_alive = False
+                self.on_message_complete()
+                return
+            self._fail(InstanceDisconnected("the instance closed the connection"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        waiter = self.waiter
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        result = (self.status, self.headers, body)
+        self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
+        if waiter is not None and not waiter.done():
+            waiter.set_result(result)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(exc)
+
+    def expire(self) -> None:
+        self._fail(TimeoutError())
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class HTTP1Pool:
+    """Idle keep-alive connections per loopback port; unlimited connections per port (the
+    gateway has at most one request in flight per client request)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._idle: dict[int, list[_Connection]] = {}
+        self._host_headers: dict[int, bytes] = {}
+
+    async def _acquire(self, port: int) -> _Connection:
+        idle = self._idle.get(port)
+        if idle:
+            now = time.monotonic()
+            while idle:
+                conn = idle.pop()  # LIFO: the warmest connection
+                if not conn.closed and now - conn.idle_since < IDLE_TIMEOUT_S:
+                    return conn
+                conn.close()
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(_Connection, self.host, port)
+        except OSError as exc:
+            raise InstanceUnreachable(f"cannot connect to {self.host}:{port}: {exc}") from exc
+        return conn
+
+    async def request(
+        self,
+        port: int,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """(status, lower-case headers, body) of one request. Raises InstanceUnreachable,
+        InstanceDisconnected or TimeoutError (the connection is then discarded)."""
+        conn = await self._acquire(port)
+        host = self._host_headers.get(port)
+        if host is None:
+            host = self._host_headers[port] = f"{self.host}:{port}".encode()
+        head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", host]
+        head.append(b"\r\ncontent-length: %d" % len(body))
+        for name, value in headers:
+            head += (b"\r\n", name, b": ", value)
+        head.append(b"\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Any] = loop.create_future()
+        conn._reset()
+        conn.waiter = waiter
+        assert conn.transport is not None
+        # One write for small requests: a header-only segment then a body segment would
+        # cost a second syscall and, with delayed ACKs, latency.
+        conn.transport.write(b"".join(head) + body if len(body) < 65536 else b"".join(head))
+        if len(body) >= 65536:
+            conn.transport.write(body)
+        timer = loop.call_later(timeout_s, conn.expire)
+        try:
+            result: tuple[int, dict[bytes, bytes], bytes] = await waiter
+        except BaseException:
+            conn.close()  # state unknown (timeout, cancellation): never reuse it
+            raise
+        finally:
+            timer.cancel()
+            conn.waiter = None
+        if conn.keep_alive and not conn.closed:
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(port, []).append(conn)
+        else:
+            conn.close()
+        return result
+
+    def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()

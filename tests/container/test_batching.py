@@ -1,0 +1,251 @@
+"""Adaptive batching in the instance app: merged predicts answer exactly as unbatched ones.
+
+Requests run concurrently on one event loop (as uvicorn runs them), so every request
+started in the same loop turn lands in the same merged predict call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from instance_support import write_booster
+
+from modelhost.container.app import InstanceApp, ModelState
+from modelhost.container.config import ConfigError, InstanceConfig
+from modelhost.frameworks.errors import PredictionFailed
+
+Response = tuple[int, dict[str, str], bytes]
+Request = tuple[bytes, dict[str, str]]
+
+
+async def _call(app: InstanceApp, body: bytes, headers: dict[str, str]) -> Response:
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def receive() -> MutableMapping[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/invocations",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    await app(scope, receive, send)
+    start = sent[0]
+    out_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    return start["status"], out_headers, b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def concurrently(app: InstanceApp, requests: list[Request]) -> list[Response]:
+    async def main() -> list[Response]:
+        return list(await asyncio.gather(*(_call(app, b, h) for b, h in requests)))
+
+    return asyncio.run(main())
+
+
+def loaded(model_dir: Path, **config: Any) -> InstanceApp:
+    app = InstanceApp(InstanceConfig(model_dir=model_dir, **config))
+    app._load()
+    assert app.state is ModelState.READY, app.reason
+    return app
+
+
+@pytest.fixture()
+def model_dir(tmp_path: Path, trained: tuple[Any, np.ndarray]) -> Path:
+    return write_booster(tmp_path / "model", trained[0])
+
+
+def _csv(rows: np.ndarray) -> bytes:
+    return "\n".join(",".join(repr(float(v)) for v in row) for row in rows).encode()
+
+
+def _npy(rows: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    return buffer.getvalue()
+
+
+def mixed_requests(rows: np.ndarray) -> list[Request]:
+    csv = {"Content-Type": "text/csv"}
+    return [
+        (_csv(rows[:1]), csv),
+        (_csv(rows[1:4]), csv),
+        (_csv(rows[4:5]), {"Content-Type": "text/csv", "Accept": "application/json"}),
+        (
+            json.dumps({"instances": rows[5:7].tolist()}).encode(),
+            {"Content-Type": "application/json"},
+        ),
+        (_npy(rows[7:8]), {"Content-Type": "application/x-npy", "Accept": "application/jsonlines"}),
+        (_csv(rows[8:10]), {"Content-Type": "text/csv", "Accept": "text/csv"}),
+        (b"1:0.5 3:-1.0", {"Content-Type": "text/libsvm"}),
+    ]
+
+
+def test_merged_answers_equal_unbatched(model_dir: Path, trained: tuple[Any, np.ndarray]) -> None:
+    rows = trained[1]
+    requests = mixed_requests(rows) * 3
+    plain = loaded(model_dir, batching=False)
+    batched = loaded(model_dir)
+    try:
+        assert plain._batcher is None and batched._batcher is not None
+        # The reference: each request alone, without the batcher.
+        expected = [concurrently(plain, [request])[0] for request in requests]
+        got = concurrently(batched, requests)
+        assert got == expected
+        assert all(status == 200 for status, _, _ in got)
+        batcher = batched._batcher
+        # Every row went through the batcher, in fewer predict calls than requests.
+        assert batcher.batched_rows == (1 + 3 + 1 + 2 + 1 + 2 + 1) * 3
+        assert batcher.calls < len(requests)
+        assert batcher.largest > 1
+    finally:
+        plain.close()
+        batched.close()
+
+
+def test_invalid_request_fails_alone(model_dir: Path, trained: tuple[Any, np.ndarray]) -> None:
+    rows = trained[1]
+    app = loaded(model_dir)
+    try:
+        good = [(_csv(rows[i : i + 1]), {"Content-Type": "text/csv"}) for i in range(6)]
+        bad: list[Request] = [
+            (_csv(rows[:1, :2]), {"Content-Type": "text/csv"}),  # wrong feature count: 400
+            (b"\x00\x01garbage", {"Content-Type": "application/x-npy"}),  # cannot decode: 415
+            (_csv(rows[:1]), {"Content-Type": "text/csv", "Accept": "image/png"}),  # 406
+            (b"a,b,c,d", {"Content-Type": "text/csv"}),  # not numbers: 415
+        ]
+        mixed = [good[0], bad[0], good[1], bad[1], good[2], bad[2], good[3], bad[3], *good[4:]]
+        got = concurrently(app, mixed)
+        statuses = [status for status, _, _ in got]
+        assert statuses == [200, 400, 200, 415, 200, 406, 200, 415, 200, 200]
+        reference = loaded(model_dir, batching=False)
+        try:
+            for request, (status, _, body) in zip(mixed, got, strict=True):
+                if status == 200:
+                    assert body == concurrently(reference, [request])[0][2]
+        finally:
+            reference.close()
+        assert b"Feature count mismatch" in got[1][2]
+    finally:
+        app.close()
+
+
+def test_failed_merged_predict_is_isolated(
+    model_dir: Path, trained: tuple[Any, np.ndarray]
+) -> None:
+    rows = trained[1]
+    app = loaded(model_dir)
+    assert app.runtime is not None
+    real_predict = app.runtime.predict
+    poison = 123.0
+
+    def predict(data: Any) -> Any:
+        # A model that rejects one particular row: the merged call fails as a whole.
+        if (np.asarray(data)[:, 0] == poison).any():
+            raise PredictionFailed("this row cannot be scored")
+        return real_predict(data)
+
+    app.runtime.predict = predict  # type: ignore[method-assign]
+    try:
+        bad_row = rows[:1].copy()
+        bad_row[0, 0] = poison
+        csv = {"Content-Type": "text/csv"}
+        requests = [(_csv(rows[i : i + 1]), csv) for i in range(4)]
+        requests.insert(2, (_csv(bad_row), csv))
+        got = concurrently(app, requests)
+        assert [s for s, _, _ in got] == [200, 200, PredictionFailed.status_code, 200, 200]
+        assert b"cannot be scored" in got[2][2]
+        reference = loaded(model_dir, batching=False)
+        try:
+            for request, response in zip(requests, got, strict=True):
+                if response[0] == 200:
+                    assert response == concurrently(reference, [request])[0]
+        finally:
+            reference.close()
+    finally:
+        app.close()
+
+
+def test_max_rows_respected(model_dir: Path, trained: tuple[Any, np.ndarray]) -> None:
+    rows = np.vstack([trained[1]] * 2)
+    app = loaded(model_dir, batch_max_rows=5, batch_max_wait_s=10.0)
+    reference = loaded(model_dir, batching=False)
+    try:
+        batcher = app._batcher
+        assert batcher is not None
+        sizes: list[int] = []
+        original = app.runtime.predict  # type: ignore[union-attr]
+
+        def predict(data: Any) -> Any:
+            sizes.append(len(data))
+            return original(data)
+
+        app.runtime.predict = predict  # type: ignore[method-assign,union-attr]
+        csv = {"Content-Type": "text/csv"}
+        # 12 single rows, then 3 rows (joins the 2 queued: 5), then 7 rows (more than
+        # max_rows: predicted alone), then 5 single rows. The 10 s max wait never
+        # delays a batch that is full: each flushes as it reaches 5 rows.
+        requests = [(_csv(rows[i : i + 1]), csv) for i in range(12)]
+        requests += [(_csv(rows[12:15]), csv), (_csv(rows[:7]), csv)]
+        requests += [(_csv(rows[i : i + 1]), csv) for i in range(5)]
+        got = concurrently(app, requests)
+        assert all(s == 200 for s, _, _ in got)
+        assert sorted(sizes) == [5, 5, 5, 5, 7]
+        assert batcher.largest == 5
+        for request, response in zip(requests, got, strict=True):
+            assert response == concurrently(reference, [request])[0]
+    finally:
+        app.close()
+        reference.close()
+
+
+def test_script_mode_never_batches(tmp_path: Path) -> None:
+    code = tmp_path / "model" / "code"
+    code.mkdir(parents=True)
+    (code / "inference.py").write_text(
+        "def model_fn(model_dir):\n    return {}\n\n"
+        "def transform_fn(model, data, content_type, accept):\n    return data, 'text/plain'\n"
+    )
+    app = loaded(tmp_path / "model", runtime="auto")
+    try:
+        assert app._batcher is None
+        got = concurrently(app, [(b"x", {"Content-Type": "text/plain"})] * 3)
+        assert [s for s, _, _ in got] == [200, 200, 200]
+    finally:
+        app.close()
+
+
+def test_batching_settings_from_env() -> None:
+    config = InstanceConfig.from_env(
+        {
+            "MODELHOST_BATCHING": "off",
+            "MODELHOST_BATCH_MAX_ROWS": "16",
+            "MODELHOST_BATCH_MAX_WAIT_MS": "1.5",
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+        }
+    )
+    assert (config.batching, config.batch_max_rows, config.workers) == (False, 16, 2)
+    assert config.batch_max_wait_s == pytest.approx(0.0015)
+    defaults = InstanceConfig.from_env({})
+    assert defaults.batching is True and defaults.batch_max_rows == 64
+    assert defaults.batch_max_wait_s == 0 and defaults.workers == 1
+    for name, value in [
+        ("MODELHOST_BATCHING", "maybe"),
+        ("MODELHOST_BATCH_MAX_ROWS", "0"),
+        ("MODELHOST_BATCH_MAX_WAIT_MS", "-1"),
+        ("MODELHOST_BATCH_MAX_WAIT_MS", "nan"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "0"),
+    ]:
+        with pytest.raises(ConfigError, match=name):
+            InstanceConfig.from_env({name: value})
