@@ -16,8 +16,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modelhost.telemetry.series import SeriesStore, VariantWindow
 
-# 50 µs … 60 s: one-row predicts sit in the low buckets, timeouts in the top one.
+# 5 µs … 60 s: the gateway's own overhead is tens of µs, one-row predicts sit in the
+# low hundreds, timeouts in the top bucket.
 LATENCY_BUCKETS_US = (
+    5,
+    10,
+    20,
+    30,
     50,
     100,
     200,
