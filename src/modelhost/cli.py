@@ -412,6 +412,63 @@ def events(name: str, url: str | None) -> None:
         click.echo(f"{when}  {event['Status']:<17} {event['Message']}")
 
 
+@main.command("shadow-report")
+@click.argument("name")
+@click.option(
+    "--tolerance",
+    type=float,
+    default=1e-6,
+    show_default=True,
+    help="Numbers closer than this count as agreeing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON report.")
+@url_option
+def shadow_report(name: str, tolerance: float, as_json: bool, url: str | None) -> None:
+    """Compare endpoint NAME's shadow answers with production's: agreement, latency, errors."""
+    import json
+    import urllib.parse
+
+    query = urllib.parse.urlencode({"tolerance": repr(tolerance)})
+    out = _native(_url(url), "GET", f"/api/endpoints/{name}/shadow-report?{query}")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not out["ShadowVariants"]:
+        click.echo(f"endpoint {name}: no shadow captures yet")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    def us(v: float | None) -> str:
+        return "-" if v is None else f"{v / 1000:.2f} ms"
+
+    for v in out["ShadowVariants"]:
+        click.echo(f"shadow variant {v['VariantName']}: {v['Pairs']} pairs")
+        click.echo(f"  exact agreement    {pct(v['ExactAgreement'])}")
+        click.echo(
+            f"  numeric agreement  {pct(v['NumericAgreement'])} within {tolerance:g} "
+            f"({v['NumericCompared']} compared, {v['NumericUnparsed']} not numeric)"
+        )
+        for side in ("Production", "Shadow"):
+            s = v[side]
+            click.echo(
+                f"  {side.lower():<10} p50 {us(s['LatencyP50Us'])}  p99 {us(s['LatencyP99Us'])}"
+                f"  errors {pct(s['ErrorRate'])}"
+            )
+
+
+@main.command("promote-shadow")
+@click.argument("name")
+@url_option
+def promote_shadow(name: str, url: str | None) -> None:
+    """Make endpoint NAME's shadow model the production model (a normal UpdateEndpoint)."""
+    out = _native(_url(url), "POST", f"/api/endpoints/{name}/promote-shadow", {})
+    click.echo(
+        f"endpoint {name}: updating to {out['EndpointConfigName']} "
+        "(wait for InService: modelhost endpoints)"
+    )
+
+
 @main.command()
 @click.option(
     "--rows",

@@ -291,7 +291,8 @@ class Controller:
         elif dep is not None:
             # Counts that did change stay as they are now running.
             for variant, fleet in dep.fleets.items():
-                variants[variant]["InitialInstanceCount"] = fleet.desired
+                if variant in variants:
+                    variants[variant]["InitialInstanceCount"] = fleet.desired
         current.spec.pop("PendingWeights", None)
         current.status = EndpointStatus.IN_SERVICE
         current.failure_reason = _clip(f"Update failed: {reason}") if reason else None
@@ -319,7 +320,8 @@ class Controller:
         models = snapshot["Models"]
         dep = Deployment(config_name=config_name, config=config)
         try:
-            for variant in config["ProductionVariants"]:
+            shadows = config.get("ShadowProductionVariants") or []
+            for variant in [*config["ProductionVariants"], *shadows]:
                 model_name = variant["ModelName"]
                 spec = await asyncio.to_thread(
                     build_launch_spec,
@@ -384,12 +386,17 @@ class Controller:
     def publish(self, name: str) -> None:
         rollout = self._rollouts.get(name)
         if rollout is not None:
-            self.table = self.table.with_endpoint(EndpointRoute(name, rollout.routes()))
+            # Shadows keep mirroring from the fleet that is current (blue) meanwhile.
+            self.table = self.table.with_endpoint(
+                EndpointRoute(name, rollout.routes(), shadows=rollout.blue.shadow_routes())
+            )
             return
         dep = self._deployments.get(name)
         if dep is None:
             return
-        self.table = self.table.with_endpoint(EndpointRoute(name, dep.routes()))
+        self.table = self.table.with_endpoint(
+            EndpointRoute(name, dep.routes(), shadows=dep.shadow_routes())
+        )
 
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:
         dep = self._deployments.get(endpoint)

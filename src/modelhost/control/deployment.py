@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelhost.fleet.variant import VariantFleet
-from modelhost.routing.table import VariantRoute
+from modelhost.routing.table import ShadowRoute, VariantRoute
 
 
 @dataclass
@@ -24,12 +24,32 @@ class Deployment:
             for v in self.config["ProductionVariants"]
         }
 
+    def shadow_names(self) -> set[str]:
+        """Shadow variants have fleets like production ones, flagged by being listed in
+        the config's ShadowProductionVariants."""
+        return {v["VariantName"] for v in self.config.get("ShadowProductionVariants") or []}
+
     def routes(self) -> tuple[VariantRoute, ...]:
         weights = self.weights()
+        shadows = self.shadow_names()
         return tuple(
             VariantRoute(name, weights.get(name, 1.0), fleet.serving())
             for name, fleet in self.fleets.items()
+            if name not in shadows
         )
+
+    def shadow_routes(self) -> tuple[ShadowRoute, ...]:
+        """Sampling share: min(1, shadow weight / sum of production weights)."""
+        total = sum(self.weights().values())
+        out = []
+        for v in self.config.get("ShadowProductionVariants") or []:
+            fleet = self.fleets.get(v["VariantName"])
+            if fleet is None:
+                continue
+            weight = float(v.get("InitialVariantWeight", 1.0))
+            share = min(1.0, weight / total) if total > 0 else 0.0
+            out.append(ShadowRoute(v["VariantName"], share, fleet.serving()))
+        return tuple(out)
 
     async def check(self) -> None:
         await asyncio.gather(*(f.check() for f in self.fleets.values()))

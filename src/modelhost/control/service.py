@@ -131,9 +131,18 @@ class ControlPlane:
     def create_endpoint_config(self, p: dict[str, Any]) -> dict[str, Any]:
         name = p["EndpointConfigName"]
         variants = p["ProductionVariants"]
+        shadows = p.get("ShadowProductionVariants") or []
+        if shadows and (len(variants) != 1 or len(shadows) != 1):
+            raise ValidationException(
+                "An endpoint config with ShadowProductionVariants must have exactly one "
+                "production variant and one shadow variant (as in SageMaker); it has "
+                f"{len(variants)} production and {len(shadows)} shadow variants."
+            )
         seen: set[str] = set()
-        for i, v in enumerate(variants, start=1):
-            where = f"ProductionVariants.{i} ({v['VariantName']})"
+        listed = [("ProductionVariants", i, v) for i, v in enumerate(variants, start=1)]
+        listed += [("ShadowProductionVariants", i, v) for i, v in enumerate(shadows, start=1)]
+        for member, i, v in listed:
+            where = f"{member}.{i} ({v['VariantName']})"
             if v["VariantName"] in seen:
                 raise ValidationException(
                     f"{where}: VariantName must be unique within the endpoint config."
@@ -155,9 +164,9 @@ class ControlPlane:
             raise ValidationException(
                 "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."
             )
-        if p.get("ShadowProductionVariants"):
+        if shadows and float(shadows[0].get("InitialVariantWeight", 1.0)) <= 0:
             raise ValidationException(
-                "ShadowProductionVariants are not supported by this modelhost version."
+                "The InitialVariantWeight of a shadow variant must be greater than 0."
             )
         spec = {k: v for k, v in p.items() if k not in ("EndpointConfigName", "Tags")}
         return {"EndpointConfigArn": self._create(Kind.ENDPOINT_CONFIG, name, spec, p.get("Tags"))}
@@ -196,7 +205,8 @@ class ControlPlane:
         on restart) when the user deletes or recreates them, as in SageMaker."""
         config = self._get(Kind.ENDPOINT_CONFIG, config_name)
         models = {}
-        for v in config.spec["ProductionVariants"]:
+        shadows = config.spec.get("ShadowProductionVariants") or []
+        for v in [*config.spec["ProductionVariants"], *shadows]:
             models[v["ModelName"]] = self._get(Kind.MODEL, v["ModelName"]).spec
         return {
             "EndpointConfigName": config_name,
@@ -229,10 +239,15 @@ class ControlPlane:
         if rec.failure_reason:
             out["FailureReason"] = rec.failure_reason
         dep = self.controller.deployment(rec.name)
-        if dep is not None and dep.config_name == rec.spec["EndpointConfigName"]:
-            out["ProductionVariants"] = self._variant_summaries(rec.spec, dep)
-        elif rec.status == EndpointStatus.IN_SERVICE:
-            out["ProductionVariants"] = self._variant_summaries(rec.spec, None)
+        current = (
+            dep if dep is not None and dep.config_name == rec.spec["EndpointConfigName"] else None
+        )
+        if current is not None or rec.status == EndpointStatus.IN_SERVICE:
+            out["ProductionVariants"] = self._variant_summaries(rec.spec, current)
+            if rec.spec["Config"].get("ShadowProductionVariants"):
+                out["ShadowProductionVariants"] = self._variant_summaries(
+                    rec.spec, current, "ShadowProductionVariants"
+                )
         if rec.spec.get("DeploymentConfig"):
             out["LastDeploymentConfig"] = rec.spec["DeploymentConfig"]
         pending = rec.spec.get("Pending")
@@ -256,16 +271,19 @@ class ControlPlane:
             }
         return out
 
-    def _variant_summaries(self, snapshot: dict[str, Any], dep: Any) -> list[dict[str, Any]]:
+    def _variant_summaries(
+        self, snapshot: dict[str, Any], dep: Any, member: str = "ProductionVariants"
+    ) -> list[dict[str, Any]]:
         out = []
-        for v in snapshot["Config"]["ProductionVariants"]:
+        for v in snapshot["Config"].get(member) or []:
             model = snapshot["Models"].get(v["ModelName"], {})
             image = (model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]).get(
                 "Image"
             )
             pending = (snapshot.get("PendingWeights") or {}).get(v["VariantName"], {})
             desired = int(v.get("InitialInstanceCount", 1))
-            current = desired if dep is None else len(dep.fleets[v["VariantName"]].serving())
+            fleet = None if dep is None else dep.fleets.get(v["VariantName"])
+            current = desired if fleet is None else len(fleet.serving())
             weight = float(v.get("InitialVariantWeight", 1.0))
             summary: dict[str, Any] = {
                 "VariantName": v["VariantName"],
@@ -373,6 +391,46 @@ class ControlPlane:
                     f"AutoRollbackConfiguration names alarm {alarm}, which does not exist; "
                     "create it first (modelhost alarms put, or PUT /api/alarms/{name})."
                 )
+
+    def promote_shadow(self, endpoint: str) -> dict[str, Any]:
+        """Make the shadow the production variant: a new endpoint config
+        `<current>-promoted-<n>` whose single production variant keeps the production
+        variant's name, instance count and type but uses the shadow's model, then an
+        ordinary UpdateEndpoint to it (the no-downtime path)."""
+        rec = self._get(Kind.ENDPOINT, endpoint)
+        config = rec.spec["Config"]
+        shadows = config.get("ShadowProductionVariants") or []
+        if not shadows:
+            raise ValidationException(f'Endpoint "{rec.arn}" has no shadow variant to promote.')
+        if rec.status != EndpointStatus.IN_SERVICE:
+            raise ValidationException(
+                f'Cannot promote the shadow of endpoint "{rec.arn}" while it is {rec.status}; '
+                "wait until it is InService."
+            )
+        production = config["ProductionVariants"][0]
+        shadow_model = shadows[0]["ModelName"]
+        if self.store.get(Kind.MODEL, shadow_model) is None:
+            # Deleted since the endpoint was created: recreate it from the snapshot.
+            self._create(
+                Kind.MODEL, shadow_model, copy.deepcopy(rec.spec["Models"][shadow_model]), []
+            )
+        current = rec.spec["EndpointConfigName"]
+        n = 1
+        while self.store.get(Kind.ENDPOINT_CONFIG, f"{current}-promoted-{n}") is not None:
+            n += 1
+        new_name = f"{current}-promoted-{n}"
+        params = {
+            k: copy.deepcopy(v)
+            for k, v in config.items()
+            if k not in ("ProductionVariants", "ShadowProductionVariants")
+        }
+        params["EndpointConfigName"] = new_name
+        params["ProductionVariants"] = [{**copy.deepcopy(production), "ModelName": shadow_model}]
+        self.call("CreateEndpointConfig", params)
+        out = self.call(
+            "UpdateEndpoint", {"EndpointName": endpoint, "EndpointConfigName": new_name}
+        )
+        return {"EndpointConfigName": new_name, "EndpointArn": out["EndpointArn"]}
 
     def delete_endpoint(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self._get(Kind.ENDPOINT, p["EndpointName"])

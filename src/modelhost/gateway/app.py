@@ -60,7 +60,7 @@ class Gateway:
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
-        self.native_api = NativeAPI(self.alarms, self.store)
+        self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
         self.other = Starlette(
             routes=[
                 Route("/ping", self.ping),
@@ -99,7 +99,8 @@ class Gateway:
                     await self.control_api(scope, receive, send)
                     return
             raw = scope.get("raw_path") or scope["path"].encode()
-            if b"/endpoints/" in raw:
+            # `/api/endpoints/...` is modelhost's own API (e.g. promote-shadow).
+            if b"/endpoints/" in raw and not raw.startswith(b"/api/"):
                 await self.runtime_api(scope, receive, send)
                 return
         await self.other(scope, receive, send)

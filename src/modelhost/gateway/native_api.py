@@ -3,13 +3,17 @@
 Alarms: `PUT /api/alarms/{name}` (body: CloudWatch PutMetricAlarm members), `GET
 /api/alarms`, `GET /api/alarms/{name}` (with state history), `DELETE /api/alarms/{name}`.
 Endpoint events: `GET /api/endpoints/{name}/events`.
+Shadow variants: `GET /api/endpoints/{name}/shadow-report?tolerance=1e-6`,
+`POST /api/endpoints/{name}/promote-shadow`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,7 +22,11 @@ from starlette.routing import Route
 from modelhost.errors import ModelhostError, ValidationException
 from modelhost.gateway.errors import error_payload
 from modelhost.store.metadata import Kind, MetadataStore
+from modelhost.telemetry import shadow_report
 from modelhost.telemetry.alarms import AlarmBook
+
+if TYPE_CHECKING:
+    from modelhost.control.service import ControlPlane
 
 
 class NotFound(ModelhostError):
@@ -34,15 +42,25 @@ def _error(exc: Exception) -> Response:
 class NativeAPI:
     """Routes for alarms and endpoint events."""
 
-    def __init__(self, alarms: AlarmBook, store: MetadataStore) -> None:
+    def __init__(
+        self,
+        alarms: AlarmBook,
+        store: MetadataStore,
+        control: ControlPlane | None = None,
+        home: Path | None = None,
+    ) -> None:
         self.alarms = alarms
         self.store = store
+        self.control = control
+        self.home = home
 
     def routes(self) -> list[Route]:
         return [
             Route("/api/alarms", self.list_alarms, methods=["GET"]),
             Route("/api/alarms/{name}", self.alarm, methods=["GET", "PUT", "DELETE"]),
             Route("/api/endpoints/{name}/events", self.events, methods=["GET"]),
+            Route("/api/endpoints/{name}/shadow-report", self.shadow_report, methods=["GET"]),
+            Route("/api/endpoints/{name}/promote-shadow", self.promote_shadow, methods=["POST"]),
         ]
 
     async def list_alarms(self, _request: Request) -> Response:
@@ -73,6 +91,33 @@ class NativeAPI:
         if rec is None:
             return _error(NotFound(f"Endpoint {name} does not exist."))
         return JSONResponse({"EndpointName": name, "Events": rec.spec.get("Events", [])})
+
+    async def shadow_report(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            try:
+                tolerance = float(request.query_params.get("tolerance", "1e-6"))
+            except ValueError as exc:
+                raise ValidationException(f"tolerance must be a number: {exc}") from exc
+            if not tolerance >= 0:
+                raise ValidationException("tolerance must be a number >= 0.")
+            assert self.home is not None
+            out = await asyncio.to_thread(shadow_report.report, self.home, name, tolerance)
+            return JSONResponse(out)
+        except Exception as exc:
+            return _error(exc)
+
+    async def promote_shadow(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            assert self.control is not None
+            return JSONResponse(self.control.promote_shadow(name))
+        except Exception as exc:
+            return _error(exc)
 
 
 async def _json(request: Request) -> dict[str, Any]:

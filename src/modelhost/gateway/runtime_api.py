@@ -7,8 +7,11 @@ and map the instance's answer to SageMaker's runtime contract.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
@@ -22,6 +25,8 @@ from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, r
 from modelhost.gateway.errors import error_payload
 from modelhost.resources.names import RUNTIME_NAME_RE
 from modelhost.routing.choose import choose_variant, pick_instance
+from modelhost.routing.table import ShadowRoute
+from modelhost.telemetry import shadow_report
 
 if TYPE_CHECKING:
     from modelhost.control.controller import Controller
@@ -37,6 +42,12 @@ _FORWARD = (
     b"x-amzn-sagemaker-target-variant",
 )
 _MAX_ORIGINAL_MESSAGE = 4096
+# Shadow copies in flight at most; beyond that a copy is dropped, never queued.
+SHADOW_MAX_IN_FLIGHT = 64
+
+log = logging.getLogger("modelhost.gateway")
+
+ShadowJob = Callable[[], Awaitable[None]]
 
 
 def parse_invocation_path(raw_path: bytes) -> tuple[str, str] | None:
@@ -98,17 +109,105 @@ class RuntimeAPI:
         self.timeout_s = timeout_s
         self.account_id = account_id
         self.region = region
+        # Running shadow copies, held so they are not garbage collected mid-flight.
+        self.shadow_tasks: set[asyncio.Task[None]] = set()
+        self.shadow_dropped = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
+        shadow_jobs: list[ShadowJob] = []
         try:
-            status, headers, body = await self._invoke(scope, receive, request_id)
+            status, headers, body = await self._invoke(scope, receive, request_id, shadow_jobs)
         except Exception as exc:
             status, headers, body = error_payload(exc, request_id, "application/json")
         await respond(send, status, headers, body)
+        # The production answer is sent; the shadow copies start only now.
+        for job in shadow_jobs:
+            self._start_shadow(job)
+
+    def _start_shadow(self, job: ShadowJob) -> None:
+        if len(self.shadow_tasks) >= SHADOW_MAX_IN_FLIGHT:
+            self.shadow_dropped += 1
+            return
+        task = asyncio.ensure_future(job())
+        self.shadow_tasks.add(task)
+        task.add_done_callback(self.shadow_tasks.discard)
+
+    def _shadow_jobs(
+        self,
+        endpoint: str,
+        shadows: tuple[ShadowRoute, ...],
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        inference_id: str,
+        production: dict[str, object],
+    ) -> list[ShadowJob]:
+        jobs: list[ShadowJob] = []
+        for shadow in shadows:
+            if not shadow.instances or self.controller.rand() >= shadow.share:
+                continue
+
+            async def job(shadow: ShadowRoute = shadow) -> None:
+                try:
+                    await self._mirror(endpoint, shadow, fwd, body, inference_id, production)
+                except Exception:
+                    log.exception("shadow copy to %s/%s failed", endpoint, shadow.name)
+
+            jobs.append(job)
+        return jobs
+
+    async def _mirror(
+        self,
+        endpoint: str,
+        shadow: ShadowRoute,
+        fwd: list[tuple[bytes, bytes]],
+        body: bytes,
+        inference_id: str,
+        production: dict[str, object],
+    ) -> None:
+        """Send the copy to one shadow instance; record its metrics and the pair."""
+        status: int | None = None
+        out = b""
+        content_type: str | None = None
+        started = time.perf_counter()
+        inst = pick_instance(shadow.instances, self.controller.rand)
+        if inst is not None:
+            instance: Instance = inst  # type: ignore[assignment]
+            instance.outstanding += 1
+            try:
+                status, out_headers, out = await self.controller.client.http.request(
+                    instance.port, b"POST", b"/invocations", fwd, body, self.timeout_s
+                )
+                ctype = out_headers.get(b"content-type")
+                content_type = ctype.decode("latin-1") if ctype is not None else None
+            except InstanceUnreachable:
+                self.controller.report_unreachable(endpoint, instance)
+            except (InstanceDisconnected, TimeoutError):
+                pass
+            finally:
+                instance.outstanding -= 1
+        latency_us = (time.perf_counter() - started) * 1e6
+        if status is not None:
+            self.metrics.series(endpoint, shadow.name).record(
+                status=status,
+                instances=len(shadow.instances),
+                model_us=latency_us,
+                total_us=latency_us,
+            )
+        now = time.time()
+        record = {
+            "inference_id": inference_id,
+            "time": now,
+            "production": production,
+            "shadow": shadow_report.side(shadow.name, status, latency_us, content_type, out),
+        }
+        shadow_report.append_pair(
+            shadow_report.capture_path(self.controller.settings.home, endpoint, shadow.name, now),
+            record,
+        )
 
     async def _invoke(
-        self, scope: Scope, receive: Receive, request_id: str
+        self, scope: Scope, receive: Receive, request_id: str, shadow_jobs: list[ShadowJob]
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started = time.perf_counter()
         parsed = parse_invocation_path(scope.get("raw_path") or scope["path"].encode())
@@ -216,6 +315,20 @@ class RuntimeAPI:
             model_us=(now - model_started) * 1e6,
             total_us=(now - started) * 1e6,
         )
+        if route.shadows:
+            given = headers.get(b"x-amzn-sagemaker-inference-id")
+            inference_id = given.decode("latin-1") if given is not None else str(uuid.uuid4())
+            ctype = out_headers.get(b"content-type")
+            production = shadow_report.side(
+                variant.name,
+                status,
+                (now - model_started) * 1e6,
+                ctype.decode("latin-1") if ctype is not None else None,
+                out,
+            )
+            shadow_jobs.extend(
+                self._shadow_jobs(name, route.shadows, fwd, body, inference_id, production)
+            )
         if status >= 400:
             message = out[:_MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
             kind = "client" if status < 500 else "server"

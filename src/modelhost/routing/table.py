@@ -28,11 +28,22 @@ class VariantRoute:
 
 
 @dataclass(frozen=True)
+class ShadowRoute:
+    """A shadow variant: gets a copy of `share` (0..1) of the requests, never answers."""
+
+    name: str
+    share: float
+    instances: tuple[Target, ...]
+
+
+@dataclass(frozen=True)
 class EndpointRoute:
     name: str
     variants: tuple[VariantRoute, ...]
     # Why invocations cannot be served yet (e.g. "Creating"), for a clear error.
     unavailable_reason: str | None = None
+    # Shadow variants; never chosen by `choose_variant`.
+    shadows: tuple[ShadowRoute, ...] = ()
 
     def variant(self, name: str) -> VariantRoute | None:
         for v in self.variants:
