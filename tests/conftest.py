@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,3 +122,25 @@ def deploy(
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
         )
+
+
+FAILING_SCRIPT = """
+def model_fn(model_dir):
+    return None
+
+
+def predict_fn(data, model):
+    raise RuntimeError("green is broken on purpose")
+"""
+
+
+@pytest.fixture(scope="session")
+def failing_artifact(tmp_path_factory: pytest.TempPathFactory, churn_model: ChurnModel) -> Path:
+    root = tmp_path_factory.mktemp("failing")
+    code = root / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(FAILING_SCRIPT)
+    artifact = root / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(code / "inference.py", arcname="code/inference.py")
+    return artifact

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tarfile
 import time
 import urllib.request
 from pathlib import Path
@@ -17,27 +16,6 @@ from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
 from tests.gateway.test_lifecycle import Loop
 
 pytestmark = pytest.mark.integration
-
-FAILING_SCRIPT = """
-def model_fn(model_dir):
-    return None
-
-
-def predict_fn(data, model):
-    raise RuntimeError("green is broken on purpose")
-"""
-
-
-@pytest.fixture(scope="module")
-def failing_artifact(tmp_path_factory: pytest.TempPathFactory, churn_model: ChurnModel) -> Path:
-    root = tmp_path_factory.mktemp("failing")
-    code = root / "code"
-    code.mkdir()
-    (code / "inference.py").write_text(FAILING_SCRIPT)
-    artifact = root / "model.tar.gz"
-    with tarfile.open(artifact, "w:gz") as tar:
-        tar.add(code / "inference.py", arcname="code/inference.py")
-    return artifact
 
 
 def _config(sm: Any, name: str, artifact: Path, count: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from modelhost.control.deployment import Deployment
 from modelhost.control.guardrails import rollback_alarms
-from modelhost.control.rollout import Rollout, shift_traffic
+from modelhost.control.rollout import Rollout, roll_instances, shift_traffic
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.launch import LaunchError, build_launch_spec
@@ -168,8 +168,20 @@ class Controller:
             self._set_status(rec.name, EndpointStatus.IN_SERVICE, None)
             return
         old = self._deployments.get(rec.name)
+        deployment_config = pending.get("DeploymentConfig") or {}
+        rolling = deployment_config.get("RollingUpdatePolicy") if old is not None else None
+        targets = {
+            v["VariantName"]: int(v.get("InitialInstanceCount", 1))
+            for v in pending["Config"]["ProductionVariants"]
+        }
         try:
-            new = await self._deploy(rec.name, pending["EndpointConfigName"], pending)
+            # A rolling update starts green empty and grows it batch by batch.
+            new = await self._deploy(
+                rec.name,
+                pending["EndpointConfigName"],
+                pending,
+                counts=dict.fromkeys(targets, 0) if rolling else None,
+            )
         except (StartupError, LaunchError) as exc:
             # SageMaker keeps the endpoint on the old config and reports why.
             current = self.store.get(Kind.ENDPOINT, rec.name)
@@ -180,9 +192,9 @@ class Controller:
                 current.modified_s = time.time()
                 self.store.save(current)
             return
-        policy = (pending.get("DeploymentConfig") or {}).get("BlueGreenUpdatePolicy")
-        if old is not None and policy:
-            reason = await self._guarded_shift(rec.name, old, new, pending)
+        policy = deployment_config.get("BlueGreenUpdatePolicy")
+        if old is not None and (policy or rolling):
+            reason = await self._guarded_shift(rec.name, old, new, pending, targets)
             if reason is not None:
                 await self._roll_back(rec.name, new, reason)
                 return
@@ -209,12 +221,27 @@ class Controller:
             await old.stop(drain_s=self.settings.invocation_timeout_s)
 
     async def _guarded_shift(
-        self, name: str, old: Deployment, new: Deployment, pending: dict[str, Any]
+        self,
+        name: str,
+        old: Deployment,
+        new: Deployment,
+        pending: dict[str, Any],
+        targets: dict[str, int],
     ) -> str | None:
         config = pending.get("DeploymentConfig") or {}
         rollout = Rollout(old, new)
         self._rollouts[name] = rollout
         try:
+            if config.get("RollingUpdatePolicy"):
+                return await roll_instances(
+                    rollout,
+                    config["RollingUpdatePolicy"],
+                    targets,
+                    alarms=rollback_alarms(config),
+                    alarm_state=self.alarm_state,
+                    event=lambda status, message: self._event(name, status, message),
+                    drain_s=self.settings.invocation_timeout_s,
+                )
             return await shift_traffic(
                 rollout,
                 config["BlueGreenUpdatePolicy"],
@@ -314,8 +341,13 @@ class Controller:
             await dep.stop(drain_s=self.settings.invocation_timeout_s)
 
     async def _deploy(
-        self, endpoint: str, config_name: str, snapshot: dict[str, Any]
+        self,
+        endpoint: str,
+        config_name: str,
+        snapshot: dict[str, Any],
+        counts: dict[str, int] | None = None,
     ) -> Deployment:
+        """Start every variant's fleet (`counts` overrides InitialInstanceCount)."""
         config = snapshot["Config"]
         models = snapshot["Models"]
         dep = Deployment(config_name=config_name, config=config)
@@ -335,7 +367,9 @@ class Controller:
                 )
                 dep.fleets[variant["VariantName"]] = VariantFleet(
                     spec,
-                    int(variant.get("InitialInstanceCount", 1)),
+                    (counts or {}).get(
+                        variant["VariantName"], int(variant.get("InitialInstanceCount", 1))
+                    ),
                     self.provider,
                     self.client,
                     startup_timeout_s=self.settings.instance_startup_timeout_s,

@@ -47,3 +47,32 @@ def traffic_steps(routing: dict[str, Any], green_capacity: int) -> list[float]:
 def rollback_alarms(deployment_config: dict[str, Any] | None) -> list[str]:
     alarms = ((deployment_config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms")
     return [a["AlarmName"] for a in alarms or [] if a.get("AlarmName")]
+
+
+def rolling_batch(size: dict[str, Any], count: int, what: str = "MaximumBatchSize") -> int:
+    """Instances replaced per rolling step for a variant of `count` instances.
+
+    SageMaker asks for 5–50% of the variant's capacity; a percentage is rounded up to at
+    least one instance, so small local fleets still roll one instance at a time."""
+    value = float(size["Value"])
+    if size["Type"] == "CAPACITY_PERCENT":
+        if not 5 <= value <= 100:
+            raise ValidationException(f"{what} as CAPACITY_PERCENT must be between 5 and 100.")
+        return max(1, math.ceil(count * value / 100.0 - 1e-9))
+    if value < 1:
+        raise ValidationException(f"{what} as INSTANCE_COUNT must be at least 1.")
+    return int(value)
+
+
+def rolling_steps(blue: int, green: int, batch: int) -> list[tuple[int, int]]:
+    """(green instances, blue instances) after each rolling step, ending at (green, 0).
+
+    Each step first adds up to `batch` new instances, then retires as many old ones, so
+    capacity never drops below the smaller of the two fleets while traffic moves."""
+    steps = []
+    g, b = 0, blue
+    while g < green or b > 0:
+        g = min(green, g + batch)
+        b = max(0, b - batch)
+        steps.append((g, b))
+    return steps

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelhost.control.controller import Controller
-from modelhost.control.guardrails import rollback_alarms, traffic_steps
+from modelhost.control.guardrails import rollback_alarms, rolling_batch, traffic_steps
 from modelhost.control.listing import list_page
 from modelhost.control.validation import validate_input
 from modelhost.errors import ValidationException
@@ -309,7 +309,7 @@ class ControlPlane:
         if config is None and p.get("RetainDeploymentConfig"):
             config = rec.spec.get("DeploymentConfig")
         if config:
-            self._check_deployment_config(config, pending)
+            self._check_deployment_config(config, pending, rec.spec)
             pending["DeploymentConfig"] = config
             rec.spec["DeploymentConfig"] = config
         if p.get("RetainAllVariantProperties"):
@@ -372,19 +372,41 @@ class ControlPlane:
         self.controller.wake()
         return {"EndpointArn": rec.arn}
 
-    def _check_deployment_config(self, config: dict[str, Any], snapshot: dict[str, Any]) -> None:
-        if config.get("RollingUpdatePolicy"):
+    def _check_deployment_config(
+        self,
+        config: dict[str, Any],
+        snapshot: dict[str, Any],
+        current: dict[str, Any] | None = None,
+    ) -> None:
+        """Refuse a DeploymentConfig that could not run: one policy, sizes that select
+        instances, alarms that exist; a rolling update needs the same variants on both
+        sides (it replaces each variant's instances batch by batch)."""
+        blue_green = config.get("BlueGreenUpdatePolicy")
+        rolling = config.get("RollingUpdatePolicy")
+        if blue_green and rolling:
             raise ValidationException(
-                "RollingUpdatePolicy is not supported by this modelhost version; use "
-                "BlueGreenUpdatePolicy (ALL_AT_ONCE, CANARY or LINEAR)."
+                "DeploymentConfig takes either BlueGreenUpdatePolicy or RollingUpdatePolicy, "
+                "not both."
             )
-        policy = config.get("BlueGreenUpdatePolicy")
-        if policy:
-            capacity = sum(
-                int(v.get("InitialInstanceCount", 1))
-                for v in snapshot["Config"]["ProductionVariants"]
-            )
-            traffic_steps(policy["TrafficRoutingConfiguration"], capacity)
+        counts = {
+            v["VariantName"]: int(v.get("InitialInstanceCount", 1))
+            for v in snapshot["Config"]["ProductionVariants"]
+        }
+        if blue_green:
+            traffic_steps(blue_green["TrafficRoutingConfiguration"], sum(counts.values()))
+        if rolling:
+            for count in counts.values():
+                rolling_batch(rolling["MaximumBatchSize"], count)
+                if rolling.get("RollbackMaximumBatchSize"):
+                    rolling_batch(rolling["RollbackMaximumBatchSize"], count)
+            if current is not None:
+                old = {v["VariantName"] for v in current["Config"]["ProductionVariants"]}
+                if old != set(counts):
+                    raise ValidationException(
+                        "RollingUpdatePolicy replaces instances variant by variant, so the new "
+                        f"endpoint config must have the same production variants ({sorted(old)}); "
+                        f"it has {sorted(counts)}. Use BlueGreenUpdatePolicy to change variants."
+                    )
         for alarm in rollback_alarms(config):
             if self.controller.alarm_state(alarm) is None:
                 raise ValidationException(
