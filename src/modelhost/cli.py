@@ -491,3 +491,109 @@ def demo(rows: int, url: str | None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--strategy",
+    type=click.Choice(["thompson", "epsilon-greedy"]),
+    default=None,
+    help="Turn bandit routing on with this strategy.",
+)
+@click.option("--min-exploration", type=float, default=None, help="Least share per variant.")
+@click.option("--epsilon", type=float, default=None, help="Exploration share (epsilon-greedy).")
+@click.option("--reward-window", type=float, default=None, help="Seconds a reward may arrive.")
+@click.option("--off", is_flag=True, help="Back to the endpoint config's weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@url_option
+def routing(
+    name: str,
+    strategy: str | None,
+    min_exploration: float | None,
+    epsilon: float | None,
+    reward_window: float | None,
+    off: bool,
+    as_json: bool,
+    url: str | None,
+) -> None:
+    """Show or set endpoint NAME's routing: configured weights, or a multi-armed bandit."""
+    import json
+
+    path = f"/api/endpoints/{name}/routing"
+    if off:
+        out = _native(_url(url), "DELETE", path)
+    elif strategy or min_exploration is not None or epsilon is not None or reward_window:
+        body: dict[str, Any] = {
+            "Strategy": "EpsilonGreedy" if strategy == "epsilon-greedy" else "ThompsonSampling"
+        }
+        for key, value in (
+            ("MinExplorationShare", min_exploration),
+            ("Epsilon", epsilon),
+            ("RewardWindowSeconds", reward_window),
+        ):
+            if value is not None:
+                body[key] = value
+        out = _native(_url(url), "PUT", path, body)
+    else:
+        out = _native(_url(url), "GET", path)
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not out.get("RoutingConfig"):
+        click.echo(f"endpoint {name}: configured weights (no bandit)")
+        return
+    config = out["RoutingConfig"]
+    click.echo(
+        f"endpoint {name}: {config['Strategy']} (min exploration "
+        f"{config['MinExplorationShare']:.0%}, reward window {config['RewardWindowSeconds']:g} s)"
+    )
+    weights = out.get("CurrentWeights") or {}
+    stats = {v["VariantName"]: v for v in out.get("Variants", [])}
+    for variant in sorted(set(weights) | set(stats)):
+        s = stats.get(variant, {})
+        mean = s.get("MeanReward")
+        click.echo(
+            f"  {variant:<20} weight {weights.get(variant, 0.0):6.1%}  "
+            f"invocations {s.get('Invocations', 0):>7}  rewards {s.get('Rewards', 0):>7}  "
+            f"mean {'-' if mean is None else f'{mean:.3f}'}"
+        )
+    outcomes = out.get("RewardOutcomes") or {}
+    click.echo("  rewards: " + ", ".join(f"{k} {v}" for k, v in outcomes.items()))
+
+
+@main.command()
+@click.argument("name")
+@click.argument("inference_id", required=False)
+@click.argument("value", type=float, required=False)
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="JSON Lines of {InferenceId, Reward}, sent in batches.",
+)
+@url_option
+def reward(
+    name: str, inference_id: str | None, value: float | None, path: Path | None, url: str | None
+) -> None:
+    """Report a reward in [0, 1] for an invocation of endpoint NAME (bandit routing)."""
+    import json
+
+    if path is not None:
+        items = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    elif inference_id is not None and value is not None:
+        items = [{"InferenceId": inference_id, "Reward": value}]
+    else:
+        raise click.UsageError("give INFERENCE_ID and VALUE, or --file")
+    totals: dict[str, int] = {}
+    for start in range(0, len(items), 1000):
+        out = _native(
+            _url(url),
+            "POST",
+            f"/api/endpoints/{name}/rewards",
+            {"Rewards": items[start : start + 1000]},
+        )
+        for outcome, count in out["Counts"].items():
+            totals[outcome] = totals.get(outcome, 0) + count
+    click.echo(", ".join(f"{k} {v}" for k, v in totals.items()))

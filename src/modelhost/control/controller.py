@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from modelhost.control.deployment import Deployment
 from modelhost.control.guardrails import rollback_alarms
 from modelhost.control.rollout import Rollout, roll_instances, shift_traffic
@@ -27,6 +29,7 @@ from modelhost.fleet.launch import LaunchError, build_launch_spec
 from modelhost.fleet.local import LocalProcessProvider
 from modelhost.fleet.variant import StartupError, VariantFleet
 from modelhost.resources.status import EndpointStatus
+from modelhost.routing.bandit import BanditBook, BanditPolicy
 from modelhost.routing.table import EndpointRoute, RoutingTable
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
@@ -49,6 +52,8 @@ class Controller:
         self.client = InstanceClient()
         self.table = RoutingTable()
         self.rand = random.random
+        # Endpoints whose weights follow rewards (native RoutingConfig in the record).
+        self.bandits = BanditBook(time.monotonic, np.random.default_rng())
         # Set by the gateway: the state of a named alarm (None if there is no such alarm).
         self.alarm_state: Callable[[str], str | None] = lambda _name: None
         self._deployments: dict[str, Deployment] = {}
@@ -116,6 +121,7 @@ class Controller:
 
     def reconcile_once(self) -> None:
         records = {r.name: r for r in self.store.list(Kind.ENDPOINT)}
+        self._sync_bandits(records)
         for name in list(self._deployments):
             if name not in records and name not in self._tasks:
                 self._spawn(name, self._teardown(name))
@@ -136,6 +142,22 @@ class Controller:
             elif status == EndpointStatus.FAILED and name in self._deployments:
                 self._spawn(name, self._teardown(name))
             self._publish_status(rec)
+
+    def _sync_bandits(self, records: dict[str, Record]) -> None:
+        """Bandits follow the records: loaded after a restart, dropped with the endpoint
+        or when its RoutingConfig is removed."""
+        for name, _bandit in self.bandits.items():
+            rec = records.get(name)
+            if rec is None or not rec.spec.get("Routing"):
+                self.bandits.drop(name)
+                self.publish(name)
+        for name, rec in records.items():
+            routing = rec.spec.get("Routing")
+            if routing and self.bandits.get(name) is None:
+                self.bandits.configure(
+                    name, BanditPolicy.from_json(routing["RoutingConfig"]), routing.get("Stats")
+                )
+                self.publish(name)
 
     def _spawn(self, name: str, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -428,8 +450,9 @@ class Controller:
         dep = self._deployments.get(name)
         if dep is None:
             return
+        weights = self.bandits.weights(name, dep.production_names())
         self.table = self.table.with_endpoint(
-            EndpointRoute(name, dep.routes(), shadows=dep.shadow_routes())
+            EndpointRoute(name, dep.routes(weights), shadows=dep.shadow_routes())
         )
 
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:

@@ -29,8 +29,12 @@ class Deployment:
         the config's ShadowProductionVariants."""
         return {v["VariantName"] for v in self.config.get("ShadowProductionVariants") or []}
 
-    def routes(self) -> tuple[VariantRoute, ...]:
-        weights = self.weights()
+    def production_names(self) -> list[str]:
+        return [v["VariantName"] for v in self.config["ProductionVariants"]]
+
+    def routes(self, weights: dict[str, float] | None = None) -> tuple[VariantRoute, ...]:
+        """Production routes; `weights` (e.g. a bandit's) replaces the configured ones."""
+        weights = {**self.weights(), **(weights or {})}
         shadows = self.shadow_names()
         return tuple(
             VariantRoute(name, weights.get(name, 1.0), fleet.serving())

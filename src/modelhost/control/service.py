@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelhost.control.bandits import BanditRouting
 from modelhost.control.controller import Controller
 from modelhost.control.guardrails import rollback_alarms, rolling_batch, traffic_steps
 from modelhost.control.listing import list_page
@@ -38,6 +39,8 @@ class ControlPlane:
         self.settings = settings
         self.store = store
         self.controller = controller
+        # modelhost's own routing extension (bandits), beside the SageMaker operations.
+        self.bandits = BanditRouting(store, controller)
         self.operations: dict[str, Handler] = {
             "CreateModel": self.create_model,
             "DescribeModel": self.describe_model,
@@ -244,6 +247,14 @@ class ControlPlane:
         )
         if current is not None or rec.status == EndpointStatus.IN_SERVICE:
             out["ProductionVariants"] = self._variant_summaries(rec.spec, current)
+            bandit = self.controller.bandits.get(rec.name)
+            if bandit is not None and current is not None:
+                # Bandit routing: the weights in effect are the bandit's, not the config's.
+                shares = self.controller.bandits.weights(rec.name, current.production_names())
+                for summary in out["ProductionVariants"]:
+                    summary["CurrentWeight"] = (shares or {}).get(
+                        summary["VariantName"], summary["CurrentWeight"]
+                    )
             if rec.spec["Config"].get("ShadowProductionVariants"):
                 out["ShadowProductionVariants"] = self._variant_summaries(
                     rec.spec, current, "ShadowProductionVariants"

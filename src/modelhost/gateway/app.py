@@ -32,6 +32,7 @@ from modelhost.settings import Settings
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
+from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
 
 log = logging.getLogger("modelhost.gateway")
 
@@ -60,6 +61,9 @@ class Gateway:
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
+        self.metrics.routing.weights = self._weight_rows
+        self.metrics.routing.rewards = self._reward_rows
+        self.metrics.routing.outcomes = self._outcome_rows
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
         self.other = Starlette(
             routes=[
@@ -126,6 +130,29 @@ class Gateway:
                 self.alarms.evaluate_all()
             except Exception:
                 log.exception("alarm evaluation failed")
+
+    def _weight_rows(self) -> list[WeightRow]:
+        rows = []
+        for route in self.controller.table.endpoints.values():
+            serving = [v for v in route.variants if v.instances]
+            total = sum(v.weight for v in serving)
+            for v in serving:
+                rows.append(WeightRow(route.name, v.name, v.weight / total if total else 0.0))
+        return rows
+
+    def _reward_rows(self) -> list[RewardRow]:
+        return [
+            RewardRow(endpoint, variant, arm.rewards, arm.reward_sum)
+            for endpoint, bandit in self.controller.bandits.items()
+            for variant, arm in bandit.arms.items()
+        ]
+
+    def _outcome_rows(self) -> list[OutcomeRow]:
+        return [
+            OutcomeRow(endpoint, outcome, count)
+            for endpoint, bandit in self.controller.bandits.items()
+            for outcome, count in bandit.outcomes.items()
+        ]
 
     async def ping(self, _request: Request) -> Response:
         return JSONResponse({"status": "Healthy", "version": __version__})

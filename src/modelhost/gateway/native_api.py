@@ -5,6 +5,9 @@ Alarms: `PUT /api/alarms/{name}` (body: CloudWatch PutMetricAlarm members), `GET
 Endpoint events: `GET /api/endpoints/{name}/events`.
 Shadow variants: `GET /api/endpoints/{name}/shadow-report?tolerance=1e-6`,
 `POST /api/endpoints/{name}/promote-shadow`.
+Bandit routing: `GET/PUT/DELETE /api/endpoints/{name}/routing` (body: RoutingConfig),
+`POST /api/endpoints/{name}/rewards` (`{"InferenceId", "Reward"}` or `{"Rewards": [...]}`).
+Native describe: `GET /api/endpoints/{name}` (DescribeEndpoint plus `Routing`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,11 @@ class NativeAPI:
             Route("/api/endpoints/{name}/events", self.events, methods=["GET"]),
             Route("/api/endpoints/{name}/shadow-report", self.shadow_report, methods=["GET"]),
             Route("/api/endpoints/{name}/promote-shadow", self.promote_shadow, methods=["POST"]),
+            Route("/api/endpoints/{name}", self.describe_endpoint, methods=["GET"]),
+            Route(
+                "/api/endpoints/{name}/routing", self.routing, methods=["GET", "PUT", "DELETE"]
+            ),
+            Route("/api/endpoints/{name}/rewards", self.rewards, methods=["POST"]),
         ]
 
     async def list_alarms(self, _request: Request) -> Response:
@@ -116,6 +124,45 @@ class NativeAPI:
                 raise NotFound(f"Endpoint {name} does not exist.")
             assert self.control is not None
             return JSONResponse(self.control.promote_shadow(name))
+        except Exception as exc:
+            return _error(exc)
+
+    async def describe_endpoint(self, request: Request) -> Response:
+        """DescribeEndpoint with modelhost's extension: the routing in effect."""
+        name = request.path_params["name"]
+        try:
+            assert self.control is not None
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            out = self.control.describe_endpoint({"EndpointName": name})
+            routing = self.control.bandits.describe(name)
+            routing.pop("EndpointName", None)
+            return JSONResponse({**out, "Routing": routing})
+        except Exception as exc:
+            return _error(exc)
+
+    async def routing(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            assert self.control is not None
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            bandits = self.control.bandits
+            if request.method == "PUT":
+                return JSONResponse(bandits.put(name, await _json(request)))
+            if request.method == "DELETE":
+                return JSONResponse(bandits.delete(name))
+            return JSONResponse(bandits.describe(name))
+        except Exception as exc:
+            return _error(exc)
+
+    async def rewards(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            assert self.control is not None
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            return JSONResponse(self.control.bandits.reward(name, await _json(request)))
         except Exception as exc:
             return _error(exc)
 

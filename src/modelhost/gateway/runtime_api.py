@@ -315,9 +315,15 @@ class RuntimeAPI:
             model_us=(now - model_started) * 1e6,
             total_us=(now - started) * 1e6,
         )
-        if route.shadows:
+        bandit = self.controller.bandits.get(name)
+        inference_id = ""
+        if route.shadows or bandit is not None:
             given = headers.get(b"x-amzn-sagemaker-inference-id")
             inference_id = given.decode("latin-1") if given is not None else str(uuid.uuid4())
+        if bandit is not None:
+            # Remember who answered, so a reward for this id credits the right variant.
+            bandit.observe(inference_id, variant.name)
+        if route.shadows:
             ctype = out_headers.get(b"content-type")
             production = shadow_report.side(
                 variant.name,
@@ -353,6 +359,8 @@ class RuntimeAPI:
             (b"x-amzn-requestid", request_id.encode()),
             (b"content-length", str(len(out)).encode()),
         ]
+        if bandit is not None:
+            resp_headers.append((b"x-modelhost-inference-id", inference_id.encode()))
         custom = out_headers.get(b"x-amzn-sagemaker-custom-attributes")
         if custom is not None:
             resp_headers.append((b"x-amzn-sagemaker-custom-attributes", custom))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from modelhost.telemetry.routing_metrics import RoutingCollector
 from modelhost.telemetry.series import SeriesStore, VariantWindow
 
 # 5 µs … 60 s: the gateway's own overhead is tens of µs, one-row predicts sit in the
@@ -116,6 +117,9 @@ class InvocationMetrics:
             buckets=LATENCY_BUCKETS_US,
             registry=r,
         )
+        # Traffic split and bandit rewards, read from their owners at scrape time.
+        self.routing = RoutingCollector()
+        r.register(self.routing)
         self._bound: dict[tuple[str, str], VariantSeries] = {}
         # The recent per-second values that alarms evaluate.
         self.recent = SeriesStore()
