@@ -43,3 +43,20 @@ def test_churn_boto3_example_against_a_running_server(
         tmp_path,
     )
     assert "all rows in one request" in stdout
+
+
+def test_safe_deployments_example(server: ModelhostServer, tmp_path: Path) -> None:
+    stdout = _run(
+        [
+            str(EXAMPLES / "safe-deployments" / "run.py"),
+            "--endpoint-url",
+            server.url,
+            "--prefix",
+            unique("safe"),
+        ],
+        tmp_path,
+    )
+    assert "1. A/B split over 400 requests" in stdout
+    assert "Update rolled back: alarm" in stdout and "RollingBack" in stdout
+    assert "3. Shadow report (50 pairs)" in stdout
+    assert "4. Bandit after 400 rewarded requests" in stdout
