@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from modelhost.control.containers import validate_model_containers, validate_shadow_model
 from modelhost.control.controller import Controller
 from modelhost.control.guardrails import rollback_alarms, traffic_steps
 from modelhost.control.listing import list_page
@@ -96,6 +97,7 @@ class ControlPlane:
                 "Either PrimaryContainer or Containers must be specified for model "
                 f"{p['ModelName']}."
             )
+        validate_model_containers(p)
         spec = {k: v for k, v in p.items() if k not in ("ModelName", "Tags")}
         return {"ModelArn": self._create(Kind.MODEL, p["ModelName"], spec, p.get("Tags"))}
 
@@ -159,7 +161,9 @@ class ControlPlane:
                 raise ValidationException(
                     f"{where}: InstanceType and InitialInstanceCount are required."
                 )
-            self._get(Kind.MODEL, v["ModelName"])
+            model = self._get(Kind.MODEL, v["ModelName"])
+            if member == "ShadowProductionVariants":
+                validate_shadow_model(where, v["ModelName"], model.spec)
         if sum(float(v.get("InitialVariantWeight", 1.0)) for v in variants) <= 0:
             raise ValidationException(
                 "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."

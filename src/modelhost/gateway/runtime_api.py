@@ -23,6 +23,7 @@ from modelhost.errors import (
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
 from modelhost.gateway.errors import error_payload
+from modelhost.gateway.pipeline import MultiContainerInvoker, group_spec
 from modelhost.resources.names import RUNTIME_NAME_RE
 from modelhost.routing.choose import choose_variant, pick_instance
 from modelhost.routing.table import ShadowRoute
@@ -112,6 +113,7 @@ class RuntimeAPI:
         # Running shadow copies, held so they are not garbage collected mid-flight.
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadow_dropped = 0
+        self.multi_container = MultiContainerInvoker(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -241,11 +243,6 @@ class RuntimeAPI:
             raise ValidationError(
                 f"Endpoint {name} is not a multi-model endpoint; remove TargetModel."
             )
-        if b"x-amzn-sagemaker-target-container-hostname" in headers:
-            raise ValidationError(
-                f"Endpoint {name} is not a multi-container endpoint; remove "
-                "TargetContainerHostname."
-            )
 
         target = headers.get(b"x-amzn-sagemaker-target-variant")
         rand = self.controller.rand
@@ -260,6 +257,16 @@ class RuntimeAPI:
         if variant is None or not variant.instances:
             raise ServiceUnavailable(
                 f"Endpoint {name} has no healthy instance right now; retry shortly."
+            )
+        multi = group_spec(variant)
+        if multi is not None:
+            return await self.multi_container.invoke(
+                name, variant, multi, headers, body, started, request_id
+            )
+        if b"x-amzn-sagemaker-target-container-hostname" in headers:
+            raise ValidationError(
+                f"Endpoint {name} is not a multi-container endpoint; remove "
+                "TargetContainerHostname."
             )
 
         fwd = [(k, v) for k, v in scope["headers"] if k in _FORWARD]
