@@ -167,12 +167,8 @@ class GroupClient(InstanceClient):
 
     async def ping(self, instance: Instance, timeout_s: float) -> PingResult:
         assert isinstance(instance, ContainerGroup)
-        results = await asyncio.gather(
-            *(self.inner.ping(m, timeout_s) for m in instance.members)
-        )
-        for host, member, result in zip(
-            instance.hostnames, instance.members, results, strict=True
-        ):
+        results = await asyncio.gather(*(self.inner.ping(m, timeout_s) for m in instance.members))
+        for host, member, result in zip(instance.hostnames, instance.members, results, strict=True):
             if result.status != 200:
                 instance.log_path = member.log_path
                 return PingResult(result.status, _with_host(host, result.body))
