@@ -1,0 +1,345 @@
+"""Multi-container endpoints (direct invocation) and serial inference pipelines, end to end.
+
+Real `modelhost serve`, real container processes, boto3 clients.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from modelhost.testing.churn import csv_body
+from modelhost.testing.server import ModelhostServer
+from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
+from tests.gateway.test_lifecycle import instance_pids
+
+pytestmark = pytest.mark.integration
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "pipeline"
+
+
+def _example() -> ModuleType:
+    """examples/pipeline/run.py as a module (its build() makes both artifacts)."""
+    spec = importlib.util.spec_from_file_location("pipeline_example", EXAMPLE / "run.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def create_endpoint(
+    sm: Any, name: str, containers: list[dict[str, Any]], mode: str, instances: int = 1
+) -> None:
+    sm.create_model(ModelName=name, Containers=containers, InferenceExecutionConfig={"Mode": mode})
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+
+def wait_in_service(sm: Any, name: str) -> None:
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+
+
+def metrics_text(server: ModelhostServer) -> str:
+    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def csv_floats(payload: bytes) -> list[float]:
+    return [float(v) for v in payload.decode().replace(",", " ").split()]
+
+
+def invoke_error(rt: Any, **kwargs: Any) -> tuple[str, str]:
+    with pytest.raises(ClientError) as info:
+        rt.invoke_endpoint(**kwargs)
+    err = info.value.response["Error"]
+    return err["Code"], err["Message"]
+
+
+@pytest.fixture(scope="module")
+def direct_endpoint(
+    server: ModelhostServer, churn_model: ChurnModel, churn_model_small: ChurnModel
+) -> str:
+    sm, _ = server.clients()
+    name = unique("mce")
+    create_endpoint(
+        sm,
+        name,
+        [
+            {
+                "ContainerHostname": "big",
+                "Image": XGBOOST_IMAGE,
+                "ModelDataUrl": str(churn_model.artifact),
+            },
+            {
+                "ContainerHostname": "small",
+                "Image": XGBOOST_IMAGE,
+                "ModelDataUrl": str(churn_model_small.artifact),
+                "Environment": {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json"},
+            },
+        ],
+        "Direct",
+    )
+    wait_in_service(sm, name)
+    return name
+
+
+def test_direct_invocation_answers_per_host_name(
+    server: ModelhostServer,
+    direct_endpoint: str,
+    rt: Any,
+    churn_model: ChurnModel,
+    churn_model_small: ChurnModel,
+) -> None:
+    X = churn_model.data.X[:20]
+    body = csv_body(X)
+    big = rt.invoke_endpoint(
+        EndpointName=direct_endpoint,
+        ContentType="text/csv",
+        Body=body,
+        TargetContainerHostname="big",
+    )
+    assert big["InvokedProductionVariant"] == "AllTraffic"
+    served = np.array(csv_floats(big["Body"].read()))
+    np.testing.assert_allclose(served, churn_model.expected(X), atol=1e-6)
+
+    # The other container: its own model and its own environment (JSON by default).
+    small = rt.invoke_endpoint(
+        EndpointName=direct_endpoint,
+        ContentType="text/csv",
+        Body=body,
+        TargetContainerHostname="small",
+    )
+    assert small["ContentType"] == "application/json"
+    scores = [p["score"] for p in json.loads(small["Body"].read())["predictions"]]
+    np.testing.assert_allclose(scores, churn_model_small.expected(X), atol=1e-6)
+    assert not np.allclose(scores, churn_model.expected(X), atol=1e-3)
+
+    text = metrics_text(server)
+    for host in ("big", "small"):
+        labels = f'ContainerName="{host}",EndpointName="{direct_endpoint}"'
+        assert f"ContainerInvocations_total{{{labels}" in text
+        assert f"ContainerLatency_count{{{labels}" in text
+    assert f'Invocations_total{{EndpointName="{direct_endpoint}",VariantName="AllTraffic"}}' in (
+        text
+    )
+
+
+def test_direct_invocation_rejects_missing_unknown_and_bad_host_names(
+    direct_endpoint: str, rt: Any
+) -> None:
+    base = {"EndpointName": direct_endpoint, "ContentType": "text/csv", "Body": b"1,2"}
+    code, message = invoke_error(rt, **base)
+    assert code == "ValidationError"
+    assert "specify TargetContainerHostname (one of big, small)" in message
+    code, message = invoke_error(rt, **base, TargetContainerHostname="medium")
+    assert code == "ValidationError"
+    assert "TargetContainerHostname medium was not found" in message
+    code, message = invoke_error(rt, **base, TargetContainerHostname="bad_name")
+    assert code == "ValidationError"
+    assert "targetContainerHostname" in message and "regular expression" in message
+
+
+def test_container_error_names_the_container(direct_endpoint: str, rt: Any) -> None:
+    code, message = invoke_error(
+        rt,
+        EndpointName=direct_endpoint,
+        ContentType="text/csv",
+        Body=b"1,2,3",  # wrong feature count
+        TargetContainerHostname="small",
+    )
+    assert code == "ModelError"
+    assert "from small with message" in message
+
+
+def test_target_container_on_a_single_container_endpoint_is_refused(
+    server: ModelhostServer, churn_model: ChurnModel, rt: Any
+) -> None:
+    from tests.conftest import deploy
+
+    sm, _ = server.clients()
+    name = unique("single")
+    deploy(sm, name, str(churn_model.artifact))
+    code, message = invoke_error(
+        rt, EndpointName=name, ContentType="text/csv", Body=b"1", TargetContainerHostname="x"
+    )
+    assert code == "ValidationError"
+    assert "not a multi-container endpoint" in message
+
+
+def test_serial_pipeline_equals_its_steps_run_by_hand(
+    server: ModelhostServer, rt: Any, tmp_path: Path
+) -> None:
+    example = _example()
+    pre_artifact, xgb_artifact, body, expected = example.build(tmp_path)
+    containers = [
+        {
+            "ContainerHostname": "preprocess",
+            "Image": example.SKLEARN_IMAGE,
+            "ModelDataUrl": str(pre_artifact),
+        },
+        {
+            "ContainerHostname": "xgboost",
+            "Image": example.XGBOOST_IMAGE,
+            "ModelDataUrl": str(xgb_artifact),
+        },
+    ]
+    sm, _ = server.clients()
+    serial, direct = unique("pipeline"), unique("steps")
+    create_endpoint(sm, serial, containers, "Serial")
+    create_endpoint(sm, direct, containers, "Direct")
+    wait_in_service(sm, serial)
+    wait_in_service(sm, direct)
+
+    # The pipeline, in one call: raw CSV in, XGBoost's JSON out (the client's Accept).
+    out = rt.invoke_endpoint(
+        EndpointName=serial, ContentType="text/csv", Accept="application/json", Body=body
+    )
+    assert out["ContentType"] == "application/json"
+    pipeline = [p["score"] for p in json.loads(out["Body"].read())["predictions"]]
+
+    # The same steps by hand, one container at a time, the output of one fed to the next.
+    step1 = rt.invoke_endpoint(
+        EndpointName=direct, ContentType="text/csv", Body=body, TargetContainerHostname="preprocess"
+    )
+    assert step1["ContentType"] == "text/csv"
+    features = step1["Body"].read()
+    assert len(features.decode().splitlines()[0].split(",")) == 69
+    step2 = rt.invoke_endpoint(
+        EndpointName=direct,
+        ContentType=step1["ContentType"],
+        Accept="application/json",
+        Body=features,
+        TargetContainerHostname="xgboost",
+    )
+    by_hand = [p["score"] for p in json.loads(step2["Body"].read())["predictions"]]
+    assert pipeline == by_hand
+    np.testing.assert_allclose(pipeline, expected, atol=1e-6)
+
+    # CSV end to end when the client asks for it.
+    csv_out = rt.invoke_endpoint(
+        EndpointName=serial, ContentType="text/csv", Accept="text/csv", Body=body
+    )
+    assert csv_out["ContentType"] == "text/csv"
+    np.testing.assert_allclose(
+        csv_floats(csv_out["Body"].read()), expected, atol=1e-6
+    )
+
+    # Per-container latency for both steps of the pipeline.
+    text = metrics_text(server)
+    for host in ("preprocess", "xgboost"):
+        assert f'ContainerLatency_count{{ContainerName="{host}",EndpointName="{serial}"' in text
+
+    # A pipeline is not a direct-invocation endpoint; a failing step names itself.
+    code, message = invoke_error(
+        rt,
+        EndpointName=serial,
+        ContentType="text/csv",
+        Body=body,
+        TargetContainerHostname="xgboost",
+    )
+    assert code == "ValidationError" and "not configured for direct invocation" in message
+    code, message = invoke_error(rt, EndpointName=serial, ContentType="text/csv", Body=b"TX,1\n")
+    assert code == "ModelError" and "from preprocess" in message
+
+
+def test_containers_of_an_instance_are_replaced_together(
+    server: ModelhostServer, churn_model: ChurnModel, rt: Any
+) -> None:
+    sm, _ = server.clients()
+    name = unique("mce-kill")
+    artifact = str(churn_model.artifact)
+    create_endpoint(
+        sm,
+        name,
+        [{"Image": XGBOOST_IMAGE, "ModelDataUrl": artifact} for _ in range(3)],
+        "Direct",
+    )
+    wait_in_service(sm, name)
+    old = instance_pids(server.home, name)
+    assert len(old) == 3  # one process per container
+    os.kill(sorted(old)[1], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    now: set[int] = set()
+    while time.monotonic() < deadline:
+        now = instance_pids(server.home, name)
+        if len(now) == 3 and not now & old:
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"group not replaced as a whole: old {old}, now {now}")
+    # Host names by position, since none were given.
+    row = csv_body(churn_model.data.X[:1])
+    for host in ("container-1", "container-2", "container-3"):
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                out = rt.invoke_endpoint(
+                    EndpointName=name,
+                    ContentType="text/csv",
+                    Body=row,
+                    TargetContainerHostname=host,
+                )
+                break
+            except ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert (
+            abs(float(out["Body"].read()) - churn_model.expected(churn_model.data.X[:1])[0]) < 1e-6
+        )
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_a_container_that_cannot_start_fails_the_endpoint_naming_it(
+    server: ModelhostServer, churn_model: ChurnModel, tmp_path: Path
+) -> None:
+    sm, _ = server.clients()
+    name = unique("mce-bad")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.joblib").write_bytes(b"not a pickle")
+    create_endpoint(
+        sm,
+        name,
+        [
+            {
+                "ContainerHostname": "good",
+                "Image": XGBOOST_IMAGE,
+                "ModelDataUrl": str(churn_model.artifact),
+            },
+            {"ContainerHostname": "broken", "Image": "sklearn", "ModelDataUrl": str(broken)},
+        ],
+        "Serial",
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        desc = sm.describe_endpoint(EndpointName=name)
+        if desc["EndpointStatus"] != "Creating":
+            break
+        time.sleep(0.3)
+    assert desc["EndpointStatus"] == "Failed"
+    assert "container broken" in desc["FailureReason"], desc["FailureReason"]
+    assert instance_pids(server.home, name) == set()
