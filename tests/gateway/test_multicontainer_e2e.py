@@ -243,9 +243,7 @@ def test_serial_pipeline_equals_its_steps_run_by_hand(
         EndpointName=serial, ContentType="text/csv", Accept="text/csv", Body=body
     )
     assert csv_out["ContentType"] == "text/csv"
-    np.testing.assert_allclose(
-        csv_floats(csv_out["Body"].read()), expected, atol=1e-6
-    )
+    np.testing.assert_allclose(csv_floats(csv_out["Body"].read()), expected, atol=1e-6)
 
     # Per-container latency for both steps of the pipeline.
     text = metrics_text(server)
@@ -343,3 +341,21 @@ def test_a_container_that_cannot_start_fails_the_endpoint_naming_it(
     assert desc["EndpointStatus"] == "Failed"
     assert "container broken" in desc["FailureReason"], desc["FailureReason"]
     assert instance_pids(server.home, name) == set()
+
+
+def test_bad_multi_container_models_are_refused_through_boto3(
+    server: ModelhostServer, churn_model: ChurnModel
+) -> None:
+    sm, _ = server.clients()
+    c = {"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)}
+    cases = [
+        ({"PrimaryContainer": c, "Containers": [c]}, "not both"),
+        ({"Containers": [{**c, "ContainerHostname": "a"}, c]}, "not for Containers.2"),
+        ({"Containers": [c] * 16}, "length less than or equal to 15"),
+    ]
+    for members, text in cases:
+        with pytest.raises(ClientError) as info:
+            sm.create_model(ModelName=unique("bad-mce"), **members)
+        err = info.value.response["Error"]
+        assert err["Code"] == "ValidationException"
+        assert text in err["Message"]
