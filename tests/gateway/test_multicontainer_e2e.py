@@ -137,6 +137,10 @@ def test_direct_invocation_answers_per_host_name(
     np.testing.assert_allclose(scores, churn_model_small.expected(X), atol=1e-6)
     assert not np.allclose(scores, churn_model.expected(X), atol=1e-3)
 
+    sm, _ = server.clients()
+    variant = sm.describe_endpoint(EndpointName=direct_endpoint)["ProductionVariants"][0]
+    assert [i["SpecifiedImage"] for i in variant["DeployedImages"]] == [XGBOOST_IMAGE] * 2
+
     text = metrics_text(server)
     for host in ("big", "small"):
         labels = f'ContainerName="{host}",EndpointName="{direct_endpoint}"'
@@ -308,6 +312,15 @@ def test_containers_of_an_instance_are_replaced_together(
         assert (
             abs(float(out["Body"].read()) - churn_model.expected(churn_model.data.X[:1])[0]) < 1e-6
         )
+    # Scaling out starts whole groups too: 2 instances = 6 processes.
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": 2}],
+    )
+    wait_in_service(sm, name)
+    assert len(instance_pids(server.home, name)) == 6
+    variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+    assert variant["CurrentInstanceCount"] == 2
     sm.delete_endpoint(EndpointName=name)
 
 

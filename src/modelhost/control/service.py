@@ -281,9 +281,10 @@ class ControlPlane:
         out = []
         for v in snapshot["Config"].get(member) or []:
             model = snapshot["Models"].get(v["ModelName"], {})
-            image = (model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]).get(
-                "Image"
-            )
+            containers = [model["PrimaryContainer"]] if model.get("PrimaryContainer") else []
+            images = [
+                c["Image"] for c in containers or model.get("Containers") or [] if c.get("Image")
+            ]
             pending = (snapshot.get("PendingWeights") or {}).get(v["VariantName"], {})
             desired = int(v.get("InitialInstanceCount", 1))
             fleet = None if dep is None else dep.fleets.get(v["VariantName"])
@@ -296,8 +297,10 @@ class ControlPlane:
                 "CurrentInstanceCount": current,
                 "DesiredInstanceCount": _or(pending.get("DesiredInstanceCount"), desired),
             }
-            if image:
-                summary["DeployedImages"] = [{"SpecifiedImage": image, "ResolvedImage": image}]
+            if images:  # one per container, as SageMaker lists them
+                summary["DeployedImages"] = [
+                    {"SpecifiedImage": i, "ResolvedImage": i} for i in images
+                ]
             out.append(summary)
         return out
 
