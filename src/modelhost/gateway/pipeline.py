@@ -29,6 +29,7 @@ from modelhost.resources.containers import ExecutionMode
 from modelhost.routing.choose import pick_instance
 
 if TYPE_CHECKING:
+    from modelhost.fleet.instance import Instance
     from modelhost.gateway.runtime_api import RuntimeAPI
     from modelhost.routing.table import VariantRoute
 
@@ -184,14 +185,7 @@ class MultiContainerInvoker:
                 fwd.append((b"content-type", content_type))
             sent = time.perf_counter()
             try:
-                status, out_headers, out = await api.controller.client.http.request(
-                    member.port,
-                    b"POST",
-                    b"/invocations",
-                    fwd,
-                    out,
-                    max(deadline - sent, 0.001),
-                )
+                status, out_headers, out = await self._send(member, fwd, out, deadline)
             except InstanceUnreachable as exc:
                 api.controller.report_unreachable(endpoint, group)
                 if step == 0:
@@ -227,6 +221,23 @@ class MultiContainerInvoker:
             # SageMaker chains by content type: the answer's type is the next request's.
             content_type = out_headers.get(b"content-type") or accept
         return status, out_headers, out, model_us, hosts[-1]
+
+    async def _send(
+        self, member: Instance, fwd: list[tuple[bytes, bytes]], body: bytes, deadline: float
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        http = self.api.controller.client.http
+
+        def timeout_s() -> float:
+            return max(deadline - time.perf_counter(), 0.001)
+
+        try:
+            return await http.request(member.port, b"POST", b"/invocations", fwd, body, timeout_s())
+        except InstanceDisconnected:
+            if self.api.controller.provider.exit_code(member) is not None:
+                raise
+            # Alive: most likely an idle keep-alive connection closed under us before the
+            # request was read; one more attempt is safe (as on the single-container path).
+            return await http.request(member.port, b"POST", b"/invocations", fwd, body, timeout_s())
 
 
 class _Retry(Exception):
