@@ -372,3 +372,66 @@ def test_bad_multi_container_models_are_refused_through_boto3(
         err = info.value.response["Error"]
         assert err["Code"] == "ValidationException"
         assert text in err["Message"]
+
+
+def test_pipelines_come_back_after_a_restart_and_update_like_any_endpoint(
+    tmp_path: Path, churn_model: ChurnModel, churn_model_small: ChurnModel
+) -> None:
+    from tests.conftest import FAST_ENV
+
+    X = churn_model.data.X[:3]
+    with ModelhostServer(tmp_path / "home", env=FAST_ENV) as srv:
+        sm, rt = srv.clients()
+        name = unique("mce-restart")
+        big = {"ContainerHostname": "big", "Image": XGBOOST_IMAGE}
+        create_endpoint(sm, name, [{**big, "ModelDataUrl": str(churn_model.artifact)}], "Direct")
+        wait_in_service(sm, name)
+        srv.restart()
+        sm, rt = srv.clients()
+        wait_in_service(sm, name)
+
+        def answer() -> list[float]:
+            # After a restart the instances start again in the background (as for any
+            # endpoint): retry the seconds in which they come up.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    return invoke()
+                except ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+        def invoke() -> list[float]:
+            out = rt.invoke_endpoint(
+                EndpointName=name,
+                ContentType="text/csv",
+                Body=csv_body(X),
+                TargetContainerHostname="big",
+            )
+            return csv_floats(out["Body"].read())
+
+        np.testing.assert_allclose(answer(), churn_model.expected(X), atol=1e-6)
+
+        # UpdateEndpoint to another multi-container model: blue/green as usual.
+        new = unique("mce-v2")
+        sm.create_model(
+            ModelName=new,
+            Containers=[{**big, "ModelDataUrl": str(churn_model_small.artifact)}],
+            InferenceExecutionConfig={"Mode": "Direct"},
+        )
+        sm.create_endpoint_config(
+            EndpointConfigName=new,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": new,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
+        sm.update_endpoint(EndpointName=name, EndpointConfigName=new)
+        time.sleep(0.5)
+        wait_in_service(sm, name)
+        np.testing.assert_allclose(answer(), churn_model_small.expected(X), atol=1e-6)
