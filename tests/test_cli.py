@@ -77,3 +77,40 @@ def test_client_commands_explain_a_missing_server() -> None:
     )
     assert out.returncode == 1
     assert "modelhost serve" in out.stderr
+
+
+def test_deploy_containers_and_invoke_a_target_container(
+    server: ModelhostServer, churn_model: ChurnModel, churn_model_small: ChurnModel
+) -> None:
+    name = unique("cli-mce")
+    out = cli(
+        server,
+        "deploy-containers",
+        name,
+        "--container",
+        f"big={churn_model.artifact}",
+        "--container",
+        f"small={churn_model_small.artifact}",
+        "--image",
+        "big=xgboost",
+        "--env",
+        "small:SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT=application/json",
+        "--mode",
+        "Direct",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "InService (Direct: big, small)" in out.stdout
+    X = churn_model.data.X[:1]
+    row = csv_rows(X)[0]
+    out = cli(server, "invoke", name, "--body", row, "--target-container", "big")
+    assert out.returncode == 0, out.stderr
+    assert abs(float(out.stdout) - float(churn_model.expected(X)[0])) <= 1e-6
+    out = cli(server, "invoke", name, "--body", row, "--target-container", "small")
+    assert out.returncode == 0, out.stderr
+    assert '"predictions"' in out.stdout
+    out = cli(server, "invoke", name, "--body", row)
+    assert out.returncode == 1
+    assert "ValidationError" in out.stderr and "TargetContainerHostname" in out.stderr
+    out = cli(server, "deploy-containers", unique("cli-mce"), "--container", "nohost")
+    assert out.returncode != 0 and "HOSTNAME=ARTIFACT" in out.stderr
+    cli(server, "delete", name)

@@ -24,7 +24,7 @@ def _run(argv: list[str], cwd: Path) -> str:
     return out.stdout
 
 
-@pytest.mark.parametrize("script", ["sklearn/run.py", "script-mode/run.py"])
+@pytest.mark.parametrize("script", ["sklearn/run.py", "script-mode/run.py", "pipeline/run.py"])
 def test_example_starts_its_own_server(script: str, tmp_path: Path) -> None:
     _run([str(EXAMPLES / script)], tmp_path)
 

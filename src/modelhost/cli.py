@@ -204,6 +204,12 @@ def deploy(
 @click.option("--content-type", default="text/csv", show_default=True)
 @click.option("--accept", default=None)
 @click.option("--target-variant", default=None)
+@click.option(
+    "--target-container",
+    default=None,
+    metavar="HOSTNAME",
+    help="TargetContainerHostname: the container of a multi-container endpoint (Direct mode).",
+)
 @url_option
 def invoke(
     name: str,
@@ -212,6 +218,7 @@ def invoke(
     content_type: str,
     accept: str | None,
     target_variant: str | None,
+    target_container: str | None,
     url: str | None,
 ) -> None:
     """Invoke endpoint NAME and print the answer."""
@@ -224,6 +231,8 @@ def invoke(
         kwargs["Accept"] = accept
     if target_variant:
         kwargs["TargetVariant"] = target_variant
+    if target_container:
+        kwargs["TargetContainerHostname"] = target_container
     try:
         resp = rt.invoke_endpoint(**kwargs)
     except Exception as exc:
@@ -488,6 +497,11 @@ def demo(rows: int, url: str | None) -> None:
 
     sys.exit(run_demo(base_url=url, rows=rows))
 
+
+# Multi-container models have their own deploy command (cli_containers.py).
+from modelhost.cli_containers import deploy_containers  # noqa: E402
+
+main.add_command(deploy_containers)
 
 if __name__ == "__main__":
     main()

@@ -27,7 +27,9 @@ from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.launch import LaunchError, build_launch_spec
 from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.multicontainer import GroupClient, GroupProvider, build_group_launch_spec
 from modelhost.fleet.variant import StartupError, VariantFleet
+from modelhost.resources.containers import is_multi_container
 from modelhost.resources.status import EndpointStatus
 from modelhost.routing.bandit import BanditBook, BanditPolicy
 from modelhost.routing.table import EndpointRoute, RoutingTable
@@ -377,8 +379,9 @@ class Controller:
             shadows = config.get("ShadowProductionVariants") or []
             for variant in [*config["ProductionVariants"], *shadows]:
                 model_name = variant["ModelName"]
+                multi = is_multi_container(models[model_name])
                 spec = await asyncio.to_thread(
-                    build_launch_spec,
+                    build_group_launch_spec if multi else build_launch_spec,
                     settings=self.settings,
                     endpoint_name=endpoint,
                     variant_name=variant["VariantName"],
@@ -392,8 +395,8 @@ class Controller:
                     (counts or {}).get(
                         variant["VariantName"], int(variant.get("InitialInstanceCount", 1))
                     ),
-                    self.provider,
-                    self.client,
+                    GroupProvider(self.provider) if multi else self.provider,
+                    GroupClient(self.client) if multi else self.client,
                     startup_timeout_s=self.settings.instance_startup_timeout_s,
                     ping_timeout_s=self.settings.ping_timeout_s,
                     unhealthy_threshold=self.settings.unhealthy_threshold,

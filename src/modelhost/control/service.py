@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelhost.control.bandits import BanditRouting
+from modelhost.control.containers import validate_model_containers, validate_shadow_model
 from modelhost.control.controller import Controller
 from modelhost.control.guardrails import rollback_alarms, rolling_batch, traffic_steps
 from modelhost.control.listing import list_page
@@ -99,6 +100,7 @@ class ControlPlane:
                 "Either PrimaryContainer or Containers must be specified for model "
                 f"{p['ModelName']}."
             )
+        validate_model_containers(p)
         spec = {k: v for k, v in p.items() if k not in ("ModelName", "Tags")}
         return {"ModelArn": self._create(Kind.MODEL, p["ModelName"], spec, p.get("Tags"))}
 
@@ -162,7 +164,9 @@ class ControlPlane:
                 raise ValidationException(
                     f"{where}: InstanceType and InitialInstanceCount are required."
                 )
-            self._get(Kind.MODEL, v["ModelName"])
+            model = self._get(Kind.MODEL, v["ModelName"])
+            if member == "ShadowProductionVariants":
+                validate_shadow_model(where, v["ModelName"], model.spec)
         if sum(float(v.get("InitialVariantWeight", 1.0)) for v in variants) <= 0:
             raise ValidationException(
                 "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."
@@ -288,9 +292,10 @@ class ControlPlane:
         out = []
         for v in snapshot["Config"].get(member) or []:
             model = snapshot["Models"].get(v["ModelName"], {})
-            image = (model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]).get(
-                "Image"
-            )
+            containers = [model["PrimaryContainer"]] if model.get("PrimaryContainer") else []
+            images = [
+                c["Image"] for c in containers or model.get("Containers") or [] if c.get("Image")
+            ]
             pending = (snapshot.get("PendingWeights") or {}).get(v["VariantName"], {})
             desired = int(v.get("InitialInstanceCount", 1))
             fleet = None if dep is None else dep.fleets.get(v["VariantName"])
@@ -303,8 +308,10 @@ class ControlPlane:
                 "CurrentInstanceCount": current,
                 "DesiredInstanceCount": _or(pending.get("DesiredInstanceCount"), desired),
             }
-            if image:
-                summary["DeployedImages"] = [{"SpecifiedImage": image, "ResolvedImage": image}]
+            if images:  # one per container, as SageMaker lists them
+                summary["DeployedImages"] = [
+                    {"SpecifiedImage": i, "ResolvedImage": i} for i in images
+                ]
             out.append(summary)
         return out
 

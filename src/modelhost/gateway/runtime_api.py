@@ -23,6 +23,7 @@ from modelhost.errors import (
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
 from modelhost.gateway.errors import error_payload
+from modelhost.gateway.pipeline import MultiContainerInvoker, group_spec
 from modelhost.resources.names import RUNTIME_NAME_RE
 from modelhost.routing.choose import choose_variant, pick_instance
 from modelhost.routing.table import ShadowRoute
@@ -77,6 +78,12 @@ def validate_runtime_name(value: str, member: str) -> None:
         )
 
 
+def _inference_id(headers: dict[bytes, bytes]) -> str:
+    """The caller's InferenceId, or a fresh one (shadow pairs and bandit rewards need one)."""
+    given = headers.get(b"x-amzn-sagemaker-inference-id")
+    return given.decode("latin-1") if given is not None else str(uuid.uuid4())
+
+
 def _check_header(headers: dict[bytes, bytes], name: bytes, member: str, max_len: int) -> None:
     value = headers.get(name)
     if value is None:
@@ -112,6 +119,7 @@ class RuntimeAPI:
         # Running shadow copies, held so they are not garbage collected mid-flight.
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadow_dropped = 0
+        self.multi_container = MultiContainerInvoker(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -241,11 +249,6 @@ class RuntimeAPI:
             raise ValidationError(
                 f"Endpoint {name} is not a multi-model endpoint; remove TargetModel."
             )
-        if b"x-amzn-sagemaker-target-container-hostname" in headers:
-            raise ValidationError(
-                f"Endpoint {name} is not a multi-container endpoint; remove "
-                "TargetContainerHostname."
-            )
 
         target = headers.get(b"x-amzn-sagemaker-target-variant")
         rand = self.controller.rand
@@ -260,6 +263,22 @@ class RuntimeAPI:
         if variant is None or not variant.instances:
             raise ServiceUnavailable(
                 f"Endpoint {name} has no healthy instance right now; retry shortly."
+            )
+        multi = group_spec(variant)
+        if multi is not None:
+            answer = await self.multi_container.invoke(
+                name, variant, multi, headers, body, started, request_id
+            )
+            multi_bandit = self.controller.bandits.get(name)
+            if multi_bandit is not None:
+                multi_id = _inference_id(headers)
+                multi_bandit.observe(multi_id, variant.name)
+                answer[1].append((b"x-modelhost-inference-id", multi_id.encode()))
+            return answer
+        if b"x-amzn-sagemaker-target-container-hostname" in headers:
+            raise ValidationError(
+                f"Endpoint {name} is not a multi-container endpoint; remove "
+                "TargetContainerHostname."
             )
 
         fwd = [(k, v) for k, v in scope["headers"] if k in _FORWARD]
@@ -318,8 +337,7 @@ class RuntimeAPI:
         bandit = self.controller.bandits.get(name)
         inference_id = ""
         if route.shadows or bandit is not None:
-            given = headers.get(b"x-amzn-sagemaker-inference-id")
-            inference_id = given.decode("latin-1") if given is not None else str(uuid.uuid4())
+            inference_id = _inference_id(headers)
         if bandit is not None:
             # Remember who answered, so a reward for this id credits the right variant.
             bandit.observe(inference_id, variant.name)

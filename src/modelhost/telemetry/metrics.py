@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from modelhost.telemetry.container_metrics import ContainerMetrics
 from modelhost.telemetry.routing_metrics import RoutingCollector
 from modelhost.telemetry.series import SeriesStore, VariantWindow
 
@@ -121,6 +122,8 @@ class InvocationMetrics:
         self.routing = RoutingCollector()
         r.register(self.routing)
         self._bound: dict[tuple[str, str], VariantSeries] = {}
+        # Multi-container endpoints and pipelines: per-container series.
+        self.containers = ContainerMetrics(r, LATENCY_BUCKETS_US)
         # The recent per-second values that alarms evaluate.
         self.recent = SeriesStore()
 
