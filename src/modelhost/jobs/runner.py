@@ -207,6 +207,7 @@ class TransformRunner:
         fleet: VariantFleet | None = None
         tasks: list[asyncio.Task[None]] = []
         try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
             objects = await asyncio.to_thread(
                 self.io.list_inputs,
                 self.request["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"],
