@@ -129,6 +129,12 @@ class TransformRunner:
 
     def _environment(self) -> dict[str, str]:
         env = {str(k): str(v) for k, v in (self.request.get("Environment") or {}).items()}
+        container_env = (self.model_spec.get("PrimaryContainer") or {}).get("Environment") or {}
+        if "SAGEMAKER_MODEL_SERVER_WORKERS" not in env | container_env:
+            # All cores busy: the job's instances share this machine's cores between them
+            # (a user's server may ignore this; built-in instances fork that many workers).
+            workers = max(1, (os.cpu_count() or 1) // self.instances)
+            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
         env["SAGEMAKER_BATCH"] = "true"
         env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(self.request.get("MaxPayloadInMB", 6))
         if "BatchStrategy" in self.request:
