@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from modelhost.jobs.records import (
@@ -56,7 +58,7 @@ def test_multi_record_fills_batches_up_to_the_payload_limit() -> None:
     for batch, first in zip(batches, plan.first_record.tolist(), strict=True):
         assert batch.split(b"\n", 1)[0] == lines[first].rstrip(b"\n")
     # Each batch is as full as the next line allows.
-    for batch, nxt in zip(batches, batches[1:], strict=False):
+    for batch, nxt in itertools.pairwise(batches):
         assert len(batch) + len(nxt.split(b"\n", 1)[0]) + 1 > 1000
 
 
