@@ -489,5 +489,8 @@ def demo(rows: int, url: str | None) -> None:
     sys.exit(run_demo(base_url=url, rows=rows))
 
 
+# Batch transform commands (`transform`, `jobs`) register themselves on `main`.
+from modelhost import cli_jobs as _cli_jobs  # noqa: E402, F401
+
 if __name__ == "__main__":
     main()

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,7 +223,14 @@ class TransformRunner:
             self.progress.objects_total = len(objects)
             self.progress.objects_done = sum(o.rel in self.done for o in objects)
             self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
+            started = time.perf_counter()
             fleet = await self._start_fleet(provider, client)
+            log.info(
+                "transform job %s: %d instance(s) ready in %.2f s",
+                self.name,
+                self.instances,
+                time.perf_counter() - started,
+            )
             per_instance = await self._concurrency(fleet, pool)
             invoker = Invoker(
                 fleet,
@@ -256,6 +264,12 @@ class TransformRunner:
                 if obj.remaining == 0:
                     obj.done.set()
             await asyncio.gather(*pending)
+            log.info(
+                "transform job %s: %d records in %.2f s after the instances were ready",
+                self.name,
+                self.progress.records_done,
+                time.perf_counter() - started,
+            )
             return failures
         finally:
             for task in tasks:
