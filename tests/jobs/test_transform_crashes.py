@@ -107,3 +107,16 @@ def test_server_killed_and_restarted_mid_job(churn_model: ChurnModel, tmp_path: 
         d = _wait_done(sm, job)
         assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
         _check_exactly_once(tmp_path / "out" / "x.csv.out", churn_model.expected(X))
+
+
+def test_stop_mid_job(
+    sm: Any, server: ModelhostServer, churn_model: ChurnModel, churn_model_name: str, tmp_path: Path
+) -> None:
+    job = _slow_job(sm, churn_model_name, tmp_path, churn_model.data.X[:N_RECORDS])
+    wait_for(lambda: _records_done(server.url, job) >= 50)
+    sm.stop_transform_job(TransformJobName=job)
+    d = _wait_done(sm, job)  # the waiter succeeds on Stopped
+    assert d["TransformJobStatus"] == "Stopped"
+    assert "TransformEndTime" in d
+    assert not (tmp_path / "out" / "x.csv.out").exists()
+    assert not _instance_pids(job)
