@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(
                 f"  in-process pyarrow+predict: {limit_s:6.2f} s  "
-                f"{args.big_rows / limit_s:>12,.0f} rows/s  (runs {', '.join(f'{s:.2f}' for s in limit_runs)})"
+                f"{args.big_rows / limit_s:>12,.0f} rows/s  "
+                f"(runs {', '.join(f'{s:.2f}' for s in limit_runs)})"
             )
             print(f"  modelhost / limit         : {ratio:6.1%}")
             goals.append(
