@@ -120,3 +120,26 @@ def test_stop_mid_job(
     assert "TransformEndTime" in d
     assert not (tmp_path / "out" / "x.csv.out").exists()
     assert not _instance_pids(job)
+
+
+def test_warm_instances_are_reused_by_the_next_job(churn_model: ChurnModel, tmp_path: Path) -> None:
+    env = {**FAST_ENV, "MODELHOST_TRANSFORM_KEEP_ALIVE_S": "30"}
+    X = churn_model.data.X[:50]
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.csv").write_text("\n".join(csv_rows(X)) + "\n")
+    with ModelhostServer(tmp_path / "home", env=env) as srv:
+        sm, _ = srv.clients()
+        model = unique("warm")
+        sm.create_model(
+            ModelName=model,
+            PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)},
+            ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+        )
+        first = transform(sm, model, str(tmp_path / "in"), str(tmp_path / "out1"))
+        kept = _instance_pids(first["TransformJobName"])
+        assert kept  # still running after the job, waiting for the next one
+        second = transform(sm, model, str(tmp_path / "in"), str(tmp_path / "out2"))
+        assert second["TransformJobStatus"] == "Completed", second.get("FailureReason")
+        assert not _instance_pids(second["TransformJobName"])  # none of its own
+        assert _instance_pids(first["TransformJobName"]) == kept
+        _check_exactly_once(tmp_path / "out2" / "x.csv.out", churn_model.expected(X))

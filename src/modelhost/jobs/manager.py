@@ -23,6 +23,7 @@ from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
 from modelhost.jobs import dataprocessing
 from modelhost.jobs.hooks import CompletedJob, on_job_completed
+from modelhost.jobs.pool import WarmPool
 from modelhost.jobs.runner import JobFailed, TransformRunner
 from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
@@ -140,6 +141,7 @@ class TransformJobs:
         self._fetch = fetch
         self._fetch_source = fetch_source
         self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
+        self.pool = WarmPool(settings.transform_keep_alive_s)
         self.operations: dict[str, Handler] = {
             "CreateTransformJob": self.create_transform_job,
             "DescribeTransformJob": self.describe_transform_job,
@@ -169,6 +171,7 @@ class TransformJobs:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runs.clear()
+        await self.pool.close()
 
     def workdir(self, name: str) -> Path:
         return self.settings.home / "transform-jobs" / name
@@ -324,6 +327,7 @@ class TransformJobs:
             lambda rel, outcome: self._object_done(rec.name, rel, outcome),
             self._fetch,
             self._fetch_source,
+            self.pool,
         )
         task = asyncio.ensure_future(self._run(rec.name, runner))
         self._runs[rec.name] = (runner, task)

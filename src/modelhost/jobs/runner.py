@@ -33,6 +33,7 @@ from modelhost.fleet.variant import VariantFleet
 from modelhost.jobs import dataprocessing as dpmod
 from modelhost.jobs.invoke import InvocationFailed, Invoker, NoInstance, Rejection
 from modelhost.jobs.objects import InputObject, ObjectIO
+from modelhost.jobs.pool import WarmFleet, WarmPool, launch_key
 from modelhost.jobs.records import MIB, BatchPlan, BatchStrategy, SplitType, assemble_chunk
 from modelhost.jobs.records import plan_batches as plan
 from modelhost.settings import Settings
@@ -97,8 +98,10 @@ class TransformRunner:
         on_object: ObjectHook,
         fetch: Callable[[str], Path],
         fetch_source: Callable[[dict[str, Any]], Path],
+        pool: WarmPool | None = None,
     ) -> None:
         self.settings = settings
+        self.pool = pool
         self.name = name
         self.request = request
         self.model_name = model_name
@@ -149,9 +152,8 @@ class TransformRunner:
         return env
 
     async def _start_fleet(
-        self, provider: LocalProcessProvider, client: InstanceClient
+        self, model_spec: dict[str, Any], provider: LocalProcessProvider, client: InstanceClient
     ) -> VariantFleet:
-        model_spec = _with_environment(self.model_spec, self._environment())
         try:
             spec = await asyncio.to_thread(
                 build_launch_spec,
@@ -208,11 +210,15 @@ class TransformRunner:
     # --- the run --------------------------------------------------------------------
 
     async def run(self) -> list[str]:
-        provider = LocalProcessProvider()
-        client = InstanceClient()
+        model_spec = _with_environment(self.model_spec, self._environment())
+        key = launch_key(model_spec, self.instances)
+        warm = self.pool.take(key) if self.pool is not None else None
+        provider = warm.provider if warm else LocalProcessProvider()
+        client = warm.client if warm else InstanceClient()
         pool = HTTP1Pool()
-        fleet: VariantFleet | None = None
+        fleet: VariantFleet | None = warm.fleet if warm else None
         tasks: list[asyncio.Task[None]] = []
+        reusable = False
         try:
             self.workdir.mkdir(parents=True, exist_ok=True)
             objects = await asyncio.to_thread(
@@ -224,12 +230,14 @@ class TransformRunner:
             self.progress.objects_done = sum(o.rel in self.done for o in objects)
             self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
             started = time.perf_counter()
-            fleet = await self._start_fleet(provider, client)
+            if fleet is None:
+                fleet = await self._start_fleet(model_spec, provider, client)
             log.info(
-                "transform job %s: %d instance(s) ready in %.2f s",
+                "transform job %s: %d instance(s) ready in %.2f s%s",
                 self.name,
                 self.instances,
                 time.perf_counter() - started,
+                " (warm)" if warm else "",
             )
             per_instance = await self._concurrency(fleet, pool)
             invoker = Invoker(
@@ -264,6 +272,7 @@ class TransformRunner:
                 if obj.remaining == 0:
                     obj.done.set()
             await asyncio.gather(*pending)
+            reusable = self.fatal is None
             log.info(
                 "transform job %s: %d records in %.2f s after the instances were ready",
                 self.name,
@@ -275,11 +284,18 @@ class TransformRunner:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if fleet is not None:
-                await fleet.stop(drain_s=0)
-            provider.kill_all()
             pool.close()
-            await client.close()
+            kept = (
+                reusable
+                and fleet is not None
+                and self.pool is not None
+                and self.pool.give(key, WarmFleet(fleet, provider, client))
+            )
+            if not kept:
+                if fleet is not None:
+                    await fleet.stop(drain_s=0)
+                provider.kill_all()
+                await client.close()
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
