@@ -45,6 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (median)")
     parser.add_argument("--skip-big", action="store_true", help="only the 77,000-row job")
     parser.add_argument("--instances", type=int, default=1, help="TransformResources count")
+    parser.add_argument(
+        "--keep-alive",
+        type=float,
+        default=120.0,
+        help="MODELHOST_TRANSFORM_KEEP_ALIVE_S: the first job starts instances (cold), the "
+        "next ones take them over (warm); 0 makes every run cold",
+    )
     return parser.parse_args(argv)
 
 
@@ -137,13 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         raw.append(time.perf_counter() - t)
     print(f"{args.rows:,} rows ({size / 1e6:.1f} MB CSV)")
 
-    with ModelhostServer(work / "home", env={"MODELHOST_LOG_LEVEL": "warning"}) as srv:
+    env = {
+        "MODELHOST_LOG_LEVEL": "warning",
+        "MODELHOST_TRANSFORM_KEEP_ALIVE_S": str(args.keep_alive),
+    }
+    with ModelhostServer(work / "home", env=env) as srv:
         sm, _ = srv.clients()
         sm.create_model(
             ModelName="churn",
             PrimaryContainer={"Image": IMAGE, "ModelDataUrl": str(artifact)},
             ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
         )
+        cold_s = run_job(sm, "churn", small_in, work / "small-out-cold", args.instances)["wall_s"]
+        check_output(work / "small-out-cold" / "churn.csv.out", expected_small)
         small_runs = []
         for i in range(args.runs):
             out = work / f"small-out-{i}"
@@ -151,16 +164,29 @@ def main(argv: list[str] | None = None) -> int:
             check_output(out / "churn.csv.out", expected_small)
         small_s = statistics.median(small_runs)
         raw_s = statistics.median(raw)
-        results["small"] = {"rows": args.rows, "job_s": small_runs, "raw_predict_s": raw}
+        results["small"] = {
+            "rows": args.rows,
+            "cold_job_s": cold_s,
+            "job_s": small_runs,
+            "raw_predict_s": raw,
+        }
+        warm = "warm" if args.keep_alive > 0 else "cold"
         print(
-            f"  modelhost job, end to end : {small_s:6.2f} s  {args.rows / small_s:>12,.0f} rows/s"
-            f"  (runs {', '.join(f'{s:.2f}' for s in small_runs)})"
+            f"  job, first (cold start)   : {cold_s:6.2f} s  {args.rows / cold_s:>12,.0f} rows/s"
+            "  (instances started for the job)"
+        )
+        print(
+            f"  job, end to end ({warm})    : {small_s:6.2f} s  {args.rows / small_s:>12,.0f} "
+            f"rows/s  (runs {', '.join(f'{s:.2f}' for s in small_runs)})"
         )
         print(
             f"  raw in-process predict    : {raw_s:6.3f} s  {args.rows / raw_s:>12,.0f} rows/s"
             f"  (parsed matrix, {os.cpu_count()} threads)"
         )
-        goals = [("77,000 rows end to end < 3 s", small_s, small_s < GOAL_SMALL_S)]
+        goals = [
+            (f"77,000 rows end to end < 3 s ({warm})", small_s, small_s < GOAL_SMALL_S),
+            ("77,000 rows end to end < 3 s (cold start)", cold_s, cold_s < GOAL_SMALL_S),
+        ]
 
         if not args.skip_big:
             big_in = work / "big-in"
@@ -181,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             ratio = limit_s / job_s
             results["big"] = {"rows": args.big_rows, "job_s": job_runs, "limit_s": limit_runs}
             print(
-                f"  modelhost job, end to end : {job_s:6.2f} s  {args.big_rows / job_s:>12,.0f} "
+                f"  job, end to end ({warm})    : {job_s:6.2f} s  {args.big_rows / job_s:>12,.0f} "
                 f"rows/s  (runs {', '.join(f'{s:.2f}' for s in job_runs)})"
             )
             print(
@@ -191,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"  modelhost / limit         : {ratio:6.1%}")
             goals.append(
-                ("1,000,000 rows >= 80% of the in-process limit", ratio, ratio >= GOAL_BIG_RATIO)
+                (
+                    f"1,000,000 rows >= 80% of the in-process limit ({warm})",
+                    ratio,
+                    ratio >= GOAL_BIG_RATIO,
+                )
             )
 
     print("\nGoals:")
