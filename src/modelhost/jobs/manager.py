@@ -23,8 +23,9 @@ from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
 from modelhost.jobs import dataprocessing
 from modelhost.jobs.hooks import CompletedJob, on_job_completed
+from modelhost.jobs.instances import JobFailed
 from modelhost.jobs.pool import WarmPool
-from modelhost.jobs.runner import JobFailed, TransformRunner
+from modelhost.jobs.runner import TransformRunner
 from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
 from modelhost.settings import Settings
@@ -340,7 +341,7 @@ class TransformJobs:
 
     async def _run(self, name: str, runner: TransformRunner) -> None:
         try:
-            failures = await runner.run()
+            await runner.run()
         except asyncio.CancelledError:
             rec = self.store.get(Kind.TRANSFORM_JOB, name)
             if rec is not None and rec.status == TransformJobStatus.STOPPING:
@@ -355,6 +356,9 @@ class TransformJobs:
             return
         finally:
             self._runs.pop(name, None)
+        # Objects that failed before a restart count too: the store has them all.
+        objects = self._get(name).spec.get("Objects", {}).values()
+        failures = [o["FailureReason"] for o in objects if o.get("Status") == "Failed"]
         if failures:
             more = f" ({len(failures) - 1} more objects failed)" if len(failures) > 1 else ""
             self._finish(name, TransformJobStatus.FAILED, failures[0] + more)

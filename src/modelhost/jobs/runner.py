@@ -14,7 +14,6 @@ end, the job; other objects go on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -27,10 +26,17 @@ from typing import Any
 
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.http1 import HTTP1Pool
-from modelhost.fleet.launch import build_launch_spec
 from modelhost.fleet.local import LocalProcessProvider
 from modelhost.fleet.variant import VariantFleet
 from modelhost.jobs import dataprocessing as dpmod
+from modelhost.jobs.instances import (
+    JobFailed,
+    concurrency,
+    job_environment,
+    keep_healthy,
+    start_fleet,
+    with_environment,
+)
 from modelhost.jobs.invoke import InvocationFailed, Invoker, NoInstance, Rejection
 from modelhost.jobs.objects import InputObject, ObjectIO
 from modelhost.jobs.pool import WarmFleet, WarmPool, launch_key
@@ -72,10 +78,6 @@ class _Object:
     remaining: int
     failure: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-class JobFailed(Exception):
-    """The job cannot go on (no instance, unreadable input); the text is the FailureReason."""
 
 
 # on_object(rel, outcome) records one object's end: {"Status": "Completed", ...} or Failed.
@@ -129,88 +131,11 @@ class TransformRunner:
         self.max_retries = int(client_config.get("InvocationsMaxRetries", 3))
         self.instances = int(request["TransformResources"]["InstanceCount"])
 
-    # --- instances ------------------------------------------------------------------
-
-    def _environment(self) -> dict[str, str]:
-        env = {str(k): str(v) for k, v in (self.request.get("Environment") or {}).items()}
-        container_env = (self.model_spec.get("PrimaryContainer") or {}).get("Environment") or {}
-        if "SAGEMAKER_MODEL_SERVER_WORKERS" not in env | container_env:
-            # All cores busy: the job's instances share this machine's cores between them
-            # (a user's server may ignore this; built-in instances fork that many workers).
-            workers = max(1, (os.cpu_count() or 1) // self.instances)
-            env["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(workers)
-        env["SAGEMAKER_BATCH"] = "true"
-        env["SAGEMAKER_MAX_PAYLOAD_IN_MB"] = str(self.request.get("MaxPayloadInMB", 6))
-        if "BatchStrategy" in self.request:
-            env["SAGEMAKER_BATCH_STRATEGY"] = (
-                "SINGLE_RECORD" if self.strategy == BatchStrategy.SINGLE_RECORD else "MULTI_RECORD"
-            )
-        if self.request.get("MaxConcurrentTransforms"):
-            env["SAGEMAKER_MAX_CONCURRENT_TRANSFORMS"] = str(
-                self.request["MaxConcurrentTransforms"]
-            )
-        return env
-
-    async def _start_fleet(
-        self, model_spec: dict[str, Any], provider: LocalProcessProvider, client: InstanceClient
-    ) -> VariantFleet:
-        try:
-            spec = await asyncio.to_thread(
-                build_launch_spec,
-                settings=self.settings,
-                endpoint_name=f"transform-{self.name}",
-                variant_name="instances",
-                model_name=self.model_name,
-                model_spec=model_spec,
-                fetch=self._fetch,
-                fetch_source=self._fetch_source,
-            )
-        except Exception as exc:
-            raise JobFailed(f"Model {self.model_name} cannot be started: {exc}") from exc
-        fleet = VariantFleet(
-            spec,
-            self.instances,
-            provider,
-            client,
-            startup_timeout_s=self.settings.instance_startup_timeout_s,
-            ping_timeout_s=self.settings.ping_timeout_s,
-            unhealthy_threshold=self.settings.unhealthy_threshold,
-            shutdown_grace_s=self.settings.shutdown_grace_s,
-            on_change=lambda: None,
-        )
-        try:
-            await fleet.start()
-        except Exception as exc:
-            raise JobFailed(f"The job's instances did not start: {exc}") from exc
-        return fleet
-
-    async def _concurrency(self, fleet: VariantFleet, pool: HTTP1Pool) -> int:
-        """Requests in flight per instance: MaxConcurrentTransforms, else what the
-        container's /execution-parameters says, else 1 (SageMaker's precedence)."""
-        given = int(self.request.get("MaxConcurrentTransforms") or 0)
-        if given:
-            return given
-        import json
-
-        for inst in fleet.serving()[:1]:
-            with contextlib.suppress(Exception):
-                status, _, body = await pool.request(
-                    inst.port, b"GET", b"/execution-parameters", [], b"", 5.0
-                )
-                if status == 200:
-                    return max(1, int(json.loads(body).get("MaxConcurrentTransforms", 1)))
-        return 1
-
-    async def _health(self, fleet: VariantFleet) -> None:
-        while True:
-            await asyncio.sleep(self.settings.health_check_interval_s)
-            with contextlib.suppress(Exception):
-                await fleet.check()
-
     # --- the run --------------------------------------------------------------------
 
     async def run(self) -> list[str]:
-        model_spec = _with_environment(self.model_spec, self._environment())
+        env = job_environment(self.request, self.model_spec, self.instances)
+        model_spec = with_environment(self.model_spec, env)
         key = launch_key(model_spec, self.instances)
         warm = self.pool.take(key) if self.pool is not None else None
         provider = warm.provider if warm else LocalProcessProvider()
@@ -231,7 +156,17 @@ class TransformRunner:
             self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
             started = time.perf_counter()
             if fleet is None:
-                fleet = await self._start_fleet(model_spec, provider, client)
+                fleet = await start_fleet(
+                    self.settings,
+                    f"transform-{self.name}",
+                    self.model_name,
+                    model_spec,
+                    self.instances,
+                    provider,
+                    client,
+                    self._fetch,
+                    self._fetch_source,
+                )
             log.info(
                 "transform job %s: %d instance(s) ready in %.2f s%s",
                 self.name,
@@ -239,7 +174,7 @@ class TransformRunner:
                 time.perf_counter() - started,
                 " (warm)" if warm else "",
             )
-            per_instance = await self._concurrency(fleet, pool)
+            per_instance = await concurrency(self.request, fleet, pool)
             invoker = Invoker(
                 fleet,
                 pool,
@@ -251,7 +186,8 @@ class TransformRunner:
             in_flight = per_instance * self.instances
             queue: asyncio.Queue[tuple[_Object, int]] = asyncio.Queue(in_flight * 2)
             failures: list[str] = []
-            tasks.append(asyncio.ensure_future(self._health(fleet)))
+            interval_s = self.settings.health_check_interval_s
+            tasks.append(asyncio.ensure_future(keep_healthy(fleet, interval_s)))
             tasks += [
                 asyncio.ensure_future(self._worker(queue, invoker, failures))
                 for _ in range(in_flight)
@@ -432,20 +368,3 @@ def _write_atomically(path: Path, data: bytes) -> None:
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-def _with_environment(model_spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-    """The model's container definition with the job's environment added (the job's
-    values win, as SageMaker documents for CreateTransformJob's Environment)."""
-    spec = dict(model_spec)
-    for member in ("PrimaryContainer",):
-        if member in spec:
-            container = dict(spec[member])
-            container["Environment"] = {**(container.get("Environment") or {}), **env}
-            spec[member] = container
-    if "Containers" in spec:
-        spec["Containers"] = [
-            {**c, "Environment": {**(c.get("Environment") or {}), **env}}
-            for c in spec["Containers"]
-        ]
-    return spec
