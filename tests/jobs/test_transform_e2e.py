@@ -33,7 +33,8 @@ def test_boto3_flow_split_line_multi_record(
     sm: Any, server: ModelhostServer, churn_model: ChurnModel, churn_model_name: str, tmp_path: Path
 ) -> None:
     """The seeds' transformer.transform(data=prefix, content_type='text/csv',
-    split_type='Line') through boto3: two objects, several mini-batches each."""
+    split_type='Line') through boto3: two objects, several mini-batches each, two
+    instances."""
     X = churn_model.data.X
     _write_csv(tmp_path / "in" / "part-a.csv", X[:1200])
     _write_csv(tmp_path / "in" / "sub" / "part-b.csv", X[1200:])
@@ -46,6 +47,7 @@ def test_boto3_flow_split_line_multi_record(
         MaxPayloadInMB=1,
         MaxConcurrentTransforms=2,
         ModelClientConfig={"InvocationsTimeoutInSeconds": 60, "InvocationsMaxRetries": 1},
+        InstanceCount=2,
     )
     assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
     assert d["TransformInput"]["SplitType"] == "Line"
