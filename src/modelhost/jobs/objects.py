@@ -73,11 +73,16 @@ class ObjectIO:
             return [InputObject(str(path), path.name, path.stat().st_size)]
         if path.is_dir():
             root, files = path, sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.parent.is_dir():
+            # A key prefix: names in the parent that start with it, and whatever is below
+            # the matching folders (only those are walked).
+            root, files = path.parent, []
+            for entry in path.parent.iterdir():
+                if entry.name.startswith(path.name):
+                    files += [entry] if entry.is_file() else [p for p in entry.rglob("*")]
+            files = sorted(p for p in files if p.is_file())
         else:
-            root = path.parent
-            files = sorted(
-                p for p in root.rglob("*") if p.is_file() and str(p).startswith(str(path))
-            )
+            return []
         return [InputObject(str(p), str(p.relative_to(root)), p.stat().st_size) for p in files]
 
     def _manifest(self, uri: str) -> list[InputObject]:
