@@ -36,6 +36,15 @@ def test_every_api_action_is_documented() -> None:
         assert f"`{op}`" in text, op
 
 
+def test_every_transform_job_action_is_documented() -> None:
+    from modelhost.jobs.manager import TransformJobs
+
+    text = (DOCS / "api.md").read_text()
+    jobs = TransformJobs(Settings(), None, None, None)  # type: ignore[arg-type]
+    for op in jobs.operations:
+        assert f"`{op}`" in text, op
+
+
 def test_every_metric_is_documented() -> None:
     from modelhost.telemetry.metrics import InvocationMetrics
 

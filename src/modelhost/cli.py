@@ -502,6 +502,8 @@ def demo(rows: int, url: str | None) -> None:
 from modelhost.cli_containers import deploy_containers  # noqa: E402
 
 main.add_command(deploy_containers)
+# Batch transform commands (`transform`, `jobs`) register themselves on `main`.
+from modelhost import cli_jobs as _cli_jobs  # noqa: E402, F401
 
 if __name__ == "__main__":
     main()

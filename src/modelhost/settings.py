@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     instance_threads: int = Field(
         default=1, description="Threads a built-in runtime uses for one predict (OMP_NUM_THREADS)."
     )
+    transform_keep_alive_s: float = Field(
+        default=0.0,
+        description="How long a finished transform job's instances wait for the next job "
+        "with the same model and environment (0: every job starts its own).",
+    )
     log_level: str = Field(default="info", description="Log level of the gateway and instances.")
 
     @property

@@ -94,3 +94,22 @@ def test_encode_quotes_strings() -> None:
 def test_encode_3d_is_an_error() -> None:
     with pytest.raises(EncodeError):
         csv.encode(np.zeros((2, 2, 2)))
+
+
+def test_large_bodies_parse_in_bulk_with_the_same_values_and_errors() -> None:
+    """Batch mini-batches (≥ BULK_MIN_BYTES) go through pyarrow; values and error
+    messages must be those of the row path."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3000, 12)).astype(np.float32)
+    body = "\n".join(",".join(repr(float(v)) for v in row) for row in X).encode() + b"\n"
+    assert len(body) >= csv.BULK_MIN_BYTES
+    got = csv.decode(body)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, csv.decode(body, np.float64).astype(np.float32))
+    np.testing.assert_array_equal(got, X)
+    with_gap = body.replace(b",", b",,", 1)
+    with pytest.raises(DecodeError, match="row 2 has 12 fields, row 1 has 13"):
+        csv.decode(with_gap)
+    bad = body[:-1] + b"\n1,2,x,4,5,6,7,8,9,10,11,12\n"
+    with pytest.raises(DecodeError, match="row 3001, field 3: could not convert 'x'"):
+        csv.decode(bad)

@@ -24,8 +24,18 @@ from modelhost.codecs.errors import DecodeError, EncodeError
 MEDIA_TYPE = "text/csv"
 
 
+BULK_MIN_BYTES = 64 * 1024
+"""Bodies this large (batch transform mini-batches) are parsed with pyarrow when it is
+installed: about twice as fast as the split path, in C. Anything pyarrow refuses falls
+back to the paths below, which also produce the exact error messages."""
+
+
 def decode(body: bytes, dtype: DTypeLike = np.float32) -> NDArray[Any]:
     """Parse a CSV body into a 2-D float array (rows × features)."""
+    if len(body) >= BULK_MIN_BYTES:
+        bulk = _decode_bulk(body, dtype)
+        if bulk is not None:
+            return bulk
     text = body.strip()
     if not text:
         raise DecodeError("Malformed CSV: the body has no rows")
@@ -43,6 +53,40 @@ def decode(body: bytes, dtype: DTypeLike = np.float32) -> NDArray[Any]:
         return np.array(rows, dtype=dtype)
     except ValueError:
         return _decode_slow(_numbered_rows(rows), dtype)
+
+
+def _decode_bulk(body: bytes, dtype: DTypeLike) -> NDArray[Any] | None:
+    np_type = np.dtype(dtype)
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+    except ImportError:
+        return None
+    if np_type not in (np.float32, np.float64):
+        return None
+    first = body[: body.find(b"\n")] if b"\n" in body else body
+    width = first.count(b",") + 1
+    # Parsed as float64 then cast, exactly as the split path does (direct float32
+    # parsing rounds once, which differs from it in rare last-bit cases).
+    arrow_type = pa.float64()
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(body),
+            # One thread: an instance is one core's worth of work; more instances or
+            # workers (not threads here) use the others.
+            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, use_threads=False),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={f"f{i}": arrow_type for i in range(width)}
+            ),
+        )
+    except (pa.ArrowInvalid, ValueError):
+        return None
+    if table.num_columns != width or table.num_rows == 0:
+        return None
+    out = np.empty((table.num_rows, width), dtype=np_type)
+    for i, column in enumerate(table.columns):
+        out[:, i] = column.to_numpy()  # nulls (empty fields) become NaN
+    return out
 
 
 def _numbered_rows(rows: list[list[bytes]]) -> list[tuple[int, list[bytes]]]:

@@ -26,8 +26,10 @@ from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.control_api import ControlAPI
+from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.jobs.manager import TransformJobs
 from modelhost.settings import Settings
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.telemetry.alarms import AlarmBook
@@ -49,6 +51,14 @@ class Gateway:
         self.controller = Controller(settings, self.store)
         self.control = ControlPlane(settings, self.store, self.controller)
         self.metrics = InvocationMetrics()
+        self.jobs = TransformJobs(
+            settings,
+            self.store,
+            self.controller.artifacts.fetch,
+            self.controller.artifacts.fetch_source,
+        )
+        # Transform jobs sit above control (DESIGN §3); the API serves both as one.
+        self.control.operations.update(self.jobs.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
             self.controller,
@@ -71,6 +81,7 @@ class Gateway:
                 Route("/healthz", self.ping),
                 Route("/metrics", self.prometheus),
                 *self.native_api.routes(),
+                *JobsAPI(self.jobs).routes(),
             ],
             lifespan=self.lifespan,
         )
@@ -78,6 +89,7 @@ class Gateway:
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.controller.start()
+        await self.jobs.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
@@ -93,6 +105,7 @@ class Gateway:
             yield
         finally:
             alarm_loop.cancel()
+            await self.jobs.stop()
             await self.controller.stop()
             self.store.close()
 

@@ -36,3 +36,13 @@ class VariantStatus(StrEnum):
     DELETING = "Deleting"
     ACTIVATING_TRAFFIC = "ActivatingTraffic"
     BAKING = "Baking"
+
+
+class TransformJobStatus(StrEnum):
+    """A transform job: InProgress → Completed | Failed, or Stopping → Stopped."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"

@@ -38,6 +38,7 @@ class Kind(StrEnum):
     ENDPOINT_CONFIG = "endpoint-config"
     ENDPOINT = "endpoint"
     ALARM = "alarm"
+    TRANSFORM_JOB = "transform-job"
 
 
 metadata = MetaData()

@@ -271,3 +271,13 @@ def _status(exc: Exception) -> int | None:
 def sha256_text(*fields: str) -> str:
     """A cache key from text fields (S3 keys may hold any bytes, hence surrogateescape)."""
     return hashlib.sha256("\n".join(fields).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def upload_file(client: S3Client, path: Path, url: str, label: str) -> None:
+    """Put the file at `path` as the object `url` (one PUT or a multipart upload that
+    boto3 completes or aborts, so readers never see a partial object)."""
+    bucket, key = parse_s3_url(url, label)
+    try:
+        client._get().upload_file(str(path), bucket, key)
+    except Exception as exc:
+        raise client.error(exc, url, label) from exc

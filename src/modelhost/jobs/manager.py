@@ -1,0 +1,390 @@
+"""The transform-job operations (SageMaker JSON 1.1), persistence and resume on startup.
+
+A job is a TRANSFORM_JOB record in the metadata store: `spec` holds the accepted request,
+a snapshot of the model (so a restart resumes even if the model was deleted since), the
+prediction-store option, timestamps and one entry per finished object. A job that is
+InProgress when the server starts is resumed; one that was Stopping becomes Stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from modelhost.control.listing import list_page
+from modelhost.control.validation import validate_input
+from modelhost.errors import ResourceNotFound, ValidationException
+from modelhost.jobs import dataprocessing
+from modelhost.jobs.hooks import CompletedJob, on_job_completed
+from modelhost.jobs.instances import JobFailed
+from modelhost.jobs.pool import WarmPool
+from modelhost.jobs.runner import TransformRunner
+from modelhost.resources.names import arn
+from modelhost.resources.status import TransformJobStatus
+from modelhost.settings import Settings
+from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+
+log = logging.getLogger("modelhost.jobs")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+STORE_TAG = "modelhost:prediction-store"
+KEY_TAG = "modelhost:prediction-key"
+_STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_MAX_REASON = 1024
+_ECHOED = (
+    "ModelName",
+    "MaxConcurrentTransforms",
+    "ModelClientConfig",
+    "MaxPayloadInMB",
+    "BatchStrategy",
+    "Environment",
+    "TransformInput",
+    "TransformOutput",
+    "DataCaptureConfig",
+    "TransformResources",
+    "DataProcessing",
+    "ExperimentConfig",
+)
+
+
+def prediction_store_option(
+    tags: list[dict[str, str]] | None, given: dict[str, Any] | None
+) -> dict[str, str] | None:
+    """The job's prediction-store option, from the native `PredictionStore` member or
+    (for boto3 users) the `modelhost:prediction-store` / `modelhost:prediction-key` tags."""
+    by_tag = {t.get("Key"): t.get("Value") for t in tags or []}
+    store = (given or {}).get("StoreName") or by_tag.get(STORE_TAG)
+    key = (given or {}).get("KeyColumn") or by_tag.get(KEY_TAG)
+    if store is None and key is None:
+        return None
+    if not store or not key:
+        raise ValidationException(
+            f"A prediction store needs both a store name and a key column (tags {STORE_TAG} "
+            f"and {KEY_TAG}, or PredictionStore.StoreName and PredictionStore.KeyColumn)."
+        )
+    if not isinstance(store, str) or not _STORE_NAME_RE.match(store):
+        raise ValidationException(
+            f"Prediction store name '{store}' must be 1-128 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit."
+        )
+    return {"StoreName": store, "KeyColumn": str(key)}
+
+
+def check_request(p: dict[str, Any]) -> None:
+    """The CreateTransformJob rules the service model cannot express."""
+    name = p["TransformJobName"]
+    tin = p["TransformInput"]
+    split = tin.get("SplitType", "None")
+    if split in ("RecordIO", "TFRecord"):
+        raise ValidationException(
+            f"Transform job {name}: SplitType {split} is not supported by this modelhost "
+            "version; use None or Line."
+        )
+    source = tin["DataSource"].get("S3DataSource")
+    if not source:
+        raise ValidationException(
+            f"Transform job {name}: TransformInput.DataSource.S3DataSource is required."
+        )
+    if source["S3DataType"] not in ("S3Prefix", "ManifestFile"):
+        raise ValidationException(
+            f"Transform job {name}: S3DataType {source['S3DataType']} is not supported for "
+            "transform jobs; use S3Prefix or ManifestFile."
+        )
+    if p.get("BatchStrategy") and split == "None":
+        raise ValidationException(
+            f"Transform job {name}: BatchStrategy {p['BatchStrategy']} needs SplitType Line; "
+            "with SplitType None each object is one request."
+        )
+    mct, payload = int(p.get("MaxConcurrentTransforms") or 0), int(p.get("MaxPayloadInMB", 6))
+    if mct * payload > 100:
+        raise ValidationException(
+            f"Transform job {name}: MaxConcurrentTransforms ({mct}) × MaxPayloadInMB "
+            f"({payload}) must be at most 100."
+        )
+    try:
+        dp = dataprocessing.build(
+            p.get("DataProcessing"), tin.get("ContentType"), p["TransformOutput"].get("Accept")
+        )
+    except ValueError as exc:
+        raise ValidationException(f"Transform job {name}: {exc}") from exc
+    if (
+        not dp.identity
+        and dp.csv_input
+        and (split != "Line" or p["TransformOutput"].get("AssembleWith") != "Line")
+    ):
+        raise ValidationException(
+            f"Transform job {name}: DataProcessing with text/csv needs SplitType Line and "
+            "AssembleWith Line."
+        )
+
+
+class TransformJobs:
+    """CreateTransformJob, DescribeTransformJob, ListTransformJobs, StopTransformJob, and
+    the runs behind them (one asyncio task per job in this process)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MetadataStore,
+        fetch: Callable[[str], Path],
+        fetch_source: Callable[[dict[str, Any]], Path],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self._fetch = fetch
+        self._fetch_source = fetch_source
+        self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
+        self.pool = WarmPool(settings.transform_keep_alive_s)
+        self.operations: dict[str, Handler] = {
+            "CreateTransformJob": self.create_transform_job,
+            "DescribeTransformJob": self.describe_transform_job,
+            "ListTransformJobs": self.list_transform_jobs,
+            "StopTransformJob": self.stop_transform_job,
+        }
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        validate_input(operation, params)
+        return self.operations[operation](params)
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Resume what a previous server left running."""
+        for rec in self.store.list(Kind.TRANSFORM_JOB):
+            if rec.status == TransformJobStatus.STOPPING:
+                self._finish(rec.name, TransformJobStatus.STOPPED, None)
+            elif rec.status == TransformJobStatus.IN_PROGRESS:
+                log.info("resuming transform job %s", rec.name)
+                self._launch(rec)
+
+    async def stop(self) -> None:
+        """Server shutdown: runs are cancelled but stay InProgress, to resume next start."""
+        tasks = [task for _, task in self._runs.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runs.clear()
+        await self.pool.close()
+
+    def workdir(self, name: str) -> Path:
+        return self.settings.home / "transform-jobs" / name
+
+    # --- operations -----------------------------------------------------------------
+
+    def _arn(self, name: str) -> str:
+        return arn(self.settings.region, self.settings.account_id, "transform-job", name)
+
+    def _get(self, name: str) -> Record:
+        rec = self.store.get(Kind.TRANSFORM_JOB, name)
+        if rec is None:
+            raise ValidationException(f'Could not find job to update with name "{name}".')
+        return rec
+
+    def create_transform_job(
+        self, p: dict[str, Any], prediction_store: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        check_request(p)
+        option = prediction_store_option(p.get("Tags"), prediction_store)
+        model = self.store.get(Kind.MODEL, p["ModelName"])
+        if model is None:
+            model_arn = arn(self.settings.region, self.settings.account_id, "model", p["ModelName"])
+            raise ResourceNotFound(f'Could not find model "{model_arn}".')
+        now = time.time()
+        spec: dict[str, Any] = {
+            "Request": {k: copy.deepcopy(v) for k, v in p.items() if k in _ECHOED},
+            "Model": copy.deepcopy(model.spec),
+            "TransformStartTime": now,
+            "Objects": {},
+        }
+        if option:
+            spec["PredictionStore"] = option
+        name = p["TransformJobName"]
+        record = Record(
+            Kind.TRANSFORM_JOB,
+            name,
+            self._arn(name),
+            spec,
+            list(p.get("Tags") or []),
+            TransformJobStatus.IN_PROGRESS,
+            None,
+            now,
+            now,
+        )
+        try:
+            self.store.create(record)
+        except AlreadyExists:
+            raise ValidationException(
+                "Job name must be unique within an AWS account and region, and a job with "
+                f"this name already exists ({record.arn})"
+            ) from None
+        self._launch(record)
+        return {"TransformJobArn": record.arn}
+
+    def describe_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(p["TransformJobName"])
+        out: dict[str, Any] = {
+            **rec.spec["Request"],
+            "TransformJobName": rec.name,
+            "TransformJobArn": rec.arn,
+            "TransformJobStatus": rec.status,
+            "CreationTime": rec.created_s,
+            "TransformStartTime": rec.spec.get("TransformStartTime", rec.created_s),
+            "LastModifiedTime": rec.modified_s,
+        }
+        if rec.spec.get("TransformEndTime"):
+            out["TransformEndTime"] = rec.spec["TransformEndTime"]
+        if rec.failure_reason:
+            out["FailureReason"] = rec.failure_reason
+        return out
+
+    def extension(self, name: str) -> dict[str, Any]:
+        """modelhost's own describe members: live progress, objects, prediction store."""
+        rec = self._get(name)
+        run = self._runs.get(name)
+        objects = rec.spec.get("Objects", {})
+        if run is not None:
+            progress = run[0].progress.as_dict()
+        else:
+            records = sum(o.get("Records", 0) for o in objects.values())
+            progress = {
+                "ObjectsTotal": len(objects),
+                "ObjectsDone": len(objects),
+                "RecordsDone": records,
+                "RecordsPlanned": records,
+                "BytesTotal": 0,
+                "BytesDone": 0,
+            }
+        ext: dict[str, Any] = {"Progress": progress, "Objects": objects}
+        if rec.spec.get("PredictionStore"):
+            ext["PredictionStore"] = rec.spec["PredictionStore"]
+        return ext
+
+    def list_transform_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = []
+        for r in self.store.list(Kind.TRANSFORM_JOB):
+            item: dict[str, Any] = {
+                "TransformJobName": r.name,
+                "TransformJobArn": r.arn,
+                "CreationTime": r.created_s,
+                "LastModifiedTime": r.modified_s,
+                "TransformJobStatus": r.status,
+            }
+            if r.spec.get("TransformEndTime"):
+                item["TransformEndTime"] = r.spec["TransformEndTime"]
+            if r.failure_reason:
+                item["FailureReason"] = r.failure_reason
+            items.append(item)
+        page, token = list_page(
+            items,
+            p,
+            name_key="TransformJobName",
+            sort_keys={
+                "Name": "TransformJobName",
+                "CreationTime": "CreationTime",
+                "Status": "TransformJobStatus",
+            },
+            status_key="TransformJobStatus",
+        )
+        out: dict[str, Any] = {"TransformJobSummaries": page}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def stop_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(p["TransformJobName"])
+        if rec.status != TransformJobStatus.IN_PROGRESS:
+            return {}  # stopping a finished job is a no-op, as in SageMaker
+        rec.status = TransformJobStatus.STOPPING
+        rec.modified_s = time.time()
+        self.store.save(rec)
+        run = self._runs.get(rec.name)
+        if run is None:
+            self._finish(rec.name, TransformJobStatus.STOPPED, None)
+        else:
+            run[1].cancel()
+        return {}
+
+    # --- runs -----------------------------------------------------------------------
+
+    def _launch(self, rec: Record) -> None:
+        request = rec.spec["Request"]
+        done = set(rec.spec.get("Objects", {}))
+        runner = TransformRunner(
+            self.settings,
+            rec.name,
+            request,
+            request["ModelName"],
+            rec.spec["Model"],
+            self.workdir(rec.name),
+            done,
+            lambda rel, outcome: self._object_done(rec.name, rel, outcome),
+            self._fetch,
+            self._fetch_source,
+            self.pool,
+        )
+        task = asyncio.ensure_future(self._run(rec.name, runner))
+        self._runs[rec.name] = (runner, task)
+
+    def _object_done(self, name: str, rel: str, outcome: dict[str, Any]) -> None:
+        rec = self._get(name)
+        rec.spec.setdefault("Objects", {})[rel] = outcome
+        rec.modified_s = time.time()
+        self.store.save(rec)
+
+    async def _run(self, name: str, runner: TransformRunner) -> None:
+        try:
+            await runner.run()
+        except asyncio.CancelledError:
+            rec = self.store.get(Kind.TRANSFORM_JOB, name)
+            if rec is not None and rec.status == TransformJobStatus.STOPPING:
+                self._finish(name, TransformJobStatus.STOPPED, None)
+            raise
+        except JobFailed as exc:
+            self._finish(name, TransformJobStatus.FAILED, str(exc))
+            return
+        except Exception as exc:
+            log.exception("transform job %s failed", name)
+            self._finish(name, TransformJobStatus.FAILED, f"Internal error: {exc}")
+            return
+        finally:
+            self._runs.pop(name, None)
+        # Objects that failed before a restart count too: the store has them all.
+        objects = self._get(name).spec.get("Objects", {}).values()
+        failures = [o["FailureReason"] for o in objects if o.get("Status") == "Failed"]
+        if failures:
+            more = f" ({len(failures) - 1} more objects failed)" if len(failures) > 1 else ""
+            self._finish(name, TransformJobStatus.FAILED, failures[0] + more)
+            return
+        self._finish(name, TransformJobStatus.COMPLETED, None)
+        rec = self._get(name)
+        job = CompletedJob(
+            name,
+            rec.spec["Request"],
+            rec.spec.get("PredictionStore"),
+            {rel: o["Output"] for rel, o in rec.spec["Objects"].items() if "Output" in o},
+        )
+        try:
+            await asyncio.to_thread(on_job_completed, job)
+        except Exception:
+            log.exception("on_job_completed hook failed for transform job %s", name)
+
+    def _finish(self, name: str, status: TransformJobStatus, reason: str | None) -> None:
+        rec = self.store.get(Kind.TRANSFORM_JOB, name)
+        if rec is None:
+            return
+        now = time.time()
+        rec.status = status
+        if reason:
+            rec.failure_reason = reason if len(reason) <= _MAX_REASON else reason[:1021] + "..."
+        rec.spec["TransformEndTime"] = now
+        rec.modified_s = now
+        self.store.save(rec)
+        shutil.rmtree(self.workdir(name) / "parts", ignore_errors=True)
