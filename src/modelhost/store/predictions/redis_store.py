@@ -1,0 +1,159 @@
+"""The Redis prediction store (redis-py): one hash per run, one meta hash per store.
+
+Keys, under a prefix (default `modelhost:predictions`):
+  `{prefix}:stores`               set of store names
+  `{prefix}:store:{name}`         hash: run_id, key_count, loaded_at_s, value_format
+  `{prefix}:run:{name}:{run_id}`  hash: key → prediction
+
+A get is one Lua script that reads the store's run id and the run's hash together; scripts
+run atomically, so a get reads exactly one run even while a load switches runs. A load
+fills the new run's hash in pipelined batches, switches the meta hash in one MULTI, then
+UNLINKs the old run (freed in the background by Redis).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from itertools import islice
+from typing import Any
+
+from modelhost.errors import PredictionStoreUnavailable
+from modelhost.store.predictions.base import (
+    Lookup,
+    PredictionStore,
+    RunInfo,
+    ValueFormat,
+    check_run_id,
+    check_store_name,
+    no_such_store,
+)
+
+_BATCH_KEYS = 10_000
+
+# KEYS[1] the store's meta hash; ARGV[1] the run hash prefix, ARGV[2..] the keys.
+# Returns {run_id, key_count, loaded_at_s, value_format, v1, v2, ...} or nil (no store).
+_GET_SCRIPT = """
+local meta = redis.call('HMGET', KEYS[1], 'run_id', 'key_count', 'loaded_at_s', 'value_format')
+if not meta[1] then return nil end
+local values = redis.call('HMGET', ARGV[1] .. meta[1], unpack(ARGV, 2))
+local out = {meta[1], meta[2], meta[3], meta[4]}
+for i = 1, #values do out[i + 4] = values[i] end
+return out
+"""
+
+
+class RedisPredictionStore(PredictionStore):
+    """Prediction stores in a Redis server (standalone; cluster mode is not supported)."""
+
+    kind = "redis"
+
+    def __init__(self, url: str, prefix: str = "modelhost:predictions") -> None:
+        import redis
+
+        self._redis = redis
+        self.url = url
+        self.prefix = prefix
+        self.client: Any = redis.Redis.from_url(url, decode_responses=True)
+        self._get_script = self.client.register_script(_GET_SCRIPT)
+
+    def _meta_key(self, store: str) -> str:
+        return f"{self.prefix}:store:{store}"
+
+    def _run_prefix(self, store: str) -> str:
+        return f"{self.prefix}:run:{store}:"
+
+    def _call(self, what: str, fn: Any, *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self._redis.RedisError as exc:
+            raise PredictionStoreUnavailable(
+                f"Redis at {self._safe_url()} failed to {what}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _safe_url(self) -> str:
+        # Never echo a password from the URL into an error a client reads.
+        _, sep, tail = self.url.rpartition("@")
+        return f"{self.url.split('://', 1)[0]}://***@{tail}" if sep else self.url
+
+    def load(
+        self,
+        store: str,
+        run_id: str,
+        items: Iterable[tuple[str, str]],
+        value_format: ValueFormat,
+    ) -> RunInfo:
+        check_store_name(store)
+        check_run_id(run_id)
+        current = self.describe(store)
+        if current is not None and current.run_id == run_id:
+            return RunInfo(**{**current.__dict__, "loaded": False})
+        run_key = self._run_prefix(store) + run_id
+        # Left-overs of an interrupted load of this run id would otherwise mix in.
+        self._call("clear a partial run", self.client.delete, run_key)
+        it = iter(items)
+        try:
+            while batch := dict(islice(it, _BATCH_KEYS)):
+                self._call("write a batch", lambda b=batch: self.client.hset(run_key, mapping=b))
+        except BaseException:
+            # A failed load leaves nothing behind (the current run was never touched).
+            self._call("clear a failed run", self.client.unlink, run_key)
+            raise
+        count = int(self._call("count a run", self.client.hlen, run_key))
+        now = time.time()
+        meta = {
+            "run_id": run_id,
+            "key_count": count,
+            "loaded_at_s": repr(now),
+            "value_format": value_format.value,
+        }
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self._meta_key(store), mapping=meta)
+        pipe.sadd(f"{self.prefix}:stores", store)
+        self._call("switch runs", pipe.execute)
+        if current is not None:
+            old_key = self._run_prefix(store) + current.run_id
+            self._call("drop the old run", self.client.unlink, old_key)
+        return RunInfo(store, run_id, count, now, value_format)
+
+    def get_many(self, store: str, keys: Sequence[str]) -> Lookup:
+        unique = list(dict.fromkeys(keys))
+        out = self._call(
+            "read", self._get_script, [self._meta_key(store)], [self._run_prefix(store), *unique]
+        )
+        if out is None:
+            raise no_such_store(store)
+        run = RunInfo(store, out[0], int(out[1]), float(out[2]), ValueFormat(out[3]))
+        values = {k: v for k, v in zip(unique, out[4:], strict=False) if v is not None}
+        return Lookup(run, values)
+
+    def describe(self, store: str) -> RunInfo | None:
+        meta = self._call("describe a store", self.client.hgetall, self._meta_key(store))
+        if not meta:
+            return None
+        return RunInfo(
+            store,
+            meta["run_id"],
+            int(meta["key_count"]),
+            float(meta["loaded_at_s"]),
+            ValueFormat(meta["value_format"]),
+        )
+
+    def list_stores(self) -> list[RunInfo]:
+        names = sorted(self._call("list stores", self.client.smembers, f"{self.prefix}:stores"))
+        found = (self.describe(name) for name in names)
+        return [run for run in found if run is not None]
+
+    def delete(self, store: str) -> bool:
+        current = self.describe(store)
+        if current is None:
+            return False
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self._meta_key(store))
+        pipe.srem(f"{self.prefix}:stores", store)
+        pipe.unlink(self._run_prefix(store) + current.run_id)
+        self._call("delete a store", pipe.execute)
+        return True
+
+    def close(self) -> None:
+        self.client.close()
