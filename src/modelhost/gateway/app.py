@@ -27,9 +27,11 @@ from modelhost.control.service import ControlPlane
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.native_api import NativeAPI
+from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.settings import Settings
 from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 
@@ -61,6 +63,7 @@ class Gateway:
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
+        self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
         self.other = Starlette(
             routes=[
                 Route("/ping", self.ping),
@@ -91,8 +94,12 @@ class Gateway:
             alarm_loop.cancel()
             await self.controller.stop()
             self.store.close()
+            self.predictions_api.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/predictions"):
+            await self.predictions_api(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             for name, _ in scope["headers"]:
                 if name == b"x-amz-target":
