@@ -81,7 +81,7 @@ class Location:
     def where(self, rel: str) -> str:
         if self.s3 is not None:
             return f"s3://{self.bucket}/{self._s3_key(rel)}"
-        return str(self.path / rel) if self.path.is_dir() else str(self.path)
+        return str(self.path) if self.path.is_file() else str(self.path / rel)
 
     @contextlib.contextmanager
     def fetch(self, ref: ObjectRef, target: Path) -> Iterator[Path]:
