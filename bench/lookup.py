@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _machine import format_machine_info, machine_info, package_version
-from _proc import busy_elsewhere_pct
+from _proc import machine_busy_seconds, tree_cpu_seconds
 from modelhost.settings import Settings
 from modelhost.store.predictions import open_prediction_store
 from modelhost.testing.redis import local_redis_server, redis_server_binary
@@ -40,6 +40,20 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 STORE = "bench"
 GOAL_P99_MS = 2.0
+NOISY_OTHER_CPU_PCT = 25.0
+
+
+def others_cpu_pct(run: Callable[[], Any]) -> tuple[Any, float]:
+    """Run `run`; also return the CPU other processes used meanwhile (% of one core).
+
+    This process's tree (the client, the server, redis-server) is left out.
+    """
+    me = os.getpid()
+    machine, mine, start = machine_busy_seconds(), tree_cpu_seconds(me), time.monotonic()
+    result = run()
+    elapsed = time.monotonic() - start
+    used = (machine_busy_seconds() - machine) - (tree_cpu_seconds(me) - mine)
+    return result, max(0.0, used / elapsed * 100)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +61,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=1_000_000, help="keys in the store")
     parser.add_argument("--lookups", type=int, default=20_000, help="GETs per measured run")
     parser.add_argument("--runs", type=int, default=3, help="measured runs (medians reported)")
+    parser.add_argument(
+        "--noisy-retries",
+        type=int,
+        default=2,
+        help="repeat a run during which other processes used > 25%% of a core (default 2)",
+    )
     parser.add_argument(
         "--backends",
         default="embedded,redis" if redis_server_binary() else "embedded",
@@ -173,28 +193,48 @@ def bench_backend(kind: str, args: argparse.Namespace, data: tuple[Path, Path]) 
                 # Warm-up: connection, statement caches, page cache.
                 for _ in range(2000):
                     client.get(f"/predictions/{STORE}/{rng.choice(keys)}")
-                runs: dict[str, list[dict[str, float]]] = {"in_process": [], "ping": [], "http": []}
+                runs: dict[str, list[dict[str, float]]] = {
+                    "in_process": [],
+                    "ping": [],
+                    "http": [],
+                }
+                busy: list[float] = []
                 for run in range(args.runs):
-                    picks = [rng.choice(keys) for _ in range(args.lookups)]
-                    busy = busy_elsewhere_pct(0.5)
 
-                    def direct(i: int, picks: list[str] = picks) -> None:
-                        store.get(STORE, picks[i])
+                    def one_run() -> dict[str, dict[str, float]]:
+                        picks = [rng.choice(keys) for _ in range(args.lookups)]
 
-                    def ping(_: int) -> None:
-                        client.get("/ping")
+                        def direct(i: int) -> None:
+                            store.get(STORE, picks[i])
 
-                    def lookup(i: int, picks: list[str] = picks) -> None:
-                        status, _ = client.get(f"/predictions/{STORE}/{picks[i]}")
-                        if status != 200:
-                            raise RuntimeError(f"lookup answered {status}")
+                        def ping(_: int) -> None:
+                            client.get("/ping")
 
-                    runs["in_process"].append(timed(args.lookups, direct))
-                    runs["ping"].append(timed(args.lookups, ping))
-                    runs["http"].append(timed(args.lookups, lookup))
-                    print(f"  run {run + 1}: http p50 {runs['http'][-1]['p50_ms']:.3f} ms, "
-                          f"p99 {runs['http'][-1]['p99_ms']:.3f} ms "
-                          f"(other processes: {busy:.0f}% of a core)")  # fmt: skip
+                        def lookup(i: int) -> None:
+                            status, _ = client.get(f"/predictions/{STORE}/{picks[i]}")
+                            if status != 200:
+                                raise RuntimeError(f"lookup answered {status}")
+
+                        return {
+                            "in_process": timed(args.lookups, direct),
+                            "ping": timed(args.lookups, ping),
+                            "http": timed(args.lookups, lookup),
+                        }
+
+                    # Keep the least disturbed of up to 1 + noisy_retries tries.
+                    best, others = others_cpu_pct(one_run)
+                    for _ in range(args.noisy_retries):
+                        if others <= NOISY_OTHER_CPU_PCT:
+                            break
+                        again, again_others = others_cpu_pct(one_run)
+                        if again_others < others:
+                            best, others = again, again_others
+                    for name, figures in best.items():
+                        runs[name].append(figures)
+                    busy.append(others)
+                    print(f"  run {run + 1}: http p50 {best['http']['p50_ms']:.3f} ms, "
+                          f"p99 {best['http']['p99_ms']:.3f} ms "
+                          f"(other processes: {others:.0f}% of a core)")  # fmt: skip
             finally:
                 client.close()
                 store.close()
@@ -202,7 +242,13 @@ def bench_backend(kind: str, args: argparse.Namespace, data: tuple[Path, Path]) 
         name: {k: statistics.median(r[k] for r in results) for k in results[0]}
         for name, results in runs.items()
     }
-    return {"load_s": load_s, "keys": args.keys, "lookups": args.lookups, **medians}
+    return {
+        "load_s": load_s,
+        "keys": args.keys,
+        "lookups": args.lookups,
+        "others_cpu_pct": busy,
+        **medians,
+    }
 
 
 def report(results: dict[str, dict[str, Any]]) -> str:

@@ -94,7 +94,7 @@ class Gateway:
             alarm_loop.cancel()
             await self.controller.stop()
             self.store.close()
-            self.predictions_api.close()
+            await self.predictions_api.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/predictions"):

@@ -95,7 +95,7 @@ class PredictionsAPI:
             key = check_key(unquote(rest.decode("latin-1"), errors="strict"))
         except UnicodeDecodeError as exc:
             raise ValidationException(f"The key is not URL-encoded UTF-8: {exc}") from exc
-        run, value = await self._call(self.backend.get, store, key)
+        run, value = await self.backend.get_async(store, key)
         if value is None:
             raise PredictionNotFound(
                 f"Key '{key}' is not in prediction store '{store}' (current run {run.run_id}, "
@@ -110,7 +110,7 @@ class PredictionsAPI:
     async def _batch_get(self, store: str, body: Any) -> bytes:
         raw_keys = body.get("Keys") if isinstance(body, dict) else body
         keys = check_keys(raw_keys)
-        found = await self._call(self.backend.get_many, store, keys)
+        found = await self.backend.get_many_async(store, keys)
         run = found.run
         pairs = b",".join(_dumps(k) + b":" + _value(run, v) for k, v in found.values.items())
         missing = [k for k in dict.fromkeys(keys) if k not in found.values]
@@ -154,8 +154,8 @@ class PredictionsAPI:
         if method not in allowed:
             raise MethodNotAllowed(f"{method} is not allowed here; use {' or '.join(allowed)}.")
 
-    def close(self) -> None:
-        self.backend.close()
+    async def aclose(self) -> None:
+        await self.backend.aclose()
 
 
 def _dumps(value: Any) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
@@ -156,3 +157,21 @@ def test_atomic_replace_while_lookups_run(backend: PredictionStore, name: str) -
     assert not problems, problems[:5]
     assert set(seen_runs) >= {0, 1, 2, 3}
     assert backend.get(name, "cust-00007")[1] == "r3:7"
+
+
+def test_async_lookups(backend: PredictionStore, name: str) -> None:
+    """What the gateway calls: Redis through its asyncio client, others inline or in a thread."""
+    backend.load(name, "night-1", rows("a", 10), ValueFormat.TEXT)
+
+    async def lookups() -> tuple[str | None, dict[str, str], str | None]:
+        try:
+            _, one = await backend.get_async(name, "cust-00002")
+            many = await backend.get_many_async(name, ["cust-00003", "nobody"])
+            _, missing = await backend.get_async(name, "nobody")
+            with pytest.raises(PredictionNotFound):
+                await backend.get_async("no-such-store", "k")
+            return one, many.values, missing
+        finally:
+            await backend.aclose()
+
+    assert asyncio.run(lookups()) == ("a:2", {"cust-00003": "a:3"}, None)

@@ -8,6 +8,7 @@ miss for a key both runs hold. Every backend implements `PredictionStore`.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
@@ -158,5 +159,25 @@ class PredictionStore(ABC):
         found = self.get_many(store, [key])
         return found.run, found.values.get(key)
 
+    async def get_many_async(self, store: str, keys: Sequence[str]) -> Lookup:
+        """`get_many` for an event loop: inline if cheap, else in a worker thread.
+
+        Backends with an asyncio client (Redis) override this to skip the thread hop.
+        """
+        if self.inline_ok:
+            return self.get_many(store, keys)
+        return await asyncio.to_thread(self.get_many, store, keys)
+
+    async def get_async(self, store: str, key: str) -> tuple[RunInfo, str | None]:
+        """`get` for an event loop (see `get_many_async`)."""
+        if self.inline_ok:
+            return self.get(store, key)
+        found = await self.get_many_async(store, [key])
+        return found.run, found.values.get(key)
+
     def close(self) -> None:  # noqa: B027 - optional hook; most backends hold nothing
         """Release connections and files."""
+
+    async def aclose(self) -> None:
+        """`close` from an event loop (also closes asyncio clients)."""
+        self.close()

@@ -56,6 +56,10 @@ class RedisPredictionStore(PredictionStore):
         self.prefix = prefix
         self.client: Any = redis.Redis.from_url(url, decode_responses=True)
         self._get_script = self.client.register_script(_GET_SCRIPT)
+        # The gateway's lookups use an asyncio client (made on first use, in its loop), so
+        # a lookup costs one round trip and no thread hop.
+        self._aclient: Any = None
+        self._aget_script: Any = None
 
     def _meta_key(self, store: str) -> str:
         return f"{self.prefix}:store:{store}"
@@ -121,6 +125,30 @@ class RedisPredictionStore(PredictionStore):
         out = self._call(
             "read", self._get_script, [self._meta_key(store)], [self._run_prefix(store), *unique]
         )
+        return self._lookup(store, unique, out)
+
+    async def get_many_async(self, store: str, keys: Sequence[str]) -> Lookup:
+        if self._aclient is None:
+            import redis.asyncio
+
+            self._aclient = redis.asyncio.Redis.from_url(self.url, decode_responses=True)
+            self._aget_script = self._aclient.register_script(_GET_SCRIPT)
+        unique = list(dict.fromkeys(keys))
+        try:
+            out = await self._aget_script(
+                keys=[self._meta_key(store)], args=[self._run_prefix(store), *unique]
+            )
+        except self._redis.RedisError as exc:
+            raise PredictionStoreUnavailable(
+                f"Redis at {self._safe_url()} failed to read: {type(exc).__name__}: {exc}"
+            ) from exc
+        return self._lookup(store, unique, out)
+
+    async def get_async(self, store: str, key: str) -> tuple[RunInfo, str | None]:
+        found = await self.get_many_async(store, [key])
+        return found.run, found.values.get(key)
+
+    def _lookup(self, store: str, unique: list[str], out: Any) -> Lookup:
         if out is None:
             raise no_such_store(store)
         run = RunInfo(store, out[0], int(out[1]), float(out[2]), ValueFormat(out[3]))
@@ -157,3 +185,9 @@ class RedisPredictionStore(PredictionStore):
 
     def close(self) -> None:
         self.client.close()
+
+    async def aclose(self) -> None:
+        if self._aclient is not None:
+            await self._aclient.aclose()
+            self._aclient = None
+        self.close()
