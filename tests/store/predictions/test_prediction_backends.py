@@ -7,11 +7,14 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from modelhost.errors import PredictionNotFound, ValidationException
-from modelhost.store.predictions import PredictionStore, ValueFormat
+from modelhost.settings import Settings
+from modelhost.store.predictions import PredictionStore, ValueFormat, open_prediction_store
+from tests.store.predictions.conftest import store_url
 
 
 def rows(run: str, n: int) -> Iterator[tuple[str, str]]:
@@ -175,3 +178,70 @@ def test_async_lookups(backend: PredictionStore, name: str) -> None:
             await backend.aclose()
 
     assert asyncio.run(lookups()) == ("a:2", {"cust-00003": "a:3"}, None)
+
+
+def test_concurrent_loads_of_one_store_leave_one_whole_run(
+    backend: PredictionStore, name: str
+) -> None:
+    keys = 300
+    backend.load(name, "run-0", rows("r0", keys), ValueFormat.TEXT)
+    errors: list[BaseException] = []
+
+    def load(run_id: str) -> None:
+        try:
+            backend.load(name, run_id, rows(run_id, keys), ValueFormat.TEXT)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load, args=(r,)) for r in ("run-1", "run-1", "run-2")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    current = backend.describe(name)
+    assert current is not None and current.run_id in ("run-1", "run-2")
+    assert current.key_count == keys
+    found = backend.get_many(name, [f"cust-{i:05d}" for i in range(keys)])
+    assert found.values == {f"cust-{i:05d}": f"{current.run_id}:{i}" for i in range(keys)}
+    if backend.kind == "redis":  # nothing left behind: no staging hash, no older run
+        client = backend.client  # type: ignore[attr-defined]
+        left = sorted(client.scan_iter(match=f"*:{name}:*"))
+        assert left == [f"modelhost:predictions:run:{name}:{current.run_id}"]
+
+
+def test_dynamodb_drops_rows_of_a_crashed_load(
+    request: pytest.FixtureRequest, tmp_path: Path, name: str
+) -> None:
+    """A load killed before its switch leaves a marker; a later load deletes its rows.
+
+    (The embedded store rolls a crashed load back; Redis expires its staging hash.)
+    """
+    from modelhost.store.predictions import dynamodb
+
+    url = store_url("dynamodb", request)
+    backend = open_prediction_store(Settings(home=tmp_path, prediction_store_url=url))
+    assert isinstance(backend, dynamodb.DynamoDBPredictionStore)
+    backend.ensure_table()
+    crashed = "night-1.deadbeef0000"
+    started = time.time() - dynamodb.ABANDONED_AFTER_S - 60
+    backend.client.put_item(
+        TableName=backend.table,
+        Item={"pk": {"S": "#loading"}, "sk": {"S": f"{name}#{crashed}"},
+              "started_at_s": {"N": repr(started)}},
+    )  # fmt: skip
+    pk = f"{name}#{crashed}#{dynamodb.shard_of('cust-1'):02d}"
+    backend.client.put_item(
+        TableName=backend.table, Item={"pk": {"S": pk}, "sk": {"S": "cust-1"}, "v": {"S": "x"}}
+    )
+    backend.load(name, "night-1", rows("a", 5), ValueFormat.TEXT)
+    left = backend.client.get_item(
+        TableName=backend.table, Key={"pk": {"S": pk}, "sk": {"S": "cust-1"}}
+    )
+    assert "Item" not in left
+    markers = backend.client.query(
+        TableName=backend.table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "#loading"}},
+    )["Items"]
+    assert [m for m in markers if m["sk"]["S"].startswith(f"{name}#")] == []

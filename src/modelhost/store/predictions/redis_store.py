@@ -7,13 +7,14 @@ Keys, under a prefix (default `modelhost:predictions`):
 
 A get is one Lua script that reads the store's run id and the run's hash together; scripts
 run atomically, so a get reads exactly one run even while a load switches runs. A load
-fills the new run's hash in pipelined batches, switches the meta hash in one MULTI, then
-UNLINKs the old run (freed in the background by Redis).
+fills a staging hash of its own in pipelined batches, then one script renames it to the
+run's hash, switches the meta hash and UNLINKs the old run (freed in the background).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from itertools import islice
 from typing import Any
@@ -30,6 +31,7 @@ from modelhost.store.predictions.base import (
 )
 
 _BATCH_KEYS = 10_000
+_STAGING_TTL_S = 24 * 3600
 
 # KEYS[1] the store's meta hash; ARGV[1] the run hash prefix, ARGV[2..] the keys.
 # Returns {run_id, key_count, loaded_at_s, value_format, v1, v2, ...} or nil (no store).
@@ -40,6 +42,30 @@ local values = redis.call('HMGET', ARGV[1] .. meta[1], unpack(ARGV, 2))
 local out = {meta[1], meta[2], meta[3], meta[4]}
 for i = 1, #values do out[i + 4] = values[i] end
 return out
+"""
+
+
+# KEYS: the store's meta hash, the set of stores, the load's staging hash.
+# ARGV: run key prefix, run id, key count, loaded at, value format, store name.
+# Makes the staged run current and drops the previous one, atomically (scripts are).
+_SWITCH_SCRIPT = """
+local old = redis.call('HGET', KEYS[1], 'run_id')
+if old == ARGV[2] then
+  redis.call('UNLINK', KEYS[3])
+  return {'current', old}
+end
+local run_key = ARGV[1] .. ARGV[2]
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  redis.call('RENAME', KEYS[3], run_key)
+  redis.call('PERSIST', run_key)
+else
+  redis.call('DEL', run_key)
+end
+redis.call('HSET', KEYS[1], 'run_id', ARGV[2], 'key_count', ARGV[3], 'loaded_at_s', ARGV[4],
+           'value_format', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[6])
+if old then redis.call('UNLINK', ARGV[1] .. old) end
+return {'switched', old or ''}
 """
 
 
@@ -56,6 +82,7 @@ class RedisPredictionStore(PredictionStore):
         self.prefix = prefix
         self.client: Any = redis.Redis.from_url(url, decode_responses=True)
         self._get_script = self.client.register_script(_GET_SCRIPT)
+        self._switch_script = self.client.register_script(_SWITCH_SCRIPT)
         # The gateway's lookups use an asyncio client (made on first use, in its loop), so
         # a lookup costs one round trip and no thread hop.
         self._aclient: Any = None
@@ -92,32 +119,33 @@ class RedisPredictionStore(PredictionStore):
         current = self.describe(store)
         if current is not None and current.run_id == run_id:
             return RunInfo(**{**current.__dict__, "loaded": False})
-        run_key = self._run_prefix(store) + run_id
-        # Left-overs of an interrupted load of this run id would otherwise mix in.
-        self._call("clear a partial run", self.client.delete, run_key)
+        # Each load writes its own staging hash, renamed into place by the switch script:
+        # two loads of one run id cannot interleave, and a crashed load's hash expires.
+        staging = f"{self.prefix}:staging:{store}:{run_id}:{uuid.uuid4().hex}"
         it = iter(items)
+        count = 0
         try:
             while batch := dict(islice(it, _BATCH_KEYS)):
-                self._call("write a batch", lambda b=batch: self.client.hset(run_key, mapping=b))
+                pipe = self.client.pipeline(transaction=False)
+                pipe.hset(staging, mapping=batch)
+                pipe.expire(staging, _STAGING_TTL_S)
+                self._call("write a batch", pipe.execute)
+            count = int(self._call("count a run", self.client.hlen, staging))
+            now = time.time()
+            status, _old = self._call(
+                "switch runs",
+                self._switch_script,
+                [self._meta_key(store), f"{self.prefix}:stores", staging],
+                [self._run_prefix(store), run_id, count, repr(now), value_format.value, store],
+            )
         except BaseException:
             # A failed load leaves nothing behind (the current run was never touched).
-            self._call("clear a failed run", self.client.unlink, run_key)
+            self._call("clear a failed run", self.client.unlink, staging)
             raise
-        count = int(self._call("count a run", self.client.hlen, run_key))
-        now = time.time()
-        meta = {
-            "run_id": run_id,
-            "key_count": count,
-            "loaded_at_s": repr(now),
-            "value_format": value_format.value,
-        }
-        pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self._meta_key(store), mapping=meta)
-        pipe.sadd(f"{self.prefix}:stores", store)
-        self._call("switch runs", pipe.execute)
-        if current is not None:
-            old_key = self._run_prefix(store) + current.run_id
-            self._call("drop the old run", self.client.unlink, old_key)
+        if status == "current":  # another load of this run id won the race
+            current = self.describe(store)
+            assert current is not None
+            return RunInfo(**{**current.__dict__, "loaded": False})
         return RunInfo(store, run_id, count, now, value_format)
 
     def get_many(self, store: str, keys: Sequence[str]) -> Lookup:
