@@ -10,6 +10,7 @@ import pytest
 
 from modelhost.settings import Settings
 from modelhost.store.predictions import PredictionStore, open_prediction_store
+from modelhost.testing.dynamodb import local_dynamodb_server
 from modelhost.testing.redis import local_redis_server
 
 BACKENDS = ["embedded", "redis", "dynamodb"]
@@ -19,6 +20,12 @@ BACKENDS = ["embedded", "redis", "dynamodb"]
 def redis_url() -> Iterator[str]:
     with local_redis_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    with local_dynamodb_server() as endpoint_url:
+        yield endpoint_url
 
 
 @pytest.fixture
@@ -38,7 +45,7 @@ def store_url(kind: str, request: pytest.FixtureRequest) -> str:
         url: str = request.getfixturevalue("redis_url")
         return url
     request.getfixturevalue("aws_env")
-    endpoint: str = request.getfixturevalue("s3_endpoint")  # moto answers DynamoDB too
+    endpoint: str = request.getfixturevalue("dynamodb_endpoint")
     return f"dynamodb://predictions-{uuid.uuid4().hex[:10]}?endpoint_url={endpoint}"
 
 
