@@ -225,7 +225,7 @@ class DynamoDBPredictionStore(PredictionStore):
     def _drop_abandoned(self, store: str) -> None:
         """Delete the rows of this store's loads that started long ago and never finished."""
         cutoff = time.time() - ABANDONED_AFTER_S
-        for item in self._query_items(_LOADING):
+        for item in self._query(_LOADING):
             owner, _, rows_id = item["sk"]["S"].partition("#")
             if owner == store and float(item["started_at_s"]["N"]) < cutoff:
                 self._drop_run(store, rows_id)
@@ -266,21 +266,23 @@ class DynamoDBPredictionStore(PredictionStore):
     def _drop_run(self, store: str, rows_id: str) -> None:
         def deletes() -> Iterator[tuple[list[dict[str, Any]], bool]]:
             for shard in range(SHARDS):
-                keys = self._query_keys(f"{store}#{rows_id}#{shard:02d}")
+                keys = self._query(f"{store}#{rows_id}#{shard:02d}", ProjectionExpression="pk, sk")
                 while chunk := list(islice(keys, _WRITE_BATCH)):
                     yield [{"DeleteRequest": {"Key": key}} for key in chunk], False
 
         self._write_all(deletes())
 
-    def _query_keys(self, pk: str) -> Iterator[dict[str, Any]]:
+    def _query(self, pk: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        """Every item under partition key `pk`, page by page (consistent reads)."""
         kwargs: dict[str, Any] = {
             "TableName": self.table,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ProjectionExpression": "pk, sk",
+            "ConsistentRead": True,
+            **extra,
         }
         while True:
-            page = self._call("list a run", "query", **kwargs)
+            page = self._call("query", "query", **kwargs)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
@@ -361,21 +363,7 @@ class DynamoDBPredictionStore(PredictionStore):
 
     def list_stores(self) -> list[RunInfo]:
         self.ensure_table()
-        return [_run(item) for item in self._query_items(_REGISTRY)]
-
-    def _query_items(self, pk: str) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self.table,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
-            "ConsistentRead": True,
-        }
-        while True:
-            page = self._call("list stores", "query", **kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [_run(item) for item in self._query(_REGISTRY)]
 
     def delete(self, store: str) -> bool:
         current = self._current(store)
