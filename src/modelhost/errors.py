@@ -125,3 +125,20 @@ class ArtifactError(ModelhostError):
 
     code = "ValidationException"
     status = 400
+
+
+# --- prediction store ----------------------------------------------------------------------
+
+
+class PredictionNotFound(ModelhostError):
+    """A prediction store, or a key in its current run, does not exist (a REST 404)."""
+
+    code = "ResourceNotFound"
+    status = 404
+
+
+class PredictionStoreUnavailable(ModelhostError):
+    """The prediction store's backend (Redis, DynamoDB) did not answer or refused a call."""
+
+    code = "ServiceUnavailable"
+    status = 503

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         "with the same model and environment (0: every job starts its own).",
     )
     log_level: str = Field(default="info", description="Log level of the gateway and instances.")
+    prediction_store_url: str = Field(
+        default="embedded",
+        description="Prediction store backend: 'embedded' (SQLite file in home), "
+        "'embedded:///path.db', 'redis://host:port/db', or "
+        "'dynamodb://TABLE?endpoint_url=...&region=...'.",
+    )
 
     @property
     def metadata_url(self) -> str:
@@ -71,6 +77,10 @@ class Settings(BaseSettings):
     @property
     def artifact_cache_dir(self) -> Path:
         return self.home / "artifacts"
+
+    @property
+    def prediction_store_path(self) -> Path:
+        return self.home / "predictions.db"
 
     @property
     def logs_dir(self) -> Path:

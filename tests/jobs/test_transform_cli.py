@@ -66,26 +66,60 @@ def test_cli_transform_with_store_then_jobs(
     assert '"StoreName": "churn-scores"' in described.stdout
     stopped = cli(server, "jobs", "stop", name)  # a finished job: a no-op
     assert stopped.returncode == 0
+    # --store loaded the joined output lines, keyed by the input's first column.
+    got = cli(server, "predictions", "get", "churn-scores", "c7")
+    assert got.returncode == 0, got.stderr
+    key, value = got.stdout.strip().split("\t")
+    assert key == "c7" and value.split(",")[0] == "c7"
+    assert float(value.split(",")[1]) == pytest.approx(float(churn_model.expected(X)[7]), rel=1e-6)
 
 
 def test_prediction_store_option_through_boto3_tags(
     sm: Any, server: ModelhostServer, churn_model: ChurnModel, churn_model_name: str, tmp_path: Path
 ) -> None:
+    """The seeds' nightly pattern: a job keyed by customer id loads its scores into a
+    store before it reports Completed; a web page then reads one customer's score by key."""
+    X = churn_model.data.X[:50]
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "x.csv").write_text("\n".join(csv_rows(churn_model.data.X[:10])) + "\n")
+    rows = [f"cust-{i},{r}" for i, r in enumerate(csv_rows(X))]
+    (tmp_path / "in" / "x.csv").write_text("\n".join(rows) + "\n")
+    store = unique("nightly")
     d = transform(
         sm,
         churn_model_name,
         str(tmp_path / "in"),
         str(tmp_path / "out"),
+        DataProcessing={"InputFilter": "$[1:]"},
         Tags=[
-            {"Key": "modelhost:prediction-store", "Value": "nightly"},
+            {"Key": "modelhost:prediction-store", "Value": store},
+            {"Key": "modelhost:prediction-key", "Value": "0"},
+        ],
+    )
+    assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+    ext = native(server.url, f"/api/transform-jobs/{d['TransformJobName']}")["Modelhost"]
+    assert ext["PredictionStore"]["StoreName"] == store
+    assert ext["PredictionStore"]["KeyCount"] == len(X)
+    expected = churn_model.expected(X)
+    for i in (0, 17, 49):
+        got = native(server.url, f"/predictions/{store}/cust-{i}")
+        assert float(got["Prediction"]) == pytest.approx(float(expected[i]), rel=1e-6)
+    # A key column the input does not have: the outputs are written, the job says why
+    # the load failed, and the store keeps its current run.
+    d = transform(
+        sm,
+        churn_model_name,
+        str(tmp_path / "in"),
+        str(tmp_path / "out2"),
+        DataProcessing={"InputFilter": "$[1:]"},
+        Tags=[
+            {"Key": "modelhost:prediction-store", "Value": store},
             {"Key": "modelhost:prediction-key", "Value": "CustomerId"},
         ],
     )
-    assert d["TransformJobStatus"] == "Completed"
-    ext = native(server.url, f"/api/transform-jobs/{d['TransformJobName']}")["Modelhost"]
-    assert ext["PredictionStore"] == {"StoreName": "nightly", "KeyColumn": "CustomerId"}
+    assert d["TransformJobStatus"] == "Failed"
+    assert f"loading them into prediction store {store} failed" in d["FailureReason"]
+    assert (tmp_path / "out2" / "x.csv.out").exists()
+    assert native(server.url, f"/predictions/{store}")["KeyCount"] == len(X)
     with pytest.raises(Exception, match="needs both a store name and a key column"):
         transform(
             sm,

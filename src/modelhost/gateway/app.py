@@ -28,10 +28,12 @@ from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.native_api import NativeAPI
+from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
 from modelhost.settings import Settings
 from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
@@ -75,6 +77,8 @@ class Gateway:
         self.metrics.routing.rewards = self._reward_rows
         self.metrics.routing.outcomes = self._outcome_rows
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
+        self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
+        self.jobs.predictions = self.predictions_api.backend
         self.other = Starlette(
             routes=[
                 Route("/ping", self.ping),
@@ -108,8 +112,12 @@ class Gateway:
             await self.jobs.stop()
             await self.controller.stop()
             self.store.close()
+            await self.predictions_api.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/predictions"):
+            await self.predictions_api(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             for name, _ in scope["headers"]:
                 if name == b"x-amz-target":

@@ -1,16 +1,21 @@
-"""Extension point called when a transform job completes.
+"""What happens when a transform job's records are all written: the prediction-store load.
 
-MERGE HOOK (issue 6 part 4): the prediction store lives on another branch
-(`modelhost.store.predictions`). At merge time `on_job_completed` is wired to its loader:
-when the job carries a prediction-store option (`job.prediction_store`), load the job's
-outputs keyed by `job.prediction_store["KeyColumn"]` into the store named
-`job.prediction_store["StoreName"]`. Until then it does nothing.
+A job created with a prediction-store option (`PredictionStore: {StoreName, KeyColumn}` in
+the native API, `--store/--key` in the CLI, or the `modelhost:prediction-store` /
+`modelhost:prediction-key` tags) loads its outputs into that store, keyed by the input
+column, as a new run, before the job is reported Completed: once the waiter returns,
+lookups see the new predictions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from modelhost.errors import ValidationException
+from modelhost.settings import Settings
+from modelhost.store.predictions import PredictionStore, RunInfo
+from modelhost.store.predictions.loader import load_transform_output
 
 
 @dataclass(frozen=True)
@@ -24,11 +29,30 @@ class CompletedJob:
     outputs: dict[str, str] = field(default_factory=dict)
 
 
-def on_job_completed(job: CompletedJob) -> None:
-    """Called once, off the event loop, after a job reaches Completed (not Failed or
-    Stopped). An exception here is logged and does not change the job's status."""
+def load_predictions(
+    job: CompletedJob, settings: Settings, backend: PredictionStore | None
+) -> RunInfo | None:
+    """Load the job's outputs into its prediction store (None when it has no such option).
+
+    Runs off the event loop. Raises (ValidationException, ArtifactError, the backend's
+    errors) when the outputs cannot be loaded; the current run of the store stays."""
     if job.prediction_store is None:
-        return
-    # TODO(merge): call modelhost.store.predictions' loader here, e.g.
-    # load_transform_output(job.prediction_store["StoreName"],
-    #                       job.prediction_store["KeyColumn"], job.outputs, job.request)
+        return None
+    request = job.request
+    source = request["TransformInput"]["DataSource"]["S3DataSource"]
+    if source.get("S3DataType") == "ManifestFile":
+        raise ValidationException(
+            "The prediction store loads from an S3Prefix input; this job reads a manifest. "
+            "Load its output with `modelhost predictions load` and the objects' prefix."
+        )
+    output = request["TransformOutput"]
+    return load_transform_output(
+        job.prediction_store["StoreName"],
+        job.prediction_store["KeyColumn"],
+        source["S3Uri"],
+        output["S3OutputPath"],
+        request["TransformInput"].get("ContentType") or "text/csv",
+        settings,
+        accept=output.get("Accept"),
+        prediction_store=backend,
+    )

@@ -22,7 +22,7 @@ from modelhost.control.listing import list_page
 from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
 from modelhost.jobs import dataprocessing
-from modelhost.jobs.hooks import CompletedJob, on_job_completed
+from modelhost.jobs.hooks import CompletedJob, load_predictions
 from modelhost.jobs.instances import JobFailed
 from modelhost.jobs.pool import WarmPool
 from modelhost.jobs.runner import TransformRunner
@@ -30,6 +30,7 @@ from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
 from modelhost.settings import Settings
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+from modelhost.store.predictions import PredictionStore
 
 log = logging.getLogger("modelhost.jobs")
 
@@ -143,6 +144,9 @@ class TransformJobs:
         self._fetch_source = fetch_source
         self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
         self.pool = WarmPool(settings.transform_keep_alive_s)
+        # Where jobs with a prediction-store option load their outputs (the gateway's
+        # store, shared with the lookup API); None opens the one the settings name.
+        self.predictions: PredictionStore | None = None
         self.operations: dict[str, Handler] = {
             "CreateTransformJob": self.create_transform_job,
             "DescribeTransformJob": self.describe_transform_job,
@@ -363,7 +367,6 @@ class TransformJobs:
             more = f" ({len(failures) - 1} more objects failed)" if len(failures) > 1 else ""
             self._finish(name, TransformJobStatus.FAILED, failures[0] + more)
             return
-        self._finish(name, TransformJobStatus.COMPLETED, None)
         rec = self._get(name)
         job = CompletedJob(
             name,
@@ -372,9 +375,24 @@ class TransformJobs:
             {rel: o["Output"] for rel, o in rec.spec["Objects"].items() if "Output" in o},
         )
         try:
-            await asyncio.to_thread(on_job_completed, job)
-        except Exception:
-            log.exception("on_job_completed hook failed for transform job %s", name)
+            run = await asyncio.to_thread(load_predictions, job, self.settings, self.predictions)
+        except Exception as exc:
+            # The outputs are written and stay; only the load failed, and asking for it
+            # made it part of the job, so the job says so rather than Completed.
+            log.exception("loading the predictions of transform job %s failed", name)
+            store = (job.prediction_store or {}).get("StoreName")
+            self._finish(
+                name,
+                TransformJobStatus.FAILED,
+                f"The outputs are written, but loading them into prediction store {store} "
+                f"failed: {exc}",
+            )
+            return
+        if run is not None:
+            rec = self._get(name)
+            rec.spec["PredictionStore"] = {**rec.spec["PredictionStore"], **run.to_api()}
+            self.store.save(rec)
+        self._finish(name, TransformJobStatus.COMPLETED, None)
 
     def _finish(self, name: str, status: TransformJobStatus, reason: str | None) -> None:
         rec = self.store.get(Kind.TRANSFORM_JOB, name)
