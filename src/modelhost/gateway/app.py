@@ -25,6 +25,9 @@ from modelhost import __version__
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.gateway.asgi import Receive, Scope, Send
+from modelhost.gateway.auth.guard import Guard
+from modelhost.gateway.auth.keys import KeyStore
+from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
@@ -61,12 +64,17 @@ class Gateway:
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
+        # Keys live in home even with auth off, so turning it on later keeps them.
+        self.keys = KeyStore(settings.home)
+        self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
+        self.guard = Guard(settings, self.keys if settings.auth_enabled else None)
         self.other = Starlette(
             routes=[
                 Route("/ping", self.ping),
                 Route("/healthz", self.ping),
                 Route("/metrics", self.prometheus),
                 *self.native_api.routes(),
+                *KeysAPI(self.keys).routes(),
             ],
             lifespan=self.lifespan,
         )
@@ -85,6 +93,16 @@ class Gateway:
             self.settings.base_url,
             self.settings.home,
         )
+        if self.new_admin_key is not None:
+            log.warning(
+                "created the admin access key %s (secret stored encrypted in %s/auth); "
+                'export it with: eval "$(modelhost credentials --home %s)"',
+                self.new_admin_key[0],
+                self.settings.home,
+                self.settings.home,
+            )
+        if not self.settings.auth_enabled:
+            log.warning("authentication is OFF: anyone who can reach this port can use it")
         try:
             yield
         finally:
@@ -93,6 +111,9 @@ class Gateway:
             self.store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.guard(scope, receive, send, self.dispatch)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             for name, _ in scope["headers"]:
                 if name == b"x-amz-target":
