@@ -12,8 +12,8 @@ request mirrors botocore's `SigV4Auth.canonical_request`:
 - the payload hash is the `X-Amz-Content-Sha256` header when the client sent one (possibly
   `UNSIGNED-PAYLOAD`), else the hex SHA-256 of the body.
 
-Presigned requests (`X-Amz-Signature` in the query) are verified too; they carry
-`UNSIGNED-PAYLOAD` unless the client signed a content hash header.
+Presigned requests (`X-Amz-Signature` in the query) are verified too; for non-S3 services
+botocore hashes their body like any other request.
 """
 
 from __future__ import annotations
@@ -261,8 +261,6 @@ def parse(request: SignedRequest) -> Credential:
         raise InvalidSignatureException(
             "X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD or 64 lower-case hex digits."
         )
-    if presigned and content_hash is None:
-        content_hash = UNSIGNED_PAYLOAD
     return Credential(
         access_key_id=parts[0],
         date=parts[1],
