@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -44,8 +45,13 @@ class ModelhostServer:
         self.credentials: tuple[str, str] = auth_client.PLACEHOLDER
 
     @property
+    def tls_cert_file(self) -> str | None:
+        return self.env.get("MODELHOST_TLS_CERT_FILE")
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> ModelhostServer:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,12 @@ class ModelhostServer:
                     f"modelhost serve exited with {self.proc.returncode}; see {self.log_path}"
                 )
             try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=1) as resp:
+                context = (
+                    ssl.create_default_context(cafile=self.tls_cert_file)
+                    if self.tls_cert_file
+                    else None
+                )
+                with urllib.request.urlopen(self.url + "/ping", timeout=1, context=context) as resp:
                     if resp.status == 200:
                         found = auth_client.KeyStore(self.home).bootstrap_credentials()
                         self.credentials = found or auth_client.PLACEHOLDER
