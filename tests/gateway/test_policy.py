@@ -86,7 +86,7 @@ def test_every_dispatchable_action_has_a_table_entry(tmp_path: object) -> None:
     try:
         for route in gateway.other.routes:
             assert isinstance(route, Route)
-            if route.path in ("/ping", "/healthz"):
+            if route.path in ("/ping", "/healthz", "/api/openapi.json"):
                 continue
             path = route.path.replace("{name}", "x")
             for method in sorted(route.methods or {"GET"}):

@@ -95,8 +95,11 @@ def requests(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str], str, str
     headers = {
         f"X-Amzn-SageMaker-{name}": value
         for name, value in draw(
-            st.dictionaries(st.sampled_from(["Custom-Attributes", "Target-Model", "Inference-Id"]),
-                            header_value, max_size=3)
+            st.dictionaries(
+                st.sampled_from(["Custom-Attributes", "Target-Model", "Inference-Id"]),
+                header_value,
+                max_size=3,
+            )
         ).items()
     }
     if draw(st.booleans()):

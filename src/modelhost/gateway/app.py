@@ -30,6 +30,7 @@ from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.native_api import NativeAPI
+from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.settings import Settings
 from modelhost.store.metadata import Kind, MetadataStore, Record
@@ -73,6 +74,7 @@ class Gateway:
                 Route("/ping", self.ping),
                 Route("/healthz", self.ping),
                 Route("/metrics", self.prometheus),
+                Route("/api/openapi.json", self.openapi),
                 *self.native_api.routes(),
                 *KeysAPI(self.keys).routes(),
             ],
@@ -150,6 +152,9 @@ class Gateway:
 
     async def ping(self, _request: Request) -> Response:
         return JSONResponse({"status": "Healthy", "version": __version__})
+
+    async def openapi(self, _request: Request) -> Response:
+        return JSONResponse(native_openapi())
 
     async def prometheus(self, _request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -39,7 +39,7 @@ RUNTIME_ACTIONS = {
     "invocations-response-stream": "sagemaker:InvokeEndpointWithResponseStream",
 }
 
-PUBLIC_PATHS = frozenset({"/ping", "/healthz"})
+PUBLIC_PATHS = frozenset({"/ping", "/healthz", "/api/openapi.json"})
 
 
 @dataclass(frozen=True)
