@@ -98,10 +98,11 @@ class Gateway:
         if self.new_admin_key is not None:
             log.warning(
                 "created the admin access key %s (secret stored encrypted in %s/auth); "
-                'export it with: eval "$(modelhost credentials --home %s)"',
+                'export it with: eval "$(modelhost credentials --home %s --url %s)"',
                 self.new_admin_key[0],
                 self.settings.home,
                 self.settings.home,
+                self.settings.base_url,
             )
         if not self.settings.auth_enabled:
             log.warning("authentication is OFF: anyone who can reach this port can use it")
