@@ -18,6 +18,7 @@ botocore hashes their body like any other request.
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import hashlib
 import hmac
@@ -44,6 +45,7 @@ _AUTH_RE = re.compile(
     r"SignedHeaders=(?P<signed>[^,\s]+)\s*,\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"
 )
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+_TIMESTAMP_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$")
 _SIGNATURE_MISMATCH = (
     "The request signature we calculated does not match the signature you provided. "
     "Check your AWS Secret Access Key and signing method. Consult the service "
@@ -51,7 +53,7 @@ _SIGNATURE_MISMATCH = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SignedRequest:
     """What the verifier needs from one HTTP request, as received on the wire."""
 
@@ -62,7 +64,7 @@ class SignedRequest:
     scheme: str = "http"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Credential:
     """The parsed signature of a request; `payload_hash` still has to match the body."""
 
@@ -76,6 +78,7 @@ class Credential:
     presigned: bool
     expires_s: int | None
     payload_hash: str | None  # the client's X-Amz-Content-Sha256 (or UNSIGNED-PAYLOAD)
+    issued_s: float = 0.0  # X-Amz-Date as epoch seconds
 
     @property
     def scope(self) -> str:
@@ -235,12 +238,7 @@ def parse(request: SignedRequest) -> Credential:
         )
     if timestamp is None:
         raise IncompleteSignatureException("The request must carry an X-Amz-Date header.")
-    try:
-        dt.datetime.strptime(timestamp, TIMESTAMP_FORMAT)
-    except ValueError as exc:
-        raise IncompleteSignatureException(
-            f"X-Amz-Date '{timestamp}' is not in the form YYYYMMDDTHHMMSSZ."
-        ) from exc
+    issued_s = parse_timestamp(timestamp)
     if parts[1] != timestamp[:8]:
         raise InvalidSignatureException(
             f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date "
@@ -272,15 +270,32 @@ def parse(request: SignedRequest) -> Credential:
         presigned=presigned,
         expires_s=expires,
         payload_hash=content_hash,
+        issued_s=issued_s,
     )
+
+
+def parse_timestamp(timestamp: str) -> float:
+    """`YYYYMMDDTHHMMSSZ` as epoch seconds (strptime is slow on the request path)."""
+    match = _TIMESTAMP_RE.match(timestamp)
+    try:
+        if match is None:
+            raise ValueError(timestamp)
+        fields = [int(g) for g in match.groups()]
+        dt.datetime(*fields)  # type: ignore[arg-type]  # validates month, day, hour ...
+    except ValueError as exc:
+        raise IncompleteSignatureException(
+            f"X-Amz-Date '{timestamp}' is not in the form YYYYMMDDTHHMMSSZ."
+        ) from exc
+    return float(calendar.timegm((*fields, 0, 0, 0)))
 
 
 def check_time(cred: Credential, now_s: float, max_skew_s: float) -> None:
     """Refuse stale or future requests: header signatures within ±max_skew_s, presigned
     ones from (issue time - max_skew_s) until they expire."""
-    issued = dt.datetime.strptime(cred.timestamp, TIMESTAMP_FORMAT).replace(tzinfo=dt.UTC)
-    issued_s = issued.timestamp()
-    now = dt.datetime.fromtimestamp(now_s, dt.UTC).strftime(TIMESTAMP_FORMAT)
+    issued_s = cred.issued_s
+    if abs(now_s - issued_s) <= max_skew_s and not cred.presigned:
+        return
+    now = _fmt(now_s)
     minutes = f"{max_skew_s / 60:g} min."
     if issued_s - now_s > max_skew_s:
         raise InvalidSignatureException(
