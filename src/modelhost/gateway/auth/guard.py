@@ -102,6 +102,10 @@ class Guard:
         self._signing_keys: dict[tuple[str, str, str, str], bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
+        if scope["type"] == "websocket" and self.keys is not None:
+            # No WebSocket route is in the policy table: refuse before the handshake.
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
