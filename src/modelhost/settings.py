@@ -90,6 +90,10 @@ class Settings(BaseSettings):
         default=MIB, description="Largest control-plane or native API request body."
     )
     max_json_depth: int = Field(default=32, description="Deepest nesting of a JSON request body.")
+    max_concurrency: int = Field(
+        default=1024,
+        description="Most connections and requests the gateway serves at once; beyond it, 503.",
+    )
     artifact_max_unpacked_bytes: int = Field(
         default=20 * 1024 * MIB, description="Largest total size of an unpacked model archive."
     )

@@ -178,6 +178,10 @@ def _cases(
             )
         )
 
+    def endless_header() -> Result:
+        # Never finished: refused while it arrives, before the parser buffers it all.
+        return _raw(srv, "GET", "/api/alarms", {"X-Big": "a" * (4 * MIB)}, None)
+
     def many_headers() -> Result:
         extra = {f"X-Junk-{i}": "1" for i in range(150)}
         headers = _signed_headers(srv, "GET", "/api/alarms", b"", {})
@@ -235,6 +239,7 @@ def _cases(
         "chunked runtime body over 6 MiB (no Content-Length)": chunked_over_limit,
         "20 KB header": huge_header,
         "150 header fields": many_headers,
+        "4 MiB header value": endless_header,
         "JSON nested 200 deep (control plane)": deep_json,
         "JSON nested 5000 deep (native API)": deep_json_native,
         "body that is not JSON": not_json,
@@ -291,6 +296,7 @@ EXPECTED: dict[str, Result] = {
     "chunked runtime body over 6 MiB (no Content-Length)": (413, "ValidationError"),
     "20 KB header": (431, "RequestHeaderFieldsTooLarge"),
     "150 header fields": (431, "RequestHeaderFieldsTooLarge"),
+    "4 MiB header value": (431, "RequestHeaderFieldsTooLarge"),
     "JSON nested 200 deep (control plane)": (400, "ValidationException"),
     "JSON nested 5000 deep (native API)": (400, "ValidationException"),
     "body that is not JSON": (400, "SerializationException"),

@@ -10,6 +10,7 @@ import uvicorn
 
 from modelhost.errors import ModelhostError
 from modelhost.gateway.app import Gateway
+from modelhost.gateway.http_limits import bounded_protocol
 from modelhost.settings import Settings
 
 
@@ -64,5 +65,7 @@ def serve(settings: Settings) -> None:
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         # h11's cap on one request head; the guard enforces max_header_bytes as well.
-        h11_max_incomplete_event_size=settings.max_header_bytes + 8192,
+        # The request head is capped while it arrives (not only once parsed).
+        http=bounded_protocol(settings.max_header_bytes + 8192),
+        limit_concurrency=settings.max_concurrency,
     )
