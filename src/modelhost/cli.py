@@ -525,18 +525,22 @@ def _auth_hint(code: str) -> None:
 )
 @url_option
 def credentials(home: Path | None, url: str | None) -> None:
-    """Print shell lines that point boto3 and the AWS CLI at this server with the admin key."""
+    """Print shell lines that point boto3 and the AWS CLI at this server with the admin key.
+
+    The URL is --url, else where the server of this home last listened, else the default.
+    """
     from modelhost.gateway.auth.keys import KeyStore
 
     overrides: dict[str, Any] = {"home": home.expanduser().resolve()} if home else {}
     settings = Settings(**overrides)
-    found = KeyStore(settings.home).bootstrap_credentials()
+    store = KeyStore(settings.home)
+    found = store.bootstrap_credentials()
     if found is None:
         raise click.ClickException(
             f"no admin key in {settings.home}/auth: start the server once (`modelhost serve`) "
             "or create a key with `modelhost keys create --role admin`."
         )
-    endpoint = url or settings.base_url
+    endpoint = url or store.recorded_url() or settings.base_url
     for name, value in (
         ("AWS_ACCESS_KEY_ID", found[0]),
         ("AWS_SECRET_ACCESS_KEY", found[1]),

@@ -68,6 +68,7 @@ class Gateway:
         # Keys live in home even with auth off, so turning it on later keeps them.
         self.keys = KeyStore(settings.home)
         self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
+        self.keys.record_url(settings.base_url)
         self.guard = Guard(settings, self.keys if settings.auth_enabled else None)
         self.other = Starlette(
             routes=[

@@ -136,6 +136,17 @@ class KeyStore:
         _write_private(self.path, json.dumps(rows, indent=1).encode())
         self._loaded_mtime = self.path.stat().st_mtime
 
+    def record_url(self, url: str) -> None:
+        """Remember where this home's server listens, for `modelhost credentials`."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.dir / "url", url.encode())
+
+    def recorded_url(self) -> str | None:
+        try:
+            return (self.dir / "url").read_text().strip() or None
+        except OSError:
+            return None
+
     # --- operations -------------------------------------------------------------------
 
     def create(self, role: str, endpoints: str = "*", bootstrap: bool = False) -> tuple[str, str]:
