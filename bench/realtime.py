@@ -198,7 +198,9 @@ def bench_modelhost(
     port = free_port()
     env = {**_clean_env(), "MODELHOST_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--home", str(home)]
+    # wrk sends one fixed, unsigned request: serve without authentication (allowed on
+    # loopback only). bench/auth.py measures what SigV4 verification adds.
+    command += ["--port", str(port), "--home", str(home), "--no-auth"]
     base = f"http://127.0.0.1:{port}"
     model_env = _modelhost.variant_env(variant)
     print(f"starting modelhost: {' '.join(command)}", flush=True)

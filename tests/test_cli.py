@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 
 def cli(server: ModelhostServer, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MODELHOST_URL": server.url}
+    # The CLI signs with the admin key of the server's home, as on the server's machine.
+    env = {**os.environ, "MODELHOST_URL": server.url, "MODELHOST_HOME": str(server.home)}
     return subprocess.run(
         [sys.executable, "-m", "modelhost", *args],
         env=env,

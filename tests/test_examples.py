@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +17,14 @@ pytestmark = pytest.mark.integration
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def _run(argv: list[str], cwd: Path) -> str:
+def _run(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> str:
     out = subprocess.run(
-        [sys.executable, *argv], capture_output=True, text=True, timeout=240, cwd=cwd
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout
@@ -41,6 +47,11 @@ def test_churn_boto3_example_against_a_running_server(
             unique("churn-example"),
         ],
         tmp_path,
+        # What `eval "$(modelhost credentials)"` exports.
+        {
+            "AWS_ACCESS_KEY_ID": server.credentials[0],
+            "AWS_SECRET_ACCESS_KEY": server.credentials[1],
+        },
     )
     assert "all rows in one request" in stdout
 

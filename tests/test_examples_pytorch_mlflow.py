@@ -19,8 +19,12 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TIMEOUT_S = 180
 
 
-def _run(script: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    script: Path, tmp_path: Path, *args: str, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
+    if home is not None:  # sign with that server's admin key, as on the server's machine
+        env["MODELHOST_HOME"] = str(home)
     # Nothing should use MLflow tracking; if something did, it must not write ./mlruns.
     env["MLFLOW_TRACKING_URI"] = (tmp_path / "mlruns").as_uri()
     proc = subprocess.run(
@@ -53,7 +57,13 @@ def test_example_against_a_running_server(
     pytest.importorskip("torch" if example == "pytorch" else "mlflow")
     name = unique(f"example-{example}")
     proc = _run(
-        EXAMPLES / example / "run.py", tmp_path, "--endpoint-url", server.url, "--name", name
+        EXAMPLES / example / "run.py",
+        tmp_path,
+        "--endpoint-url",
+        server.url,
+        "--name",
+        name,
+        home=server.home,
     )
     assert "started modelhost" not in proc.stdout
     sm, _ = server.clients()

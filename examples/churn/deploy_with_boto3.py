@@ -55,12 +55,9 @@ def main() -> int:
             parser.error("give --csv rows to send with your own artifact")
         rows = rows[: args.rows]
 
-        # The same clients and calls as against AWS; only endpoint_url differs.
-        session = boto3.Session(
-            aws_access_key_id="modelhost",
-            aws_secret_access_key="modelhost",
-            region_name="us-east-1",
-        )
+        # The same clients and calls as against AWS; only endpoint_url differs. The key
+        # comes from the usual chain: `eval "$(modelhost credentials)"` exports it.
+        session = boto3.Session(region_name="us-east-1")
         sm = session.client("sagemaker", endpoint_url=args.endpoint_url)
         runtime = session.client("sagemaker-runtime", endpoint_url=args.endpoint_url)
 

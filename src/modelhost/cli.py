@@ -27,15 +27,22 @@ FRAMEWORK_IMAGES = {
 }
 
 
+def _credentials() -> tuple[str, str]:
+    from modelhost.gateway.auth.client import resolve
+
+    return resolve()
+
+
 def _clients(url: str) -> tuple[Any, Any]:
     import boto3
     from botocore.config import Config
 
+    key_id, secret = _credentials()
     kwargs: dict[str, Any] = {
         "endpoint_url": url,
         "region_name": "us-east-1",
-        "aws_access_key_id": "modelhost",
-        "aws_secret_access_key": "modelhost",
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
         "config": Config(retries={"max_attempts": 3, "mode": "standard"}, read_timeout=70),
     }
     return boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
@@ -47,6 +54,7 @@ def _fail(exc: Exception) -> None:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         click.echo(f"error: {err.get('Code')}: {err.get('Message')}", err=True)
+        _auth_hint(str(err.get("Code")))
     elif isinstance(exc, EndpointConnectionError):
         click.echo(
             f"error: no modelhost server answers at {exc.kwargs.get('endpoint_url')}; "
@@ -85,8 +93,15 @@ def main() -> None:
     default=None,
     help="State directory [default: ~/.modelhost, or MODELHOST_HOME].",
 )
-def serve(host: str | None, port: int | None, home: Path | None) -> None:
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    default=False,
+    help="Accept unsigned requests (only on a loopback address; MODELHOST_AUTH_ENABLED=false).",
+)
+def serve(host: str | None, port: int | None, home: Path | None, no_auth: bool) -> None:
     """Run the server: SageMaker control plane, runtime and /metrics on one port."""
+    from modelhost.gateway.server import UnsafeConfiguration
     from modelhost.gateway.server import serve as run
 
     overrides: dict[str, Any] = {}
@@ -96,7 +111,12 @@ def serve(host: str | None, port: int | None, home: Path | None) -> None:
         overrides["port"] = port
     if home is not None:
         overrides["home"] = home.expanduser().resolve()
-    run(Settings(**overrides))
+    if no_auth:
+        overrides["auth_enabled"] = False
+    try:
+        run(Settings(**overrides))
+    except UnsafeConfiguration as exc:
+        raise click.ClickException(exc.message) from exc
 
 
 @main.command()
@@ -298,21 +318,15 @@ def _native(url: str, method: str, path: str, body: Any = None, timeout_s: float
     """Call modelhost's own REST API; print its error and exit 1 on failure."""
     import json
     import urllib.error
-    import urllib.request
 
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        url.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"},
-    )
+    from modelhost.gateway.auth.client import call_native
+
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            return json.loads(resp.read() or b"{}")
+        return call_native(url, method, path, _credentials(), body, timeout_s)
     except urllib.error.HTTPError as exc:
         err = json.loads(exc.read() or b"{}")
         click.echo(f"error: {err.get('__type')}: {err.get('Message')}", err=True)
+        _auth_hint(str(err.get("__type")))
     except urllib.error.URLError:
         click.echo(
             f"error: no modelhost server answers at {url}; start one with `modelhost serve`.",
@@ -601,6 +615,108 @@ from modelhost.cli_containers import deploy_containers  # noqa: E402
 main.add_command(deploy_containers)
 # Batch transform commands (`transform`, `jobs`) register themselves on `main`.
 from modelhost import cli_jobs as _cli_jobs  # noqa: E402, F401
+
+
+def _auth_hint(code: str) -> None:
+    if code in (
+        "MissingAuthenticationTokenException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    ):
+        click.echo(
+            "hint: the CLI signs with MODELHOST_ACCESS_KEY_ID/MODELHOST_SECRET_ACCESS_KEY, else "
+            "with the admin key of the local home (MODELHOST_HOME); see docs/security.md.",
+            err=True,
+        )
+
+
+@main.command()
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="State directory of the server [default: ~/.modelhost, or MODELHOST_HOME].",
+)
+@url_option
+def credentials(home: Path | None, url: str | None) -> None:
+    """Print shell lines that point boto3 and the AWS CLI at this server with the admin key.
+
+    The URL is --url, else where the server of this home last listened, else the default.
+    """
+    from modelhost.gateway.auth.keys import KeyStore
+
+    overrides: dict[str, Any] = {"home": home.expanduser().resolve()} if home else {}
+    settings = Settings(**overrides)
+    store = KeyStore(settings.home)
+    found = store.bootstrap_credentials()
+    if found is None:
+        raise click.ClickException(
+            f"no admin key in {settings.home}/auth: start the server once (`modelhost serve`) "
+            "or create a key with `modelhost keys create --role admin`."
+        )
+    endpoint = url or store.recorded_url() or settings.base_url
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", found[0]),
+        ("AWS_SECRET_ACCESS_KEY", found[1]),
+        ("AWS_DEFAULT_REGION", settings.region),
+        ("AWS_ENDPOINT_URL_SAGEMAKER", endpoint),
+        ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint),
+        ("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", endpoint),
+    ):
+        click.echo(f"export {name}={value}")
+
+
+@main.group()
+def keys() -> None:
+    """Access keys and their roles (admin only)."""
+
+
+@keys.command("create")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "deployer", "invoker"]),
+    required=True,
+    help="invoker: runtime only; deployer: also models, configs, endpoints, jobs; admin: keys.",
+)
+@click.option(
+    "--endpoints",
+    default="*",
+    show_default=True,
+    help="Comma-separated glob patterns of the endpoints the key may use (e.g. 'churn-*').",
+)
+@url_option
+def keys_create(role: str, endpoints: str, url: str | None) -> None:
+    """Create an access key; its secret is printed once and cannot be shown again."""
+    out = _native(_url(url), "POST", "/api/keys", {"Role": role, "Endpoints": endpoints})
+    click.echo(f"AccessKeyId:     {out['AccessKeyId']}")
+    click.echo(f"SecretAccessKey: {out['SecretAccessKey']}")
+    click.echo(f"Role:            {out['Role']} (endpoints: {out['Endpoints']})")
+    click.echo("The secret is shown only now; store it safely.", err=True)
+
+
+@keys.command("list")
+@url_option
+def keys_list(url: str | None) -> None:
+    """Access keys with role, endpoint patterns and status (never secrets)."""
+    import datetime as dt
+
+    for key in _native(_url(url), "GET", "/api/keys")["AccessKeys"]:
+        when = dt.datetime.fromtimestamp(key["CreationTime"]).strftime("%Y-%m-%d %H:%M:%S")
+        tag = " (bootstrap)" if key["Bootstrap"] else ""
+        click.echo(
+            f"{key['AccessKeyId']}  {key['Role']:<8} {key['Status']:<7} {when}  "
+            f"endpoints={key['Endpoints']}{tag}"
+        )
+
+
+@keys.command("revoke")
+@click.argument("access_key_id")
+@url_option
+def keys_revoke(access_key_id: str, url: str | None) -> None:
+    """Revoke ACCESS_KEY_ID: requests signed with it are refused from now on."""
+    _native(_url(url), "DELETE", f"/api/keys/{access_key_id}")
+    click.echo(f"access key {access_key_id}: revoked")
+
 
 if __name__ == "__main__":
     main()

@@ -142,3 +142,46 @@ class PredictionStoreUnavailable(ModelhostError):
 
     code = "ServiceUnavailable"
     status = 503
+
+
+# --- authentication, authorization and request limits (every API) -----------------------
+
+
+class MissingAuthenticationTokenException(ModelhostError):
+    """No Authorization header and no presigned query string."""
+
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+
+class IncompleteSignatureException(ModelhostError):
+    """An Authorization header or presigned query that is not a well-formed SigV4."""
+
+    code = "IncompleteSignatureException"
+    status = 403
+
+
+class InvalidSignatureException(ModelhostError):
+    """The signature does not match, or its time is outside the allowed window."""
+
+    code = "InvalidSignatureException"
+    status = 403
+
+
+class UnrecognizedClientException(ModelhostError):
+    """The access key id is unknown or revoked."""
+
+    code = "UnrecognizedClientException"
+    status = 403
+
+
+class AccessDeniedException(ModelhostError):
+    """A valid key whose role may not perform this action on this resource."""
+
+    code = "AccessDeniedException"
+    status = 403
+
+
+class RequestHeadersTooLarge(ModelhostError):
+    code = "RequestHeaderFieldsTooLarge"
+    status = 431

@@ -69,6 +69,56 @@ class Settings(BaseSettings):
         "'embedded:///path.db', 'redis://host:port/db', or "
         "'dynamodb://TABLE?endpoint_url=...&region=...'.",
     )
+    # --- security (docs/security.md) ---
+    auth_enabled: bool = Field(
+        default=True,
+        description="Require SigV4-signed requests from known access keys; off is allowed only "
+        "on a loopback address.",
+    )
+    auth_clock_skew_s: float = Field(
+        default=300.0, description="How far X-Amz-Date may be from the server's clock."
+    )
+    metrics_public: bool = Field(
+        default=True, description="Serve /metrics without a signature (for Prometheus)."
+    )
+    access_key_id: str | None = Field(
+        default=None,
+        description="Key the CLI and test helpers sign with; default: the bootstrap admin key "
+        "in home.",
+    )
+    secret_access_key: str | None = Field(
+        default=None, description="Secret of access_key_id (client side only)."
+    )
+    tls_cert_file: Path | None = Field(
+        default=None, description="PEM certificate; with tls_key_file the gateway serves HTTPS."
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key for TLS.")
+    max_header_bytes: int = Field(
+        default=16 * 1024, description="Largest total size of a request's headers."
+    )
+    max_headers: int = Field(default=100, description="Most header fields in one request.")
+    max_api_body_bytes: int = Field(
+        default=MIB, description="Largest control-plane or native API request body."
+    )
+    max_json_depth: int = Field(default=32, description="Deepest nesting of a JSON request body.")
+    max_concurrency: int = Field(
+        default=1024,
+        description="Most connections and requests the gateway serves at once; beyond it, 503.",
+    )
+    artifact_max_unpacked_bytes: int = Field(
+        default=20 * 1024 * MIB, description="Largest total size of an unpacked model archive."
+    )
+    artifact_max_ratio: float = Field(
+        default=200.0, description="Largest unpacked/packed size ratio of a model archive."
+    )
+    artifact_max_members: int = Field(
+        default=100_000, description="Most files and folders in a model archive."
+    )
+    allowed_data_prefixes: list[str] = Field(
+        default_factory=list,
+        description="If set, ModelDataUrl and input locations must start with one of these "
+        "(s3://bucket/prefix/, file:///dir/, /dir/).",
+    )
 
     @property
     def metadata_url(self) -> str:
@@ -89,4 +139,5 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://{host}:{self.port}"

@@ -146,11 +146,11 @@ def test_unknown_target_variant_is_validation_error(rt: Any, endpoint: str) -> N
 
 def test_unknown_operation_and_bad_json(server: ModelhostServer) -> None:
     def post(target: str, body: bytes) -> tuple[int, bytes]:
-        req = urllib.request.Request(
-            server.url + "/",
-            data=body,
-            method="POST",
-            headers={"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
+        req = server.signed(
+            "POST",
+            "/",
+            body,
+            {"X-Amz-Target": target, "Content-Type": "application/x-amz-json-1.1"},
         )
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
@@ -158,8 +158,9 @@ def test_unknown_operation_and_bad_json(server: ModelhostServer) -> None:
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
+    # Not in the policy table: denied before the API sees it (default deny), even to admins.
     status, body = post("SageMaker.CreateTrainingJob", b"{}")
-    assert status == 400 and b"UnknownOperationException" in body
+    assert status == 403 and b"AccessDeniedException" in body
     status, body = post("SageMaker.ListEndpoints", b"{not json")
     assert status == 400 and b"SerializationException" in body
 

@@ -45,16 +45,14 @@ def _put_alarm(server: ModelhostServer, name: str, endpoint: str) -> None:
         "ComparisonOperator": "GreaterThanOrEqualToThreshold",
         "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
     }
-    req = urllib.request.Request(
-        f"{server.url}/api/alarms/{name}", method="PUT", data=json.dumps(body).encode()
-    )
+    req = server.signed("PUT", f"/api/alarms/{name}", json.dumps(body).encode())
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert json.loads(resp.read())["AlarmName"] == name
 
 
 def _events(server: ModelhostServer, endpoint: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(
-        f"{server.url}/api/endpoints/{endpoint}/events", timeout=10
+        server.signed("GET", f"/api/endpoints/{endpoint}/events"), timeout=10
     ) as resp:
         events: list[dict[str, Any]] = json.loads(resp.read())["Events"]
         return events

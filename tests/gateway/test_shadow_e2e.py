@@ -94,9 +94,7 @@ def _wait_pairs(home: Path, name: str, n: int, limit_s: float = 10.0) -> list[di
 
 
 def _native(server: ModelhostServer, method: str, path: str) -> Any:
-    req = urllib.request.Request(
-        f"{server.url}{path}", method=method, data=b"{}" if method == "POST" else None
-    )
+    req = server.signed(method, path, b"{}" if method == "POST" else None)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())

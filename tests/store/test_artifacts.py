@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,10 +37,10 @@ def unpack_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     calls: list[Path] = []
     real = artifacts._unpack
 
-    def counting(archive: Path, into: Path, label: str) -> None:
+    def counting(archive: Path, into: Path, label: str, *limits: Any) -> None:
         calls.append(into)
         time.sleep(0.05)
-        real(archive, into, label)
+        real(archive, into, label, *limits)
 
     monkeypatch.setattr(artifacts, "_unpack", counting)
     return calls
@@ -125,10 +126,10 @@ def test_concurrent_fetches_from_processes_share_one_unpack(
         from modelhost.settings import Settings
         from modelhost.store import artifacts
         real = artifacts._unpack
-        def slow(archive, into, label):
+        def slow(archive, into, label, *limits):
             Path(sys.argv[3], str(os.getpid())).touch()
             time.sleep(0.5)  # hold the entry long enough for the other process to collide
-            real(archive, into, label)
+            real(archive, into, label, *limits)
         artifacts._unpack = slow
         print(artifacts.ArtifactStore(Settings(home=Path(sys.argv[1]))).fetch(sys.argv[2]))
         """

@@ -22,6 +22,7 @@ from modelhost.errors import ValidationException
 from modelhost.resources.names import arn
 from modelhost.resources.status import EndpointStatus
 from modelhost.settings import Settings
+from modelhost.store.locations import confine
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -101,8 +102,31 @@ class ControlPlane:
                 f"{p['ModelName']}."
             )
         validate_model_containers(p)
+        self._confine_model_data(p)
         spec = {k: v for k, v in p.items() if k not in ("ModelName", "Tags")}
         return {"ModelArn": self._create(Kind.MODEL, p["ModelName"], spec, p.get("Tags"))}
+
+    def _confine_model_data(self, p: dict[str, Any]) -> None:
+        """Model data only from allowed prefixes, never from the server's own home."""
+        containers = [p.get("PrimaryContainer") or {}, *(p.get("Containers") or [])]
+        for i, container in enumerate(containers):
+            where = "primaryContainer" if i == 0 else f"containers.{i}"
+            url = container.get("ModelDataUrl")
+            if isinstance(url, str):
+                confine(
+                    url,
+                    self.settings.allowed_data_prefixes,
+                    f"{where}.modelDataUrl",
+                    [self.settings.home],
+                )
+            source = (container.get("ModelDataSource") or {}).get("S3DataSource") or {}
+            if isinstance(source.get("S3Uri"), str):
+                confine(
+                    source["S3Uri"],
+                    self.settings.allowed_data_prefixes,
+                    f"{where}.modelDataSource.s3DataSource.s3Uri",
+                    [self.settings.home],
+                )
 
     def describe_model(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self._get(Kind.MODEL, p["ModelName"])

@@ -25,9 +25,13 @@ from modelhost import __version__
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.gateway.asgi import Receive, Scope, Send
+from modelhost.gateway.auth.guard import Guard
+from modelhost.gateway.auth.keys import KeyStore
+from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.native_api import NativeAPI
+from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
@@ -79,13 +83,20 @@ class Gateway:
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
         self.jobs.predictions = self.predictions_api.backend
+        # Keys live in home even with auth off, so turning it on later keeps them.
+        self.keys = KeyStore(settings.home)
+        self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
+        self.keys.record_url(settings.base_url)
+        self.guard = Guard(settings, self.keys if settings.auth_enabled else None)
         self.other = Starlette(
             routes=[
                 Route("/ping", self.ping),
                 Route("/healthz", self.ping),
                 Route("/metrics", self.prometheus),
+                Route("/api/openapi.json", self.openapi),
                 *self.native_api.routes(),
                 *JobsAPI(self.jobs).routes(),
+                *KeysAPI(self.keys).routes(),
             ],
             lifespan=self.lifespan,
         )
@@ -105,6 +116,17 @@ class Gateway:
             self.settings.base_url,
             self.settings.home,
         )
+        if self.new_admin_key is not None:
+            log.warning(
+                "created the admin access key %s (secret stored encrypted in %s/auth); "
+                'export it with: eval "$(modelhost credentials --home %s --url %s)"',
+                self.new_admin_key[0],
+                self.settings.home,
+                self.settings.home,
+                self.settings.base_url,
+            )
+        if not self.settings.auth_enabled:
+            log.warning("authentication is OFF: anyone who can reach this port can use it")
         try:
             yield
         finally:
@@ -115,6 +137,9 @@ class Gateway:
             await self.predictions_api.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.guard(scope, receive, send, self.dispatch)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/predictions"):
             await self.predictions_api(scope, receive, send)
             return
@@ -177,6 +202,9 @@ class Gateway:
 
     async def ping(self, _request: Request) -> Response:
         return JSONResponse({"status": "Healthy", "version": __version__})
+
+    async def openapi(self, _request: Request) -> Response:
+        return JSONResponse(native_openapi())
 
     async def prometheus(self, _request: Request) -> Response:
         return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)

@@ -19,6 +19,7 @@ from modelhost.errors import (
     ModelError,
     ServiceUnavailable,
     ValidationError,
+    ValidationException,
 )
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
@@ -27,6 +28,7 @@ from modelhost.gateway.pipeline import MultiContainerInvoker, group_spec
 from modelhost.resources.names import RUNTIME_NAME_RE
 from modelhost.routing.choose import choose_variant, pick_instance
 from modelhost.routing.table import ShadowRoute
+from modelhost.store.locations import resolve_target_model
 from modelhost.telemetry import shadow_report
 
 if TYPE_CHECKING:
@@ -245,7 +247,12 @@ class RuntimeAPI:
                 "1 validation error detected: Value at 'body' failed to satisfy constraint: "
                 "Member must not be empty"
             )
-        if b"x-amzn-sagemaker-target-model" in headers:
+        target_model = headers.get(b"x-amzn-sagemaker-target-model")
+        if target_model is not None:
+            try:  # a TargetModel must stay inside its endpoint's model prefix
+                resolve_target_model("", target_model.decode("latin-1"))
+            except ValidationException as exc:
+                raise ValidationError(exc.message) from exc
             raise ValidationError(
                 f"Endpoint {name} is not a multi-model endpoint; remove TargetModel."
             )

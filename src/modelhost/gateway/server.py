@@ -2,12 +2,48 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 
 import uvicorn
 
+from modelhost.errors import ModelhostError
 from modelhost.gateway.app import Gateway
+from modelhost.gateway.http_limits import bounded_protocol
 from modelhost.settings import Settings
+
+
+class UnsafeConfiguration(ModelhostError):
+    code = "UnsafeConfiguration"
+    status = 500
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` resolves to is a loopback address."""
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def check_safe(settings: Settings) -> None:
+    """Refuse to serve an unauthenticated API beyond this machine, or half-configured TLS."""
+    if not settings.auth_enabled and not is_loopback(settings.host):
+        raise UnsafeConfiguration(
+            f"refusing to listen on {settings.host} with authentication off: anyone on the "
+            "network could deploy code. Turn MODELHOST_AUTH_ENABLED back on, or listen on "
+            "127.0.0.1."
+        )
+    if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+        raise UnsafeConfiguration("TLS needs both tls_cert_file and tls_key_file.")
 
 
 def serve(settings: Settings) -> None:
@@ -15,6 +51,7 @@ def serve(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    check_safe(settings)
     app = Gateway(settings)
     uvicorn.run(
         app,
@@ -25,4 +62,10 @@ def serve(settings: Settings) -> None:
         # Clients (boto3) keep connections open between calls; don't cut them at 5 s.
         timeout_keep_alive=75,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
+        # h11's cap on one request head; the guard enforces max_header_bytes as well.
+        # The request head is capped while it arrives (not only once parsed).
+        http=bounded_protocol(settings.max_header_bytes + 8192),
+        limit_concurrency=settings.max_concurrency,
     )

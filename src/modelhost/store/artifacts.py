@@ -19,6 +19,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -68,6 +69,11 @@ class ArtifactStore:
 
     def __init__(self, settings: Settings) -> None:
         self._cache = _Cache(settings.artifact_cache_dir)
+        self._limits = UnpackLimits(
+            settings.artifact_max_unpacked_bytes,
+            settings.artifact_max_ratio,
+            settings.artifact_max_members,
+        )
         self._s3 = S3Backend(settings.s3_endpoint_url, self._cache)
 
     def fetch(self, model_data_url: str) -> Path:
@@ -144,7 +150,7 @@ class ArtifactStore:
     def _place_file(self, path: Path, name: str, digest: str, mode: Mode, label: str) -> Path:
         """Cache one local file: unpacked if it is an archive, else alone under its name."""
         if mode == "archive" or (mode == "auto" and _is_archive(path, name, label)):
-            return self._cache.fill(digest, lambda into: _unpack(path, into, label))
+            return self._cache.fill(digest, lambda into: _unpack(path, into, label, self._limits))
         if name in ("", ".", "..") or "\0" in name:
             raise ArtifactError(f"{label}: '{name}' cannot be a file name; rename the artifact")
         # The name is part of the key: the same bytes may be loaded by name (model.joblib).
@@ -252,14 +258,59 @@ def _is_archive(path: Path, name: str, label: str) -> bool:
     return True
 
 
-def _unpack(archive: Path, into: Path, label: str) -> None:
+@dataclass(frozen=True)
+class UnpackLimits:
+    """Decompression-bomb caps, checked from the headers before anything is written."""
+
+    max_bytes: int
+    max_ratio: float
+    max_members: int
+
+
+def _check_size(
+    members: list[tarfile.TarInfo], archive: Path, label: str, lim: UnpackLimits
+) -> None:
+    if len(members) > lim.max_members:
+        raise ArtifactError(
+            f"{label}: the archive has {len(members)} members; the limit is {lim.max_members} "
+            "(artifact_max_members)"
+        )
+    total = sum(m.size for m in members if m.isfile())
+    if total > lim.max_bytes:
+        raise ArtifactError(
+            f"{label}: the archive unpacks to {total} bytes; the limit is {lim.max_bytes} "
+            "(artifact_max_unpacked_bytes)"
+        )
+    packed = max(archive.stat().st_size, 1)
+    # Small archives are exempt: a 1 KB config compresses well and harms no one.
+    if total > 16 * 1024 * 1024 and total / packed > lim.max_ratio:
+        raise ArtifactError(
+            f"{label}: the archive unpacks to {total / packed:.0f} times its size; the limit is "
+            f"{lim.max_ratio:g} (artifact_max_ratio): refusing a likely decompression bomb"
+        )
+
+
+def _read_members(
+    tar: tarfile.TarFile, archive: Path, label: str, limits: UnpackLimits | None
+) -> list[tarfile.TarInfo]:
+    """Every header, checking the caps as each one is read: a bomb is refused before the
+    gzip stream is decompressed past its first oversized member."""
+    members: list[tarfile.TarInfo] = []
+    while (member := tar.next()) is not None:
+        members.append(member)
+        if limits is not None:
+            _check_size(members, archive, label, limits)
+    return members
+
+
+def _unpack(archive: Path, into: Path, label: str, limits: UnpackLimits | None = None) -> None:
     try:
         # "r:*" would hide the gzip error among its attempts at bz2, xz and plain tar.
         with tarfile.open(archive, "r:gz" if _is_gzip(archive) else "r:*") as tar:
             tar.errorlevel = 2  # a link that cannot be made is an error, not a debug message
             # All headers first (gzip is decompressed twice): a broken header fails before any
             # write, and the checks see every symlink (a later one can redirect an earlier one).
-            members = tar.getmembers()
+            members = _read_members(tar, archive, label, limits)
             _check_members(members, label)
             tar.extractall(into, members=members, filter="data")
             # gzip checks its CRC only at the end of the stream, which tar may stop short of.

@@ -57,7 +57,12 @@ class AlarmSpec:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> AlarmSpec:
         """From a PutMetricAlarm-shaped JSON object; ValidationException names the field."""
-        dims = {d.get("Name"): d.get("Value") for d in body.get("Dimensions") or []}
+        raw_dims = body.get("Dimensions") or []
+        if not isinstance(raw_dims, list) or not all(
+            isinstance(d, dict) and isinstance(d.get("Name"), str) for d in raw_dims
+        ):
+            raise ValidationException("Dimensions must be a list of {Name, Value} objects.")
+        dims = {d["Name"]: d.get("Value") for d in raw_dims}
 
         def need(key: str) -> Any:
             if body.get(key) is None:
@@ -74,10 +79,10 @@ class AlarmSpec:
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
             raise ValidationException("AlarmName must be a string of 1 to 255 characters.")
         metric = need("MetricName")
-        if metric not in METRICS:
+        if not isinstance(metric, str) or metric not in METRICS:
             raise ValidationException(f"MetricName must be one of {', '.join(METRICS)}.")
         namespace = body.get("Namespace", "AWS/SageMaker")
-        if namespace != "AWS/SageMaker":
+        if not isinstance(namespace, str) or namespace != "AWS/SageMaker":
             raise ValidationException("Namespace must be AWS/SageMaker.")
         endpoint = body.get("EndpointName") or dims.get("EndpointName")
         if not isinstance(endpoint, str) or not ENDPOINT_NAME_RE.match(endpoint):
@@ -85,10 +90,10 @@ class AlarmSpec:
                 "Dimensions must name a valid EndpointName (and may name a VariantName)."
             )
         statistic = need("Statistic")
-        if statistic not in STATISTICS:
+        if not isinstance(statistic, str) or statistic not in STATISTICS:
             raise ValidationException(f"Statistic must be one of {', '.join(STATISTICS)}.")
         comparison = need("ComparisonOperator")
-        if comparison not in COMPARISONS:
+        if not isinstance(comparison, str) or comparison not in COMPARISONS:
             raise ValidationException(
                 f"ComparisonOperator must be one of {', '.join(COMPARISONS)}."
             )
@@ -100,13 +105,15 @@ class AlarmSpec:
         ):
             raise ValidationException("Threshold must be a number.")
         treat = body.get("TreatMissingData", "missing")
-        if treat not in MISSING:
+        if not isinstance(treat, str) or treat not in MISSING:
             raise ValidationException(f"TreatMissingData must be one of {', '.join(MISSING)}.")
         periods = integer("EvaluationPeriods")
         to_alarm = integer("DatapointsToAlarm", periods)
         if to_alarm > periods:
             raise ValidationException("DatapointsToAlarm must not exceed EvaluationPeriods.")
         variant = body.get("VariantName") or dims.get("VariantName")
+        if variant is not None and not isinstance(variant, str):
+            raise ValidationException("VariantName must be a string.")
         return cls(
             name,
             metric,

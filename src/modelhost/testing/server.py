@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,6 +19,11 @@ from types import TracebackType
 from typing import Any
 
 from modelhost.fleet.local import free_port
+from modelhost.gateway.auth import client as auth_client
+
+# Credentials of the servers this process started, by URL, so `boto3_clients(url)` signs
+# with the right admin key without the caller passing it around.
+_STARTED: dict[str, tuple[str, str]] = {}
 
 
 class ModelhostServer:
@@ -36,10 +42,16 @@ class ModelhostServer:
         self.env = dict(env or {})
         self.log_path = log_path or self.home / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.credentials: tuple[str, str] = auth_client.PLACEHOLDER
+
+    @property
+    def tls_cert_file(self) -> str | None:
+        return self.env.get("MODELHOST_TLS_CERT_FILE")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.tls_cert_file else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 30.0) -> ModelhostServer:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -67,8 +79,16 @@ class ModelhostServer:
                     f"modelhost serve exited with {self.proc.returncode}; see {self.log_path}"
                 )
             try:
-                with urllib.request.urlopen(self.url + "/ping", timeout=1) as resp:
+                context = (
+                    ssl.create_default_context(cafile=self.tls_cert_file)
+                    if self.tls_cert_file
+                    else None
+                )
+                with urllib.request.urlopen(self.url + "/ping", timeout=1, context=context) as resp:
                     if resp.status == 200:
+                        found = auth_client.KeyStore(self.home).bootstrap_credentials()
+                        self.credentials = found or auth_client.PLACEHOLDER
+                        _STARTED[self.url] = self.credentials
                         return self
             except (urllib.error.URLError, OSError):
                 pass
@@ -106,7 +126,21 @@ class ModelhostServer:
 
     def clients(self, **config: Any) -> tuple[Any, Any]:
         """boto3 `sagemaker` and `sagemaker-runtime` clients pointed at this server."""
-        return boto3_clients(self.url, **config)
+        return boto3_clients(self.url, credentials=self.credentials, **config)
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A signed call to the native `/api/...` API; raises HTTPError on 4xx/5xx."""
+        return auth_client.call_native(self.url, method, path, self.credentials, body)
+
+    def signed(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> urllib.request.Request:
+        """A urllib request to this server, signed with its admin key."""
+        return auth_client.signed_request(self.url + path, method, self.credentials, body, headers)
 
     def __enter__(self) -> ModelhostServer:
         return self.start()
@@ -120,15 +154,21 @@ class ModelhostServer:
         self.stop()
 
 
-def boto3_clients(url: str, **config: Any) -> tuple[Any, Any]:
+def boto3_clients(
+    url: str, credentials: tuple[str, str] | None = None, **config: Any
+) -> tuple[Any, Any]:
+    """boto3 `sagemaker` and `sagemaker-runtime` clients for `url`, signing with
+    `credentials`, else the key of a server this process started at `url`, else the key
+    `modelhost credentials` would print (see `gateway.auth.client.resolve`)."""
     import boto3
     from botocore.config import Config
 
+    key_id, secret = credentials or _STARTED.get(url) or auth_client.resolve()
     kwargs: dict[str, Any] = {
         "endpoint_url": url,
         "region_name": "us-east-1",
-        "aws_access_key_id": "modelhost",
-        "aws_secret_access_key": "modelhost",
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
     }
     if config:
         kwargs["config"] = Config(**config)

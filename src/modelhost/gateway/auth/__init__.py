@@ -1,0 +1,1 @@
+"""Authentication (SigV4), access keys with roles, the policy, and the request guard."""

@@ -1,0 +1,170 @@
+"""Which action a request asks for: the table the guard and the policy share.
+
+The classification mirrors `Gateway` dispatch: a `POST` with `X-Amz-Target` is a JSON 1.1
+control call (SageMaker or Application Auto Scaling, told apart by the target prefix); a
+`POST .../endpoints/{name}/{action}` outside `/api/` is the runtime; a few health paths are
+public; everything else is the native API, matched against `NATIVE_ROUTES`. A request that
+matches nothing has no action, and the policy denies it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+
+class Surface(enum.Enum):
+    """The API a request belongs to; decides its signing service and body limit."""
+
+    CONTROL = "control"
+    RUNTIME = "runtime"
+    NATIVE = "native"
+    PUBLIC = "public"
+
+
+# X-Amz-Target prefix → (SigV4 signing name, action namespace). Add a service here.
+TARGET_PREFIXES: dict[str, tuple[str, str]] = {
+    "SageMaker": ("sagemaker", "sagemaker"),
+    "AnyScaleFrontendService": ("application-autoscaling", "application-autoscaling"),
+}
+RUNTIME_SERVICE = "sagemaker"
+NATIVE_SERVICE = "sagemaker"
+
+RUNTIME_ACTIONS = {
+    "invocations": "sagemaker:InvokeEndpoint",
+    "async-invocations": "sagemaker:InvokeEndpointAsync",
+    "invocations-response-stream": "sagemaker:InvokeEndpointWithResponseStream",
+}
+
+PUBLIC_PATHS = frozenset({"/ping", "/healthz", "/api/openapi.json"})
+
+
+@dataclass(frozen=True)
+class NativeRoute:
+    """One native route: `{x}` matches a path segment, `{x:path}` the rest of the path.
+    `scope` names the resource kind (`endpoint`, `predictions`, `key`) taken from `{name}`."""
+
+    method: str
+    template: str
+    action: str
+    scope: str | None = None
+
+    def match(self, method: str, path: str) -> str | None:
+        """The resource when the request matches (`` for an unscoped route), else None."""
+        if method != self.method and not (method == "HEAD" and self.method == "GET"):
+            return None
+        found = _compiled(self.template).match(path)
+        if found is None:
+            return None
+        if self.scope is None:
+            return ""
+        return f"{self.scope}/{unquote(found.group('name'))}"
+
+
+_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _compiled(template: str) -> re.Pattern[str]:
+    pattern = _CACHE.get(template)
+    if pattern is None:
+        regex = re.sub(r"\{(\w+):path\}", r"(?P<\1>.+)", template)
+        regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", regex)
+        pattern = _CACHE[template] = re.compile(f"^{regex}$")
+    return pattern
+
+
+NATIVE_ROUTES: tuple[NativeRoute, ...] = (
+    NativeRoute("GET", "/api/alarms", "modelhost:ListAlarms"),
+    NativeRoute("GET", "/api/alarms/{name}", "modelhost:DescribeAlarm"),
+    NativeRoute("PUT", "/api/alarms/{name}", "modelhost:PutAlarm"),
+    NativeRoute("DELETE", "/api/alarms/{name}", "modelhost:DeleteAlarm"),
+    NativeRoute(
+        "GET", "/api/endpoints/{name}/events", "modelhost:DescribeEndpointEvents", "endpoint"
+    ),
+    NativeRoute(
+        "GET", "/api/endpoints/{name}/shadow-report", "modelhost:GetShadowReport", "endpoint"
+    ),
+    NativeRoute(
+        "POST", "/api/endpoints/{name}/promote-shadow", "modelhost:PromoteShadow", "endpoint"
+    ),
+    # Multi-model endpoints: the models an endpoint has loaded.
+    NativeRoute("GET", "/api/endpoints/{name}/models", "modelhost:ListEndpointModels", "endpoint"),
+    # Transform jobs through the native API carry the SageMaker action names.
+    NativeRoute("GET", "/api/transform-jobs", "sagemaker:ListTransformJobs"),
+    NativeRoute("POST", "/api/transform-jobs", "sagemaker:CreateTransformJob"),
+    NativeRoute("GET", "/api/transform-jobs/{name}", "sagemaker:DescribeTransformJob"),
+    NativeRoute("POST", "/api/transform-jobs/{name}/stop", "sagemaker:StopTransformJob"),
+    # Bandit routing: deployers set it; whoever invokes the endpoint reports rewards.
+    NativeRoute("GET", "/api/endpoints/{name}", "sagemaker:DescribeEndpoint", "endpoint"),
+    NativeRoute(
+        "GET", "/api/endpoints/{name}/routing", "modelhost:DescribeEndpointRouting", "endpoint"
+    ),
+    NativeRoute("PUT", "/api/endpoints/{name}/routing", "modelhost:PutEndpointRouting", "endpoint"),
+    NativeRoute(
+        "DELETE", "/api/endpoints/{name}/routing", "modelhost:DeleteEndpointRouting", "endpoint"
+    ),
+    NativeRoute("POST", "/api/endpoints/{name}/rewards", "modelhost:PutRewards", "endpoint"),
+    # Prediction store lookups: the store name is scoped by the key's endpoint pattern.
+    NativeRoute("GET", "/predictions", "modelhost:ListPredictionStores"),
+    NativeRoute("GET", "/predictions/{name}", "modelhost:GetPrediction", "predictions"),
+    NativeRoute("GET", "/predictions/{name}/{key:path}", "modelhost:GetPrediction", "predictions"),
+    NativeRoute("POST", "/predictions/{name}/batch-get", "modelhost:GetPrediction", "predictions"),
+    NativeRoute("POST", "/predictions/{name}/load", "modelhost:PutPredictions", "predictions"),
+    NativeRoute("DELETE", "/predictions/{name}", "modelhost:DeletePredictions", "predictions"),
+    NativeRoute("GET", "/api/keys", "modelhost:ListAccessKeys"),
+    NativeRoute("POST", "/api/keys", "modelhost:CreateAccessKey"),
+    NativeRoute("DELETE", "/api/keys/{name}", "modelhost:RevokeAccessKey", "key"),
+    NativeRoute("GET", "/metrics", "modelhost:ReadMetrics"),
+)
+
+
+@dataclass
+class Target:
+    """What one request asks for; `action` is None when nothing in the tables matches."""
+
+    surface: Surface
+    service: str
+    action: str | None
+    resource: str
+
+
+def classify(method: str, raw_path: str, target_header: str | None, metrics_public: bool) -> Target:
+    if method == "POST" and target_header is not None:
+        prefix, _, operation = target_header.partition(".")
+        service, namespace = TARGET_PREFIXES.get(prefix, ("sagemaker", ""))
+        action = f"{namespace}:{operation}" if namespace and operation else None
+        return Target(Surface.CONTROL, service, action, "")
+    if method == "POST" and "/endpoints/" in raw_path and not raw_path.startswith("/api/"):
+        parts = raw_path.split("/")
+        action = RUNTIME_ACTIONS.get(parts[-1]) if len(parts) >= 4 else None
+        if len(parts) < 4 or parts[-3] != "endpoints":
+            action = None
+        name = unquote(parts[-2]) if len(parts) >= 4 else ""
+        return Target(Surface.RUNTIME, RUNTIME_SERVICE, action, f"endpoint/{name}")
+    path = unquote(raw_path)
+    if method in ("GET", "HEAD") and (
+        path in PUBLIC_PATHS or (metrics_public and path == "/metrics")
+    ):
+        return Target(Surface.PUBLIC, NATIVE_SERVICE, None, "")
+    for route in NATIVE_ROUTES:
+        resource = route.match(method, raw_path)
+        if resource is not None:
+            return Target(Surface.NATIVE, NATIVE_SERVICE, route.action, resource)
+    return Target(Surface.NATIVE, NATIVE_SERVICE, None, "")
+
+
+def control_resource(params: Any) -> str:
+    """The endpoint a control call names, if any: `EndpointName`, or an autoscaling
+    `ResourceId` of the form `endpoint/<name>/variant/<variant>`."""
+    if not isinstance(params, dict):
+        return ""
+    name = params.get("EndpointName")
+    if isinstance(name, str):
+        return f"endpoint/{name}"
+    resource_id = params.get("ResourceId")
+    if isinstance(resource_id, str) and resource_id.startswith("endpoint/"):
+        return "endpoint/" + resource_id.split("/")[1]
+    return ""

@@ -1,0 +1,68 @@
+"""The client side: which key the CLI and the test helpers sign with, and signed calls to
+modelhost's native API (boto3 signs the SageMaker APIs itself).
+
+Resolution order: `MODELHOST_ACCESS_KEY_ID`/`MODELHOST_SECRET_ACCESS_KEY` (settings), then
+the bootstrap admin key of the local home directory (readable only by its owner), then a
+placeholder pair that only a server with authentication off accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from modelhost.gateway.auth.keys import KeyStore
+from modelhost.settings import Settings
+
+PLACEHOLDER = ("modelhost", "modelhost")
+
+
+def resolve(home: Path | None = None, settings: Settings | None = None) -> tuple[str, str]:
+    """(access key id, secret) for talking to the server whose home is `home`."""
+    settings = settings or Settings()
+    if settings.access_key_id and settings.secret_access_key:
+        return settings.access_key_id, settings.secret_access_key
+    found = KeyStore(home or settings.home).bootstrap_credentials()
+    return found or PLACEHOLDER
+
+
+def signed_request(
+    url: str,
+    method: str,
+    credentials: tuple[str, str],
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    region: str = "us-east-1",
+    service: str = "sagemaker",
+) -> urllib.request.Request:
+    """A urllib request signed with SigV4 exactly as boto3 would sign it."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    aws = AWSRequest(method=method, url=url, data=body or b"", headers=dict(headers or {}))
+    SigV4Auth(Credentials(*credentials), service, region).add_auth(aws)
+    return urllib.request.Request(url, data=body, method=method, headers=dict(aws.headers.items()))
+
+
+def call_native(
+    base_url: str,
+    method: str,
+    path: str,
+    credentials: tuple[str, str],
+    body: dict[str, Any] | None = None,
+    timeout_s: float = 30.0,
+) -> Any:
+    """Call a native `/api/...` route; raises urllib.error.HTTPError on 4xx/5xx."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = signed_request(
+        base_url.rstrip("/") + path,
+        method,
+        credentials,
+        data,
+        {"Content-Type": "application/json"} if data is not None else None,
+    )
+    with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+        return json.loads(resp.read() or b"{}")

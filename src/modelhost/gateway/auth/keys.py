@@ -1,0 +1,231 @@
+"""Access keys: id, role, endpoint patterns and the secret, encrypted at rest.
+
+SigV4 verification needs the secret itself (the server recomputes the HMAC), so secrets
+cannot be stored as one-way hashes the way passwords are. They are encrypted with Fernet
+(AES-128-CBC + HMAC-SHA256) under a key file `auth/master.key` (mode 0600) in the home
+directory; `auth/keys.json` (0600) holds only ciphertexts, so a copy of it (a backup, a
+shared volume) does not reveal any secret without the key file. A secret is returned once,
+when its key is created; the only exception is the bootstrap admin key, which
+`modelhost credentials` decrypts for the local user who owns the home directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+
+from modelhost.errors import ValidationException
+from modelhost.gateway.auth.policy import Role
+
+_ID_ALPHABET = string.ascii_uppercase + string.digits
+_PATTERN_CHARS = set(string.ascii_letters + string.digits + "-*?,[]! ")
+MAX_PATTERN_CHARS = 256
+
+
+class KeyStatus:
+    ACTIVE = "Active"
+    REVOKED = "Revoked"
+
+
+@dataclass
+class AccessKey:
+    """One access key as stored (secret encrypted) and as described (secret omitted)."""
+
+    access_key_id: str
+    role: str
+    endpoints: str
+    created_s: float
+    status: str
+    bootstrap: bool
+    secret_token: str  # Fernet ciphertext of the secret access key
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "AccessKeyId": self.access_key_id,
+            "Role": self.role,
+            "Endpoints": self.endpoints,
+            "CreationTime": self.created_s,
+            "Status": self.status,
+            "Bootstrap": self.bootstrap,
+        }
+
+
+def auth_dir(home: Path) -> Path:
+    return home / "auth"
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write atomically with mode 0600 from the first byte (no window with wider mode)."""
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def validate_grant(role: str, endpoints: str) -> Role:
+    try:
+        parsed = Role(role)
+    except ValueError as exc:
+        raise ValidationException(
+            f"1 validation error detected: Value '{role}' at 'Role' failed to satisfy "
+            "constraint: Member must satisfy enum value set: [admin, deployer, invoker]"
+        ) from exc
+    if not endpoints or len(endpoints) > MAX_PATTERN_CHARS or not set(endpoints) <= _PATTERN_CHARS:
+        raise ValidationException(
+            f"1 validation error detected: Value '{endpoints[:80]}' at 'Endpoints' failed to "
+            "satisfy constraint: comma-separated glob patterns of letters, digits, '-', '*', "
+            f"'?', '[]', '!', at most {MAX_PATTERN_CHARS} characters"
+        )
+    return parsed
+
+
+class KeyStore:
+    """The access keys of one home directory; decrypted secrets are cached in memory."""
+
+    def __init__(self, home: Path) -> None:
+        self.dir = auth_dir(home)
+        self.path = self.dir / "keys.json"
+        self.key_path = self.dir / "master.key"
+        self._lock = threading.Lock()
+        self._fernet: Fernet | None = None
+        self._keys: dict[str, AccessKey] = {}
+        self._secrets: dict[str, str] = {}
+        self._loaded_mtime: float | None = None
+
+    # --- files ------------------------------------------------------------------------
+
+    def _cipher(self, create: bool) -> Fernet:
+        if self._fernet is None:
+            if not self.key_path.exists():
+                if not create:
+                    raise FileNotFoundError(self.key_path)
+                self.dir.mkdir(parents=True, exist_ok=True)
+                os.chmod(self.dir, 0o700)
+                _write_private(self.key_path, Fernet.generate_key())
+            self._fernet = Fernet(self.key_path.read_bytes().strip())
+        return self._fernet
+
+    def load(self) -> None:
+        """(Re)read keys.json; cheap when it has not changed."""
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self._keys, self._secrets = {}, {}
+            return
+        if mtime == self._loaded_mtime:
+            return
+        rows = json.loads(self.path.read_text())
+        keys = {row["access_key_id"]: AccessKey(**row) for row in rows}
+        self._keys, self._secrets, self._loaded_mtime = keys, {}, mtime
+
+    def _save(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        rows = [asdict(k) for k in self._keys.values()]
+        _write_private(self.path, json.dumps(rows, indent=1).encode())
+        self._loaded_mtime = self.path.stat().st_mtime
+
+    def record_url(self, url: str) -> None:
+        """Remember where this home's server listens, for `modelhost credentials`."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.dir / "url", url.encode())
+
+    def recorded_url(self) -> str | None:
+        try:
+            return (self.dir / "url").read_text().strip() or None
+        except OSError:
+            return None
+
+    # --- operations -------------------------------------------------------------------
+
+    def create(self, role: str, endpoints: str = "*", bootstrap: bool = False) -> tuple[str, str]:
+        """A new key: (access key id, secret). The secret is never returned again."""
+        validate_grant(role, endpoints)
+        with self._lock:
+            self.load()
+            cipher = self._cipher(create=True)
+            key_id = "MH" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(18))
+            secret = secrets.token_urlsafe(30)
+            self._keys[key_id] = AccessKey(
+                access_key_id=key_id,
+                role=role,
+                endpoints=endpoints,
+                created_s=time.time(),
+                status=KeyStatus.ACTIVE,
+                bootstrap=bootstrap,
+                secret_token=cipher.encrypt(secret.encode()).decode(),
+            )
+            self._save()
+            self._secrets[key_id] = secret
+            return key_id, secret
+
+    def revoke(self, key_id: str) -> AccessKey | None:
+        with self._lock:
+            self.load()
+            key = self._keys.get(key_id)
+            if key is None:
+                return None
+            admins = [
+                k
+                for k in self._keys.values()
+                if k.role == Role.ADMIN and k.status == KeyStatus.ACTIVE
+            ]
+            if key.status == KeyStatus.ACTIVE and key.role == Role.ADMIN and len(admins) == 1:
+                raise ValidationException(
+                    f"{key_id} is the last active admin key; create another admin key before "
+                    "revoking it."
+                )
+            key.status = KeyStatus.REVOKED
+            self._secrets.pop(key_id, None)
+            self._save()
+            return key
+
+    def list(self) -> list[AccessKey]:
+        with self._lock:
+            self.load()
+            return sorted(self._keys.values(), key=lambda k: k.created_s)
+
+    def active(self, key_id: str) -> tuple[AccessKey, str] | None:
+        """The active key and its secret, or None if unknown or revoked."""
+        key = self._keys.get(key_id)
+        if key is None or key.status != KeyStatus.ACTIVE:
+            return None
+        secret = self._secrets.get(key_id)
+        if secret is None:
+            try:
+                secret = self._cipher(create=False).decrypt(key.secret_token.encode()).decode()
+            except (InvalidToken, FileNotFoundError):
+                return None
+            self._secrets[key_id] = secret
+        return key, secret
+
+    def ensure_admin(self) -> tuple[str, str] | None:
+        """Create the bootstrap admin key if no active admin key exists; return it if new."""
+        self.load()
+        if any(k.role == Role.ADMIN and k.status == KeyStatus.ACTIVE for k in self._keys.values()):
+            return None
+        return self.create(Role.ADMIN, "*", bootstrap=True)
+
+    def bootstrap_credentials(self) -> tuple[str, str] | None:
+        """The active bootstrap admin key with its secret (for the local CLI), if any."""
+        try:
+            self.load()
+        except (OSError, ValueError):
+            return None
+        for key in self._keys.values():
+            if key.bootstrap and key.status == KeyStatus.ACTIVE:
+                found = self.active(key.access_key_id)
+                if found is not None:
+                    return key.access_key_id, found[1]
+        return None

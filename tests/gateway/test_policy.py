@@ -1,0 +1,119 @@
+"""The policy: every (role, action) pair, endpoint patterns, default deny, and a table entry
+for every action the gateway can dispatch."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.routing import Route
+
+from modelhost.control.service import ControlPlane
+from modelhost.gateway.auth.actions import (
+    NATIVE_ROUTES,
+    RUNTIME_ACTIONS,
+    TARGET_PREFIXES,
+    Surface,
+    classify,
+    control_resource,
+)
+from modelhost.gateway.auth.policy import ACTIONS, Role, authorize, endpoint_allowed
+from modelhost.settings import Settings
+
+# Stated independently of the table: what each role is for (issue 7).
+INVOKER_ACTIONS = {
+    "sagemaker:InvokeEndpoint",
+    "sagemaker:InvokeEndpointAsync",
+    "sagemaker:InvokeEndpointWithResponseStream",
+    "modelhost:GetPrediction",
+    # Bandit rewards come from the application that invokes the endpoint.
+    "modelhost:PutRewards",
+}
+ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
+
+
+def _expected(role: Role, action: str) -> bool:
+    if role is Role.ADMIN:
+        return True
+    if role is Role.DEPLOYER:
+        return action not in ADMIN_ONLY
+    return action in INVOKER_ACTIONS
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+@pytest.mark.parametrize("role", list(Role))
+def test_every_role_against_every_action(role: Role, action: str) -> None:
+    assert authorize(role, action, "") is _expected(role, action)
+    # The same with an endpoint the key's pattern allows, and one it does not.
+    assert authorize(role, action, "endpoint/churn-a", "churn-*") is _expected(role, action)
+    assert authorize(role, action, "endpoint/fraud", "churn-*") is False
+
+
+def test_unknown_actions_and_roles_are_denied() -> None:
+    for role in Role:
+        assert not authorize(role, "sagemaker:CreateTrainingJob", "")
+        assert not authorize(role, "", "")
+        assert not authorize(role, "sagemaker:invokeendpoint", "")
+    assert not authorize("root", "sagemaker:ListModels", "")  # type: ignore[arg-type]
+
+
+def test_endpoint_patterns() -> None:
+    assert endpoint_allowed("*", "anything")
+    assert endpoint_allowed("churn-*, fraud", "fraud")
+    assert not endpoint_allowed("churn-*", "Churn-a")  # case-sensitive, like endpoint names
+    assert not endpoint_allowed("", "x")
+    assert authorize(Role.INVOKER, "modelhost:GetPrediction", "predictions/churn-1", "churn-*")
+    assert not authorize(Role.INVOKER, "modelhost:GetPrediction", "predictions/x", "churn-*")
+
+
+def _control_operations() -> list[str]:
+    plane = ControlPlane(Settings(), None, None)  # type: ignore[arg-type]
+    return sorted(plane.operations)
+
+
+def test_every_dispatchable_action_has_a_table_entry(tmp_path: object) -> None:
+    # Control plane (SageMaker JSON 1.1): every operation the API serves.
+    for op in _control_operations():
+        target = classify("POST", "/", f"SageMaker.{op}", True)
+        assert target.action in ACTIONS, op
+    # Application Auto Scaling, whichever operations exist on this branch.
+    assert TARGET_PREFIXES["AnyScaleFrontendService"][0] == "application-autoscaling"
+    # Runtime.
+    for suffix, action in RUNTIME_ACTIONS.items():
+        assert classify("POST", f"/endpoints/e/{suffix}", None, True).action == action
+        assert action in ACTIONS
+    # Native routes: every Starlette route the gateway mounts, for every method.
+    from modelhost.gateway.app import Gateway
+
+    settings = Settings(home=tmp_path)  # type: ignore[arg-type]
+    gateway = Gateway(settings)
+    try:
+        for route in gateway.other.routes:
+            assert isinstance(route, Route)
+            if route.path in ("/ping", "/healthz", "/api/openapi.json"):
+                continue
+            path = route.path.replace("{name}", "x")
+            for method in sorted(route.methods or {"GET"}):
+                if method == "HEAD":
+                    continue
+                target = classify(method, path, None, False)
+                assert target.surface is Surface.NATIVE, (method, route.path)
+                assert target.action in ACTIONS, (method, route.path)
+    finally:
+        gateway.store.close()
+    for native in NATIVE_ROUTES:
+        assert native.action in ACTIONS, native
+
+
+def test_resources_named_by_requests() -> None:
+    assert classify("POST", "/endpoints/a%20b/invocations", None, True).resource == "endpoint/a b"
+    assert classify("GET", "/api/endpoints/e1/events", None, True).resource == "endpoint/e1"
+    assert classify("GET", "/predictions/set1/key/with/slashes", None, True).resource == (
+        "predictions/set1"
+    )
+    assert classify("GET", "/metrics", None, True).surface is Surface.PUBLIC
+    assert classify("GET", "/metrics", None, False).action == "modelhost:ReadMetrics"
+    assert classify("GET", "/nowhere", None, True).action is None
+    assert classify("POST", "/endpoints/e/bogus", None, True).action is None
+    assert control_resource({"EndpointName": "e"}) == "endpoint/e"
+    assert control_resource({"ResourceId": "endpoint/e/variant/v"}) == "endpoint/e"
+    assert control_resource({"ModelName": "m"}) == ""
+    assert control_resource([1]) == ""
