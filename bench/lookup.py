@@ -165,7 +165,13 @@ def bench_backend(kind: str, args: argparse.Namespace, data: tuple[Path, Path]) 
     keys = [f"cust-{i:07d}" for i in range(args.keys)]
     rng = random.Random(1)
     with tempfile.TemporaryDirectory(prefix="mh-lookup-home-") as home, backend_url(kind) as url:
-        env = {"MODELHOST_LOG_LEVEL": "warning", "MODELHOST_PREDICTION_STORE_URL": url}
+        # Authentication off, as in bench/realtime.py: the raw-socket client replays one
+        # request and cannot sign each one (signing adds ≈ 31 µs, see bench/auth.py).
+        env = {
+            "MODELHOST_LOG_LEVEL": "warning",
+            "MODELHOST_PREDICTION_STORE_URL": url,
+            "MODELHOST_AUTH_ENABLED": "false",
+        }
         with ModelhostServer(Path(home), env=env) as server:
             print(f"\n[{kind}] loading {args.keys:,} keys through POST /predictions/{STORE}/load")
             start = time.perf_counter()

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         pre = {"ContainerHostname": "preprocess", "Image": example.SKLEARN_IMAGE}
         xgb = {"ContainerHostname": "xgboost", "Image": example.XGBOOST_IMAGE}
         pre["ModelDataUrl"], xgb["ModelDataUrl"] = str(pre_artifact), str(xgb_artifact)
-        with ModelhostServer(work / "home") as server:
+        # Authentication off, as in bench/realtime.py: wrk replays unsigned requests.
+        with ModelhostServer(work / "home", env={"MODELHOST_AUTH_ENABLED": "false"}) as server:
             sm, _ = boto3_clients(server.url)
             alone = {k: v for k, v in xgb.items() if k != "ContainerHostname"}
             create(sm, "xgb-only", {"PrimaryContainer": alone})

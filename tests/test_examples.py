@@ -66,6 +66,10 @@ def test_safe_deployments_example(server: ModelhostServer, tmp_path: Path) -> No
             unique("safe"),
         ],
         tmp_path,
+        {
+            "AWS_ACCESS_KEY_ID": server.credentials[0],
+            "AWS_SECRET_ACCESS_KEY": server.credentials[1],
+        },
     )
     assert "1. A/B split over 400 requests" in stdout
     assert "Update rolled back: alarm" in stdout and "RollingBack" in stdout

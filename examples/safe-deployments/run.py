@@ -1,6 +1,7 @@
 """Production variants and safe deployments against a running modelhost, with plain boto3.
 
     modelhost serve &
+    eval "$(modelhost credentials)"       # the admin key, for boto3 and the native calls
     python examples/safe-deployments/run.py --endpoint-url http://127.0.0.1:8080
 
 1. A/B: two variants with `initial_weight=1` each split traffic about evenly.
@@ -16,14 +17,12 @@ Everything except the alarm, the shadow report and the bandit calls (modelhost's
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 import tarfile
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -86,10 +85,9 @@ class Demo:
         self.endpoints: list[str] = []
 
     def native(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.url}{path}", method=method, data=data)
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())
+        from modelhost.gateway.auth.client import call_native
+
+        return call_native(self.url, method, path, self.credentials, body)
 
     def model(self, name: str, artifact: Path) -> str:
         self.sm.create_model(

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def _api(server: ModelhostServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(f"{server.url}{path}", method=method, data=data)
+    req = server.signed(method, path, data)
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
@@ -90,7 +90,7 @@ def test_rewards_move_traffic_to_the_better_variant(
             "Late": 0,
             "Unknown": 1,
         }
-        with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(server.signed("GET", "/metrics"), timeout=10) as resp:
             metrics = resp.read().decode()
         assert f'BanditRewards_total{{EndpointName="{name}",VariantName="B"}}' in metrics
         assert f'VariantWeight{{EndpointName="{name}",VariantName="B"}}' in metrics

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import pytest
 
 from modelhost.testing.redis import local_redis_server
-from modelhost.testing.server import ModelhostServer
+from modelhost.testing.server import ModelhostServer, credentials_for, signed_call
 from tests.conftest import FAST_ENV, unique
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url + path, data=data, method=method)
+    req = signed_call(url, method, path, data)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())
@@ -32,7 +32,13 @@ def call(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "MODELHOST_URL": url}
+    key_id, secret = credentials_for(url)
+    env = {
+        **os.environ,
+        "MODELHOST_URL": url,
+        "MODELHOST_ACCESS_KEY_ID": key_id,
+        "MODELHOST_SECRET_ACCESS_KEY": secret,
+    }
     return subprocess.run(
         [sys.executable, "-m", "modelhost", "predictions", *args],
         env=env,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import WaiterError
 
+from modelhost.testing.server import signed_call
 from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
 
 
@@ -71,11 +72,11 @@ def transform(
 
 
 def native(url: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    req = urllib.request.Request(
-        url + path,
-        data=None if body is None else json.dumps(body).encode(),
-        method="GET" if body is None else "POST",
-        headers={"content-type": "application/json"},
+    req = signed_call(
+        url,
+        "GET" if body is None else "POST",
+        path,
+        None if body is None else json.dumps(body).encode(),
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         result: dict[str, Any] = json.loads(resp.read())

@@ -154,6 +154,17 @@ class ModelhostServer:
         self.stop()
 
 
+def credentials_for(url: str) -> tuple[str, str]:
+    """The key to sign with for `url`: a server this process started, else the local one's."""
+    return _STARTED.get(url) or auth_client.resolve()
+
+
+def signed_call(url: str, method: str, path: str, body: bytes | None = None) -> Any:
+    """A signed urllib request for `url + path` (for tests that speak raw HTTP)."""
+    headers = {"content-type": "application/json"} if body is not None else None
+    return auth_client.signed_request(url + path, method, credentials_for(url), body, headers)
+
+
 def boto3_clients(
     url: str, credentials: tuple[str, str] | None = None, **config: Any
 ) -> tuple[Any, Any]:
