@@ -73,11 +73,13 @@ def build_models(tmp: Path) -> tuple[Path, Path, Path, list[str]]:
 
 class Demo:
     def __init__(self, url: str, prefix: str) -> None:
-        session = boto3.Session(
-            aws_access_key_id="modelhost",
-            aws_secret_access_key="modelhost",
-            region_name="us-east-1",
-        )
+        # The key comes from the usual chain (`eval "$(modelhost credentials)"` exports it);
+        # the native calls are signed with the same key, the way boto3 signs.
+        session = boto3.Session(region_name="us-east-1")
+        creds = session.get_credentials()
+        if creds is None:
+            raise SystemExit('no AWS credentials: run eval "$(modelhost credentials)" first')
+        self.credentials = (creds.access_key, creds.secret_key)
         self.url = url
         self.prefix = prefix
         self.sm = session.client("sagemaker", endpoint_url=url)
