@@ -204,6 +204,7 @@ def deploy(
 @click.option("--content-type", default="text/csv", show_default=True)
 @click.option("--accept", default=None)
 @click.option("--target-variant", default=None)
+@click.option("--target-model", default=None, help="Multi-model endpoints: e.g. CA.tar.gz.")
 @url_option
 def invoke(
     name: str,
@@ -213,6 +214,7 @@ def invoke(
     accept: str | None,
     target_variant: str | None,
     url: str | None,
+    target_model: str | None = None,
 ) -> None:
     """Invoke endpoint NAME and print the answer."""
     _, rt = _clients(_url(url))
@@ -224,6 +226,8 @@ def invoke(
         kwargs["Accept"] = accept
     if target_variant:
         kwargs["TargetVariant"] = target_variant
+    if target_model:
+        kwargs["TargetModel"] = target_model
     try:
         resp = rt.invoke_endpoint(**kwargs)
     except Exception as exc:
@@ -467,6 +471,36 @@ def promote_shadow(name: str, url: str | None) -> None:
         f"endpoint {name}: updating to {out['EndpointConfigName']} "
         "(wait for InService: modelhost endpoints)"
     )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@url_option
+def models(name: str, as_json: bool, url: str | None) -> None:
+    """List the models loaded on each instance of multi-model endpoint NAME."""
+    import json
+
+    out = _native(_url(url), "GET", f"/api/endpoints/{name}/models")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not out["Instances"]:
+        click.echo(f"endpoint {name}: no multi-model instance is serving")
+        return
+    for inst in out["Instances"]:
+        if "Error" in inst:
+            click.echo(
+                f"{inst['InstanceId']} ({inst['VariantName']}): unreachable: {inst['Error']}"
+            )
+            continue
+        used, budget = inst.get("UsedBytes") or 0, inst.get("BudgetBytes") or 0
+        click.echo(
+            f"{inst['InstanceId']} ({inst['VariantName']}): {len(inst['Models'])} models, "
+            f"{used / 2**20:.1f} of {budget / 2**20:.1f} MiB, {inst['Outstanding']} in flight"
+        )
+        for m in inst["Models"]:
+            click.echo(f"  {m['ModelName']:<40} {(m.get('MemoryBytes') or 0) / 1024:>10.1f} KiB")
 
 
 @main.command()

@@ -58,6 +58,16 @@ class Settings(BaseSettings):
         default=1, description="Threads a built-in runtime uses for one predict (OMP_NUM_THREADS)."
     )
     log_level: str = Field(default="info", description="Log level of the gateway and instances.")
+    model_cache_bytes: int = Field(
+        default=0,
+        description="Memory the loaded models of one multi-model instance may take together; "
+        "0 = half of the instance type's memory, at most half of this machine's.",
+    )
+    model_busy_outstanding: int = Field(
+        default=8,
+        description="Multi-model routing: in-flight requests at which an instance holding the "
+        "target model counts as overloaded, so the least-loaded instance loads it too.",
+    )
 
     @property
     def metadata_url(self) -> str:

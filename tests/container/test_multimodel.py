@@ -22,7 +22,9 @@ STATES = ("CA", "NY", "TX", "WA", "AK", "NJ")
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> StateModels:
-    return write_state_models(make_churn(3000, seed=3), tmp_path_factory.mktemp("mme"), states=STATES)
+    return write_state_models(
+        make_churn(3000, seed=3), tmp_path_factory.mktemp("mme"), states=STATES
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,9 @@ def _scores(out: bytes) -> np.ndarray:
     return np.array([float(v) for v in out.decode().replace("\n", ",").split(",") if v])
 
 
-def test_load_list_invoke_unload(tmp_path: Path, models: StateModels, unpacked: dict[str, Path]) -> None:
+def test_load_list_invoke_unload(
+    tmp_path: Path, models: StateModels, unpacked: dict[str, Path]
+) -> None:
     with _start(tmp_path) as inst:
         status, doc = _load(inst, "CA.tar.gz", unpacked["CA"])
         assert status == 200, doc
@@ -169,10 +173,12 @@ def test_eviction_frees_memory(tmp_path: Path, churn_model: Any) -> None:
 
         def rss_kib() -> int:
             status = Path(f"/proc/{inst.process.pid}/status").read_text()
-            return int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1])
+            return int(
+                next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]
+            )
 
         def cycle(rounds: int) -> None:
-            for r in range(rounds):
+            for _round in range(rounds):
                 for i, d in enumerate(dirs):
                     status, doc = _load(inst, f"m{i}", d)
                     assert status == 200, doc

@@ -210,8 +210,8 @@ class InstanceApp:
         runtime = self.runtime
         if runtime is None or self._context_cls is None:
             if self.models is not None:
-                message = b"This is a multi-model instance: use POST /models/{name}/invoke"
-                await _respond(send, 400, message, TEXT)
+                hint = b"This is a multi-model instance: use POST /models/{name}/invoke"
+                await _respond(send, 400, hint, TEXT)
             elif self.state is ModelState.FAILED:
                 await _respond(send, 500, f"Model failed to load: {self.reason}".encode(), TEXT)
             else:

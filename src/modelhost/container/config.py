@@ -28,7 +28,7 @@ contract, and reading it directly avoids importing pydantic before the socket bi
 | `MODELHOST_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
 | `SAGEMAKER_MODEL_SERVER_WORKERS` | 1 | worker processes sharing the port (SO_REUSEPORT) |
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
-| `MODELHOST_MODEL_CACHE_BYTES` | half the RAM | memory the loaded models may take together (multi-model) |
+| `MODELHOST_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 
 See docs/performance.md for how the batching and worker defaults were chosen.
 """

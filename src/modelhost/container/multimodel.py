@@ -3,7 +3,7 @@
 | call | answer |
 |---|---|
 | `POST /models` `{"model_name", "url"}` | 200 loaded; 409 already loaded; 507 does not fit |
-| `GET /models?limit=&next_page_token=` | `{"models": [{"modelName", "modelUrl"}], "nextPageToken"?}` |
+| `GET /models?limit=&next_page_token=` | `{"models": [{"modelName", "modelUrl"}], ...}` |
 | `GET /models/{name}` | `{"modelName", "modelUrl"}`; 404 when not loaded |
 | `DELETE /models/{name}` | unloads (after its in-flight requests); 404 when not loaded |
 | `POST /models/{name}/invoke` | as `/invocations`; 404 when not loaded |
@@ -110,6 +110,7 @@ class MultiModelHost:
         self._loads: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._room = asyncio.Condition()
         self._waiting = 0
+        self._notifying: set[asyncio.Task[None]] = set()
         self._options: Any = None
 
     # --- ASGI ---------------------------------------------------------------------------
@@ -207,7 +208,9 @@ class MultiModelHost:
             return
         model = self.models.get(name)
         if model is None:
-            await _respond(send, 404, json.dumps(_error(404, f"Model {name} is not loaded")).encode(), JSON)
+            await _respond(
+                send, 404, json.dumps(_error(404, f"Model {name} is not loaded")).encode(), JSON
+            )
             return
         content_type = accept = custom = None
         for key, value in scope["headers"]:
@@ -235,8 +238,7 @@ class MultiModelHost:
             return
         finally:
             self.cache.release(name)
-            if self._waiting:
-                asyncio.ensure_future(self._notify())
+            self._wake_waiters()
         extra = []
         if context.response_custom_attributes is not None:
             extra.append((CUSTOM_ATTRIBUTES, context.response_custom_attributes.encode("latin-1")))
@@ -331,8 +333,7 @@ class MultiModelHost:
         del model  # the last reference: the framework frees the model's memory now
         unloading_us = (time.perf_counter() - started) * 1e6
         log.info("model %s unloaded (%.1f ms)", name, unloading_us / 1000)
-        if self._waiting:
-            asyncio.ensure_future(self._notify())
+        self._wake_waiters()
         return unloading_us
 
     async def _wait_for_room(self, deadline: float, message: str) -> None:
@@ -347,6 +348,13 @@ class MultiModelHost:
             raise LoadRefused(507, message) from None
         finally:
             self._waiting -= 1
+
+    def _wake_waiters(self) -> None:
+        """Let loads waiting for room look again (a request finished or a model left)."""
+        if self._waiting:
+            task = asyncio.ensure_future(self._notify())
+            self._notifying.add(task)
+            task.add_done_callback(self._notifying.discard)
 
     async def _notify(self) -> None:
         async with self._room:

@@ -332,6 +332,7 @@ class Controller:
                     model_spec=models[model_name],
                     fetch=self.artifacts.fetch,
                     fetch_source=self.artifacts.fetch_source,
+                    instance_type=variant.get("InstanceType"),
                 )
                 dep.fleets[variant["VariantName"]] = VariantFleet(
                     spec,

@@ -15,6 +15,7 @@ from typing import Any
 from modelhost.control.controller import Controller
 from modelhost.control.guardrails import rollback_alarms, traffic_steps
 from modelhost.control.listing import list_page
+from modelhost.control.multimodel import check_multi_model
 from modelhost.control.validation import validate_input
 from modelhost.errors import ValidationException
 from modelhost.resources.names import arn
@@ -96,6 +97,7 @@ class ControlPlane:
                 "Either PrimaryContainer or Containers must be specified for model "
                 f"{p['ModelName']}."
             )
+        check_multi_model(p)
         spec = {k: v for k, v in p.items() if k not in ("ModelName", "Tags")}
         return {"ModelArn": self._create(Kind.MODEL, p["ModelName"], spec, p.get("Tags"))}
 

@@ -5,6 +5,7 @@ Alarms: `PUT /api/alarms/{name}` (body: CloudWatch PutMetricAlarm members), `GET
 Endpoint events: `GET /api/endpoints/{name}/events`.
 Shadow variants: `GET /api/endpoints/{name}/shadow-report?tolerance=1e-6`,
 `POST /api/endpoints/{name}/promote-shadow`.
+Multi-model endpoints: `GET /api/endpoints/{name}/models` (what each instance holds).
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class NativeAPI:
             Route("/api/endpoints/{name}/events", self.events, methods=["GET"]),
             Route("/api/endpoints/{name}/shadow-report", self.shadow_report, methods=["GET"]),
             Route("/api/endpoints/{name}/promote-shadow", self.promote_shadow, methods=["POST"]),
+            Route("/api/endpoints/{name}/models", self.models, methods=["GET"]),
         ]
 
     async def list_alarms(self, _request: Request) -> Response:
@@ -116,6 +118,20 @@ class NativeAPI:
                 raise NotFound(f"Endpoint {name} does not exist.")
             assert self.control is not None
             return JSONResponse(self.control.promote_shadow(name))
+        except Exception as exc:
+            return _error(exc)
+
+    async def models(self, request: Request) -> Response:
+        from modelhost.gateway.multimodel import loaded_models
+
+        name = request.path_params["name"]
+        try:
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            assert self.control is not None
+            controller = self.control.controller
+            timeout_s = controller.settings.ping_timeout_s
+            return JSONResponse(await loaded_models(controller, name, timeout_s))
         except Exception as exc:
             return _error(exc)
 

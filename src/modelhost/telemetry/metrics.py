@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from modelhost.telemetry.model_metrics import ModelMetrics
 from modelhost.telemetry.series import SeriesStore, VariantWindow
 
 # 5 µs … 60 s: the gateway's own overhead is tens of µs, one-row predicts sit in the
@@ -117,6 +118,8 @@ class InvocationMetrics:
             registry=r,
         )
         self._bound: dict[tuple[str, str], VariantSeries] = {}
+        # Multi-model endpoints: loading, cache hits, loaded models (SageMaker's names).
+        self.models = ModelMetrics(r)
         # The recent per-second values that alarms evaluate.
         self.recent = SeriesStore()
 
