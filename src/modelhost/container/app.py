@@ -96,8 +96,10 @@ class InstanceApp:
         if self.config.multi_model:
             from modelhost.container.multimodel import MultiModelHost
 
-            # Models load on demand through POST /models; the instance is ready at once.
+            # Models load on demand through POST /models; the instance is ready once its
+            # framework is imported (seconds for some), so no first load pays for that.
             self.models = MultiModelHost(self.config, self._executor)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.models.warm_up)
             self.state = ModelState.READY
             if self.health is not None:
                 self.health.set("Healthy")

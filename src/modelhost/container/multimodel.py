@@ -28,6 +28,7 @@ holds and reports ModelLoadingTime and ModelUnloadingTime without another call.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
@@ -59,6 +60,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelhost.container")
 
+# The library each runtime imports when it loads a model.
+_FRAMEWORK_MODULES = {
+    "xgboost": "xgboost",
+    "sklearn": "sklearn",
+    "lightgbm": "lightgbm",
+    "onnx": "onnxruntime",
+    "pytorch": "torch",
+    "mlflow": "mlflow",
+}
 ROOM_WAIT_S = 60.0  # SageMaker's invocation deadline
 LIST_LIMIT = 100  # MMS's default and maximum page size
 
@@ -112,6 +122,21 @@ class MultiModelHost:
         self._waiting = 0
         self._notifying: set[asyncio.Task[None]] = set()
         self._options: Any = None
+
+    def warm_up(self) -> None:
+        """Import the framework the image names (not `auto`: that depends on each model),
+        so the first load does not pay seconds for the import."""
+        name = self.config.runtime
+        if name == "auto":
+            return
+        from modelhost.frameworks.registry import runtime_class
+
+        try:
+            runtime_class(name)
+            if name in _FRAMEWORK_MODULES:
+                importlib.import_module(_FRAMEWORK_MODULES[name])
+        except Exception:
+            log.exception("importing the %s runtime failed", name)
 
     # --- ASGI ---------------------------------------------------------------------------
 
@@ -223,10 +248,14 @@ class MultiModelHost:
         from modelhost.frameworks.base import Context
 
         runtime = model.runtime
-        context = Context(model.url, custom, _header_dict(scope))
+        context = Context(model.url, custom, _header_dict(scope) if not runtime.can_batch else {})
         self.cache.acquire(name)  # pinned: never evicted while this runs
         try:
-            if len(body) <= runtime.inline_max_bytes:
+            if runtime.can_batch and len(body) <= runtime.inline_max_bytes:
+                # No user code reads the context: the short path of `handle`.
+                data, media = runtime.prepare(body, content_type, accept)
+                answer = runtime.encode(runtime.predict(data), media)
+            elif len(body) <= runtime.inline_max_bytes:
                 answer, media = runtime.handle(body, content_type, accept, context)
             else:
                 answer, media = await asyncio.get_running_loop().run_in_executor(

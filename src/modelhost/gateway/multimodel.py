@@ -102,6 +102,8 @@ class MultiModelInvoker:
         self._dirs: dict[str, Path] = {}
         self._fetches: dict[str, asyncio.Task[Path]] = {}
         self._loads: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._hit_children: dict[tuple[str, str, str], Any] = {}
+        self._model_children: dict[tuple[str, str, str], Any] = {}
 
     async def invoke(
         self,
@@ -178,9 +180,20 @@ class MultiModelInvoker:
                 instance.models.discard(target)
                 self._count(labels, instance)
                 continue
-            self.metrics.cache_hit.labels(*labels).observe(1.0 if hit else 0.0)
-            self.metrics.invocations.labels(endpoint, variant.name, target).inc()
+            self._bound(labels, target, hit)
             return Sent(status, out_headers, out, instance, started)
+
+    def _bound(self, labels: tuple[str, str, str], target: str, hit: bool | None) -> None:
+        # Bound metric children, cached: `labels()` costs a lock and a lookup per call.
+        child = self._hit_children.get(labels)
+        if child is None:
+            child = self._hit_children[labels] = self.metrics.cache_hit.labels(*labels)
+        child.observe(1.0 if hit else 0.0)
+        key = (labels[0], labels[1], target)
+        counter = self._model_children.get(key)
+        if counter is None:
+            counter = self._model_children[key] = self.metrics.invocations.labels(*key)
+        counter.inc()
 
     async def _ensure_loaded(
         self, labels: tuple[str, str, str], instance: Instance, target: str, url: str
