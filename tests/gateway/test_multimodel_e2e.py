@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import tarfile
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -291,3 +294,31 @@ def test_seeds_flow_from_s3_with_boto3(tmp_path: Path, states: StateModels) -> N
                     got, states.expected(state, states.rows[state]), rtol=1e-6
                 )
             assert metric(srv.url, "ModelDownloadingTime_count", name) == len(chosen)
+
+
+def test_cli_invoke_target_model_and_models(
+    server: ModelhostServer, sm: Any, states: StateModels
+) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "MODELHOST_URL": server.url}
+        return subprocess.run(
+            [sys.executable, "-m", "modelhost", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    name = unique("mmecli")
+    deploy_mme(sm, name, str(states.prefix))
+    row = states.rows["NY"][:1]
+    out = cli("invoke", name, "--target-model", "NY.tar.gz", "--body", csv_body(row))
+    assert out.returncode == 0, out.stderr
+    assert abs(float(out.stdout) - float(states.expected("NY", row)[0])) <= 1e-6
+    out = cli("models", name)
+    assert out.returncode == 0, out.stderr
+    assert "1 models" in out.stdout and "NY.tar.gz" in out.stdout
+    out = cli("models", name, "--json")
+    assert json.loads(out.stdout)["Instances"][0]["Models"][0]["ModelName"] == "NY.tar.gz"
+    out = cli("models", unique("nope"))
+    assert out.returncode == 1 and "does not exist" in out.stderr
