@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import tarfile
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -194,3 +196,64 @@ def test_eviction_frees_memory(tmp_path: Path, churn_model: Any) -> None:
         # One model is a few hundred KiB; a leak of it per cycle would add tens of MiB.
         print(f"RSS {before} KiB -> {after} KiB over 180 load/evict cycles")
         assert after - before < 16 * 1024, (before, after)
+
+
+SLOW_SCRIPT = """
+import time
+
+
+def model_fn(model_dir):
+    return open(model_dir + "/name.txt").read()
+
+
+def input_fn(body, content_type):
+    return body
+
+
+def predict_fn(data, model):
+    time.sleep(float(data))
+    return model
+
+
+def output_fn(prediction, accept):
+    return prediction
+"""
+
+
+def _script_model(root: Path, name: str) -> Path:
+    folder = root / name
+    (folder / "code").mkdir(parents=True)
+    (folder / "code" / "inference.py").write_text(SLOW_SCRIPT)
+    (folder / "name.txt").write_text(name)
+    return folder
+
+
+def test_a_model_with_a_request_in_flight_is_not_evicted(tmp_path: Path) -> None:
+    """Room for one model: loading B waits until A's running request ends, then evicts A."""
+    a, b = _script_model(tmp_path, "a"), _script_model(tmp_path, "b")
+    budget = max(directory_bytes(a), directory_bytes(b))
+    with _start(tmp_path, budget) as inst, ThreadPoolExecutor(2) as pool:
+        assert _load(inst, "a", a)[0] == 200
+        finished: dict[str, float] = {}
+
+        def slow_request() -> tuple[int, dict[str, str], bytes]:
+            out = inst.request("POST", "/models/a/invoke", b"1.5", {"Content-Type": "text/plain"})
+            finished["a"] = time.monotonic()
+            return out
+
+        slow = pool.submit(slow_request)
+        # The load starts while A is busy (its request sleeps in predict_fn).
+        deadline = 50
+        while json.loads(inst.request("GET", "/models/a")[2])["inFlight"] == 0 and deadline:
+            deadline -= 1
+            threading.Event().wait(0.05)
+        status, doc = _load(inst, "b", b)
+        finished["b"] = time.monotonic()
+        status_a, _, body_a = slow.result(timeout=30)
+        assert finished["a"] <= finished["b"]  # the load waited for A's request
+        assert status_a == 200 and body_a == b"a"  # A finished its request...
+        assert status == 200 and [e["modelName"] for e in doc["evicted"]] == ["a"]  # ...then left
+        status, _, body = inst.request(
+            "POST", "/models/b/invoke", b"0", {"Content-Type": "text/plain"}
+        )
+        assert (status, body) == (200, b"b")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelhost.control.deployment import Deployment
@@ -24,13 +24,9 @@ class Rollout:
 
     def routes(self) -> tuple[VariantRoute, ...]:
         # Green first: a TargetVariant naming a variant both fleets have reaches green.
-        green = tuple(
-            VariantRoute(v.name, v.weight * self.share, v.instances) for v in self.green.routes()
-        )
-        blue = tuple(
-            VariantRoute(v.name, v.weight * (1.0 - self.share), v.instances)
-            for v in self.blue.routes()
-        )
+        # `replace` keeps every other field of the route (a multi-model prefix, ...).
+        green = tuple(replace(v, weight=v.weight * self.share) for v in self.green.routes())
+        blue = tuple(replace(v, weight=v.weight * (1.0 - self.share)) for v in self.blue.routes())
         return green + blue
 
 
