@@ -265,7 +265,13 @@ class MultiModelInvoker:
         if task is None:
             task = asyncio.ensure_future(asyncio.to_thread(self.controller.artifacts.fetch, url))
             self._fetches[url] = task
-            task.add_done_callback(lambda _t: self._fetches.pop(url, None))
+
+            def done(t: asyncio.Task[Path]) -> None:
+                self._fetches.pop(url, None)
+                if not t.cancelled():
+                    t.exception()  # retrieved: every waiter got it already
+
+            task.add_done_callback(done)
         started = time.perf_counter()
         try:
             local = await asyncio.shield(task)
