@@ -32,6 +32,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import tarfile
@@ -257,6 +258,8 @@ def check_answers(rt: Any, endpoint: str, models: StateModels) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the server and wrk are stopped by their context managers.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     wrk = ensure_wrk()
     info = machine_info()
     print(format_machine_info(info), flush=True)
