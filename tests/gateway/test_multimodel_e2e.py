@@ -322,3 +322,52 @@ def test_cli_invoke_target_model_and_models(
     assert json.loads(out.stdout)["Instances"][0]["Models"][0]["ModelName"] == "NY.tar.gz"
     out = cli("models", unique("nope"))
     assert out.returncode == 1 and "does not exist" in out.stderr
+
+
+def test_a_users_own_multi_model_server_that_answers_507_gets_unloaded_for(
+    server: ModelhostServer, sm: Any, rt: Any, tmp_path: Path
+) -> None:
+    """A server implementing /models that never evicts: the gateway unloads its LRU model."""
+    prefix = tmp_path / "user-models"
+    prefix.mkdir()
+    for name in "abcd":
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "value.txt").write_text(f"value-{name}")
+        with tarfile.open(prefix / f"{name}.tar.gz", "w:gz") as tar:
+            tar.add(folder / "value.txt", arcname="value.txt")
+    script = Path(__file__).with_name("mme_user_server.py")
+    name = unique("mmeuser")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": f"command:{sys.executable} {script}",
+            "ModelDataUrl": str(prefix),
+            "Mode": "MultiModel",
+            "Environment": {"MAX_MODELS": "2"},
+        },
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    for target in "abcadbca":
+        answer = rt.invoke_endpoint(
+            EndpointName=name, ContentType="text/plain", Body="x", TargetModel=f"{target}.tar.gz"
+        )
+        assert answer["Body"].read() == f"value-{target}".encode()
+    [instance] = native(server.url, f"/api/endpoints/{name}/models")["Instances"]
+    assert len(instance["Models"]) == 2
+    assert metric(server.url, "ModelUnloadingTime_count", name) >= 4

@@ -76,10 +76,11 @@ LIST_LIMIT = 100  # MMS's default and maximum page size
 class LoadRefused(Exception):
     """A load cannot happen; `status` is the HTTP answer (400, 404, 507)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.extra = extra  # more fields for the JSON answer
 
 
 @dataclass
@@ -160,7 +161,7 @@ class MultiModelHost:
             else:
                 status, doc = 404, _error(404, f"No route {method} {scope['path']}")
         except LoadRefused as exc:
-            status, doc = exc.status, _error(exc.status, exc.message)
+            status, doc = exc.status, {**_error(exc.status, exc.message), **exc.extra}
         await _respond(send, status, json.dumps(doc).encode(), JSON)
 
     # --- the API ------------------------------------------------------------------------
@@ -294,6 +295,9 @@ class MultiModelHost:
                     f"Model {name} needs {size} bytes, more than this instance's whole model "
                     f"cache ({self.cache.budget_bytes} bytes); raise MODELHOST_MODEL_CACHE_BYTES "
                     "or use an instance type with more memory",
+                    # So the gateway knows unloading other models would not help.
+                    memoryBytes=size,
+                    budgetBytes=self.cache.budget_bytes,
                 )
             if plan.admission is Admission.FITS:
                 break

@@ -13,8 +13,10 @@ whose ModelDataUrl is a prefix it:
    it again once.
 
 What each instance holds is learned from these answers (`Instance.models`): loads add,
-the `evicted` list of a load answer and 404s remove. A 507 (the model alone is larger
-than the instance's budget) reaches the client as ModelError with OriginalStatusCode 507.
+the `evicted` list of a load answer and 404s remove. A 507 from a server that does not
+evict by itself makes the gateway unload that instance's least recently used idle model
+and retry; a 507 because the model alone is larger than the instance's budget reaches the
+client as ModelError with OriginalStatusCode 507.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +105,10 @@ class MultiModelInvoker:
         self._dirs: dict[str, Path] = {}
         self._fetches: dict[str, asyncio.Task[Path]] = {}
         self._loads: dict[tuple[str, str], asyncio.Task[None]] = {}
+        # Per instance: its models, least recently used first, and requests in flight per
+        # model; used to unload for a server that answers 507 instead of evicting.
+        self._recency: dict[str, OrderedDict[str, None]] = {}
+        self._busy: dict[tuple[str, str], int] = {}
         self._hit_children: dict[tuple[str, str, str], Any] = {}
         self._model_children: dict[tuple[str, str, str], Any] = {}
 
@@ -148,9 +155,13 @@ class MultiModelInvoker:
                 elif hit is None:
                     hit = True
                 started = time.perf_counter()
-                status, out_headers, out = await self.controller.client.http.request(
-                    instance.port, b"POST", path, headers, body, self.timeout_s
-                )
+                self._use(instance.instance_id, target, 1)
+                try:
+                    status, out_headers, out = await self.controller.client.http.request(
+                        instance.port, b"POST", path, headers, body, self.timeout_s
+                    )
+                finally:
+                    self._use(instance.instance_id, target, -1)
             except InstanceUnreachable:
                 self.controller.report_unreachable(endpoint, instance)
                 tried.add(instance.instance_id)
@@ -182,6 +193,32 @@ class MultiModelInvoker:
                 continue
             self._bound(labels, target, hit)
             return Sent(status, out_headers, out, instance, started)
+
+    def _use(self, instance_id: str, target: str, delta: int) -> None:
+        key = (instance_id, target)
+        count = self._busy.get(key, 0) + delta
+        if count:
+            self._busy[key] = count
+        else:
+            del self._busy[key]
+        if delta > 0:
+            order = self._recency.get(instance_id)
+            if order is None:
+                order = self._recency[instance_id] = OrderedDict()
+            order[target] = None
+            order.move_to_end(target)
+
+    def _idle_lru(self, instance: Instance, keep: str) -> str | None:
+        """The least recently used model of `instance` with no request in flight."""
+        order = self._recency.get(instance.instance_id, OrderedDict())
+        for name in [n for n in instance.models if n not in order]:
+            order[name] = None  # loaded, never invoked yet: newest
+        for name in list(order):
+            if name not in instance.models:
+                del order[name]
+            elif name != keep and not self._busy.get((instance.instance_id, name)):
+                return name
+        return None
 
     def _bound(self, labels: tuple[str, str, str], target: str, hit: bool | None) -> None:
         # Bound metric children, cached: `labels()` costs a lock and a lookup per call.
@@ -220,19 +257,19 @@ class MultiModelInvoker:
         local = await self._local_dir(labels, url)
         request = json.dumps({"model_name": target, "url": str(local)}).encode()
         started = time.perf_counter()
-        try:
-            status, _headers, out = await self.controller.client.http.request(
-                instance.port, b"POST", b"/models", _JSON, request, self.timeout_s
-            )
-        except TimeoutError as exc:
-            raise ModelError(
-                f"Loading TargetModel {target} did not finish within {self.timeout_s:g} s.",
-                0,
-                "load timed out",
-                self.log_stream(labels[0]),
-            ) from exc
+        status, out = await self._post_load(labels, instance, target, request)
+        doc = json_object(out)
+        # 507 from a server that does not evict by itself: unload our least recently used
+        # idle model there and try again, as SageMaker's agent does. Not when the model
+        # alone is larger than the whole budget (the built-in container says so).
+        while status == 507 and not _alone_too_large(doc):
+            victim = self._idle_lru(instance, target)
+            if victim is None or not await self._unload(labels, instance, victim):
+                break
+            started = time.perf_counter()
+            status, out = await self._post_load(labels, instance, target, request)
+            doc = json_object(out)
         elapsed_us = (time.perf_counter() - started) * 1e6
-        doc = _json_object(out)
         if status == 200:
             self.metrics.loading_us.labels(*labels).observe(
                 float(doc.get("loadingTimeUs", elapsed_us))
@@ -255,6 +292,40 @@ class MultiModelInvoker:
             )
         instance.models.add(target)
         self._count(labels, instance)
+
+    async def _post_load(
+        self, labels: tuple[str, str, str], instance: Instance, target: str, request: bytes
+    ) -> tuple[int, bytes]:
+        try:
+            status, _headers, out = await self.controller.client.http.request(
+                instance.port, b"POST", b"/models", _JSON, request, self.timeout_s
+            )
+        except TimeoutError as exc:
+            raise ModelError(
+                f"Loading TargetModel {target} did not finish within {self.timeout_s:g} s.",
+                0,
+                "load timed out",
+                self.log_stream(labels[0]),
+            ) from exc
+        return status, out
+
+    async def _unload(self, labels: tuple[str, str, str], instance: Instance, name: str) -> bool:
+        """`DELETE /models/{name}`; True when the model is gone."""
+        started = time.perf_counter()
+        path = b"/models/" + quote(name, safe="").encode()
+        status, _headers, out = await self.controller.client.http.request(
+            instance.port, b"DELETE", path, [], b"", self.timeout_s
+        )
+        if status not in (200, 404):
+            return False
+        instance.models.discard(name)
+        if status == 200:
+            unloading_us = json_object(out).get("unloadingTimeUs")
+            if not isinstance(unloading_us, int | float):
+                unloading_us = (time.perf_counter() - started) * 1e6
+            self.metrics.unloading_us.labels(*labels).observe(float(unloading_us))
+        self._count(labels, instance)
+        return True
 
     async def _local_dir(self, labels: tuple[str, str, str], url: str) -> Path:
         """The artifact unpacked on local disk; downloaded at most once per gateway."""
@@ -288,60 +359,14 @@ class MultiModelInvoker:
         self.metrics.loaded_count.labels(*labels).set(len(instance.models))
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
+def _alone_too_large(doc: dict[str, Any]) -> bool:
+    size, budget = doc.get("memoryBytes"), doc.get("budgetBytes")
+    return isinstance(size, int) and isinstance(budget, int) and size > budget
+
+
+def json_object(body: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(body)
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
-
-
-async def loaded_models(controller: Controller, endpoint: str, timeout_s: float) -> dict[str, Any]:
-    """What each instance of `endpoint` holds, asked of the instances (`GET /models`)."""
-    deployment = controller.deployment(endpoint)
-    instances: list[dict[str, Any]] = []
-    if deployment is not None:
-        for variant, fleet in deployment.fleets.items():
-            if fleet.spec.model_data_prefix is None:
-                continue
-            for inst in fleet.serving():
-                instances.append(await _instance_models(controller, variant, inst, timeout_s))
-    return {"EndpointName": endpoint, "Instances": instances}
-
-
-async def _instance_models(
-    controller: Controller, variant: str, inst: Instance, timeout_s: float
-) -> dict[str, Any]:
-    models: list[dict[str, Any]] = []
-    token: str | None = None
-    doc: dict[str, Any] = {}
-    while True:
-        query = b"" if token is None else b"?next_page_token=" + quote(token).encode()
-        try:
-            status, _h, out = await controller.client.http.request(
-                inst.port, b"GET", b"/models" + query, [], b"", timeout_s
-            )
-        except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
-            return {"InstanceId": inst.instance_id, "VariantName": variant, "Error": str(exc)}
-        doc = _json_object(out) if status == 200 else {}
-        models.extend(
-            {
-                "ModelName": m.get("modelName"),
-                "MemoryBytes": m.get("memoryBytes"),
-                "InFlight": m.get("inFlight"),
-            }
-            for m in doc.get("models") or []
-        )
-        token = doc.get("nextPageToken")
-        if not token:
-            break
-    # A server that lists fewer models than we believed: believe the server.
-    inst.models.intersection_update(m["ModelName"] for m in models)
-    return {
-        "InstanceId": inst.instance_id,
-        "VariantName": variant,
-        "Models": models,
-        "BudgetBytes": doc.get("budgetBytes"),
-        "UsedBytes": doc.get("usedBytes"),
-        "Outstanding": inst.outstanding,
-    }

@@ -122,7 +122,7 @@ class NativeAPI:
             return _error(exc)
 
     async def models(self, request: Request) -> Response:
-        from modelhost.gateway.multimodel import loaded_models
+        from modelhost.gateway.model_listing import loaded_models
 
         name = request.path_params["name"]
         try:
