@@ -9,8 +9,9 @@ from one multi-model endpoint (`Mode=MultiModel`, a local prefix) and loads it w
 per request) on 127.0.0.1 only:
 
 1. **all hot**: a default budget (all 51 fit), every model loaded first; requests cycle
-   over the 51 states. Baseline: the same rows against a single-model endpoint serving
-   one state's model (what multi-model routing and the model lookup cost on top).
+   over the 51 states. Baseline: one state's row against a single-model endpoint serving
+   that state's model with batching off (a multi-model instance predicts once per
+   request), i.e. what multi-model routing and the model lookup cost on top.
 2. **budget of N** (default 20): `MODELHOST_MODEL_CACHE_BYTES` holds N models; requests
    pick a state uniformly at random, so LRU keeps about N/51 of them hot and the rest
    load from the local disk cache on demand.
@@ -290,11 +291,21 @@ def main(argv: list[str] | None = None) -> int:
             scenarios = results["scenarios"]
 
             # Baseline: one state's model on a single-model endpoint.
-            deploy(sm, "single", {"Image": IMAGE, "ModelDataUrl": str(models.prefix / "CA.tar.gz")})
+            # Batching off: a multi-model instance predicts once per request (requests for
+            # different models cannot be merged), so this is the like-for-like baseline.
+            deploy(
+                sm,
+                "single",
+                {
+                    "Image": IMAGE,
+                    "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
+                    "Environment": {"MODELHOST_BATCHING": "off"},
+                },
+            )
             single = work / "single.lua"
             lua = _LUA.format(body=csv_body(models.rows["CA"][:1]), content_type="text/csv")
             single.write_text(lua)
-            print("single-model endpoint (baseline, CA only)", flush=True)
+            print("single-model endpoint (baseline: CA only, batching off)", flush=True)
             scenarios["single"] = series(
                 "single",
                 wrk,

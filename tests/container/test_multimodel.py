@@ -138,6 +138,7 @@ def test_lru_eviction_within_budget(
     with _start(tmp_path, budget) as inst:
         for state in ("CA", "NY", "TX"):
             assert _load(inst, state, unpacked[state])[0] == 200
+            assert _invoke(inst, state, models.rows[state])[0] == 200
         assert _invoke(inst, "CA", models.rows["CA"])[0] == 200  # CA is now the most recent
         status, doc = _load(inst, "WA", unpacked["WA"])
         assert status == 200
@@ -171,6 +172,7 @@ def test_eviction_frees_memory(tmp_path: Path, churn_model: Any) -> None:
     for i in range(3):
         dirs.append(tmp_path / f"copy{i}")
         shutil.copytree(source, dirs[-1])
+    X = churn_model.data.X[:1]
     with _start(tmp_path, directory_bytes(source)) as inst:  # room for exactly one
 
         def rss_kib() -> int:
@@ -184,6 +186,10 @@ def test_eviction_frees_memory(tmp_path: Path, churn_model: Any) -> None:
                 for i, d in enumerate(dirs):
                     status, doc = _load(inst, f"m{i}", d)
                     assert status == 200, doc
+                    ok, _, _ = inst.request(
+                        "POST", f"/models/m{i}/invoke", csv_body(X), {"Content-Type": "text/csv"}
+                    )
+                    assert ok == 200
                     assert len(doc["evicted"]) == (0 if not rounds_done else 1)
                     rounds_done.append(1)
 
@@ -257,3 +263,19 @@ def test_a_model_with_a_request_in_flight_is_not_evicted(tmp_path: Path) -> None
             "POST", "/models/b/invoke", b"0", {"Content-Type": "text/plain"}
         )
         assert (status, body) == (200, b"b")
+
+
+def test_a_fresh_model_is_kept_for_its_first_request(
+    tmp_path: Path, models: StateModels, unpacked: dict[str, Path]
+) -> None:
+    """Room for one: B's load waits while A (just loaded, not yet invoked) is fresh."""
+    with (
+        _start(tmp_path, directory_bytes(unpacked["CA"]) + 16) as inst,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        assert _load(inst, "CA", unpacked["CA"])[0] == 200
+        later = pool.submit(_load, inst, "NY", unpacked["NY"])  # waits for room
+        status, out = _invoke(inst, "CA", models.rows["CA"])  # CA's own request still finds it
+        assert status == 200, out
+        status, doc = later.result(timeout=30)
+        assert status == 200 and [e["modelName"] for e in doc["evicted"]] == ["CA"]

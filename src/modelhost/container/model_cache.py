@@ -11,8 +11,14 @@ behave:
   container answers 507, which SageMaker documents for "not enough memory").
 - When it would fit only by evicting busy entries: `Admission.WAIT` (the caller waits for
   a request to finish and asks again).
+- A model that was just loaded is kept for the request that asked for it: it is not
+  evictable until its first use, or until `fresh_s` after its load (so a model loaded by
+  hand and never invoked does not hold its memory forever). Without this, under more
+  concurrent models than the budget holds, a load could evict another request's model
+  between that model's load and its invocation, and the two would thrash.
 
-Recency is the order of `touch` calls (an `OrderedDict`), so tests need no clock.
+Recency is the order of `acquire` calls (an `OrderedDict`); time is passed in (`now_s`,
+any monotonic clock), so tests need no clock.
 """
 
 from __future__ import annotations
@@ -45,10 +51,12 @@ class CacheEntry:
     memory_bytes: int
     state: EntryState = EntryState.LOADING
     in_flight: int = 0
+    fresh_until_s: float = 0.0  # kept until its first use or this time, whichever is first
 
-    @property
-    def evictable(self) -> bool:
-        return self.state is EntryState.LOADED and self.in_flight == 0
+    def evictable(self, now_s: float) -> bool:
+        return (
+            self.state is EntryState.LOADED and self.in_flight == 0 and now_s >= self.fresh_until_s
+        )
 
 
 @dataclass(frozen=True)
@@ -67,10 +75,11 @@ class ModelCache:
     cannot overcommit), become LOADED with `loaded`, and leave with `remove`.
     """
 
-    def __init__(self, budget_bytes: int) -> None:
+    def __init__(self, budget_bytes: int, fresh_s: float = 5.0) -> None:
         if budget_bytes <= 0:
             raise ValueError(f"budget_bytes must be positive, not {budget_bytes}")
         self.budget_bytes = budget_bytes
+        self.fresh_s = fresh_s
         self._entries: OrderedDict[str, CacheEntry] = OrderedDict()  # LRU first
 
     def __contains__(self, name: object) -> bool:
@@ -90,8 +99,8 @@ class ModelCache:
     def used_bytes(self) -> int:
         return sum(e.memory_bytes for e in self._entries.values())
 
-    def plan(self, memory_bytes: int) -> Plan:
-        """How a new model of `memory_bytes` could be admitted (changes nothing)."""
+    def plan(self, memory_bytes: int, now_s: float) -> Plan:
+        """How a new model of `memory_bytes` could be admitted at `now_s` (changes nothing)."""
         if memory_bytes > self.budget_bytes:
             return Plan(Admission.TOO_LARGE)
         over = self.used_bytes + memory_bytes - self.budget_bytes
@@ -101,7 +110,7 @@ class ModelCache:
         for entry in self._entries.values():
             if over <= 0:
                 break
-            if entry.evictable:
+            if entry.evictable(now_s):
                 evict.append(entry.name)
                 over -= entry.memory_bytes
         if over > 0:
@@ -114,10 +123,17 @@ class ModelCache:
             raise KeyError(f"model {name} is already in the cache")
         self._entries[name] = CacheEntry(name, memory_bytes)
 
-    def loaded(self, name: str) -> None:
-        """The model finished loading: it becomes most recently used and evictable."""
-        self._entries[name].state = EntryState.LOADED
+    def loaded(self, name: str, now_s: float) -> None:
+        """The model finished loading: most recently used, evictable after its first use."""
+        entry = self._entries[name]
+        entry.state = EntryState.LOADED
+        entry.fresh_until_s = now_s + self.fresh_s
         self._entries.move_to_end(name)
+
+    def fresh_until_s(self) -> float | None:
+        """When the first still-fresh model becomes evictable (None: none is fresh)."""
+        times = [e.fresh_until_s for e in self._entries.values() if e.fresh_until_s > 0]
+        return min(times) if times else None
 
     def remove(self, name: str) -> CacheEntry | None:
         """Forget a model (unloaded, or its load failed)."""
@@ -125,7 +141,9 @@ class ModelCache:
 
     def acquire(self, name: str) -> None:
         """A request starts using the model: pinned, and most recently used."""
-        self._entries[name].in_flight += 1
+        entry = self._entries[name]
+        entry.in_flight += 1
+        entry.fresh_until_s = 0.0
         self._entries.move_to_end(name)
 
     def release(self, name: str) -> None:

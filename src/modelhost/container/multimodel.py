@@ -288,7 +288,7 @@ class MultiModelHost:
         size = await loop.run_in_executor(self._executor, directory_bytes, path)
         deadline = loop.time() + ROOM_WAIT_S
         while True:
-            plan = self.cache.plan(size)
+            plan = self.cache.plan(size, loop.time())
             if plan.admission is Admission.TOO_LARGE:
                 raise LoadRefused(
                     507,
@@ -318,7 +318,7 @@ class MultiModelHost:
             raise LoadRefused(400, load_failure_reason(exc)) from exc
         loading_us = (time.perf_counter() - started) * 1e6
         self.models[name] = LoadedModel(name, url, runtime, size)
-        self.cache.loaded(name)
+        self.cache.loaded(name, loop.time())
         log.info("model %s loaded (%d bytes, %.1f ms)", name, size, loading_us / 1000)
         return {
             "status": f"Model {name} loaded",
@@ -370,15 +370,21 @@ class MultiModelHost:
         return unloading_us
 
     async def _wait_for_room(self, deadline: float, message: str) -> None:
-        remaining = deadline - asyncio.get_running_loop().time()
-        if remaining <= 0:
+        """Wait until a request finishes or a model leaves (or a fresh model expires)."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now >= deadline:
             raise LoadRefused(507, message)
+        # A fresh model becomes evictable when it expires, with nobody to notify: wake then.
+        fresh = self.cache.fresh_until_s()
+        timeout = deadline - now if fresh is None else min(deadline - now, max(fresh - now, 1e-3))
         self._waiting += 1
         try:
             async with self._room:
-                await asyncio.wait_for(self._room.wait(), remaining)
+                await asyncio.wait_for(self._room.wait(), timeout)
         except TimeoutError:
-            raise LoadRefused(507, message) from None
+            if loop.time() >= deadline:
+                raise LoadRefused(507, message) from None
         finally:
             self._waiting -= 1
 
