@@ -15,8 +15,9 @@ unpacks into its artifact cache, as SageMaker's host agent does onto the instanc
 Memory: a model is charged the bytes of its files on disk (a deterministic stand-in for
 its in-memory size; tree models and ONNX graphs are about that size once loaded). When a
 load would exceed the budget, the least recently used idle models are unloaded first;
-models with requests in flight, or still loading, are never unloaded, and a load that can
-only fit once a busy model is free waits for it (up to `ROOM_WAIT_S`). 507 is answered
+models with requests in flight, still loading, or just loaded and not yet used (see
+`model_cache`) are never unloaded, and a load that can only fit once such a model is
+free waits for it (up to `ROOM_WAIT_S`). 507 is answered
 only when the model alone is larger than the budget, or the wait runs out. Concurrent
 `POST /models` for one name share one load: the first gets 200, the others 409.
 
