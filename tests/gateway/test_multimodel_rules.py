@@ -69,3 +69,16 @@ def test_check_prefix(tmp_path: object) -> None:
     assert check_prefix(f"file://{tmp_path}") is None
     problem = check_prefix(f"{tmp_path}/missing")
     assert problem is not None and "not a directory" in problem
+
+
+def test_create_model_rules_name_the_container() -> None:
+    from modelhost.control.multimodel import check_multi_model
+    from modelhost.errors import ValidationException
+
+    check_multi_model({"PrimaryContainer": {"Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}})
+    check_multi_model({"PrimaryContainer": {"ModelDataUrl": "s3://b/model.tar.gz"}})
+    with pytest.raises(ValidationException, match="^PrimaryContainer: .*needs ModelDataUrl"):
+        check_multi_model({"PrimaryContainer": {"Mode": "MultiModel"}})
+    source = {"S3DataSource": {"S3Uri": "s3://b/p/"}}
+    with pytest.raises(ValidationException, match="^Containers.2: ModelDataSource cannot"):
+        check_multi_model({"Containers": [{}, {"Mode": "MultiModel", "ModelDataSource": source}]})

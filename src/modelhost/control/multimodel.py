@@ -13,11 +13,11 @@ from modelhost.errors import ValidationException
 
 def check_multi_model(params: dict[str, Any]) -> None:
     """Refuse a multi-model container that names no prefix (ValidationException)."""
-    containers = [params.get("PrimaryContainer") or {}, *(params.get("Containers") or [])]
-    for index, container in enumerate(containers):
+    containers = [("PrimaryContainer", params.get("PrimaryContainer") or {})]
+    containers += [(f"Containers.{i + 1}", c) for i, c in enumerate(params.get("Containers") or [])]
+    for where, container in containers:
         if container.get("Mode") != "MultiModel":
             continue
-        where = "PrimaryContainer" if index == 0 else f"Containers.{index}"
         if container.get("ModelDataSource"):
             raise ValidationException(
                 f"{where}: ModelDataSource cannot be used with Mode MultiModel; give the "
