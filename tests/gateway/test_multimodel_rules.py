@@ -77,8 +77,8 @@ def test_create_model_rules_name_the_container() -> None:
 
     check_multi_model({"PrimaryContainer": {"Mode": "MultiModel", "ModelDataUrl": "s3://b/p/"}})
     check_multi_model({"PrimaryContainer": {"ModelDataUrl": "s3://b/model.tar.gz"}})
-    with pytest.raises(ValidationException, match="^PrimaryContainer: .*needs ModelDataUrl"):
+    with pytest.raises(ValidationException, match=r"^PrimaryContainer: .*needs ModelDataUrl"):
         check_multi_model({"PrimaryContainer": {"Mode": "MultiModel"}})
     source = {"S3DataSource": {"S3Uri": "s3://b/p/"}}
-    with pytest.raises(ValidationException, match="^Containers.2: ModelDataSource cannot"):
+    with pytest.raises(ValidationException, match=r"^Containers\.2: ModelDataSource cannot"):
         check_multi_model({"Containers": [{}, {"Mode": "MultiModel", "ModelDataSource": source}]})
