@@ -88,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trees", type=int, default=100, help="boosting rounds per state model")
     parser.add_argument("--budget-models", type=int, default=20, help="models the budget holds")
     parser.add_argument("--cold-samples", type=int, default=51, help="cold loads to time (<= 51)")
+    parser.add_argument(
+        "--instances", type=int, default=1, help="InitialInstanceCount of every endpoint"
+    )
     args = parser.parse_args(argv)
     try:
         args.connections = sorted({int(c) for c in args.connections.split(",") if c.strip()})
@@ -99,6 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         or args.trees < 1
         or not 1 <= args.budget_models <= 50
         or not 1 <= args.cold_samples <= 51
+        or args.instances < 1
     ):
         parser.error(
             "--duration/--runs/--trees positive, --budget-models 1..50, --cold-samples 1..51"
@@ -109,7 +113,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 # --- deploying --------------------------------------------------------------------------------
 
 
-def deploy(sm: Any, name: str, container: dict[str, Any]) -> None:
+def deploy(sm: Any, name: str, container: dict[str, Any], instances: int) -> None:
     sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
     sm.create_endpoint_config(
         EndpointConfigName=name,
@@ -117,7 +121,7 @@ def deploy(sm: Any, name: str, container: dict[str, Any]) -> None:
             {
                 "VariantName": "AllTraffic",
                 "ModelName": name,
-                "InitialInstanceCount": 1,
+                "InitialInstanceCount": instances,
                 "InstanceType": "ml.m5.large",
             }
         ],
@@ -128,11 +132,13 @@ def deploy(sm: Any, name: str, container: dict[str, Any]) -> None:
     )
 
 
-def deploy_mme(sm: Any, name: str, prefix: Path, env: dict[str, str] | None = None) -> None:
+def deploy_mme(
+    sm: Any, name: str, prefix: Path, instances: int, env: dict[str, str] | None = None
+) -> None:
     container = {"Image": IMAGE, "ModelDataUrl": str(prefix), "Mode": "MultiModel"}
     if env:
         container["Environment"] = env
-    deploy(sm, name, container)
+    deploy(sm, name, container, instances)
 
 
 # --- measuring --------------------------------------------------------------------------------
@@ -301,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
                     "Environment": {"MODELHOST_BATCHING": "off"},
                 },
+                args.instances,
             )
             single = work / "single.lua"
             lua = _LUA.format(body=csv_body(models.rows["CA"][:1]), content_type="text/csv")
@@ -317,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             # 1. all 51 hot.
-            deploy_mme(sm, "hot51", models.prefix)
+            deploy_mme(sm, "hot51", models.prefix, args.instances)
             first_ms = [
                 post_ms(server.port, "hot51", models.target(s), csv_body(models.rows[s][:1]))
                 for s in STATES
@@ -343,7 +350,13 @@ def main(argv: list[str] | None = None) -> int:
             # 2. a budget holding N models, uniform random requests over 51.
             budget = args.budget_models * max(sizes)
             name = f"budget{args.budget_models}"
-            deploy_mme(sm, name, models.prefix, {"MODELHOST_MODEL_CACHE_BYTES": str(budget)})
+            deploy_mme(
+                sm,
+                name,
+                models.prefix,
+                args.instances,
+                {"MODELHOST_MODEL_CACHE_BYTES": str(budget)},
+            )
             print(
                 f"multi-model, budget of {args.budget_models} models ({budget} bytes)", flush=True
             )
@@ -359,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             # 3. cold loads from the local disk cache, one at a time.
-            deploy_mme(sm, "cold", models.prefix)
+            deploy_mme(sm, "cold", models.prefix, args.instances)
             cold_ms, hot_ms = [], []
             for state in STATES[: args.cold_samples]:
                 body = csv_body(models.rows[state][:1])
