@@ -10,7 +10,7 @@ whose ModelDataUrl is a prefix it:
    after an eviction never downloads again) and asks the instance to load it with
    `POST /models`; concurrent first requests for one model on one instance share one load;
 4. sends `POST /models/{name}/invoke`; a 404 (the instance unloaded it meanwhile) loads
-   it again once.
+   it again on that instance (at most `MAX_RELOADS` times).
 
 What each instance holds is learned from these answers (`Instance.models`): loads add,
 the `evicted` list of a load answer and 404s remove. A 507 from a server that does not
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 TARGET_MODEL = b"x-amzn-sagemaker-target-model"
 MAX_TARGET_MODEL = 1024
+MAX_RELOADS = 2  # 404s from an instance (model gone) before the 404 reaches the caller
 _JSON = [(b"content-type", b"application/json")]
 _MAX_MESSAGE = 4096
 
@@ -126,16 +127,19 @@ class MultiModelInvoker:
         path = b"/models/" + quote(target, safe="").encode() + b"/invoke"
         headers = [*fwd, (TARGET_MODEL, target.encode())]
         tried: set[str] = set()
-        retried_stale = reloaded = False
+        retried_stale = False
+        reloads = 0
+        forced: Instance | None = None  # after a 404: load on that same instance
         hit: bool | None = None
         while True:
-            picked = pick_for_model(
+            picked = forced or pick_for_model(
                 variant.instances,  # type: ignore[arg-type]
                 target,
                 self.controller.rand,
                 busy,
                 frozenset(tried),
             )
+            forced = None
             if picked is None:
                 raise ServiceUnavailable(
                     f"No instance of variant {variant.name} of endpoint {endpoint} could be "
@@ -185,9 +189,11 @@ class MultiModelInvoker:
                 ) from exc
             finally:
                 instance.outstanding -= 1
-            if status == 404 and not reloaded:
-                # Unloaded behind our back (DELETE /models, an instance restart): load again.
-                reloaded, hit = True, False
+            if status == 404 and reloads < MAX_RELOADS:
+                # Unloaded before we heard of it (a concurrent load's eviction whose answer
+                # is still on its way, DELETE /models): load it again on this instance,
+                # where a just-loaded model is kept for its first request.
+                reloads, hit, forced = reloads + 1, False, instance
                 instance.models.discard(target)
                 self._count(labels, instance)
                 continue
