@@ -124,10 +124,11 @@ def test_51_state_models_answer_like_in_process(
     assert metric(server.url, "Invocations_total", name) == 54
 
 
+@pytest.mark.parametrize("instances", [1, 2])
 def test_a_budget_for_some_models_evicts_and_reloads_correctly(
-    server: ModelhostServer, sm: Any, rt: Any, states: StateModels, tmp_path: Path
+    server: ModelhostServer, sm: Any, rt: Any, states: StateModels, tmp_path: Path, instances: int
 ) -> None:
-    # Room for about ten of the 51 models.
+    # Room for about ten of the 51 models per instance.
     sizes = []
     for state in STATES:
         with tarfile.open(states.prefix / f"{state}.tar.gz") as tar:
@@ -136,7 +137,11 @@ def test_a_budget_for_some_models_evicts_and_reloads_correctly(
     budget = 10 * max(sizes)
     name = unique("mmebudget")
     deploy_mme(
-        sm, name, str(states.prefix), environment={"MODELHOST_MODEL_CACHE_BYTES": str(budget)}
+        sm,
+        name,
+        str(states.prefix),
+        instances=instances,
+        environment={"MODELHOST_MODEL_CACHE_BYTES": str(budget)},
     )
     rng = random.Random(5)
     stream = [s for _ in range(3) for s in rng.sample(STATES, len(STATES))]
@@ -145,17 +150,20 @@ def test_a_budget_for_some_models_evicts_and_reloads_correctly(
         got = predict(rt, name, state, states.rows[state][:2])
         np.testing.assert_allclose(got, states.expected(state, states.rows[state][:2]), rtol=1e-6)
 
-    with ThreadPoolExecutor(4) as pool:
+    with ThreadPoolExecutor(6) as pool:
         list(pool.map(call, stream))  # re-raises the first failure
-    [instance] = native(server.url, f"/api/endpoints/{name}/models")["Instances"]
-    assert 0 < len(instance["Models"]) <= 10
-    assert instance["UsedBytes"] <= budget == instance["BudgetBytes"]
-    assert metric(server.url, "ModelUnloadingTime_count", name) >= 51 * 3 - 10 - 10
+    listing = native(server.url, f"/api/endpoints/{name}/models")["Instances"]
+    assert len(listing) == instances
+    for instance in listing:
+        assert len(instance["Models"]) <= 10
+        assert instance["UsedBytes"] <= budget == instance["BudgetBytes"]
+    assert metric(server.url, "ModelUnloadingTime_count", name) >= 51 * 3 - 10 * instances - 20
     # Reloads after eviction come from the local disk cache: at most one download per
     # artifact (none when another endpoint of this gateway fetched it already).
     assert metric(server.url, "ModelLoadingTime_count", name) > 51
     assert metric(server.url, "ModelDownloadingTime_count", name) <= 51
     assert metric(server.url, "Invocation5XXErrors_total", name) == 0
+    assert metric(server.url, "Invocation4XXErrors_total", name) == 0
 
 
 def test_concurrent_first_requests_load_once(
