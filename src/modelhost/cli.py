@@ -230,6 +230,7 @@ def deploy(
     metavar="HOSTNAME",
     help="TargetContainerHostname: the container of a multi-container endpoint (Direct mode).",
 )
+@click.option("--target-model", default=None, help="Multi-model endpoints: e.g. CA.tar.gz.")
 @url_option
 def invoke(
     name: str,
@@ -240,6 +241,7 @@ def invoke(
     target_variant: str | None,
     target_container: str | None,
     url: str | None,
+    target_model: str | None = None,
 ) -> None:
     """Invoke endpoint NAME and print the answer."""
     _, rt = _clients(_url(url))
@@ -253,6 +255,8 @@ def invoke(
         kwargs["TargetVariant"] = target_variant
     if target_container:
         kwargs["TargetContainerHostname"] = target_container
+    if target_model:
+        kwargs["TargetModel"] = target_model
     try:
         resp = rt.invoke_endpoint(**kwargs)
     except Exception as exc:
@@ -490,6 +494,36 @@ def promote_shadow(name: str, url: str | None) -> None:
         f"endpoint {name}: updating to {out['EndpointConfigName']} "
         "(wait for InService: modelhost endpoints)"
     )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@url_option
+def models(name: str, as_json: bool, url: str | None) -> None:
+    """List the models loaded on each instance of multi-model endpoint NAME."""
+    import json
+
+    out = _native(_url(url), "GET", f"/api/endpoints/{name}/models")
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    if not out["Instances"]:
+        click.echo(f"endpoint {name}: no multi-model instance is serving")
+        return
+    for inst in out["Instances"]:
+        if "Error" in inst:
+            click.echo(
+                f"{inst['InstanceId']} ({inst['VariantName']}): unreachable: {inst['Error']}"
+            )
+            continue
+        used, budget = inst.get("UsedBytes") or 0, inst.get("BudgetBytes") or 0
+        click.echo(
+            f"{inst['InstanceId']} ({inst['VariantName']}): {len(inst['Models'])} models, "
+            f"{used / 2**20:.1f} of {budget / 2**20:.1f} MiB, {inst['Outstanding']} in flight"
+        )
+        for m in inst["Models"]:
+            click.echo(f"  {m['ModelName']:<40} {(m.get('MemoryBytes') or 0) / 1024:>10.1f} KiB")
 
 
 @main.command()

@@ -119,6 +119,16 @@ class Settings(BaseSettings):
         description="If set, ModelDataUrl and input locations must start with one of these "
         "(s3://bucket/prefix/, file:///dir/, /dir/).",
     )
+    model_cache_bytes: int = Field(
+        default=0,
+        description="Memory the loaded models of one multi-model instance may take together; "
+        "0 = half of the instance type's memory, at most half of this machine's.",
+    )
+    model_busy_outstanding: int = Field(
+        default=8,
+        description="Multi-model routing: in-flight requests at which an instance holding the "
+        "target model counts as overloaded, so the least-loaded instance loads it too.",
+    )
 
     @property
     def metadata_url(self) -> str:

@@ -34,6 +34,7 @@ from modelhost.container.config import InstanceConfig
 
 if TYPE_CHECKING:
     from modelhost.container.batching import Batcher
+    from modelhost.container.multimodel import MultiModelHost
     from modelhost.container.workers import SharedHealth
     from modelhost.frameworks.base import Context, Runtime
 
@@ -76,6 +77,8 @@ class InstanceApp:
         self._inline_max = 0
         self._inline_strikes = 0
         self._batcher: Batcher | None = None
+        # Set when SAGEMAKER_MULTI_MODEL=true: serves /models (container.multimodel).
+        self.models: MultiModelHost | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self._execution_parameters = json.dumps(
@@ -90,6 +93,17 @@ class InstanceApp:
 
     async def load(self) -> None:
         """Load the model in the worker thread; the event loop keeps serving /ping."""
+        if self.config.multi_model:
+            from modelhost.container.multimodel import MultiModelHost
+
+            # Models load on demand through POST /models; the instance is ready once its
+            # framework is imported (seconds for some), so no first load pays for that.
+            self.models = MultiModelHost(self.config, self._executor)
+            await asyncio.get_running_loop().run_in_executor(self._executor, self.models.warm_up)
+            self.state = ModelState.READY
+            if self.health is not None:
+                self.health.set("Healthy")
+            return
         await asyncio.get_running_loop().run_in_executor(self._executor, self._load)
 
     def _load(self) -> None:
@@ -151,6 +165,8 @@ class InstanceApp:
                 log.exception("unload failed")
         if self._batcher is not None:
             self._batcher.close()
+        if self.models is not None:
+            self.models.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # --- ASGI ---------------------------------------------------------------------------
@@ -169,6 +185,8 @@ class InstanceApp:
                 await self._ping(send)
             elif path == "/execution-parameters":
                 await _respond(send, 200, self._execution_parameters, JSON)
+            elif self.models is not None and (path == "/models" or path.startswith("/models/")):
+                await self.models(scope, receive, send)
             else:
                 await _respond(send, 404, f"No route {method} {path}".encode(), TEXT)
         elif kind == "lifespan":
@@ -193,7 +211,10 @@ class InstanceApp:
             return  # client went away
         runtime = self.runtime
         if runtime is None or self._context_cls is None:
-            if self.state is ModelState.FAILED:
+            if self.models is not None:
+                hint = b"This is a multi-model instance: use POST /models/{name}/invoke"
+                await _respond(send, 400, hint, TEXT)
+            elif self.state is ModelState.FAILED:
                 await _respond(send, 500, f"Model failed to load: {self.reason}".encode(), TEXT)
             else:
                 await _respond(send, 503, b"Model is still loading: retry when /ping is 200", TEXT)

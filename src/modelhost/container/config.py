@@ -27,6 +27,8 @@ contract, and reading it directly avoids importing pydantic before the socket bi
 | `MODELHOST_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
 | `MODELHOST_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
 | `SAGEMAKER_MODEL_SERVER_WORKERS` | 1 | worker processes sharing the port (SO_REUSEPORT) |
+| `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
+| `MODELHOST_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 
 See docs/performance.md for how the batching and worker defaults were chosen.
 """
@@ -66,6 +68,8 @@ class InstanceConfig:
     batch_max_rows: int = 64
     batch_max_wait_s: float = 0.0
     workers: int = 1
+    multi_model: bool = False
+    model_cache_bytes: int = 0  # 0: half of this machine's memory
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
@@ -77,6 +81,7 @@ class InstanceConfig:
         model_dir = Path(env.get("SM_MODEL_DIR", "").strip() or "/opt/ml/model")
         parent = env.get("MODELHOST_PARENT_PID", "").strip()
         packages = env.get("MODELHOST_PACKAGES_DIR", "").strip()
+        multi_model = _bool(env, "SAGEMAKER_MULTI_MODEL", False)
         return cls(
             host=env.get("MODELHOST_INSTANCE_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, low=0, high=65535),
@@ -96,7 +101,13 @@ class InstanceConfig:
             batching=_bool(env, "MODELHOST_BATCHING", DEFAULT_BATCHING),
             batch_max_rows=_int(env, "MODELHOST_BATCH_MAX_ROWS", 64, low=1, high=1_000_000),
             batch_max_wait_s=_float(env, "MODELHOST_BATCH_MAX_WAIT_MS", 0.0, high=1000.0) / 1000,
-            workers=_int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS, low=1, high=64),
+            # A multi-model instance is one process, as SageMaker's MME stack forces one
+            # worker: one cache, so the gateway's view of what is loaded stays true.
+            workers=1
+            if multi_model
+            else _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS, low=1, high=64),
+            multi_model=multi_model,
+            model_cache_bytes=_int(env, "MODELHOST_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
         )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -25,9 +26,13 @@ from modelhost.control.guardrails import rollback_alarms
 from modelhost.control.rollout import Rollout, roll_instances, shift_traffic
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance
-from modelhost.fleet.launch import LaunchError, build_launch_spec
+from modelhost.fleet.launch import LaunchError, LaunchSpec, build_launch_spec
 from modelhost.fleet.local import LocalProcessProvider
-from modelhost.fleet.multicontainer import GroupClient, GroupProvider, build_group_launch_spec
+from modelhost.fleet.multicontainer import (
+    GroupClient,
+    GroupProvider,
+    build_group_launch_spec,
+)
 from modelhost.fleet.variant import StartupError, VariantFleet
 from modelhost.resources.containers import is_multi_container
 from modelhost.resources.status import EndpointStatus
@@ -380,16 +385,24 @@ class Controller:
             for variant in [*config["ProductionVariants"], *shadows]:
                 model_name = variant["ModelName"]
                 multi = is_multi_container(models[model_name])
-                spec = await asyncio.to_thread(
-                    build_group_launch_spec if multi else build_launch_spec,
-                    settings=self.settings,
-                    endpoint_name=endpoint,
-                    variant_name=variant["VariantName"],
-                    model_name=model_name,
-                    model_spec=models[model_name],
-                    fetch=self.artifacts.fetch,
-                    fetch_source=self.artifacts.fetch_source,
+                common: dict[str, Any] = {
+                    "settings": self.settings,
+                    "endpoint_name": endpoint,
+                    "variant_name": variant["VariantName"],
+                    "model_name": model_name,
+                    "model_spec": models[model_name],
+                    "fetch": self.artifacts.fetch,
+                    "fetch_source": self.artifacts.fetch_source,
+                }
+                # The instance type sizes a multi-model instance's memory budget.
+                build: Callable[[], LaunchSpec] = (
+                    functools.partial(build_group_launch_spec, **common)
+                    if multi
+                    else functools.partial(
+                        build_launch_spec, **common, instance_type=variant.get("InstanceType")
+                    )
                 )
+                spec = await asyncio.to_thread(build)
                 dep.fleets[variant["VariantName"]] = VariantFleet(
                     spec,
                     (counts or {}).get(

@@ -37,7 +37,9 @@ class Deployment:
         weights = {**self.weights(), **(weights or {})}
         shadows = self.shadow_names()
         return tuple(
-            VariantRoute(name, weights.get(name, 1.0), fleet.serving())
+            VariantRoute(
+                name, weights.get(name, 1.0), fleet.serving(), fleet.spec.model_data_prefix
+            )
             for name, fleet in self.fleets.items()
             if name not in shadows
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from modelhost.control.deployment import Deployment
@@ -42,12 +42,12 @@ class Rollout:
 
     def routes(self) -> tuple[VariantRoute, ...]:
         # Green first: a TargetVariant naming a variant both fleets have reaches green.
+        # `replace` keeps every other field of the route (a multi-model prefix, ...).
         green = tuple(
-            VariantRoute(v.name, v.weight * self._green_share(v.name), v.instances)
-            for v in self.green.routes()
+            replace(v, weight=v.weight * self._green_share(v.name)) for v in self.green.routes()
         )
         blue = tuple(
-            VariantRoute(v.name, v.weight * (1.0 - self._green_share(v.name)), v.instances)
+            replace(v, weight=v.weight * (1.0 - self._green_share(v.name)))
             for v in self.blue.routes()
         )
         return green + blue

@@ -17,6 +17,7 @@ from modelhost.control.containers import validate_model_containers, validate_sha
 from modelhost.control.controller import Controller
 from modelhost.control.guardrails import rollback_alarms, rolling_batch, traffic_steps
 from modelhost.control.listing import list_page
+from modelhost.control.multimodel import check_multi_model
 from modelhost.control.validation import validate_input
 from modelhost.errors import ValidationException
 from modelhost.resources.names import arn
@@ -103,6 +104,7 @@ class ControlPlane:
             )
         validate_model_containers(p)
         self._confine_model_data(p)
+        check_multi_model(p)
         spec = {k: v for k, v in p.items() if k not in ("ModelName", "Tags")}
         return {"ModelArn": self._create(Kind.MODEL, p["ModelName"], spec, p.get("Tags"))}
 

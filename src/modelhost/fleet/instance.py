@@ -23,6 +23,8 @@ class LaunchSpec:
     # Built-in instances answer /ping with 500 only when the model cannot load, so that
     # fails a start at once; a user's server may answer errors while it warms up.
     builtin: bool = True
+    # Multi-model (Mode MultiModel): the ModelDataUrl prefix TargetModels are read under.
+    model_data_prefix: str | None = None
 
 
 @dataclass(eq=False)
@@ -37,6 +39,9 @@ class Instance:
     status: InstanceStatus = InstanceStatus.STARTING
     outstanding: int = 0
     failed_pings: int = 0
+    # Multi-model: the TargetModels this instance holds, as far as the gateway has seen
+    # (loads it asked for, minus what the instance reported unloading or answered 404 for).
+    models: set[str] = field(default_factory=set)
     started_s: float = field(default_factory=time.time)
 
     @property

@@ -10,6 +10,7 @@ from typing import Any
 from modelhost.fleet.byoc import ByocError, supervisor_argv
 from modelhost.fleet.images import builtin_runtime_for_image
 from modelhost.fleet.instance import LaunchSpec
+from modelhost.fleet.multimodel import MULTI_MODEL, check_prefix, multi_model_env
 from modelhost.settings import Settings
 
 
@@ -41,6 +42,7 @@ def build_launch_spec(
     model_spec: dict[str, Any],
     fetch: Callable[[str], Path],
     fetch_source: Callable[[dict[str, Any]], Path],
+    instance_type: str | None = None,
 ) -> LaunchSpec:
     """Resolve the image to a runtime and the artifact to a local directory.
 
@@ -48,14 +50,13 @@ def build_launch_spec(
     so call this function off the event loop.
     """
     container = primary_container(model_spec, model_name)
-    if container.get("Mode") == "MultiModel":
-        raise LaunchError(
-            f"Model {model_name}: Mode MultiModel is not supported by this modelhost version; "
-            "use Mode SingleModel."
-        )
+    # Multi-model: ModelDataUrl is a prefix; the gateway fetches each TargetModel on demand.
+    prefix = container.get("ModelDataUrl") if container.get("Mode") == MULTI_MODEL else None
+    if prefix is not None and (problem := check_prefix(prefix)) is not None:
+        raise LaunchError(f"Model {model_name}: {problem}")
     image = container.get("Image")
     runtime = builtin_runtime_for_image(image)
-    if container.get("ModelDataUrl"):
+    if container.get("ModelDataUrl") and prefix is None:
         model_dir = fetch(container["ModelDataUrl"])
     elif container.get("ModelDataSource", {}).get("S3DataSource"):
         model_dir = fetch_source(container["ModelDataSource"]["S3DataSource"])
@@ -63,6 +64,8 @@ def build_launch_spec(
         model_dir = settings.home / "empty-model"
         model_dir.mkdir(parents=True, exist_ok=True)
     env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    if prefix is not None:
+        env.update(multi_model_env(settings, instance_type, env))
     if runtime is None:
         assert image is not None  # no image means "auto", a built-in
         try:
@@ -78,6 +81,7 @@ def build_launch_spec(
             model_dir=model_dir,
             log_dir=settings.logs_dir / endpoint_name / variant_name,
             builtin=False,
+            model_data_prefix=prefix,
         )
     env.update(
         {
@@ -99,4 +103,5 @@ def build_launch_spec(
         env=env,
         model_dir=model_dir,
         log_dir=settings.logs_dir / endpoint_name / variant_name,
+        model_data_prefix=prefix,
     )

@@ -8,6 +8,7 @@ Shadow variants: `GET /api/endpoints/{name}/shadow-report?tolerance=1e-6`,
 Bandit routing: `GET/PUT/DELETE /api/endpoints/{name}/routing` (body: RoutingConfig),
 `POST /api/endpoints/{name}/rewards` (`{"InferenceId", "Reward"}` or `{"Rewards": [...]}`).
 Native describe: `GET /api/endpoints/{name}` (DescribeEndpoint plus `Routing`).
+Multi-model endpoints: `GET /api/endpoints/{name}/models` (what each instance holds).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class NativeAPI:
                 "/api/endpoints/{name}/routing", self.routing, methods=["GET", "PUT", "DELETE"]
             ),
             Route("/api/endpoints/{name}/rewards", self.rewards, methods=["POST"]),
+            Route("/api/endpoints/{name}/models", self.models, methods=["GET"]),
         ]
 
     async def list_alarms(self, _request: Request) -> Response:
@@ -163,6 +165,20 @@ class NativeAPI:
             if self.store.get(Kind.ENDPOINT, name) is None:
                 raise NotFound(f"Endpoint {name} does not exist.")
             return JSONResponse(self.control.bandits.reward(name, await _json(request)))
+        except Exception as exc:
+            return _error(exc)
+
+    async def models(self, request: Request) -> Response:
+        from modelhost.gateway.model_listing import loaded_models
+
+        name = request.path_params["name"]
+        try:
+            if self.store.get(Kind.ENDPOINT, name) is None:
+                raise NotFound(f"Endpoint {name} does not exist.")
+            assert self.control is not None
+            controller = self.control.controller
+            timeout_s = controller.settings.ping_timeout_s
+            return JSONResponse(await loaded_models(controller, name, timeout_s))
         except Exception as exc:
             return _error(exc)
 

@@ -24,6 +24,7 @@ from modelhost.errors import (
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
 from modelhost.gateway.errors import error_payload
+from modelhost.gateway.multimodel import TARGET_MODEL, MultiModelInvoker, validate_target_model
 from modelhost.gateway.pipeline import MultiContainerInvoker, group_spec
 from modelhost.resources.names import RUNTIME_NAME_RE
 from modelhost.routing.choose import choose_variant, pick_instance
@@ -122,6 +123,9 @@ class RuntimeAPI:
         self.shadow_tasks: set[asyncio.Task[None]] = set()
         self.shadow_dropped = 0
         self.multi_container = MultiContainerInvoker(self)
+        self.multi_model = MultiModelInvoker(
+            controller, metrics.models, timeout_s, self._log_stream
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -247,15 +251,13 @@ class RuntimeAPI:
                 "1 validation error detected: Value at 'body' failed to satisfy constraint: "
                 "Member must not be empty"
             )
-        target_model = headers.get(b"x-amzn-sagemaker-target-model")
+        target_model = headers.get(TARGET_MODEL)
         if target_model is not None:
+            validate_target_model(target_model.decode("latin-1"))
             try:  # a TargetModel must stay inside its endpoint's model prefix
                 resolve_target_model("", target_model.decode("latin-1"))
             except ValidationException as exc:
                 raise ValidationError(exc.message) from exc
-            raise ValidationError(
-                f"Endpoint {name} is not a multi-model endpoint; remove TargetModel."
-            )
 
         target = headers.get(b"x-amzn-sagemaker-target-variant")
         rand = self.controller.rand
@@ -287,11 +289,26 @@ class RuntimeAPI:
                 f"Endpoint {name} is not a multi-container endpoint; remove "
                 "TargetContainerHostname."
             )
+        if (variant.model_data_prefix is None) != (target_model is None):
+            raise ValidationError(
+                f"Endpoint {name} is a multi-model endpoint; give TargetModel (the artifact "
+                "under the model's ModelDataUrl prefix, e.g. model.tar.gz)."
+                if target_model is None
+                else f"Endpoint {name} is not a multi-model endpoint; remove TargetModel."
+            )
 
         fwd = [(k, v) for k, v in scope["headers"] if k in _FORWARD]
         tried: set[str] = set()
         stale_retry = True
-        while True:
+        instance: Instance
+        if target_model is not None:
+            sent = await self.multi_model.invoke(
+                name, variant, target_model.decode("latin-1"), fwd, body
+            )
+            status, out_headers, out = sent.status, sent.headers, sent.body
+            instance, model_started = sent.instance, sent.model_started_s
+        # Single-model variants: least outstanding requests, retried on unreachable ones.
+        while target_model is None:
             inst = pick_instance(variant.instances, rand, frozenset(tried))
             if inst is None:
                 raise ServiceUnavailable(
@@ -299,7 +316,7 @@ class RuntimeAPI:
                     "reached; retry shortly."
                 )
             tried.add(inst.instance_id)
-            instance: Instance = inst  # type: ignore[assignment]
+            instance = inst  # type: ignore[assignment]
             model_started = time.perf_counter()
             instance.outstanding += 1
             try:

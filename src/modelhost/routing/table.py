@@ -25,6 +25,8 @@ class VariantRoute:
     name: str
     weight: float
     instances: tuple[Target, ...]
+    # Set for a multi-model variant: the ModelDataUrl prefix TargetModels live under.
+    model_data_prefix: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modelhost.telemetry.container_metrics import ContainerMetrics
+from modelhost.telemetry.model_metrics import ModelMetrics
 from modelhost.telemetry.routing_metrics import RoutingCollector
 from modelhost.telemetry.series import SeriesStore, VariantWindow
 
@@ -124,6 +125,8 @@ class InvocationMetrics:
         self._bound: dict[tuple[str, str], VariantSeries] = {}
         # Multi-container endpoints and pipelines: per-container series.
         self.containers = ContainerMetrics(r, LATENCY_BUCKETS_US)
+        # Multi-model endpoints: loading, cache hits, loaded models (SageMaker's names).
+        self.models = ModelMetrics(r)
         # The recent per-second values that alarms evaluate.
         self.recent = SeriesStore()
 

@@ -1,0 +1,437 @@
+"""Multi-model endpoint benchmark: 51 per-state churn models behind one endpoint.
+
+    python bench/multimodel.py [--duration 10] [--runs 3] [--connections 1,8,32]
+                               [--trees 100] [--budget-models 20] [--cold-samples 51]
+
+Builds one XGBoost churn model per State (`modelhost.testing.state_models`), serves them
+from one multi-model endpoint (`Mode=MultiModel`, a local prefix) and loads it with wrk
+(one thread, keep-alive, one CSV row per request, `X-Amzn-SageMaker-Target-Model` set
+per request) on 127.0.0.1 only:
+
+1. **all hot**: a default budget (all 51 fit), every model loaded first; requests cycle
+   over the 51 states. Baseline: one state's row against a single-model endpoint serving
+   that state's model with batching off (a multi-model instance predicts once per
+   request), i.e. what multi-model routing and the model lookup cost on top.
+2. **budget of N** (default 20): `MODELHOST_MODEL_CACHE_BYTES` holds N models; requests
+   pick a state uniformly at random, so LRU keeps about N/51 of them hot and the rest
+   load from the local disk cache on demand.
+3. **cold load of one model**: on a fresh endpoint, the first request for each model
+   (its artifact already unpacked in the disk cache, as after an eviction), one at a
+   time: client latency, and the instance's ModelLoadingTime from /metrics; against the
+   hot latency of the same request.
+
+Reports requests/s, p50/p99 and the cache-hit ratio (ModelCacheHit sum/count from
+/metrics) per run, medians over `--runs`, and the issue's goals: p99 under 10 ms with
+all 51 hot, a cold load under 30 ms from the local disk cache. Results go to
+bench/results/ as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from _machine import format_machine_info, machine_info
+from _proc import busy_elsewhere_pct
+from _wrk import _LUA, BenchError, ensure_wrk, run_wrk
+from modelhost.container.multimodel import directory_bytes
+from modelhost.testing.churn import STATES, csv_body, make_churn
+from modelhost.testing.server import ModelhostServer, boto3_clients
+from modelhost.testing.state_models import StateModels, write_state_models
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+ROLE = "arn:aws:iam::123456789012:role/modelhost"
+HOT_P99_GOAL_MS = 10.0
+COLD_LOAD_GOAL_MS = 30.0
+
+_REQUEST_LUA = """
+local targets = {{ {targets} }}
+local bodies = {{ {bodies} }}
+local mode = "{mode}"
+local i = 0
+math.randomseed({seed})
+request = function()
+  local k
+  if mode == "random" then
+    k = math.random(#targets)
+  else
+    i = i % #targets + 1
+    k = i
+  end
+  wrk.headers["X-Amzn-SageMaker-Target-Model"] = targets[k]
+  return wrk.format(nil, nil, nil, bodies[k])
+end
+"""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
+    parser.add_argument("--runs", type=int, default=3, help="runs per connection count (median)")
+    parser.add_argument("--connections", default="1,8,32", help="comma-separated (default 1,8,32)")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per scenario")
+    parser.add_argument("--trees", type=int, default=100, help="boosting rounds per state model")
+    parser.add_argument("--budget-models", type=int, default=20, help="models the budget holds")
+    parser.add_argument("--cold-samples", type=int, default=51, help="cold loads to time (<= 51)")
+    parser.add_argument(
+        "--instances", type=int, default=1, help="InitialInstanceCount of every endpoint"
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.connections = sorted({int(c) for c in args.connections.split(",") if c.strip()})
+    except ValueError:
+        parser.error("--connections takes integers such as 1,8,32")
+    if (
+        args.duration <= 0
+        or args.runs < 1
+        or args.trees < 1
+        or not 1 <= args.budget_models <= 50
+        or not 1 <= args.cold_samples <= 51
+        or args.instances < 1
+    ):
+        parser.error(
+            "--duration/--runs/--trees positive, --budget-models 1..50, --cold-samples 1..51"
+        )
+    return args
+
+
+# --- deploying --------------------------------------------------------------------------------
+
+
+def deploy(sm: Any, name: str, container: dict[str, Any], instances: int) -> None:
+    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
+    )
+
+
+def deploy_mme(
+    sm: Any, name: str, prefix: Path, instances: int, env: dict[str, str] | None = None
+) -> None:
+    container = {"Image": IMAGE, "ModelDataUrl": str(prefix), "Mode": "MultiModel"}
+    if env:
+        container["Environment"] = env
+    deploy(sm, name, container, instances)
+
+
+# --- measuring --------------------------------------------------------------------------------
+
+
+def cache_counts(base: str, endpoint: str) -> tuple[float, float]:
+    """(ModelCacheHit sum, count) of one endpoint from /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    hits = count = 0.0
+    for line in text.splitlines():
+        if f'EndpointName="{endpoint}"' not in line:
+            continue
+        if line.startswith("ModelCacheHit_sum"):
+            hits += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("ModelCacheHit_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return hits, count
+
+
+def metric_mean(base: str, name: str, endpoint: str) -> float:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    total = count = 0.0
+    for line in text.splitlines():
+        if f'EndpointName="{endpoint}"' not in line:
+            continue
+        if line.startswith(f"{name}_sum"):
+            total += float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{name}_count"):
+            count += float(line.rsplit(" ", 1)[1])
+    return total / count if count else float("nan")
+
+
+def write_script(path: Path, models: StateModels, mode: str, seed: int = 7) -> Path:
+    targets = ", ".join(f'"{models.target(s)}"' for s in STATES)
+    bodies = ", ".join(f'"{csv_body(models.rows[s][:1])}"' for s in STATES)
+    lua = _LUA.format(body="", content_type="text/csv")
+    lua += _REQUEST_LUA.format(targets=targets, bodies=bodies, mode=mode, seed=seed)
+    path.write_text(lua)
+    return path
+
+
+def series(
+    label: str,
+    wrk: str,
+    url: str,
+    script: Path,
+    args: argparse.Namespace,
+    server: ModelhostServer,
+    endpoint: str | None,
+) -> dict[int, dict[str, float]]:
+    if args.warmup > 0:
+        run_wrk(wrk, url, script, 8, args.warmup)
+    out: dict[int, list[dict[str, float]]] = {c: [] for c in args.connections}
+    for run in range(args.runs):
+        for c in args.connections:
+            before = cache_counts(server.url, endpoint) if endpoint else (0.0, 0.0)
+            r = run_wrk(wrk, url, script, c, args.duration, server_pid(server))
+            after = cache_counts(server.url, endpoint) if endpoint else (0.0, 0.0)
+            calls = after[1] - before[1]
+            hit = (after[0] - before[0]) / calls if calls else float("nan")
+            print(
+                f"  {label:<10} c={c:<3} run {run + 1}/{args.runs}: {r.requests_per_s:>8,.0f} req/s"
+                f"  p50 {r.p50_us / 1e3:6.2f} ms  p99 {r.p99_us / 1e3:6.2f} ms"
+                f"  cache hits {hit:6.1%}  CPU: wrk {r.wrk_cpu_pct:3.0f}%"
+                f"  server {r.server_cpu_pct or 0:4.0f}%  other {r.other_cpu_pct or 0:3.0f}%",
+                flush=True,
+            )
+            out[c].append(
+                {
+                    "requests_per_s": r.requests_per_s,
+                    "p50_us": r.p50_us,
+                    "p99_us": r.p99_us,
+                    "cache_hit_ratio": hit,
+                    "other_cpu_pct": r.other_cpu_pct or 0.0,
+                }
+            )
+    return {c: {k: statistics.median(x[k] for x in xs) for k in xs[0]} for c, xs in out.items()}
+
+
+def server_pid(server: ModelhostServer) -> int | None:
+    return server.proc.pid if server.proc is not None else None
+
+
+def post_ms(port: int, endpoint: str, target: str, body: str) -> float:
+    """One invocation over a fresh connection (as a client's first call would be), in ms."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        started = time.perf_counter()
+        conn.request(
+            "POST",
+            f"/endpoints/{endpoint}/invocations",
+            body=body,
+            headers={"Content-Type": "text/csv", "X-Amzn-SageMaker-Target-Model": target},
+        )
+        response = conn.getresponse()
+        payload = response.read()
+        elapsed = (time.perf_counter() - started) * 1e3
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise BenchError(f"{target} answered {response.status}: {payload[:300]!r}")
+    return elapsed
+
+
+def check_answers(rt: Any, endpoint: str, models: StateModels) -> None:
+    for state in STATES:
+        body = csv_body(models.rows[state][:1])
+        answer = rt.invoke_endpoint(
+            EndpointName=endpoint,
+            ContentType="text/csv",
+            Body=body,
+            TargetModel=models.target(state),
+        )["Body"].read()
+        got = float(re.split(b"[,\n]", answer)[0])
+        want = float(models.expected(state, models.rows[state][:1])[0])
+        if abs(got - want) > 1e-6:
+            raise BenchError(f"{state}: endpoint says {got}, XGBoost in-process says {want}")
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: the server and wrk are stopped by their context managers.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    wrk = ensure_wrk()
+    info = machine_info()
+    print(format_machine_info(info), flush=True)
+    busy = busy_elsewhere_pct()
+    if busy > 20:
+        print(f"warning: other processes use {busy:.0f}% of a core: figures will be noisy")
+    results: dict[str, Any] = {"machine": info, "args": vars(args), "scenarios": {}}
+    with tempfile.TemporaryDirectory(prefix="mh-bench-mme-") as tmp:
+        work = Path(tmp)
+        started = time.perf_counter()
+        models = write_state_models(
+            make_churn(20_000, seed=11), work / "models", num_round=args.trees
+        )
+        unpacked = work / "probe"
+        sizes = []
+        for state in STATES:
+            with tarfile.open(models.prefix / f"{state}.tar.gz") as tar:
+                tar.extractall(unpacked / state, filter="data")
+            sizes.append(directory_bytes(unpacked / state))
+        print(
+            f"built 51 state models ({args.trees} trees, {statistics.median(sizes) / 1024:.0f} KiB "
+            f"median) in {time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
+        env = {"MODELHOST_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+        with ModelhostServer(work / "home", env=env) as server:
+            sm, rt = boto3_clients(server.url)
+            scenarios = results["scenarios"]
+
+            # Baseline: one state's model on a single-model endpoint.
+            # Batching off: a multi-model instance predicts once per request (requests for
+            # different models cannot be merged), so this is the like-for-like baseline.
+            deploy(
+                sm,
+                "single",
+                {
+                    "Image": IMAGE,
+                    "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
+                    "Environment": {"MODELHOST_BATCHING": "off"},
+                },
+                args.instances,
+            )
+            single = work / "single.lua"
+            lua = _LUA.format(body=csv_body(models.rows["CA"][:1]), content_type="text/csv")
+            single.write_text(lua)
+            print("single-model endpoint (baseline: CA only, batching off)", flush=True)
+            scenarios["single"] = series(
+                "single",
+                wrk,
+                f"{server.url}/endpoints/single/invocations",
+                single,
+                args,
+                server,
+                None,
+            )
+
+            # 1. all 51 hot.
+            deploy_mme(sm, "hot51", models.prefix, args.instances)
+            first_ms = [
+                post_ms(server.port, "hot51", models.target(s), csv_body(models.rows[s][:1]))
+                for s in STATES
+            ]
+            check_answers(rt, "hot51", models)
+            print(
+                f"multi-model, all 51 hot (first requests, unpacking into the disk cache: "
+                f"median {statistics.median(first_ms):.1f} ms)",
+                flush=True,
+            )
+            cycle = write_script(work / "cycle.lua", models, "cycle")
+            scenarios["hot51"] = series(
+                "hot51",
+                wrk,
+                f"{server.url}/endpoints/hot51/invocations",
+                cycle,
+                args,
+                server,
+                "hot51",
+            )
+            scenarios["hot51"]["first_request_ms_median"] = statistics.median(first_ms)
+
+            # 2. a budget holding N models, uniform random requests over 51.
+            budget = args.budget_models * max(sizes)
+            name = f"budget{args.budget_models}"
+            deploy_mme(
+                sm,
+                name,
+                models.prefix,
+                args.instances,
+                {"MODELHOST_MODEL_CACHE_BYTES": str(budget)},
+            )
+            print(
+                f"multi-model, budget of {args.budget_models} models ({budget} bytes)", flush=True
+            )
+            random_lua = write_script(work / "random.lua", models, "random")
+            scenarios[name] = series(
+                name,
+                wrk,
+                f"{server.url}/endpoints/{name}/invocations",
+                random_lua,
+                args,
+                server,
+                name,
+            )
+
+            # 3. cold loads from the local disk cache, one at a time.
+            deploy_mme(sm, "cold", models.prefix, args.instances)
+            cold_ms, hot_ms = [], []
+            for state in STATES[: args.cold_samples]:
+                body = csv_body(models.rows[state][:1])
+                cold_ms.append(post_ms(server.port, "cold", models.target(state), body))
+                hot_ms.append(post_ms(server.port, "cold", models.target(state), body))
+            load_us = metric_mean(server.url, "ModelLoadingTime", "cold")
+            wait_us = metric_mean(server.url, "ModelLoadingWaitTime", "cold")
+            scenarios["cold"] = {
+                "samples": len(cold_ms),
+                "cold_request_ms_median": statistics.median(cold_ms),
+                "cold_request_ms_max": max(cold_ms),
+                "hot_request_ms_median": statistics.median(hot_ms),
+                "model_loading_time_ms_mean": load_us / 1e3,
+                "model_loading_wait_time_ms_mean": wait_us / 1e3,
+            }
+    print(report(results, args), flush=True)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"multimodel-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"results: {out}")
+    return 0
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> str:
+    s = results["scenarios"]
+    lines = ["", "scenario        conns     req/s    p50 ms    p99 ms   cache hits   vs single"]
+    for name in ("single", "hot51", f"budget{args.budget_models}"):
+        for c in args.connections:
+            m = s[name][c]
+            base = s["single"][c]["requests_per_s"]
+            hit = "" if name == "single" else f"{m['cache_hit_ratio']:10.1%}"
+            lines.append(
+                f"{name:<14} {c:>6} {m['requests_per_s']:>9,.0f} {m['p50_us'] / 1e3:>9.2f} "
+                f"{m['p99_us'] / 1e3:>9.2f} {hit:>12} {m['requests_per_s'] / base:>10.2f}x"
+            )
+    cold = s["cold"]
+    lines += [
+        "",
+        f"cold load from the local disk cache ({cold['samples']} models, one at a time): "
+        f"request median {cold['cold_request_ms_median']:.2f} ms (max "
+        f"{cold['cold_request_ms_max']:.2f}), ModelLoadingTime mean "
+        f"{cold['model_loading_time_ms_mean']:.2f} ms, same request hot "
+        f"{cold['hot_request_ms_median']:.2f} ms",
+        "",
+        "goals:",
+    ]
+    worst_p99 = max(s["hot51"][c]["p99_us"] for c in args.connections) / 1e3
+    lines.append(
+        f"  p99 < {HOT_P99_GOAL_MS:g} ms with all 51 hot (worst over {args.connections} conns): "
+        f"{worst_p99:.2f} ms  {'MET' if worst_p99 < HOT_P99_GOAL_MS else 'NOT MET'}"
+    )
+    cold_ms = cold["cold_request_ms_median"]
+    lines.append(
+        f"  cold load < {COLD_LOAD_GOAL_MS:g} ms from the disk cache (request median): "
+        f"{cold_ms:.2f} ms  {'MET' if cold_ms < COLD_LOAD_GOAL_MS else 'NOT MET'}"
+    )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())
