@@ -291,7 +291,12 @@ def main(argv: list[str] | None = None) -> int:
             f"median) in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
-        env = {"MODELHOST_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+        # Authentication off, as in bench/realtime.py: wrk replays unsigned requests.
+        env = {
+            "MODELHOST_LOG_LEVEL": "warning",
+            "OMP_NUM_THREADS": "1",
+            "MODELHOST_AUTH_ENABLED": "false",
+        }
         with ModelhostServer(work / "home", env=env) as server:
             sm, rt = boto3_clients(server.url)
             scenarios = results["scenarios"]

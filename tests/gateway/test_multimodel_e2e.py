@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 from modelhost.container.multimodel import directory_bytes
 from modelhost.testing.churn import STATES, csv_body, make_churn
 from modelhost.testing.s3 import local_s3_server, s3_client
-from modelhost.testing.server import ModelhostServer
+from modelhost.testing.server import ModelhostServer, signed_call
 from modelhost.testing.state_models import StateModels, write_state_models
 from tests.conftest import FAST_ENV, XGBOOST_IMAGE, unique
 
@@ -81,7 +81,7 @@ def predict(rt: Any, name: str, state: str, X: np.ndarray) -> np.ndarray:
 
 
 def native(url: str, path: str) -> Any:
-    with urllib.request.urlopen(url + path, timeout=30) as resp:
+    with urllib.request.urlopen(signed_call(url, "GET", path), timeout=30) as resp:
         return json.loads(resp.read())
 
 
@@ -308,7 +308,8 @@ def test_cli_invoke_target_model_and_models(
     server: ModelhostServer, sm: Any, states: StateModels
 ) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "MODELHOST_URL": server.url}
+        # The CLI signs with the admin key of the server's home.
+        env = {**os.environ, "MODELHOST_URL": server.url, "MODELHOST_HOME": str(server.home)}
         return subprocess.run(
             [sys.executable, "-m", "modelhost", *args],
             env=env,
