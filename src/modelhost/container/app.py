@@ -219,14 +219,7 @@ class InstanceApp:
             else:
                 await _respond(send, 503, b"Model is still loading: retry when /ping is 200", TEXT)
             return
-        content_type = accept = custom = None
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value.decode("latin-1")
-            elif key == b"accept":
-                accept = value.decode("latin-1")
-            elif key == CUSTOM_ATTRIBUTES:
-                custom = value.decode("latin-1")
+        content_type, accept, custom = _contract_headers(scope)
         batcher = self._batcher
         try:
             if batcher is not None and len(body) <= self._inline_max:
@@ -293,6 +286,19 @@ class InstanceApp:
                 self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def _contract_headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Content-Type, Accept and CustomAttributes of a request (None when absent)."""
+    content_type = accept = custom = None
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            content_type = value.decode("latin-1")
+        elif key == b"accept":
+            accept = value.decode("latin-1")
+        elif key == CUSTOM_ATTRIBUTES:
+            custom = value.decode("latin-1")
+    return content_type, accept, custom
 
 
 def _header_dict(scope: Scope) -> dict[str, str]:

@@ -47,6 +47,7 @@ from modelhost.container.app import (
     Receive,
     Scope,
     Send,
+    _contract_headers,
     _header_dict,
     _read_body,
     _respond,
@@ -239,14 +240,7 @@ class MultiModelHost:
                 send, 404, json.dumps(_error(404, f"Model {name} is not loaded")).encode(), JSON
             )
             return
-        content_type = accept = custom = None
-        for key, value in scope["headers"]:
-            if key == b"content-type":
-                content_type = value.decode("latin-1")
-            elif key == b"accept":
-                accept = value.decode("latin-1")
-            elif key == CUSTOM_ATTRIBUTES:
-                custom = value.decode("latin-1")
+        content_type, accept, custom = _contract_headers(scope)
         from modelhost.frameworks.base import Context
 
         runtime = model.runtime
