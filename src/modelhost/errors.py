@@ -2,10 +2,13 @@
 
 `gateway.errors` is the only place that turns these into HTTP answers. Control-plane
 errors are `...Exception`-style codes (JSON 1.1 protocol); runtime errors use the
-runtime's codes (`ValidationError`, `ModelError`, ...), as boto3 expects.
+runtime's codes (`ValidationError`, `ModelError`, ...), as boto3 expects. Errors raised
+inside an instance (codecs, runtimes) also carry the container's `status_code`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class ModelhostError(Exception):
@@ -51,6 +54,21 @@ class ResourceLimitExceeded(ModelhostError):
 class UnknownOperation(ModelhostError):
     code = "UnknownOperationException"
     status = 400
+
+
+class SerializationException(ModelhostError):
+    """A JSON 1.1 request body that is not JSON, or not a JSON object."""
+
+    code = "SerializationException"
+    status = 400
+
+
+class JsonTooDeep(ValidationException):
+    """A JSON request body nested deeper than `max_json_depth`."""
+
+
+class EndpointNotFound(ValidationException):
+    """The endpoint does not exist (SageMaker answers ValidationException here too)."""
 
 
 # --- runtime (sagemaker-runtime, REST JSON) ---------------------------------------------
@@ -127,14 +145,25 @@ class ArtifactError(ModelhostError):
     status = 400
 
 
-# --- prediction store ----------------------------------------------------------------------
+# --- native REST APIs (/api, prediction store, access keys) -------------------------------
 
 
-class PredictionNotFound(ModelhostError):
-    """A prediction store, or a key in its current run, does not exist (a REST 404)."""
+class NotFound(ModelhostError):
+    """A native REST resource (alarm, endpoint, access key) does not exist (a REST 404)."""
 
     code = "ResourceNotFound"
     status = 404
+
+
+class MethodNotAllowed(ModelhostError):
+    """A native REST path asked with a method it does not serve."""
+
+    code = "MethodNotAllowed"
+    status = 405
+
+
+class PredictionNotFound(NotFound):
+    """A prediction store, or a key in its current run, does not exist (a REST 404)."""
 
 
 class PredictionStoreUnavailable(ModelhostError):
@@ -185,3 +214,98 @@ class AccessDeniedException(ModelhostError):
 class RequestHeadersTooLarge(ModelhostError):
     code = "RequestHeaderFieldsTooLarge"
     status = 431
+
+
+# --- gateway start-up -------------------------------------------------------------------
+
+
+class UnsafeConfiguration(ModelhostError):
+    """Settings the gateway refuses to start with (e.g. auth off on a public address)."""
+
+    code = "UnsafeConfiguration"
+    status = 500
+
+
+# --- inside an instance (codecs, runtimes, script mode) ---------------------------------
+#
+# These never reach `gateway.errors` as they are: the container answers /invocations with
+# `status_code` and `message`, and the gateway turns that answer into a ModelError (424)
+# carrying it as OriginalStatusCode/OriginalMessage. `status_code` and `message` are the
+# attribute names of the inference toolkit's `BaseInferenceToolkitError`, which script-mode
+# users raise and catch, so the container treats our errors and a script's alike.
+
+
+class InstanceError(ModelhostError):
+    """Base of errors raised inside an instance; `status_code` is the container's answer."""
+
+    code = "ModelError"
+    status = 424
+    status_code: int = 500
+
+
+class CodecError(InstanceError):
+    """Base of codec errors; `message` is a one-line text that names the rule broken.
+
+    Statuses follow SageMaker's XGBoost/legacy containers (which clients expect): a body
+    that cannot be decoded or an unknown Content-Type is 415, an Accept we cannot produce
+    is 406.
+    """
+
+    status_code = 415
+
+
+class DecodeError(CodecError):
+    """The body does not parse as its Content-Type says (415)."""
+
+    status_code = 415
+
+
+class UnsupportedContentType(CodecError):
+    """No decoder for this Content-Type (415)."""
+
+    status_code = 415
+
+    def __init__(self, content_type: str | None, supported: Iterable[str]) -> None:
+        super().__init__(
+            f"Unsupported Content-Type {content_type!r}: use one of {', '.join(supported)}"
+        )
+
+
+class UnsupportedAccept(CodecError):
+    """No encoder for any type the Accept header lists (406)."""
+
+    status_code = 406
+
+    def __init__(self, accept: str | None, supported: Iterable[str]) -> None:
+        super().__init__(f"Unsupported Accept {accept!r}: use one of {', '.join(supported)}")
+
+
+class EncodeError(CodecError):
+    """The prediction cannot be written in the chosen type, e.g. 3-D as CSV (406)."""
+
+    status_code = 406
+
+
+class InferenceError(InstanceError):
+    """Base of runtime errors; `message` is one line naming the rule broken (500)."""
+
+    status_code = 500
+
+
+class InvalidInput(InferenceError):
+    """The request decoded but cannot be predicted on, e.g. wrong feature count (400)."""
+
+    status_code = 400
+
+
+class PredictionFailed(InferenceError):
+    """The framework rejected the input during predict (400, as SageMaker's XGBoost)."""
+
+    status_code = 400
+
+
+class ModelLoadError(InferenceError):
+    """The model could not be loaded. `message` becomes the endpoint's FailureReason,
+    so it says what is wrong and what to do about it."""
+
+    status_code = 500

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modelhost.codecs import csv
-from modelhost.codecs.errors import DecodeError, EncodeError
+from modelhost.errors import DecodeError, EncodeError
 
 
 def test_one_row_fast_path() -> None:

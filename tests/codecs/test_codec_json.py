@@ -9,7 +9,7 @@ import pytest
 
 from modelhost.codecs import json as json_codec
 from modelhost.codecs import jsonlines
-from modelhost.codecs.errors import DecodeError
+from modelhost.errors import DecodeError
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modelhost.codecs import libsvm, npy
-from modelhost.codecs.errors import DecodeError, EncodeError
+from modelhost.errors import DecodeError, EncodeError
 
 
 def _npy(array: np.ndarray) -> bytes:

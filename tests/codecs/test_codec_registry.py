@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modelhost.codecs import registry
-from modelhost.codecs.errors import UnsupportedAccept, UnsupportedContentType
 from modelhost.codecs.media import choose_accept, media_type
+from modelhost.errors import UnsupportedAccept, UnsupportedContentType
 
 SUPPORTED = ("text/csv", "application/json", "application/jsonlines", "application/x-npy")
 

@@ -19,7 +19,7 @@ from instance_support import write_booster
 
 from modelhost.container.app import InstanceApp, ModelState
 from modelhost.container.config import ConfigError, InstanceConfig
-from modelhost.frameworks.errors import PredictionFailed
+from modelhost.errors import PredictionFailed
 
 Response = tuple[int, dict[str, str], bytes]
 Request = tuple[bytes, dict[str, str]]

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from modelhost.container.config import InstanceConfig
+from modelhost.errors import ModelLoadError
 from modelhost.frameworks import requirements
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import ModelLoadError
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime
 

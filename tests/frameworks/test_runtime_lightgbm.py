@@ -18,9 +18,14 @@ import numpy as np
 import pytest
 from fw_support import N_FEATURES, csv_body
 
-from modelhost.codecs.errors import DecodeError, UnsupportedAccept, UnsupportedContentType
+from modelhost.errors import (
+    DecodeError,
+    InvalidInput,
+    ModelLoadError,
+    UnsupportedAccept,
+    UnsupportedContentType,
+)
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from modelhost.frameworks.registry import select_runtime
 
@@ -266,7 +271,7 @@ FUZZ = """
 import random, tempfile
 from pathlib import Path
 import lightgbm as lgb, numpy as np
-from modelhost.frameworks.errors import ModelLoadError
+from modelhost.errors import ModelLoadError
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 
 rng = np.random.default_rng(0)

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelhost.codecs.errors import DecodeError
+from modelhost.errors import DecodeError, InvalidInput, ModelLoadError
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.mlflow import MLflowRuntime, find_model_root, import_mlflow
 from modelhost.frameworks.registry import select_runtime
 from modelhost.testing.churn import FEATURE_NAMES, csv_rows, make_churn

@@ -19,9 +19,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modelhost.codecs.errors import DecodeError, UnsupportedAccept, UnsupportedContentType
+from modelhost.errors import (
+    DecodeError,
+    InvalidInput,
+    ModelLoadError,
+    PredictionFailed,
+    UnsupportedAccept,
+    UnsupportedContentType,
+)
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.onnx import OUTPUT_ENV, ONNXRuntime
 from modelhost.frameworks.registry import select_runtime
 

@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 from fw_support import N_FEATURES, csv_body
 
-from modelhost.codecs.errors import EncodeError
+from modelhost.errors import EncodeError, InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.pytorch import PyTorchRuntime, archive_kind
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from modelhost.frameworks.errors import ModelLoadError
+from modelhost.errors import ModelLoadError
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime
 

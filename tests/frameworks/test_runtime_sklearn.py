@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from fw_support import csv_body
 
+from modelhost.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.sklearn import SklearnRuntime
 
 

@@ -12,9 +12,14 @@ import numpy as np
 import pytest
 from fw_support import N_FEATURES, csv_body
 
-from modelhost.codecs.errors import DecodeError, UnsupportedAccept, UnsupportedContentType
+from modelhost.errors import (
+    DecodeError,
+    InvalidInput,
+    ModelLoadError,
+    UnsupportedAccept,
+    UnsupportedContentType,
+)
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.xgboost import XGBoostRuntime
 
 

@@ -12,9 +12,13 @@ import numpy as np
 import pytest
 from fw_support import csv_body
 
-from modelhost.codecs.errors import UnsupportedAccept, UnsupportedContentType
+from modelhost.errors import (
+    InferenceError,
+    ModelLoadError,
+    UnsupportedAccept,
+    UnsupportedContentType,
+)
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import InferenceError, ModelLoadError
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime, wants_context
 

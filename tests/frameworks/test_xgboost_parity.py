@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from fw_support import csv_body
 
-from modelhost.codecs.errors import UnsupportedAccept
 from modelhost.container.config import InstanceConfig
+from modelhost.errors import ModelLoadError, UnsupportedAccept
 from modelhost.frameworks.base import Context, RuntimeOptions
-from modelhost.frameworks.errors import ModelLoadError
 from modelhost.frameworks.xgboost import XGBoostRuntime
 from modelhost.frameworks.xgboost_output import selectable_plan
 
@@ -380,7 +379,7 @@ def test_recordio_framing_multipart_and_errors() -> None:
     import struct
 
     from modelhost.codecs import recordio
-    from modelhost.codecs.errors import DecodeError
+    from modelhost.errors import DecodeError
 
     payload = recordio.encode_record({}, {"values": [1.0, 2.0, 3.0]})
     half = len(payload) // 2

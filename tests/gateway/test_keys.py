@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from modelhost.errors import ValidationException
-from modelhost.gateway.auth.guard import JsonTooDeep, check_json_depth
+from modelhost.errors import JsonTooDeep, ValidationException
+from modelhost.gateway.auth.guard import check_json_depth
 from modelhost.gateway.auth.keys import KeyStore
 
 

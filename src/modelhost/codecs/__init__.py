@@ -5,7 +5,7 @@ prediction into response bytes. Errors carry the HTTP status the container answe
 with (`DecodeError`/`UnsupportedContentType` → 415, `UnsupportedAccept` → 406).
 """
 
-from modelhost.codecs.errors import (
+from modelhost.errors import (
     CodecError,
     DecodeError,
     EncodeError,

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from modelhost.codecs.errors import DecodeError
+from modelhost.errors import DecodeError
 
 MEDIA_TYPE = "application/json"
 

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from modelhost.codecs import json as json_codec
-from modelhost.codecs.errors import DecodeError
+from modelhost.errors import DecodeError
 
 MEDIA_TYPE = "application/jsonlines"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from modelhost.codecs.errors import UnsupportedAccept
+from modelhost.errors import UnsupportedAccept
 
 
 @lru_cache(maxsize=256)

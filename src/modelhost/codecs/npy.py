@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from modelhost.codecs.errors import DecodeError, EncodeError
+from modelhost.errors import DecodeError, EncodeError
 
 MEDIA_TYPE = "application/x-npy"
 

@@ -13,8 +13,8 @@ from typing import Any
 from numpy.typing import DTypeLike, NDArray
 
 from modelhost.codecs import csv, json, jsonlines, libsvm, npy
-from modelhost.codecs.errors import UnsupportedContentType
 from modelhost.codecs.media import media_type
+from modelhost.errors import UnsupportedContentType
 
 Decoder = Callable[[bytes, DTypeLike], NDArray[Any]]
 Encoder = Callable[[Any], bytes]

@@ -13,15 +13,11 @@ import time
 from typing import Any
 
 from modelhost.control.controller import Controller
-from modelhost.errors import ValidationException
+from modelhost.errors import EndpointNotFound, ValidationException
 from modelhost.routing.bandit import Bandit, BanditPolicy, Outcome
 from modelhost.store.metadata import Kind, MetadataStore, Record
 
 MAX_REWARDS_PER_CALL = 10_000
-
-
-class EndpointNotFound(ValidationException):
-    """The endpoint does not exist (SageMaker answers ValidationException here too)."""
 
 
 class BanditRouting:

@@ -19,7 +19,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from modelhost.codecs import registry
 from modelhost.codecs.media import choose_accept
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError
+from modelhost.errors import InvalidInput, ModelLoadError
 
 
 @dataclass(frozen=True)

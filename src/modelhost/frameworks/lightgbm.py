@@ -24,8 +24,8 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from modelhost.codecs import registry
+from modelhost.errors import InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.base import Runtime, describe_files, model_files
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
 PREFERRED = "model.txt"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")

@@ -26,9 +26,14 @@ from modelhost.codecs import csv as csv_codec
 from modelhost.codecs import json as json_codec
 from modelhost.codecs import npy as npy_codec
 from modelhost.codecs import registry
-from modelhost.codecs.errors import DecodeError, EncodeError
+from modelhost.errors import (
+    DecodeError,
+    EncodeError,
+    InvalidInput,
+    ModelLoadError,
+    PredictionFailed,
+)
 from modelhost.frameworks.base import Context, Runtime, describe_files
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
 MLMODEL = "MLmodel"
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")

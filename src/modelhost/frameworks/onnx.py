@@ -27,9 +27,14 @@ from modelhost.codecs import json as json_codec
 from modelhost.codecs import jsonlines as jsonlines_codec
 from modelhost.codecs import npy as npy_codec
 from modelhost.codecs import registry
-from modelhost.codecs.errors import DecodeError, UnsupportedContentType
+from modelhost.errors import (
+    DecodeError,
+    InvalidInput,
+    ModelLoadError,
+    PredictionFailed,
+    UnsupportedContentType,
+)
 from modelhost.frameworks.base import Context, Runtime, describe_files, model_files
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
 PREFERRED = "model.onnx"
 OUTPUT_ENV = "MODELHOST_ONNX_OUTPUT"

@@ -24,9 +24,14 @@ from numpy.typing import DTypeLike, NDArray
 
 from modelhost.codecs import npy as npy_codec
 from modelhost.codecs import registry
-from modelhost.codecs.errors import DecodeError, EncodeError
+from modelhost.errors import (
+    DecodeError,
+    EncodeError,
+    InvalidInput,
+    ModelLoadError,
+    PredictionFailed,
+)
 from modelhost.frameworks.base import Runtime, describe_files, model_files
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
 PREFERRED = ("model.pt", "model.pth")
 SUFFIXES = (".pt", ".pth", ".torchscript")

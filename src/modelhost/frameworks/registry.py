@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from modelhost.errors import ModelLoadError
 from modelhost.frameworks.base import Runtime, RuntimeOptions, describe_files
-from modelhost.frameworks.errors import ModelLoadError
 from modelhost.frameworks.script import ScriptRuntime
 
 # name -> "module:Class". The names are what MODELHOST_RUNTIME and image URIs select.

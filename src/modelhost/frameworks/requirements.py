@@ -45,7 +45,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from modelhost.frameworks.errors import ModelLoadError
+from modelhost.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -46,10 +46,15 @@ from modelhost.codecs import libsvm as libsvm_codec
 from modelhost.codecs import npy as npy_codec
 from modelhost.codecs import recordio as recordio_codec
 from modelhost.codecs import registry
-from modelhost.codecs.errors import DecodeError, UnsupportedContentType
 from modelhost.codecs.media import choose_accept
+from modelhost.errors import (
+    DecodeError,
+    InferenceError,
+    InvalidInput,
+    ModelLoadError,
+    UnsupportedContentType,
+)
 from modelhost.frameworks.base import Context, Runtime, RuntimeOptions, describe_files
-from modelhost.frameworks.errors import InferenceError, InvalidInput, ModelLoadError
 from modelhost.frameworks.requirements import REQUIREMENTS_FILE, activate, install_requirements
 
 HANDLERS = (

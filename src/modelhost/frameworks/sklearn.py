@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from modelhost.errors import InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.base import Runtime, describe_files, model_files
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
 SUFFIXES = (".joblib", ".pkl", ".pickle")
 PREFERRED = "model.joblib"

@@ -19,9 +19,9 @@ from numpy.typing import DTypeLike
 
 from modelhost.codecs import recordio, registry
 from modelhost.codecs.media import choose_accept
+from modelhost.errors import InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks import xgboost_output
 from modelhost.frameworks.base import Runtime, describe_files, model_files
-from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
 
 MODEL_FILE = "xgboost-model"
 NATIVE_SUFFIXES = (".json", ".ubj", ".bst", ".model", ".bin")

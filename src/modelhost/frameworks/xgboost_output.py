@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from modelhost.codecs import npy, recordio, registry
-from modelhost.frameworks.errors import ModelLoadError
+from modelhost.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -6,17 +6,12 @@ import json
 import uuid
 
 from modelhost.control.service import ControlPlane
-from modelhost.errors import ModelhostError, UnknownOperation
+from modelhost.errors import SerializationException, UnknownOperation
 from modelhost.gateway.asgi import Receive, Scope, Send, read_body, respond
 from modelhost.gateway.errors import JSON_11, error_payload
 
 _PREFIX = "SageMaker."
 _MAX_CONTROL_BODY = 16 * 1024 * 1024
-
-
-class SerializationException(ModelhostError):
-    code = "SerializationException"
-    status = 400
 
 
 class ControlAPI:

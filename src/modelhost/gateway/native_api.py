@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelhost.errors import ModelhostError, ValidationException
+from modelhost.errors import NotFound, ValidationException
 from modelhost.gateway.errors import error_payload
 from modelhost.store.metadata import Kind, MetadataStore
 from modelhost.telemetry import shadow_report
@@ -31,11 +31,6 @@ from modelhost.telemetry.alarms import AlarmBook
 
 if TYPE_CHECKING:
     from modelhost.control.service import ControlPlane
-
-
-class NotFound(ModelhostError):
-    code = "ResourceNotFound"
-    status = 404
 
 
 def _error(exc: Exception) -> Response:

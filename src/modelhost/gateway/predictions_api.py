@@ -21,7 +21,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
-from modelhost.errors import ModelhostError, PredictionNotFound, ValidationException
+from modelhost.errors import (
+    MethodNotAllowed,
+    PredictionNotFound,
+    ValidationException,
+)
 from modelhost.gateway.asgi import Receive, Scope, Send, read_body, respond
 from modelhost.gateway.errors import error_payload
 from modelhost.settings import Settings
@@ -41,11 +45,6 @@ from modelhost.store.predictions.base import (
 T = TypeVar("T")
 _JSON = [(b"content-type", b"application/json")]
 _MAX_BODY_BYTES = 1 << 20
-
-
-class MethodNotAllowed(ModelhostError):
-    code = "MethodNotAllowed"
-    status = 405
 
 
 class PredictionsAPI:

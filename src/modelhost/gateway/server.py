@@ -8,15 +8,10 @@ import socket
 
 import uvicorn
 
-from modelhost.errors import ModelhostError
+from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.app import Gateway
 from modelhost.gateway.http_limits import bounded_protocol
 from modelhost.settings import Settings
-
-
-class UnsafeConfiguration(ModelhostError):
-    code = "UnsafeConfiguration"
-    status = 500
 
 
 def is_loopback(host: str) -> bool:

@@ -21,8 +21,8 @@ from typing import Any
 from modelhost.errors import (
     AccessDeniedException,
     InvalidSignatureException,
+    JsonTooDeep,
     RequestHeadersTooLarge,
-    ValidationException,
 )
 from modelhost.gateway.asgi import (
     ASGIApp,
@@ -43,10 +43,6 @@ from modelhost.settings import Settings
 
 _SIGNING_KEY_CACHE_MAX = 4096
 PRINCIPAL_SCOPE_KEY = "modelhost.access_key_id"
-
-
-class JsonTooDeep(ValidationException):
-    pass
 
 
 def check_json_depth(body: bytes, max_depth: int) -> Any:

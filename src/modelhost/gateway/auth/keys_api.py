@@ -12,14 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from modelhost.errors import ModelhostError, ValidationException
+from modelhost.errors import NotFound, ValidationException
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.errors import error_payload
-
-
-class KeyNotFound(ModelhostError):
-    code = "ResourceNotFound"
-    status = 404
 
 
 def _error(exc: Exception) -> Response:
@@ -69,7 +64,7 @@ class KeysAPI:
         try:
             key = self.keys.revoke(key_id)
             if key is None:
-                raise KeyNotFound(f"Access key {key_id} does not exist.")
+                raise NotFound(f"Access key {key_id} does not exist.")
             return JSONResponse(key.describe())
         except Exception as exc:
             return _error(exc)
