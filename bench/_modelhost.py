@@ -5,11 +5,11 @@ way a user would set them with CreateModel:
 
 | token | Environment |
 |---|---|
-| `plain` | `MODELHOST_BATCHING=off` (and 1 worker) |
-| `batching` | `MODELHOST_BATCHING=on` |
+| `plain` | `MH_INSTANCE_BATCHING=off` (and 1 worker) |
+| `batching` | `MH_INSTANCE_BATCHING=on` |
 | `workersN` | `SAGEMAKER_MODEL_SERVER_WORKERS=N` |
-| `waitMS` | `MODELHOST_BATCH_MAX_WAIT_MS=MS` (implies batching) |
-| `rowsN` | `MODELHOST_BATCH_MAX_ROWS=N` (implies batching) |
+| `waitMS` | `MH_INSTANCE_BATCH_MAX_WAIT_MS=MS` (implies batching) |
+| `rowsN` | `MH_INSTANCE_BATCH_MAX_ROWS=N` (implies batching) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -31,20 +31,20 @@ def variant_env(variant: str) -> dict[str, str]:
     """The model Environment of a variant name such as `batching+workers2`."""
     if variant == "default":
         return {}
-    env = {"MODELHOST_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    env = {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
     for token in variant.split("+"):
         if token == "plain":
             continue
         if token == "batching":
-            env["MODELHOST_BATCHING"] = "on"
+            env["MH_INSTANCE_BATCHING"] = "on"
         elif m := re.fullmatch(r"workers(\d+)", token):
             env["SAGEMAKER_MODEL_SERVER_WORKERS"] = m.group(1)
         elif m := re.fullmatch(r"wait([0-9.]+)", token):
-            env["MODELHOST_BATCHING"] = "on"
-            env["MODELHOST_BATCH_MAX_WAIT_MS"] = m.group(1)
+            env["MH_INSTANCE_BATCHING"] = "on"
+            env["MH_INSTANCE_BATCH_MAX_WAIT_MS"] = m.group(1)
         elif m := re.fullmatch(r"rows(\d+)", token):
-            env["MODELHOST_BATCHING"] = "on"
-            env["MODELHOST_BATCH_MAX_ROWS"] = m.group(1)
+            env["MH_INSTANCE_BATCHING"] = "on"
+            env["MH_INSTANCE_BATCH_MAX_ROWS"] = m.group(1)
         else:
             raise ValueError(f"unknown modelhost variant setting {token!r} in {variant!r}")
     return env

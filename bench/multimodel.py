@@ -12,7 +12,7 @@ per request) on 127.0.0.1 only:
    over the 51 states. Baseline: one state's row against a single-model endpoint serving
    that state's model with batching off (a multi-model instance predicts once per
    request), i.e. what multi-model routing and the model lookup cost on top.
-2. **budget of N** (default 20): `MODELHOST_MODEL_CACHE_BYTES` holds N models; requests
+2. **budget of N** (default 20): `MH_INSTANCE_MODEL_CACHE_BYTES` holds N models; requests
    pick a state uniformly at random, so LRU keeps about N/51 of them hot and the rest
    load from the local disk cache on demand.
 3. **cold load of one model**: on a fresh endpoint, the first request for each model
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "Image": IMAGE,
                     "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                    "Environment": {"MODELHOST_BATCHING": "off"},
+                    "Environment": {"MH_INSTANCE_BATCHING": "off"},
                 },
                 args.instances,
             )
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 name,
                 models.prefix,
                 args.instances,
-                {"MODELHOST_MODEL_CACHE_BYTES": str(budget)},
+                {"MH_INSTANCE_MODEL_CACHE_BYTES": str(budget)},
             )
             print(
                 f"multi-model, budget of {args.budget_models} models ({budget} bytes)", flush=True

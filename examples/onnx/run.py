@@ -39,7 +39,7 @@ from modelhost.testing.server import ModelhostServer, boto3_clients
 IMAGE = "onnx"
 ROLE = "arn:aws:iam::123456789012:role/modelhost"
 # The graph's outputs are `label` and `probabilities`; serve the second.
-ENVIRONMENT = {"MODELHOST_ONNX_OUTPUT": "probabilities"}
+ENVIRONMENT = {"MH_INSTANCE_ONNX_OUTPUT": "probabilities"}
 # Served vs onnxruntime in-process: the same float32 graph on the same float32 inputs
 # (CSV and JSON carry the values exactly), so only rounding noise is allowed.
 TOLERANCE_ONNX = 1e-6

@@ -1,7 +1,9 @@
 """The one settings object. Every knob is read here, from `MODELHOST_*` env vars or flags.
 
 CLI flags map onto these fields one to one (as uvicorn's `Config` does); nothing else in
-the code base reads the environment for modelhost configuration.
+the gateway reads the environment. An instance reads its own, explicit environment
+(`container/config.py`, prefix `MH_INSTANCE_`): it never inherits the gateway's
+(`fleet/environment.py`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,18 @@ class Settings(BaseSettings):
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")
     s3_endpoint_url: str | None = Field(
         default=None, description="Endpoint URL for s3:// artifacts (S3-compatible stores)."
+    )
+    s3_region: str | None = Field(
+        default=None,
+        description="Region handed to instances that read s3:// themselves; default: region.",
+    )
+    s3_access_key_id: str | None = Field(
+        default=None,
+        description="Access key handed to instances that read s3:// themselves (instances "
+        "never inherit the gateway's environment); unset: they get none.",
+    )
+    s3_secret_access_key: str | None = Field(
+        default=None, description="Secret of s3_access_key_id."
     )
     invocation_timeout_s: float = Field(
         default=60.0,

@@ -229,9 +229,9 @@ def test_script_mode_never_batches(tmp_path: Path) -> None:
 def test_batching_settings_from_env() -> None:
     config = InstanceConfig.from_env(
         {
-            "MODELHOST_BATCHING": "off",
-            "MODELHOST_BATCH_MAX_ROWS": "16",
-            "MODELHOST_BATCH_MAX_WAIT_MS": "1.5",
+            "MH_INSTANCE_BATCHING": "off",
+            "MH_INSTANCE_BATCH_MAX_ROWS": "16",
+            "MH_INSTANCE_BATCH_MAX_WAIT_MS": "1.5",
             "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
         }
     )
@@ -241,10 +241,10 @@ def test_batching_settings_from_env() -> None:
     assert defaults.batching is True and defaults.batch_max_rows == 64
     assert defaults.batch_max_wait_s == 0 and defaults.workers == 1
     for name, value in [
-        ("MODELHOST_BATCHING", "maybe"),
-        ("MODELHOST_BATCH_MAX_ROWS", "0"),
-        ("MODELHOST_BATCH_MAX_WAIT_MS", "-1"),
-        ("MODELHOST_BATCH_MAX_WAIT_MS", "nan"),
+        ("MH_INSTANCE_BATCHING", "maybe"),
+        ("MH_INSTANCE_BATCH_MAX_ROWS", "0"),
+        ("MH_INSTANCE_BATCH_MAX_WAIT_MS", "-1"),
+        ("MH_INSTANCE_BATCH_MAX_WAIT_MS", "nan"),
         ("SAGEMAKER_MODEL_SERVER_WORKERS", "0"),
     ]:
         with pytest.raises(ConfigError, match=name):

@@ -21,16 +21,18 @@ def test_everything_set() -> None:
     config = InstanceConfig.from_env(
         {
             "SAGEMAKER_BIND_TO_PORT": "9001",
-            "MODELHOST_INSTANCE_HOST": "0.0.0.0",
+            "MH_INSTANCE_HOST": "0.0.0.0",
             "SM_MODEL_DIR": "/m",
-            "MODELHOST_RUNTIME": "XGBoost",
+            "MH_INSTANCE_RUNTIME": "XGBoost",
             "SAGEMAKER_PROGRAM": "serve.py",
             "SAGEMAKER_SUBMIT_DIRECTORY": "/m/src",
             "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json",
             "SAGEMAKER_BATCH": "true",
             "OMP_NUM_THREADS": "3",
-            "MODELHOST_PARENT_PID": "123",
-            "MODELHOST_LOG_LEVEL": "DEBUG",
+            "MH_INSTANCE_PARENT_PID": "123",
+            "MH_INSTANCE_LOG_LEVEL": "DEBUG",
+            "MH_INSTANCE_ONNX_OUTPUT": "probabilities",
+            "MH_INSTANCE_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
         }
     )
     assert config.port == 9001 and config.host == "0.0.0.0"
@@ -38,6 +40,20 @@ def test_everything_set() -> None:
     assert config.submit_dir == Path("/m/src")
     assert config.default_accept == "application/json" and config.batch
     assert config.nthread == 3 and config.parent_pid == 123 and config.log_level == "debug"
+    assert config.onnx_output == "probabilities"
+    assert config.s3_endpoint_url == "http://127.0.0.1:9000"
+
+
+def test_the_gateways_prefix_means_nothing_here() -> None:
+    # MODELHOST_* is the gateway's settings; the instance reads only its own MH_INSTANCE_*.
+    gateway_names = {
+        "MODELHOST_RUNTIME": "xgboost",
+        "MODELHOST_BATCHING": "off",
+        "MODELHOST_LOG_LEVEL": "debug",
+        "MODELHOST_MODEL_CACHE_BYTES": "5",
+        "MODELHOST_ONNX_OUTPUT": "x",
+    }
+    assert InstanceConfig.from_env(gateway_names) == InstanceConfig()
 
 
 def test_s3_submit_directory_is_ignored() -> None:

@@ -218,7 +218,7 @@ def test_broken_model_dir_reports_reason_and_stays_up(tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "a.txt").write_text("not a model")
-    with Instance(model_dir, env={"MODELHOST_RUNTIME": "xgboost"}) as instance:
+    with Instance(model_dir, env={"MH_INSTANCE_RUNTIME": "xgboost"}) as instance:
         status, body = instance.wait_ping()
         assert status == 500
         assert body == {
@@ -244,7 +244,7 @@ def test_exits_when_parent_dies(tmp_path: Path, trained: tuple[Any, np.ndarray])
     parent = subprocess.Popen(["sleep", "60"])
     try:
         model_dir = write_booster(tmp_path / "model", trained[0])
-        with Instance(model_dir, env={"MODELHOST_PARENT_PID": str(parent.pid)}) as instance:
+        with Instance(model_dir, env={"MH_INSTANCE_PARENT_PID": str(parent.pid)}) as instance:
             assert instance.wait_ping()[0] == 200
             time.sleep(0.6)
             assert instance.process.poll() is None

@@ -45,7 +45,7 @@ def unpacked(models: StateModels) -> dict[str, Path]:
 def _start(tmp_path: Path, budget_bytes: int | None = None) -> Instance:
     env = {"SAGEMAKER_MULTI_MODEL": "true"}
     if budget_bytes is not None:
-        env["MODELHOST_MODEL_CACHE_BYTES"] = str(budget_bytes)
+        env["MH_INSTANCE_MODEL_CACHE_BYTES"] = str(budget_bytes)
     empty = tmp_path / "empty"
     empty.mkdir(exist_ok=True)
     inst = Instance(empty, env)
@@ -153,7 +153,7 @@ def test_lru_eviction_within_budget(
 def test_a_model_larger_than_the_budget_is_507(tmp_path: Path, unpacked: dict[str, Path]) -> None:
     with _start(tmp_path, directory_bytes(unpacked["CA"]) - 1) as inst:
         status, doc = _load(inst, "CA", unpacked["CA"])
-        assert status == 507 and "MODELHOST_MODEL_CACHE_BYTES" in doc["message"]
+        assert status == 507 and "MH_INSTANCE_MODEL_CACHE_BYTES" in doc["message"]
 
 
 def test_concurrent_loads_of_one_model_load_once(tmp_path: Path, unpacked: dict[str, Path]) -> None:

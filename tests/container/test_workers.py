@@ -75,7 +75,7 @@ def test_workers_exit_when_gateway_dies(tmp_path: Path, trained: tuple[Any, np.n
     parent = subprocess.Popen(["sleep", "60"])
     try:
         model_dir = write_booster(tmp_path / "model", trained[0])
-        env = {**WORKERS, "MODELHOST_PARENT_PID": str(parent.pid)}
+        env = {**WORKERS, "MH_INSTANCE_PARENT_PID": str(parent.pid)}
         with Instance(model_dir, env=env) as instance:
             assert instance.wait_ping()[0] == 200
             workers = _children(instance.process.pid)

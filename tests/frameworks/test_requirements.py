@@ -190,7 +190,7 @@ def test_pip_timeout_is_a_load_error(tmp_path: Path, monkeypatch: pytest.MonkeyP
     )
     with pytest.raises(ModelLoadError) as info:
         _load(model_dir, tmp_path / "packages", pip_timeout_s=1.0)
-    assert "did not install within 1 s (MODELHOST_PIP_TIMEOUT_S)" in info.value.message
+    assert "did not install within 1 s (MH_INSTANCE_PIP_TIMEOUT_S)" in info.value.message
     assert "resolving..." in info.value.message
 
 
@@ -210,7 +210,7 @@ def test_pip_argv_is_a_list_without_a_shell(tmp_path: Path) -> None:
 
 def test_packages_dir_and_timeout_from_the_environment(tmp_path: Path) -> None:
     config = InstanceConfig.from_env(
-        {"MODELHOST_PACKAGES_DIR": str(tmp_path), "MODELHOST_PIP_TIMEOUT_S": "30"}
+        {"MH_INSTANCE_PACKAGES_DIR": str(tmp_path), "MH_INSTANCE_PIP_TIMEOUT_S": "30"}
     )
     assert config.packages_dir == tmp_path and config.pip_timeout_s == 30.0
     assert InstanceConfig.from_env({}).packages_dir is None  # ~/.modelhost/packages

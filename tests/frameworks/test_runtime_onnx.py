@@ -181,23 +181,21 @@ def test_classifier_without_zipmap(
 
 
 def test_zipmap_probabilities_are_plain_arrays(
-    tmp_path: Path, classifier: Any, clf_models: Any, data: Any, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, classifier: Any, clf_models: Any, data: Any
 ) -> None:
     X, _ = data
     model_dir = _write(tmp_path, "zip", clf_models[True])
-    monkeypatch.setenv(OUTPUT_ENV, "output_probability")
-    runtime = _loaded(model_dir)
+    runtime = _loaded(model_dir, onnx_output="output_probability")
     expected = _in_process(clf_models[False], {"input": X[:5]}, 1)
     for accept in ("application/json", "text/csv", "application/jsonlines"):
         got = _call(runtime, csv_body(X[:5]), "text/csv", accept)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     array = _call(runtime, csv_body(X[:5]), "text/csv", "application/x-npy")
     assert array.dtype == np.float32 and array.shape == (5, 2)
-    monkeypatch.setenv(OUTPUT_ENV, "1")  # an index works too
-    assert _loaded(model_dir).output_name == "output_probability"
-    monkeypatch.setenv(OUTPUT_ENV, "proba")
+    # an index works too
+    assert _loaded(model_dir, onnx_output="1").output_name == "output_probability"
     with pytest.raises(ModelLoadError) as info:
-        _loaded(model_dir)
+        _loaded(model_dir, onnx_output="proba")
     assert info.value.message == (
         f"{OUTPUT_ENV}='proba' names no output of model.onnx: its outputs are output_label, "
         "output_probability (give a name or an index)"

@@ -1,4 +1,4 @@
-"""Runtime selection from MODELHOST_RUNTIME and the model directory."""
+"""Runtime selection from MH_INSTANCE_RUNTIME and the model directory."""
 
 from __future__ import annotations
 

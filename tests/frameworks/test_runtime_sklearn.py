@@ -76,4 +76,4 @@ def test_load_errors(tmp_path: Path, booster: Any) -> None:
     joblib.dump(booster, tmp_path / "model.joblib")
     with pytest.raises(ModelLoadError) as info:
         _loaded(tmp_path)
-    assert "MODELHOST_RUNTIME=xgboost" in info.value.message
+    assert "MH_INSTANCE_RUNTIME=xgboost" in info.value.message

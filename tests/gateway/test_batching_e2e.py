@@ -17,8 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 @pytest.mark.parametrize(
     "environment",
     [
-        {"MODELHOST_BATCHING": "on", "MODELHOST_BATCH_MAX_ROWS": "4"},
-        {"MODELHOST_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+        {"MH_INSTANCE_BATCHING": "on", "MH_INSTANCE_BATCH_MAX_ROWS": "4"},
+        {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
     ],
     ids=["batching", "workers2"],
 )

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 def instance_pids(home: Path, endpoint: str) -> set[int]:
     """Pids of the live instance processes of an endpoint, found by their environment."""
-    marker = f"MODELHOST_ENDPOINT_NAME={endpoint}".encode()
+    marker = f"MH_INSTANCE_ENDPOINT_NAME={endpoint}".encode()
     home_marker = f"MODELHOST_HOME={home}".encode()
     pids = set()
     for entry in Path("/proc").iterdir():

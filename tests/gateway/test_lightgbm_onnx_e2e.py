@@ -165,7 +165,7 @@ def test_onnx_probabilities_selected_by_environment(
         name,
         str(artifact),
         image=ONNX_URI,
-        environment={"MODELHOST_ONNX_OUTPUT": "output_probability"},
+        environment={"MH_INSTANCE_ONNX_OUTPUT": "output_probability"},
     )
     try:
         zipmap = session.run(None, {"input": X})[1]  # a list of {class: probability}

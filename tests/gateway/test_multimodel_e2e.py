@@ -141,7 +141,7 @@ def test_a_budget_for_some_models_evicts_and_reloads_correctly(
         name,
         str(states.prefix),
         instances=instances,
-        environment={"MODELHOST_MODEL_CACHE_BYTES": str(budget)},
+        environment={"MH_INSTANCE_MODEL_CACHE_BYTES": str(budget)},
     )
     rng = random.Random(5)
     stream = [s for _ in range(3) for s in rng.sample(STATES, len(STATES))]
@@ -230,12 +230,12 @@ def test_a_model_larger_than_the_budget_is_model_error_507(
     sm: Any, rt: Any, states: StateModels
 ) -> None:
     name = unique("mme507")
-    deploy_mme(sm, name, str(states.prefix), environment={"MODELHOST_MODEL_CACHE_BYTES": "64"})
+    deploy_mme(sm, name, str(states.prefix), environment={"MH_INSTANCE_MODEL_CACHE_BYTES": "64"})
     with pytest.raises(ClientError) as info:
         predict(rt, name, "CA", states.rows["CA"])
     assert info.value.response["Error"]["Code"] == "ModelError"
     assert info.value.response["OriginalStatusCode"] == 507
-    assert "MODELHOST_MODEL_CACHE_BYTES" in info.value.response["OriginalMessage"]
+    assert "MH_INSTANCE_MODEL_CACHE_BYTES" in info.value.response["OriginalMessage"]
 
 
 def test_create_model_rules(sm: Any, tmp_path: Path) -> None:

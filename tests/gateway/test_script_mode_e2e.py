@@ -1,7 +1,7 @@
 """Script mode with code/requirements.txt, script errors, and XGBoost selectable outputs,
 through boto3 and a real gateway.
 
-The server here is our own: its instances need `MODELHOST_PACKAGES_DIR` (where
+The server here is our own: its instances need `MH_INSTANCE_PACKAGES_DIR` (where
 requirements install) and `PIP_NO_INDEX=1` (so pip never reaches the network; the
 requirements name a wheel shipped in the model's code/ directory).
 """
@@ -50,7 +50,7 @@ def output_fn(prediction, accept):
 @pytest.fixture(scope="module")
 def pkg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
     home = tmp_path_factory.mktemp("script-home")
-    env = {**FAST_ENV, "MODELHOST_PACKAGES_DIR": str(home / "packages"), "PIP_NO_INDEX": "1"}
+    env = {**FAST_ENV, "MH_INSTANCE_PACKAGES_DIR": str(home / "packages"), "PIP_NO_INDEX": "1"}
     with ModelhostServer(home, env=env) as srv:
         yield srv
 

@@ -22,7 +22,7 @@ N_RECORDS = 1500
 
 def _instance_pids(job: str) -> list[int]:
     """Our own instance processes for this job, found by the environment fleet/local sets."""
-    marker = f"MODELHOST_ENDPOINT_NAME=transform-{job}".encode()
+    marker = f"MH_INSTANCE_ENDPOINT_NAME=transform-{job}".encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

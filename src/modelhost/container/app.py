@@ -123,6 +123,7 @@ class InstanceApp:
                 inference_supported=config.inference_supported,
                 packages_dir=config.packages_dir,
                 pip_timeout_s=config.pip_timeout_s,
+                onnx_output=config.onnx_output,
             )
             runtime = select_runtime(config.runtime, config.model_dir, options)
             runtime.load(config.model_dir)

@@ -2,33 +2,42 @@
 
 An instance is configured the way SageMaker configures a container: by environment
 variables its parent sets (`SAGEMAKER_*`, `SM_MODEL_DIR`, `OMP_NUM_THREADS`) plus a few
-`MODELHOST_*` ones for what SageMaker has no name for. This is deliberately separate
-from `modelhost.settings` (the gateway's configuration): the env *is* the container
-contract, and reading it directly avoids importing pydantic before the socket binds.
+`MH_INSTANCE_*` ones for what SageMaker has no name for. This is deliberately separate
+from `modelhost.settings` (the gateway's configuration, `MODELHOST_*`): the env *is* the
+container contract, and reading it directly avoids importing pydantic before the socket
+binds. The prefix differs from the gateway's so that no name means two things (the
+gateway's `MODELHOST_MODEL_CACHE_BYTES` is a default the gateway turns into each
+instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model's
+`Environment` (docs/runtimes.md). This module is the only reader of them.
 
 | variable | default | meaning |
 |---|---|---|
 | `SAGEMAKER_BIND_TO_PORT` | 8080 | port to listen on |
-| `MODELHOST_INSTANCE_HOST` | 127.0.0.1 | address to listen on |
+| `MH_INSTANCE_HOST` | 127.0.0.1 | address to listen on |
 | `SM_MODEL_DIR` | /opt/ml/model | unpacked model directory |
-| `MODELHOST_RUNTIME` | auto | `auto` or a name in `frameworks.registry.RUNTIMES` |
+| `MH_INSTANCE_RUNTIME` | auto | `auto` or a name in `frameworks.registry.RUNTIMES` |
 | `SAGEMAKER_PROGRAM` | (inference.py if present) | script-mode entry, `.py` optional |
 | `SAGEMAKER_SUBMIT_DIRECTORY` | `<model dir>/code` | script dir (`/opt/ml/model` = model dir) |
 | `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` | runtime's own | Accept used for none or `*/*` |
 | `SAGEMAKER_BATCH` | false | batch transform: line formats, newline-terminated |
 | `SAGEMAKER_INFERENCE_OUTPUT` | unset | XGBoost selectable outputs, comma-separated keys |
 | `SAGEMAKER_INFERENCE_SUPPORTED` | unset | keys the model may answer (others are NaN) |
-| `MODELHOST_PACKAGES_DIR` | `~/.modelhost/packages` | cache of installed `code/requirements.txt` |
-| `MODELHOST_PIP_TIMEOUT_S` | 600 | limit of one `pip install` |
+| `MH_INSTANCE_PACKAGES_DIR` | `~/.modelhost/packages` | cache of `code/requirements.txt` installs |
+| `MH_INSTANCE_PIP_TIMEOUT_S` | 600 | limit of one `pip install` |
 | `OMP_NUM_THREADS` | 1 | threads one predict may use |
-| `MODELHOST_PARENT_PID` | unset | exit when this process is gone |
-| `MODELHOST_LOG_LEVEL` | info | log level |
-| `MODELHOST_BATCHING` | on | `off`: never merge requests (runtimes that cannot batch never do) |
-| `MODELHOST_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
-| `MODELHOST_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
+| `MH_INSTANCE_PARENT_PID` | unset | exit when this process is gone |
+| `MH_INSTANCE_LOG_LEVEL` | info | log level |
+| `MH_INSTANCE_BATCHING` | on | `off`: never merge requests (runtimes that cannot batch never do) |
+| `MH_INSTANCE_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
+| `MH_INSTANCE_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
 | `SAGEMAKER_MODEL_SERVER_WORKERS` | 1 | worker processes sharing the port (SO_REUSEPORT) |
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
-| `MODELHOST_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
+| `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
+| `MH_INSTANCE_ONNX_OUTPUT` | first output | the ONNX graph output to answer with (name or index) |
+| `MH_INSTANCE_S3_ENDPOINT_URL` | unset (AWS) | S3-compatible endpoint for reading `s3://` itself |
+
+The gateway also sets `MH_INSTANCE_ID`, `MH_INSTANCE_ENDPOINT_NAME` and
+`MH_INSTANCE_VARIANT_NAME` (names for logs and a user's own server; nothing here reads them).
 
 See docs/performance.md for how the batching and worker defaults were chosen.
 """
@@ -70,6 +79,8 @@ class InstanceConfig:
     workers: int = 1
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
+    onnx_output: str | None = None
+    s3_endpoint_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
@@ -79,35 +90,37 @@ class InstanceConfig:
         if program and program.endswith(".py"):
             program = program[:-3]
         model_dir = Path(env.get("SM_MODEL_DIR", "").strip() or "/opt/ml/model")
-        parent = env.get("MODELHOST_PARENT_PID", "").strip()
-        packages = env.get("MODELHOST_PACKAGES_DIR", "").strip()
+        parent = env.get("MH_INSTANCE_PARENT_PID", "").strip()
+        packages = env.get("MH_INSTANCE_PACKAGES_DIR", "").strip()
         multi_model = _bool(env, "SAGEMAKER_MULTI_MODEL", False)
         return cls(
-            host=env.get("MODELHOST_INSTANCE_HOST", "").strip() or "127.0.0.1",
+            host=env.get("MH_INSTANCE_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, low=0, high=65535),
             model_dir=model_dir,
-            runtime=(env.get("MODELHOST_RUNTIME", "").strip() or "auto").lower(),
+            runtime=(env.get("MH_INSTANCE_RUNTIME", "").strip() or "auto").lower(),
             program=program,
             submit_dir=_submit_dir(env.get("SAGEMAKER_SUBMIT_DIRECTORY", ""), model_dir),
             default_accept=env.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "").strip() or None,
             batch=env.get("SAGEMAKER_BATCH", "").strip().lower() in ("1", "true", "yes"),
             nthread=_int(env, "OMP_NUM_THREADS", 1, low=1),
-            parent_pid=_int(env, "MODELHOST_PARENT_PID", 0, low=1) if parent else None,
-            log_level=(env.get("MODELHOST_LOG_LEVEL", "").strip() or "info").lower(),
+            parent_pid=_int(env, "MH_INSTANCE_PARENT_PID", 0, low=1) if parent else None,
+            log_level=(env.get("MH_INSTANCE_LOG_LEVEL", "").strip() or "info").lower(),
             inference_output=_keys(env.get("SAGEMAKER_INFERENCE_OUTPUT", "")),
             inference_supported=_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED", "")),
             packages_dir=Path(packages).expanduser() if packages else None,
-            pip_timeout_s=float(_int(env, "MODELHOST_PIP_TIMEOUT_S", 600, low=1)),
-            batching=_bool(env, "MODELHOST_BATCHING", DEFAULT_BATCHING),
-            batch_max_rows=_int(env, "MODELHOST_BATCH_MAX_ROWS", 64, low=1, high=1_000_000),
-            batch_max_wait_s=_float(env, "MODELHOST_BATCH_MAX_WAIT_MS", 0.0, high=1000.0) / 1000,
+            pip_timeout_s=float(_int(env, "MH_INSTANCE_PIP_TIMEOUT_S", 600, low=1)),
+            batching=_bool(env, "MH_INSTANCE_BATCHING", DEFAULT_BATCHING),
+            batch_max_rows=_int(env, "MH_INSTANCE_BATCH_MAX_ROWS", 64, low=1, high=1_000_000),
+            batch_max_wait_s=_float(env, "MH_INSTANCE_BATCH_MAX_WAIT_MS", 0.0, high=1000.0) / 1000,
             # A multi-model instance is one process, as SageMaker's MME stack forces one
             # worker: one cache, so the gateway's view of what is loaded stays true.
             workers=1
             if multi_model
             else _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS, low=1, high=64),
             multi_model=multi_model,
-            model_cache_bytes=_int(env, "MODELHOST_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
+            model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
+            onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
+            s3_endpoint_url=env.get("MH_INSTANCE_S3_ENDPOINT_URL", "").strip() or None,
         )
 
 

@@ -288,7 +288,7 @@ class MultiModelHost:
                 raise LoadRefused(
                     507,
                     f"Model {name} needs {size} bytes, more than this instance's whole model "
-                    f"cache ({self.cache.budget_bytes} bytes); raise MODELHOST_MODEL_CACHE_BYTES "
+                    f"cache ({self.cache.budget_bytes} bytes); raise MH_INSTANCE_MODEL_CACHE_BYTES "
                     "or use an instance type with more memory",
                     # So the gateway knows unloading other models would not help.
                     memoryBytes=size,
@@ -346,6 +346,7 @@ class MultiModelHost:
                 inference_supported=c.inference_supported,
                 packages_dir=c.packages_dir,
                 pip_timeout_s=c.pip_timeout_s,
+                onnx_output=c.onnx_output,
             )
         return self._options
 

@@ -4,7 +4,7 @@ A server a user brings (any language) knows nothing about modelhost, so this sma
 supervisor stands between it and the gateway:
 
 - it forwards SIGTERM/SIGINT to the server (the gateway's stop: SIGTERM, then SIGKILL);
-- it ends the server when the gateway is gone (`MODELHOST_PARENT_PID`), as built-in
+- it ends the server when the gateway is gone (`MH_INSTANCE_PARENT_PID`), as built-in
   instances do themselves, and marks the server with PR_SET_PDEATHSIG so that even a
   `kill -9` of this supervisor takes the server down with it;
 - it exits with the server's exit status, so the gateway sees a dead server as a dead
@@ -101,7 +101,7 @@ def main(args: Sequence[str] | None = None) -> int:
     parser.add_argument("command", nargs="*", help="the server command (after --)")
     opts = parser.parse_args(args)
     env = dict(os.environ)
-    parent = int(env["MODELHOST_PARENT_PID"]) if env.get("MODELHOST_PARENT_PID") else None
+    parent = int(env["MH_INSTANCE_PARENT_PID"]) if env.get("MH_INSTANCE_PARENT_PID") else None
     if opts.image:
         argv = container_argv(
             opts.engine,
@@ -109,7 +109,7 @@ def main(args: Sequence[str] | None = None) -> int:
             int(env.get("SAGEMAKER_BIND_TO_PORT", "8080")),
             env.get("SM_MODEL_DIR", "/opt/ml/model"),
             opts.env_key,
-            f"modelhost-{env.get('MODELHOST_INSTANCE_ID', os.getpid())}",
+            f"modelhost-{env.get('MH_INSTANCE_ID', os.getpid())}",
         )
     else:
         argv = opts.command

@@ -18,7 +18,7 @@ Lifecycle rules (no orphans, and a broken instance is visible to the gateway):
   SIGTERM and the supervisor exits 1, so the gateway sees a dead instance and replaces
   it, as it does for any dead instance (a half-capacity instance would look healthy).
 - Workers die with the supervisor (PR_SET_PDEATHSIG, and they watch its pid), and the
-  supervisor stops them when the gateway (`MODELHOST_PARENT_PID`) is gone.
+  supervisor stops them when the gateway (`MH_INSTANCE_PARENT_PID`) is gone.
 """
 
 from __future__ import annotations

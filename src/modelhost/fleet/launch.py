@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,62 @@ from modelhost.fleet.instance import LaunchSpec
 from modelhost.fleet.multimodel import MULTI_MODEL, check_prefix, multi_model_env
 from modelhost.settings import Settings
 
+log = logging.getLogger("modelhost.fleet")
+
 
 class LaunchError(Exception):
     """The model cannot be launched here; the message becomes the FailureReason."""
+
+
+# Instance variables that were `MODELHOST_*` before the instance got its own prefix
+# (`MH_INSTANCE_*`, container/config.py). Models stored with the old names in their
+# Environment keep working: the old name is renamed at launch, with a warning.
+LEGACY_INSTANCE_VARIABLES = (
+    "RUNTIME",
+    "BATCHING",
+    "BATCH_MAX_ROWS",
+    "BATCH_MAX_WAIT_MS",
+    "MODEL_CACHE_BYTES",
+    "ONNX_OUTPUT",
+    "PIP_TIMEOUT_S",
+    "PACKAGES_DIR",
+    "LOG_LEVEL",
+)
+
+
+def model_environment(environment: Mapping[str, Any], model_name: str) -> dict[str, str]:
+    """A container's `Environment` as the instance's env, legacy names renamed."""
+    env = {str(k): str(v) for k, v in environment.items()}
+    for suffix in LEGACY_INSTANCE_VARIABLES:
+        old, new = f"MODELHOST_{suffix}", f"MH_INSTANCE_{suffix}"
+        if old in env:
+            value = env.pop(old)
+            env.setdefault(new, value)
+            log.warning("model %s: Environment %s is now %s; rename it", model_name, old, new)
+    return env
+
+
+def artifact_store_env(settings: Settings) -> dict[str, str]:
+    """Variables for a spec's `env` that let an instance read the artifact store itself.
+
+    Instances never inherit the gateway's environment (`fleet/environment.py`), so one
+    that fetches `s3://` objects gets the endpoint (`MH_INSTANCE_S3_ENDPOINT_URL`), the
+    region and, only when the `s3_access_key_id`/`s3_secret_access_key` settings are set,
+    credentials, the last two under boto3's own names so any S3 client finds them.
+    """
+    env = {"AWS_DEFAULT_REGION": settings.s3_region or settings.region}
+    if settings.s3_endpoint_url:
+        env["MH_INSTANCE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        env["AWS_ACCESS_KEY_ID"] = settings.s3_access_key_id
+        env["AWS_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key
+    return env
+
+
+def _pip_timeout_s(settings: Settings) -> str:
+    # pip must give up (with its error as the FailureReason) before the startup
+    # deadline turns the same failure into a bare timeout.
+    return str(max(30, int(settings.instance_startup_timeout_s) - 20))
 
 
 def primary_container(model_spec: dict[str, Any], model_name: str) -> dict[str, Any]:
@@ -63,7 +117,7 @@ def build_launch_spec(
     else:
         model_dir = settings.home / "empty-model"
         model_dir.mkdir(parents=True, exist_ok=True)
-    env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
+    env = model_environment(container.get("Environment") or {}, model_name)
     if prefix is not None:
         env.update(multi_model_env(settings, instance_type, env))
     if runtime is None:
@@ -85,13 +139,11 @@ def build_launch_spec(
         )
     env.update(
         {
-            "MODELHOST_RUNTIME": runtime,
-            "MODELHOST_LOG_LEVEL": settings.log_level,
+            "MH_INSTANCE_RUNTIME": runtime,
+            "MH_INSTANCE_LOG_LEVEL": settings.log_level,
             # Script-mode requirements.txt installs, cached by digest, shared by instances.
-            "MODELHOST_PACKAGES_DIR": str(settings.home / "packages"),
-            # pip must give up (with its error as the FailureReason) before the startup
-            # deadline turns the same failure into a bare timeout.
-            "MODELHOST_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
+            "MH_INSTANCE_PACKAGES_DIR": str(settings.home / "packages"),
+            "MH_INSTANCE_PIP_TIMEOUT_S": _pip_timeout_s(settings),
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
         }
     )

@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.resources.status import InstanceStatus
 
@@ -26,7 +27,7 @@ def free_port() -> int:
 class LocalProcessProvider:
     """Starts instances as child processes and stops them with SIGTERM, then SIGKILL.
 
-    Instances watch the gateway's pid (MODELHOST_PARENT_PID) and exit when it is gone, so
+    Instances watch the gateway's pid (MH_INSTANCE_PARENT_PID) and exit when it is gone, so
     a gateway killed with -9 leaves no orphans behind.
     """
 
@@ -38,16 +39,17 @@ class LocalProcessProvider:
         port = free_port()
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
-        env = dict(os.environ)
+        # Never the gateway's whole environment: it may hold credentials.
+        env = inherited_environment(os.environ)
         env.update(spec.env)
         env.update(
             {
                 "SAGEMAKER_BIND_TO_PORT": str(port),
                 "SM_MODEL_DIR": str(spec.model_dir),
-                "MODELHOST_PARENT_PID": str(os.getpid()),
-                "MODELHOST_INSTANCE_ID": instance_id,
-                "MODELHOST_ENDPOINT_NAME": spec.endpoint_name,
-                "MODELHOST_VARIANT_NAME": spec.variant_name,
+                "MH_INSTANCE_PARENT_PID": str(os.getpid()),
+                "MH_INSTANCE_ID": instance_id,
+                "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
+                "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
             }
         )
         with open(log_path, "ab") as log:

@@ -1,7 +1,7 @@
 """What a multi-model instance (`PrimaryContainer.Mode = MultiModel`) is started with.
 
 The instance gets SageMaker's `SAGEMAKER_MULTI_MODEL=true` and a memory budget for its
-loaded models (`MODELHOST_MODEL_CACHE_BYTES`): the `model_cache_bytes` setting, or half of
+loaded models (`MH_INSTANCE_MODEL_CACHE_BYTES`): the `model_cache_bytes` setting, or half of
 the instance type's memory, never more than half of this machine's (instances are
 processes here, so an `ml.r5.12xlarge` does not get 192 GiB of a laptop). A budget in
 the container's own Environment wins, so one model can be given a different one.
@@ -46,7 +46,7 @@ def multi_model_env(
     )
     return {
         "SAGEMAKER_MULTI_MODEL": "true",
-        "MODELHOST_MODEL_CACHE_BYTES": env.get("MODELHOST_MODEL_CACHE_BYTES", str(budget)),
+        "MH_INSTANCE_MODEL_CACHE_BYTES": env.get("MH_INSTANCE_MODEL_CACHE_BYTES", str(budget)),
     }
 
 

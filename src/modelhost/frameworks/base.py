@@ -32,9 +32,10 @@ class RuntimeOptions:
     (None: not set, look for `inference.py` but do not require it) and `submit_dir` is
     `SAGEMAKER_SUBMIT_DIRECTORY` (None: `<model_dir>/code`). `inference_output` and
     `inference_supported` are `SAGEMAKER_INFERENCE_OUTPUT`/`_SUPPORTED` split on commas
-    (XGBoost's selectable outputs). `packages_dir` is `MODELHOST_PACKAGES_DIR` (None:
+    (XGBoost's selectable outputs). `packages_dir` is `MH_INSTANCE_PACKAGES_DIR` (None:
     `~/.modelhost/packages`), where script mode installs `code/requirements.txt`, with
-    pip limited to `pip_timeout_s` (`MODELHOST_PIP_TIMEOUT_S`).
+    pip limited to `pip_timeout_s` (`MH_INSTANCE_PIP_TIMEOUT_S`). `onnx_output` is
+    `MH_INSTANCE_ONNX_OUTPUT` (the ONNX graph output to answer with; None: the first).
     """
 
     default_accept: str | None = None
@@ -46,6 +47,7 @@ class RuntimeOptions:
     inference_supported: tuple[str, ...] | None = None
     packages_dir: Path | None = None
     pip_timeout_s: float = 600.0
+    onnx_output: str | None = None
 
 
 @dataclass

@@ -214,7 +214,7 @@ def _index_problem(
 class LightGBMRuntime(Runtime):
     """Serves a LightGBM Booster (text model file, or a pickled Booster/LGBMModel).
 
-    `Image` naming `lightgbm`/`lgbm`, `MODELHOST_RUNTIME=lightgbm`, or auto-detection of
+    `Image` naming `lightgbm`/`lgbm`, `MH_INSTANCE_RUNTIME=lightgbm`, or auto-detection of
     a file starting with LightGBM's `tree` header or a pickled Booster.
 
     In: `text/csv` (no header, no label; empty fields are NaN, LightGBM's missing value),
@@ -335,7 +335,7 @@ class LightGBMRuntime(Runtime):
                 ) from None
         raise ModelLoadError(
             f"{path.name} holds a pickled {type(obj).__module__}.{type(obj).__name__}, not a "
-            "lightgbm Booster: use MODELHOST_RUNTIME=sklearn or save booster.save_model"
+            "lightgbm Booster: use MH_INSTANCE_RUNTIME=sklearn or save booster.save_model"
         )
 
     def guess_content_type(self, body: bytes) -> str:

@@ -141,7 +141,7 @@ def _rows(value: Any) -> list[Any] | None:
 class MLflowRuntime(Runtime):
     """Serves an MLflow model (any flavor with `python_function`) like MLflow's scoring server.
 
-    `MODELHOST_RUNTIME=mlflow` (images naming mlflow), or chosen first by auto-detection
+    `MH_INSTANCE_RUNTIME=mlflow` (images naming mlflow), or chosen first by auto-detection
     when the model directory, or its single sub-folder, holds an `MLmodel` file.
 
     In: `application/json` as MLflow's protocol — `{"dataframe_split": {...}}`,

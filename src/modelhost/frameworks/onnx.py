@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from modelhost.errors import (
 from modelhost.frameworks.base import Context, Runtime, describe_files, model_files
 
 PREFERRED = "model.onnx"
-OUTPUT_ENV = "MODELHOST_ONNX_OUTPUT"
+OUTPUT_ENV = "MH_INSTANCE_ONNX_OUTPUT"  # read by container.config, named in errors
 _NPY_MAGIC = b"\x93NUMPY"
 _ORT_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : (\w+) : ")
 
@@ -74,7 +73,7 @@ def _encode_json(prediction: Any) -> bytes:
 class ONNXRuntime(Runtime):
     """Serves an ONNX graph (`model.onnx`, or the only `*.onnx` file) with onnxruntime.
 
-    `Image` naming `onnx`, `MODELHOST_RUNTIME=onnx`, or auto-detection of a `*.onnx`
+    `Image` naming `onnx`, `MH_INSTANCE_RUNTIME=onnx`, or auto-detection of a `*.onnx`
     file. One session per instance: CPU provider, `intra_op_num_threads` =
     `OMP_NUM_THREADS`, `inter_op_num_threads` = 1.
 
@@ -86,7 +85,7 @@ class ONNXRuntime(Runtime):
     KServe V2's `{"inputs": [{"name": "a", "shape": [1, 2], "data": […]}, …]}` (also
     accepted for one input). String inputs take JSON only.
 
-    Out: the graph's first output, or the one `MODELHOST_ONNX_OUTPUT` names (a name or
+    Out: the graph's first output, or the one `MH_INSTANCE_ONNX_OUTPUT` names (a name or
     an index; set it in the model's `Environment`), e.g. `probabilities` or
     `output_probability` for a skl2onnx classifier whose first output is the label.
     Accept (default `application/json`): `application/json` `{"predictions": <output as
@@ -115,9 +114,9 @@ class ONNXRuntime(Runtime):
         self._inputs: list[InputSpec] = []
         self._outputs: list[str] = []
         self._output = ""
-        # The model's Environment reaches the instance as process env (as SageMaker
-        # passes it to a container); an explicit argument wins for embedding and tests.
-        self._output_request = output or os.environ.get(OUTPUT_ENV, "").strip() or None
+        # The instance config reads MH_INSTANCE_ONNX_OUTPUT from the model's Environment;
+        # an explicit argument wins for embedding and tests.
+        self._output_request = output or self.options.onnx_output
 
     @classmethod
     def detect(cls, model_dir: Path) -> bool:

@@ -126,7 +126,7 @@ def _encode_json(prediction: Any) -> bytes:
 class PyTorchRuntime(Runtime):
     """Serves a TorchScript module on CPU, with the PyTorch inference toolkit's defaults.
 
-    `MODELHOST_RUNTIME=pytorch` (images naming pytorch/torch), or chosen by auto-detection
+    `MH_INSTANCE_RUNTIME=pytorch` (images naming pytorch/torch), or chosen by auto-detection
     for a *.pt/*.pth/*.torchscript file that is a TorchScript or `torch.save` zip archive
     (the latter so an eager model gets a clear load error, or works under a script's
     `model_fn`, as SageMaker's `model.pth` + `inference.py` pattern does).

@@ -1,4 +1,4 @@
-"""Runtime selection: `MODELHOST_RUNTIME` plus what the model directory holds.
+"""Runtime selection: `MH_INSTANCE_RUNTIME` plus what the model directory holds.
 
 To add a framework: write `frameworks/<name>.py` with a `Runtime` subclass and add one
 line to `RUNTIMES` (and its name to `AUTO_DETECT`, in priority order, if it can be
@@ -16,7 +16,7 @@ from modelhost.errors import ModelLoadError
 from modelhost.frameworks.base import Runtime, RuntimeOptions, describe_files
 from modelhost.frameworks.script import ScriptRuntime
 
-# name -> "module:Class". The names are what MODELHOST_RUNTIME and image URIs select.
+# name -> "module:Class". The names are what MH_INSTANCE_RUNTIME and image URIs select.
 RUNTIMES: dict[str, str] = {
     "xgboost": "modelhost.frameworks.xgboost:XGBoostRuntime",
     "sklearn": "modelhost.frameworks.sklearn:SklearnRuntime",
@@ -37,7 +37,8 @@ def runtime_class(name: str) -> type[Runtime]:
         target = RUNTIMES[name]
     except KeyError:
         raise ModelLoadError(
-            f"Unknown runtime {name!r}: set MODELHOST_RUNTIME to one of auto, {', '.join(RUNTIMES)}"
+            f"Unknown runtime {name!r}: set MH_INSTANCE_RUNTIME to one of auto, "
+            f"{', '.join(RUNTIMES)}"
         ) from None
     module_name, _, attr = target.partition(":")
     try:

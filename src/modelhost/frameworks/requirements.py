@@ -7,7 +7,7 @@ on `sys.path` before the script is imported.
 
 The directory is keyed by a digest of the requirements (the file's bytes, the bytes of
 local files it names such as `./pkg.whl` or `-r other.txt`) and of the interpreter
-(version, ABI, platform), under `MODELHOST_PACKAGES_DIR` (default
+(version, ABI, platform), under `MH_INSTANCE_PACKAGES_DIR` (default
 `~/.modelhost/packages`; model directories may be read-only and are shared). So the
 first instance of a model installs, later instances and restarts reuse the result,
 and two models with the same requirements share it.
@@ -17,7 +17,7 @@ and two models with the same requirements share it.
 - Once: an `fcntl.flock` on `<digest>.lock` makes concurrent instances (or threads)
   wait for the one installing, then reuse its result.
 - Bounded: pip runs as `python -m pip` (argv list, no shell) with
-  `MODELHOST_PIP_TIMEOUT_S` (default 600 s); a failure or timeout raises
+  `MH_INSTANCE_PIP_TIMEOUT_S` (default 600 s); a failure or timeout raises
   `ModelLoadError` carrying the tail of pip's output, which becomes the endpoint's
   FailureReason. pip inherits the environment, so `PIP_INDEX_URL`, `PIP_NO_INDEX`,
   `PIP_FIND_LINKS` and friends configure it as usual.
@@ -60,7 +60,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def default_packages_dir() -> Path:
-    """`~/.modelhost/packages`: where installs go when MODELHOST_PACKAGES_DIR is unset."""
+    """`~/.modelhost/packages`: where installs go when MH_INSTANCE_PACKAGES_DIR is unset."""
     return Path.home() / ".modelhost" / "packages"
 
 
@@ -157,7 +157,7 @@ def install_requirements(
     except OSError as exc:
         raise ModelLoadError(
             f"Cannot create the packages directory {root} for {_label(requirements)}: {exc}; "
-            "set MODELHOST_PACKAGES_DIR to a writable directory"
+            "set MH_INSTANCE_PACKAGES_DIR to a writable directory"
         ) from None
     with _locked(root / f"{target.name}.lock"):
         if target.is_dir():  # another instance installed while we waited
@@ -235,7 +235,7 @@ def _pip_install(requirements: Path, target: Path, timeout_s: float) -> None:
         out, _ = proc.communicate()
         raise ModelLoadError(
             f"{_label(requirements)} did not install within {timeout_s:.0f} s "
-            f"(MODELHOST_PIP_TIMEOUT_S); pip's last output: {_tail(out)}"
+            f"(MH_INSTANCE_PIP_TIMEOUT_S); pip's last output: {_tail(out)}"
         ) from None
     text = out.decode("utf-8", "replace")
     if proc.returncode != 0:

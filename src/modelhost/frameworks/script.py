@@ -212,7 +212,7 @@ class ScriptRuntime(Runtime):
             raise ModelLoadError(
                 f"{self._label} defines no model_fn and {model_dir} holds no model file a "
                 f"built-in runtime can load (files present: {describe_files(model_dir)}): "
-                "define model_fn(model_dir), or set MODELHOST_RUNTIME to xgboost or sklearn"
+                "define model_fn(model_dir), or set MH_INSTANCE_RUNTIME to xgboost or sklearn"
             )
         self.base.load(model_dir)
         return self.base.model

@@ -24,7 +24,7 @@ PREFERRED = "model.joblib"
 class SklearnRuntime(Runtime):
     """Serves a pickled/joblib scikit-learn estimator (anything with `.predict`).
 
-    `MODELHOST_RUNTIME=sklearn`, or chosen by auto-detection for *.joblib/*.pkl files
+    `MH_INSTANCE_RUNTIME=sklearn`, or chosen by auto-detection for *.joblib/*.pkl files
     that do not hold a raw xgboost Booster. Requests without Content-Type are JSON when
     the body starts with '[' or '{', CSV otherwise.
     """
@@ -56,7 +56,7 @@ class SklearnRuntime(Runtime):
         kind = f"{type(model).__module__}.{type(model).__name__}"
         if kind == "xgboost.core.Booster":
             raise ModelLoadError(
-                f"{path.name} holds a raw xgboost Booster: use MODELHOST_RUNTIME=xgboost "
+                f"{path.name} holds a raw xgboost Booster: use MH_INSTANCE_RUNTIME=xgboost "
                 "(or auto) so it is served by the xgboost runtime"
             )
         if not callable(getattr(model, "predict", None)):

@@ -49,7 +49,7 @@ def _looks_like_xgboost_json(path: Path) -> bool:
 class XGBoostRuntime(Runtime):
     """Serves an XGBoost Booster (binary, UBJSON, JSON or pickled).
 
-    `MODELHOST_RUNTIME=xgboost`, or chosen by auto-detection when the model directory
+    `MH_INSTANCE_RUNTIME=xgboost`, or chosen by auto-detection when the model directory
     holds `xgboost-model`, a native model file, or a pickled Booster. Inputs: CSV,
     libsvm, JSON, JSON Lines, NPY; a request without Content-Type is libsvm when the
     body contains ':' and CSV otherwise (SageMaker's container always assumes libsvm,
@@ -189,7 +189,7 @@ class XGBoostRuntime(Runtime):
             return obj.get_booster()
         raise ModelLoadError(
             f"{path.name} holds a pickled {type(obj).__module__}.{type(obj).__name__}, "
-            "not an xgboost Booster: use MODELHOST_RUNTIME=sklearn or save the Booster"
+            "not an xgboost Booster: use MH_INSTANCE_RUNTIME=sklearn or save the Booster"
         )
 
     def guess_content_type(self, body: bytes) -> str:

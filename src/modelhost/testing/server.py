@@ -55,6 +55,9 @@ class ModelhostServer:
 
     def start(self, timeout_s: float = 30.0) -> ModelhostServer:
         self.home.mkdir(parents=True, exist_ok=True)
+        # On purpose the caller's whole environment, as `modelhost serve` run from the same
+        # shell gets it (settings, AWS credentials for S3); the gateway keeps it from its
+        # instances (fleet/environment.py).
         env = dict(os.environ)
         env.update(self.env)
         env["MODELHOST_HOME"] = str(self.home)
