@@ -183,3 +183,22 @@ def list_page(
     if len(chosen) <= limit:
         return page, None
     return page, _encode_token(filters, _position(page[-1], field, name_key))
+
+
+def list_response(
+    items: list[dict[str, Any]],
+    params: dict[str, Any],
+    *,
+    member: str,
+    name_key: str,
+    sort_keys: dict[str, str],
+    status_key: str | None = None,
+) -> dict[str, Any]:
+    """A whole List* response: `{member: <page>}`, plus `NextToken` unless it is the last."""
+    page, token = list_page(
+        items, params, name_key=name_key, sort_keys=sort_keys, status_key=status_key
+    )
+    out: dict[str, Any] = {member: page}
+    if token:
+        out["NextToken"] = token
+    return out

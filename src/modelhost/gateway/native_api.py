@@ -131,7 +131,7 @@ class NativeAPI:
             assert self.control is not None
             if self.store.get(Kind.ENDPOINT, name) is None:
                 raise NotFound(f"Endpoint {name} does not exist.")
-            out = self.control.describe_endpoint({"EndpointName": name})
+            out = self.control.operations["DescribeEndpoint"]({"EndpointName": name})
             routing = self.control.bandits.describe(name)
             routing.pop("EndpointName", None)
             return JSONResponse({**out, "Routing": routing})
