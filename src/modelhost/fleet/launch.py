@@ -66,10 +66,19 @@ def artifact_store_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _pip_timeout_s(settings: Settings) -> str:
-    # pip must give up (with its error as the FailureReason) before the startup
-    # deadline turns the same failure into a bare timeout.
-    return str(max(30, int(settings.instance_startup_timeout_s) - 20))
+def _builtin_env(settings: Settings, runtime: str, env: dict[str, str]) -> dict[str, str]:
+    """What a built-in runtime's instance gets from the settings (the model's own
+    OMP_NUM_THREADS wins)."""
+    return {
+        "MH_INSTANCE_RUNTIME": runtime,
+        "MH_INSTANCE_LOG_LEVEL": settings.log_level,
+        # Script-mode requirements.txt installs, cached by digest, shared by instances.
+        "MH_INSTANCE_PACKAGES_DIR": str(settings.home / "packages"),
+        # pip must give up (with its error as the FailureReason) before the startup
+        # deadline turns the same failure into a bare timeout.
+        "MH_INSTANCE_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
+        "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
+    }
 
 
 def primary_container(model_spec: dict[str, Any], model_name: str) -> dict[str, Any]:
@@ -137,16 +146,7 @@ def build_launch_spec(
             builtin=False,
             model_data_prefix=prefix,
         )
-    env.update(
-        {
-            "MH_INSTANCE_RUNTIME": runtime,
-            "MH_INSTANCE_LOG_LEVEL": settings.log_level,
-            # Script-mode requirements.txt installs, cached by digest, shared by instances.
-            "MH_INSTANCE_PACKAGES_DIR": str(settings.home / "packages"),
-            "MH_INSTANCE_PIP_TIMEOUT_S": _pip_timeout_s(settings),
-            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
-        }
-    )
+    env.update(_builtin_env(settings, runtime, env))
     return LaunchSpec(
         endpoint_name=endpoint_name,
         variant_name=variant_name,

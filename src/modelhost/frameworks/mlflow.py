@@ -26,13 +26,8 @@ from modelhost.codecs import csv as csv_codec
 from modelhost.codecs import json as json_codec
 from modelhost.codecs import npy as npy_codec
 from modelhost.codecs import registry
-from modelhost.errors import (
-    DecodeError,
-    EncodeError,
-    InvalidInput,
-    ModelLoadError,
-    PredictionFailed,
-)
+from modelhost.codecs.errors import DecodeError, EncodeError
+from modelhost.errors import InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.base import Context, Runtime, describe_files
 
 MLMODEL = "MLmodel"
