@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from modelhost import errors
 from modelhost.codecs import errors as codec_errors
 from modelhost.frameworks import errors as framework_errors
+from modelhost.gateway.errors import error_payload
 
 SRC = Path(errors.__file__).parent
 
@@ -102,3 +104,32 @@ def test_instance_error_keeps_message_and_text() -> None:
     exc = errors.UnsupportedAccept("text/html", ["application/json", "text/csv"])
     assert exc.message == str(exc)
     assert "'text/html'" in exc.message and "application/json, text/csv" in exc.message
+
+
+def test_the_gateway_maps_an_instance_error_as_the_containers_answer() -> None:
+    status, headers, body = error_payload(errors.DecodeError("bad csv"), "rid", "application/json")
+    assert status == 424 and (b"x-amzn-errortype", b"ModelError") in headers
+    assert json.loads(body) == {
+        "__type": "ModelError",
+        "Message": "bad csv",
+        "OriginalStatusCode": 415,
+        "OriginalMessage": "bad csv",
+    }
+
+
+def test_moved_gateway_errors_keep_their_codes() -> None:
+    assert (errors.SerializationException.code, errors.SerializationException.status) == (
+        "SerializationException",
+        400,
+    )
+    assert (errors.NotFound.code, errors.NotFound.status) == ("ResourceNotFound", 404)
+    assert issubclass(errors.PredictionNotFound, errors.NotFound)
+    assert (errors.MethodNotAllowed.code, errors.MethodNotAllowed.status) == (
+        "MethodNotAllowed",
+        405,
+    )
+    assert (errors.UnsafeConfiguration.status, errors.JsonTooDeep.code) == (
+        500,
+        "ValidationException",
+    )
+    assert issubclass(errors.EndpointNotFound, errors.ValidationException)

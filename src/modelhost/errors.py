@@ -242,6 +242,10 @@ class InstanceError(ModelhostError):
     status = 424
     status_code: int = 500
 
+    def extra_fields(self) -> dict[str, object]:
+        # Mapped directly (a runtime run in-process), it reads as the container's answer.
+        return {"OriginalStatusCode": self.status_code, "OriginalMessage": self.message}
+
 
 class CodecError(InstanceError):
     """Base of codec errors; `message` is a one-line text that names the rule broken.
