@@ -4,10 +4,10 @@ The gateway's environment may hold credentials (`AWS_SECRET_ACCESS_KEY`,
 `MODELHOST_SECRET_ACCESS_KEY`, a database URL with a password), and an instance runs a
 user's code, so it gets only what a process needs to run the same Python the gateway
 runs: the search path, home, temp dir, locale, the interpreter's and the numerical
-libraries' thread and import settings, and pip's configuration (script mode installs
-`code/requirements.txt`). Everything else an instance sees is explicit: the launch spec's
-`env` (the model's `Environment` plus what `fleet/launch.py` adds, e.g.
-`artifact_store_env`) and the provider's own variables.
+libraries' thread and import settings, the container engine's address, and pip's
+configuration (script mode installs `code/requirements.txt`). Everything else an instance
+sees is explicit: the launch spec's `env` (the model's `Environment` plus what
+`fleet/launch.py` adds, e.g. `artifact_store_env`) and the provider's own variables.
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ INHERITED = frozenset(
         "BLIS_NUM_THREADS",
         # Which GPUs a process may use is the machine's choice, not a secret.
         "CUDA_VISIBLE_DEVICES",
+        # The container engine the supervisor drives for `Image` servers (rootless podman
+        # finds its socket through XDG_RUNTIME_DIR); addresses, not secrets.
+        "DOCKER_HOST",
+        "DOCKER_CONTEXT",
+        "DOCKER_CONFIG",
+        "CONTAINER_HOST",
+        "XDG_RUNTIME_DIR",
         # TLS trust for pip and for a user's server calling out.
         "SSL_CERT_FILE",
         "SSL_CERT_DIR",
