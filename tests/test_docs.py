@@ -22,8 +22,12 @@ def test_every_setting_is_documented() -> None:
 def test_every_cli_command_is_documented() -> None:
     assert isinstance(main, Group)
     text = (DOCS / "cli.md").read_text()
-    for name in main.commands:
+    for name, command in main.commands.items():
         assert f"`modelhost {name}" in text, name
+        for sub in command.commands if isinstance(command, Group) else ():
+            assert f"`modelhost {name} {sub}" in text, f"{name} {sub}"
+    for option in ("--url", "--home", "MODELHOST_URL", "MODELHOST_HOME"):
+        assert f"`{option}" in text, option
 
 
 def test_every_api_action_is_documented() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelhost.cli_jobs import progress_line
+from modelhost.cli.jobs import progress_line
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
 from tests.conftest import ChurnModel, unique

@@ -1,8 +1,4 @@
-"""`modelhost deploy-containers`: a model with several Containers, end to end.
-
-Kept beside cli.py (which registers it) so the main CLI module stays small; it goes
-through boto3 like every client command.
-"""
+"""`modelhost deploy-containers`: a model with several Containers, end to end, through boto3."""
 
 from __future__ import annotations
 
@@ -12,12 +8,7 @@ from typing import Any
 
 import click
 
-url_option = click.option(
-    "--url",
-    envvar="MODELHOST_URL",
-    default=None,
-    help="URL of a running modelhost server [default: http://127.0.0.1:8080].",
-)
+from modelhost.cli.common import Target, fail, target_options
 
 
 @click.command("deploy-containers")
@@ -56,7 +47,7 @@ url_option = click.option(
 @click.option(
     "--timeout", type=float, default=600, show_default=True, help="Seconds to wait for InService."
 )
-@url_option
+@target_options
 def deploy_containers(
     name: str,
     containers: tuple[str, ...],
@@ -66,11 +57,9 @@ def deploy_containers(
     instances: int,
     instance_type: str,
     timeout: float,
-    url: str | None,
+    target: Target,
 ) -> None:
     """Deploy a multi-container model NAME (a serial pipeline or Direct) and wait."""
-    from modelhost.cli import _clients, _fail, _url
-
     defs: dict[str, dict[str, Any]] = {}
     for item in containers:
         host, sep, artifact = item.partition("=")
@@ -89,7 +78,7 @@ def deploy_containers(
             else:
                 key, _, val = value.partition("=")
                 defs[host].setdefault("Environment", {})[key] = val
-    sm, _ = _clients(_url(url))
+    sm, _ = target.clients()
     try:
         sm.create_model(
             ModelName=name,
@@ -116,7 +105,7 @@ def deploy_containers(
         from botocore.exceptions import WaiterError
 
         if not isinstance(exc, WaiterError):
-            _fail(exc)
+            fail(exc)
         reason = sm.describe_endpoint(EndpointName=name).get("FailureReason")
         click.echo(f"endpoint {name}: not InService: {reason or exc}", err=True)
         sys.exit(1)

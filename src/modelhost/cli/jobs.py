@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from modelhost.cli import _native, _url, main, url_option
+from modelhost.cli.common import Target, target_options
 
 _DONE = ("Completed", "Failed", "Stopped")
 
@@ -43,7 +43,7 @@ def progress_line(ext: dict[str, Any], elapsed_s: float, width: int = 30) -> str
     )
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.argument("input_uri", metavar="INPUT")
 @click.argument("output_uri", metavar="OUTPUT")
@@ -76,7 +76,7 @@ def progress_line(ext: dict[str, Any], elapsed_s: float, width: int = 30) -> str
 @click.option("--store", default=None, help="Prediction store to load the results into.")
 @click.option("--key", default=None, help="Input column that keys the prediction store.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Show progress.")
-@url_option
+@target_options
 def transform(
     model: str,
     input_uri: str,
@@ -102,13 +102,12 @@ def transform(
     store: str | None,
     key: str | None,
     wait: bool,
-    url: str | None,
+    target: Target,
 ) -> None:
     """Run MODEL over every record under INPUT, writing <object>.out files under OUTPUT.
 
     INPUT and OUTPUT are local paths, file:// or s3:// URLs.
     """
-    base = _url(url)
     name = name or f"{model[:40].rstrip('-')}-{time.strftime('%Y%m%d-%H%M%S')}"
     tin: dict[str, Any] = {
         "DataSource": {
@@ -151,13 +150,13 @@ def transform(
         body["DataProcessing"] = dp
     if store or key:
         body["PredictionStore"] = {"StoreName": store, "KeyColumn": key}
-    _native(base, "POST", "/api/transform-jobs", body)
+    target.native("POST", "/api/transform-jobs", body)
     click.echo(f"transform job {name}: InProgress")
     if not wait:
         return
     started = time.monotonic()
     while True:
-        desc = _native(base, "GET", f"/api/transform-jobs/{name}")
+        desc = target.native("GET", f"/api/transform-jobs/{name}")
         line = progress_line(desc["Modelhost"], time.monotonic() - started)
         if sys.stderr.isatty():
             click.echo("\r" + line, nl=False, err=True)
@@ -172,20 +171,20 @@ def transform(
         sys.exit(1)
 
 
-@main.group(invoke_without_command=True)
-@url_option
+@click.group(invoke_without_command=True)
+@target_options
 @click.pass_context
-def jobs(ctx: click.Context, url: str | None) -> None:
+def jobs(ctx: click.Context, target: Target) -> None:
     """Transform jobs: list (the default), describe, stop."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(jobs_list, url=url)
+        ctx.invoke(jobs_list, url=target.given_url, home=target.home)
 
 
 @jobs.command("list")
-@url_option
-def jobs_list(url: str | None) -> None:
+@target_options
+def jobs_list(target: Target) -> None:
     """One line per transform job: name, status, records, created."""
-    out = _native(_url(url), "GET", "/api/transform-jobs")
+    out = target.native("GET", "/api/transform-jobs")
     for job in out["TransformJobSummaries"]:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["CreationTime"]))
         reason = f"  {job['FailureReason']}" if job.get("FailureReason") else ""
@@ -194,16 +193,16 @@ def jobs_list(url: str | None) -> None:
 
 @jobs.command("describe")
 @click.argument("name")
-@url_option
-def jobs_describe(name: str, url: str | None) -> None:
+@target_options
+def jobs_describe(name: str, target: Target) -> None:
     """DescribeTransformJob plus progress, objects and the prediction store, as JSON."""
-    click.echo(json.dumps(_native(_url(url), "GET", f"/api/transform-jobs/{name}"), indent=2))
+    click.echo(json.dumps(target.native("GET", f"/api/transform-jobs/{name}"), indent=2))
 
 
 @jobs.command("stop")
 @click.argument("name")
-@url_option
-def jobs_stop(name: str, url: str | None) -> None:
+@target_options
+def jobs_stop(name: str, target: Target) -> None:
     """StopTransformJob: finished objects keep their outputs."""
-    _native(_url(url), "POST", f"/api/transform-jobs/{name}/stop", {})
+    target.native("POST", f"/api/transform-jobs/{name}/stop", {})
     click.echo(f"transform job {name}: Stopping")
