@@ -20,7 +20,6 @@ from modelhost.testing.server import ModelhostServer
 from tests.conftest import ChurnModel, unique
 
 
-
 def commands(group: click.Group, prefix: str = "modelhost") -> Iterator[tuple[str, click.Command]]:
     """Every command and group under `group`, by its full name."""
     for name, command in sorted(group.commands.items()):
