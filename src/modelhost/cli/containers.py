@@ -60,24 +60,7 @@ def deploy_containers(
     target: Target,
 ) -> None:
     """Deploy a multi-container model NAME (a serial pipeline or Direct) and wait."""
-    defs: dict[str, dict[str, Any]] = {}
-    for item in containers:
-        host, sep, artifact = item.partition("=")
-        if not sep or not host or not artifact:
-            raise click.UsageError(f"--container {item!r}: expected HOSTNAME=ARTIFACT")
-        if "://" not in artifact:
-            artifact = str(Path(artifact).expanduser().resolve())
-        defs[host] = {"ContainerHostname": host, "ModelDataUrl": artifact}
-    for opt, items in (("--image", images), ("--env", env)):
-        for item in items:
-            host, sep, value = item.partition("=" if opt == "--image" else ":")
-            if host not in defs or not sep or not value:
-                raise click.UsageError(f"{opt} {item!r}: expected one of {', '.join(defs)}")
-            if opt == "--image":
-                defs[host]["Image"] = value
-            else:
-                key, _, val = value.partition("=")
-                defs[host].setdefault("Environment", {})[key] = val
+    defs = container_definitions(containers, images, env)
     sm, _ = target.clients()
     try:
         sm.create_model(
@@ -110,3 +93,28 @@ def deploy_containers(
         click.echo(f"endpoint {name}: not InService: {reason or exc}", err=True)
         sys.exit(1)
     click.echo(f"endpoint {name}: InService ({mode}: {', '.join(defs)})")
+
+
+def container_definitions(
+    containers: tuple[str, ...], images: tuple[str, ...], env: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """`Containers` entries by host name from the HOSTNAME=... options."""
+    defs: dict[str, dict[str, Any]] = {}
+    for item in containers:
+        host, sep, artifact = item.partition("=")
+        if not sep or not host or not artifact:
+            raise click.UsageError(f"--container {item!r}: expected HOSTNAME=ARTIFACT")
+        if "://" not in artifact:
+            artifact = str(Path(artifact).expanduser().resolve())
+        defs[host] = {"ContainerHostname": host, "ModelDataUrl": artifact}
+    for opt, items in (("--image", images), ("--env", env)):
+        for item in items:
+            host, sep, value = item.partition("=" if opt == "--image" else ":")
+            if host not in defs or not sep or not value:
+                raise click.UsageError(f"{opt} {item!r}: expected one of {', '.join(defs)}")
+            if opt == "--image":
+                defs[host]["Image"] = value
+            else:
+                key, _, val = value.partition("=")
+                defs[host].setdefault("Environment", {})[key] = val
+    return defs
