@@ -17,7 +17,7 @@ from modelhost.cli.common import Target
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import ChurnModel, unique
+from tests.support import ChurnModel, cli, unique
 
 
 def commands(group: click.Group, prefix: str = "modelhost") -> Iterator[tuple[str, click.Command]]:
@@ -107,18 +107,6 @@ def test_client_commands_take_home_and_url_options(server: ModelhostServer) -> N
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("NAME")
-
-
-def cli(server: ModelhostServer, *args: str) -> subprocess.CompletedProcess[str]:
-    # The CLI signs with the admin key of the server's home, as on the server's machine.
-    env = {**os.environ, "MODELHOST_URL": server.url, "MODELHOST_HOME": str(server.home)}
-    return subprocess.run(
-        [sys.executable, "-m", "modelhost", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.mark.integration

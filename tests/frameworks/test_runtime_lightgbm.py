@@ -16,13 +16,13 @@ import lightgbm as lgb
 import lightgbm.sklearn  # imported now: the conftest drops late imports
 import numpy as np
 import pytest
-from fw_support import N_FEATURES, csv_body
 
 from modelhost.codecs.errors import DecodeError, UnsupportedAccept, UnsupportedContentType
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from modelhost.frameworks.registry import select_runtime
+from tests.frameworks.fw_support import N_FEATURES, csv_body
 
 PARAMS = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0}
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import N_FEATURES, csv_body
 
 from modelhost.codecs.errors import DecodeError, UnsupportedAccept, UnsupportedContentType
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.xgboost import XGBoostRuntime
+from tests.frameworks.fw_support import N_FEATURES, csv_body
 
 
 def _loaded(model_dir: Path, **options: Any) -> XGBoostRuntime:

@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import csv_body
 
 from modelhost.codecs.errors import UnsupportedAccept, UnsupportedContentType
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.errors import InferenceError, ModelLoadError
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime, wants_context
+from tests.frameworks.fw_support import csv_body
 
 
 def _script(model_dir: Path, source: str, name: str = "inference.py") -> Path:

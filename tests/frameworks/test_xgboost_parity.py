@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import csv_body
 
 from modelhost.codecs.errors import UnsupportedAccept
 from modelhost.container.config import InstanceConfig
@@ -22,6 +21,7 @@ from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.errors import ModelLoadError
 from modelhost.frameworks.xgboost import XGBoostRuntime
 from modelhost.frameworks.xgboost_output import selectable_plan
+from tests.frameworks.fw_support import csv_body
 
 ALL_KEYS = (
     "predicted_label",

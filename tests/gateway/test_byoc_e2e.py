@@ -17,8 +17,7 @@ import pytest
 from botocore.exceptions import WaiterError
 
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import deploy, unique
-from tests.gateway.test_lifecycle import Loop, instance_pids
+from tests.support import Loop, deploy, instance_pids, unique
 
 pytestmark = [
     pytest.mark.integration,

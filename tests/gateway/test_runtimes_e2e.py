@@ -19,8 +19,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from modelhost.testing.churn import ChurnData, csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
-from tests.gateway.test_lifecycle import instance_pids
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, instance_pids, unique
 
 pytestmark = pytest.mark.integration
 
