@@ -53,7 +53,7 @@ def test_canary_rolls_back_when_the_alarm_fires(
             time.sleep(0.2)
         answered_during = loop.ok + len(loop.errors)
         failed_during = len(loop.errors)
-        time.sleep(1.0)
+        loop.wait_ok(10)  # answered after the rollback
     assert desc["EndpointStatus"] == "InService"
     assert desc["EndpointConfigName"] == name
     assert f"alarm {name}-5xx went into ALARM" in desc["FailureReason"]

@@ -48,7 +48,7 @@ def test_update_weights_and_capacities_live(
     name = two_variants
     row = csv_rows(churn_model.data.X[:1])[0]
     with Loop(rt, name, row) as loop:
-        time.sleep(0.2)
+        loop.wait_ok(3)
         sm.update_endpoint_weights_and_capacities(
             EndpointName=name,
             DesiredWeightsAndCapacities=[
@@ -63,6 +63,7 @@ def test_update_weights_and_capacities_live(
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
         )
+        loop.wait_ok(3)  # answered after InService
     assert loop.errors == [] and loop.ok > 5
     desc = sm.describe_endpoint(EndpointName=name)
     variants = {v["VariantName"]: v for v in desc["ProductionVariants"]}
