@@ -55,3 +55,12 @@ def test_every_metric_is_documented() -> None:
     text = (DOCS / "metrics.md").read_text()
     for metric in InvocationMetrics().registry.collect():
         assert f"`{metric.name}`" in text, metric.name
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    root = DOCS.parent
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    command = next(line for line in ci.splitlines() if line.startswith("python3 -m pip install"))
+    assert f"\n{command}\n" in readme
+    assert command.endswith("python3 -m pytest -n 2")

@@ -25,6 +25,8 @@ from modelhost.testing.server import ModelhostServer, signed_call
 from modelhost.testing.state_models import StateModels, write_state_models
 from tests.support import FAST_ENV, XGBOOST_IMAGE, unique
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def states(tmp_path_factory: pytest.TempPathFactory) -> StateModels:

@@ -14,7 +14,12 @@ from modelhost.testing.dynamodb import local_dynamodb_server
 from modelhost.testing.redis import local_redis_server
 from tests.store.predictions.support import store_url
 
-BACKENDS = ["embedded", "redis", "dynamodb"]
+# redis-server and moto's DynamoDB are real processes on loopback.
+BACKENDS = [
+    "embedded",
+    pytest.param("redis", marks=pytest.mark.integration),
+    pytest.param("dynamodb", marks=pytest.mark.integration),
+]
 
 
 @pytest.fixture(scope="session")
