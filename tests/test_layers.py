@@ -77,7 +77,6 @@ KNOWN_LONG_FUNCTIONS: dict[str, int] = {
     "store/predictions/dynamodb.py:DynamoDBPredictionStore.load": 64,
     "store/predictions/loader.py:load_transform_output": 61,
     "telemetry/alarms.py:AlarmSpec.parse": 72,
-    "testing/churn.py:make_churn": 72,
 }
 
 
