@@ -22,8 +22,12 @@ def test_every_setting_is_documented() -> None:
 def test_every_cli_command_is_documented() -> None:
     assert isinstance(main, Group)
     text = (DOCS / "cli.md").read_text()
-    for name in main.commands:
+    for name, command in main.commands.items():
         assert f"`modelhost {name}" in text, name
+        for sub in command.commands if isinstance(command, Group) else ():
+            assert f"`modelhost {name} {sub}" in text, f"{name} {sub}"
+    for option in ("--url", "--home", "MODELHOST_URL", "MODELHOST_HOME"):
+        assert f"`{option}" in text, option
 
 
 def test_every_api_action_is_documented() -> None:
@@ -51,3 +55,12 @@ def test_every_metric_is_documented() -> None:
     text = (DOCS / "metrics.md").read_text()
     for metric in InvocationMetrics().registry.collect():
         assert f"`{metric.name}`" in text, metric.name
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    root = DOCS.parent
+    readme = (root / "README.md").read_text()
+    ci = (root / ".ci" / "run").read_text()
+    command = next(line for line in ci.splitlines() if line.startswith("python3 -m pip install"))
+    assert f"\n{command}\n" in readme
+    assert command.endswith("python3 -m pytest -n 2")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import unique
+from tests.support import unique
 
 pytestmark = pytest.mark.integration
 

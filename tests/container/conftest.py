@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from instance_support import train_booster
+
+from tests.container.instance_support import train_booster
 
 
 @pytest.fixture(scope="session")

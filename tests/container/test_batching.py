@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from instance_support import write_booster
 
 from modelhost.container.app import InstanceApp, ModelState
 from modelhost.container.config import ConfigError, InstanceConfig
 from modelhost.errors import PredictionFailed
+from tests.container.instance_support import write_booster
 
 Response = tuple[int, dict[str, str], bytes]
 Request = tuple[bytes, dict[str, str]]

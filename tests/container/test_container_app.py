@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from instance_support import N_FEATURES, write_booster
 
 from modelhost.container.app import InstanceApp, ModelState, error_response
 from modelhost.container.config import InstanceConfig
+from tests.container.instance_support import N_FEATURES, write_booster
 
 Response = tuple[int, dict[str, str], bytes]
 

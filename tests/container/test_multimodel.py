@@ -19,6 +19,8 @@ from modelhost.testing.churn import csv_body, make_churn
 from modelhost.testing.state_models import StateModels, write_state_models
 from tests.container.instance_support import Instance
 
+pytestmark = pytest.mark.integration
+
 STATES = ("CA", "NY", "TX", "WA", "AK", "NJ")
 
 

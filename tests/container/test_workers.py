@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from instance_support import Instance, write_booster
+
+from tests.container.instance_support import Instance, write_booster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

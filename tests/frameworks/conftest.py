@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import make_data
+
+from tests.frameworks.fw_support import make_data
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,9 @@ Nothing here reaches the network: the requirements name a wheel the test writes,
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import sys
 import textwrap
 import threading
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,40 +20,10 @@ from modelhost.frameworks import requirements
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime
-
-PKG = "mhtestpkg"
-
-
-def write_wheel(directory: Path, version: str = "0.1", value: int = 42) -> Path:
-    """A minimal pure-Python wheel `mhtestpkg` whose module holds `VALUE = value`."""
-    dist = f"{PKG}-{version}.dist-info"
-    files = {
-        f"{PKG}/__init__.py": f"VALUE = {value}\n".encode(),
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {PKG}\nVersion: {version}\n".encode(),
-        f"{dist}/WHEEL": (
-            b"Wheel-Version: 1.0\nGenerator: modelhost-tests\nRoot-Is-Purelib: true\n"
-            b"Tag: py3-none-any\n"
-        ),
-    }
-    record = [
-        f"{path},sha256={_b64(hashlib.sha256(data).digest())},{len(data)}"
-        for path, data in files.items()
-    ]
-    files[f"{dist}/RECORD"] = ("\n".join([*record, f"{dist}/RECORD,,"]) + "\n").encode()
-    path = directory / f"{PKG}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return path
-
-
-def _b64(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
+from tests.frameworks.fw_support import PKG, write_wheel
 
 SCRIPT = f"""
 import {PKG}
-
 
 def model_fn(model_dir):
     return {PKG}.VALUE

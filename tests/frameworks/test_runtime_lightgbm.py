@@ -16,7 +16,6 @@ import lightgbm as lgb
 import lightgbm.sklearn  # imported now: the conftest drops late imports
 import numpy as np
 import pytest
-from fw_support import N_FEATURES, csv_body
 
 from modelhost.errors import (
     DecodeError,
@@ -28,6 +27,7 @@ from modelhost.errors import (
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from modelhost.frameworks.registry import select_runtime
+from tests.frameworks.fw_support import N_FEATURES, csv_body
 
 PARAMS = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": 0}
 

@@ -11,7 +11,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from fw_support import N_FEATURES, csv_body
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import FloatTensorType
@@ -30,6 +29,7 @@ from modelhost.errors import (
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.onnx import OUTPUT_ENV, ONNXRuntime
 from modelhost.frameworks.registry import select_runtime
+from tests.frameworks.fw_support import N_FEATURES, csv_body
 
 W = np.array([[1.5], [-2.0], [0.25]], dtype=np.float32)
 B = np.array([0.5], dtype=np.float32)

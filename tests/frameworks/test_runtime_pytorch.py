@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import N_FEATURES, csv_body
 
 from modelhost.errors import EncodeError, InvalidInput, ModelLoadError, PredictionFailed
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.pytorch import PyTorchRuntime, archive_kind
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime
+from tests.frameworks.fw_support import N_FEATURES, csv_body
 
 # Imported at collection, not inside a test: tests/frameworks/conftest.py drops modules a
 # test imports, and torch cannot be imported twice in one process.

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import csv_body
 
 from modelhost.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.sklearn import SklearnRuntime
+from tests.frameworks.fw_support import csv_body
 
 
 def _loaded(model_dir: Path) -> SklearnRuntime:

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import N_FEATURES, csv_body
 
 from modelhost.errors import (
     DecodeError,
@@ -21,6 +20,7 @@ from modelhost.errors import (
 )
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.xgboost import XGBoostRuntime
+from tests.frameworks.fw_support import N_FEATURES, csv_body
 
 
 def _loaded(model_dir: Path, **options: Any) -> XGBoostRuntime:

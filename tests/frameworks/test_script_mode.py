@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import csv_body
 
 from modelhost.errors import (
     InferenceError,
@@ -21,6 +20,7 @@ from modelhost.errors import (
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.registry import select_runtime
 from modelhost.frameworks.script import ScriptRuntime, wants_context
+from tests.frameworks.fw_support import csv_body
 
 
 def _script(model_dir: Path, source: str, name: str = "inference.py") -> Path:

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fw_support import csv_body
 
 from modelhost.container.config import InstanceConfig
 from modelhost.errors import ModelLoadError, UnsupportedAccept
 from modelhost.frameworks.base import Context, RuntimeOptions
 from modelhost.frameworks.xgboost import XGBoostRuntime
 from modelhost.frameworks.xgboost_output import selectable_plan
+from tests.frameworks.fw_support import csv_body
 
 ALL_KEYS = (
     "predicted_label",

@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, ChurnModel, deploy, unique
+from tests.support import FAST_ENV, ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import XGBOOST_IMAGE, ChurnModel, deploy, unique
+from tests.support import XGBOOST_IMAGE, ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 

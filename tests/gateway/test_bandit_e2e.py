@@ -12,9 +12,7 @@ import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import ChurnModel
-from tests.gateway.test_variants_e2e import two_variants  # noqa: F401 (fixture)
-from tests.test_cli import cli
+from tests.support import ChurnModel, cli
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +30,7 @@ def _api(server: ModelhostServer, method: str, path: str, body: Any = None) -> t
 def test_rewards_move_traffic_to_the_better_variant(
     server: ModelhostServer,
     churn_model: ChurnModel,
-    two_variants: str,  # noqa: F811
+    two_variants: str,
 ) -> None:
     name = two_variants
     sm, rt = server.clients()
@@ -110,7 +108,7 @@ def test_rewards_move_traffic_to_the_better_variant(
     assert {v["CurrentWeight"] for v in desc["ProductionVariants"]} == {1.0}
 
 
-def test_bandit_config_is_validated(server: ModelhostServer, two_variants: str) -> None:  # noqa: F811
+def test_bandit_config_is_validated(server: ModelhostServer, two_variants: str) -> None:
     status, out = _api(server, "PUT", f"/api/endpoints/{two_variants}/routing", {"Strategy": "UCB"})
     assert status == 400 and "Strategy must be one of" in json.dumps(out)
     status, out = _api(server, "PUT", "/api/endpoints/no-such-endpoint/routing", {})

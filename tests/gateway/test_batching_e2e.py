@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_rows
-from tests.conftest import ChurnModel, deploy, unique
+from tests.support import ChurnModel, deploy, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -17,8 +17,7 @@ import pytest
 from botocore.exceptions import WaiterError
 
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import deploy, unique
-from tests.gateway.test_lifecycle import Loop, instance_pids
+from tests.support import Loop, deploy, instance_pids, unique
 
 pytestmark = [
     pytest.mark.integration,
@@ -94,9 +93,9 @@ def test_node_server_serves_and_survives_kill_9(
     victim = _node_pid(server.home, name)
     victim_supervisor = _parent(victim)
     with Loop(rt, name, ",".join(map(repr, row))) as loop:
-        time.sleep(0.3)
+        loop.wait_ok(3)
         os.kill(victim, signal.SIGKILL)
-        time.sleep(1.5)
+        loop.wait_ok(5)  # answered after the kill
     assert loop.errors == [] and loop.ok > 5
     _wait_replaced(server, name, {victim, victim_supervisor}, len(pids))
 

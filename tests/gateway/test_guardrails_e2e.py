@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -12,50 +10,10 @@ import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
-from tests.gateway.test_lifecycle import Loop
+from tests.gateway.support import create_model_and_config, deployment_events, put_5xx_alarm
+from tests.support import ChurnModel, Loop, unique
 
 pytestmark = pytest.mark.integration
-
-
-def _config(sm: Any, name: str, artifact: Path, count: int) -> None:
-    sm.create_model(
-        ModelName=name, PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(artifact)}
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": count,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-
-
-def _put_alarm(server: ModelhostServer, name: str, endpoint: str) -> None:
-    body = {
-        "MetricName": "Invocation5XXErrors",
-        "Statistic": "Sum",
-        "Period": 1,
-        "EvaluationPeriods": 1,
-        "Threshold": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
-    }
-    req = server.signed("PUT", f"/api/alarms/{name}", json.dumps(body).encode())
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert json.loads(resp.read())["AlarmName"] == name
-
-
-def _events(server: ModelhostServer, endpoint: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(
-        server.signed("GET", f"/api/endpoints/{endpoint}/events"), timeout=10
-    ) as resp:
-        events: list[dict[str, Any]] = json.loads(resp.read())["Events"]
-        return events
 
 
 def test_canary_rolls_back_when_the_alarm_fires(
@@ -63,13 +21,13 @@ def test_canary_rolls_back_when_the_alarm_fires(
 ) -> None:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
     name = unique("canary")
-    _config(sm, name, churn_model.artifact, 1)
-    _config(sm, f"{name}-green", failing_artifact, 4)
+    create_model_and_config(sm, name, churn_model.artifact, 1)
+    create_model_and_config(sm, f"{name}-green", failing_artifact, 4)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
     )
-    _put_alarm(server, f"{name}-5xx", name)
+    put_5xx_alarm(server, f"{name}-5xx", name)
     row = csv_rows(churn_model.data.X[:1])[0]
     with Loop(rt, name, row) as loop:
         sm.update_endpoint(
@@ -95,7 +53,7 @@ def test_canary_rolls_back_when_the_alarm_fires(
             time.sleep(0.2)
         answered_during = loop.ok + len(loop.errors)
         failed_during = len(loop.errors)
-        time.sleep(1.0)
+        loop.wait_ok(10)  # answered after the rollback
     assert desc["EndpointStatus"] == "InService"
     assert desc["EndpointConfigName"] == name
     assert f"alarm {name}-5xx went into ALARM" in desc["FailureReason"]
@@ -107,7 +65,7 @@ def test_canary_rolls_back_when_the_alarm_fires(
     for _ in range(20):
         rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
     assert loop.ok >= ok_before
-    statuses = [e["Status"] for e in _events(server, name)]
+    statuses = [e["Status"] for e in deployment_events(server, name)]
     assert "ActivatingTraffic" in statuses and "RollingBack" in statuses
     assert statuses[-1] == "InService"
 
@@ -117,8 +75,8 @@ def test_linear_rollout_completes(
 ) -> None:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
     name = unique("linear")
-    _config(sm, name, churn_model.artifact, 1)
-    _config(sm, f"{name}-v2", churn_model_small.artifact, 1)
+    create_model_and_config(sm, name, churn_model.artifact, 1)
+    create_model_and_config(sm, f"{name}-v2", churn_model_small.artifact, 1)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
@@ -153,14 +111,14 @@ def test_linear_rollout_completes(
         desc["LastDeploymentConfig"]["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["Type"]
         == "LINEAR"
     )
-    messages = [e["Message"] for e in _events(server, name)]
+    messages = [e["Message"] for e in deployment_events(server, name)]
     assert any(m.startswith("50%") for m in messages)
     assert any(m.startswith("100%") for m in messages)
 
 
 def test_rollback_alarm_must_exist(sm: Any, churn_model: ChurnModel) -> None:
     name = unique("noalarm")
-    _config(sm, name, churn_model.artifact, 1)
+    create_model_and_config(sm, name, churn_model.artifact, 1)
     with pytest.raises(sm.exceptions.ClientError) as exc:
         sm.create_endpoint(
             EndpointName=name,

@@ -22,7 +22,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelhost.testing.churn import ChurnData, csv_rows
-from tests.conftest import deploy, unique
+from tests.support import deploy, unique
 
 pytestmark = pytest.mark.integration
 

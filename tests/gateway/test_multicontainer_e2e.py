@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +18,16 @@ from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_body
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
-from tests.gateway.test_lifecycle import instance_pids
+from tests.gateway.support import (
+    create_endpoint,
+    csv_floats,
+    invoke_error,
+    metrics_text,
+    wait_in_service,
+)
+from tests.support import XGBOOST_IMAGE, ChurnModel, instance_pids, unique
 
 pytestmark = pytest.mark.integration
-
-
-def create_endpoint(
-    sm: Any, name: str, containers: list[dict[str, Any]], mode: str, instances: int = 1
-) -> None:
-    sm.create_model(ModelName=name, Containers=containers, InferenceExecutionConfig={"Mode": mode})
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-
-
-def wait_in_service(sm: Any, name: str) -> None:
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
-
-
-def metrics_text(server: ModelhostServer) -> str:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
-        return str(resp.read().decode())
-
-
-def csv_floats(payload: bytes) -> list[float]:
-    return [float(v) for v in payload.decode().replace(",", " ").split()]
-
-
-def invoke_error(rt: Any, **kwargs: Any) -> tuple[str, str]:
-    with pytest.raises(ClientError) as info:
-        rt.invoke_endpoint(**kwargs)
-    err = info.value.response["Error"]
-    return err["Code"], err["Message"]
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +133,7 @@ def test_container_error_names_the_container(direct_endpoint: str, rt: Any) -> N
 def test_target_container_on_a_single_container_endpoint_is_refused(
     server: ModelhostServer, churn_model: ChurnModel, rt: Any
 ) -> None:
-    from tests.conftest import deploy
+    from tests.support import deploy
 
     sm, _ = server.clients()
     name = unique("single")
@@ -290,7 +255,7 @@ def test_bad_multi_container_models_are_refused_through_boto3(
 def test_pipelines_come_back_after_a_restart_and_update_like_any_endpoint(
     tmp_path: Path, churn_model: ChurnModel, churn_model_small: ChurnModel
 ) -> None:
-    from tests.conftest import FAST_ENV
+    from tests.support import FAST_ENV
 
     X = churn_model.data.X[:3]
     with ModelhostServer(tmp_path / "home", env=FAST_ENV) as srv:

@@ -23,7 +23,9 @@ from modelhost.testing.churn import STATES, csv_body, make_churn
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer, signed_call
 from modelhost.testing.state_models import StateModels, write_state_models
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, unique
+
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from schemathesis import checks
 
 from modelhost.gateway.openapi import native_openapi
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV
+from tests.support import FAST_ENV
 
 pytestmark = pytest.mark.integration
 

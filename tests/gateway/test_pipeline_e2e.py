@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import unique
-from tests.gateway.test_multicontainer_e2e import (
+from tests.gateway.support import (
     create_endpoint,
     csv_floats,
     invoke_error,
     metrics_text,
     wait_in_service,
 )
+from tests.support import unique
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 
 from modelhost.testing.redis import local_redis_server
 from modelhost.testing.server import ModelhostServer, credentials_for, signed_call
-from tests.conftest import FAST_ENV, unique
+from tests.support import FAST_ENV, unique
 
 pytestmark = pytest.mark.integration
 

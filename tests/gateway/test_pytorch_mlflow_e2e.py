@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from modelhost.frameworks.mlflow import import_mlflow
 from modelhost.testing.churn import FEATURE_NAMES, ChurnData, csv_rows
-from tests.conftest import deploy, unique
+from tests.support import deploy, unique
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, WaiterError
 
 from modelhost.testing.churn import csv_body, csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import ChurnModel, deploy, unique
+from tests.support import ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,8 @@ import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
-from tests.gateway.test_guardrails_e2e import _config, _events, _put_alarm
-from tests.gateway.test_lifecycle import Loop
+from tests.gateway.support import create_model_and_config, deployment_events, put_5xx_alarm
+from tests.support import XGBOOST_IMAGE, ChurnModel, Loop, unique
 
 pytestmark = pytest.mark.integration
 
@@ -44,8 +43,8 @@ def test_rolling_update_replaces_instances_batch_by_batch(
 ) -> None:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
     name = unique("rolling")
-    _config(sm, name, churn_model.artifact, 2)
-    _config(sm, f"{name}-v2", churn_model_small.artifact, 2)
+    create_model_and_config(sm, name, churn_model.artifact, 2)
+    create_model_and_config(sm, f"{name}-v2", churn_model_small.artifact, 2)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
@@ -66,7 +65,7 @@ def test_rolling_update_replaces_instances_batch_by_batch(
     assert {round(a, 5) for a in loop.answers} <= {round(old, 5), round(new, 5)}
     body = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)["Body"]
     assert float(body.read()) == pytest.approx(new, rel=1e-5)
-    messages = [e["Message"] for e in _events(server, name)]
+    messages = [e["Message"] for e in deployment_events(server, name)]
     assert any(m.startswith("rolling step 1/2") for m in messages)
     assert any(m.startswith("rolling step 2/2: AllTraffic 2 new / 0 old") for m in messages)
 
@@ -76,13 +75,13 @@ def test_rolling_update_rolls_back_on_alarm(
 ) -> None:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
     name = unique("rollback")
-    _config(sm, name, churn_model.artifact, 2)
-    _config(sm, f"{name}-bad", failing_artifact, 2)
+    create_model_and_config(sm, name, churn_model.artifact, 2)
+    create_model_and_config(sm, f"{name}-bad", failing_artifact, 2)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
     )
-    _put_alarm(server, f"{name}-5xx", name)
+    put_5xx_alarm(server, f"{name}-5xx", name)
     row = csv_rows(churn_model.data.X[:1])[0]
     with Loop(rt, name, row) as loop:
         sm.update_endpoint(
@@ -102,13 +101,13 @@ def test_rolling_update_rolls_back_on_alarm(
     assert desc["ProductionVariants"][0]["CurrentInstanceCount"] == 2
     for _ in range(10):
         rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
-    statuses = [e["Status"] for e in _events(server, name)]
+    statuses = [e["Status"] for e in deployment_events(server, name)]
     assert "RollingBack" in statuses and statuses[-1] == "InService"
 
 
 def test_rolling_update_needs_the_same_variants(sm: Any, churn_model: ChurnModel) -> None:
     name = unique("rollvar")
-    _config(sm, name, churn_model.artifact, 1)
+    create_model_and_config(sm, name, churn_model.artifact, 1)
     sm.create_model(
         ModelName=f"{name}-other",
         PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)},

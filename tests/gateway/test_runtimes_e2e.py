@@ -19,8 +19,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 from modelhost.testing.churn import ChurnData, csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
-from tests.gateway.test_lifecycle import instance_pids
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, instance_pids, unique
 
 pytestmark = pytest.mark.integration
 
@@ -130,9 +129,17 @@ def test_invocation_timeout_is_model_error(
     assert "timed out" in resp["Error"]["Message"]
     # The endpoint answers again once the slow call is over (the instance has one worker,
     # so calls queue behind it meanwhile, as in a one-worker SageMaker container).
-    time.sleep(1.5)
+    # Waiting on that condition, not a fixed time: a call queued behind it times out too.
     row = csv_rows(churn_model.data.X[:1])[0]
-    out = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            out = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+            break
+        except ClientError as err:
+            if "timed out" not in err.response["Error"]["Message"]:
+                raise
+            assert time.monotonic() < deadline, "the endpoint never answered again"
     assert json.loads(out["Body"].read())["scores"]
 
 

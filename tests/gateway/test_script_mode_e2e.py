@@ -21,8 +21,8 @@ from botocore.exceptions import ClientError, WaiterError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
-from tests.frameworks.test_requirements import PKG, write_wheel
+from tests.frameworks.fw_support import PKG, write_wheel
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 

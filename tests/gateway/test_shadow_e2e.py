@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from modelhost.telemetry.shadow_report import parse_numbers, read_pairs
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 

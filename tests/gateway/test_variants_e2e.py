@@ -11,47 +11,9 @@ from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import XGBOOST_IMAGE, ChurnModel, unique
-from tests.gateway.test_lifecycle import Loop, instance_pids
+from tests.support import ChurnModel, Loop, instance_pids
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def two_variants(
-    server: ModelhostServer, churn_model: ChurnModel, churn_model_small: ChurnModel
-) -> str:
-    sm, _ = server.clients()
-    name = unique("ab")
-    for suffix, model in (("a", churn_model), ("b", churn_model_small)):
-        sm.create_model(
-            ModelName=f"{name}-{suffix}",
-            PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(model.artifact)},
-        )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "A",
-                "ModelName": f"{name}-a",
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": 1,
-            },
-            {
-                "VariantName": "B",
-                "ModelName": f"{name}-b",
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-                "InitialVariantWeight": 1,
-            },
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
-    return name
 
 
 def _split(rt: Any, name: str, row: str, n: int) -> Counter[str]:
@@ -86,7 +48,7 @@ def test_update_weights_and_capacities_live(
     name = two_variants
     row = csv_rows(churn_model.data.X[:1])[0]
     with Loop(rt, name, row) as loop:
-        time.sleep(0.2)
+        loop.wait_ok(3)
         sm.update_endpoint_weights_and_capacities(
             EndpointName=name,
             DesiredWeightsAndCapacities=[
@@ -101,6 +63,7 @@ def test_update_weights_and_capacities_live(
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
         )
+        loop.wait_ok(3)  # answered after InService
     assert loop.errors == [] and loop.ok > 5
     desc = sm.describe_endpoint(EndpointName=name)
     variants = {v["VariantName"]: v for v in desc["ProductionVariants"]}

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import unique
-from tests.jobs.conftest import transform
+from tests.jobs.support import transform
+from tests.support import unique
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelhost.cli_jobs import progress_line
+from modelhost.cli.jobs import progress_line
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import ChurnModel, unique
-from tests.jobs.conftest import native, transform
-from tests.test_cli import cli
+from tests.jobs.support import native, transform
+from tests.support import ChurnModel, cli, unique
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
-from tests.jobs.conftest import native, transform, wait_for
+from tests.jobs.support import native, transform, wait_for
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import ChurnModel
-from tests.jobs.conftest import native, transform
+from tests.jobs.support import native, transform
+from tests.support import ChurnModel
 
 pytestmark = pytest.mark.integration
 

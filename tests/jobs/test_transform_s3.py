@@ -10,8 +10,8 @@ import pytest
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
-from tests.jobs.conftest import transform
+from tests.jobs.support import transform
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 

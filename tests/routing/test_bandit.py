@@ -22,14 +22,7 @@ from modelhost.routing.bandit import (
 )
 from modelhost.routing.choose import choose_variant
 from modelhost.routing.table import VariantRoute
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from modelhost.testing.clock import FakeClock
 
 
 def test_policy_parsing_names_the_field() -> None:
@@ -70,14 +63,14 @@ def test_epsilon_greedy_and_floor() -> None:
 
 
 def test_ledger_counts_each_reward_once() -> None:
-    clock = Clock()
+    clock = FakeClock(1000)
     ledger = RewardLedger(clock, capacity=3)
     ledger.observe("i1", "A")
     assert ledger.claim("i1", 60) == (Outcome.ACCEPTED, "A")
     assert ledger.claim("i1", 60) == (Outcome.DUPLICATE, "A")
     assert ledger.claim("nope", 60) == (Outcome.UNKNOWN, None)
     ledger.observe("i2", "B")
-    clock.now += 61
+    clock.advance(61)
     assert ledger.claim("i2", 60) == (Outcome.LATE, "B")
     # A late reward does not use the id up: it stays late, never accepted.
     assert ledger.claim("i2", 60) == (Outcome.LATE, "B")
@@ -88,14 +81,14 @@ def test_ledger_counts_each_reward_once() -> None:
 
 
 def test_bandit_rewards_only_accepted_ones() -> None:
-    bandit = Bandit(BanditPolicy(), RewardLedger(Clock()))
+    bandit = Bandit(BanditPolicy(), RewardLedger(FakeClock(1000)))
     bandit.observe("x", "A")
     bandit.reward("x", 1.0)
     bandit.reward("x", 1.0)
     bandit.reward("y", 1.0)
     assert bandit.arms["A"] == ArmStats(1, 1, 1.0)
     assert bandit.outcomes == Counter({"Accepted": 1, "Duplicate": 1, "Unknown": 1})
-    restored = Bandit(BanditPolicy(), RewardLedger(Clock()))
+    restored = Bandit(BanditPolicy(), RewardLedger(FakeClock(1000)))
     restored.load_stats(bandit.stats_json())
     assert restored.arms == bandit.arms and restored.outcomes == bandit.outcomes
 
@@ -112,7 +105,7 @@ def test_share_converges_to_the_better_variant(policy: BanditPolicy) -> None:
     rate ends with most of the traffic, the other keeps its exploration floor."""
     rates = {"A": 0.3, "B": 0.5}
     rand = random.Random(7)
-    book = BanditBook(Clock(), np.random.default_rng(7))
+    book = BanditBook(FakeClock(1000), np.random.default_rng(7))
     bandit = book.configure("ep", policy)
     chosen: list[str] = []
     pending: list[tuple[str, float]] = []

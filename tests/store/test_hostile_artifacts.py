@@ -11,7 +11,7 @@ from modelhost.errors import ArtifactError, ValidationException
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.locations import confine, resolve_target_model, within
-from tests.store.conftest import TarBuilder
+from tests.store.support import TarBuilder
 
 MIB = 1024 * 1024
 

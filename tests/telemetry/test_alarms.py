@@ -9,14 +9,7 @@ import pytest
 from modelhost.errors import ValidationException
 from modelhost.telemetry.alarms import AlarmBook, AlarmSpec, AlarmState, evaluate
 from modelhost.telemetry.series import SeriesStore
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from modelhost.testing.clock import FakeClock
 
 
 def spec(**overrides: Any) -> AlarmSpec:
@@ -35,9 +28,9 @@ def spec(**overrides: Any) -> AlarmSpec:
 
 
 def record(
-    series: SeriesStore, clock: Clock, at: float, status: int, n: int = 1, variant: str = "A"
+    series: SeriesStore, clock: FakeClock, at: float, status: int, n: int = 1, variant: str = "A"
 ) -> None:
-    clock.now = at
+    clock.advance_to(at)
     for _ in range(n):
         series.record("ep", variant, status=status, model_us=100.0, overhead_us=10.0)
 
@@ -48,7 +41,7 @@ def test_no_traffic_is_insufficient_data() -> None:
 
 
 def test_errors_in_enough_periods_raise_the_alarm() -> None:
-    clock = Clock(0)
+    clock = FakeClock(0)
     series = SeriesStore(clock)
     record(series, clock, 1005, 200, 5)
     record(series, clock, 1015, 500, 2)
@@ -63,7 +56,7 @@ def test_errors_in_enough_periods_raise_the_alarm() -> None:
 
 
 def test_missing_datapoints_let_the_present_ones_decide() -> None:
-    clock = Clock(0)
+    clock = FakeClock(0)
     series = SeriesStore(clock)
     record(series, clock, 1025, 500, 1)
     # [1, missing, missing]: fewer datapoints than DatapointsToAlarm (3); the one decides.
@@ -71,7 +64,7 @@ def test_missing_datapoints_let_the_present_ones_decide() -> None:
 
 
 def test_current_period_is_not_evaluated_until_complete() -> None:
-    clock = Clock(0)
+    clock = FakeClock(0)
     series = SeriesStore(clock)
     record(series, clock, 1031, 500, 3)
     assert evaluate(spec(), series, 1035)[0] == AlarmState.INSUFFICIENT_DATA
@@ -79,7 +72,7 @@ def test_current_period_is_not_evaluated_until_complete() -> None:
 
 
 def test_variant_dimension_and_statistics() -> None:
-    clock = Clock(0)
+    clock = FakeClock(0)
     series = SeriesStore(clock)
     record(series, clock, 1001, 500, 1, variant="B")
     record(series, clock, 1001, 200, 3, variant="A")
@@ -124,14 +117,14 @@ def test_bad_definitions_name_the_field(override: dict[str, Any], field: str) ->
 
 
 def test_book_tracks_state_changes_and_persists() -> None:
-    clock = Clock(1000)
+    clock = FakeClock(1000)
     series = SeriesStore(clock)
     saved: dict[str, Any] = {}
     book = AlarmBook(series, lambda name, doc: saved.__setitem__(name, doc), clock)
     book.put(spec(EvaluationPeriods=1).describe())
     assert book.state("errors") == AlarmState.INSUFFICIENT_DATA
     record(series, clock, 1001, 500)
-    clock.now = 1010
+    clock.advance_to(1010)
     assert book.evaluate_all() == ["errors"]
     assert book.state("errors") == AlarmState.ALARM
     assert book.evaluate_all() == []

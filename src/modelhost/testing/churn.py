@@ -192,20 +192,8 @@ def make_churn(n_rows: int = 5000, seed: int = 0) -> ChurnData:
     intl_calls = rng.poisson(4.5, n).astype(np.int64)
     custserv_calls = np.minimum(rng.poisson(1.56, n), 9).astype(np.int64)
 
-    # The churn signal: a logistic model with thresholds, so trees find it and a linear
-    # scorer does less well.
-    high_state = np.isin(state, np.array(sorted(HIGH_CHURN_STATES)))
-    logit = (
-        -3.4
-        + 0.012 * (day_mins - 180.0)
-        + 2.6 * (day_mins > 245.0)
-        + 0.006 * (eve_mins - 200.0)
-        + 2.8 * (custserv_calls >= 4)
-        + 1.9 * intl_plan
-        + 1.4 * (intl_plan & (intl_calls < 3))
-        - 1.1 * vmail_plan
-        + 0.8 * high_state
-        + 0.08 * (intl_mins - 10.0)
+    logit = _churn_logit(
+        state, day_mins, eve_mins, custserv_calls, intl_plan, intl_calls, vmail_plan, intl_mins
     )
     churn = rng.random(n) < 1.0 / (1.0 + np.exp(-logit))
 
@@ -232,6 +220,34 @@ def make_churn(n_rows: int = 5000, seed: int = 0) -> ChurnData:
         "Churn?": np.where(churn, "True.", "False."),
     }
     return ChurnData(raw=raw, X=encode_features(raw), y=churn.astype(np.float32))
+
+
+def _churn_logit(
+    state: np.ndarray,
+    day_mins: np.ndarray,
+    eve_mins: np.ndarray,
+    custserv_calls: np.ndarray,
+    intl_plan: np.ndarray,
+    intl_calls: np.ndarray,
+    vmail_plan: np.ndarray,
+    intl_mins: np.ndarray,
+) -> np.ndarray:
+    """The churn signal: a logistic model with thresholds, so trees find it and a linear
+    scorer does less well."""
+    high_state = np.isin(state, np.array(sorted(HIGH_CHURN_STATES)))
+    logit: np.ndarray = (
+        -3.4
+        + 0.012 * (day_mins - 180.0)
+        + 2.6 * (day_mins > 245.0)
+        + 0.006 * (eve_mins - 200.0)
+        + 2.8 * (custserv_calls >= 4)
+        + 1.9 * intl_plan
+        + 1.4 * (intl_plan & (intl_calls < 3))
+        - 1.1 * vmail_plan
+        + 0.8 * high_state
+        + 0.08 * (intl_mins - 10.0)
+    )
+    return logit
 
 
 def encode_features(raw: dict[str, np.ndarray]) -> npt.NDArray[np.float32]:

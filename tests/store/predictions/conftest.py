@@ -12,8 +12,14 @@ from modelhost.settings import Settings
 from modelhost.store.predictions import PredictionStore, open_prediction_store
 from modelhost.testing.dynamodb import local_dynamodb_server
 from modelhost.testing.redis import local_redis_server
+from tests.store.predictions.support import store_url
 
-BACKENDS = ["embedded", "redis", "dynamodb"]
+# redis-server and moto's DynamoDB are real processes on loopback.
+BACKENDS = [
+    "embedded",
+    pytest.param("redis", marks=pytest.mark.integration),
+    pytest.param("dynamodb", marks=pytest.mark.integration),
+]
 
 
 @pytest.fixture(scope="session")
@@ -36,17 +42,6 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-
-
-def store_url(kind: str, request: pytest.FixtureRequest) -> str:
-    if kind == "embedded":
-        return "embedded"
-    if kind == "redis":
-        url: str = request.getfixturevalue("redis_url")
-        return url
-    request.getfixturevalue("aws_env")
-    endpoint: str = request.getfixturevalue("dynamodb_endpoint")
-    return f"dynamodb://predictions-{uuid.uuid4().hex[:10]}?endpoint_url={endpoint}"
 
 
 @pytest.fixture(params=BACKENDS)

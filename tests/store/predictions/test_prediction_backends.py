@@ -14,7 +14,7 @@ import pytest
 from modelhost.errors import PredictionNotFound, ValidationException
 from modelhost.settings import Settings
 from modelhost.store.predictions import PredictionStore, ValueFormat, open_prediction_store
-from tests.store.predictions.conftest import store_url
+from tests.store.predictions.support import store_url
 
 
 def rows(run: str, n: int) -> Iterator[tuple[str, str]]:

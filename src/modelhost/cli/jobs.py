@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from modelhost.cli import _native, _url, main, url_option
+from modelhost.cli.common import Target, target_options
 
 _DONE = ("Completed", "Failed", "Stopped")
 
@@ -43,7 +43,7 @@ def progress_line(ext: dict[str, Any], elapsed_s: float, width: int = 30) -> str
     )
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.argument("input_uri", metavar="INPUT")
 @click.argument("output_uri", metavar="OUTPUT")
@@ -76,88 +76,83 @@ def progress_line(ext: dict[str, Any], elapsed_s: float, width: int = 30) -> str
 @click.option("--store", default=None, help="Prediction store to load the results into.")
 @click.option("--key", default=None, help="Input column that keys the prediction store.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Show progress.")
-@url_option
-def transform(
-    model: str,
-    input_uri: str,
-    output_uri: str,
-    name: str | None,
-    content_type: str,
-    accept: str | None,
-    split_type: str,
-    strategy: str,
-    max_payload_mb: int,
-    concurrency: int,
-    instances: int,
-    instance_type: str,
-    assemble_with: str,
-    gzipped: bool,
-    manifest: bool,
-    input_filter: str | None,
-    output_filter: str | None,
-    join_input: bool,
-    timeout_s: int,
-    retries: int,
-    env: tuple[str, ...],
-    store: str | None,
-    key: str | None,
-    wait: bool,
-    url: str | None,
-) -> None:
+@target_options
+def transform(target: Target, **opts: Any) -> None:
     """Run MODEL over every record under INPUT, writing <object>.out files under OUTPUT.
 
     INPUT and OUTPUT are local paths, file:// or s3:// URLs.
     """
-    base = _url(url)
-    name = name or f"{model[:40].rstrip('-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    model = opts["model"]
+    name = opts["name"] or f"{model[:40].rstrip('-')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target.native("POST", "/api/transform-jobs", transform_request(name, opts))
+    click.echo(f"transform job {name}: InProgress")
+    if opts["wait"]:
+        _wait(target, name)
+
+
+def transform_request(name: str, opts: dict[str, Any]) -> dict[str, Any]:
+    """The CreateTransformJob body (plus the prediction-store option) from the options."""
     tin: dict[str, Any] = {
         "DataSource": {
             "S3DataSource": {
-                "S3DataType": "ManifestFile" if manifest else "S3Prefix",
-                "S3Uri": _location(input_uri),
+                "S3DataType": "ManifestFile" if opts["manifest"] else "S3Prefix",
+                "S3Uri": _location(opts["input_uri"]),
             }
         },
-        "ContentType": content_type,
-        "SplitType": split_type,
-        "CompressionType": "Gzip" if gzipped else "None",
+        "ContentType": opts["content_type"],
+        "SplitType": opts["split_type"],
+        "CompressionType": "Gzip" if opts["gzipped"] else "None",
     }
-    tout: dict[str, Any] = {"S3OutputPath": _location(output_uri), "AssembleWith": assemble_with}
-    if accept:
-        tout["Accept"] = accept
+    tout: dict[str, Any] = {
+        "S3OutputPath": _location(opts["output_uri"]),
+        "AssembleWith": opts["assemble_with"],
+    }
+    if opts["accept"]:
+        tout["Accept"] = opts["accept"]
     body: dict[str, Any] = {
         "TransformJobName": name,
-        "ModelName": model,
+        "ModelName": opts["model"],
         "TransformInput": tin,
         "TransformOutput": tout,
-        "TransformResources": {"InstanceType": instance_type, "InstanceCount": instances},
-        "MaxPayloadInMB": max_payload_mb,
+        "TransformResources": {
+            "InstanceType": opts["instance_type"],
+            "InstanceCount": opts["instances"],
+        },
+        "MaxPayloadInMB": opts["max_payload_mb"],
         "ModelClientConfig": {
-            "InvocationsTimeoutInSeconds": timeout_s,
-            "InvocationsMaxRetries": retries,
+            "InvocationsTimeoutInSeconds": opts["timeout_s"],
+            "InvocationsMaxRetries": opts["retries"],
         },
     }
-    if split_type != "None":
-        body["BatchStrategy"] = strategy
-    if concurrency:
-        body["MaxConcurrentTransforms"] = concurrency
-    if env:
-        body["Environment"] = dict(e.split("=", 1) for e in env)
-    if input_filter or output_filter or join_input:
-        dp: dict[str, str] = {"JoinSource": "Input" if join_input else "None"}
-        if input_filter:
-            dp["InputFilter"] = input_filter
-        if output_filter:
-            dp["OutputFilter"] = output_filter
-        body["DataProcessing"] = dp
-    if store or key:
-        body["PredictionStore"] = {"StoreName": store, "KeyColumn": key}
-    _native(base, "POST", "/api/transform-jobs", body)
-    click.echo(f"transform job {name}: InProgress")
-    if not wait:
-        return
+    if opts["split_type"] != "None":
+        body["BatchStrategy"] = opts["strategy"]
+    if opts["concurrency"]:
+        body["MaxConcurrentTransforms"] = opts["concurrency"]
+    if opts["env"]:
+        body["Environment"] = dict(e.split("=", 1) for e in opts["env"])
+    body.update(_processing(opts))
+    return body
+
+
+def _processing(opts: dict[str, Any]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if opts["input_filter"] or opts["output_filter"] or opts["join_input"]:
+        dp: dict[str, str] = {"JoinSource": "Input" if opts["join_input"] else "None"}
+        if opts["input_filter"]:
+            dp["InputFilter"] = opts["input_filter"]
+        if opts["output_filter"]:
+            dp["OutputFilter"] = opts["output_filter"]
+        extra["DataProcessing"] = dp
+    if opts["store"] or opts["key"]:
+        extra["PredictionStore"] = {"StoreName": opts["store"], "KeyColumn": opts["key"]}
+    return extra
+
+
+def _wait(target: Target, name: str) -> None:
+    """Show the progress line until the job ends; exit 1 if it failed."""
     started = time.monotonic()
     while True:
-        desc = _native(base, "GET", f"/api/transform-jobs/{name}")
+        desc = target.native("GET", f"/api/transform-jobs/{name}")
         line = progress_line(desc["Modelhost"], time.monotonic() - started)
         if sys.stderr.isatty():
             click.echo("\r" + line, nl=False, err=True)
@@ -172,20 +167,20 @@ def transform(
         sys.exit(1)
 
 
-@main.group(invoke_without_command=True)
-@url_option
+@click.group(invoke_without_command=True)
+@target_options
 @click.pass_context
-def jobs(ctx: click.Context, url: str | None) -> None:
+def jobs(ctx: click.Context, target: Target) -> None:
     """Transform jobs: list (the default), describe, stop."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(jobs_list, url=url)
+        ctx.invoke(jobs_list, url=target.given_url, home=target.home)
 
 
 @jobs.command("list")
-@url_option
-def jobs_list(url: str | None) -> None:
+@target_options
+def jobs_list(target: Target) -> None:
     """One line per transform job: name, status, records, created."""
-    out = _native(_url(url), "GET", "/api/transform-jobs")
+    out = target.native("GET", "/api/transform-jobs")
     for job in out["TransformJobSummaries"]:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["CreationTime"]))
         reason = f"  {job['FailureReason']}" if job.get("FailureReason") else ""
@@ -194,16 +189,16 @@ def jobs_list(url: str | None) -> None:
 
 @jobs.command("describe")
 @click.argument("name")
-@url_option
-def jobs_describe(name: str, url: str | None) -> None:
+@target_options
+def jobs_describe(name: str, target: Target) -> None:
     """DescribeTransformJob plus progress, objects and the prediction store, as JSON."""
-    click.echo(json.dumps(_native(_url(url), "GET", f"/api/transform-jobs/{name}"), indent=2))
+    click.echo(json.dumps(target.native("GET", f"/api/transform-jobs/{name}"), indent=2))
 
 
 @jobs.command("stop")
 @click.argument("name")
-@url_option
-def jobs_stop(name: str, url: str | None) -> None:
+@target_options
+def jobs_stop(name: str, target: Target) -> None:
     """StopTransformJob: finished objects keep their outputs."""
-    _native(_url(url), "POST", f"/api/transform-jobs/{name}/stop", {})
+    target.native("POST", f"/api/transform-jobs/{name}/stop", {})
     click.echo(f"transform job {name}: Stopping")

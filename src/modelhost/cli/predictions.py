@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from modelhost.cli import _native, _url, main, url_option
+from modelhost.cli.common import Target, target_options
 
 
-@main.group()
+@click.group()
 def predictions() -> None:
     """Batch predictions stored for lookups by key (embedded, Redis or DynamoDB)."""
 
@@ -38,7 +38,7 @@ def _store_line(run: dict[str, Any]) -> str:
 @click.option("--accept", default=None, help="Output content type [default: --content-type].")
 @click.option("--run-id", default=None, help="Run id [default: from the files' fingerprints].")
 @click.option("--header/--no-header", default=None, help="CSV inputs start with a header line.")
-@url_option
+@target_options
 def predictions_load(
     store: str,
     input_location: str,
@@ -48,7 +48,7 @@ def predictions_load(
     accept: str | None,
     run_id: str | None,
     header: bool | None,
-    url: str | None,
+    target: Target,
 ) -> None:
     """Load a transform job's output into STORE as a new run (replaces the current one)."""
     body = {
@@ -60,7 +60,7 @@ def predictions_load(
         "RunId": run_id,
         "HasHeader": header,
     }
-    out = _native(_url(url), "POST", f"/predictions/{store}/load", body, timeout_s=3600)
+    out = target.native("POST", f"/predictions/{store}/load", body, timeout_s=3600)
     verb = "loaded" if out["Loaded"] else "already current:"
     click.echo(f"{store}: {verb} run {out['RunId']} ({out['KeyCount']} keys)")
 
@@ -68,12 +68,12 @@ def predictions_load(
 @predictions.command("get")
 @click.argument("store")
 @click.argument("keys", nargs=-1, required=True)
-@url_option
-def predictions_get(store: str, keys: tuple[str, ...], url: str | None) -> None:
+@target_options
+def predictions_get(store: str, keys: tuple[str, ...], target: Target) -> None:
     """Print the predictions of KEYS in STORE (key, tab, prediction); exit 1 if one is missing."""
     import json
 
-    out = _native(_url(url), "POST", f"/predictions/{store}/batch-get", {"Keys": list(keys)})
+    out = target.native("POST", f"/predictions/{store}/batch-get", {"Keys": list(keys)})
     for key in keys:
         if key in out["Predictions"]:
             value = out["Predictions"][key]
@@ -84,25 +84,25 @@ def predictions_get(store: str, keys: tuple[str, ...], url: str | None) -> None:
 
 
 @predictions.command("list")
-@url_option
-def predictions_list(url: str | None) -> None:
+@target_options
+def predictions_list(target: Target) -> None:
     """List prediction stores: current run id, key count, load time."""
-    for run in _native(_url(url), "GET", "/predictions")["Stores"]:
+    for run in target.native("GET", "/predictions")["Stores"]:
         click.echo(_store_line(run))
 
 
 @predictions.command("describe")
 @click.argument("store")
-@url_option
-def predictions_describe(store: str, url: str | None) -> None:
+@target_options
+def predictions_describe(store: str, target: Target) -> None:
     """Show STORE's current run."""
-    click.echo(_store_line(_native(_url(url), "GET", f"/predictions/{store}")))
+    click.echo(_store_line(target.native("GET", f"/predictions/{store}")))
 
 
 @predictions.command("delete")
 @click.argument("store")
-@url_option
-def predictions_delete(store: str, url: str | None) -> None:
+@target_options
+def predictions_delete(store: str, target: Target) -> None:
     """Delete STORE and its runs."""
-    _native(_url(url), "DELETE", f"/predictions/{store}")
+    target.native("DELETE", f"/predictions/{store}")
     click.echo(f"{store}: deleted")

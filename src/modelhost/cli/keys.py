@@ -2,52 +2,31 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import click
 
-from modelhost.cli import _native, _url, main, url_option
-from modelhost.settings import Settings
+from modelhost.cli.common import Target, export_lines, target_options
 
 
-@main.command()
-@click.option(
-    "--home",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="State directory of the server [default: ~/.modelhost, or MODELHOST_HOME].",
-)
-@url_option
-def credentials(home: Path | None, url: str | None) -> None:
+@click.command()
+@target_options
+def credentials(target: Target) -> None:
     """Print shell lines that point boto3 and the AWS CLI at this server with the admin key.
 
     The URL is --url, else where the server of this home last listened, else the default.
     """
     from modelhost.gateway.auth.keys import KeyStore
 
-    overrides: dict[str, Any] = {"home": home.expanduser().resolve()} if home else {}
-    settings = Settings(**overrides)
-    store = KeyStore(settings.home)
-    found = store.bootstrap_credentials()
+    found = KeyStore(target.settings.home).bootstrap_credentials()
     if found is None:
         raise click.ClickException(
-            f"no admin key in {settings.home}/auth: start the server once (`modelhost serve`) "
-            "or create a key with `modelhost keys create --role admin`."
+            f"no admin key in {target.settings.home}/auth: start the server once "
+            "(`modelhost serve`) or create a key with `modelhost keys create --role admin`."
         )
-    endpoint = url or store.recorded_url() or settings.base_url
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", found[0]),
-        ("AWS_SECRET_ACCESS_KEY", found[1]),
-        ("AWS_DEFAULT_REGION", settings.region),
-        ("AWS_ENDPOINT_URL_SAGEMAKER", endpoint),
-        ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint),
-        ("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", endpoint),
-    ):
-        click.echo(f"export {name}={value}")
+    for line in export_lines(*found, target.settings.region, target.url):
+        click.echo(line)
 
 
-@main.group()
+@click.group()
 def keys() -> None:
     """Access keys and their roles (admin only)."""
 
@@ -65,10 +44,26 @@ def keys() -> None:
     show_default=True,
     help="Comma-separated glob patterns of the endpoints the key may use (e.g. 'churn-*').",
 )
-@url_option
-def keys_create(role: str, endpoints: str, url: str | None) -> None:
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "env"]),
+    default="text",
+    show_default=True,
+    help="env: `export` lines for the new key, as `modelhost credentials` prints them.",
+)
+@target_options
+def keys_create(role: str, endpoints: str, output_format: str, target: Target) -> None:
     """Create an access key; its secret is printed once and cannot be shown again."""
-    out = _native(_url(url), "POST", "/api/keys", {"Role": role, "Endpoints": endpoints})
+    out = target.native("POST", "/api/keys", {"Role": role, "Endpoints": endpoints})
+    if output_format == "env":
+        lines = export_lines(
+            out["AccessKeyId"], out["SecretAccessKey"], target.settings.region, target.url
+        )
+        for line in lines:
+            click.echo(line)
+        click.echo("The secret is shown only now; store it safely.", err=True)
+        return
     click.echo(f"AccessKeyId:     {out['AccessKeyId']}")
     click.echo(f"SecretAccessKey: {out['SecretAccessKey']}")
     click.echo(f"Role:            {out['Role']} (endpoints: {out['Endpoints']})")
@@ -76,12 +71,12 @@ def keys_create(role: str, endpoints: str, url: str | None) -> None:
 
 
 @keys.command("list")
-@url_option
-def keys_list(url: str | None) -> None:
+@target_options
+def keys_list(target: Target) -> None:
     """Access keys with role, endpoint patterns and status (never secrets)."""
     import datetime as dt
 
-    for key in _native(_url(url), "GET", "/api/keys")["AccessKeys"]:
+    for key in target.native("GET", "/api/keys")["AccessKeys"]:
         when = dt.datetime.fromtimestamp(key["CreationTime"]).strftime("%Y-%m-%d %H:%M:%S")
         tag = " (bootstrap)" if key["Bootstrap"] else ""
         click.echo(
@@ -92,12 +87,8 @@ def keys_list(url: str | None) -> None:
 
 @keys.command("revoke")
 @click.argument("access_key_id")
-@url_option
-def keys_revoke(access_key_id: str, url: str | None) -> None:
+@target_options
+def keys_revoke(access_key_id: str, target: Target) -> None:
     """Revoke ACCESS_KEY_ID: requests signed with it are refused from now on."""
-    _native(_url(url), "DELETE", f"/api/keys/{access_key_id}")
+    target.native("DELETE", f"/api/keys/{access_key_id}")
     click.echo(f"access key {access_key_id}: revoked")
-
-
-if __name__ == "__main__":
-    main()

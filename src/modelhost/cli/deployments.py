@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from modelhost.cli import _native, _url, main, url_option
+from modelhost.cli.common import Target, target_options
 
 
-@main.group()
+@click.group()
 def alarms() -> None:
     """Alarms over endpoint metrics (used by AutoRollbackConfiguration)."""
 
@@ -31,7 +31,7 @@ def alarms() -> None:
 @click.option("--threshold", type=float, required=True)
 @click.option("--comparison", default="GreaterThanOrEqualToThreshold", show_default=True)
 @click.option("--treat-missing-data", default="missing", show_default=True)
-@url_option
+@target_options
 def alarms_put(
     name: str,
     endpoint: str,
@@ -44,7 +44,7 @@ def alarms_put(
     threshold: float,
     comparison: str,
     treat_missing_data: str,
-    url: str | None,
+    target: Target,
 ) -> None:
     """Create or replace alarm NAME."""
     dims = [{"Name": "EndpointName", "Value": endpoint}]
@@ -62,15 +62,15 @@ def alarms_put(
     }
     if datapoints_to_alarm is not None:
         body["DatapointsToAlarm"] = datapoints_to_alarm
-    out = _native(_url(url), "PUT", f"/api/alarms/{name}", body)
+    out = target.native("PUT", f"/api/alarms/{name}", body)
     click.echo(f"alarm {name}: {out['StateValue']}")
 
 
 @alarms.command("list")
-@url_option
-def alarms_list(url: str | None) -> None:
+@target_options
+def alarms_list(target: Target) -> None:
     """Alarms and their states."""
-    for alarm in _native(_url(url), "GET", "/api/alarms")["MetricAlarms"]:
+    for alarm in target.native("GET", "/api/alarms")["MetricAlarms"]:
         dims = ",".join(d["Value"] for d in alarm["Dimensions"])
         click.echo(
             f"{alarm['AlarmName']}  {alarm['StateValue']}  {alarm['MetricName']}"
@@ -81,36 +81,36 @@ def alarms_list(url: str | None) -> None:
 
 @alarms.command("show")
 @click.argument("name")
-@url_option
-def alarms_show(name: str, url: str | None) -> None:
+@target_options
+def alarms_show(name: str, target: Target) -> None:
     """Alarm NAME with its state history."""
     import json
 
-    click.echo(json.dumps(_native(_url(url), "GET", f"/api/alarms/{name}"), indent=2))
+    click.echo(json.dumps(target.native("GET", f"/api/alarms/{name}"), indent=2))
 
 
 @alarms.command("delete")
 @click.argument("name")
-@url_option
-def alarms_delete(name: str, url: str | None) -> None:
+@target_options
+def alarms_delete(name: str, target: Target) -> None:
     """Delete alarm NAME."""
-    _native(_url(url), "DELETE", f"/api/alarms/{name}")
+    target.native("DELETE", f"/api/alarms/{name}")
     click.echo(f"alarm {name}: deleted")
 
 
-@main.command()
+@click.command()
 @click.argument("name")
-@url_option
-def events(name: str, url: str | None) -> None:
+@target_options
+def events(name: str, target: Target) -> None:
     """Deployment events of endpoint NAME (traffic steps, baking, rollbacks)."""
     import datetime as dt
 
-    for event in _native(_url(url), "GET", f"/api/endpoints/{name}/events")["Events"]:
+    for event in target.native("GET", f"/api/endpoints/{name}/events")["Events"]:
         when = dt.datetime.fromtimestamp(event["Time"]).strftime("%H:%M:%S")
         click.echo(f"{when}  {event['Status']:<17} {event['Message']}")
 
 
-@main.command("shadow-report")
+@click.command("shadow-report")
 @click.argument("name")
 @click.option(
     "--tolerance",
@@ -120,14 +120,14 @@ def events(name: str, url: str | None) -> None:
     help="Numbers closer than this count as agreeing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON report.")
-@url_option
-def shadow_report(name: str, tolerance: float, as_json: bool, url: str | None) -> None:
+@target_options
+def shadow_report(name: str, tolerance: float, as_json: bool, target: Target) -> None:
     """Compare endpoint NAME's shadow answers with production's: agreement, latency, errors."""
     import json
     import urllib.parse
 
     query = urllib.parse.urlencode({"tolerance": repr(tolerance)})
-    out = _native(_url(url), "GET", f"/api/endpoints/{name}/shadow-report?{query}")
+    out = target.native("GET", f"/api/endpoints/{name}/shadow-report?{query}")
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
@@ -155,19 +155,19 @@ def shadow_report(name: str, tolerance: float, as_json: bool, url: str | None) -
             )
 
 
-@main.command("promote-shadow")
+@click.command("promote-shadow")
 @click.argument("name")
-@url_option
-def promote_shadow(name: str, url: str | None) -> None:
+@target_options
+def promote_shadow(name: str, target: Target) -> None:
     """Make endpoint NAME's shadow model the production model (a normal UpdateEndpoint)."""
-    out = _native(_url(url), "POST", f"/api/endpoints/{name}/promote-shadow", {})
+    out = target.native("POST", f"/api/endpoints/{name}/promote-shadow", {})
     click.echo(
         f"endpoint {name}: updating to {out['EndpointConfigName']} "
         "(wait for InService: modelhost endpoints)"
     )
 
 
-@main.command()
+@click.command()
 @click.argument("name")
 @click.option(
     "--strategy",
@@ -180,7 +180,7 @@ def promote_shadow(name: str, url: str | None) -> None:
 @click.option("--reward-window", type=float, default=None, help="Seconds a reward may arrive.")
 @click.option("--off", is_flag=True, help="Back to the endpoint config's weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
-@url_option
+@target_options
 def routing(
     name: str,
     strategy: str | None,
@@ -189,14 +189,14 @@ def routing(
     reward_window: float | None,
     off: bool,
     as_json: bool,
-    url: str | None,
+    target: Target,
 ) -> None:
     """Show or set endpoint NAME's routing: configured weights, or a multi-armed bandit."""
     import json
 
     path = f"/api/endpoints/{name}/routing"
     if off:
-        out = _native(_url(url), "DELETE", path)
+        out = target.native("DELETE", path)
     elif strategy or min_exploration is not None or epsilon is not None or reward_window:
         body: dict[str, Any] = {
             "Strategy": "EpsilonGreedy" if strategy == "epsilon-greedy" else "ThompsonSampling"
@@ -208,9 +208,9 @@ def routing(
         ):
             if value is not None:
                 body[key] = value
-        out = _native(_url(url), "PUT", path, body)
+        out = target.native("PUT", path, body)
     else:
-        out = _native(_url(url), "GET", path)
+        out = target.native("GET", path)
     if as_json:
         click.echo(json.dumps(out, indent=2))
         return
@@ -236,7 +236,7 @@ def routing(
     click.echo("  rewards: " + ", ".join(f"{k} {v}" for k, v in outcomes.items()))
 
 
-@main.command()
+@click.command()
 @click.argument("name")
 @click.argument("inference_id", required=False)
 @click.argument("value", type=float, required=False)
@@ -247,9 +247,9 @@ def routing(
     default=None,
     help="JSON Lines of {InferenceId, Reward}, sent in batches.",
 )
-@url_option
+@target_options
 def reward(
-    name: str, inference_id: str | None, value: float | None, path: Path | None, url: str | None
+    name: str, inference_id: str | None, value: float | None, path: Path | None, target: Target
 ) -> None:
     """Report a reward in [0, 1] for an invocation of endpoint NAME (bandit routing)."""
     import json
@@ -262,8 +262,7 @@ def reward(
         raise click.UsageError("give INFERENCE_ID and VALUE, or --file")
     totals: dict[str, int] = {}
     for start in range(0, len(items), 1000):
-        out = _native(
-            _url(url),
+        out = target.native(
             "POST",
             f"/api/endpoints/{name}/rewards",
             {"Rewards": items[start : start + 1000]},

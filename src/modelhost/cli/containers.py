@@ -1,8 +1,4 @@
-"""`modelhost deploy-containers`: a model with several Containers, end to end.
-
-Kept beside cli.py (which registers it) so the main CLI module stays small; it goes
-through boto3 like every client command.
-"""
+"""`modelhost deploy-containers`: a model with several Containers, end to end, through boto3."""
 
 from __future__ import annotations
 
@@ -12,12 +8,7 @@ from typing import Any
 
 import click
 
-url_option = click.option(
-    "--url",
-    envvar="MODELHOST_URL",
-    default=None,
-    help="URL of a running modelhost server [default: http://127.0.0.1:8080].",
-)
+from modelhost.cli.common import Target, fail, target_options
 
 
 @click.command("deploy-containers")
@@ -56,7 +47,7 @@ url_option = click.option(
 @click.option(
     "--timeout", type=float, default=600, show_default=True, help="Seconds to wait for InService."
 )
-@url_option
+@target_options
 def deploy_containers(
     name: str,
     containers: tuple[str, ...],
@@ -66,30 +57,11 @@ def deploy_containers(
     instances: int,
     instance_type: str,
     timeout: float,
-    url: str | None,
+    target: Target,
 ) -> None:
     """Deploy a multi-container model NAME (a serial pipeline or Direct) and wait."""
-    from modelhost.cli import _clients, _fail, _url
-
-    defs: dict[str, dict[str, Any]] = {}
-    for item in containers:
-        host, sep, artifact = item.partition("=")
-        if not sep or not host or not artifact:
-            raise click.UsageError(f"--container {item!r}: expected HOSTNAME=ARTIFACT")
-        if "://" not in artifact:
-            artifact = str(Path(artifact).expanduser().resolve())
-        defs[host] = {"ContainerHostname": host, "ModelDataUrl": artifact}
-    for opt, items in (("--image", images), ("--env", env)):
-        for item in items:
-            host, sep, value = item.partition("=" if opt == "--image" else ":")
-            if host not in defs or not sep or not value:
-                raise click.UsageError(f"{opt} {item!r}: expected one of {', '.join(defs)}")
-            if opt == "--image":
-                defs[host]["Image"] = value
-            else:
-                key, _, val = value.partition("=")
-                defs[host].setdefault("Environment", {})[key] = val
-    sm, _ = _clients(_url(url))
+    defs = container_definitions(containers, images, env)
+    sm, _ = target.clients()
     try:
         sm.create_model(
             ModelName=name,
@@ -116,8 +88,33 @@ def deploy_containers(
         from botocore.exceptions import WaiterError
 
         if not isinstance(exc, WaiterError):
-            _fail(exc)
+            fail(exc)
         reason = sm.describe_endpoint(EndpointName=name).get("FailureReason")
         click.echo(f"endpoint {name}: not InService: {reason or exc}", err=True)
         sys.exit(1)
     click.echo(f"endpoint {name}: InService ({mode}: {', '.join(defs)})")
+
+
+def container_definitions(
+    containers: tuple[str, ...], images: tuple[str, ...], env: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """`Containers` entries by host name from the HOSTNAME=... options."""
+    defs: dict[str, dict[str, Any]] = {}
+    for item in containers:
+        host, sep, artifact = item.partition("=")
+        if not sep or not host or not artifact:
+            raise click.UsageError(f"--container {item!r}: expected HOSTNAME=ARTIFACT")
+        if "://" not in artifact:
+            artifact = str(Path(artifact).expanduser().resolve())
+        defs[host] = {"ContainerHostname": host, "ModelDataUrl": artifact}
+    for opt, items in (("--image", images), ("--env", env)):
+        for item in items:
+            host, sep, value = item.partition("=" if opt == "--image" else ":")
+            if host not in defs or not sep or not value:
+                raise click.UsageError(f"{opt} {item!r}: expected one of {', '.join(defs)}")
+            if opt == "--image":
+                defs[host]["Image"] = value
+            else:
+                key, _, val = value.partition("=")
+                defs[host].setdefault("Environment", {})[key] = val
+    return defs
