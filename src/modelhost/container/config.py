@@ -30,15 +30,30 @@ contract, and reading it directly avoids importing pydantic before the socket bi
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MODELHOST_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 
+Where a multi-model instance fetches the artifacts `POST /models` names (the gateway sets
+these from its settings of the same names; a local directory is loaded in place):
+
+| variable | default | meaning |
+|---|---|---|
+| `MODELHOST_ARTIFACT_CACHE_DIR` | `~/.modelhost/artifacts` | unpacked artifacts (shared) |
+| `MODELHOST_S3_ENDPOINT_URL` | unset (AWS) | endpoint of an S3-compatible store |
+| `MODELHOST_S3_REGION` | unset (boto3's lookup) | region of the S3 client |
+| `MODELHOST_ALLOWED_DATA_PREFIXES` | unset (any) | JSON list (or commas) of allowed locations |
+| `MODELHOST_ARTIFACT_MAX_UNPACKED_BYTES` | 20 GiB | largest unpacked archive |
+| `MODELHOST_ARTIFACT_MAX_RATIO` | 200 | largest unpacked/packed ratio |
+| `MODELHOST_ARTIFACT_MAX_MEMBERS` | 100000 | most members of an archive |
+
 See docs/performance.md for how the batching and worker defaults were chosen.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -70,6 +85,17 @@ class InstanceConfig:
     workers: int = 1
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
+    # --- artifact store of a multi-model instance (read by `_artifact_fields`) ---------
+    # These variables use the MODELHOST_ prefix for now, like the others of this file;
+    # they move with the others when the instance's variables get their own prefix.
+    artifact_cache_dir: Path | None = None  # None: ~/.modelhost/artifacts
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    allowed_data_prefixes: tuple[str, ...] = ()  # empty: any location
+    # The defaults are the gateway's `artifact_max_*` settings' defaults.
+    artifact_max_unpacked_bytes: int = 20 * 1024**3
+    artifact_max_ratio: float = 200.0
+    artifact_max_members: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
@@ -108,7 +134,47 @@ class InstanceConfig:
             else _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS, low=1, high=64),
             multi_model=multi_model,
             model_cache_bytes=_int(env, "MODELHOST_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
+            **_artifact_fields(env),
         )
+
+
+def _artifact_fields(env: Mapping[str, str]) -> dict[str, Any]:
+    """The artifact-store fields (see the second table of the module docstring)."""
+    # --- artifact store variables: MODELHOST_ names until the instance prefix lands ---
+    cache = env.get("MODELHOST_ARTIFACT_CACHE_DIR", "").strip()
+    ratio = _float(env, "MODELHOST_ARTIFACT_MAX_RATIO", 200.0, high=1e12)
+    if ratio < 1:
+        raise ConfigError(f"MODELHOST_ARTIFACT_MAX_RATIO={ratio:g} is below 1")
+    return {
+        "artifact_cache_dir": Path(cache).expanduser() if cache else None,
+        "s3_endpoint_url": env.get("MODELHOST_S3_ENDPOINT_URL", "").strip() or None,
+        "s3_region": env.get("MODELHOST_S3_REGION", "").strip() or None,
+        "allowed_data_prefixes": _prefixes(env, "MODELHOST_ALLOWED_DATA_PREFIXES"),
+        "artifact_max_unpacked_bytes": _int(
+            env, "MODELHOST_ARTIFACT_MAX_UNPACKED_BYTES", 20 * 1024**3, low=1, high=2**62
+        ),
+        "artifact_max_ratio": ratio,
+        "artifact_max_members": _int(
+            env, "MODELHOST_ARTIFACT_MAX_MEMBERS", 100_000, low=1, high=2**62
+        ),
+    }
+
+
+def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A JSON list of strings (as the gateway's list settings are written) or commas."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    if raw.startswith("["):
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a JSON list") from None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{name}={raw!r} is not a JSON list of strings")
+    else:
+        values = raw.split(",")
+    return tuple(v.strip() for v in values if v.strip())
 
 
 # Chosen from measurements on 2 cores (docs/performance.md).

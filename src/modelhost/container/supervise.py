@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -27,11 +26,10 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 
-from modelhost.container.server import process_alive
+from modelhost.container.process import die_with_parent, process_alive
 
 PARENT_POLL_S = 0.5
 TERM_GRACE_S = 10.0
-_PR_SET_PDEATHSIG = 1
 
 
 def container_argv(
@@ -56,16 +54,8 @@ def container_argv(
     return [*argv, image, "serve"]
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec (this supervisor is single-threaded, so
-    # that is safe here, unlike in the gateway).
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def run(argv: Sequence[str], parent_pid: int | None, env: Mapping[str, str]) -> int:
-    child = subprocess.Popen(list(argv), env=dict(env), preexec_fn=_die_with_parent)
+    child = subprocess.Popen(list(argv), env=dict(env), preexec_fn=die_with_parent)
 
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
