@@ -18,6 +18,7 @@ import numpy as np
 from modelhost.fleet.local import free_port
 
 N_FEATURES = 4
+STATES = ("CA", "NY", "TX", "WA", "AK", "NJ")  # the multi-model tests' models
 
 
 def train_booster(seed: int = 0) -> tuple[Any, np.ndarray]:

@@ -165,7 +165,7 @@ def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     raw = env.get(name, "").strip()
     if not raw:
         return ()
-    if raw.startswith("["):
+    if raw.startswith(("[", "{", '"')):  # JSON, as the gateway's list settings take
         try:
             values = json.loads(raw)
         except ValueError:

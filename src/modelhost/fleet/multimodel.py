@@ -5,10 +5,17 @@ loaded models (`MODELHOST_MODEL_CACHE_BYTES`): the `model_cache_bytes` setting, 
 the instance type's memory, never more than half of this machine's (instances are
 processes here, so an `ml.r5.12xlarge` does not get 192 GiB of a laptop). A budget in
 the container's own Environment wins, so one model can be given a different one.
+
+The instance fetches each model it is asked to load itself (`container.model_source`), so
+it also gets the artifact store's configuration: the shared artifact cache in the state
+directory, the S3 endpoint and region, the allowed data prefixes and the unpack limits.
+These come from the gateway's settings and win over the container's Environment (a model
+must not widen its own allowed prefixes or limits).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -47,7 +54,25 @@ def multi_model_env(
     return {
         "SAGEMAKER_MULTI_MODEL": "true",
         "MODELHOST_MODEL_CACHE_BYTES": env.get("MODELHOST_MODEL_CACHE_BYTES", str(budget)),
+        **artifact_store_env(settings),
     }
+
+
+def artifact_store_env(settings: Settings) -> dict[str, str]:
+    """The instance variables (`container.config`) that let it read the artifact store."""
+    # The names follow container.config's prefix; they change with it.
+    out = {
+        "MODELHOST_ARTIFACT_CACHE_DIR": str(settings.artifact_cache_dir),
+        "MODELHOST_S3_REGION": settings.region,
+        "MODELHOST_ARTIFACT_MAX_UNPACKED_BYTES": str(settings.artifact_max_unpacked_bytes),
+        "MODELHOST_ARTIFACT_MAX_RATIO": repr(float(settings.artifact_max_ratio)),
+        "MODELHOST_ARTIFACT_MAX_MEMBERS": str(settings.artifact_max_members),
+    }
+    if settings.s3_endpoint_url:
+        out["MODELHOST_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.allowed_data_prefixes:
+        out["MODELHOST_ALLOWED_DATA_PREFIXES"] = json.dumps(list(settings.allowed_data_prefixes))
+    return out
 
 
 def check_prefix(prefix: str) -> str | None:
