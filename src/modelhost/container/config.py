@@ -138,6 +138,18 @@ class InstanceConfig:
         )
 
 
+# The variables `_artifact_fields` reads (the BYOC host agent reads only these).
+ARTIFACT_VARIABLES = (
+    "MODELHOST_ARTIFACT_CACHE_DIR",
+    "MODELHOST_S3_ENDPOINT_URL",
+    "MODELHOST_S3_REGION",
+    "MODELHOST_ALLOWED_DATA_PREFIXES",
+    "MODELHOST_ARTIFACT_MAX_UNPACKED_BYTES",
+    "MODELHOST_ARTIFACT_MAX_RATIO",
+    "MODELHOST_ARTIFACT_MAX_MEMBERS",
+)
+
+
 def _artifact_fields(env: Mapping[str, str]) -> dict[str, Any]:
     """The artifact-store fields (see the second table of the module docstring)."""
     # --- artifact store variables: MODELHOST_ names until the instance prefix lands ---
