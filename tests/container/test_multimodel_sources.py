@@ -76,9 +76,15 @@ def test_file_url_and_archive_path_are_fetched_and_cached(
         np.testing.assert_allclose(
             _scores(inst, "CA", models.rows["CA"]), models.expected("CA", models.rows["CA"])
         )
-        # A plain path to an archive, under another name: the same cache entry.
+        # A plain path to an archive, under another name: the same cache entry, found
+        # there (no unpack, so no ModelDownloadingTime for the gateway to report).
         status, doc = _load(inst, "CA-again", str(models.prefix / "CA.tar.gz"))
         assert status == 200, doc
+        assert "downloadingTimeUs" not in doc
+        # Unloaded and loaded again: nothing is fetched twice.
+        assert inst.request("DELETE", "/models/CA")[0] == 200
+        status, doc = _load(inst, "CA", url)
+        assert status == 200 and "downloadingTimeUs" not in doc
         entries = [p for p in (tmp_path / "cache").iterdir() if not p.name.startswith(".")]
         assert len([p for p in entries if p.is_dir()]) == 1
         # The unpacked model is charged its bytes on disk, as a local directory is.
@@ -147,7 +153,7 @@ def test_bad_locations(tmp_path: Path, models: StateModels) -> None:
         assert "outside the model directory" in doc["message"]
         assert not (tmp_path / "escape.txt").exists()
         status, doc = _load(inst, "gone", f"file://{models.prefix}/GONE.tar.gz")
-        assert status == 404 and "not a directory" in doc["message"]
+        assert status == 404 and "not a directory" in doc["message"] and doc["artifactError"]
         status, doc = _load(inst, "ftp", "ftp://host/CA.tar.gz")
         assert status == 403 and "allowed data prefix" in doc["message"]
         status, doc = _load(inst, "elsewhere", "/etc")

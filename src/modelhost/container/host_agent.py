@@ -13,8 +13,9 @@ instance port. It
 - on a 507 from the server, unloads the server's least recently used idle model
   (`DELETE /models/{name}`) and tries again, as SageMaker's agent does, except when the
   server says the model alone is larger than its budget;
-- adds the built-in container's extra fields to the load answer (`downloadingTimeUs`,
-  `loadingTimeUs`, `evicted`), so the gateway reports the same metrics for both;
+- adds the built-in container's extra fields to the load answer (`loadingTimeUs`,
+  `evicted`, `downloadingTimeUs` after a real download), so the gateway reports the same
+  metrics for both;
 - forwards everything else unchanged (`/ping`, invocations, `GET`/`DELETE /models`).
 """
 
@@ -112,10 +113,10 @@ class HostAgent:
             return 400, {"code": 400, "message": message}
         started = time.perf_counter()
         try:
-            local = await asyncio.to_thread(self.source.local_dir, name, url)
+            local, fetched = await asyncio.to_thread(self.source.fetch, name, url)
         except LoadRefused as exc:
             return exc.status, {"code": exc.status, "message": exc.message, **exc.extra}
-        downloading_us = (time.perf_counter() - started) * 1e6
+        downloading_us = (time.perf_counter() - started) * 1e6 if fetched else None
         request = json.dumps({**doc, "url": str(local)}).encode()
         try:
             return await self._load_local(name, url, request, downloading_us)
@@ -124,7 +125,7 @@ class HostAgent:
             return 503, {"code": 503, "message": message}
 
     async def _load_local(
-        self, name: str, url: str, request: bytes, downloading_us: float
+        self, name: str, url: str, request: bytes, downloading_us: float | None
     ) -> tuple[int, dict[str, Any]]:
         evicted: list[dict[str, Any]] = []
         for _round in range(MAX_UNLOADS):
@@ -143,13 +144,14 @@ class HostAgent:
         if status != 200:
             return status, answer or {"code": status, "message": out.decode("utf-8", "replace")}
         log.info("model %s loaded by the model server (%.1f ms)", name, loading_us / 1000)
+        extra = {} if downloading_us is None else {"downloadingTimeUs": downloading_us}
         return 200, {
             **answer,
             "modelName": name,
             "modelUrl": url,
-            "downloadingTimeUs": downloading_us,
             "loadingTimeUs": loading_us,
             "evicted": evicted,
+            **extra,
         }
 
     async def _unload(self, name: str, evicted: list[dict[str, Any]]) -> bool:

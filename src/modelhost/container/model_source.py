@@ -53,21 +53,34 @@ class ModelSource:
         self.cache_dir = config.artifact_cache_dir or default_cache_dir()
         self._store: ArtifactStore | None = None
         self._lock = threading.Lock()
+        # Location → its unpacked directory: artifacts are immutable per name (as in
+        # SageMaker), so a reload after an eviction neither downloads nor re-hashes.
+        self._fetched: dict[str, Path] = {}
 
     def local_dir(self, name: str, url: str) -> Path:
         """The unpacked model `name` of location `url`; raises `LoadRefused`."""
+        return self.fetch(name, url)[0]
+
+    def fetch(self, name: str, url: str) -> tuple[Path, bool]:
+        """(`local_dir`, whether it was downloaded or unpacked now rather than found)."""
+        hit = self._fetched.get(url)
+        if hit is not None and hit.is_dir():
+            return hit, False
         local = self._local_path(url)
         if local is not None and not local.exists():
             raise LoadRefused(
-                404, f"Model {name}: {url} is not a directory or an artifact on this instance"
+                404,
+                f"Failed to download model data for {name} at {url}: it is not a directory or "
+                "an artifact on this instance",
+                artifactError=True,
             )
         self._check_allowed(name, url, local)
         if local is not None and local.is_dir():
-            return local
+            return local, False
         from modelhost.errors import ArtifactError
 
         try:
-            return self._artifacts().fetch(url)
+            path, fetched = self._artifacts().fetch_counted(url)
         except ArtifactError as exc:
             # `artifactError` tells the gateway this is SageMaker's "Failed to download
             # model data" (a ValidationError to the caller), not a failed model load.
@@ -76,6 +89,8 @@ class ModelSource:
                 f"Failed to download model data for {name} at {url}: {exc.message}",
                 artifactError=True,
             ) from exc
+        self._fetched[url] = path
+        return path, fetched
 
     def _local_path(self, url: str) -> Path | None:
         match = _SCHEME.match(url)

@@ -21,9 +21,10 @@ free waits for it (up to `ROOM_WAIT_S`). 507 is answered
 only when the model alone is larger than the budget, or the wait runs out. Concurrent
 `POST /models` for one name share one load: the first gets 200, the others 409.
 
-Answers carry a few extra fields beside SageMaker's (`memoryBytes`, `downloadingTimeUs`,
-`loadingTimeUs`, `evicted` with each unload's `unloadingTimeUs`) so the gateway learns
-what this instance holds and reports ModelDownloadingTime, ModelLoadingTime and
+Answers carry a few extra fields beside SageMaker's (`memoryBytes`, `loadingTimeUs`,
+`evicted` with each unload's `unloadingTimeUs`, and `downloadingTimeUs` when the load
+downloaded or unpacked the artifact rather than finding it in the cache) so the gateway
+learns what this instance holds and reports ModelDownloadingTime, ModelLoadingTime and
 ModelUnloadingTime without another call. A location that cannot be fetched answers 400
 with `"artifactError": true` (SageMaker's "Failed to download model data").
 
@@ -213,7 +214,7 @@ class MultiModelHost:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         # Not in the worker thread: a download must not hold up other models' predictions.
-        path, size = await asyncio.to_thread(self._fetch, name, url)
+        path, size, fetched = await asyncio.to_thread(self._fetch, name, url)
         downloading_us = (time.perf_counter() - started) * 1e6
         evicted = await self._make_room(name, size)
         self.cache.reserve(name, size)
@@ -231,19 +232,21 @@ class MultiModelHost:
         self.models[name] = LoadedModel(name, url, ServedModel(runtime, str(path)), size)
         self.cache.loaded(name, loop.time())
         log.info("model %s loaded (%d bytes, %.1f ms)", name, size, loading_us / 1000)
-        return {
+        answer = {
             "status": f"Model {name} loaded",
             "modelName": name,
             "modelUrl": url,
             "memoryBytes": size,
-            "downloadingTimeUs": downloading_us,
             "loadingTimeUs": loading_us,
             "evicted": evicted,
         }
+        if fetched:  # only a real download or unpack is a ModelDownloadingTime
+            answer["downloadingTimeUs"] = downloading_us
+        return answer
 
-    def _fetch(self, name: str, url: str) -> tuple[Path, int]:
-        path = self.source.local_dir(name, url)
-        return path, directory_bytes(path)
+    def _fetch(self, name: str, url: str) -> tuple[Path, int, bool]:
+        path, fetched = self.source.fetch(name, url)
+        return path, directory_bytes(path), fetched
 
     async def _make_room(self, name: str, size: int) -> Evicted:
         """Evict what the cache's plan says once `size` bytes may be admitted; the evicted."""

@@ -16,6 +16,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -123,6 +124,13 @@ class ArtifactStore:
             raise ArtifactError("ModelDataUrl is empty; give an s3:// URL, file:// URL or path")
         return self._fetch(model_data_url, "auto", f"ModelDataUrl {model_data_url}")
 
+    def fetch_counted(self, model_data_url: str) -> tuple[Path, bool]:
+        """`fetch`, and whether this call downloaded or unpacked anything (False: all was
+        in the cache already), for a ModelDownloadingTime that counts real downloads."""
+        self._cache.work.done = False
+        path = self.fetch(model_data_url)
+        return path, bool(getattr(self._cache.work, "done", False))
+
     def fetch_source(self, s3_data_source: Mapping[str, Any]) -> Path:
         """Like `fetch`, for ModelDataSource.S3DataSource: {S3Uri, S3DataType, CompressionType}."""
         field = "ModelDataSource.S3DataSource"
@@ -201,6 +209,8 @@ class _Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Per thread: whether this thread downloaded or unpacked since it last reset it.
+        self.work = threading.local()
 
     def lookup(self, key: str) -> Path | None:
         entry = self.root / key
@@ -237,6 +247,7 @@ class _Cache:
                 shutil.rmtree(stale, ignore_errors=True)
             scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
             try:
+                self.work.done = True
                 populate(scratch)
                 scratch.chmod(0o755)  # mkdtemp's 0o700 would hide it from other users
                 os.rename(scratch, entry)
@@ -248,6 +259,7 @@ class _Cache:
 
     @contextmanager
     def scratch_file(self) -> Iterator[Path]:
+        self.work.done = True  # only downloads use a scratch file
         self.root.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".download-", dir=self.root)
         os.close(fd)
