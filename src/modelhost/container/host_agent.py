@@ -96,8 +96,9 @@ class HostAgent:
         finally:
             if name is not None:
                 self._use(name, -1)
-        if method == "DELETE" and path.startswith("/models/") and status in (200, 404):
-            self._order.pop(unquote(path[len("/models/") :]), None)
+        parts = _path_parts(scope)
+        if method == "DELETE" and len(parts) == 3 and parts[1] == "models" and status in (200, 404):
+            self._order.pop(parts[2], None)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out})
 
@@ -145,6 +146,11 @@ class HostAgent:
             return status, answer or {"code": status, "message": out.decode("utf-8", "replace")}
         log.info("model %s loaded by the model server (%.1f ms)", name, loading_us / 1000)
         extra = {} if downloading_us is None else {"downloadingTimeUs": downloading_us}
+        own = answer.get("evicted")
+        if isinstance(own, list):  # a server that evicts by itself may say so: both count
+            evicted = [e for e in own if isinstance(e, dict)] + evicted
+        for gone in evicted:
+            self._order.pop(str(gone.get("modelName")), None)
         return 200, {
             **answer,
             "modelName": name,
@@ -219,16 +225,18 @@ class HostAgent:
                 return
 
 
+def _path_parts(scope: Scope) -> list[str]:
+    """The path's segments, each percent-decoded (so a model name may contain `/`)."""
+    raw: bytes = scope.get("raw_path") or scope["path"].encode()
+    return [unquote(p.decode("latin-1")) for p in raw.split(b"?", 1)[0].split(b"/")]
+
+
 def _invoked_model(scope: Scope) -> str | None:
-    """The model of `POST /models/{name}/invoke` (percent-decoded), else None."""
-    path: str = scope["path"]
-    if scope["method"] != "POST" or not path.startswith("/models/"):
+    """The model of `POST /models/{name}/invoke`, else None."""
+    if scope["method"] != "POST" or not scope["path"].startswith("/models/"):
         return None
-    raw: bytes = scope.get("raw_path") or path.encode()
-    parts = raw.split(b"?", 1)[0].split(b"/")
-    if len(parts) != 4 or parts[3] != b"invoke":
-        return None
-    return unquote(parts[2].decode("latin-1"))
+    parts = _path_parts(scope)
+    return parts[2] if len(parts) == 4 and parts[3] == "invoke" else None
 
 
 def _alone_too_large(doc: Mapping[str, Any]) -> bool:
