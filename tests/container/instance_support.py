@@ -18,6 +18,7 @@ import numpy as np
 from modelhost.fleet.local import free_port
 
 N_FEATURES = 4
+STATES = ("CA", "NY", "TX", "WA", "AK", "NJ")  # the multi-model tests' models
 
 
 def train_booster(seed: int = 0) -> tuple[Any, np.ndarray]:
@@ -38,9 +39,11 @@ def write_booster(model_dir: Path, booster: Any) -> Path:
 
 
 class Instance:
-    """`python -m modelhost.container` in a child process; always stopped on exit."""
+    """`python -m modelhost.container` (or `argv`) in a child process; always stopped on exit."""
 
-    def __init__(self, model_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, model_dir: Path, env: dict[str, str] | None = None, argv: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.log_path = model_dir.parent / f"instance-{self.port}.log"
         full_env = dict(os.environ)
@@ -55,7 +58,7 @@ class Instance:
         full_env.update(env or {})
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelhost.container"],
+            argv or [sys.executable, "-m", "modelhost.container"],
             env=full_env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -98,13 +98,14 @@ def test_merged_answers_equal_unbatched(model_dir: Path, trained: tuple[Any, np.
     plain = loaded(model_dir, batching=False)
     batched = loaded(model_dir)
     try:
-        assert plain._batcher is None and batched._batcher is not None
+        assert plain.model is not None and batched.model is not None
+        assert plain.model.batcher is None and batched.model.batcher is not None
         # The reference: each request alone, without the batcher.
         expected = [concurrently(plain, [request])[0] for request in requests]
         got = concurrently(batched, requests)
         assert got == expected
         assert all(status == 200 for status, _, _ in got)
-        batcher = batched._batcher
+        batcher = batched.model.batcher
         # Every row went through the batcher, in fewer predict calls than requests.
         assert batcher.batched_rows == (1 + 3 + 1 + 2 + 1 + 2 + 1) * 3
         assert batcher.calls < len(requests)
@@ -182,7 +183,8 @@ def test_max_rows_respected(model_dir: Path, trained: tuple[Any, np.ndarray]) ->
     app = loaded(model_dir, batch_max_rows=5, batch_max_wait_s=10.0)
     reference = loaded(model_dir, batching=False)
     try:
-        batcher = app._batcher
+        assert app.model is not None
+        batcher = app.model.batcher
         assert batcher is not None
         sizes: list[int] = []
         original = app.runtime.predict  # type: ignore[union-attr]
@@ -219,7 +221,7 @@ def test_script_mode_never_batches(tmp_path: Path) -> None:
     )
     app = loaded(tmp_path / "model", runtime="auto")
     try:
-        assert app._batcher is None
+        assert app.model is not None and app.model.batcher is None
         got = concurrently(app, [(b"x", {"Content-Type": "text/plain"})] * 3)
         assert [s for s, _, _ in got] == [200, 200, 200]
     finally:

@@ -203,13 +203,14 @@ def test_expensive_inline_model_moves_to_the_worker_thread(tmp_path: Path) -> No
     import threading
     import time
 
-    from modelhost.frameworks.base import Context
+    from modelhost.container.invoke import ServedModel
 
     threads: list[str] = []
 
     class SlowRuntime:
         name = "slow"
         inline_max_bytes = 1000
+        can_batch = False
 
         def handle(self, body: bytes, *_: Any) -> tuple[bytes, str]:
             threads.append(threading.current_thread().name)
@@ -219,14 +220,12 @@ def test_expensive_inline_model_moves_to_the_worker_thread(tmp_path: Path) -> No
             return b"ok", "text/plain"
 
     instance = make_app(tmp_path)
-    instance.runtime = SlowRuntime()  # type: ignore[assignment]
-    instance._context_cls = Context
-    instance._inline_max = SlowRuntime.inline_max_bytes
+    instance.model = ServedModel(SlowRuntime(), str(tmp_path))  # type: ignore[arg-type]
     instance.state = ModelState.READY
     try:
         for _ in range(4):
             assert call(instance, "POST", "/invocations", b"x" * 10)[0] == 200
-        assert instance._inline_max < 10
+        assert instance.model.inline_max_bytes < 10
         main = threading.main_thread().name
         assert threads[:3] == [main] * 3
         assert threads[3].startswith("predict")

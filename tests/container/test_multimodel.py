@@ -15,20 +15,9 @@ import numpy as np
 import pytest
 
 from modelhost.container.multimodel import directory_bytes
-from modelhost.testing.churn import csv_body, make_churn
-from modelhost.testing.state_models import StateModels, write_state_models
-from tests.container.instance_support import Instance
-
-pytestmark = pytest.mark.integration
-
-STATES = ("CA", "NY", "TX", "WA", "AK", "NJ")
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> StateModels:
-    return write_state_models(
-        make_churn(3000, seed=3), tmp_path_factory.mktemp("mme"), states=STATES
-    )
+from modelhost.testing.churn import csv_body
+from modelhost.testing.state_models import StateModels
+from tests.container.instance_support import STATES, Instance
 
 
 @pytest.fixture(scope="module")

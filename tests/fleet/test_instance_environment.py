@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from modelhost.fleet.environment import inherited_environment
-from modelhost.fleet.launch import artifact_store_env, model_environment
+from modelhost.fleet.launch import model_environment
+from modelhost.fleet.multimodel import artifact_store_env
 from modelhost.settings import Settings
 
 
@@ -56,8 +57,11 @@ def test_legacy_instance_names_in_a_model_environment_are_renamed(
 
 
 def test_artifact_store_env_carries_credentials_only_when_configured(tmp_path: Path) -> None:
-    plain = Settings(home=tmp_path)
-    assert artifact_store_env(plain) == {"AWS_DEFAULT_REGION": "us-east-1"}
+    plain = artifact_store_env(Settings(home=tmp_path))
+    assert plain["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MH_INSTANCE_S3_ENDPOINT_URL"} & set(
+        plain
+    )
     s3 = Settings(
         home=tmp_path,
         s3_endpoint_url="http://127.0.0.1:9000",
@@ -65,8 +69,10 @@ def test_artifact_store_env_carries_credentials_only_when_configured(tmp_path: P
         s3_access_key_id="AKIDEXAMPLE",
         s3_secret_access_key="secret",
     )
-    assert artifact_store_env(s3) == {
+    env = artifact_store_env(s3)
+    assert {k: env[k] for k in env if not k.startswith("MH_INSTANCE_ARTIFACT")} == {
         "AWS_DEFAULT_REGION": "eu-west-1",
+        "MH_INSTANCE_S3_REGION": "eu-west-1",
         "MH_INSTANCE_S3_ENDPOINT_URL": "http://127.0.0.1:9000",
         "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "secret",

@@ -92,6 +92,32 @@ def test_cache_is_reused_across_calls_and_instances(
     assert len(unpack_calls) == 1
 
 
+def test_a_store_from_explicit_values_shares_the_cache_and_applies_its_limits(
+    make_tar: TarBuilder, settings: Settings, tmp_path: Path
+) -> None:
+    archive = make_tar(MODEL)
+    explicit = ArtifactStore.from_values(settings.artifact_cache_dir)
+    assert explicit.cache_dir == settings.artifact_cache_dir
+    # Another store on the same cache directory finds what this one unpacked.
+    assert ArtifactStore(settings).fetch(str(archive)) == explicit.fetch(str(archive))
+    tight = ArtifactStore.from_values(
+        tmp_path / "tight", limits=artifacts.UnpackLimits(max_members=1)
+    )
+    with pytest.raises(ArtifactError, match="artifact_max_members"):
+        tight.fetch(str(archive))
+
+
+def test_fetch_counted_tells_work_from_a_cache_hit(
+    make_tar: TarBuilder, store: ArtifactStore, tmp_path: Path
+) -> None:
+    archive = make_tar(MODEL)
+    first, worked = store.fetch_counted(str(archive))
+    assert worked and store.fetch_counted(str(archive)) == (first, False)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    assert store.fetch_counted(str(model_dir)) == (model_dir, False)  # used in place
+
+
 def test_concurrent_fetches_from_threads_share_one_unpack(
     make_tar: TarBuilder, store: ArtifactStore, unpack_calls: list[Path]
 ) -> None:

@@ -51,6 +51,7 @@ def test_s3_tar_gz_is_unpacked_and_cached_by_etag(
     assert s3.store.fetch(url) == path
     assert ArtifactStore(s3.settings).fetch(url) == path  # another process: same cache
     assert downloads == ["models/churn/model.tar.gz"]  # later fetches cost only a HEAD
+    assert s3.store.fetch_counted(url) == (path, False)  # a cache hit: no download
     # New bytes under the same key: new ETag, new download, new directory.
     s3.put("models/churn/model.tar.gz", tar_data([("file", "xgboost-model", b"v2")]))
     again = s3.store.fetch(url)

@@ -34,20 +34,34 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 | `MH_INSTANCE_ONNX_OUTPUT` | first output | the ONNX graph output to answer with (name or index) |
-| `MH_INSTANCE_S3_ENDPOINT_URL` | unset (AWS) | S3-compatible endpoint for reading `s3://` itself |
 
 The gateway also sets `MH_INSTANCE_ID`, `MH_INSTANCE_ENDPOINT_NAME` and
 `MH_INSTANCE_VARIANT_NAME` (names for logs and a user's own server; nothing here reads them).
+
+Where a multi-model instance fetches the artifacts `POST /models` names (the gateway sets
+these from its settings of the same names; a local directory is loaded in place):
+
+| variable | default | meaning |
+|---|---|---|
+| `MH_INSTANCE_ARTIFACT_CACHE_DIR` | `~/.modelhost/artifacts` | unpacked artifacts (shared) |
+| `MH_INSTANCE_S3_ENDPOINT_URL` | unset (AWS) | endpoint of an S3-compatible store |
+| `MH_INSTANCE_S3_REGION` | unset (boto3's lookup) | region of the S3 client |
+| `MH_INSTANCE_ALLOWED_DATA_PREFIXES` | unset (any) | JSON list (or commas) of allowed locations |
+| `MH_INSTANCE_ARTIFACT_MAX_UNPACKED_BYTES` | 20 GiB | largest unpacked archive |
+| `MH_INSTANCE_ARTIFACT_MAX_RATIO` | 200 | largest unpacked/packed ratio |
+| `MH_INSTANCE_ARTIFACT_MAX_MEMBERS` | 100000 | most members of an archive |
 
 See docs/performance.md for how the batching and worker defaults were chosen.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -80,7 +94,15 @@ class InstanceConfig:
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
     onnx_output: str | None = None
+    # --- artifact store of a multi-model instance (read by `_artifact_fields`) ---------
+    artifact_cache_dir: Path | None = None  # None: ~/.modelhost/artifacts
     s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    allowed_data_prefixes: tuple[str, ...] = ()  # empty: any location
+    # The defaults are the gateway's `artifact_max_*` settings' defaults.
+    artifact_max_unpacked_bytes: int = 20 * 1024**3
+    artifact_max_ratio: float = 200.0
+    artifact_max_members: int = 100_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> InstanceConfig:
@@ -120,8 +142,58 @@ class InstanceConfig:
             multi_model=multi_model,
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
-            s3_endpoint_url=env.get("MH_INSTANCE_S3_ENDPOINT_URL", "").strip() or None,
+            **_artifact_fields(env),
         )
+
+
+# The variables `_artifact_fields` reads (the BYOC host agent reads only these).
+ARTIFACT_VARIABLES = (
+    "MH_INSTANCE_ARTIFACT_CACHE_DIR",
+    "MH_INSTANCE_S3_ENDPOINT_URL",
+    "MH_INSTANCE_S3_REGION",
+    "MH_INSTANCE_ALLOWED_DATA_PREFIXES",
+    "MH_INSTANCE_ARTIFACT_MAX_UNPACKED_BYTES",
+    "MH_INSTANCE_ARTIFACT_MAX_RATIO",
+    "MH_INSTANCE_ARTIFACT_MAX_MEMBERS",
+)
+
+
+def _artifact_fields(env: Mapping[str, str]) -> dict[str, Any]:
+    """The artifact-store fields (see the second table of the module docstring)."""
+    cache = env.get("MH_INSTANCE_ARTIFACT_CACHE_DIR", "").strip()
+    ratio = _float(env, "MH_INSTANCE_ARTIFACT_MAX_RATIO", 200.0, high=1e12)
+    if ratio < 1:
+        raise ConfigError(f"MH_INSTANCE_ARTIFACT_MAX_RATIO={ratio:g} is below 1")
+    return {
+        "artifact_cache_dir": Path(cache).expanduser() if cache else None,
+        "s3_endpoint_url": env.get("MH_INSTANCE_S3_ENDPOINT_URL", "").strip() or None,
+        "s3_region": env.get("MH_INSTANCE_S3_REGION", "").strip() or None,
+        "allowed_data_prefixes": _prefixes(env, "MH_INSTANCE_ALLOWED_DATA_PREFIXES"),
+        "artifact_max_unpacked_bytes": _int(
+            env, "MH_INSTANCE_ARTIFACT_MAX_UNPACKED_BYTES", 20 * 1024**3, low=1, high=2**62
+        ),
+        "artifact_max_ratio": ratio,
+        "artifact_max_members": _int(
+            env, "MH_INSTANCE_ARTIFACT_MAX_MEMBERS", 100_000, low=1, high=2**62
+        ),
+    }
+
+
+def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A JSON list of strings (as the gateway's list settings are written) or commas."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return ()
+    if raw.startswith(("[", "{", '"')):  # JSON, as the gateway's list settings take
+        try:
+            values = json.loads(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r} is not a JSON list") from None
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{name}={raw!r} is not a JSON list of strings")
+    else:
+        values = raw.split(",")
+    return tuple(v.strip() for v in values if v.strip())
 
 
 # Chosen from measurements on 2 cores (docs/performance.md).

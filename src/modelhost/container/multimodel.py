@@ -8,9 +8,9 @@
 | `DELETE /models/{name}` | unloads (after its in-flight requests); 404 when not loaded |
 | `POST /models/{name}/invoke` | as `/invocations`; 404 when not loaded |
 
-`url` is a local directory holding the unpacked artifact (the gateway downloads and
-unpacks into its artifact cache, as SageMaker's host agent does onto the instance volume).
-`{name}` is percent-decoded, so a model name may contain `/`.
+`url` is the artifact's location (`s3://...`, `file://...`, a path to an archive) or a
+local directory holding the unpacked artifact; the instance fetches it itself
+(`container.model_source`). `{name}` is percent-decoded, so a model name may contain `/`.
 
 Memory: a model is charged the bytes of its files on disk (a deterministic stand-in for
 its in-memory size; tree models and ONNX graphs are about that size once loaded). When a
@@ -22,94 +22,61 @@ only when the model alone is larger than the budget, or the wait runs out. Concu
 `POST /models` for one name share one load: the first gets 200, the others 409.
 
 Answers carry a few extra fields beside SageMaker's (`memoryBytes`, `loadingTimeUs`,
-`evicted` with each unload's `unloadingTimeUs`) so the gateway learns what this instance
-holds and reports ModelLoadingTime and ModelUnloadingTime without another call.
+`evicted` with each unload's `unloadingTimeUs`, and `downloadingTimeUs` when the load
+downloaded or unpacked the artifact rather than finding it in the cache) so the gateway
+learns what this instance holds and reports ModelDownloadingTime, ModelLoadingTime and
+ModelUnloadingTime without another call. A location that cannot be fetched answers 400
+with `"artifactError": true` (SageMaker's "Failed to download model data").
+
+Invocations go through the instance's one invoke path (`container.invoke`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from modelhost.container.app import (
-    CUSTOM_ATTRIBUTES,
-    JSON,
-    TEXT,
-    Receive,
-    Scope,
-    Send,
-    _contract_headers,
-    _header_dict,
-    _read_body,
-    _respond,
-    error_response,
-    load_failure_reason,
-)
+from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond
 from modelhost.container.config import InstanceConfig
+from modelhost.container.invoke import ServedModel, invoke, load_failure_reason
+from modelhost.container.loading import (
+    default_budget_bytes,
+    directory_bytes,
+    load_runtime,
+    runtime_options,
+    warm_up,
+)
 from modelhost.container.model_cache import Admission, ModelCache
+from modelhost.container.model_source import LoadRefused, ModelSource
 
 if TYPE_CHECKING:
-    from modelhost.frameworks.base import Runtime
+    from pathlib import Path
+
+    from modelhost.frameworks.base import RuntimeOptions
+
+__all__ = ["LoadRefused", "LoadedModel", "MultiModelHost", "directory_bytes"]
 
 log = logging.getLogger("modelhost.container")
 
-# The library each runtime imports when it loads a model.
-_FRAMEWORK_MODULES = {
-    "xgboost": "xgboost",
-    "sklearn": "sklearn",
-    "lightgbm": "lightgbm",
-    "onnx": "onnxruntime",
-    "pytorch": "torch",
-    "mlflow": "mlflow",
-}
 ROOM_WAIT_S = 60.0  # SageMaker's invocation deadline
 LIST_LIMIT = 100  # MMS's default and maximum page size
-
-
-class LoadRefused(Exception):
-    """A load cannot happen; `status` is the HTTP answer (400, 404, 507)."""
-
-    def __init__(self, status: int, message: str, **extra: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.extra = extra  # more fields for the JSON answer
+Evicted = list[dict[str, Any]]  # {"modelName", "unloadingTimeUs"} per model unloaded
 
 
 @dataclass
 class LoadedModel:
+    """One loaded model: its name, the location it was loaded from, and how it is served."""
+
     name: str
     url: str
-    runtime: Runtime
+    served: ServedModel
     memory_bytes: int
-
-
-def default_budget_bytes() -> int:
-    """Half of this machine's memory: the rest is the framework, the server and the OS."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):
-        return 2 * 1024**3
-
-
-def directory_bytes(path: Path) -> int:
-    """Bytes of every regular file under `path` (the model's charge against the budget)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            if not os.path.islink(full):
-                total += os.path.getsize(full)
-    return max(total, 1)
 
 
 class MultiModelHost:
@@ -124,22 +91,12 @@ class MultiModelHost:
         self._room = asyncio.Condition()
         self._waiting = 0
         self._notifying: set[asyncio.Task[None]] = set()
-        self._options: Any = None
+        self._options: RuntimeOptions | None = None
+        self.source = ModelSource(config)
 
     def warm_up(self) -> None:
-        """Import the framework the image names (not `auto`: that depends on each model),
-        so the first load does not pay seconds for the import."""
-        name = self.config.runtime
-        if name == "auto":
-            return
-        from modelhost.frameworks.registry import runtime_class
-
-        try:
-            runtime_class(name)
-            if name in _FRAMEWORK_MODULES:
-                importlib.import_module(_FRAMEWORK_MODULES[name])
-        except Exception:
-            log.exception("importing the %s runtime failed", name)
+        """Import the framework the image names, so the first load does not pay for it."""
+        warm_up(self.config.runtime)
 
     # --- ASGI ---------------------------------------------------------------------------
 
@@ -153,7 +110,7 @@ class MultiModelHost:
         try:
             if not parts or parts == [""]:
                 if method == "POST":
-                    status, doc = await self.load(await _read_body(receive) or b"")
+                    status, doc = await self.load(await read_body(receive) or b"")
                 elif method == "GET":
                     status, doc = 200, self.list(scope.get("query_string", b""))
                 else:
@@ -164,7 +121,7 @@ class MultiModelHost:
                 status, doc = 404, _error(404, f"No route {method} {scope['path']}")
         except LoadRefused as exc:
             status, doc = exc.status, {**_error(exc.status, exc.message), **exc.extra}
-        await _respond(send, status, json.dumps(doc).encode(), JSON)
+        await respond(send, status, json.dumps(doc).encode(), JSON)
 
     # --- the API ------------------------------------------------------------------------
 
@@ -177,7 +134,7 @@ class MultiModelHost:
                 raise TypeError
         except (ValueError, KeyError, TypeError):
             raise LoadRefused(
-                400, 'The body must be JSON {"model_name": "<name>", "url": "<directory>"}'
+                400, 'The body must be JSON {"model_name": "<name>", "url": "<location>"}'
             ) from None
         if name in self.models:
             return 409, _error(409, f"Model {name} is already loaded")
@@ -231,43 +188,21 @@ class MultiModelHost:
 
     async def invoke(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         """`POST /models/{name}/invoke`: `/invocations` for one loaded model."""
-        body = await _read_body(receive)
+        body = await read_body(receive)
         if body is None:
             return
         model = self.models.get(name)
         if model is None:
-            await _respond(
-                send, 404, json.dumps(_error(404, f"Model {name} is not loaded")).encode(), JSON
-            )
+            doc = _error(404, f"Model {name} is not loaded")
+            await respond(send, 404, json.dumps(doc).encode(), JSON)
             return
-        content_type, accept, custom = _contract_headers(scope)
-        from modelhost.frameworks.base import Context
-
-        runtime = model.runtime
-        context = Context(model.url, custom, _header_dict(scope) if not runtime.can_batch else {})
         self.cache.acquire(name)  # pinned: never evicted while this runs
         try:
-            if runtime.can_batch and len(body) <= runtime.inline_max_bytes:
-                # No user code reads the context: the short path of `handle`.
-                data, media = runtime.prepare(body, content_type, accept)
-                answer = runtime.encode(runtime.predict(data), media)
-            elif len(body) <= runtime.inline_max_bytes:
-                answer, media = runtime.handle(body, content_type, accept, context)
-            else:
-                answer, media = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, runtime.handle, body, content_type, accept, context
-                )
-        except Exception as exc:
-            status, message = error_response(exc)
-            await _respond(send, status, message.encode(), TEXT)
-            return
+            reply = await invoke(model.served, body, scope["headers"], self._executor)
         finally:
             self.cache.release(name)
             self._wake_waiters()
-        extra = []
-        if context.response_custom_attributes is not None:
-            extra.append((CUSTOM_ATTRIBUTES, context.response_custom_attributes.encode("latin-1")))
-        await _respond(send, 200, answer, media.encode("latin-1"), extra)
+        await respond(send, reply.status, reply.body, reply.content_type, reply.headers)
 
     def close(self) -> None:
         for name in list(self.models):
@@ -277,10 +212,45 @@ class MultiModelHost:
 
     async def _admit_and_load(self, name: str, url: str) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        path = Path(url)
-        if not path.is_dir():
-            raise LoadRefused(404, f"Model {name}: {url} is not a directory on this instance")
-        size = await loop.run_in_executor(self._executor, directory_bytes, path)
+        started = time.perf_counter()
+        # Not in the worker thread: a download must not hold up other models' predictions.
+        path, size, fetched = await asyncio.to_thread(self._fetch, name, url)
+        downloading_us = (time.perf_counter() - started) * 1e6
+        evicted = await self._make_room(name, size)
+        self.cache.reserve(name, size)
+        started = time.perf_counter()
+        try:
+            runtime = await loop.run_in_executor(
+                self._executor, load_runtime, self.config.runtime, path, self._runtime_options()
+            )
+        except Exception as exc:
+            self.cache.remove(name)
+            await self._notify()
+            log.error("model %s failed to load: %s", name, load_failure_reason(exc))
+            raise LoadRefused(400, load_failure_reason(exc)) from exc
+        loading_us = (time.perf_counter() - started) * 1e6
+        self.models[name] = LoadedModel(name, url, ServedModel(runtime, str(path)), size)
+        self.cache.loaded(name, loop.time())
+        log.info("model %s loaded (%d bytes, %.1f ms)", name, size, loading_us / 1000)
+        answer = {
+            "status": f"Model {name} loaded",
+            "modelName": name,
+            "modelUrl": url,
+            "memoryBytes": size,
+            "loadingTimeUs": loading_us,
+            "evicted": evicted,
+        }
+        if fetched:  # only a real download or unpack is a ModelDownloadingTime
+            answer["downloadingTimeUs"] = downloading_us
+        return answer
+
+    def _fetch(self, name: str, url: str) -> tuple[Path, int, bool]:
+        path, fetched = self.source.fetch(name, url)
+        return path, directory_bytes(path), fetched
+
+    async def _make_room(self, name: str, size: int) -> Evicted:
+        """Evict what the cache's plan says once `size` bytes may be admitted; the evicted."""
+        loop = asyncio.get_running_loop()
         deadline = loop.time() + ROOM_WAIT_S
         while True:
             plan = self.cache.plan(size, loop.time())
@@ -299,55 +269,13 @@ class MultiModelHost:
             await self._wait_for_room(
                 deadline, f"No room for model {name}: every loaded model is busy"
             )
-        evicted = [
+        return [
             {"modelName": victim, "unloadingTimeUs": self._unload(victim)} for victim in plan.evict
         ]
-        self.cache.reserve(name, size)
-        started = time.perf_counter()
-        try:
-            runtime = await loop.run_in_executor(self._executor, self._load_runtime, path)
-        except Exception as exc:
-            self.cache.remove(name)
-            await self._notify()
-            log.error("model %s failed to load: %s", name, load_failure_reason(exc))
-            raise LoadRefused(400, load_failure_reason(exc)) from exc
-        loading_us = (time.perf_counter() - started) * 1e6
-        self.models[name] = LoadedModel(name, url, runtime, size)
-        self.cache.loaded(name, loop.time())
-        log.info("model %s loaded (%d bytes, %.1f ms)", name, size, loading_us / 1000)
-        return {
-            "status": f"Model {name} loaded",
-            "modelName": name,
-            "modelUrl": url,
-            "memoryBytes": size,
-            "loadingTimeUs": loading_us,
-            "evicted": evicted,
-        }
 
-    def _load_runtime(self, path: Path) -> Runtime:
-        from modelhost.frameworks.registry import select_runtime
-
-        runtime = select_runtime(self.config.runtime, path, self._runtime_options())
-        runtime.load(path)
-        return runtime
-
-    def _runtime_options(self) -> Any:
+    def _runtime_options(self) -> RuntimeOptions:
         if self._options is None:
-            from modelhost.frameworks.base import RuntimeOptions
-
-            c = self.config
-            self._options = RuntimeOptions(
-                default_accept=c.default_accept,
-                batch=c.batch,
-                nthread=c.nthread,
-                program=c.program,
-                submit_dir=c.submit_dir,
-                inference_output=c.inference_output,
-                inference_supported=c.inference_supported,
-                packages_dir=c.packages_dir,
-                pip_timeout_s=c.pip_timeout_s,
-                onnx_output=c.onnx_output,
-            )
+            self._options = runtime_options(self.config)
         return self._options
 
     def _unload(self, name: str) -> float:
@@ -356,7 +284,7 @@ class MultiModelHost:
         model = self.models.pop(name)
         self.cache.remove(name)
         try:
-            model.runtime.unload()
+            model.served.runtime.unload()
         except Exception:
             log.exception("unloading model %s failed", name)
         del model  # the last reference: the framework frees the model's memory now

@@ -14,13 +14,12 @@ import os
 import socket
 import sys
 import threading
-from typing import TYPE_CHECKING
+from concurrent.futures import ThreadPoolExecutor
 
 from modelhost.container.app import InstanceApp
 from modelhost.container.config import ConfigError, InstanceConfig
-
-if TYPE_CHECKING:
-    from modelhost.container.workers import SharedHealth
+from modelhost.container.health import SharedHealth
+from modelhost.container.process import process_alive
 
 log = logging.getLogger("modelhost.container")
 
@@ -33,23 +32,6 @@ HARD_EXIT_AFTER_S = 1.5
 KEEP_ALIVE_S = 75
 # SageMaker sends SIGKILL 30 s after SIGTERM; finish in-flight requests before that.
 GRACEFUL_SHUTDOWN_S = 25
-
-
-def process_alive(pid: int) -> bool:
-    """True while `pid` exists and is not a zombie (an unreaped dead parent)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True  # no /proc (macOS): kill(0) is all we have
-    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
-    return state not in (b"Z", b"X")
 
 
 async def watch_parent(pid: int, server: object) -> None:
@@ -76,6 +58,18 @@ async def _load_when_listening(server: object, app: InstanceApp) -> None:
     await app.load()
 
 
+def build_app(config: InstanceConfig, health: SharedHealth | None = None) -> InstanceApp:
+    """The instance's ASGI app: one model, or the multi-model `/models` API mounted on it."""
+    if not config.multi_model:
+        return InstanceApp(config, health)
+    from modelhost.container.multimodel import MultiModelHost
+
+    # One worker thread for both: the framework import at start-up, then loads and
+    # large predictions, as in a single-model instance.
+    executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
+    return InstanceApp(config, health, MultiModelHost(config, executor), executor)
+
+
 async def serve(
     config: InstanceConfig,
     sockets: list[socket.socket] | None = None,
@@ -85,7 +79,7 @@ async def serve(
     until SIGTERM/SIGINT or parent death; returns the exit code."""
     import uvicorn
 
-    app = InstanceApp(config, health)
+    app = build_app(config, health)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -117,6 +111,13 @@ async def serve(
     return 0 if server.started else 1
 
 
+def run_worker(config: InstanceConfig, sock: socket.socket, health: SharedHealth) -> int:
+    """One worker process of a several-worker instance (`container.workers`)."""
+    import uvloop
+
+    return uvloop.run(serve(config, sockets=[sock], health=health))
+
+
 def _uvicorn_level(level: str) -> str:
     return level if level in ("critical", "error", "warning", "info", "debug", "trace") else "info"
 
@@ -144,7 +145,7 @@ def main() -> int:
         from modelhost.container.workers import supervise
 
         log.info("instance starting %d workers on %s:%d", config.workers, config.host, config.port)
-        return supervise(config)
+        return supervise(config, run_worker)
     import uvloop
 
     log.info(

@@ -24,55 +24,22 @@ Lifecycle rules (no orphans, and a broken instance is visible to the gateway):
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
 import logging
-import mmap
 import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 from modelhost.container.config import InstanceConfig
+from modelhost.container.health import SharedHealth
+from modelhost.container.process import die_with_parent, process_alive
 
 log = logging.getLogger("modelhost.container")
 
-SLOT_BYTES = 1024  # state byte + failure reason (UTF-8, truncated)
 POLL_S = 0.2
 STOP_GRACE_S = 28.0  # workers drain for up to 25 s (server.GRACEFUL_SHUTDOWN_S)
-_STATES = {b"L": "Loading", b"H": "Healthy", b"F": "Failed"}
-_PR_SET_PDEATHSIG = 1
-
-
-class SharedHealth:
-    """Every worker's model state in shared memory; each worker writes only its slot."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.index = 0
-        self._mem = mmap.mmap(-1, count * SLOT_BYTES)  # anonymous + shared across fork
-        for i in range(count):
-            self._mem[i * SLOT_BYTES] = ord("L")
-
-    def set(self, state: str, reason: str | None = None) -> None:
-        base = self.index * SLOT_BYTES
-        text = (reason or "").encode()[: SLOT_BYTES - 3]
-        self._mem[base + 1 : base + 3] = len(text).to_bytes(2, "big")
-        self._mem[base + 3 : base + 3 + len(text)] = text
-        self._mem[base] = ord(state[0])  # last: readers see a complete reason
-
-    def instance_state(self) -> tuple[str, str | None]:
-        """("Healthy"|"Loading"|"Failed", reason of the first failed worker)."""
-        states = []
-        for i in range(self.count):
-            base = i * SLOT_BYTES
-            state = _STATES.get(self._mem[base : base + 1], "Loading")
-            if state == "Failed":
-                size = int.from_bytes(self._mem[base + 1 : base + 3], "big")
-                reason = self._mem[base + 3 : base + 3 + size].decode(errors="replace")
-                return "Failed", reason
-            states.append(state)
-        return ("Healthy" if all(s == "Healthy" for s in states) else "Loading"), None
 
 
 def reuseport_socket(host: str, port: int) -> socket.socket:
@@ -86,22 +53,13 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+# Runs one worker on its socket until it stops; returns the exit code (server.run_worker).
+RunWorker = Callable[[InstanceConfig, socket.socket, SharedHealth], int]
 
 
-def _run_worker(config: InstanceConfig, sock: socket.socket, health: SharedHealth) -> int:
-    import uvloop
-
-    from modelhost.container.server import serve
-
-    _die_with_parent()
-    return uvloop.run(serve(config, sockets=[sock], health=health))
-
-
-def supervise(config: InstanceConfig) -> int:
-    """Fork `config.workers` workers on the instance port and watch them; see the module."""
+def supervise(config: InstanceConfig, run_worker: RunWorker) -> int:
+    """Fork `config.workers` workers on the instance port, each running `run_worker`
+    (passed in, so this module does not import the server), and watch them."""
     count = config.workers
     socks = [reuseport_socket(config.host, config.port) for _ in range(count)]
     health = SharedHealth(count)
@@ -117,7 +75,8 @@ def supervise(config: InstanceConfig) -> int:
                     if other is not sock:
                         other.close()
                 health.index = index
-                code = _run_worker(worker_config, sock, health)
+                die_with_parent()
+                code = run_worker(worker_config, sock, health)
             except BaseException:
                 log.exception("worker %d failed", index)
             finally:
@@ -130,8 +89,6 @@ def supervise(config: InstanceConfig) -> int:
 
 
 def _watch(config: InstanceConfig, pids: list[int]) -> int:
-    from modelhost.container.server import process_alive
-
     stopping: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:

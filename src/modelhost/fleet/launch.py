@@ -49,23 +49,6 @@ def model_environment(environment: Mapping[str, Any], model_name: str) -> dict[s
     return env
 
 
-def artifact_store_env(settings: Settings) -> dict[str, str]:
-    """Variables for a spec's `env` that let an instance read the artifact store itself.
-
-    Instances never inherit the gateway's environment (`fleet/environment.py`), so one
-    that fetches `s3://` objects gets the endpoint (`MH_INSTANCE_S3_ENDPOINT_URL`), the
-    region and, only when the `s3_access_key_id`/`s3_secret_access_key` settings are set,
-    credentials, the last two under boto3's own names so any S3 client finds them.
-    """
-    env = {"AWS_DEFAULT_REGION": settings.s3_region or settings.region}
-    if settings.s3_endpoint_url:
-        env["MH_INSTANCE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
-    if settings.s3_access_key_id and settings.s3_secret_access_key:
-        env["AWS_ACCESS_KEY_ID"] = settings.s3_access_key_id
-        env["AWS_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key
-    return env
-
-
 def _builtin_env(settings: Settings, runtime: str, env: dict[str, str]) -> dict[str, str]:
     """What a built-in runtime's instance gets from the settings (the model's own
     OMP_NUM_THREADS wins)."""

@@ -5,10 +5,17 @@ loaded models (`MH_INSTANCE_MODEL_CACHE_BYTES`): the `model_cache_bytes` setting
 the instance type's memory, never more than half of this machine's (instances are
 processes here, so an `ml.r5.12xlarge` does not get 192 GiB of a laptop). A budget in
 the container's own Environment wins, so one model can be given a different one.
+
+The instance fetches each model it is asked to load itself (`container.model_source`), so
+it also gets the artifact store's configuration: the shared artifact cache in the state
+directory, the S3 endpoint and region, the allowed data prefixes and the unpack limits.
+These come from the gateway's settings and win over the container's Environment (a model
+must not widen its own allowed prefixes or limits).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -47,7 +54,34 @@ def multi_model_env(
     return {
         "SAGEMAKER_MULTI_MODEL": "true",
         "MH_INSTANCE_MODEL_CACHE_BYTES": env.get("MH_INSTANCE_MODEL_CACHE_BYTES", str(budget)),
+        **artifact_store_env(settings),
     }
+
+
+def artifact_store_env(settings: Settings) -> dict[str, str]:
+    """The instance variables (`container.config`) that let it read the artifact store.
+
+    Instances never inherit the gateway's environment (`fleet/environment.py`), so one that
+    fetches `s3://` objects gets the endpoint, the region and, only when the
+    `s3_access_key_id`/`s3_secret_access_key` settings are set, credentials, the last two
+    under boto3's own names so any S3 client finds them.
+    """
+    out = {
+        "MH_INSTANCE_ARTIFACT_CACHE_DIR": str(settings.artifact_cache_dir),
+        "MH_INSTANCE_ARTIFACT_MAX_UNPACKED_BYTES": str(settings.artifact_max_unpacked_bytes),
+        "MH_INSTANCE_ARTIFACT_MAX_RATIO": repr(float(settings.artifact_max_ratio)),
+        "MH_INSTANCE_ARTIFACT_MAX_MEMBERS": str(settings.artifact_max_members),
+        "MH_INSTANCE_S3_REGION": settings.s3_region or settings.region,
+        "AWS_DEFAULT_REGION": settings.s3_region or settings.region,
+    }
+    if settings.s3_endpoint_url:
+        out["MH_INSTANCE_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        out["AWS_ACCESS_KEY_ID"] = settings.s3_access_key_id
+        out["AWS_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key
+    if settings.allowed_data_prefixes:
+        out["MH_INSTANCE_ALLOWED_DATA_PREFIXES"] = json.dumps(list(settings.allowed_data_prefixes))
+    return out
 
 
 def check_prefix(prefix: str) -> str | None:

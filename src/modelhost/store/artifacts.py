@@ -16,17 +16,22 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from modelhost.errors import ArtifactError
-from modelhost.settings import Settings
 from modelhost.store.s3 import S3Backend, sha256_text
+
+if TYPE_CHECKING:
+    # Only for the type: an instance builds its store from explicit values (`from_values`)
+    # and must not import the gateway's settings (pydantic) on its way to a first load.
+    from modelhost.settings import Settings
 
 if not hasattr(tarfile, "data_filter"):  # the safe extraction below relies on it
     raise ImportError("modelhost needs Python 3.11.4 or later (tarfile extraction filters)")
@@ -68,13 +73,46 @@ class ArtifactStore:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self._cache = _Cache(settings.artifact_cache_dir)
-        self._limits = UnpackLimits(
-            settings.artifact_max_unpacked_bytes,
-            settings.artifact_max_ratio,
-            settings.artifact_max_members,
+        self._setup(
+            settings.artifact_cache_dir,
+            settings.s3_endpoint_url,
+            None,  # the gateway's S3 client finds its region as boto3 does
+            UnpackLimits(
+                settings.artifact_max_unpacked_bytes,
+                settings.artifact_max_ratio,
+                settings.artifact_max_members,
+            ),
         )
-        self._s3 = S3Backend(settings.s3_endpoint_url, self._cache)
+
+    @classmethod
+    def from_values(
+        cls,
+        cache_dir: Path,
+        *,
+        s3_endpoint_url: str | None = None,
+        s3_region: str | None = None,
+        limits: UnpackLimits | None = None,
+    ) -> ArtifactStore:
+        """A store configured by explicit values (an instance's own config, not `Settings`)."""
+        store = cls.__new__(cls)
+        store._setup(cache_dir, s3_endpoint_url, s3_region, limits or UnpackLimits())
+        return store
+
+    def _setup(
+        self,
+        cache_dir: Path,
+        s3_endpoint_url: str | None,
+        s3_region: str | None,
+        limits: UnpackLimits,
+    ) -> None:
+        self._cache = _Cache(cache_dir)
+        self._limits = limits
+        self._s3 = S3Backend(s3_endpoint_url, self._cache, s3_region)
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where fetched artifacts are unpacked (shared by every process given the same one)."""
+        return self._cache.root
 
     def fetch(self, model_data_url: str) -> Path:
         """A local directory with the model files of `model_data_url` (a container's ModelDataUrl).
@@ -85,6 +123,13 @@ class ArtifactStore:
         if not model_data_url.strip():
             raise ArtifactError("ModelDataUrl is empty; give an s3:// URL, file:// URL or path")
         return self._fetch(model_data_url, "auto", f"ModelDataUrl {model_data_url}")
+
+    def fetch_counted(self, model_data_url: str) -> tuple[Path, bool]:
+        """`fetch`, and whether this call downloaded or unpacked anything (False: all was
+        in the cache already), for a ModelDownloadingTime that counts real downloads."""
+        self._cache.work.done = False
+        path = self.fetch(model_data_url)
+        return path, bool(getattr(self._cache.work, "done", False))
 
     def fetch_source(self, s3_data_source: Mapping[str, Any]) -> Path:
         """Like `fetch`, for ModelDataSource.S3DataSource: {S3Uri, S3DataType, CompressionType}."""
@@ -164,6 +209,8 @@ class _Cache:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        # Per thread: whether this thread downloaded or unpacked since it last reset it.
+        self.work = threading.local()
 
     def lookup(self, key: str) -> Path | None:
         entry = self.root / key
@@ -200,6 +247,7 @@ class _Cache:
                 shutil.rmtree(stale, ignore_errors=True)
             scratch = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=self.root))
             try:
+                self.work.done = True
                 populate(scratch)
                 scratch.chmod(0o755)  # mkdtemp's 0o700 would hide it from other users
                 os.rename(scratch, entry)
@@ -211,6 +259,7 @@ class _Cache:
 
     @contextmanager
     def scratch_file(self) -> Iterator[Path]:
+        self.work.done = True  # only downloads use a scratch file
         self.root.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=".download-", dir=self.root)
         os.close(fd)
@@ -260,11 +309,14 @@ def _is_archive(path: Path, name: str, label: str) -> bool:
 
 @dataclass(frozen=True)
 class UnpackLimits:
-    """Decompression-bomb caps, checked from the headers before anything is written."""
+    """Decompression-bomb caps, checked from the headers before anything is written.
 
-    max_bytes: int
-    max_ratio: float
-    max_members: int
+    The defaults are the `artifact_max_*` settings' defaults.
+    """
+
+    max_bytes: int = 20 * 1024**3
+    max_ratio: float = 200.0
+    max_members: int = 100_000
 
 
 def _check_size(

@@ -57,8 +57,10 @@ class S3Backend:
     "archive" or "file" (must be one object), "prefix" (always a prefix).
     """
 
-    def __init__(self, endpoint_url: str | None, cache: EntryCache) -> None:
-        self.client = S3Client(endpoint_url)
+    def __init__(
+        self, endpoint_url: str | None, cache: EntryCache, region: str | None = None
+    ) -> None:
+        self.client = S3Client(endpoint_url, region)
         self._cache = cache
 
     def fetch(self, url: str, mode: str, label: str, place_file: PlaceFile) -> Path:
@@ -107,8 +109,9 @@ class S3Backend:
 class S3Client:
     """A thread-safe, lazily created boto3 S3 client with actionable error messages."""
 
-    def __init__(self, endpoint_url: str | None) -> None:
+    def __init__(self, endpoint_url: str | None, region: str | None = None) -> None:
         self._endpoint_url = endpoint_url
+        self._region = region  # None: boto3's own lookup (AWS_REGION, config file)
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -126,6 +129,7 @@ class S3Client:
                 self._client = boto3.session.Session().client(
                     "s3",
                     endpoint_url=self._endpoint_url,
+                    region_name=self._region,
                     config=Config(s3=s3_config, retries={"mode": "standard", "max_attempts": 3}),
                 )
             return self._client

@@ -1,0 +1,43 @@
+"""The instance's model health shared by its worker processes (see `container.workers`).
+
+Its own module so the app (which writes and reads it) and the worker supervisor (which
+creates it before forking) share it without importing each other.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+SLOT_BYTES = 1024  # state byte + failure reason (UTF-8, truncated)
+_STATES = {b"L": "Loading", b"H": "Healthy", b"F": "Failed"}
+
+
+class SharedHealth:
+    """Every worker's model state in shared memory; each worker writes only its slot."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.index = 0
+        self._mem = mmap.mmap(-1, count * SLOT_BYTES)  # anonymous + shared across fork
+        for i in range(count):
+            self._mem[i * SLOT_BYTES] = ord("L")
+
+    def set(self, state: str, reason: str | None = None) -> None:
+        base = self.index * SLOT_BYTES
+        text = (reason or "").encode()[: SLOT_BYTES - 3]
+        self._mem[base + 1 : base + 3] = len(text).to_bytes(2, "big")
+        self._mem[base + 3 : base + 3 + len(text)] = text
+        self._mem[base] = ord(state[0])  # last: readers see a complete reason
+
+    def instance_state(self) -> tuple[str, str | None]:
+        """("Healthy"|"Loading"|"Failed", reason of the first failed worker)."""
+        states = []
+        for i in range(self.count):
+            base = i * SLOT_BYTES
+            state = _STATES.get(self._mem[base : base + 1], "Loading")
+            if state == "Failed":
+                size = int.from_bytes(self._mem[base + 1 : base + 3], "big")
+                reason = self._mem[base + 3 : base + 3 + size].decode(errors="replace")
+                return "Failed", reason
+            states.append(state)
+        return ("Healthy" if all(s == "Healthy" for s in states) else "Loading"), None

@@ -1,0 +1,144 @@
+"""Where a multi-model load's files come from: the `url` of `POST /models`, made local.
+
+The instance is its own host agent. `url` is the artifact's location as the endpoint's
+ModelDataUrl prefix and the TargetModel name it (`s3://bucket/prefix/CA.tar.gz`,
+`file:///models/CA.tar.gz`, a plain path), or an already unpacked local directory
+(SageMaker's own contract passes one, and so do users' tests). A directory is loaded in
+place; anything else goes through the artifact store (`store.artifacts`: safe
+extraction, unpack limits, a content-addressed cache in `artifact_cache_dir`, shared by
+every instance and kept across restarts, so a reload after an eviction never downloads
+again). With `allowed_data_prefixes` set, a location must lie under one of them or in
+the instance's own artifact cache.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+from modelhost.container.config import InstanceConfig
+
+if TYPE_CHECKING:
+    from modelhost.store.artifacts import ArtifactStore
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+class LoadRefused(Exception):
+    """A load cannot happen; `status` is the HTTP answer (400, 404, 507)."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra  # more fields for the JSON answer
+
+
+def default_cache_dir() -> Path:
+    """The artifact cache of an instance started without one (beside the packages cache)."""
+    return Path.home() / ".modelhost" / "artifacts"
+
+
+class ModelSource:
+    """Turns load locations into local model directories (see the module docstring).
+
+    `local_dir` blocks (downloads, unpacks): call it in a thread. Thread-safe.
+    """
+
+    def __init__(self, config: InstanceConfig) -> None:
+        self.config = config
+        self.cache_dir = config.artifact_cache_dir or default_cache_dir()
+        self._store: ArtifactStore | None = None
+        self._lock = threading.Lock()
+        # Location → its unpacked directory: artifacts are immutable per name (as in
+        # SageMaker), so a reload after an eviction neither downloads nor re-hashes.
+        self._fetched: dict[str, Path] = {}
+
+    def local_dir(self, name: str, url: str) -> Path:
+        """The unpacked model `name` of location `url`; raises `LoadRefused`."""
+        return self.fetch(name, url)[0]
+
+    def fetch(self, name: str, url: str) -> tuple[Path, bool]:
+        """(`local_dir`, whether it was downloaded or unpacked now rather than found)."""
+        hit = self._fetched.get(url)
+        if hit is not None and hit.is_dir():
+            return hit, False
+        local = self._local_path(url)
+        if local is not None and not local.exists():
+            raise LoadRefused(
+                404,
+                f"Failed to download model data for {name} at {url}: it is not a directory or "
+                "an artifact on this instance",
+                artifactError=True,
+            )
+        self._check_allowed(name, url, local)
+        if local is not None and local.is_dir():
+            return local, False
+        from modelhost.errors import ArtifactError
+
+        try:
+            path, fetched = self._artifacts().fetch_counted(url)
+        except ArtifactError as exc:
+            # `artifactError` tells the gateway this is SageMaker's "Failed to download
+            # model data" (a ValidationError to the caller), not a failed model load.
+            raise LoadRefused(
+                400,
+                f"Failed to download model data for {name} at {url}: {exc.message}",
+                artifactError=True,
+            ) from exc
+        self._fetched[url] = path
+        return path, fetched
+
+    def _local_path(self, url: str) -> Path | None:
+        match = _SCHEME.match(url)
+        if match is None:
+            return Path(url).expanduser()
+        if match.group(1).lower() == "file":
+            parts = urlsplit(url)
+            if parts.netloc in ("", "localhost") and parts.path:
+                return Path(unquote(parts.path))
+        return None  # s3:// and the rest: the artifact store says what it supports
+
+    def _check_allowed(self, name: str, url: str, local: Path | None) -> None:
+        allowed = self.config.allowed_data_prefixes
+        if not allowed:
+            return
+        from modelhost.errors import ValidationException
+        from modelhost.store.locations import normalize, within
+
+        try:
+            cache = f"file://{self.cache_dir.resolve()}"
+            if local is not None and within(f"file://{local.resolve()}", cache):
+                return  # unpacked by a host agent (the gateway) into the shared cache
+            if any(within(normalize(url), prefix) for prefix in allowed):
+                return
+        except ValidationException as exc:
+            raise LoadRefused(400, f"Model {name}: {exc.message}") from exc
+        raise LoadRefused(
+            403,
+            f"Model {name}: {url} is not under an allowed data prefix "
+            f"({', '.join(allowed)}); MH_INSTANCE_ALLOWED_DATA_PREFIXES says which",
+        )
+
+    def _artifacts(self) -> ArtifactStore:
+        # Built on the first fetch: boto3 and the store are not imported by instances
+        # that only ever load local directories.
+        with self._lock:
+            if self._store is None:
+                from modelhost.store.artifacts import ArtifactStore, UnpackLimits
+
+                c = self.config
+                self._store = ArtifactStore.from_values(
+                    self.cache_dir,
+                    s3_endpoint_url=c.s3_endpoint_url,
+                    s3_region=c.s3_region,
+                    limits=UnpackLimits(
+                        c.artifact_max_unpacked_bytes,
+                        c.artifact_max_ratio,
+                        c.artifact_max_members,
+                    ),
+                )
+            return self._store
