@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from modelhost.errors import ModelError, ServiceUnavailable
-from modelhost.fleet.dataplane.ports import InstanceHealth, Rand
-from modelhost.fleet.http1 import HTTP1Pool, InstanceDisconnected, InstanceUnreachable
+from modelhost.fleet.dataplane.ports import InstanceHealth, InstanceTransport, Rand
+from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.fleet.instance import Instance
 from modelhost.routing.table import Target
 
@@ -59,7 +59,7 @@ class Invoker:
 
     def __init__(
         self,
-        http: HTTP1Pool,
+        http: InstanceTransport,
         health: InstanceHealth,
         rand: Rand,
         timeout_s: float,

@@ -21,10 +21,15 @@ from modelhost.errors import ServiceUnavailable, ValidationError
 from modelhost.fleet.dataplane.core import Headers, Invoker, Sent
 from modelhost.fleet.dataplane.multimodel import MultiModelInvoker
 from modelhost.fleet.dataplane.pipeline import TARGET_HOST, MultiContainerInvoker, group_spec
-from modelhost.fleet.dataplane.ports import BanditLookup, InstanceHealth, Rand, RoutingSource
+from modelhost.fleet.dataplane.ports import (
+    BanditLookup,
+    InstanceHealth,
+    InstanceTransport,
+    Rand,
+    RoutingSource,
+)
 from modelhost.fleet.dataplane.shadow import ShadowJob, ShadowMirror
 from modelhost.fleet.dataplane.single import SingleModelInvoker
-from modelhost.fleet.http1 import HTTP1Pool
 from modelhost.routing.choose import choose_variant
 from modelhost.routing.table import EndpointRoute, VariantRoute
 from modelhost.telemetry import shadow_report
@@ -67,7 +72,7 @@ class DataPlane:
         self,
         routes: RoutingSource,
         health: InstanceHealth,
-        http: HTTP1Pool,
+        http: InstanceTransport,
         rand: Rand,
         bandits: BanditLookup,
         metrics: InvocationMetrics,

@@ -14,9 +14,9 @@ from typing import Protocol
 from modelhost.fleet.instance import Instance
 from modelhost.routing.bandit import Bandit
 from modelhost.routing.choose import Rand
-from modelhost.routing.table import RoutingTable
+from modelhost.routing.table import Address, RoutingTable
 
-__all__ = ["BanditLookup", "InstanceHealth", "Rand", "RoutingSource"]
+__all__ = ["BanditLookup", "InstanceHealth", "InstanceTransport", "Rand", "RoutingSource"]
 
 
 class RoutingSource(Protocol):
@@ -24,6 +24,23 @@ class RoutingSource(Protocol):
 
     @property
     def table(self) -> RoutingTable: ...
+
+
+class InstanceTransport(Protocol):
+    """Requests to an instance's container-contract server (`fleet.http1.HTTP1Pool`)."""
+
+    async def request(
+        self,
+        address: Address,
+        method: bytes,
+        path: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+        timeout_s: float,
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
+        """(status, lower-case headers, body); raises InstanceUnreachable (never reached
+        the instance), InstanceDisconnected (broke mid-request) or TimeoutError."""
+        ...
 
 
 class InstanceHealth(Protocol):
