@@ -91,10 +91,11 @@ class MultiContainerInvoker:
         self,
         endpoint: str,
         variant: VariantRoute,
-        spec: GroupLaunchSpec,
         headers: dict[bytes, bytes],
         body: bytes,
     ) -> Sent:
+        spec = group_spec(variant)
+        assert spec is not None  # the variant's instances are container groups
         hosts = containers_to_run(endpoint, spec, headers.get(TARGET_HOST))
         instances, rand = variant.instances, self.core.rand
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from modelhost.errors import ServiceUnavailable, ValidationError
 from modelhost.fleet.dataplane.core import Headers, Invoker, Sent
 from modelhost.fleet.dataplane.multimodel import MultiModelInvoker
-from modelhost.fleet.dataplane.pipeline import TARGET_HOST, MultiContainerInvoker, group_spec
+from modelhost.fleet.dataplane.pipeline import TARGET_HOST, MultiContainerInvoker
 from modelhost.fleet.dataplane.ports import (
     BanditLookup,
     InstanceHealth,
@@ -31,7 +31,7 @@ from modelhost.fleet.dataplane.ports import (
 from modelhost.fleet.dataplane.shadow import ShadowJob, ShadowMirror
 from modelhost.fleet.dataplane.single import SingleModelInvoker
 from modelhost.routing.choose import choose_variant
-from modelhost.routing.table import EndpointRoute, VariantRoute
+from modelhost.routing.table import EndpointRoute, TargetMode, VariantRoute
 from modelhost.telemetry import shadow_report
 
 if TYPE_CHECKING:
@@ -122,15 +122,13 @@ class DataPlane:
         """The answer to `req`; shadow copies to start after it is sent are appended to
         `shadow_jobs` (also when the model answered an error)."""
         variant = self.variant(route, req.target_variant)
-        spec = group_spec(variant)
-        if spec is not None:
-            sent = await self.multi_container.invoke(
-                req.endpoint, variant, spec, req.headers, req.body
-            )
+        mode = variant.instances[0].mode  # one launch spec per variant: the first tells
+        if mode is TargetMode.MULTI_CONTAINER:
+            sent = await self.multi_container.invoke(req.endpoint, variant, req.headers, req.body)
             self._record(req, variant, sent)
             self._check(req.endpoint, sent)
             return self._answer(req, variant, sent, self._observe(req, variant.name))
-        self._check_kind(req, variant)
+        self._check_kind(req, mode)
         if req.target_model is not None:
             sent = await self.multi_model.invoke(
                 req.endpoint, variant, req.target_model, req.forward, req.body
@@ -157,14 +155,14 @@ class DataPlane:
         self._check(req.endpoint, sent)
         return self._answer(req, variant, sent, inference_id)
 
-    def _check_kind(self, req: Invocation, variant: VariantRoute) -> None:
+    def _check_kind(self, req: Invocation, mode: TargetMode) -> None:
         name = req.endpoint
         if TARGET_HOST in req.headers:
             raise ValidationError(
                 f"Endpoint {name} is not a multi-container endpoint; remove "
                 "TargetContainerHostname."
             )
-        if (variant.model_data_prefix is None) != (req.target_model is None):
+        if (mode is not TargetMode.MULTI_MODEL) != (req.target_model is None):
             raise ValidationError(
                 f"Endpoint {name} is a multi-model endpoint; give TargetModel (the artifact "
                 "under the model's ModelDataUrl prefix, e.g. model.tar.gz)."
