@@ -73,7 +73,8 @@ def test_keep_alive_reuses_one_connection_and_forwards_headers() -> None:
     async def client(pool: HTTP1Pool, port: int) -> object:
         headers = [(b"content-type", b"text/csv"), (b"accept", b"text/csv")]
         return [
-            await pool.request(port, b"POST", b"/invocations", headers, b"1,2", 5) for _ in range(3)
+            await pool.request(("127.0.0.1", port), b"POST", b"/invocations", headers, b"1,2", 5)
+            for _ in range(3)
         ]
 
     results = run(handler, client)
@@ -97,8 +98,8 @@ def test_chunked_and_close_delimited_bodies() -> None:
         writer.close()  # as announced (Connection: close) or to end the body (HTTP/1.0)
 
     async def client(pool: HTTP1Pool, port: int) -> object:
-        first = await pool.request(port, b"POST", b"/invocations", [], b"x", 5)
-        second = await pool.request(port, b"POST", b"/invocations", [], b"x", 5)
+        first = await pool.request(("127.0.0.1", port), b"POST", b"/invocations", [], b"x", 5)
+        second = await pool.request(("127.0.0.1", port), b"POST", b"/invocations", [], b"x", 5)
         return first[0], first[2], second[0], second[2]
 
     assert run(handler, client) == (200, b"abcde", 201, b"until close")
@@ -113,11 +114,11 @@ def test_errors_are_classified() -> None:
 
     async def client(pool: HTTP1Pool, port: int) -> object:
         with pytest.raises(InstanceDisconnected):
-            await pool.request(port, b"POST", b"/invocations", [], b"x", 5)
+            await pool.request(("127.0.0.1", port), b"POST", b"/invocations", [], b"x", 5)
         with pytest.raises(TimeoutError):
-            await pool.request(port, b"POST", b"/invocations", [], b"hang", 0.2)
+            await pool.request(("127.0.0.1", port), b"POST", b"/invocations", [], b"hang", 0.2)
         with pytest.raises(InstanceUnreachable):
-            await pool.request(free_port(), b"POST", b"/invocations", [], b"x", 5)
+            await pool.request(("127.0.0.1", free_port()), b"POST", b"/invocations", [], b"x", 5)
         return True
 
     assert run(handler, client) is True

@@ -9,8 +9,8 @@ import pytest
 from modelhost.control.containers import validate_model_containers
 from modelhost.control.validation import validate_input
 from modelhost.errors import ValidationError, ValidationException
+from modelhost.fleet.dataplane.pipeline import containers_to_run
 from modelhost.fleet.multicontainer import GroupLaunchSpec
-from modelhost.gateway.pipeline import containers_to_run
 from modelhost.resources.containers import (
     ExecutionMode,
     container_hostnames,

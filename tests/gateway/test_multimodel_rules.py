@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from modelhost.errors import ValidationError
+from modelhost.fleet.dataplane.multimodel import artifact_url
 from modelhost.fleet.multimodel import check_prefix, model_cache_budget_bytes
-from modelhost.gateway.multimodel import artifact_url, validate_target_model
+from modelhost.gateway.multimodel import validate_target_model
 from modelhost.resources.instance_types import GIB, instance_memory_bytes
 
 

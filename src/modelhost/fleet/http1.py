@@ -2,10 +2,11 @@
 
 Why not aiohttp here: profiling the gateway at 32 connections (py-spy, docs/performance.md)
 put ~40% of its CPU in aiohttp's client (request/response objects, timeout contexts,
-stream readers, header multidicts), for a hop that is always one small POST to
-127.0.0.1 with a handful of known headers. This client is an `asyncio.Protocol` feeding
+stream readers, header multidicts), for a hop that is always one small POST to an
+instance with a handful of known headers. This client is an `asyncio.Protocol` feeding
 httptools' response parser (the C parser uvicorn uses) and a LIFO pool of idle
-connections per port: one `transport.write` per request, one future per response.
+connections per address (host, port): one `transport.write` per request, one future per
+response.
 
 It still speaks plain HTTP/1.1, so the container contract is unchanged and a user's own
 server (BYOC) is called exactly as before: Content-Length or chunked responses, or a
@@ -19,6 +20,9 @@ import time
 from typing import Any
 
 import httptools
+
+Address = tuple[str, int]
+LOOPBACK = "127.0.0.1"
 
 IDLE_TIMEOUT_S = 60.0
 """Idle connections older than this are closed instead of reused (the instance keeps
@@ -108,16 +112,15 @@ class _Connection(asyncio.Protocol):
 
 
 class HTTP1Pool:
-    """Idle keep-alive connections per loopback port; unlimited connections per port (the
-    gateway has at most one request in flight per client request)."""
+    """Idle keep-alive connections per instance address; unlimited connections per
+    address (the gateway has at most one request in flight per client request)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self._idle: dict[int, list[_Connection]] = {}
-        self._host_headers: dict[int, bytes] = {}
+    def __init__(self) -> None:
+        self._idle: dict[Address, list[_Connection]] = {}
+        self._host_headers: dict[Address, bytes] = {}
 
-    async def _acquire(self, port: int) -> _Connection:
-        idle = self._idle.get(port)
+    async def _acquire(self, address: Address) -> _Connection:
+        idle = self._idle.get(address)
         if idle:
             now = time.monotonic()
             while idle:
@@ -126,27 +129,31 @@ class HTTP1Pool:
                     return conn
                 conn.close()
         loop = asyncio.get_running_loop()
+        host, port = address
         try:
-            _, conn = await loop.create_connection(_Connection, self.host, port)
+            _, conn = await loop.create_connection(_Connection, host, port)
         except OSError as exc:
-            raise InstanceUnreachable(f"cannot connect to {self.host}:{port}: {exc}") from exc
+            raise InstanceUnreachable(f"cannot connect to {host}:{port}: {exc}") from exc
         return conn
 
     async def request(
         self,
-        port: int,
+        address: Address | int,
         method: bytes,
         path: bytes,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
         timeout_s: float,
     ) -> tuple[int, dict[bytes, bytes], bytes]:
-        """(status, lower-case headers, body) of one request. Raises InstanceUnreachable,
+        """(status, lower-case headers, body) of one request to `address` (host, port; a
+        bare port means this machine's loopback). Raises InstanceUnreachable,
         InstanceDisconnected or TimeoutError (the connection is then discarded)."""
-        conn = await self._acquire(port)
-        host = self._host_headers.get(port)
+        if isinstance(address, int):
+            address = (LOOPBACK, address)
+        conn = await self._acquire(address)
+        host = self._host_headers.get(address)
         if host is None:
-            host = self._host_headers[port] = f"{self.host}:{port}".encode()
+            host = self._host_headers[address] = f"{address[0]}:{address[1]}".encode()
         head = [method, b" ", path, b" HTTP/1.1\r\nhost: ", host]
         head.append(b"\r\ncontent-length: %d" % len(body))
         for name, value in headers:
@@ -173,7 +180,7 @@ class HTTP1Pool:
             conn.waiter = None
         if conn.keep_alive and not conn.closed:
             conn.idle_since = time.monotonic()
-            self._idle.setdefault(port, []).append(conn)
+            self._idle.setdefault(address, []).append(conn)
         else:
             conn.close()
         return result

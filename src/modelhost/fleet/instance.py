@@ -1,4 +1,4 @@
-"""An instance: one process serving the container contract on a loopback port."""
+"""An instance: one process serving the container contract at an address (host, port)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelhost.resources.status import InstanceStatus
+from modelhost.routing.table import Address, TargetMode
 
 
 @dataclass
@@ -29,7 +30,9 @@ class LaunchSpec:
 
 @dataclass(eq=False)
 class Instance:
-    """A running (or starting) instance. `outstanding` is read by routing (LOR)."""
+    """A running (or starting) instance; a routing `Target`. `outstanding` is read by
+    routing (LOR). `host` is where it listens: loopback for local processes, another
+    machine's address for instances placed elsewhere."""
 
     instance_id: str
     spec: LaunchSpec
@@ -43,7 +46,18 @@ class Instance:
     # (loads it asked for, minus what the instance reported unloading or answered 404 for).
     models: set[str] = field(default_factory=set)
     started_s: float = field(default_factory=time.time)
+    host: str = "127.0.0.1"
+
+    @property
+    def address(self) -> Address:
+        return (self.host, self.port)
+
+    @property
+    def mode(self) -> TargetMode:
+        if self.spec.model_data_prefix is not None:
+            return TargetMode.MULTI_MODEL
+        return TargetMode.SINGLE_MODEL
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"

@@ -25,6 +25,7 @@ from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.launch import LaunchError, build_launch_spec
 from modelhost.fleet.local import LocalProcessProvider
 from modelhost.resources.containers import ExecutionMode, container_hostnames, execution_mode
+from modelhost.routing.table import TargetMode
 from modelhost.settings import Settings
 
 
@@ -52,6 +53,10 @@ class ContainerGroup(Instance):
 
     def member(self, hostname: str) -> Instance | None:
         return self._by_host.get(hostname)
+
+    @property
+    def mode(self) -> TargetMode:
+        return TargetMode.MULTI_CONTAINER
 
 
 def build_group_launch_spec(
@@ -126,6 +131,7 @@ class GroupProvider(LocalProcessProvider):
             instance_id=first.instance_id,
             spec=spec,
             port=first.port,
+            host=first.host,
             pid=first.pid,
             log_path=first.log_path,
             members=tuple(members),

@@ -24,6 +24,8 @@ from starlette.routing import Route
 from modelhost import __version__
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
+from modelhost.fleet.dataplane.plane import DataPlane, Limits
+from modelhost.fleet.instance import Instance
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
@@ -47,6 +49,51 @@ log = logging.getLogger("modelhost.gateway")
 ALARM_EVALUATION_INTERVAL_S = 1.0
 
 
+class _ControllerHealth:
+    """The controller as the data plane's InstanceHealth sink (an adapter until the
+    controller offers `is_alive` itself)."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+
+    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
+        self.controller.report_unreachable(endpoint, instance)
+
+    def is_alive(self, instance: Instance) -> bool:
+        return self.controller.provider.exit_code(instance) is None
+
+
+def _data_plane(
+    settings: Settings, controller: Controller, metrics: InvocationMetrics
+) -> DataPlane:
+    """The request path gets the routing snapshots, health sink, random source and
+    bandits from the controller, never the controller itself."""
+
+    def log_stream(endpoint: str) -> str:
+        return (
+            f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:"
+            f"/aws/sagemaker/Endpoints/{endpoint}"
+        )
+
+    limits = Limits(
+        timeout_s=settings.invocation_timeout_s,
+        max_payload_bytes=settings.max_payload_bytes,
+        model_busy_outstanding=settings.model_busy_outstanding,
+        home=settings.home,
+    )
+    return DataPlane(
+        routes=controller,
+        health=_ControllerHealth(controller),
+        http=controller.client.http,
+        rand=controller.rand,
+        bandits=controller.bandits.get,
+        metrics=metrics,
+        limits=limits,
+        log_stream=log_stream,
+        fetch=controller.artifacts.fetch,
+    )
+
+
 class Gateway:
     """The ASGI application of `modelhost serve`."""
 
@@ -67,12 +114,9 @@ class Gateway:
         self.control.operations.update(self.jobs.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
-            self.controller,
-            self.metrics,
+            _data_plane(settings, self.controller, self.metrics),
             settings.max_payload_bytes,
-            settings.invocation_timeout_s,
             settings.account_id,
-            settings.region,
         )
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from modelhost.fleet.dataplane.core import json_object
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
-from modelhost.gateway.multimodel import json_object
 
 if TYPE_CHECKING:
     from modelhost.control.controller import Controller
@@ -41,7 +41,7 @@ async def _instance_models(
         query = b"" if token is None else b"?next_page_token=" + quote(token).encode()
         try:
             status, _h, out = await controller.client.http.request(
-                inst.port, b"GET", b"/models" + query, [], b"", timeout_s
+                inst.address, b"GET", b"/models" + query, [], b"", timeout_s
             )
         except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
             return {"InstanceId": inst.instance_id, "VariantName": variant, "Error": str(exc)}

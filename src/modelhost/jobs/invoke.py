@@ -1,8 +1,10 @@
 """Sending one mini-batch to the job's instances: pick, retry, and find a bad record.
 
-Retries (ModelClientConfig.InvocationsMaxRetries) cover what is not the record's fault:
-a refused or broken connection (the instance died: the fleet's health check replaces
-it and the retry waits for a serving instance without spending an attempt), a timeout
+Picking, sending and retrying a request that never reached an instance (on another
+serving instance) go through the data plane's core (fleet/dataplane/core.py). Retries
+(ModelClientConfig.InvocationsMaxRetries) cover what is not the record's fault: no
+instance reachable or a connection broken mid-request (the instance died: the fleet's
+health check replaces it and the retry waits for a serving instance), a timeout
 (InvocationsTimeoutInSeconds), and 503 (still loading). Any other error status means the
 model rejected the input; the mini-batch is then bisected, one request per step, to
 name the first record the model refuses and quote the model's own message for it.
@@ -11,12 +13,17 @@ name the first record the model refuses and quote the model's own message for it
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from modelhost.fleet.http1 import HTTP1Pool, InstanceDisconnected, InstanceUnreachable
+from modelhost.errors import ServiceUnavailable
+from modelhost.fleet.dataplane.core import Invoker as Core
+from modelhost.fleet.http1 import HTTP1Pool
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.variant import VariantFleet
+from modelhost.routing.choose import pick_instance
+from modelhost.routing.table import Target
 
 _RETRY_BACKOFF_S = 0.2
 _MAX_MESSAGE = 600
@@ -38,8 +45,31 @@ class Rejection:
     message: str
 
 
+@dataclass(frozen=True)
+class _Reply:
+    instance: Instance
+    status: int | None  # None: no answer within InvocationsTimeoutInSeconds
+    body: bytes
+
+
+class _FleetHealth:
+    """The job's fleet as the data plane's health sink: an instance that cannot be reached
+    leaves service (the job's health loop replaces it). A connection broken mid-request
+    is not resent by the core: the retry policy below decides."""
+
+    def __init__(self, fleet: VariantFleet) -> None:
+        self.fleet = fleet
+
+    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
+        self.fleet.mark_unreachable(instance)
+
+    def is_alive(self, instance: Instance) -> bool:
+        return False
+
+
 class Invoker:
-    """POSTs bodies to the least busy serving instance of `fleet`."""
+    """POSTs bodies to the least busy serving instance of `fleet` through the data
+    plane's core (which retries what never reached an instance on another one)."""
 
     def __init__(
         self,
@@ -51,56 +81,64 @@ class Invoker:
         wait_for_instance_s: float,
     ) -> None:
         self.fleet = fleet
-        self.pool = pool
         self.headers = headers
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.wait_for_instance_s = wait_for_instance_s
+        self.core = Core(pool, _FleetHealth(fleet), random.random, timeout_s, lambda _e: "")
 
-    async def _pick(self) -> Instance:
+    async def _wait_serving(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.wait_for_instance_s
-        while True:
-            serving = self.fleet.serving()
-            if serving:
-                return min(serving, key=lambda i: i.outstanding)
+        while not self.fleet.serving():
             if loop.time() > deadline:
                 raise NoInstance(
                     f"no instance of the job was healthy for {self.wait_for_instance_s:.0f} s"
                 )
             await asyncio.sleep(0.05)
 
+    def _pick(self, tried: frozenset[str]) -> Target | None:
+        return pick_instance(self.fleet.serving(), self.core.rand, tried)
+
+    async def _send(self, body: bytes) -> _Reply:
+        async def attempt(instance: Instance) -> _Reply:
+            try:
+                status, _headers, answer = await self.core.post(
+                    instance, b"/invocations", self.headers, body
+                )
+            except TimeoutError:
+                return _Reply(instance, None, b"")
+            return _Reply(instance, status, answer)
+
+        spec = self.fleet.spec
+        return await self.core.run(spec.endpoint_name, spec.variant_name, self._pick, attempt)
+
     async def post(self, body: bytes) -> bytes | Rejection:
         """The answer body, or the model's Rejection; raises InvocationFailed/NoInstance."""
         last = ""
         for _attempt in range(self.max_retries + 1):
-            inst = await self._pick()
-            inst.outstanding += 1
+            await self._wait_serving()
             try:
-                status, _headers, answer = await self.pool.request(
-                    inst.port, b"POST", b"/invocations", self.headers, body, self.timeout_s
-                )
-            except (InstanceUnreachable, InstanceDisconnected) as exc:
-                self.fleet.mark_unreachable(inst)
-                last = f"instance {inst.instance_id}: {exc}"
+                reply = await self._send(body)
+            except ServiceUnavailable as exc:  # died or refused: a replacement is coming
+                last = exc.message
                 await asyncio.sleep(_RETRY_BACKOFF_S)
                 continue
-            except TimeoutError:
+            inst = reply.instance
+            if reply.status is None:
                 last = (
                     f"instance {inst.instance_id} did not answer within "
                     f"InvocationsTimeoutInSeconds ({self.timeout_s:.0f} s)"
                 )
                 continue
-            finally:
-                inst.outstanding -= 1
-            if status < 400:
-                return answer
-            message = answer.decode("utf-8", "replace").strip()[:_MAX_MESSAGE]
-            if status == 503:
+            if reply.status < 400:
+                return reply.body
+            message = reply.body.decode("utf-8", "replace").strip()[:_MAX_MESSAGE]
+            if reply.status == 503:
                 last = f"instance {inst.instance_id} answered 503: {message}"
                 await asyncio.sleep(_RETRY_BACKOFF_S)
                 continue
-            return Rejection(status, message)
+            return Rejection(reply.status, message)
         raise InvocationFailed(
             f"the invocation failed after {self.max_retries + 1} attempts "
             f"(InvocationsMaxRetries {self.max_retries}): {last}"

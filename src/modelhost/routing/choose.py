@@ -6,10 +6,23 @@ Randomness is injected (`rand` returns a float in [0, 1)), so tests are determin
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
-from modelhost.routing.table import Target, VariantRoute
+from modelhost.routing.table import VariantRoute
 
 Rand = Callable[[], float]
+
+
+class Pickable(Protocol):
+    """What least-outstanding picking reads of an instance."""
+
+    @property
+    def instance_id(self) -> str: ...
+
+    outstanding: int
+
+
+P = TypeVar("P", bound=Pickable)
 
 
 def choose_variant(variants: Sequence[VariantRoute], rand: Rand) -> VariantRoute | None:
@@ -31,10 +44,10 @@ def choose_variant(variants: Sequence[VariantRoute], rand: Rand) -> VariantRoute
 
 
 def pick_instance(
-    instances: Sequence[Target], rand: Rand, exclude: frozenset[str] = frozenset()
-) -> Target | None:
+    instances: Sequence[P], rand: Rand, exclude: frozenset[str] = frozenset()
+) -> P | None:
     """Least outstanding requests; ties broken at random so idle instances share load."""
-    best: list[Target] = []
+    best: list[P] = []
     best_load = -1
     for inst in instances:
         if inst.instance_id in exclude:

@@ -10,30 +10,31 @@ whole variant is picked, loads the model as well, and from then on shares its tr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from modelhost.routing.choose import Rand, pick_instance
-from modelhost.routing.table import Target
+from modelhost.routing.choose import Pickable, Rand, pick_instance
 
 
-class ModelTarget(Target, Protocol):
+class ModelTarget(Pickable, Protocol):
     """An instance with the set of TargetModels it is known to hold."""
 
     models: set[str]
 
 
+M = TypeVar("M", bound=ModelTarget)
+
+
 def pick_for_model(
-    instances: Sequence[ModelTarget],
+    instances: Sequence[M],
     model: str,
     rand: Rand,
     busy_outstanding: int,
     exclude: frozenset[str] = frozenset(),
-) -> ModelTarget | None:
+) -> M | None:
     """The instance to send a request for `model` to; None when every one is excluded."""
     holders = [
         i
         for i in instances
         if model in i.models and i.instance_id not in exclude and i.outstanding < busy_outstanding
     ]
-    choice = pick_instance(holders or instances, rand, exclude)
-    return choice  # type: ignore[return-value]
+    return pick_instance(holders or instances, rand, exclude)

@@ -5,18 +5,38 @@ half-applied change (Ray Serve's long-poll snapshots work the same way)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
+
+Address = tuple[str, int]
+"""(host, port) of an instance's container-contract server; any machine, not only this one."""
+
+
+class TargetMode(StrEnum):
+    """What an instance serves, so the data plane picks the invoker for it."""
+
+    SINGLE_MODEL = "SingleModel"
+    MULTI_MODEL = "MultiModel"  # TargetModel → /models API, loaded on demand
+    MULTI_CONTAINER = "MultiContainer"  # a serial pipeline or direct invocation
 
 
 class Target(Protocol):
-    """What routing needs from an instance: a live-request counter and an address."""
+    """An instance as the request path sees it in a snapshot: where it listens, what it
+    serves, what it holds (multi-model), and a live-request counter for least-outstanding
+    picking (the one mutable field: the request path counts its own requests in it)."""
 
     @property
     def instance_id(self) -> str: ...
 
     @property
-    def base_url(self) -> str: ...
+    def address(self) -> Address: ...
 
+    @property
+    def mode(self) -> TargetMode: ...
+
+    # Multi-model: the TargetModels the instance is known to hold (loads add, the
+    # `evicted` list of a load answer and 404s remove).
+    models: set[str]
     outstanding: int
 
 

@@ -1,0 +1,158 @@
+"""The invocation core: pick an instance, send, retry what never reached it, map failures.
+
+Every endpoint kind (and batch transform) sends through `Invoker.run`, so retries and
+error mapping exist once:
+
+- `InstanceUnreachable` (the connection could not be made): the request never reached
+  the instance, so it is safe to send elsewhere; the instance is reported to the health
+  sink and another one is picked, until none is left (ServiceUnavailable).
+- `InstanceDisconnected` (the connection broke mid-request): if the instance is alive,
+  most likely an idle keep-alive connection was closed under us before the request was
+  read, so one more attempt is safe; otherwise the instance is reported and the caller
+  gets ServiceUnavailable (the request may have run: never silently resent).
+- `TimeoutError`: ModelError with SageMaker's "timed out" message and status 0.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from modelhost.errors import ModelError, ServiceUnavailable
+from modelhost.fleet.dataplane.ports import InstanceHealth, InstanceTransport, Rand
+from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
+from modelhost.fleet.instance import Instance
+from modelhost.routing.table import Target
+
+T = TypeVar("T")
+Headers = list[tuple[bytes, bytes]]
+Reply = tuple[int, dict[bytes, bytes], bytes]
+Pick = Callable[[frozenset[str]], Target | None]
+"""The next instance to try, given the ids already tried (None: nothing left)."""
+Attempt = Callable[[Instance], Awaitable[T]]
+
+MAX_ORIGINAL_MESSAGE = 4096
+
+
+@dataclass
+class Sent:
+    """An invocation's answer, the instance that gave it and the time spent in it
+    (ModelLatency). `container` names who answered in error messages ("primary", or a
+    pipeline's host name) and `log_path` its log."""
+
+    status: int
+    headers: dict[bytes, bytes]
+    body: bytes
+    instance: Instance
+    model_us: float
+    container: str = "primary"
+    log_path: Path | None = None
+
+
+class Invoker:
+    """Sends invocations to instances over the keep-alive pool (see the module docstring).
+
+    `log_stream(endpoint)` is the LogStreamArn a ModelError carries."""
+
+    def __init__(
+        self,
+        http: InstanceTransport,
+        health: InstanceHealth,
+        rand: Rand,
+        timeout_s: float,
+        log_stream: Callable[[str], str],
+    ) -> None:
+        self.http = http
+        self.health = health
+        self.rand = rand
+        self.timeout_s = timeout_s
+        self.log_stream = log_stream
+
+    def post(
+        self,
+        instance: Instance,
+        path: bytes,
+        headers: Headers,
+        body: bytes,
+        timeout_s: float | None = None,
+    ) -> Awaitable[Reply]:
+        """One request to one instance; raises what `HTTP1Pool.request` raises."""
+        return self.http.request(
+            instance.address, b"POST", path, headers, body, timeout_s or self.timeout_s
+        )
+
+    async def run(self, endpoint: str, variant: str, pick: Pick, attempt: Attempt[T]) -> T:
+        """`attempt(instance)` on the instance `pick` chooses, counted in its
+        `outstanding`; retried on another instance while none was reached."""
+        tried: set[str] = set()
+        stale_retry = True
+        while True:
+            target = pick(frozenset(tried))
+            if target is None:
+                raise ServiceUnavailable(
+                    f"No instance of variant {variant} of endpoint {endpoint} could be "
+                    "reached; retry shortly."
+                )
+            instance = cast(Instance, target)
+            tried.add(instance.instance_id)
+            instance.outstanding += 1
+            try:
+                return await attempt(instance)
+            except InstanceUnreachable:
+                self.health.report_unreachable(endpoint, instance)
+            except InstanceDisconnected as exc:
+                if not (stale_retry and self.health.is_alive(instance)):
+                    self.health.report_unreachable(endpoint, instance)
+                    raise ServiceUnavailable(
+                        f"Instance {instance.instance_id} of variant {variant} stopped "
+                        f"while serving the request ({type(exc).__name__}); retry it."
+                    ) from exc
+                stale_retry = False
+                tried.discard(instance.instance_id)  # the retry may pick it again
+            except TimeoutError as exc:
+                raise self.timed_out(endpoint, "primary") from exc
+            finally:
+                instance.outstanding -= 1
+
+    def timed_out(self, endpoint: str, container: str) -> ModelError:
+        return ModelError(
+            f'Received server error (0) from {container} with message "Your invocation '
+            f'timed out while waiting for a response from container {container}."',
+            0,
+            f"Invocation timed out after {self.timeout_s:g} s",
+            self.log_stream(endpoint),
+        )
+
+    def model_error(
+        self, endpoint: str, status: int, body: bytes, container: str, log_path: object
+    ) -> ModelError:
+        """The ModelError for a container's 4xx/5xx answer, quoting its message."""
+        message = body[:MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
+        kind = "client" if status < 500 else "server"
+        return ModelError(
+            f'Received {kind} error ({status}) from {container} with message "{message}". '
+            f"See {log_path} for more information.",
+            status,
+            message,
+            self.log_stream(endpoint),
+        )
+
+    def too_large(self, endpoint: str, status: int, size: int, limit: int) -> ModelError:
+        return ModelError(
+            f"The model's response of {size} bytes exceeds the {limit}-byte limit.",
+            status,
+            "response too large",
+            self.log_stream(endpoint),
+        )
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """An instance's JSON object answer, or {} for anything else."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}

@@ -1,0 +1,223 @@
+"""Multi-model variants: TargetModel → instance → load on a miss → invoke.
+
+For `TargetModel="CA.tar.gz"` on a variant whose ModelDataUrl is a prefix:
+
+1. pick an instance, preferring one that holds the model (`routing.models`);
+2. on a miss, ask the instance to load it with `POST /models` (concurrent first requests
+   for one model on one instance share one load); the instance reads the artifact and
+   evicts under its own memory budget (it owns the one LRU);
+3. send `POST /models/{name}/invoke`; a 404 (the instance unloaded it meanwhile) loads
+   it again on that instance (at most `MAX_RELOADS` times).
+
+What each instance holds is routing knowledge learned from these answers
+(`Instance.models`): loads add, the `evicted` list of a load answer and 404s remove.
+Timings measured in the instance (loading, downloading, unloading) come back in the
+load answer and feed the gateway's metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from modelhost.errors import ModelError
+from modelhost.fleet.dataplane.core import (
+    MAX_ORIGINAL_MESSAGE,
+    Headers,
+    Invoker,
+    Sent,
+    json_object,
+)
+from modelhost.fleet.dataplane.host_agent import HostAgent, alone_too_large
+from modelhost.fleet.instance import Instance
+from modelhost.routing.models import pick_for_model
+from modelhost.routing.table import Target, VariantRoute
+
+if TYPE_CHECKING:
+    from modelhost.telemetry.model_metrics import ModelMetrics
+
+__all__ = ["MultiModelInvoker", "artifact_url", "json_object"]
+
+GATEWAY_FETCHES_ARTIFACTS = True
+"""THE switch of the multi-model move (issue 19): True while instances take only a local
+directory in `POST /models` (the gateway fetches the artifact and unloads for servers that
+answer 507: `host_agent.py`); False once instances fetch the artifact's location
+themselves (`s3://`, `file://`, a path) and evict on their own. Flip it, then delete
+`host_agent.py` and its uses."""
+
+TARGET_MODEL = b"x-amzn-sagemaker-target-model"
+MAX_RELOADS = 2  # 404s from an instance (model gone) before the 404 reaches the caller
+_JSON = [(b"content-type", b"application/json")]
+
+Labels = tuple[str, str, str]  # endpoint, variant, instance id
+
+
+def artifact_url(prefix: str, target: str) -> str:
+    """`<prefix>/<target>`: SageMaker appends the TargetModel to the prefix."""
+    return prefix + target if prefix.endswith("/") else f"{prefix}/{target}"
+
+
+class MultiModelInvoker:
+    """Sends invocations of multi-model variants; shares loads in flight."""
+
+    def __init__(
+        self,
+        core: Invoker,
+        metrics: ModelMetrics,
+        busy_outstanding: int,
+        fetch: Callable[[str], Path],
+    ) -> None:
+        self.core = core
+        self.metrics = metrics
+        self.busy_outstanding = busy_outstanding
+        self.agent = HostAgent(core, metrics, fetch) if GATEWAY_FETCHES_ARTIFACTS else None
+        self._loads: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._hit_children: dict[Labels, Any] = {}
+        self._model_children: dict[Labels, Any] = {}
+
+    async def invoke(
+        self, endpoint: str, variant: VariantRoute, target: str, forward: Headers, body: bytes
+    ) -> Sent:
+        assert variant.model_data_prefix is not None
+        url = artifact_url(variant.model_data_prefix, target)
+        path = b"/models/" + quote(target, safe="").encode() + b"/invoke"
+        headers = [*forward, (TARGET_MODEL, target.encode())]
+        instances, rand, busy = variant.instances, self.core.rand, self.busy_outstanding
+        hit: list[bool | None] = [None]  # across attempts: was the first try a hit?
+
+        def pick(tried: frozenset[str]) -> Target | None:
+            return pick_for_model(instances, target, rand, busy, tried)
+
+        async def attempt(instance: Instance) -> Sent:
+            labels = (endpoint, variant.name, instance.instance_id)
+            for reloads in range(MAX_RELOADS + 1):
+                if target not in instance.models:
+                    hit[0] = False if hit[0] is None else hit[0]
+                    waited = time.perf_counter()
+                    await self._ensure_loaded(labels, instance, target, url)
+                    self.metrics.loading_wait_us.labels(*labels).observe(
+                        (time.perf_counter() - waited) * 1e6
+                    )
+                elif hit[0] is None:
+                    hit[0] = True
+                sent = await self._send(instance, target, path, headers, body)
+                if sent.status != 404 or reloads == MAX_RELOADS:
+                    break
+                # Unloaded before we heard of it (a concurrent load's eviction whose answer
+                # is still on its way, DELETE /models): load it again on this instance,
+                # where a just-loaded model is kept for its first request.
+                hit[0] = False
+                instance.models.discard(target)
+                self._count(labels, instance)
+            self._bound(labels, target, hit[0])
+            return sent
+
+        return await self.core.run(endpoint, variant.name, pick, attempt)
+
+    async def _send(
+        self, instance: Instance, target: str, path: bytes, headers: Headers, body: bytes
+    ) -> Sent:
+        started = time.perf_counter()
+        if self.agent is not None:
+            self.agent.use(instance.instance_id, target, 1)
+        try:
+            status, out_headers, out = await self.core.post(instance, path, headers, body)
+        finally:
+            if self.agent is not None:
+                self.agent.use(instance.instance_id, target, -1)
+        return Sent(status, out_headers, out, instance, (time.perf_counter() - started) * 1e6)
+
+    def _bound(self, labels: Labels, target: str, hit: bool | None) -> None:
+        # Bound metric children, cached: `labels()` costs a lock and a lookup per call.
+        child = self._hit_children.get(labels)
+        if child is None:
+            child = self._hit_children[labels] = self.metrics.cache_hit.labels(*labels)
+        child.observe(1.0 if hit else 0.0)
+        key = (labels[0], labels[1], target)
+        counter = self._model_children.get(key)
+        if counter is None:
+            counter = self._model_children[key] = self.metrics.invocations.labels(*key)
+        counter.inc()
+
+    async def _ensure_loaded(
+        self, labels: Labels, instance: Instance, target: str, url: str
+    ) -> None:
+        """Load `target` on `instance` once, however many requests wait for it."""
+        key = (instance.instance_id, target)
+        task = self._loads.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(labels, instance, target, url))
+            self._loads[key] = task
+
+            def done(t: asyncio.Task[None], key: tuple[str, str] = key) -> None:
+                if self._loads.get(key) is t:
+                    del self._loads[key]
+                if not t.cancelled():
+                    t.exception()  # retrieved: every waiter got it already
+
+            task.add_done_callback(done)
+        await asyncio.shield(task)
+
+    async def _load(self, labels: Labels, instance: Instance, target: str, url: str) -> None:
+        location = url if self.agent is None else await self.agent.local_dir(labels, url)
+        request = json.dumps({"model_name": target, "url": location}).encode()
+        started = time.perf_counter()
+        status, out = await self._post_load(labels, instance, target, request)
+        doc = json_object(out)
+        if status == 507 and self.agent is not None and not alone_too_large(doc):
+            retry = lambda: self._post_load(labels, instance, target, request)  # noqa: E731
+            started, status, out = await self.agent.make_room(labels, instance, target, out, retry)
+            doc = json_object(out)
+        if status == 200:
+            self._observe_load(labels, instance, doc, (time.perf_counter() - started) * 1e6)
+        elif status != 409:  # 409: loaded already (by a request we did not see)
+            message = str(
+                doc.get("message") or out[:MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
+            )
+            kind = "client" if status < 500 else "server"
+            raise ModelError(
+                f'Received {kind} error ({status}) from primary with message "{message}" '
+                f"while loading TargetModel {target}. See {instance.log_path} for more "
+                "information.",
+                status,
+                message,
+                self.core.log_stream(labels[0]),
+            )
+        instance.models.add(target)
+        self._count(labels, instance)
+
+    def _observe_load(
+        self, labels: Labels, instance: Instance, doc: dict[str, Any], elapsed_us: float
+    ) -> None:
+        """Metrics from a load answer: the instance's own timings where it gives them."""
+        self.metrics.loading_us.labels(*labels).observe(float(doc.get("loadingTimeUs", elapsed_us)))
+        downloading_us = doc.get("downloadingTimeUs")
+        if isinstance(downloading_us, int | float):
+            self.metrics.downloading_us.labels(*labels).observe(float(downloading_us))
+        for gone in doc.get("evicted") or []:
+            instance.models.discard(str(gone.get("modelName")))
+            self.metrics.unloading_us.labels(*labels).observe(
+                float(gone.get("unloadingTimeUs", 0.0))
+            )
+
+    async def _post_load(
+        self, labels: Labels, instance: Instance, target: str, request: bytes
+    ) -> tuple[int, bytes]:
+        try:
+            status, _headers, out = await self.core.post(instance, b"/models", _JSON, request)
+        except TimeoutError as exc:
+            raise ModelError(
+                f"Loading TargetModel {target} did not finish within {self.core.timeout_s:g} s.",
+                0,
+                "load timed out",
+                self.core.log_stream(labels[0]),
+            ) from exc
+        return status, out
+
+    def _count(self, labels: Labels, instance: Instance) -> None:
+        self.metrics.loaded_count.labels(*labels).set(len(instance.models))
