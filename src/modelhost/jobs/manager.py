@@ -21,6 +21,7 @@ from typing import Any
 from modelhost.control.listing import list_page
 from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
+from modelhost.fleet.manager import FleetManager
 from modelhost.jobs import dataprocessing
 from modelhost.jobs.hooks import CompletedJob, load_predictions
 from modelhost.jobs.instances import JobFailed
@@ -135,15 +136,15 @@ class TransformJobs:
         self,
         settings: Settings,
         store: MetadataStore,
-        fetch: Callable[[str], Path],
-        fetch_source: Callable[[dict[str, Any]], Path],
+        fleets: FleetManager,
+        pool: WarmPool | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self._fetch = fetch
-        self._fetch_source = fetch_source
+        # The gateway's one fleet manager: job instances are started and stopped there.
+        self.fleets = fleets
         self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
-        self.pool = WarmPool(settings.transform_keep_alive_s)
+        self.pool = pool if pool is not None else WarmPool(settings.transform_keep_alive_s)
         # Where jobs with a prediction-store option load their outputs (the gateway's
         # store, shared with the lookup API); None opens the one the settings name.
         self.predictions: PredictionStore | None = None
@@ -330,8 +331,7 @@ class TransformJobs:
             self.workdir(rec.name),
             done,
             lambda rel, outcome: self._object_done(rec.name, rel, outcome),
-            self._fetch,
-            self._fetch_source,
+            self.fleets,
             self.pool,
         )
         task = asyncio.ensure_future(self._run(rec.name, runner))

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.http1 import HTTP1Pool
-from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.variant import VariantFleet
 from modelhost.jobs import dataprocessing as dpmod
 from modelhost.jobs.instances import (
@@ -98,8 +97,7 @@ class TransformRunner:
         workdir: Path,
         done: set[str],
         on_object: ObjectHook,
-        fetch: Callable[[str], Path],
-        fetch_source: Callable[[dict[str, Any]], Path],
+        fleets: FleetManager,
         pool: WarmPool | None = None,
     ) -> None:
         self.settings = settings
@@ -111,8 +109,7 @@ class TransformRunner:
         self.workdir = workdir
         self.done = done
         self.on_object = on_object
-        self._fetch = fetch
-        self._fetch_source = fetch_source
+        self.fleets = fleets
         self.progress = Progress()
         self.fatal: str | None = None
         self.io = ObjectIO(settings.s3_endpoint_url)
@@ -138,8 +135,8 @@ class TransformRunner:
         model_spec = with_environment(self.model_spec, env)
         key = launch_key(model_spec, self.instances)
         warm = self.pool.take(key) if self.pool is not None else None
-        provider = warm.provider if warm else LocalProcessProvider()
-        client = warm.client if warm else InstanceClient()
+        # Invocations of this job get their own keep-alive connections; instances,
+        # their start, health checks and stop belong to the shared fleet manager.
         pool = HTTP1Pool()
         fleet: VariantFleet | None = warm.fleet if warm else None
         tasks: list[asyncio.Task[None]] = []
@@ -157,15 +154,11 @@ class TransformRunner:
             started = time.perf_counter()
             if fleet is None:
                 fleet = await start_fleet(
-                    self.settings,
+                    self.fleets,
                     f"transform-{self.name}",
                     self.model_name,
                     model_spec,
                     self.instances,
-                    provider,
-                    client,
-                    self._fetch,
-                    self._fetch_source,
                 )
             log.info(
                 "transform job %s: %d instance(s) ready in %.2f s%s",
@@ -225,13 +218,10 @@ class TransformRunner:
                 reusable
                 and fleet is not None
                 and self.pool is not None
-                and self.pool.give(key, WarmFleet(fleet, provider, client))
+                and self.pool.give(key, WarmFleet(fleet, self.fleets))
             )
-            if not kept:
-                if fleet is not None:
-                    await fleet.stop(drain_s=0)
-                provider.kill_all()
-                await client.close()
+            if not kept and fleet is not None:
+                await self.fleets.stop_fleet(fleet, drain_s=0)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
