@@ -58,6 +58,9 @@ class Transitions:
 
         task.add_done_callback(done)
 
+    def running(self) -> list[asyncio.Task[None]]:
+        return list(self._tasks.values())
+
     def abort(self, name: str) -> None:
         task = self._tasks.get(name)
         if task is not None:
