@@ -142,15 +142,7 @@ class TransformRunner:
         tasks: list[asyncio.Task[None]] = []
         reusable = False
         try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            objects = await asyncio.to_thread(
-                self.io.list_inputs,
-                self.request["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"],
-                self.request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
-            )
-            self.progress.objects_total = len(objects)
-            self.progress.objects_done = sum(o.rel in self.done for o in objects)
-            self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
+            objects = await self._list_inputs()
             started = time.perf_counter()
             if fleet is None:
                 fleet = await start_fleet(
@@ -168,13 +160,9 @@ class TransformRunner:
                 " (warm)" if warm else "",
             )
             per_instance = await concurrency(self.request, fleet, pool)
+            wait_s = self.settings.instance_startup_timeout_s + 30
             invoker = Invoker(
-                fleet,
-                pool,
-                self._headers(),
-                self.timeout_s,
-                self.max_retries,
-                self.settings.instance_startup_timeout_s + 30,
+                fleet, pool, self._headers(), self.timeout_s, self.max_retries, wait_s
             )
             in_flight = per_instance * self.instances
             queue: asyncio.Queue[tuple[_Object, int]] = asyncio.Queue(in_flight * 2)
@@ -185,22 +173,7 @@ class TransformRunner:
                 asyncio.ensure_future(self._worker(queue, invoker, failures))
                 for _ in range(in_flight)
             ]
-            pending: list[asyncio.Task[None]] = []
-            for source in objects:
-                if source.rel in self.done:
-                    continue
-                obj = await self._prepare(source)
-                if obj is None:
-                    continue
-                pending.append(asyncio.ensure_future(self._finish(obj, failures)))
-                for i in range(len(obj.plan)):
-                    if (obj.parts / _part_name(i)).exists():
-                        self._count(obj, i)
-                        continue
-                    await queue.put((obj, i))
-                if obj.remaining == 0:
-                    obj.done.set()
-            await asyncio.gather(*pending)
+            await self._feed(objects, queue, failures)
             reusable = self.fatal is None
             log.info(
                 "transform job %s: %d records in %.2f s after the instances were ready",
@@ -222,6 +195,41 @@ class TransformRunner:
             )
             if not kept and fleet is not None:
                 await self.fleets.stop_fleet(fleet, drain_s=0)
+
+    async def _list_inputs(self) -> list[InputObject]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        source = self.request["TransformInput"]["DataSource"]["S3DataSource"]
+        objects = await asyncio.to_thread(
+            self.io.list_inputs, source["S3DataType"], source["S3Uri"]
+        )
+        self.progress.objects_total = len(objects)
+        self.progress.objects_done = sum(o.rel in self.done for o in objects)
+        self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
+        return objects
+
+    async def _feed(
+        self,
+        objects: list[InputObject],
+        queue: asyncio.Queue[tuple[_Object, int]],
+        failures: list[str],
+    ) -> None:
+        """Queue every missing batch of every unfinished object; wait for all objects."""
+        pending: list[asyncio.Task[None]] = []
+        for source in objects:
+            if source.rel in self.done:
+                continue
+            obj = await self._prepare(source)
+            if obj is None:
+                continue
+            pending.append(asyncio.ensure_future(self._finish(obj, failures)))
+            for i in range(len(obj.plan)):
+                if (obj.parts / _part_name(i)).exists():
+                    self._count(obj, i)
+                    continue
+                await queue.put((obj, i))
+            if obj.remaining == 0:
+                obj.done.set()
+        await asyncio.gather(*pending)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
