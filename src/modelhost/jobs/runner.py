@@ -145,13 +145,7 @@ class TransformRunner:
             objects = await self._list_inputs()
             started = time.perf_counter()
             if fleet is None:
-                fleet = await start_fleet(
-                    self.fleets,
-                    f"transform-{self.name}",
-                    self.model_name,
-                    model_spec,
-                    self.instances,
-                )
+                fleet = await self._start(model_spec)
             log.info(
                 "transform job %s: %d instance(s) ready in %.2f s%s",
                 self.name,
@@ -160,10 +154,7 @@ class TransformRunner:
                 " (warm)" if warm else "",
             )
             per_instance = await concurrency(self.request, fleet, pool)
-            wait_s = self.settings.instance_startup_timeout_s + 30
-            invoker = Invoker(
-                fleet, pool, self._headers(), self.timeout_s, self.max_retries, wait_s
-            )
+            invoker = self._invoker(fleet, pool)
             in_flight = per_instance * self.instances
             queue: asyncio.Queue[tuple[_Object, int]] = asyncio.Queue(in_flight * 2)
             failures: list[str] = []
@@ -195,6 +186,10 @@ class TransformRunner:
             )
             if not kept and fleet is not None:
                 await self.fleets.stop_fleet(fleet, drain_s=0)
+
+    async def _start(self, model_spec: dict[str, Any]) -> VariantFleet:
+        name = f"transform-{self.name}"
+        return await start_fleet(self.fleets, name, self.model_name, model_spec, self.instances)
 
     async def _list_inputs(self) -> list[InputObject]:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -230,6 +225,10 @@ class TransformRunner:
             if obj.remaining == 0:
                 obj.done.set()
         await asyncio.gather(*pending)
+
+    def _invoker(self, fleet: VariantFleet, pool: HTTP1Pool) -> Invoker:
+        wait_s = self.settings.instance_startup_timeout_s + 30
+        return Invoker(fleet, pool, self._headers(), self.timeout_s, self.max_retries, wait_s)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = []
