@@ -336,6 +336,7 @@ def test_request_path_surface_marks_unreachable_and_reads_exit_codes(harness: Ha
         await h.settle()
         instance = h.controller.table.endpoints["ep"].variants[0].instances[0]
         assert h.controller.provider.exit_code(instance) is None
+        assert h.controller.is_alive(instance)
         h.controller.report_unreachable("ep", instance)
         assert instance.status == InstanceStatus.UNHEALTHY
         assert len(h.controller.table.endpoints["ep"].variants[0].instances) == 1
@@ -345,6 +346,7 @@ def test_request_path_surface_marks_unreachable_and_reads_exit_codes(harness: Ha
         # A crashed instance is replaced by the health round.
         h.provider.crash(instance)
         assert h.controller.provider.exit_code(instance) == 137
+        assert not h.controller.is_alive(instance)
         await h.controller.check_health()
         await asyncio.sleep(0.05)
         assert len(h.provider.serving("A")) == 2

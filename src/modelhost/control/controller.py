@@ -106,6 +106,11 @@ class Controller:
     def publish(self, name: str) -> None:
         self.state.publish(name)
 
+    def is_alive(self, instance: Instance) -> bool:
+        """The instance's process still runs (the request path may retry a stale
+        connection to it once)."""
+        return self.fleets.exit_code(instance) is None
+
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:
         dep = self.state.deployments.get(endpoint)
         if dep is None:
