@@ -12,6 +12,7 @@ from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.multicontainer import GroupLaunchSpec
 from modelhost.jobs.instances import JobFailed, start_fleet
 from modelhost.jobs.pool import WarmFleet, WarmPool
+from modelhost.resources.status import InstanceStatus
 from modelhost.settings import Settings
 from modelhost.testing.fleet import FakeClient, FakeProvider
 
@@ -35,6 +36,12 @@ def test_fleets_start_through_the_one_provider_and_stop_once_at_close(tmp_path: 
         b = await fleets.start_fleet("transform-job", "instances", "m", MODEL, 1)
         assert fleets.fleets == {a, b}
         assert len(provider.running) == 3 and len(a.serving()) == 2
+        states = sorted(fleets.instances(), key=lambda s: s.instance_id)
+        assert [(s.owner, s.variant_name, s.status) for s in states] == [
+            ("ep", "A", InstanceStatus.IN_SERVICE),
+            ("ep", "A", InstanceStatus.IN_SERVICE),
+            ("transform-job", "instances", InstanceStatus.IN_SERVICE),
+        ]
         await fleets.stop_fleet(a, drain_s=0)
         assert fleets.fleets == {b} and len(provider.running) == 1
         await fleets.close()

@@ -28,6 +28,7 @@ from modelhost.fleet.multicontainer import (
 from modelhost.fleet.provider import InstanceProvider
 from modelhost.fleet.variant import StartupError, VariantFleet
 from modelhost.resources.containers import is_multi_container
+from modelhost.resources.instances import InstanceState
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 
@@ -149,6 +150,23 @@ class FleetManager:
     @property
     def fleets(self) -> frozenset[VariantFleet]:
         return frozenset(self._fleets)
+
+    def instances(self) -> list[InstanceState]:
+        """A snapshot of every instance of every fleet owned here."""
+        return [
+            InstanceState(
+                instance_id=i.instance_id,
+                owner=i.spec.endpoint_name,
+                variant_name=i.spec.variant_name,
+                status=i.status,
+                # Loopback today; the scale-out provider's instances carry their host.
+                host=str(getattr(i, "host", "127.0.0.1")),
+                port=i.port,
+                started_s=i.started_s,
+            )
+            for fleet in self._fleets
+            for i in fleet.instances
+        ]
 
     async def close(self, drain_s: float = 0.0) -> None:
         """Shutdown: stop every fleet still running, once; then the last-resort kill."""
