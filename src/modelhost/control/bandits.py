@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from modelhost.control.controller import Controller
+from modelhost.control.status import StatusWriter
 from modelhost.errors import ValidationException
 from modelhost.resources.endpoints import Endpoint
 from modelhost.routing.bandit import Bandit, BanditPolicy, Outcome
@@ -31,8 +32,11 @@ class BanditRouting:
     def __init__(self, store: MetadataStore, controller: Controller) -> None:
         self.store = store
         self.controller = controller
-        # Records are written where the controller writes them (one writer).
-        self.records = controller.state.status
+
+    @property
+    def records(self) -> StatusWriter:
+        """Records are written where the controller writes them (one writer)."""
+        return self.controller.state.status
 
     def _endpoint(self, name: str) -> Endpoint:
         endpoint = self.records.get(name)
