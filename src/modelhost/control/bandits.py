@@ -9,13 +9,15 @@ Unknown rather than being guessed.
 from __future__ import annotations
 
 import math
-import time
+from collections.abc import Callable
 from typing import Any
 
 from modelhost.control.controller import Controller
+from modelhost.control.status import StatusWriter
 from modelhost.errors import EndpointNotFound, ValidationException
+from modelhost.resources.endpoints import Endpoint
 from modelhost.routing.bandit import Bandit, BanditPolicy, Outcome
-from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.metadata import MetadataStore
 
 MAX_REWARDS_PER_CALL = 10_000
 
@@ -27,34 +29,37 @@ class BanditRouting:
         self.store = store
         self.controller = controller
 
-    def _endpoint(self, name: str) -> Record:
-        rec = self.store.get(Kind.ENDPOINT, name)
-        if rec is None:
+    @property
+    def records(self) -> StatusWriter:
+        """Records are written where the controller writes them (one writer)."""
+        return self.controller.state.status
+
+    def _endpoint(self, name: str) -> Endpoint:
+        endpoint = self.records.get(name)
+        if endpoint is None:
             raise EndpointNotFound(f"Could not find endpoint {name}.")
-        return rec
+        return endpoint
 
     def put(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        rec = self._endpoint(name)
+        endpoint = self._endpoint(name)
         try:
             policy = BanditPolicy.from_json(body)
         except ValueError as exc:
             raise ValidationException(f"RoutingConfig: {exc}") from exc
-        if len(rec.spec["Config"]["ProductionVariants"]) < 2:
+        if len(endpoint.current.config.variants) < 2:
             raise ValidationException(
                 f"Endpoint {name} has one production variant; bandit routing needs at least two."
             )
-        routing = rec.spec.setdefault("Routing", {})
-        routing["RoutingConfig"] = policy.to_json()
+        routing = {**(endpoint.routing or {}), "RoutingConfig": policy.to_json()}
         self.controller.bandits.configure(name, policy, routing.get("Stats"))
-        self._save(rec)
+        self._save(name, lambda e: setattr(e, "routing", routing))
         return self.describe(name)
 
     def delete(self, name: str) -> dict[str, Any]:
         """Back to the configured weights; the reward counts are forgotten."""
-        rec = self._endpoint(name)
-        rec.spec.pop("Routing", None)
+        self._endpoint(name)
         self.controller.bandits.drop(name)
-        self._save(rec)
+        self._save(name, lambda e: setattr(e, "routing", None))
         return {"EndpointName": name, "RoutingConfig": None}
 
     def describe(self, name: str) -> dict[str, Any]:
@@ -67,7 +72,7 @@ class BanditRouting:
 
     def reward(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """Credit rewards to the variants that answered; each InferenceId counts once."""
-        rec = self._endpoint(name)
+        self._endpoint(name)
         bandit = self.controller.bandits.get(name)
         if bandit is None:
             raise ValidationException(
@@ -83,8 +88,12 @@ class BanditRouting:
                 {"InferenceId": inference_id, "Outcome": outcome.value, "VariantName": variant}
             )
         self._recompute(name, bandit)
-        rec.spec.setdefault("Routing", {})["Stats"] = bandit.stats_json()
-        self._save(rec)
+        stats = bandit.stats_json()
+
+        def change(endpoint: Endpoint) -> None:
+            endpoint.routing = {**(endpoint.routing or {}), "Stats": stats}
+
+        self._save(name, change)
         counts = {o.value: 0 for o in Outcome}
         for r in results:
             counts[str(r["Outcome"])] += 1
@@ -101,10 +110,9 @@ class BanditRouting:
             return
         bandit.recompute(dep.production_names(), self.controller.bandits.rng)
 
-    def _save(self, rec: Record) -> None:
-        rec.modified_s = time.time()
-        self.store.save(rec)
-        self.controller.publish(rec.name)
+    def _save(self, name: str, change: Callable[[Endpoint], None]) -> None:
+        self.records.update(name, change, deleting=True)
+        self.controller.publish(name)
 
 
 def _parse_rewards(items: Any) -> list[tuple[str, float]]:

@@ -3,34 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-from modelhost.fleet.variant import VariantFleet
+from modelhost.fleet.launch import LaunchError
+from modelhost.fleet.manager import FleetManager
+from modelhost.fleet.variant import StartupError, VariantFleet
+from modelhost.resources.endpoints import ConfigSnapshot, EndpointConfig
 from modelhost.routing.table import ShadowRoute, VariantRoute
 
 
 @dataclass
 class Deployment:
-    """The running fleets of one endpoint config (blue or green during an update)."""
+    """The running fleets of one endpoint config (blue or green during an update).
+    `manager` owns the fleets; stopping the deployment hands them back to it."""
 
     config_name: str
-    config: dict[str, Any]
+    config: EndpointConfig
     fleets: dict[str, VariantFleet] = field(default_factory=dict)
+    manager: FleetManager | None = None
 
     def weights(self) -> dict[str, float]:
-        return {
-            v["VariantName"]: float(v.get("InitialVariantWeight", 1.0))
-            for v in self.config["ProductionVariants"]
-        }
+        return self.config.weights()
 
     def shadow_names(self) -> set[str]:
         """Shadow variants have fleets like production ones, flagged by being listed in
         the config's ShadowProductionVariants."""
-        return {v["VariantName"] for v in self.config.get("ShadowProductionVariants") or []}
+        return {v.name for v in self.config.shadow_variants}
 
     def production_names(self) -> list[str]:
-        return [v["VariantName"] for v in self.config["ProductionVariants"]]
+        return self.config.production_names()
 
     def routes(self, weights: dict[str, float] | None = None) -> tuple[VariantRoute, ...]:
         """Production routes; `weights` (e.g. a bandit's) replaces the configured ones."""
@@ -48,17 +50,53 @@ class Deployment:
         """Sampling share: min(1, shadow weight / sum of production weights)."""
         total = sum(self.weights().values())
         out = []
-        for v in self.config.get("ShadowProductionVariants") or []:
-            fleet = self.fleets.get(v["VariantName"])
+        for v in self.config.shadow_variants:
+            fleet = self.fleets.get(v.name)
             if fleet is None:
                 continue
-            weight = float(v.get("InitialVariantWeight", 1.0))
-            share = min(1.0, weight / total) if total > 0 else 0.0
-            out.append(ShadowRoute(v["VariantName"], share, fleet.serving()))
+            share = min(1.0, v.weight / total) if total > 0 else 0.0
+            out.append(ShadowRoute(v.name, share, fleet.serving()))
         return tuple(out)
 
     async def check(self) -> None:
         await asyncio.gather(*(f.check() for f in self.fleets.values()))
 
     async def stop(self, drain_s: float) -> None:
-        await asyncio.gather(*(f.stop(drain_s) for f in self.fleets.values()))
+        manager = self.manager
+        await asyncio.gather(
+            *(
+                manager.stop_fleet(f, drain_s) if manager is not None else f.stop(drain_s)
+                for f in self.fleets.values()
+            )
+        )
+
+
+async def start_deployment(
+    manager: FleetManager,
+    endpoint: str,
+    snapshot: ConfigSnapshot,
+    on_change: Callable[[], None],
+    counts: dict[str, int] | None = None,
+) -> Deployment:
+    """Start every variant's fleet (`counts` overrides InitialInstanceCount) and wait
+    until all serve; on any failure stop what started and raise StartupError or
+    LaunchError with a readable reason."""
+    config = snapshot.config
+    dep = Deployment(config_name=config.name, config=config, manager=manager)
+    try:
+        for variant in config.all_variants:
+            model = snapshot.models[variant.model_name]
+            spec = await manager.launch_spec(
+                endpoint, variant.name, model.name, model.spec, variant.instance_type
+            )
+            count = (counts or {}).get(variant.name, variant.instance_count)
+            dep.fleets[variant.name] = manager.fleet(spec, count, on_change)
+        await asyncio.gather(*(f.start() for f in dep.fleets.values()))
+    except BaseException as exc:
+        await dep.stop(drain_s=0)
+        if isinstance(exc, StartupError | LaunchError):
+            raise
+        if isinstance(exc, Exception):
+            raise LaunchError(str(exc)) from exc
+        raise
+    return dep

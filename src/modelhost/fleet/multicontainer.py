@@ -24,6 +24,7 @@ from modelhost.fleet.client import InstanceClient, PingResult
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.launch import LaunchError, build_launch_spec
 from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.provider import InstanceProvider
 from modelhost.resources.containers import ExecutionMode, container_hostnames, execution_mode
 from modelhost.routing.table import TargetMode
 from modelhost.settings import Settings
@@ -108,7 +109,7 @@ class GroupProvider(LocalProcessProvider):
     """Starts and stops whole container groups through the gateway's process provider
     (`inner`), so its last-resort cleanup (`kill_all`) covers every member too."""
 
-    def __init__(self, inner: LocalProcessProvider) -> None:
+    def __init__(self, inner: InstanceProvider) -> None:
         super().__init__()
         self.inner = inner
         self._cleanup: set[asyncio.Future[None]] = set()

@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance, LaunchSpec
-from modelhost.fleet.local import LocalProcessProvider, tail
+from modelhost.fleet.local import tail
+from modelhost.fleet.provider import InstanceProvider
 from modelhost.resources.status import InstanceStatus
 
 log = logging.getLogger("modelhost.fleet")
@@ -33,7 +34,7 @@ class VariantFleet:
         self,
         spec: LaunchSpec,
         desired: int,
-        provider: LocalProcessProvider,
+        provider: InstanceProvider,
         client: InstanceClient,
         *,
         startup_timeout_s: float,

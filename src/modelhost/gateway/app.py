@@ -26,6 +26,7 @@ from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
 from modelhost.fleet.instance import Instance
+from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
@@ -38,6 +39,7 @@ from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
 from modelhost.settings import Settings
+from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
@@ -101,15 +103,12 @@ class Gateway:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
         self.store = MetadataStore(settings.metadata_url)
-        self.controller = Controller(settings, self.store)
+        # One owner of every instance: endpoints' (the controller) and transform jobs'.
+        self.fleets = FleetManager(settings, ArtifactStore(settings))
+        self.controller = Controller(settings, self.store, self.fleets)
         self.control = ControlPlane(settings, self.store, self.controller)
         self.metrics = InvocationMetrics()
-        self.jobs = TransformJobs(
-            settings,
-            self.store,
-            self.controller.artifacts.fetch,
-            self.controller.artifacts.fetch_source,
-        )
+        self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
         self.control_api = ControlAPI(self.control)
@@ -177,6 +176,7 @@ class Gateway:
             alarm_loop.cancel()
             await self.jobs.stop()
             await self.controller.stop()
+            await self.fleets.close()
             self.store.close()
             await self.predictions_api.aclose()
 

@@ -1,8 +1,8 @@
 """A transform job's instances: environment, start, concurrency and health.
 
-The job starts its instances with the same fleet code as an endpoint (`fleet.launch`,
-`fleet.variant`), so every runtime and every user server works in batch; it adds
-SageMaker's batch environment to the model's container definition.
+The job's instances come from the same `FleetManager` as an endpoint's, so every
+runtime and every user server works in batch; the job adds SageMaker's batch
+environment to the model's container definition.
 """
 
 from __future__ import annotations
@@ -11,16 +11,11 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.http1 import HTTP1Pool
-from modelhost.fleet.launch import build_launch_spec
-from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.variant import VariantFleet
-from modelhost.settings import Settings
 
 
 class JobFailed(Exception):
@@ -65,44 +60,24 @@ def with_environment(model_spec: dict[str, Any], env: dict[str, str]) -> dict[st
 
 
 async def start_fleet(
-    settings: Settings,
+    fleets: FleetManager,
     fleet_name: str,
     model_name: str,
     model_spec: dict[str, Any],
     instances: int,
-    provider: LocalProcessProvider,
-    client: InstanceClient,
-    fetch: Callable[[str], Path],
-    fetch_source: Callable[[dict[str, Any]], Path],
 ) -> VariantFleet:
     """Start `instances` instances and wait until they answer /ping; JobFailed if not."""
     try:
-        spec = await asyncio.to_thread(
-            build_launch_spec,
-            settings=settings,
-            endpoint_name=fleet_name,
-            variant_name="instances",
-            model_name=model_name,
-            model_spec=model_spec,
-            fetch=fetch,
-            fetch_source=fetch_source,
+        spec = await fleets.launch_spec(
+            fleet_name, "instances", model_name, model_spec, groups=False
         )
     except Exception as exc:
         raise JobFailed(f"Model {model_name} cannot be started: {exc}") from exc
-    fleet = VariantFleet(
-        spec,
-        instances,
-        provider,
-        client,
-        startup_timeout_s=settings.instance_startup_timeout_s,
-        ping_timeout_s=settings.ping_timeout_s,
-        unhealthy_threshold=settings.unhealthy_threshold,
-        shutdown_grace_s=settings.shutdown_grace_s,
-        on_change=lambda: None,
-    )
+    fleet = fleets.fleet(spec, instances)
     try:
         await fleet.start()
     except Exception as exc:
+        await fleets.stop_fleet(fleet, drain_s=0)
         raise JobFailed(f"The job's instances did not start: {exc}") from exc
     return fleet
 

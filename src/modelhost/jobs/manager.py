@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -21,10 +20,11 @@ from typing import Any
 from modelhost.control.listing import list_page
 from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
-from modelhost.jobs import dataprocessing
+from modelhost.fleet.manager import FleetManager
 from modelhost.jobs.hooks import CompletedJob, load_predictions
 from modelhost.jobs.instances import JobFailed
 from modelhost.jobs.pool import WarmPool
+from modelhost.jobs.requests import check_request, prediction_store_option
 from modelhost.jobs.runner import TransformRunner
 from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
@@ -36,9 +36,6 @@ log = logging.getLogger("modelhost.jobs")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
-STORE_TAG = "modelhost:prediction-store"
-KEY_TAG = "modelhost:prediction-key"
-_STORE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _MAX_REASON = 1024
 _ECHOED = (
     "ModelName",
@@ -56,77 +53,6 @@ _ECHOED = (
 )
 
 
-def prediction_store_option(
-    tags: list[dict[str, str]] | None, given: dict[str, Any] | None
-) -> dict[str, str] | None:
-    """The job's prediction-store option, from the native `PredictionStore` member or
-    (for boto3 users) the `modelhost:prediction-store` / `modelhost:prediction-key` tags."""
-    by_tag = {t.get("Key"): t.get("Value") for t in tags or []}
-    store = (given or {}).get("StoreName") or by_tag.get(STORE_TAG)
-    key = (given or {}).get("KeyColumn") or by_tag.get(KEY_TAG)
-    if store is None and key is None:
-        return None
-    if not store or not key:
-        raise ValidationException(
-            f"A prediction store needs both a store name and a key column (tags {STORE_TAG} "
-            f"and {KEY_TAG}, or PredictionStore.StoreName and PredictionStore.KeyColumn)."
-        )
-    if not isinstance(store, str) or not _STORE_NAME_RE.match(store):
-        raise ValidationException(
-            f"Prediction store name '{store}' must be 1-128 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit."
-        )
-    return {"StoreName": store, "KeyColumn": str(key)}
-
-
-def check_request(p: dict[str, Any]) -> None:
-    """The CreateTransformJob rules the service model cannot express."""
-    name = p["TransformJobName"]
-    tin = p["TransformInput"]
-    split = tin.get("SplitType", "None")
-    if split in ("RecordIO", "TFRecord"):
-        raise ValidationException(
-            f"Transform job {name}: SplitType {split} is not supported by this modelhost "
-            "version; use None or Line."
-        )
-    source = tin["DataSource"].get("S3DataSource")
-    if not source:
-        raise ValidationException(
-            f"Transform job {name}: TransformInput.DataSource.S3DataSource is required."
-        )
-    if source["S3DataType"] not in ("S3Prefix", "ManifestFile"):
-        raise ValidationException(
-            f"Transform job {name}: S3DataType {source['S3DataType']} is not supported for "
-            "transform jobs; use S3Prefix or ManifestFile."
-        )
-    if p.get("BatchStrategy") and split == "None":
-        raise ValidationException(
-            f"Transform job {name}: BatchStrategy {p['BatchStrategy']} needs SplitType Line; "
-            "with SplitType None each object is one request."
-        )
-    mct, payload = int(p.get("MaxConcurrentTransforms") or 0), int(p.get("MaxPayloadInMB", 6))
-    if mct * payload > 100:
-        raise ValidationException(
-            f"Transform job {name}: MaxConcurrentTransforms ({mct}) × MaxPayloadInMB "
-            f"({payload}) must be at most 100."
-        )
-    try:
-        dp = dataprocessing.build(
-            p.get("DataProcessing"), tin.get("ContentType"), p["TransformOutput"].get("Accept")
-        )
-    except ValueError as exc:
-        raise ValidationException(f"Transform job {name}: {exc}") from exc
-    if (
-        not dp.identity
-        and dp.csv_input
-        and (split != "Line" or p["TransformOutput"].get("AssembleWith") != "Line")
-    ):
-        raise ValidationException(
-            f"Transform job {name}: DataProcessing with text/csv needs SplitType Line and "
-            "AssembleWith Line."
-        )
-
-
 class TransformJobs:
     """CreateTransformJob, DescribeTransformJob, ListTransformJobs, StopTransformJob, and
     the runs behind them (one asyncio task per job in this process)."""
@@ -135,15 +61,15 @@ class TransformJobs:
         self,
         settings: Settings,
         store: MetadataStore,
-        fetch: Callable[[str], Path],
-        fetch_source: Callable[[dict[str, Any]], Path],
+        fleets: FleetManager,
+        pool: WarmPool | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
-        self._fetch = fetch
-        self._fetch_source = fetch_source
+        # The gateway's one fleet manager: job instances are started and stopped there.
+        self.fleets = fleets
         self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
-        self.pool = WarmPool(settings.transform_keep_alive_s)
+        self.pool = pool if pool is not None else WarmPool(settings.transform_keep_alive_s)
         # Where jobs with a prediction-store option load their outputs (the gateway's
         # store, shared with the lookup API); None opens the one the settings name.
         self.predictions: PredictionStore | None = None
@@ -330,8 +256,7 @@ class TransformJobs:
             self.workdir(rec.name),
             done,
             lambda rel, outcome: self._object_done(rec.name, rel, outcome),
-            self._fetch,
-            self._fetch_source,
+            self.fleets,
             self.pool,
         )
         task = asyncio.ensure_future(self._run(rec.name, runner))

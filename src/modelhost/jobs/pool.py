@@ -16,8 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from modelhost.fleet.client import InstanceClient
-from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.variant import VariantFleet
 
 log = logging.getLogger("modelhost.jobs")
@@ -25,22 +24,19 @@ log = logging.getLogger("modelhost.jobs")
 
 @dataclass
 class WarmFleet:
-    """A job's instances with the provider and client that own them."""
+    """A job's instances and the fleet manager that owns them."""
 
     fleet: VariantFleet
-    provider: LocalProcessProvider
-    client: InstanceClient
+    manager: FleetManager
 
     def healthy(self) -> bool:
         instances = self.fleet.instances
         return len(self.fleet.serving()) == self.fleet.desired == len(instances) and all(
-            self.provider.exit_code(i) is None for i in instances
+            self.manager.exit_code(i) is None for i in instances
         )
 
     async def close(self) -> None:
-        await self.fleet.stop(drain_s=0)
-        self.provider.kill_all()
-        await self.client.close()
+        await self.manager.stop_fleet(self.fleet, drain_s=0)
 
 
 def launch_key(model_spec: dict[str, Any], instances: int) -> str:

@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.http1 import HTTP1Pool
-from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.variant import VariantFleet
 from modelhost.jobs import dataprocessing as dpmod
 from modelhost.jobs.instances import (
@@ -98,8 +97,7 @@ class TransformRunner:
         workdir: Path,
         done: set[str],
         on_object: ObjectHook,
-        fetch: Callable[[str], Path],
-        fetch_source: Callable[[dict[str, Any]], Path],
+        fleets: FleetManager,
         pool: WarmPool | None = None,
     ) -> None:
         self.settings = settings
@@ -111,8 +109,7 @@ class TransformRunner:
         self.workdir = workdir
         self.done = done
         self.on_object = on_object
-        self._fetch = fetch
-        self._fetch_source = fetch_source
+        self.fleets = fleets
         self.progress = Progress()
         self.fatal: str | None = None
         self.io = ObjectIO(settings.s3_endpoint_url)
@@ -138,35 +135,17 @@ class TransformRunner:
         model_spec = with_environment(self.model_spec, env)
         key = launch_key(model_spec, self.instances)
         warm = self.pool.take(key) if self.pool is not None else None
-        provider = warm.provider if warm else LocalProcessProvider()
-        client = warm.client if warm else InstanceClient()
+        # Invocations of this job get their own keep-alive connections; instances,
+        # their start, health checks and stop belong to the shared fleet manager.
         pool = HTTP1Pool()
         fleet: VariantFleet | None = warm.fleet if warm else None
         tasks: list[asyncio.Task[None]] = []
         reusable = False
         try:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            objects = await asyncio.to_thread(
-                self.io.list_inputs,
-                self.request["TransformInput"]["DataSource"]["S3DataSource"]["S3DataType"],
-                self.request["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"],
-            )
-            self.progress.objects_total = len(objects)
-            self.progress.objects_done = sum(o.rel in self.done for o in objects)
-            self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
+            objects = await self._list_inputs()
             started = time.perf_counter()
             if fleet is None:
-                fleet = await start_fleet(
-                    self.settings,
-                    f"transform-{self.name}",
-                    self.model_name,
-                    model_spec,
-                    self.instances,
-                    provider,
-                    client,
-                    self._fetch,
-                    self._fetch_source,
-                )
+                fleet = await self._start(model_spec)
             log.info(
                 "transform job %s: %d instance(s) ready in %.2f s%s",
                 self.name,
@@ -175,14 +154,7 @@ class TransformRunner:
                 " (warm)" if warm else "",
             )
             per_instance = await concurrency(self.request, fleet, pool)
-            invoker = Invoker(
-                fleet,
-                pool,
-                self._headers(),
-                self.timeout_s,
-                self.max_retries,
-                self.settings.instance_startup_timeout_s + 30,
-            )
+            invoker = self._invoker(fleet, pool)
             in_flight = per_instance * self.instances
             queue: asyncio.Queue[tuple[_Object, int]] = asyncio.Queue(in_flight * 2)
             failures: list[str] = []
@@ -192,22 +164,7 @@ class TransformRunner:
                 asyncio.ensure_future(self._worker(queue, invoker, failures))
                 for _ in range(in_flight)
             ]
-            pending: list[asyncio.Task[None]] = []
-            for source in objects:
-                if source.rel in self.done:
-                    continue
-                obj = await self._prepare(source)
-                if obj is None:
-                    continue
-                pending.append(asyncio.ensure_future(self._finish(obj, failures)))
-                for i in range(len(obj.plan)):
-                    if (obj.parts / _part_name(i)).exists():
-                        self._count(obj, i)
-                        continue
-                    await queue.put((obj, i))
-                if obj.remaining == 0:
-                    obj.done.set()
-            await asyncio.gather(*pending)
+            await self._feed(objects, queue, failures)
             reusable = self.fatal is None
             log.info(
                 "transform job %s: %d records in %.2f s after the instances were ready",
@@ -225,13 +182,53 @@ class TransformRunner:
                 reusable
                 and fleet is not None
                 and self.pool is not None
-                and self.pool.give(key, WarmFleet(fleet, provider, client))
+                and self.pool.give(key, WarmFleet(fleet, self.fleets))
             )
-            if not kept:
-                if fleet is not None:
-                    await fleet.stop(drain_s=0)
-                provider.kill_all()
-                await client.close()
+            if not kept and fleet is not None:
+                await self.fleets.stop_fleet(fleet, drain_s=0)
+
+    async def _start(self, model_spec: dict[str, Any]) -> VariantFleet:
+        name = f"transform-{self.name}"
+        return await start_fleet(self.fleets, name, self.model_name, model_spec, self.instances)
+
+    async def _list_inputs(self) -> list[InputObject]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        source = self.request["TransformInput"]["DataSource"]["S3DataSource"]
+        objects = await asyncio.to_thread(
+            self.io.list_inputs, source["S3DataType"], source["S3Uri"]
+        )
+        self.progress.objects_total = len(objects)
+        self.progress.objects_done = sum(o.rel in self.done for o in objects)
+        self.progress.bytes_total = sum(max(o.size, 0) for o in objects)
+        return objects
+
+    async def _feed(
+        self,
+        objects: list[InputObject],
+        queue: asyncio.Queue[tuple[_Object, int]],
+        failures: list[str],
+    ) -> None:
+        """Queue every missing batch of every unfinished object; wait for all objects."""
+        pending: list[asyncio.Task[None]] = []
+        for source in objects:
+            if source.rel in self.done:
+                continue
+            obj = await self._prepare(source)
+            if obj is None:
+                continue
+            pending.append(asyncio.ensure_future(self._finish(obj, failures)))
+            for i in range(len(obj.plan)):
+                if (obj.parts / _part_name(i)).exists():
+                    self._count(obj, i)
+                    continue
+                await queue.put((obj, i))
+            if obj.remaining == 0:
+                obj.done.set()
+        await asyncio.gather(*pending)
+
+    def _invoker(self, fleet: VariantFleet, pool: HTTP1Pool) -> Invoker:
+        wait_s = self.settings.instance_startup_timeout_s + 30
+        return Invoker(fleet, pool, self._headers(), self.timeout_s, self.max_retries, wait_s)
 
     def _headers(self) -> list[tuple[bytes, bytes]]:
         headers = []

@@ -1,0 +1,1 @@
+"""Per-concern reconcilers the controller runs on every pass (see `registry.py`)."""

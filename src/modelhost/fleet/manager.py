@@ -1,0 +1,185 @@
+"""The one owner of instances: every fleet, an endpoint variant's or a transform job's.
+
+The controller's deployments and the transform jobs both ask the `FleetManager` for
+fleets; it resolves a model's containers into a launch spec (fetching the artifact),
+starts the fleet's instances through the one provider and health-checks them with the
+one shared client. Shutting the manager down stops whatever fleet is still running,
+then kills anything the provider still knows of.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from modelhost.fleet.client import InstanceClient
+from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.fleet.launch import LaunchError, build_launch_spec
+from modelhost.fleet.local import LocalProcessProvider
+from modelhost.fleet.multicontainer import (
+    GroupClient,
+    GroupLaunchSpec,
+    GroupProvider,
+    build_group_launch_spec,
+)
+from modelhost.fleet.provider import InstanceProvider
+from modelhost.fleet.variant import StartupError, VariantFleet
+from modelhost.resources.containers import is_multi_container
+from modelhost.resources.instances import InstanceState
+from modelhost.settings import Settings
+from modelhost.store.artifacts import ArtifactStore
+
+log = logging.getLogger("modelhost.fleet")
+
+
+class FleetManager:
+    """Creates, tracks and stops `VariantFleet`s over one `InstanceProvider` and one
+    `InstanceClient`. `provider`/`client` default to local processes and a new client;
+    tests pass fakes (an in-memory provider, a client whose pings answer at once)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        artifacts: ArtifactStore | None = None,
+        provider: InstanceProvider | None = None,
+        client: InstanceClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.artifacts = artifacts if artifacts is not None else ArtifactStore(settings)
+        self.provider: InstanceProvider = (
+            provider if provider is not None else LocalProcessProvider()
+        )
+        self.client = client if client is not None else InstanceClient()
+        self._fleets: set[VariantFleet] = set()
+        self._closed = False
+
+    def exit_code(self, instance: Instance) -> int | None:
+        return self.provider.exit_code(instance)
+
+    async def launch_spec(
+        self,
+        fleet_name: str,
+        variant_name: str,
+        model_name: str,
+        model_spec: dict[str, Any],
+        instance_type: str | None = None,
+        *,
+        groups: bool = True,
+    ) -> LaunchSpec:
+        """Resolve the model's container(s) into a launch spec, off the event loop (the
+        artifact may be downloaded and unpacked). Raises LaunchError with the reason.
+        Without `groups` a multi-container model is refused (transform jobs run one
+        container per instance)."""
+        common: dict[str, Any] = {
+            "settings": self.settings,
+            "endpoint_name": fleet_name,
+            "variant_name": variant_name,
+            "model_name": model_name,
+            "model_spec": model_spec,
+            "fetch": self.artifacts.fetch,
+            "fetch_source": self.artifacts.fetch_source,
+        }
+        # The instance type sizes a multi-model instance's memory budget.
+        build: Callable[[], LaunchSpec] = (
+            functools.partial(build_group_launch_spec, **common)
+            if groups and is_multi_container(model_spec)
+            else functools.partial(build_launch_spec, **common, instance_type=instance_type)
+        )
+        try:
+            return await asyncio.to_thread(build)
+        except LaunchError:
+            raise
+        except Exception as exc:
+            # Artifact errors and anything unexpected still end as a readable reason.
+            raise LaunchError(str(exc)) from exc
+
+    def fleet(
+        self, spec: LaunchSpec, desired: int, on_change: Callable[[], None] = lambda: None
+    ) -> VariantFleet:
+        """A new (not yet started) fleet of `desired` instances of `spec`, owned here
+        until `stop_fleet`."""
+        group = isinstance(spec, GroupLaunchSpec)
+        fleet = VariantFleet(
+            spec,
+            desired,
+            GroupProvider(self.provider) if group else self.provider,
+            GroupClient(self.client) if group else self.client,
+            startup_timeout_s=self.settings.instance_startup_timeout_s,
+            ping_timeout_s=self.settings.ping_timeout_s,
+            unhealthy_threshold=self.settings.unhealthy_threshold,
+            shutdown_grace_s=self.settings.shutdown_grace_s,
+            on_change=on_change,
+        )
+        self._fleets.add(fleet)
+        return fleet
+
+    async def start_fleet(
+        self,
+        fleet_name: str,
+        variant_name: str,
+        model_name: str,
+        model_spec: dict[str, Any],
+        desired: int,
+        *,
+        instance_type: str | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> VariantFleet:
+        """Build, start and wait for a fleet; LaunchError or StartupError (the fleet is
+        stopped then) with the reason if it cannot serve."""
+        spec = await self.launch_spec(
+            fleet_name, variant_name, model_name, model_spec, instance_type
+        )
+        fleet = self.fleet(spec, desired, on_change)
+        try:
+            await fleet.start()
+        except BaseException:
+            self._fleets.discard(fleet)
+            raise
+        return fleet
+
+    async def stop_fleet(self, fleet: VariantFleet, drain_s: float) -> None:
+        """Drain (up to `drain_s`) and stop the fleet's instances; it is forgotten."""
+        try:
+            await fleet.stop(drain_s)
+        finally:
+            self._fleets.discard(fleet)
+
+    @property
+    def fleets(self) -> frozenset[VariantFleet]:
+        return frozenset(self._fleets)
+
+    def instances(self) -> list[InstanceState]:
+        """A snapshot of every instance of every fleet owned here."""
+        return [
+            InstanceState(
+                instance_id=i.instance_id,
+                owner=i.spec.endpoint_name,
+                variant_name=i.spec.variant_name,
+                status=i.status,
+                # Loopback today; the scale-out provider's instances carry their host.
+                host=str(getattr(i, "host", "127.0.0.1")),
+                port=i.port,
+                started_s=i.started_s,
+            )
+            for fleet in self._fleets
+            for i in fleet.instances
+        ]
+
+    async def close(self, drain_s: float = 0.0) -> None:
+        """Shutdown: stop every fleet still running, once; then the last-resort kill."""
+        if self._closed:
+            return
+        self._closed = True
+        fleets, self._fleets = list(self._fleets), set()
+        results = await asyncio.gather(*(f.stop(drain_s) for f in fleets), return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("stopping a fleet at shutdown failed: %s", result)
+        self.provider.kill_all()
+        await self.client.close()
+
+
+__all__ = ["FleetManager", "InstanceProvider", "LaunchError", "StartupError"]
