@@ -36,7 +36,7 @@ INTERNAL = {
     "fleet/variant.py:StartupError": "becomes the endpoint's FailureReason",
     "fleet/byoc.py:ByocError": "becomes a LaunchError",
     "container/config.py:ConfigError": "inside the instance: ends the process at start",
-    "container/multimodel.py:LoadRefused": "inside the instance: answered with its own status",
+    "container/model_source.py:LoadRefused": "inside the instance: answered with its own status",
 }
 
 

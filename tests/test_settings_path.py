@@ -11,6 +11,7 @@ import modelhost
 SRC = Path(modelhost.__file__).parent
 
 ALLOWED = {
+    "cli/server.py": "`demo --url --home`: hands --home to the settings its boto3 clients read",
     "container/config.py": "the instance's own config (MH_INSTANCE_*, the container contract)",
     "container/supervise.py": "hands the instance's explicit environment to the user's server",
     "fleet/local.py": "filters the gateway's environment through fleet/environment.py",

@@ -57,8 +57,8 @@ def test_the_gateways_prefix_means_nothing_here() -> None:
 
 
 def test_allowed_prefixes_as_json_or_commas() -> None:
-    as_json = InstanceConfig.from_env({"MODELHOST_ALLOWED_DATA_PREFIXES": '["s3://b/", "/m/"]'})
-    commas = InstanceConfig.from_env({"MODELHOST_ALLOWED_DATA_PREFIXES": "s3://b/, /m/"})
+    as_json = InstanceConfig.from_env({"MH_INSTANCE_ALLOWED_DATA_PREFIXES": '["s3://b/", "/m/"]'})
+    commas = InstanceConfig.from_env({"MH_INSTANCE_ALLOWED_DATA_PREFIXES": "s3://b/, /m/"})
     assert as_json.allowed_data_prefixes == commas.allowed_data_prefixes == ("s3://b/", "/m/")
 
 
@@ -73,10 +73,10 @@ def test_s3_submit_directory_is_ignored() -> None:
         ("SAGEMAKER_BIND_TO_PORT", "http"),
         ("SAGEMAKER_BIND_TO_PORT", "70000"),
         ("OMP_NUM_THREADS", "0"),
-        ("MODELHOST_ALLOWED_DATA_PREFIXES", "[not json"),
-        ("MODELHOST_ALLOWED_DATA_PREFIXES", '{"a": 1}'),
-        ("MODELHOST_ARTIFACT_MAX_RATIO", "0.5"),
-        ("MODELHOST_ARTIFACT_MAX_MEMBERS", "0"),
+        ("MH_INSTANCE_ALLOWED_DATA_PREFIXES", "[not json"),
+        ("MH_INSTANCE_ALLOWED_DATA_PREFIXES", '{"a": 1}'),
+        ("MH_INSTANCE_ARTIFACT_MAX_RATIO", "0.5"),
+        ("MH_INSTANCE_ARTIFACT_MAX_MEMBERS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:

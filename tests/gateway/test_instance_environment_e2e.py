@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, deploy, unique
+from tests.support import FAST_ENV, deploy, unique
 
 pytestmark = pytest.mark.integration
 
