@@ -51,3 +51,11 @@ def test_every_metric_is_documented() -> None:
     text = (DOCS / "metrics.md").read_text()
     for metric in InvocationMetrics().registry.collect():
         assert f"`{metric.name}`" in text, metric.name
+
+
+def test_every_cloudwatch_action_is_documented() -> None:
+    from modelhost.telemetry.cloudwatch import CloudWatch
+
+    text = (DOCS / "api.md").read_text()
+    for op in CloudWatch(None, None, "r", "a").operations:  # type: ignore[arg-type]
+        assert f"`{op}`" in text, op

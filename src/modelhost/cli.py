@@ -414,3 +414,8 @@ def _auth_hint(code: str) -> None:
 from modelhost import cli_deployments as _cli_deployments  # noqa: E402, F401
 from modelhost import cli_keys as _cli_keys  # noqa: E402, F401
 from modelhost import cli_predictions as _cli_predictions  # noqa: E402, F401
+
+# `modelhost metrics` (issue 12) lives in its own module.
+from modelhost.cli_metrics import metrics as _metrics  # noqa: E402
+
+main.add_command(_metrics)

@@ -29,6 +29,7 @@ from modelhost.testing.server import ModelhostServer
 from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
 from tests.gateway.test_guardrails_e2e import _config, _events
 from tests.gateway.test_lifecycle import Loop
+from tests.test_cli import cli
 
 pytestmark = pytest.mark.integration
 
@@ -154,6 +155,17 @@ def test_invocations_per_variant_and_latency_percentiles(
     queries.append({"Id": "total", "Expression": "SUM(METRICS())", "Label": "All"})
     data = cw.get_metric_data(MetricDataQueries=queries, **_window())["MetricDataResults"]
     assert [r["Id"] for r in data] == ["total"] and sum(data[0]["Values"]) == 40
+    # The CLI reads the same through the CloudWatch API.
+    out = cli(server, "metrics", name, "--since", "10m")
+    assert out.returncode == 0, out.stderr
+    totals = [
+        int(line.split()[2])
+        for line in out.stdout.splitlines()
+        if line.startswith("  Invocations Sum")
+    ]
+    assert sum(totals) == 40 and "A" in out.stdout and "B" in out.stdout
+    detail = cli(server, "metrics", name, "--metric", "ModelLatency", "--since", "5m")
+    assert detail.returncode == 0 and "p99" in detail.stdout and "Average" in detail.stdout
 
 
 def test_percentiles_of_published_values_are_within_the_sketch_error(
