@@ -64,8 +64,9 @@ class Gateway:
         self.store = MetadataStore(settings.metadata_url)
         self.controller = Controller(settings, self.store)
         self.control = ControlPlane(settings, self.store, self.controller)
+        self.metric_db = SqliteBackend(settings.metrics_db_path)
         self.series = SeriesStore(
-            backend=SqliteBackend(settings.metrics_db_path),
+            backend=self.metric_db,
             fine_retention_s=settings.metrics_fine_retention_s,
             rollup_period_s=settings.metrics_rollup_period_s,
             rollup_retention_s=settings.metrics_rollup_retention_s,
@@ -157,6 +158,7 @@ class Gateway:
             self.store.close()
             # A clean stop keeps every second, and the minute in progress of the rollup tier.
             self.series.flush(final=True)
+            self.metric_db.close()
             await self.predictions_api.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
