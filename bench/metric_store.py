@@ -69,11 +69,14 @@ def main() -> None:
             peak_pending = max(peak_pending, store.pending_points())
             if second % 600 == 599:
                 current, _ = tracemalloc.get_traced_memory()
+                rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 print(
-                    f"  t={second + 1:>5} s  heap {current / 2**20:6.1f} MiB  "
-                    f"db {path.stat().st_size / 2**20:7.1f} MiB"
+                    f"  t={second + 1:>5} s  heap {current / 2**20:6.1f} MiB  max RSS "
+                    f"{rss:6.1f} MiB  db {path.stat().st_size / 2**20:7.1f} MiB",
+                    flush=True,
                 )
         current, peak = tracemalloc.get_traced_memory()
+        rss_growth = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_start) / 1024
         records = args.seconds * len(windows) * args.rps
         result = {
             "series": store.series_count,
