@@ -209,6 +209,7 @@ class MetricStore:
         self._minutes: dict[tuple[int, int], Point] = {}
         self._expired_at = 0
         self._late: deque[tuple[int, Point]] = deque()
+        self._unregistered: deque[SeriesHandle] = deque()
         for sid, key, sketched in self.backend.load_series():
             self._handles[key] = SeriesHandle(key, sid, sketched)
 
@@ -224,7 +225,9 @@ class MetricStore:
             return _Discard(key, -1, False)
         sid = len(self._handles) + 1
         found = self._handles[key] = SeriesHandle(key, sid, sketched)
-        self.backend.register(sid, key, sketched)
+        # Written by the next flush, on the flush thread: the request path never waits on
+        # the database.
+        self._unregistered.append(found)
         return found
 
     def put(self, key: MetricKey, value: float, timestamp_s: float | None = None) -> None:
@@ -321,6 +324,9 @@ class MetricStore:
     def flush(self, final: bool = False) -> int:
         """Write completed seconds (all of them when `final`) and completed minutes; expire
         old rows. Returns the number of fine points written. Runs off the event loop."""
+        while self._unregistered:
+            h = self._unregistered.popleft()
+            self.backend.register(h.sid, h.key, h.sketched)
         now = int(self.clock())
         cutoff = now + 2 if final else now - 1
         step = self.rollup_period_s
