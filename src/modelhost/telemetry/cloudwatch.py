@@ -314,9 +314,11 @@ class CloudWatch:
                         "HistoryData": h.get("Reason", ""),
                     }
                 )
-        items.sort(
-            key=lambda i: i["Timestamp"], reverse=params.get("ScanBy") != "TimestampAscending"
-        )
+        # Newest first unless asked otherwise; entries of one instant keep their order.
+        order = sorted(range(len(items)), key=lambda i: (items[i]["Timestamp"], i))
+        if params.get("ScanBy") != "TimestampAscending":
+            order.reverse()
+        items = [items[i] for i in order]
         first = _token(params.get("NextToken"))
         size = int(params.get("MaxRecords") or 100)
         out: dict[str, Any] = {"AlarmHistoryItems": items[first : first + size]}
