@@ -339,6 +339,7 @@ def _native(url: str, method: str, path: str, body: Any = None, timeout_s: float
     sys.exit(1)
 
 
+
 @main.command()
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
@@ -387,6 +388,7 @@ def demo(rows: int, url: str | None) -> None:
     from modelhost.demo import run_demo
 
     sys.exit(run_demo(base_url=url, rows=rows))
+
 
 
 # Multi-container models have their own deploy command (cli_containers.py).
