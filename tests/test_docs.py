@@ -64,3 +64,11 @@ def test_ci_runs_the_readmes_test_command() -> None:
     command = next(line for line in ci.splitlines() if line.startswith("python3 -m pip install"))
     assert f"\n{command}\n" in readme
     assert command.endswith("python3 -m pytest -n 2")
+
+
+def test_every_cloudwatch_action_is_documented() -> None:
+    from modelhost.telemetry.cloudwatch import CloudWatch
+
+    text = (DOCS / "api.md").read_text()
+    for op in CloudWatch(None, None, "r", "a").operations:  # type: ignore[arg-type]
+        assert f"`{op}`" in text, op

@@ -20,6 +20,8 @@ SRC = Path(errors.__file__).parent
 # retry or an `errors.py` error. A new exception class must be added to errors.py, or here
 # with its reason.
 INTERNAL = {
+    "gateway/protocols/cbor.py:ProtocolError": "a ValueError the CloudWatch API answers as "
+    "InvalidParameterValue",
     "jobs/records.py:SplitError": "a ValueError the runner turns into the job's FailureReason",
     "jobs/dataprocessing.py:RecordError": "becomes the job's FailureReason",
     "jobs/jsonpath.py:JSONPathError": "a ValueError that becomes a RecordError",

@@ -61,7 +61,7 @@ KNOWN_LONG_FUNCTIONS: dict[str, int] = {
     "gateway/openapi.py:native_openapi": 131,
     "store/predictions/dynamodb.py:DynamoDBPredictionStore.load": 64,
     "store/predictions/loader.py:load_transform_output": 61,
-    "telemetry/alarms.py:AlarmSpec.parse": 72,
+    "telemetry/alarm_spec.py:AlarmSpec.parse": 62,
 }
 
 

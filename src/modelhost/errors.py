@@ -313,3 +313,26 @@ class ModelLoadError(InferenceError):
     so it says what is wrong and what to do about it."""
 
     status_code = 500
+# --- CloudWatch (rpc-v2-cbor and query protocols; awsQueryCompatible codes) -------------
+
+
+class InvalidParameterValue(ModelhostError):
+    code = "InvalidParameterValue"
+    status = 400
+
+
+class MissingParameter(ModelhostError):
+    code = "MissingParameter"
+    status = 400
+
+
+class InvalidParameterCombination(ModelhostError):
+    code = "InvalidParameterCombination"
+    status = 400
+
+
+class CloudWatchResourceNotFound(ModelhostError):
+    """CloudWatch's ResourceNotFound (404), e.g. SetAlarmState on a missing alarm."""
+
+    code = "ResourceNotFound"
+    status = 404

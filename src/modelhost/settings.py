@@ -143,6 +143,29 @@ class Settings(BaseSettings):
         description="Multi-model routing: in-flight requests at which an instance holding the "
         "target model counts as overloaded, so the least-loaded instance loads it too.",
     )
+    # --- metric series (docs/metrics.md) ---
+    metrics_fine_retention_s: int = Field(
+        default=3 * 3600, description="How long 1-second metric points are kept (CloudWatch: 3 h)."
+    )
+    metrics_rollup_period_s: int = Field(
+        default=60, description="Period of the metric rollup tier (CloudWatch: 60 s)."
+    )
+    metrics_rollup_retention_s: int = Field(
+        default=15 * 86400, description="How long rolled-up metric points are kept (15 days)."
+    )
+    metrics_max_series: int = Field(
+        default=50_000,
+        description="Most metric series kept; series past it are not recorded (bounds memory).",
+    )
+    metrics_flush_interval_s: float = Field(
+        default=1.0,
+        description="Period of writing metric points to metrics.db (a crash loses at most this "
+        "much, plus the current minute of the rollup tier).",
+    )
+    instance_sample_interval_s: float = Field(
+        default=10.0,
+        description="Period of sampling each instance's CPU, memory and disk utilization.",
+    )
 
     @property
     def metadata_url(self) -> str:
@@ -155,6 +178,10 @@ class Settings(BaseSettings):
     @property
     def prediction_store_path(self) -> Path:
         return self.home / "predictions.db"
+
+    @property
+    def metrics_db_path(self) -> Path:
+        return self.home / "metrics.db"
 
     @property
     def logs_dir(self) -> Path:

@@ -14,6 +14,7 @@ from modelhost.gateway.auth.actions import (
     Surface,
     classify,
     control_resource,
+    query_action,
 )
 from modelhost.gateway.auth.policy import ACTIONS, Role, authorize, endpoint_allowed
 from modelhost.settings import Settings
@@ -26,6 +27,15 @@ INVOKER_ACTIONS = {
     "modelhost:GetPrediction",
     # Bandit rewards come from the application that invokes the endpoint.
     "modelhost:PutRewards",
+    # CloudWatch: reading metrics and alarms (CloudWatchReadOnlyAccess), and publishing the
+    # application's own metrics (issue 12).
+    "cloudwatch:GetMetricStatistics",
+    "cloudwatch:GetMetricData",
+    "cloudwatch:ListMetrics",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:DescribeAlarmsForMetric",
+    "cloudwatch:DescribeAlarmHistory",
+    "cloudwatch:PutMetricData",
 }
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
 
@@ -76,6 +86,19 @@ def test_every_dispatchable_action_has_a_table_entry(tmp_path: object) -> None:
         assert target.action in ACTIONS, op
     # Application Auto Scaling, whichever operations exist on this branch.
     assert TARGET_PREFIXES["AnyScaleFrontendService"][0] == "application-autoscaling"
+    # CloudWatch in its three wire forms: every operation the API serves.
+    from modelhost.telemetry.cloudwatch import CloudWatch
+
+    for op in CloudWatch(None, None, "r", "a").operations:  # type: ignore[arg-type]
+        cbor = classify(
+            "POST", f"/service/GraniteServiceVersion20100801/operation/{op}", None, True
+        )
+        json_10 = classify("POST", "/", f"GraniteServiceVersion20100801.{op}", True)
+        form = classify("POST", "/", None, True, form=True)
+        query_action(form, f"Action={op}&Version=2010-08-01".encode())
+        for target in (cbor, json_10, form):
+            assert target.service == "monitoring" and target.action == f"cloudwatch:{op}", op
+            assert target.action in ACTIONS, op
     # Runtime.
     for suffix, action in RUNTIME_ACTIONS.items():
         assert classify("POST", f"/endpoints/e/{suffix}", None, True).action == action

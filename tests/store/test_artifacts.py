@@ -18,7 +18,7 @@ import pytest
 
 from modelhost.errors import ArtifactError
 from modelhost.settings import Settings
-from modelhost.store import artifacts
+from modelhost.store import artifacts, unpack
 from modelhost.store.artifacts import ArtifactStore
 
 Entry = tuple[str, str, bytes | str | None]  # as conftest.tar_bytes takes them
@@ -259,7 +259,7 @@ def test_data_filter_alone_refuses_and_is_translated(
 ) -> None:
     # Second line of defence: without our own checks, tarfile's data filter still refuses
     # these (not a leading '/', which it strips instead; the own check covers that).
-    monkeypatch.setattr(artifacts, "_check_members", lambda members, label: None)
+    monkeypatch.setattr(unpack, "_check_members", lambda members, label: None)
     entries, member, _ = SLIPS[case]
     (tmp_path / "outside.txt").write_text("not yours")
     archive = make_tar([("file", "ok.bin", b"fine"), *entries])

@@ -10,7 +10,16 @@ from __future__ import annotations
 import click
 
 from modelhost import __version__
-from modelhost.cli import containers, deployments, endpoints, jobs, keys, predictions, server
+from modelhost.cli import (
+    containers,
+    deployments,
+    endpoints,
+    jobs,
+    keys,
+    metrics,
+    predictions,
+    server,
+)
 
 
 @click.group()
@@ -36,6 +45,7 @@ for _command in (
     deployments.promote_shadow,
     deployments.routing,
     deployments.reward,
+    metrics.metrics,
     predictions.predictions,
     keys.credentials,
     keys.keys,

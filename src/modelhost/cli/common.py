@@ -63,20 +63,26 @@ class Target:
 
         return resolve(self.settings.home, self.settings)
 
-    def clients(self) -> tuple[Any, Any]:
-        """boto3 `sagemaker` and `sagemaker-runtime` clients, signed with the resolved key."""
+    def client(self, service: str, read_timeout_s: float = 70.0) -> Any:
+        """A boto3 client of `service` (sagemaker, cloudwatch, logs…), signed with the key."""
         import boto3
         from botocore.config import Config
 
         key_id, secret = self.credentials()
-        kwargs: dict[str, Any] = {
-            "endpoint_url": self.url,
-            "region_name": self.settings.region,
-            "aws_access_key_id": key_id,
-            "aws_secret_access_key": secret,
-            "config": Config(retries={"max_attempts": 3, "mode": "standard"}, read_timeout=70),
-        }
-        return boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name=self.settings.region,
+            aws_access_key_id=key_id,
+            aws_secret_access_key=secret,
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"}, read_timeout=read_timeout_s
+            ),
+        )
+
+    def clients(self) -> tuple[Any, Any]:
+        """boto3 `sagemaker` and `sagemaker-runtime` clients, signed with the resolved key."""
+        return self.client("sagemaker"), self.client("sagemaker-runtime")
 
     def native(self, method: str, path: str, body: Any = None, timeout_s: float = 30.0) -> Any:
         """Call modelhost's own REST API; print its error and exit 1 on failure."""

@@ -74,7 +74,8 @@ def alarms_list(target: Target) -> None:
         dims = ",".join(d["Value"] for d in alarm["Dimensions"])
         click.echo(
             f"{alarm['AlarmName']}  {alarm['StateValue']}  {alarm['MetricName']}"
-            f"({dims}) {alarm['Statistic']} {alarm['ComparisonOperator']} "
+            f"({dims}) {alarm.get('Statistic') or alarm.get('ExtendedStatistic')} "
+            f"{alarm['ComparisonOperator']} "
             f"{alarm['Threshold']:g}"
         )
 

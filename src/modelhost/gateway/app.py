@@ -31,6 +31,9 @@ from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
+from modelhost.gateway.cloudwatch_api import PATH_PREFIX as CLOUDWATCH_PATH
+from modelhost.gateway.cloudwatch_api import TARGET as CLOUDWATCH_TARGET
+from modelhost.gateway.cloudwatch_api import CloudWatchAPI, wire_of
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.native_api import NativeAPI
@@ -38,13 +41,18 @@ from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
+from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
+from modelhost.telemetry.cloudwatch import CloudWatch
+from modelhost.telemetry.instance_sampler import InstanceRef, InstanceSampler
+from modelhost.telemetry.metric_db import SqliteBackend
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
+from modelhost.telemetry.series import SeriesStore
 
 log = logging.getLogger("modelhost.gateway")
 
@@ -107,7 +115,15 @@ class Gateway:
         self.fleets = FleetManager(settings, ArtifactStore(settings))
         self.controller = Controller(settings, self.store, self.fleets)
         self.control = ControlPlane(settings, self.store, self.controller)
-        self.metrics = InvocationMetrics()
+        self.metric_db = SqliteBackend(settings.metrics_db_path)
+        self.series = SeriesStore(
+            backend=self.metric_db,
+            fine_retention_s=settings.metrics_fine_retention_s,
+            rollup_period_s=settings.metrics_rollup_period_s,
+            rollup_retention_s=settings.metrics_rollup_retention_s,
+            max_series=settings.metrics_max_series,
+        )
+        self.metrics = InvocationMetrics(self.series)
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
@@ -120,6 +136,10 @@ class Gateway:
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
+        self.cloudwatch_api = CloudWatchAPI(
+            CloudWatch(self.series, self.alarms, settings.region, settings.account_id)
+        )
+        self.sampler = InstanceSampler(self._instance_refs, self.series, settings.home)
         self.metrics.routing.weights = self._weight_rows
         self.metrics.routing.rewards = self._reward_rows
         self.metrics.routing.outcomes = self._outcome_rows
@@ -149,6 +169,7 @@ class Gateway:
         await self.controller.start()
         await self.jobs.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
+        series_loop = asyncio.ensure_future(self._series_upkeep())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -174,10 +195,14 @@ class Gateway:
             yield
         finally:
             alarm_loop.cancel()
+            series_loop.cancel()
             await self.jobs.stop()
             await self.controller.stop()
             await self.fleets.close()
             self.store.close()
+            # A clean stop keeps every second, and the minute in progress of the rollup tier.
+            self.series.flush(final=True)
+            self.metric_db.close()
             await self.predictions_api.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -188,9 +213,16 @@ class Gateway:
             await self.predictions_api(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "POST":
-            for name, _ in scope["headers"]:
+            path = scope["path"]
+            if (path.startswith(CLOUDWATCH_PATH) or path == "/") and wire_of(scope):
+                await self.cloudwatch_api(scope, receive, send)
+                return
+            for name, value in scope["headers"]:
                 if name == b"x-amz-target":
-                    await self.control_api(scope, receive, send)
+                    if value.startswith(CLOUDWATCH_TARGET.encode()):
+                        await self.cloudwatch_api(scope, receive, send)
+                    else:
+                        await self.control_api(scope, receive, send)
                     return
             raw = scope.get("raw_path") or scope["path"].encode()
             # `/api/endpoints/...` is modelhost's own API (e.g. promote-shadow).
@@ -220,6 +252,33 @@ class Gateway:
                 self.alarms.evaluate_all()
             except Exception:
                 log.exception("alarm evaluation failed")
+
+    async def _series_upkeep(self) -> None:
+        """Flush metric points to metrics.db and sample the instances, off the event loop."""
+        interval_s = self.settings.metrics_flush_interval_s
+        every = max(int(self.settings.instance_sample_interval_s / interval_s), 1)
+        ticks = 0
+        while True:
+            await asyncio.sleep(interval_s)
+            ticks += 1
+            try:
+                if ticks % every == 0:
+                    self.sampler.sample()
+                await asyncio.to_thread(self.series.flush)
+            except Exception:
+                log.exception("metric series upkeep failed")
+
+    def _instance_refs(self) -> list[InstanceRef]:
+        """The instances the sampler reads, from the routing table (serving and shadow)."""
+        refs = []
+        for route in self.controller.table.endpoints.values():
+            variants: list[VariantRoute | ShadowRoute] = [*route.variants, *route.shadows]
+            for v in variants:
+                for inst in v.instances:
+                    pid, instance_id = getattr(inst, "pid", None), getattr(inst, "instance_id", "")
+                    if isinstance(pid, int):
+                        refs.append(InstanceRef(route.name, v.name, instance_id, (pid,)))
+        return refs
 
     def _weight_rows(self) -> list[WeightRow]:
         rows = []

@@ -1,34 +1,27 @@
-"""Alarms over the recorded invocation metrics, with CloudWatch's semantics and names.
+"""Alarms over the metric series, with CloudWatch's semantics and names.
 
-An alarm watches one metric of one endpoint (one variant, or all of them), aggregates it
-over `Period`-second periods with a `Statistic`, and compares the last
-`EvaluationPeriods` datapoints with `Threshold`: ALARM when at least `DatapointsToAlarm`
-of them breach, OK when fewer do, INSUFFICIENT_DATA when there is no data and
-`TreatMissingData` is `missing`. `evaluate` is a pure function of the definition, the
-series and the time; `AlarmBook` keeps definitions, states and history.
+An alarm watches one metric (`AlarmSpec`), aggregates it over `Period`-second periods with
+a statistic, and compares the last `EvaluationPeriods` datapoints with `Threshold`: ALARM
+when at least `DatapointsToAlarm` of them breach, OK when fewer do, INSUFFICIENT_DATA when
+there is no data and `TreatMissingData` is `missing`. `evaluate` is a pure function of the
+definition, the series and the time; `AlarmBook` keeps definitions, states and history,
+and is the one set of alarms behind CloudWatch's alarm API, the native `/api/alarms` and
+the deployment guardrails' `AutoRollbackConfiguration`.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from modelhost.errors import ValidationException
-from modelhost.resources.names import ENDPOINT_NAME_RE
-from modelhost.telemetry.series import METRICS, SeriesStore
+from modelhost.telemetry.alarm_spec import COMPARISONS, STATISTICS, AlarmSpec
+from modelhost.telemetry.metric_store import MetricKey, MetricStore
+from modelhost.telemetry.series import SAGEMAKER
 
-STATISTICS = ("Average", "Sum", "SampleCount", "Minimum", "Maximum")
-COMPARISONS = {
-    "GreaterThanOrEqualToThreshold": (lambda v, t: v >= t, "greater than or equal to"),
-    "GreaterThanThreshold": (lambda v, t: v > t, "greater than"),
-    "LessThanThreshold": (lambda v, t: v < t, "less than"),
-    "LessThanOrEqualToThreshold": (lambda v, t: v <= t, "less than or equal to"),
-}
-MISSING = ("missing", "notBreaching", "breaching", "ignore")
+__all__ = ["STATISTICS", "AlarmBook", "AlarmSpec", "AlarmState", "evaluate", "watched_keys"]
+
 HISTORY_MAX = 100
 
 
@@ -38,128 +31,27 @@ class AlarmState(StrEnum):
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
 
 
-@dataclass(frozen=True)
-class AlarmSpec:
-    """An alarm definition (the members of CloudWatch's PutMetricAlarm that apply)."""
-
-    name: str
-    metric: str
-    endpoint: str
-    variant: str | None
-    statistic: str
-    period_s: int
-    evaluation_periods: int
-    datapoints_to_alarm: int
-    threshold: float
-    comparison: str
-    treat_missing: str = "missing"
-
-    @classmethod
-    def parse(cls, body: dict[str, Any]) -> AlarmSpec:
-        """From a PutMetricAlarm-shaped JSON object; ValidationException names the field."""
-        raw_dims = body.get("Dimensions") or []
-        if not isinstance(raw_dims, list) or not all(
-            isinstance(d, dict) and isinstance(d.get("Name"), str) for d in raw_dims
-        ):
-            raise ValidationException("Dimensions must be a list of {Name, Value} objects.")
-        dims = {d["Name"]: d.get("Value") for d in raw_dims}
-
-        def need(key: str) -> Any:
-            if body.get(key) is None:
-                raise ValidationException(f"{key} is required.")
-            return body[key]
-
-        def integer(key: str, default: int | None = None, low: int = 1) -> int:
-            value = body.get(key, default)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValidationException(f"{key} must be an integer >= {low}.")
-            return value
-
-        name = need("AlarmName")
-        if not isinstance(name, str) or not 1 <= len(name) <= 255:
-            raise ValidationException("AlarmName must be a string of 1 to 255 characters.")
-        metric = need("MetricName")
-        if not isinstance(metric, str) or metric not in METRICS:
-            raise ValidationException(f"MetricName must be one of {', '.join(METRICS)}.")
-        namespace = body.get("Namespace", "AWS/SageMaker")
-        if not isinstance(namespace, str) or namespace != "AWS/SageMaker":
-            raise ValidationException("Namespace must be AWS/SageMaker.")
-        endpoint = body.get("EndpointName") or dims.get("EndpointName")
-        if not isinstance(endpoint, str) or not ENDPOINT_NAME_RE.match(endpoint):
-            raise ValidationException(
-                "Dimensions must name a valid EndpointName (and may name a VariantName)."
-            )
-        statistic = need("Statistic")
-        if not isinstance(statistic, str) or statistic not in STATISTICS:
-            raise ValidationException(f"Statistic must be one of {', '.join(STATISTICS)}.")
-        comparison = need("ComparisonOperator")
-        if not isinstance(comparison, str) or comparison not in COMPARISONS:
-            raise ValidationException(
-                f"ComparisonOperator must be one of {', '.join(COMPARISONS)}."
-            )
-        threshold = need("Threshold")
-        if (
-            not isinstance(threshold, int | float)
-            or isinstance(threshold, bool)
-            or not math.isfinite(threshold)
-        ):
-            raise ValidationException("Threshold must be a number.")
-        treat = body.get("TreatMissingData", "missing")
-        if not isinstance(treat, str) or treat not in MISSING:
-            raise ValidationException(f"TreatMissingData must be one of {', '.join(MISSING)}.")
-        periods = integer("EvaluationPeriods")
-        to_alarm = integer("DatapointsToAlarm", periods)
-        if to_alarm > periods:
-            raise ValidationException("DatapointsToAlarm must not exceed EvaluationPeriods.")
-        variant = body.get("VariantName") or dims.get("VariantName")
-        if variant is not None and not isinstance(variant, str):
-            raise ValidationException("VariantName must be a string.")
-        return cls(
-            name,
-            metric,
-            endpoint,
-            variant,
-            statistic,
-            integer("Period", 60),
-            periods,
-            to_alarm,
-            float(threshold),
-            comparison,
-            treat,
-        )
-
-    def describe(self) -> dict[str, Any]:
-        dims = [{"Name": "EndpointName", "Value": self.endpoint}]
-        if self.variant:
-            dims.append({"Name": "VariantName", "Value": self.variant})
-        return {
-            "AlarmName": self.name,
-            "Namespace": "AWS/SageMaker",
-            "MetricName": self.metric,
-            "Dimensions": dims,
-            "Statistic": self.statistic,
-            "Period": self.period_s,
-            "EvaluationPeriods": self.evaluation_periods,
-            "DatapointsToAlarm": self.datapoints_to_alarm,
-            "Threshold": self.threshold,
-            "ComparisonOperator": self.comparison,
-            "TreatMissingData": self.treat_missing,
-        }
+def watched_keys(spec: AlarmSpec, series: MetricStore) -> list[MetricKey]:
+    """The series an alarm reads: the one with exactly its dimensions; and, as modelhost's
+    extension, an `AWS/SageMaker` alarm naming only an EndpointName reads all its variants
+    together (SageMaker publishes per variant only)."""
+    key = spec.key
+    if spec.namespace == SAGEMAKER and [n for n, _ in spec.dimensions] == ["EndpointName"]:
+        found = series.keys(SAGEMAKER, spec.metric, spec.dimensions)
+        return [k for k in found if [n for n, _ in k.dimensions] == ["EndpointName", "VariantName"]]
+    return [key]
 
 
-def evaluate(spec: AlarmSpec, series: SeriesStore, now: float) -> tuple[AlarmState, str]:
+def evaluate(spec: AlarmSpec, series: MetricStore, now: float) -> tuple[AlarmState, str]:
     """The alarm's state at `now` from the last complete periods, with a reason."""
     end = int(now) // spec.period_s * spec.period_s
+    start = end - spec.evaluation_periods * spec.period_s
+    keys = watched_keys(spec, series)
+    found = {p.second: p for p in series.query(keys, start, end, spec.period_s)}
     points: list[float | None] = []
     for i in range(spec.evaluation_periods):
-        agg = series.aggregate(
-            spec.metric,
-            spec.endpoint,
-            spec.variant,
-            end - (i + 1) * spec.period_s,
-            end - i * spec.period_s,
-        )
-        points.append(agg.statistic(spec.statistic))
+        p = found.get(end - (i + 1) * spec.period_s)
+        points.append(p.statistic(spec.statistic) if p is not None else None)
     test, words = COMPARISONS[spec.comparison]
     present = [p for p in points if p is not None]
     missing = len(points) - len(present)
@@ -187,12 +79,16 @@ def evaluate(spec: AlarmSpec, series: SeriesStore, now: float) -> tuple[AlarmSta
     )
 
 
-@dataclass
 class AlarmRecord:
-    spec: AlarmSpec
-    state: AlarmState = AlarmState.INSUFFICIENT_DATA
-    reason: str = "Unchecked: Initial alarm creation"
-    updated_s: float = 0.0
+    """One alarm's live copy: definition, state and when it last changed."""
+
+    def __init__(self, spec: AlarmSpec, updated_s: float) -> None:
+        self.spec = spec
+        self.state = AlarmState.INSUFFICIENT_DATA
+        self.reason = "Unchecked: Initial alarm creation"
+        self.updated_s = updated_s
+        self.configured_s = updated_s
+        self.actions_enabled = spec.actions_enabled
 
 
 class AlarmBook:
@@ -203,7 +99,7 @@ class AlarmBook:
 
     def __init__(
         self,
-        series: SeriesStore,
+        series: MetricStore,
         persist: Callable[[str, dict[str, Any] | None], None],
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -216,15 +112,27 @@ class AlarmBook:
     def load(self, documents: list[dict[str, Any]]) -> None:
         for doc in documents:
             spec = AlarmSpec.parse(doc["Definition"])
-            self._alarms[spec.name] = AlarmRecord(spec, updated_s=self.clock())
+            record = self._alarms[spec.name] = AlarmRecord(spec, self.clock())
+            record.actions_enabled = bool(doc.get("ActionsEnabled", spec.actions_enabled))
+            if doc.get("StateValue") in AlarmState.__members__:
+                record.state = AlarmState(doc["StateValue"])
+                record.reason = str(doc.get("StateReason", record.reason))
+                record.updated_s = float(doc.get("StateUpdatedTimestamp", record.updated_s))
             self._history[spec.name] = list(doc.get("History", []))
 
     def put(self, body: dict[str, Any]) -> AlarmSpec:
         spec = AlarmSpec.parse(body)
         now = self.clock()
-        self._alarms[spec.name] = AlarmRecord(spec, updated_s=now)
+        old = self._alarms.get(spec.name)
+        record = self._alarms[spec.name] = AlarmRecord(spec, now)
+        if old is not None and old.spec.key == spec.key:
+            # An update of the same metric keeps the state (CloudWatch re-evaluates it).
+            record.state, record.reason, record.updated_s = old.state, old.reason, old.updated_s
         history = self._history.setdefault(spec.name, [])
-        history.append({"Timestamp": now, "Summary": "Alarm created or updated"})
+        verb = "updated" if old is not None else "created"
+        history.append(
+            {"Timestamp": now, "Type": "ConfigurationUpdate", "Summary": f"Alarm {verb}"}
+        )
         self._save(spec.name)
         return spec
 
@@ -239,6 +147,15 @@ class AlarmBook:
         record = self._alarms.get(name)
         return record.state if record else None
 
+    def names(self) -> list[str]:
+        return sorted(self._alarms)
+
+    def record(self, name: str) -> AlarmRecord | None:
+        return self._alarms.get(name)
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return list(self._history.get(name, []))
+
     def describe(self, name: str | None = None) -> list[dict[str, Any]]:
         out = []
         for alarm_name, record in sorted(self._alarms.items()):
@@ -247,36 +164,73 @@ class AlarmBook:
             out.append(
                 {
                     **record.spec.describe(),
+                    "ActionsEnabled": record.actions_enabled,
                     "StateValue": str(record.state),
                     "StateReason": record.reason,
                     "StateUpdatedTimestamp": record.updated_s,
+                    "AlarmConfigurationUpdatedTimestamp": record.configured_s,
                     "History": self._history.get(alarm_name, [])[-20:],
                 }
             )
         return out
 
+    def set_state(self, name: str, state: AlarmState, reason: str) -> bool:
+        """SetAlarmState: until the next evaluation disagrees. False if no such alarm."""
+        record = self._alarms.get(name)
+        if record is None:
+            return False
+        self._change(name, record, state, reason, self.clock())
+        self._save(name)
+        return True
+
+    def set_actions_enabled(self, names: list[str], enabled: bool) -> None:
+        for name in names:
+            record = self._alarms.get(name)
+            if record is not None and record.actions_enabled != enabled:
+                record.actions_enabled = enabled
+                self._save(name)
+
     def evaluate_all(self) -> list[str]:
         """Re-evaluate every alarm; returns the names whose state changed."""
         now = self.clock()
         changed = []
-        for name, record in self._alarms.items():
+        for name, record in list(self._alarms.items()):
             state, reason = evaluate(record.spec, self.series, now)
             if state != record.state:
-                self._history.setdefault(name, []).append(
-                    {
-                        "Timestamp": now,
-                        "Summary": f"Alarm updated from {record.state} to {state}",
-                        "Reason": reason,
-                    }
-                )
-                record.state, record.updated_s = state, now
+                self._change(name, record, state, reason, now)
                 changed.append(name)
             record.reason = reason
         for name in changed:
             self._save(name)
         return changed
 
+    def _change(
+        self, name: str, record: AlarmRecord, state: AlarmState, reason: str, now: float
+    ) -> None:
+        self._history.setdefault(name, []).append(
+            {
+                "Timestamp": now,
+                "Type": "StateUpdate",
+                "Summary": f"Alarm updated from {record.state} to {state}",
+                "Reason": reason,
+                "OldState": str(record.state),
+                "NewState": str(state),
+            }
+        )
+        record.state, record.reason, record.updated_s = state, reason, now
+
     def _save(self, name: str) -> None:
         history = self._history.get(name, [])[-HISTORY_MAX:]
         self._history[name] = history
-        self._persist(name, {"Definition": self._alarms[name].spec.describe(), "History": history})
+        record = self._alarms[name]
+        self._persist(
+            name,
+            {
+                "Definition": record.spec.describe(),
+                "History": history,
+                "ActionsEnabled": record.actions_enabled,
+                "StateValue": str(record.state),
+                "StateReason": record.reason,
+                "StateUpdatedTimestamp": record.updated_s,
+            },
+        )

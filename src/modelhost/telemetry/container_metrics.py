@@ -12,9 +12,13 @@ as for any endpoint; for a pipeline ModelLatency spans all of its containers.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from modelhost.telemetry.metric_store import MetricKey, SeriesHandle
+from modelhost.telemetry.series import SAGEMAKER, SeriesStore
 
 CONTAINER_LABELS = ("EndpointName", "VariantName", "ContainerName")
 
@@ -27,21 +31,38 @@ class ContainerSeries:
     errors_4xx: Counter
     errors_5xx: Counter
     latency_us: Histogram
+    # The same values in the series store, under CloudWatch's names (Invocations,
+    # Invocation4XXErrors, Invocation5XXErrors, ContainerLatency with ContainerName).
+    handles: tuple[SeriesHandle, SeriesHandle, SeriesHandle, SeriesHandle]
 
     def record(self, *, status: int, latency_us: float) -> None:
         """`status` 0 means the container gave no answer (timeout, connection lost)."""
         self.invocations.inc()
-        if 400 <= status < 500:
+        is_4xx = 400 <= status < 500
+        is_5xx = status >= 500 or status == 0
+        if is_4xx:
             self.errors_4xx.inc()
-        elif status >= 500 or status == 0:
+        elif is_5xx:
             self.errors_5xx.inc()
         self.latency_us.observe(latency_us)
+        second = int(time.time())
+        calls, e4, e5, latency = self.handles
+        calls.add(1.0, second)
+        e4.add(1.0 if is_4xx else 0.0, second)
+        e5.add(1.0 if is_5xx else 0.0, second)
+        latency.add(latency_us, second)
 
 
 class ContainerMetrics:
     """Registers the per-container metrics in the gateway's metric registry."""
 
-    def __init__(self, registry: CollectorRegistry, buckets_us: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        buckets_us: tuple[float, ...],
+        store: SeriesStore | None = None,
+    ) -> None:
+        self.store = store if store is not None else SeriesStore()
         r = registry
         self._invocations = Counter(
             "ContainerInvocations",
@@ -79,6 +100,27 @@ class ContainerMetrics:
                 self._errors_4xx.labels(*key),
                 self._errors_5xx.labels(*key),
                 self._latency.labels(*key),
+                self._handles(endpoint, variant, container),
             )
             self._bound[key] = s
         return s
+
+    def _handles(
+        self, endpoint: str, variant: str, container: str
+    ) -> tuple[SeriesHandle, SeriesHandle, SeriesHandle, SeriesHandle]:
+        def bind(metric: str) -> SeriesHandle:
+            key = MetricKey.of(
+                SAGEMAKER,
+                metric,
+                EndpointName=endpoint,
+                VariantName=variant,
+                ContainerName=container,
+            )
+            return self.store.handle(key, metric == "ContainerLatency")
+
+        return (
+            bind("Invocations"),
+            bind("Invocation4XXErrors"),
+            bind("Invocation5XXErrors"),
+            bind("ContainerLatency"),
+        )

@@ -1,4 +1,4 @@
-"""Invocation metrics with SageMaker's names and units, exposed for Prometheus.
+"""Invocation metrics with SageMaker's names and units, for Prometheus and the series store.
 
 Names follow CloudWatch's `AWS/SageMaker` namespace (Invocations, Invocation4XXErrors,
 Invocation5XXErrors, InvocationsPerInstance, ModelLatency, OverheadLatency) with the
@@ -69,7 +69,7 @@ class VariantSeries:
 
     def record(self, *, status: int, instances: int, model_us: float, total_us: float) -> None:
         overhead_us = max(total_us - model_us, 0.0)
-        self.window.record(int(time.time()), status, model_us, overhead_us)
+        self.window.record(int(time.time()), status, model_us, overhead_us, instances)
         self.invocations.inc()
         if 400 <= status < 500:
             self.errors_4xx.inc()
@@ -81,9 +81,12 @@ class VariantSeries:
 
 
 class InvocationMetrics:
-    """All invocation metrics of one gateway, in their own registry."""
+    """All invocation metrics of one gateway, in their own registry, and fed to the
+    CloudWatch-shaped series store `recent` (in memory unless a store is passed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: SeriesStore | None = None) -> None:
+        # The series store behind the CloudWatch API and the alarms.
+        self.recent = store if store is not None else SeriesStore()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self._invocations = Counter("Invocations", "InvokeEndpoint requests.", LABELS, registry=r)
@@ -124,11 +127,9 @@ class InvocationMetrics:
         r.register(self.routing)
         self._bound: dict[tuple[str, str], VariantSeries] = {}
         # Multi-container endpoints and pipelines: per-container series.
-        self.containers = ContainerMetrics(r, LATENCY_BUCKETS_US)
+        self.containers = ContainerMetrics(r, LATENCY_BUCKETS_US, self.recent)
         # Multi-model endpoints: loading, cache hits, loaded models (SageMaker's names).
-        self.models = ModelMetrics(r)
-        # The recent per-second values that alarms evaluate.
-        self.recent = SeriesStore()
+        self.models = ModelMetrics(r, self.recent)
 
     def series(self, endpoint: str, variant: str) -> VariantSeries:
         key = (endpoint, variant)

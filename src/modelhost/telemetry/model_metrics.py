@@ -17,7 +17,12 @@ variant and instance:
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
+
+from modelhost.telemetry.metric_store import SeriesHandle
+from modelhost.telemetry.series import SAGEMAKER, SKETCHED, SeriesStore, instance_key
 
 INSTANCE_LABELS = ("EndpointName", "VariantName", "InstanceId")
 MODEL_LABELS = ("EndpointName", "VariantName", "TargetModel")
@@ -44,12 +49,59 @@ TIME_BUCKETS_US = (
 )
 
 
-class ModelMetrics:
-    """The multi-model metric families, registered in the gateway's registry."""
+class FedChild:
+    """A bound Prometheus child that also feeds the value to its series in the store."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        def histogram(name: str, doc: str) -> Histogram:
-            return Histogram(name, doc, INSTANCE_LABELS, buckets=TIME_BUCKETS_US, registry=registry)
+    __slots__ = ("_child", "_clock", "_handle")
+
+    def __init__(self, child: Any, handle: SeriesHandle, store: SeriesStore) -> None:
+        self._child = child
+        self._handle = handle
+        self._clock = store.clock
+
+    def observe(self, value: float) -> None:
+        self._child.observe(value)
+        self._handle.add(value, int(self._clock()))
+
+    def set(self, value: float) -> None:
+        self._child.set(value)
+        self._handle.add(value, int(self._clock()))
+
+
+class FedFamily:
+    """A per-instance Prometheus family whose `labels(endpoint, variant, instance)` children
+    also record into the CloudWatch-shaped series of the same name."""
+
+    def __init__(self, family: Any, name: str, store: SeriesStore) -> None:
+        self.family = family
+        self.name = name
+        self.store = store
+        self._children: dict[tuple[str, ...], FedChild] = {}
+
+    def labels(self, *values: str) -> FedChild:
+        child = self._children.get(values)
+        if child is None:
+            endpoint, variant, instance = values
+            key = instance_key(SAGEMAKER, self.name, endpoint, variant, instance)
+            handle = self.store.handle(key, self.name in SKETCHED)
+            child = self._children[values] = FedChild(
+                self.family.labels(*values), handle, self.store
+            )
+        return child
+
+
+class ModelMetrics:
+    """The multi-model metric families, registered in the gateway's registry and fed to
+    the series store (dimensions EndpointName, VariantName, InstanceId)."""
+
+    def __init__(self, registry: CollectorRegistry, store: SeriesStore | None = None) -> None:
+        fed_store = store if store is not None else SeriesStore()
+
+        def histogram(name: str, doc: str) -> Any:
+            family = Histogram(
+                name, doc, INSTANCE_LABELS, buckets=TIME_BUCKETS_US, registry=registry
+            )
+            return FedFamily(family, name, fed_store)
 
         self.loading_wait_us = histogram(
             "ModelLoadingWaitTime",
@@ -64,14 +116,26 @@ class ModelMetrics:
         self.unloading_us = histogram(
             "ModelUnloadingTime", "Time an instance took to unload a model, in µs."
         )
-        self.cache_hit = Summary(
+        self.cache_hit = FedFamily(
+            Summary(
+                "ModelCacheHit",
+                "1 per invocation whose model was loaded already, else 0 "
+                "(the mean is the hit ratio).",
+                INSTANCE_LABELS,
+                registry=registry,
+            ),
             "ModelCacheHit",
-            "1 per invocation whose model was loaded already, else 0 (the mean is the hit ratio).",
-            INSTANCE_LABELS,
-            registry=registry,
+            fed_store,
         )
-        self.loaded_count = Gauge(
-            "LoadedModelCount", "Models loaded on an instance.", INSTANCE_LABELS, registry=registry
+        self.loaded_count = FedFamily(
+            Gauge(
+                "LoadedModelCount",
+                "Models loaded on an instance.",
+                INSTANCE_LABELS,
+                registry=registry,
+            ),
+            "LoadedModelCount",
+            fed_store,
         )
         self.invocations = Counter(
             "TargetModelInvocations",

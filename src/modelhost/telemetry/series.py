@@ -1,147 +1,131 @@
-"""Recent metric values per (endpoint, variant), kept in per-second buckets for alarms.
+"""SageMaker's metric names and dimensions on top of the metric store.
 
-Prometheus keeps the long history; alarms need only the last few periods, in-process and
-without a scrape in between, so each variant keeps a short ring of one-second buckets
-(count, sum, min, max per metric). Recording is a handful of additions per request.
+`AWS/SageMaker` carries the invocation metrics per (EndpointName, VariantName) and the
+multi-model ones per instance (EndpointName, VariantName, InstanceId, as SageMaker does);
+`/aws/sagemaker/Endpoints` carries CPU, memory and disk utilization per instance.
+Latency-like metrics keep a quantile sketch so percentiles (p50, p99) can be asked for.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
+from modelhost.telemetry.metric_store import MetricBackend, MetricKey, MetricStore, SeriesHandle
+
+SAGEMAKER = "AWS/SageMaker"
+ENDPOINTS = "/aws/sagemaker/Endpoints"
+
+# The variant-level invocation metrics, recorded once per invocation.
 METRICS = (
     "Invocations",
     "Invocation4XXErrors",
     "Invocation5XXErrors",
+    "InvocationModelErrors",
+    "InvocationsPerInstance",
     "ModelLatency",
     "OverheadLatency",
 )
-RETENTION_S = 3 * 3600
+MULTI_MODEL_METRICS = (
+    "ModelLoadingWaitTime",
+    "ModelDownloadingTime",
+    "ModelLoadingTime",
+    "ModelUnloadingTime",
+    "ModelCacheHit",
+    "LoadedModelCount",
+)
+SAGEMAKER_METRICS = (*METRICS, "ModelSetupTime", *MULTI_MODEL_METRICS)
+INSTANCE_METRICS = ("CPUUtilization", "MemoryUtilization", "DiskUtilization")
+# Series whose values spread (times, utilization) keep a sketch; counts and 0/1 flags do not.
+SKETCHED = frozenset(
+    {
+        "ModelLatency",
+        "OverheadLatency",
+        "ModelSetupTime",
+        "ModelLoadingWaitTime",
+        "ModelDownloadingTime",
+        "ModelLoadingTime",
+        "ModelUnloadingTime",
+        "ContainerLatency",
+        *INSTANCE_METRICS,
+    }
+)
 
 
-@dataclass
-class Bucket:
-    """One second of one metric."""
-
-    second: int
-    count: int = 0
-    total: float = 0.0
-    minimum: float = float("inf")
-    maximum: float = float("-inf")
-
-    def add(self, value: float) -> None:
-        self.count += 1
-        self.total += value
-        self.minimum = min(self.minimum, value)
-        self.maximum = max(self.maximum, value)
+def variant_key(metric: str, endpoint: str, variant: str) -> MetricKey:
+    return MetricKey.of(SAGEMAKER, metric, EndpointName=endpoint, VariantName=variant)
 
 
-@dataclass
-class Aggregate:
-    """A metric over a period, with CloudWatch's statistics."""
-
-    count: int = 0
-    total: float = 0.0
-    minimum: float = float("inf")
-    maximum: float = float("-inf")
-
-    def merge(self, bucket: Bucket) -> None:
-        self.count += bucket.count
-        self.total += bucket.total
-        self.minimum = min(self.minimum, bucket.minimum)
-        self.maximum = max(self.maximum, bucket.maximum)
-
-    def statistic(self, name: str) -> float | None:
-        """Average, Sum, SampleCount, Minimum or Maximum; None when there is no data."""
-        if self.count == 0:
-            return None
-        if name == "Sum":
-            return self.total
-        if name == "SampleCount":
-            return float(self.count)
-        if name == "Minimum":
-            return self.minimum
-        if name == "Maximum":
-            return self.maximum
-        return self.total / self.count
+def instance_key(
+    namespace: str, metric: str, endpoint: str, variant: str, instance: str
+) -> MetricKey:
+    return MetricKey.of(
+        namespace, metric, EndpointName=endpoint, VariantName=variant, InstanceId=instance
+    )
 
 
-@dataclass
 class VariantWindow:
-    """The recent buckets of every metric of one variant."""
+    """The bound handles of one variant's invocation metrics (bound once, kept)."""
 
-    buckets: dict[str, deque[Bucket]] = field(default_factory=lambda: {m: deque() for m in METRICS})
+    __slots__ = (
+        "errors_4xx",
+        "errors_5xx",
+        "invocations",
+        "model_errors",
+        "model_us",
+        "overhead_us",
+        "per_instance",
+    )
 
-    def add(self, metric: str, second: int, value: float) -> None:
-        ring = self.buckets[metric]
-        if not ring or ring[-1].second != second:
-            ring.append(Bucket(second))
-            while ring and ring[0].second < second - RETENTION_S:
-                ring.popleft()
-        ring[-1].add(value)
+    def __init__(self, store: MetricStore, endpoint: str, variant: str) -> None:
+        def bind(metric: str) -> SeriesHandle:
+            return store.handle(variant_key(metric, endpoint, variant), metric in SKETCHED)
 
-    def record(self, second: int, status: int, model_us: float, overhead_us: float) -> None:
+        self.invocations = bind("Invocations")
+        self.errors_4xx = bind("Invocation4XXErrors")
+        self.errors_5xx = bind("Invocation5XXErrors")
+        self.model_errors = bind("InvocationModelErrors")
+        self.per_instance = bind("InvocationsPerInstance")
+        self.model_us = bind("ModelLatency")
+        self.overhead_us = bind("OverheadLatency")
+
+    def record(
+        self, second: int, status: int, model_us: float, overhead_us: float, instances: int = 1
+    ) -> None:
         """One invocation's values (the model's status decides the error metrics)."""
-        self.add("Invocations", second, 1.0)
-        self.add("Invocation4XXErrors", second, 1.0 if 400 <= status < 500 else 0.0)
-        self.add("Invocation5XXErrors", second, 1.0 if status >= 500 else 0.0)
-        self.add("ModelLatency", second, model_us)
-        self.add("OverheadLatency", second, overhead_us)
-
-    def aggregate(self, metric: str, start: int, end: int) -> Aggregate:
-        """Buckets with start <= second < end."""
-        agg = Aggregate()
-        for bucket in reversed(self.buckets[metric]):
-            if bucket.second < start:
-                break
-            if bucket.second < end:
-                agg.merge(bucket)
-        return agg
+        self.invocations.add(1.0, second)
+        self.errors_4xx.add(1.0 if 400 <= status < 500 else 0.0, second)
+        self.errors_5xx.add(1.0 if status >= 500 else 0.0, second)
+        self.model_errors.add(1.0 if status >= 400 else 0.0, second)
+        self.per_instance.add(1.0 / max(instances, 1), second)
+        self.model_us.add(model_us, second)
+        self.overhead_us.add(overhead_us, second)
 
 
-class SeriesStore:
-    """All variants' windows; `clock` is injectable for tests."""
+class SeriesStore(MetricStore):
+    """The metric store with SageMaker's variant-level shortcuts."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self.clock = clock
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        backend: MetricBackend | None = None,
+        **limits: int,
+    ) -> None:
+        super().__init__(backend, clock=clock, **limits)
         self._windows: dict[tuple[str, str], VariantWindow] = {}
 
     def window(self, endpoint: str, variant: str) -> VariantWindow:
         key = (endpoint, variant)
         w = self._windows.get(key)
         if w is None:
-            w = self._windows[key] = VariantWindow()
+            w = self._windows[key] = VariantWindow(self, endpoint, variant)
         return w
 
     def record(
         self, endpoint: str, variant: str, *, status: int, model_us: float, overhead_us: float
     ) -> None:
-        second = int(self.clock())
-        w = self.window(endpoint, variant)
-        w.add("Invocations", second, 1.0)
-        w.add("Invocation4XXErrors", second, 1.0 if 400 <= status < 500 else 0.0)
-        w.add("Invocation5XXErrors", second, 1.0 if status >= 500 else 0.0)
-        w.add("ModelLatency", second, model_us)
-        w.add("OverheadLatency", second, overhead_us)
+        self.window(endpoint, variant).record(int(self.clock()), status, model_us, overhead_us)
 
-    def aggregate(
-        self, metric: str, endpoint: str, variant: str | None, start: int, end: int
-    ) -> Aggregate:
-        """One variant, or (variant None) every variant of the endpoint together."""
-        agg = Aggregate()
-        windows: Iterable[VariantWindow]
-        if variant is not None:
-            found = self._windows.get((endpoint, variant))
-            windows = [found] if found is not None else []
-        else:
-            windows = [w for (e, _), w in self._windows.items() if e == endpoint]
-        for w in windows:
-            part = w.aggregate(metric, start, end)
-            agg.count += part.count
-            agg.total += part.total
-            agg.minimum = min(agg.minimum, part.minimum)
-            agg.maximum = max(agg.maximum, part.maximum)
-        return agg
+    def observe(self, key: MetricKey, value: float) -> None:
+        """One value now (multi-model times, gauges, instance samples)."""
+        self.handle(key, key.name in SKETCHED).add(value, int(self.clock()))

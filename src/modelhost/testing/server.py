@@ -131,6 +131,10 @@ class ModelhostServer:
         """boto3 `sagemaker` and `sagemaker-runtime` clients pointed at this server."""
         return boto3_clients(self.url, credentials=self.credentials, **config)
 
+    def client(self, service: str, **config: Any) -> Any:
+        """A boto3 client of any service modelhost speaks (`cloudwatch`, ...) for this server."""
+        return boto3_client(service, self.url, credentials=self.credentials, **config)
+
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """A signed call to the native `/api/...` API; raises HTTPError on 4xx/5xx."""
         return auth_client.call_native(self.url, method, path, self.credentials, body)
@@ -166,6 +170,25 @@ def signed_call(url: str, method: str, path: str, body: bytes | None = None) -> 
     """A signed urllib request for `url + path` (for tests that speak raw HTTP)."""
     headers = {"content-type": "application/json"} if body is not None else None
     return auth_client.signed_request(url + path, method, credentials_for(url), body, headers)
+
+
+def boto3_client(
+    service: str, url: str, credentials: tuple[str, str] | None = None, **config: Any
+) -> Any:
+    """One boto3 client of `service` for `url`, signed as `boto3_clients` signs."""
+    import boto3
+    from botocore.config import Config
+
+    key_id, secret = credentials or _STARTED.get(url) or auth_client.resolve()
+    kwargs: dict[str, Any] = {
+        "endpoint_url": url,
+        "region_name": "us-east-1",
+        "aws_access_key_id": key_id,
+        "aws_secret_access_key": secret,
+    }
+    if config:
+        kwargs["config"] = Config(**config)
+    return boto3.client(service, **kwargs)
 
 
 def boto3_clients(

@@ -1,7 +1,8 @@
 """Which action a request asks for: the table the guard and the policy share.
 
 The classification mirrors `Gateway` dispatch: a `POST` with `X-Amz-Target` is a JSON 1.1
-control call (SageMaker or Application Auto Scaling, told apart by the target prefix); a
+control call (SageMaker or Application Auto Scaling, told apart by the target prefix, or
+CloudWatch's JSON 1.0); CloudWatch's rpc-v2-cbor and query forms are control calls too; a
 `POST .../endpoints/{name}/{action}` outside `/api/` is the runtime; a few health paths are
 public; everything else is the native API, matched against `NATIVE_ROUTES`. A request that
 matches nothing has no action, and the policy denies it.
@@ -13,7 +14,7 @@ import enum
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 
 class Surface(enum.Enum):
@@ -29,7 +30,13 @@ class Surface(enum.Enum):
 TARGET_PREFIXES: dict[str, tuple[str, str]] = {
     "SageMaker": ("sagemaker", "sagemaker"),
     "AnyScaleFrontendService": ("application-autoscaling", "application-autoscaling"),
+    # CloudWatch in its JSON 1.0 form (awsQueryCompatible); signing name `monitoring`.
+    "GraniteServiceVersion20100801": ("monitoring", "cloudwatch"),
 }
+# CloudWatch in rpc-v2-cbor: the operation is in the path. In the query protocol
+# (form-encoded POST to `/`) it is in the body's `Action`, which the guard reads.
+CLOUDWATCH_CBOR_PREFIX = "/service/GraniteServiceVersion20100801/operation/"
+CLOUDWATCH_SERVICE = "monitoring"
 RUNTIME_SERVICE = "sagemaker"
 NATIVE_SERVICE = "sagemaker"
 
@@ -131,7 +138,20 @@ class Target:
     resource: str
 
 
-def classify(method: str, raw_path: str, target_header: str | None, metrics_public: bool) -> Target:
+def classify(
+    method: str,
+    raw_path: str,
+    target_header: str | None,
+    metrics_public: bool,
+    form: bool = False,
+) -> Target:
+    """`form`: a form-encoded body (the query protocol); its action comes from the body."""
+    if method == "POST" and raw_path.startswith(CLOUDWATCH_CBOR_PREFIX):
+        operation = unquote(raw_path[len(CLOUDWATCH_CBOR_PREFIX) :])
+        action = f"cloudwatch:{operation}" if operation and "/" not in operation else None
+        return Target(Surface.CONTROL, CLOUDWATCH_SERVICE, action, "")
+    if method == "POST" and form and raw_path in ("/", ""):
+        return Target(Surface.CONTROL, CLOUDWATCH_SERVICE, None, "")
     if method == "POST" and target_header is not None:
         prefix, _, operation = target_header.partition(".")
         service, namespace = TARGET_PREFIXES.get(prefix, ("sagemaker", ""))
@@ -154,6 +174,15 @@ def classify(method: str, raw_path: str, target_header: str | None, metrics_publ
         if resource is not None:
             return Target(Surface.NATIVE, NATIVE_SERVICE, route.action, resource)
     return Target(Surface.NATIVE, NATIVE_SERVICE, None, "")
+
+
+def query_action(target: Target, body: bytes) -> None:
+    """Fill a query-protocol request's action from its form body (`Action=...`)."""
+    if target.service != CLOUDWATCH_SERVICE or target.action is not None:
+        return
+    operation = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+    if operation.isalnum():
+        target.action = f"cloudwatch:{operation}"
 
 
 def control_resource(params: Any) -> str:

@@ -24,6 +24,7 @@ from modelhost.errors import (
     JsonTooDeep,
     RequestHeadersTooLarge,
 )
+from modelhost.gateway import cloudwatch_api
 from modelhost.gateway.asgi import (
     ASGIApp,
     Message,
@@ -35,7 +36,13 @@ from modelhost.gateway.asgi import (
     respond,
 )
 from modelhost.gateway.auth import sigv4
-from modelhost.gateway.auth.actions import Surface, Target, classify, control_resource
+from modelhost.gateway.auth.actions import (
+    Surface,
+    Target,
+    classify,
+    control_resource,
+    query_action,
+)
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.policy import Role, authorize
 from modelhost.gateway.errors import JSON_11, error_payload
@@ -108,9 +115,15 @@ class Guard:
         try:
             receive = await self.check(scope, receive)
         except Exception as exc:
-            headers = dict(scope["headers"])
-            ctype = JSON_11 if b"x-amz-target" in headers else "application/json"
-            status, out_headers, body = error_payload(exc, str(uuid.uuid4()), ctype)
+            request_id = str(uuid.uuid4())
+            wire = cloudwatch_api.wire_of(scope)
+            if wire is not None:
+                status, out_headers, body = cloudwatch_api.error_answer(wire, exc, request_id)
+                out_headers.append((b"content-length", str(len(body)).encode()))
+            else:
+                headers = dict(scope["headers"])
+                ctype = JSON_11 if b"x-amz-target" in headers else "application/json"
+                status, out_headers, body = error_payload(exc, request_id, ctype)
             await respond(send, status, out_headers, body)
             return
         await app(scope, receive, send)
@@ -134,6 +147,7 @@ class Guard:
             raw_path,
             target_header.decode("latin-1") if target_header is not None else None,
             settings.metrics_public,
+            form=headers.get(b"content-type", b"").startswith(b"application/x-www-form-urlencoded"),
         )
         if target.surface is Surface.PUBLIC:
             return receive
@@ -150,6 +164,17 @@ class Guard:
             check_json_depth(body, settings.max_json_depth)
             return replay(body, receive)
         return await self._authenticate(scope, receive, raw_path, target, limit)
+
+    def _signing_key(self, secret: str, c: sigv4.Credential) -> bytes:
+        """SigV4's derived key, cached per key, day, region and service."""
+        cache_key = (c.access_key_id, c.date, c.region, c.service)
+        derived = self._signing_keys.get(cache_key)
+        if derived is None:
+            if len(self._signing_keys) >= _SIGNING_KEY_CACHE_MAX:
+                self._signing_keys.clear()
+            derived = sigv4.signing_key(secret, c.date, c.region, c.service)
+            self._signing_keys[cache_key] = derived
+        return derived
 
     async def _authenticate(
         self, scope: Scope, receive: Receive, raw_path: str, target: Target, limit: int
@@ -174,14 +199,7 @@ class Guard:
         key, secret = found
 
         def key_for(c: sigv4.Credential) -> bytes:
-            cache_key = (c.access_key_id, c.date, c.region, c.service)
-            derived = self._signing_keys.get(cache_key)
-            if derived is None:
-                if len(self._signing_keys) >= _SIGNING_KEY_CACHE_MAX:
-                    self._signing_keys.clear()
-                derived = sigv4.signing_key(secret, c.date, c.region, c.service)
-                self._signing_keys[cache_key] = derived
-            return derived
+            return self._signing_key(secret, c)
 
         streamed = target.surface is Surface.RUNTIME and cred.payload_hash == sigv4.UNSIGNED_PAYLOAD
         body = b""
@@ -196,6 +214,7 @@ class Guard:
                     "The provided 'x-amz-content-sha256' header does not match what was computed."
                 )
             sigv4.verify(request, cred, declared or computed, key_for)
+        query_action(target, body)
         resource = target.resource
         if target.surface is not Surface.RUNTIME:
             params = check_json_depth(body, self.settings.max_json_depth)

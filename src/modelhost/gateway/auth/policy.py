@@ -2,14 +2,16 @@
 policy function `authorize`.
 
 Actions are named like IAM actions: `sagemaker:<Operation>` for the control plane and the
-runtime, `application-autoscaling:<Operation>`, and `modelhost:<Name>` for the native
-`/api/...` routes and prediction lookups. Anything not in `ACTIONS` is denied to every role.
+runtime, `application-autoscaling:<Operation>`, `cloudwatch:<Operation>`, and
+`modelhost:<Name>` for the native `/api/...` routes and prediction lookups. Anything not in
+`ACTIONS` is denied to every role.
 
 Roles nest: an invoker may only invoke (and read predictions of) the endpoints its
-pattern allows; a deployer also manages models, endpoint configs, endpoints, jobs, scaling
-and alarms; an admin also manages access keys. A key's `--endpoints` pattern limits every
-endpoint-scoped action (resources `endpoint/<name>`) and prediction-set reads
-(`predictions/<name>`), for every role.
+pattern allows, read CloudWatch metrics and alarms and publish its own metrics; a deployer
+also manages models, endpoint configs, endpoints, jobs, scaling and alarms; an admin also
+manages access keys. A key's `--endpoints` pattern limits every endpoint-scoped action
+(resources `endpoint/<name>`) and prediction-set reads (`predictions/<name>`), for every
+role; CloudWatch calls are not endpoint-scoped (as in IAM, metrics have no resource ARN).
 """
 
 from __future__ import annotations
@@ -111,6 +113,24 @@ _NATIVE_DEPLOY = tuple(
     ]
 )
 _NATIVE_ADMIN = ("CreateAccessKey", "ListAccessKeys", "RevokeAccessKey")
+# CloudWatch, as AWS's managed policies split it: reading metrics and alarms is
+# CloudWatchReadOnlyAccess (invoker); alarms change deployments (AutoRollbackConfiguration),
+# so writing them is for deployers.
+_CLOUDWATCH_READ = (
+    "GetMetricStatistics",
+    "GetMetricData",
+    "ListMetrics",
+    "DescribeAlarms",
+    "DescribeAlarmsForMetric",
+    "DescribeAlarmHistory",
+)
+_CLOUDWATCH_DEPLOY = (
+    "PutMetricAlarm",
+    "DeleteAlarms",
+    "SetAlarmState",
+    "EnableAlarmActions",
+    "DisableAlarmActions",
+)
 
 ACTIONS: dict[str, Rule] = {
     **{f"sagemaker:{op}": _DEPLOY for op in _SAGEMAKER_CONTROL},
@@ -123,6 +143,11 @@ ACTIONS: dict[str, Rule] = {
     # Rewards come from the application that invoked the endpoint.
     "modelhost:PutRewards": _INVOKE,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},
+    **{f"cloudwatch:{op}": _INVOKE for op in _CLOUDWATCH_READ},
+    **{f"cloudwatch:{op}": _DEPLOY for op in _CLOUDWATCH_DEPLOY},
+    # The application that invokes an endpoint publishes its own KPIs (bandit rewards come
+    # from them); the reserved AWS/ namespaces are refused to everyone.
+    "cloudwatch:PutMetricData": _INVOKE,
 }
 
 SCOPED_PREFIXES = ("endpoint/", "predictions/")
