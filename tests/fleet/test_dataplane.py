@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelhost.errors import ModelError, ServiceUnavailable
-from modelhost.fleet.dataplane import multimodel as mm
+from modelhost.errors import ModelError, ServiceUnavailable, ValidationError
 from modelhost.fleet.dataplane.core import Invoker, Sent
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation, Limits
 from modelhost.fleet.http1 import InstanceDisconnected
@@ -123,7 +121,6 @@ def plane(
     route: EndpointRoute,
     transport: FakeTransport,
     health: FakeHealth | None = None,
-    fetch: Callable[[str], Path] | None = None,
 ) -> DataPlane:
     limits = Limits(timeout_s=5.0, max_payload_bytes=1000, model_busy_outstanding=8, home=tmp_path)
     return DataPlane(
@@ -135,7 +132,6 @@ def plane(
         InvocationMetrics(),
         limits,
         lambda e: f"arn:log:{e}",
-        fetch or (lambda url: tmp_path),
     )
 
 
@@ -237,34 +233,26 @@ def test_a_404_after_two_reloads_reaches_the_caller(tmp_path: Path) -> None:
     assert len(loads) == 3  # the first load and MAX_RELOADS reloads
 
 
-def test_instances_that_fetch_get_the_artifact_location(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(mm, "GATEWAY_FETCHES_ARTIFACTS", False)
+def test_instances_get_the_artifact_location(tmp_path: Path) -> None:
     a = instance("a", 1, model_data_prefix="s3://bucket/p")
     loads: list[dict[str, Any]] = []
     transport = FakeTransport({a.address: mme_handler([200], loads)})
-
-    def no_fetch(url: str) -> Path:
-        raise AssertionError("the gateway must not fetch")
-
-    invoke(plane(tmp_path, mme_route(a), transport, fetch=no_fetch), request("CA.tar.gz"))
+    invoke(plane(tmp_path, mme_route(a), transport), request("CA.tar.gz"))
     assert loads == [{"model_name": "CA.tar.gz", "url": "s3://bucket/p/CA.tar.gz"}]
 
 
-def test_the_gateway_as_host_agent_posts_a_local_directory(tmp_path: Path) -> None:
+def test_a_location_the_instance_cannot_fetch_is_the_callers_error(tmp_path: Path) -> None:
     a = instance("a", 1, model_data_prefix="s3://bucket/p")
-    loads: list[dict[str, Any]] = []
-    transport = FakeTransport({a.address: mme_handler([200], loads)})
-    fetched: list[str] = []
 
-    def fetch(url: str) -> Path:
-        fetched.append(url)
-        return tmp_path
+    async def handler(method: bytes, path: bytes, _h: Any, body: bytes) -> Reply:
+        message = "Failed to download model data for CA.tar.gz at s3://bucket/p/CA.tar.gz"
+        return 404, {}, json.dumps({"artifactError": True, "message": message}).encode()
 
-    invoke(plane(tmp_path, mme_route(a), transport, fetch=fetch), request("CA.tar.gz"))
-    assert fetched == ["s3://bucket/p/CA.tar.gz"]
-    assert loads == [{"model_name": "CA.tar.gz", "url": str(tmp_path)}]
+    with pytest.raises(ValidationError, match="Failed to download model data"):
+        invoke(
+            plane(tmp_path, mme_route(a), FakeTransport({a.address: handler})), request("CA.tar.gz")
+        )
+    assert a.models == set()
 
 
 def test_models_evicted_by_a_load_leave_the_routing_record(tmp_path: Path) -> None:

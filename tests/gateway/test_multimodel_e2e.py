@@ -293,6 +293,10 @@ def test_seeds_flow_from_s3_with_boto3(tmp_path: Path, states: StateModels) -> N
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",
+            # Multi-model instances read s3:// themselves and never see the gateway's
+            # environment: their key is handed over explicitly.
+            "MODELHOST_S3_ACCESS_KEY_ID": "testing",
+            "MODELHOST_S3_SECRET_ACCESS_KEY": "testing",
         }
         with ModelhostServer(tmp_path / "home", env=env) as srv:
             sm, rt = srv.clients()

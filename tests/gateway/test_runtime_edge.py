@@ -54,7 +54,6 @@ def make_api(
         InvocationMetrics(),
         limits,
         lambda e: f"arn:log:{e}",
-        lambda url: tmp_path,
     )
     return RuntimeAPI(plane, 1000, ACCOUNT)
 

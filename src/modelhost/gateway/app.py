@@ -100,7 +100,6 @@ def _data_plane(
         metrics=metrics,
         limits=limits,
         log_stream=log_stream,
-        fetch=controller.artifacts.fetch,
     )
 
 

@@ -20,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from modelhost.errors import ModelError
+from modelhost.errors import ModelError, ValidationError
 from modelhost.fleet.dataplane.core import (
     MAX_ORIGINAL_MESSAGE,
     Headers,
@@ -33,7 +31,6 @@ from modelhost.fleet.dataplane.core import (
     Sent,
     json_object,
 )
-from modelhost.fleet.dataplane.host_agent import HostAgent, alone_too_large
 from modelhost.fleet.instance import Instance
 from modelhost.routing.models import pick_for_model
 from modelhost.routing.table import Target, VariantRoute
@@ -42,13 +39,6 @@ if TYPE_CHECKING:
     from modelhost.telemetry.model_metrics import ModelMetrics
 
 __all__ = ["MultiModelInvoker", "artifact_url", "json_object"]
-
-GATEWAY_FETCHES_ARTIFACTS = True
-"""THE switch of the multi-model move (issue 19): True while instances take only a local
-directory in `POST /models` (the gateway fetches the artifact and unloads for servers that
-answer 507: `host_agent.py`); False once instances fetch the artifact's location
-themselves (`s3://`, `file://`, a path) and evict on their own. Flip it, then delete
-`host_agent.py` and its uses."""
 
 TARGET_MODEL = b"x-amzn-sagemaker-target-model"
 MAX_RELOADS = 2  # 404s from an instance (model gone) before the 404 reaches the caller
@@ -70,12 +60,10 @@ class MultiModelInvoker:
         core: Invoker,
         metrics: ModelMetrics,
         busy_outstanding: int,
-        fetch: Callable[[str], Path],
     ) -> None:
         self.core = core
         self.metrics = metrics
         self.busy_outstanding = busy_outstanding
-        self.agent = HostAgent(core, metrics, fetch) if GATEWAY_FETCHES_ARTIFACTS else None
         self._loads: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._hit_children: dict[Labels, Any] = {}
         self._model_children: dict[Labels, Any] = {}
@@ -123,13 +111,7 @@ class MultiModelInvoker:
         self, instance: Instance, target: str, path: bytes, headers: Headers, body: bytes
     ) -> Sent:
         started = time.perf_counter()
-        if self.agent is not None:
-            self.agent.use(instance.instance_id, target, 1)
-        try:
-            status, out_headers, out = await self.core.post(instance, path, headers, body)
-        finally:
-            if self.agent is not None:
-                self.agent.use(instance.instance_id, target, -1)
+        status, out_headers, out = await self.core.post(instance, path, headers, body)
         return Sent(status, out_headers, out, instance, (time.perf_counter() - started) * 1e6)
 
     def _bound(self, labels: Labels, target: str, hit: bool | None) -> None:
@@ -164,17 +146,16 @@ class MultiModelInvoker:
         await asyncio.shield(task)
 
     async def _load(self, labels: Labels, instance: Instance, target: str, url: str) -> None:
-        location = url if self.agent is None else await self.agent.local_dir(labels, url)
-        request = json.dumps({"model_name": target, "url": location}).encode()
+        # The instance (or a user's server's host agent) fetches the location itself.
+        request = json.dumps({"model_name": target, "url": url}).encode()
         started = time.perf_counter()
         status, out = await self._post_load(labels, instance, target, request)
         doc = json_object(out)
-        if status == 507 and self.agent is not None and not alone_too_large(doc):
-            retry = lambda: self._post_load(labels, instance, target, request)  # noqa: E731
-            started, status, out = await self.agent.make_room(labels, instance, target, out, retry)
-            doc = json_object(out)
         if status == 200:
             self._observe_load(labels, instance, doc, (time.perf_counter() - started) * 1e6)
+        elif doc.get("artifactError") is True:
+            # The location could not be fetched: the caller's TargetModel, not the model.
+            raise ValidationError(str(doc.get("message")))
         elif status != 409:  # 409: loaded already (by a request we did not see)
             message = str(
                 doc.get("message") or out[:MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")

@@ -78,7 +78,6 @@ class DataPlane:
         metrics: InvocationMetrics,
         limits: Limits,
         log_stream: Callable[[str], str],
-        fetch: Callable[[str], Path],
     ) -> None:
         self.routes = routes
         self.bandits = bandits
@@ -87,7 +86,7 @@ class DataPlane:
         self.core = Invoker(http, health, rand, limits.timeout_s, log_stream)
         self.single = SingleModelInvoker(self.core)
         self.multi_model = MultiModelInvoker(
-            self.core, metrics.models, limits.model_busy_outstanding, fetch
+            self.core, metrics.models, limits.model_busy_outstanding
         )
         self.multi_container = MultiContainerInvoker(self.core, metrics.containers)
         self.shadows = ShadowMirror(self.core, metrics, limits.home)
