@@ -185,3 +185,20 @@ class AccessDeniedException(ModelhostError):
 class RequestHeadersTooLarge(ModelhostError):
     code = "RequestHeaderFieldsTooLarge"
     status = 431
+
+
+# --- CloudWatch Logs (JSON 1.1, `Logs_20140328.*`) ------------------------------------------
+
+
+class LogResourceNotFound(ModelhostError):
+    """A log group or log stream that does not exist (CloudWatch Logs' code)."""
+
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class InvalidParameterException(ModelhostError):
+    """A CloudWatch Logs parameter that is malformed, out of range or in conflict."""
+
+    code = "InvalidParameterException"
+    status = 400

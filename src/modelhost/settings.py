@@ -129,6 +129,21 @@ class Settings(BaseSettings):
         description="Multi-model routing: in-flight requests at which an instance holding the "
         "target model counts as overloaded, so the least-loaded instance loads it too.",
     )
+    # --- instance logs as CloudWatch Logs (docs/logs.md) ---
+    logs_retention_s: float = Field(
+        default=14 * 86_400.0,
+        description="Age after which instance log events (and idle instance log files) are "
+        "dropped.",
+    )
+    logs_max_bytes: int = Field(
+        default=512 * MIB,
+        description="Most bytes of log messages kept in logs.db; beyond it the oldest go first.",
+    )
+    logs_poll_interval_s: float = Field(
+        default=1.0,
+        description="How often the gateway indexes what instances wrote to their log files "
+        "(every CloudWatch Logs read indexes first too).",
+    )
 
     @property
     def metadata_url(self) -> str:

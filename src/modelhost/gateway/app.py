@@ -30,6 +30,8 @@ from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.jobs_api import JobsAPI
+from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
+from modelhost.gateway.logs_api import LogsAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
@@ -82,6 +84,7 @@ class Gateway:
         self.metrics.routing.outcomes = self._outcome_rows
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
+        self.logs_api = LogsAPI(settings)
         self.jobs.predictions = self.predictions_api.backend
         # Keys live in home even with auth off, so turning it on later keeps them.
         self.keys = KeyStore(settings.home)
@@ -106,6 +109,7 @@ class Gateway:
         await self.controller.start()
         await self.jobs.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
+        log_indexing = asyncio.ensure_future(self.logs_api.start())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -131,10 +135,12 @@ class Gateway:
             yield
         finally:
             alarm_loop.cancel()
+            log_indexing.cancel()
             await self.jobs.stop()
             await self.controller.stop()
             self.store.close()
             await self.predictions_api.aclose()
+            self.logs_api.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)
@@ -144,9 +150,12 @@ class Gateway:
             await self.predictions_api(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "POST":
-            for name, _ in scope["headers"]:
+            for name, value in scope["headers"]:
                 if name == b"x-amz-target":
-                    await self.control_api(scope, receive, send)
+                    if value.startswith(LOGS_TARGET_PREFIX.encode()):
+                        await self.logs_api(scope, receive, send)
+                    else:
+                        await self.control_api(scope, receive, send)
                     return
             raw = scope.get("raw_path") or scope["path"].encode()
             # `/api/endpoints/...` is modelhost's own API (e.g. promote-shadow).

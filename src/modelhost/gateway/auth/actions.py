@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from modelhost.telemetry.logs import group_endpoint, group_from_arn
+
 
 class Surface(enum.Enum):
     """The API a request belongs to; decides its signing service and body limit."""
@@ -29,6 +31,7 @@ class Surface(enum.Enum):
 TARGET_PREFIXES: dict[str, tuple[str, str]] = {
     "SageMaker": ("sagemaker", "sagemaker"),
     "AnyScaleFrontendService": ("application-autoscaling", "application-autoscaling"),
+    "Logs_20140328": ("logs", "logs"),
 }
 RUNTIME_SERVICE = "sagemaker"
 NATIVE_SERVICE = "sagemaker"
@@ -157,13 +160,17 @@ def classify(method: str, raw_path: str, target_header: str | None, metrics_publ
 
 
 def control_resource(params: Any) -> str:
-    """The endpoint a control call names, if any: `EndpointName`, or an autoscaling
-    `ResourceId` of the form `endpoint/<name>/variant/<variant>`."""
+    """The endpoint a control call names, if any: `EndpointName`, an autoscaling
+    `ResourceId` of the form `endpoint/<name>/variant/<variant>`, or an endpoint's log
+    group (`/aws/sagemaker/Endpoints/<name>`)."""
     if not isinstance(params, dict):
         return ""
     name = params.get("EndpointName")
     if isinstance(name, str):
         return f"endpoint/{name}"
+    group = params.get("logGroupName") or params.get("logGroupIdentifier")
+    if isinstance(group, str) and (endpoint := group_endpoint(group_from_arn(group))):
+        return f"endpoint/{endpoint}"
     resource_id = params.get("ResourceId")
     if isinstance(resource_id, str) and resource_id.startswith("endpoint/"):
         return "endpoint/" + resource_id.split("/")[1]
