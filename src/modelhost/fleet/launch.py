@@ -93,6 +93,9 @@ def build_launch_spec(
             # deadline turns the same failure into a bare timeout.
             "MODELHOST_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
+            # Prints of a user's script reach the instance log (CloudWatch Logs) line by
+            # line, as SageMaker's framework images set it.
+            "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),
         }
     )
     return LaunchSpec(

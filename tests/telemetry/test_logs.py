@@ -1,0 +1,233 @@
+"""Instance logs as CloudWatch Logs, without processes: names, filter patterns, the
+indexer's timestamps and resume points, GetLogEvents/FilterLogEvents pages and retention."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from modelhost.errors import InvalidParameterException
+from modelhost.telemetry.log_filter import FilterPatternError, parse_filter_pattern
+from modelhost.telemetry.log_indexer import LogIndexer, leading_time_ms, split_lines, stamp
+from modelhost.telemetry.log_pages import event_page, filter_page
+from modelhost.telemetry.log_store import LogStore, Stream
+from modelhost.telemetry.logs import (
+    TRANSFORM_GROUP,
+    group_endpoint,
+    group_from_arn,
+    instance_log_stream_arn,
+    stream_for_path,
+)
+
+
+class Clock:
+    def __init__(self, t: float = 1_800_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture()
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture()
+def store(tmp_path: Path, clock: Clock) -> Iterator[LogStore]:
+    s = LogStore(tmp_path / "logs.db", retention_s=3600, max_bytes=10_000_000, clock=clock)
+    yield s
+    s.close()
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(text)
+    # Old enough that an unterminated last line counts (the writer went quiet).
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+
+
+def test_names_follow_sagemaker(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    assert stream_for_path(logs, logs / "churn" / "AllTraffic" / "i-abc.log") == (
+        "/aws/sagemaker/Endpoints/churn",
+        "AllTraffic/i-abc",
+    )
+    assert stream_for_path(logs, logs / "mc" / "v1" / "pre" / "i-1.log") == (
+        "/aws/sagemaker/Endpoints/mc",
+        "v1/i-1/pre",
+    )
+    assert stream_for_path(logs, logs / "transform-job1" / "instances" / "i-2.log") == (
+        TRANSFORM_GROUP,
+        "job1/i-2",
+    )
+    assert stream_for_path(logs, logs / "x.log") is None
+    assert stream_for_path(logs, logs / "a" / "b" / "notes.txt") is None
+    assert stream_for_path(logs, tmp_path / "elsewhere" / "a" / "i.log") is None
+    arn = instance_log_stream_arn("us-east-1", "123456789012", "churn", "AllTraffic", "i-abc")
+    assert arn == (
+        "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/churn"
+        ":log-stream:AllTraffic/i-abc"
+    )
+    assert group_from_arn("arn:aws:logs:r:1:log-group:/aws/x:*") == "/aws/x"
+    assert group_from_arn("/aws/x") == "/aws/x"
+    assert group_endpoint("/aws/sagemaker/Endpoints/churn") == "churn"
+    assert group_endpoint(TRANSFORM_GROUP) is None
+
+
+def test_filter_patterns() -> None:
+    p = parse_filter_pattern('ERROR "model loaded" -timeout')
+    assert p.matches("ERROR: model loaded late")
+    assert not p.matches("ERROR: model loaded, timeout")
+    assert not p.matches("error: model loaded")  # case-sensitive, as CloudWatch
+    assert not p.matches("ERROR: Model loaded")
+    either = parse_filter_pattern("?WARN ?ERROR")
+    assert either.matches("a WARN b") and either.matches("ERROR") and not either.matches("INFO")
+    assert parse_filter_pattern("").is_empty() and parse_filter_pattern(None).matches("x")
+    assert parse_filter_pattern(r'"say \"hi\""').required == ('say "hi"',)
+    for bad in ('{ $.level = "x" }', "[ip, user]", '"open'):
+        with pytest.raises(FilterPatternError):
+            parse_filter_pattern(bad)
+
+
+def test_leading_times_and_stamping() -> None:
+    utc = leading_time_ms(b"2026-12-06T09:40:01.250Z started")
+    assert utc == int(datetime.fromisoformat("2026-12-06T09:40:01.250+00:00").timestamp() * 1000)
+    local = leading_time_ms(b"2026-12-06 09:40:01,250 INFO x")
+    assert local == int(datetime(2026, 12, 6, 9, 40, 1, 250_000).timestamp() * 1000)
+    assert leading_time_ms(b"[2026-12-06 09:40:01+02:00] x") == utc - 2 * 3600 * 1000 - 250
+    assert leading_time_ms(b"hello 2026-12-06 09:40:01") is None
+    assert leading_time_ms(b"2026-13-06 09:40:01 bad month") is None
+    now = utc + 60_000
+    events = stamp(
+        [b"2026-12-06T09:40:01.250Z a\n", b"no time\n", b"\n", b"2026-12-06T09:39:00Z b\r\n"],
+        last_ms=None,
+        ingest_ms=now,
+        oldest_ms=0,
+    )
+    # Own time, then ingestion time, the blank line dropped, and never backwards.
+    assert [(e.timestamp_ms, e.message) for e in events] == [
+        (utc, "2026-12-06T09:40:01.250Z a"),
+        (now, "no time"),
+        (now, "2026-12-06T09:39:00Z b"),
+    ]
+    future = stamp([b"2030-01-01T00:00:00Z x"], last_ms=None, ingest_ms=now, oldest_ms=0)
+    assert future[0].timestamp_ms == now
+    assert split_lines(b"a\nb\npart", at_eof_and_idle=False) == ([b"a", b"b"], 4)
+    assert split_lines(b"a\npart", at_eof_and_idle=True) == ([b"a", b"part"], 6)
+
+
+def test_indexer_resumes_where_it_stopped(tmp_path: Path, clock: Clock) -> None:
+    logs = tmp_path / "logs"
+    path = logs / "ep" / "AllTraffic" / "i-1.log"
+    _write(path, "one\ntwo\npart")
+    store = LogStore(tmp_path / "logs.db", retention_s=3600, max_bytes=1 << 20, clock=clock)
+    indexer = LogIndexer(store, logs, clock=clock)
+    assert indexer.sync() == 3  # the idle unterminated line counts
+    assert indexer.sync() == 0
+    _write(path, "\nthree\n")
+    assert indexer.sync() == 1
+    store.close()
+    # A restart resumes from the stored position: nothing is read twice.
+    store = LogStore(tmp_path / "logs.db", retention_s=3600, max_bytes=1 << 20, clock=clock)
+    indexer = LogIndexer(store, logs, clock=clock)
+    _write(path, "four\n")
+    assert indexer.sync() == 1
+    stream = store.stream("/aws/sagemaker/Endpoints/ep", "AllTraffic/i-1")
+    assert stream is not None
+    page = event_page(
+        store, stream, token=None, start_from_head=True, start_ms=None, end_ms=None, limit=100
+    )
+    assert [e["message"] for e in page["events"]] == ["one", "two", "part", "three", "four"]
+    store.close()
+
+
+def _stream_with(store: LogStore, clock: Clock, name: str, messages: list[str]) -> Stream:
+    from modelhost.telemetry.log_store import NewEvent
+
+    stream = store.stream("g", name) or store.ensure_stream("g", name, None)
+    base = int(clock() * 1000)
+    events = [NewEvent(base + i, m) for i, m in enumerate(messages)]
+    store.append(stream, events, "f", 0)
+    clock.t += len(messages) / 1000
+    return stream
+
+
+def test_get_log_events_pages_and_tokens(store: LogStore, clock: Clock) -> None:
+    stream = _stream_with(store, clock, "s", [f"m{i}" for i in range(7)])
+
+    def page(token: str | None = None, head: bool = True, **kw: int) -> dict:  # type: ignore[type-arg]
+        args = {"start_ms": None, "end_ms": None, "limit": 3, **kw}
+        return event_page(store, stream, token=token, start_from_head=head, **args)
+
+    # The SDK's loop: startFromHead, follow nextForwardToken until a page is empty.
+    seen, token = [], None
+    while True:
+        p = page(token)
+        if not p["events"]:
+            assert p["nextForwardToken"] == token  # the token repeats at the end
+            break
+        seen += [e["message"] for e in p["events"]]
+        token = p["nextForwardToken"]
+    assert seen == [f"m{i}" for i in range(7)]
+    # New events appear behind the repeated token.
+    _stream_with(store, clock, "s", ["m7"])
+    assert [e["message"] for e in page(token)["events"]] == ["m7"]
+    # Without startFromHead: the newest events; backward tokens walk to the start.
+    last = page(head=False)
+    assert [e["message"] for e in last["events"]] == ["m5", "m6", "m7"]
+    back = page(last["nextBackwardToken"])
+    assert [e["message"] for e in back["events"]] == ["m2", "m3", "m4"]
+    back = page(page(back["nextBackwardToken"])["nextBackwardToken"])
+    assert back["events"] == []
+    # Time window: startTime inclusive, endTime exclusive.
+    first = page()["events"][0]["timestamp"]
+    window = page(start_ms=first + 2, end_ms=first + 4, limit=10)
+    assert [e["message"] for e in window["events"]] == ["m2", "m3"]
+    for bad in ("x", "f/abc", "q/1"):
+        with pytest.raises(InvalidParameterException):
+            page(bad)
+
+
+def test_filter_log_events_across_streams(store: LogStore, clock: Clock) -> None:
+    a = _stream_with(store, clock, "v/a", ["hello ERROR 1", "fine", "ERROR 2"])
+    b = _stream_with(store, clock, "v/b", ["ERROR 3", "ERROR 4 timeout"])
+    pattern = parse_filter_pattern("ERROR -timeout")
+    got, token = [], None
+    while True:
+        p = filter_page(store, [a, b], pattern, token=token, start_ms=None, end_ms=None, limit=2)
+        got += [(e["logStreamName"], e["message"]) for e in p["events"]]
+        token = p.get("nextToken")
+        if token is None:
+            break
+    assert got == [("v/a", "hello ERROR 1"), ("v/a", "ERROR 2"), ("v/b", "ERROR 3")]
+    everything = filter_page(
+        store, [b], parse_filter_pattern(""), token=None, start_ms=None, end_ms=None, limit=10
+    )
+    assert [e["message"] for e in everything["events"]] == ["ERROR 3", "ERROR 4 timeout"]
+    assert "nextToken" not in everything
+
+
+def test_retention_by_age_and_size(tmp_path: Path, clock: Clock) -> None:
+    store = LogStore(tmp_path / "logs.db", retention_s=60, max_bytes=1000, clock=clock)
+    old = _stream_with(store, clock, "old", ["x" * 100] * 3)
+    clock.t += 120
+    new = _stream_with(store, clock, "new", ["y" * 100] * 5)
+    assert store.enforce_retention() == 3  # older than 60 s
+    assert store.stream("g", "old") is None  # empty and fileless: gone
+    assert old.id != new.id
+    _stream_with(store, clock, "new", ["z" * 100] * 8)  # 1300 bytes > 1000
+    store.enforce_retention()
+    kept = store.stream("g", "new")
+    assert kept is not None and kept.stored_bytes <= 900
+    page = event_page(
+        store, kept, token=None, start_from_head=True, start_ms=None, end_ms=None, limit=100
+    )
+    assert page["events"][-1]["message"] == "z" * 100  # the oldest went first
+    assert page["events"][0]["timestamp"] == kept.first_event_ms
+    store.close()
