@@ -43,6 +43,10 @@ def credentials(home: Path | None, url: str | None) -> None:
         ("AWS_ENDPOINT_URL_SAGEMAKER", endpoint),
         ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", endpoint),
         ("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", endpoint),
+        # CloudWatch Logs (instance logs; the SageMaker SDK tails job logs there) and
+        # CloudWatch.
+        ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", endpoint),
+        ("AWS_ENDPOINT_URL_CLOUDWATCH", endpoint),
     ):
         click.echo(f"export {name}={value}")
 

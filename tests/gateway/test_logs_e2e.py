@@ -265,3 +265,46 @@ def test_aws_cli_describe_log_streams(
     )
     streams = json.loads(out.stdout)["logStreams"]
     assert all(s["logStreamName"].startswith("AllTraffic/i-") for s in streams) and streams
+
+
+def test_cli_logs_and_credentials(logs_server: ModelhostServer, echo_endpoint: str) -> None:
+    marker = uuid.uuid4().hex
+    _invoke(logs_server, echo_endpoint, marker)
+    env = {**os.environ, "MODELHOST_URL": logs_server.url, "MODELHOST_HOME": str(logs_server.home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "modelhost", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    out = cli("logs", echo_endpoint, "--since", "1h", "--filter", marker)
+    assert out.returncode == 0, out.stderr
+    (line,) = out.stdout.splitlines()
+    assert line.endswith(f" predict_fn saw marker={marker}") and " AllTraffic/i-" in line
+    missing = cli("logs", "no-such-endpoint")
+    assert missing.returncode == 1 and "no logs for endpoint no-such-endpoint" in missing.stderr
+    assert cli("logs").returncode == 2  # neither an endpoint nor --job
+    # `modelhost credentials` points unmodified boto3 `logs` code at the server.
+    creds = cli("credentials")
+    exported = dict(
+        line.removeprefix("export ").split("=", 1) for line in creds.stdout.splitlines()
+    )
+    assert exported["AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"] == logs_server.url
+    assert exported["AWS_ENDPOINT_URL_CLOUDWATCH"] == logs_server.url
+    script = (
+        "import boto3; print(boto3.client('logs').describe_log_groups()['logGroups'][0]"
+        "['logGroupName'])"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**clean, **exported},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.stdout.strip().startswith("/aws/sagemaker/"), run.stderr

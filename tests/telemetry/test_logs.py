@@ -231,3 +231,51 @@ def test_retention_by_age_and_size(tmp_path: Path, clock: Clock) -> None:
     assert page["events"][-1]["message"] == "z" * 100  # the oldest went first
     assert page["events"][0]["timestamp"] == kept.first_event_ms
     store.close()
+
+
+def test_cli_spans_and_lines() -> None:
+    from modelhost.cli_logs import format_event, since_ms
+
+    assert since_ms("10m", 1000.0) == 400_000
+    assert since_ms("1.5h", 10_000.0) == 4_600_000
+    assert since_ms("2026-12-06T09:00:00+00:00", 0) == 1_796_547_600_000
+    with pytest.raises(Exception, match="use a span"):
+        since_ms("yesterday", 0)
+    event = {"timestamp": 1_796_547_600_250, "logStreamName": "AllTraffic/i-1", "message": "hi"}
+    line = format_event(event, show_stream=True)
+    assert line.endswith(".250 AllTraffic/i-1 hi")
+    assert format_event(event, show_stream=False).endswith(".250 hi")
+
+
+def test_logs_actions_are_for_deployers_scoped_by_endpoint() -> None:
+    from modelhost.gateway.auth.actions import classify, control_resource
+    from modelhost.gateway.auth.policy import Role, authorize
+
+    target = classify("POST", "/", "Logs_20140328.GetLogEvents", True)
+    assert (target.service, target.action) == ("logs", "logs:GetLogEvents")
+    group = {"logGroupName": "/aws/sagemaker/Endpoints/churn-1", "logStreamName": "x"}
+    assert control_resource(group) == "endpoint/churn-1"
+    arn = "arn:aws:logs:us-east-1:1:log-group:/aws/sagemaker/Endpoints/churn-2:*"
+    assert control_resource({"logGroupIdentifier": arn}) == "endpoint/churn-2"
+    assert control_resource({"logGroupName": TRANSFORM_GROUP}) == ""
+    for op in ("DescribeLogGroups", "DescribeLogStreams", "GetLogEvents", "FilterLogEvents"):
+        assert authorize(Role.DEPLOYER, f"logs:{op}", "endpoint/churn-1", "churn-*")
+        assert not authorize(Role.DEPLOYER, f"logs:{op}", "endpoint/fraud", "churn-*")
+        assert not authorize(Role.INVOKER, f"logs:{op}", "endpoint/churn-1", "*")
+
+
+def test_every_logs_operation_has_a_policy_entry(tmp_path: Path) -> None:
+    from modelhost.gateway.auth.actions import classify
+    from modelhost.gateway.auth.policy import ACTIONS
+    from modelhost.gateway.logs_api import TARGET_PREFIX, LogsAPI
+    from modelhost.settings import Settings
+
+    api = LogsAPI(Settings(home=tmp_path))
+    assert sorted(api.operations) == [
+        "DescribeLogGroups",
+        "DescribeLogStreams",
+        "FilterLogEvents",
+        "GetLogEvents",
+    ]
+    for op in api.operations:
+        assert classify("POST", "/", TARGET_PREFIX + op, True).action in ACTIONS, op
