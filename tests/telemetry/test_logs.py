@@ -279,3 +279,27 @@ def test_every_logs_operation_has_a_policy_entry(tmp_path: Path) -> None:
     ]
     for op in api.operations:
         assert classify("POST", "/", TARGET_PREFIX + op, True).action in ACTIONS, op
+
+
+def test_background_poll_skips_cold_files_until_a_full_scan(tmp_path: Path, clock: Clock) -> None:
+    from modelhost.telemetry.log_indexer import FULL_SCAN_INTERVAL_S, HOT_FILE_S
+
+    logs = tmp_path / "logs"
+    hot, cold = logs / "ep" / "v" / "i-hot.log", logs / "ep" / "v" / "i-cold.log"
+    _write(hot, "a\n")
+    _write(cold, "a\n")
+    store = LogStore(tmp_path / "logs.db", retention_s=3600, max_bytes=1 << 20, clock=clock)
+    indexer = LogIndexer(store, logs, clock=clock)
+    assert indexer.sync() == 2
+    clock.t += HOT_FILE_S + 1
+    _write(hot, "b\n")
+    assert indexer.sync(full=False) == 1  # a full scan is due: finds the cold file's change
+    clock.t += 1
+    _write(hot, "c\n")
+    _write(cold, "b\n")
+    assert indexer.sync(full=False) == 1  # only the file that changed lately
+    clock.t += FULL_SCAN_INTERVAL_S
+    assert indexer.sync(full=False) == 1  # the cold file, at the next full scan
+    _write(cold, "c\n")
+    assert indexer.sync() == 1  # API reads always scan everything
+    store.close()

@@ -8,8 +8,9 @@ transaction as the events, so a restart neither repeats nor skips a line), and s
 line with the time the line itself starts with (`2026-12-06 09:40:01,123 ...`, the format
 of Python's logging and of most servers; naive times are local), else with the time it
 read the line. It runs every `logs_poll_interval_s` and before every API read, so an
-unstamped line's time is at most one poll late. A stream's times never go backwards: a
-line stamped earlier than the line before it gets the earlier line's time.
+unstamped line's time is at most one poll late (for a file idle for minutes, at most
+`FULL_SCAN_INTERVAL_S`: the poll skips files that have not changed lately). A stream's
+times never go backwards: a line stamped earlier than the one before it gets that time.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ MAX_READ_BYTES = 8 * 1024 * 1024  # per file per sync, so one chatty instance ca
 PARTIAL_LINE_FLUSH_S = 2.0  # an unterminated last line is indexed once the file is this idle
 FUTURE_SLACK_MS = 5_000
 SWEEP_INTERVAL_S = 60.0
+# The background poll stats only files that changed lately; the whole tree (new files,
+# long-idle ones) is walked this often, and on every API read.
+FULL_SCAN_INTERVAL_S = 10.0
+HOT_FILE_S = 300.0
 
 _LEADING_TIME = re.compile(
     rb"^\[?(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2}):(\d{2})(?:[.,](\d{1,6}))?"
@@ -105,23 +110,38 @@ class LogIndexer:
         self.clock = clock
         self._lock = threading.Lock()
         self._streams: dict[str, Stream] = {s.path: s for s in store.tracked_streams() if s.path}
+        self._changed: dict[str, float] = {}  # path -> when it last grew (clock time)
+        self._last_full_scan = -FULL_SCAN_INTERVAL_S
 
-    def sync(self) -> int:
-        """Index what the files gained since the last sync; returns the events added."""
+    def sync(self, full: bool = True) -> int:
+        """Index what the files gained since the last sync; returns the events added.
+        `full=False` (the background poll) looks only at recently changed files unless a
+        full scan is due."""
         with self._lock:
+            now = self.clock()
+            if full or now - self._last_full_scan >= FULL_SCAN_INTERVAL_S:
+                self._last_full_scan = now
+                paths = list(self._files())
+            else:
+                paths = [Path(p) for p, t in self._changed.items() if now - t < HOT_FILE_S]
             added = 0
-            for path in self._files():
-                stream = self._streams.get(str(path))
+            for path in paths:
+                key = str(path)
+                stream = self._streams.get(key)
                 if stream is None:
                     names = stream_for_path(self.logs_dir, path)
                     if names is None:
                         continue
-                    stream = self.store.ensure_stream(*names, str(path))
-                    self._streams[str(path)] = stream
+                    stream = self.store.ensure_stream(*names, key)
+                    self._streams[key] = stream
+                    self._changed[key] = now
+                before = (stream.file_id, stream.file_offset)
                 try:
                     added += self._index(path, stream)
                 except OSError as exc:
                     log.debug("cannot index %s: %s", path, exc)
+                if (stream.file_id, stream.file_offset) != before:
+                    self._changed[key] = now
             return added
 
     def sweep(self) -> int:
@@ -138,16 +158,21 @@ class LogIndexer:
                 if not path.exists():
                     self.store.forget_file(stream)
                     del self._streams[key]
+                    self._changed.pop(key, None)
+            now = self.clock()
+            for key, changed in list(self._changed.items()):
+                if now - changed >= HOT_FILE_S:
+                    del self._changed[key]
         return self.store.enforce_retention()
 
     async def run(self, poll_interval_s: float) -> None:
         """Sync forever (the gateway runs this as a task); sweep once a minute."""
-        last_sweep = 0.0
+        last_sweep = -SWEEP_INTERVAL_S
         while True:
             try:
-                await asyncio.to_thread(self.sync)
-                if time.monotonic() - last_sweep >= SWEEP_INTERVAL_S:
-                    last_sweep = time.monotonic()
+                await asyncio.to_thread(self.sync, False)
+                if self.clock() - last_sweep >= SWEEP_INTERVAL_S:
+                    last_sweep = self.clock()
                     await asyncio.to_thread(self.sweep)
             except Exception:
                 log.exception("indexing instance logs failed")
@@ -176,5 +201,6 @@ class LogIndexer:
         ingest = now_ms(self.clock)
         oldest = ingest - int(self.store.retention_s * 1000)
         events = stamp(lines, stream.last_event_ms, ingest, oldest)
-        self.store.append(stream, events, file_id, offset + used)
+        if events or (file_id, offset + used) != (stream.file_id, stream.file_offset):
+            self.store.append(stream, events, file_id, offset + used)
         return len(events)
