@@ -20,6 +20,7 @@ from modelhost.telemetry.logs import (
     group_endpoint,
     group_from_arn,
     instance_log_stream_arn,
+    log_stream_arn_for_file,
     stream_for_path,
 )
 
@@ -74,6 +75,14 @@ def test_names_follow_sagemaker(tmp_path: Path) -> None:
         "arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/Endpoints/churn"
         ":log-stream:AllTraffic/i-abc"
     )
+    member = logs / "churn" / "v1" / "pre" / "i-9.log"
+    assert log_stream_arn_for_file("r", "1", logs, member) == (
+        "arn:aws:logs:r:1:log-group:/aws/sagemaker/Endpoints/churn:log-stream:v1/i-9/pre"
+    )
+    assert log_stream_arn_for_file("r", "1", logs, member) == instance_log_stream_arn(
+        "r", "1", "churn", "v1", "i-9", "pre"
+    )
+    assert log_stream_arn_for_file("r", "1", logs, tmp_path / "x.log") is None
     assert group_from_arn("arn:aws:logs:r:1:log-group:/aws/x:*") == "/aws/x"
     assert group_from_arn("/aws/x") == "/aws/x"
     assert group_endpoint("/aws/sagemaker/Endpoints/churn") == "churn"

@@ -52,12 +52,31 @@ def log_stream_arn(region: str, account_id: str, group: str, stream: str) -> str
 
 
 def instance_log_stream_arn(
-    region: str, account_id: str, endpoint: str, variant: str, instance_id: str
+    region: str,
+    account_id: str,
+    endpoint: str,
+    variant: str,
+    instance_id: str,
+    container: str | None = None,
 ) -> str:
-    """The stream ARN of an endpoint instance's log, for the `LogStreamArn` of a ModelError."""
+    """The stream ARN of an endpoint instance's log, for the `LogStreamArn` of a ModelError
+    (`container`: the host name of a multi-container endpoint's member, whose own
+    instance id is the member's)."""
     return log_stream_arn(
-        region, account_id, endpoint_group(endpoint), endpoint_stream(variant, instance_id)
+        region,
+        account_id,
+        endpoint_group(endpoint),
+        endpoint_stream(variant, instance_id, container),
     )
+
+
+def log_stream_arn_for_file(
+    region: str, account_id: str, logs_dir: Path, log_path: Path
+) -> str | None:
+    """The stream ARN of the instance that writes `log_path` (an `Instance.log_path`, which
+    for a container group is the member that failed), or None outside `logs_dir`."""
+    names = stream_for_path(logs_dir, log_path)
+    return log_stream_arn(region, account_id, *names) if names else None
 
 
 def group_from_arn(identifier: str) -> str:
