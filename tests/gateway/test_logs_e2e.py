@@ -208,6 +208,13 @@ def test_model_error_prints_and_logs_survive_a_restart(
     assert info.value.response["Error"]["Code"] == "ModelError"
     logs = logs_client(logs_server)
     group = f"/aws/sagemaker/Endpoints/{echo_endpoint}"
+    # LogStreamArn names a group (and, where given, a stream) that exists.
+    arn = info.value.response["LogStreamArn"]
+    named_group, _, named_stream = arn.partition(":log-group:")[2].partition(":log-stream:")
+    assert named_group == group
+    if named_stream:
+        listed = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=named_stream)
+        assert named_stream in [s["logStreamName"] for s in listed["logStreams"]]
     before = logs.filter_log_events(logGroupName=group, filterPattern="broken on purpose")
     assert before["events"], "the traceback of the failed predict_fn is in the log"
     mine = logs.filter_log_events(logGroupName=group, filterPattern=f'"marker={marker}"')
