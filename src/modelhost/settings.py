@@ -132,8 +132,8 @@ class Settings(BaseSettings):
     # --- instance logs as CloudWatch Logs (docs/logs.md) ---
     logs_retention_s: float = Field(
         default=14 * 86_400.0,
-        description="Age after which instance log events (and idle instance log files) are "
-        "dropped.",
+        description="Age after which instance log events are dropped (and idle instance log "
+        "files emptied).",
     )
     logs_max_bytes: int = Field(
         default=512 * MIB,

@@ -312,3 +312,34 @@ def test_background_poll_skips_cold_files_until_a_full_scan(tmp_path: Path, cloc
     _write(cold, "c\n")
     assert indexer.sync() == 1  # API reads always scan everything
     store.close()
+
+
+def test_sweep_empties_indexed_files_but_keeps_them(tmp_path: Path, clock: Clock) -> None:
+    logs = tmp_path / "logs"
+    idle, big, fresh = (logs / "ep" / "v" / f"i-{n}.log" for n in ("idle", "big", "fresh"))
+    _write(idle, "old line\n")  # mtime in 2001: idle for long
+    _write(big, "x" * 200 + "\n")
+    _write(fresh, "new line\n")
+    os.utime(big, (clock.t, clock.t))
+    os.utime(fresh, (clock.t, clock.t))
+    store = LogStore(tmp_path / "logs.db", retention_s=3600, max_bytes=1 << 20, clock=clock)
+    indexer = LogIndexer(store, logs, clock=clock, max_file_bytes=100)
+    assert indexer.sync() == 3
+    _write(idle, "")  # nothing new, but keep it idle
+    indexer.sweep()
+    assert idle.stat().st_size == 0 and big.stat().st_size == 0  # emptied, still there
+    assert fresh.read_text() == "new line\n"
+    # The writer appends on: the next line is indexed once, from the new start.
+    _write(idle, "after\n")
+    assert indexer.sync() == 1
+    stream = store.stream("/aws/sagemaker/Endpoints/ep", "v/i-idle")
+    assert stream is not None
+    page = event_page(
+        store, stream, token=None, start_from_head=True, start_ms=None, end_ms=None, limit=10
+    )
+    assert [e["message"] for e in page["events"]] == ["old line", "after"]
+    # A file that is gone: its stream and events stay readable.
+    fresh.unlink()
+    indexer.sweep()
+    assert store.stream("/aws/sagemaker/Endpoints/ep", "v/i-fresh") is not None
+    store.close()

@@ -16,7 +16,6 @@ times never go backwards: a line stamped earlier than the one before it gets tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import re
@@ -36,6 +35,7 @@ MAX_READ_BYTES = 8 * 1024 * 1024  # per file per sync, so one chatty instance ca
 PARTIAL_LINE_FLUSH_S = 2.0  # an unterminated last line is indexed once the file is this idle
 FUTURE_SLACK_MS = 5_000
 SWEEP_INTERVAL_S = 60.0
+MIB = 1024 * 1024
 # The background poll stats only files that changed lately; the whole tree (new files,
 # long-idle ones) is walked this often, and on every API read.
 FULL_SCAN_INTERVAL_S = 10.0
@@ -103,9 +103,16 @@ class LogIndexer:
     """Indexes every instance log file under `logs_dir` into `store`; see the module doc."""
 
     def __init__(
-        self, store: LogStore, logs_dir: Path, *, clock: Callable[[], float] = time.time
+        self,
+        store: LogStore,
+        logs_dir: Path,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_file_bytes: int | None = None,
     ) -> None:
         self.store = store
+        # Raw files are copies of what the store holds: keep each well under its budget.
+        self.max_file_bytes = max_file_bytes or max(MIB, store.max_bytes // 8)
         self.logs_dir = logs_dir
         self.clock = clock
         self._lock = threading.Lock()
@@ -145,25 +152,35 @@ class LogIndexer:
             return added
 
     def sweep(self) -> int:
-        """Retention: remove idle files older than the age limit (once indexed), then drop
-        expired events. Returns the events dropped."""
+        """Retention: empty the files that are fully indexed and either idle past the age
+        limit or over `max_file_bytes`, then drop expired events. Returns events dropped.
+
+        Files are emptied, never deleted: an idle instance may still write, and instances
+        open their log in append mode, so their next line lands at the new end."""
         with self._lock:
             cutoff = self.clock() - self.store.retention_s
             for key, stream in list(self._streams.items()):
-                path = Path(key)
-                with contextlib.suppress(OSError):
-                    st = path.stat()
-                    if st.st_mtime < cutoff and stream.file_offset >= st.st_size:
-                        path.unlink()
-                if not path.exists():
+                try:
+                    self._truncate_if_done(Path(key), stream, cutoff)
+                except FileNotFoundError:
                     self.store.forget_file(stream)
                     del self._streams[key]
                     self._changed.pop(key, None)
+                except OSError as exc:
+                    log.debug("cannot check %s: %s", key, exc)
             now = self.clock()
             for key, changed in list(self._changed.items()):
                 if now - changed >= HOT_FILE_S:
                     del self._changed[key]
         return self.store.enforce_retention()
+
+    def _truncate_if_done(self, path: Path, stream: Stream, cutoff: float) -> None:
+        st = path.stat()
+        file_id = f"{st.st_dev}:{st.st_ino}"
+        indexed = stream.file_id == file_id and stream.file_offset >= st.st_size > 0
+        if indexed and (st.st_mtime < cutoff or st.st_size > self.max_file_bytes):
+            os.truncate(path, 0)
+            self.store.append(stream, [], file_id, 0)
 
     async def run(self, poll_interval_s: float) -> None:
         """Sync forever (the gateway runs this as a task); sweep once a minute."""
