@@ -109,7 +109,7 @@ class Gateway:
         await self.controller.start()
         await self.jobs.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
-        log_indexing = asyncio.ensure_future(self.logs_api.start())
+        log_indexing = asyncio.ensure_future(self.logs_api.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()

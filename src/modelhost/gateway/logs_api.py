@@ -32,8 +32,9 @@ DAY_S = 86_400
 
 
 class LogsAPI:
-    """Dispatches `Logs_20140328.*` calls. The store opens in `start()` (the gateway's
-    lifespan), which also returns the indexer's polling coroutine."""
+    """Dispatches `Logs_20140328.*` calls; `run()` keeps the index current in the
+    background. The store opens on first use, so a gateway built without its lifespan
+    (tests) opens no database."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -46,14 +47,19 @@ class LogsAPI:
             "FilterLogEvents": self.filter_log_events,
         }
 
-    def start(self) -> Any:
-        """Open the store; returns the coroutine that keeps the index current."""
-        s = self.settings
-        self.store = LogStore(
-            s.home / "logs.db", retention_s=s.logs_retention_s, max_bytes=s.logs_max_bytes
-        )
-        self.indexer = LogIndexer(self.store, s.logs_dir)
-        return self.indexer.run(s.logs_poll_interval_s)
+    def open_store(self) -> LogIndexer:
+        """Open `logs.db` (once) and return the indexer that fills it."""
+        if self.indexer is None:
+            s = self.settings
+            self.store = LogStore(
+                s.home / "logs.db", retention_s=s.logs_retention_s, max_bytes=s.logs_max_bytes
+            )
+            self.indexer = LogIndexer(self.store, s.logs_dir)
+        return self.indexer
+
+    async def run(self) -> None:
+        """Keep the index current (the gateway's lifespan runs this as a task)."""
+        await self.open_store().run(self.settings.logs_poll_interval_s)
 
     def close(self) -> None:
         if self.store is not None:
@@ -87,10 +93,7 @@ class LogsAPI:
     def _call(
         self, handler: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]
     ) -> dict[str, Any]:
-        if self.indexer is None:
-            self.start().close()  # called without the lifespan (tests): open, no polling
-        assert self.indexer is not None
-        self.indexer.sync()
+        self.open_store().sync()
         return handler(params)
 
     @property
