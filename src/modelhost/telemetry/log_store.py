@@ -10,6 +10,7 @@ the stored messages exceed `max_bytes`.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -288,8 +289,9 @@ class LogStore:
         names = {s.id: s.name for s in streams}
         if not names:
             return []
-        where = [f"stream_id IN ({','.join('?' * len(names))})"]
-        args: list[object] = list(names)
+        # One JSON parameter however many streams a group has (SQLite caps `?` counts).
+        where = ["stream_id IN (SELECT value FROM json_each(?))"]
+        args: list[object] = [json.dumps(list(names))]
         if after is not None:
             where.append("(ts_ms > ? OR (ts_ms = ? AND id > ?))")
             args += [after[0], after[0], after[1]]
