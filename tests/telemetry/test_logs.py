@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -343,3 +344,60 @@ def test_sweep_empties_indexed_files_but_keeps_them(tmp_path: Path, clock: Clock
     indexer.sweep()
     assert store.stream("/aws/sagemaker/Endpoints/ep", "v/i-fresh") is not None
     store.close()
+
+
+def test_describe_pages_through_the_api_layer(tmp_path: Path) -> None:
+    from modelhost.gateway.logs_api import LogsAPI
+    from modelhost.settings import Settings
+    from modelhost.telemetry.log_store import NewEvent
+
+    api = LogsAPI(Settings(home=tmp_path))
+    store = api.open_store().store
+    for group in ("/aws/sagemaker/Endpoints/a", "/aws/sagemaker/Endpoints/b", "/other"):
+        for i in range(5):
+            stream = store.ensure_stream(group, f"v/i-{i}", None)
+            store.append(stream, [NewEvent(1000 * (5 - i), "x")], "f", 0)
+    try:
+
+        def all_pages(call: Any, **kw: Any) -> list[Any]:
+            out, token = [], None
+            while True:
+                page = call({**kw, **({"nextToken": token} if token else {})})
+                out += page.get("logGroups", page.get("logStreams", []))
+                token = page.get("nextToken")
+                if not token:
+                    return out
+
+        groups = all_pages(api.describe_log_groups, logGroupNamePrefix="/aws/sagemaker/", limit=1)
+        assert [g["logGroupName"] for g in groups] == [
+            "/aws/sagemaker/Endpoints/a",
+            "/aws/sagemaker/Endpoints/b",
+        ]
+        assert groups[0]["retentionInDays"] == 14
+        assert groups[0]["arn"] == groups[0]["logGroupArn"] + ":*"
+        assert (
+            api.describe_log_groups({"logGroupNamePattern": "OTHER"})["logGroups"][0][
+                "logGroupName"
+            ]
+            == "/other"
+        )
+        names = all_pages(api.describe_log_streams, logGroupName="/other", limit=2)
+        assert [s["logStreamName"] for s in names] == [f"v/i-{i}" for i in range(5)]
+        latest = all_pages(
+            api.describe_log_streams,
+            logGroupName="/other",
+            orderBy="LastEventTime",
+            descending=True,
+            limit=2,
+        )
+        assert [s["logStreamName"] for s in latest] == [f"v/i-{i}" for i in range(5)]
+        one = api.describe_log_streams({"logGroupName": "/other", "limit": 5})
+        assert "nextToken" not in one  # exactly one page: no token (the SDK loops on it)
+        token = api.describe_log_streams({"logGroupName": "/other", "limit": 1})["nextToken"]
+        for bad in (token, "x", "e30"):
+            with pytest.raises(InvalidParameterException):
+                api.describe_log_streams(
+                    {"logGroupName": "/other", "orderBy": "LastEventTime", "nextToken": bad}
+                )
+    finally:
+        api.close()

@@ -22,7 +22,13 @@ from modelhost.gateway.errors import JSON_11, error_payload
 from modelhost.settings import Settings
 from modelhost.telemetry.log_filter import FilterPatternError, parse_filter_pattern
 from modelhost.telemetry.log_indexer import LogIndexer
-from modelhost.telemetry.log_pages import decode_token, encode_token, event_page, filter_page
+from modelhost.telemetry.log_pages import (
+    bad_token,
+    decode_token,
+    encode_token,
+    event_page,
+    filter_page,
+)
 from modelhost.telemetry.log_store import LogStore, Stream
 from modelhost.telemetry.logs import group_from_arn, log_group_arn, log_stream_arn
 
@@ -111,8 +117,13 @@ class LogsAPI:
                 "logGroupNamePrefix and logGroupNamePattern are mutually exclusive."
             )
         limit = _int(p, "limit", 1, 50, 50)
-        after = decode_token(_str(p, "nextToken"), "g")[0] if p.get("nextToken") else ""
-        groups = self._store.groups(prefix=prefix, contains=pattern, after=str(after))
+        after = ""
+        if p.get("nextToken"):
+            key = decode_token(_str(p, "nextToken"), "g")
+            if len(key) != 1 or not isinstance(key[0], str):
+                raise bad_token()
+            after = key[0]
+        groups = self._store.groups(prefix=prefix, contains=pattern, after=after)
         wanted = _list(p, "logGroupIdentifiers")
         if wanted is not None:
             names = {group_from_arn(str(w)) for w in wanted}
@@ -149,6 +160,9 @@ class LogsAPI:
         )
         if p.get("nextToken"):
             after = list(decode_token(_str(p, "nextToken"), "s"))
+            shape = [str] if order == "LogStreamName" else [int, str]
+            if [type(k) for k in after] != shape:
+                raise bad_token()
             streams = [s for s in streams if (key(s) < after if descending else key(s) > after)]
         out: dict[str, Any] = {"logStreams": [self._stream(group, s) for s in streams[:limit]]}
         if len(streams) > limit:
