@@ -313,6 +313,8 @@ class ModelLoadError(InferenceError):
     so it says what is wrong and what to do about it."""
 
     status_code = 500
+
+
 # --- CloudWatch (rpc-v2-cbor and query protocols; awsQueryCompatible codes) -------------
 
 
@@ -336,3 +338,20 @@ class CloudWatchResourceNotFound(ModelhostError):
 
     code = "ResourceNotFound"
     status = 404
+
+
+# --- CloudWatch Logs (JSON 1.1, `Logs_20140328.*`) ------------------------------------------
+
+
+class LogResourceNotFound(ModelhostError):
+    """A log group or log stream that does not exist (CloudWatch Logs' code)."""
+
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class InvalidParameterException(ModelhostError):
+    """A CloudWatch Logs parameter that is malformed, out of range or in conflict."""
+
+    code = "InvalidParameterException"
+    status = 400

@@ -166,6 +166,21 @@ class Settings(BaseSettings):
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",
     )
+    # --- instance logs as CloudWatch Logs (docs/logs.md) ---
+    logs_retention_s: float = Field(
+        default=14 * 86_400.0,
+        description="Age after which instance log events are dropped (and idle instance log "
+        "files emptied).",
+    )
+    logs_max_bytes: int = Field(
+        default=512 * MIB,
+        description="Most bytes of log messages kept in logs.db; beyond it the oldest go first.",
+    )
+    logs_poll_interval_s: float = Field(
+        default=1.0,
+        description="How often the gateway indexes what instances wrote to their log files "
+        "(every CloudWatch Logs read indexes first too).",
+    )
 
     @property
     def metadata_url(self) -> str:

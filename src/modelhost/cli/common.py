@@ -140,6 +140,10 @@ def export_lines(key_id: str, secret: str, region: str, url: str) -> list[str]:
             ("AWS_ENDPOINT_URL_SAGEMAKER", url),
             ("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", url),
             ("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", url),
+            # CloudWatch Logs (instance logs; the SageMaker SDK tails job logs there) and
+            # CloudWatch (metrics and alarms).
+            ("AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", url),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", url),
         )
     ]
 

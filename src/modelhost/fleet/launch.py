@@ -61,6 +61,9 @@ def _builtin_env(settings: Settings, runtime: str, env: dict[str, str]) -> dict[
         # deadline turns the same failure into a bare timeout.
         "MH_INSTANCE_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
         "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
+        # Prints of a user's script reach the instance log (CloudWatch Logs) line by line,
+        # as SageMaker's framework images set it.
+        "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),
     }
 
 

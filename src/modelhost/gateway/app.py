@@ -36,6 +36,8 @@ from modelhost.gateway.cloudwatch_api import TARGET as CLOUDWATCH_TARGET
 from modelhost.gateway.cloudwatch_api import CloudWatchAPI, wire_of
 from modelhost.gateway.control_api import ControlAPI
 from modelhost.gateway.jobs_api import JobsAPI
+from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
+from modelhost.gateway.logs_api import LogsAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
@@ -144,6 +146,7 @@ class Gateway:
         self.metrics.routing.outcomes = self._outcome_rows
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
+        self.logs_api = LogsAPI(settings)
         self.jobs.predictions = self.predictions_api.backend
         # Keys live in home even with auth off, so turning it on later keeps them.
         self.keys = KeyStore(settings.home)
@@ -169,6 +172,7 @@ class Gateway:
         await self.jobs.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
+        log_indexing = asyncio.ensure_future(self.logs_api.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -195,6 +199,7 @@ class Gateway:
         finally:
             alarm_loop.cancel()
             series_loop.cancel()
+            log_indexing.cancel()
             await self.jobs.stop()
             await self.controller.stop()
             await self.fleets.close()
@@ -203,6 +208,7 @@ class Gateway:
             self.series.flush(final=True)
             self.metric_db.close()
             await self.predictions_api.aclose()
+            self.logs_api.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)
@@ -220,6 +226,8 @@ class Gateway:
                 if name == b"x-amz-target":
                     if value.startswith(CLOUDWATCH_TARGET.encode()):
                         await self.cloudwatch_api(scope, receive, send)
+                    elif value.startswith(LOGS_TARGET_PREFIX.encode()):
+                        await self.logs_api(scope, receive, send)
                     else:
                         await self.control_api(scope, receive, send)
                     return

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from modelhost.telemetry.logs import group_endpoint, group_from_arn
+
 
 class Surface(enum.Enum):
     """The API a request belongs to; decides its signing service and body limit."""
@@ -32,6 +34,7 @@ TARGET_PREFIXES: dict[str, tuple[str, str]] = {
     "AnyScaleFrontendService": ("application-autoscaling", "application-autoscaling"),
     # CloudWatch in its JSON 1.0 form (awsQueryCompatible); signing name `monitoring`.
     "GraniteServiceVersion20100801": ("monitoring", "cloudwatch"),
+    "Logs_20140328": ("logs", "logs"),
 }
 # CloudWatch in rpc-v2-cbor: the operation is in the path. In the query protocol
 # (form-encoded POST to `/`) it is in the body's `Action`, which the guard reads.
@@ -186,13 +189,17 @@ def query_action(target: Target, body: bytes) -> None:
 
 
 def control_resource(params: Any) -> str:
-    """The endpoint a control call names, if any: `EndpointName`, or an autoscaling
-    `ResourceId` of the form `endpoint/<name>/variant/<variant>`."""
+    """The endpoint a control call names, if any: `EndpointName`, an autoscaling
+    `ResourceId` of the form `endpoint/<name>/variant/<variant>`, or an endpoint's log
+    group (`/aws/sagemaker/Endpoints/<name>`)."""
     if not isinstance(params, dict):
         return ""
     name = params.get("EndpointName")
     if isinstance(name, str):
         return f"endpoint/{name}"
+    group = params.get("logGroupName") or params.get("logGroupIdentifier")
+    if isinstance(group, str) and (endpoint := group_endpoint(group_from_arn(group))):
+        return f"endpoint/{endpoint}"
     resource_id = params.get("ResourceId")
     if isinstance(resource_id, str) and resource_id.startswith("endpoint/"):
         return "endpoint/" + resource_id.split("/")[1]

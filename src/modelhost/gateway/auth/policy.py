@@ -93,6 +93,8 @@ _AUTOSCALING = tuple(
         "DescribeScheduledActions",
     ]
 )
+# CloudWatch Logs: instance logs may hold request data, so deployers, not invokers.
+_LOGS = ("DescribeLogGroups", "DescribeLogStreams", "GetLogEvents", "FilterLogEvents")
 _NATIVE_DEPLOY = tuple(
     [
         "ListAlarms",
@@ -137,6 +139,7 @@ ACTIONS: dict[str, Rule] = {
     **{f"sagemaker:{op}": _INVOKE for op in _SAGEMAKER_RUNTIME},
     **{f"application-autoscaling:{op}": _DEPLOY for op in _AUTOSCALING},
     **{f"modelhost:{op}": _DEPLOY for op in _NATIVE_DEPLOY},
+    **{f"logs:{op}": _DEPLOY for op in _LOGS},
     # Batch predictions loaded into the prediction store: invokers read them like they
     # invoke, within their endpoint pattern (matched against the prediction-set name).
     "modelhost:GetPrediction": _INVOKE,
