@@ -87,9 +87,10 @@ def deploy(
 
 
 def instance_pids(home: Path, endpoint: str) -> set[int]:
-    """Pids of the live instance processes of an endpoint, found by their environment."""
+    """Pids of the live instance processes of an endpoint, found by their environment and
+    their output, which goes to an instance log in this server's home (instances do not
+    inherit the gateway's environment, so not its MODELHOST_HOME)."""
     marker = f"MH_INSTANCE_ENDPOINT_NAME={endpoint}".encode()
-    home_marker = f"MODELHOST_HOME={home}".encode()
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -97,9 +98,10 @@ def instance_pids(home: Path, endpoint: str) -> set[int]:
         try:
             environ = (entry / "environ").read_bytes().split(b"\0")
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
+            output = Path(os.readlink(entry / "fd" / "1")) if marker in environ else None
         except OSError:
             continue
-        if marker in environ and home_marker in environ and state != "Z":
+        if output is not None and output.is_relative_to(home) and state != "Z":
             pids.add(int(entry.name))
     return pids
 

@@ -22,6 +22,8 @@ SRC = Path(errors.__file__).parent
 INTERNAL = {
     "gateway/protocols/cbor.py:ProtocolError": "a ValueError the CloudWatch API answers as "
     "InvalidParameterValue",
+    "telemetry/log_filter.py:FilterPatternError": "a ValueError the Logs API answers as "
+    "InvalidParameterException",
     "jobs/records.py:SplitError": "a ValueError the runner turns into the job's FailureReason",
     "jobs/dataprocessing.py:RecordError": "becomes the job's FailureReason",
     "jobs/jsonpath.py:JSONPathError": "a ValueError that becomes a RecordError",

@@ -26,10 +26,8 @@ from botocore.exceptions import ClientError
 from modelhost.telemetry.sketch import RELATIVE_ACCURACY
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
-from tests.gateway.test_guardrails_e2e import _config, _events
-from tests.gateway.test_lifecycle import Loop
-from tests.test_cli import cli
+from tests.gateway.support import create_model_and_config, deployment_events
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, cli, unique
 
 pytestmark = pytest.mark.integration
 
@@ -299,8 +297,8 @@ def test_cloudwatch_alarm_rolls_back_a_canary(
     sm, rt = server.clients(**NO_RETRY)
     cw = server.client("cloudwatch", **NO_RETRY)
     name = unique("cwcanary")
-    _config(sm, name, churn_model.artifact, 1)
-    _config(sm, f"{name}-green", failing_artifact, 4)
+    create_model_and_config(sm, name, churn_model.artifact, 1)
+    create_model_and_config(sm, f"{name}-green", failing_artifact, 4)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
@@ -344,7 +342,7 @@ def test_cloudwatch_alarm_rolls_back_a_canary(
             time.sleep(0.2)
     assert desc["EndpointStatus"] == "InService" and desc["EndpointConfigName"] == name
     assert f"alarm {alarm} went into ALARM" in desc["FailureReason"]
-    assert "RollingBack" in [e["Status"] for e in _events(server, name)]
+    assert "RollingBack" in [e["Status"] for e in deployment_events(server, name)]
     history = cw.describe_alarm_history(AlarmName=alarm, HistoryItemType="StateUpdate")
     assert any("to ALARM" in h["HistorySummary"] for h in history["AlarmHistoryItems"])
     errors = cw.get_metric_statistics(

@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from modelhost.telemetry.logs import instance_log_stream_arn
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, deploy, unique
+from tests.support import FAST_ENV, deploy, unique
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ from botocore.config import Config
 from modelhost.telemetry.logs import TRANSFORM_GROUP
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
-from tests.conftest import FAST_ENV, unique
-from tests.jobs.conftest import transform
+from tests.jobs.support import transform
+from tests.support import FAST_ENV, unique
 
 pytestmark = pytest.mark.integration
 
