@@ -63,6 +63,21 @@ void mh_predict_batch(const FTYPE* x, int64_t nrow, int32_t ncol, int32_t pred_m
 _MISSING = re.compile(r"(data\[\d+\])\.missing != -1")
 
 
+_LEAF = re.compile(r"(result\[\d+\] \+= )(-?[0-9][0-9.eE+-]*);")
+_BASE_SCORES = re.compile(r"  // Apply base_scores\n((?:  result\[\d+\] \+= [^\n]+;\n)+)")
+_PREDICT_BODY = re.compile(r"(void predict\(union Entry\* data, int pred_margin, \w+\* result\) \{\n)")
+
+
+def _base_scores_first(code: str) -> str:
+    """Add the base scores before the trees, not after: XGBoost starts each row's sum from
+    its base margin, and float32 sums in the same order give the same bits."""
+    found = _BASE_SCORES.search(code)
+    if found is None or not _PREDICT_BODY.search(code):
+        return code
+    code = code[: found.start()] + code[found.end() :]
+    return _PREDICT_BODY.sub(lambda m: m.group(1) + found.group(1), code, count=1)
+
+
 def c_compiler() -> str:
     """The C compiler to use: $CC, else gcc, else cc; `CompileError` when there is none."""
     for name in (os.environ.get("CC"), "gcc", "cc"):
@@ -91,7 +106,12 @@ def generate(treelite_model: Any, src_dir: Path) -> list[Path]:
     if ftype is None or ltype is None:
         raise CompileError("TL2cgen wrote a header this modelhost version does not understand")
     for source in src_dir.glob("*.c"):
-        source.write_text(_MISSING.sub(r"!isnan(\1.fvalue)", source.read_text()))
+        code = _MISSING.sub(r"!isnan(\1.fvalue)", source.read_text())
+        if ltype.group(1) == "float":
+            # `float += 0.123456` adds in double and rounds once; XGBoost adds the float
+            # leaf value, rounding twice. Float literals make the sums bit-identical.
+            code = _LEAF.sub(r"\1(float)(\2);", code)
+        source.write_text(_base_scores_first(code) if source.name == "main.c" else code)
     (src_dir / "mh_batch.c").write_text(
         f"#define FTYPE {ftype.group(1)}\n#define LTYPE {ltype.group(1)}\n" + _BATCH_C
     )

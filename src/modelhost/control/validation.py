@@ -301,7 +301,7 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 # members (and a transform job's input and output) accept a local path or a file:// URL
 # besides the model's (https|s3):// pattern;
 # and an Image may be a command line (`command:node server.js`, spaces included).
-_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath")
+_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation")
 
 
 def _local_location(path: str, value: str) -> bool:
@@ -410,3 +410,23 @@ def validate_input(operation: str, params: dict[str, Any]) -> None:
     walker.structure(shape, params, "")
     if walker.count:
         raise ValidationException(_summary(walker.count, walker.texts))
+    if operation == "CreateEndpointConfig":
+        check_accelerators(params)
+
+
+# --- issue 17: Elastic Inference accelerators -------------------------------------------
+
+
+def check_accelerators(params: dict[str, Any]) -> None:
+    """AcceleratorType (Elastic Inference) is refused with the alternatives: AWS retired the
+    service, and nothing here could attach one."""
+    for i, variant in enumerate(params.get("ProductionVariants") or [], 1):
+        accelerator = variant.get("AcceleratorType") if isinstance(variant, dict) else None
+        if accelerator:
+            raise ValidationException(
+                f"ProductionVariants[{i}].AcceleratorType {accelerator}: Amazon Elastic "
+                "Inference is retired (AWS no longer offers it) and modelhost does not provide "
+                "it. Remove AcceleratorType and use a GPU instance type (e.g. ml.g4dn.xlarge, "
+                "ml.g5.xlarge) or compile the model (CreateCompilationJob) and serve it on a "
+                "CPU instance type."
+            )

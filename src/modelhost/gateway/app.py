@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelhost import __version__
+from modelhost.compile.jobs import CompilationJobs
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.gateway.asgi import Receive, Scope, Send
@@ -65,6 +66,8 @@ class Gateway:
         )
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
+        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
+        self.control.operations.update(self.compilations.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
             self.controller,
@@ -105,6 +108,7 @@ class Gateway:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.controller.start()
         await self.jobs.start()
+        await self.compilations.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
@@ -132,6 +136,7 @@ class Gateway:
         finally:
             alarm_loop.cancel()
             await self.jobs.stop()
+            await self.compilations.stop()
             await self.controller.stop()
             self.store.close()
             await self.predictions_api.aclose()
