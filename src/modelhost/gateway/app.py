@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelhost import __version__
+from modelhost.compile.edge_capture import EdgeCaptures
 from modelhost.compile.jobs import CompilationJobs
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
@@ -30,6 +31,7 @@ from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.control_api import ControlAPI
+from modelhost.gateway.edge_api import EdgeCaptureAPI
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
@@ -100,6 +102,7 @@ class Gateway:
                 *self.native_api.routes(),
                 *JobsAPI(self.jobs).routes(),
                 *KeysAPI(self.keys).routes(),
+                *EdgeCaptureAPI(EdgeCaptures(settings.home)).routes(),
             ],
             lifespan=self.lifespan,
         )

@@ -127,6 +127,9 @@ ACTIONS: dict[str, Rule] = {
     "modelhost:GetPrediction": _INVOKE,
     # Rewards come from the application that invoked the endpoint.
     "modelhost:PutRewards": _INVOKE,
+    # Edge devices send their capture with an invoker key for their name.
+    "modelhost:PutEdgeCapture": _INVOKE,
+    "modelhost:ListEdgeCaptures": _DEPLOY,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},
 }
 
