@@ -414,6 +414,6 @@ def _auth_hint(code: str) -> None:
 
 # Command groups that live in their own modules register themselves on `main`.
 from modelhost import cli_deployments as _cli_deployments  # noqa: E402, F401
+from modelhost import cli_edge as _cli_edge  # noqa: E402, F401
 from modelhost import cli_keys as _cli_keys  # noqa: E402, F401
 from modelhost import cli_predictions as _cli_predictions  # noqa: E402, F401
-from modelhost import cli_edge as _cli_edge  # noqa: E402, F401

@@ -151,6 +151,10 @@ def test_store_and_forward_uploads_after_the_target_comes_up(
             assert listed["Records"] == 5, listed
             assert not list(pending.glob("*.jsonl"))
     path = tmp_path / "home" / "data-capture" / "edge" / "edge-test"
-    events = [json.loads(line) for f in path.rglob("*.jsonl") for line in f.read_text().splitlines()]
-    assert {e["captureData"]["endpointInput"]["observedContentType"] for e in events} == {"text/csv"}
+    events = [
+        json.loads(line) for f in path.rglob("*.jsonl") for line in f.read_text().splitlines()
+    ]
+    assert {e["captureData"]["endpointInput"]["observedContentType"] for e in events} == {
+        "text/csv"
+    }
     assert all(e["captureData"]["endpointOutput"]["data"].strip() for e in events)

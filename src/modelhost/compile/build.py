@@ -112,7 +112,9 @@ def compile_model(req: CompileRequest) -> dict[str, Any]:
             runtimes[name] = runtime
     if not runtimes:
         reasons = "; ".join(f"{k}: {v.get('Reason')}" for k, v in targets.items())
-        raise CompileError(f"No compiled form reproduces the model's predictions to 1e-6 ({reasons})")
+        raise CompileError(
+            f"No compiled form reproduces the model's predictions to 1e-6 ({reasons})"
+        )
     rows = _as_runtime_input(source, sample[:batch])
     latencies = {name: _measure(lambda r=rt: r.scores(rows)) for name, rt in runtimes.items()}
     native_us = _measure(lambda: source.native_predict(rows))
@@ -138,7 +140,7 @@ def _check_shape(shape: list[int] | None, num_feature: int) -> int:
     if shape[-1] != num_feature:
         raise CompileError(
             f"DataInputConfig gives {shape[-1]} features per row ({shape}); the model takes "
-            f"{num_feature}: set DataInputConfig to {{\"data\": [1, {num_feature}]}}"
+            f'{num_feature}: set DataInputConfig to {{"data": [1, {num_feature}]}}'
         )
     return max(1, int(shape[0]) if len(shape) > 1 else 1)
 

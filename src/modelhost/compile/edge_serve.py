@@ -8,6 +8,8 @@ text/csv or application/json) over the shared library beside it (ctypes), and, w
 format and uploads the buffer to a modelhost gateway whenever it can reach it.
 """
 
+from __future__ import annotations
+
 import argparse
 import ctypes
 import datetime
@@ -26,6 +28,7 @@ import urllib.request
 import uuid
 from array import array
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -34,7 +37,7 @@ MAX_BODY_BYTES = 6 * 1024 * 1024
 class Model:
     """The compiled model: `predict(rows)` → one list of outputs per row."""
 
-    def __init__(self, folder):
+    def __init__(self, folder: str) -> None:
         with open(os.path.join(folder, "manifest.json")) as f:
             self.manifest = json.load(f)
         m = self.manifest
@@ -47,19 +50,27 @@ class Model:
         self.leaf = "f" if self._text("get_leaf_output_type") == "float32" else "d"
         self.fn = self.lib.mh_predict_batch
         self.fn.restype = None
-        self.fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int32,
-                            ctypes.c_void_p]
+        self.fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int32,
+            ctypes.c_int32,
+            ctypes.c_void_p,
+        ]
 
-    def _text(self, name):
+    def _text(self, name: str) -> str:
         fn = getattr(self.lib, name)
         fn.restype = ctypes.c_char_p
-        return fn().decode()
+        value: bytes = fn()
+        return value.decode()
 
-    def predict(self, rows):
+    def predict(self, rows: list[list[float]]) -> list[Any]:
         for i, row in enumerate(rows, 1):
             if len(row) != self.num_feature:
-                raise ValueError("Feature count mismatch: the model expects %d features, row %d "
-                                 "has %d" % (self.num_feature, i, len(row)))
+                raise ValueError(
+                    f"Feature count mismatch: the model expects {self.num_feature} features, "
+                    f"row {i} has {len(row)}"
+                )
         flat = [v for row in rows for v in row]
         if self.cast32:  # scikit-learn's trees compare float32 copies of the input
             flat = list(array("f", flat))
@@ -70,7 +81,7 @@ class Model:
             out_ptr, _ = out.buffer_info()
             self.fn(x_ptr, len(rows), self.num_feature, 0, out_ptr)
         k = self.num_output
-        scores = [list(out[i * k:(i + 1) * k]) for i in range(len(rows))]
+        scores = [list(out[i * k : (i + 1) * k]) for i in range(len(rows))]
         if self.labels is not None:
             if k == 1:
                 return [self.labels[1 if s[0] > 0.5 else 0] for s in scores]
@@ -78,7 +89,7 @@ class Model:
         return [s[0] if k == 1 else s for s in scores]
 
 
-def _load_library(folder, name):
+def _load_library(folder: str, name: str) -> ctypes.CDLL:
     path = os.path.join(folder, name)
     try:
         return ctypes.CDLL(path)
@@ -87,16 +98,17 @@ def _load_library(folder, name):
         src = os.path.join(folder, "src")
         if not os.path.isdir(src):
             raise
-        sys.stderr.write("model.so does not load here (%s); rebuilding it from src/\n" % exc)
+        sys.stderr.write(f"model.so does not load here ({exc}); rebuilding it from src/\n")
         rebuilt = os.path.join(folder, "model-local.so")
         sources = sorted(os.path.join(src, n) for n in os.listdir(src) if n.endswith(".c"))
         cc = os.environ.get("CC", "cc")
-        subprocess.check_call([cc, "-O2", "-fPIC", "-std=gnu99", "-shared", "-o", rebuilt]
-                              + sources + ["-lm"])
+        subprocess.check_call(
+            [cc, "-O2", "-fPIC", "-std=gnu99", "-shared", "-o", rebuilt, *sources, "-lm"]
+        )
         return ctypes.CDLL(rebuilt)
 
 
-def parse_rows(body, content_type):
+def parse_rows(body: bytes, content_type: str) -> list[list[float]]:
     """Rows of floats from a CSV or JSON body (empty CSV fields and null are missing)."""
     text = body.decode("utf-8")
     if content_type.startswith("application/json") or text.lstrip()[:1] in ("[", "{"):
@@ -115,7 +127,7 @@ def parse_rows(body, content_type):
     return rows
 
 
-def encode(predictions, accept, labels):
+def encode(predictions: list[Any], accept: str, labels: bool) -> tuple[bytes, str]:
     """(body, content type) as the modelhost runtime answers."""
     if accept.startswith("application/json"):
         if labels:
@@ -129,7 +141,14 @@ def encode(predictions, accept, labels):
 class Capture:
     """Store-and-forward data capture: JSON Lines on disk, uploaded when the target answers."""
 
-    def __init__(self, url, folder, interval_s, credentials, region):
+    def __init__(
+        self,
+        url: str,
+        folder: str,
+        interval_s: float,
+        credentials: tuple[str, str] | None,
+        region: str,
+    ) -> None:
         self.url = url
         self.pending = os.path.join(folder, "pending")
         os.makedirs(self.pending, exist_ok=True)
@@ -137,11 +156,11 @@ class Capture:
         self.credentials = credentials
         self.region = region
         self.lock = threading.Lock()
-        self.lines = []
+        self.lines: list[str] = []
         self.uploaded = 0
 
-    def record(self, body, content_type, answer, answer_type):
-        now = datetime.datetime.now(datetime.timezone.utc)
+    def record(self, body: bytes, content_type: str, answer: bytes, answer_type: str) -> None:
+        now = datetime.datetime.now(datetime.UTC)
         event = {
             "captureData": {
                 "endpointInput": _capture_data("INPUT", body, content_type),
@@ -156,12 +175,12 @@ class Capture:
         with self.lock:
             self.lines.append(json.dumps(event))
 
-    def flush(self):
+    def flush(self) -> None:
         """Move buffered records to a pending file (what survives a restart)."""
         with self.lock:
             lines, self.lines = self.lines, []
         if lines:
-            name = "%d-%s.jsonl" % (time.time() * 1000, uuid.uuid4().hex[:8])
+            name = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:8]}.jsonl"
             tmp = os.path.join(self.pending, "." + name)
             with open(tmp, "w") as f:
                 f.write("\n".join(lines) + "\n")
@@ -169,7 +188,7 @@ class Capture:
                 os.fsync(f.fileno())
             os.replace(tmp, os.path.join(self.pending, name))
 
-    def upload_pending(self):
+    def upload_pending(self) -> str | None:
         """Upload pending files oldest first; stop at the first failure (retried later)."""
         for name in sorted(n for n in os.listdir(self.pending) if n.endswith(".jsonl")):
             path = os.path.join(self.pending, name)
@@ -189,7 +208,7 @@ class Capture:
             self.uploaded += data.count(b"\n")
         return None
 
-    def run(self):
+    def run(self) -> None:
         delay = self.interval_s
         while True:
             time.sleep(delay)
@@ -199,33 +218,59 @@ class Capture:
             delay = self.interval_s if problem is None else min(60.0, delay * 2)
 
 
-def _capture_data(mode, body, content_type):
+def _capture_data(mode: str, body: bytes, content_type: str) -> dict[str, str]:
     try:
-        return {"observedContentType": content_type, "mode": mode,
-                "data": body.decode("utf-8"), "encoding": "CSV" if "csv" in content_type else "JSON"}
+        return {
+            "observedContentType": content_type,
+            "mode": mode,
+            "data": body.decode("utf-8"),
+            "encoding": "CSV" if "csv" in content_type else "JSON",
+        }
     except UnicodeDecodeError:
         import base64
-        return {"observedContentType": content_type, "mode": mode,
-                "data": base64.b64encode(body).decode(), "encoding": "BASE64"}
+
+        return {
+            "observedContentType": content_type,
+            "mode": mode,
+            "data": base64.b64encode(body).decode(),
+            "encoding": "BASE64",
+        }
 
 
-def sigv4(url, body, credentials, region, service="sagemaker", now=None):
+def sigv4(
+    url: str,
+    body: bytes,
+    credentials: tuple[str, str],
+    region: str,
+    service: str = "sagemaker",
+    now: datetime.datetime | None = None,
+) -> dict[str, str]:
     """AWS Signature Version 4 headers for a POST of `body` to `url` (as boto3 signs)."""
     key_id, secret = credentials
     parts = urllib.parse.urlsplit(url)
-    stamp = (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
     day = stamp[:8]
     payload = hashlib.sha256(body).hexdigest()
-    query = "&".join(sorted(
-        "%s=%s" % (urllib.parse.quote(k, safe="-_.~"), urllib.parse.quote(v, safe="-_.~"))
-        for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)))
-    canonical = "\n".join([
-        "POST", urllib.parse.quote(parts.path or "/", safe="/-_.~"), query,
-        "host:%s\nx-amz-content-sha256:%s\nx-amz-date:%s\n" % (parts.netloc, payload, stamp),
-        "host;x-amz-content-sha256;x-amz-date", payload])
-    scope = "%s/%s/%s/aws4_request" % (day, region, service)
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
-                         hashlib.sha256(canonical.encode()).hexdigest()])
+    query = "&".join(
+        sorted(
+            f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(v, safe='-_.~')}"
+            for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        )
+    )
+    canonical = "\n".join(
+        [
+            "POST",
+            urllib.parse.quote(parts.path or "/", safe="/-_.~"),
+            query,
+            f"host:{parts.netloc}\nx-amz-content-sha256:{payload}\nx-amz-date:{stamp}\n",
+            "host;x-amz-content-sha256;x-amz-date",
+            payload,
+        ]
+    )
+    scope = f"{day}/{region}/{service}/aws4_request"
+    to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()]
+    )
     key = ("AWS4" + secret).encode()
     for part in (day, region, service, "aws4_request"):
         key = hmac.new(key, part.encode(), hashlib.sha256).digest()
@@ -233,8 +278,8 @@ def sigv4(url, body, credentials, region, service="sagemaker", now=None):
     return {
         "x-amz-date": stamp,
         "x-amz-content-sha256": payload,
-        "authorization": "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=host;"
-                         "x-amz-content-sha256;x-amz-date, Signature=%s" % (key_id, scope, signature),
+        "authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, SignedHeaders=host;"
+        f"x-amz-content-sha256;x-amz-date, Signature={signature}",
     }
 
 
@@ -242,26 +287,26 @@ class Handler(BaseHTTPRequestHandler):
     """GET /ping and POST /invocations, as a SageMaker inference container."""
 
     protocol_version = "HTTP/1.1"
-    model = None
-    capture = None
+    model: Model
+    capture: Capture | None = None
 
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # one line per request would cost more than the prediction
 
-    def _send(self, status, body, content_type):
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         if self.path == "/ping":
             self._send(200, b"", "text/plain")
         else:
             self._send(404, b'{"message": "not found"}', "application/json")
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         if self.path != "/invocations":
             self._send(404, b'{"message": "not found"}', "application/json")
             return
@@ -287,12 +332,15 @@ class Handler(BaseHTTPRequestHandler):
             self.capture.record(body, content_type, answer, answer_type)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--host", default="0.0.0.0")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080)))
-    parser.add_argument("--capture-to", default=None,
-                        help="URL to upload data capture to (default: the manifest's)")
+    parser.add_argument(
+        "--port", type=int, default=int(os.environ.get("SAGEMAKER_BIND_TO_PORT", 8080))
+    )
+    parser.add_argument(
+        "--capture-to", default=None, help="URL to upload data capture to (default: the manifest's)"
+    )
     parser.add_argument("--capture-dir", default=os.path.join(HERE, "capture"))
     parser.add_argument("--capture-interval-s", type=float, default=5.0)
     args = parser.parse_args(argv)
@@ -304,12 +352,16 @@ def main(argv=None):
         secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
         region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
         credentials = (key_id, secret) if key_id and secret else None
-        Handler.capture = Capture(capture_to, args.capture_dir, args.capture_interval_s,
-                                  credentials, region)
-        threading.Thread(target=Handler.capture.run, daemon=True).start()
+        capture = Capture(
+            capture_to, args.capture_dir, args.capture_interval_s, credentials, region
+        )
+        Handler.capture = capture
+        threading.Thread(target=capture.run, daemon=True).start()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
-    sys.stderr.write("serving %s on %s:%d\n" % (model.manifest.get("model_digest", "model"),
-                                               args.host, server.server_address[1]))
+    sys.stderr.write(
+        f"serving {model.manifest.get('model_digest') or 'the model'} on "
+        f"{args.host}:{server.server_address[1]}\n"
+    )
     sys.stderr.flush()
     try:
         server.serve_forever()

@@ -10,6 +10,7 @@ compilation is idempotent), one that was STOPPING becomes STOPPED.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import logging
@@ -22,7 +23,6 @@ from typing import Any
 
 from modelhost.compile import request as rules
 from modelhost.control.listing import list_page
-from modelhost.control.validation import validate_input
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
 from modelhost.resources.names import arn
 from modelhost.resources.status import CompilationJobStatus as Status
@@ -336,10 +336,8 @@ class CompilationJobs:
 
 def _kill(proc: asyncio.subprocess.Process) -> None:
     if proc.returncode is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             proc.kill()
-        except ProcessLookupError:
-            pass
 
 
 def _upload(archive: Path, url: str, settings: Settings) -> None:

@@ -65,7 +65,9 @@ _MISSING = re.compile(r"(data\[\d+\])\.missing != -1")
 
 _LEAF = re.compile(r"(result\[\d+\] \+= )(-?[0-9][0-9.eE+-]*);")
 _BASE_SCORES = re.compile(r"  // Apply base_scores\n((?:  result\[\d+\] \+= [^\n]+;\n)+)")
-_PREDICT_BODY = re.compile(r"(void predict\(union Entry\* data, int pred_margin, \w+\* result\) \{\n)")
+_PREDICT_BODY = re.compile(
+    r"(void predict\(union Entry\* data, int pred_margin, \w+\* result\) \{\n)"
+)
 
 
 def _base_scores_first(code: str) -> str:

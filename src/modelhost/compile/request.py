@@ -67,7 +67,9 @@ def check_request(p: dict[str, Any]) -> None:
 
 
 def max_runtime_s(p: dict[str, Any]) -> float:
-    return float((p.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME_S)
+    return float(
+        (p.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds") or DEFAULT_MAX_RUNTIME_S
+    )
 
 
 def target_name(out: dict[str, Any]) -> str:

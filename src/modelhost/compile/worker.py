@@ -51,7 +51,12 @@ def run(request: dict[str, Any]) -> dict[str, Any]:
     except CompileError as exc:
         return {"Status": "FAILED", "FailureReason": str(exc)}
     digest = pack(req.out_dir, work / ARTIFACT)
-    return {"Status": "COMPLETED", "Report": report, "Artifact": str(work / ARTIFACT), "Digest": digest}
+    return {
+        "Status": "COMPLETED",
+        "Report": report,
+        "Artifact": str(work / ARTIFACT),
+        "Digest": digest,
+    }
 
 
 def main(argv: list[str]) -> int:

@@ -39,7 +39,9 @@ class EdgeCaptureAPI:
                 return JSONResponse(self.captures.list(name))
             file_name = request.query_params.get("file")
             if not file_name:
-                raise ValidationException("The query parameter 'file' (the file's name) is required.")
+                raise ValidationException(
+                    "The query parameter 'file' (the file's name) is required."
+                )
             body = await request.body()  # bounded by the guard's API body limit
             records = self.captures.put(name, file_name, body)
             return JSONResponse({"Name": name, "File": file_name, "Records": records})
