@@ -26,6 +26,8 @@ INVOKER_ACTIONS = {
     "modelhost:GetPrediction",
     # Bandit rewards come from the application that invokes the endpoint.
     "modelhost:PutRewards",
+    # Edge devices upload the data capture of the model they serve (issue 17).
+    "modelhost:PutEdgeCapture",
 }
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
 

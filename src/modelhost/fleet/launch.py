@@ -11,6 +11,7 @@ from modelhost.fleet.byoc import ByocError, supervisor_argv
 from modelhost.fleet.images import builtin_runtime_for_image
 from modelhost.fleet.instance import LaunchSpec
 from modelhost.fleet.multimodel import MULTI_MODEL, check_prefix, multi_model_env
+from modelhost.resources.gpus import INSTANCE_TYPE_ENV
 from modelhost.settings import Settings
 
 
@@ -93,6 +94,8 @@ def build_launch_spec(
             # deadline turns the same failure into a bare timeout.
             "MODELHOST_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
+            # The provider pins GPU instance types to a GPU (resources/gpus.py).
+            INSTANCE_TYPE_ENV: instance_type or "",
         }
     )
     return LaunchSpec(

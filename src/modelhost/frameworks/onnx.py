@@ -30,6 +30,7 @@ from modelhost.codecs import registry
 from modelhost.codecs.errors import DecodeError, UnsupportedContentType
 from modelhost.frameworks.base import Context, Runtime, describe_files, model_files
 from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
+from modelhost.resources.gpus import onnx_providers
 
 PREFERRED = "model.onnx"
 OUTPUT_ENV = "MODELHOST_ONNX_OUTPUT"
@@ -146,7 +147,9 @@ class ONNXRuntime(Runtime):
         try:
             # From the path, not bytes, so external weights beside the graph load too.
             session = onnxruntime.InferenceSession(
-                str(path), opts, providers=["CPUExecutionProvider"]
+                str(path),
+                opts,
+                providers=onnx_providers(os.environ, onnxruntime.get_available_providers()),
             )
         except Exception as exc:
             if not _is_ort_error(exc):

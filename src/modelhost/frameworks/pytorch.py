@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import re
 import warnings
 import zipfile
@@ -27,6 +28,7 @@ from modelhost.codecs import registry
 from modelhost.codecs.errors import DecodeError, EncodeError
 from modelhost.frameworks.base import Runtime, describe_files, model_files
 from modelhost.frameworks.errors import InvalidInput, ModelLoadError, PredictionFailed
+from modelhost.resources.gpus import use_cuda
 
 PREFERRED = ("model.pt", "model.pth")
 SUFFIXES = (".pt", ".pth", ".torchscript")
@@ -80,6 +82,11 @@ def _short_error(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     last = lines[-1] if lines else type(exc).__name__
     return last.removeprefix("RuntimeError: ")
+
+
+def _device() -> str:
+    """`cuda` when this instance was given a GPU (CUDA_VISIBLE_DEVICES) and torch has CUDA."""
+    return "cuda" if use_cuda(os.environ) and _torch().cuda.is_available() else "cpu"
 
 
 def to_numpy(output: Any) -> Any:
@@ -150,6 +157,7 @@ class PyTorchRuntime(Runtime):
         super().__init__(*args, **kwargs)
         self._module: Any = None
         self._threads_set = False
+        self._device = "cpu"
 
     @classmethod
     def detect(cls, model_dir: Path) -> bool:
@@ -164,6 +172,7 @@ class PyTorchRuntime(Runtime):
         return self._module
 
     def load(self, model_dir: Path) -> None:
+        self._device = _device()
         path = self._find_model_file(model_dir)
         kind = archive_kind(path)
         if kind == EAGER:
@@ -188,7 +197,7 @@ class PyTorchRuntime(Runtime):
                     message=r"`torch\.jit\.load` is deprecated",
                     category=DeprecationWarning,
                 )
-                module = torch.jit.load(str(path), map_location="cpu")
+                module = torch.jit.load(str(path), map_location=self._device)
         except Exception as exc:
             raise ModelLoadError(
                 f"{path.name} could not be loaded with torch.jit.load (torch "
@@ -254,6 +263,8 @@ class PyTorchRuntime(Runtime):
         # tuple of tensors for a multi-input model), goes to the model as it is.
         is_array = isinstance(data, np.ndarray | list)
         tensor = self._to_tensor(model, data) if is_array else data
+        if is_array and self._device != "cpu":
+            tensor = tensor.to(self._device)
         try:
             with torch.inference_mode():
                 output = model(tensor)
