@@ -67,7 +67,7 @@ def test_missing_marker_and_unsupported_models(tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=MARKER):
         read_marker(tmp_path)
     (tmp_path / "model.joblib").write_bytes(b"\x80\x04K\x01.")  # pickled int
-    with pytest.raises(CompileError, match="could not be loaded|tree ensembles"):
+    with pytest.raises(CompileError, match=r"could not be loaded|tree ensembles"):
         compile_model(CompileRequest(tmp_path, "SKLEARN", None, tmp_path / "out", 60))
     with pytest.raises(CompileError, match="PYTORCH is not supported"):
         compile_model(CompileRequest(tmp_path, "PYTORCH", None, tmp_path / "out", 60))
