@@ -24,6 +24,8 @@ INTERNAL = {
     "InvalidParameterValue",
     "telemetry/log_filter.py:FilterPatternError": "a ValueError the Logs API answers as "
     "InvalidParameterException",
+    "compile/jobs.py:CompilationFailed": "ends a compilation job; its text is the FailureReason",
+    "compile/sources.py:CompileError": "becomes a compilation job's FailureReason",
     "jobs/records.py:SplitError": "a ValueError the runner turns into the job's FailureReason",
     "jobs/dataprocessing.py:RecordError": "becomes the job's FailureReason",
     "jobs/jsonpath.py:JSONPathError": "a ValueError that becomes a RecordError",

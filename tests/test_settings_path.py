@@ -11,6 +11,8 @@ import modelhost
 SRC = Path(modelhost.__file__).parent
 
 ALLOWED = {
+    "compile/edge_serve.py": "the edge server (serve.py) runs without modelhost: its own config",
+    "compile/native_c.py": "the C compiler named by CC, as build tools read it",
     "cli/server.py": "`demo --url --home`: hands --home to the settings its boto3 clients read",
     "container/config.py": "the instance's own config (MH_INSTANCE_*, the container contract)",
     "container/supervise.py": "hands the instance's explicit environment to the user's server",

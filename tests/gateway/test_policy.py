@@ -36,6 +36,8 @@ INVOKER_ACTIONS = {
     "cloudwatch:DescribeAlarmsForMetric",
     "cloudwatch:DescribeAlarmHistory",
     "cloudwatch:PutMetricData",
+    # Edge devices upload the data capture of the model they serve (issue 17).
+    "modelhost:PutEdgeCapture",
 }
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
 

@@ -13,6 +13,7 @@ from modelhost import __version__
 from modelhost.cli import (
     containers,
     deployments,
+    edge,
     endpoints,
     jobs,
     keys,
@@ -48,6 +49,7 @@ for _command in (
     deployments.reward,
     metrics.metrics,
     logs.logs,
+    edge.edge,
     predictions.predictions,
     keys.credentials,
     keys.keys,

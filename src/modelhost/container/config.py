@@ -63,6 +63,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from modelhost.resources.gpus import use_cuda
+
 
 class ConfigError(ValueError):
     """An environment variable has a value the instance cannot use."""
@@ -94,6 +96,7 @@ class InstanceConfig:
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
     onnx_output: str | None = None
+    gpu: bool = False  # CUDA_VISIBLE_DEVICES names a device
     # --- artifact store of a multi-model instance (read by `_artifact_fields`) ---------
     artifact_cache_dir: Path | None = None  # None: ~/.modelhost/artifacts
     s3_endpoint_url: str | None = None
@@ -142,6 +145,7 @@ class InstanceConfig:
             multi_model=multi_model,
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
+            gpu=use_cuda(env),
             **_artifact_fields(env),
         )
 

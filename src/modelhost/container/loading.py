@@ -45,6 +45,7 @@ def runtime_options(config: InstanceConfig) -> RuntimeOptions:
         packages_dir=config.packages_dir,
         pip_timeout_s=config.pip_timeout_s,
         onnx_output=config.onnx_output,
+        gpu=config.gpu,
     )
 
 

@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from modelhost.control.accelerators import check_accelerators
 from modelhost.errors import UnknownOperation, ValidationException
 
 MAX_REPORTED = 10
@@ -301,7 +302,7 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 # members (and a transform job's input and output) accept a local path or a file:// URL
 # besides the model's (https|s3):// pattern;
 # and an Image may be a command line (`command:node server.js`, spaces included).
-_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath")
+_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation")
 
 
 def _local_location(path: str, value: str) -> bool:
@@ -410,3 +411,5 @@ def validate_input(operation: str, params: dict[str, Any]) -> None:
     walker.structure(shape, params, "")
     if walker.count:
         raise ValidationException(_summary(walker.count, walker.texts))
+    if operation == "CreateEndpointConfig":
+        check_accelerators(params)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 
-BUILTIN_RUNTIMES = ("xgboost", "sklearn", "lightgbm", "onnx", "pytorch", "mlflow")
+BUILTIN_RUNTIMES = ("xgboost", "sklearn", "lightgbm", "onnx", "pytorch", "mlflow", "compiled")
 
 # Checked in order against the image's last path segment (repository:tag).
 _PATTERNS = (
+    # SageMaker Neo's inference images (xgboost-neo, sklearn-neo, sagemaker-neo-...,
+    # neo-pytorch): the compiled-model runtime, before the framework names they contain.
+    ("compiled", re.compile(r"(^|[-_/])neo([-_:]|$)", re.I)),
     ("xgboost", re.compile(r"xgboost", re.I)),
     ("sklearn", re.compile(r"sklearn|scikit[-_]?learn", re.I)),
     ("lightgbm", re.compile(r"lightgbm|lgbm", re.I)),

@@ -12,6 +12,7 @@ from modelhost.fleet.byoc import ByocError, supervisor_argv
 from modelhost.fleet.images import builtin_runtime_for_image
 from modelhost.fleet.instance import LaunchSpec
 from modelhost.fleet.multimodel import MULTI_MODEL, check_prefix, multi_model_env
+from modelhost.resources.gpus import INSTANCE_TYPE_ENV
 from modelhost.settings import Settings
 
 log = logging.getLogger("modelhost.fleet")
@@ -49,7 +50,9 @@ def model_environment(environment: Mapping[str, Any], model_name: str) -> dict[s
     return env
 
 
-def _builtin_env(settings: Settings, runtime: str, env: dict[str, str]) -> dict[str, str]:
+def _builtin_env(
+    settings: Settings, runtime: str, env: dict[str, str], instance_type: str | None
+) -> dict[str, str]:
     """What a built-in runtime's instance gets from the settings (the model's own
     OMP_NUM_THREADS wins)."""
     return {
@@ -64,6 +67,8 @@ def _builtin_env(settings: Settings, runtime: str, env: dict[str, str]) -> dict[
         # Prints of a user's script reach the instance log (CloudWatch Logs) line by line,
         # as SageMaker's framework images set it.
         "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),
+        # The provider pins GPU instance types to a GPU (resources/gpus.py).
+        INSTANCE_TYPE_ENV: instance_type or "",
     }
 
 
@@ -132,7 +137,7 @@ def build_launch_spec(
             builtin=False,
             model_data_prefix=prefix,
         )
-    env.update(_builtin_env(settings, runtime, env))
+    env.update(_builtin_env(settings, runtime, env, instance_type))
     return LaunchSpec(
         endpoint_name=endpoint_name,
         variant_name=variant_name,

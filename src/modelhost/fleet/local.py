@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -13,7 +14,10 @@ from pathlib import Path
 
 from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.resources import gpus
 from modelhost.resources.status import InstanceStatus
+
+log = logging.getLogger("modelhost.fleet")
 
 
 def free_port() -> int:
@@ -33,6 +37,7 @@ class LocalProcessProvider:
 
     def __init__(self) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._gpu_starts = 0
 
     def start(self, spec: LaunchSpec) -> Instance:
         instance_id = f"i-{uuid.uuid4().hex[:12]}"
@@ -42,6 +47,7 @@ class LocalProcessProvider:
         # Never the gateway's whole environment: it may hold credentials.
         env = inherited_environment(os.environ)
         env.update(spec.env)
+        env.update(self._gpu_env(spec.env.get(gpus.INSTANCE_TYPE_ENV)))
         env.update(
             {
                 "SAGEMAKER_BIND_TO_PORT": str(port),
@@ -68,6 +74,25 @@ class LocalProcessProvider:
         return Instance(
             instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path
         )
+
+    def _gpu_env(self, instance_type: str | None) -> dict[str, str]:
+        """GPU instance types: this instance's own GPU(s), round-robin over the machine's."""
+        if not gpus.gpus_per_instance(instance_type):
+            return {}
+        try:
+            devices = os.listdir("/dev")
+        except OSError:
+            devices = []
+        pinned = gpus.assign(
+            instance_type, self._gpu_starts, gpus.machine_gpus(os.environ, devices)
+        )
+        self._gpu_starts += 1
+        if pinned is None:
+            log.info(
+                "%s has GPUs but this machine has none: the instance runs on the CPU", instance_type
+            )
+            return {}
+        return {gpus.ENV: pinned}
 
     def exit_code(self, instance: Instance) -> int | None:
         """None while the process runs, else its exit status."""

@@ -48,6 +48,8 @@ class RuntimeOptions:
     packages_dir: Path | None = None
     pip_timeout_s: float = 600.0
     onnx_output: str | None = None
+    # The instance was given a GPU (CUDA_VISIBLE_DEVICES, resources/gpus.py).
+    gpu: bool = False
 
 
 @dataclass

@@ -34,6 +34,7 @@ from modelhost.errors import (
     UnsupportedContentType,
 )
 from modelhost.frameworks.base import Context, Runtime, describe_files, model_files
+from modelhost.resources.gpus import onnx_providers
 
 PREFERRED = "model.onnx"
 OUTPUT_ENV = "MH_INSTANCE_ONNX_OUTPUT"  # read by container.config, named in errors
@@ -150,7 +151,9 @@ class ONNXRuntime(Runtime):
         try:
             # From the path, not bytes, so external weights beside the graph load too.
             session = onnxruntime.InferenceSession(
-                str(path), opts, providers=["CPUExecutionProvider"]
+                str(path),
+                opts,
+                providers=onnx_providers(self.options.gpu, onnxruntime.get_available_providers()),
             )
         except Exception as exc:
             if not _is_ort_error(exc):

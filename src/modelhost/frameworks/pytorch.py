@@ -87,6 +87,11 @@ def _short_error(exc: BaseException) -> str:
     return last.removeprefix("RuntimeError: ")
 
 
+def _device(gpu: bool) -> str:
+    """`cuda` when this instance was given a GPU (CUDA_VISIBLE_DEVICES) and torch has CUDA."""
+    return "cuda" if gpu and _torch().cuda.is_available() else "cpu"
+
+
 def to_numpy(output: Any) -> Any:
     """Model output → numpy: a tensor as an array, a tuple/list by its first element, a dict
     as a dict of arrays (answered only as JSON)."""
@@ -155,6 +160,7 @@ class PyTorchRuntime(Runtime):
         super().__init__(*args, **kwargs)
         self._module: Any = None
         self._threads_set = False
+        self._device = "cpu"
 
     @classmethod
     def detect(cls, model_dir: Path) -> bool:
@@ -169,6 +175,7 @@ class PyTorchRuntime(Runtime):
         return self._module
 
     def load(self, model_dir: Path) -> None:
+        self._device = _device(self.options.gpu)
         path = self._find_model_file(model_dir)
         kind = archive_kind(path)
         if kind == EAGER:
@@ -193,7 +200,7 @@ class PyTorchRuntime(Runtime):
                     message=r"`torch\.jit\.load` is deprecated",
                     category=DeprecationWarning,
                 )
-                module = torch.jit.load(str(path), map_location="cpu")
+                module = torch.jit.load(str(path), map_location=self._device)
         except Exception as exc:
             raise ModelLoadError(
                 f"{path.name} could not be loaded with torch.jit.load (torch "
@@ -259,6 +266,8 @@ class PyTorchRuntime(Runtime):
         # tuple of tensors for a multi-input model), goes to the model as it is.
         is_array = isinstance(data, np.ndarray | list)
         tensor = self._to_tensor(model, data) if is_array else data
+        if is_array and self._device != "cpu":
+            tensor = tensor.to(self._device)
         try:
             with torch.inference_mode():
                 output = model(tensor)

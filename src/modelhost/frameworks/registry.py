@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelhost.errors import ModelLoadError
 from modelhost.frameworks.base import Runtime, RuntimeOptions, describe_files
+from modelhost.frameworks.compiled import MARKER as COMPILED_MARKER
 from modelhost.frameworks.script import ScriptRuntime
 
 # name -> "module:Class". The names are what MH_INSTANCE_RUNTIME and image URIs select.
@@ -24,11 +25,12 @@ RUNTIMES: dict[str, str] = {
     "onnx": "modelhost.frameworks.onnx:ONNXRuntime",
     "pytorch": "modelhost.frameworks.pytorch:PyTorchRuntime",
     "mlflow": "modelhost.frameworks.mlflow:MLflowRuntime",
+    "compiled": "modelhost.frameworks.compiled:CompiledRuntime",
 }
 
 # First match wins: an MLmodel folder may hold a pickle; an xgboost pickle also matches
 # sklearn's *.pkl pattern.
-AUTO_DETECT: list[str] = ["mlflow", "xgboost", "lightgbm", "onnx", "pytorch", "sklearn"]
+AUTO_DETECT: list[str] = ["compiled", "mlflow", "xgboost", "lightgbm", "onnx", "pytorch", "sklearn"]
 
 
 def runtime_class(name: str) -> type[Runtime]:
@@ -82,6 +84,9 @@ def select_runtime(name: str, model_dir: Path, options: RuntimeOptions | None = 
     options = options or RuntimeOptions()
     key = (name or "auto").strip().lower()
     base_cls: type[Runtime] | None
+    if key != "compiled" and (model_dir / COMPILED_MARKER).is_file():
+        # A compiled artifact serves compiled whatever image names its framework.
+        key = "compiled"
     base_cls = _detect(model_dir) if key == "auto" else runtime_class(key)
     base = base_cls(options) if base_cls is not None else None
     script = script_path(model_dir, options)

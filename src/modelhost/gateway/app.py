@@ -22,6 +22,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelhost import __version__
+from modelhost.compile.edge_capture import EdgeCaptures
+from modelhost.compile.jobs import CompilationJobs
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
@@ -35,6 +37,7 @@ from modelhost.gateway.cloudwatch_api import PATH_PREFIX as CLOUDWATCH_PATH
 from modelhost.gateway.cloudwatch_api import TARGET as CLOUDWATCH_TARGET
 from modelhost.gateway.cloudwatch_api import CloudWatchAPI, wire_of
 from modelhost.gateway.control_api import ControlAPI
+from modelhost.gateway.edge_api import EdgeCaptureAPI
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from modelhost.gateway.logs_api import LogsAPI
@@ -128,6 +131,8 @@ class Gateway:
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
+        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
+        self.control.operations.update(self.compilations.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
             _data_plane(settings, self.controller, self.metrics),
@@ -162,6 +167,7 @@ class Gateway:
                 *self.native_api.routes(),
                 *JobsAPI(self.jobs).routes(),
                 *KeysAPI(self.keys).routes(),
+                *EdgeCaptureAPI(EdgeCaptures(settings.home)).routes(),
             ],
             lifespan=self.lifespan,
         )
@@ -170,6 +176,7 @@ class Gateway:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.controller.start()
         await self.jobs.start()
+        await self.compilations.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
@@ -201,6 +208,7 @@ class Gateway:
             series_loop.cancel()
             log_indexing.cancel()
             await self.jobs.stop()
+            await self.compilations.stop()
             await self.controller.stop()
             await self.fleets.close()
             self.store.close()

@@ -46,3 +46,15 @@ class TransformJobStatus(StrEnum):
     FAILED = "Failed"
     STOPPING = "Stopping"
     STOPPED = "Stopped"
+
+
+class CompilationJobStatus(StrEnum):
+    """A compilation job (SageMaker's spelling): STARTING → INPROGRESS → COMPLETED | FAILED,
+    or STOPPING → STOPPED."""
+
+    STARTING = "STARTING"
+    IN_PROGRESS = "INPROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"

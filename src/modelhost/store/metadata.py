@@ -39,6 +39,7 @@ class Kind(StrEnum):
     ENDPOINT = "endpoint"
     ALARM = "alarm"
     TRANSFORM_JOB = "transform-job"
+    COMPILATION_JOB = "compilation-job"
 
 
 metadata = MetaData()

@@ -128,6 +128,9 @@ NATIVE_ROUTES: tuple[NativeRoute, ...] = (
     NativeRoute("POST", "/api/keys", "modelhost:CreateAccessKey"),
     NativeRoute("DELETE", "/api/keys/{name}", "modelhost:RevokeAccessKey", "key"),
     NativeRoute("GET", "/metrics", "modelhost:ReadMetrics"),
+    # Edge devices upload their data capture under an endpoint-like name (issue 17).
+    NativeRoute("POST", "/api/edge-captures/{name}", "modelhost:PutEdgeCapture", "endpoint"),
+    NativeRoute("GET", "/api/edge-captures/{name}", "modelhost:ListEdgeCaptures", "endpoint"),
 )
 
 

@@ -63,6 +63,11 @@ _SAGEMAKER_CONTROL = tuple(
         "DescribeTransformJob",
         "ListTransformJobs",
         "StopTransformJob",
+        "CreateCompilationJob",
+        "DescribeCompilationJob",
+        "ListCompilationJobs",
+        "StopCompilationJob",
+        "DeleteCompilationJob",
         "CreateInferenceRecommendationsJob",
         "DescribeInferenceRecommendationsJob",
         "ListInferenceRecommendationsJobs",
@@ -145,6 +150,9 @@ ACTIONS: dict[str, Rule] = {
     "modelhost:GetPrediction": _INVOKE,
     # Rewards come from the application that invoked the endpoint.
     "modelhost:PutRewards": _INVOKE,
+    # Edge devices send their capture with an invoker key for their name.
+    "modelhost:PutEdgeCapture": _INVOKE,
+    "modelhost:ListEdgeCaptures": _DEPLOY,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},
     **{f"cloudwatch:{op}": _INVOKE for op in _CLOUDWATCH_READ},
     **{f"cloudwatch:{op}": _DEPLOY for op in _CLOUDWATCH_DEPLOY},
