@@ -56,11 +56,15 @@ def deploy(
     image: str | None = XGBOOST_IMAGE,
     wait: bool = True,
     environment: dict[str, str] | None = None,
+    mode: str | None = None,
 ) -> None:
-    """create_model + create_endpoint_config + create_endpoint, as SageMaker users write it."""
+    """create_model + create_endpoint_config + create_endpoint, as SageMaker users write it
+    (`mode="MultiModel"`: `artifact` is the prefix TargetModels live under)."""
     container: dict[str, Any] = {"ModelDataUrl": artifact}
     if image:
         container["Image"] = image
+    if mode:
+        container["Mode"] = mode
     if environment:
         container["Environment"] = environment
     sm.create_model(

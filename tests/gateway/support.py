@@ -93,3 +93,18 @@ def invoke_error(rt: Any, **kwargs: Any) -> tuple[str, str]:
         rt.invoke_endpoint(**kwargs)
     err = info.value.response["Error"]
     return err["Code"], err["Message"]
+
+
+def canary_one_instance(alarm: str) -> dict[str, Any]:
+    """A blue/green CANARY DeploymentConfig (one instance, 30 s bake) rolled back by `alarm`."""
+    return {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 30,
+                "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            },
+            "MaximumExecutionTimeoutInSeconds": 600,
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
+    }

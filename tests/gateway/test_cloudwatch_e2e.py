@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from modelhost.telemetry.sketch import RELATIVE_ACCURACY
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.gateway.support import create_model_and_config, deployment_events
+from tests.gateway.support import canary_one_instance, create_model_and_config, deployment_events
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, cli, unique
 
 pytestmark = pytest.mark.integration
@@ -322,17 +322,7 @@ def test_cloudwatch_alarm_rolls_back_a_canary(
         sm.update_endpoint(
             EndpointName=name,
             EndpointConfigName=f"{name}-green",
-            DeploymentConfig={
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "CANARY",
-                        "WaitIntervalInSeconds": 30,
-                        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                    },
-                    "MaximumExecutionTimeoutInSeconds": 600,
-                },
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": alarm}]},
-            },
+            DeploymentConfig=canary_one_instance(alarm),
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -10,7 +10,12 @@ import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.gateway.support import create_model_and_config, deployment_events, put_5xx_alarm
+from tests.gateway.support import (
+    canary_one_instance,
+    create_model_and_config,
+    deployment_events,
+    put_5xx_alarm,
+)
 from tests.support import ChurnModel, Loop, unique
 
 pytestmark = pytest.mark.integration
@@ -33,17 +38,7 @@ def test_canary_rolls_back_when_the_alarm_fires(
         sm.update_endpoint(
             EndpointName=name,
             EndpointConfigName=f"{name}-green",
-            DeploymentConfig={
-                "BlueGreenUpdatePolicy": {
-                    "TrafficRoutingConfiguration": {
-                        "Type": "CANARY",
-                        "WaitIntervalInSeconds": 30,
-                        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-                    },
-                    "MaximumExecutionTimeoutInSeconds": 600,
-                },
-                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": f"{name}-5xx"}]},
-            },
+            DeploymentConfig=canary_one_instance(f"{name}-5xx"),
         )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from modelhost.testing.churn import STATES, csv_body, make_churn
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer, signed_call
 from modelhost.testing.state_models import StateModels, write_state_models
-from tests.support import FAST_ENV, XGBOOST_IMAGE, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, deploy, unique
 
 pytestmark = pytest.mark.integration
 
@@ -43,34 +43,15 @@ def deploy_mme(
     wait: bool = True,
 ) -> None:
     """The seeds' MultiDataModel flow: one model whose ModelDataUrl is a prefix."""
-    container: dict[str, Any] = {
-        "Image": XGBOOST_IMAGE,
-        "ModelDataUrl": prefix,
-        "Mode": "MultiModel",
-    }
-    if environment:
-        container["Environment"] = environment
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer=container,
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+    deploy(
+        sm,
+        name,
+        prefix,
+        instances=instances,
+        environment=environment,
+        wait=wait,
+        mode="MultiModel",
     )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    if wait:
-        sm.get_waiter("endpoint_in_service").wait(
-            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-        )
 
 
 def predict(rt: Any, name: str, state: str, X: np.ndarray) -> np.ndarray:
