@@ -120,6 +120,14 @@ class ModelNotReady(ModelhostError):
     status = 429
 
 
+class ThrottlingException(ModelhostError):
+    """A serverless variant already runs MaxConcurrency invocations (SageMaker's common
+    error type; botocore retries it with backoff unless retries are turned off)."""
+
+    code = "ThrottlingException"
+    status = 400
+
+
 class InternalFailure(ModelhostError):
     code = "InternalFailure"
     status = 500

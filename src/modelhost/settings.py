@@ -76,6 +76,17 @@ class Settings(BaseSettings):
         description="How long a finished transform job's instances wait for the next job "
         "with the same model and environment (0: every job starts its own).",
     )
+    serverless_idle_s: float = Field(
+        default=300.0,
+        description="How long a serverless instance may sit idle before it stops (down to "
+        "the variant's ProvisionedConcurrency; with none, the variant runs no instance).",
+    )
+    zygote: bool = Field(
+        default=True,
+        description="Start serverless instances by forking a warm process per built-in "
+        "runtime that has the framework imported already (cold start in ~0.1 s); off: a "
+        "fresh interpreter per instance.",
+    )
     log_level: str = Field(default="info", description="Log level of the gateway and instances.")
     prediction_store_url: str = Field(
         default="embedded",

@@ -113,7 +113,7 @@ def test_config_rules(plane: tuple[ControlPlane, FakeController], tmp_path: Path
     with pytest.raises(ValidationException, match="Could not find model"):
         _config(cp, "c", "missing")
     _model(cp, "m", tmp_path)
-    with pytest.raises(ValidationException, match="ServerlessConfig is not supported"):
+    with pytest.raises(ValidationException, match="either ServerlessConfig or InstanceType"):
         _config(cp, "c", "m", ServerlessConfig={"MemorySizeInMB": 1024, "MaxConcurrency": 1})
     with pytest.raises(ValidationException, match="sum of InitialVariantWeight"):
         _config(cp, "c", "m", InitialVariantWeight=0)

@@ -21,7 +21,11 @@ STORED: dict[str, Any] = {
                 "InitialVariantWeight": 0.5,
                 "InstanceType": "ml.m5.large",
             },
-            {"VariantName": "B", "ModelName": "m-b", "ServerlessConfig": {"MaxConcurrency": 2}},
+            {
+                "VariantName": "B",
+                "ModelName": "m-b",
+                "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 2},
+            },
         ],
         "ShadowProductionVariants": [
             {"VariantName": "S", "ModelName": "m-s", "InitialVariantWeight": 0.2}
@@ -62,7 +66,10 @@ def test_typed_view_of_variants_models_and_the_pending_update() -> None:
     assert config.production_names() == ["A", "B"]
     assert config.weights() == {"A": 0.5, "B": 1.0}  # SageMaker's default weight
     b = config.variant("B")
-    assert b is not None and b.instance_count == 1 and b.initial_instance_count is None
+    # Serverless without ProvisionedConcurrency: no instance until a request comes.
+    assert b is not None and b.instance_count == 0 and b.initial_instance_count is None
+    assert b.serverless is not None and b.serverless.max_concurrency == 2
+    assert b.serverless.memory_bytes == 2048 * 1024 * 1024
     assert config.variants[0].instance_type == "ml.m5.large"
     assert [v.name for v in config.shadow_variants] == ["S"] and config.shadow_variants[0].shadow
     assert endpoint.current.models["m-b"].multi_container
@@ -93,6 +100,6 @@ def test_changes_are_written_in_the_stored_format() -> None:
         "VariantName": "B",
         "ModelName": "m-b",
         "InitialInstanceCount": 3,
-        "ServerlessConfig": {"MaxConcurrency": 2},
+        "ServerlessConfig": {"MemorySizeInMB": 2048, "MaxConcurrency": 2},
     }
     assert STORED["Config"]["ProductionVariants"][1].get("InitialInstanceCount") is None

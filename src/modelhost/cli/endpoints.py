@@ -182,11 +182,12 @@ def endpoints(target: Target) -> None:
     except Exception as exc:
         fail(exc)
         return
-    header = ("NAME", "STATUS", "CREATED", "MODIFIED")
+    header = ("NAME", "STATUS", "VARIANTS", "CREATED", "MODIFIED")
     table = [header] + [
         (
             e["EndpointName"],
             e["EndpointStatus"],
+            _variants(sm, e["EndpointName"]),
             e["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"),
             e["LastModifiedTime"].strftime("%Y-%m-%d %H:%M:%S"),
         )
@@ -195,6 +196,27 @@ def endpoints(target: Target) -> None:
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _variants(sm: Any, name: str) -> str:
+    """Each production variant as `name: real-time, N instances` or `name: serverless
+    (MemorySizeInMB, MaxConcurrency, running now)`."""
+    try:
+        described = sm.describe_endpoint(EndpointName=name)
+    except Exception:
+        return "-"
+    parts = []
+    for v in described.get("ProductionVariants") or []:
+        running = v.get("CurrentInstanceCount", 0)
+        serverless = v.get("CurrentServerlessConfig")
+        if serverless:
+            parts.append(
+                f"{v['VariantName']}: serverless {serverless['MemorySizeInMB']} MB, max "
+                f"{serverless['MaxConcurrency']} concurrent, {running} running"
+            )
+        else:
+            parts.append(f"{v['VariantName']}: real-time, {running} instances")
+    return "; ".join(parts) or "-"
 
 
 @click.command()

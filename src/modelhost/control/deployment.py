@@ -40,11 +40,19 @@ class Deployment:
         shadows = self.shadow_names()
         return tuple(
             VariantRoute(
-                name, weights.get(name, 1.0), fleet.serving(), fleet.spec.model_data_prefix
+                name,
+                weights.get(name, 1.0),
+                fleet.serving(),
+                fleet.spec.model_data_prefix,
+                serverless=self.is_serverless(name),
             )
             for name, fleet in self.fleets.items()
             if name not in shadows
         )
+
+    def is_serverless(self, name: str) -> bool:
+        variant = self.config.variant(name)
+        return variant is not None and variant.serverless is not None
 
     def shadow_routes(self) -> tuple[ShadowRoute, ...]:
         """Sampling share: min(1, shadow weight / sum of production weights)."""
@@ -90,6 +98,13 @@ async def start_deployment(
                 endpoint, variant.name, model.name, model.spec, variant.instance_type
             )
             count = (counts or {}).get(variant.name, variant.instance_count)
+            serverless = variant.serverless
+            if serverless is not None:
+                # MemorySizeInMB is each instance's memory limit; a request that finds no
+                # idle instance waits for a forked one (the zygote), not a fresh process.
+                spec.memory_limit_bytes = serverless.memory_bytes
+                spec.fast_start = True
+                count = serverless.warm
             dep.fleets[variant.name] = manager.fleet(spec, count, on_change)
         await asyncio.gather(*(f.start() for f in dep.fleets.values()))
     except BaseException as exc:

@@ -6,6 +6,11 @@ from typing import Any
 
 from modelhost.control.catalog import ENDPOINT_CONFIG, MODEL, Catalog, Handler
 from modelhost.control.containers import validate_shadow_model
+from modelhost.control.serverless import (
+    check_serverless_config,
+    check_serverless_endpoint,
+    check_serverless_model,
+)
 from modelhost.errors import ValidationException
 
 
@@ -36,6 +41,7 @@ class EndpointConfigs:
                 "production variant and one shadow variant (as in SageMaker); it has "
                 f"{len(variants)} production and {len(shadows)} shadow variants."
             )
+        check_serverless_endpoint(p, variants, shadows)
         self._check_variants(variants, shadows)
         if sum(float(v.get("InitialVariantWeight", 1.0)) for v in variants) <= 0:
             raise ValidationException(
@@ -61,17 +67,18 @@ class EndpointConfigs:
                     f"{where}: VariantName must be unique within the endpoint config."
                 )
             seen.add(v["VariantName"])
-            if v.get("ServerlessConfig"):
-                raise ValidationException(
-                    f"{where}: ServerlessConfig is not supported by this modelhost version; "
-                    "give InstanceType and InitialInstanceCount."
-                )
             if not v.get("ModelName"):
                 raise ValidationException(f"{where}: ModelName is required.")
-            if "InitialInstanceCount" not in v or "InstanceType" not in v:
+            serverless = v.get("ServerlessConfig")
+            if serverless:
+                check_serverless_config(serverless, i, where, v)
+            elif "InitialInstanceCount" not in v or "InstanceType" not in v:
                 raise ValidationException(
-                    f"{where}: InstanceType and InitialInstanceCount are required."
+                    f"{where}: InstanceType and InitialInstanceCount are required "
+                    "(or ServerlessConfig)."
                 )
             model = self.catalog.get(MODEL, v["ModelName"])
+            if serverless:
+                check_serverless_model(where, v["ModelName"], model.spec)
             if member == "ShadowProductionVariants":
                 validate_shadow_model(where, v["ModelName"], model.spec)

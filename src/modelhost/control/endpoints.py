@@ -96,6 +96,13 @@ def variant_summaries(
             "CurrentInstanceCount": current,
             "DesiredInstanceCount": _or(pending.get("DesiredInstanceCount"), desired),
         }
+        if v.get("ServerlessConfig"):
+            # SageMaker describes a serverless variant by its config, not instance counts;
+            # CurrentInstanceCount stays: the instances running right now (0 when idle).
+            del summary["DesiredInstanceCount"]
+            summary["CurrentInstanceCount"] = 0 if fleet is None else len(fleet.serving())
+            summary["CurrentServerlessConfig"] = dict(v["ServerlessConfig"])
+            summary["DesiredServerlessConfig"] = dict(v["ServerlessConfig"])
         if images:  # one per container, as SageMaker lists them
             summary["DeployedImages"] = [{"SpecifiedImage": i, "ResolvedImage": i} for i in images]
         out.append(summary)

@@ -26,6 +26,11 @@ class LaunchSpec:
     builtin: bool = True
     # Multi-model (Mode MultiModel): the ModelDataUrl prefix TargetModels are read under.
     model_data_prefix: str | None = None
+    # The process's memory limit (fleet/limits.py): a serverless variant's MemorySizeInMB.
+    memory_limit_bytes: int | None = None
+    # Start by forking the runtime's warm zygote (fleet/zygote.py) where it can: a
+    # serverless cold start waits for it.
+    fast_start: bool = False
 
 
 @dataclass(eq=False)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.fleet.limits import MemoryLimit, limit_process
 from modelhost.resources import gpus
 from modelhost.resources.status import InstanceStatus
 
@@ -37,6 +38,7 @@ class LocalProcessProvider:
 
     def __init__(self) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._limits: dict[str, MemoryLimit] = {}
         self._gpu_starts = 0
 
     def start(self, spec: LaunchSpec) -> Instance:
@@ -71,6 +73,12 @@ class LocalProcessProvider:
                 start_new_session=True,
             )
         self._procs[instance_id] = proc
+        if spec.memory_limit_bytes is not None:
+            # Set from outside right after the start: the interpreter is still starting,
+            # nothing of the model is loaded yet (fleet/limits.py).
+            self._limits[instance_id] = limit_process(
+                proc.pid, spec.memory_limit_bytes, instance_id
+            )
         return Instance(
             instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path
         )
@@ -120,6 +128,9 @@ class LocalProcessProvider:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         self._procs.pop(instance.instance_id, None)
+        limit = self._limits.pop(instance.instance_id, None)
+        if limit is not None:
+            limit.release()
         instance.status = InstanceStatus.STOPPED
 
     def kill_all(self) -> None:

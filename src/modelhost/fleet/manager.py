@@ -55,6 +55,9 @@ class FleetManager:
         self.client = client if client is not None else InstanceClient()
         self._fleets: set[VariantFleet] = set()
         self._closed = False
+        # Told (endpoint or job, variant, seconds) when any instance first answers /ping:
+        # the gateway records it as ModelSetupTime.
+        self.on_setup: Callable[[str, str, float], None] = lambda _e, _v, _s: None
 
     def exit_code(self, instance: Instance) -> int | None:
         return self.provider.exit_code(instance)
@@ -112,6 +115,7 @@ class FleetManager:
             unhealthy_threshold=self.settings.unhealthy_threshold,
             shutdown_grace_s=self.settings.shutdown_grace_s,
             on_change=on_change,
+            on_setup=lambda i, s: self.on_setup(i.spec.endpoint_name, i.spec.variant_name, s),
         )
         self._fleets.add(fleet)
         return fleet

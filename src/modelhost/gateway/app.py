@@ -47,6 +47,7 @@ from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
+from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
@@ -57,7 +58,7 @@ from modelhost.telemetry.instance_sampler import InstanceRef, InstanceSampler
 from modelhost.telemetry.metric_db import SqliteBackend
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
-from modelhost.telemetry.series import SeriesStore
+from modelhost.telemetry.series import SeriesStore, variant_key
 
 log = logging.getLogger("modelhost.gateway")
 
@@ -79,7 +80,10 @@ class _ControllerHealth:
 
 
 def _data_plane(
-    settings: Settings, controller: Controller, metrics: InvocationMetrics
+    settings: Settings,
+    controller: Controller,
+    metrics: InvocationMetrics,
+    capacity: ServerlessPool,
 ) -> DataPlane:
     """The request path gets the routing snapshots, health sink, random source and
     bandits from the controller, never the controller itself."""
@@ -105,6 +109,20 @@ def _data_plane(
         metrics=metrics,
         limits=limits,
         log_stream=log_stream,
+        capacity=capacity,
+    )
+
+
+def _serverless_pool(
+    settings: Settings, fleets: FleetManager, controller: Controller, series: SeriesStore
+) -> ServerlessPool:
+    """The serverless pool, and ModelSetupTime (µs, as SageMaker reports it) for every
+    instance start of any variant."""
+    fleets.on_setup = lambda e, v, s: series.observe(variant_key("ModelSetupTime", e, v), s * 1e6)
+    return ServerlessPool(
+        controller,
+        settings.serverless_idle_s,
+        lambda e, v, metric, value: series.observe(variant_key(metric, e, v), value),
     )
 
 
@@ -128,17 +146,15 @@ class Gateway:
             max_series=settings.metrics_max_series,
         )
         self.metrics = InvocationMetrics(self.series)
+        self.serverless = _serverless_pool(settings, self.fleets, self.controller, self.series)
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
         self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
         self.control.operations.update(self.compilations.operations)
         self.control_api = ControlAPI(self.control)
-        self.runtime_api = RuntimeAPI(
-            _data_plane(settings, self.controller, self.metrics),
-            settings.max_payload_bytes,
-            settings.account_id,
-        )
+        plane = _data_plane(settings, self.controller, self.metrics, self.serverless)
+        self.runtime_api = RuntimeAPI(plane, settings.max_payload_bytes, settings.account_id)
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
@@ -180,6 +196,7 @@ class Gateway:
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
+        serverless_loop = asyncio.ensure_future(self.serverless.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -207,6 +224,8 @@ class Gateway:
             alarm_loop.cancel()
             series_loop.cancel()
             log_indexing.cancel()
+            serverless_loop.cancel()
+            await self.serverless.close()
             await self.jobs.stop()
             await self.compilations.stop()
             await self.controller.stop()

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from modelhost.resources.containers import is_multi_container
+from modelhost.resources.serverless import ServerlessConfig
 from modelhost.resources.status import EndpointStatus
 
 
@@ -58,7 +59,16 @@ class ProductionVariant:
 
     @property
     def instance_count(self) -> int:
+        """Instances to start with; a serverless variant starts with its warm ones only."""
+        serverless = self.serverless
+        if serverless is not None:
+            return serverless.warm
         return 1 if self.initial_instance_count is None else self.initial_instance_count
+
+    @property
+    def serverless(self) -> ServerlessConfig | None:
+        spec = self.extra.get("ServerlessConfig")
+        return ServerlessConfig.from_spec(spec) if spec else None
 
     @property
     def weight(self) -> float:

@@ -47,6 +47,9 @@ class VariantRoute:
     instances: tuple[Target, ...]
     # Set for a multi-model variant: the ModelDataUrl prefix TargetModels live under.
     model_data_prefix: str | None = None
+    # A serverless variant: instances come and go with the requests (no instance may be
+    # running); the data plane asks its ServerlessCapacity port for one per invocation.
+    serverless: bool = False
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,10 @@ MULTI_MODEL_METRICS = (
     "ModelCacheHit",
     "LoadedModelCount",
 )
-SAGEMAKER_METRICS = (*METRICS, "ModelSetupTime", *MULTI_MODEL_METRICS)
+# ModelSetupTime: every instance start, launch to first /ping 200 (µs); the utilization:
+# a serverless variant's running invocations / MaxConcurrency, at each admission.
+SERVERLESS_METRICS = ("ModelSetupTime", "ServerlessConcurrentExecutionsUtilization")
+SAGEMAKER_METRICS = (*METRICS, *SERVERLESS_METRICS, *MULTI_MODEL_METRICS)
 INSTANCE_METRICS = ("CPUUtilization", "MemoryUtilization", "DiskUtilization")
 # Series whose values spread (times, utilization) keep a sketch; counts and 0/1 flags do not.
 SKETCHED = frozenset(
@@ -42,6 +45,7 @@ SKETCHED = frozenset(
         "ModelLatency",
         "OverheadLatency",
         "ModelSetupTime",
+        "ServerlessConcurrentExecutionsUtilization",
         "ModelLoadingWaitTime",
         "ModelDownloadingTime",
         "ModelLoadingTime",

@@ -27,7 +27,9 @@ from modelhost.fleet.dataplane.ports import (
     InstanceTransport,
     Rand,
     RoutingSource,
+    ServerlessCapacity,
 )
+from modelhost.fleet.dataplane.serverless import ServerlessInvoker
 from modelhost.fleet.dataplane.shadow import ShadowJob, ShadowMirror
 from modelhost.fleet.dataplane.single import SingleModelInvoker
 from modelhost.routing.choose import choose_variant
@@ -78,6 +80,7 @@ class DataPlane:
         metrics: InvocationMetrics,
         limits: Limits,
         log_stream: Callable[[str], str],
+        capacity: ServerlessCapacity | None = None,
     ) -> None:
         self.routes = routes
         self.bandits = bandits
@@ -90,6 +93,7 @@ class DataPlane:
         )
         self.multi_container = MultiContainerInvoker(self.core, metrics.containers)
         self.shadows = ShadowMirror(self.core, metrics, limits.home)
+        self.serverless = None if capacity is None else ServerlessInvoker(self.core, capacity)
 
     def route(self, endpoint: str, account_id: str) -> EndpointRoute:
         """The endpoint's route; ValidationError when it is unknown or not serving."""
@@ -109,6 +113,8 @@ class DataPlane:
                 )
         else:
             variant = choose_variant(route.variants, self.core.rand)
+        if variant is not None and variant.serverless and self.serverless is not None:
+            return variant  # its instances start on demand
         if variant is None or not variant.instances:
             raise ServiceUnavailable(
                 f"Endpoint {route.name} has no healthy instance right now; retry shortly."
@@ -121,6 +127,12 @@ class DataPlane:
         """The answer to `req`; shadow copies to start after it is sent are appended to
         `shadow_jobs` (also when the model answered an error)."""
         variant = self.variant(route, req.target_variant)
+        if variant.serverless and self.serverless is not None:
+            self._check_kind(req, TargetMode.SINGLE_MODEL)
+            sent = await self.serverless.invoke(req.endpoint, variant, req.forward, req.body)
+            self._record(req, variant, sent)
+            self._check(req.endpoint, sent)
+            return self._answer(req, variant, sent, self._observe(req, variant.name))
         mode = variant.instances[0].mode  # one launch spec per variant: the first tells
         if mode is TargetMode.MULTI_CONTAINER:
             sent = await self.multi_container.invoke(req.endpoint, variant, req.headers, req.body)

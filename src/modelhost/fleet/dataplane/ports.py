@@ -16,7 +16,14 @@ from modelhost.routing.bandit import Bandit
 from modelhost.routing.choose import Rand
 from modelhost.routing.table import Address, RoutingTable
 
-__all__ = ["BanditLookup", "InstanceHealth", "InstanceTransport", "Rand", "RoutingSource"]
+__all__ = [
+    "BanditLookup",
+    "InstanceHealth",
+    "InstanceTransport",
+    "Rand",
+    "RoutingSource",
+    "ServerlessCapacity",
+]
 
 
 class RoutingSource(Protocol):
@@ -52,6 +59,19 @@ class InstanceHealth(Protocol):
     def is_alive(self, instance: Instance) -> bool:
         """Whether the instance's process still runs (a broken keep-alive connection to a
         live instance is retried once; to a dead one it is not)."""
+
+
+class ServerlessCapacity(Protocol):
+    """Instances of serverless variants, one invocation each (scaling/serverless_pool.py).
+
+    `acquire` returns an idle instance reserved for one invocation, starting one when none
+    is idle (waiting for its /ping up to `timeout_s`); it raises ThrottlingException when
+    MaxConcurrency invocations run already, ModelNotReady when no instance was ready in
+    time, ModelError when one could not start. Every acquired instance is `release`d."""
+
+    async def acquire(self, endpoint: str, variant: str, timeout_s: float) -> Instance: ...
+
+    async def release(self, endpoint: str, variant: str, instance: Instance) -> None: ...
 
 
 BanditLookup = Callable[[str], Bandit | None]

@@ -1,0 +1,1 @@
+"""Scaling decisions (pure functions with an injected clock) and the loops that apply them."""
