@@ -120,7 +120,7 @@ def _serverless_pool(
     instance start of any variant."""
     fleets.on_setup = lambda e, v, s: series.observe(variant_key("ModelSetupTime", e, v), s * 1e6)
     return ServerlessPool(
-        controller,
+        controller.state.deployments,
         settings.serverless_idle_s,
         lambda e, v, metric, value: series.observe(variant_key(metric, e, v), value),
     )

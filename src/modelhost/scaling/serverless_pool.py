@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from modelhost.control.controller import Controller
+from modelhost.control.deployment import Deployment
 from modelhost.errors import ModelError, ModelNotReady, ServiceUnavailable, ThrottlingException
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.variant import VariantFleet
@@ -47,16 +47,17 @@ class _Pool:
 
 class ServerlessPool:
     """Implements `ServerlessCapacity` (fleet/dataplane/ports.py); see the module
-    docstring. `clock` is monotonic seconds; `observe` records metrics."""
+    docstring. `deployments` is the controller's live map of running deployments (read,
+    never changed); `clock` is monotonic seconds; `observe` records metrics."""
 
     def __init__(
         self,
-        controller: Controller,
+        deployments: Mapping[str, Deployment],
         idle_s: float,
         observe: Observe = lambda *_a: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.controller = controller
+        self.deployments = deployments
         self.idle_s = idle_s
         self.observe = observe
         self.clock = clock
@@ -68,7 +69,7 @@ class ServerlessPool:
         return min(1.0, max(self.idle_s / 4, 0.05))
 
     def _lookup(self, endpoint: str, variant: str) -> tuple[VariantFleet, _Pool]:
-        dep = self.controller.deployment(endpoint)
+        dep = self.deployments.get(endpoint)
         fleet = None if dep is None else dep.fleets.get(variant)
         spec = None if dep is None else dep.config.variant(variant)
         config = None if spec is None else spec.serverless
@@ -159,7 +160,7 @@ class ServerlessPool:
                 pool.cond.notify_all()
 
     async def release(self, endpoint: str, variant: str, instance: Instance) -> None:
-        dep = self.controller.deployment(endpoint)
+        dep = self.deployments.get(endpoint)
         fleet = None if dep is None else dep.fleets.get(variant)
         pool = None if fleet is None else self._pools.get(fleet)
         if pool is None:
@@ -172,7 +173,7 @@ class ServerlessPool:
 
     def _serverless_fleets(self) -> list[tuple[VariantFleet, str, str, ServerlessConfig]]:
         out = []
-        for name, dep in list(self.controller.state.deployments.items()):
+        for name, dep in list(self.deployments.items()):
             for variant, fleet in dep.fleets.items():
                 spec = dep.config.variant(variant)
                 if spec is not None and spec.serverless is not None:
