@@ -175,10 +175,25 @@ def error_response(exc: BaseException) -> tuple[int, str]:
     if is_ours(exc):
         return status, str(getattr(exc, "message", exc))
     message = getattr(exc, "message", None)
-    if not isinstance(message, str) or not message:
+    if isinstance(exc, MemoryError):
+        message = out_of_memory_message()
+    elif not isinstance(message, str) or not message:
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     trace = "".join(traceback.format_exception(exc)).rstrip()
     return status, f"{message}\n{trace}"
+
+
+def out_of_memory_message() -> str:
+    """A MemoryError, named as what it is: the model went over the instance's memory
+    (its limit is a serverless variant's MemorySizeInMB, fleet/limits.py)."""
+    import resource
+
+    limit, _hard = resource.getrlimit(resource.RLIMIT_DATA)
+    within = "" if limit == resource.RLIM_INFINITY else f" of {limit // (1024 * 1024)} MiB"
+    return (
+        f"MemoryError: the model ran out of memory: it needs more than the instance's "
+        f"memory limit{within} (for a serverless endpoint, raise MemorySizeInMB)"
+    )
 
 
 def load_failure_reason(exc: BaseException) -> str:

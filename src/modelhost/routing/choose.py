@@ -27,9 +27,10 @@ P = TypeVar("P", bound=Pickable)
 
 def choose_variant(variants: Sequence[VariantRoute], rand: Rand) -> VariantRoute | None:
     """Pick a variant with probability weight / sum(weights), among variants that have
-    instances. If every serving variant has weight 0, fall back to an even split (SageMaker
-    refuses all-zero weights at the API, so this only covers a transient state)."""
-    serving = [v for v in variants if v.instances]
+    instances (a serverless variant always may: it starts them on demand). If every
+    serving variant has weight 0, fall back to an even split (SageMaker refuses all-zero
+    weights at the API, so this only covers a transient state)."""
+    serving = [v for v in variants if v.instances or v.serverless]
     if not serving:
         return None
     total = sum(v.weight for v in serving)

@@ -1,0 +1,220 @@
+"""Serverless endpoints end to end: a real server, real instances, real boto3."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from botocore.exceptions import ClientError
+
+from modelhost.testing.server import ModelhostServer
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, instance_pids, unique
+
+pytestmark = pytest.mark.integration
+
+# Blocks each request until the test says go, so requests overlap for as long as the
+# test needs them to (no timing involved); each one leaves a file when it starts.
+GATED_SCRIPT = """
+import json, os, time, uuid
+
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+
+
+def model_fn(model_dir):
+    return None
+
+
+def predict_fn(data, model):
+    gate = data["gate"]
+    open(os.path.join(gate, "started-" + uuid.uuid4().hex), "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(gate, "go")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return {"ok": True}
+"""
+
+# Allocates what the request asks for: more than MemorySizeInMB fails.
+HUNGRY_SCRIPT = """
+import json
+
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+
+
+def model_fn(model_dir):
+    return None
+
+
+def predict_fn(data, model):
+    block = bytearray(int(data["mib"]) * 1024 * 1024)
+    return {"allocated_mib": len(block) // (1024 * 1024)}
+"""
+
+
+def _script_artifact(root: Path, script: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "inference.py").write_text(script)
+    artifact = root / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(root / "inference.py", arcname="code/inference.py")
+    return artifact
+
+
+def _deploy_serverless(
+    sm: Any, name: str, artifact: Path, image: str | None, **serverless: int
+) -> None:
+    container: dict[str, Any] = {"ModelDataUrl": str(artifact)}
+    if image:
+        container["Image"] = image
+    sm.create_model(ModelName=name, PrimaryContainer=container)
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2, **serverless},
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+
+
+def _running(sm: Any, name: str) -> int:
+    variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+    return int(variant["CurrentInstanceCount"])
+
+
+def _wait(condition: Any, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def serverless_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
+    home = tmp_path_factory.mktemp("serverless-home")
+    env = {**FAST_ENV, "MODELHOST_SERVERLESS_IDLE_S": "2"}
+    with ModelhostServer(home, env=env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def clients(serverless_server: ModelhostServer) -> tuple[Any, Any]:
+    # No retries: botocore would retry a ThrottlingException on its own.
+    return serverless_server.clients(retries={"max_attempts": 1, "mode": "standard"})
+
+
+def test_answers_from_zero_and_goes_back_to_zero(
+    serverless_server: ModelhostServer, clients: tuple[Any, Any], churn_model: ChurnModel
+) -> None:
+    sm, rt = clients
+    name = unique("sls")
+    _deploy_serverless(sm, name, churn_model.artifact, XGBOOST_IMAGE)
+    variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+    assert variant["CurrentServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
+    assert variant["CurrentInstanceCount"] == 0 and "DesiredInstanceCount" not in variant
+    assert not instance_pids(serverless_server.home, name)
+    config = sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]
+    assert config["ServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
+
+    X = churn_model.data.X[:5]
+    for _round in range(2):  # from zero, and from zero again after the idle timeout
+        body = "\n".join(",".join(repr(float(v)) for v in row) for row in X)
+        out = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
+        got = np.array([float(v) for v in out["Body"].read().decode().replace(",", " ").split()])
+        assert np.allclose(got, churn_model.expected(X), atol=1e-5)
+        assert _running(sm, name) == 1
+        _wait(lambda: _running(sm, name) == 0, "the idle instance to stop")
+        _wait(lambda: not instance_pids(serverless_server.home, name), "the process to exit")
+
+    cloudwatch = serverless_server.client("cloudwatch")
+    stats = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="ModelSetupTime",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": name},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        StartTime=time.time() - 600,
+        EndTime=time.time() + 60,
+        Period=60,
+        Statistics=["SampleCount"],
+    )
+    assert sum(p["SampleCount"] for p in stats["Datapoints"]) == 2  # two cold starts
+
+
+def test_throttles_above_max_concurrency_and_answers_within_it(
+    clients: tuple[Any, Any], tmp_path: Path
+) -> None:
+    sm, rt = clients
+    name = unique("sls-gate")
+    _deploy_serverless(sm, name, _script_artifact(tmp_path / "gated", GATED_SCRIPT), None)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    body = json.dumps({"gate": str(gate)})
+    answers: list[Any] = []
+
+    def call() -> None:
+        try:
+            out = rt.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=body)
+            answers.append(json.loads(out["Body"].read()))
+        except ClientError as exc:  # pragma: no cover - reported by the assert below
+            answers.append(exc.response["Error"])
+
+    threads = [threading.Thread(target=call) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    _wait(lambda: len(list(gate.glob("started-*"))) == 2, "two requests in the model")
+    with pytest.raises(ClientError) as caught:
+        rt.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=body)
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ThrottlingException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    (gate / "go").touch()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert answers == [{"ok": True}, {"ok": True}]
+
+
+def test_a_model_over_its_memory_fails_cleanly_and_the_endpoint_stays_up(
+    clients: tuple[Any, Any], tmp_path: Path
+) -> None:
+    sm, rt = clients
+    name = unique("sls-mem")
+    _deploy_serverless(sm, name, _script_artifact(tmp_path / "hungry", HUNGRY_SCRIPT), None)
+
+    def ask(mib: int) -> Any:
+        body = json.dumps({"mib": mib})
+        out = rt.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=body)
+        return json.loads(out["Body"].read())
+
+    assert ask(16) == {"allocated_mib": 16}
+    with pytest.raises(ClientError) as caught:
+        ask(2048)  # twice MemorySizeInMB
+    error = caught.value.response["Error"]
+    assert error["Code"] == "ModelError"
+    assert "ran out of memory" in error["Message"] and "1024 MiB" in error["Message"]
+    assert ask(16) == {"allocated_mib": 16}
