@@ -16,6 +16,7 @@ ALLOWED = {
     "cli/server.py": "`demo --url --home`: hands --home to the settings its boto3 clients read",
     "container/config.py": "the instance's own config (MH_INSTANCE_*, the container contract)",
     "container/supervise.py": "hands the instance's explicit environment to the user's server",
+    "container/zygote.py": "a forked instance takes the environment the gateway gave it",
     "fleet/local.py": "filters the gateway's environment through fleet/environment.py",
     "frameworks/mlflow.py": "sets MLFLOW_DISABLE_TELEMETRY for mlflow; reads nothing",
     "testing/server.py": "the test kit starts a gateway with the caller's environment",

@@ -104,6 +104,7 @@ async def start_deployment(
                 # idle instance waits for a forked one (the zygote), not a fresh process.
                 spec.memory_limit_bytes = serverless.memory_bytes
                 spec.fast_start = True
+                manager.prewarm(spec)
                 count = serverless.warm
             dep.fleets[variant.name] = manager.fleet(spec, count, on_change)
         await asyncio.gather(*(f.start() for f in dep.fleets.values()))

@@ -46,20 +46,7 @@ class LocalProcessProvider:
         port = free_port()
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
-        # Never the gateway's whole environment: it may hold credentials.
-        env = inherited_environment(os.environ)
-        env.update(spec.env)
-        env.update(self._gpu_env(spec.env.get(gpus.INSTANCE_TYPE_ENV)))
-        env.update(
-            {
-                "SAGEMAKER_BIND_TO_PORT": str(port),
-                "SM_MODEL_DIR": str(spec.model_dir),
-                "MH_INSTANCE_PARENT_PID": str(os.getpid()),
-                "MH_INSTANCE_ID": instance_id,
-                "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
-                "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
-            }
-        )
+        env = self.instance_env(spec, instance_id, port)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 spec.argv,
@@ -82,6 +69,43 @@ class LocalProcessProvider:
         return Instance(
             instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path
         )
+
+    def instance_env(self, spec: LaunchSpec, instance_id: str, port: int) -> dict[str, str]:
+        """The whole environment of an instance process (spawned or forked)."""
+        # Never the gateway's whole environment: it may hold credentials.
+        env = inherited_environment(os.environ)
+        env.update(spec.env)
+        env.update(self._gpu_env(spec.env.get(gpus.INSTANCE_TYPE_ENV)))
+        env.update(
+            {
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "SM_MODEL_DIR": str(spec.model_dir),
+                "MH_INSTANCE_PARENT_PID": str(os.getpid()),
+                "MH_INSTANCE_ID": instance_id,
+                "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
+                "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
+            }
+        )
+        return env
+
+    def zygote_env(self, threads: str) -> dict[str, str]:
+        """A zygote's environment: what every instance inherits, one thread per numerical
+        library (no thread pool may exist when it forks), unbuffered output."""
+        env = inherited_environment(os.environ)
+        # OpenMP (xgboost) reads OMP_NUM_THREADS when it loads, so the zygote's value is
+        # its children's; OpenBLAS would start a pool at import with more than one.
+        env.update(
+            {
+                "OMP_NUM_THREADS": threads,
+                "OPENBLAS_NUM_THREADS": "1",
+                "MKL_NUM_THREADS": "1",
+                # xgboost imports pandas, pandas pyarrow, whose jemalloc starts a purging
+                # thread at import unless told not to.
+                "JE_ARROW_MALLOC_CONF": "background_thread:false",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
 
     def _gpu_env(self, instance_type: str | None) -> dict[str, str]:
         """GPU instance types: this instance's own GPU(s), round-robin over the machine's."""

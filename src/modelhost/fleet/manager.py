@@ -27,6 +27,7 @@ from modelhost.fleet.multicontainer import (
 )
 from modelhost.fleet.provider import InstanceProvider
 from modelhost.fleet.variant import StartupError, VariantFleet
+from modelhost.fleet.zygote import ZygoteProvider
 from modelhost.resources.containers import is_multi_container
 from modelhost.resources.instances import InstanceState
 from modelhost.settings import Settings
@@ -49,9 +50,11 @@ class FleetManager:
     ) -> None:
         self.settings = settings
         self.artifacts = artifacts if artifacts is not None else ArtifactStore(settings)
-        self.provider: InstanceProvider = (
-            provider if provider is not None else LocalProcessProvider()
-        )
+        if provider is None:
+            provider = LocalProcessProvider()
+            if settings.zygote:
+                provider = ZygoteProvider(provider, settings.logs_dir)
+        self.provider: InstanceProvider = provider
         self.client = client if client is not None else InstanceClient()
         self._fleets: set[VariantFleet] = set()
         self._closed = False
@@ -98,6 +101,13 @@ class FleetManager:
         except Exception as exc:
             # Artifact errors and anything unexpected still end as a readable reason.
             raise LaunchError(str(exc)) from exc
+
+    def prewarm(self, spec: LaunchSpec) -> None:
+        """Get ready to start `spec`'s instances fast (its runtime's zygote), if the
+        provider can."""
+        prewarm = getattr(self.provider, "prewarm", None)
+        if prewarm is not None and spec.fast_start:
+            prewarm(spec)
 
     def fleet(
         self, spec: LaunchSpec, desired: int, on_change: Callable[[], None] = lambda: None
