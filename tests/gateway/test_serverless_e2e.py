@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tarfile
 import threading
 import time
@@ -14,8 +15,9 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
+from modelhost.container.process import process_alive
 from modelhost.testing.server import ModelhostServer
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, instance_pids, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 
@@ -106,6 +108,18 @@ def _running(sm: Any, name: str) -> int:
     return int(variant["CurrentInstanceCount"])
 
 
+def _live_instances(home: Path, endpoint: str) -> set[int]:
+    """Pids of the endpoint's instances still running, from their logs' `[instance PID]`
+    (forked instances carry the zygote's /proc environ, so tests.support.instance_pids
+    cannot find them)."""
+    pids = set()
+    for log in (home / "logs" / endpoint).rglob("i-*.log"):
+        match = re.search(r"\[instance (\d+)\]", log.read_text(errors="replace"))
+        if match:
+            pids.add(int(match.group(1)))
+    return {pid for pid in pids if process_alive(pid)}
+
+
 def _wait(condition: Any, what: str, timeout_s: float = 60.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -136,7 +150,7 @@ def test_answers_from_zero_and_goes_back_to_zero(
     variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
     assert variant["CurrentServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
     assert variant["CurrentInstanceCount"] == 0 and "DesiredInstanceCount" not in variant
-    assert not instance_pids(serverless_server.home, name)
+    assert not _live_instances(serverless_server.home, name)
     config = sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]
     assert config["ServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
 
@@ -147,8 +161,11 @@ def test_answers_from_zero_and_goes_back_to_zero(
         got = np.array([float(v) for v in out["Body"].read().decode().replace(",", " ").split()])
         assert np.allclose(got, churn_model.expected(X), atol=1e-5)
         assert _running(sm, name) == 1
+        assert len(_live_instances(serverless_server.home, name)) == 1
         _wait(lambda: _running(sm, name) == 0, "the idle instance to stop")
-        _wait(lambda: not instance_pids(serverless_server.home, name), "the process to exit")
+        _wait(
+            lambda: not _live_instances(serverless_server.home, name), "the process to exit"
+        )
 
     cloudwatch = serverless_server.client("cloudwatch")
     stats = cloudwatch.get_metric_statistics(

@@ -160,6 +160,17 @@ class ZygoteProvider:
             key, self.base.zygote_env(key[1]), self.log_dir / f"zygote-{key[0]}-{key[1]}.log"
         )
 
+    def ready(self, spec: LaunchSpec) -> bool:
+        """Whether `spec`'s next start forks (its zygote is warm)."""
+        key = self.key(spec)
+        zygote = None if key is None else self._zygotes.get(key)
+        return zygote is not None and zygote.usable()
+
+    def zygote_pid(self, spec: LaunchSpec) -> int | None:
+        key = self.key(spec)
+        zygote = None if key is None else self._zygotes.get(key)
+        return None if zygote is None else zygote.proc.pid
+
     def start(self, spec: LaunchSpec) -> Instance:
         key = self.key(spec) if spec.fast_start else None
         zygote = None if key is None else self._zygotes.get(key)
