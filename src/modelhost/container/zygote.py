@@ -29,7 +29,8 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, BinaryIO
+from io import BufferedIOBase
+from typing import Any
 
 # Imported here so a child has them already: the server, its HTTP stack, the runtimes.
 PRELOAD = (
@@ -105,7 +106,7 @@ def _child(request: dict[str, Any], channel: socket.socket) -> None:
         os._exit(code)
 
 
-def _send(out: BinaryIO, message: dict[str, Any]) -> None:
+def _send(out: BufferedIOBase, message: dict[str, Any]) -> None:
     out.write(json.dumps(message).encode() + b"\n")
     out.flush()
 
