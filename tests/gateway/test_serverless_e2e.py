@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from modelhost.container.process import process_alive
 from modelhost.testing.server import ModelhostServer
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, cli, unique
 
 pytestmark = pytest.mark.integration
 
@@ -153,6 +153,10 @@ def test_answers_from_zero_and_goes_back_to_zero(
     assert not _live_instances(serverless_server.home, name)
     config = sm.describe_endpoint_config(EndpointConfigName=name)["ProductionVariants"][0]
     assert config["ServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
+    listed = cli(serverless_server, "endpoints")
+    assert listed.returncode == 0, listed.stderr
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(name))
+    assert "AllTraffic: serverless 1024 MB, max 2 concurrent, 0 running" in line
 
     X = churn_model.data.X[:5]
     for _round in range(2):  # from zero, and from zero again after the idle timeout
