@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 
+from modelhost.control.catalog import ENDPOINT
 from modelhost.control.service import ControlPlane
 from modelhost.errors import ValidationException
+from modelhost.resources.status import EndpointStatus
 from modelhost.settings import Settings
 from modelhost.store.metadata import MetadataStore
 
@@ -110,3 +112,21 @@ def test_endpoint_level_rules(plane: ControlPlane) -> None:
             ],
         }
         plane.call("CreateEndpointConfig", params)
+
+
+def test_a_serverless_variant_has_no_instance_count_to_update(plane: ControlPlane) -> None:
+    _config(plane, {"MemorySizeInMB": 1024, "MaxConcurrency": 1})
+    plane.call("CreateEndpoint", {"EndpointName": "e", "EndpointConfigName": "c"})
+    record = plane.catalog.get(ENDPOINT, "e")  # as the controller marks it when serving
+    record.status = EndpointStatus.IN_SERVICE
+    plane.catalog.store.save(record)
+    with pytest.raises(ValidationException, match="is serverless: it has no instance count"):
+        plane.call(
+            "UpdateEndpointWeightsAndCapacities",
+            {
+                "EndpointName": "e",
+                "DesiredWeightsAndCapacities": [
+                    {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}
+                ],
+            },
+        )

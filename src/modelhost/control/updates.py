@@ -89,6 +89,11 @@ class EndpointUpdates:
             if name in changes:
                 raise ValidationException(f'The variant "{name}" is given more than once.')
             _check_weight_and_capacity(name, item)
+            if variants[name].get("ServerlessConfig") and "DesiredInstanceCount" in item:
+                raise ValidationException(
+                    f'Variant "{name}" is serverless: it has no instance count to set '
+                    "(its instances follow the requests, up to MaxConcurrency)."
+                )
             changes[name] = {
                 "DesiredWeight": item.get("DesiredWeight"),
                 "DesiredInstanceCount": item.get("DesiredInstanceCount"),
