@@ -55,8 +55,6 @@ KNOWN_LONG_MODULES: dict[str, int] = {
 }
 KNOWN_LONG_FUNCTIONS: dict[str, int] = {
     "fleet/launch.py:build_launch_spec": 61,
-    "store/predictions/dynamodb.py:DynamoDBPredictionStore.load": 64,
-    "store/predictions/loader.py:load_transform_output": 61,
 }
 
 
