@@ -56,9 +56,7 @@ def test_wrong_secret_is_refused(server: ModelhostServer) -> None:
         assert "wrong secret" in page.inner_text(".error")
         assert page.query_selector("#endpoints") is None
         # Without a session the data route is refused as well.
-        status = page.evaluate(
-            "async () => (await fetch('/api/dashboard/snapshot')).status"
-        )
+        status = page.evaluate("async () => (await fetch('/api/dashboard/snapshot')).status")
         assert status == 403
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from modelhost import __version__
 from modelhost.compile.edge_capture import EdgeCaptures
@@ -167,32 +167,31 @@ class Gateway:
         self.keys = KeyStore(settings.home)
         self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
         self.keys.record_url(settings.base_url)
-        self.sessions = Sessions(settings.home, settings.dashboard_session_ttl_s)
         keys = self.keys if settings.auth_enabled else None
+        self.sessions = Sessions(settings.home, settings.dashboard_session_ttl_s)
         self.guard = Guard(settings, keys, sessions=self.sessions)
+        self.other = Starlette(routes=self._routes(settings, keys), lifespan=self.lifespan)
+
+    def _routes(self, settings: Settings, keys: KeyStore | None) -> list[BaseRoute]:
+        """Everything that is not the SageMaker, CloudWatch or Logs wire APIs."""
+        sources = dashboard_wiring.sources(
+            settings.home, self.store, self.control, self.jobs, self.series, self.alarms
+        )
+        # Sign-in sessions only with auth on; off, the guard admits loopback clients only.
         dashboard = DashboardRoutes(
-            DashboardData(
-                dashboard_wiring.sources(
-                    settings.home, self.store, self.control, self.jobs, self.series, self.alarms
-                )
-            ),
-            keys,
-            self.sessions if keys is not None else None,
+            DashboardData(sources), keys, self.sessions if keys is not None else None
         )
-        self.other = Starlette(
-            routes=[
-                Route("/ping", self.ping),
-                Route("/healthz", self.ping),
-                Route("/metrics", self.prometheus),
-                Route("/api/openapi.json", self.openapi),
-                *self.native_api.routes(),
-                *JobsAPI(self.jobs).routes(),
-                *KeysAPI(self.keys).routes(),
-                *EdgeCaptureAPI(EdgeCaptures(settings.home)).routes(),
-                *dashboard.routes(),
-            ],
-            lifespan=self.lifespan,
-        )
+        return [
+            Route("/ping", self.ping),
+            Route("/healthz", self.ping),
+            Route("/metrics", self.prometheus),
+            Route("/api/openapi.json", self.openapi),
+            *self.native_api.routes(),
+            *JobsAPI(self.jobs).routes(),
+            *KeysAPI(self.keys).routes(),
+            *EdgeCaptureAPI(EdgeCaptures(settings.home)).routes(),
+            *dashboard.routes(),
+        ]
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:

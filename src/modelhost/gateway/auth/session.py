@@ -50,9 +50,7 @@ def cookie_value(raw_headers: list[tuple[bytes, bytes]], name: str = COOKIE) -> 
 class Sessions:
     """Issues and verifies session cookies; `clock` is injectable."""
 
-    def __init__(
-        self, home: Path, ttl_s: float, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, home: Path, ttl_s: float, clock: Callable[[], float] = time.time) -> None:
         self.path = auth_dir(home) / "session.key"
         self.ttl_s = ttl_s
         self.clock = clock
@@ -97,8 +95,7 @@ class Sessions:
     def set_cookie(self, value: str, secure: bool) -> str:
         flags = "; Secure" if secure else ""
         return (
-            f"{COOKIE}={value}; Max-Age={int(self.ttl_s)}; Path=/; HttpOnly; "
-            f"SameSite=Strict{flags}"
+            f"{COOKIE}={value}; Max-Age={int(self.ttl_s)}; Path=/; HttpOnly; SameSite=Strict{flags}"
         )
 
     @staticmethod

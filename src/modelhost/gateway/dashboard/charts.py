@@ -33,36 +33,41 @@ class ChartWindow:
 
 @dataclass(frozen=True)
 class Line:
-    """One line of a chart: the series merged into it and the statistic shown."""
+    """Lines of a chart from one read: the series merged into it and the statistics shown
+    (one line each, labelled `<label> <statistic>` when there are several)."""
 
     label: str
     keys: tuple[MetricKey, ...]
-    statistic: str
+    statistics: tuple[str, ...]
     scale: float = 1.0
     zero: bool = False  # an absent period is 0 (counts), not a gap
 
 
-def read(store: SeriesStore, w: ChartWindow, line: Line) -> dict[str, Any] | None:
-    """The line's values on the window's grid, or None when it has no data at all."""
+def read(store: SeriesStore, w: ChartWindow, line: Line) -> list[dict[str, Any]]:
+    """The line's values on the window's grid; none when it has no data at all."""
     points = store.query(line.keys, w.start, w.end, w.period_s, w.coarse)
     if not points:
-        return None
+        return []
     found = {p.second: p for p in points}
-    values: list[float | None] = []
-    for t in w.grid():
-        p = found.get(t)
-        v = p.statistic(line.statistic) if p is not None else None
-        if v is None:
-            values.append(0.0 if line.zero else None)
-        else:
-            values.append(round(v * line.scale, 3))
-    return {"Label": line.label, "Values": values}
+    out = []
+    for stat in line.statistics:
+        values: list[float | None] = []
+        for t in w.grid():
+            p = found.get(t)
+            v = p.statistic(stat) if p is not None else None
+            if v is None:
+                values.append(0.0 if line.zero else None)
+            else:
+                values.append(round(v * line.scale, 3))
+        label = f"{line.label} {stat}" if len(line.statistics) > 1 else line.label
+        out.append({"Label": label, "Values": values})
+    return out
 
 
 def chart(
     store: SeriesStore, w: ChartWindow, chart_id: str, title: str, unit: str, lines: list[Line]
 ) -> dict[str, Any]:
-    series = [s for s in (read(store, w, line) for line in lines) if s is not None]
+    series = [s for line in lines for s in read(store, w, line)]
     return {"Id": chart_id, "Title": title, "Unit": unit, "X": w.grid(), "Series": series}
 
 
@@ -73,22 +78,16 @@ def endpoint_charts(
     the endpoint has any), CPU and memory per instance."""
     variants = [v["VariantName"] for v in endpoint["Variants"]]
 
-    def per_variant(metric: str, stat: str, scale: float = 1.0, zero: bool = False) -> list[Line]:
-        return [
-            Line(f"{v} {stat}", (variant_key(metric, name, v),), stat, scale, zero)
-            for v in variants
-        ]
-
     def latency(metric: str) -> list[Line]:
         ms = 1 / US_PER_MS
-        return [*per_variant(metric, "p50", ms), *per_variant(metric, "p99", ms)]
+        return [Line(v, (variant_key(metric, name, v),), ("p50", "p99"), ms) for v in variants]
 
     def merged(metric: str, label: str) -> Line:
         keys = tuple(variant_key(metric, name, v) for v in variants)
-        return Line(label, keys, "Sum", zero=True)
+        return Line(label, keys, ("Sum",), zero=True)
 
     invocations = [
-        Line(f"{v} Invocations", (variant_key("Invocations", name, v),), "Sum", zero=True)
+        Line(f"{v} Invocations", (variant_key("Invocations", name, v),), ("Sum",), zero=True)
         for v in variants
     ]
     invocations += [
@@ -97,22 +96,8 @@ def endpoint_charts(
     ]
     out = [
         chart(store, w, "invocations", "Invocations and errors", "per period", invocations),
-        chart(
-            store,
-            w,
-            "model_latency",
-            "ModelLatency",
-            "ms",
-            latency("ModelLatency"),
-        ),
-        chart(
-            store,
-            w,
-            "overhead_latency",
-            "OverheadLatency",
-            "ms",
-            latency("OverheadLatency"),
-        ),
+        chart(store, w, "model_latency", "ModelLatency", "ms", latency("ModelLatency")),
+        chart(store, w, "overhead_latency", "OverheadLatency", "ms", latency("OverheadLatency")),
     ]
     multi = _multi_model_lines(store, name, variants)
     if multi:
@@ -138,7 +123,7 @@ def _multi_model_lines(store: SeriesStore, name: str, variants: list[str]) -> li
         ):
             keys = tuple(store.keys(SAGEMAKER, metric, dims))
             if keys:
-                lines.append(Line(f"{v} {label}", keys, stat, zero=zero))
+                lines.append(Line(f"{v} {label}", keys, (stat,), zero=zero))
     return lines
 
 
@@ -147,6 +132,6 @@ def _instance_lines(store: SeriesStore, name: str, metric: str) -> list[Line]:
     MAX_INSTANCE_SERIES·4 are read and the first MAX_INSTANCE_SERIES with data are shown."""
     keys = store.keys(ENDPOINTS, metric, [("EndpointName", name), ("InstanceId", None)])
     return [
-        Line(f"{k.dimension('VariantName')}/{k.dimension('InstanceId')}", (k,), "Average")
+        Line(f"{k.dimension('VariantName')}/{k.dimension('InstanceId')}", (k,), ("Average",))
         for k in keys[-MAX_INSTANCE_SERIES * 4 :]
     ]

@@ -124,4 +124,3 @@ def _sign_in_page(message: str, status: int = 200) -> Response:
     text = (STATIC / "sign-in.html").read_text()
     error = f'<p class="error" role="alert">{html.escape(message)}</p>' if message else ""
     return HTMLResponse(text.replace("{{error}}", error), status, headers=_NO_STORE)
-

@@ -98,6 +98,8 @@ function render(doc) {
 
 function renderEndpoints(endpoints) {
   document.getElementById("endpoint-count").textContent = `(${endpoints.length})`;
+  const minutes = Math.round((state.doc.OverviewSeconds || 300) / 60);
+  document.querySelector(".overview-window").textContent = `(last ${minutes} min)`;
   const body = document.querySelector("#endpoints tbody");
   const rows = endpoints
     .filter((e) => !state.filter || e.Name.toLowerCase().includes(state.filter))
@@ -154,8 +156,21 @@ function renderDetails(doc) {
   }
 }
 
+function rangeTotals(detail) {
+  // Sums of the invocations chart's lines over the chosen range.
+  const chart = (detail.Charts || []).find((c) => c.Id === "invocations");
+  const totals = { invocations: 0, errors: 0 };
+  for (const s of chart ? chart.Series : []) {
+    const sum = s.Values.reduce((a, v) => a + (v || 0), 0);
+    if (s.Label.endsWith("Invocations")) totals.invocations += sum; else totals.errors += sum;
+  }
+  return totals;
+}
+
 function fillSummary(node, endpoint, detail) {
+  const totals = rangeTotals(detail);
   const parts = [el("p", {}, badge(endpoint.Status), " config ", endpoint.EndpointConfigName || "–",
+    ` · ${num(totals.invocations)} invocations, ${num(totals.errors)} errors in range`,
     endpoint.FailureReason ? el("span", { class: "error" }, " " + endpoint.FailureReason) : null)];
   const variants = el("table", { class: "variants" },
     el("thead", {}, el("tr", {}, el("th", {}, "Variant"), el("th", { class: "num" }, "Weight"),
