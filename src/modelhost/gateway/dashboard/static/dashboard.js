@@ -6,6 +6,7 @@
 const REFRESH_MS = 5000;
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2",
   "#db2777", "#65a30d", "#4b5563", "#ea580c", "#0d9488", "#9333ea"];
+const SAMPLED = new Set(["cpu", "memory", "multi_model"]);
 const EVENT_COLORS = { RollingBack: "#dc2626", Failed: "#dc2626", InService: "#16a34a" };
 
 const state = { range: "1h", selected: "", compare: "", filter: "", timer: null, doc: null };
@@ -227,7 +228,7 @@ function eventsPlugin(entry) {
       ctx.moveTo(x, u.bbox.top);
       ctx.lineTo(x, u.bbox.top + u.bbox.height);
       ctx.stroke();
-      ctx.fillText(ev.Status, x + 3 * devicePixelRatio, u.bbox.top + (12 + 12 * (drawn % 3)) * devicePixelRatio);
+      ctx.fillText(ev.Status, x + 3 * devicePixelRatio, u.bbox.top + (12 + 12 * (drawn % 4)) * devicePixelRatio);
       drawn += 1;
     }
     ctx.restore();
@@ -251,8 +252,10 @@ function drawCharts(node, name, detail, keep) {
       const opts = {
         title: `${chart.Title} (${chart.Unit})`, width, height: 200,
         scales: { x: { time: true } },
+        // Instances are sampled every few seconds: join their samples into lines.
         series: [{}, ...chart.Series.map((s, i) => ({
-          label: s.Label, stroke: COLORS[i % COLORS.length], width: 1.5 }))],
+          label: s.Label, stroke: COLORS[i % COLORS.length], width: 1.5,
+          spanGaps: SAMPLED.has(chart.Id) }))],
         axes: [{}, { size: 56 }],
         plugins: [eventsPlugin(entry)],
       };
