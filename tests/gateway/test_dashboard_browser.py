@@ -61,17 +61,24 @@ def test_wrong_secret_is_refused(server: ModelhostServer) -> None:
 
 
 def test_signed_in_dashboard_shows_charts_and_a_rollback(
-    server: ModelhostServer, churn_model: ChurnModel, failing_artifact: Path
+    server: ModelhostServer,
+    churn_model: ChurnModel,
+    churn_model_small: ChurnModel,
+    failing_artifact: Path,
 ) -> None:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
-    name = unique("dash")
+    name, other = unique("dash"), unique("dash-other")
     create_model_and_config(sm, name, churn_model.artifact, 1)
     create_model_and_config(sm, f"{name}-green", failing_artifact, 4)
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_in_service(sm, name)
+    create_model_and_config(sm, other, churn_model_small.artifact, 1)
+    for endpoint in (name, other):
+        sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=endpoint)
+    for endpoint in (name, other):
+        wait_in_service(sm, endpoint)
     row = csv_rows(churn_model.data.X[:1])[0]
     for _ in range(20):
-        rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
+        for endpoint in (name, other):
+            rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=row)
     key_id, secret = server.credentials
     with browser_page() as page:
         response = sign_in(page, server.url, key_id, secret)
@@ -87,6 +94,13 @@ def test_signed_in_dashboard_shows_charts_and_a_rollback(
         _wait_chart(page, name, "model_latency", "data-nonzero")
         assert _chart_value(page, name, "invocations", "data-series") >= 3
         assert page.query_selector(f'[data-detail="{name}"] [data-chart="cpu"] canvas')
+        # Compare: the second endpoint's charts beside the first's.
+        page.select_option("#compare", other)
+        _wait_chart(page, other, "invocations", "data-nonzero")
+        columns = page.eval_on_selector_all(
+            "[data-detail]", "els => els.map(e => e.dataset.detail)"
+        )
+        assert columns == [name, other]
 
         _roll_back_a_canary(server, sm, rt, name, row)
         # The rollback reaches the page by itself (no reload): listed and drawn on charts.

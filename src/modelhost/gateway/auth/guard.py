@@ -6,7 +6,9 @@ JSON bodies of the control plane and the native API are checked for nesting dept
 authentication on, the signature is verified over the exact bytes received, the key looked
 up, and `authorize` asked about the action and resource; the body is then replayed to the
 API, so it is read once. A runtime call signed with `UNSIGNED-PAYLOAD` is verified without
-buffering its body (the runtime still caps it).
+buffering its body (the runtime still caps it). The dashboard's routes (`Surface.DASHBOARD`)
+are the one place a session cookie counts, and only for its read-only data; with
+authentication off they answer loopback clients only.
 """
 
 from __future__ import annotations
