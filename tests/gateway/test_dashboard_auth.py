@@ -139,6 +139,34 @@ def test_auth_on_the_page_is_open_and_the_data_needs_a_session(
     assert _call(guard, SNAPSHOT, cookie=value)[0] == 403
 
 
+def test_a_sign_in_body_is_capped_even_without_a_length(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, max_api_body_bytes=1024)
+    guard = Guard(settings, KeyStore(tmp_path), sessions=Sessions(tmp_path, ttl_s=60))
+    sent: list[Any] = []
+    chunks = [b"x" * 600, b"x" * 600]
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("reached the app")
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/dashboard/sign-in",
+        "raw_path": b"/dashboard/sign-in",
+        "query_string": b"",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+    }
+    asyncio.run(guard(scope, receive, send, app))
+    assert sent[0]["status"] == 413
+
+
 def test_a_session_is_good_for_the_dashboard_only(
     auth: tuple[Guard, KeyStore, Sessions, FakeClock],
 ) -> None:

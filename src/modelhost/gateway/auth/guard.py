@@ -160,7 +160,10 @@ class Guard:
             check_content_length(headers, settings.max_api_body_bytes)
             if self.keys is None or target.action is None or b"authorization" not in headers:
                 self._dashboard(scope, target)
-                return receive
+                if scope["method"] != "POST":
+                    return receive
+                # Sign-in and sign-out forms: read under the cap, even when chunked.
+                return replay(await read_body(receive, settings.max_api_body_bytes), receive)
         limit = (
             settings.max_payload_bytes
             if target.surface is Surface.RUNTIME
