@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,8 @@ from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.session import COOKIE, Sessions, cookie_value, is_loopback
 from modelhost.settings import Settings
 from modelhost.testing.clock import FakeClock
+from modelhost.testing.server import ModelhostServer
+from tests.support import FAST_ENV
 
 SNAPSHOT = "/api/dashboard/snapshot"
 
@@ -194,3 +199,22 @@ def test_revoking_a_key_ends_its_sessions(
     assert _call(guard, SNAPSHOT, cookie=value)[0] is None
     keys.revoke(key_id)
     assert _call(guard, SNAPSHOT, cookie=value)[0] == 403
+
+
+@pytest.mark.integration
+def test_auth_off_server_serves_this_machine_without_sign_in(tmp_path: Path) -> None:
+    env = {**FAST_ENV, "MODELHOST_AUTH_ENABLED": "false"}
+    with ModelhostServer(tmp_path / "home", env=env) as srv:
+        with urllib.request.urlopen(srv.url + "/dashboard", timeout=10) as resp:
+            assert 'data-auth="off"' in resp.read().decode()
+        with urllib.request.urlopen(srv.url + SNAPSHOT + "?range=5m", timeout=10) as resp:
+            doc = json.loads(resp.read())
+        assert doc["Auth"] is False and doc["Endpoints"] == []
+        # A client elsewhere, as a proxy on this machine reports it, is refused.
+        proxied = urllib.request.Request(
+            srv.url + "/dashboard", headers={"X-Forwarded-For": "203.0.113.9"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(proxied, timeout=10)
+        refused.value.close()
+        assert refused.value.code == 403
