@@ -63,7 +63,7 @@ class ServerlessInvoker:
                 + f". See {instance.log_path} for more information.",
                 500,
                 "instance exited",
-                core.log_stream(endpoint),
+                core.log_stream(endpoint, instance.log_path),
             ) from exc
         finally:
             await self.capacity.release(endpoint, variant.name, instance)
