@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import tarfile
 import threading
 import time
@@ -239,3 +241,38 @@ def test_a_model_over_its_memory_fails_cleanly_and_the_endpoint_stays_up(
     assert error["Code"] == "ModelError"
     assert "ran out of memory" in error["Message"] and "1024 MiB" in error["Message"]
     assert ask(16) == {"allocated_mib": 16}
+
+
+def _zygote_pids(home: Path) -> set[int]:
+    """Live zygote processes of the server with this home (their output is its log)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            output = Path(os.readlink(entry / "fd" / "1"))
+        except OSError:
+            continue
+        if b"modelhost.container.zygote" in cmdline and output.is_relative_to(home):
+            pids.add(int(entry.name))
+    return {pid for pid in pids if process_alive(pid)}
+
+
+def test_a_killed_gateway_leaves_no_zygote_or_instance_behind(
+    tmp_path: Path, churn_model: ChurnModel
+) -> None:
+    home = tmp_path / "home"
+    with ModelhostServer(home, env={**FAST_ENV, "MODELHOST_SERVERLESS_IDLE_S": "600"}) as srv:
+        sm, rt = srv.clients(retries={"max_attempts": 1, "mode": "standard"})
+        name = unique("sls-kill")
+        _deploy_serverless(sm, name, churn_model.artifact, XGBOOST_IMAGE)
+        body = ",".join(repr(float(v)) for v in churn_model.data.X[0])
+        rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
+        instances = _live_instances(home, name)
+        zygotes = _zygote_pids(home)
+        assert len(instances) == 1 and len(zygotes) == 1
+        assert srv.proc is not None
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait()
+        _wait(lambda: not any(process_alive(p) for p in instances | zygotes), "orphans to exit")
