@@ -44,6 +44,15 @@ ZygoteKey = tuple[str, str]  # (runtime, OMP_NUM_THREADS)
 FORK_TIMEOUT_S = 5.0
 
 
+def _read_at_startup(name: str) -> bool:
+    """Whether a model's environment variable only takes effect when the interpreter or a
+    library starts (a forked child would run with its zygote's): such a model's
+    instances are spawned. OMP_NUM_THREADS is part of the zygote's key instead."""
+    if name in ("PYTHONUNBUFFERED", "OMP_NUM_THREADS"):
+        return False
+    return name.startswith(("PYTHON", "LD_", "MALLOC_", "JE_")) or name.endswith("_NUM_THREADS")
+
+
 class Zygote:
     """One zygote process and the gateway's end of its socket (one JSON line each way)."""
 
@@ -142,6 +151,8 @@ class ZygoteProvider:
         if not spec.builtin or runtime is None or spec.model_data_prefix is not None:
             return None
         if gpus.gpus_per_instance(spec.env.get(gpus.INSTANCE_TYPE_ENV) or None):
+            return None
+        if any(_read_at_startup(name) for name in spec.env):
             return None
         return (runtime, spec.env.get("OMP_NUM_THREADS", "1"))
 
