@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from modelhost.control.catalog import ENDPOINT
+from modelhost.control.endpoints import variant_summaries
 from modelhost.control.service import ControlPlane
 from modelhost.errors import ValidationException
 from modelhost.resources.status import EndpointStatus
@@ -19,10 +20,13 @@ ROLE = "arn:aws:iam::123456789012:role/modelhost"
 
 
 class _Controller:
-    """Creating models and configs asks nothing of the controller."""
+    """What these operations ask of the controller: a wake-up, and no running fleets."""
 
     def wake(self) -> None:
         pass
+
+    def deployment(self, name: str) -> None:
+        return None
 
 
 @pytest.fixture()
@@ -130,3 +134,34 @@ def test_a_serverless_variant_has_no_instance_count_to_update(plane: ControlPlan
                 ],
             },
         )
+
+
+def test_serverless_update_config_rules(plane: ControlPlane) -> None:
+    _config(plane, {"MemorySizeInMB": 1024, "MaxConcurrency": 2})
+    plane.call("CreateEndpoint", {"EndpointName": "e", "EndpointConfigName": "c"})
+    record = plane.catalog.get(ENDPOINT, "e")
+    record.status = EndpointStatus.IN_SERVICE
+    plane.catalog.store.save(record)
+
+    def update(config: dict[str, int]) -> None:
+        item = {"VariantName": "AllTraffic", "ServerlessUpdateConfig": config}
+        plane.call(
+            "UpdateEndpointWeightsAndCapacities",
+            {"EndpointName": "e", "DesiredWeightsAndCapacities": [item]},
+        )
+
+    with pytest.raises(ValidationException, match=r"ProvisionedConcurrency \(3\) must be"):
+        update({"ProvisionedConcurrency": 3})  # over the current MaxConcurrency of 2
+    update({"MaxConcurrency": 5, "ProvisionedConcurrency": 3})
+    spec = plane.catalog.get(ENDPOINT, "e").spec
+    assert spec["PendingWeights"]["AllTraffic"]["ServerlessUpdateConfig"] == {
+        "MaxConcurrency": 5,
+        "ProvisionedConcurrency": 3,
+    }
+    described = variant_summaries(spec, None)[0]  # DescribeEndpoint's, while it updates
+    assert described["CurrentServerlessConfig"] == {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
+    assert described["DesiredServerlessConfig"] == {
+        "MemorySizeInMB": 1024,
+        "MaxConcurrency": 5,
+        "ProvisionedConcurrency": 3,
+    }

@@ -102,7 +102,10 @@ def variant_summaries(
             del summary["DesiredInstanceCount"]
             summary["CurrentInstanceCount"] = 0 if fleet is None else len(fleet.serving())
             summary["CurrentServerlessConfig"] = dict(v["ServerlessConfig"])
-            summary["DesiredServerlessConfig"] = dict(v["ServerlessConfig"])
+            summary["DesiredServerlessConfig"] = {
+                **v["ServerlessConfig"],
+                **(pending.get("ServerlessUpdateConfig") or {}),
+            }
         if images:  # one per container, as SageMaker lists them
             summary["DeployedImages"] = [{"SpecifiedImage": i, "ResolvedImage": i} for i in images]
         out.append(summary)

@@ -75,3 +75,35 @@ def check_serverless_model(where: str, model_name: str, spec: dict[str, Any]) ->
             f"{where}: model {model_name} is a multi-model or multi-container model; "
             "serverless endpoints serve a single model (as in SageMaker)."
         )
+
+
+def check_serverless_update(
+    name: str, variant: dict[str, Any], item: dict[str, Any]
+) -> dict[str, int] | None:
+    """UpdateEndpointWeightsAndCapacities on one variant: a serverless variant takes a
+    ServerlessUpdateConfig and no instance count; others take no ServerlessUpdateConfig.
+    Returns the update to apply (None: none)."""
+    current = variant.get("ServerlessConfig")
+    update = item.get("ServerlessUpdateConfig")
+    if not current:
+        if update:
+            raise ValidationException(
+                f'Variant "{name}" is not serverless; ServerlessUpdateConfig applies to '
+                "serverless variants only."
+            )
+        return None
+    if "DesiredInstanceCount" in item:
+        raise ValidationException(
+            f'Variant "{name}" is serverless: it has no instance count to set (its '
+            "instances follow the requests, up to MaxConcurrency); use ServerlessUpdateConfig."
+        )
+    if not update:
+        return None
+    merged = {**current, **update}
+    provisioned = merged.get("ProvisionedConcurrency")
+    if provisioned is not None and provisioned > merged["MaxConcurrency"]:
+        raise ValidationException(
+            f'Variant "{name}": ProvisionedConcurrency ({provisioned}) must be less than or '
+            f"equal to MaxConcurrency ({merged['MaxConcurrency']})."
+        )
+    return {k: int(v) for k, v in update.items()}

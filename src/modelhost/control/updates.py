@@ -14,6 +14,7 @@ from typing import Any
 from modelhost.control.catalog import ENDPOINT, ENDPOINT_CONFIG, MODEL, Catalog, Handler
 from modelhost.control.controller import Controller
 from modelhost.control.endpoints import check_deployment_config, snapshot
+from modelhost.control.serverless import check_serverless_update
 from modelhost.errors import ValidationException
 from modelhost.resources.status import EndpointStatus
 from modelhost.store.metadata import Kind, Record
@@ -89,15 +90,13 @@ class EndpointUpdates:
             if name in changes:
                 raise ValidationException(f'The variant "{name}" is given more than once.')
             _check_weight_and_capacity(name, item)
-            if variants[name].get("ServerlessConfig") and "DesiredInstanceCount" in item:
-                raise ValidationException(
-                    f'Variant "{name}" is serverless: it has no instance count to set '
-                    "(its instances follow the requests, up to MaxConcurrency)."
-                )
             changes[name] = {
                 "DesiredWeight": item.get("DesiredWeight"),
                 "DesiredInstanceCount": item.get("DesiredInstanceCount"),
             }
+            update = check_serverless_update(name, variants[name], item)
+            if update is not None:
+                changes[name]["ServerlessUpdateConfig"] = update
         weights = {n: float(v.get("InitialVariantWeight", 1.0)) for n, v in variants.items()}
         for name, change in changes.items():
             if change["DesiredWeight"] is not None:
@@ -144,16 +143,15 @@ class EndpointUpdates:
 
 
 def _check_weight_and_capacity(name: str, item: dict[str, Any]) -> None:
-    if item.get("ServerlessUpdateConfig"):
-        raise ValidationException("ServerlessUpdateConfig is not supported yet.")
     if item.get("DesiredInstanceCount") == 0:
         raise ValidationException(
             f'Variant "{name}": DesiredInstanceCount 0 is not supported; set its '
             "DesiredWeight to 0 to stop sending it traffic."
         )
-    if "DesiredWeight" not in item and "DesiredInstanceCount" not in item:
+    if not {"DesiredWeight", "DesiredInstanceCount", "ServerlessUpdateConfig"} & set(item):
         raise ValidationException(
-            f'Variant "{name}": give DesiredWeight, DesiredInstanceCount or both.'
+            f'Variant "{name}": give DesiredWeight, DesiredInstanceCount or '
+            "ServerlessUpdateConfig."
         )
 
 

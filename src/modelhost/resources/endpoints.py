@@ -243,18 +243,28 @@ class WeightChange:
 
     desired_weight: float | None = None
     desired_instance_count: int | None = None
+    # A serverless variant's ServerlessUpdateConfig (MaxConcurrency, ProvisionedConcurrency).
+    serverless: dict[str, int] | None = None
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> WeightChange:
         weight = spec.get("DesiredWeight")
         count = spec.get("DesiredInstanceCount")
-        return cls(None if weight is None else float(weight), None if count is None else int(count))
+        serverless = spec.get("ServerlessUpdateConfig")
+        return cls(
+            None if weight is None else float(weight),
+            None if count is None else int(count),
+            None if serverless is None else {k: int(v) for k, v in serverless.items()},
+        )
 
     def to_spec(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "DesiredWeight": self.desired_weight,
             "DesiredInstanceCount": self.desired_instance_count,
         }
+        if self.serverless is not None:
+            out["ServerlessUpdateConfig"] = dict(self.serverless)
+        return out
 
 
 @dataclass

@@ -81,6 +81,7 @@ class ServerlessPool:
         pool = self._pools.get(fleet)
         if pool is None:
             pool = self._pools[fleet] = _Pool(endpoint, variant, config)
+        pool.config = config  # ServerlessUpdateConfig changes it live
         return fleet, pool
 
     async def acquire(self, endpoint: str, variant: str, timeout_s: float) -> Instance:
@@ -190,6 +191,7 @@ class ServerlessPool:
         for fleet, endpoint, variant, config in live:
             pool = self._pools.get(fleet) or _Pool(endpoint, variant, config)
             self._pools[fleet] = pool
+            pool.config = config
             serving = fleet.serving()
             used = {i.instance_id: pool.last_used_s.setdefault(i.instance_id, now) for i in serving}
             for stale in set(pool.last_used_s) - set(used):

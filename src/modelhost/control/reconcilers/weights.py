@@ -37,6 +37,17 @@ class WeightReconciler:
         for variant, change in desired.items():
             count = change.desired_instance_count
             fleet = dep.fleets[variant]
+            spec = dep.config.variant(variant)
+            if change.serverless is not None and spec is not None and spec.serverless:
+                # ProvisionedConcurrency: start the missing warm instances now; extra
+                # ones stop when idle (scaling/serverless_pool.py keeps `desired`).
+                warm = change.serverless.get(
+                    "ProvisionedConcurrency", spec.serverless.warm
+                )
+                if warm <= len(fleet.serving()):
+                    fleet.desired = warm
+                    continue
+                count = warm
             if count is None or count == len(fleet.serving()):
                 continue
             try:
@@ -58,6 +69,12 @@ class WeightReconciler:
                         variants[variant].initial_weight = wanted.desired_weight
                     if wanted.desired_instance_count is not None:
                         variants[variant].initial_instance_count = wanted.desired_instance_count
+                    if wanted.serverless is not None:
+                        current = variants[variant].extra.get("ServerlessConfig") or {}
+                        variants[variant].extra["ServerlessConfig"] = {
+                            **current,
+                            **wanted.serverless,
+                        }
             elif dep is not None:
                 # Counts that did change stay as they are now running.
                 for variant, fleet in dep.fleets.items():
