@@ -173,6 +173,20 @@ def test_answers_from_zero_and_goes_back_to_zero(
             lambda: not _live_instances(serverless_server.home, name), "the process to exit"
         )
 
+    # ProvisionedConcurrency through boto3: one instance is kept warm from now on.
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "AllTraffic", "ServerlessUpdateConfig": {"ProvisionedConcurrency": 1}}
+        ],
+    )
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
+    assert variant["CurrentServerlessConfig"]["ProvisionedConcurrency"] == 1
+    assert variant["CurrentInstanceCount"] == 1
+
     cloudwatch = serverless_server.client("cloudwatch")
     stats = cloudwatch.get_metric_statistics(
         Namespace="AWS/SageMaker",
@@ -186,7 +200,8 @@ def test_answers_from_zero_and_goes_back_to_zero(
         Period=60,
         Statistics=["SampleCount"],
     )
-    assert sum(p["SampleCount"] for p in stats["Datapoints"]) == 2  # two cold starts
+    # Two cold starts and the warm instance's start.
+    assert sum(p["SampleCount"] for p in stats["Datapoints"]) == 3
 
 
 def test_throttles_above_max_concurrency_and_answers_within_it(
