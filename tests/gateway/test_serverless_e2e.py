@@ -9,6 +9,7 @@ import signal
 import tarfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -291,3 +292,51 @@ def test_a_killed_gateway_leaves_no_zygote_or_instance_behind(
         os.kill(srv.proc.pid, signal.SIGKILL)
         srv.proc.wait()
         _wait(lambda: not any(process_alive(p) for p in instances | zygotes), "orphans to exit")
+
+
+def test_the_sagemaker_sdk_deploys_with_a_serverless_inference_config(
+    serverless_server: ModelhostServer,
+    churn_model: ChurnModel,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The seeds' `ServerlessInferenceConfig` cell, pointed at modelhost by environment
+    variables only (as `modelhost credentials` exports them)."""
+    key_id, secret = serverless_server.credentials
+    for variable, value in {
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SAGEMAKER": serverless_server.url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": serverless_server.url,
+        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        # No ~/.aws files of whoever runs the tests.
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import sagemaker
+        from sagemaker.model import Model
+        from sagemaker.predictor import Predictor
+        from sagemaker.serializers import CSVSerializer
+        from sagemaker.serverless import ServerlessInferenceConfig
+
+        model = Model(
+            image_uri=XGBOOST_IMAGE,
+            model_data=str(churn_model.artifact),
+            role="arn:aws:iam::123456789012:role/modelhost",
+            predictor_cls=Predictor,
+            sagemaker_session=sagemaker.Session(),
+        )
+        predictor = model.deploy(
+            serverless_inference_config=ServerlessInferenceConfig(
+                memory_size_in_mb=2048, max_concurrency=5
+            ),
+            endpoint_name=unique("sls-sdk"),
+            serializer=CSVSerializer(),
+        )
+        X = churn_model.data.X[:2]
+        got = np.array([float(v) for v in predictor.predict(X).decode().split(",")])
+    assert np.allclose(got, churn_model.expected(X), atol=1e-5)
