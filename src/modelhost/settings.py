@@ -182,6 +182,39 @@ class Settings(BaseSettings):
         "(every CloudWatch Logs read indexes first too).",
     )
 
+    # --- asynchronous inference (docs/async.md) ---
+    async_lease_s: float = Field(
+        default=30.0,
+        description="How long a worker's lease on an async request lasts without a heartbeat; "
+        "a request whose worker died is run again after it.",
+    )
+    async_heartbeat_s: float = Field(
+        default=5.0, description="How often a worker renews the leases of its async requests."
+    )
+    async_poll_interval_s: float = Field(
+        default=0.2, description="How often idle async workers look for queued requests."
+    )
+    async_request_ttl_s: float = Field(
+        default=21600.0,
+        description="RequestTTLSeconds of an async request that does not give one (SageMaker: "
+        "6 h).",
+    )
+    async_default_concurrency: int = Field(
+        default=4,
+        description="MaxConcurrentInvocationsPerInstance of an async endpoint whose config "
+        "leaves it unset.",
+    )
+    async_webhook_attempts: int = Field(
+        default=5,
+        description="Attempts to deliver one async notification (webhook POST or SNS Publish), "
+        "with exponential backoff between them.",
+    )
+    sns_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint URL of the SNS service async notifications are published to "
+        "(SNS-compatible servers); unset: AWS SNS in region.",
+    )
+
     @property
     def metadata_url(self) -> str:
         return self.database_url or f"sqlite:///{self.home / 'modelhost.db'}"

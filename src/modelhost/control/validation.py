@@ -298,17 +298,17 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
-# modelhost extends SageMaker here: artifacts may also live on this machine, so these
-# members (and a transform job's input and output) accept a local path or a file:// URL
-# besides the model's (https|s3):// pattern;
-# and an Image may be a command line (`command:node server.js`, spaces included).
-_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation")
+# modelhost extends SageMaker: these members also take a local path or file:// URL; an Image
+# may be `command:node server.js`; an async topic may be an http(s):// webhook, not an SNS ARN.
+_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation", "s3FailurePath")
 
 
 def _local_location(path: str, value: str) -> bool:
     member = path.rsplit(".", 1)[-1]
     if member == "image":
         return value.startswith("command:")
+    if member in ("successTopic", "errorTopic"):
+        return value.startswith(("http://", "https://"))
     return member in _LOCAL_URL_MEMBERS and (value.startswith("file://") or "://" not in value)
 
 

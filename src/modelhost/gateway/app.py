@@ -30,6 +30,7 @@ from modelhost.fleet.dataplane.plane import DataPlane, Limits
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.asgi import Receive, Scope, Send
+from modelhost.gateway.async_api import AsyncRuntimeAPI
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
@@ -45,6 +46,7 @@ from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.jobs.manager import TransformJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.settings import Settings
@@ -62,6 +64,8 @@ from modelhost.telemetry.series import SeriesStore
 log = logging.getLogger("modelhost.gateway")
 
 ALARM_EVALUATION_INTERVAL_S = 1.0
+ASYNC_MAX_TIMEOUT_S = 3600.0  # InvocationTimeoutSeconds' upper bound
+ASYNC_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 
 
 class _ControllerHealth:
@@ -79,7 +83,11 @@ class _ControllerHealth:
 
 
 def _data_plane(
-    settings: Settings, controller: Controller, metrics: InvocationMetrics
+    settings: Settings,
+    controller: Controller,
+    metrics: InvocationMetrics,
+    timeout_s: float | None = None,
+    max_payload_bytes: int | None = None,
 ) -> DataPlane:
     """The request path gets the routing snapshots, health sink, random source and
     bandits from the controller, never the controller itself."""
@@ -91,8 +99,8 @@ def _data_plane(
         )
 
     limits = Limits(
-        timeout_s=settings.invocation_timeout_s,
-        max_payload_bytes=settings.max_payload_bytes,
+        timeout_s=timeout_s or settings.invocation_timeout_s,
+        max_payload_bytes=max_payload_bytes or settings.max_payload_bytes,
         model_busy_outstanding=settings.model_busy_outstanding,
         home=settings.home,
     )
@@ -105,6 +113,30 @@ def _data_plane(
         metrics=metrics,
         limits=limits,
         log_stream=log_stream,
+    )
+
+
+def _async_inference(
+    settings: Settings, store: MetadataStore, controller: Controller, metrics: InvocationMetrics
+) -> AsyncInference:
+    """Async requests go through the same data plane, with async's limits (up to an hour
+    per invocation, answers up to 1 GB); each request's own timeout is the worker's."""
+    plane = _data_plane(settings, controller, metrics, ASYNC_MAX_TIMEOUT_S, ASYNC_MAX_PAYLOAD_BYTES)
+    return AsyncInference(settings, store, plane, metrics.recent)
+
+
+def _runtime_api(
+    settings: Settings,
+    controller: Controller,
+    metrics: InvocationMetrics,
+    async_inference: AsyncInference,
+) -> RuntimeAPI:
+    return RuntimeAPI(
+        _data_plane(settings, controller, metrics),
+        settings.max_payload_bytes,
+        settings.account_id,
+        invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
+        is_async=async_inference.is_async,
     )
 
 
@@ -134,10 +166,9 @@ class Gateway:
         self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
         self.control.operations.update(self.compilations.operations)
         self.control_api = ControlAPI(self.control)
-        self.runtime_api = RuntimeAPI(
-            _data_plane(settings, self.controller, self.metrics),
-            settings.max_payload_bytes,
-            settings.account_id,
+        self.async_inference = _async_inference(settings, self.store, self.controller, self.metrics)
+        self.runtime_api = _runtime_api(
+            settings, self.controller, self.metrics, self.async_inference
         )
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
@@ -177,6 +208,7 @@ class Gateway:
         await self.controller.start()
         await self.jobs.start()
         await self.compilations.start()
+        await self.async_inference.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
@@ -207,6 +239,7 @@ class Gateway:
             alarm_loop.cancel()
             series_loop.cancel()
             log_indexing.cancel()
+            await self.async_inference.stop()
             await self.jobs.stop()
             await self.compilations.stop()
             await self.controller.stop()
