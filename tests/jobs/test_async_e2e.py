@@ -24,7 +24,7 @@ from tests.jobs.async_support import (
     webhook_receiver,
 )
 from tests.jobs.support import wait_for
-from tests.support import FAST_ENV, ChurnModel, deploy, unique
+from tests.support import FAST_ENV, ChurnModel, cli, deploy, unique
 
 pytestmark = pytest.mark.integration
 
@@ -124,6 +124,10 @@ def test_async_round_trip_refusals_and_model_errors(
             EndpointName=name, InputLocation=str(source), RequestTTLSeconds=30000
         )
     assert "requestTTLSeconds" in info.value.response["Error"]["Message"]
+    # The CLI tells the two kinds apart.
+    out = cli(async_server, "endpoints")
+    kinds = {line.split()[0]: line.split()[-1] for line in out.stdout.splitlines()[1:]}
+    assert kinds[name] == "async" and kinds[realtime] == "real-time"
     sm.delete_endpoint(EndpointName=realtime)
 
 
