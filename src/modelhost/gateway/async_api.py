@@ -131,6 +131,7 @@ class AsyncRuntimeAPI:
         submission = parse_submission(endpoint, headers, body, self.settings)
         # Written to the queue (a committed transaction) before the 202 is sent.
         row = await asyncio.to_thread(self.service.submit, submission)
+        self.service.workers.wake()
         data = json.dumps({"InferenceId": row.inference_id}).encode()
         answer = [
             (b"content-type", b"application/json"),

@@ -15,6 +15,7 @@ wrote it and died before recording that, so it completes once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -76,6 +77,8 @@ class AsyncWorkers:
         self.owner = new_owner()
         self.in_flight: dict[str, set[str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._wake: asyncio.Event | None = None
+        self._expiry_checked_s = 0.0
 
     def instances(self, endpoint: str) -> int:
         """Serving instances of `endpoint` in the current routing snapshot."""
@@ -87,11 +90,17 @@ class AsyncWorkers:
     async def tick(self) -> None:
         """One pass over every async endpoint: expire, then lease up to capacity."""
         now = self.clock()
+        # Expiry needs no hurry: once per poll interval, however often passes are woken.
+        check_expiry = now - self._expiry_checked_s >= self.knobs.poll_interval_s
+        if check_expiry:
+            self._expiry_checked_s = now
         for endpoint, config in self.configs().items():
             running = self.in_flight.setdefault(endpoint, set())
-            expired = await asyncio.to_thread(
-                self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, 50, True
-            )
+            expired: list[QueuedRequest] = []
+            if check_expiry:
+                expired = await asyncio.to_thread(
+                    self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, 50, True
+                )
             free = capacity(config.max_concurrent_per_instance, self.instances(endpoint), 0)
             free -= len(running)
             leased = await asyncio.to_thread(
@@ -103,13 +112,22 @@ class AsyncWorkers:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
+    def wake(self) -> None:
+        """Run the next pass now (a request arrived or one finished), not at the next poll."""
+        if self._wake is not None:
+            self._wake.set()
+
     async def run(self) -> None:
+        self._wake = asyncio.Event()
         while True:
+            self._wake.clear()
             try:
                 await self.tick()
             except Exception:
                 log.exception("async worker pass failed")
-            await asyncio.sleep(self.knobs.poll_interval_s)
+            # The poll still runs: other gateways' requests and lease expiries wake no one.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.knobs.poll_interval_s)
 
     async def heartbeat(self) -> None:
         """Renew the leases of everything running here, well before they run out."""
@@ -137,6 +155,7 @@ class AsyncWorkers:
             await self._io(self.queue.release, request.request_id, self.owner)
         finally:
             self.in_flight.get(request.endpoint, set()).discard(request.request_id)
+            self.wake()
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.to_thread(fn, *args)
