@@ -177,23 +177,29 @@ class AsyncQueue:
                 select(c.request_id).where(where).order_by(c.received_s).limit(limit)
             ).scalars()
             candidates = list(ids)
-        taken: list[str] = []
+        if not candidates:
+            return []
+        mine = and_(
+            c.request_id.in_(candidates),
+            c.lease_owner == owner,
+            c.status == RequestStatus.RUNNING,
+        )
         with self.store.transaction() as conn:
-            for request_id in candidates:
-                # Conditional: another worker may have taken it since the SELECT.
-                result = conn.execute(
-                    update(async_requests)
-                    .where(and_(c.request_id == request_id, _leasable(now_s)))
-                    .values(
-                        status=RequestStatus.RUNNING,
-                        lease_owner=owner,
-                        lease_expires_s=now_s + lease_s,
-                        attempts=c.attempts + 1,
-                    )
+            # Conditional: a row another worker took since the SELECT is left alone.
+            conn.execute(
+                update(async_requests)
+                .where(and_(c.request_id.in_(candidates), _leasable(now_s)))
+                .values(
+                    status=RequestStatus.RUNNING,
+                    lease_owner=owner,
+                    lease_expires_s=now_s + lease_s,
+                    attempts=c.attempts + 1,
                 )
-                if result.rowcount == 1:
-                    taken.append(request_id)
-        return [r for r in (self.get(i) for i in taken) if r is not None]
+            )
+            rows = conn.execute(
+                select(async_requests).where(mine).order_by(c.received_s)
+            ).all()
+        return [_request(r._mapping) for r in rows]
 
     def heartbeat(
         self, request_ids: Sequence[str], owner: str, now_s: float, lease_s: float

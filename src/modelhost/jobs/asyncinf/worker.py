@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -79,6 +81,7 @@ class AsyncWorkers:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._expiry_checked_s = 0.0
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="async-worker")
 
     def instances(self, endpoint: str) -> int:
         """Serving instances of `endpoint` in the current routing snapshot."""
@@ -98,12 +101,12 @@ class AsyncWorkers:
             running = self.in_flight.setdefault(endpoint, set())
             expired: list[QueuedRequest] = []
             if check_expiry:
-                expired = await asyncio.to_thread(
+                expired = await self._io(
                     self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, 50, True
                 )
             free = capacity(config.max_concurrent_per_instance, self.instances(endpoint), 0)
             free -= len(running)
-            leased = await asyncio.to_thread(
+            leased = await self._io(
                 self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, max(free, 0)
             )
             for request in [*expired, *leased]:
@@ -135,7 +138,7 @@ class AsyncWorkers:
             await asyncio.sleep(self.knobs.heartbeat_s)
             ids = [i for running in self.in_flight.values() for i in running]
             try:
-                await asyncio.to_thread(
+                await self._io(
                     self.queue.heartbeat, ids, self.owner, self.clock(), self.knobs.lease_s
                 )
             except Exception:
@@ -146,6 +149,7 @@ class AsyncWorkers:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, request: QueuedRequest, config: AsyncEndpointConfig) -> None:
         try:
@@ -158,32 +162,44 @@ class AsyncWorkers:
             self.wake()
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        # The workers' own threads: file and database work never queues behind (or
+        # starves) the default executor the gateway's 202 path uses.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def _prepare(self, request: QueuedRequest) -> tuple[str, bytes | str | None]:
+        """In one thread hop: what to do with a leased request, and its input.
+        ("done" | "failed" | "expired" | "unreadable" | "run", payload or message)."""
+        if self.payloads.exists(request.output_location):
+            return "done", None  # written by a worker that died before recording it
+        if self.payloads.exists(request.failure_location or request.output_location):
+            return "failed", None
+        if is_expired(request, self.clock()):
+            return "expired", None
+        if request.payload is not None:
+            return "run", request.payload
+        try:
+            return "run", self.payloads.read(request.input_location or "")
+        except ArtifactError as exc:
+            return "unreadable", exc.message
 
     async def _attempt(self, request: QueuedRequest, config: AsyncEndpointConfig) -> None:
-        failure_at = request.failure_location or request.output_location
-        if await self._io(self.payloads.exists, request.output_location):
-            await self._finish(request, config, None, "")  # written by a worker that died
-            return
-        if await self._io(self.payloads.exists, failure_at):
+        step, found = await self._io(self._prepare, request)
+        if step == "done":
+            await self._finish(request, config, None, "")
+        elif step == "failed":
             await self._finish(request, config, "the request failed earlier", "")
-            return
-        if is_expired(request, self.clock()):
+        elif step == "expired":
             ttl_s = request.expires_s - request.received_s
             reason = (
                 f"Request {request.inference_id} expired: it waited longer than its "
                 f"RequestTTLSeconds ({ttl_s:.0f} s) in the queue."
             )
             await self._fail(request, config, reason, "ExpiredRequests")
-            return
-        try:
-            body = request.payload
-            if body is None:
-                body = await self._io(self.payloads.read, request.input_location or "")
-        except ArtifactError as exc:
-            await self._fail(request, config, exc.message, "RequestDownloadFailures")
-            return
-        await self._invoke(request, config, body)
+        elif step == "unreadable":
+            await self._fail(request, config, str(found), "RequestDownloadFailures")
+        elif isinstance(found, bytes):
+            await self._invoke(request, config, found)
 
     async def _invoke(
         self, request: QueuedRequest, config: AsyncEndpointConfig, body: bytes
@@ -212,12 +228,19 @@ class AsyncWorkers:
         variant = dict(headers).get(_VARIANT, config.first_variant.encode()).decode()
         ctype = dict(headers).get(b"content-type", b"application/octet-stream").decode()
         try:
-            await self._io(self.payloads.write_once, request.output_location, answer)
+            done = await self._io(self._complete, request, config, answer, ctype)
         except ArtifactError as exc:
             await self._fail(request, config, exc.message, "ResponseUploadFailures")
             return
-        if await self._finish(request, config, None, ctype):
+        if done:
             self.metrics.processed(request, variant, self.clock(), time.perf_counter() - started)
+
+    def _complete(
+        self, request: QueuedRequest, config: AsyncEndpointConfig, answer: bytes, ctype: str
+    ) -> bool:
+        """Write the answer (once), then record the request as done: one thread hop."""
+        self.payloads.write_once(request.output_location, answer)
+        return self._record(request, config, None, ctype)
 
     async def _fail(
         self,
@@ -237,20 +260,19 @@ class AsyncWorkers:
     async def _finish(
         self, request: QueuedRequest, config: AsyncEndpointConfig, reason: str | None, ctype: str
     ) -> bool:
+        return await self._io(self._record, request, config, reason, ctype)
+
+    def _record(
+        self, request: QueuedRequest, config: AsyncEndpointConfig, reason: str | None, ctype: str
+    ) -> bool:
         notify = bool(config.error_topic if reason is not None else config.success_topic)
-        done = await self._io(
-            self.queue.finish,
-            request.request_id,
-            self.owner,
-            self.clock(),
-            reason is None,
-            reason,
-            notify,
+        done = self.queue.finish(
+            request.request_id, self.owner, self.clock(), reason is None, reason, notify,
             ctype or None,
         )
         if not done:
             log.warning("async request %s: lease lost before it finished", request.inference_id)
-        return bool(done)
+        return done
 
 
 def _invocation(request: QueuedRequest, body: bytes, started: float) -> Invocation:
