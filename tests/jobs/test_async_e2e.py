@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,6 +62,23 @@ def _aws(service: str, url: str) -> Any:
     )
 
 
+def _metric_sum(
+    cw: Any, metric: str, dims: list[dict[str, str]], statistic: str = "Sum"
+) -> float:
+    now = dt.datetime.now(dt.UTC)
+    points = cw.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName=metric,
+        Dimensions=dims,
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=600,
+        Statistics=[statistic],
+    )["Datapoints"]
+    values = [p[statistic] for p in points]
+    return float(max(values) if statistic == "Maximum" and values else sum(values))
+
+
 def test_async_round_trip_refusals_and_model_errors(
     async_server: ModelhostServer, churn_model: ChurnModel, tmp_path: Path
 ) -> None:
@@ -106,6 +124,15 @@ def test_async_round_trip_refusals_and_model_errors(
     wait_for(failure.exists)
     assert "feature" in failure.read_text().lower(), failure.read_text()
     assert not local_path(failed["OutputLocation"]).exists()
+
+    # Metrics, as SageMaker names them, through the CloudWatch API.
+    cw = async_server.client("cloudwatch")
+    endpoint_only = [{"Name": "EndpointName", "Value": name}]
+    variant = [*endpoint_only, {"Name": "VariantName", "Value": "AllTraffic"}]
+    wait_for(lambda: _metric_sum(cw, "InvocationsProcessed", variant) == 2)
+    wait_for(lambda: _metric_sum(cw, "InvocationFailures", variant) == 1)
+    wait_for(lambda: _metric_sum(cw, "ApproximateBacklogSize", endpoint_only, "SampleCount") > 0)
+    assert _metric_sum(cw, "HasBacklogWithoutCapacity", endpoint_only, "Maximum") == 0
 
     # An async endpoint takes only async invocations, and vice versa.
     with pytest.raises(ClientError) as info:
