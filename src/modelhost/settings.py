@@ -209,6 +209,11 @@ class Settings(BaseSettings):
         description="Attempts to deliver one async notification (webhook POST or SNS Publish), "
         "with exponential backoff between them.",
     )
+    async_retention_s: float = Field(
+        default=7 * 86400.0,
+        description="How long finished async requests stay in the queue table (their "
+        "InferenceId stays an idempotency key that long).",
+    )
     sns_endpoint_url: str | None = Field(
         default=None,
         description="Endpoint URL of the SNS service async notifications are published to "

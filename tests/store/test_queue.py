@@ -125,3 +125,17 @@ def test_the_queue_survives_reopening(tmp_path: Path) -> None:
     store.close()
     reopened = AsyncQueue(MetadataStore(url))
     assert reopened.get("r1").payload == b"1,2,3"  # type: ignore[union-attr]
+
+
+def test_purge_forgets_only_old_finished_and_notified_requests(queue: AsyncQueue) -> None:
+    clock = FakeClock()
+    for n in range(4):
+        queue.enqueue(_request(n, clock))
+    queue.lease("ep", "a", clock(), LEASE_S, 3)
+    queue.finish("r0", "a", clock(), succeeded=True, notify=False)
+    queue.finish("r1", "a", clock(), succeeded=False, failure_reason="x", notify=True)
+    clock.advance(100)
+    assert queue.purge(clock() - 50) == 1  # r1 still owes a notification, r2 runs, r3 waits
+    assert queue.get("r0") is None
+    assert {r.request_id for r in queue.pending_notifications()} == {"r1"}
+    assert queue.counts("ep") == {"Failed": 1, "Running": 1, "Queued": 1}

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    delete,
     func,
     insert,
     or_,
@@ -285,6 +286,21 @@ class AsyncQueue:
                 .where(async_requests.c.request_id == request_id)
                 .values(notify_pending=False)
             )
+
+    def purge(self, finished_before_s: float) -> int:
+        """Forget requests finished (and notified) before `finished_before_s`."""
+        c = async_requests.c
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                delete(async_requests).where(
+                    and_(
+                        c.status.in_([RequestStatus.SUCCEEDED, RequestStatus.FAILED]),
+                        c.finished_s < finished_before_s,
+                        c.notify_pending.is_(False),
+                    )
+                )
+            )
+        return int(result.rowcount)
 
     def backlogs(self) -> dict[str, Backlog]:
         """Every endpoint with queued or running requests: its backlog."""

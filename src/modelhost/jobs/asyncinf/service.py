@@ -15,7 +15,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from modelhost.errors import ValidationError
 from modelhost.fleet.dataplane.plane import DataPlane
@@ -175,9 +174,15 @@ class AsyncInference:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _upkeep(self) -> None:
-        """Every second: refresh the async endpoints, sample the backlog, send what is due."""
+        """Every second: refresh the async endpoints, sample the backlog, send what is due;
+        every minute, forget requests finished longer ago than `async_retention_s`."""
+        purged_at = 0.0
         while True:
             try:
+                if self.clock() - purged_at >= 60:
+                    purged_at = self.clock()
+                    cutoff = purged_at - self.settings.async_retention_s
+                    await asyncio.to_thread(self.queue.purge, cutoff)
                 await asyncio.to_thread(self.refresh)
                 backlogs = await asyncio.to_thread(self.queue.backlogs)
                 now = self.clock()
@@ -223,6 +228,3 @@ class AsyncInference:
             return self.payloads.read(where)
         except Exception:
             return None
-
-    def scratch(self) -> Path:
-        return self.settings.home / "async-scratch"
