@@ -139,3 +139,14 @@ def test_purge_forgets_only_old_finished_and_notified_requests(queue: AsyncQueue
     assert queue.get("r0") is None
     assert {r.request_id for r in queue.pending_notifications()} == {"r1"}
     assert queue.counts("ep") == {"Failed": 1, "Running": 1, "Queued": 1}
+
+
+def test_release_all_puts_back_what_one_owner_runs(queue: AsyncQueue) -> None:
+    clock = FakeClock()
+    for n in range(3):
+        queue.enqueue(_request(n, clock))
+    queue.lease("ep", "a", clock(), LEASE_S, 2)
+    queue.lease("ep", "b", clock(), LEASE_S, 1)
+    assert queue.release_all("a") == 2
+    assert queue.counts("ep") == {"Queued": 2, "Running": 1}
+    assert [r.lease_owner for r in queue.lease("ep", "c", clock(), LEASE_S, 5)] == ["c", "c"]

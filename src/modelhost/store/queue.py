@@ -229,6 +229,17 @@ class AsyncQueue:
             request_id, owner, status=RequestStatus.QUEUED, lease_owner=None, lease_expires_s=None
         )
 
+    def release_all(self, owner: str) -> int:
+        """Put back everything `owner` runs (a clean stop: no waiting for leases to expire)."""
+        c = async_requests.c
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                update(async_requests)
+                .where(and_(c.lease_owner == owner, c.status == RequestStatus.RUNNING))
+                .values(status=RequestStatus.QUEUED, lease_owner=None, lease_expires_s=None)
+            )
+        return int(result.rowcount)
+
     def finish(
         self,
         request_id: str,

@@ -145,10 +145,15 @@ class AsyncWorkers:
                 log.exception("async lease heartbeat failed")
 
     async def stop(self) -> None:
-        """Cancel running requests; their leases run out and another worker retries them."""
+        """Cancel running requests and put them back in the queue for the next start (or
+        another gateway); one whose answer was already written is finished then, not rerun."""
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await asyncio.to_thread(self.queue.release_all, self.owner)
+        except Exception:
+            log.exception("could not release the async requests of %s", self.owner)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _run(self, request: QueuedRequest, config: AsyncEndpointConfig) -> None:
