@@ -150,3 +150,17 @@ def test_release_all_puts_back_what_one_owner_runs(queue: AsyncQueue) -> None:
     assert queue.release_all("a") == 2
     assert queue.counts("ep") == {"Queued": 2, "Running": 1}
     assert [r.lease_owner for r in queue.lease("ep", "c", clock(), LEASE_S, 5)] == ["c", "c"]
+
+
+def test_abandon_fails_the_waiting_requests_of_a_gone_endpoint(queue: AsyncQueue) -> None:
+    clock = FakeClock()
+    for n in range(3):
+        queue.enqueue(_request(n, clock))
+    queue.enqueue(_request(9, clock, endpoint="other"))
+    queue.lease("ep", "a", clock(), LEASE_S, 1)
+    assert queue.abandon("ep", "deleted", clock()) == 2
+    assert queue.counts("ep") == {"Failed": 2, "Running": 1}
+    clock.advance(LEASE_S + 1)  # the running one's worker is gone too
+    assert queue.abandon("ep", "deleted", clock()) == 1
+    assert queue.counts("other") == {"Queued": 1}
+    assert queue.get("r1").failure_reason == "deleted"  # type: ignore[union-attr]

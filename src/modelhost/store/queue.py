@@ -229,6 +229,24 @@ class AsyncQueue:
             request_id, owner, status=RequestStatus.QUEUED, lease_owner=None, lease_expires_s=None
         )
 
+    def abandon(self, endpoint: str, reason: str, now_s: float) -> int:
+        """Fail the waiting requests of an endpoint that is gone (deleted, or no longer
+        asynchronous); running ones follow once their leases run out."""
+        c = async_requests.c
+        with self.store.transaction() as conn:
+            result = conn.execute(
+                update(async_requests)
+                .where(and_(c.endpoint == endpoint, _leasable(now_s)))
+                .values(
+                    status=RequestStatus.FAILED,
+                    failure_reason=reason,
+                    finished_s=now_s,
+                    lease_owner=None,
+                    lease_expires_s=None,
+                )
+            )
+        return int(result.rowcount)
+
     def release_all(self, owner: str) -> int:
         """Put back everything `owner` runs (a clean stop: no waiting for leases to expire)."""
         c = async_requests.c

@@ -186,6 +186,9 @@ class AsyncInference:
                 await asyncio.to_thread(self.refresh)
                 backlogs = await asyncio.to_thread(self.queue.backlogs)
                 now = self.clock()
+                for gone in set(backlogs) - set(self.configs):
+                    reason = f"Endpoint {gone} was deleted (or is no longer asynchronous)."
+                    await asyncio.to_thread(self.queue.abandon, gone, reason, now)
                 for endpoint in self.configs:
                     instances = self.workers.instances(endpoint)
                     self.metrics.backlog(endpoint, backlogs.get(endpoint), instances, now)
