@@ -229,12 +229,14 @@ def test_ttl_expiry_and_invocation_timeout(
         deploy_async(sm, name, artifact, async_config(str(out), per_instance=1))
         source = tmp_path / "in.json"
         source.write_text("[1]")
-        # Runs at once, and outlives its InvocationTimeoutSeconds (the model takes 5 s).
+        # Runs at once (its own TTL is long), and outlives its InvocationTimeoutSeconds
+        # (the model takes 5 s).
         first = rt.invoke_endpoint_async(
             EndpointName=name,
             InputLocation=str(source),
             ContentType="application/json",
             InvocationTimeoutSeconds=3,
+            RequestTTLSeconds=600,
         )
         # Wait behind it (one at a time) for longer than the server's default TTL (2 s).
         waiting = [

@@ -216,9 +216,15 @@ class AsyncWorkers:
                 self.plane.invoke(route, _invocation(request, body, started), []),
                 request.invocation_timeout_s,
             )
-        except (ServiceUnavailable, ValidationError):
+        except ServiceUnavailable:
             # No serving instance right now (restarting, scaled to zero): back in the queue.
             await self._io(self.queue.release, request.request_id, self.owner)
+            return
+        except ValidationError as exc:
+            if self.instances(request.endpoint) == 0:  # not InService (updating, restarting)
+                await self._io(self.queue.release, request.request_id, self.owner)
+            else:  # the endpoint cannot take this request (e.g. multi-model needs a target)
+                await self._fail(request, config, exc.message)
             return
         except ModelError as exc:
             await self._fail(request, config, exc.original_message or exc.message)
