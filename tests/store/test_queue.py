@@ -50,6 +50,7 @@ def test_a_request_is_leased_once_until_its_lease_runs_out(queue: AsyncQueue) ->
     assert not queue.finish("r1", "worker-a", clock(), succeeded=True)
     assert queue.finish("r1", "worker-b", clock(), succeeded=True)
     assert queue.get("r1").status is RequestStatus.SUCCEEDED  # type: ignore[union-attr]
+    assert queue.get("r1").payload is None  # type: ignore[union-attr]
     assert queue.lease("ep", "worker-c", clock.advance(LEASE_S * 2), LEASE_S, 10) == []
 
 

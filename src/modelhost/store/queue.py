@@ -276,6 +276,7 @@ class AsyncQueue:
             finished_s=now_s,
             failure_reason=failure_reason,
             response_type=response_type,
+            payload=None,  # an inline body is not needed once the request is done
             lease_owner=None,
             lease_expires_s=None,
             notify_pending=notify,
