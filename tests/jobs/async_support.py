@@ -3,6 +3,7 @@ output locations, a local webhook receiver and a script-mode model that sleeps."
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import tarfile
 import threading
@@ -143,3 +144,21 @@ def webhook_receiver() -> Iterator[Webhook]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def metric_value(
+    cw: Any, metric: str, dims: list[dict[str, str]], statistic: str = "Sum"
+) -> float:
+    """One statistic of an AWS/SageMaker metric over the last 10 minutes (CloudWatch API)."""
+    now = dt.datetime.now(dt.UTC)
+    points = cw.get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName=metric,
+        Dimensions=dims,
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=600,
+        Statistics=[statistic],
+    )["Datapoints"]
+    values = [p[statistic] for p in points]
+    return float(max(values) if statistic == "Maximum" and values else sum(values))

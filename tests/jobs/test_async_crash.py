@@ -15,7 +15,7 @@ from modelhost.testing.churn import csv_rows
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
 from tests.gateway.support import csv_floats
-from tests.jobs.async_support import ASYNC_ENV, async_config, deploy_async
+from tests.jobs.async_support import ASYNC_ENV, async_config, deploy_async, metric_value
 from tests.jobs.support import wait_for
 from tests.support import FAST_ENV, ChurnModel, unique
 
@@ -69,6 +69,11 @@ def test_gateway_kill_loses_nothing_and_writes_nothing_twice(
             server.proc = None
             server.start()
             wait_for(lambda: written("out/") == REQUESTS, timeout_s=240)
+            # Between the restart and the new instance, the queue had no capacity: the
+            # scale-from-zero signal was raised, and the requests waited instead of failing.
+            cw = server.client("cloudwatch")
+            dims = [{"Name": "EndpointName", "Value": name}]
+            assert metric_value(cw, "HasBacklogWithoutCapacity", dims, "Maximum") == 1
         finally:
             server.stop()
         assert written("fail/") == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.jobs.async_support import (
     async_config,
     deploy_async,
     local_path,
+    metric_value,
     slow_artifact,
     webhook_receiver,
 )
@@ -60,23 +60,6 @@ def _aws(service: str, url: str) -> Any:
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
     )
-
-
-def _metric_sum(
-    cw: Any, metric: str, dims: list[dict[str, str]], statistic: str = "Sum"
-) -> float:
-    now = dt.datetime.now(dt.UTC)
-    points = cw.get_metric_statistics(
-        Namespace="AWS/SageMaker",
-        MetricName=metric,
-        Dimensions=dims,
-        StartTime=now - dt.timedelta(minutes=10),
-        EndTime=now + dt.timedelta(minutes=1),
-        Period=600,
-        Statistics=[statistic],
-    )["Datapoints"]
-    values = [p[statistic] for p in points]
-    return float(max(values) if statistic == "Maximum" and values else sum(values))
 
 
 def test_async_round_trip_refusals_and_model_errors(
@@ -129,10 +112,10 @@ def test_async_round_trip_refusals_and_model_errors(
     cw = async_server.client("cloudwatch")
     endpoint_only = [{"Name": "EndpointName", "Value": name}]
     variant = [*endpoint_only, {"Name": "VariantName", "Value": "AllTraffic"}]
-    wait_for(lambda: _metric_sum(cw, "InvocationsProcessed", variant) == 2)
-    wait_for(lambda: _metric_sum(cw, "InvocationFailures", variant) == 1)
-    wait_for(lambda: _metric_sum(cw, "ApproximateBacklogSize", endpoint_only, "SampleCount") > 0)
-    assert _metric_sum(cw, "HasBacklogWithoutCapacity", endpoint_only, "Maximum") == 0
+    wait_for(lambda: metric_value(cw, "InvocationsProcessed", variant) == 2)
+    wait_for(lambda: metric_value(cw, "InvocationFailures", variant) == 1)
+    wait_for(lambda: metric_value(cw, "ApproximateBacklogSize", endpoint_only, "SampleCount") > 0)
+    assert metric_value(cw, "HasBacklogWithoutCapacity", endpoint_only, "Maximum") == 0
 
     # An async endpoint takes only async invocations, and vice versa.
     with pytest.raises(ClientError) as info:
