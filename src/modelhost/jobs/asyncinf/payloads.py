@@ -57,10 +57,11 @@ class Payloads:
             return self.s3.head(bucket, key, "OutputLocation") is not None
         return _local(url).exists()
 
-    def write_once(self, url: str, data: bytes) -> bool:
-        """Write `data` at `url` unless something is there; True if this call wrote it."""
+    def write_once(self, url: str, data: bytes, check: bool = True) -> bool:
+        """Write `data` at `url` unless something is there; True if this call wrote it.
+        On S3, `check=False` skips the HEAD (the caller knows nothing wrote it before)."""
         if url.startswith("s3://"):
-            if self.exists(url):
+            if check and self.exists(url):
                 return False
             put_bytes(self.s3, url, data, "OutputLocation")
             return True

@@ -210,9 +210,7 @@ class AsyncInference:
         try:
             config = self.configs.get(row.endpoint)
             succeeded = row.status is RequestStatus.SUCCEEDED
-            topic = None if config is None else (
-                config.success_topic if succeeded else config.error_topic
-            )
+            topic = (config.success_topic if succeeded else config.error_topic) if config else None
             if config is not None and topic:
                 wanted = SUCCESS_TOPIC if succeeded else ERROR_TOPIC
                 response = None

@@ -174,10 +174,12 @@ class AsyncWorkers:
 
     def _prepare(self, request: QueuedRequest) -> tuple[str, bytes | str | None]:
         """In one thread hop: what to do with a leased request, and its input.
-        ("done" | "failed" | "expired" | "unreadable" | "run", payload or message)."""
-        if self.payloads.exists(request.output_location):
+        ("done" | "failed" | "expired" | "unreadable" | "run", payload or message).
+        Only a request run before (attempts > 1) can have left an answer behind."""
+        if request.attempts > 1 and self.payloads.exists(request.output_location):
             return "done", None  # written by a worker that died before recording it
-        if self.payloads.exists(request.failure_location or request.output_location):
+        failure_at = request.failure_location or request.output_location
+        if request.attempts > 1 and self.payloads.exists(failure_at):
             return "failed", None
         if is_expired(request, self.clock()):
             return "expired", None
@@ -250,7 +252,7 @@ class AsyncWorkers:
         self, request: QueuedRequest, config: AsyncEndpointConfig, answer: bytes, ctype: str
     ) -> bool:
         """Write the answer (once), then record the request as done: one thread hop."""
-        self.payloads.write_once(request.output_location, answer)
+        self.payloads.write_once(request.output_location, answer, request.attempts > 1)
         return self._record(request, config, None, ctype)
 
     async def _fail(
