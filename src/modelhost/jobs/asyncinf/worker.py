@@ -104,10 +104,10 @@ class AsyncWorkers:
                 expired = await self._io(
                     self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, 50, True
                 )
-            free = capacity(config.max_concurrent_per_instance, self.instances(endpoint), 0)
-            free -= len(running)
+            per_instance = config.max_concurrent_per_instance
+            free = capacity(per_instance, self.instances(endpoint), len(running))
             leased = await self._io(
-                self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, max(free, 0)
+                self.queue.lease, endpoint, self.owner, now, self.knobs.lease_s, free
             )
             for request in [*expired, *leased]:
                 running.add(request.request_id)
