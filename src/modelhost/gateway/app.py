@@ -33,6 +33,8 @@ from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
+from modelhost.gateway.autoscaling_api import TARGET_PREFIX as AUTOSCALING_TARGET_PREFIX
+from modelhost.gateway.autoscaling_api import AutoScalingAPI
 from modelhost.gateway.cloudwatch_api import PATH_PREFIX as CLOUDWATCH_PATH
 from modelhost.gateway.cloudwatch_api import TARGET as CLOUDWATCH_TARGET
 from modelhost.gateway.cloudwatch_api import CloudWatchAPI, wire_of
@@ -47,6 +49,10 @@ from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
+from modelhost.scaling.autoscaler import Autoscaler
+from modelhost.scaling.book import ScalingBook
+from modelhost.scaling.capacity import Capacity
+from modelhost.scaling.service import ScalingService
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
@@ -108,6 +114,16 @@ def _data_plane(
     )
 
 
+def _series_store(settings: Settings, backend: SqliteBackend) -> SeriesStore:
+    return SeriesStore(
+        backend=backend,
+        fine_retention_s=settings.metrics_fine_retention_s,
+        rollup_period_s=settings.metrics_rollup_period_s,
+        rollup_retention_s=settings.metrics_rollup_retention_s,
+        max_series=settings.metrics_max_series,
+    )
+
+
 class Gateway:
     """The ASGI application of `modelhost serve`."""
 
@@ -120,13 +136,7 @@ class Gateway:
         self.controller = Controller(settings, self.store, self.fleets)
         self.control = ControlPlane(settings, self.store, self.controller)
         self.metric_db = SqliteBackend(settings.metrics_db_path)
-        self.series = SeriesStore(
-            backend=self.metric_db,
-            fine_retention_s=settings.metrics_fine_retention_s,
-            rollup_period_s=settings.metrics_rollup_period_s,
-            rollup_retention_s=settings.metrics_rollup_retention_s,
-            max_series=settings.metrics_max_series,
-        )
+        self.series = _series_store(settings, self.metric_db)
         self.metrics = InvocationMetrics(self.series)
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
@@ -144,6 +154,12 @@ class Gateway:
         self.controller.alarm_state = self.alarms.state
         self.cloudwatch_api = CloudWatchAPI(
             CloudWatch(self.series, self.alarms, settings.region, settings.account_id)
+        )
+        book = ScalingBook(self.store, settings.region, settings.account_id)
+        capacity = Capacity(self.controller)
+        self.autoscaling_api = AutoScalingAPI(ScalingService(book, capacity, self._alarms_for))
+        self.autoscaler = Autoscaler(
+            book, capacity, self.series, self.alarms, settings.scaling_period_s
         )
         self.sampler = InstanceSampler(self._instance_refs, self.series, settings.home)
         self.metrics.routing.weights = self._weight_rows
@@ -179,6 +195,7 @@ class Gateway:
         await self.compilations.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
+        scaling_loop = asyncio.ensure_future(self.autoscaler.run())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
@@ -206,6 +223,7 @@ class Gateway:
         finally:
             alarm_loop.cancel()
             series_loop.cancel()
+            scaling_loop.cancel()
             log_indexing.cancel()
             await self.jobs.stop()
             await self.compilations.stop()
@@ -234,6 +252,8 @@ class Gateway:
                 if name == b"x-amz-target":
                     if value.startswith(CLOUDWATCH_TARGET.encode()):
                         await self.cloudwatch_api(scope, receive, send)
+                    elif value.startswith(AUTOSCALING_TARGET_PREFIX.encode()):
+                        await self.autoscaling_api(scope, receive, send)
                     elif value.startswith(LOGS_TARGET_PREFIX.encode()):
                         await self.logs_api(scope, receive, send)
                     else:
@@ -259,6 +279,16 @@ class Gateway:
         else:
             record.spec, record.modified_s = document, now
             self.store.save(record)
+
+    def _alarms_for(self, policy_arn: str) -> list[tuple[str, str]]:
+        """CloudWatch alarms whose AlarmActions name a step scaling policy."""
+        s = self.settings
+        return [
+            (name, f"arn:aws:cloudwatch:{s.region}:{s.account_id}:alarm:{name}")
+            for name in self.alarms.names()
+            if (r := self.alarms.record(name)) is not None
+            and policy_arn in r.spec.actions.get("AlarmActions", ())
+        ]
 
     async def _evaluate_alarms(self) -> None:
         while True:

@@ -76,10 +76,8 @@ class StepScaling:
 def percent_change(current: int, percent: int, min_magnitude: int | None) -> int:
     """PercentChangeInCapacity's change in instances, rounded as AWS documents."""
     raw = current * percent / 100.0
-    if 0 < abs(raw) < 1:
-        change = 1 if raw > 0 else -1
-    else:
-        change = math.trunc(raw)
+    # Between -1 and 1 away from zero (at least one instance), otherwise toward zero.
+    change = (1 if raw > 0 else -1) if 0 < abs(raw) < 1 else math.trunc(raw)
     if min_magnitude is not None and 0 < abs(change) < min_magnitude:
         change = min_magnitude if change > 0 else -min_magnitude
     return change
