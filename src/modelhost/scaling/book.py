@@ -182,8 +182,12 @@ class ScalingBook:
 
     def add_activity(self, activity: dict[str, Any]) -> dict[str, Any]:
         """Store a new activity (ActivityId, StartTime filled in); keeps the newest
-        ACTIVITIES_KEPT per target."""
+        ACTIVITIES_KEPT per target. StartTimes of one target strictly increase, so the
+        newest-first order holds even when the clock has not moved."""
+        same = self.activities(activity["ResourceId"], activity["ScalableDimension"])
         now = self.clock()
+        if same and now <= same[0]["StartTime"]:
+            now = same[0]["StartTime"] + 1e-6
         activity = {
             "ActivityId": str(uuid.uuid4()),
             "ServiceNamespace": NAMESPACE,
@@ -194,8 +198,7 @@ class ScalingBook:
             Kind.SCALING_ACTIVITY, activity["ActivityId"], "", activity, [], None, None, now, now
         )
         self.store.create(rec)
-        same = self.activities(activity["ResourceId"], activity["ScalableDimension"])
-        for old in same[ACTIVITIES_KEPT:]:
+        for old in same[ACTIVITIES_KEPT - 1 :]:
             self.store.delete(Kind.SCALING_ACTIVITY, old["ActivityId"])
         return activity
 
@@ -208,7 +211,7 @@ class ScalingBook:
     def activities(self, resource_id: str | None, dim: str | None) -> list[dict[str, Any]]:
         """Newest first, as DescribeScalingActivities lists them."""
         recs = self.children(Kind.SCALING_ACTIVITY, resource_id, dim)
-        return [r.spec for r in sorted(recs, key=lambda r: -r.created_s)]
+        return [r.spec for r in sorted(recs, key=lambda r: -float(r.spec["StartTime"]))]
 
 
 _ARN_MEMBER = {Kind.SCALING_POLICY: "PolicyARN", Kind.SCHEDULED_ACTION: "ScheduledActionARN"}

@@ -13,7 +13,7 @@ zero; MinAdjustmentMagnitude is the smallest change it may make). MetricAggregat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,11 @@ from modelhost.scaling.decisions import (
 )
 
 DEFAULT_COOLDOWN_S = 300.0
-AGGREGATIONS = {"Average": lambda v: sum(v) / len(v), "Minimum": min, "Maximum": max}
+AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
+    "Average": lambda v: sum(v) / len(v),
+    "Minimum": min,
+    "Maximum": max,
+}
 
 
 @dataclass(frozen=True)
