@@ -23,7 +23,7 @@ from tests.scaling.support import (
     wait_count,
     wait_for,
 )
-from tests.support import FAST_ENV, ChurnModel, Loop, deploy, unique
+from tests.support import FAST_ENV, ChurnModel, Loop, cli, deploy, unique
 
 pytestmark = pytest.mark.integration
 
@@ -101,6 +101,14 @@ def test_capacity_follows_load_up_to_max_and_down_without_a_failed_request(
         Statistics=["Maximum", "Minimum"],
     )["Datapoints"]
     assert max(p["Maximum"] for p in stats) == 3 and min(p["Minimum"] for p in stats) == 1
+    shown = cli(server, "scaling", name)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{resource(name)}  {DIMENSION}  min 1 max 3" in shown.stdout
+    assert "policy invocations: target tracking SageMakerVariantInvocationsPerInstance" in (
+        shown.stdout
+    )
+    assert "Successful  Setting desired instance count to 3." in shown.stdout
+    assert "min 1, max 3" in shown.stdout and "now: 1 serving, 1 desired" in shown.stdout
 
 
 def _alarm_on_invocations(server: ModelhostServer, alarm: str, name: str, policy_arn: str) -> None:
