@@ -34,7 +34,7 @@ from modelhost.scaling.step import StepScaling, step_decision
 from modelhost.scaling.target_tracking import IN_DATAPOINTS, TargetTracking, track
 from modelhost.store.metadata import Kind, Record
 from modelhost.telemetry.alarms import AlarmBook, AlarmState
-from modelhost.telemetry.metric_store import MetricStore
+from modelhost.telemetry.series import SeriesStore
 
 log = logging.getLogger("modelhost.scaling")
 SAMPLES_PER_PERIOD = 6
@@ -56,7 +56,7 @@ class Autoscaler:
         self,
         book: ScalingBook,
         capacity: Capacity,
-        series: MetricStore,
+        series: SeriesStore,
         alarms: AlarmBook,
         period_s: float,
         clock: Callable[[], float] = time.time,

@@ -121,8 +121,8 @@ class ScalingService:
                         "endpoint first."
                     )
             spec = dict(rec.spec) if rec is not None else {}
-            low = spec.get("MinCapacity") if low is None else low
-            high = spec.get("MaxCapacity") if high is None else high
+            low = int(spec["MinCapacity"] if low is None else low)
+            high = int(spec["MaxCapacity"] if high is None else high)
             if low < 1:
                 raise ValidationException(f"MinCapacity of {dim.name} must be at least 1.")
             if low > high:
