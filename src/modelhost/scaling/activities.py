@@ -3,6 +3,7 @@ StatusCode, StatusMessage), written to the book and followed until they end."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from modelhost.scaling.book import Dimension, ScalingBook
@@ -31,7 +32,7 @@ class Activities:
         }
 
     def started(
-        self, target: dict[str, Any], dim: Dimension, desired: int, cause: str
+        self, target: dict[str, Any], dim: Dimension, before: int, desired: int, cause: str
     ) -> dict[str, Any]:
         return self.book.add_activity(
             {
@@ -39,7 +40,7 @@ class Activities:
                 "Description": desired_text(dim, desired),
                 "Cause": cause,
                 "StatusCode": "InProgress",
-                "Details": f'{{"DesiredCapacity":{desired}}}',
+                "Details": json.dumps({"CurrentCapacity": before, "DesiredCapacity": desired}),
             }
         )
 
@@ -88,9 +89,23 @@ class Activities:
             if a["StatusCode"] == "InProgress"
         ]
         for i, activity in enumerate(running):
-            wanted = int(activity["Details"].split(":")[1].rstrip("}"))
+            details = json.loads(activity.get("Details") or "{}")
+            wanted = int(details.get("DesiredCapacity", -1))
+            before = int(details.get("CurrentCapacity", wanted))
+            reached = serving is not None and (
+                serving == wanted or (before < wanted <= serving) or (before > wanted >= serving)
+            )
             now = self.book.clock()
-            if i > 0:
+            if reached:
+                activity.update(
+                    StatusCode="Successful",
+                    EndTime=now,
+                    StatusMessage=(
+                        f"Successfully set {dim.noun} to {wanted}. Change successfully "
+                        "fulfilled by sagemaker."
+                    ),
+                )
+            elif i > 0:
                 activity.update(
                     StatusCode="Overridden",
                     EndTime=now,
@@ -105,15 +120,6 @@ class Activities:
                     StatusMessage=(
                         f"Failed to set {dim.noun} to {wanted}. Reason: "
                         f"{why or f'the {dim.noun} is {current} now'}"
-                    ),
-                )
-            elif serving == wanted:
-                activity.update(
-                    StatusCode="Successful",
-                    EndTime=now,
-                    StatusMessage=(
-                        f"Successfully set {dim.noun} to {wanted}. Change successfully "
-                        "fulfilled by sagemaker."
                     ),
                 )
             else:

@@ -118,11 +118,13 @@ class Autoscaler:
             self.series.observe(count_key("CurrentInstanceCount", endpoint, variant), serving)
         self.activities.follow(spec, dim, endpoint, variant)
         suspended = spec.get("SuspendedState") or {}
+        bounds_changed = bool(spec.pop("BoundsChanged", False))
+        if bounds_changed:
+            self.book.save(rec)
         if not suspended.get("ScheduledScalingSuspended"):
-            cause = self._scheduled(rec, since, now)
-            if cause is not None:
-                self._clamp(rec, dim, endpoint, variant, current, cause)
-                return
+            bounds_changed = self._scheduled(rec, since, now) or bounds_changed
+        if bounds_changed and self._clamp(rec, dim, endpoint, variant, current):
+            return
         votes = self._votes(rec, endpoint, variant, current, now)
         chosen = _combine(votes)
         if chosen is None:
@@ -138,9 +140,9 @@ class Autoscaler:
 
     # --- scheduled actions -----------------------------------------------------------
 
-    def _scheduled(self, target: Record, since: float, now: float) -> str | None:
-        """Run the target's due scheduled actions; the Cause for a capacity change."""
-        cause = None
+    def _scheduled(self, target: Record, since: float, now: float) -> bool:
+        """Run the target's due scheduled actions; whether one changed the bounds."""
+        fired = False
         for rec in self.book.children(
             Kind.SCHEDULED_ACTION, target.spec["ResourceId"], target.spec["ScalableDimension"]
         ):
@@ -164,21 +166,24 @@ class Autoscaler:
                 f"scheduled action name {name} was triggered",
                 f"Successfully set min capacity to {low} and max capacity to {high}",
             )
-            cause = f"scheduled action name {name} was triggered"
-        return cause
+            fired = True
+        return fired
 
     def _clamp(
-        self, rec: Record, dim: Dimension, endpoint: str, variant: str, current: int, cause: str
-    ) -> None:
+        self, rec: Record, dim: Dimension, endpoint: str, variant: str, current: int
+    ) -> bool:
+        """MinCapacity or MaxCapacity changed (RegisterScalableTarget, a scheduled action):
+        a capacity outside the new range moves into it. Whether it did."""
         low, high = rec.spec["MinCapacity"], rec.spec["MaxCapacity"]
         if current < low:
             why, desired, direction = f"minimum capacity was set to {low}", low, Direction.OUT
         elif current > high:
             why, desired, direction = f"maximum capacity was set to {high}", high, Direction.IN
         else:
-            return
+            return False
         vote = Vote(Decision(direction, desired), why, False)
         self._apply(rec, dim, endpoint, variant, current, vote, self.clock())
+        return True
 
     # --- policies --------------------------------------------------------------------
 
@@ -261,7 +266,7 @@ class Autoscaler:
         cooldown.record(vote.decision.direction, current, now, self._out_cooldown_s(rec))
         rec.spec["Cooldown"] = cooldown.to_spec()
         self.book.save(rec)
-        self.activities.started(rec.spec, dim, desired, vote.cause)
+        self.activities.started(rec.spec, dim, current, desired, vote.cause)
         log.info(
             "%s: %s %d -> %d (%s)", rec.spec["ResourceId"], dim.noun, current, desired, vote.cause
         )

@@ -139,6 +139,8 @@ class ScalingService:
                 MaxCapacity=high,
                 RoleARN=p.get("RoleARN") or spec.get("RoleARN") or self._role(),
                 SuspendedState=suspended,
+                # The autoscaler moves a capacity outside the new range into it.
+                BoundsChanged=True,
             )
             if rec is None:
                 tags = [{"Key": k, "Value": v} for k, v in (p.get("Tags") or {}).items()]
