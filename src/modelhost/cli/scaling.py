@@ -49,8 +49,9 @@ def _history(cw: Any, endpoint: str, variant: str, since_s: int) -> str:
         StartTime=end - dt.timedelta(seconds=since_s),
         EndTime=end,
         Period=period,
-        Statistics=["Maximum"],
+        Statistics=["Minimum", "Maximum"],
     )["Datapoints"]
+    low = min((p["Minimum"] for p in got), default=None)
     by_time = {p["Timestamp"].timestamp(): p["Maximum"] for p in got}
     start = end.timestamp() - since_s
     values: list[float | None] = []
@@ -60,7 +61,7 @@ def _history(cw: Any, endpoint: str, variant: str, since_s: int) -> str:
     present = [v for v in values if v is not None]
     if not present:
         return "no instance-count datapoints yet"
-    return f"{sparkline(values)}  min {min(present):g}, max {max(present):g}"
+    return f"{sparkline(values)}  min {low:g}, max {max(present):g}"
 
 
 @click.command()
