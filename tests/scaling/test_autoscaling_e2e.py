@@ -211,6 +211,58 @@ def test_suspended_dynamic_scaling_stops_scale_out_until_resumed(
     }
 
 
+def test_scaling_waits_for_an_update_and_says_so(
+    clients: tuple[Any, Any, Any], churn_model: ChurnModel
+) -> None:
+    sm, rt, aas = clients
+    name = _endpoint(clients, churn_model, "upd")
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-v2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    register(aas, name, 1, 2)
+    track_invocations(aas, name, 5.0)
+    canary = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 10,
+                "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            },
+            "MaximumExecutionTimeoutInSeconds": 600,
+        }
+    }
+    with Loop(rt, name, _row(churn_model), limit_s=240) as loop:
+        loop.wait_ok(5)
+        sm.update_endpoint(
+            EndpointName=name, EndpointConfigName=f"{name}-v2", DeploymentConfig=canary
+        )
+
+        def refused() -> bool:
+            return any(a["StatusCode"] == "Failed" for a in activities(aas, name))
+
+        wait_for("a refused scale-out", refused)
+        failed = next(a for a in activities(aas, name) if a["StatusCode"] == "Failed")
+        assert failed["StatusMessage"] == (
+            "Failed to set desired instance count to 2. Reason: The endpoint "
+            f"{name} is in Updating status; its capacity can change only when it is InService."
+        )
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
+        )
+        # Once the update is done, the next period scales out.
+        wait_count(sm, name, 2, set())
+    assert loop.errors == []
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == f"{name}-v2"
+
+
 def test_scheduled_action_sets_min_and_a_restart_keeps_counts_policies_and_activities(
     clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
 ) -> None:
@@ -239,7 +291,12 @@ def test_scheduled_action_sets_min_and_a_restart_keeps_counts_policies_and_activ
         ServiceNamespace="sagemaker", ResourceIds=[resource(name)]
     )
     assert target["ScalableTargets"][0]["MinCapacity"] == 2
-    server.restart()
+    # The gateway dies without a chance to clean up (its instances exit with it).
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+    server.start()
     sm2 = server.clients()[0]
     aas2 = server.client("application-autoscaling")
     sm2.get_waiter("endpoint_in_service").wait(
