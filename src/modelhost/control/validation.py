@@ -178,11 +178,11 @@ def python_pattern(java_pattern: str) -> re.Pattern[str] | None:
 def untranslatable_patterns(operations: Iterable[str] | None = None) -> list[str]:
     """Patterns reachable from these operations' inputs (default: the whole model) that
     `python_pattern` cannot compile; values are then not checked against them."""
-    shapes = _model()["shapes"]
+    shapes = _model("sagemaker")["shapes"]
     if operations is None:
         names = set(shapes)
     else:
-        ops = [_model()["operations"][op] for op in operations]
+        ops = [_model("sagemaker")["operations"][op] for op in operations]
         names, todo = set(), [op["input"]["shape"] for op in ops if "input" in op]
         while todo:
             name = todo.pop()
