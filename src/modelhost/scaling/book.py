@@ -26,13 +26,15 @@ ACTIVITIES_KEPT = 100
 
 @dataclass(frozen=True)
 class Dimension:
-    """One scalable dimension: what its ResourceId looks like and which member of the
-    production variant holds its capacity (a dotted path into the variant's spec)."""
+    """One scalable dimension: what its ResourceId looks like, which member of the
+    production variant holds its capacity (a dotted path into the variant's spec), and
+    the least MinCapacity it takes."""
 
     name: str
     resource: re.Pattern[str]
     member: str
     noun: str
+    min_capacity: int = 1
 
 
 _VARIANT = re.compile(r"endpoint/(?P<endpoint>[^/]+)/variant/(?P<variant>[^/]+)")

@@ -123,8 +123,10 @@ class ScalingService:
             spec = dict(rec.spec) if rec is not None else {}
             low = int(spec["MinCapacity"] if low is None else low)
             high = int(spec["MaxCapacity"] if high is None else high)
-            if low < 1:
-                raise ValidationException(f"MinCapacity of {dim.name} must be at least 1.")
+            if low < dim.min_capacity:
+                raise ValidationException(
+                    f"MinCapacity of {dim.name} must be at least {dim.min_capacity}."
+                )
             if low > high:
                 raise ValidationException(
                     f"MinCapacity ({low}) cannot be greater than MaxCapacity ({high})."
