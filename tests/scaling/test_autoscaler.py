@@ -15,6 +15,7 @@ from modelhost.scaling.capacity import Capacity
 from modelhost.scaling.service import ScalingService
 from modelhost.store.metadata import MetadataStore
 from modelhost.telemetry.alarms import AlarmBook
+from modelhost.telemetry.metric_store import MetricKey
 from modelhost.telemetry.series import SeriesStore, variant_key
 from modelhost.testing.clock import FakeClock
 
@@ -162,3 +163,37 @@ def test_a_change_while_updating_fails_with_the_reason_once(world: World) -> Non
 def test_dimensions_are_one_table() -> None:
     assert list(DIMENSIONS) == [DIM]
     assert DIMENSIONS[DIM].member == "InitialInstanceCount"
+
+
+def test_customized_metric_over_a_users_series(world: World) -> None:
+    scaler, service, capacity, series, clock = world
+    capacity.value = 2
+    service.call(
+        "PutScalingPolicy",
+        {
+            "PolicyName": "queue",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": RID,
+            "ScalableDimension": DIM,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 10.0,
+                "CustomizedMetricSpecification": {
+                    "MetricName": "QueueDepth",
+                    "Namespace": "MyApp",
+                    "Dimensions": [{"Name": "Queue", "Value": "scoring"}],
+                    "Statistic": "Average",
+                },
+            },
+        },
+    )
+    key = MetricKey.of("MyApp", "QueueDepth", Queue="scoring")
+    for _ in range(3 * 60):
+        series.put(key, 25.0)  # PutMetricData, once a second
+        clock.advance(1.0)
+    scaler.evaluate()
+    assert capacity.value == 4  # min(max 4, ceil(2 * 25 / 10) = 5)
+    # Without data the policy does nothing (no zero is assumed for a user's metric).
+    clock.advance(20 * 60)
+    scaler.evaluate()
+    assert capacity.value == 4
