@@ -42,21 +42,21 @@ _REDACTED = "*** Sensitive Data Redacted ***"
 
 
 @functools.cache
-def _model(service: str = "sagemaker") -> dict[str, Any]:
+def _model() -> dict[str, Any]:
     # Loading and parsing service-2.json takes ~0.25 s, so it happens once per process
     # and only when the first request needs it (importing this module stays cheap).
     from botocore.loaders import Loader
 
-    model: dict[str, Any] = Loader().load_service_model(service, "service-2")
+    model: dict[str, Any] = Loader().load_service_model("sagemaker", "service-2")
     return model
 
 
-def _input_shape(operation: str, service: str = "sagemaker") -> dict[str, Any] | None:
-    op = _model(service)["operations"].get(operation)
+def _input_shape(operation: str, model: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    op = (model := model or _model())["operations"].get(operation)
     if op is None:
         raise UnknownOperation(f"Operation {operation} is not supported.")
     ref = op.get("input")
-    return None if ref is None else _model(service)["shapes"][ref["shape"]]
+    return None if ref is None else model["shapes"][ref["shape"]]
 
 
 def input_members(operation: str) -> set[str]:
@@ -178,11 +178,11 @@ def python_pattern(java_pattern: str) -> re.Pattern[str] | None:
 def untranslatable_patterns(operations: Iterable[str] | None = None) -> list[str]:
     """Patterns reachable from these operations' inputs (default: the whole model) that
     `python_pattern` cannot compile; values are then not checked against them."""
-    shapes = _model("sagemaker")["shapes"]
+    shapes = _model()["shapes"]
     if operations is None:
         names = set(shapes)
     else:
-        ops = [_model("sagemaker")["operations"][op] for op in operations]
+        ops = [_model()["operations"][op] for op in operations]
         names, todo = set(), [op["input"]["shape"] for op in ops if "input" in op]
         while todo:
             name = todo.pop()
@@ -315,8 +315,8 @@ def _local_location(path: str, value: str) -> bool:
 class _Walker:
     """Collects violations while walking one value down its shape."""
 
-    def __init__(self, service: str = "sagemaker") -> None:
-        self.count, self.texts, self.service = 0, list[str](), service
+    def __init__(self, model: dict[str, Any] | None = None) -> None:
+        self.count, self.texts, self.shapes = 0, list[str](), (model or _model())["shapes"]
 
     def add(self, value: object, path: str, constraint: str, shape: dict[str, Any]) -> None:
         self.count += 1
@@ -331,7 +331,7 @@ class _Walker:
             self.check(shape_name, value, path)
 
     def check(self, shape_name: str, value: Any, path: str, prefix: str = "") -> None:
-        shape = _model(self.service)["shapes"][shape_name]
+        shape = self.shapes[shape_name]
         kind = shape["type"]
 
         def add(constraint: str) -> None:
@@ -395,19 +395,18 @@ class _Walker:
             self.add(value, path, "Member must have exactly one of its members set", shape)
 
 
-def validate_input(operation: str, params: dict[str, Any], service: str = "sagemaker") -> None:
-    """Check `params` against `operation`'s input shape (e.g. "CreateEndpoint") in the
-    botocore model of `service`.
+def validate_input(operation: str, params: dict[str, Any], model: Any = None) -> None:
+    """Check `params` against `operation`'s input shape in botocore's `model` (SageMaker's).
 
     Raises ValidationException naming every violation (the first MAX_REPORTED spelled
     out), UnknownOperation if the model has no such operation. Unknown members pass.
     """
-    shape = _input_shape(operation, service)
+    shape = _input_shape(operation, model)
     if not isinstance(params, dict):
         raise ValidationException("The request body must be a JSON object.")
     if shape is None:
         return
-    walker = _Walker(service)
+    walker = _Walker(model)
     walker.structure(shape, params, "")
     if walker.count:
         raise ValidationException(_summary(walker.count, walker.texts))

@@ -10,6 +10,7 @@ scheduled actions are in `scaling/policy_rules.py`.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,15 @@ from modelhost.store.metadata import Kind, Record
 SERVICE = "application-autoscaling"
 MAX_RESULTS = 50
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@functools.cache
+def service_model() -> dict[str, Any]:
+    """botocore's `application-autoscaling` model, loaded on first use."""
+    from botocore.loaders import Loader
+
+    model: dict[str, Any] = Loader().load_service_model(SERVICE, "service-2")
+    return model
 
 
 def page(items: list[dict[str, Any]], p: dict[str, Any], member: str) -> dict[str, Any]:
@@ -81,7 +91,7 @@ class ScalingService:
         }
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
-        validate_input(operation, params, SERVICE)
+        validate_input(operation, params, service_model())
         if "ServiceNamespace" in params and params["ServiceNamespace"] != NAMESPACE:
             raise ValidationException(
                 f"Unsupported service namespace {params['ServiceNamespace']}; modelhost "
