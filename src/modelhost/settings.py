@@ -170,6 +170,13 @@ class Settings(BaseSettings):
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",
     )
+    # --- Application Auto Scaling (docs/autoscaling.md) ---
+    scaling_period_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long one of Application Auto Scaling's minutes lasts: the evaluation "
+        "period, one datapoint, and the unit cooldowns are scaled by (60: AWS's timing).",
+    )
     # --- instance logs as CloudWatch Logs (docs/logs.md) ---
     logs_retention_s: float = Field(
         default=14 * 86_400.0,

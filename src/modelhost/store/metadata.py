@@ -40,6 +40,10 @@ class Kind(StrEnum):
     ALARM = "alarm"
     TRANSFORM_JOB = "transform-job"
     COMPILATION_JOB = "compilation-job"
+    SCALABLE_TARGET = "scalable-target"
+    SCALING_POLICY = "scaling-policy"
+    SCHEDULED_ACTION = "scheduled-action"
+    SCALING_ACTIVITY = "scaling-activity"
 
 
 metadata = MetaData()
