@@ -121,11 +121,9 @@ class ModelNotReady(ModelhostError):
 
 
 class ThrottlingException(ModelhostError):
-    """A serverless variant already runs MaxConcurrency invocations (SageMaker's common
-    error type; botocore retries it with backoff unless retries are turned off)."""
+    """A serverless variant runs MaxConcurrency invocations already (botocore retries it)."""
 
-    code = "ThrottlingException"
-    status = 400
+    code, status = "ThrottlingException", 400
 
 
 class InternalFailure(ModelhostError):
@@ -267,15 +265,11 @@ class CodecError(InstanceError):
 
 
 class DecodeError(CodecError):
-    """The body does not parse as its Content-Type says (415)."""
-
-    status_code = 415
+    """The body does not parse as its Content-Type says (415, CodecError's status)."""
 
 
 class UnsupportedContentType(CodecError):
-    """No decoder for this Content-Type (415)."""
-
-    status_code = 415
+    """No decoder for this Content-Type (415, CodecError's status)."""
 
     def __init__(self, content_type: str | None, supported: Iterable[str]) -> None:
         super().__init__(
@@ -362,4 +356,45 @@ class InvalidParameterException(ModelhostError):
     """A CloudWatch Logs parameter that is malformed, out of range or in conflict."""
 
     code = "InvalidParameterException"
+    status = 400
+
+
+# --- Application Auto Scaling (JSON 1.1, `AnyScaleFrontendService.*`) ----------------------
+
+
+class ObjectNotFoundException(ModelhostError):
+    """A scalable target, scaling policy or scheduled action that does not exist."""
+
+    code = "ObjectNotFoundException"
+    status = 400
+
+
+class ConcurrentUpdateException(ModelhostError):
+    """Another change to the same scalable target is in progress."""
+
+    code = "ConcurrentUpdateException"
+    status = 400
+
+
+class FailedResourceAccessException(ModelhostError):
+    """The resource a scalable target names (the endpoint variant) cannot be reached."""
+
+    code = "FailedResourceAccessException"
+    status = 400
+
+
+class ScalingResourceNotFound(ModelhostError):
+    """TagResource and friends on an ARN that names nothing (Application Auto Scaling)."""
+
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class LimitExceededException(ModelhostError):  # too many policies or actions on a target
+    code = "LimitExceededException"
+    status = 400
+
+
+class InvalidNextTokenException(ModelhostError):  # a NextToken this API did not hand out
+    code = "InvalidNextTokenException"
     status = 400

@@ -20,6 +20,7 @@ from modelhost.cli import (
     logs,
     metrics,
     predictions,
+    scaling,
     server,
 )
 
@@ -48,6 +49,7 @@ for _command in (
     deployments.routing,
     deployments.reward,
     metrics.metrics,
+    scaling.scaling,
     logs.logs,
     edge.edge,
     predictions.predictions,

@@ -170,6 +170,34 @@ def invoke(
     click.echo(out.decode("utf-8", "replace").rstrip("\n"))
 
 
+def _described(sm: Any, name: str) -> tuple[str, str]:
+    """(variants, kind) of one endpoint: each production variant as `name: real-time, N
+    instances` or `name: serverless M MB, max C concurrent, N running`; the kind is
+    "async" (AsyncInferenceConfig), "serverless" or "real-time"."""
+    try:
+        described = sm.describe_endpoint(EndpointName=name)
+    except Exception:
+        return "-", "?"  # deleted meanwhile
+    parts = []
+    serverless_variants = 0
+    for v in described.get("ProductionVariants") or []:
+        running = v.get("CurrentInstanceCount", 0)
+        serverless = v.get("CurrentServerlessConfig")
+        if serverless:
+            serverless_variants += 1
+            parts.append(
+                f"{v['VariantName']}: serverless {serverless['MemorySizeInMB']} MB, max "
+                f"{serverless['MaxConcurrency']} concurrent, {running} running"
+            )
+        else:
+            parts.append(f"{v['VariantName']}: real-time, {running} instances")
+    if described.get("AsyncInferenceConfig"):
+        kind = "async"
+    else:
+        kind = "serverless" if serverless_variants else "real-time"
+    return "; ".join(parts) or "-", kind
+
+
 @click.command()
 @target_options
 def endpoints(target: Target) -> None:
@@ -182,41 +210,21 @@ def endpoints(target: Target) -> None:
     except Exception as exc:
         fail(exc)
         return
-    header = ("NAME", "STATUS", "VARIANTS", "CREATED", "MODIFIED")
+    # KIND stays last and one word: scripts read it as the line's last field.
+    header = ("NAME", "STATUS", "CREATED", "MODIFIED", "VARIANTS", "KIND")
     table = [header] + [
         (
             e["EndpointName"],
             e["EndpointStatus"],
-            _variants(sm, e["EndpointName"]),
             e["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"),
             e["LastModifiedTime"].strftime("%Y-%m-%d %H:%M:%S"),
+            *_described(sm, e["EndpointName"]),
         )
         for e in rows
     ]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     for r in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
-
-
-def _variants(sm: Any, name: str) -> str:
-    """Each production variant as `name: real-time, N instances` or `name: serverless
-    (MemorySizeInMB, MaxConcurrency, running now)`."""
-    try:
-        described = sm.describe_endpoint(EndpointName=name)
-    except Exception:
-        return "-"
-    parts = []
-    for v in described.get("ProductionVariants") or []:
-        running = v.get("CurrentInstanceCount", 0)
-        serverless = v.get("CurrentServerlessConfig")
-        if serverless:
-            parts.append(
-                f"{v['VariantName']}: serverless {serverless['MemorySizeInMB']} MB, max "
-                f"{serverless['MaxConcurrency']} concurrent, {running} running"
-            )
-        else:
-            parts.append(f"{v['VariantName']}: real-time, {running} instances")
-    return "; ".join(parts) or "-"
 
 
 @click.command()

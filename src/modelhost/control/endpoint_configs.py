@@ -12,6 +12,7 @@ from modelhost.control.serverless import (
     check_serverless_model,
 )
 from modelhost.errors import ValidationException
+from modelhost.store.locations import confine
 
 
 class EndpointConfigs:
@@ -43,6 +44,8 @@ class EndpointConfigs:
             )
         check_serverless_endpoint(p, variants, shadows)
         self._check_variants(variants, shadows)
+        if p.get("AsyncInferenceConfig"):
+            self._check_async(p["AsyncInferenceConfig"])
         if sum(float(v.get("InitialVariantWeight", 1.0)) for v in variants) <= 0:
             raise ValidationException(
                 "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."
@@ -82,3 +85,17 @@ class EndpointConfigs:
                 check_serverless_model(where, v["ModelName"], model.spec)
             if member == "ShadowProductionVariants":
                 validate_shadow_model(where, v["ModelName"], model.spec)
+
+    def _check_async(self, config: dict[str, Any]) -> None:
+        """Async outputs need a place to go, never inside the server's state directory."""
+        output = config.get("OutputConfig") or {}
+        if not output.get("S3OutputPath"):
+            raise ValidationException(
+                "AsyncInferenceConfig.OutputConfig.S3OutputPath is required: the location "
+                "(s3://, file:// or a path) where the answers of async requests are written."
+            )
+        home = self.catalog.settings.home
+        for member in ("S3OutputPath", "S3FailurePath"):
+            if output.get(member):
+                where = f"asyncInferenceConfig.outputConfig.{member[0].lower()}{member[1:]}"
+                confine(output[member], [], where, [home])

@@ -1,1 +1,2 @@
-"""Scaling decisions (pure functions with an injected clock) and the loops that apply them."""
+"""Scaling: Application Auto Scaling for endpoint variants (pure policies, the API, the
+loop) and serverless variants' scale from zero (`serverless.py`, `serverless_pool.py`)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -40,6 +40,10 @@ class Kind(StrEnum):
     ALARM = "alarm"
     TRANSFORM_JOB = "transform-job"
     COMPILATION_JOB = "compilation-job"
+    SCALABLE_TARGET = "scalable-target"
+    SCALING_POLICY = "scaling-policy"
+    SCHEDULED_ACTION = "scheduled-action"
+    SCALING_ACTIVITY = "scaling-activity"
 
 
 metadata = MetaData()
@@ -101,6 +105,15 @@ class MetadataStore:
     def _tx(self) -> Iterator[Connection]:
         with self._write_lock, self._engine.begin() as conn:
             yield conn
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, for other tables on `metadata` (the async queue, store/queue.py)."""
+        return self._engine
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One write transaction, serialised with this store's own writes (SQLite)."""
+        return self._tx()
 
     def create(self, record: Record) -> None:
         try:
