@@ -1,0 +1,135 @@
+"""The gateway's own CPU per InvokeEndpoint, in process, against an instant fake instance.
+
+    python bench/gateway_path.py [--requests 10000] [--repeats 9]
+
+Drives the runtime API (`RuntimeAPI.__call__`: parse, validate, route, invoke, record
+metrics, encode) with an in-memory ASGI receive/send and a transport that answers at
+once, and prints the CPU time per request (minimum over `--repeats` rounds of
+`--requests`). No sockets and no instance, so it isolates what the gateway's Python
+costs and stays meaningful on a busy machine where wrk throughput does not. Runs against
+whatever `modelhost` is importable, including versions before the data plane (e7c8dc6:
+set `PYTHONPATH` to the old tree's `src`), so old and new can be compared in one sitting;
+interleave several invocations of each and compare medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/endpoints/ep/invocations",
+    "raw_path": b"/endpoints/ep/invocations",
+    "headers": [
+        (b"host", b"127.0.0.1"),
+        (b"content-type", b"text/csv"),
+        (b"accept", b"text/csv"),
+        (b"content-length", b"3"),
+        (b"user-agent", b"wrk"),
+    ],
+}
+MESSAGE = {"type": "http.request", "body": b"1,2", "more_body": False}
+
+
+class Instant:
+    """An instance transport that answers every request at once."""
+
+    async def request(self, *_args: Any) -> tuple[int, dict[bytes, bytes], bytes]:
+        return 200, {b"content-type": b"text/csv"}, b"0.5"
+
+
+def runtime_api() -> Any:
+    """The runtime API of the importable modelhost, over two fake instances."""
+    from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
+    from modelhost.telemetry.metrics import InvocationMetrics
+
+    try:
+        from modelhost.fleet.dataplane.plane import DataPlane, Limits
+    except ImportError:  # before the data plane (issue 19): the controller-based API
+        return _old_runtime_api()
+    from modelhost.gateway.runtime_api import RuntimeAPI
+    from modelhost.testing.dataplane import FakeHealth, FakeRoutes, instance
+
+    route = EndpointRoute(
+        "ep", (VariantRoute("AllTraffic", 1.0, (instance("a", 1), instance("b", 2))),)
+    )
+    limits = Limits(5.0, 6_000_000, 8, Path("/nonexistent"))
+    plane = DataPlane(
+        FakeRoutes(RoutingTable({"ep": route})),
+        FakeHealth(),
+        Instant(),
+        random.random,
+        lambda _name: None,
+        InvocationMetrics(),
+        limits,
+        lambda _endpoint: "arn",
+    )
+    return RuntimeAPI(plane, 6_000_000, "123456789012")
+
+
+def _old_runtime_api() -> Any:
+    from modelhost.gateway.runtime_api import RuntimeAPI  # type: ignore[attr-defined]
+    from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
+    from modelhost.telemetry.metrics import InvocationMetrics
+
+    def inst(name: str, port: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            instance_id=name, port=port, outstanding=0, log_path=Path("/x"), spec=None
+        )
+
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (inst("a", 1), inst("b", 2))),))
+    controller = SimpleNamespace(
+        table=RoutingTable({"ep": route}),
+        rand=random.random,
+        client=SimpleNamespace(http=Instant()),
+        bandits={},
+    )
+    return RuntimeAPI(controller, InvocationMetrics(), 6_000_000, 5.0, "123456789012", "us-east-1")
+
+
+def measure(requests: int, repeats: int) -> float:
+    api = runtime_api()
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return MESSAGE
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start" and not statuses:
+            statuses.append(message["status"])
+
+    async def loop(n: int) -> None:
+        for _ in range(n):
+            await api(SCOPE, receive, send)
+
+    asyncio.run(loop(1000))  # warm up, and check the path answers 200
+    if statuses != [200]:
+        raise SystemExit(f"the runtime API answered {statuses}")
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        asyncio.run(loop(requests))
+        best = min(best, (time.process_time() - started) / requests * 1e6)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    import modelhost
+
+    per_request_us = measure(args.requests, args.repeats)
+    print(f"{Path(modelhost.__file__).parent}: {per_request_us:.2f} µs CPU per request")
+
+
+if __name__ == "__main__":
+    main()
