@@ -327,7 +327,12 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "Image": IMAGE,
                     "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                    "Environment": {"MH_INSTANCE_BATCHING": "off"},
+                    # One worker, as a multi-model instance has (without batching the
+                    # default would follow the instance type's vCPUs).
+                    "Environment": {
+                        "MH_INSTANCE_BATCHING": "off",
+                        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                    },
                 },
                 args.instances,
             )
@@ -352,7 +357,10 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "Image": IMAGE,
                     "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                    "Environment": {"MH_INSTANCE_BATCHING": "on"},
+                    "Environment": {
+                        "MH_INSTANCE_BATCHING": "on",
+                        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                    },
                 },
                 args.instances,
             )
