@@ -43,7 +43,7 @@ class SingleModelInvoker:
             started = perf_counter()
             try:
                 status, headers, out = await request(
-                    (instance.host, instance.port), POST, INVOCATIONS, forward, body, core.timeout_s
+                    instance.address, POST, INVOCATIONS, forward, body, core.timeout_s
                 )
             except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
                 if tried is None:
