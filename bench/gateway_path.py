@@ -1,6 +1,7 @@
 """The gateway's own CPU per InvokeEndpoint, in process, against an instant fake instance.
 
     python bench/gateway_path.py [--requests 10000] [--repeats 9]
+    python bench/gateway_path.py --wrk [--connections 32] [--duration 10]
 
 Drives the runtime API (`RuntimeAPI.__call__`: parse, validate, route, invoke, record
 metrics, encode) with an in-memory ASGI receive/send and a transport that answers at
@@ -10,13 +11,21 @@ costs and stays meaningful on a busy machine where wrk throughput does not. Runs
 whatever `modelhost` is importable, including versions before the data plane (e7c8dc6:
 set `PYTHONPATH` to the old tree's `src`), so old and new can be compared in one sitting;
 interleave several invocations of each and compare medians.
+
+`--wrk` measures the same over real sockets: `modelhost serve` with the churn model
+(batching on), wrk at `--connections`, and the CPU time the gateway process itself used
+(`/proc/<pid>/stat`, instances excluded) per request answered.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import re
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -120,15 +129,67 @@ def measure(requests: int, repeats: int) -> float:
     return best
 
 
+def _process_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_wrk(connections: int, duration_s: float) -> tuple[float, int]:
+    """(gateway CPU µs per request, requests) over real sockets (see the docstring)."""
+    from _wrk import ensure_wrk
+    from modelhost import demo
+    from modelhost.testing.churn import csv_body, make_churn, train_xgboost, write_xgboost_artifact
+    from modelhost.testing.server import ModelhostServer
+
+    wrk = ensure_wrk()
+    data = make_churn(3000, seed=1)
+    with tempfile.TemporaryDirectory(prefix="gateway-path-") as tmp:
+        work = Path(tmp)
+        artifact = write_xgboost_artifact(train_xgboost(data), work / "model")
+        env = {"MODELHOST_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+        env["MODELHOST_AUTH_ENABLED"] = "false"  # wrk replays one unsigned request
+        with ModelhostServer(work / "home", env=env) as server:
+            assert server.proc is not None
+            sm, _ = demo.boto3_clients(server.url)
+            demo.deploy(sm, artifact)
+            script = work / "request.lua"
+            body = csv_body(data.X[:1]).strip()
+            script.write_text(
+                f'wrk.method = "POST"\nwrk.body = "{body}\\n"\n'
+                'wrk.headers["Content-Type"] = "text/csv"\n'
+            )
+            url = f"{server.url}/endpoints/{demo.ENDPOINT_NAME}/invocations"
+            command = [wrk, "-t1", f"-c{connections}", "-s", str(script), url]
+            subprocess.run([*command, "-d2s"], capture_output=True, check=True)  # warm-up
+            before = _process_cpu_s(server.proc.pid)
+            out = subprocess.run(
+                [*command, f"-d{duration_s:g}s"], capture_output=True, text=True, check=True
+            ).stdout
+            used_s = _process_cpu_s(server.proc.pid) - before
+    match = re.search(r"(\d+) requests in", out)
+    if match is None:
+        raise SystemExit(f"cannot read wrk's output:\n{out}")
+    requests = int(match.group(1))
+    return used_s / max(requests, 1) * 1e6, requests
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--wrk", action="store_true", help="over real sockets, with wrk")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=10.0)
     args = parser.parse_args()
     import modelhost
 
+    where = Path(modelhost.__file__).parent
+    if args.wrk:
+        per_request_us, requests = measure_wrk(args.connections, args.duration)
+        print(f"{where}: gateway process {per_request_us:.1f} µs CPU per request ({requests})")
+        return
     per_request_us = measure(args.requests, args.repeats)
-    print(f"{Path(modelhost.__file__).parent}: {per_request_us:.2f} µs CPU per request")
+    print(f"{where}: {per_request_us:.2f} µs CPU per request")
 
 
 if __name__ == "__main__":
