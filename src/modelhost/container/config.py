@@ -165,10 +165,11 @@ class InstanceConfig:
 
 
 def default_workers(cpus: tuple[int, ...], batching: bool) -> int:
-    """Workers when `SAGEMAKER_MODEL_SERVER_WORKERS` is not set. Without batching, one per
+    """Workers when `SAGEMAKER_MODEL_SERVER_WORKERS` is not set. With batching off, one per
     core of the instance's CPU share (its type's vCPUs capped by this machine's cores);
     with batching one, which merges more requests per predict and measured faster than
-    two on 2 cores (docs/performance.md); unpinned instances keep one."""
+    two on 2 cores (docs/performance.md); unpinned instances keep one. The switch decides,
+    not the runtime: workers are forked before the model (and its runtime) loads."""
     if cpus and not batching:
         return min(len(cpus), 64)
     return DEFAULT_WORKERS
