@@ -78,7 +78,7 @@ def runtime_api() -> Any:
         lambda _name: None,
         InvocationMetrics(),
         limits,
-        lambda _endpoint: "arn",
+        lambda *_: "arn",  # (endpoint[, log path]): the LogStreamArn
     )
     return RuntimeAPI(plane, 6_000_000, "123456789012")
 
