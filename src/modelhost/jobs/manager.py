@@ -263,10 +263,13 @@ class TransformJobs:
         self._runs[rec.name] = (runner, task)
 
     def _object_done(self, name: str, rel: str, outcome: dict[str, Any]) -> None:
-        rec = self._get(name)
-        rec.spec.setdefault("Objects", {})[rel] = outcome
-        rec.modified_s = time.time()
-        self.store.save(rec)
+        def record(rec: Record) -> None:
+            rec.spec.setdefault("Objects", {})[rel] = outcome
+            rec.modified_s = time.time()
+
+        # Under a row lock: a Stop through another gateway is never overwritten.
+        if self.store.update(Kind.TRANSFORM_JOB, name, record) is None:
+            self._get(name)  # raises as before when the job is gone
 
     async def _run(self, name: str, runner: TransformRunner) -> None:
         try:

@@ -1,14 +1,16 @@
 """Metadata store: models, endpoint configs and endpoints, through SQLAlchemy.
 
-SQLite in the home directory by default; any SQLAlchemy URL (PostgreSQL) works the same.
-Specs are stored as the JSON the API accepted, so Describe answers echo what was given.
+SQLite in the home directory by default; any SQLAlchemy URL (PostgreSQL:
+`postgresql+psycopg://...`, extra `modelhost[postgres]`) works the same. The schema is
+Alembic's (`store/migrations/`), brought up to date when the store opens. Specs are stored
+as the JSON the API accepted, so Describe answers echo what was given.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+
+from modelhost.store import migrations
 
 
 class Kind(StrEnum):
@@ -82,15 +86,17 @@ class MetadataStore:
     """CRUD over resources. Thread-safe; every call is one short transaction."""
 
     def __init__(self, url: str) -> None:
-        is_sqlite = url.startswith("sqlite")
+        is_sqlite = self._is_sqlite = url.startswith("sqlite")
         self._engine: Engine = create_engine(
             url,
             json_serializer=lambda obj: json.dumps(obj, separators=(",", ":")),
             connect_args={"check_same_thread": False} if is_sqlite else {},
+            # A PostgreSQL server may restart under a long-running gateway.
+            pool_pre_ping=not is_sqlite,
         )
         if is_sqlite:
             event.listen(self._engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self._engine)
+        migrations.upgrade(self._engine)
         # SQLite allows one writer; serialising writes here avoids "database is locked".
         self._write_lock = threading.Lock()
 
@@ -136,12 +142,39 @@ class MetadataStore:
                 )
             )
 
+    def update(self, kind: Kind, name: str, change: Callable[[Record], None]) -> Record | None:
+        """Read-modify-write one record under a row lock (`SELECT ... FOR UPDATE` on
+        PostgreSQL; SQLite has one writer), so updaters in other gateways never lose each
+        other's changes. `change` edits the record in place; None if there is none."""
+        with self._tx() as conn:
+            if self._is_sqlite:
+                # pysqlite begins only at the first write: take the write lock up front.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            row = conn.execute(
+                select(resources)
+                .where(resources.c.kind == kind, resources.c.name == name)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return None
+            record = _record(row._mapping)
+            change(record)
+            conn.execute(
+                update(resources)
+                .where(resources.c.kind == kind, resources.c.name == name)
+                .values(**{k: v for k, v in _row(record).items() if k not in _KEY})
+            )
+        return record
+
     def delete(self, kind: Kind, name: str) -> bool:
         with self._tx() as conn:
             result = conn.execute(
                 delete(resources).where(resources.c.kind == kind, resources.c.name == name)
             )
         return bool(result.rowcount)
+
+
+_KEY = ("kind", "name", "arn", "created_s")
 
 
 def _row(record: Record) -> dict[str, Any]:
