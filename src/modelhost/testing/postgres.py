@@ -12,7 +12,9 @@ CLI starts and stops it).
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -65,9 +67,14 @@ class PostgresCluster:
     port: int = 0
     durable: bool = True
 
-    @property
+    @functools.cached_property
     def data_dir(self) -> Path:
-        return self.root / "data"
+        """`root/data`; as root, when the `postgres` user cannot reach `root` (under a 0700
+        home such as /root), a directory of its own in its home, named after `root`."""
+        if os.geteuid() != 0 or _reachable_by_postgres(self.root):
+            return self.root / "data"
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return Path(pwd.getpwnam("postgres").pw_dir) / "modelhost" / digest / "data"
 
     @property
     def url(self) -> str:
@@ -84,7 +91,7 @@ class PostgresCluster:
 
     def _run(self, *argv: str) -> str:
         proc = subprocess.run(
-            argv, capture_output=True, text=True, cwd=self.root, check=False, **_run_as()
+            argv, capture_output=True, text=True, cwd=self.data_dir.parent, check=False, **_run_as()
         )
         if proc.returncode != 0:
             raise RuntimeError(f"{Path(argv[0]).name} failed: {proc.stderr or proc.stdout}")
@@ -95,7 +102,9 @@ class PostgresCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             run_as = _run_as()
-            os.chown(self.root, run_as["user"], run_as["group"])
+            for path in (self.root, self.data_dir.parent):
+                path.mkdir(parents=True, exist_ok=True)
+                os.chown(path, run_as["user"], run_as["group"])
         if (self.data_dir / "PG_VERSION").exists():
             return
         # trust on loopback only: the server listens on 127.0.0.1 and nothing else.
@@ -112,14 +121,14 @@ class PostgresCluster:
         options = [
             "-c listen_addresses=127.0.0.1",
             f"-c port={self.port}",
-            f"-c unix_socket_directories={self.root}",
+            f"-c unix_socket_directories={self.data_dir.parent}",
             "-c max_connections=200",
         ]
         if not self.durable:
             options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
         self._run(
             self._bin("pg_ctl"), "start", "-D", str(self.data_dir), "-w",
-            "-t", str(int(timeout_s)), "-l", str(self.root / "postgres.log"),
+            "-t", str(int(timeout_s)), "-l", str(self.data_dir.parent / "postgres.log"),
             "-o", " ".join(options),
         )  # fmt: skip
         self.create_database(DATABASE, exist_ok=True)
@@ -141,6 +150,12 @@ class PostgresCluster:
             return None
         return int(lines[3])
 
+    def purge(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def create_database(self, name: str, exist_ok: bool = False) -> str:
         """Create database `name` (letters, digits and _); return its URL."""
         import psycopg
@@ -161,6 +176,14 @@ class PostgresCluster:
         return self.create_database(f"t_{uuid.uuid4().hex[:16]}")
 
 
+def _reachable_by_postgres(path: Path) -> bool:
+    """Whether the `postgres` user can enter `path` (or would, once it is created)."""
+    while not path.exists():
+        path = path.parent
+    probe = subprocess.run(["test", "-x", str(path)], check=False, **_run_as())
+    return probe.returncode == 0
+
+
 @contextmanager
 def local_postgres_server(timeout_s: float = 60.0) -> Iterator[PostgresCluster]:
     """A throwaway PostgreSQL (fsync off) in a temp dir on a free loopback port; `.url`
@@ -171,7 +194,4 @@ def local_postgres_server(timeout_s: float = 60.0) -> Iterator[PostgresCluster]:
         cluster.start(timeout_s)
         yield cluster
     finally:
-        try:
-            cluster.stop()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+        cluster.purge()
