@@ -27,7 +27,6 @@ from modelhost.compile.jobs import CompilationJobs
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
-from modelhost.fleet.instance import Instance
 from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
@@ -45,6 +44,7 @@ from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.jobs.manager import TransformJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.settings import Settings
@@ -64,22 +64,8 @@ log = logging.getLogger("modelhost.gateway")
 ALARM_EVALUATION_INTERVAL_S = 1.0
 
 
-class _ControllerHealth:
-    """The controller as the data plane's InstanceHealth sink (an adapter until the
-    controller offers `is_alive` itself)."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-
-    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
-        self.controller.report_unreachable(endpoint, instance)
-
-    def is_alive(self, instance: Instance) -> bool:
-        return self.controller.provider.exit_code(instance) is None
-
-
 def _data_plane(
-    settings: Settings, controller: Controller, metrics: InvocationMetrics
+    settings: Settings, controller: Controller, routes: GatewayRoutes, metrics: InvocationMetrics
 ) -> DataPlane:
     """The request path gets the routing snapshots, health sink, random source and
     bandits from the controller, never the controller itself."""
@@ -97,8 +83,8 @@ def _data_plane(
         home=settings.home,
     )
     return DataPlane(
-        routes=controller,
-        health=_ControllerHealth(controller),
+        routes=routes,
+        health=routes,
         http=controller.client.http,
         rand=controller.rand,
         bandits=controller.bandits.get,
@@ -135,7 +121,7 @@ class Gateway:
         self.control.operations.update(self.compilations.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
-            _data_plane(settings, self.controller, self.metrics),
+            _data_plane(settings, self.controller, GatewayRoutes(self.controller), self.metrics),
             settings.max_payload_bytes,
             settings.account_id,
         )
@@ -174,9 +160,11 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        await self.controller.start()
-        await self.jobs.start()
-        await self.compilations.start()
+        # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
+        routes = self.runtime_api.plane.routes
+        assert isinstance(routes, GatewayRoutes)
+        self.leadership = Leadership(self.settings, self.store, routes, self._lead)
+        await self.leadership.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
@@ -207,6 +195,7 @@ class Gateway:
             alarm_loop.cancel()
             series_loop.cancel()
             log_indexing.cancel()
+            await self.leadership.stop()
             await self.jobs.stop()
             await self.compilations.stop()
             await self.controller.stop()
@@ -217,6 +206,12 @@ class Gateway:
             self.metric_db.close()
             await self.predictions_api.aclose()
             self.logs_api.close()
+
+    async def _lead(self) -> None:
+        """What only the leading gateway runs (all of it, with one gateway)."""
+        await self.controller.start()
+        await self.jobs.start()
+        await self.compilations.start()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)

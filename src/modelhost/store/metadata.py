@@ -62,6 +62,17 @@ resources = Table(
     Column("modified_s", Float, nullable=False),
 )
 
+# Several gateways: the leader's routing snapshot of each endpoint (routing/wire.py's
+# document), read by the others (store/coordination.py).
+routing_tables = Table(
+    "routing_tables",
+    metadata,
+    Column("endpoint", String(128), primary_key=True),
+    Column("route", JSON, nullable=False),
+    Column("publisher", String(128), nullable=False),
+    Column("modified_s", Float, nullable=False),
+)
+
 
 @dataclass
 class Record:
@@ -99,6 +110,10 @@ class MetadataStore:
         migrations.upgrade(self._engine)
         # SQLite allows one writer; serialising writes here avoids "database is locked".
         self._write_lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
