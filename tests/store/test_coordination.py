@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from modelhost.store.coordination import LeaderLock, RouteBoard
+from modelhost.store.coordination import LeaderLock, RouteBoard, WorkClaims
 from modelhost.store.metadata import MetadataStore
 from modelhost.testing.postgres import PostgresCluster
 
@@ -84,3 +84,21 @@ def test_a_published_route_reaches_a_watcher(postgres: PostgresCluster) -> None:
         watcher.join(30)
         store.close()
     assert not watcher.is_alive()
+
+
+def test_work_is_claimed_once_and_freed_by_release_or_close(postgres: PostgresCluster) -> None:
+    url = postgres.fresh_database_url()
+    mine, theirs = WorkClaims(url), WorkClaims(url)  # two gateways
+    try:
+        assert mine.claim("transform-job", "j1") is True
+        assert mine.claim("transform-job", "j1") is True  # still mine
+        assert theirs.claim("transform-job", "j1") is False
+        assert theirs.claim("transform-job", "j2") is True  # other work is free
+        mine.release("transform-job", "j1")  # released at every level it was taken
+        assert theirs.claim("transform-job", "j1") is True
+        theirs.close()  # as a gateway's death: its connection goes, its claims with it
+        _wait(lambda: mine.claim("transform-job", "j2"))
+    finally:
+        mine.close()
+        theirs.close()
+    assert WorkClaims(f"sqlite:///{postgres.root / 'x.db'}").claim("transform-job", "j") is True

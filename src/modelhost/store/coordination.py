@@ -10,6 +10,7 @@ writes each endpoint's route (routing/wire.py's document) and NOTIFYs; the other
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import time
@@ -138,3 +139,49 @@ class RouteBoard:
                 # that arrived meanwhile are all covered by the next load.
                 for _ in conn.notifies(timeout=poll_interval_s, stop_after=1):
                     pass
+
+
+class WorkClaims:
+    """Which gateway runs a piece of work (a transform job): a session advisory lock per
+    name on one connection of this gateway, so its death frees all its claims at once and
+    another gateway may resume the work. On SQLite the one gateway claims everything."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(kind: str, name: str) -> int:
+        digest = hashlib.sha256(f"{kind}/{name}".encode()).digest()
+        return int.from_bytes(digest[:8], "big", signed=True)
+
+    def claim(self, kind: str, name: str) -> bool:
+        """True if this gateway now holds the claim (or already did)."""
+        if not is_postgres(self.url):
+            return True
+        import psycopg
+
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                self._conn = psycopg.connect(libpq_url(self.url), autocommit=True)
+            row = self._conn.execute(
+                "SELECT pg_try_advisory_lock(%s)", (self.key(kind, name),)
+            ).fetchone()
+            return bool(row and row[0])
+
+    def release(self, kind: str, name: str) -> None:
+        with self._lock:
+            if self._conn is not None and not self._conn.closed:
+                # Locks stack per session: release every level this session took.
+                while self._conn.execute(
+                    "SELECT pg_advisory_unlock(%s)", (self.key(kind, name),)
+                ).fetchone()[0]:
+                    pass
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+            self._conn = None
