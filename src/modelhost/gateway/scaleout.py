@@ -34,13 +34,23 @@ class GatewayRoutes:
         self.controller = controller
         self.leading = False
         self.remote = RoutingTable()
+        self._docs: dict[str, dict[str, Any]] = {}
 
     @property
     def table(self) -> RoutingTable:
         return self.controller.table if self.leading else self.remote
 
     def set_remote(self, docs: dict[str, dict[str, Any]]) -> None:
-        endpoints = {name: route_from_doc(doc) for name, doc in docs.items()}
+        """Swap in the leader's snapshots; endpoints whose document did not change keep
+        their route objects, so their instances' in-flight counts carry on."""
+        if docs == self._docs:
+            return
+        old = self.remote.endpoints
+        endpoints = {
+            name: old[name] if name in old and self._docs.get(name) == doc else route_from_doc(doc)
+            for name, doc in docs.items()
+        }
+        self._docs = docs
         self.remote = RoutingTable(endpoints, self.remote.version + 1)
 
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:
