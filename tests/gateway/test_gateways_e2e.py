@@ -98,7 +98,8 @@ def test_two_gateways_share_routes_and_the_lead(
         leader.proc.kill()  # no goodbye: its lock goes with its database connection
         leader.proc.wait(30)
         killed = time.monotonic()
-        _until(lambda: "took the lead" in follower.log_path.read_text(), "a new leader")
+        lead_s = _until(lambda: "took the lead" in follower.log_path.read_text(), "a new leader")
+        print(f"the survivor took the lead {lead_s:.2f} s after the leader's SIGKILL")
         # The new leader starts the endpoint's instances again (the old ones die with
         # their gateway) and serves from its own controller's snapshots.
         _until(lambda: _variants(rt_b, name, row, 3) == {"B"}, "the survivor serves", 120.0)
