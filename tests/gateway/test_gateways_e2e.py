@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.postgres import PostgresCluster
-from modelhost.testing.server import ModelhostServer
+from modelhost.testing.server import ModelhostServer, boto3_clients
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
@@ -75,12 +75,19 @@ def test_two_gateways_share_routes_and_the_lead(
     }
     name = unique("gw")
     row = csv_rows(churn_model.data.X[:1])[0]
+    # Access keys are not in the database yet: the homes share one auth directory, so a
+    # client's key works on both gateways, as behind a load balancer.
+    (tmp_path / "auth").mkdir(mode=0o700)
+    for home in ("a", "b"):
+        (tmp_path / home).mkdir()
+        (tmp_path / home / "auth").symlink_to(tmp_path / "auth")
     with (
         ModelhostServer(tmp_path / "a", env=env) as leader,
         ModelhostServer(tmp_path / "b", env=env) as follower,
     ):
+        assert leader.credentials == follower.credentials  # one bootstrap admin key
         sm_a, rt_a = leader.clients(**NO_RETRY)
-        sm_b, rt_b = follower.clients(**NO_RETRY)
+        sm_b, rt_b = boto3_clients(follower.url, credentials=leader.credentials, **NO_RETRY)
         _create(sm_a, name, churn_model, churn_model_small)
         # The follower routes to the leader's instances from the leader's snapshot.
         _until(lambda: _variants(rt_b, name, row, 5) == {"A"}, "the follower serves A")
