@@ -8,6 +8,7 @@ and the models last known loaded; each gateway counts its own outstanding reques
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modelhost.routing.table import (
@@ -29,6 +30,8 @@ class RemoteTarget:
     mode: TargetMode
     models: set[str] = field(default_factory=set)
     outstanding: int = 0
+    # The instance's log file on the leader's machine: names its LogStreamArn in errors.
+    log_path: Path | None = None
 
 
 def _target_doc(t: Target) -> dict[str, Any]:
@@ -39,13 +42,15 @@ def _target_doc(t: Target) -> dict[str, Any]:
         "Port": port,
         "Mode": str(t.mode),
         "Models": sorted(t.models),
+        "LogPath": str(path) if (path := getattr(t, "log_path", None)) else None,
     }
 
 
 def _target(doc: dict[str, Any]) -> RemoteTarget:
+    log_path = doc.get("LogPath")
     return RemoteTarget(
         doc["InstanceId"], (doc["Host"], int(doc["Port"])), TargetMode(doc["Mode"]),
-        set(doc.get("Models", ())),
+        set(doc.get("Models", ())), 0, Path(log_path) if log_path else None,
     )  # fmt: skip
 
 
