@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelhost.control.controller import Controller
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
-from modelhost.fleet.instance import Instance
 from modelhost.gateway.async_api import AsyncRuntimeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.gateway.scaleout import GatewayRoutes
 from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.settings import Settings
 from modelhost.store.metadata import MetadataStore
@@ -23,23 +22,9 @@ ASYNC_MAX_TIMEOUT_S = 3600.0  # InvocationTimeoutSeconds' upper bound
 ASYNC_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 
 
-class _ControllerHealth:
-    """The controller as the data plane's InstanceHealth sink (an adapter until the
-    controller offers `is_alive` itself)."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-
-    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
-        self.controller.report_unreachable(endpoint, instance)
-
-    def is_alive(self, instance: Instance) -> bool:
-        return self.controller.provider.exit_code(instance) is None
-
-
 def data_plane(
     settings: Settings,
-    controller: Controller,
+    routes: GatewayRoutes,
     metrics: InvocationMetrics,
     timeout_s: float | None = None,
     max_payload_bytes: int | None = None,
@@ -64,11 +49,11 @@ def data_plane(
         home=settings.home,
     )
     return DataPlane(
-        routes=controller,
-        health=_ControllerHealth(controller),
-        http=controller.client.http,
-        rand=controller.rand,
-        bandits=controller.bandits.get,
+        routes=routes,
+        health=routes,
+        http=routes.controller.client.http,
+        rand=routes.controller.rand,
+        bandits=routes.controller.bandits.get,
         metrics=metrics,
         limits=limits,
         log_stream=log_stream,
@@ -76,22 +61,22 @@ def data_plane(
 
 
 def async_inference(
-    settings: Settings, store: MetadataStore, controller: Controller, metrics: InvocationMetrics
+    settings: Settings, store: MetadataStore, routes: GatewayRoutes, metrics: InvocationMetrics
 ) -> AsyncInference:
     """Async requests go through the same data plane, with async's limits (up to an hour
     per invocation, answers up to 1 GB); each request's own timeout is the worker's."""
-    plane = data_plane(settings, controller, metrics, ASYNC_MAX_TIMEOUT_S, ASYNC_MAX_PAYLOAD_BYTES)
+    plane = data_plane(settings, routes, metrics, ASYNC_MAX_TIMEOUT_S, ASYNC_MAX_PAYLOAD_BYTES)
     return AsyncInference(settings, store, plane, metrics.recent)
 
 
 def runtime_api(
     settings: Settings,
-    controller: Controller,
+    routes: GatewayRoutes,
     metrics: InvocationMetrics,
     async_inference: AsyncInference,
 ) -> RuntimeAPI:
     return RuntimeAPI(
-        data_plane(settings, controller, metrics),
+        data_plane(settings, routes, metrics),
         settings.max_payload_bytes,
         settings.account_id,
         invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
