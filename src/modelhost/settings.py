@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the metadata store; default SQLite in home."
     )
+    leader_poll_interval_s: float = Field(
+        default=1.0,
+        description="Several gateways on one PostgreSQL: how often one that does not lead "
+        "tries to take the lead (the leader's death frees it at once).",
+    )
+    routes_poll_interval_s: float = Field(
+        default=1.0,
+        description="Several gateways: how often a follower rereads the leader's routing "
+        "snapshots when no LISTEN/NOTIFY signal came (the fallback).",
+    )
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")
     s3_endpoint_url: str | None = Field(

@@ -11,6 +11,7 @@ import click
 
 from modelhost import __version__
 from modelhost.cli import (
+    cluster,
     containers,
     deployments,
     edge,
@@ -55,6 +56,7 @@ for _command in (
     predictions.predictions,
     keys.credentials,
     keys.keys,
+    cluster.cluster,
 ):
     main.add_command(_command)
 

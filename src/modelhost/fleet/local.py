@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from modelhost.fleet import cpu_share
 from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
@@ -36,17 +37,19 @@ class LocalProcessProvider:
     a gateway killed with -9 leaves no orphans behind.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: cpu_share.CpuShares | None = None) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._limits: dict[str, MemoryLimit] = {}
         self._gpu_starts = 0
+        # Each instance's vCPUs as a rotating set of this machine's cores.
+        self.cpus = cpus or cpu_share.CpuShares()
 
     def start(self, spec: LaunchSpec) -> Instance:
         instance_id = f"i-{uuid.uuid4().hex[:12]}"
         port = free_port()
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
-        env = self.instance_env(spec, instance_id, port)
+        env, share = self.instance_env(spec, instance_id, port)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 spec.argv,
@@ -59,6 +62,10 @@ class LocalProcessProvider:
                 # before the gateway drains them.
                 start_new_session=True,
             )
+        if share is not None:
+            # The instance pins itself too (before it starts threads); this covers
+            # servers that are not modelhost's.
+            cpu_share.pin(proc.pid, share)
         self._procs[instance_id] = proc
         if spec.memory_limit_bytes is not None:
             # Set from outside right after the start: the interpreter is still starting,
@@ -70,12 +77,19 @@ class LocalProcessProvider:
             instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path
         )
 
-    def instance_env(self, spec: LaunchSpec, instance_id: str, port: int) -> dict[str, str]:
-        """The whole environment of an instance process (spawned or forked)."""
+    def instance_env(
+        self, spec: LaunchSpec, instance_id: str, port: int
+    ) -> tuple[dict[str, str], list[int] | None]:
+        """The whole environment of an instance process (spawned or forked) and the CPUs
+        it is pinned to (None: not pinned)."""
         # Never the gateway's whole environment: it may hold credentials.
         env = inherited_environment(os.environ)
         env.update(spec.env)
-        env.update(self._gpu_env(spec.env.get(gpus.INSTANCE_TYPE_ENV)))
+        instance_type = spec.env.get(gpus.INSTANCE_TYPE_ENV)
+        env.update(self._gpu_env(instance_type))
+        share = self.cpus.next(instance_type)
+        if share is not None:
+            env[cpu_share.ENV] = cpu_share.env_value(share)
         env.update(
             {
                 "SAGEMAKER_BIND_TO_PORT": str(port),
@@ -86,7 +100,7 @@ class LocalProcessProvider:
                 "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
             }
         )
-        return env
+        return env, share
 
     def zygote_env(self, threads: str) -> dict[str, str]:
         """A zygote's environment: what every instance inherits, one thread per numerical

@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelhost.fleet import cpu_share
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
 from modelhost.fleet.local import LocalProcessProvider, free_port
@@ -193,12 +194,14 @@ class ZygoteProvider:
         port = free_port()
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
-        env = self.base.instance_env(spec, instance_id, port)
+        env, share = self.base.instance_env(spec, instance_id, port)
         try:
             pid = zygote.fork(env, spec.model_dir, log_path, spec.memory_limit_bytes)
         except OSError as exc:
             log.warning("zygote %s failed (%s); spawning instead", key, exc)
             return self.base.start(spec)
+        if share is not None:
+            cpu_share.pin(pid, share)  # the instance pins itself too (MH_INSTANCE_CPUS)
         pidfd = os.pidfd_open(pid)
         limit = None
         if spec.memory_limit_bytes is not None:

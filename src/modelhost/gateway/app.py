@@ -49,6 +49,7 @@ from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.parts import async_inference, runtime_api, series_store, serverless_pool
 from modelhost.gateway.predictions_api import PredictionsAPI
+from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.jobs.manager import TransformJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.scaling.autoscaler import Autoscaler
@@ -91,10 +92,11 @@ class Gateway:
         self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
         self.control.operations.update(self.compilations.operations)
         self.control_api = ControlAPI(self.control)
-        self.async_inference = async_inference(settings, self.store, self.controller, self.metrics)
+        self.routes = GatewayRoutes(self.controller)
+        self.async_inference = async_inference(settings, self.store, self.routes, self.metrics)
         self.serverless = serverless_pool(settings, self.fleets, self.controller, self.series)
         self.runtime_api = runtime_api(
-            settings, self.controller, self.metrics, self.async_inference, self.serverless
+            settings, self.routes, self.metrics, self.async_inference, self.serverless
         )
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
@@ -148,13 +150,14 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        await self.controller.start()
-        await self.jobs.start()
-        await self.compilations.start()
+        # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
+        self._scaling_loop: asyncio.Future[None] | None = None
+        self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
+        await self.leadership.start()
+        # Leases make the async queue safe to work from every gateway.
         await self.async_inference.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
-        scaling_loop = asyncio.ensure_future(self.autoscaler.run())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
         serverless_loop = asyncio.ensure_future(self.serverless.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
@@ -183,11 +186,13 @@ class Gateway:
         finally:
             alarm_loop.cancel()
             series_loop.cancel()
-            scaling_loop.cancel()
+            if self._scaling_loop is not None:
+                self._scaling_loop.cancel()
             log_indexing.cancel()
             serverless_loop.cancel()
             await self.serverless.close()
             await self.async_inference.stop()
+            await self.leadership.stop()
             await self.jobs.stop()
             await self.compilations.stop()
             await self.controller.stop()
@@ -198,6 +203,14 @@ class Gateway:
             self.metric_db.close()
             await self.predictions_api.aclose()
             self.logs_api.close()
+
+    async def _lead(self) -> None:
+        """What only the leading gateway runs (all of it, with one gateway)."""
+        await self.controller.start()
+        await self.jobs.start()
+        await self.compilations.start()
+        # Scaling decisions are the leader's alone: two autoscalers would both act.
+        self._scaling_loop = asyncio.ensure_future(self.autoscaler.run())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)

@@ -9,10 +9,10 @@ from pathlib import Path
 from modelhost.control.controller import Controller
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
 from modelhost.fleet.dataplane.ports import ServerlessCapacity
-from modelhost.fleet.instance import Instance
 from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.async_api import AsyncRuntimeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.gateway.scaleout import GatewayRoutes
 from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
@@ -26,23 +26,9 @@ ASYNC_MAX_TIMEOUT_S = 3600.0  # InvocationTimeoutSeconds' upper bound
 ASYNC_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
 
 
-class _ControllerHealth:
-    """The controller as the data plane's InstanceHealth sink (an adapter until the
-    controller offers `is_alive` itself)."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-
-    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
-        self.controller.report_unreachable(endpoint, instance)
-
-    def is_alive(self, instance: Instance) -> bool:
-        return self.controller.provider.exit_code(instance) is None
-
-
 def data_plane(
     settings: Settings,
-    controller: Controller,
+    routes: GatewayRoutes,
     metrics: InvocationMetrics,
     timeout_s: float | None = None,
     max_payload_bytes: int | None = None,
@@ -68,11 +54,11 @@ def data_plane(
         home=settings.home,
     )
     return DataPlane(
-        routes=controller,
-        health=_ControllerHealth(controller),
-        http=controller.client.http,
-        rand=controller.rand,
-        bandits=controller.bandits.get,
+        routes=routes,
+        health=routes,
+        http=routes.controller.client.http,
+        rand=routes.controller.rand,
+        bandits=routes.controller.bandits.get,
         metrics=metrics,
         limits=limits,
         log_stream=log_stream,
@@ -81,23 +67,23 @@ def data_plane(
 
 
 def async_inference(
-    settings: Settings, store: MetadataStore, controller: Controller, metrics: InvocationMetrics
+    settings: Settings, store: MetadataStore, routes: GatewayRoutes, metrics: InvocationMetrics
 ) -> AsyncInference:
     """Async requests go through the same data plane, with async's limits (up to an hour
     per invocation, answers up to 1 GB); each request's own timeout is the worker's."""
-    plane = data_plane(settings, controller, metrics, ASYNC_MAX_TIMEOUT_S, ASYNC_MAX_PAYLOAD_BYTES)
+    plane = data_plane(settings, routes, metrics, ASYNC_MAX_TIMEOUT_S, ASYNC_MAX_PAYLOAD_BYTES)
     return AsyncInference(settings, store, plane, metrics.recent)
 
 
 def runtime_api(
     settings: Settings,
-    controller: Controller,
+    routes: GatewayRoutes,
     metrics: InvocationMetrics,
     async_inference: AsyncInference,
     serverless: ServerlessCapacity | None = None,
 ) -> RuntimeAPI:
     return RuntimeAPI(
-        data_plane(settings, controller, metrics, capacity=serverless),
+        data_plane(settings, routes, metrics, capacity=serverless),
         settings.max_payload_bytes,
         settings.account_id,
         invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
@@ -108,8 +94,9 @@ def runtime_api(
 def serverless_pool(
     settings: Settings, fleets: FleetManager, controller: Controller, series: SeriesStore
 ) -> ServerlessPool:
-    """The serverless pool (scale from zero, throttling, idle stop), and ModelSetupTime
-    (µs, as SageMaker reports it) for every instance start of any variant."""
+    """The serverless pool (scale from zero, throttling, idle stop) over this gateway's
+    running deployments, and ModelSetupTime (µs, as SageMaker reports it) for every
+    instance start of any variant."""
     fleets.on_setup = lambda e, v, s: series.observe(variant_key("ModelSetupTime", e, v), s * 1e6)
     return ServerlessPool(
         controller.state.deployments,

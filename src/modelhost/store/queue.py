@@ -19,16 +19,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    Float,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    Text,
     and_,
     delete,
     func,
@@ -39,7 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from modelhost.store.metadata import MetadataStore, metadata
+from modelhost.store.metadata import MetadataStore, async_requests
 
 
 class RequestStatus(StrEnum):
@@ -50,33 +40,6 @@ class RequestStatus(StrEnum):
     RUNNING = "Running"
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
-
-
-async_requests = Table(
-    "async_requests",
-    metadata,
-    Column("request_id", String(64), primary_key=True),  # names the output object
-    Column("endpoint", String(128), nullable=False),
-    Column("inference_id", String(64), nullable=False),
-    Column("input_location", Text, nullable=True),
-    Column("payload", LargeBinary, nullable=True),  # an inline Body (≤128,000 bytes)
-    Column("headers", JSON, nullable=False),  # ContentType, Accept, CustomAttributes
-    Column("output_location", Text, nullable=False),
-    Column("failure_location", Text, nullable=True),
-    Column("status", String(16), nullable=False),
-    Column("received_s", Float, nullable=False),
-    Column("expires_s", Float, nullable=False),  # received_s + RequestTTLSeconds
-    Column("invocation_timeout_s", Float, nullable=False),
-    Column("lease_owner", String(64), nullable=True),
-    Column("lease_expires_s", Float, nullable=True),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("finished_s", Float, nullable=True),
-    Column("failure_reason", Text, nullable=True),
-    Column("response_type", String(256), nullable=True),  # the model's Content-Type
-    Column("notify_pending", Boolean, nullable=False, default=False),
-    Index("ix_async_requests_endpoint_inference", "endpoint", "inference_id", unique=True),
-    Index("ix_async_requests_status_received", "status", "received_s"),
-)
 
 
 @dataclass
@@ -126,8 +89,6 @@ class AsyncQueue:
 
     def __init__(self, store: MetadataStore) -> None:
         self.store = store
-        # The table may be newer than the database file (an upgrade): create it if missing.
-        async_requests.create(store.engine, checkfirst=True)
 
     def enqueue(self, request: QueuedRequest) -> tuple[QueuedRequest, bool]:
         """Store `request`; (stored row, True), or (the earlier row, False) when this
