@@ -166,6 +166,17 @@ class Settings(BaseSettings):
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",
     )
+    # --- data capture and model monitoring (docs/monitor.md) ---
+    capture_buffer_records: int = Field(
+        default=10_000,
+        description="Most sampled data-capture records waiting to be written; beyond it "
+        "records are dropped and counted (DataCaptureRecordsDropped), requests never wait.",
+    )
+    capture_flush_interval_s: float = Field(
+        default=1.0,
+        description="Period of writing buffered data-capture records (one file per endpoint, "
+        "variant and hour at each flush).",
+    )
     # --- instance logs as CloudWatch Logs (docs/logs.md) ---
     logs_retention_s: float = Field(
         default=14 * 86_400.0,

@@ -268,3 +268,26 @@ def test_models_evicted_by_a_load_leave_the_routing_record(tmp_path: Path) -> No
     transport = FakeTransport({a.address: handler})
     invoke(plane(tmp_path, mme_route(a), transport), request("CA.tar.gz"))
     assert a.models == {"TX.tar.gz", "CA.tar.gz"}
+
+
+def test_capture_offers_sampled_answers_and_nothing_when_off(tmp_path: Path) -> None:
+    from modelhost.resources.capture import CaptureConfig
+    from modelhost.telemetry.capture import CaptureBuffer
+
+    a = instance("a", 1)
+    cfg = CaptureConfig(100, "/tmp/capture", True, True)
+    buffer = CaptureBuffer(10)
+    transport = FakeTransport({a.address: answer(body=b"0.5", content_type=b"text/csv")})
+    for capture in (cfg, None):
+        route = EndpointRoute("ep", (VariantRoute("Blue", 1.0, (a,)),), capture=capture)
+        p = plane(tmp_path, route, transport)
+        p.capture = buffer
+        assert invoke(p, request())[0] == 200
+    (item,) = buffer.drain()
+    assert (item.endpoint, item.variant, item.input_body, item.output_body) == (
+        "ep",
+        "Blue",
+        b"1,2",
+        b"0.5",
+    )
+    assert item.input_type == "text/csv" and item.output_type == "text/csv"

@@ -299,10 +299,10 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 
 
 # modelhost extends SageMaker here: artifacts may also live on this machine, so these
-# members (and a transform job's input and output) accept a local path or a file:// URL
-# besides the model's (https|s3):// pattern;
-# and an Image may be a command line (`command:node server.js`, spaces included).
-_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation")
+# members (a transform job's input and output, a capture destination) accept a local path
+# or a file:// URL besides the model's (https|s3):// pattern; an Image may be a command line.
+_LOCAL_URL_MEMBERS: tuple[str, ...] = ("modelDataUrl", "s3Uri", "s3OutputPath")
+_LOCAL_URL_MEMBERS += ("s3OutputLocation", "destinationS3Uri")
 
 
 def _local_location(path: str, value: str) -> bool:

@@ -50,8 +50,10 @@ from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.outputs import Locations
 from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
+from modelhost.telemetry.capture import CaptureBuffer, CaptureWriter
 from modelhost.telemetry.cloudwatch import CloudWatch
 from modelhost.telemetry.instance_sampler import InstanceRef, InstanceSampler
 from modelhost.telemetry.metric_db import SqliteBackend
@@ -105,6 +107,20 @@ def _data_plane(
         metrics=metrics,
         limits=limits,
         log_stream=log_stream,
+        # Data capture: a bounded buffer the request path offers to (`_capture_writer`).
+        capture=CaptureBuffer(settings.capture_buffer_records, metrics.capture),
+    )
+
+
+def _capture_writer(settings: Settings, plane: DataPlane) -> CaptureWriter:
+    """Writes what the data plane's capture buffer holds, in batches, in the background."""
+    assert plane.capture is not None
+    locations = Locations(settings.s3_endpoint_url)
+    return CaptureWriter(
+        plane.capture,
+        lambda url, data: locations.write(url, data, "DataCaptureConfig"),
+        settings.capture_flush_interval_s,
+        plane.metrics.capture,
     )
 
 
@@ -180,6 +196,8 @@ class Gateway:
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
+        capture = _capture_writer(self.settings, self.runtime_api.plane)
+        capture_loop = asyncio.ensure_future(capture.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -207,6 +225,8 @@ class Gateway:
             alarm_loop.cancel()
             series_loop.cancel()
             log_indexing.cancel()
+            capture_loop.cancel()
+            await capture.flush()  # what was captured before the stop is kept
             await self.jobs.stop()
             await self.compilations.stop()
             await self.controller.stop()

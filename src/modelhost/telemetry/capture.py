@@ -1,0 +1,210 @@
+"""Data capture: what endpoints received and answered, in SageMaker's JSON Lines format.
+
+The request path only samples and `offer`s a `Captured` (references to the bodies it
+already holds) to a bounded buffer; it never waits, encodes or writes. A background task
+(`CaptureWriter.run`) drains the buffer every `flush_interval_s`, encodes the records and
+writes one file per (destination, endpoint, variant, hour) and flush, off the event loop,
+under SageMaker's layout:
+
+    {DestinationS3Uri}/{endpoint}/{variant}/yyyy/mm/dd/hh/{MM}-{SS}-{mmm}-{uuid}.jsonl
+
+One record per line:
+
+    {"captureData": {"endpointInput": {"observedContentType": "text/csv", "mode": "INPUT",
+      "data": "1,2,3", "encoding": "CSV"}, "endpointOutput": {...  "mode": "OUTPUT" ...}},
+     "eventMetadata": {"eventId": "<uuid>", "inferenceId": "<given>",
+      "inferenceTime": "2026-12-06T12:00:00Z"}, "eventVersion": "0"}
+
+When the buffer is full a record is dropped and counted (`DataCaptureRecordsDropped`),
+never the request slowed or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+
+from modelhost.resources.capture import CaptureConfig
+
+log = logging.getLogger("modelhost.capture")
+
+LABELS = ("EndpointName", "VariantName")
+
+
+@dataclass(frozen=True, slots=True)
+class Captured:
+    """One sampled invocation, as the request path hands it over (nothing encoded yet)."""
+
+    config: CaptureConfig
+    endpoint: str
+    variant: str
+    time_s: float
+    inference_id: str | None
+    input_type: str
+    input_body: bytes
+    output_type: str
+    output_body: bytes
+
+
+class CaptureMetrics:
+    """Captured, written and dropped records, per endpoint and variant."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "DataCaptureRecords",
+            "Data capture records written to the capture destination.",
+            LABELS,
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "DataCaptureRecordsDropped",
+            "Sampled data capture records dropped because the capture buffer was full or "
+            "the destination could not be written (requests are never slowed or failed).",
+            LABELS,
+            registry=registry,
+        )
+
+
+class CaptureBuffer:
+    """A bounded buffer between the request path and the writer; `offer` is O(1)."""
+
+    def __init__(self, max_records: int, metrics: CaptureMetrics | None = None) -> None:
+        self.max_records = max_records
+        self.metrics = metrics
+        self.items: deque[Captured] = deque()
+        self.dropped = 0
+
+    def offer(self, item: Captured) -> bool:
+        if len(self.items) >= self.max_records:
+            self.drop(item.endpoint, item.variant)
+            return False
+        self.items.append(item)
+        return True
+
+    def drop(self, endpoint: str, variant: str, count: int = 1) -> None:
+        self.dropped += count
+        if self.metrics is not None:
+            self.metrics.dropped.labels(endpoint, variant).inc(count)
+
+    def drain(self) -> list[Captured]:
+        out = list(self.items)
+        self.items.clear()
+        return out
+
+
+def _side(config: CaptureConfig, mode: str, content_type: str, body: bytes) -> dict[str, str]:
+    encoding = config.encoding(content_type)
+    if encoding != "BASE64":
+        try:
+            return {
+                "observedContentType": content_type,
+                "mode": mode,
+                "data": body.decode("utf-8"),
+                "encoding": encoding,
+            }
+        except UnicodeDecodeError:
+            pass  # not text after all: recorded base64-encoded, as SageMaker does
+    return {
+        "observedContentType": content_type,
+        "mode": mode,
+        "data": base64.b64encode(body).decode("ascii"),
+        "encoding": "BASE64",
+    }
+
+
+def record(item: Captured, event_id: str | None = None) -> dict[str, Any]:
+    """The JSON Lines record of one capture (see the module docstring)."""
+    data: dict[str, Any] = {}
+    if item.config.capture_input:
+        data["endpointInput"] = _side(item.config, "INPUT", item.input_type, item.input_body)
+    if item.config.capture_output:
+        data["endpointOutput"] = _side(item.config, "OUTPUT", item.output_type, item.output_body)
+    meta: dict[str, str] = {"eventId": event_id or str(uuid.uuid4())}
+    if item.inference_id is not None:
+        meta["inferenceId"] = item.inference_id
+    meta["inferenceTime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(item.time_s))
+    return {"captureData": data, "eventMetadata": meta, "eventVersion": "0"}
+
+
+def hour_prefix(destination: str, endpoint: str, variant: str, time_s: float) -> str:
+    """`{destination}/{endpoint}/{variant}/yyyy/mm/dd/hh` (UTC)."""
+    hour = time.strftime("%Y/%m/%d/%H", time.gmtime(time_s))
+    return "/".join([destination.rstrip("/"), endpoint, variant, hour])
+
+
+def file_name(time_s: float) -> str:
+    """SageMaker's capture file name: minute, second, millisecond and a unique id."""
+    t = time.gmtime(time_s)
+    millis = int((time_s % 1) * 1000)
+    return f"{t.tm_min:02d}-{t.tm_sec:02d}-{millis:03d}-{uuid.uuid4()}.jsonl"
+
+
+def batch_files(items: list[Captured]) -> dict[tuple[str, str, str], tuple[str, bytes, int]]:
+    """Group records into files: (endpoint, variant, url) -> (url, JSON Lines, count)."""
+    groups: dict[str, list[Captured]] = {}
+    for item in items:
+        prefix = hour_prefix(item.config.destination, item.endpoint, item.variant, item.time_s)
+        groups.setdefault(prefix, []).append(item)
+    out: dict[tuple[str, str, str], tuple[str, bytes, int]] = {}
+    for prefix, group in groups.items():
+        url = f"{prefix}/{file_name(group[0].time_s)}"
+        lines = "".join(json.dumps(record(i), separators=(",", ":")) + "\n" for i in group)
+        out[(group[0].endpoint, group[0].variant, url)] = (url, lines.encode(), len(group))
+    return out
+
+
+Write = Callable[[str, bytes], None]
+
+
+class CaptureWriter:
+    """Drains a CaptureBuffer into capture files in the background (module docstring)."""
+
+    def __init__(
+        self,
+        buffer: CaptureBuffer,
+        write: Write,
+        flush_interval_s: float,
+        metrics: CaptureMetrics | None = None,
+    ) -> None:
+        self.buffer = buffer
+        self.write = write
+        self.flush_interval_s = flush_interval_s
+        self.metrics = metrics
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write what is buffered now; returns the records written."""
+        items = self.buffer.drain()
+        if not items:
+            return 0
+        return await asyncio.to_thread(self.write_batch, items)
+
+    def write_batch(self, items: list[Captured]) -> int:
+        written = 0
+        for (endpoint, variant, _), (url, data, count) in batch_files(items).items():
+            try:
+                self.write(url, data)
+            except Exception as exc:
+                # A destination that cannot be written loses these records, counted, and
+                # never fails an invocation.
+                log.warning("data capture: cannot write %s: %s", url, exc)
+                self.buffer.drop(endpoint, variant, count)
+                continue
+            written += count
+            if self.metrics is not None:
+                self.metrics.written.labels(endpoint, variant).inc(count)
+        return written

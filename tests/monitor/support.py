@@ -1,0 +1,75 @@
+"""Helpers shared by the monitor tests: endpoints with data capture, reading capture files."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.support import XGBOOST_IMAGE
+
+
+def capture_config(destination: str, percent: int = 100) -> dict[str, Any]:
+    return {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percent,
+        "DestinationS3Uri": destination,
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"CsvContentTypes": ["text/csv"]},
+    }
+
+
+def create_capturing_config(
+    sm: Any, name: str, model: str, destination: str, percent: int = 100
+) -> None:
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+        DataCaptureConfig=capture_config(destination, percent),
+    )
+
+
+def deploy_capturing(
+    sm: Any, name: str, artifact: str, destination: str, image: str = XGBOOST_IMAGE
+) -> None:
+    """Model, config with DataCaptureConfig (100 %, input and output), endpoint; waits."""
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": image, "ModelDataUrl": artifact},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+    )
+    create_capturing_config(sm, name, name, destination)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_in_service(sm, name)
+
+
+def wait_in_service(sm: Any, name: str) -> None:
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
+    )
+
+
+def capture_records(root: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every record in the capture files under `root`, with its file."""
+    out = []
+    for path in sorted(root.rglob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            out.append((path, json.loads(line)))
+    return out
+
+
+def wait_records(root: Path, count: int, timeout_s: float = 60.0) -> list[tuple[Path, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = capture_records(root)
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
