@@ -73,3 +73,60 @@ def wait_records(root: Path, count: int, timeout_s: float = 60.0) -> list[tuple[
         if len(found) >= count or time.monotonic() > deadline:
             return found
         time.sleep(0.2)
+
+
+MONITOR_COLUMNS = (
+    "State",
+    "Area Code",
+    "Int'l Plan",
+    "VMail Plan",
+    "Account Length",
+    "VMail Message",
+    "Day Mins",
+    "Day Calls",
+    "Eve Mins",
+    "Eve Calls",
+    "Night Mins",
+    "Night Calls",
+    "Intl Mins",
+    "Intl Calls",
+    "CustServ Calls",
+)
+"""The raw churn features an endpoint of raw rows receives (what the monitor watches)."""
+
+
+def table_rows(
+    data: Any, shift: dict[str, float] | None = None, new_state_every: int = 0
+) -> list[str]:
+    """CSV rows of MONITOR_COLUMNS; `shift` adds to numeric columns, `new_state_every`
+    replaces every n-th State with "ZZ" (a value the baseline never saw)."""
+    columns = {name: data.raw[name].tolist() for name in MONITOR_COLUMNS}
+    rows = []
+    for i in range(len(data)):
+        values = []
+        for name in MONITOR_COLUMNS:
+            value = columns[name][i]
+            if shift and name in shift:
+                value = round(float(value) + shift[name], 2)
+            if name == "State" and new_state_every and i % new_state_every == 0:
+                value = "ZZ"
+            values.append(str(value))
+        rows.append(",".join(values))
+    return rows
+
+
+def capture_line(row: str, when: str = "2026-12-06T12:00:00Z") -> str:
+    return json.dumps(
+        {
+            "captureData": {
+                "endpointInput": {
+                    "observedContentType": "text/csv",
+                    "mode": "INPUT",
+                    "data": row,
+                    "encoding": "CSV",
+                }
+            },
+            "eventMetadata": {"eventId": "e", "inferenceTime": when},
+            "eventVersion": "0",
+        }
+    )
