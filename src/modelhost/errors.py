@@ -148,6 +148,12 @@ class ArtifactError(ModelhostError):
 # --- native REST APIs (/api, prediction store, access keys) -------------------------------
 
 
+class DatasetError(ValidationException):
+    """A Model Monitor dataset (baseline data, data capture, a statistics or constraints
+    file) cannot be read as given; the message says where and why. A processing job that
+    meets one fails with it as its FailureReason."""
+
+
 class NotFound(ModelhostError):
     """A native REST resource (alarm, endpoint, access key) does not exist (a REST 404)."""
 

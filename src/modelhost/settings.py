@@ -177,6 +177,11 @@ class Settings(BaseSettings):
         description="Period of writing buffered data-capture records (one file per endpoint, "
         "variant and hour at each flush).",
     )
+    monitoring_hour_s: float = Field(
+        default=3600.0,
+        description="Length of an hour for monitoring schedules' cron expressions and analysis "
+        "windows (shorter in tests, so hourly schedules run every few seconds).",
+    )
     # --- instance logs as CloudWatch Logs (docs/logs.md) ---
     logs_retention_s: float = Field(
         default=14 * 86_400.0,

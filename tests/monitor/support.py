@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tarfile
 import time
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,51 @@ def capture_line(row: str, when: str = "2026-12-06T12:00:00Z") -> str:
             "eventVersion": "0",
         }
     )
+
+
+RAW_ROWS_SCRIPT = """
+import csv
+import io
+
+import numpy as np
+
+STATES = {states!r}
+AREA_CODES = ("408", "415", "510")
+
+
+# The endpoint takes raw churn rows (State, Area Code, plans, then the numeric columns)
+# and encodes them as the model's 69 features, so the monitor sees categorical columns.
+def input_fn(body, content_type):
+    text = body.decode() if isinstance(body, bytes) else body
+    rows = [r for r in csv.reader(io.StringIO(text)) if r]
+    X = np.zeros((len(rows), 69), dtype=np.float32)
+    for i, (state, area, intl, vmail, *numbers) in enumerate(rows):
+        X[i, :11] = [float(v) for v in numbers]
+        if state in STATES:
+            X[i, 11 + STATES.index(state)] = 1
+        if area in AREA_CODES:
+            X[i, 62 + AREA_CODES.index(area)] = 1
+        X[i, 65 + (intl == "yes")] = 1
+        X[i, 67 + (vmail == "yes")] = 1
+    return X
+
+
+def predict_fn(data, model):
+    return model.inplace_predict(data)
+"""
+
+
+def raw_rows_artifact(churn_artifact: Path, root: Path) -> Path:
+    """The churn model with code/inference.py that accepts raw rows (MONITOR_COLUMNS)."""
+    from modelhost.testing.churn import STATES
+
+    model = root / "raw-model"
+    with tarfile.open(churn_artifact) as tar:
+        tar.extractall(model, filter="data")
+    (model / "code").mkdir()
+    (model / "code" / "inference.py").write_text(RAW_ROWS_SCRIPT.format(states=list(STATES)))
+    out = root / "raw-model.tar.gz"
+    with tarfile.open(out, "w:gz") as tar:
+        for path in sorted(model.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model)), recursive=False)
+    return out

@@ -46,6 +46,8 @@ from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
+from modelhost.jobs.monitoring import MonitoringSchedules
+from modelhost.jobs.processing import ProcessingJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
@@ -147,8 +149,7 @@ class Gateway:
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
-        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
-        self.control.operations.update(self.compilations.operations)
+        self._add_jobs()  # compilation, processing, monitoring schedules
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
             _data_plane(settings, self.controller, self.metrics),
@@ -188,11 +189,29 @@ class Gateway:
             lifespan=self.lifespan,
         )
 
+    def _add_jobs(self) -> None:
+        settings = self.settings
+        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
+        self.control.operations.update(self.compilations.operations)
+        # Monitoring runs publish their drift metrics like PutMetricData (cloudwatch_api
+        # exists by the time a run finishes).
+        self.processing = ProcessingJobs(
+            settings,
+            self.store,
+            Locations(settings.s3_endpoint_url),
+            lambda params: self.cloudwatch_api.cloudwatch.put_metric_data(params),
+        )
+        self.monitoring = MonitoringSchedules(settings, self.store, self.processing)
+        self.control.operations.update(self.processing.operations)
+        self.control.operations.update(self.monitoring.operations)
+
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         await self.controller.start()
         await self.jobs.start()
         await self.compilations.start()
+        await self.processing.start()
+        monitoring_loop = asyncio.ensure_future(self.monitoring.run())
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
@@ -226,6 +245,8 @@ class Gateway:
             series_loop.cancel()
             log_indexing.cancel()
             capture_loop.cancel()
+            monitoring_loop.cancel()
+            await self.processing.stop()
             await capture.flush()  # what was captured before the stop is kept
             await self.jobs.stop()
             await self.compilations.stop()

@@ -80,6 +80,10 @@ def analyze(
 ) -> Analysis:
     """Statistics and violations of the captured records `lines` against the baseline."""
     names = [f["name"] for f in constraints.get("features") or baseline_stats["features"]]
+    if not lines:
+        # SageMaker's analyzer fails a run without data rather than report every column
+        # missing.
+        raise DatasetError("no captured data in the analysis window")
     data = read_captures(lines, names)
     stats = statistics(data)
     violations, drift = checks.evaluate(baseline_stats, constraints, stats, data.columns)

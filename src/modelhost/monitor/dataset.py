@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelhost.errors import DatasetError
 
-class DatasetError(ValueError):
-    """The dataset cannot be read in the given format; the message says where and why."""
+__all__ = ["Dataset", "DatasetError", "parse_format", "positional", "read"]
 
 
 @dataclass
@@ -122,7 +122,9 @@ def _add_object(data: Dataset, obj: Any) -> None:
     data.add_row(list(flat), list(flat.values()))
 
 
-def _side_values(side: dict[str, Any]) -> list[Any] | dict[str, Any]:
+def _side_rows(side: dict[str, Any]) -> list[list[Any] | dict[str, Any]]:
+    """The records of one side of a capture: CSV lines, a JSON object or array, or JSON
+    Lines (a request may carry several records)."""
     payload = side.get("data", "")
     encoding = side.get("encoding", "CSV")
     if encoding == "BASE64":
@@ -130,12 +132,20 @@ def _side_values(side: dict[str, Any]) -> list[Any] | dict[str, Any]:
         ctype = str(side.get("observedContentType", "")).lower()
         encoding = "JSON" if "json" in ctype else "CSV"
     if encoding == "JSON":
-        value = json.loads(payload)
-        if isinstance(value, dict):
-            return value
-        return list(value) if isinstance(value, list) else [value]
-    rows = [r for r in csv.reader(io.StringIO(payload)) if r]
-    return rows[0] if rows else []
+        try:
+            values = [json.loads(payload)]
+        except ValueError:
+            values = [json.loads(line) for line in payload.splitlines() if line.strip()]
+        out: list[list[Any] | dict[str, Any]] = []
+        for value in values:
+            if isinstance(value, dict):
+                out.append(value)
+            elif isinstance(value, list) and value and isinstance(value[0], list):
+                out.extend(list(v) for v in value)
+            else:
+                out.append(list(value) if isinstance(value, list) else [value])
+        return out
+    return [list(r) for r in csv.reader(io.StringIO(payload)) if r]
 
 
 def _add_capture(data: Dataset, record: Any, names: list[str] | None, fmt: dict[str, Any]) -> None:
@@ -143,18 +153,17 @@ def _add_capture(data: Dataset, record: Any, names: list[str] | None, fmt: dict[
     capture = record.get("captureData") if isinstance(record, dict) else None
     if not isinstance(capture, dict) or "endpointInput" not in capture:
         raise DatasetError("a capture record needs captureData.endpointInput")
-    inputs = _side_values(capture["endpointInput"])
-    if isinstance(inputs, dict):
-        _add_object(data, inputs)
-        return
     options = fmt.get("sagemakerCaptureJson") or {}
-    outputs: list[Any] = []
+    inputs = _side_rows(capture["endpointInput"])
+    outputs: list[list[Any] | dict[str, Any]] = []
     if options.get("include_output") and "endpointOutput" in capture:
-        out = _side_values(capture["endpointOutput"])
-        outputs = list(out.values()) if isinstance(out, dict) else out
-    values = (
-        [*inputs, *outputs]
-        if options.get("output_columns_position") == "END"
-        else [*outputs, *inputs]
-    )
-    data.add_row(positional(len(values), names), values)
+        outputs = _side_rows(capture["endpointOutput"])
+    for i, row in enumerate(inputs):
+        if isinstance(row, dict):
+            _add_object(data, row)
+            continue
+        out = outputs[i] if i < len(outputs) else []
+        extra = list(out.values()) if isinstance(out, dict) else out
+        end = options.get("output_columns_position") == "END"
+        values = [*row, *extra] if end else [*extra, *row]
+        data.add_row(positional(len(values), names), values)

@@ -40,6 +40,9 @@ class Kind(StrEnum):
     ALARM = "alarm"
     TRANSFORM_JOB = "transform-job"
     COMPILATION_JOB = "compilation-job"
+    PROCESSING_JOB = "processing-job"
+    MONITORING_SCHEDULE = "monitoring-schedule"
+    DATA_QUALITY_JOB_DEFINITION = "data-quality-job-definition"
 
 
 metadata = MetaData()
