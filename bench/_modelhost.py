@@ -10,7 +10,7 @@ way a user would set them with CreateModel:
 | `workersN` | `SAGEMAKER_MODEL_SERVER_WORKERS=N` |
 | `waitMS` | `MH_INSTANCE_BATCH_MAX_WAIT_MS=MS` (implies batching) |
 | `rowsN` | `MH_INSTANCE_BATCH_MAX_ROWS=N` (implies batching) |
-| `captureN` | not an Environment: the endpoint config's DataCaptureConfig samples N % (input and output) into a local folder |
+| `captureN` | none: the endpoint config captures N % (input and output) to a local folder |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
