@@ -290,4 +290,4 @@ def test_capture_offers_sampled_answers_and_nothing_when_off(tmp_path: Path) -> 
         b"1,2",
         b"0.5",
     )
-    assert item.input_type == "text/csv" and item.output_type == "text/csv"
+    assert item.input_type == b"text/csv" and item.output_type == b"text/csv"

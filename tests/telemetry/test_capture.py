@@ -40,9 +40,9 @@ def captured(cfg: CaptureConfig, **kw: object) -> Captured:
         "variant": "AllTraffic",
         "time_s": T,
         "inference_id": None,
-        "input_type": "text/csv",
+        "input_type": b"text/csv",
         "input_body": b"1,2,3",
-        "output_type": "text/csv; charset=utf-8",
+        "output_type": b"text/csv; charset=utf-8",
         "output_body": b"0.5",
     }
     values.update(kw)
@@ -83,9 +83,9 @@ def test_encodings_follow_the_content_type_header() -> None:
     rec = record(
         captured(
             cfg,
-            input_type="application/x-custom",
+            input_type=b"application/x-custom",
             input_body=b'{"a": 1}',
-            output_type="application/x-npy",
+            output_type=b"application/x-npy",
             output_body=b"\x93NUMPY",
         )
     )

@@ -9,7 +9,7 @@ path decides on a capture with one attribute read and one random draw.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelhost.errors import ValidationException
@@ -30,10 +30,11 @@ class CaptureConfig:
     json_types: frozenset[str] = DEFAULT_JSON_TYPES
     kms_key_id: str = ""
     enabled: bool = True
+    sampling_fraction: float = field(init=False, default=0.0, compare=False)
 
-    @property
-    def sampling_fraction(self) -> float:
-        return self.sampling_percentage / 100.0
+    def __post_init__(self) -> None:
+        # Read on every request of a capturing endpoint: computed once.
+        object.__setattr__(self, "sampling_fraction", self.sampling_percentage / 100.0)
 
     def encoding(self, content_type: str) -> str:
         """SageMaker's `encoding` of a body with this content type: CSV, JSON or BASE64."""

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 Response = tuple[int, Headers, bytes]
 INFERENCE_ID = b"x-amzn-sagemaker-inference-id"
+_OCTETS = b"application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -183,9 +184,9 @@ class DataPlane:
                 variant,
                 time.time(),
                 inference_id if given is None else given.decode("latin-1"),
-                req.headers.get(b"content-type", b"application/octet-stream").decode("latin-1"),
+                req.headers.get(b"content-type", _OCTETS),
                 req.body,
-                sent.headers.get(b"content-type", b"application/octet-stream").decode("latin-1"),
+                sent.headers.get(b"content-type", _OCTETS),
                 sent.body,
             )
         )
