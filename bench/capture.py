@@ -3,6 +3,12 @@ capture at 100 % sampling, same process, alternating blocks (the machine is nois
 the same-run ratio means anything).
 
     python bench/capture.py [--requests 20000] [--blocks 10]
+    python bench/capture.py --e2e [--rounds 6] [--duration 5] [--connections 8]
+
+`--e2e` measures through HTTP instead: one modelhost, two endpoints of the churn XGBoost
+model (one capturing 100 % of input and output to a local folder, one not), and wrk runs
+alternating between them (ABBA...), so both see the same machine; it prints the median
+req/s of each and their ratio.
 
 The instance is a fake that answers at once, so the figure is the gateway's own work per
 request (routing, metrics, answer) and what capture adds to it (one random draw, one
@@ -60,11 +66,89 @@ async def block(p: DataPlane, n: int) -> float:
     return (time.perf_counter() - started) / n * 1e6
 
 
+def e2e(args: argparse.Namespace) -> None:
+    import os
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import stopping
+    from _proc import Managed, free_port
+    from _wrk import ensure_wrk, run_wrk, write_script
+    from modelhost import demo
+    from modelhost.testing import churn
+
+    wrk = ensure_wrk()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        data = churn.make_churn(2000, seed=0)
+        artifact = churn.write_xgboost_artifact(churn.train_xgboost(data), work / "model")
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELHOST_")}
+        env.update(MODELHOST_LOG_LEVEL="warning", OMP_NUM_THREADS="1")
+        command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--home", str(work / "home"), "--no-auth"]
+        with stopping(Managed("modelhost", command, work / "server.log", env=env)) as server:
+            server.wait_http_ok(f"{base}/ping", 60)
+            sm, _ = demo.boto3_clients(base)
+            names = {"off": "capture-off", "on": "capture-on"}
+            sm.create_model(
+                ModelName="m",
+                PrimaryContainer={"Image": demo.XGBOOST_IMAGE, "ModelDataUrl": str(artifact)},
+                ExecutionRoleArn=demo.ROLE_ARN,
+            )
+            for key, name in names.items():
+                extra = {}
+                if key == "on":
+                    extra["DataCaptureConfig"] = {
+                        "EnableCapture": True,
+                        "InitialSamplingPercentage": 100,
+                        "DestinationS3Uri": str(work / "capture"),
+                        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                    }
+                variant = {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "m",
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+                sm.create_endpoint_config(
+                    EndpointConfigName=name, ProductionVariants=[variant], **extra
+                )
+                sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+                sm.get_waiter("endpoint_in_service").wait(
+                    EndpointName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+                )
+            script = write_script(work / "row.lua", churn.csv_rows(data.X[:1])[0], "text/csv")
+            rates: dict[str, list[float]] = {"off": [], "on": []}
+            for r in range(args.rounds):
+                order = ("off", "on") if r % 2 == 0 else ("on", "off")
+                for key in order:
+                    url = f"{base}/endpoints/{names[key]}/invocations"
+                    res = run_wrk(wrk, url, script, args.connections, args.duration, server.pid)
+                    rates[key].append(res.requests_per_s)
+                    print(f"  round {r + 1} capture {key:>3}: {res.requests_per_s:8.0f} req/s")
+            records = sum(
+                len(p.read_text().splitlines()) for p in (work / "capture").rglob("*.jsonl")
+            )
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    print(f"median req/s, capture off: {off:.0f}; capture 100%: {on:.0f}")
+    print(f"throughput with capture: {on / off - 1:+.1%} (same run, alternating)")
+    print(f"capture records written: {records}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--blocks", type=int, default=10)
+    parser.add_argument("--e2e", action="store_true", help="through HTTP with wrk")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
+    if args.e2e:
+        e2e(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         config = CaptureConfig(100, str(home / "capture"), True, True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,34 @@ def test_distances_are_the_well_known_ones() -> None:
     cat = drift.categorical_distances({"x": 50, "y": 50}, {"x": 90, "y": 10})
     assert cat["linf"] == pytest.approx(0.4)
     assert 0 < cat["js"] < 1 and cat["chi_square_pvalue"] < 0.01
+
+
+def test_captured_outputs_fill_the_baselines_first_column() -> None:
+    """Baseline: the label first, then the features; a capture with inputs only one column
+    short gets the model's answers in front (output_columns_position START), also when one
+    request carried several rows and the answers came on one line."""
+    text = "label,a,b\n" + "\n".join(f"{i % 2},{i},{i * 2}" for i in range(200))
+    stats, constraints = suggest_baseline([text], {"csv": {"header": True}})
+    record = {
+        "captureData": {
+            "endpointInput": {
+                "observedContentType": "text/csv",
+                "mode": "INPUT",
+                "data": "1,2\n3,6",
+                "encoding": "CSV",
+            },
+            "endpointOutput": {
+                "observedContentType": "text/csv",
+                "mode": "OUTPUT",
+                "data": "0.25,0.75",
+                "encoding": "CSV",
+            },
+        },
+        "eventMetadata": {"eventId": "e", "inferenceTime": "2026-12-06T12:00:00Z"},
+        "eventVersion": "0",
+    }
+    result = analyze([json.dumps(record)], stats, constraints)
+    assert result.records == 2
+    found = {(v["feature_name"], v["constraint_check_type"]) for v in result.violations}
+    assert ("label", "data_type_check") in found  # probabilities where labels were
+    assert not any(v["constraint_check_type"] == "extra_column_check" for v in result.violations)

@@ -158,6 +158,10 @@ def _add_capture(data: Dataset, record: Any, names: list[str] | None, fmt: dict[
     outputs: list[list[Any] | dict[str, Any]] = []
     if options.get("include_output") and "endpointOutput" in capture:
         outputs = _side_rows(capture["endpointOutput"])
+        first = outputs[0] if len(outputs) == 1 else None
+        if isinstance(first, list) and len(inputs) > 1 and len(first) == len(inputs):
+            # One answer per input row on one line (`0.1,0.7,...` or a JSON array).
+            outputs = [[value] for value in first]
     for i, row in enumerate(inputs):
         if isinstance(row, dict):
             _add_object(data, row)
