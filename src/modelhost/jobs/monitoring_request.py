@@ -11,6 +11,7 @@ captures (`{DestinationS3Uri}/{endpoint}`) and writes under SageMaker's layout
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -145,8 +146,9 @@ def _environment(
         "output_path": d.output_path,
         "baseline_constraints": CONSTRAINTS_PATH,
         "baseline_statistics": STATISTICS_PATH,
-        "start_time": _iso(window[0]),
-        "end_time": _iso(window[1]),
+        # Whole seconds, as inferenceTime has them: the end second is kept whole.
+        "start_time": _iso(math.floor(window[0])),
+        "end_time": _iso(math.ceil(window[1])),
         "metric_time": _iso(scheduled_s),
         "sagemaker_endpoint_name": d.endpoint,
         "sagemaker_monitoring_schedule_name": schedule,

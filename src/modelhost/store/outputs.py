@@ -69,5 +69,7 @@ class Locations:
         if path.is_file():
             return [str(path)]
         if path.is_dir():
-            return sorted(str(p) for p in path.rglob("*") if p.is_file())
+            # Dot files are writes in progress (`write` renames them into place).
+            files = (p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            return sorted(str(p) for p in files)
         return []

@@ -103,7 +103,7 @@ class CaptureBuffer:
 
 # C-accelerated JSON string literal (quotes and escapes): the writer composes each line
 # from literals rather than dumping dicts, several times cheaper per record.
-_quote = json.encoder.encode_basestring_ascii  # type: ignore[attr-defined]
+_quote = json.encoder.encode_basestring_ascii
 
 
 def _side(config: CaptureConfig, mode: str, raw_type: bytes, body: bytes) -> str:
