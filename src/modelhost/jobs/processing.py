@@ -125,6 +125,11 @@ class ProcessingJobs:
             parse_format(env.get("dataset_format"))
         except DatasetError as exc:
             raise ValidationException(f"Environment.dataset_format: {exc}") from None
+        if env.get("analysis_type") == "MODEL_QUALITY" and env.get("baseline_constraints"):
+            raise ValidationException(
+                "Environment.analysis_type MODEL_QUALITY: monitoring runs (ground truth merge) "
+                "are not supported by this modelhost version yet; baselines are."
+            )
         for key in ("dataset_source", "output_path"):
             if not env.get(key):
                 raise ValidationException(
@@ -272,9 +277,11 @@ class ProcessingJobs:
         files = self.locations.list(source, "ProcessingInputs")
         texts = (self.locations.read(url, "ProcessingInputs").decode("utf-8") for url in files)
         if not env.get("baseline_constraints"):
-            stats, constraints = analyzer.suggest_baseline(
-                texts, parse_format(env.get("dataset_format"))
-            )
+            fmt = parse_format(env.get("dataset_format"))
+            if env.get("analysis_type") == "MODEL_QUALITY":
+                stats, constraints = analyzer.suggest_quality_baseline(texts, fmt, env)
+            else:
+                stats, constraints = analyzer.suggest_baseline(texts, fmt)
             self._write(output, "statistics.json", stats)
             self._write(output, "constraints.json", constraints)
             return "Completed: Job completed successfully with no violations.", []

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelhost.monitor import checks
+from modelhost.monitor import checks, quality
 from modelhost.monitor.dataset import Dataset, DatasetError, read
 from modelhost.monitor.statistics import statistics, suggest_constraints
 
@@ -106,3 +106,38 @@ def metrics(analysis: Analysis) -> list[tuple[str, float]]:
             out.append((f"feature_non_null_{feature['name']}", common["num_present"] / total))
     out.append(("constraint_violations", float(len(analysis.violations))))
     return out
+
+
+def suggest_quality_baseline(
+    texts: Iterable[str], dataset_format: dict[str, Any], env: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Model quality's baseline (`analysis_type` MODEL_QUALITY): the dataset holds the
+    predictions and the labels in the columns `inference_attribute`,
+    `ground_truth_attribute` and optionally `probability_attribute` (names, or `_cN`
+    without a header); `problem_type` picks the metrics."""
+    data = read(texts, dataset_format)
+    problem = env.get("problem_type", "")
+
+    def column(key: str, required: bool = True) -> list[Any] | None:
+        name = env.get(key)
+        if not name:
+            if required:
+                raise DatasetError(f"Environment.{key} is required for MODEL_QUALITY")
+            return None
+        if name not in data.columns:
+            raise DatasetError(f"{key} {name!r} is not a column of the dataset")
+        return [v for v in data.columns[name]]
+
+    truth, predicted = column("ground_truth_attribute"), column("inference_attribute")
+    prob = column("probability_attribute", required=False)
+    assert truth is not None and predicted is not None
+    if prob is not None and problem == "BinaryClassification":
+        threshold = float(env.get("probability_threshold_attribute") or 0.5)
+        predicted = [1 if float(p) > threshold else 0 for p in prob]
+    try:
+        stats = quality.quality_statistics(
+            problem, truth, predicted, None if prob is None else [float(p) for p in prob]
+        )
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from exc
+    return stats, quality.suggest_quality_constraints(stats, problem)
