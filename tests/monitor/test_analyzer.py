@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from modelhost.monitor import drift
-from modelhost.monitor.analyzer import analyze, capture_lines, metrics, suggest_baseline
+from modelhost.monitor.analyzer import (
+    analyze,
+    capture_lines,
+    file_in_window,
+    metrics,
+    suggest_baseline,
+)
 from modelhost.monitor.dataset import DatasetError, read
 from modelhost.testing.churn import make_churn
 from tests.monitor.support import MONITOR_COLUMNS, capture_line, table_rows
@@ -144,3 +150,13 @@ def test_captured_outputs_fill_the_baselines_first_column() -> None:
     found = {(v["feature_name"], v["constraint_check_type"]) for v in result.violations}
     assert ("label", "data_type_check") in found  # probabilities where labels were
     assert not any(v["constraint_check_type"] == "extra_column_check" for v in result.violations)
+
+
+def test_runs_read_only_the_capture_hours_of_their_window() -> None:
+    start = 1796558400.0  # 2026-12-06T12:00:00Z
+    base = "s3://b/capture/ep/AllTraffic/2026/12/06"
+    assert file_in_window(f"{base}/12/00-01-002-x.jsonl", start, start + 3600)
+    assert file_in_window(f"{base}/11/59-59-999-x.jsonl", start - 1, start + 3600)
+    assert not file_in_window(f"{base}/11/00-00-000-x.jsonl", start, start + 3600)
+    assert not file_in_window(f"{base}/13/00-00-000-x.jsonl", start, start + 3600)
+    assert file_in_window("/somewhere/else.jsonl", start, start + 3600)

@@ -275,6 +275,9 @@ class ProcessingJobs:
         source = _resolve(request, env["dataset_source"], "ProcessingInputs")
         output = _resolve(request, env["output_path"], "ProcessingOutputConfig")
         files = self.locations.list(source, "ProcessingInputs")
+        if env.get("baseline_constraints"):
+            start, end = _time(env.get("start_time")), _time(env.get("end_time"))
+            files = [url for url in files if analyzer.file_in_window(url, start, end)]
         texts = (self.locations.read(url, "ProcessingInputs").decode("utf-8") for url in files)
         if not env.get("baseline_constraints"):
             fmt = parse_format(env.get("dataset_format"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,24 @@ def _in_window(line: str, start_s: float | None, end_s: float | None) -> bool:
     except (ValueError, KeyError, TypeError):
         return False
     return (start_s is None or when >= start_s) and (end_s is None or when < end_s)
+
+
+_HOUR = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]*$")
+
+
+def file_in_window(url: str, start_s: float | None, end_s: float | None) -> bool:
+    """Whether a capture file's hour folder (`.../yyyy/mm/dd/hh/<file>`) overlaps the
+    window, so a run reads its hours only, not the endpoint's whole history. Files outside
+    SageMaker's layout are read."""
+    found = _HOUR.search(url)
+    if found is None:
+        return True
+    year, month, day, hour = (int(g) for g in found.groups())
+    try:
+        begin = dt.datetime(year, month, day, hour, tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return True
+    return (end_s is None or begin < end_s) and (start_s is None or begin + 3600 > start_s)
 
 
 def capture_lines(texts: Iterable[str], start_s: float | None, end_s: float | None) -> list[str]:
