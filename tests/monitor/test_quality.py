@@ -10,6 +10,7 @@ import pytest
 
 from modelhost.errors import ValidationException
 from modelhost.jobs.processing import ProcessingJobs
+from modelhost.monitor.ground_truth import merge
 from modelhost.monitor.quality import (
     quality_statistics,
     quality_violations,
@@ -125,5 +126,33 @@ def test_model_quality_baseline_processing_job(tmp_path: Path) -> None:
     constraints = json.loads((tmp_path / "out" / "constraints.json").read_text())
     assert "accuracy" in constraints["binary_classification_constraints"]
     request["Environment"]["baseline_constraints"] = "/opt/ml/processing/output/constraints.json"
-    with pytest.raises(ValidationException, match="ground truth merge"):
+    with pytest.raises(ValidationException, match="ground_truth_source is required"):
         jobs.check(request)
+
+
+def test_ground_truth_merges_by_inference_id() -> None:
+    def capture(inference_id: str | None, event_id: str, output: str) -> str:
+        meta = {"eventId": event_id, "inferenceTime": "2026-12-06T12:00:00Z"}
+        if inference_id:
+            meta["inferenceId"] = inference_id
+        side = {"observedContentType": "text/csv", "mode": "OUTPUT", "data": output}
+        return json.dumps(
+            {"captureData": {"endpointOutput": {**side, "encoding": "CSV"}}, "eventMetadata": meta}
+        )
+
+    def truth(key: str, label: str) -> str:
+        return json.dumps(
+            {
+                "groundTruthData": {"data": label, "encoding": "CSV"},
+                "eventMetadata": {"eventId": key},
+                "eventVersion": "0",
+            }
+        )
+
+    lines = [capture("a", "e1", "0.9"), capture(None, "e2", "0.2"), capture("c", "e3", "0.7")]
+    env = {"probability_attribute": "0", "probability_threshold_attribute": "0.5"}
+    pairs = merge(lines, [truth("a", "1"), truth("e2", "1"), truth("zz", "0")], env)
+    assert pairs.truth == ["1", "1"]
+    assert pairs.predicted == [1, 0] and pairs.probability == [0.9, 0.2]
+    with pytest.raises(ValidationException, match="no captured prediction"):
+        merge(lines, [truth("zz", "0")], env)

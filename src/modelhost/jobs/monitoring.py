@@ -35,7 +35,6 @@ log = logging.getLogger("modelhost.jobs")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 MAX_EXECUTIONS = 500  # kept per schedule, newest last
-_DQ = Kind.DATA_QUALITY_JOB_DEFINITION
 
 
 class MonitoringSchedules:

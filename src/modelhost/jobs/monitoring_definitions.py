@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from modelhost.control.listing import list_page
@@ -16,8 +18,32 @@ from modelhost.settings import Settings
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-_DQ = Kind.DATA_QUALITY_JOB_DEFINITION
-_WHAT = "Data quality job definition"
+
+
+@dataclass(frozen=True)
+class _Type:
+    """One kind of job definition: its record kind, parser, ARN kind and name."""
+
+    kind: Kind
+    parse: Callable[[dict[str, Any]], requests.Definition]
+    arn_kind: str
+    what: str
+
+
+TYPES = {
+    "DataQuality": _Type(
+        Kind.DATA_QUALITY_JOB_DEFINITION,
+        requests.from_data_quality,
+        "data-quality-job-definition",
+        "Data quality job definition",
+    ),
+    "ModelQuality": _Type(
+        Kind.MODEL_QUALITY_JOB_DEFINITION,
+        requests.from_model_quality,
+        "model-quality-job-definition",
+        "Model quality job definition",
+    ),
+}
 
 
 class JobDefinitions:
@@ -29,12 +55,16 @@ class JobDefinitions:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.operations: dict[str, Handler] = {
-            "CreateDataQualityJobDefinition": self.create_definition,
-            "DescribeDataQualityJobDefinition": self.describe_definition,
-            "ListDataQualityJobDefinitions": self.list_definitions,
-            "DeleteDataQualityJobDefinition": self.delete_definition,
-        }
+        self.operations: dict[str, Handler] = {}
+        for name, t in TYPES.items():
+            self.operations.update(
+                {
+                    f"Create{name}JobDefinition": partial(self.create_definition, t),
+                    f"Describe{name}JobDefinition": partial(self.describe_definition, t),
+                    f"List{name}JobDefinitions": partial(self.list_definitions, t),
+                    f"Delete{name}JobDefinition": partial(self.delete_definition, t),
+                }
+            )
 
     def arn(self, kind: str, name: str) -> str:
         return arn(self.settings.region, self.settings.account_id, kind, name)
@@ -74,17 +104,15 @@ class JobDefinitions:
 
     # --- operations -------------------------------------------------------------------
 
-    def create_definition(self, p: dict[str, Any]) -> dict[str, Any]:
-        definition = requests.from_data_quality(p)
+    def create_definition(self, t: _Type, p: dict[str, Any]) -> dict[str, Any]:
+        definition = t.parse(p)
         self.check_endpoint(definition.endpoint)
         spec = {k: copy.deepcopy(v) for k, v in p.items() if k not in ("JobDefinitionName", "Tags")}
         name = p["JobDefinitionName"]
-        return {
-            "JobDefinitionArn": self.create(_DQ, name, "data-quality-job-definition", spec, p, None)
-        }
+        return {"JobDefinitionArn": self.create(t.kind, name, t.arn_kind, spec, p, None)}
 
-    def describe_definition(self, p: dict[str, Any]) -> dict[str, Any]:
-        rec = self.get(_DQ, p["JobDefinitionName"], _WHAT)
+    def describe_definition(self, t: _Type, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.get(t.kind, p["JobDefinitionName"], t.what)
         return {
             **rec.spec,
             "JobDefinitionName": rec.name,
@@ -92,15 +120,15 @@ class JobDefinitions:
             "CreationTime": rec.created_s,
         }
 
-    def list_definitions(self, p: dict[str, Any]) -> dict[str, Any]:
+    def list_definitions(self, t: _Type, p: dict[str, Any]) -> dict[str, Any]:
         items = [
             {
                 "MonitoringJobDefinitionName": r.name,
                 "MonitoringJobDefinitionArn": r.arn,
                 "CreationTime": r.created_s,
-                "EndpointName": requests.from_data_quality(r.spec).endpoint,
+                "EndpointName": t.parse(r.spec).endpoint,
             }
-            for r in self.store.list(_DQ)
+            for r in self.store.list(t.kind)
         ]
         if p.get("EndpointName"):
             items = [i for i in items if i["EndpointName"] == p["EndpointName"]]
@@ -113,15 +141,15 @@ class JobDefinitions:
         )
         return {"JobDefinitionSummaries": page, **({"NextToken": token} if token else {})}
 
-    def delete_definition(self, p: dict[str, Any]) -> dict[str, Any]:
-        rec = self.get(_DQ, p["JobDefinitionName"], _WHAT)
+    def delete_definition(self, t: _Type, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self.get(t.kind, p["JobDefinitionName"], t.what)
         for sched in self.store.list(Kind.MONITORING_SCHEDULE):
             if sched.spec["Config"].get("MonitoringJobDefinitionName") == rec.name:
                 raise ResourceInUse(
                     f"Monitoring schedule {sched.name} uses job definition {rec.name}; "
                     "delete it first."
                 )
-        self.store.delete(_DQ, rec.name)
+        self.store.delete(t.kind, rec.name)
         return {}
 
     # --- lookups ----------------------------------------------------------------------
@@ -136,12 +164,13 @@ class JobDefinitions:
                 "MonitoringScheduleConfig needs MonitoringJobDefinition or "
                 "MonitoringJobDefinitionName."
             )
-        if config.get("MonitoringType", "DataQuality") != "DataQuality":
+        t = TYPES.get(config.get("MonitoringType", "DataQuality"))
+        if t is None:
             raise ValidationException(
-                f"MonitoringScheduleConfig.MonitoringType {config['MonitoringType']}: only "
-                "DataQuality is supported by this modelhost version."
+                f"MonitoringScheduleConfig.MonitoringType {config['MonitoringType']}: "
+                "DataQuality and ModelQuality are supported by this modelhost version."
             )
-        return requests.from_data_quality(self.get(_DQ, name, _WHAT).spec)
+        return t.parse(self.get(t.kind, name, t.what).spec)
 
     def check_endpoint(self, endpoint: str) -> dict[str, Any]:
         """The endpoint's DataCaptureConfig; ValidationException when it captures nothing."""

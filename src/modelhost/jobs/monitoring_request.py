@@ -25,6 +25,12 @@ ENDPOINT_PATH = "/opt/ml/processing/input/endpoint"
 CONSTRAINTS_PATH = "/opt/ml/processing/baseline/constraints/constraints.json"
 STATISTICS_PATH = "/opt/ml/processing/baseline/stats/statistics.json"
 DEFAULT_OUTPUT_PATH = "/opt/ml/processing/resultdata"
+GROUND_TRUTH_PATH = "/opt/ml/processing/groundtruth"
+_ATTRIBUTES = (
+    ("InferenceAttribute", "inference_attribute"),
+    ("ProbabilityAttribute", "probability_attribute"),
+    ("ProbabilityThresholdAttribute", "probability_threshold_attribute"),
+)
 
 
 @dataclass(frozen=True)
@@ -41,13 +47,19 @@ class Definition:
     resources: dict[str, Any] = field(default_factory=dict)
     role_arn: str = ""
     stopping: dict[str, Any] = field(default_factory=dict)
+    # Model quality: the problem type, the ground truth prefix and the output attributes.
+    problem_type: str = ""
+    ground_truth_uri: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
-def _baseline(config: dict[str, Any] | None, member: str) -> tuple[str, str]:
+def _baseline(
+    config: dict[str, Any] | None, member: str, needs_statistics: bool = True
+) -> tuple[str, str]:
     config = config or {}
     constraints = (config.get("ConstraintsResource") or {}).get("S3Uri")
-    stats = (config.get("StatisticsResource") or {}).get("S3Uri")
-    if not constraints or not stats:
+    stats = (config.get("StatisticsResource") or {}).get("S3Uri") or ""
+    if not constraints or (needs_statistics and not stats):
         raise ValidationException(
             f"{member}: ConstraintsResource and StatisticsResource are required (the "
             "constraints.json and statistics.json of a baseline, e.g. from suggest_baseline)."
@@ -129,6 +141,38 @@ def from_data_quality(job: dict[str, Any]) -> Definition:
     )
 
 
+def from_model_quality(job: dict[str, Any]) -> Definition:
+    """A CreateModelQualityJobDefinition request."""
+    app = job["ModelQualityAppSpecification"]
+    _check_image(app["ImageUri"], "ModelQualityAppSpecification")
+    constraints, _ = _baseline(
+        job.get("ModelQualityBaselineConfig"), "ModelQualityBaselineConfig", False
+    )
+    output_uri, output_path = _output(
+        job["ModelQualityJobOutputConfig"], "ModelQualityJobOutputConfig"
+    )
+    inputs = job.get("ModelQualityJobInput") or {}
+    endpoint_input = inputs.get("EndpointInput") or {}
+    truth = (inputs.get("GroundTruthS3Input") or {}).get("S3Uri")
+    if not truth:
+        raise ValidationException("ModelQualityJobInput.GroundTruthS3Input.S3Uri is required.")
+    return Definition(
+        image=app["ImageUri"],
+        endpoint=_endpoint_input(inputs, "ModelQualityJobInput"),
+        constraints_uri=constraints,
+        statistics_uri="",
+        output_uri=output_uri,
+        output_path=output_path,
+        environment=dict(app.get("Environment") or {}),
+        resources=dict(job.get("JobResources") or {}),
+        role_arn=job.get("RoleArn", ""),
+        stopping=dict(job.get("StoppingCondition") or {}),
+        problem_type=app.get("ProblemType", ""),
+        ground_truth_uri=truth,
+        attributes={env: str(endpoint_input[k]) for k, env in _ATTRIBUTES if endpoint_input.get(k)},
+    )
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -154,6 +198,14 @@ def _environment(
         "sagemaker_monitoring_schedule_name": schedule,
     }
     env.setdefault("publish_cloudwatch_metrics", "Enabled")
+    if d.ground_truth_uri:
+        del env["baseline_statistics"]
+        env.update(d.attributes)
+        env.update(
+            analysis_type="MODEL_QUALITY",
+            problem_type=d.problem_type,
+            ground_truth_source=GROUND_TRUTH_PATH,
+        )
     return env
 
 
@@ -182,7 +234,9 @@ def processing_request(
         "ProcessingInputs": [
             s3_input("endpoint_input_1", capture_uri, ENDPOINT_PATH, "S3Prefix"),
             s3_input("baseline_constraints", d.constraints_uri, CONSTRAINTS_PATH, "S3Prefix"),
-            s3_input("baseline_statistics", d.statistics_uri, STATISTICS_PATH, "S3Prefix"),
+            s3_input("baseline_statistics", d.statistics_uri, STATISTICS_PATH, "S3Prefix")
+            if d.statistics_uri
+            else s3_input("ground_truth_input", d.ground_truth_uri, GROUND_TRUTH_PATH, "S3Prefix"),
         ],
         "ProcessingOutputConfig": {
             "Outputs": [

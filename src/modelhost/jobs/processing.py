@@ -43,6 +43,7 @@ log = logging.getLogger("modelhost.jobs")
 
 ANALYZER_IMAGE = "sagemaker-model-monitor-analyzer"
 DATA_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
+MODEL_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
 _ECHOED = (
     "ProcessingInputs",
     "ProcessingOutputConfig",
@@ -126,10 +127,12 @@ class ProcessingJobs:
         except DatasetError as exc:
             raise ValidationException(f"Environment.dataset_format: {exc}") from None
         if env.get("analysis_type") == "MODEL_QUALITY" and env.get("baseline_constraints"):
-            raise ValidationException(
-                "Environment.analysis_type MODEL_QUALITY: monitoring runs (ground truth merge) "
-                "are not supported by this modelhost version yet; baselines are."
-            )
+            if not env.get("ground_truth_source"):
+                raise ValidationException(
+                    "Environment.ground_truth_source is required by a MODEL_QUALITY run (a "
+                    "container path under the ground truth's ProcessingInput LocalPath)."
+                )
+            _resolve(p, env["ground_truth_source"], "ProcessingInputs")
         for key in ("dataset_source", "output_path"):
             if not env.get(key):
                 raise ValidationException(
@@ -288,18 +291,29 @@ class ProcessingJobs:
             self._write(output, "statistics.json", stats)
             self._write(output, "constraints.json", constraints)
             return "Completed: Job completed successfully with no violations.", []
-        baseline = self._read_json(request, env["baseline_statistics"])
         constraints = self._read_json(request, env["baseline_constraints"])
         lines = analyzer.capture_lines(
             texts, _time(env.get("start_time")), _time(env.get("end_time"))
         )
-        result = analyzer.analyze(lines, baseline, constraints)
+        if env.get("analysis_type") == "MODEL_QUALITY":
+            truth = _resolve(request, env["ground_truth_source"], "ProcessingInputs")
+            truth_lines = [
+                line
+                for url in self.locations.list(truth, "ProcessingInputs")
+                for line in self.locations.read(url, "ProcessingInputs").decode().splitlines()
+                if line.strip()
+            ]
+            result = analyzer.analyze_quality(lines, truth_lines, constraints, env)
+            named, namespace = analyzer.quality_metrics(result), MODEL_METRICS_NAMESPACE
+        else:
+            baseline = self._read_json(request, env["baseline_statistics"])
+            result = analyzer.analyze(lines, baseline, constraints)
+            self._write(output, "drift.json", result.drift)
+            named, namespace = analyzer.metrics(result), DATA_METRICS_NAMESPACE
         self._write(output, "statistics.json", result.statistics)
         self._write(output, "constraint_violations.json", {"violations": result.violations})
-        self._write(output, "drift.json", result.drift)
-        metrics = (
-            [] if env.get("publish_cloudwatch_metrics") == "Disabled" else _metrics(env, result)
-        )
+        publish = env.get("publish_cloudwatch_metrics") != "Disabled"
+        metrics = _metrics(env, named, namespace) if publish else []
         if result.violations:
             return (
                 f"CompletedWithViolations: Job completed successfully with "
@@ -321,7 +335,9 @@ class ProcessingJobs:
         return doc
 
 
-def _metrics(env: dict[str, Any], result: analyzer.Analysis) -> list[dict[str, Any]]:
+def _metrics(
+    env: dict[str, Any], named: list[tuple[str, float]], namespace: str
+) -> list[dict[str, Any]]:
     """PutMetricData calls of a monitoring run: SageMaker's namespace, names, dimensions."""
     schedule = env.get("sagemaker_monitoring_schedule_name", "")
     dims = [
@@ -330,11 +346,10 @@ def _metrics(env: dict[str, Any], result: analyzer.Analysis) -> list[dict[str, A
     ]
     data = [
         {"MetricName": name, "Dimensions": dims, "Value": value, "Unit": "None"}
-        for name, value in analyzer.metrics(result)
+        for name, value in named
     ]
     return [
-        {"Namespace": DATA_METRICS_NAMESPACE, "MetricData": data[i : i + 500]}
-        for i in range(0, len(data), 500)
+        {"Namespace": namespace, "MetricData": data[i : i + 500]} for i in range(0, len(data), 500)
     ]
 
 

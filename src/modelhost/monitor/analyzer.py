@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelhost.monitor import checks, quality
+from modelhost.monitor import checks, ground_truth, quality
 from modelhost.monitor.dataset import Dataset, DatasetError, read
 from modelhost.monitor.statistics import statistics, suggest_constraints
 
@@ -160,3 +160,30 @@ def suggest_quality_baseline(
     except ValueError as exc:
         raise DatasetError(str(exc)) from exc
     return stats, quality.suggest_quality_constraints(stats, problem)
+
+
+def analyze_quality(
+    lines: list[str], truth_lines: list[str], constraints: dict[str, Any], env: dict[str, str]
+) -> Analysis:
+    """A model-quality run: captured predictions with ground truth, against constraints."""
+    problem = env.get("problem_type", "")
+    pairs = ground_truth.merge(lines, truth_lines, env)
+    try:
+        stats = quality.quality_statistics(
+            problem, pairs.truth, pairs.predicted, pairs.probability or None
+        )
+    except ValueError as exc:
+        raise DatasetError(str(exc)) from exc
+    violations = quality.quality_violations(stats, constraints, problem)
+    return Analysis(stats, violations, {}, len(pairs.truth))
+
+
+def quality_metrics(analysis: Analysis) -> list[tuple[str, float]]:
+    """SageMaker's model-quality metric names (namespace
+    `aws/sagemaker/Endpoints/model-metrics`): each metric's value."""
+    section = next(v for k, v in analysis.statistics.items() if k.endswith("_metrics"))
+    return [
+        (name, float(metric["value"]))
+        for name, metric in section.items()
+        if name != "confusion_matrix" and metric["value"] == metric["value"]
+    ]

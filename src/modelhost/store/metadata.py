@@ -43,6 +43,7 @@ class Kind(StrEnum):
     PROCESSING_JOB = "processing-job"
     MONITORING_SCHEDULE = "monitoring-schedule"
     DATA_QUALITY_JOB_DEFINITION = "data-quality-job-definition"
+    MODEL_QUALITY_JOB_DEFINITION = "model-quality-job-definition"
 
 
 metadata = MetaData()
