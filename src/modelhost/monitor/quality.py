@@ -14,8 +14,8 @@ value with SageMaker's comparison operator (`LessThanThreshold` for scores,
 `GreaterThanThreshold` for errors); a violation is `{"metric_name",
 "constraint_check_type": <operator>, "description"}`.
 
-Ground truth and captured predictions are paired elsewhere (by inferenceId); this module
-only sees the pairs. Not wired into processing jobs and schedules yet (issue 16, item 4).
+Ground truth and captured predictions are paired in ground_truth.py (by inferenceId);
+this module only sees the pairs.
 """
 
 from __future__ import annotations
