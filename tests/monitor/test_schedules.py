@@ -139,6 +139,11 @@ def test_schedules_are_checked_on_create(setup: Any) -> None:
     other = config("ep", "NOW")
     other["MonitoringJobDefinition"]["MonitoringAppSpecification"]["ImageUri"] = "my-image"
     bad.append(other)
+    inside = config("ep", "NOW")
+    inside["MonitoringJobDefinition"]["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"][
+        "S3Uri"
+    ] = str(schedules.settings.home / "reports")
+    bad.append(inside)
     for i, cfg in enumerate(bad):
         with pytest.raises(ValidationException):
             schedules.create_schedule(

@@ -71,6 +71,7 @@ class MonitoringSchedules:
 
     def _check_config(self, config: dict[str, Any]) -> requests.Definition:
         definition = self.defs.definition(config)
+        self.defs.check_locations(definition)
         self.defs.check_endpoint(definition.endpoint)
         sched = config.get("ScheduleConfig") or {}
         parsed = cadence.parse_expression(sched.get("ScheduleExpression", "cron(0 * ? * * *)"))

@@ -15,6 +15,7 @@ from modelhost.errors import ResourceInUse, ResourceNotFound, ValidationExceptio
 from modelhost.jobs import monitoring_request as requests
 from modelhost.resources.names import arn
 from modelhost.settings import Settings
+from modelhost.store.locations import confine
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -106,6 +107,7 @@ class JobDefinitions:
 
     def create_definition(self, t: _Type, p: dict[str, Any]) -> dict[str, Any]:
         definition = t.parse(p)
+        self.check_locations(definition)
         self.check_endpoint(definition.endpoint)
         spec = {k: copy.deepcopy(v) for k, v in p.items() if k not in ("JobDefinitionName", "Tags")}
         name = p["JobDefinitionName"]
@@ -171,6 +173,18 @@ class JobDefinitions:
                 "DataQuality and ModelQuality are supported by this modelhost version."
             )
         return t.parse(self.get(t.kind, name, t.what).spec)
+
+    def check_locations(self, d: requests.Definition) -> None:
+        """Baselines, ground truth and outputs under the allowed prefixes, never in home."""
+        settings = self.settings
+        for member, uri in (
+            ("baselineConfig.constraintsResource.s3Uri", d.constraints_uri),
+            ("baselineConfig.statisticsResource.s3Uri", d.statistics_uri),
+            ("groundTruthS3Input.s3Uri", d.ground_truth_uri),
+            ("monitoringOutputs.s3Output.s3Uri", d.output_uri),
+        ):
+            if uri:
+                confine(uri, settings.allowed_data_prefixes, member, [settings.home])
 
     def check_endpoint(self, endpoint: str) -> dict[str, Any]:
         """The endpoint's DataCaptureConfig; ValidationException when it captures nothing."""
