@@ -11,6 +11,7 @@ way a user would set them with CreateModel:
 | `waitMS` | `MH_INSTANCE_BATCH_MAX_WAIT_MS=MS` (implies batching) |
 | `rowsN` | `MH_INSTANCE_BATCH_MAX_ROWS=N` (implies batching) |
 | `instancesN` | `InitialInstanceCount=N` (not an Environment; overrides `--instances`) |
+| `captureN` | none: the endpoint config captures N % (input and output) to a local folder |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -34,7 +35,7 @@ def variant_env(variant: str) -> dict[str, str]:
         return {}
     env = {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
     for token in variant.split("+"):
-        if token == "plain":
+        if token == "plain" or re.fullmatch(r"capture(\d+)", token):
             continue
         if token == "batching":
             env["MH_INSTANCE_BATCHING"] = "on"
@@ -61,8 +62,21 @@ def variant_instances(variant: str, default: int) -> int:
     return default
 
 
-def deploy(sm: Any, artifact: Path, instance_count: int, environment: dict[str, str]) -> None:
-    """`demo.deploy`, plus the variant's Environment on the model."""
+def variant_capture(variant: str) -> int | None:
+    """The data-capture sampling percentage of a variant (`capture100`), or None."""
+    found = re.search(r"(?:^|\+)capture(\d+)(?:\+|$)", variant)
+    return None if found is None else int(found.group(1))
+
+
+def deploy(
+    sm: Any,
+    artifact: Path,
+    instance_count: int,
+    environment: dict[str, str],
+    capture: tuple[int, Path] | None = None,
+) -> None:
+    """`demo.deploy`, plus the variant's Environment on the model and, with `capture`
+    (percent, folder), a DataCaptureConfig on the endpoint config."""
     model, config, endpoint = demo.MODEL_NAME, demo.CONFIG_NAME, demo.ENDPOINT_NAME
     sm.create_model(
         ModelName=model,
@@ -83,11 +97,26 @@ def deploy(sm: Any, artifact: Path, instance_count: int, environment: dict[str, 
                 "InstanceType": "ml.m5.large",
             }
         ],
+        **_capture_config(capture),
     )
     sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
     sm.get_waiter("endpoint_in_service").wait(
         EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
     )
+
+
+def _capture_config(capture: tuple[int, Path] | None) -> dict[str, Any]:
+    if capture is None:
+        return {}
+    percent, folder = capture
+    return {
+        "DataCaptureConfig": {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": percent,
+            "DestinationS3Uri": str(folder),
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        }
+    }
 
 
 def overhead_buckets(base: str) -> dict[float, float]:

@@ -211,7 +211,9 @@ def bench_modelhost(
         server.wait_http_ok(f"{base}/ping", 60)
         sm, _ = demo.boto3_clients(base)
         t0 = time.perf_counter()
-        _modelhost.deploy(sm, artifact, instances, model_env)
+        percent = _modelhost.variant_capture(variant)
+        capture = None if percent is None else (percent, work / f"capture-{home.name}")
+        _modelhost.deploy(sm, artifact, instances, model_env, capture)
         print(
             f"  endpoint InService with {instances} instance(s) after "
             f"{time.perf_counter() - t0:.1f} s",
@@ -241,6 +243,7 @@ def bench_modelhost(
             "instances": instances,
             "env": _modelhost_env(env),
             "model_environment": model_env,
+            "capture_percent": percent,
         }
         demo.undeploy(sm, say=print)
         return series

@@ -154,6 +154,12 @@ class ArtifactError(ModelhostError):
 # --- native REST APIs (/api, prediction store, access keys) -------------------------------
 
 
+class DatasetError(ValidationException):
+    """A Model Monitor dataset (baseline data, data capture, a statistics or constraints
+    file) cannot be read as given; the message says where and why. A processing job that
+    meets one fails with it as its FailureReason."""
+
+
 class NotFound(ModelhostError):
     """A native REST resource (alarm, endpoint, access key) does not exist (a REST 404)."""
 
@@ -362,23 +368,17 @@ class InvalidParameterException(ModelhostError):
 # --- Application Auto Scaling (JSON 1.1, `AnyScaleFrontendService.*`) ----------------------
 
 
-class ObjectNotFoundException(ModelhostError):
-    """A scalable target, scaling policy or scheduled action that does not exist."""
-
+class ObjectNotFoundException(ModelhostError):  # a target, policy or action that does not exist
     code = "ObjectNotFoundException"
     status = 400
 
 
-class ConcurrentUpdateException(ModelhostError):
-    """Another change to the same scalable target is in progress."""
-
+class ConcurrentUpdateException(ModelhostError):  # another change to the target is in progress
     code = "ConcurrentUpdateException"
     status = 400
 
 
-class FailedResourceAccessException(ModelhostError):
-    """The resource a scalable target names (the endpoint variant) cannot be reached."""
-
+class FailedResourceAccessException(ModelhostError):  # the variant a target names is unreachable
     code = "FailedResourceAccessException"
     status = 400
 

@@ -198,6 +198,22 @@ class Settings(BaseSettings):
         description="How long one of Application Auto Scaling's minutes lasts: the evaluation "
         "period, one datapoint, and the unit cooldowns are scaled by (60: AWS's timing).",
     )
+    # --- data capture and model monitoring (docs/monitor.md) ---
+    capture_buffer_records: int = Field(
+        default=10_000,
+        description="Most sampled data-capture records waiting to be written; beyond it "
+        "records are dropped and counted (DataCaptureRecordsDropped), requests never wait.",
+    )
+    capture_flush_interval_s: float = Field(
+        default=1.0,
+        description="Period of writing buffered data-capture records (one file per endpoint, "
+        "variant and hour at each flush).",
+    )
+    monitoring_hour_s: float = Field(
+        default=3600.0,
+        description="Length of an hour for monitoring schedules' cron expressions and analysis "
+        "windows (shorter in tests, so hourly schedules run every few seconds).",
+    )
     # --- instance logs as CloudWatch Logs (docs/logs.md) ---
     logs_retention_s: float = Field(
         default=14 * 86_400.0,

@@ -334,3 +334,26 @@ def test_single_model_metrics_count_invocations_and_errors(tmp_path: Path) -> No
     assert f"Invocation5XXErrors_total{labels} 1.0" in text
     assert f"Invocation4XXErrors_total{labels} 0.0" in text
     assert f"ModelLatency_count{labels} 2.0" in text
+
+
+def test_capture_offers_sampled_answers_and_nothing_when_off(tmp_path: Path) -> None:
+    from modelhost.resources.capture import CaptureConfig
+    from modelhost.telemetry.capture import CaptureBuffer
+
+    a = instance("a", 1)
+    cfg = CaptureConfig(100, "/tmp/capture", True, True)
+    buffer = CaptureBuffer(10)
+    transport = FakeTransport({a.address: answer(body=b"0.5", content_type=b"text/csv")})
+    for capture in (cfg, None):
+        route = EndpointRoute("ep", (VariantRoute("Blue", 1.0, (a,)),), capture=capture)
+        p = plane(tmp_path, route, transport)
+        p.capture = buffer
+        assert invoke(p, request())[0] == 200
+    (item,) = buffer.drain()
+    assert (item.endpoint, item.variant, item.input_body, item.output_body) == (
+        "ep",
+        "Blue",
+        b"1,2",
+        b"0.5",
+    )
+    assert item.input_type == b"text/csv" and item.output_type == b"text/csv"

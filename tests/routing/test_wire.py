@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import EndpointRoute, ShadowRoute, TargetMode, VariantRoute
 from modelhost.routing.wire import RemoteTarget, route_from_doc, route_to_doc
 
@@ -39,3 +40,14 @@ def test_route_round_trips_through_json() -> None:
 def test_an_unavailable_route_keeps_its_reason() -> None:
     route = EndpointRoute("ep", (), "Endpoint ep is in Creating status")
     assert route_from_doc(route_to_doc(route)) == route
+
+
+def test_data_capture_travels_with_the_route() -> None:
+    capture = CaptureConfig(
+        25, "s3://bucket/capture", True, False, frozenset({"text/csv", "text/x-csv"}),
+        frozenset({"application/json"}), "key-1",
+    )  # fmt: skip
+    route = EndpointRoute("ep", (), None, (), capture)
+    back = route_from_doc(json.loads(json.dumps(route_to_doc(route))))
+    assert back.capture == capture and back.capture.sampling_fraction == 0.25
+    assert route_from_doc(route_to_doc(EndpointRoute("ep", ()))).capture is None

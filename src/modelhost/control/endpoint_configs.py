@@ -12,6 +12,7 @@ from modelhost.control.serverless import (
     check_serverless_model,
 )
 from modelhost.errors import ValidationException
+from modelhost.resources.capture import parse_capture
 from modelhost.store.locations import confine
 
 
@@ -54,9 +55,22 @@ class EndpointConfigs:
             raise ValidationException(
                 "The InitialVariantWeight of a shadow variant must be greater than 0."
             )
+        self._check_capture(p.get("DataCaptureConfig"))
         spec = {k: v for k, v in p.items() if k not in ("EndpointConfigName", "Tags")}
         created = self.catalog.create(ENDPOINT_CONFIG, p["EndpointConfigName"], spec, p.get("Tags"))
         return {"EndpointConfigArn": created}
+
+    def _check_capture(self, spec: dict[str, Any] | None) -> None:
+        """A capture that could not be written is refused, never accepted and ignored."""
+        if parse_capture(spec) is None or spec is None:
+            return
+        settings = self.catalog.settings
+        confine(
+            spec["DestinationS3Uri"],
+            settings.allowed_data_prefixes,
+            "dataCaptureConfig.destinationS3Uri",
+            [settings.home],
+        )
 
     def _check_variants(self, variants: list[Any], shadows: list[Any]) -> None:
         """Unique names, instance-based variants, models that exist (and can shadow)."""

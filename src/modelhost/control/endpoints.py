@@ -15,6 +15,7 @@ from modelhost.control.catalog import ENDPOINT, ENDPOINT_CONFIG, MODEL, Catalog,
 from modelhost.control.controller import Controller
 from modelhost.control.guardrails import rollback_alarms, rolling_batch, traffic_steps
 from modelhost.errors import ValidationException
+from modelhost.resources.capture import parse_capture
 from modelhost.resources.status import EndpointStatus
 
 
@@ -159,6 +160,9 @@ class Endpoints:
             out.update(self._running_variants(rec.name, rec.spec, current))
         if rec.spec["Config"].get("AsyncInferenceConfig"):
             out["AsyncInferenceConfig"] = rec.spec["Config"]["AsyncInferenceConfig"]
+        capture = parse_capture(rec.spec["Config"].get("DataCaptureConfig"))
+        if capture is not None:
+            out["DataCaptureConfig"] = capture.summary()
         if rec.spec.get("DeploymentConfig"):
             out["LastDeploymentConfig"] = rec.spec["DeploymentConfig"]
         pending = rec.spec.get("Pending")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from modelhost.control.deployment import Deployment
 from modelhost.control.rollout import Rollout
-from modelhost.resources.endpoints import Endpoint
+from modelhost.resources.capture import CaptureConfig, parse_capture
+from modelhost.resources.endpoints import Endpoint, EndpointConfig
 from modelhost.resources.status import EndpointStatus
 from modelhost.routing.bandit import BanditBook
 from modelhost.routing.table import EndpointRoute, RoutingTable
@@ -34,7 +35,12 @@ class RoutePublisher:
         if rollout is not None:
             # Shadows keep mirroring from the fleet that is current (blue) meanwhile.
             self.table = self.table.with_endpoint(
-                EndpointRoute(name, rollout.routes(), shadows=rollout.blue.shadow_routes())
+                EndpointRoute(
+                    name,
+                    rollout.routes(),
+                    shadows=rollout.blue.shadow_routes(),
+                    capture=_capture(rollout.blue.config),
+                )
             )
             return
         dep = self._deployments.get(name)
@@ -42,7 +48,12 @@ class RoutePublisher:
             return
         weights = self._bandits.weights(name, dep.production_names())
         self.table = self.table.with_endpoint(
-            EndpointRoute(name, dep.routes(weights), shadows=dep.shadow_routes())
+            EndpointRoute(
+                name,
+                dep.routes(weights),
+                shadows=dep.shadow_routes(),
+                capture=_capture(dep.config),
+            )
         )
 
     def publish_status(self, endpoint: Endpoint) -> None:
@@ -62,3 +73,12 @@ class RoutePublisher:
 
     def drop(self, name: str) -> None:
         self.table = self.table.without_endpoint(name)
+
+
+def _capture(config: EndpointConfig) -> CaptureConfig | None:
+    """The config's data capture, or None when it captures nothing (disabled, 0 %, or
+    neither input nor output), so the request path pays nothing then."""
+    capture = parse_capture(config.extra.get("DataCaptureConfig"))
+    if capture is None or not capture.enabled or capture.sampling_percentage <= 0:
+        return None
+    return capture

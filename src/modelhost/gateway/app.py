@@ -47,10 +47,18 @@ from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from modelhost.gateway.logs_api import LogsAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
-from modelhost.gateway.parts import async_inference, runtime_api, series_store, serverless_pool
+from modelhost.gateway.parts import (
+    async_inference,
+    capture_writer,
+    runtime_api,
+    series_store,
+    serverless_pool,
+)
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.jobs.manager import TransformJobs
+from modelhost.jobs.monitoring import MonitoringSchedules
+from modelhost.jobs.processing import ProcessingJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.scaling.autoscaler import Autoscaler
 from modelhost.scaling.book import ScalingBook
@@ -59,6 +67,7 @@ from modelhost.scaling.service import ScalingService
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.outputs import Locations
 from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.cloudwatch import CloudWatch
@@ -89,8 +98,7 @@ class Gateway:
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         # Transform jobs sit above control (DESIGN §3); the API serves both as one.
         self.control.operations.update(self.jobs.operations)
-        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
-        self.control.operations.update(self.compilations.operations)
+        self._add_jobs()  # compilation, processing, monitoring schedules
         self.control_api = ControlAPI(self.control)
         self.routes = GatewayRoutes(self.controller)
         self.async_inference = async_inference(settings, self.store, self.routes, self.metrics)
@@ -148,10 +156,27 @@ class Gateway:
             *dashboard.routes(),
         ]
 
+    def _add_jobs(self) -> None:
+        settings = self.settings
+        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
+        self.control.operations.update(self.compilations.operations)
+        # Monitoring runs publish their drift metrics like PutMetricData (cloudwatch_api
+        # exists by the time a run finishes).
+        self.processing = ProcessingJobs(
+            settings,
+            self.store,
+            Locations(settings.s3_endpoint_url),
+            lambda params: self.cloudwatch_api.cloudwatch.put_metric_data(params),
+        )
+        self.monitoring = MonitoringSchedules(settings, self.store, self.processing)
+        self.control.operations.update(self.processing.operations)
+        self.control.operations.update(self.monitoring.operations)
+
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
         self._scaling_loop: asyncio.Future[None] | None = None
+        self._monitoring_loop: asyncio.Future[None] | None = None
         self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
         await self.leadership.start()
         # Leases make the async queue safe to work from every gateway.
@@ -159,7 +184,8 @@ class Gateway:
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
-        serverless_loop = asyncio.ensure_future(self.serverless.run())
+        capture = capture_writer(self.settings, self.runtime_api.plane)
+        capture_loop = asyncio.ensure_future(capture.run())
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -189,8 +215,12 @@ class Gateway:
             if self._scaling_loop is not None:
                 self._scaling_loop.cancel()
             log_indexing.cancel()
-            serverless_loop.cancel()
             await self.serverless.close()
+            capture_loop.cancel()
+            if self._monitoring_loop is not None:
+                self._monitoring_loop.cancel()
+            await self.processing.stop()
+            await capture.flush()  # what was captured before the stop is kept
             await self.async_inference.stop()
             await self.leadership.stop()
             await self.jobs.stop()
@@ -209,8 +239,11 @@ class Gateway:
         await self.controller.start()
         await self.jobs.start()
         await self.compilations.start()
+        await self.processing.start()
+        self._monitoring_loop = asyncio.ensure_future(self.monitoring.run())
         # Scaling decisions are the leader's alone: two autoscalers would both act.
         self._scaling_loop = asyncio.ensure_future(self.autoscaler.run())
+        self.serverless.start()  # the leader's fleets: idle serverless instances stop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)

@@ -17,6 +17,8 @@ from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
 from modelhost.store.metadata import MetadataStore
+from modelhost.store.outputs import Locations
+from modelhost.telemetry.capture import CaptureBuffer, CaptureWriter
 from modelhost.telemetry.logs import endpoint_group, log_group_arn, log_stream_arn_for_file
 from modelhost.telemetry.metric_db import SqliteBackend
 from modelhost.telemetry.metrics import InvocationMetrics
@@ -33,6 +35,7 @@ def data_plane(
     timeout_s: float | None = None,
     max_payload_bytes: int | None = None,
     capacity: ServerlessCapacity | None = None,
+    capture: CaptureBuffer | None = None,
 ) -> DataPlane:
     """The request path gets the routing snapshots, health sink, random source and
     bandits from the controller, never the controller itself."""
@@ -63,6 +66,7 @@ def data_plane(
         limits=limits,
         log_stream=log_stream,
         capacity=capacity,
+        capture=capture,
     )
 
 
@@ -83,7 +87,14 @@ def runtime_api(
     serverless: ServerlessCapacity | None = None,
 ) -> RuntimeAPI:
     return RuntimeAPI(
-        data_plane(settings, routes, metrics, capacity=serverless),
+        # Data capture: a bounded buffer the request path offers to (`capture_writer`).
+        data_plane(
+            settings,
+            routes,
+            metrics,
+            capture=CaptureBuffer(settings.capture_buffer_records, metrics.capture),
+            capacity=serverless,
+        ),
         settings.max_payload_bytes,
         settings.account_id,
         invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
@@ -112,4 +123,16 @@ def series_store(settings: Settings, backend: SqliteBackend) -> SeriesStore:
         rollup_period_s=settings.metrics_rollup_period_s,
         rollup_retention_s=settings.metrics_rollup_retention_s,
         max_series=settings.metrics_max_series,
+    )
+
+
+def capture_writer(settings: Settings, plane: DataPlane) -> CaptureWriter:
+    """Writes what the data plane's capture buffer holds, in batches, in the background."""
+    assert plane.capture is not None
+    locations = Locations(settings.s3_endpoint_url)
+    return CaptureWriter(
+        plane.capture,
+        lambda url, data: locations.write(url, data, "DataCaptureConfig"),
+        settings.capture_flush_interval_s,
+        plane.metrics.capture,
     )

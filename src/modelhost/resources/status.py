@@ -58,3 +58,35 @@ class CompilationJobStatus(StrEnum):
     FAILED = "FAILED"
     STOPPING = "STOPPING"
     STOPPED = "STOPPED"
+
+
+class ProcessingJobStatus(StrEnum):
+    """A processing job: InProgress → Completed | Failed, or Stopping → Stopped."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+
+class MonitoringScheduleStatus(StrEnum):
+    """A monitoring schedule: Pending → Scheduled, Stopped by StopMonitoringSchedule."""
+
+    PENDING = "Pending"
+    SCHEDULED = "Scheduled"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+class MonitoringExecutionStatus(StrEnum):
+    """One run of a schedule, from its processing job (CompletedWithViolations when the
+    analyzer found violations)."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    COMPLETED_WITH_VIOLATIONS = "CompletedWithViolations"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from modelhost.resources.capture import CaptureConfig
+
 Address = tuple[str, int]
 """(host, port) of an instance's container-contract server; any machine, not only this one."""
 
@@ -69,6 +71,8 @@ class EndpointRoute:
     unavailable_reason: str | None = None
     # Shadow variants; never chosen by `choose_variant`.
     shadows: tuple[ShadowRoute, ...] = ()
+    # Data capture of the endpoint config in effect; None when it captures nothing.
+    capture: CaptureConfig | None = None
 
     def variant(self, name: str) -> VariantRoute | None:
         for v in self.variants:

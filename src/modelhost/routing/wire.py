@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import (
     Address,
     EndpointRoute,
@@ -71,6 +72,8 @@ def route_to_doc(route: EndpointRoute) -> dict[str, Any]:
             {"Name": s.name, "Share": s.share, "Instances": [_target_doc(t) for t in s.instances]}
             for s in route.shadows
         ],
+        # Followers capture too (each gateway writes what it served).
+        "Capture": _capture_doc(route.capture),
     }
 
 
@@ -88,4 +91,30 @@ def route_from_doc(doc: dict[str, Any]) -> EndpointRoute:
         ShadowRoute(s["Name"], float(s["Share"]), tuple(_target(t) for t in s["Instances"]))
         for s in doc.get("Shadows", ())
     )
-    return EndpointRoute(doc["Name"], variants, doc.get("UnavailableReason"), shadows)
+    capture = _capture(doc.get("Capture"))
+    return EndpointRoute(doc["Name"], variants, doc.get("UnavailableReason"), shadows, capture)
+
+
+def _capture_doc(c: CaptureConfig | None) -> dict[str, Any] | None:
+    if c is None:
+        return None
+    return {
+        "SamplingPercentage": c.sampling_percentage,
+        "Destination": c.destination,
+        "Input": c.capture_input,
+        "Output": c.capture_output,
+        "CsvTypes": sorted(c.csv_types),
+        "JsonTypes": sorted(c.json_types),
+        "KmsKeyId": c.kms_key_id,
+        "Enabled": c.enabled,
+    }
+
+
+def _capture(doc: dict[str, Any] | None) -> CaptureConfig | None:
+    if not doc:
+        return None
+    return CaptureConfig(
+        int(doc["SamplingPercentage"]), doc["Destination"], bool(doc["Input"]),
+        bool(doc["Output"]), frozenset(doc["CsvTypes"]), frozenset(doc["JsonTypes"]),
+        doc.get("KmsKeyId", ""), bool(doc.get("Enabled", True)),
+    )  # fmt: skip

@@ -64,6 +64,7 @@ class ServerlessPool:
         self.clock = clock
         self._pools: dict[VariantFleet, _Pool] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.Task[None] | None = None
 
     @property
     def period_s(self) -> float:
@@ -212,7 +213,14 @@ class ServerlessPool:
             except Exception:
                 log.exception("serverless idle check failed")
 
+    def start(self) -> None:
+        """Run `run` in the background until `close`."""
+        if self._loop is None:
+            self._loop = asyncio.ensure_future(self.run())
+
     async def close(self) -> None:
-        for task in list(self._tasks):
+        tasks = [*self._tasks, *([self._loop] if self._loop is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._loop = None

@@ -52,6 +52,10 @@ class Kind(StrEnum):
     SCALING_POLICY = "scaling-policy"
     SCHEDULED_ACTION = "scheduled-action"
     SCALING_ACTIVITY = "scaling-activity"
+    PROCESSING_JOB = "processing-job"
+    MONITORING_SCHEDULE = "monitoring-schedule"
+    DATA_QUALITY_JOB_DEFINITION = "data-quality-job-definition"
+    MODEL_QUALITY_JOB_DEFINITION = "model-quality-job-definition"
 
 
 metadata = MetaData()

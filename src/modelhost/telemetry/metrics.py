@@ -14,6 +14,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from modelhost.telemetry.capture import CaptureMetrics
 from modelhost.telemetry.container_metrics import ContainerMetrics
 from modelhost.telemetry.model_metrics import ModelMetrics
 from modelhost.telemetry.routing_metrics import RoutingCollector
@@ -108,6 +109,8 @@ class InvocationMetrics:
         self.containers = ContainerMetrics(r, LATENCY_BUCKETS_US, self.recent)
         # Multi-model endpoints: loading, cache hits, loaded models (SageMaker's names).
         self.models = ModelMetrics(r, self.recent)
+        # Data capture: records written and dropped.
+        self.capture = CaptureMetrics(r)
 
     def series(self, endpoint: str, variant: str) -> VariantSeries:
         key = (endpoint, variant)

@@ -35,12 +35,14 @@ from modelhost.fleet.dataplane.single import SingleModelInvoker
 from modelhost.routing.choose import choose_variant
 from modelhost.routing.table import EndpointRoute, TargetMode, VariantRoute
 from modelhost.telemetry import shadow_report
+from modelhost.telemetry.capture import CaptureBuffer, Captured
 
 if TYPE_CHECKING:
     from modelhost.telemetry.metrics import InvocationMetrics
 
 Response = tuple[int, Headers, bytes]
 INFERENCE_ID = b"x-amzn-sagemaker-inference-id"
+_OCTETS = b"application/octet-stream"
 
 
 @dataclass(slots=True)
@@ -82,6 +84,7 @@ class DataPlane:
         limits: Limits,
         log_stream: Callable[[str, Path | None], str],
         capacity: ServerlessCapacity | None = None,
+        capture: CaptureBuffer | None = None,
     ) -> None:
         self.routes = routes
         self.bandits = bandits
@@ -95,6 +98,7 @@ class DataPlane:
         self.multi_container = MultiContainerInvoker(self.core, metrics.containers)
         self.shadows = ShadowMirror(self.core, metrics, limits.home)
         self.serverless = None if capacity is None else ServerlessInvoker(self.core, capacity)
+        self.capture = capture
 
     def route(self, endpoint: str, account_id: str) -> EndpointRoute:
         """The endpoint's route; ValidationError when it is unknown or not serving."""
@@ -139,7 +143,10 @@ class DataPlane:
             sent = await self.multi_container.invoke(req.endpoint, variant, req.headers, req.body)
             self._record(req, variant, sent)
             self._check(req.endpoint, sent)
-            return self._answer(req, variant, sent, self._observe(req, variant.name))
+            inference_id = self._observe(req, variant.name)
+            if route.capture is not None:
+                self._capture(route, req, variant.name, sent, inference_id)
+            return self._answer(req, variant, sent, inference_id)
         self._check_kind(req, mode)
         if req.target_model is not None:
             sent = await self.multi_model.invoke(
@@ -165,7 +172,37 @@ class DataPlane:
                 )
             )
         self._check(req.endpoint, sent)
+        if route.capture is not None:
+            self._capture(route, req, variant.name, sent, inference_id)
         return self._answer(req, variant, sent, inference_id)
+
+    def _capture(
+        self,
+        route: EndpointRoute,
+        req: Invocation,
+        variant: str,
+        sent: Sent,
+        inference_id: str | None,
+    ) -> None:
+        """Sample, then hand the bodies to the capture buffer (never waits, never fails
+        the request: a full buffer drops and counts)."""
+        config = route.capture
+        if config is None or self.capture is None or self.core.rand() >= config.sampling_fraction:
+            return
+        given = req.headers.get(INFERENCE_ID)
+        self.capture.offer(
+            Captured(
+                config,
+                req.endpoint,
+                variant,
+                time.time(),
+                inference_id if given is None else given.decode("latin-1"),
+                req.headers.get(b"content-type", _OCTETS),
+                req.body,
+                sent.headers.get(b"content-type", _OCTETS),
+                sent.body,
+            )
+        )
 
     def _check_kind(self, req: Invocation, mode: TargetMode) -> None:
         name = req.endpoint

@@ -1,0 +1,263 @@
+"""A monitoring job definition, inline or a data-quality job definition, and the
+processing job request one scheduled run becomes (pure: no I/O).
+
+Both shapes SageMaker accepts reduce to a `Definition`: the analyzer image and its
+environment, the endpoint whose captures are read, the baseline statistics and
+constraints, and the output location. A run's processing job reads the endpoint's
+captures (`{DestinationS3Uri}/{endpoint}`) and writes under SageMaker's layout
+`{S3Uri}/{endpoint}/{schedule}/yyyy/mm/dd/hh/`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelhost.errors import ValidationException
+from modelhost.jobs.processing import ANALYZER_IMAGE
+from modelhost.store.outputs import join
+
+ENDPOINT_PATH = "/opt/ml/processing/input/endpoint"
+CONSTRAINTS_PATH = "/opt/ml/processing/baseline/constraints/constraints.json"
+STATISTICS_PATH = "/opt/ml/processing/baseline/stats/statistics.json"
+DEFAULT_OUTPUT_PATH = "/opt/ml/processing/resultdata"
+GROUND_TRUTH_PATH = "/opt/ml/processing/groundtruth"
+_ATTRIBUTES = (
+    ("InferenceAttribute", "inference_attribute"),
+    ("ProbabilityAttribute", "probability_attribute"),
+    ("ProbabilityThresholdAttribute", "probability_threshold_attribute"),
+)
+
+
+@dataclass(frozen=True)
+class Definition:
+    """What one run of a data-quality schedule needs (see the module docstring)."""
+
+    image: str
+    endpoint: str
+    constraints_uri: str
+    statistics_uri: str
+    output_uri: str
+    output_path: str
+    environment: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    role_arn: str = ""
+    stopping: dict[str, Any] = field(default_factory=dict)
+    # Model quality: the problem type, the ground truth prefix and the output attributes.
+    problem_type: str = ""
+    ground_truth_uri: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _baseline(
+    config: dict[str, Any] | None, member: str, needs_statistics: bool = True
+) -> tuple[str, str]:
+    config = config or {}
+    constraints = (config.get("ConstraintsResource") or {}).get("S3Uri")
+    stats = (config.get("StatisticsResource") or {}).get("S3Uri") or ""
+    if not constraints or (needs_statistics and not stats):
+        raise ValidationException(
+            f"{member}: ConstraintsResource and StatisticsResource are required (the "
+            "constraints.json and statistics.json of a baseline, e.g. from suggest_baseline)."
+        )
+    return constraints, stats
+
+
+def _endpoint_input(item: dict[str, Any] | None, member: str) -> str:
+    endpoint = ((item or {}).get("EndpointInput") or {}).get("EndpointName")
+    if not endpoint:
+        raise ValidationException(
+            f"{member}: an EndpointInput is required (BatchTransformInput is not supported "
+            "by this modelhost version)."
+        )
+    return str(endpoint)
+
+
+def _output(config: dict[str, Any], member: str) -> tuple[str, str]:
+    outputs = config.get("MonitoringOutputs") or []
+    if len(outputs) != 1:
+        raise ValidationException(f"{member}.MonitoringOutputs: exactly one output is required.")
+    s3 = outputs[0]["S3Output"]
+    return s3["S3Uri"], s3.get("LocalPath") or DEFAULT_OUTPUT_PATH
+
+
+def _check_image(image: str, member: str) -> None:
+    if ANALYZER_IMAGE not in image.rsplit("/", 1)[-1]:
+        raise ValidationException(
+            f"{member}.ImageUri {image}: this modelhost version monitors data quality with "
+            f"the model monitor analyzer image ({ANALYZER_IMAGE}) only."
+        )
+
+
+def from_inline(job: dict[str, Any]) -> Definition:
+    """MonitoringScheduleConfig.MonitoringJobDefinition."""
+    member = "MonitoringScheduleConfig.MonitoringJobDefinition"
+    app = job["MonitoringAppSpecification"]
+    _check_image(app["ImageUri"], f"{member}.MonitoringAppSpecification")
+    inputs = job.get("MonitoringInputs") or []
+    if len(inputs) != 1:
+        raise ValidationException(f"{member}.MonitoringInputs: exactly one input is required.")
+    constraints, stats = _baseline(job.get("BaselineConfig"), f"{member}.BaselineConfig")
+    output_uri, output_path = _output(job["MonitoringOutputConfig"], member)
+    return Definition(
+        image=app["ImageUri"],
+        endpoint=_endpoint_input(inputs[0], f"{member}.MonitoringInputs"),
+        constraints_uri=constraints,
+        statistics_uri=stats,
+        output_uri=output_uri,
+        output_path=output_path,
+        environment=dict(job.get("Environment") or {}),
+        resources=dict(job.get("MonitoringResources") or {}),
+        role_arn=job.get("RoleArn", ""),
+        stopping=dict(job.get("StoppingCondition") or {}),
+    )
+
+
+def from_data_quality(job: dict[str, Any]) -> Definition:
+    """A CreateDataQualityJobDefinition request."""
+    app = job["DataQualityAppSpecification"]
+    _check_image(app["ImageUri"], "DataQualityAppSpecification")
+    constraints, stats = _baseline(
+        job.get("DataQualityBaselineConfig"), "DataQualityBaselineConfig"
+    )
+    output_uri, output_path = _output(
+        job["DataQualityJobOutputConfig"], "DataQualityJobOutputConfig"
+    )
+    return Definition(
+        image=app["ImageUri"],
+        endpoint=_endpoint_input(job.get("DataQualityJobInput"), "DataQualityJobInput"),
+        constraints_uri=constraints,
+        statistics_uri=stats,
+        output_uri=output_uri,
+        output_path=output_path,
+        environment=dict(app.get("Environment") or {}),
+        resources=dict(job.get("JobResources") or {}),
+        role_arn=job.get("RoleArn", ""),
+        stopping=dict(job.get("StoppingCondition") or {}),
+    )
+
+
+def from_model_quality(job: dict[str, Any]) -> Definition:
+    """A CreateModelQualityJobDefinition request."""
+    app = job["ModelQualityAppSpecification"]
+    _check_image(app["ImageUri"], "ModelQualityAppSpecification")
+    constraints, _ = _baseline(
+        job.get("ModelQualityBaselineConfig"), "ModelQualityBaselineConfig", False
+    )
+    output_uri, output_path = _output(
+        job["ModelQualityJobOutputConfig"], "ModelQualityJobOutputConfig"
+    )
+    inputs = job.get("ModelQualityJobInput") or {}
+    endpoint_input = inputs.get("EndpointInput") or {}
+    truth = (inputs.get("GroundTruthS3Input") or {}).get("S3Uri")
+    if not truth:
+        raise ValidationException("ModelQualityJobInput.GroundTruthS3Input.S3Uri is required.")
+    return Definition(
+        image=app["ImageUri"],
+        endpoint=_endpoint_input(inputs, "ModelQualityJobInput"),
+        constraints_uri=constraints,
+        statistics_uri="",
+        output_uri=output_uri,
+        output_path=output_path,
+        environment=dict(app.get("Environment") or {}),
+        resources=dict(job.get("JobResources") or {}),
+        role_arn=job.get("RoleArn", ""),
+        stopping=dict(job.get("StoppingCondition") or {}),
+        problem_type=app.get("ProblemType", ""),
+        ground_truth_uri=truth,
+        attributes={env: str(endpoint_input[k]) for k, env in _ATTRIBUTES if endpoint_input.get(k)},
+    )
+
+
+def _iso(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def _environment(
+    d: Definition, schedule: str, scheduled_s: float, window: tuple[float, float]
+) -> dict[str, str]:
+    """The analyzer's environment for one run (the names the real image reads)."""
+    env = {
+        **d.environment,
+        "dataset_format": json.dumps(
+            {"sagemakerCaptureJson": {"captureIndexNames": ["endpointInput", "endpointOutput"]}}
+        ),
+        "dataset_source": ENDPOINT_PATH,
+        "output_path": d.output_path,
+        "baseline_constraints": CONSTRAINTS_PATH,
+        "baseline_statistics": STATISTICS_PATH,
+        # Whole seconds, as inferenceTime has them: the end second is kept whole.
+        "start_time": _iso(math.floor(window[0])),
+        "end_time": _iso(math.ceil(window[1])),
+        "metric_time": _iso(scheduled_s),
+        "sagemaker_endpoint_name": d.endpoint,
+        "sagemaker_monitoring_schedule_name": schedule,
+    }
+    env.setdefault("publish_cloudwatch_metrics", "Enabled")
+    if d.ground_truth_uri:
+        del env["baseline_statistics"]
+        env.update(d.attributes)
+        env.update(
+            analysis_type="MODEL_QUALITY",
+            problem_type=d.problem_type,
+            ground_truth_source=GROUND_TRUTH_PATH,
+        )
+    return env
+
+
+def processing_request(
+    d: Definition,
+    schedule: str,
+    capture_uri: str,
+    scheduled_s: float,
+    window: tuple[float, float],
+) -> dict[str, Any]:
+    """The CreateProcessingJob request of one run (named as SageMaker names them)."""
+    stamp = time.strftime("%Y%m%d%H%M", time.gmtime(scheduled_s))
+    hour = time.strftime("%Y/%m/%d/%H", time.gmtime(scheduled_s))
+    env = _environment(d, schedule, scheduled_s, window)
+
+    def s3_input(name: str, uri: str, path: str, kind: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {"S3Uri": uri, "LocalPath": path, "S3DataType": kind, "S3InputMode": "File"},
+        }
+
+    return {
+        "ProcessingJobName": f"model-monitoring-{stamp}-{uuid.uuid4().hex[:20]}",
+        "AppSpecification": {"ImageUri": d.image},
+        "Environment": env,
+        "ProcessingInputs": [
+            s3_input("endpoint_input_1", capture_uri, ENDPOINT_PATH, "S3Prefix"),
+            s3_input("baseline_constraints", d.constraints_uri, CONSTRAINTS_PATH, "S3Prefix"),
+            s3_input("baseline_statistics", d.statistics_uri, STATISTICS_PATH, "S3Prefix")
+            if d.statistics_uri
+            else s3_input("ground_truth_input", d.ground_truth_uri, GROUND_TRUTH_PATH, "S3Prefix"),
+        ],
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": "result",
+                    "S3Output": {
+                        "S3Uri": join(d.output_uri, d.endpoint, schedule, hour),
+                        "LocalPath": d.output_path,
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        "ProcessingResources": d.resources
+        or {
+            "ClusterConfig": {
+                "InstanceCount": 1,
+                "InstanceType": "ml.m5.xlarge",
+                "VolumeSizeInGB": 20,
+            }
+        },
+        "RoleArn": d.role_arn,
+        "StoppingCondition": d.stopping or {"MaxRuntimeInSeconds": 3600},
+    }
