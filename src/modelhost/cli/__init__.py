@@ -17,6 +17,7 @@ from modelhost.cli import (
     endpoints,
     jobs,
     keys,
+    loadtest,
     logs,
     metrics,
     predictions,
@@ -53,6 +54,7 @@ for _command in (
     predictions.predictions,
     keys.credentials,
     keys.keys,
+    loadtest.loadtest,
 ):
     main.add_command(_command)
 
