@@ -69,8 +69,12 @@ def chart(
     *,
     x_label: str = "seconds",
     lines: bool = True,
+    x_range: tuple[float, float] | None = None,
 ) -> str:
-    """One SVG chart: `series` maps a legend label to its (x, y) points."""
+    """One SVG chart: `series` maps a legend label to its (x, y) points; `x_range` (shared by
+    the charts of one report) drops the points outside it."""
+    if x_range is not None:
+        series = {k: [p for p in v if x_range[0] <= p[0] <= x_range[1]] for k, v in series.items()}
     points = [p for values in series.values() for p in values if p[1] is not None]
     head = (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -79,7 +83,8 @@ def chart(
     )
     if not points:
         return head + f'<text x="{LEFT}" y="{HEIGHT / 2}">no data</text></svg>'
-    xt = nice_ticks(min(p[0] for p in points), max(p[0] for p in points))
+    xs = [p[0] for p in points]
+    xt = nice_ticks(*(x_range or (min(xs), max(xs))))
     yt = nice_ticks(min(0.0, min(p[1] for p in points)), max(p[1] for p in points))
 
     def sx(x: float) -> float:

@@ -8,6 +8,7 @@ same window (CloudWatch API). Nothing is fetched when the page is viewed.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,13 @@ def _series(timeline: list[dict[str, Any]], key: str) -> list[tuple[float, float
     return [(p["ElapsedSeconds"], p[key]) for p in timeline if p.get(key) is not None]
 
 
+def _x_range(result: dict[str, Any]) -> tuple[float, float]:
+    return (0.0, max(result.get("EndTime", 0.0) - result["StartTime"], 1.0))
+
+
 def locust_charts(result: dict[str, Any]) -> list[str]:
     timeline = result["Timeline"]
+    x = _x_range(result)
     return [
         chart(
             "Throughput (requests/s)",
@@ -35,12 +41,14 @@ def locust_charts(result: dict[str, Any]) -> list[str]:
                 "requests/s": _series(timeline, "RequestsPerSecond"),
                 "failures/s": _series(timeline, "FailuresPerSecond"),
             },
+            x_range=x,
         ),
         chart(
             "Latency per interval (ms, client side)",
             {percentile_key(q): _series(timeline, percentile_key(q)) for q in PERCENTILES},
+            x_range=x,
         ),
-        chart("Users", {"users": _series(timeline, "Users")}),
+        chart("Users", {"users": _series(timeline, "Users")}, x_range=x),
     ]
 
 
@@ -51,7 +59,7 @@ def endpoint_charts(result: dict[str, Any]) -> list[str]:
         series = {
             variant: [(t - start, v) for t, v in points] for variant, points in variants.items()
         }
-        out.append(chart(f"Endpoint {label}", series))
+        out.append(chart(f"Endpoint {label}", series, x_range=_x_range(result)))
     return out
 
 
@@ -62,7 +70,8 @@ def render(result: dict[str, Any]) -> str:
         f"<title>Load test of {escape(result['Endpoint'])}</title><style>{STYLE}</style>",
         "</head><body>",
         f"<h1>Load test of {escape(result['Endpoint'])}</h1>",
-        f"<p>Started {when} UTC. Phases: {escape(str(result.get('Phases')))}</p>",
+        f"<p>Started {when} UTC. Phases: <code>{escape(json.dumps(result.get('Phases')))}</code>"
+        " (SpawnRate: users added per minute).</p>",
         f"<pre>{escape(table(result))}</pre>",
         "<h2>As the load generator saw it</h2>",
         *locust_charts(result),
