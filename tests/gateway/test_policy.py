@@ -38,6 +38,8 @@ INVOKER_ACTIONS = {
     "cloudwatch:PutMetricData",
     # Edge devices upload the data capture of the model they serve (issue 17).
     "modelhost:PutEdgeCapture",
+    # Cost advice is arithmetic over the query; it reads no state (issue 15).
+    "modelhost:GetAdvice",
 }
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
 

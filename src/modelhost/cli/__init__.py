@@ -11,6 +11,7 @@ import click
 
 from modelhost import __version__
 from modelhost.cli import (
+    advise,
     containers,
     deployments,
     edge,
@@ -55,6 +56,7 @@ for _command in (
     keys.credentials,
     keys.keys,
     loadtest.loadtest,
+    advise.advise,
 ):
     main.add_command(_command)
 

@@ -90,7 +90,6 @@ def loadtest(
     target: Target,
 ) -> None:
     """Load-test ENDPOINT with Locust; print a table, write JSON, CSV and an HTML report."""
-    from modelhost.loadtest.payloads import load_payloads
     from modelhost.loadtest.report import table
     from modelhost.loadtest.run import load_test
     from modelhost.loadtest.spec import LoadSpec
@@ -110,15 +109,7 @@ def loadtest(
             workers=max(workers, 0),
             seed=seed,
         )
-        # Fail on a bad payload file here, not in the Locust process.
-        rows = len(
-            load_payloads(
-                spec.payload_path,
-                content_type=content_type,
-                target_model_column=target_model_column,
-                target_model_template=target_model_template,
-            )
-        )
+        rows = _check_payloads(spec)
         cloudwatch = _connect(spec, target, aws, region)
         click.echo(f"load test of {endpoint}: {rows} payload rows; results in {out}")
         result = load_test(
@@ -133,6 +124,20 @@ def loadtest(
     if result.get("EndpointMetricsError"):
         click.echo(f"endpoint metrics not read: {result['EndpointMetricsError']}", err=True)
     click.echo(f"report: {result['Files']['html']}")
+
+
+def _check_payloads(spec: Any) -> int:
+    """Fail on a bad payload file here, not in the Locust process; the number of rows."""
+    from modelhost.loadtest.payloads import load_payloads
+
+    return len(
+        load_payloads(
+            spec.payload_path,
+            content_type=spec.content_type,
+            target_model_column=spec.target_model_column,
+            target_model_template=spec.target_model_template,
+        )
+    )
 
 
 def _connect(spec: Any, target: Target, aws: bool, region: str | None) -> Any:

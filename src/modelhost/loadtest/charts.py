@@ -8,7 +8,7 @@ legend.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -65,7 +65,7 @@ def _axes(xt: list[float], yt: list[float], sx: object, sy: object, x_label: str
 
 def chart(
     title: str,
-    series: dict[str, Sequence[Point]],
+    series: Mapping[str, Sequence[Point]],
     *,
     x_label: str = "seconds",
     lines: bool = True,

@@ -70,6 +70,6 @@ def write_csv(result: dict[str, Any], stats_path: Path, history_path: Path) -> N
             writer.writerow(["ErrorCode", "Occurrences"])
             writer.writerows(s["FailuresByCode"].items())
     with open(history_path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(result["Timeline"])
+        history = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS, extrasaction="ignore")
+        history.writeheader()
+        history.writerows(result["Timeline"])

@@ -153,6 +153,8 @@ ACTIONS: dict[str, Rule] = {
     # Edge devices send their capture with an invoker key for their name.
     "modelhost:PutEdgeCapture": _INVOKE,
     "modelhost:ListEdgeCaptures": _DEPLOY,
+    # Cost advice reads no state: whoever may invoke may ask.
+    "modelhost:GetAdvice": _INVOKE,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},
     **{f"cloudwatch:{op}": _INVOKE for op in _CLOUDWATCH_READ},
     **{f"cloudwatch:{op}": _DEPLOY for op in _CLOUDWATCH_DEPLOY},
