@@ -298,11 +298,11 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
-# modelhost extends SageMaker here: artifacts may also live on this machine, so these
-# members (and a transform job's input and output) accept a local path or a file:// URL
-# besides the model's (https|s3):// pattern;
-# and an Image may be a command line (`command:node server.js`, spaces included).
-_LOCAL_URL_MEMBERS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation")
+# modelhost extends SageMaker: these members also take a path or a file:// URL (artifacts may
+# live on this machine); an Image may be a command line (`command:node server.js`, spaces ok).
+_LOCAL_URL_MEMBERS = (
+    "modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation", "samplePayloadUrl"
+)
 
 
 def _local_location(path: str, value: str) -> bool:

@@ -46,6 +46,7 @@ from modelhost.gateway.openapi import native_openapi
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.jobs.manager import TransformJobs
+from modelhost.loadtest.recommender import RecommendationJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
@@ -133,6 +134,10 @@ class Gateway:
         self.control.operations.update(self.jobs.operations)
         self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
         self.control.operations.update(self.compilations.operations)
+        self.recommendations = RecommendationJobs(
+            settings, self.store, self.control, self.controller.artifacts.fetch, self._self_url
+        )
+        self.control.operations.update(self.recommendations.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
             _data_plane(settings, self.controller, self.metrics),
@@ -177,6 +182,7 @@ class Gateway:
         await self.controller.start()
         await self.jobs.start()
         await self.compilations.start()
+        await self.recommendations.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
@@ -209,6 +215,7 @@ class Gateway:
             log_indexing.cancel()
             await self.jobs.stop()
             await self.compilations.stop()
+            await self.recommendations.stop()
             await self.controller.stop()
             await self.fleets.close()
             self.store.close()
@@ -317,6 +324,11 @@ class Gateway:
             for endpoint, bandit in self.controller.bandits.items()
             for outcome, count in bandit.outcomes.items()
         ]
+
+    def _self_url(self) -> tuple[str, str, str]:
+        """Where recommendation jobs send their load: this gateway, with the admin key."""
+        key_id, secret = self.keys.bootstrap_credentials() or ("modelhost", "modelhost")
+        return self.settings.base_url, key_id, secret
 
     async def ping(self, _request: Request) -> Response:
         return JSONResponse({"status": "Healthy", "version": __version__})

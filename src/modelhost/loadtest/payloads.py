@@ -1,6 +1,7 @@
 """Payloads of a load test: a CSV or JSON Lines file, one request per row.
 
-As the seeds' locustfile does, every request sends one row picked at random. With a target
+As the seeds' locustfile does, every request sends one row picked at random. A folder (an
+Inference Recommender SamplePayloadUrl, unpacked) gives one request per file. With a target
 model column (`--target-model-column State`) the row's value in that column names the model
 of a multi-model endpoint (`CA` → `TargetModel="CA.tar.gz"`, by the template) and the column
 is left out of the body. A CSV file has a header when its first row holds a field that is
@@ -99,6 +100,18 @@ def _jsonl(path: Path, column: str | None, template: str, content_type: str) -> 
     return out
 
 
+def _files(path: Path, content_type: str) -> list[Payload]:
+    """A folder of payload files (an unpacked SamplePayloadUrl): each file is one request."""
+    out = [
+        Payload(f.read_bytes(), content_type)
+        for f in sorted(path.rglob("*"))
+        if f.is_file() and not f.name.startswith(".")
+    ]
+    if not out:
+        raise ValidationException(f"payload folder {path} holds no files.")
+    return out
+
+
 def load_payloads(
     path: str | Path,
     *,
@@ -106,8 +119,11 @@ def load_payloads(
     target_model_column: str | None = None,
     target_model_template: str = "{}.tar.gz",
 ) -> list[Payload]:
-    """Every row of the file as a request; JSON Lines by suffix, else CSV."""
+    """Every row of the file as a request (JSON Lines by suffix, else CSV), or every file of
+    a folder as one request."""
     path = Path(path)
+    if path.is_dir() and target_model_column is None:
+        return _files(path, content_type or "text/csv")
     if not path.is_file():
         raise ValidationException(f"payload file {path} does not exist.")
     if "{}" not in target_model_template:

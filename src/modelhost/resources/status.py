@@ -58,3 +58,15 @@ class CompilationJobStatus(StrEnum):
     FAILED = "FAILED"
     STOPPING = "STOPPING"
     STOPPED = "STOPPED"
+
+
+class RecommendationJobStatus(StrEnum):
+    """An inference recommendations job: PENDING → IN_PROGRESS → COMPLETED | FAILED, or
+    STOPPING → STOPPED."""
+
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"

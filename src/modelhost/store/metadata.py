@@ -40,6 +40,7 @@ class Kind(StrEnum):
     ALARM = "alarm"
     TRANSFORM_JOB = "transform-job"
     COMPILATION_JOB = "compilation-job"
+    RECOMMENDATION_JOB = "recommendation-job"
 
 
 metadata = MetaData()

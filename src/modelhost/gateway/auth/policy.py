@@ -72,6 +72,7 @@ _SAGEMAKER_CONTROL = tuple(
         "DescribeInferenceRecommendationsJob",
         "ListInferenceRecommendationsJobs",
         "StopInferenceRecommendationsJob",
+        "ListInferenceRecommendationsJobSteps",
         "CreateMonitoringSchedule",
         "DescribeMonitoringSchedule",
         "DeleteMonitoringSchedule",

@@ -1,0 +1,173 @@
+"""Inference recommendations jobs through boto3 against a real server: a Default and an
+Advanced job complete, their costs are consistent, their steps are listed, and a
+recommendation's EndpointConfiguration deploys as it is. Each load test lasts seconds."""
+
+from __future__ import annotations
+
+import tarfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modelhost.testing.churn import csv_rows
+from modelhost.testing.server import ModelhostServer
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+
+pytestmark = pytest.mark.integration
+
+ROLE = "arn:aws:iam::123456789012:role/modelhost"
+
+
+@pytest.fixture(scope="module")
+def rec_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
+    env = {**FAST_ENV, "MODELHOST_RECOMMENDER_TEST_DURATION_S": "3"}
+    with ModelhostServer(tmp_path_factory.mktemp("rec-home"), env=env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def model(rec_server: ModelhostServer, churn_model: ChurnModel) -> str:
+    sm, _ = rec_server.clients()
+    name = unique("rec-model")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)},
+        ExecutionRoleArn=ROLE,
+    )
+    return name
+
+
+@pytest.fixture(scope="module")
+def payloads(tmp_path_factory: pytest.TempPathFactory, churn_model: ChurnModel) -> str:
+    root = tmp_path_factory.mktemp("payloads")
+    archive = root / "payloads.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for i, row in enumerate(csv_rows(churn_model.data.X[:4])):
+            path = root / f"row{i}.csv"
+            path.write_text(row + "\n")
+            tar.add(path, arcname=path.name)
+    return f"file://{archive}"
+
+
+def wait_done(sm: Any, name: str, timeout_s: float = 240.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got: dict[str, Any] = sm.describe_inference_recommendations_job(JobName=name)
+        if got["Status"] in ("COMPLETED", "FAILED", "STOPPED"):
+            return got
+        time.sleep(1)
+    raise AssertionError(f"job {name} did not finish in {timeout_s} s")
+
+
+def check_costs(rec: dict[str, Any]) -> None:
+    metrics = rec["Metrics"]
+    assert metrics["MaxInvocations"] > 0 and metrics["ModelSetupTime"] >= 0
+    invocations_per_hour = metrics["MaxInvocations"] * 60
+    assert metrics["CostPerInference"] == pytest.approx(
+        metrics["CostPerHour"] / invocations_per_hour, rel=0.02
+    )
+
+
+def test_default_job_recommends_and_its_configuration_deploys(
+    rec_server: ModelhostServer, model: str, payloads: str, churn_model: ChurnModel
+) -> None:
+    sm, rt = rec_server.clients()
+    job = unique("rec-default")
+    types = ["ml.c5.xlarge", "ml.m5.large"]
+    sm.create_inference_recommendations_job(
+        JobName=job,
+        JobType="Default",
+        RoleArn=ROLE,
+        InputConfig={
+            "ModelName": model,
+            "ContainerConfig": {
+                "PayloadConfig": {
+                    "SamplePayloadUrl": payloads,
+                    "SupportedContentTypes": ["text/csv"],
+                },
+                "SupportedInstanceTypes": types,
+            },
+        },
+    )
+    got = wait_done(sm, job)
+    assert got["Status"] == "COMPLETED", got.get("FailureReason")
+    recs = got["InferenceRecommendations"]
+    assert {r["EndpointConfiguration"]["InstanceType"] for r in recs} == set(types)
+    for rec in recs:
+        check_costs(rec)
+    listed = sm.list_inference_recommendations_jobs(NameContains=job)[
+        "InferenceRecommendationsJobs"
+    ]
+    assert [j["JobName"] for j in listed] == [job] and listed[0]["ModelName"] == model
+    steps = sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]
+    assert len(steps) == 2 and all(s["Status"] == "COMPLETED" for s in steps)
+    # The temporary endpoints are gone; the first recommendation deploys as it is.
+    assert not sm.list_endpoints(NameContains=job[:50])["Endpoints"]
+    config = recs[0]["EndpointConfiguration"]
+    name = unique("rec-deployed")
+    variant = {k: config[k] for k in ("VariantName", "InstanceType", "InitialInstanceCount")}
+    sm.create_endpoint_config(
+        EndpointConfigName=name, ProductionVariants=[{**variant, "ModelName": model}]
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    body = csv_rows(churn_model.data.X[:1])[0]
+    answer = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
+    assert float(answer["Body"].read()) == pytest.approx(
+        churn_model.expected(churn_model.data.X[:1])[0], rel=1e-5
+    )
+
+
+def test_advanced_job_with_phases_and_a_latency_threshold(
+    rec_server: ModelhostServer, model: str, payloads: str
+) -> None:
+    sm, _ = rec_server.clients()
+    job = unique("rec-adv")
+    sm.create_inference_recommendations_job(
+        JobName=job,
+        JobType="Advanced",
+        RoleArn=ROLE,
+        InputConfig={
+            "ModelName": model,
+            "ContainerConfig": {"PayloadConfig": {"SamplePayloadUrl": payloads}},
+            "EndpointConfigurations": [{"InstanceType": "ml.c5.large"}],
+            "TrafficPattern": {
+                "TrafficType": "PHASES",
+                "Phases": [
+                    {"InitialNumberOfUsers": 1, "SpawnRate": 0, "DurationInSeconds": 2},
+                    {"InitialNumberOfUsers": 2, "SpawnRate": 0, "DurationInSeconds": 2},
+                ],
+            },
+        },
+        StoppingConditions={
+            "ModelLatencyThresholds": [{"Percentile": "P99", "ValueInMilliseconds": 60000}]
+        },
+    )
+    got = wait_done(sm, job)
+    assert got["Status"] == "COMPLETED", got.get("FailureReason")
+    (rec,) = got["InferenceRecommendations"]
+    assert rec["EndpointConfiguration"]["InstanceType"] == "ml.c5.large"
+    check_costs(rec)
+    assert got["StoppingConditions"]["ModelLatencyThresholds"][0]["Percentile"] == "P99"
+
+
+def test_bad_requests_are_refused_with_the_field(rec_server: ModelhostServer, model: str) -> None:
+    from botocore.exceptions import ClientError
+
+    sm, _ = rec_server.clients()
+    with pytest.raises(ClientError) as info:
+        sm.create_inference_recommendations_job(
+            JobName=unique("rec-bad"),
+            JobType="Default",
+            RoleArn=ROLE,
+            InputConfig={"ModelName": model},
+        )
+    assert info.value.response["Error"]["Code"] == "ValidationException"
+    assert "SamplePayloadUrl" in info.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as info:
+        sm.describe_inference_recommendations_job(JobName="nope")
+    assert info.value.response["Error"]["Code"] == "ResourceNotFound"
