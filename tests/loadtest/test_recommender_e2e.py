@@ -61,6 +61,13 @@ def wait_done(sm: Any, name: str, timeout_s: float = 240.0) -> dict[str, Any]:
     raise AssertionError(f"job {name} did not finish in {timeout_s} s")
 
 
+def wait_gone(sm: Any, prefix: str, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while sm.list_endpoints(NameContains=prefix)["Endpoints"]:
+        assert time.monotonic() < deadline, f"temporary endpoints {prefix}* were not deleted"
+        time.sleep(0.5)
+
+
 def check_costs(rec: dict[str, Any]) -> None:
     metrics = rec["Metrics"]
     assert metrics["MaxInvocations"] > 0 and metrics["ModelSetupTime"] >= 0
@@ -103,8 +110,8 @@ def test_default_job_recommends_and_its_configuration_deploys(
     assert [j["JobName"] for j in listed] == [job] and listed[0]["ModelName"] == model
     steps = sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]
     assert len(steps) == 2 and all(s["Status"] == "COMPLETED" for s in steps)
-    # The temporary endpoints are gone; the first recommendation deploys as it is.
-    assert not sm.list_endpoints(NameContains=job[:50])["Endpoints"]
+    # The temporary endpoints go away; the first recommendation deploys as it is.
+    wait_gone(sm, job[:40])
     config = recs[0]["EndpointConfiguration"]
     name = unique("rec-deployed")
     variant = {k: config[k] for k in ("VariantName", "InstanceType", "InitialInstanceCount")}
@@ -171,3 +178,51 @@ def test_bad_requests_are_refused_with_the_field(rec_server: ModelhostServer, mo
     with pytest.raises(ClientError) as info:
         sm.describe_inference_recommendations_job(JobName="nope")
     assert info.value.response["Error"]["Code"] == "ResourceNotFound"
+
+
+def test_a_job_resumes_after_a_restart(
+    rec_server: ModelhostServer, model: str, payloads: str
+) -> None:
+    sm, _ = rec_server.clients()
+    job = unique("rec-restart")
+    sm.create_inference_recommendations_job(
+        JobName=job,
+        JobType="Default",
+        RoleArn=ROLE,
+        InputConfig={
+            "ModelName": model,
+            "ContainerConfig": {
+                "PayloadConfig": {"SamplePayloadUrl": payloads},
+                "SupportedInstanceTypes": ["ml.c5.large", "ml.c5.xlarge"],
+            },
+        },
+    )
+    deadline = time.monotonic() + 120
+    while sm.describe_inference_recommendations_job(JobName=job)["Status"] == "PENDING":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    rec_server.restart()
+    sm, _ = rec_server.clients()
+    got = wait_done(sm, job)
+    assert got["Status"] == "COMPLETED", got.get("FailureReason")
+    assert len(got["InferenceRecommendations"]) == 2
+    wait_gone(sm, job[:40])
+
+
+def test_stop_a_job(rec_server: ModelhostServer, model: str, payloads: str) -> None:
+    sm, _ = rec_server.clients()
+    job = unique("rec-stop")
+    sm.create_inference_recommendations_job(
+        JobName=job,
+        JobType="Default",
+        RoleArn=ROLE,
+        InputConfig={
+            "ModelName": model,
+            "ContainerConfig": {"PayloadConfig": {"SamplePayloadUrl": payloads}},
+        },
+    )
+    sm.stop_inference_recommendations_job(JobName=job)
+    assert wait_done(sm, job)["Status"] == "STOPPED"
+    assert sm.list_inference_recommendations_jobs(StatusEquals="STOPPED", NameContains=job)[
+        "InferenceRecommendationsJobs"
+    ]

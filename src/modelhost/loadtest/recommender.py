@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import copy
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from modelhost.control.listing import list_page
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound
 from modelhost.loadtest import recommendation as rules
+from modelhost.loadtest import recommendation_wire as wire
 from modelhost.loadtest.prices import load_prices
 from modelhost.loadtest.spec import LoadSpec
 from modelhost.resources.names import arn
@@ -65,6 +67,7 @@ class RecommendationJobs:
         self._fetch = fetch
         self._connection = connection
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self._locusts: dict[str, subprocess.Popen[str]] = {}
         self.operations: dict[str, Handler] = {
             "CreateInferenceRecommendationsJob": self.create,
             "DescribeInferenceRecommendationsJob": self.describe,
@@ -83,6 +86,9 @@ class RecommendationJobs:
                 self._runs[rec.name] = asyncio.ensure_future(self._run(rec.name))
 
     async def stop(self) -> None:
+        """Server shutdown: load tests are ended; their jobs stay active, to run next start."""
+        for proc in list(self._locusts.values()):
+            _kill(proc)
         tasks = list(self._runs.values())
         for task in tasks:
             task.cancel()
@@ -130,27 +136,10 @@ class RecommendationJobs:
         return {"JobArn": record.arn}
 
     def describe(self, p: dict[str, Any]) -> dict[str, Any]:
-        rec = self._get(p["JobName"])
-        request = rec.spec["Request"]
-        out: dict[str, Any] = {
-            **request,
-            "JobName": rec.name,
-            "JobType": rec.spec["JobType"],
-            "JobArn": rec.arn,
-            "Status": rec.status,
-            "CreationTime": rec.created_s,
-            "LastModifiedTime": rec.modified_s,
-        }
-        if rec.failure_reason:
-            out["FailureReason"] = rec.failure_reason
-        if rec.spec.get("CompletionTime"):
-            out["CompletionTime"] = rec.spec["CompletionTime"]
-        if rec.spec.get("InferenceRecommendations"):
-            out["InferenceRecommendations"] = rec.spec["InferenceRecommendations"]
-        return out
+        return wire.describe(self._get(p["JobName"]))
 
     def list_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
-        items = [self._summary(r) for r in self.store.list(Kind.RECOMMENDATION_JOB)]
+        items = [wire.summary(r) for r in self.store.list(Kind.RECOMMENDATION_JOB)]
         if p.get("ModelNameEquals"):
             items = [i for i in items if i.get("ModelName") == p["ModelNameEquals"]]
         query = {k: v for k, v in p.items() if k != "ModelNameEquals"}
@@ -166,32 +155,15 @@ class RecommendationJobs:
             out["NextToken"] = token
         return out
 
-    def _summary(self, r: Record) -> dict[str, Any]:
-        cfg = r.spec["Request"]["InputConfig"]
-        item: dict[str, Any] = {
-            "JobName": r.name,
-            "JobDescription": r.spec["Request"].get("JobDescription", ""),
-            "JobType": r.spec["JobType"],
-            "JobArn": r.arn,
-            "Status": r.status,
-            "CreationTime": r.created_s,
-            "RoleArn": r.spec["Request"]["RoleArn"],
-            "LastModifiedTime": r.modified_s,
-            "ModelName": cfg.get("ModelName"),
-            "SamplePayloadUrl": cfg["ContainerConfig"]["PayloadConfig"]["SamplePayloadUrl"],
-        }
-        if r.failure_reason:
-            item["FailureReason"] = r.failure_reason
-        if r.spec.get("CompletionTime"):
-            item["CompletionTime"] = r.spec["CompletionTime"]
-        return item
-
     def stop_job(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self._get(p["JobName"])
         if rec.status not in _ACTIVE:
             return {}
         self._set_status(rec, Status.STOPPING)
         task = self._runs.get(rec.name)
+        proc = self._locusts.get(rec.name)
+        if proc is not None:
+            _kill(proc)
         if task is not None:
             task.cancel()
         else:
@@ -250,6 +222,7 @@ class RecommendationJobs:
     async def _benchmarks(self, rec: Record) -> list[dict[str, Any]]:
         request = {**rec.spec["Request"], "JobType": rec.spec["JobType"]}
         payload_url = request["InputConfig"]["ContainerConfig"]["PayloadConfig"]
+        self._delete_leftovers(rec.name)
         payload_dir = await asyncio.to_thread(self._fetch, payload_url["SamplePayloadUrl"])
         done = {
             s["InferenceBenchmark"]["EndpointConfiguration"]["InstanceType"]
@@ -270,7 +243,8 @@ class RecommendationJobs:
     async def _step(
         self, job: str, request: dict[str, Any], index: int, instance_type: str, payloads: Path
     ) -> dict[str, Any]:
-        endpoint = f"{job[:50]}-ir{index}"
+        # A fresh name per attempt: a leftover of a stopped server may still be deleting.
+        endpoint = f"{_prefix(job)}{index}-{int(time.time() * 1000) % 10**8}"
         step: dict[str, Any] = {"StepType": "BENCHMARK", "JobName": job}
         try:
             bench = await self._measure(job, request, endpoint, instance_type, payloads)
@@ -300,7 +274,6 @@ class RecommendationJobs:
     ) -> dict[str, Any]:
         from modelhost.loadtest.run import attach_endpoint_metrics, run_locust
 
-        self._delete_endpoint(endpoint)  # a leftover of a restart
         started = time.monotonic()
         await self._deploy(request["InputConfig"]["ModelName"], endpoint, instance_type)
         setup_s = time.monotonic() - started
@@ -316,7 +289,12 @@ class RecommendationJobs:
             secret_access_key=secret,
         )
         work = self.workdir(job) / endpoint
-        result = await asyncio.to_thread(run_locust, spec, work, log.debug)
+        try:
+            result = await asyncio.to_thread(
+                run_locust, spec, work, log.debug, lambda p: self._locusts.__setitem__(job, p)
+            )
+        finally:
+            self._locusts.pop(job, None)
         cloudwatch = _client("cloudwatch", url, self.settings.region, key_id, secret)
         await asyncio.to_thread(attach_endpoint_metrics, result, cloudwatch)
         return rules.benchmark(instance_type, endpoint, result, load_prices(), setup_s)
@@ -345,6 +323,15 @@ class RecommendationJobs:
             await asyncio.sleep(_POLL_S)
         raise BenchmarkFailed(f"endpoint {endpoint} was not InService in time")
 
+    def _delete_leftovers(self, job: str) -> None:
+        """Temporary endpoints of an earlier attempt (the server stopped during a test)."""
+        listed = self.control.call(
+            "ListEndpoints", {"NameContains": _prefix(job), "MaxResults": 100}
+        )
+        for item in listed["Endpoints"]:
+            if item["EndpointName"].startswith(_prefix(job)):
+                self._delete_endpoint(item["EndpointName"])
+
     def _delete_endpoint(self, endpoint: str) -> None:
         for op, key in (
             ("DeleteEndpoint", "EndpointName"),
@@ -352,6 +339,16 @@ class RecommendationJobs:
         ):
             with contextlib.suppress(ModelhostError):
                 self.control.call(op, {key: endpoint})
+
+
+def _prefix(job: str) -> str:
+    return f"{job[:40]}-ir"
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
 
 
 def _client(service: str, url: str, region: str, key_id: str, secret: str) -> Any:

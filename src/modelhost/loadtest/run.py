@@ -30,8 +30,14 @@ def _log_tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
-def run_locust(spec: LoadSpec, out_dir: Path, echo: Callable[[str], None]) -> dict[str, Any]:
-    """Run the Locust process for `spec`; its progress lines go to `echo`; returns its result."""
+def run_locust(
+    spec: LoadSpec,
+    out_dir: Path,
+    echo: Callable[[str], None],
+    started: Callable[[subprocess.Popen[str]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the Locust process for `spec`; its progress lines go to `echo`; returns its result.
+    `started` receives the process (a caller that may cancel the test kills it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     spec_path = spec.write(out_dir / ".spec.json")
     raw_path = out_dir / ".locust-result.json"
@@ -44,6 +50,8 @@ def run_locust(spec: LoadSpec, out_dir: Path, echo: Callable[[str], None]) -> di
                 argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True
             ) as proc,
         ):
+            if started is not None:
+                started(proc)
             timer = threading.Timer(total_duration_s(spec.phases) + GRACE_S, proc.kill)
             timer.start()
             try:
