@@ -130,14 +130,10 @@ class Gateway:
         )
         self.metrics = InvocationMetrics(self.series)
         self.jobs = TransformJobs(settings, self.store, self.fleets)
-        # Transform jobs sit above control (DESIGN §3); the API serves both as one.
-        self.control.operations.update(self.jobs.operations)
         self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
-        self.control.operations.update(self.compilations.operations)
-        self.recommendations = RecommendationJobs(
-            settings, self.store, self.control, self.controller.artifacts.fetch, self._self_url
-        )
-        self.control.operations.update(self.recommendations.operations)
+        self.recommendations = self._recommender()
+        for jobs in (self.jobs, self.compilations, self.recommendations):  # above control (§3)
+            self.control.operations.update(jobs.operations)
         self.control_api = ControlAPI(self.control)
         self.runtime_api = RuntimeAPI(
             _data_plane(settings, self.controller, self.metrics),
@@ -324,6 +320,10 @@ class Gateway:
             for endpoint, bandit in self.controller.bandits.items()
             for outcome, count in bandit.outcomes.items()
         ]
+
+    def _recommender(self) -> RecommendationJobs:
+        fetch = self.controller.artifacts.fetch
+        return RecommendationJobs(self.settings, self.store, self.control, fetch, self._self_url)
 
     def _self_url(self) -> tuple[str, str, str]:
         """Where recommendation jobs send their load: this gateway, with the admin key."""
