@@ -8,6 +8,7 @@ import urllib.error
 import pytest
 
 from modelhost.testing.server import ModelhostServer
+from tests.support import cli
 
 pytestmark = pytest.mark.integration
 
@@ -34,3 +35,10 @@ def test_bad_advice_requests_are_400s(server: ModelhostServer, query: str, messa
     assert info.value.code == 400
     body = json.loads(info.value.read())
     assert body["__type"] == "ValidationException" and message in body["Message"]
+
+
+def test_cli_with_a_url_asks_the_server(server: ModelhostServer) -> None:
+    args = ["--models", "10", "--instance-type", "ml.c5.2xlarge", "--no-cold-start"]
+    done = cli(server, "advise", *args, "--prices", "seeds-2021")
+    assert done.returncode == 0, done.stderr
+    assert "recommended: multi-model, $342.72/month on 1 × ml.c5.2xlarge" in done.stdout

@@ -4,16 +4,18 @@ recommendation's EndpointConfiguration deploys as it is. Each load test lasts se
 
 from __future__ import annotations
 
+import json
 import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, cli, unique
 
 pytestmark = pytest.mark.integration
 
@@ -226,3 +228,24 @@ def test_stop_a_job(rec_server: ModelhostServer, model: str, payloads: str) -> N
     assert sm.list_inference_recommendations_jobs(StatusEquals="STOPPED", NameContains=job)[
         "InferenceRecommendationsJobs"
     ]
+
+
+def test_cli_creates_shows_and_deploys(
+    rec_server: ModelhostServer, model: str, payloads: str, tmp_path: Path
+) -> None:
+    job = unique("rec-cli")
+    out = tmp_path / "rec"
+    args = ["--name", job, "--instance-type", "ml.c5.large", "--out", str(out)]
+    done = cli(rec_server, "recommend", "create", model, "--payloads", payloads, *args)
+    assert done.returncode == 0, done.stderr
+    assert "ml.c5.large" in done.stdout and "$/1M inferences" in done.stdout
+    raw = json.loads((out / "recommendations.json").read_text())
+    assert raw["InferenceRecommendations"][0]["ParetoOptimal"] is True
+    assert "<svg" in (out / "pareto.html").read_text()
+    done = cli(rec_server, "recommend", "describe", job)
+    assert done.returncode == 0 and "pareto" in done.stdout
+    name = unique("rec-cli-ep")
+    done = cli(rec_server, "recommend", "deploy", f"{job}/1", "--name", name)
+    assert done.returncode == 0, done.stderr
+    sm, _ = rec_server.clients()
+    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"

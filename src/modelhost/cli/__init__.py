@@ -22,6 +22,7 @@ from modelhost.cli import (
     logs,
     metrics,
     predictions,
+    recommend,
     server,
 )
 
@@ -57,6 +58,7 @@ for _command in (
     keys.keys,
     loadtest.loadtest,
     advise.advise,
+    recommend.recommend,
 ):
     main.add_command(_command)
 

@@ -1,8 +1,9 @@
 """`modelhost advise`: which hosting option, and its monthly cost next to the alternatives.
 
 The advisor is pure arithmetic over a price table and the user's numbers, so the command
-runs locally (no server state is read; `--prices FILE` is a file on this machine). The same
-advice is served at `GET /api/advise`.
+runs locally (no server state is read; `--prices FILE` is a file on this machine). With
+`--url` (or MODELHOST_URL) and a bundled table it asks that server's `GET /api/advise`
+instead, which gives the same answer.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import click
 
+from modelhost.cli.common import Target, target_options
 from modelhost.errors import ModelhostError
 
 # Option name → wire name (advisor.WIRE); None values are left to the advisor's defaults.
@@ -33,6 +35,13 @@ _OPTIONS = {
     "batch_instance_type": "BatchInstanceType",
     "serverless_memory_mb": "ServerlessMemoryMB",
 }
+
+
+def _query(raw: dict[str, Any], prices: str) -> str:
+    from urllib.parse import urlencode
+
+    text = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in raw.items()}
+    return urlencode({**text, "Prices": prices})
 
 
 def _money(value: float, currency: str) -> str:
@@ -92,18 +101,24 @@ def render(advice: dict[str, Any]) -> str:
 )
 @click.option("--prices", default=None, help="Price table: a TOML file, or default / seeds-2021.")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
-def advise(from_loadtest: Path | None, prices: str | None, as_json: bool, **given: Any) -> None:
+@target_options
+def advise(
+    from_loadtest: Path | None, prices: str | None, as_json: bool, target: Target, **given: Any
+) -> None:
     """Recommend a hosting option, with its monthly cost next to the alternatives'."""
     from modelhost.loadtest.advisor import advise as run
     from modelhost.loadtest.advisor import capacity_from_result, parse_workload
-    from modelhost.loadtest.prices import load_prices
+    from modelhost.loadtest.prices import BUNDLED, load_prices
 
     raw = {_OPTIONS[k]: v for k, v in given.items() if v is not None}
     try:
         if from_loadtest is not None:
             measured = capacity_from_result(json.loads(from_loadtest.read_text()))
             raw = {**measured, **raw}
-        advice = run(parse_workload(raw), load_prices(prices))
+        if target.given_url and (prices or "default") in BUNDLED:
+            advice = target.native("GET", "/api/advise?" + _query(raw, prices or "default"))
+        else:
+            advice = run(parse_workload(raw), load_prices(prices))
     except ModelhostError as exc:
         raise click.ClickException(f"{exc.code}: {exc}") from exc
     click.echo(json.dumps(advice, indent=1) if as_json else render(advice))

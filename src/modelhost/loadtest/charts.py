@@ -8,7 +8,7 @@ legend.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from html import escape
 
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
@@ -68,11 +68,12 @@ def chart(
     series: Mapping[str, Sequence[Point]],
     *,
     x_label: str = "seconds",
-    lines: bool = True,
+    lines: bool | Collection[str] = True,
     x_range: tuple[float, float] | None = None,
 ) -> str:
-    """One SVG chart: `series` maps a legend label to its (x, y) points; `x_range` (shared by
-    the charts of one report) drops the points outside it."""
+    """One SVG chart: `series` maps a legend label to its (x, y) points, drawn as a line
+    (`lines` True, or the labels in `lines`) or as dots; `x_range` (shared by the charts of one
+    report) drops the points outside it."""
     if x_range is not None:
         series = {k: [p for p in v if x_range[0] <= p[0] <= x_range[1]] for k, v in series.items()}
     points = [p for values in series.values() for p in values if p[1] is not None]
@@ -97,7 +98,8 @@ def chart(
     for i, (label, values) in enumerate(series.items()):
         color = COLORS[i % len(COLORS)]
         coords = [(sx(x), sy(y)) for x, y in values if y is not None]
-        if lines and len(coords) > 1:
+        as_line = lines is True or (not isinstance(lines, bool) and label in lines)
+        if as_line and len(coords) > 1:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
             body.append(
                 f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>'
