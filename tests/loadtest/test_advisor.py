@@ -178,3 +178,12 @@ def test_cli_prints_the_pick_and_the_alternatives(tmp_path: Path) -> None:
     assert json.loads(done.output)["Workload"]["CapacityRPS"] == 40
     done = runner.invoke(main, ["advise", "--instance-type", "ml.x9.huge"])
     assert done.exit_code == 1 and "no realtime price" in done.output
+
+
+def test_multi_model_note_says_whether_the_models_fit() -> None:
+    def note(models: int) -> str:
+        w = Workload(models=models, model_size_mb=200, instance_type="ml.c5.2xlarge")
+        return str(advise(w, SEEDS)["Recommendation"]["Note"])
+
+    assert "all stay loaded" in note(10)  # 2 GB of a 16 GiB instance's 8 GiB cache
+    assert "load on demand" in note(100)

@@ -31,6 +31,7 @@ from modelhost.loadtest.prices import (
     monthly_realtime,
     monthly_serverless,
 )
+from modelhost.resources.instance_types import instance_memory_bytes
 
 PAYLOAD_LIMIT_MB = 4.0
 PROCESSING_LIMIT_S = 60.0
@@ -237,8 +238,7 @@ def _shared_options(w: Workload, t: PriceTable) -> list[Priced]:
                 w.instance_type,
                 count,
                 w.live and small and w.containers == 1,
-                f"one endpoint for {w.models} models ({w.models * w.model_size_mb:g} MB in all;"
-                " the instances keep the most used ones loaded)",
+                _multi_model_note(w),
             )
         )
     if w.containers > 1:
@@ -253,6 +253,16 @@ def _shared_options(w: Workload, t: PriceTable) -> list[Priced]:
             )
         )
     return out
+
+
+def _multi_model_note(w: Workload) -> str:
+    total_mb = w.models * w.model_size_mb
+    memory = instance_memory_bytes(w.instance_type)
+    note = f"one endpoint for {w.models} models ({total_mb:g} MB in all"
+    if memory is not None and total_mb * 2**20 > memory / 2:
+        # The model cache gets about half the instance's memory; the rest load on demand.
+        return note + "; more than fits loaded at once: rarely used models load on demand)"
+    return note + "; all stay loaded)"
 
 
 def _on_demand_options(w: Workload, t: PriceTable) -> list[Priced]:
