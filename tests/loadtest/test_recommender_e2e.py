@@ -244,6 +244,10 @@ def test_cli_creates_shows_and_deploys(
     assert "<svg" in (out / "pareto.html").read_text()
     done = cli(rec_server, "recommend", "describe", job)
     assert done.returncode == 0 and "pareto" in done.stdout
+    done = cli(rec_server, "advise", "--from-recommendation", f"{job}/1", "--json")
+    assert done.returncode == 0, done.stderr
+    workload = json.loads(done.stdout)["Workload"]
+    assert workload["InstanceType"] == "ml.c5.large" and workload["CapacityRPS"] > 0
     name = unique("rec-cli-ep")
     done = cli(rec_server, "recommend", "deploy", f"{job}/1", "--name", name)
     assert done.returncode == 0, done.stderr

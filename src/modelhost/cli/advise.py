@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from modelhost.cli.common import Target, target_options
+from modelhost.cli.common import Target, fail, target_options
 from modelhost.errors import ModelhostError
 
 # Option name → wire name (advisor.WIRE); None values are left to the advisor's defaults.
@@ -35,6 +35,26 @@ _OPTIONS = {
     "batch_instance_type": "BatchInstanceType",
     "serverless_memory_mb": "ServerlessMemoryMB",
 }
+
+
+def _recommended(target: Target, ref: str) -> dict[str, Any]:
+    """InstanceType, CapacityRPS and ProcessingS from recommendation N of a job."""
+    job, _, number = ref.rpartition("/")
+    if not job or not number.isdigit() or int(number) < 1:
+        raise click.BadParameter("use JOB/N, e.g. churn-rec/1", param_hint="--from-recommendation")
+    try:
+        got = target.client("sagemaker").describe_inference_recommendations_job(JobName=job)
+    except Exception as exc:
+        fail(exc)
+    recs = got.get("InferenceRecommendations") or []
+    if int(number) > len(recs):
+        raise click.ClickException(f"job {job} has {len(recs)} recommendation(s)")
+    rec = recs[int(number) - 1]
+    return {
+        "InstanceType": rec["EndpointConfiguration"]["InstanceType"],
+        "CapacityRPS": rec["Metrics"]["MaxInvocations"] / 60.0,
+        "ProcessingS": rec["Metrics"]["ModelLatency"] / 1000.0,
+    }
 
 
 def _query(raw: dict[str, Any], prices: str) -> str:
@@ -99,11 +119,23 @@ def render(advice: dict[str, Any]) -> str:
     default=None,
     help="A load test's results.json: measured capacity and processing time.",
 )
+@click.option(
+    "--from-recommendation",
+    default=None,
+    metavar="JOB/N",
+    help="Recommendation N of an inference recommendations job: its instance type, capacity "
+    "and latency.",
+)
 @click.option("--prices", default=None, help="Price table: a TOML file, or default / seeds-2021.")
 @click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
 @target_options
 def advise(
-    from_loadtest: Path | None, prices: str | None, as_json: bool, target: Target, **given: Any
+    from_loadtest: Path | None,
+    from_recommendation: str | None,
+    prices: str | None,
+    as_json: bool,
+    target: Target,
+    **given: Any,
 ) -> None:
     """Recommend a hosting option, with its monthly cost next to the alternatives'."""
     from modelhost.loadtest.advisor import advise as run
@@ -115,6 +147,8 @@ def advise(
         if from_loadtest is not None:
             measured = capacity_from_result(json.loads(from_loadtest.read_text()))
             raw = {**measured, **raw}
+        if from_recommendation is not None:
+            raw = {**_recommended(target, from_recommendation), **raw}
         if target.given_url and (prices or "default") in BUNDLED:
             advice = target.native("GET", "/api/advise?" + _query(raw, prices or "default"))
         else:
