@@ -54,14 +54,7 @@ KNOWN_LONG_MODULES: dict[str, int] = {
     "control/validation.py": 415,  # +3: the accelerator check of issue 17
 }
 KNOWN_LONG_FUNCTIONS: dict[str, int] = {
-    "control/listing.py:list_page": 62,
-    "demo.py:_run": 79,
     "fleet/launch.py:build_launch_spec": 61,
-    "gateway/auth/sigv4.py:parse": 85,
-    "gateway/openapi.py:native_openapi": 131,
-    "store/predictions/dynamodb.py:DynamoDBPredictionStore.load": 64,
-    "store/predictions/loader.py:load_transform_output": 61,
-    "telemetry/alarm_spec.py:AlarmSpec.parse": 62,
 }
 
 

@@ -228,52 +228,67 @@ def _run(
             deploy(sm, artifact, created=created)
             say(f"endpoint {ENDPOINT_NAME} InService after {time.perf_counter() - t0:.1f} s")
 
-            served = np.empty(rows)
-            latencies_ms = []
-            for i, line in enumerate(lines):
-                t0 = time.perf_counter()
-                response = runtime.invoke_endpoint(
-                    EndpointName=ENDPOINT_NAME, ContentType="text/csv", Accept="text/csv", Body=line
-                )
-                body = response["Body"].read()
-                latencies_ms.append((time.perf_counter() - t0) * 1000)
-                values = parse_predictions(body, response.get("ContentType", "text/csv"))
-                if values.shape != (1,):
-                    raise RuntimeError(f"row {i}: expected one probability, got {body[:200]!r}")
-                served[i] = values[0]
-            response = runtime.invoke_endpoint(
-                EndpointName=ENDPOINT_NAME,
-                ContentType="text/csv",
-                Accept="text/csv",
-                Body="\n".join(lines),
+            served, batch, latencies_ms = _invoke_rows(runtime, lines)
+            status = _compare(
+                test.raw["State"][:rows].tolist(), served, batch, expected, latencies_ms, say
             )
-            batch = parse_predictions(
-                response["Body"].read(), response.get("ContentType", "text/csv")
-            )
-            if batch.shape != (rows,):
-                raise RuntimeError(f"multi-row body: expected {rows} probabilities, got {batch}")
-
-            say("")
-            say(f"{'row':>4}  {'State':<5}  {'served':>10}  {'in-process':>10}  {'|diff|':>9}")
-            states = test.raw["State"][:rows].tolist()
-            for i in range(rows):
-                got, want = served[i], expected[i]
-                say(f"{i:>4}  {states[i]:<5}  {got:>10.6f}  {want:>10.6f}  {abs(got - want):>9.2e}")
-            max_single = float(np.max(np.abs(served - expected)))
-            max_batch = float(np.max(np.abs(batch - expected)))
-            say("")
-            say(
-                f"one-row invocations: median {float(np.median(latencies_ms)):.1f} ms "
-                f"through boto3; multi-row body of {rows} rows: max |diff| {max_batch:.2e}"
-            )
-            worst = max(max_single, max_batch)
-            if not worst <= TOLERANCE:
-                say(f"MISMATCH: max |diff| {worst:.2e} exceeds {TOLERANCE:.0e}")
-                return 1
-            say(f"all served probabilities match in-process XGBoost (max |diff| {worst:.2e})")
         finally:
             if created:
                 say("deleting endpoint, endpoint config and model")
                 undeploy(sm, say=say, created=created)
-    say(f"demo finished in {time.perf_counter() - started:.1f} s")
+    if status == 0:
+        say(f"demo finished in {time.perf_counter() - started:.1f} s")
+    return status
+
+
+def _invoke_rows(runtime: Any, lines: list[str]) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Each row as its own invocation (timed), then all rows in one multi-row body."""
+    rows = len(lines)
+    served = np.empty(rows)
+    latencies_ms = []
+    for i, line in enumerate(lines):
+        t0 = time.perf_counter()
+        response = runtime.invoke_endpoint(
+            EndpointName=ENDPOINT_NAME, ContentType="text/csv", Accept="text/csv", Body=line
+        )
+        body = response["Body"].read()
+        latencies_ms.append((time.perf_counter() - t0) * 1000)
+        values = parse_predictions(body, response.get("ContentType", "text/csv"))
+        if values.shape != (1,):
+            raise RuntimeError(f"row {i}: expected one probability, got {body[:200]!r}")
+        served[i] = values[0]
+    response = runtime.invoke_endpoint(
+        EndpointName=ENDPOINT_NAME, ContentType="text/csv", Accept="text/csv", Body="\n".join(lines)
+    )
+    batch = parse_predictions(response["Body"].read(), response.get("ContentType", "text/csv"))
+    if batch.shape != (rows,):
+        raise RuntimeError(f"multi-row body: expected {rows} probabilities, got {batch}")
+    return served, batch, latencies_ms
+
+
+def _compare(
+    states: list[str],
+    served: np.ndarray,
+    batch: np.ndarray,
+    expected: np.ndarray,
+    latencies_ms: list[float],
+    say: Callable[[str], None],
+) -> int:
+    """Print served beside in-process probabilities; 1 when they differ beyond TOLERANCE."""
+    say("")
+    say(f"{'row':>4}  {'State':<5}  {'served':>10}  {'in-process':>10}  {'|diff|':>9}")
+    for i, (got, want) in enumerate(zip(served, expected, strict=True)):
+        say(f"{i:>4}  {states[i]:<5}  {got:>10.6f}  {want:>10.6f}  {abs(got - want):>9.2e}")
+    max_single = float(np.max(np.abs(served - expected)))
+    max_batch = float(np.max(np.abs(batch - expected)))
+    say("")
+    say(
+        f"one-row invocations: median {float(np.median(latencies_ms)):.1f} ms "
+        f"through boto3; multi-row body of {len(served)} rows: max |diff| {max_batch:.2e}"
+    )
+    worst = max(max_single, max_batch)
+    if not worst <= TOLERANCE:
+        say(f"MISMATCH: max |diff| {worst:.2e} exceeds {TOLERANCE:.0e}")
+        return 1
+    say(f"all served probabilities match in-process XGBoost (max |diff| {worst:.2e})")
     return 0

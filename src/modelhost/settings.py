@@ -111,6 +111,10 @@ class Settings(BaseSettings):
         default=None, description="PEM certificate; with tls_key_file the gateway serves HTTPS."
     )
     tls_key_file: Path | None = Field(default=None, description="PEM private key for TLS.")
+    dashboard_session_ttl_s: float = Field(
+        default=12 * 3600.0,
+        description="How long a dashboard sign-in lasts (the session cookie's Max-Age).",
+    )
     max_header_bytes: int = Field(
         default=16 * 1024, description="Largest total size of a request's headers."
     )

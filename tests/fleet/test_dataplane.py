@@ -29,7 +29,7 @@ from modelhost.testing.dataplane import (
 
 
 def core(transport: FakeTransport, health: FakeHealth, timeout_s: float = 5.0) -> Invoker:
-    return Invoker(transport, health, lambda: 0.0, timeout_s, lambda e: f"arn:log:{e}")
+    return Invoker(transport, health, lambda: 0.0, timeout_s, lambda e, _path: f"arn:log:{e}")
 
 
 async def send(core: Invoker, instances: list[Instance]) -> Sent:
@@ -131,7 +131,7 @@ def plane(
         lambda _name: None,
         InvocationMetrics(),
         limits,
-        lambda e: f"arn:log:{e}",
+        lambda e, _path: f"arn:log:{e}",
     )
 
 

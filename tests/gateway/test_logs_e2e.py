@@ -208,13 +208,19 @@ def test_model_error_prints_and_logs_survive_a_restart(
     assert info.value.response["Error"]["Code"] == "ModelError"
     logs = logs_client(logs_server)
     group = f"/aws/sagemaker/Endpoints/{echo_endpoint}"
-    # LogStreamArn names a group (and, where given, a stream) that exists.
+    # LogStreamArn names the stream of the instance that answered, and that stream exists.
     arn = info.value.response["LogStreamArn"]
     named_group, _, named_stream = arn.partition(":log-group:")[2].partition(":log-stream:")
     assert named_group == group
-    if named_stream:
+    assert named_stream.startswith("AllTraffic/"), arn
+    deadline = time.monotonic() + 60
+    while True:
         listed = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=named_stream)
-        assert named_stream in [s["logStreamName"] for s in listed["logStreams"]]
+        found = {s["logStreamName"]: s["arn"] for s in listed["logStreams"]}
+        if named_stream in found or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert found.get(named_stream) == arn
     before = logs.filter_log_events(logGroupName=group, filterPattern="broken on purpose")
     assert before["events"], "the traceback of the failed predict_fn is in the log"
     mine = logs.filter_log_events(logGroupName=group, filterPattern=f'"marker={marker}"')

@@ -4,7 +4,7 @@ for every action the gateway can dispatch."""
 from __future__ import annotations
 
 import pytest
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from modelhost.control.service import ControlPlane
 from modelhost.gateway.auth.actions import (
@@ -40,7 +40,10 @@ INVOKER_ACTIONS = {
     "modelhost:PutEdgeCapture",
     # Cost advice is arithmetic over the query; it reads no state (issue 15).
     "modelhost:GetAdvice",
+    # The dashboard's data: any valid key may view it (issue 12).
+    "modelhost:GetDashboard",
 }
+DASHBOARD = Surface.DASHBOARD
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
 
 
@@ -114,6 +117,9 @@ def test_every_dispatchable_action_has_a_table_entry(tmp_path: object) -> None:
     gateway = Gateway(settings)
     try:
         for route in gateway.other.routes:
+            if isinstance(route, Mount):  # the dashboard's static assets
+                assert classify("GET", route.path + "/x.js", None, False).surface is DASHBOARD
+                continue
             assert isinstance(route, Route)
             if route.path in ("/ping", "/healthz", "/api/openapi.json"):
                 continue
@@ -122,8 +128,16 @@ def test_every_dispatchable_action_has_a_table_entry(tmp_path: object) -> None:
                 if method == "HEAD":
                     continue
                 target = classify(method, path, None, False)
-                assert target.surface is Surface.NATIVE, (method, route.path)
-                assert target.action in ACTIONS, (method, route.path)
+                if path.startswith("/api/dashboard/"):
+                    # Read-only data, for a session cookie or a signature.
+                    assert (method, target.surface) == ("GET", DASHBOARD), route.path
+                    assert target.action in ACTIONS, (method, route.path)
+                elif path.startswith("/dashboard"):
+                    # The page, sign-in and sign-out: open, the guard limits them.
+                    assert (target.surface, target.action) == (DASHBOARD, None), route.path
+                else:
+                    assert target.surface is Surface.NATIVE, (method, route.path)
+                    assert target.action in ACTIONS, (method, route.path)
     finally:
         gateway.store.close()
     for native in NATIVE_ROUTES:

@@ -53,7 +53,7 @@ def make_api(
         (bandits or {}).get,
         InvocationMetrics(),
         limits,
-        lambda e: f"arn:log:{e}",
+        lambda e, _path: f"arn:log:{e}",
     )
     return RuntimeAPI(plane, 1000, ACCOUNT)
 

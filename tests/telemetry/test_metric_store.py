@@ -155,3 +155,23 @@ def test_sqlite_backend_survives_a_reopen(tmp_path: Path) -> None:
     assert again.keys("AWS/SageMaker", "Invocations") == [variant_key("Invocations", "ep", "A")]
     again.handle(MetricKey.of("Biz", "New"))
     assert again.series_count == store.series_count + 1
+
+
+def test_totals_read_many_series_at_once_from_the_rollup_tier(tmp_path: Path) -> None:
+    clock = Clock(1_800_000_000.0)
+    store = SeriesStore(clock=clock, backend=SqliteBackend(tmp_path / "m.db"))
+    for variant, n in (("A", 3), ("B", 5)):
+        for _ in range(n):
+            store.record("e", variant, status=200, model_us=10.0, overhead_us=1.0)
+    clock.now += 90  # one minute flushed and written, the next still open
+    store.flush()
+    for _ in range(2):
+        store.record("e", "A", status=200, model_us=10.0, overhead_us=1.0)
+    clock.now += 3
+    store.flush()
+    keys = [variant_key("Invocations", "e", v) for v in ("A", "B", "C")]
+    found = store.totals(keys, int(clock.now) - 600, int(clock.now) + 1)
+    assert {k.dimension("VariantName"): p.total for k, p in found.items()} == {"A": 5, "B": 5}
+    # Rollup points stand at their minute's start: the open minute alone.
+    minute = int(clock.now) // 60 * 60
+    assert store.totals(keys, minute, int(clock.now) + 1)[keys[0]].total == 2

@@ -139,6 +139,33 @@ def list_page(
     Defaults: SortBy `default_sort`, SortOrder Descending, MaxResults 10. Returns the
     page (the same dict objects, not copies) and the NextToken, None on the last page.
     """
+    filters = _filters(params, name_key, sort_keys, status_key, default_sort)
+    sort_by, order = filters["SortBy"], filters["SortOrder"]
+    limit = _max_results(params)
+
+    field = sort_keys[sort_by]
+    descending = order == "Descending"
+    chosen = [item for item in items if _keep(item, filters, name_key, status_key)]
+    chosen.sort(key=lambda item: _position(item, field, name_key), reverse=descending)
+
+    token = params.get("NextToken")
+    if token is not None:
+        chosen = _after_token(chosen, _decode_token(token, filters), field, name_key, descending)
+
+    page = chosen[:limit]
+    if len(chosen) <= limit:
+        return page, None
+    return page, _encode_token(filters, _position(page[-1], field, name_key))
+
+
+def _filters(
+    params: dict[str, Any],
+    name_key: str,
+    sort_keys: dict[str, str],
+    status_key: str | None,
+    default_sort: str,
+) -> dict[str, Any]:
+    """The validated filters and order of a List* request (also what a NextToken binds)."""
     sort_by = params.get("SortBy") or default_sort
     if sort_by not in sort_keys:
         raise violation(
@@ -149,8 +176,6 @@ def list_page(
         raise violation(
             order, "sortOrder", "Member must satisfy enum value set: [Ascending, Descending]"
         )
-    limit = _max_results(params)
-
     filters: dict[str, Any] = {"kind": name_key, "SortBy": sort_by, "SortOrder": order}
     needle = params.get("NameContains")
     if needle is not None:
@@ -162,27 +187,19 @@ def list_page(
             filters[param] = parse_timestamp(params[param])
     if status_key is not None and params.get("StatusEquals") is not None:
         filters["StatusEquals"] = params["StatusEquals"]
+    return filters
 
-    field = sort_keys[sort_by]
-    descending = order == "Descending"
-    chosen = [item for item in items if _keep(item, filters, name_key, status_key)]
-    chosen.sort(key=lambda item: _position(item, field, name_key), reverse=descending)
 
-    token = params.get("NextToken")
-    if token is not None:
-        after = _decode_token(token, filters)
-        try:
-            if descending:
-                chosen = [i for i in chosen if _position(i, field, name_key) < after]
-            else:
-                chosen = [i for i in chosen if _position(i, field, name_key) > after]
-        except TypeError as exc:  # a position whose types cannot compare with ours
-            raise ValidationException("Invalid pagination token: it is malformed.") from exc
-
-    page = chosen[:limit]
-    if len(chosen) <= limit:
-        return page, None
-    return page, _encode_token(filters, _position(page[-1], field, name_key))
+def _after_token(
+    chosen: list[dict[str, Any]], after: Any, field: str, name_key: str, descending: bool
+) -> list[dict[str, Any]]:
+    """The items past the position a NextToken carries."""
+    try:
+        if descending:
+            return [i for i in chosen if _position(i, field, name_key) < after]
+        return [i for i in chosen if _position(i, field, name_key) > after]
+    except TypeError as exc:  # a position whose types cannot compare with ours
+        raise ValidationException("Invalid pagination token: it is malformed.") from exc
 
 
 def list_response(

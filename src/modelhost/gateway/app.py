@@ -14,12 +14,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from modelhost import __version__
 from modelhost.compile.edge_capture import EdgeCaptures
@@ -33,10 +34,14 @@ from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
+from modelhost.gateway.auth.session import Sessions
 from modelhost.gateway.cloudwatch_api import PATH_PREFIX as CLOUDWATCH_PATH
 from modelhost.gateway.cloudwatch_api import TARGET as CLOUDWATCH_TARGET
 from modelhost.gateway.cloudwatch_api import CloudWatchAPI, wire_of
 from modelhost.gateway.control_api import ControlAPI
+from modelhost.gateway.dashboard import wiring as dashboard_wiring
+from modelhost.gateway.dashboard.data import DashboardData
+from modelhost.gateway.dashboard.routes import DashboardRoutes
 from modelhost.gateway.edge_api import EdgeCaptureAPI
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
@@ -55,6 +60,7 @@ from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.cloudwatch import CloudWatch
 from modelhost.telemetry.instance_sampler import InstanceRef, InstanceSampler
+from modelhost.telemetry.logs import endpoint_group, log_group_arn, log_stream_arn_for_file
 from modelhost.telemetry.metric_db import SqliteBackend
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
@@ -85,11 +91,15 @@ def _data_plane(
     """The request path gets the routing snapshots, health sink, random source and
     bandits from the controller, never the controller itself."""
 
-    def log_stream(endpoint: str) -> str:
-        return (
-            f"arn:aws:logs:{settings.region}:{settings.account_id}:log-group:"
-            f"/aws/sagemaker/Endpoints/{endpoint}"
-        )
+    def log_stream(endpoint: str, log_path: Path | None) -> str:
+        """The stream of the instance that answered (its log file names it), else the
+        endpoint's group."""
+        region, account = settings.region, settings.account_id
+        if log_path is not None:
+            arn = log_stream_arn_for_file(region, account, settings.logs_dir, log_path)
+            if arn is not None:
+                return arn
+        return log_group_arn(region, account, endpoint_group(endpoint))
 
     limits = Limits(
         timeout_s=settings.invocation_timeout_s,
@@ -158,20 +168,31 @@ class Gateway:
         self.keys = KeyStore(settings.home)
         self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
         self.keys.record_url(settings.base_url)
-        self.guard = Guard(settings, self.keys if settings.auth_enabled else None)
-        self.other = Starlette(
-            routes=[
-                Route("/ping", self.ping),
-                Route("/healthz", self.ping),
-                Route("/metrics", self.prometheus),
-                Route("/api/openapi.json", self.openapi),
-                *self.native_api.routes(),
-                *JobsAPI(self.jobs).routes(),
-                *KeysAPI(self.keys).routes(),
-                *EdgeCaptureAPI(EdgeCaptures(settings.home)).routes(),
-            ],
-            lifespan=self.lifespan,
+        keys = self.keys if settings.auth_enabled else None
+        self.sessions = Sessions(settings.home, settings.dashboard_session_ttl_s)
+        self.guard = Guard(settings, keys, sessions=self.sessions)
+        self.other = Starlette(routes=self._routes(settings, keys), lifespan=self.lifespan)
+
+    def _routes(self, settings: Settings, keys: KeyStore | None) -> list[BaseRoute]:
+        """Everything that is not the SageMaker, CloudWatch or Logs wire APIs."""
+        sources = dashboard_wiring.sources(
+            settings.home, self.store, self.control, self.jobs, self.series, self.alarms
         )
+        # Sign-in sessions only with auth on; off, the guard admits loopback clients only.
+        dashboard = DashboardRoutes(
+            DashboardData(sources), keys, self.sessions if keys is not None else None
+        )
+        return [
+            Route("/ping", self.ping),
+            Route("/healthz", self.ping),
+            Route("/metrics", self.prometheus),
+            Route("/api/openapi.json", self.openapi),
+            *self.native_api.routes(),
+            *JobsAPI(self.jobs).routes(),
+            *KeysAPI(self.keys).routes(),
+            *EdgeCaptureAPI(EdgeCaptures(settings.home)).routes(),
+            *dashboard.routes(),
+        ]
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:

@@ -88,7 +88,6 @@ def _param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def native_openapi() -> dict[str, Any]:
     """The OpenAPI document (a plain dict)."""
-    endpoint = [_param("name", _ENDPOINT)]
     return {
         "openapi": "3.0.3",
         "info": {"title": "modelhost native API", "version": __version__},
@@ -103,117 +102,132 @@ def native_openapi() -> dict[str, Any]:
             }
         },
         "security": [{"sigv4": []}],
-        "paths": {
-            "/api/alarms": {
-                "get": {
-                    "operationId": "ListAlarms",
-                    "responses": _responses(
-                        {
-                            "type": "object",
-                            "required": ["MetricAlarms"],
-                            "properties": {"MetricAlarms": {"type": "array", "items": _ALARM}},
-                        }
-                    ),
-                }
+        "paths": {**_alarm_paths(), **_endpoint_paths(), **_key_paths()},
+    }
+
+
+def _alarm_paths() -> dict[str, Any]:
+    return {
+        "/api/alarms": {
+            "get": {
+                "operationId": "ListAlarms",
+                "responses": _responses(
+                    {
+                        "type": "object",
+                        "required": ["MetricAlarms"],
+                        "properties": {"MetricAlarms": {"type": "array", "items": _ALARM}},
+                    }
+                ),
+            }
+        },
+        "/api/alarms/{name}": {
+            "parameters": [_param("name", _NAME)],
+            "get": {"operationId": "DescribeAlarm", "responses": _responses(_ALARM, 404)},
+            "put": {
+                "operationId": "PutAlarm",
+                "requestBody": {"required": True, **_json(_ALARM_INPUT)},
+                "responses": _responses(_ALARM),
             },
-            "/api/alarms/{name}": {
-                "parameters": [_param("name", _NAME)],
-                "get": {"operationId": "DescribeAlarm", "responses": _responses(_ALARM, 404)},
-                "put": {
-                    "operationId": "PutAlarm",
-                    "requestBody": {"required": True, **_json(_ALARM_INPUT)},
-                    "responses": _responses(_ALARM),
-                },
-                "delete": {
-                    "operationId": "DeleteAlarm",
-                    "responses": _responses({"type": "object"}, 404),
-                },
+            "delete": {
+                "operationId": "DeleteAlarm",
+                "responses": _responses({"type": "object"}, 404),
             },
-            "/api/endpoints/{name}/events": {
-                "parameters": endpoint,
-                "get": {
-                    "operationId": "DescribeEndpointEvents",
-                    "responses": _responses(
-                        {
-                            "type": "object",
-                            "required": ["EndpointName", "Events"],
-                            "properties": {
-                                "EndpointName": {"type": "string"},
-                                "Events": {"type": "array", "items": {"type": "object"}},
-                            },
+        },
+    }
+
+
+def _endpoint_paths() -> dict[str, Any]:
+    endpoint = [_param("name", _ENDPOINT)]
+    return {
+        "/api/endpoints/{name}/events": {
+            "parameters": endpoint,
+            "get": {
+                "operationId": "DescribeEndpointEvents",
+                "responses": _responses(
+                    {
+                        "type": "object",
+                        "required": ["EndpointName", "Events"],
+                        "properties": {
+                            "EndpointName": {"type": "string"},
+                            "Events": {"type": "array", "items": {"type": "object"}},
                         },
-                        404,
-                    ),
-                },
-            },
-            "/api/endpoints/{name}/shadow-report": {
-                "parameters": endpoint,
-                "get": {
-                    "operationId": "GetShadowReport",
-                    "parameters": [
-                        {
-                            "name": "tolerance",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "number", "minimum": 0},
-                        }
-                    ],
-                    "responses": _responses({"type": "object"}, 404),
-                },
-            },
-            "/api/endpoints/{name}/promote-shadow": {
-                "parameters": endpoint,
-                "post": {
-                    "operationId": "PromoteShadow",
-                    "responses": _responses({"type": "object"}, 404),
-                },
-            },
-            "/api/keys": {
-                "get": {
-                    "operationId": "ListAccessKeys",
-                    "responses": _responses(
-                        {
-                            "type": "object",
-                            "required": ["AccessKeys"],
-                            "properties": {"AccessKeys": {"type": "array", "items": _KEY}},
-                        }
-                    ),
-                },
-                "post": {
-                    "operationId": "CreateAccessKey",
-                    "requestBody": {
-                        "required": True,
-                        **_json(
-                            {
-                                "type": "object",
-                                "required": ["Role"],
-                                "properties": {
-                                    "Role": {
-                                        "type": "string",
-                                        "enum": ["admin", "deployer", "invoker"],
-                                    },
-                                    "Endpoints": {"type": "string"},
-                                },
-                            }
-                        ),
                     },
-                    "responses": _responses(
+                    404,
+                ),
+            },
+        },
+        "/api/endpoints/{name}/shadow-report": {
+            "parameters": endpoint,
+            "get": {
+                "operationId": "GetShadowReport",
+                "parameters": [
+                    {
+                        "name": "tolerance",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "number", "minimum": 0},
+                    }
+                ],
+                "responses": _responses({"type": "object"}, 404),
+            },
+        },
+        "/api/endpoints/{name}/promote-shadow": {
+            "parameters": endpoint,
+            "post": {
+                "operationId": "PromoteShadow",
+                "responses": _responses({"type": "object"}, 404),
+            },
+        },
+    }
+
+
+def _key_paths() -> dict[str, Any]:
+    return {
+        "/api/keys": {
+            "get": {
+                "operationId": "ListAccessKeys",
+                "responses": _responses(
+                    {
+                        "type": "object",
+                        "required": ["AccessKeys"],
+                        "properties": {"AccessKeys": {"type": "array", "items": _KEY}},
+                    }
+                ),
+            },
+            "post": {
+                "operationId": "CreateAccessKey",
+                "requestBody": {
+                    "required": True,
+                    **_json(
                         {
                             "type": "object",
-                            "required": ["AccessKeyId", "SecretAccessKey", "Role", "Endpoints"],
+                            "required": ["Role"],
                             "properties": {
-                                "AccessKeyId": {"type": "string"},
-                                "SecretAccessKey": {"type": "string"},
-                                "Role": {"type": "string"},
+                                "Role": {
+                                    "type": "string",
+                                    "enum": ["admin", "deployer", "invoker"],
+                                },
                                 "Endpoints": {"type": "string"},
                             },
                         }
                     ),
                 },
+                "responses": _responses(
+                    {
+                        "type": "object",
+                        "required": ["AccessKeyId", "SecretAccessKey", "Role", "Endpoints"],
+                        "properties": {
+                            "AccessKeyId": {"type": "string"},
+                            "SecretAccessKey": {"type": "string"},
+                            "Role": {"type": "string"},
+                            "Endpoints": {"type": "string"},
+                        },
+                    }
+                ),
             },
-            "/api/keys/{name}": {
-                "parameters": [_param("name", _KEY_ID)],
-                "delete": {"operationId": "RevokeAccessKey", "responses": _responses(_KEY, 404)},
-            },
+        },
+        "/api/keys/{name}": {
+            "parameters": [_param("name", _KEY_ID)],
+            "delete": {"operationId": "RevokeAccessKey", "responses": _responses(_KEY, 404)},
         },
     }

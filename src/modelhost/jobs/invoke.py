@@ -85,7 +85,7 @@ class Invoker:
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.wait_for_instance_s = wait_for_instance_s
-        self.core = Core(pool, _FleetHealth(fleet), random.random, timeout_s, lambda _e: "")
+        self.core = Core(pool, _FleetHealth(fleet), random.random, timeout_s, lambda _e, _p: "")
 
     async def _wait_serving(self) -> None:
         loop = asyncio.get_running_loop()

@@ -106,33 +106,14 @@ class AlarmSpec:
         name = _need(body, "AlarmName")
         if not isinstance(name, str) or not 1 <= len(name) <= 255:
             raise ValidationException("AlarmName must be a string of 1 to 255 characters.")
-        namespace = body.get("Namespace") or SAGEMAKER
-        if not isinstance(namespace, str) or not 1 <= len(namespace) <= 255:
-            raise ValidationException("Namespace must be a string of 1 to 255 characters.")
-        metric = _need(body, "MetricName")
-        known = KNOWN_METRICS.get(namespace)
-        if not isinstance(metric, str) or (known is not None and metric not in known):
-            raise ValidationException(
-                f"MetricName must be one of {', '.join(known or ())} in {namespace}."
-            )
-        endpoint = dict(dims).get("EndpointName")
-        if known is not None and (endpoint is None or not ENDPOINT_NAME_RE.match(endpoint)):
-            raise ValidationException(
-                "Dimensions must name a valid EndpointName (and may name a VariantName)."
-            )
+        namespace, metric = _metric(body, dims)
         statistic = cls._statistic(body)
         comparison = _need(body, "ComparisonOperator")
         if not isinstance(comparison, str) or comparison not in COMPARISONS:
             raise ValidationException(
                 f"ComparisonOperator must be one of {', '.join(COMPARISONS)}."
             )
-        threshold = _need(body, "Threshold")
-        if (
-            not isinstance(threshold, int | float)
-            or isinstance(threshold, bool)
-            or not math.isfinite(threshold)
-        ):
-            raise ValidationException("Threshold must be a number.")
+        threshold = _threshold(body)
         treat = body.get("TreatMissingData") or "missing"
         if not isinstance(treat, str) or treat not in MISSING:
             raise ValidationException(f"TreatMissingData must be one of {', '.join(MISSING)}.")
@@ -154,7 +135,7 @@ class AlarmSpec:
             _integer(body, "Period", 60),
             periods,
             to_alarm,
-            float(threshold),
+            threshold,
             comparison,
             treat,
             str(description),
@@ -201,3 +182,33 @@ class AlarmSpec:
         if self.unit:
             out["Unit"] = self.unit
         return out
+
+
+def _metric(body: dict[str, Any], dims: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    """Namespace and MetricName; SageMaker's namespaces need a known metric and an endpoint."""
+    namespace = body.get("Namespace") or SAGEMAKER
+    if not isinstance(namespace, str) or not 1 <= len(namespace) <= 255:
+        raise ValidationException("Namespace must be a string of 1 to 255 characters.")
+    metric = _need(body, "MetricName")
+    known = KNOWN_METRICS.get(namespace)
+    if not isinstance(metric, str) or (known is not None and metric not in known):
+        raise ValidationException(
+            f"MetricName must be one of {', '.join(known or ())} in {namespace}."
+        )
+    endpoint = dict(dims).get("EndpointName")
+    if known is not None and (endpoint is None or not ENDPOINT_NAME_RE.match(endpoint)):
+        raise ValidationException(
+            "Dimensions must name a valid EndpointName (and may name a VariantName)."
+        )
+    return namespace, metric
+
+
+def _threshold(body: dict[str, Any]) -> float:
+    threshold = _need(body, "Threshold")
+    if (
+        not isinstance(threshold, int | float)
+        or isinstance(threshold, bool)
+        or not math.isfinite(threshold)
+    ):
+        raise ValidationException("Threshold must be a number.")
+    return float(threshold)

@@ -55,7 +55,9 @@ class Sent:
 class Invoker:
     """Sends invocations to instances over the keep-alive pool (see the module docstring).
 
-    `log_stream(endpoint)` is the LogStreamArn a ModelError carries."""
+    `log_stream(endpoint, log_path)` is the LogStreamArn a ModelError carries: the stream
+    of the instance (or container) that answered, whose log file is `log_path` (None when
+    no instance is known: the endpoint's log group)."""
 
     def __init__(
         self,
@@ -63,7 +65,7 @@ class Invoker:
         health: InstanceHealth,
         rand: Rand,
         timeout_s: float,
-        log_stream: Callable[[str], str],
+        log_stream: Callable[[str, Path | None], str],
     ) -> None:
         self.http = http
         self.health = health
@@ -113,21 +115,21 @@ class Invoker:
                 stale_retry = False
                 tried.discard(instance.instance_id)  # the retry may pick it again
             except TimeoutError as exc:
-                raise self.timed_out(endpoint, "primary") from exc
+                raise self.timed_out(endpoint, "primary", instance.log_path) from exc
             finally:
                 instance.outstanding -= 1
 
-    def timed_out(self, endpoint: str, container: str) -> ModelError:
+    def timed_out(self, endpoint: str, container: str, log_path: Path | None) -> ModelError:
         return ModelError(
             f'Received server error (0) from {container} with message "Your invocation '
             f'timed out while waiting for a response from container {container}."',
             0,
             f"Invocation timed out after {self.timeout_s:g} s",
-            self.log_stream(endpoint),
+            self.log_stream(endpoint, log_path),
         )
 
     def model_error(
-        self, endpoint: str, status: int, body: bytes, container: str, log_path: object
+        self, endpoint: str, status: int, body: bytes, container: str, log_path: Path | None
     ) -> ModelError:
         """The ModelError for a container's 4xx/5xx answer, quoting its message."""
         message = body[:MAX_ORIGINAL_MESSAGE].decode("utf-8", "replace")
@@ -137,15 +139,17 @@ class Invoker:
             f"See {log_path} for more information.",
             status,
             message,
-            self.log_stream(endpoint),
+            self.log_stream(endpoint, log_path),
         )
 
-    def too_large(self, endpoint: str, status: int, size: int, limit: int) -> ModelError:
+    def too_large(
+        self, endpoint: str, status: int, size: int, limit: int, log_path: Path | None
+    ) -> ModelError:
         return ModelError(
             f"The model's response of {size} bytes exceeds the {limit}-byte limit.",
             status,
             "response too large",
-            self.log_stream(endpoint),
+            self.log_stream(endpoint, log_path),
         )
 
 

@@ -167,7 +167,7 @@ class MultiModelInvoker:
                 "information.",
                 status,
                 message,
-                self.core.log_stream(labels[0]),
+                self.core.log_stream(labels[0], instance.log_path),
             )
         instance.models.add(target)
         self._count(labels, instance)
@@ -196,7 +196,7 @@ class MultiModelInvoker:
                 f"Loading TargetModel {target} did not finish within {self.core.timeout_s:g} s.",
                 0,
                 "load timed out",
-                self.core.log_stream(labels[0]),
+                self.core.log_stream(labels[0], instance.log_path),
             ) from exc
         return status, out
 

@@ -151,7 +151,7 @@ class MultiContainerInvoker:
                 self.metrics.series(endpoint, variant, host).record(
                     status=0, latency_us=(time.perf_counter() - sent) * 1e6
                 )
-                raise self.core.timed_out(endpoint, host) from exc
+                raise self.core.timed_out(endpoint, host, member.log_path) from exc
             latency_us = (time.perf_counter() - sent) * 1e6
             model_us += latency_us
             self.metrics.series(endpoint, variant, host).record(

@@ -77,7 +77,7 @@ class DataPlane:
         bandits: BanditLookup,
         metrics: InvocationMetrics,
         limits: Limits,
-        log_stream: Callable[[str], str],
+        log_stream: Callable[[str, Path | None], str],
     ) -> None:
         self.routes = routes
         self.bandits = bandits
@@ -187,12 +187,12 @@ class DataPlane:
         return inference_id
 
     def _check(self, endpoint: str, sent: Sent) -> None:
+        log_path = sent.log_path or sent.instance.log_path
         if sent.status >= 400:
-            log_path = sent.log_path or sent.instance.log_path
             raise self.core.model_error(endpoint, sent.status, sent.body, sent.container, log_path)
         limit = self.limits.max_payload_bytes
         if len(sent.body) > limit:
-            raise self.core.too_large(endpoint, sent.status, len(sent.body), limit)
+            raise self.core.too_large(endpoint, sent.status, len(sent.body), limit, log_path)
 
     def _answer(
         self, req: Invocation, variant: VariantRoute, sent: Sent, bandit_id: str | None

@@ -26,6 +26,9 @@ class Surface(enum.Enum):
     RUNTIME = "runtime"
     NATIVE = "native"
     PUBLIC = "public"
+    # The dashboard: its page, assets and sign-in are open (the page shows a sign-in form);
+    # its data routes take a session cookie or a signature (see auth/session.py).
+    DASHBOARD = "dashboard"
 
 
 # X-Amz-Target prefix → (SigV4 signing name, action namespace). Add a service here.
@@ -146,6 +149,24 @@ class Target:
     resource: str
 
 
+DASHBOARD_PREFIXES = ("/dashboard/", "/api/dashboard/")
+# The dashboard's read-only data routes, the only ones a session cookie is good for.
+DASHBOARD_ROUTES: tuple[NativeRoute, ...] = (
+    NativeRoute("GET", "/api/dashboard/snapshot", "modelhost:GetDashboard"),
+)
+
+
+def dashboard_target(method: str, raw_path: str) -> Target | None:
+    """The dashboard's target for its paths, else None."""
+    if raw_path != "/dashboard" and not raw_path.startswith(DASHBOARD_PREFIXES):
+        return None
+    for route in DASHBOARD_ROUTES:
+        resource = route.match(method, raw_path)
+        if resource is not None:
+            return Target(Surface.DASHBOARD, NATIVE_SERVICE, route.action, resource)
+    return Target(Surface.DASHBOARD, NATIVE_SERVICE, None, "")
+
+
 def classify(
     method: str,
     raw_path: str,
@@ -172,6 +193,9 @@ def classify(
             action = None
         name = unquote(parts[-2]) if len(parts) >= 4 else ""
         return Target(Surface.RUNTIME, RUNTIME_SERVICE, action, f"endpoint/{name}")
+    dashboard = dashboard_target(method, raw_path)
+    if dashboard is not None:
+        return dashboard
     path = unquote(raw_path)
     if method in ("GET", "HEAD") and (
         path in PUBLIC_PATHS or (metrics_public and path == "/metrics")

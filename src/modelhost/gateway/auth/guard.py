@@ -6,7 +6,9 @@ JSON bodies of the control plane and the native API are checked for nesting dept
 authentication on, the signature is verified over the exact bytes received, the key looked
 up, and `authorize` asked about the action and resource; the body is then replayed to the
 API, so it is read once. A runtime call signed with `UNSIGNED-PAYLOAD` is verified without
-buffering its body (the runtime still caps it).
+buffering its body (the runtime still caps it). The dashboard's routes (`Surface.DASHBOARD`)
+are the one place a session cookie counts, and only for its read-only data; with
+authentication off they answer loopback clients only.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from modelhost.gateway.auth.actions import (
 )
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.policy import Role, authorize
+from modelhost.gateway.auth.session import Sessions, cookie_value, is_loopback
 from modelhost.gateway.errors import JSON_11, error_payload
 from modelhost.settings import Settings
 
@@ -98,10 +101,12 @@ class Guard:
         settings: Settings,
         keys: KeyStore | None,
         clock: Callable[[], float] = time.time,
+        sessions: Sessions | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys  # None: authentication off
         self.clock = clock
+        self.sessions = sessions
         self._signing_keys: dict[tuple[str, str, str, str], bytes] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
@@ -151,6 +156,14 @@ class Guard:
         )
         if target.surface is Surface.PUBLIC:
             return receive
+        if target.surface is Surface.DASHBOARD:
+            check_content_length(headers, settings.max_api_body_bytes)
+            if self.keys is None or target.action is None or b"authorization" not in headers:
+                self._dashboard(scope, target)
+                if scope["method"] != "POST":
+                    return receive
+                # Sign-in and sign-out forms: read under the cap, even when chunked.
+                return replay(await read_body(receive, settings.max_api_body_bytes), receive)
         limit = (
             settings.max_payload_bytes
             if target.surface is Surface.RUNTIME
@@ -164,6 +177,32 @@ class Guard:
             check_json_depth(body, settings.max_json_depth)
             return replay(body, receive)
         return await self._authenticate(scope, receive, raw_path, target, limit)
+
+    def _dashboard(self, scope: Scope, target: Target) -> None:
+        """With authentication off, loopback clients only. With it on, the page, its assets
+        and the sign-in form are open (the page asks to sign in); the read-only data routes
+        take a session cookie (or, handled by the caller, a signature)."""
+        if self.keys is None:
+            if not is_loopback(scope.get("client")):
+                raise AccessDeniedException(
+                    "Authentication is off: the dashboard answers clients on this machine only."
+                )
+            return
+        if target.action is None:
+            return
+        key_id = None
+        if self.sessions is not None:
+            key_id = self.sessions.verify(cookie_value(scope["headers"]))
+        found = self.keys.active(key_id) if key_id is not None else None
+        if found is None:
+            raise AccessDeniedException("Sign in to the dashboard at /dashboard first.")
+        key = found[0]
+        if not authorize(Role(key.role), target.action, target.resource, key.endpoints):
+            raise AccessDeniedException(
+                f"User: {key.access_key_id} (role {key.role}) is not authorized to perform: "
+                f"{target.action}"
+            )
+        scope[PRINCIPAL_SCOPE_KEY] = key.access_key_id
 
     def _signing_key(self, secret: str, c: sigv4.Credential) -> bytes:
         """SigV4's derived key, cached per key, day, region and service."""

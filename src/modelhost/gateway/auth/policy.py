@@ -156,6 +156,8 @@ ACTIONS: dict[str, Rule] = {
     "modelhost:ListEdgeCaptures": _DEPLOY,
     # Cost advice reads no state: whoever may invoke may ask.
     "modelhost:GetAdvice": _INVOKE,
+    # The dashboard's data (read-only): any valid key may view it.
+    "modelhost:GetDashboard": _INVOKE,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},
     **{f"cloudwatch:{op}": _INVOKE for op in _CLOUDWATCH_READ},
     **{f"cloudwatch:{op}": _DEPLOY for op in _CLOUDWATCH_DEPLOY},

@@ -193,49 +193,13 @@ def parse(request: SignedRequest) -> Credential:
     presigned = auth is None and "X-Amz-Signature=" in request.raw_query
     expires: int | None = None
     if auth is not None:
-        if not auth.startswith(ALGORITHM):
-            raise IncompleteSignatureException(
-                f"Authorization header requires the {ALGORITHM} scheme: "
-                "Credential=, SignedHeaders= and Signature= parameters."
-            )
-        match = _AUTH_RE.match(auth)
-        if match is None:
-            raise IncompleteSignatureException(
-                "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "
-                f"parameters in the form '{ALGORITHM} Credential=AKID/date/region/service/"
-                "aws4_request, SignedHeaders=a;b, Signature=<64 hex>'."
-            )
-        credential, signed, signature = match["credential"], match["signed"], match["signature"]
+        credential, signed, signature = _authorization_fields(auth)
         timestamp = _header(request.headers, "x-amz-date")
     elif presigned:
-        params = _query_params(request.raw_query)
-        if params.get("X-Amz-Algorithm") != ALGORITHM:
-            raise IncompleteSignatureException(f"X-Amz-Algorithm must be {ALGORITHM}.")
-        try:
-            credential = params["X-Amz-Credential"]
-            signed = params["X-Amz-SignedHeaders"]
-            signature = params["X-Amz-Signature"]
-            timestamp = params["X-Amz-Date"]
-            expires = int(params["X-Amz-Expires"])
-        except (KeyError, ValueError) as exc:
-            raise IncompleteSignatureException(
-                "A presigned request needs X-Amz-Credential, X-Amz-SignedHeaders, "
-                "X-Amz-Signature, X-Amz-Date and a numeric X-Amz-Expires."
-            ) from exc
-        if not _HEX64_RE.match(signature):
-            raise IncompleteSignatureException("X-Amz-Signature must be 64 hex digits.")
-        if not 1 <= expires <= MAX_PRESIGN_EXPIRES_S:
-            raise IncompleteSignatureException(
-                f"X-Amz-Expires must be between 1 and {MAX_PRESIGN_EXPIRES_S} seconds."
-            )
+        credential, signed, signature, timestamp, expires = _presigned_fields(request.raw_query)
     else:
         raise MissingAuthenticationTokenException("Missing Authentication Token")
-    parts = credential.split("/")
-    if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts):
-        raise IncompleteSignatureException(
-            f"Credential '{credential}' must have the form "
-            "<AccessKeyId>/<yyyymmdd>/<region>/<service>/aws4_request."
-        )
+    parts = _credential_scope(credential)
     if timestamp is None:
         raise IncompleteSignatureException("The request must carry an X-Amz-Date header.")
     issued_s = parse_timestamp(timestamp)
@@ -245,20 +209,8 @@ def parse(request: SignedRequest) -> Credential:
             f"from HTTP: '{parts[1]}' != '{timestamp[:8]}', from '{timestamp}'."
         )
     signed_headers = tuple(signed.split(";"))
-    if list(signed_headers) != sorted(set(signed_headers)) or "host" not in signed_headers:
-        raise IncompleteSignatureException(
-            "SignedHeaders must be sorted, unique, lower-case and include 'host'."
-        )
-    if auth is not None and "x-amz-date" not in signed_headers:
-        raise IncompleteSignatureException("SignedHeaders must include 'x-amz-date'.")
     content_hash = _header(request.headers, "x-amz-content-sha256")
-    if content_hash is not None and "x-amz-content-sha256" not in signed_headers:
-        # An unsigned content hash could be swapped for UNSIGNED-PAYLOAD by anyone.
-        raise IncompleteSignatureException("X-Amz-Content-Sha256 must be a signed header.")
-    if content_hash not in (None, UNSIGNED_PAYLOAD) and not _HEX64_RE.match(content_hash or ""):
-        raise InvalidSignatureException(
-            "X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD or 64 lower-case hex digits."
-        )
+    _check_signed_headers(signed_headers, header_auth=auth is not None, content_hash=content_hash)
     return Credential(
         access_key_id=parts[0],
         date=parts[1],
@@ -272,6 +224,77 @@ def parse(request: SignedRequest) -> Credential:
         payload_hash=content_hash,
         issued_s=issued_s,
     )
+
+
+def _authorization_fields(auth: str) -> tuple[str, str, str]:
+    """Credential, SignedHeaders and Signature of an `Authorization` header."""
+    if not auth.startswith(ALGORITHM):
+        raise IncompleteSignatureException(
+            f"Authorization header requires the {ALGORITHM} scheme: "
+            "Credential=, SignedHeaders= and Signature= parameters."
+        )
+    match = _AUTH_RE.match(auth)
+    if match is None:
+        raise IncompleteSignatureException(
+            "Authorization header requires 'Credential', 'SignedHeaders' and 'Signature' "
+            f"parameters in the form '{ALGORITHM} Credential=AKID/date/region/service/"
+            "aws4_request, SignedHeaders=a;b, Signature=<64 hex>'."
+        )
+    return match["credential"], match["signed"], match["signature"]
+
+
+def _presigned_fields(raw_query: str) -> tuple[str, str, str, str, int]:
+    """Credential, SignedHeaders, Signature, Date and Expires of a presigned URL."""
+    params = _query_params(raw_query)
+    if params.get("X-Amz-Algorithm") != ALGORITHM:
+        raise IncompleteSignatureException(f"X-Amz-Algorithm must be {ALGORITHM}.")
+    try:
+        credential = params["X-Amz-Credential"]
+        signed = params["X-Amz-SignedHeaders"]
+        signature = params["X-Amz-Signature"]
+        timestamp = params["X-Amz-Date"]
+        expires = int(params["X-Amz-Expires"])
+    except (KeyError, ValueError) as exc:
+        raise IncompleteSignatureException(
+            "A presigned request needs X-Amz-Credential, X-Amz-SignedHeaders, "
+            "X-Amz-Signature, X-Amz-Date and a numeric X-Amz-Expires."
+        ) from exc
+    if not _HEX64_RE.match(signature):
+        raise IncompleteSignatureException("X-Amz-Signature must be 64 hex digits.")
+    if not 1 <= expires <= MAX_PRESIGN_EXPIRES_S:
+        raise IncompleteSignatureException(
+            f"X-Amz-Expires must be between 1 and {MAX_PRESIGN_EXPIRES_S} seconds."
+        )
+    return credential, signed, signature, timestamp, expires
+
+
+def _credential_scope(credential: str) -> list[str]:
+    """`AKID/yyyymmdd/region/service/aws4_request` split in its five parts."""
+    parts = credential.split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request" or not all(parts):
+        raise IncompleteSignatureException(
+            f"Credential '{credential}' must have the form "
+            "<AccessKeyId>/<yyyymmdd>/<region>/<service>/aws4_request."
+        )
+    return parts
+
+
+def _check_signed_headers(
+    signed_headers: tuple[str, ...], *, header_auth: bool, content_hash: str | None
+) -> None:
+    if list(signed_headers) != sorted(set(signed_headers)) or "host" not in signed_headers:
+        raise IncompleteSignatureException(
+            "SignedHeaders must be sorted, unique, lower-case and include 'host'."
+        )
+    if header_auth and "x-amz-date" not in signed_headers:
+        raise IncompleteSignatureException("SignedHeaders must include 'x-amz-date'.")
+    if content_hash is not None and "x-amz-content-sha256" not in signed_headers:
+        # An unsigned content hash could be swapped for UNSIGNED-PAYLOAD by anyone.
+        raise IncompleteSignatureException("X-Amz-Content-Sha256 must be a signed header.")
+    if content_hash not in (None, UNSIGNED_PAYLOAD) and not _HEX64_RE.match(content_hash or ""):
+        raise InvalidSignatureException(
+            "X-Amz-Content-Sha256 must be UNSIGNED-PAYLOAD or 64 lower-case hex digits."
+        )
 
 
 def parse_timestamp(timestamp: str) -> float:

@@ -150,27 +150,9 @@ class DynamoDBPredictionStore(PredictionStore):
             Item={**marker, "started_at_s": {"N": repr(time.time())}},
         )
         seen: set[str] = set()
-
-        def requests() -> Iterator[tuple[list[dict[str, Any]], bool]]:
-            # Duplicates within one batch would be refused by DynamoDB: the last one wins.
-            # A key seen in an earlier batch makes a barrier, so that batch is written after
-            # every earlier one (batches are written in parallel) and the last value wins.
-            it = iter(items)
-            while chunk := list(islice(it, _WRITE_BATCH)):
-                batch = {k: v for k, v in chunk}
-                barrier = not seen.isdisjoint(batch)
-                seen.update(batch)
-                yield [
-                    {"PutRequest": {"Item": {
-                        "pk": {"S": f"{store}#{rows_id}#{shard_of(k):02d}"},
-                        "sk": {"S": k},
-                        "v": {"S": v},
-                    }}}
-                    for k, v in batch.items()
-                ], barrier  # fmt: skip
-
+        requests = _put_requests(items, f"{store}#{rows_id}", seen)
         try:
-            self._write_all(requests())
+            self._write_all(requests)
             now = time.time()
             run = RunInfo(store, run_id, len(seen), now, value_format)
             previous = self._switch(run, rows_id)
@@ -387,3 +369,27 @@ def _run(item: dict[str, Any]) -> RunInfo:
         float(item["loaded_at_s"]["N"]),
         ValueFormat(item["value_format"]["S"]),
     )
+
+
+def _put_requests(
+    items: Iterable[tuple[str, str]], prefix: str, seen: set[str]
+) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """BatchWriteItem request lists with their barrier flag; `seen` collects the keys.
+
+    Duplicates within one batch would be refused by DynamoDB: the last one wins. A key seen
+    in an earlier batch makes a barrier, so that batch is written after every earlier one
+    (batches are written in parallel) and the last value wins.
+    """
+    it = iter(items)
+    while chunk := list(islice(it, _WRITE_BATCH)):
+        batch = {k: v for k, v in chunk}
+        barrier = not seen.isdisjoint(batch)
+        seen.update(batch)
+        yield [
+            {"PutRequest": {"Item": {
+                "pk": {"S": f"{prefix}#{shard_of(k):02d}"},
+                "sk": {"S": k},
+                "v": {"S": v},
+            }}}
+            for k, v in batch.items()
+        ], barrier  # fmt: skip

@@ -79,12 +79,7 @@ def load_transform_output(
     outputs = Location(output_location, "output", settings.s3_endpoint_url)
     pairs = _pair_objects(inputs, outputs)
     if run_id is None:
-        digest = hashlib.sha256()
-        for part in (store, str(column), in_type, out_type, str(header)):
-            digest.update(part.encode() + b"\0")
-        for given, made in pairs:
-            digest.update(f"{given.rel}\0{given.fingerprint}\0{made.fingerprint}\0".encode())
-        run_id = "run-" + digest.hexdigest()[:20]
+        run_id = _fingerprint_run_id(pairs, store, str(column), in_type, out_type, str(header))
     check_run_id(run_id)
     value_format = ValueFormat.TEXT if out_type == CSV else ValueFormat.JSON
     backend = prediction_store or open_prediction_store(settings)
@@ -97,6 +92,17 @@ def load_transform_output(
     finally:
         if prediction_store is None:
             backend.close()
+
+
+def _fingerprint_run_id(pairs: list[tuple[ObjectRef, ObjectRef]], *parts: str) -> str:
+    """A run id from the arguments and the objects' fingerprints: loading the same output
+    again finds the same id (and is a no-op)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode() + b"\0")
+    for given, made in pairs:
+        digest.update(f"{given.rel}\0{given.fingerprint}\0{made.fingerprint}\0".encode())
+    return "run-" + digest.hexdigest()[:20]
 
 
 def _media_type(value: str, field: str) -> str:
