@@ -35,16 +35,38 @@ def result(rps: float, p99: float, model_ms: float | None = 4.0) -> dict[str, An
 
 
 def test_configurations_per_job_type() -> None:
-    assert rules.configurations(request()) == list(rules.DEFAULT_INSTANCE_TYPES)
+    found = rules.configurations(request())
+    assert [c.instance_type for c in found] == list(rules.DEFAULT_INSTANCE_TYPES)
     supported = request(
         ContainerConfig={**PAYLOAD, "SupportedInstanceTypes": ["ml.c5.large", "ml.c5.large"]}
     )
-    assert rules.configurations(supported) == ["ml.c5.large"]
+    assert rules.configurations(supported) == [rules.Configuration("ml.c5.large")]
+    ranges = {
+        "CategoricalParameterRanges": [
+            {"Name": "SAGEMAKER_MODEL_SERVER_WORKERS", "Value": ["1", "2"]},
+            {"Name": "MH_BATCH", "Value": ["on"]},
+        ]
+    }
     advanced = {
-        **request(EndpointConfigurations=[{"InstanceType": "ml.m5.large"}]),
+        **request(
+            EndpointConfigurations=[
+                {"InstanceType": "ml.m5.large", "EnvironmentParameterRanges": ranges},
+                {"InstanceType": "ml.c5.large"},
+            ]
+        ),
         "JobType": "Advanced",
     }
-    assert rules.configurations(advanced) == ["ml.m5.large"]
+    assert [c.key() for c in rules.configurations(advanced)] == [
+        "ml.m5.large SAGEMAKER_MODEL_SERVER_WORKERS=1 MH_BATCH=on",
+        "ml.m5.large SAGEMAKER_MODEL_SERVER_WORKERS=2 MH_BATCH=on",
+        "ml.c5.large",
+    ]
+    env = rules.configurations(advanced)[1].environment
+    assert rules.model_configuration(env)["EnvironmentParameters"][0] == {
+        "Key": "SAGEMAKER_MODEL_SERVER_WORKERS",
+        "ValueType": "String",
+        "Value": "2",
+    }
 
 
 def test_phases_default_and_advanced() -> None:

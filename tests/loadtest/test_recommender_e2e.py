@@ -143,7 +143,16 @@ def test_advanced_job_with_phases_and_a_latency_threshold(
         InputConfig={
             "ModelName": model,
             "ContainerConfig": {"PayloadConfig": {"SamplePayloadUrl": payloads}},
-            "EndpointConfigurations": [{"InstanceType": "ml.c5.large"}],
+            "EndpointConfigurations": [
+                {
+                    "InstanceType": "ml.c5.large",
+                    "EnvironmentParameterRanges": {
+                        "CategoricalParameterRanges": [
+                            {"Name": "SAGEMAKER_MODEL_SERVER_WORKERS", "Value": ["1", "2"]}
+                        ]
+                    },
+                }
+            ],
             "TrafficPattern": {
                 "TrafficType": "PHASES",
                 "Phases": [
@@ -158,9 +167,14 @@ def test_advanced_job_with_phases_and_a_latency_threshold(
     )
     got = wait_done(sm, job)
     assert got["Status"] == "COMPLETED", got.get("FailureReason")
-    (rec,) = got["InferenceRecommendations"]
-    assert rec["EndpointConfiguration"]["InstanceType"] == "ml.c5.large"
-    check_costs(rec)
+    recs = got["InferenceRecommendations"]
+    assert {r["EndpointConfiguration"]["InstanceType"] for r in recs} == {"ml.c5.large"}
+    workers = {p["Value"] for r in recs for p in r["ModelConfiguration"]["EnvironmentParameters"]}
+    assert workers == {"1", "2"}
+    for rec in recs:
+        check_costs(rec)
+    # The temporary models with those environments are gone with their endpoints.
+    assert not sm.list_models(NameContains=job[:40])["Models"]
     assert got["StoppingConditions"]["ModelLatencyThresholds"][0]["Percentile"] == "P99"
 
 

@@ -209,9 +209,10 @@ def deploy(recommendation: str, name: str, target: Target) -> None:
         recs = got.get("InferenceRecommendations") or []
         if int(number) > len(recs):
             raise click.ClickException(f"job {job} has {len(recs)} recommendation(s)")
-        config = recs[int(number) - 1]["EndpointConfiguration"]
+        chosen = recs[int(number) - 1]
+        config = chosen["EndpointConfiguration"]
         variant = {k: config[k] for k in ("VariantName", "InstanceType", "InitialInstanceCount")}
-        variant["ModelName"] = got["InputConfig"]["ModelName"]
+        variant["ModelName"] = _model(sm, got["InputConfig"]["ModelName"], chosen, name)
         sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[variant])
         sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
         sm.get_waiter("endpoint_in_service").wait(
@@ -222,3 +223,16 @@ def deploy(recommendation: str, name: str, target: Target) -> None:
         raise
     except Exception as exc:
         fail(exc)
+
+
+def _model(sm: Any, model: str, recommendation: dict[str, Any], name: str) -> str:
+    """The job's model, or a copy NAME with the recommendation's environment parameters."""
+    params = (recommendation.get("ModelConfiguration") or {}).get("EnvironmentParameters")
+    if not params:
+        return model
+    got = sm.describe_model(ModelName=model)
+    container = got["PrimaryContainer"]
+    env = {**(container.get("Environment") or {}), **{p["Key"]: p["Value"] for p in params}}
+    kwargs = {"ExecutionRoleArn": got["ExecutionRoleArn"]} if got.get("ExecutionRoleArn") else {}
+    sm.create_model(ModelName=name, PrimaryContainer={**container, "Environment": env}, **kwargs)
+    return name

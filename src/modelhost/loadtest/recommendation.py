@@ -9,7 +9,9 @@ each recommendation says so.
 
 from __future__ import annotations
 
+import itertools
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from modelhost.errors import ValidationException
@@ -18,7 +20,7 @@ from modelhost.loadtest.spec import Phase, constant_phase, parse_phases
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}$")
 DEFAULT_INSTANCE_TYPES = ("ml.c5.xlarge", "ml.m5.xlarge", "ml.m5.2xlarge")
-MAX_CONFIGURATIONS = 10
+MAX_CONFIGURATIONS = 20
 PERCENTILES = {"P50": "p50", "P90": "p90", "P99": "p99"}
 LOCAL_NOTE = (
     "modelhost ran every configuration on this machine: instance types are labels here, "
@@ -73,16 +75,42 @@ def check_request(p: dict[str, Any]) -> None:
             )
 
 
-def configurations(p: dict[str, Any]) -> list[str]:
-    """The instance types a job tests, in order: Advanced names them, Default takes the
-    container's SupportedInstanceTypes or a small default set."""
+@dataclass(frozen=True)
+class Configuration:
+    """One configuration a job measures: an instance type and environment variables for the
+    model's container (from EnvironmentParameterRanges, e.g. SAGEMAKER_MODEL_SERVER_WORKERS)."""
+
+    instance_type: str
+    environment: tuple[tuple[str, str], ...] = ()
+
+    def key(self) -> str:
+        return self.instance_type + "".join(f" {k}={v}" for k, v in self.environment)
+
+
+def _environments(ranges: dict[str, Any] | None) -> list[tuple[tuple[str, str], ...]]:
+    """Every combination of the categorical parameter ranges ([()] without any)."""
+    params = (ranges or {}).get("CategoricalParameterRanges") or []
+    names = [str(r["Name"]) for r in params]
+    values = [[str(v) for v in r.get("Value") or []] for r in params]
+    return [tuple(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def configurations(p: dict[str, Any]) -> list[Configuration]:
+    """The configurations a job tests, in order: Advanced names its instance types (each
+    with every combination of its EnvironmentParameterRanges), Default takes the container's
+    SupportedInstanceTypes or a small default set."""
     cfg = p.get("InputConfig") or {}
     if p.get("JobType") == "Advanced":
-        types = [ec["InstanceType"] for ec in cfg.get("EndpointConfigurations") or []]
+        out = [
+            Configuration(ec["InstanceType"], env)
+            for ec in cfg.get("EndpointConfigurations") or []
+            for env in _environments(ec.get("EnvironmentParameterRanges"))
+        ]
     else:
         container = cfg.get("ContainerConfig") or {}
-        types = list(container.get("SupportedInstanceTypes") or DEFAULT_INSTANCE_TYPES)
-    return list(dict.fromkeys(types))
+        types = container.get("SupportedInstanceTypes") or DEFAULT_INSTANCE_TYPES
+        out = [Configuration(t) for t in types]
+    return list(dict.fromkeys(out))
 
 
 def phases(p: dict[str, Any], default_duration_s: float) -> tuple[Phase, ...]:
@@ -106,6 +134,7 @@ def benchmark(
     result: dict[str, Any],
     table: PriceTable,
     setup_s: float,
+    environment: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     """One configuration's RecommendationJobInferenceBenchmark from its load test."""
     summary = result["Summary"]
@@ -143,12 +172,22 @@ def benchmark(
             "InstanceType": instance_type,
             "InitialInstanceCount": 1,
         },
-        "ModelConfiguration": {},
+        "ModelConfiguration": model_configuration(environment),
         "InvocationStartTime": result["StartTime"],
         "InvocationEndTime": result["EndTime"],
         # modelhost's own members (boto3 ignores them): client percentiles and failures.
         "LatencyMs": latency,
         "Failures": summary["Failures"],
+    }
+
+
+def model_configuration(environment: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    if not environment:
+        return {}
+    return {
+        "EnvironmentParameters": [
+            {"Key": k, "ValueType": "String", "Value": v} for k, v in environment
+        ]
     }
 
 

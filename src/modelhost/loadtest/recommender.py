@@ -224,14 +224,11 @@ class RecommendationJobs:
         payload_url = request["InputConfig"]["ContainerConfig"]["PayloadConfig"]
         self._delete_leftovers(rec.name)
         payload_dir = await asyncio.to_thread(self._fetch, payload_url["SamplePayloadUrl"])
-        done = {
-            s["InferenceBenchmark"]["EndpointConfiguration"]["InstanceType"]
-            for s in rec.spec["Steps"]
-        }
-        for i, instance_type in enumerate(rules.configurations(request)):
-            if instance_type in done:
+        done = {s["Key"] for s in rec.spec["Steps"]}
+        for i, config in enumerate(rules.configurations(request)):
+            if config.key() in done:
                 continue  # measured before a restart
-            step = await self._step(rec.name, request, i, instance_type, payload_dir)
+            step = await self._step(rec.name, request, i, config, payload_dir)
             rec = self._get(rec.name)
             rec.spec["Steps"].append(step)
             self._set_status(rec, Status.IN_PROGRESS)
@@ -241,25 +238,31 @@ class RecommendationJobs:
         return rules.recommendations(rec.name, benches, request.get("StoppingConditions"))
 
     async def _step(
-        self, job: str, request: dict[str, Any], index: int, instance_type: str, payloads: Path
+        self,
+        job: str,
+        request: dict[str, Any],
+        index: int,
+        config: rules.Configuration,
+        payloads: Path,
     ) -> dict[str, Any]:
         # A fresh name per attempt: a leftover of a stopped server may still be deleting.
         endpoint = f"{_prefix(job)}{index}-{int(time.time() * 1000) % 10**8}"
-        step: dict[str, Any] = {"StepType": "BENCHMARK", "JobName": job}
+        # `Key` is modelhost's own member (boto3 drops it): which configuration a step measured.
+        step: dict[str, Any] = {"StepType": "BENCHMARK", "JobName": job, "Key": config.key()}
         try:
-            bench = await self._measure(job, request, endpoint, instance_type, payloads)
+            bench = await self._measure(job, request, endpoint, config, payloads)
         except (BenchmarkFailed, ModelhostError) as exc:
-            config = {
+            endpoint_config = {
                 "EndpointName": endpoint,
                 "VariantName": "AllTraffic",
-                "InstanceType": instance_type,
+                "InstanceType": config.instance_type,
                 "InitialInstanceCount": 1,
             }
             step.update(
                 Status=Status.FAILED,
                 InferenceBenchmark={
-                    "EndpointConfiguration": config,
-                    "ModelConfiguration": {},
+                    "EndpointConfiguration": endpoint_config,
+                    "ModelConfiguration": rules.model_configuration(config.environment),
                     "FailureReason": str(exc)[:1024],
                 },
             )
@@ -270,12 +273,18 @@ class RecommendationJobs:
         return step
 
     async def _measure(
-        self, job: str, request: dict[str, Any], endpoint: str, instance_type: str, payloads: Path
+        self,
+        job: str,
+        request: dict[str, Any],
+        endpoint: str,
+        config: rules.Configuration,
+        payloads: Path,
     ) -> dict[str, Any]:
         from modelhost.loadtest.run import attach_endpoint_metrics, run_locust
 
         started = time.monotonic()
-        await self._deploy(request["InputConfig"]["ModelName"], endpoint, instance_type)
+        model = self._model_for(request["InputConfig"]["ModelName"], endpoint, config)
+        await self._deploy(model, endpoint, config.instance_type)
         setup_s = time.monotonic() - started
         url, key_id, secret = self._connection()
         spec = LoadSpec(
@@ -297,7 +306,28 @@ class RecommendationJobs:
             self._locusts.pop(job, None)
         cloudwatch = _client("cloudwatch", url, self.settings.region, key_id, secret)
         await asyncio.to_thread(attach_endpoint_metrics, result, cloudwatch)
-        return rules.benchmark(instance_type, endpoint, result, load_prices(), setup_s)
+        return rules.benchmark(
+            config.instance_type, endpoint, result, load_prices(), setup_s, config.environment
+        )
+
+    def _model_for(self, model: str, endpoint: str, config: rules.Configuration) -> str:
+        """The job's model, or a temporary copy (named like the endpoint) whose container has
+        the configuration's environment variables."""
+        if not config.environment:
+            return model
+        got = self.control.call("DescribeModel", {"ModelName": model})
+        container = got.get("PrimaryContainer")
+        if not container:
+            raise BenchmarkFailed("EnvironmentParameterRanges need a single-container model")
+        env = {**(container.get("Environment") or {}), **dict(config.environment)}
+        params: dict[str, Any] = {
+            "ModelName": endpoint,
+            "PrimaryContainer": {**container, "Environment": env},
+        }
+        if got.get("ExecutionRoleArn"):
+            params["ExecutionRoleArn"] = got["ExecutionRoleArn"]
+        self.control.call("CreateModel", params)
+        return endpoint
 
     async def _deploy(self, model: str, endpoint: str, instance_type: str) -> None:
         variant = {
@@ -336,6 +366,7 @@ class RecommendationJobs:
         for op, key in (
             ("DeleteEndpoint", "EndpointName"),
             ("DeleteEndpointConfig", "EndpointConfigName"),
+            ("DeleteModel", "ModelName"),  # a temporary model of the same name, if any
         ):
             with contextlib.suppress(ModelhostError):
                 self.control.call(op, {key: endpoint})
