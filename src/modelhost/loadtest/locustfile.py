@@ -40,6 +40,8 @@ class Target:
         kwargs: dict[str, Any] = {"region_name": spec.region}
         if spec.endpoint_url:
             kwargs["endpoint_url"] = spec.endpoint_url
+        if spec.ca_bundle:
+            kwargs["verify"] = spec.ca_bundle
         if spec.access_key_id and spec.secret_access_key:
             kwargs["aws_access_key_id"] = spec.access_key_id
             kwargs["aws_secret_access_key"] = spec.secret_access_key

@@ -191,6 +191,24 @@ def model_configuration(environment: tuple[tuple[str, str], ...]) -> dict[str, A
     }
 
 
+def model_copy(
+    described: dict[str, Any], name: str, environment: tuple[tuple[str, str], ...]
+) -> dict[str, Any]:
+    """CreateModel parameters for a copy NAME of a DescribeModel answer with `environment`
+    added to its container."""
+    container = described.get("PrimaryContainer")
+    if not container:
+        raise ValidationException("EnvironmentParameterRanges need a single-container model.")
+    env = {**(container.get("Environment") or {}), **dict(environment)}
+    params: dict[str, Any] = {
+        "ModelName": name,
+        "PrimaryContainer": {**container, "Environment": env},
+    }
+    if described.get("ExecutionRoleArn"):
+        params["ExecutionRoleArn"] = described["ExecutionRoleArn"]
+    return params
+
+
 def _average(result: dict[str, Any], label: str) -> float | None:
     values = [
         v

@@ -296,6 +296,7 @@ class RecommendationJobs:
             region=self.settings.region,
             access_key_id=key_id,
             secret_access_key=secret,
+            ca_bundle=_ca(self.settings),
         )
         work = self.workdir(job) / endpoint
         try:
@@ -304,7 +305,7 @@ class RecommendationJobs:
             )
         finally:
             self._locusts.pop(job, None)
-        cloudwatch = _client("cloudwatch", url, self.settings.region, key_id, secret)
+        cloudwatch = _client("cloudwatch", url, self.settings, key_id, secret)
         await asyncio.to_thread(attach_endpoint_metrics, result, cloudwatch)
         return rules.benchmark(
             config.instance_type, endpoint, result, load_prices(), setup_s, config.environment
@@ -315,18 +316,8 @@ class RecommendationJobs:
         the configuration's environment variables."""
         if not config.environment:
             return model
-        got = self.control.call("DescribeModel", {"ModelName": model})
-        container = got.get("PrimaryContainer")
-        if not container:
-            raise BenchmarkFailed("EnvironmentParameterRanges need a single-container model")
-        env = {**(container.get("Environment") or {}), **dict(config.environment)}
-        params: dict[str, Any] = {
-            "ModelName": endpoint,
-            "PrimaryContainer": {**container, "Environment": env},
-        }
-        if got.get("ExecutionRoleArn"):
-            params["ExecutionRoleArn"] = got["ExecutionRoleArn"]
-        self.control.call("CreateModel", params)
+        described = self.control.call("DescribeModel", {"ModelName": model})
+        self.control.call("CreateModel", rules.model_copy(described, endpoint, config.environment))
         return endpoint
 
     async def _deploy(self, model: str, endpoint: str, instance_type: str) -> None:
@@ -382,13 +373,19 @@ def _kill(proc: subprocess.Popen[str]) -> None:
             proc.kill()
 
 
-def _client(service: str, url: str, region: str, key_id: str, secret: str) -> Any:
+def _ca(settings: Settings) -> str | None:
+    """The gateway's own certificate verifies its https URL (a self-signed one included)."""
+    return str(settings.tls_cert_file) if settings.tls_cert_file else None
+
+
+def _client(service: str, url: str, settings: Settings, key_id: str, secret: str) -> Any:
     import boto3
 
     return boto3.client(
         service,
         endpoint_url=url,
-        region_name=region,
+        region_name=settings.region,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
+        verify=_ca(settings),
     )

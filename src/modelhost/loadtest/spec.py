@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +139,11 @@ class LoadSpec:
     access_key_id: str | None = None
     secret_access_key: str | None = None
     workers: int = 0
+    # A CA bundle (or the server's own certificate) to verify an https endpoint_url with.
+    ca_bundle: str | None = None
     read_timeout_s: float = 60.0
     sample_interval_s: float = 1.0
     seed: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         out = asdict(self)
