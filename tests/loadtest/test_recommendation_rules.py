@@ -134,3 +134,18 @@ def test_recommendations_keep_the_thresholds_and_put_the_front_first() -> None:
     assert [r["ParetoOptimal"] for r in recs] == [True, True, False]
     assert recs[0]["RecommendationId"] == "job/1"
     assert recs[0]["Note"] == rules.LOCAL_NOTE
+
+
+def test_threshold_watch_breaks_after_two_intervals_over() -> None:
+    stopping = {"ModelLatencyThresholds": [{"Percentile": "P99", "ValueInMilliseconds": 50}]}
+    watch = rules.ThresholdWatch(stopping)
+    line = (
+        "   {t}.0s  users    2  requests     100  failures     0  req/s     50.0  p50 {a}  p99 {b}"
+    )
+    assert not watch.line(line.format(t=1, a=10, b=80))
+    assert not watch.line(line.format(t=2, a=10, b=40))  # back under: the count restarts
+    assert not watch.line(line.format(t=3, a=10, b=60))
+    assert not watch.line(line.format(t=4, a="-", b="-"))  # an interval without requests
+    assert watch.line(line.format(t=5, a=10, b=70))
+    assert watch.broken is not None and "p99 70 ms over the threshold of 50 ms" in watch.broken
+    assert not rules.ThresholdWatch(None).line(line.format(t=1, a=10, b=10**6))

@@ -267,3 +267,31 @@ def test_cli_creates_shows_and_deploys(
     assert done.returncode == 0, done.stderr
     sm, _ = rec_server.clients()
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+
+
+def test_a_configuration_over_its_threshold_stops_early(
+    rec_server: ModelhostServer, model: str, payloads: str
+) -> None:
+    sm, _ = rec_server.clients()
+    job = unique("rec-slow")
+    sm.create_inference_recommendations_job(
+        JobName=job,
+        JobType="Advanced",
+        RoleArn=ROLE,
+        InputConfig={
+            "ModelName": model,
+            "ContainerConfig": {"PayloadConfig": {"SamplePayloadUrl": payloads}},
+            "EndpointConfigurations": [{"InstanceType": "ml.c5.large"}],
+            "TrafficPattern": {
+                "Phases": [{"InitialNumberOfUsers": 1, "SpawnRate": 0, "DurationInSeconds": 60}]
+            },
+        },
+        StoppingConditions={
+            "ModelLatencyThresholds": [{"Percentile": "P99", "ValueInMilliseconds": 0}]
+        },
+    )
+    got = wait_done(sm, job)
+    assert got["Status"] == "FAILED" and "stopping conditions" in got["FailureReason"]
+    (step,) = sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]
+    assert step["Status"] == "FAILED"
+    assert step["InferenceBenchmark"]["FailureReason"].startswith("stopped early: p99")

@@ -27,7 +27,7 @@ from locust.runners import MasterRunner, Runner
 
 from modelhost.loadtest import locustfile
 from modelhost.loadtest.spec import LoadSpec, total_duration_s, users_at
-from modelhost.loadtest.stats import Sample, errors_by_code, summary, timeline
+from modelhost.loadtest.stats import Sample, errors_by_code, summary, timeline, timeline_point
 
 TICK_S = 0.1
 WORKERS_READY_TIMEOUT_S = 120.0
@@ -47,11 +47,15 @@ def _sample(runner: Runner) -> Sample:
 
 
 def _progress(sample: Sample, start: float, prev: Sample) -> str:
-    span = sample.t - prev.t
-    rps = (sample.requests - prev.requests) / span if span > 0 else 0.0
+    """One progress line: totals, and this interval's req/s and percentiles (`stats.
+    progress_latencies` reads them back)."""
+    point = timeline_point(prev, sample, start)
+    latencies = "".join(
+        f"  {k} {'-' if point[k] is None else format(point[k], '.0f')}" for k in ("p50", "p99")
+    )
     return (
         f"{sample.t - start:7.1f}s  users {sample.users:4d}  requests {sample.requests:7d}  "
-        f"failures {sample.failures:5d}  req/s {rps:8.1f}"
+        f"failures {sample.failures:5d}  req/s {point['RequestsPerSecond']:8.1f}{latencies}"
     )
 
 

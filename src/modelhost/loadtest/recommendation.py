@@ -17,6 +17,7 @@ from typing import Any
 from modelhost.errors import ValidationException
 from modelhost.loadtest.prices import PriceTable, cost_per_hour, cost_per_inference
 from modelhost.loadtest.spec import Phase, constant_phase, parse_phases
+from modelhost.loadtest.stats import progress_latencies
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}$")
 DEFAULT_INSTANCE_TYPES = ("ml.c5.xlarge", "ml.m5.xlarge", "ml.m5.2xlarge")
@@ -227,6 +228,38 @@ def meets(bench: dict[str, Any], stopping: dict[str, Any] | None) -> bool:
         if measured is None or measured > t["ValueInMilliseconds"]:
             return False
     return True
+
+
+class ThresholdWatch:
+    """Watches a load test's progress lines against ModelLatencyThresholds: a percentile over
+    its threshold in `STRIKES` intervals in a row breaks the configuration (`broken` says why).
+    Only the percentiles the progress lines carry (p50, p99) are watched; every threshold is
+    checked again on the final figures (`meets`)."""
+
+    STRIKES = 2
+
+    def __init__(self, stopping: dict[str, Any] | None) -> None:
+        self.thresholds = {
+            PERCENTILES[t["Percentile"]]: t["ValueInMilliseconds"]
+            for t in (stopping or {}).get("ModelLatencyThresholds") or []
+        }
+        self.strikes = dict.fromkeys(self.thresholds, 0)
+        self.broken: str | None = None
+
+    def line(self, text: str) -> bool:
+        """Read one progress line; True once the configuration is broken."""
+        measured = progress_latencies(text)
+        for key, limit in self.thresholds.items():
+            value = measured.get(key)
+            if value is None:
+                continue
+            self.strikes[key] = self.strikes[key] + 1 if value > limit else 0
+            if self.strikes[key] >= self.STRIKES and self.broken is None:
+                self.broken = (
+                    f"stopped early: {key} {value:g} ms over the threshold of {limit} ms in "
+                    f"{self.STRIKES} intervals in a row"
+                )
+        return self.broken is not None
 
 
 def pareto_front(points: list[tuple[float, float]]) -> list[int]:

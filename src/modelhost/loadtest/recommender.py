@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelhost.control.listing import list_page
-from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound
+from modelhost.errors import InternalFailure, ModelhostError, ResourceInUse, ResourceNotFound
 from modelhost.loadtest import recommendation as rules
 from modelhost.loadtest import recommendation_wire as wire
 from modelhost.loadtest.prices import load_prices
@@ -280,7 +280,7 @@ class RecommendationJobs:
         config: rules.Configuration,
         payloads: Path,
     ) -> dict[str, Any]:
-        from modelhost.loadtest.run import attach_endpoint_metrics, run_locust
+        from modelhost.loadtest.run import attach_endpoint_metrics, run_locust, signed_client
 
         started = time.monotonic()
         model = self._model_for(request["InputConfig"]["ModelName"], endpoint, config)
@@ -296,20 +296,34 @@ class RecommendationJobs:
             region=self.settings.region,
             access_key_id=key_id,
             secret_access_key=secret,
-            ca_bundle=_ca(self.settings),
+            # The gateway's own certificate verifies its https URL (self-signed included).
+            ca_bundle=str(self.settings.tls_cert_file) if self.settings.tls_cert_file else None,
         )
-        work = self.workdir(job) / endpoint
+        watch = rules.ThresholdWatch(request.get("StoppingConditions"))
+
+        def progress(line: str) -> None:
+            # A configuration that breaks its latency threshold is not measured to the end.
+            if watch.line(line) and (proc := self._locusts.get(job)) is not None:
+                _kill(proc)
+
         try:
             result = await asyncio.to_thread(
-                run_locust, spec, work, log.debug, lambda p: self._locusts.__setitem__(job, p)
+                run_locust, spec, self.workdir(job) / endpoint, progress, self._locusts_of(job)
             )
+        except InternalFailure:
+            if watch.broken:
+                raise BenchmarkFailed(watch.broken) from None
+            raise
         finally:
             self._locusts.pop(job, None)
-        cloudwatch = _client("cloudwatch", url, self.settings, key_id, secret)
+        cloudwatch = signed_client("cloudwatch", url, self.settings.region, spec)
         await asyncio.to_thread(attach_endpoint_metrics, result, cloudwatch)
         return rules.benchmark(
             config.instance_type, endpoint, result, load_prices(), setup_s, config.environment
         )
+
+    def _locusts_of(self, job: str) -> Callable[[subprocess.Popen[str]], None]:
+        return lambda proc: self._locusts.__setitem__(job, proc)
 
     def _model_for(self, model: str, endpoint: str, config: rules.Configuration) -> str:
         """The job's model, or a temporary copy (named like the endpoint) whose container has
@@ -371,21 +385,3 @@ def _kill(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-
-
-def _ca(settings: Settings) -> str | None:
-    """The gateway's own certificate verifies its https URL (a self-signed one included)."""
-    return str(settings.tls_cert_file) if settings.tls_cert_file else None
-
-
-def _client(service: str, url: str, settings: Settings, key_id: str, secret: str) -> Any:
-    import boto3
-
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name=settings.region,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        verify=_ca(settings),
-    )

@@ -74,6 +74,20 @@ def run_locust(
     return result
 
 
+def signed_client(service: str, url: str, region: str, spec: LoadSpec) -> Any:
+    """A boto3 client of `service` signed and verified as `spec`'s load test is."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name=region,
+        aws_access_key_id=spec.access_key_id,
+        aws_secret_access_key=spec.secret_access_key,
+        verify=spec.ca_bundle,
+    )
+
+
 def attach_endpoint_metrics(
     result: dict[str, Any], cloudwatch: Any, period_s: int = 1
 ) -> dict[str, Any]:

@@ -11,6 +11,7 @@ totals include every worker's.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,3 +103,11 @@ def summary(
     }
     out["LatencyMs"]["max"] = max_ms
     return out
+
+
+_PROGRESS_LATENCY = re.compile(r"\b(p\d+) (\d+(?:\.\d+)?)\b")
+
+
+def progress_latencies(line: str) -> dict[str, float]:
+    """The interval percentiles of one progress line of the Locust process (`p99 12`)."""
+    return {k: float(v) for k, v in _PROGRESS_LATENCY.findall(line)}
