@@ -10,6 +10,7 @@ way a user would set them with CreateModel:
 | `workersN` | `SAGEMAKER_MODEL_SERVER_WORKERS=N` |
 | `waitMS` | `MH_INSTANCE_BATCH_MAX_WAIT_MS=MS` (implies batching) |
 | `rowsN` | `MH_INSTANCE_BATCH_MAX_ROWS=N` (implies batching) |
+| `instancesN` | `InitialInstanceCount=N` (not an Environment; overrides `--instances`) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -45,9 +46,19 @@ def variant_env(variant: str) -> dict[str, str]:
         elif m := re.fullmatch(r"rows(\d+)", token):
             env["MH_INSTANCE_BATCHING"] = "on"
             env["MH_INSTANCE_BATCH_MAX_ROWS"] = m.group(1)
+        elif re.fullmatch(r"instances(\d+)", token):
+            continue  # the instance count (`variant_instances`), not the Environment
         else:
             raise ValueError(f"unknown modelhost variant setting {token!r} in {variant!r}")
     return env
+
+
+def variant_instances(variant: str, default: int) -> int:
+    """The InitialInstanceCount of a variant name such as `plain+instances2`."""
+    for token in variant.split("+"):
+        if m := re.fullmatch(r"instances(\d+)", token):
+            return max(1, int(m.group(1)))
+    return default
 
 
 def deploy(sm: Any, artifact: Path, instance_count: int, environment: dict[str, str]) -> None:

@@ -1,7 +1,7 @@
 """Real-time inference benchmark: modelhost vs MLServer 1.7 vs XGBoost in-process.
 
     python bench/realtime.py [--duration 10] [--runs 3] [--connections 1,8,32,64]
-                             [--modelhost-variants plain,batching,workers2]
+                             [--modelhost-variants plain,plain+instances2,workers2,batching]
                              [--mlserver-variants tuned,batching] [--skip-bare]
                              [--skip-mlserver] [--skip-modelhost] [--instances 1]
 
@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-bare", action="store_true", help="no bare ASGI baseline")
     parser.add_argument(
         "--modelhost-variants",
-        default="plain,batching,workers2",
+        default="plain,plain+instances2,workers2,batching",
         help="comma-separated modelhost settings to measure, each a +-joined list of "
         "plain, batching, workersN, waitMS, rowsN, or default (see bench/_modelhost.py)",
     )
@@ -203,6 +203,7 @@ def bench_modelhost(
     command += ["--port", str(port), "--home", str(home), "--no-auth"]
     base = f"http://127.0.0.1:{port}"
     model_env = _modelhost.variant_env(variant)
+    instances = _modelhost.variant_instances(variant, args.instances)
     print(f"starting modelhost: {' '.join(command)}", flush=True)
     print(f"  model Environment: {model_env}", flush=True)
     log = work / f"modelhost-{home.name}.log"
@@ -210,9 +211,9 @@ def bench_modelhost(
         server.wait_http_ok(f"{base}/ping", 60)
         sm, _ = demo.boto3_clients(base)
         t0 = time.perf_counter()
-        _modelhost.deploy(sm, artifact, args.instances, model_env)
+        _modelhost.deploy(sm, artifact, instances, model_env)
         print(
-            f"  endpoint InService with {args.instances} instance(s) after "
+            f"  endpoint InService with {instances} instance(s) after "
             f"{time.perf_counter() - t0:.1f} s",
             flush=True,
         )
@@ -237,7 +238,7 @@ def bench_modelhost(
             measure=overhead,
         )
         series["settings"] = {
-            "instances": args.instances,
+            "instances": instances,
             "env": _modelhost_env(env),
             "model_environment": model_env,
         }

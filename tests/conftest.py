@@ -1,4 +1,5 @@
-"""Shared fixtures: a trained churn model and real `modelhost serve` processes."""
+"""Shared fixtures: a trained churn model, real `modelhost serve` processes, and a real
+PostgreSQL (`--metadata-store postgresql` runs the shared server on it)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,37 @@ from typing import Any
 import pytest
 
 from modelhost.testing.churn import ChurnData, make_churn, train_xgboost, write_xgboost_artifact
+from modelhost.testing.postgres import PostgresCluster, local_postgres_server, postgres_bin_dir
 from modelhost.testing.server import ModelhostServer
 from tests.support import FAST_ENV, ChurnModel
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--metadata-store",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="metadata store of the shared `server` fixture (and `metadata_env`): SQLite in "
+        "its home, or a database on a PostgreSQL the session starts",
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL server per session; tests take a fresh database each."""
+    if postgres_bin_dir() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install -y postgresql)")
+    with local_postgres_server() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def metadata_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Server env naming the metadata store `--metadata-store` chose ({} for SQLite)."""
+    if request.config.getoption("--metadata-store") == "sqlite":
+        return {}
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return {"MODELHOST_DATABASE_URL": cluster.fresh_database_url()}
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +67,12 @@ def churn_model_small(
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
+def server(
+    tmp_path_factory: pytest.TempPathFactory, metadata_env: dict[str, str]
+) -> Iterator[ModelhostServer]:
     """One server shared by tests that use their own endpoint names."""
     home = tmp_path_factory.mktemp("modelhost-home")
-    with ModelhostServer(home, env=FAST_ENV) as srv:
+    with ModelhostServer(home, env={**FAST_ENV, **metadata_env}) as srv:
         yield srv
 
 

@@ -72,3 +72,11 @@ def test_every_cloudwatch_action_is_documented() -> None:
     text = (DOCS / "api.md").read_text()
     for op in CloudWatch(None, None, "r", "a").operations:  # type: ignore[arg-type]
         assert f"`{op}`" in text, op
+
+
+def test_every_autoscaling_action_is_documented() -> None:
+    from modelhost.scaling.service import ScalingService
+
+    text = (DOCS / "api.md").read_text()
+    for op in ScalingService(None, None).operations:  # type: ignore[arg-type]
+        assert f"`{op}`" in text, op

@@ -75,3 +75,10 @@ def test_safe_deployments_example(server: ModelhostServer, tmp_path: Path) -> No
     assert "Update rolled back: alarm" in stdout and "RollingBack" in stdout
     assert "3. Shadow report (50 pairs)" in stdout
     assert "4. Bandit after 400 rewarded requests" in stdout
+
+
+def test_autoscaling_example_follows_a_stepped_load(tmp_path: Path) -> None:
+    stdout = _run([str(EXAMPLES / "autoscaling" / "run.py"), "--no-ha"], tmp_path)
+    assert "failed requests during scale-out: 0 (no retries)" in stdout
+    assert "failed requests during scale-in: 0 (no retries)" in stdout
+    assert "load stopped: back to 1 instance" in stdout

@@ -355,3 +355,44 @@ class InvalidParameterException(ModelhostError):
 
     code = "InvalidParameterException"
     status = 400
+
+
+# --- Application Auto Scaling (JSON 1.1, `AnyScaleFrontendService.*`) ----------------------
+
+
+class ObjectNotFoundException(ModelhostError):
+    """A scalable target, scaling policy or scheduled action that does not exist."""
+
+    code = "ObjectNotFoundException"
+    status = 400
+
+
+class ConcurrentUpdateException(ModelhostError):
+    """Another change to the same scalable target is in progress."""
+
+    code = "ConcurrentUpdateException"
+    status = 400
+
+
+class FailedResourceAccessException(ModelhostError):
+    """The resource a scalable target names (the endpoint variant) cannot be reached."""
+
+    code = "FailedResourceAccessException"
+    status = 400
+
+
+class ScalingResourceNotFound(ModelhostError):
+    """TagResource and friends on an ARN that names nothing (Application Auto Scaling)."""
+
+    code = "ResourceNotFoundException"
+    status = 400
+
+
+class LimitExceededException(ModelhostError):  # too many policies or actions on a target
+    code = "LimitExceededException"
+    status = 400
+
+
+class InvalidNextTokenException(ModelhostError):  # a NextToken this API did not hand out
+    code = "InvalidNextTokenException"
+    status = 400

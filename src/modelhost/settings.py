@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL of the metadata store; default SQLite in home."
     )
+    leader_poll_interval_s: float = Field(
+        default=1.0,
+        description="Several gateways on one PostgreSQL: how often one that does not lead "
+        "tries to take the lead (the leader's death frees it at once).",
+    )
+    routes_poll_interval_s: float = Field(
+        default=1.0,
+        description="Several gateways: how often a follower rereads the leader's routing "
+        "snapshots when no LISTEN/NOTIFY signal came (the fallback).",
+    )
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")
     s3_endpoint_url: str | None = Field(
@@ -174,6 +184,13 @@ class Settings(BaseSettings):
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",
     )
+    # --- Application Auto Scaling (docs/autoscaling.md) ---
+    scaling_period_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long one of Application Auto Scaling's minutes lasts: the evaluation "
+        "period, one datapoint, and the unit cooldowns are scaled by (60: AWS's timing).",
+    )
     # --- instance logs as CloudWatch Logs (docs/logs.md) ---
     logs_retention_s: float = Field(
         default=14 * 86_400.0,
@@ -188,6 +205,44 @@ class Settings(BaseSettings):
         default=1.0,
         description="How often the gateway indexes what instances wrote to their log files "
         "(every CloudWatch Logs read indexes first too).",
+    )
+
+    # --- asynchronous inference (docs/async.md) ---
+    async_lease_s: float = Field(
+        default=30.0,
+        description="How long a worker's lease on an async request lasts without a heartbeat; "
+        "a request whose worker died is run again after it.",
+    )
+    async_heartbeat_s: float = Field(
+        default=5.0, description="How often a worker renews the leases of its async requests."
+    )
+    async_poll_interval_s: float = Field(
+        default=0.2, description="How often idle async workers look for queued requests."
+    )
+    async_request_ttl_s: float = Field(
+        default=21600.0,
+        description="RequestTTLSeconds of an async request that does not give one (SageMaker: "
+        "6 h).",
+    )
+    async_default_concurrency: int = Field(
+        default=4,
+        description="MaxConcurrentInvocationsPerInstance of an async endpoint whose config "
+        "leaves it unset.",
+    )
+    async_webhook_attempts: int = Field(
+        default=5,
+        description="Attempts to deliver one async notification (webhook POST or SNS Publish), "
+        "with exponential backoff between them.",
+    )
+    async_retention_s: float = Field(
+        default=7 * 86400.0,
+        description="How long finished async requests stay in the queue table (their "
+        "InferenceId stays an idempotency key that long).",
+    )
+    sns_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint URL of the SNS service async notifications are published to "
+        "(SNS-compatible servers); unset: AWS SNS in region.",
     )
 
     @property

@@ -268,3 +268,69 @@ def test_models_evicted_by_a_load_leave_the_routing_record(tmp_path: Path) -> No
     transport = FakeTransport({a.address: handler})
     invoke(plane(tmp_path, mme_route(a), transport), request("CA.tar.gz"))
     assert a.models == {"TX.tar.gz", "CA.tar.gz"}
+
+
+# --- the single-model fast path keeps the core's rules ---------------------------------
+
+
+def test_single_model_retries_an_unreachable_instance_and_reports_it(tmp_path: Path) -> None:
+    a, b = instance("a", 1), instance("b", 2)
+    a.outstanding = 0
+    b.outstanding = 1  # a is picked first, and cannot be reached
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a, b)),))
+    transport = FakeTransport({b.address: answer(body=b"from b")})
+    health = FakeHealth()
+    status, _headers, body = invoke(plane(tmp_path, route, transport, health), request())
+    assert (status, body) == (200, b"from b")
+    assert health.reported == [("ep", "a")]
+    assert [c.address for c in transport.calls] == [a.address, b.address]
+    assert (a.outstanding, b.outstanding) == (0, 1)
+
+
+def test_single_model_with_nothing_reachable_is_service_unavailable(tmp_path: Path) -> None:
+    a, b = instance("a", 1), instance("b", 2)
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a, b)),))
+    health = FakeHealth()
+    with pytest.raises(ServiceUnavailable, match="No instance of variant AllTraffic"):
+        invoke(plane(tmp_path, route, FakeTransport(), health), request())
+    assert sorted(health.reported) == [("ep", "a"), ("ep", "b")]
+
+
+def test_single_model_resends_once_over_a_broken_keep_alive_connection(tmp_path: Path) -> None:
+    a = instance("a", 1)
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+    transport = FakeTransport({a.address: raising(InstanceDisconnected("closed"))})
+    health = FakeHealth()
+    status, _headers, _body = invoke(plane(tmp_path, route, transport, health), request())
+    assert status == 200 and len(transport.calls) == 2 and health.reported == []
+    twice = (InstanceDisconnected("closed"), InstanceDisconnected("again"))
+    transport = FakeTransport({a.address: raising(*twice)})
+    with pytest.raises(ServiceUnavailable, match="stopped while serving"):
+        invoke(plane(tmp_path, route, transport, health), request())
+    assert health.reported == [("ep", "a")] and a.outstanding == 0
+
+
+def test_single_model_timeout_is_model_error_and_counted(tmp_path: Path) -> None:
+    a = instance("a", 1)
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+    transport = FakeTransport({a.address: raising(TimeoutError())})
+    p = plane(tmp_path, route, transport)
+    with pytest.raises(ModelError) as info:
+        invoke(p, request())
+    assert info.value.original_status_code == 0 and a.outstanding == 0
+
+
+def test_single_model_metrics_count_invocations_and_errors(tmp_path: Path) -> None:
+    a = instance("a", 1)
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+    transport = FakeTransport({a.address: [answer(), answer(500, b"boom")]})
+    p = plane(tmp_path, route, transport)
+    invoke(p, request())
+    with pytest.raises(ModelError):
+        invoke(p, request())
+    text = p.metrics.exposition().decode()
+    labels = '{EndpointName="ep",VariantName="AllTraffic"}'
+    assert f"Invocations_total{labels} 2.0" in text
+    assert f"Invocation5XXErrors_total{labels} 1.0" in text
+    assert f"Invocation4XXErrors_total{labels} 0.0" in text
+    assert f"ModelLatency_count{labels} 2.0" in text

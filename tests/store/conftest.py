@@ -12,6 +12,7 @@ import pytest
 
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
+from modelhost.testing.postgres import PostgresCluster
 from modelhost.testing.s3 import local_s3_server, s3_client
 from tests.store.support import Entry, TarBuilder, tar_bytes
 
@@ -27,6 +28,16 @@ def make_tar(tmp_path: Path) -> TarBuilder:
         return path
 
     return build
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty metadata database: a SQLite file, or a fresh database on the session's
+    PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'meta.db'}"
+    cluster: PostgresCluster = request.getfixturevalue("postgres")
+    return cluster.fresh_database_url()
 
 
 @pytest.fixture

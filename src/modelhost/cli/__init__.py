@@ -12,6 +12,7 @@ import click
 from modelhost import __version__
 from modelhost.cli import (
     advise,
+    cluster,
     containers,
     deployments,
     edge,
@@ -23,6 +24,7 @@ from modelhost.cli import (
     metrics,
     predictions,
     recommend,
+    scaling,
     server,
 )
 
@@ -51,11 +53,13 @@ for _command in (
     deployments.routing,
     deployments.reward,
     metrics.metrics,
+    scaling.scaling,
     logs.logs,
     edge.edge,
     predictions.predictions,
     keys.credentials,
     keys.keys,
+    cluster.cluster,
     loadtest.loadtest,
     advise.advise,
     recommend.recommend,

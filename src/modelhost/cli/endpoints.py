@@ -170,6 +170,15 @@ def invoke(
     click.echo(out.decode("utf-8", "replace").rstrip("\n"))
 
 
+def _kind(sm: Any, name: str) -> str:
+    """"async" for an endpoint with AsyncInferenceConfig, else "real-time"."""
+    try:
+        described = sm.describe_endpoint(EndpointName=name)
+    except Exception:
+        return "?"  # deleted meanwhile
+    return "async" if described.get("AsyncInferenceConfig") else "real-time"
+
+
 @click.command()
 @target_options
 def endpoints(target: Target) -> None:
@@ -182,13 +191,14 @@ def endpoints(target: Target) -> None:
     except Exception as exc:
         fail(exc)
         return
-    header = ("NAME", "STATUS", "CREATED", "MODIFIED")
+    header = ("NAME", "STATUS", "CREATED", "MODIFIED", "KIND")
     table = [header] + [
         (
             e["EndpointName"],
             e["EndpointStatus"],
             e["CreationTime"].strftime("%Y-%m-%d %H:%M:%S"),
             e["LastModifiedTime"].strftime("%Y-%m-%d %H:%M:%S"),
+            _kind(sm, e["EndpointName"]),
         )
         for e in rows
     ]

@@ -34,6 +34,7 @@ from modelhost.container.invoke import (
     invoke,
     is_ours,
     load_failure_reason,
+    served_model,
 )
 from modelhost.container.loading import load_runtime, runtime_options
 
@@ -130,14 +131,7 @@ class InstanceApp:
         config = self.config
         try:
             runtime = load_runtime(config.runtime, config.model_dir, runtime_options(config))
-            batcher = None
-            if config.batching and runtime.can_batch and runtime.inline_max_bytes > 0:
-                from modelhost.container.batching import Batcher
-
-                # Merged predicts run on the event loop, so only runtimes cheap enough
-                # to run inline batch (script mode and BYOC never do).
-                batcher = Batcher(runtime, config.batch_max_rows, config.batch_max_wait_s)
-            model = ServedModel(runtime, str(config.model_dir), batcher)
+            model = served_model(runtime, str(config.model_dir), config)
         except Exception as exc:
             self.reason = load_failure_reason(exc)
             self._set_state(ModelState.FAILED)

@@ -30,7 +30,8 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `MH_INSTANCE_BATCHING` | on | `off`: never merge requests (runtimes that cannot batch never do) |
 | `MH_INSTANCE_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
 | `MH_INSTANCE_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
-| `SAGEMAKER_MODEL_SERVER_WORKERS` | 1 | worker processes sharing the port (SO_REUSEPORT) |
+| `SAGEMAKER_MODEL_SERVER_WORKERS` | see below | worker processes sharing the port (SO_REUSEPORT) |
+| `MH_INSTANCE_CPUS` | unset (not pinned) | cores the instance pins itself to (its CPU share) |
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 | `MH_INSTANCE_ONNX_OUTPUT` | first output | the ONNX graph output to answer with (name or index) |
@@ -51,7 +52,10 @@ these from its settings of the same names; a local directory is loaded in place)
 | `MH_INSTANCE_ARTIFACT_MAX_RATIO` | 200 | largest unpacked/packed ratio |
 | `MH_INSTANCE_ARTIFACT_MAX_MEMBERS` | 100000 | most members of an archive |
 
-See docs/performance.md for how the batching and worker defaults were chosen.
+`MH_INSTANCE_CPUS` is the instance type's vCPUs as cores of this machine (capped by its
+cores; `fleet/cpu_share.py`). The worker default is 1 with batching, and one per core of
+the CPU share without it (1 when not pinned). See docs/performance.md for how the
+batching and worker defaults were chosen.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ class InstanceConfig:
     batch_max_rows: int = 64
     batch_max_wait_s: float = 0.0
     workers: int = 1
+    cpus: tuple[int, ...] = ()  # the instance's CPU share; empty: not pinned
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
     onnx_output: str | None = None
@@ -118,6 +123,8 @@ class InstanceConfig:
         parent = env.get("MH_INSTANCE_PARENT_PID", "").strip()
         packages = env.get("MH_INSTANCE_PACKAGES_DIR", "").strip()
         multi_model = _bool(env, "SAGEMAKER_MULTI_MODEL", False)
+        cpus = _cpus(env)
+        batching = _bool(env, "MH_INSTANCE_BATCHING", DEFAULT_BATCHING)
         return cls(
             host=env.get("MH_INSTANCE_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, low=0, high=65535),
@@ -134,20 +141,51 @@ class InstanceConfig:
             inference_supported=_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED", "")),
             packages_dir=Path(packages).expanduser() if packages else None,
             pip_timeout_s=float(_int(env, "MH_INSTANCE_PIP_TIMEOUT_S", 600, low=1)),
-            batching=_bool(env, "MH_INSTANCE_BATCHING", DEFAULT_BATCHING),
+            batching=batching,
             batch_max_rows=_int(env, "MH_INSTANCE_BATCH_MAX_ROWS", 64, low=1, high=1_000_000),
             batch_max_wait_s=_float(env, "MH_INSTANCE_BATCH_MAX_WAIT_MS", 0.0, high=1000.0) / 1000,
             # A multi-model instance is one process, as SageMaker's MME stack forces one
             # worker: one cache, so the gateway's view of what is loaded stays true.
             workers=1
             if multi_model
-            else _int(env, "SAGEMAKER_MODEL_SERVER_WORKERS", DEFAULT_WORKERS, low=1, high=64),
+            else _int(
+                env,
+                "SAGEMAKER_MODEL_SERVER_WORKERS",
+                default_workers(cpus, batching),
+                low=1,
+                high=64,
+            ),
+            cpus=cpus,
             multi_model=multi_model,
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
             gpu=use_cuda(env),
             **_artifact_fields(env),
         )
+
+
+def default_workers(cpus: tuple[int, ...], batching: bool) -> int:
+    """Workers when `SAGEMAKER_MODEL_SERVER_WORKERS` is not set. With batching off, one per
+    core of the instance's CPU share (its type's vCPUs capped by this machine's cores);
+    with batching one, which merges more requests per predict and measured faster than
+    two on 2 cores (docs/performance.md); unpinned instances keep one. The switch decides,
+    not the runtime: workers are forked before the model (and its runtime) loads."""
+    if cpus and not batching:
+        return min(len(cpus), 64)
+    return DEFAULT_WORKERS
+
+
+def _cpus(env: Mapping[str, str]) -> tuple[int, ...]:
+    raw = env.get("MH_INSTANCE_CPUS", "").strip()
+    if not raw:
+        return ()
+    try:
+        cpus = tuple(sorted({int(c) for c in raw.split(",") if c.strip()}))
+    except ValueError:
+        raise ConfigError(f"MH_INSTANCE_CPUS={raw!r} is not a comma-separated core list") from None
+    if any(c < 0 for c in cpus):
+        raise ConfigError(f"MH_INSTANCE_CPUS={raw!r} names a negative core")
+    return cpus
 
 
 # The variables `_artifact_fields` reads (the BYOC host agent reads only these).

@@ -30,6 +30,7 @@ from modelhost.container.asgi import Headers as RawHeaders
 
 if TYPE_CHECKING:
     from modelhost.container.batching import Batcher
+    from modelhost.container.config import InstanceConfig
     from modelhost.frameworks.base import Context, Runtime
 
 log = logging.getLogger("modelhost.container")
@@ -93,6 +94,21 @@ class ServedModel:
             elapsed_s * 1000,
             self.inline_max_bytes,
         )
+
+
+def served_model(runtime: Runtime, model_dir: str, config: InstanceConfig) -> ServedModel:
+    """`runtime` as the invoke path serves it, with its own batcher when the instance
+    batches and the runtime can (the single-model app's one model, and each model a
+    multi-model app loads: requests for the same model merge, other models' never do).
+
+    Merged predicts run on the event loop, so only runtimes cheap enough to run inline
+    batch (script mode and BYOC never do)."""
+    batcher = None
+    if config.batching and runtime.can_batch and runtime.inline_max_bytes > 0:
+        from modelhost.container.batching import Batcher
+
+        batcher = Batcher(runtime, config.batch_max_rows, config.batch_max_wait_s)
+    return ServedModel(runtime, model_dir, batcher)
 
 
 async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor: Executor) -> Reply:

@@ -28,7 +28,10 @@ learns what this instance holds and reports ModelDownloadingTime, ModelLoadingTi
 ModelUnloadingTime without another call. A location that cannot be fetched answers 400
 with `"artifactError": true` (SageMaker's "Failed to download model data").
 
-Invocations go through the instance's one invoke path (`container.invoke`).
+Invocations go through the instance's one invoke path (`container.invoke`), with
+per-model adaptive batching: each loaded model has its own `Batcher` (when the instance
+batches and the runtime can), so requests for the same model that arrive together are
+predicted in one call, each keeping its own error, as in a single-model instance.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from urllib.parse import parse_qs, unquote
 
 from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond
 from modelhost.container.config import InstanceConfig
-from modelhost.container.invoke import ServedModel, invoke, load_failure_reason
+from modelhost.container.invoke import ServedModel, invoke, load_failure_reason, served_model
 from modelhost.container.loading import (
     default_budget_bytes,
     directory_bytes,
@@ -229,7 +232,9 @@ class MultiModelHost:
             log.error("model %s failed to load: %s", name, load_failure_reason(exc))
             raise LoadRefused(400, load_failure_reason(exc)) from exc
         loading_us = (time.perf_counter() - started) * 1e6
-        self.models[name] = LoadedModel(name, url, ServedModel(runtime, str(path)), size)
+        # Its own batcher: requests for this model that arrive together share a predict.
+        served = served_model(runtime, str(path), self.config)
+        self.models[name] = LoadedModel(name, url, served, size)
         self.cache.loaded(name, loop.time())
         log.info("model %s loaded (%d bytes, %.1f ms)", name, size, loading_us / 1000)
         answer = {
@@ -283,6 +288,8 @@ class MultiModelHost:
         started = time.perf_counter()
         model = self.models.pop(name)
         self.cache.remove(name)
+        if model.served.batcher is not None:
+            model.served.batcher.close()  # nothing is queued: it had no request in flight
         try:
             model.served.runtime.unload()
         except Exception:

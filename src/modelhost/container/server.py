@@ -133,6 +133,19 @@ def setup_logging(level: str) -> None:
     logging.captureWarnings(True)
 
 
+def pin_cpus(cpus: tuple[int, ...]) -> None:
+    """Run on the instance's CPU share, set before any thread or worker process exists so
+    that all of them inherit it (the gateway sets it from the instance type's vCPUs)."""
+    if not cpus or not hasattr(os, "sched_setaffinity"):
+        return
+    try:
+        os.sched_setaffinity(0, cpus)
+    except OSError as exc:  # a core this machine does not have: run unpinned
+        log.warning("cannot pin the instance to cores %s: %s", cpus, exc)
+        return
+    log.info("instance pinned to cores %s", ",".join(map(str, cpus)))
+
+
 def main() -> int:
     """`python -m modelhost.container`: configuration comes from the environment."""
     try:
@@ -141,6 +154,7 @@ def main() -> int:
         print(f"modelhost.container: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
+    pin_cpus(config.cpus)
     if config.workers > 1:
         from modelhost.container.workers import supervise
 

@@ -7,6 +7,7 @@ from typing import Any
 from modelhost.control.catalog import ENDPOINT_CONFIG, MODEL, Catalog, Handler
 from modelhost.control.containers import validate_shadow_model
 from modelhost.errors import ValidationException
+from modelhost.store.locations import confine
 
 
 class EndpointConfigs:
@@ -37,6 +38,8 @@ class EndpointConfigs:
                 f"{len(variants)} production and {len(shadows)} shadow variants."
             )
         self._check_variants(variants, shadows)
+        if p.get("AsyncInferenceConfig"):
+            self._check_async(p["AsyncInferenceConfig"])
         if sum(float(v.get("InitialVariantWeight", 1.0)) for v in variants) <= 0:
             raise ValidationException(
                 "The sum of InitialVariantWeight over ProductionVariants must be greater than 0."
@@ -75,3 +78,17 @@ class EndpointConfigs:
             model = self.catalog.get(MODEL, v["ModelName"])
             if member == "ShadowProductionVariants":
                 validate_shadow_model(where, v["ModelName"], model.spec)
+
+    def _check_async(self, config: dict[str, Any]) -> None:
+        """Async outputs need a place to go, never inside the server's state directory."""
+        output = config.get("OutputConfig") or {}
+        if not output.get("S3OutputPath"):
+            raise ValidationException(
+                "AsyncInferenceConfig.OutputConfig.S3OutputPath is required: the location "
+                "(s3://, file:// or a path) where the answers of async requests are written."
+            )
+        home = self.catalog.settings.home
+        for member in ("S3OutputPath", "S3FailurePath"):
+            if output.get(member):
+                where = f"asyncInferenceConfig.outputConfig.{member[0].lower()}{member[1:]}"
+                confine(output[member], [], where, [home])

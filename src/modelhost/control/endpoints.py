@@ -147,6 +147,8 @@ class Endpoints:
         )
         if current is not None or rec.status == EndpointStatus.IN_SERVICE:
             out.update(self._running_variants(rec.name, rec.spec, current))
+        if rec.spec["Config"].get("AsyncInferenceConfig"):
+            out["AsyncInferenceConfig"] = rec.spec["Config"]["AsyncInferenceConfig"]
         if rec.spec.get("DeploymentConfig"):
             out["LastDeploymentConfig"] = rec.spec["DeploymentConfig"]
         pending = rec.spec.get("Pending")

@@ -51,12 +51,12 @@ def _model() -> dict[str, Any]:
     return model
 
 
-def _input_shape(operation: str) -> dict[str, Any] | None:
-    op = _model()["operations"].get(operation)
+def _input_shape(operation: str, model: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    op = (model := model or _model())["operations"].get(operation)
     if op is None:
         raise UnknownOperation(f"Operation {operation} is not supported.")
     ref = op.get("input")
-    return None if ref is None else _model()["shapes"][ref["shape"]]
+    return None if ref is None else model["shapes"][ref["shape"]]
 
 
 def input_members(operation: str) -> set[str]:
@@ -298,26 +298,26 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 }
 
 
-# modelhost extends SageMaker: these members also take a path or a file:// URL (artifacts may
-# live on this machine); an Image may be a command line (`command:node server.js`, spaces ok).
-_LOCAL_URL_MEMBERS = (
-    "modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation", "samplePayloadUrl"
-)
+# modelhost extends SageMaker: these members also take a local path or file:// URL; an Image
+# may be `command:node server.js`; an async topic may be an http(s):// webhook, not an SNS ARN.
+_ARTIFACT_URLS = ("modelDataUrl", "s3Uri", "s3OutputPath", "s3OutputLocation", "s3FailurePath")
+_LOCAL_URL_MEMBERS = (*_ARTIFACT_URLS, "samplePayloadUrl")  # and sample payloads
 
 
 def _local_location(path: str, value: str) -> bool:
     member = path.rsplit(".", 1)[-1]
     if member == "image":
         return value.startswith("command:")
+    if member in ("successTopic", "errorTopic"):
+        return value.startswith(("http://", "https://"))
     return member in _LOCAL_URL_MEMBERS and (value.startswith("file://") or "://" not in value)
 
 
 class _Walker:
     """Collects violations while walking one value down its shape."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.texts: list[str] = []
+    def __init__(self, model: dict[str, Any] | None = None) -> None:
+        self.count, self.texts, self.shapes = 0, list[str](), (model or _model())["shapes"]
 
     def add(self, value: object, path: str, constraint: str, shape: dict[str, Any]) -> None:
         self.count += 1
@@ -332,7 +332,7 @@ class _Walker:
             self.check(shape_name, value, path)
 
     def check(self, shape_name: str, value: Any, path: str, prefix: str = "") -> None:
-        shape = _model()["shapes"][shape_name]
+        shape = self.shapes[shape_name]
         kind = shape["type"]
 
         def add(constraint: str) -> None:
@@ -396,18 +396,18 @@ class _Walker:
             self.add(value, path, "Member must have exactly one of its members set", shape)
 
 
-def validate_input(operation: str, params: dict[str, Any]) -> None:
-    """Check `params` against `operation`'s input shape (e.g. "CreateEndpoint").
+def validate_input(operation: str, params: dict[str, Any], model: Any = None) -> None:
+    """Check `params` against `operation`'s input shape in botocore's `model` (SageMaker's).
 
     Raises ValidationException naming every violation (the first MAX_REPORTED spelled
     out), UnknownOperation if the model has no such operation. Unknown members pass.
     """
-    shape = _input_shape(operation)
+    shape = _input_shape(operation, model)
     if not isinstance(params, dict):
         raise ValidationException("The request body must be a JSON object.")
     if shape is None:
         return
-    walker = _Walker()
+    walker = _Walker(model)
     walker.structure(shape, params, "")
     if walker.count:
         raise ValidationException(_summary(walker.count, walker.texts))

@@ -12,6 +12,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from modelhost.fleet import cpu_share
 from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.resources import gpus
@@ -35,9 +36,11 @@ class LocalProcessProvider:
     a gateway killed with -9 leaves no orphans behind.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cpus: cpu_share.CpuShares | None = None) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._gpu_starts = 0
+        # Each instance's vCPUs as a rotating set of this machine's cores.
+        self.cpus = cpus or cpu_share.CpuShares()
 
     def start(self, spec: LaunchSpec) -> Instance:
         instance_id = f"i-{uuid.uuid4().hex[:12]}"
@@ -47,7 +50,11 @@ class LocalProcessProvider:
         # Never the gateway's whole environment: it may hold credentials.
         env = inherited_environment(os.environ)
         env.update(spec.env)
-        env.update(self._gpu_env(spec.env.get(gpus.INSTANCE_TYPE_ENV)))
+        instance_type = spec.env.get(gpus.INSTANCE_TYPE_ENV)
+        env.update(self._gpu_env(instance_type))
+        share = self.cpus.next(instance_type)
+        if share is not None:
+            env[cpu_share.ENV] = cpu_share.env_value(share)
         env.update(
             {
                 "SAGEMAKER_BIND_TO_PORT": str(port),
@@ -70,6 +77,10 @@ class LocalProcessProvider:
                 # before the gateway drains them.
                 start_new_session=True,
             )
+        if share is not None:
+            # The instance pins itself too (before it starts threads); this covers
+            # servers that are not modelhost's.
+            cpu_share.pin(proc.pid, share)
         self._procs[instance_id] = proc
         return Instance(
             instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path

@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,14 +26,14 @@ from modelhost.compile.edge_capture import EdgeCaptures
 from modelhost.compile.jobs import CompilationJobs
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
-from modelhost.fleet.dataplane.plane import DataPlane, Limits
-from modelhost.fleet.instance import Instance
 from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.auth.session import Sessions
+from modelhost.gateway.autoscaling_api import TARGET_PREFIX as AUTOSCALING_TARGET_PREFIX
+from modelhost.gateway.autoscaling_api import AutoScalingAPI
 from modelhost.gateway.cloudwatch_api import PATH_PREFIX as CLOUDWATCH_PATH
 from modelhost.gateway.cloudwatch_api import TARGET as CLOUDWATCH_TARGET
 from modelhost.gateway.cloudwatch_api import CloudWatchAPI, wire_of
@@ -48,11 +47,16 @@ from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from modelhost.gateway.logs_api import LogsAPI
 from modelhost.gateway.native_api import NativeAPI
 from modelhost.gateway.openapi import native_openapi
+from modelhost.gateway.parts import async_inference, runtime_api, series_store
 from modelhost.gateway.predictions_api import PredictionsAPI
-from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.jobs.manager import TransformJobs
 from modelhost.loadtest.recommender import RecommendationJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
+from modelhost.scaling.autoscaler import Autoscaler
+from modelhost.scaling.book import ScalingBook
+from modelhost.scaling.capacity import Capacity
+from modelhost.scaling.service import ScalingService
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore, Record
@@ -60,63 +64,13 @@ from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.cloudwatch import CloudWatch
 from modelhost.telemetry.instance_sampler import InstanceRef, InstanceSampler
-from modelhost.telemetry.logs import endpoint_group, log_group_arn, log_stream_arn_for_file
 from modelhost.telemetry.metric_db import SqliteBackend
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
 from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
-from modelhost.telemetry.series import SeriesStore
 
 log = logging.getLogger("modelhost.gateway")
 
 ALARM_EVALUATION_INTERVAL_S = 1.0
-
-
-class _ControllerHealth:
-    """The controller as the data plane's InstanceHealth sink (an adapter until the
-    controller offers `is_alive` itself)."""
-
-    def __init__(self, controller: Controller) -> None:
-        self.controller = controller
-
-    def report_unreachable(self, endpoint: str, instance: Instance) -> None:
-        self.controller.report_unreachable(endpoint, instance)
-
-    def is_alive(self, instance: Instance) -> bool:
-        return self.controller.provider.exit_code(instance) is None
-
-
-def _data_plane(
-    settings: Settings, controller: Controller, metrics: InvocationMetrics
-) -> DataPlane:
-    """The request path gets the routing snapshots, health sink, random source and
-    bandits from the controller, never the controller itself."""
-
-    def log_stream(endpoint: str, log_path: Path | None) -> str:
-        """The stream of the instance that answered (its log file names it), else the
-        endpoint's group."""
-        region, account = settings.region, settings.account_id
-        if log_path is not None:
-            arn = log_stream_arn_for_file(region, account, settings.logs_dir, log_path)
-            if arn is not None:
-                return arn
-        return log_group_arn(region, account, endpoint_group(endpoint))
-
-    limits = Limits(
-        timeout_s=settings.invocation_timeout_s,
-        max_payload_bytes=settings.max_payload_bytes,
-        model_busy_outstanding=settings.model_busy_outstanding,
-        home=settings.home,
-    )
-    return DataPlane(
-        routes=controller,
-        health=_ControllerHealth(controller),
-        http=controller.client.http,
-        rand=controller.rand,
-        bandits=controller.bandits.get,
-        metrics=metrics,
-        limits=limits,
-        log_stream=log_stream,
-    )
 
 
 class Gateway:
@@ -131,13 +85,7 @@ class Gateway:
         self.controller = Controller(settings, self.store, self.fleets)
         self.control = ControlPlane(settings, self.store, self.controller)
         self.metric_db = SqliteBackend(settings.metrics_db_path)
-        self.series = SeriesStore(
-            backend=self.metric_db,
-            fine_retention_s=settings.metrics_fine_retention_s,
-            rollup_period_s=settings.metrics_rollup_period_s,
-            rollup_retention_s=settings.metrics_rollup_retention_s,
-            max_series=settings.metrics_max_series,
-        )
+        self.series = series_store(settings, self.metric_db)
         self.metrics = InvocationMetrics(self.series)
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
@@ -145,16 +93,20 @@ class Gateway:
         for jobs in (self.jobs, self.compilations, self.recommendations):  # above control (§3)
             self.control.operations.update(jobs.operations)
         self.control_api = ControlAPI(self.control)
-        self.runtime_api = RuntimeAPI(
-            _data_plane(settings, self.controller, self.metrics),
-            settings.max_payload_bytes,
-            settings.account_id,
-        )
+        self.routes = GatewayRoutes(self.controller)
+        self.async_inference = async_inference(settings, self.store, self.routes, self.metrics)
+        self.runtime_api = runtime_api(settings, self.routes, self.metrics, self.async_inference)
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
         self.cloudwatch_api = CloudWatchAPI(
             CloudWatch(self.series, self.alarms, settings.region, settings.account_id)
+        )
+        book = ScalingBook(self.store, settings.region, settings.account_id)
+        capacity = Capacity(self.controller)
+        self.autoscaling_api = AutoScalingAPI(ScalingService(book, capacity, self._alarms_for))
+        self.autoscaler = Autoscaler(
+            book, capacity, self.series, self.alarms, settings.scaling_period_s
         )
         self.sampler = InstanceSampler(self._instance_refs, self.series, settings.home)
         self.metrics.routing.weights = self._weight_rows
@@ -196,10 +148,12 @@ class Gateway:
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        await self.controller.start()
-        await self.jobs.start()
-        await self.compilations.start()
-        await self.recommendations.start()
+        # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
+        self._scaling_loop: asyncio.Future[None] | None = None
+        self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
+        await self.leadership.start()
+        # Leases make the async queue safe to work from every gateway.
+        await self.async_inference.start()
         alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
         series_loop = asyncio.ensure_future(self._series_upkeep())
         log_indexing = asyncio.ensure_future(self.logs_api.run())
@@ -229,7 +183,11 @@ class Gateway:
         finally:
             alarm_loop.cancel()
             series_loop.cancel()
+            if self._scaling_loop is not None:
+                self._scaling_loop.cancel()
             log_indexing.cancel()
+            await self.async_inference.stop()
+            await self.leadership.stop()
             await self.jobs.stop()
             await self.compilations.stop()
             await self.recommendations.stop()
@@ -241,6 +199,15 @@ class Gateway:
             self.metric_db.close()
             await self.predictions_api.aclose()
             self.logs_api.close()
+
+    async def _lead(self) -> None:
+        """What only the leading gateway runs (all of it, with one gateway)."""
+        await self.controller.start()
+        await self.jobs.start()
+        await self.compilations.start()
+        await self.recommendations.start()
+        # Scaling decisions are the leader's alone: two autoscalers would both act.
+        self._scaling_loop = asyncio.ensure_future(self.autoscaler.run())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)
@@ -258,6 +225,8 @@ class Gateway:
                 if name == b"x-amz-target":
                     if value.startswith(CLOUDWATCH_TARGET.encode()):
                         await self.cloudwatch_api(scope, receive, send)
+                    elif value.startswith(AUTOSCALING_TARGET_PREFIX.encode()):
+                        await self.autoscaling_api(scope, receive, send)
                     elif value.startswith(LOGS_TARGET_PREFIX.encode()):
                         await self.logs_api(scope, receive, send)
                     else:
@@ -283,6 +252,16 @@ class Gateway:
         else:
             record.spec, record.modified_s = document, now
             self.store.save(record)
+
+    def _alarms_for(self, policy_arn: str) -> list[tuple[str, str]]:
+        """CloudWatch alarms whose AlarmActions name a step scaling policy."""
+        s = self.settings
+        return [
+            (name, f"arn:aws:cloudwatch:{s.region}:{s.account_id}:alarm:{name}")
+            for name in self.alarms.names()
+            if (r := self.alarms.record(name)) is not None
+            and policy_arn in r.spec.actions.get("AlarmActions", ())
+        ]
 
     async def _evaluate_alarms(self) -> None:
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 from modelhost.errors import ValidationError
@@ -35,6 +36,10 @@ _CHECKED = (
     (b"x-amzn-sagemaker-inference-id", "inferenceId", 64),
 )
 _TARGET_VARIANT = b"x-amzn-sagemaker-target-variant"
+
+Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
+AsyncHandler = Callable[[str, Scope, Receive, str], Awaitable[Answer]]
+"""InvokeEndpointAsync: (endpoint, scope, receive, request id) -> the 202 answer."""
 
 
 def parse_invocation_path(raw_path: bytes) -> tuple[str, str] | None:
@@ -78,10 +83,19 @@ def check_headers(headers: dict[bytes, bytes]) -> None:
 class RuntimeAPI:
     """Serves InvokeEndpoint over HTTP; the data plane does the rest."""
 
-    def __init__(self, plane: DataPlane, max_payload_bytes: int, account_id: str) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        max_payload_bytes: int,
+        account_id: str,
+        invoke_async: AsyncHandler | None = None,
+        is_async: Callable[[str], bool] = lambda _name: False,
+    ) -> None:
         self.plane = plane
         self.max_payload_bytes = max_payload_bytes
         self.account_id = account_id
+        self.invoke_async = invoke_async
+        self.is_async = is_async
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -102,12 +116,21 @@ class RuntimeAPI:
         parsed = parse_invocation_path(scope.get("raw_path") or scope["path"].encode())
         assert parsed is not None  # the dispatcher only routes matching paths here
         name, action = parsed
+        if action == "async-invocations" and self.invoke_async is not None:
+            validate_runtime_name(name, "endpointName")
+            self.plane.route(name, self.account_id)  # unknown or not InService: refused
+            return await self.invoke_async(name, scope, receive, request_id)
         if action != "invocations":
             raise ValidationError(
                 f"{action} is not supported by this modelhost version; use "
                 "POST /endpoints/{EndpointName}/invocations."
             )
         validate_runtime_name(name, "endpointName")
+        if self.is_async(name):
+            raise ValidationError(
+                f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig); invoke "
+                "it with InvokeEndpointAsync."
+            )
         headers = dict(scope["headers"])
         check_content_length(headers, self.max_payload_bytes)
         check_headers(headers)

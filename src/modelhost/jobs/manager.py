@@ -29,6 +29,7 @@ from modelhost.jobs.runner import TransformRunner
 from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
 from modelhost.settings import Settings
+from modelhost.store.coordination import WorkClaims, is_postgres
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
 from modelhost.store.predictions import PredictionStore
 
@@ -69,6 +70,9 @@ class TransformJobs:
         # The gateway's one fleet manager: job instances are started and stopped there.
         self.fleets = fleets
         self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
+        # Several gateways: the one that claims a job runs it; a dead one's are resumed.
+        self.claims = WorkClaims(settings.metadata_url)
+        self._sweeper: asyncio.Task[None] | None = None
         self.pool = pool if pool is not None else WarmPool(settings.transform_keep_alive_s)
         # Where jobs with a prediction-store option load their outputs (the gateway's
         # store, shared with the lookup API); None opens the one the settings name.
@@ -87,21 +91,45 @@ class TransformJobs:
     # --- lifecycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Resume what a previous server left running."""
+        """Resume what a previous server left running (the leading gateway runs this; with
+        several, it keeps resuming what a dead gateway was running)."""
+        self._resume()
+        if is_postgres(self.settings.metadata_url):
+            self._sweeper = asyncio.ensure_future(self._sweep())
+
+    def _resume(self) -> None:
+        unfinished = (TransformJobStatus.STOPPING, TransformJobStatus.IN_PROGRESS)
         for rec in self.store.list(Kind.TRANSFORM_JOB):
+            if rec.status not in unfinished or rec.name in self._runs:
+                continue
+            if not self.claims.claim(Kind.TRANSFORM_JOB, rec.name):
+                continue  # running on another, live gateway
             if rec.status == TransformJobStatus.STOPPING:
                 self._finish(rec.name, TransformJobStatus.STOPPED, None)
             elif rec.status == TransformJobStatus.IN_PROGRESS:
                 log.info("resuming transform job %s", rec.name)
                 self._launch(rec)
+                continue
+            self.claims.release(Kind.TRANSFORM_JOB, rec.name)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.leader_poll_interval_s)
+            try:
+                self._resume()
+            except Exception:
+                log.warning("resuming transform jobs failed; retrying", exc_info=True)
 
     async def stop(self) -> None:
         """Server shutdown: runs are cancelled but stay InProgress, to resume next start."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         tasks = [task for _, task in self._runs.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runs.clear()
+        self.claims.close()
         await self.pool.close()
 
     def workdir(self, name: str) -> Path:
@@ -155,7 +183,8 @@ class TransformJobs:
                 "Job name must be unique within an AWS account and region, and a job with "
                 f"this name already exists ({record.arn})"
             ) from None
-        self._launch(record)
+        if self.claims.claim(Kind.TRANSFORM_JOB, name):  # else the leader resumed it already
+            self._launch(record)
         return {"TransformJobArn": record.arn}
 
     def describe_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -236,10 +265,12 @@ class TransformJobs:
         rec.modified_s = time.time()
         self.store.save(rec)
         run = self._runs.get(rec.name)
-        if run is None:
-            self._finish(rec.name, TransformJobStatus.STOPPED, None)
-        else:
+        if run is not None:
             run[1].cancel()
+        elif self.claims.claim(Kind.TRANSFORM_JOB, rec.name):
+            self._finish(rec.name, TransformJobStatus.STOPPED, None)
+            self.claims.release(Kind.TRANSFORM_JOB, rec.name)
+        # else another gateway runs it and stops at its next finished object.
         return {}
 
     # --- runs -----------------------------------------------------------------------
@@ -263,10 +294,16 @@ class TransformJobs:
         self._runs[rec.name] = (runner, task)
 
     def _object_done(self, name: str, rel: str, outcome: dict[str, Any]) -> None:
-        rec = self._get(name)
-        rec.spec.setdefault("Objects", {})[rel] = outcome
-        rec.modified_s = time.time()
-        self.store.save(rec)
+        def record(rec: Record) -> None:
+            rec.spec.setdefault("Objects", {})[rel] = outcome
+            rec.modified_s = time.time()
+
+        # Under a row lock: a Stop through another gateway is never overwritten.
+        rec = self.store.update(Kind.TRANSFORM_JOB, name, record)
+        if rec is None:
+            self._get(name)  # raises as before when the job is gone
+        elif rec.status == TransformJobStatus.STOPPING and name in self._runs:
+            self._runs[name][1].cancel()  # stopped through another gateway
 
     async def _run(self, name: str, runner: TransformRunner) -> None:
         try:
@@ -285,6 +322,7 @@ class TransformJobs:
             return
         finally:
             self._runs.pop(name, None)
+            self.claims.release(Kind.TRANSFORM_JOB, name)
         # Objects that failed before a restart count too: the store has them all.
         objects = self._get(name).spec.get("Objects", {}).values()
         failures = [o["FailureReason"] for o in objects if o.get("Status") == "Failed"]

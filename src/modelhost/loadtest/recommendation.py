@@ -2,9 +2,9 @@
 tests, the metrics of one benchmark, the thresholds and the Pareto front.
 
 A benchmark is one load test of one configuration (an instance type, one instance) on a
-temporary endpoint (recommender.py runs them). Instance types are labels on this machine:
-every configuration runs on the same cores, so the figures compare prices, not hardware;
-each recommendation says so.
+temporary endpoint (recommender.py runs them). Locally an instance gets its type's vCPUs as
+cores of this machine (fleet/cpu_share.py), all of them for a type larger than the machine,
+so such types measure as this machine; each recommendation says so.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ DEFAULT_INSTANCE_TYPES = ("ml.c5.xlarge", "ml.m5.xlarge", "ml.m5.2xlarge")
 MAX_CONFIGURATIONS = 20
 PERCENTILES = {"P50": "p50", "P90": "p90", "P99": "p99"}
 LOCAL_NOTE = (
-    "modelhost ran every configuration on this machine: instance types are labels here, "
-    "so the costs are the table's and the throughput is this machine's."
+    "modelhost ran every configuration on this machine, each instance pinned to its type's "
+    "vCPUs (all of this machine's cores when the type has more): types larger than this "
+    "machine measure as this machine; the costs are the price table's."
 )
 ECHOED = ("JobDescription", "RoleArn", "InputConfig", "StoppingConditions", "OutputConfig")
 

@@ -1,23 +1,29 @@
 """Metadata store: models, endpoint configs and endpoints, through SQLAlchemy.
 
-SQLite in the home directory by default; any SQLAlchemy URL (PostgreSQL) works the same.
-Specs are stored as the JSON the API accepted, so Describe answers echo what was given.
+SQLite in the home directory by default; any SQLAlchemy URL (PostgreSQL:
+`postgresql+psycopg://...`, extra `modelhost[postgres]`) works the same. The schema is
+Alembic's (`store/migrations/`), brought up to date when the store opens. Specs are stored
+as the JSON the API accepted, so Describe answers echo what was given.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
+    Index,
+    Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -32,6 +38,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from modelhost.store import migrations
+
 
 class Kind(StrEnum):
     MODEL = "model"
@@ -41,6 +49,10 @@ class Kind(StrEnum):
     TRANSFORM_JOB = "transform-job"
     COMPILATION_JOB = "compilation-job"
     RECOMMENDATION_JOB = "recommendation-job"
+    SCALABLE_TARGET = "scalable-target"
+    SCALING_POLICY = "scaling-policy"
+    SCHEDULED_ACTION = "scheduled-action"
+    SCALING_ACTIVITY = "scaling-activity"
 
 
 metadata = MetaData()
@@ -57,6 +69,44 @@ resources = Table(
     Column("failure_reason", Text, nullable=True),
     Column("created_s", Float, nullable=False),
     Column("modified_s", Float, nullable=False),
+)
+
+# Several gateways: the leader's routing snapshot of each endpoint (routing/wire.py's
+# document), read by the others (store/coordination.py).
+routing_tables = Table(
+    "routing_tables",
+    metadata,
+    Column("endpoint", String(128), primary_key=True),
+    Column("route", JSON, nullable=False),
+    Column("publisher", String(128), nullable=False),
+    Column("modified_s", Float, nullable=False),
+)
+
+# The async-inference queue (store/queue.py has its operations).
+async_requests = Table(
+    "async_requests",
+    metadata,
+    Column("request_id", String(64), primary_key=True),  # names the output object
+    Column("endpoint", String(128), nullable=False),
+    Column("inference_id", String(64), nullable=False),
+    Column("input_location", Text, nullable=True),
+    Column("payload", LargeBinary, nullable=True),  # an inline Body (≤128,000 bytes)
+    Column("headers", JSON, nullable=False),  # ContentType, Accept, CustomAttributes
+    Column("output_location", Text, nullable=False),
+    Column("failure_location", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("received_s", Float, nullable=False),
+    Column("expires_s", Float, nullable=False),  # received_s + RequestTTLSeconds
+    Column("invocation_timeout_s", Float, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_s", Float, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("finished_s", Float, nullable=True),
+    Column("failure_reason", Text, nullable=True),
+    Column("response_type", String(256), nullable=True),  # the model's Content-Type
+    Column("notify_pending", Boolean, nullable=False, default=False),
+    Index("ix_async_requests_endpoint_inference", "endpoint", "inference_id", unique=True),
+    Index("ix_async_requests_status_received", "status", "received_s"),
 )
 
 
@@ -83,15 +133,17 @@ class MetadataStore:
     """CRUD over resources. Thread-safe; every call is one short transaction."""
 
     def __init__(self, url: str) -> None:
-        is_sqlite = url.startswith("sqlite")
+        is_sqlite = self._is_sqlite = url.startswith("sqlite")
         self._engine: Engine = create_engine(
             url,
             json_serializer=lambda obj: json.dumps(obj, separators=(",", ":")),
             connect_args={"check_same_thread": False} if is_sqlite else {},
+            # A PostgreSQL server may restart under a long-running gateway.
+            pool_pre_ping=not is_sqlite,
         )
         if is_sqlite:
             event.listen(self._engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self._engine)
+        migrations.upgrade(self._engine)
         # SQLite allows one writer; serialising writes here avoids "database is locked".
         self._write_lock = threading.Lock()
 
@@ -102,6 +154,15 @@ class MetadataStore:
     def _tx(self) -> Iterator[Connection]:
         with self._write_lock, self._engine.begin() as conn:
             yield conn
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, for other tables on `metadata` (the async queue, coordination)."""
+        return self._engine
+
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """One write transaction, serialised with this store's own writes (SQLite)."""
+        return self._tx()
 
     def create(self, record: Record) -> None:
         try:
@@ -137,12 +198,39 @@ class MetadataStore:
                 )
             )
 
+    def update(self, kind: Kind, name: str, change: Callable[[Record], None]) -> Record | None:
+        """Read-modify-write one record under a row lock (`SELECT ... FOR UPDATE` on
+        PostgreSQL; SQLite has one writer), so updaters in other gateways never lose each
+        other's changes. `change` edits the record in place; None if there is none."""
+        with self._tx() as conn:
+            if self._is_sqlite:
+                # pysqlite begins only at the first write: take the write lock up front.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            row = conn.execute(
+                select(resources)
+                .where(resources.c.kind == kind, resources.c.name == name)
+                .with_for_update()
+            ).first()
+            if row is None:
+                return None
+            record = _record(row._mapping)
+            change(record)
+            conn.execute(
+                update(resources)
+                .where(resources.c.kind == kind, resources.c.name == name)
+                .values(**{k: v for k, v in _row(record).items() if k not in _KEY})
+            )
+        return record
+
     def delete(self, kind: Kind, name: str) -> bool:
         with self._tx() as conn:
             result = conn.execute(
                 delete(resources).where(resources.c.kind == kind, resources.c.name == name)
             )
         return bool(result.rowcount)
+
+
+_KEY = ("kind", "name", "arn", "created_s")
 
 
 def _row(record: Record) -> dict[str, Any]:

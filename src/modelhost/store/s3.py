@@ -285,3 +285,12 @@ def upload_file(client: S3Client, path: Path, url: str, label: str) -> None:
         client._get().upload_file(str(path), bucket, key)
     except Exception as exc:
         raise client.error(exc, url, label) from exc
+
+
+def put_bytes(client: S3Client, url: str, data: bytes, label: str) -> None:
+    """Put `data` as the object `url` in one PUT (readers see all of it or nothing)."""
+    bucket, key = parse_s3_url(url, label)
+    try:
+        client._get().put_object(Bucket=bucket, Key=key, Body=data)
+    except Exception as exc:
+        raise client.error(exc, url, label) from exc

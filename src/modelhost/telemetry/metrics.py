@@ -9,15 +9,16 @@ microseconds, as SageMaker reports them. Counters get Prometheus' `_total` suffi
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modelhost.telemetry.container_metrics import ContainerMetrics
 from modelhost.telemetry.model_metrics import ModelMetrics
 from modelhost.telemetry.routing_metrics import RoutingCollector
 from modelhost.telemetry.series import SeriesStore, VariantWindow
+from modelhost.telemetry.variant_counts import VariantCollector, VariantCounts
 
 # 5 µs … 60 s: the gateway's own overhead is tens of µs, one-row predicts sit in the
 # low hundreds, timeouts in the top bucket.
@@ -54,30 +55,36 @@ LABELS = ("EndpointName", "VariantName")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-@dataclass
 class VariantSeries:
-    """The bound metric children of one (endpoint, variant); binding once keeps the
-    per-request cost to a few increments."""
+    """One (endpoint, variant)'s metrics, bound once: `record` is a few additions on
+    plain counters (`VariantCounts`) and the series store's window."""
 
-    invocations: Counter
-    errors_4xx: Counter
-    errors_5xx: Counter
-    per_instance: Counter
-    model_latency_us: Histogram
-    overhead_latency_us: Histogram
-    window: VariantWindow
+    __slots__ = ("bucket", "counts", "window")
+
+    def __init__(
+        self, counts: VariantCounts, bucket: Callable[[float], int], window: VariantWindow
+    ) -> None:
+        self.counts = counts
+        self.bucket = bucket
+        self.window = window
 
     def record(self, *, status: int, instances: int, model_us: float, total_us: float) -> None:
-        overhead_us = max(total_us - model_us, 0.0)
+        overhead_us = total_us - model_us
+        if overhead_us < 0.0:
+            overhead_us = 0.0
         self.window.record(int(time.time()), status, model_us, overhead_us, instances)
-        self.invocations.inc()
-        if 400 <= status < 500:
-            self.errors_4xx.inc()
-        elif status >= 500:
-            self.errors_5xx.inc()
-        self.per_instance.inc(1.0 / max(instances, 1))
-        self.model_latency_us.observe(model_us)
-        self.overhead_latency_us.observe(overhead_us)
+        c = self.counts
+        c.invocations += 1
+        if status >= 400:
+            if status < 500:
+                c.errors_4xx += 1
+            else:
+                c.errors_5xx += 1
+        c.per_instance += 1.0 / instances if instances > 1 else 1.0
+        c.model_buckets[self.bucket(model_us)] += 1
+        c.model_sum_us += model_us
+        c.overhead_buckets[self.bucket(overhead_us)] += 1
+        c.overhead_sum_us += overhead_us
 
 
 class InvocationMetrics:
@@ -89,39 +96,10 @@ class InvocationMetrics:
         self.recent = store if store is not None else SeriesStore()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self._invocations = Counter("Invocations", "InvokeEndpoint requests.", LABELS, registry=r)
-        self._errors_4xx = Counter(
-            "Invocation4XXErrors",
-            "Invocations the model answered with a 4xx status.",
-            LABELS,
-            registry=r,
-        )
-        self._errors_5xx = Counter(
-            "Invocation5XXErrors",
-            "Invocations the model answered with a 5xx status.",
-            LABELS,
-            registry=r,
-        )
-        self._per_instance = Counter(
-            "InvocationsPerInstance",
-            "Invocations divided by the variant's instance count.",
-            LABELS,
-            registry=r,
-        )
-        self._model_latency = Histogram(
-            "ModelLatency",
-            "Time the instance took to answer, in microseconds.",
-            LABELS,
-            buckets=LATENCY_BUCKETS_US,
-            registry=r,
-        )
-        self._overhead_latency = Histogram(
-            "OverheadLatency",
-            "Gateway time outside the instance, in microseconds.",
-            LABELS,
-            buckets=LATENCY_BUCKETS_US,
-            registry=r,
-        )
+        # Invocations, the 4XX/5XX errors, InvocationsPerInstance, ModelLatency and
+        # OverheadLatency per variant, read at scrape time (see `variant_counts`).
+        self._variants = VariantCollector(LATENCY_BUCKETS_US, LABELS)
+        r.register(self._variants)
         # Traffic split and bandit rewards, read from their owners at scrape time.
         self.routing = RoutingCollector()
         r.register(self.routing)
@@ -136,13 +114,7 @@ class InvocationMetrics:
         s = self._bound.get(key)
         if s is None:
             s = VariantSeries(
-                self._invocations.labels(*key),
-                self._errors_4xx.labels(*key),
-                self._errors_5xx.labels(*key),
-                self._per_instance.labels(*key),
-                self._model_latency.labels(*key),
-                self._overhead_latency.labels(*key),
-                self.recent.window(*key),
+                self._variants.counts(key), self._variants.bucket, self.recent.window(*key)
             )
             self._bound[key] = s
         return s

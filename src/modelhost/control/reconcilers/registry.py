@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from modelhost.control.reconcilers.bandits import BanditReconciler
 from modelhost.control.reconcilers.base import ControlState, Reconciler
+from modelhost.control.reconcilers.capacity import CapacityReconciler
 from modelhost.control.reconcilers.endpoints import EndpointReconciler
 from modelhost.control.reconcilers.rollouts import RolloutReconciler
 from modelhost.control.reconcilers.weights import WeightReconciler
@@ -20,6 +21,8 @@ RECONCILERS: list[Callable[[ControlState], Reconciler]] = [
     EndpointReconciler,
     WeightReconciler,
     RolloutReconciler,
+    # Instance counts the autoscaler set (desired state), applied while InService.
+    CapacityReconciler,
 ]
 
 

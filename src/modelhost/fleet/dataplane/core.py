@@ -35,9 +35,10 @@ Pick = Callable[[frozenset[str]], Target | None]
 Attempt = Callable[[Instance], Awaitable[T]]
 
 MAX_ORIGINAL_MESSAGE = 4096
+NOTHING_TRIED: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(slots=True)
 class Sent:
     """An invocation's answer, the instance that gave it and the time spent in it
     (ModelLatency). `container` names who answered in error messages ("primary", or a
@@ -50,6 +51,16 @@ class Sent:
     model_us: float
     container: str = "primary"
     log_path: Path | None = None
+
+
+class Retry:
+    """A retry loop's one-time allowance: a broken keep-alive connection to a live
+    instance is resent once."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self) -> None:
+        self.stale = True
 
 
 class Invoker:
@@ -90,34 +101,53 @@ class Invoker:
         """`attempt(instance)` on the instance `pick` chooses, counted in its
         `outstanding`; retried on another instance while none was reached."""
         tried: set[str] = set()
-        stale_retry = True
+        retry = Retry()
         while True:
-            target = pick(frozenset(tried))
+            target = pick(frozenset(tried) if tried else NOTHING_TRIED)
             if target is None:
-                raise ServiceUnavailable(
-                    f"No instance of variant {variant} of endpoint {endpoint} could be "
-                    "reached; retry shortly."
-                )
+                raise self.none_reached(endpoint, variant)
             instance = cast(Instance, target)
             tried.add(instance.instance_id)
             instance.outstanding += 1
             try:
                 return await attempt(instance)
-            except InstanceUnreachable:
-                self.health.report_unreachable(endpoint, instance)
-            except InstanceDisconnected as exc:
-                if not (stale_retry and self.health.is_alive(instance)):
-                    self.health.report_unreachable(endpoint, instance)
-                    raise ServiceUnavailable(
-                        f"Instance {instance.instance_id} of variant {variant} stopped "
-                        f"while serving the request ({type(exc).__name__}); retry it."
-                    ) from exc
-                stale_retry = False
-                tried.discard(instance.instance_id)  # the retry may pick it again
-            except TimeoutError as exc:
-                raise self.timed_out(endpoint, "primary", instance.log_path) from exc
+            except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
+                self.recover(endpoint, variant, instance, exc, tried, retry)
             finally:
                 instance.outstanding -= 1
+
+    def recover(
+        self,
+        endpoint: str,
+        variant: str,
+        instance: Instance,
+        exc: InstanceUnreachable | InstanceDisconnected | TimeoutError,
+        tried: set[str],
+        retry: Retry,
+    ) -> None:
+        """Decide after a failed send to `instance` (see the module docstring): return to
+        try again (`tried` updated), or raise the caller's error. Every invoker's retry
+        loop calls this, so the rules exist once."""
+        if isinstance(exc, InstanceUnreachable):
+            self.health.report_unreachable(endpoint, instance)
+            return
+        if isinstance(exc, InstanceDisconnected):
+            if not (retry.stale and self.health.is_alive(instance)):
+                self.health.report_unreachable(endpoint, instance)
+                raise ServiceUnavailable(
+                    f"Instance {instance.instance_id} of variant {variant} stopped "
+                    f"while serving the request ({type(exc).__name__}); retry it."
+                ) from exc
+            retry.stale = False
+            tried.discard(instance.instance_id)  # the retry may pick it again
+            return
+        raise self.timed_out(endpoint, "primary", instance.log_path) from exc
+
+    def none_reached(self, endpoint: str, variant: str) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"No instance of variant {variant} of endpoint {endpoint} could be "
+            "reached; retry shortly."
+        )
 
     def timed_out(self, endpoint: str, container: str, log_path: Path | None) -> ModelError:
         return ModelError(

@@ -1,13 +1,24 @@
-"""Single-model variants: the least busy instance answers `POST /invocations`."""
+"""Single-model variants: the least busy instance answers `POST /invocations`.
+
+The hot path of every real-time endpoint, so it is `Invoker.run` written inline: no
+pick/attempt closures, no extra coroutine per attempt and no frozenset per pick (about
+4 µs a request on the measured machine, docs/performance.md). The retry decisions are
+still the core's (`Invoker.recover`), so they exist once.
+"""
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
+from typing import cast
 
-from modelhost.fleet.dataplane.core import Headers, Invoker, Sent
+from modelhost.fleet.dataplane.core import NOTHING_TRIED, Headers, Invoker, Retry, Sent
+from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.fleet.instance import Instance
 from modelhost.routing.choose import pick_instance
-from modelhost.routing.table import Target, VariantRoute
+from modelhost.routing.table import VariantRoute
+
+INVOCATIONS = b"/invocations"
+POST = b"POST"
 
 
 class SingleModelInvoker:
@@ -20,14 +31,26 @@ class SingleModelInvoker:
         self, endpoint: str, variant: VariantRoute, forward: Headers, body: bytes
     ) -> Sent:
         core = self.core
-        instances, rand = variant.instances, core.rand
-
-        def pick(tried: frozenset[str]) -> Target | None:
-            return pick_instance(instances, rand, tried)
-
-        async def attempt(instance: Instance) -> Sent:
-            started = time.perf_counter()
-            status, headers, out = await core.post(instance, b"/invocations", forward, body)
-            return Sent(status, headers, out, instance, (time.perf_counter() - started) * 1e6)
-
-        return await core.run(endpoint, variant.name, pick, attempt)
+        instances, rand, request = variant.instances, core.rand, core.http.request
+        tried: set[str] | None = None
+        retry: Retry | None = None
+        while True:
+            target = pick_instance(instances, rand, frozenset(tried) if tried else NOTHING_TRIED)
+            if target is None:
+                raise core.none_reached(endpoint, variant.name)
+            instance = cast(Instance, target)
+            instance.outstanding += 1
+            started = perf_counter()
+            try:
+                status, headers, out = await request(
+                    instance.address, POST, INVOCATIONS, forward, body, core.timeout_s
+                )
+            except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
+                if tried is None:
+                    tried, retry = set(), Retry()
+                tried.add(instance.instance_id)
+                core.recover(endpoint, variant.name, instance, exc, tried, cast(Retry, retry))
+                continue
+            finally:
+                instance.outstanding -= 1
+            return Sent(status, headers, out, instance, (perf_counter() - started) * 1e6)

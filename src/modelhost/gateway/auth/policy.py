@@ -97,6 +97,9 @@ _AUTOSCALING = tuple(
         "PutScheduledAction",
         "DeleteScheduledAction",
         "DescribeScheduledActions",
+        "TagResource",
+        "UntagResource",
+        "ListTagsForResource",
     ]
 )
 # CloudWatch Logs: instance logs may hold request data, so deployers, not invokers.

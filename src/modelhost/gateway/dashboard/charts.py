@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modelhost.scaling.metrics import count_key
 from modelhost.telemetry.metric_store import MetricKey
 from modelhost.telemetry.series import ENDPOINTS, SAGEMAKER, SeriesStore, variant_key
 
@@ -99,6 +100,18 @@ def endpoint_charts(
         chart(store, w, "model_latency", "ModelLatency", "ms", latency("ModelLatency")),
         chart(store, w, "overhead_latency", "OverheadLatency", "ms", latency("OverheadLatency")),
     ]
+    # Autoscaled variants: their instance counts, drawn under the load.
+    counts = [
+        Line(f"{v} {label}", (count_key(metric, name, v),), ("Maximum",))
+        for v in variants
+        for metric, label in (
+            ("CurrentInstanceCount", "serving"),
+            ("DesiredInstanceCount", "desired"),
+        )
+    ]
+    instances = chart(store, w, "instances", "Instances", "count", counts)
+    if instances["Series"]:
+        out.insert(1, instances)
     multi = _multi_model_lines(store, name, variants)
     if multi:
         out.append(chart(store, w, "multi_model", "Multi-model cache", "count", multi))

@@ -1,0 +1,94 @@
+"""The gateway's parts built from settings: the data planes (real-time and async), the
+runtime API over them, the metric series store. Kept apart from app.py so the application
+reads as wiring, not construction."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelhost.fleet.dataplane.plane import DataPlane, Limits
+from modelhost.gateway.async_api import AsyncRuntimeAPI
+from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.gateway.scaleout import GatewayRoutes
+from modelhost.jobs.asyncinf.service import AsyncInference
+from modelhost.settings import Settings
+from modelhost.store.metadata import MetadataStore
+from modelhost.telemetry.logs import endpoint_group, log_group_arn, log_stream_arn_for_file
+from modelhost.telemetry.metric_db import SqliteBackend
+from modelhost.telemetry.metrics import InvocationMetrics
+from modelhost.telemetry.series import SeriesStore
+
+ASYNC_MAX_TIMEOUT_S = 3600.0  # InvocationTimeoutSeconds' upper bound
+ASYNC_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
+
+
+def data_plane(
+    settings: Settings,
+    routes: GatewayRoutes,
+    metrics: InvocationMetrics,
+    timeout_s: float | None = None,
+    max_payload_bytes: int | None = None,
+) -> DataPlane:
+    """The request path gets the routing snapshots, health sink, random source and
+    bandits from the controller, never the controller itself."""
+
+    def log_stream(endpoint: str, log_path: Path | None) -> str:
+        """The stream of the instance that answered (its log file names it), else the
+        endpoint's group."""
+        region, account = settings.region, settings.account_id
+        if log_path is not None:
+            arn = log_stream_arn_for_file(region, account, settings.logs_dir, log_path)
+            if arn is not None:
+                return arn
+        return log_group_arn(region, account, endpoint_group(endpoint))
+
+    limits = Limits(
+        timeout_s=timeout_s or settings.invocation_timeout_s,
+        max_payload_bytes=max_payload_bytes or settings.max_payload_bytes,
+        model_busy_outstanding=settings.model_busy_outstanding,
+        home=settings.home,
+    )
+    return DataPlane(
+        routes=routes,
+        health=routes,
+        http=routes.controller.client.http,
+        rand=routes.controller.rand,
+        bandits=routes.controller.bandits.get,
+        metrics=metrics,
+        limits=limits,
+        log_stream=log_stream,
+    )
+
+
+def async_inference(
+    settings: Settings, store: MetadataStore, routes: GatewayRoutes, metrics: InvocationMetrics
+) -> AsyncInference:
+    """Async requests go through the same data plane, with async's limits (up to an hour
+    per invocation, answers up to 1 GB); each request's own timeout is the worker's."""
+    plane = data_plane(settings, routes, metrics, ASYNC_MAX_TIMEOUT_S, ASYNC_MAX_PAYLOAD_BYTES)
+    return AsyncInference(settings, store, plane, metrics.recent)
+
+
+def runtime_api(
+    settings: Settings,
+    routes: GatewayRoutes,
+    metrics: InvocationMetrics,
+    async_inference: AsyncInference,
+) -> RuntimeAPI:
+    return RuntimeAPI(
+        data_plane(settings, routes, metrics),
+        settings.max_payload_bytes,
+        settings.account_id,
+        invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
+        is_async=async_inference.is_async,
+    )
+
+
+def series_store(settings: Settings, backend: SqliteBackend) -> SeriesStore:
+    return SeriesStore(
+        backend=backend,
+        fine_retention_s=settings.metrics_fine_retention_s,
+        rollup_period_s=settings.metrics_rollup_period_s,
+        rollup_retention_s=settings.metrics_rollup_retention_s,
+        max_series=settings.metrics_max_series,
+    )

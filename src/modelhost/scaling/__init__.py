@@ -1,0 +1,1 @@
+"""Application Auto Scaling for endpoint variants: pure policies, the API, the loop."""

@@ -1,0 +1,316 @@
+"""Application Auto Scaling against a real server, through boto3, with a 1-second period:
+capacity follows the load without a failed request, cooldowns hold, a step policy and a
+scheduled action change capacity, suspension stops scaling, and a restart keeps it all."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modelhost.testing.churn import csv_rows
+from modelhost.testing.server import ModelhostServer
+from tests.scaling.support import (
+    DIMENSION,
+    SCALING_ENV,
+    activities,
+    counts,
+    register,
+    resource,
+    track_invocations,
+    wait_count,
+    wait_for,
+)
+from tests.support import FAST_ENV, ChurnModel, Loop, cli, deploy, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
+    home = tmp_path_factory.mktemp("autoscaling-home")
+    with ModelhostServer(home, env={**FAST_ENV, **SCALING_ENV}) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def clients(server: ModelhostServer) -> tuple[Any, Any, Any]:
+    sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
+    return sm, rt, server.client("application-autoscaling")
+
+
+def _endpoint(clients: tuple[Any, Any, Any], model: ChurnModel, prefix: str) -> str:
+    name = unique(prefix)
+    deploy(clients[0], name, str(model.artifact))
+    return name
+
+
+def _row(model: ChurnModel) -> str:
+    return csv_rows(model.data.X[:1])[0]
+
+
+def test_capacity_follows_load_up_to_max_and_down_without_a_failed_request(
+    clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
+) -> None:
+    sm, rt, aas = clients
+    name = _endpoint(clients, churn_model, "ramp")
+    register(aas, name, 1, 3)
+    # The seeds' policy; 5 invocations per instance per period is far below this loop.
+    track_invocations(aas, name, 5.0)
+    seen: set[str] = set()
+    with Loop(rt, name, _row(churn_model), limit_s=240) as loop:
+        wait_count(sm, name, 3, seen)
+        loop.wait_ok(20)  # the three instances serve
+        # The load stays; a far higher target makes it low: scale-in under load.
+        track_invocations(aas, name, 1e9)
+        wait_count(sm, name, 1, seen)
+        loop.wait_ok(20)
+    assert loop.errors == []
+    assert seen == {"InService"}
+    done = activities(aas, name)
+    assert [a["Description"] for a in done] == [
+        "Setting desired instance count to 1.",
+        "Setting desired instance count to 3.",
+    ]
+    wait_for(
+        "the scale-in activity to end",
+        lambda: activities(aas, name)[0]["StatusCode"] == "Successful",
+    )
+    up = activities(aas, name)[1]
+    assert up["StatusCode"] == "Successful"
+    assert up["Cause"].startswith("monitor alarm TargetTracking-" + resource(name))
+    assert up["Cause"].endswith("in state ALARM triggered policy invocations")
+    assert up["StatusMessage"] == (
+        "Successfully set desired instance count to 3. Change successfully fulfilled by sagemaker."
+    )
+    # The instance count is a series (for charts and the CLI).
+    cw = server.client("cloudwatch")
+    now = dt.datetime.now(dt.UTC)
+    stats = cw.get_metric_statistics(
+        Namespace="modelhost/Autoscaling",
+        MetricName="CurrentInstanceCount",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": name},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        StartTime=now - dt.timedelta(minutes=10),
+        EndTime=now + dt.timedelta(minutes=1),
+        Period=60,
+        Statistics=["Maximum", "Minimum"],
+    )["Datapoints"]
+    assert max(p["Maximum"] for p in stats) == 3 and min(p["Minimum"] for p in stats) == 1
+    shown = cli(server, "scaling", name)
+    assert shown.returncode == 0, shown.stderr
+    assert f"{resource(name)}  {DIMENSION}  min 1 max 3" in shown.stdout
+    assert "policy invocations: target tracking SageMakerVariantInvocationsPerInstance" in (
+        shown.stdout
+    )
+    assert "Successful  Setting desired instance count to 3." in shown.stdout
+    assert "min 1, max 3" in shown.stdout and "now: 1 serving, 1 desired" in shown.stdout
+
+
+def _alarm_on_invocations(server: ModelhostServer, alarm: str, name: str, policy_arn: str) -> None:
+    server.client("cloudwatch").put_metric_alarm(
+        AlarmName=alarm,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": name},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        Statistic="Sum",
+        Period=1,
+        EvaluationPeriods=1,
+        Threshold=0,
+        ComparisonOperator="GreaterThanThreshold",
+        AlarmActions=[policy_arn],
+    )
+
+
+def test_step_policy_scales_one_at_a_time_and_its_cooldown_holds(
+    clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
+) -> None:
+    sm, rt, aas = clients
+    name = _endpoint(clients, churn_model, "step")
+    register(aas, name, 1, 3)
+    policy = aas.put_scaling_policy(
+        PolicyName="steps",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource(name),
+        ScalableDimension=DIMENSION,
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+            "Cooldown": 300,  # 5 periods of 1 s
+            "MetricAggregationType": "Average",
+        },
+    )
+    _alarm_on_invocations(server, f"{name}-busy", name, policy["PolicyARN"])
+    described = aas.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource(name)
+    )
+    assert described["ScalingPolicies"][0]["Alarms"][0]["AlarmName"] == f"{name}-busy"
+    seen: set[str] = set()
+    with Loop(rt, name, _row(churn_model), limit_s=180) as loop:
+        wait_count(sm, name, 3, seen)
+    assert loop.errors == [] and seen == {"InService"}
+    steps = sorted(activities(aas, name), key=lambda a: a["StartTime"])
+    assert [a["Description"] for a in steps] == [
+        "Setting desired instance count to 2.",
+        "Setting desired instance count to 3.",
+    ]
+    assert steps[0]["Cause"] == f"monitor alarm {name}-busy in state ALARM triggered policy steps"
+    # The second step waited out the cooldown (the server's own clock, not the test's).
+    gap = steps[1]["StartTime"] - steps[0]["StartTime"]
+    assert gap >= dt.timedelta(seconds=5)
+
+
+def test_suspended_dynamic_scaling_stops_scale_out_until_resumed(
+    clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
+) -> None:
+    sm, rt, aas = clients
+    name = _endpoint(clients, churn_model, "suspend")
+    register(aas, name, 1, 2, SuspendedState={"DynamicScalingOutSuspended": True})
+    track_invocations(aas, name, 5.0)
+    cw = server.client("cloudwatch")
+    dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "AllTraffic"}]
+
+    def periods_seen() -> int:
+        now = dt.datetime.now(dt.UTC)
+        points = cw.get_metric_statistics(
+            Namespace="modelhost/Autoscaling",
+            MetricName="DesiredInstanceCount",
+            Dimensions=dims,
+            StartTime=start,
+            EndTime=now + dt.timedelta(seconds=5),
+            Period=1,
+            Statistics=["Maximum"],
+        )["Datapoints"]
+        assert all(p["Maximum"] == 1 for p in points)
+        return len(points)
+
+    with Loop(rt, name, _row(churn_model), limit_s=180) as loop:
+        loop.wait_ok(5)
+        start = dt.datetime.now(dt.UTC)
+        # Ten evaluations under load (the high alarm needs three): none scaled out.
+        wait_for("ten evaluations under load", lambda: periods_seen() >= 10)
+        assert counts(sm, name)[:2] == (1, 1) and activities(aas, name) == []
+        register(aas, name, 1, 2, SuspendedState={"DynamicScalingOutSuspended": False})
+        wait_count(sm, name, 2, set())
+    assert loop.errors == []
+    target = aas.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource(name)]
+    )
+    assert target["ScalableTargets"][0]["SuspendedState"] == {
+        "DynamicScalingInSuspended": False,
+        "DynamicScalingOutSuspended": False,
+        "ScheduledScalingSuspended": False,
+    }
+
+
+def test_scaling_waits_for_an_update_and_says_so(
+    clients: tuple[Any, Any, Any], churn_model: ChurnModel
+) -> None:
+    sm, rt, aas = clients
+    name = _endpoint(clients, churn_model, "upd")
+    sm.create_endpoint_config(
+        EndpointConfigName=f"{name}-v2",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    register(aas, name, 1, 2)
+    track_invocations(aas, name, 5.0)
+    canary = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 10,
+                "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            },
+            "MaximumExecutionTimeoutInSeconds": 600,
+        }
+    }
+    with Loop(rt, name, _row(churn_model), limit_s=240) as loop:
+        loop.wait_ok(5)
+        sm.update_endpoint(
+            EndpointName=name, EndpointConfigName=f"{name}-v2", DeploymentConfig=canary
+        )
+
+        def refused() -> bool:
+            return any(a["StatusCode"] == "Failed" for a in activities(aas, name))
+
+        wait_for("a refused scale-out", refused)
+        failed = next(a for a in activities(aas, name) if a["StatusCode"] == "Failed")
+        assert failed["StatusMessage"] == (
+            "Failed to set desired instance count to 2. Reason: The endpoint "
+            f"{name} is in Updating status; its capacity can change only when it is InService."
+        )
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
+        )
+        # Once the update is done, the next period scales out.
+        wait_count(sm, name, 2, set())
+    assert loop.errors == []
+    assert sm.describe_endpoint(EndpointName=name)["EndpointConfigName"] == f"{name}-v2"
+
+
+def test_scheduled_action_sets_min_and_a_restart_keeps_counts_policies_and_activities(
+    clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
+) -> None:
+    sm, _rt, aas = clients
+    name = _endpoint(clients, churn_model, "sched")
+    register(aas, name, 1, 3)
+    track_invocations(aas, name, 1e9)  # never scales out; scale-in stops at MinCapacity
+    berlin = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=1)))
+    when = (berlin + dt.timedelta(seconds=3)).replace(tzinfo=None, microsecond=0)
+    aas.put_scheduled_action(
+        ServiceNamespace="sagemaker",
+        ScheduledActionName="morning",
+        ResourceId=resource(name),
+        ScalableDimension=DIMENSION,
+        Schedule=f"at({when.isoformat()})",
+        Timezone="Europe/Berlin",  # UTC+1 in December
+        ScalableTargetAction={"MinCapacity": 2, "MaxCapacity": 3},
+    )
+    wait_count(sm, name, 2, set())
+    wait_for("the activity to end", lambda: activities(aas, name)[0]["StatusCode"] == "Successful")
+    done = activities(aas, name)
+    assert done[0]["Cause"] == "minimum capacity was set to 2"
+    assert done[1]["Description"] == "Setting min capacity to 2 and max capacity to 3"
+    assert done[1]["Cause"] == "scheduled action name morning was triggered"
+    target = aas.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource(name)]
+    )
+    assert target["ScalableTargets"][0]["MinCapacity"] == 2
+    # The gateway dies without a chance to clean up (its instances exit with it).
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+    server.start()
+    sm2 = server.clients()[0]
+    aas2 = server.client("application-autoscaling")
+    sm2.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    wait_count(sm2, name, 2, set())
+    assert (
+        aas2.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource(name))[
+            "ScalingPolicies"
+        ][0]["PolicyName"]
+        == "invocations"
+    )
+    assert [a["ActivityId"] for a in activities(aas2, name)] == [a["ActivityId"] for a in done]
+    actions = aas2.describe_scheduled_actions(
+        ServiceNamespace="sagemaker", ResourceId=resource(name)
+    )
+    assert actions["ScheduledActions"][0]["Timezone"] == "Europe/Berlin"
