@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     instance_threads: int = Field(
         default=1, description="Threads a built-in runtime uses for one predict (OMP_NUM_THREADS)."
     )
+    recommender_test_duration_s: float = Field(
+        default=120.0,
+        description="Length of each load test of a Default inference recommendations job.",
+    )
     transform_keep_alive_s: float = Field(
         default=0.0,
         description="How long a finished transform job's instances wait for the next job "

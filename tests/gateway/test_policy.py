@@ -38,6 +38,8 @@ INVOKER_ACTIONS = {
     "cloudwatch:PutMetricData",
     # Edge devices upload the data capture of the model they serve (issue 17).
     "modelhost:PutEdgeCapture",
+    # Cost advice is arithmetic over the query; it reads no state (issue 15).
+    "modelhost:GetAdvice",
     # The dashboard's data: any valid key may view it (issue 12).
     "modelhost:GetDashboard",
 }

@@ -11,6 +11,7 @@ import click
 
 from modelhost import __version__
 from modelhost.cli import (
+    advise,
     cluster,
     containers,
     deployments,
@@ -18,9 +19,11 @@ from modelhost.cli import (
     endpoints,
     jobs,
     keys,
+    loadtest,
     logs,
     metrics,
     predictions,
+    recommend,
     scaling,
     server,
 )
@@ -57,6 +60,9 @@ for _command in (
     keys.credentials,
     keys.keys,
     cluster.cluster,
+    loadtest.loadtest,
+    advise.advise,
+    recommend.recommend,
 ):
     main.add_command(_command)
 

@@ -190,6 +190,7 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 # line (`command:node server.js`); an async topic may be an http(s):// webhook.
 _LOCAL_URL_MEMBERS: tuple[str, ...] = ("modelDataUrl", "s3Uri", "s3OutputPath")
 _LOCAL_URL_MEMBERS += ("s3OutputLocation", "s3FailurePath", "destinationS3Uri")
+_LOCAL_URL_MEMBERS += ("samplePayloadUrl",)  # recommender sample payloads
 
 
 def _local_location(path: str, value: str) -> bool:

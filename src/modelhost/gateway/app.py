@@ -59,6 +59,7 @@ from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
+from modelhost.loadtest.recommender import RecommendationJobs
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.scaling.autoscaler import Autoscaler
 from modelhost.scaling.book import ScalingBook
@@ -95,10 +96,7 @@ class Gateway:
         self.metric_db = SqliteBackend(settings.metrics_db_path)
         self.series = series_store(settings, self.metric_db)
         self.metrics = InvocationMetrics(self.series)
-        self.jobs = TransformJobs(settings, self.store, self.fleets)
-        # Transform jobs sit above control (DESIGN §3); the API serves both as one.
-        self.control.operations.update(self.jobs.operations)
-        self._add_jobs()  # compilation, processing, monitoring schedules
+        self._add_jobs()  # transform, compilation, processing, monitoring, recommendations
         self.control_api = ControlAPI(self.control)
         self.routes = GatewayRoutes(self.controller)
         self.async_inference = async_inference(settings, self.store, self.routes, self.metrics)
@@ -157,9 +155,10 @@ class Gateway:
         ]
 
     def _add_jobs(self) -> None:
-        settings = self.settings
-        self.compilations = CompilationJobs(settings, self.store, self.controller.artifacts.fetch)
-        self.control.operations.update(self.compilations.operations)
+        """The jobs sit above control (DESIGN §3); the control API serves their operations."""
+        settings, fetch = self.settings, self.controller.artifacts.fetch
+        self.jobs = TransformJobs(settings, self.store, self.fleets)
+        self.compilations = CompilationJobs(settings, self.store, fetch)
         # Monitoring runs publish their drift metrics like PutMetricData (cloudwatch_api
         # exists by the time a run finishes).
         self.processing = ProcessingJobs(
@@ -169,27 +168,44 @@ class Gateway:
             lambda params: self.cloudwatch_api.cloudwatch.put_metric_data(params),
         )
         self.monitoring = MonitoringSchedules(settings, self.store, self.processing)
-        self.control.operations.update(self.processing.operations)
-        self.control.operations.update(self.monitoring.operations)
+        self.recommendations = RecommendationJobs(
+            settings, self.store, self.control, fetch, self._self_url
+        )
+        for jobs in (
+            self.jobs, self.compilations, self.processing, self.monitoring, self.recommendations
+        ):  # fmt: skip
+            self.control.operations.update(jobs.operations)
 
     @asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        # Background loops; the leader's own (autoscaler, monitoring) join them in `_lead`.
+        self._loops: list[asyncio.Future[None]] = []
         # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
-        self._scaling_loop: asyncio.Future[None] | None = None
-        self._monitoring_loop: asyncio.Future[None] | None = None
         self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
         await self.leadership.start()
         # Leases make the async queue safe to work from every gateway.
         await self.async_inference.start()
-        alarm_loop = asyncio.ensure_future(self._evaluate_alarms())
-        series_loop = asyncio.ensure_future(self._series_upkeep())
-        log_indexing = asyncio.ensure_future(self.logs_api.run())
         capture = capture_writer(self.settings, self.runtime_api.plane)
-        capture_loop = asyncio.ensure_future(capture.run())
+        for loop in (
+            self._evaluate_alarms(), self._series_upkeep(), self.logs_api.run(), capture.run()
+        ):  # fmt: skip
+            self._loops.append(asyncio.ensure_future(loop))
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
         gc.freeze()
+        self._announce()
+        try:
+            yield
+        finally:
+            for task in self._loops:
+                task.cancel()
+            await self.serverless.close()
+            await self.processing.stop()
+            await capture.flush()  # what was captured before the stop is kept
+            await self._shutdown()
+
+    def _announce(self) -> None:
         log.info(
             "modelhost %s listening on %s (home %s)",
             __version__,
@@ -207,32 +223,23 @@ class Gateway:
             )
         if not self.settings.auth_enabled:
             log.warning("authentication is OFF: anyone who can reach this port can use it")
-        try:
-            yield
-        finally:
-            alarm_loop.cancel()
-            series_loop.cancel()
-            if self._scaling_loop is not None:
-                self._scaling_loop.cancel()
-            log_indexing.cancel()
-            await self.serverless.close()
-            capture_loop.cancel()
-            if self._monitoring_loop is not None:
-                self._monitoring_loop.cancel()
-            await self.processing.stop()
-            await capture.flush()  # what was captured before the stop is kept
-            await self.async_inference.stop()
-            await self.leadership.stop()
-            await self.jobs.stop()
-            await self.compilations.stop()
-            await self.controller.stop()
-            await self.fleets.close()
-            self.store.close()
-            # A clean stop keeps every second, and the minute in progress of the rollup tier.
-            self.series.flush(final=True)
-            self.metric_db.close()
-            await self.predictions_api.aclose()
-            self.logs_api.close()
+
+    async def _shutdown(self) -> None:
+        """Stop the workers, then the instances, then close the stores (in that order: a
+        worker still running would write to a closed store)."""
+        await self.async_inference.stop()
+        await self.leadership.stop()
+        await self.jobs.stop()
+        await self.compilations.stop()
+        await self.recommendations.stop()
+        await self.controller.stop()
+        await self.fleets.close()
+        self.store.close()
+        # A clean stop keeps every second, and the minute in progress of the rollup tier.
+        self.series.flush(final=True)
+        self.metric_db.close()
+        await self.predictions_api.aclose()
+        self.logs_api.close()
 
     async def _lead(self) -> None:
         """What only the leading gateway runs (all of it, with one gateway)."""
@@ -240,9 +247,10 @@ class Gateway:
         await self.jobs.start()
         await self.compilations.start()
         await self.processing.start()
-        self._monitoring_loop = asyncio.ensure_future(self.monitoring.run())
+        self._loops.append(asyncio.ensure_future(self.monitoring.run()))
+        await self.recommendations.start()
         # Scaling decisions are the leader's alone: two autoscalers would both act.
-        self._scaling_loop = asyncio.ensure_future(self.autoscaler.run())
+        self._loops.append(asyncio.ensure_future(self.autoscaler.run()))
         self.serverless.start()  # the leader's fleets: idle serverless instances stop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -356,6 +364,11 @@ class Gateway:
             for endpoint, bandit in self.controller.bandits.items()
             for outcome, count in bandit.outcomes.items()
         ]
+
+    def _self_url(self) -> tuple[str, str, str]:
+        """Where recommendation jobs send their load: this gateway, with the admin key."""
+        key_id, secret = self.keys.bootstrap_credentials() or ("modelhost", "modelhost")
+        return self.settings.base_url, key_id, secret
 
     async def ping(self, _request: Request) -> Response:
         return JSONResponse({"status": "Healthy", "version": __version__})

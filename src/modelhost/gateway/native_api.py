@@ -9,6 +9,7 @@ Bandit routing: `GET/PUT/DELETE /api/endpoints/{name}/routing` (body: RoutingCon
 `POST /api/endpoints/{name}/rewards` (`{"InferenceId", "Reward"}` or `{"Rewards": [...]}`).
 Native describe: `GET /api/endpoints/{name}` (DescribeEndpoint plus `Routing`).
 Multi-model endpoints: `GET /api/endpoints/{name}/models` (what each instance holds).
+Cost advice: `GET /api/advise?Live=false&RequestsPerDay=...&Prices=seeds-2021` (advisor.py).
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class NativeAPI:
             ),
             Route("/api/endpoints/{name}/rewards", self.rewards, methods=["POST"]),
             Route("/api/endpoints/{name}/models", self.models, methods=["GET"]),
+            Route("/api/advise", self.advise, methods=["GET"]),
         ]
 
     async def list_alarms(self, _request: Request) -> Response:
@@ -174,6 +176,21 @@ class NativeAPI:
             controller = self.control.controller
             timeout_s = controller.settings.ping_timeout_s
             return JSONResponse(await loaded_models(controller, name, timeout_s))
+        except Exception as exc:
+            return _error(exc)
+
+    async def advise(self, request: Request) -> Response:
+        """The cost advisor over the query's workload; `Prices` names a bundled table (the
+        server reads no file a client names)."""
+        from modelhost.loadtest.advisor import advise, parse_workload
+        from modelhost.loadtest.prices import BUNDLED, load_prices
+
+        try:
+            params = dict(request.query_params)
+            prices = params.pop("Prices", "default")
+            if prices not in BUNDLED:
+                raise ValidationException(f"Prices must be one of {', '.join(BUNDLED)}.")
+            return JSONResponse(advise(parse_workload(params), load_prices(prices)))
         except Exception as exc:
             return _error(exc)
 

@@ -90,3 +90,15 @@ class MonitoringExecutionStatus(StrEnum):
     FAILED = "Failed"
     STOPPING = "Stopping"
     STOPPED = "Stopped"
+
+
+class RecommendationJobStatus(StrEnum):
+    """An inference recommendations job: PENDING → IN_PROGRESS → COMPLETED | FAILED, or
+    STOPPING → STOPPED."""
+
+    PENDING = "PENDING"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"

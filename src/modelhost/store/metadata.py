@@ -48,6 +48,7 @@ class Kind(StrEnum):
     ALARM = "alarm"
     TRANSFORM_JOB = "transform-job"
     COMPILATION_JOB = "compilation-job"
+    RECOMMENDATION_JOB = "recommendation-job"
     SCALABLE_TARGET = "scalable-target"
     SCALING_POLICY = "scaling-policy"
     SCHEDULED_ACTION = "scheduled-action"

@@ -105,6 +105,8 @@ NATIVE_ROUTES: tuple[NativeRoute, ...] = (
     ),
     # Multi-model endpoints: the models an endpoint has loaded.
     NativeRoute("GET", "/api/endpoints/{name}/models", "modelhost:ListEndpointModels", "endpoint"),
+    # The cost advisor: arithmetic over the query and a bundled price table; reads no state.
+    NativeRoute("GET", "/api/advise", "modelhost:GetAdvice"),
     # Transform jobs through the native API carry the SageMaker action names.
     NativeRoute("GET", "/api/transform-jobs", "sagemaker:ListTransformJobs"),
     NativeRoute("POST", "/api/transform-jobs", "sagemaker:CreateTransformJob"),

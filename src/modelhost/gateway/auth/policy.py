@@ -72,6 +72,7 @@ _SAGEMAKER_CONTROL = tuple(
         "DescribeInferenceRecommendationsJob",
         "ListInferenceRecommendationsJobs",
         "StopInferenceRecommendationsJob",
+        "ListInferenceRecommendationsJobSteps",
         "CreateMonitoringSchedule",
         "DescribeMonitoringSchedule",
         "DeleteMonitoringSchedule",
@@ -170,6 +171,8 @@ ACTIONS: dict[str, Rule] = {
     # Edge devices send their capture with an invoker key for their name.
     "modelhost:PutEdgeCapture": _INVOKE,
     "modelhost:ListEdgeCaptures": _DEPLOY,
+    # Cost advice reads no state: whoever may invoke may ask.
+    "modelhost:GetAdvice": _INVOKE,
     # The dashboard's data (read-only): any valid key may view it.
     "modelhost:GetDashboard": _INVOKE,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},

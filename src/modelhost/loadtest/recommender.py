@@ -1,0 +1,387 @@
+"""Inference recommendations jobs (SageMaker JSON 1.1): Create, Describe, List, Stop and
+ListInferenceRecommendationsJobSteps, with durable runs.
+
+A job is a RECOMMENDATION_JOB record in the metadata store: `spec` holds the accepted
+request, the finished benchmark steps and, once done, the recommendations. A run tests
+each configuration in turn: a temporary endpoint of the job's model on that instance type
+(through the control plane, as any endpoint), a Locust load test against it through the
+gateway (loadtest/run.py, signed with the home's admin key), the endpoint's metrics, then
+the endpoint is deleted. A job that was PENDING or IN_PROGRESS when the server stopped
+runs again from its first unfinished configuration when it comes back (its leftover
+temporary endpoint is deleted first); one that was STOPPING becomes STOPPED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelhost.control.listing import list_page
+from modelhost.errors import InternalFailure, ModelhostError, ResourceInUse, ResourceNotFound
+from modelhost.loadtest import recommendation as rules
+from modelhost.loadtest import recommendation_wire as wire
+from modelhost.loadtest.prices import load_prices
+from modelhost.loadtest.spec import LoadSpec
+from modelhost.resources.names import arn
+from modelhost.resources.status import RecommendationJobStatus as Status
+from modelhost.settings import Settings
+from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+
+if TYPE_CHECKING:
+    from modelhost.control.service import ControlPlane
+
+log = logging.getLogger("modelhost.recommender")
+
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
+# (url, access key id, secret): how a benchmark reaches this gateway.
+Connection = Callable[[], tuple[str, str, str]]
+_ACTIVE = (Status.PENDING, Status.IN_PROGRESS)
+_POLL_S = 0.5
+
+
+class BenchmarkFailed(Exception):
+    """One configuration could not be measured; the message is its step's FailureReason."""
+
+
+class RecommendationJobs:
+    """The recommender's operations and the runs behind them (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: MetadataStore,
+        control: ControlPlane,
+        fetch: Callable[[str], Path],
+        connection: Connection,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.control = control
+        self._fetch = fetch
+        self._connection = connection
+        self._runs: dict[str, asyncio.Task[None]] = {}
+        self._locusts: dict[str, subprocess.Popen[str]] = {}
+        self.operations: dict[str, Handler] = {
+            "CreateInferenceRecommendationsJob": self.create,
+            "DescribeInferenceRecommendationsJob": self.describe,
+            "ListInferenceRecommendationsJobs": self.list_jobs,
+            "StopInferenceRecommendationsJob": self.stop_job,
+            "ListInferenceRecommendationsJobSteps": self.list_steps,
+        }
+
+    async def start(self) -> None:
+        """Resume what a previous server left running."""
+        for rec in self.store.list(Kind.RECOMMENDATION_JOB):
+            if rec.status == Status.STOPPING:
+                self._finish(rec.name, Status.STOPPED, None)
+            elif rec.status in _ACTIVE:
+                log.info("resuming inference recommendations job %s", rec.name)
+                self._runs[rec.name] = asyncio.ensure_future(self._run(rec.name))
+
+    async def stop(self) -> None:
+        """Server shutdown: load tests are ended; their jobs stay active, to run next start."""
+        for proc in list(self._locusts.values()):
+            _kill(proc)
+        tasks = list(self._runs.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runs.clear()
+
+    def workdir(self, name: str) -> Path:
+        return self.settings.home / "recommendation-jobs" / name
+
+    # --- operations -------------------------------------------------------------------
+
+    def _arn(self, name: str) -> str:
+        return arn(
+            self.settings.region, self.settings.account_id, "inference-recommendations-job", name
+        )
+
+    def _get(self, name: str) -> Record:
+        rec = self.store.get(Kind.RECOMMENDATION_JOB, name)
+        if rec is None:
+            raise ResourceNotFound(f"Inference recommendations job {name} does not exist.")
+        return rec
+
+    def create(self, p: dict[str, Any]) -> dict[str, Any]:
+        rules.check_request(p)
+        now = time.time()
+        request = {k: copy.deepcopy(v) for k, v in p.items() if k in rules.ECHOED}
+        spec = {"Request": request, "JobType": p["JobType"], "Steps": []}
+        name = p["JobName"]
+        record = Record(
+            Kind.RECOMMENDATION_JOB,
+            name,
+            self._arn(name),
+            spec,
+            list(p.get("Tags") or []),
+            Status.PENDING,
+            None,
+            now,
+            now,
+        )
+        try:
+            self.store.create(record)
+        except AlreadyExists:
+            raise ResourceInUse(f"Inference recommendations job {name} already exists.") from None
+        self._runs[name] = asyncio.ensure_future(self._run(name))
+        return {"JobArn": record.arn}
+
+    def describe(self, p: dict[str, Any]) -> dict[str, Any]:
+        return wire.describe(self._get(p["JobName"]))
+
+    def list_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
+        items = [wire.summary(r) for r in self.store.list(Kind.RECOMMENDATION_JOB)]
+        if p.get("ModelNameEquals"):
+            items = [i for i in items if i.get("ModelName") == p["ModelNameEquals"]]
+        query = {k: v for k, v in p.items() if k != "ModelNameEquals"}
+        page, token = list_page(
+            items,
+            query,
+            name_key="JobName",
+            sort_keys={"Name": "JobName", "CreationTime": "CreationTime", "Status": "Status"},
+            status_key="Status",
+        )
+        out: dict[str, Any] = {"InferenceRecommendationsJobs": page}
+        if token:
+            out["NextToken"] = token
+        return out
+
+    def stop_job(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(p["JobName"])
+        if rec.status not in _ACTIVE:
+            return {}
+        self._set_status(rec, Status.STOPPING)
+        task = self._runs.get(rec.name)
+        proc = self._locusts.get(rec.name)
+        if proc is not None:
+            _kill(proc)
+        if task is not None:
+            task.cancel()
+        else:
+            self._finish(rec.name, Status.STOPPED, None)
+        return {}
+
+    def list_steps(self, p: dict[str, Any]) -> dict[str, Any]:
+        rec = self._get(p["JobName"])
+        steps = list(rec.spec.get("Steps", []))
+        if p.get("Status"):
+            steps = [s for s in steps if s["Status"] == p["Status"]]
+        if p.get("StepType"):
+            steps = [s for s in steps if s["StepType"] == p["StepType"]]
+        return {"Steps": steps}
+
+    # --- runs -------------------------------------------------------------------------
+
+    def _set_status(self, rec: Record, status: Status, **spec: Any) -> None:
+        rec.status = status
+        rec.spec.update(spec)
+        rec.modified_s = time.time()
+        self.store.save(rec)
+
+    def _finish(self, name: str, status: Status, reason: str | None, **spec: Any) -> None:
+        rec = self.store.get(Kind.RECOMMENDATION_JOB, name)
+        if rec is None:
+            return
+        rec.failure_reason = reason[:1024] if reason else None
+        self._set_status(rec, status, CompletionTime=time.time(), **spec)
+
+    async def _run(self, name: str) -> None:
+        try:
+            rec = self._get(name)
+            self._set_status(rec, Status.IN_PROGRESS)
+            outcome = await self._benchmarks(rec)
+        except asyncio.CancelledError:
+            current = self.store.get(Kind.RECOMMENDATION_JOB, name)
+            if current is not None and current.status == Status.STOPPING:
+                self._finish(name, Status.STOPPED, None)
+            raise
+        except ModelhostError as exc:
+            self._finish(name, Status.FAILED, str(exc))
+            return
+        except Exception as exc:
+            log.exception("inference recommendations job %s failed", name)
+            self._finish(name, Status.FAILED, f"Internal error: {exc}")
+            return
+        finally:
+            self._runs.pop(name, None)
+        if not outcome:
+            reason = "No configuration met the job's stopping conditions; see its steps."
+            self._finish(name, Status.FAILED, reason)
+        else:
+            self._finish(name, Status.COMPLETED, None, InferenceRecommendations=outcome)
+
+    async def _benchmarks(self, rec: Record) -> list[dict[str, Any]]:
+        request = {**rec.spec["Request"], "JobType": rec.spec["JobType"]}
+        payload_url = request["InputConfig"]["ContainerConfig"]["PayloadConfig"]
+        self._delete_leftovers(rec.name)
+        payload_dir = await asyncio.to_thread(self._fetch, payload_url["SamplePayloadUrl"])
+        done = {s["Key"] for s in rec.spec["Steps"]}
+        for i, config in enumerate(rules.configurations(request)):
+            if config.key() in done:
+                continue  # measured before a restart
+            step = await self._step(rec.name, request, i, config, payload_dir)
+            rec = self._get(rec.name)
+            rec.spec["Steps"].append(step)
+            self._set_status(rec, Status.IN_PROGRESS)
+        benches = [
+            s["InferenceBenchmark"] for s in rec.spec["Steps"] if s["Status"] == Status.COMPLETED
+        ]
+        return rules.recommendations(rec.name, benches, request.get("StoppingConditions"))
+
+    async def _step(
+        self,
+        job: str,
+        request: dict[str, Any],
+        index: int,
+        config: rules.Configuration,
+        payloads: Path,
+    ) -> dict[str, Any]:
+        # A fresh name per attempt: a leftover of a stopped server may still be deleting.
+        endpoint = f"{_prefix(job)}{index}-{int(time.time() * 1000) % 10**8}"
+        # `Key` is modelhost's own member (boto3 drops it): which configuration a step measured.
+        step: dict[str, Any] = {"StepType": "BENCHMARK", "JobName": job, "Key": config.key()}
+        try:
+            bench = await self._measure(job, request, endpoint, config, payloads)
+        except (BenchmarkFailed, ModelhostError) as exc:
+            endpoint_config = {
+                "EndpointName": endpoint,
+                "VariantName": "AllTraffic",
+                "InstanceType": config.instance_type,
+                "InitialInstanceCount": 1,
+            }
+            step.update(
+                Status=Status.FAILED,
+                InferenceBenchmark={
+                    "EndpointConfiguration": endpoint_config,
+                    "ModelConfiguration": rules.model_configuration(config.environment),
+                    "FailureReason": str(exc)[:1024],
+                },
+            )
+            return step
+        finally:
+            self._delete_endpoint(endpoint)
+        step.update(Status=Status.COMPLETED, InferenceBenchmark=bench)
+        return step
+
+    async def _measure(
+        self,
+        job: str,
+        request: dict[str, Any],
+        endpoint: str,
+        config: rules.Configuration,
+        payloads: Path,
+    ) -> dict[str, Any]:
+        from modelhost.loadtest.run import attach_endpoint_metrics, run_locust, signed_client
+
+        started = time.monotonic()
+        model = self._model_for(request["InputConfig"]["ModelName"], endpoint, config)
+        await self._deploy(model, endpoint, config.instance_type)
+        setup_s = time.monotonic() - started
+        url, key_id, secret = self._connection()
+        spec = LoadSpec(
+            endpoint=endpoint,
+            phases=rules.phases(request, self.settings.recommender_test_duration_s),
+            payload_path=str(payloads),
+            content_type=rules.content_type(request),
+            endpoint_url=url,
+            region=self.settings.region,
+            access_key_id=key_id,
+            secret_access_key=secret,
+            # The gateway's own certificate verifies its https URL (self-signed included).
+            ca_bundle=str(self.settings.tls_cert_file) if self.settings.tls_cert_file else None,
+        )
+        watch = rules.ThresholdWatch(request.get("StoppingConditions"))
+
+        def progress(line: str) -> None:
+            # A configuration that breaks its latency threshold is not measured to the end.
+            if watch.line(line) and (proc := self._locusts.get(job)) is not None:
+                _kill(proc)
+
+        try:
+            result = await asyncio.to_thread(
+                run_locust, spec, self.workdir(job) / endpoint, progress, self._locusts_of(job)
+            )
+        except InternalFailure:
+            if watch.broken:
+                raise BenchmarkFailed(watch.broken) from None
+            raise
+        finally:
+            self._locusts.pop(job, None)
+        cloudwatch = signed_client("cloudwatch", url, self.settings.region, spec)
+        await asyncio.to_thread(attach_endpoint_metrics, result, cloudwatch)
+        return rules.benchmark(
+            config.instance_type, endpoint, result, load_prices(), setup_s, config.environment
+        )
+
+    def _locusts_of(self, job: str) -> Callable[[subprocess.Popen[str]], None]:
+        return lambda proc: self._locusts.__setitem__(job, proc)
+
+    def _model_for(self, model: str, endpoint: str, config: rules.Configuration) -> str:
+        """The job's model, or a temporary copy (named like the endpoint) whose container has
+        the configuration's environment variables."""
+        if not config.environment:
+            return model
+        described = self.control.call("DescribeModel", {"ModelName": model})
+        self.control.call("CreateModel", rules.model_copy(described, endpoint, config.environment))
+        return endpoint
+
+    async def _deploy(self, model: str, endpoint: str, instance_type: str) -> None:
+        variant = {
+            "VariantName": "AllTraffic",
+            "ModelName": model,
+            "InitialInstanceCount": 1,
+            "InstanceType": instance_type,
+        }
+        self.control.call(
+            "CreateEndpointConfig",
+            {"EndpointConfigName": endpoint, "ProductionVariants": [variant]},
+        )
+        self.control.call(
+            "CreateEndpoint", {"EndpointName": endpoint, "EndpointConfigName": endpoint}
+        )
+        deadline = time.monotonic() + self.settings.instance_startup_timeout_s + 60.0
+        while time.monotonic() < deadline:
+            got = self.control.call("DescribeEndpoint", {"EndpointName": endpoint})
+            if got["EndpointStatus"] == "InService":
+                return
+            if got["EndpointStatus"] == "Failed":
+                raise BenchmarkFailed(f"endpoint {endpoint} failed: {got.get('FailureReason')}")
+            await asyncio.sleep(_POLL_S)
+        raise BenchmarkFailed(f"endpoint {endpoint} was not InService in time")
+
+    def _delete_leftovers(self, job: str) -> None:
+        """Temporary endpoints of an earlier attempt (the server stopped during a test)."""
+        listed = self.control.call(
+            "ListEndpoints", {"NameContains": _prefix(job), "MaxResults": 100}
+        )
+        for item in listed["Endpoints"]:
+            if item["EndpointName"].startswith(_prefix(job)):
+                self._delete_endpoint(item["EndpointName"])
+
+    def _delete_endpoint(self, endpoint: str) -> None:
+        for op, key in (
+            ("DeleteEndpoint", "EndpointName"),
+            ("DeleteEndpointConfig", "EndpointConfigName"),
+            ("DeleteModel", "ModelName"),  # a temporary model of the same name, if any
+        ):
+            with contextlib.suppress(ModelhostError):
+                self.control.call(op, {key: endpoint})
+
+
+def _prefix(job: str) -> str:
+    return f"{job[:40]}-ir"
+
+
+def _kill(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
