@@ -110,13 +110,7 @@ def build_launch_spec(
         raise LaunchError(f"Model {model_name}: {problem}")
     image = container.get("Image")
     runtime = builtin_runtime_for_image(image)
-    if container.get("ModelDataUrl") and prefix is None:
-        model_dir = fetch(container["ModelDataUrl"])
-    elif container.get("ModelDataSource", {}).get("S3DataSource"):
-        model_dir = fetch_source(container["ModelDataSource"]["S3DataSource"])
-    else:
-        model_dir = settings.home / "empty-model"
-        model_dir.mkdir(parents=True, exist_ok=True)
+    model_dir = _model_dir(settings, container, prefix, fetch, fetch_source)
     env = model_environment(container.get("Environment") or {}, model_name)
     if prefix is not None:
         env.update(multi_model_env(settings, instance_type, env))
@@ -148,3 +142,21 @@ def build_launch_spec(
         log_dir=settings.logs_dir / endpoint_name / variant_name,
         model_data_prefix=prefix,
     )
+
+
+def _model_dir(
+    settings: Settings,
+    container: dict[str, Any],
+    prefix: str | None,
+    fetch: Callable[[str], Path],
+    fetch_source: Callable[[dict[str, Any]], Path],
+) -> Path:
+    """The local directory of the container's artifact; an empty one when it has none (a
+    multi-model instance fetches its models itself, as does a server with no artifact)."""
+    if container.get("ModelDataUrl") and prefix is None:
+        return fetch(container["ModelDataUrl"])
+    if container.get("ModelDataSource", {}).get("S3DataSource"):
+        return fetch_source(container["ModelDataSource"]["S3DataSource"])
+    model_dir = settings.home / "empty-model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    return model_dir
