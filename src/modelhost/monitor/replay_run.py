@@ -1,0 +1,121 @@
+"""Replay before deploy (the runner): a temporary endpoint of the candidate, every captured
+input sent to it through the runtime, the report (monitor/replay.py), the endpoint deleted.
+
+It talks to the server through boto3 clients (`sagemaker`, `sagemaker-runtime`), so the CLI
+and the native API (signed with the home's admin key) run the same code, and the temporary
+endpoint is an endpoint like any other: its config is `--endpoint-config` (a
+CreateEndpointConfig request whose variants' ModelName is replaced by the candidate) or one
+variant of one `ml.m5.large` instance. The endpoint, its config (and nothing the user
+made) are deleted in all cases, also when deploying or replaying fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from modelhost.monitor.replay import Answer, BadRecord, Captured, bad_records, compare
+
+PREFIX = "replay-"
+_WAIT_DELAY_S = 0.5
+
+
+def temporary_name() -> str:
+    return f"{PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+def endpoint_config(
+    name: str, model: str, template: dict[str, Any] | None, instance_type: str = "ml.m5.large"
+) -> dict[str, Any]:
+    """The CreateEndpointConfig request of the temporary endpoint."""
+    if template is None:
+        variant = {
+            "VariantName": "AllTraffic",
+            "ModelName": model,
+            "InitialInstanceCount": 1,
+            "InstanceType": instance_type,
+        }
+        return {"EndpointConfigName": name, "ProductionVariants": [variant]}
+    out = copy.deepcopy(template)
+    out["EndpointConfigName"] = name
+    # Replaying must not capture the replay (nor mirror it to shadows).
+    for key in ("DataCaptureConfig", "ShadowProductionVariants"):
+        out.pop(key, None)
+    for variant in out.get("ProductionVariants") or []:
+        variant["ModelName"] = model
+    return out
+
+
+def invoke_all(
+    rt: Any,
+    endpoint: str,
+    records: Sequence[Captured],
+    clock: Callable[[], float] = time.perf_counter,
+) -> list[Answer]:
+    """Each captured input, in order, one at a time (latency is the candidate's alone)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    answers = []
+    for rec in records:
+        started = clock()
+        try:
+            resp = rt.invoke_endpoint(
+                EndpointName=endpoint, ContentType=rec.content_type, Body=rec.body
+            )
+            body = resp["Body"].read()
+            answers.append(Answer(200, (clock() - started) * 1e6, body))
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            err = exc.response.get("Error", {})
+            message = f"{err.get('Code')}: {err.get('Message')}"
+            answers.append(Answer(status or 500, (clock() - started) * 1e6, b"", message))
+        except BotoCoreError as exc:
+            answers.append(Answer(None, (clock() - started) * 1e6, b"", str(exc)))
+    return answers
+
+
+def delete_temporary(sm: Any, name: str) -> None:
+    from botocore.exceptions import ClientError
+
+    for call, key in (
+        (sm.delete_endpoint, "EndpointName"),
+        (sm.delete_endpoint_config, "EndpointConfigName"),
+    ):
+        with contextlib.suppress(ClientError):
+            call(**{key: name})
+
+
+def replay(
+    sm: Any,
+    rt: Any,
+    model: str,
+    records: Sequence[Captured],
+    bad: Sequence[BadRecord] = (),
+    template: dict[str, Any] | None = None,
+    tolerance: float = 1e-6,
+    baseline: Sequence[float] | None = None,
+    wait_attempts: int = 600,
+) -> dict[str, Any]:
+    """Deploy `model` on a temporary endpoint, replay `records`, delete it, report."""
+    name = temporary_name()
+    sm.describe_model(ModelName=model)  # a missing candidate fails before anything is made
+    try:
+        sm.create_endpoint_config(**endpoint_config(name, model, template))
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        sm.get_waiter("endpoint_in_service").wait(
+            EndpointName=name,
+            WaiterConfig={"Delay": _WAIT_DELAY_S, "MaxAttempts": wait_attempts},
+        )
+        answers = invoke_all(rt, name, records)
+    finally:
+        delete_temporary(sm, name)
+    return {
+        "ModelName": model,
+        "TemporaryEndpointName": name,
+        **compare(records, answers, tolerance, baseline),
+        "BadRecords": bad_records(bad),
+    }
