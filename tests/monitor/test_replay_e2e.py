@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -64,14 +65,15 @@ def _temporaries(sm: Any, timeout_s: float = 60.0) -> list[str]:
         time.sleep(0.2)
 
 
-def test_replay_to_the_same_model_agrees(
+def test_api_replay_to_the_same_model_agrees(
     replay_server: ModelhostServer, captured: tuple[str, Path]
 ) -> None:
     model_a, dest = captured
-    sm, rt = replay_server.clients()
-    files = [(str(p), p.read_text()) for p in sorted(dest.rglob("*.jsonl"))]
-    records, bad = parse_captures(files)
-    report = replay(sm, rt, model_a, records, bad)
+    sm, _rt = replay_server.clients()
+    report = replay_server.call(
+        "POST", "/api/replay", {"CaptureUri": str(dest), "ModelName": model_a}
+    )
+    assert report["ModelName"] == model_a
     assert report["Records"] == ROWS
     assert report["ExactAgreement"] == 1.0
     assert report["NumericAgreement"] == 1.0
@@ -82,6 +84,20 @@ def test_replay_to_the_same_model_agrees(
     assert report["BadRecords"][0]["Source"].endswith("bad.jsonl")
     assert report["OutputDrift"]["Captured"]["ks"] == 0.0
     assert _temporaries(sm) == []
+
+
+def test_api_replay_validates_its_body(replay_server: ModelhostServer, tmp_path: Path) -> None:
+    for body, field in (
+        ({"CaptureUri": str(tmp_path)}, "ModelName"),
+        ({"CaptureUri": str(tmp_path), "ModelName": "m", "Tolerance": -1}, "Tolerance"),
+        ({"CaptureUri": str(tmp_path), "ModelName": "m"}, "CaptureUri"),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            replay_server.call("POST", "/api/replay", body)
+        assert info.value.code == 400
+        err = json.loads(info.value.read())
+        assert err["__type"] == "ValidationException"
+        assert field in err["Message"]
 
 
 def test_cli_replays_to_another_model(
@@ -119,13 +135,19 @@ def test_cli_replays_to_another_model(
     assert _temporaries(sm) == []
 
 
-def test_temporary_endpoint_is_deleted_when_the_candidate_fails(
+class _BrokenRuntime:
+    """A runtime client that breaks on the first invocation (the replayer's failure path)."""
+
+    def invoke_endpoint(self, **_kwargs: Any) -> Any:
+        raise RuntimeError("the network went away")
+
+
+def test_temporary_endpoint_is_deleted_when_replaying_fails(
     replay_server: ModelhostServer, captured: tuple[str, Path]
 ) -> None:
     model_a, dest = captured
-    sm, rt = replay_server.clients()
+    sm, _rt = replay_server.clients()
     records, _bad = parse_captures([(str(p), p.read_text()) for p in dest.rglob("*.jsonl")])
-    bad_config = {"ProductionVariants": [{"VariantName": "v", "InstanceType": "ml.nope"}]}
-    with pytest.raises(Exception):  # noqa: B017, PT011 - whichever error the API gives
-        replay(sm, rt, model_a, records, template=bad_config)
+    with pytest.raises(RuntimeError, match="network"):
+        replay(sm, _BrokenRuntime(), model_a, records)
     assert _temporaries(sm) == []

@@ -9,26 +9,12 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import click
 
 from modelhost.cli.common import Target, fail, target_options
-
-
-def read_capture(location: str, s3_endpoint_url: str | None) -> list[tuple[str, str]]:
-    """(source, text) of every `.jsonl` capture file at `location`, in name order."""
-    from modelhost.jobs.objects import ObjectIO
-
-    io = ObjectIO(s3_endpoint_url)
-    objects = [o for o in io.list_inputs("S3Prefix", location) if o.url.endswith(".jsonl")]
-    with tempfile.TemporaryDirectory(prefix="modelhost-replay-") as scratch:
-        return [
-            (o.url, io.read(o, False, Path(scratch)).decode("utf-8", "replace"))
-            for o in sorted(objects, key=lambda o: o.url)
-        ]
 
 
 def _baseline(path: Path | None) -> list[float] | None:
@@ -91,6 +77,7 @@ def replay(
 
     from modelhost.errors import ModelhostError
     from modelhost.monitor.replay import parse_captures
+    from modelhost.monitor.replay_run import read_capture
     from modelhost.monitor.replay_run import replay as run
 
     try:

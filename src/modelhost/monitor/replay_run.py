@@ -18,9 +18,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from modelhost.monitor.replay import Answer, BadRecord, Captured, bad_records, compare
+from modelhost.errors import ModelhostError, ValidationException
+from modelhost.monitor.replay import (
+    Answer,
+    BadRecord,
+    Captured,
+    bad_records,
+    compare,
+    parse_captures,
+)
+from modelhost.settings import Settings
 
 PREFIX = "replay-"
+# boto3 clients (sagemaker, sagemaker-runtime) signed for this server.
+Clients = Callable[[], tuple[Any, Any]]
 _WAIT_DELAY_S = 0.5
 
 
@@ -119,3 +130,85 @@ def replay(
         **compare(records, answers, tolerance, baseline),
         "BadRecords": bad_records(bad),
     }
+
+
+def read_capture(location: str, s3_endpoint_url: str | None) -> list[tuple[str, str]]:
+    """(source, text) of every `.jsonl` capture file at `location` (a file, a folder or an
+    `s3://` prefix, read recursively, as a monitoring schedule reads captures), by name."""
+    import tempfile
+    from pathlib import Path
+
+    from modelhost.jobs.objects import ObjectIO
+
+    io = ObjectIO(s3_endpoint_url)
+    objects = [o for o in io.list_inputs("S3Prefix", location) if o.url.endswith(".jsonl")]
+    with tempfile.TemporaryDirectory(prefix="modelhost-replay-") as scratch:
+        return [
+            (o.url, io.read(o, False, Path(scratch)).decode("utf-8", "replace"))
+            for o in sorted(objects, key=lambda o: o.url)
+        ]
+
+
+def _field(body: dict[str, Any], name: str, kind: Any, required: bool = False) -> Any:
+    value = body.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        what = {str: "a string", dict: "an object", list: "a list"}.get(kind, "a number")
+        raise ValidationException(f"{name} is required and must be {what}.")
+    return value
+
+
+def replay_request(
+    body: dict[str, Any], clients: Clients, s3_endpoint_url: str | None
+) -> dict[str, Any]:
+    """`POST /api/replay`: {"CaptureUri", "ModelName", "EndpointConfig"?, "Tolerance"?,
+    "Baseline"? (numbers)} -> the replay report."""
+    location = _field(body, "CaptureUri", str, required=True)
+    model = _field(body, "ModelName", str, required=True)
+    template = _field(body, "EndpointConfig", dict)
+    given = _field(body, "Tolerance", float | int)
+    tolerance = 1e-6 if given is None else float(given)
+    if not tolerance >= 0:
+        raise ValidationException("Tolerance must be a number >= 0.")
+    baseline = _field(body, "Baseline", list)
+    if baseline is not None and not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in baseline
+    ):
+        raise ValidationException("Baseline must be a list of numbers.")
+    try:
+        files = read_capture(location, s3_endpoint_url)
+    except (ModelhostError, OSError) as exc:
+        raise ValidationException(f"CaptureUri {location} cannot be read: {exc}") from exc
+    records, bad = parse_captures(files)
+    if not records:
+        raise ValidationException(f"CaptureUri {location} holds no capture records.")
+    sm, rt = clients()
+    return replay(sm, rt, model, records, bad, template, tolerance, baseline)
+
+
+def server_replayer(
+    settings: Settings, connection: Callable[[], tuple[str, str, str]]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The gateway's `POST /api/replay`: replays through the gateway's own API, with the
+    `(url, access key id, secret)` that `connection` gives (the home's admin key)."""
+
+    def clients() -> tuple[Any, Any]:
+        import boto3
+
+        url, key_id, secret = connection()
+        verify = str(settings.tls_cert_file) if settings.tls_cert_file else None
+        sm, rt = (
+            boto3.client(
+                service,
+                endpoint_url=url,
+                region_name=settings.region,
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                verify=verify,
+            )
+            for service in ("sagemaker", "sagemaker-runtime")
+        )
+        return sm, rt
+
+    return lambda body: replay_request(body, clients, settings.s3_endpoint_url)
