@@ -17,6 +17,7 @@ from modelhost.cli import main
 from modelhost.monitor.replay import parse_captures
 from modelhost.monitor.replay_run import replay
 from modelhost.testing.churn import csv_rows, make_churn, train_xgboost, write_xgboost_artifact
+from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import deploy_capturing, wait_records
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
@@ -28,8 +29,23 @@ ROWS = 20
 
 
 @pytest.fixture(scope="module")
-def replay_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
-    env = {**FAST_ENV, "MODELHOST_CAPTURE_FLUSH_INTERVAL_S": "0.2"}
+def s3_url() -> Iterator[str]:
+    with local_s3_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def replay_server(
+    tmp_path_factory: pytest.TempPathFactory, s3_url: str
+) -> Iterator[ModelhostServer]:
+    env = {
+        **FAST_ENV,
+        "MODELHOST_CAPTURE_FLUSH_INTERVAL_S": "0.2",
+        "MODELHOST_S3_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     with ModelhostServer(tmp_path_factory.mktemp("replay-home"), env=env) as srv:
         yield srv
 
@@ -150,4 +166,36 @@ def test_temporary_endpoint_is_deleted_when_replaying_fails(
     records, _bad = parse_captures([(str(p), p.read_text()) for p in dest.rglob("*.jsonl")])
     with pytest.raises(RuntimeError, match="network"):
         replay(sm, _BrokenRuntime(), model_a, records)
+    assert _temporaries(sm) == []
+
+
+def test_api_replays_from_s3_and_reports_a_failing_candidate(
+    replay_server: ModelhostServer,
+    captured: tuple[str, Path],
+    failing_artifact: Path,
+    s3_url: str,
+) -> None:
+    _model_a, dest = captured
+    s3 = s3_client(s3_url)
+    s3.create_bucket(Bucket="replay")
+    for path in dest.rglob("*.jsonl"):
+        s3.upload_file(str(path), "replay", f"capture/{path.relative_to(dest)}")
+    sm, _rt = replay_server.clients()
+    broken = unique("rpl-broken")
+    sm.create_model(
+        ModelName=broken,
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(failing_artifact)},
+        ExecutionRoleArn=ROLE,
+    )
+    report = replay_server.call(
+        "POST", "/api/replay", {"CaptureUri": "s3://replay/capture/", "ModelName": broken}
+    )
+    assert report["Records"] == ROWS
+    assert len(report["BadRecords"]) == 1
+    assert report["BadRecords"][0]["Source"].startswith("s3://replay/capture/")
+    assert report["Candidate"]["ErrorRate"] == 1.0
+    assert report["NumericCompared"] == 0
+    errors = report["Candidate"]["Errors"]
+    assert len(errors) == 10
+    assert all(e["Status"] >= 400 and e["Error"] for e in errors)
     assert _temporaries(sm) == []

@@ -195,8 +195,13 @@ def server_replayer(
 
     def clients() -> tuple[Any, Any]:
         import boto3
+        from botocore.config import Config
 
         url, key_id, secret = connection()
+        # No retries: a failing answer is what the report counts, once.
+        config = Config(
+            retries={"total_max_attempts": 1}, read_timeout=settings.invocation_timeout_s + 10
+        )
         verify = str(settings.tls_cert_file) if settings.tls_cert_file else None
         sm, rt = (
             boto3.client(
@@ -206,6 +211,7 @@ def server_replayer(
                 aws_access_key_id=key_id,
                 aws_secret_access_key=secret,
                 verify=verify,
+                config=config,
             )
             for service in ("sagemaker", "sagemaker-runtime")
         )
