@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 from modelhost.monitor.replay import Answer, Captured, compare, parse_captures
 from modelhost.monitor.replay_run import endpoint_config
@@ -84,3 +85,19 @@ def test_endpoint_config_puts_the_candidate_in_every_variant_and_drops_capture()
     assert [v["ModelName"] for v in got["ProductionVariants"]] == ["cand", "cand"]
     assert "DataCaptureConfig" not in got
     assert template["ProductionVariants"][0]["ModelName"] == "old"
+
+
+def test_cli_refuses_an_endpoint_config_that_is_not_json(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from modelhost.cli import main
+
+    capture = tmp_path / "c.jsonl"
+    capture.write_text(_line("1,2", "0.5") + "\n")
+    config = tmp_path / "config.json"
+    config.write_text("{nope")
+    args = ["replay", "--url", "http://127.0.0.1:9", "--home", str(tmp_path / "home")]
+    args += ["--capture", str(capture), "--model", "m", "--endpoint-config", str(config)]
+    done = CliRunner().invoke(main, args)
+    assert done.exit_code == 2
+    assert "--endpoint-config" in done.output

@@ -89,9 +89,14 @@ def replay(
     if not records:
         click.echo(f"error: no capture records at {location} ({len(bad)} bad).", err=True)
         sys.exit(1)
-    template: dict[str, Any] | None = (
-        json.loads(endpoint_config.read_text()) if endpoint_config else None
-    )
+    template: dict[str, Any] | None = None
+    if endpoint_config is not None:
+        try:
+            template = json.loads(endpoint_config.read_text())
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--endpoint-config") from exc
+        if not isinstance(template, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--endpoint-config")
     sm, rt = target.clients()
     try:
         report = run(sm, rt, model, records, bad, template, tolerance, _baseline(baseline))
