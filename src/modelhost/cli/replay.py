@@ -97,7 +97,8 @@ def replay(
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--endpoint-config") from exc
         if not isinstance(template, dict):
             raise click.BadParameter("must be a JSON object", param_hint="--endpoint-config")
-    sm, rt = target.clients()
+    # The runtime does not retry: a failing answer is what the report counts, once.
+    sm, rt = target.client("sagemaker"), target.client("sagemaker-runtime", max_attempts=0)
     try:
         report = run(sm, rt, model, records, bad, template, tolerance, _baseline(baseline))
     except (ClientError, BotoCoreError) as exc:
