@@ -24,6 +24,7 @@ from modelhost.cli import (
     metrics,
     predictions,
     recommend,
+    replay,
     scaling,
     server,
 )
@@ -63,6 +64,7 @@ for _command in (
     loadtest.loadtest,
     advise.advise,
     recommend.recommend,
+    replay.replay,
 ):
     main.add_command(_command)
 

@@ -63,8 +63,9 @@ class Target:
 
         return resolve(self.settings.home, self.settings)
 
-    def client(self, service: str, read_timeout_s: float = 70.0) -> Any:
-        """A boto3 client of `service` (sagemaker, cloudwatch, logs…), signed with the key."""
+    def client(self, service: str, read_timeout_s: float = 70.0, max_attempts: int = 3) -> Any:
+        """A boto3 client of `service` (sagemaker, cloudwatch, logs…), signed with the key;
+        `max_attempts` is botocore's: retries after the first attempt."""
         import boto3
         from botocore.config import Config
 
@@ -76,7 +77,8 @@ class Target:
             aws_access_key_id=key_id,
             aws_secret_access_key=secret,
             config=Config(
-                retries={"max_attempts": 3, "mode": "standard"}, read_timeout=read_timeout_s
+                retries={"max_attempts": max_attempts, "mode": "standard"},
+                read_timeout=read_timeout_s,
             ),
         )
 

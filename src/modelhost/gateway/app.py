@@ -60,6 +60,7 @@ from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
 from modelhost.loadtest.recommender import RecommendationJobs
+from modelhost.monitor.replay_run import server_replayer
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.scaling.autoscaler import Autoscaler
 from modelhost.scaling.book import ScalingBook
@@ -120,7 +121,8 @@ class Gateway:
         self.metrics.routing.weights = self._weight_rows
         self.metrics.routing.rewards = self._reward_rows
         self.metrics.routing.outcomes = self._outcome_rows
-        self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home)
+        replayer = server_replayer(settings, self._self_url)
+        self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home, replayer)
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
         self.logs_api = LogsAPI(settings)
         self.jobs.predictions = self.predictions_api.backend

@@ -10,6 +10,8 @@ Bandit routing: `GET/PUT/DELETE /api/endpoints/{name}/routing` (body: RoutingCon
 Native describe: `GET /api/endpoints/{name}` (DescribeEndpoint plus `Routing`).
 Multi-model endpoints: `GET /api/endpoints/{name}/models` (what each instance holds).
 Cost advice: `GET /api/advise?Live=false&RequestsPerDay=...&Prices=seeds-2021` (advisor.py).
+Replay before deploy: `POST /api/replay` (body: CaptureUri, ModelName, EndpointConfig,
+Tolerance, Baseline; monitor/replay_run.py), answered with the report when it is done.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +51,13 @@ class NativeAPI:
         store: MetadataStore,
         control: ControlPlane | None = None,
         home: Path | None = None,
+        replayer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self.alarms = alarms
         self.store = store
         self.control = control
         self.home = home
+        self.replayer = replayer
 
     def routes(self) -> list[Route]:
         return [
@@ -68,6 +73,7 @@ class NativeAPI:
             Route("/api/endpoints/{name}/rewards", self.rewards, methods=["POST"]),
             Route("/api/endpoints/{name}/models", self.models, methods=["GET"]),
             Route("/api/advise", self.advise, methods=["GET"]),
+            Route("/api/replay", self.replay, methods=["POST"]),
         ]
 
     async def list_alarms(self, _request: Request) -> Response:
@@ -191,6 +197,16 @@ class NativeAPI:
             if prices not in BUNDLED:
                 raise ValidationException(f"Prices must be one of {', '.join(BUNDLED)}.")
             return JSONResponse(advise(parse_workload(params), load_prices(prices)))
+        except Exception as exc:
+            return _error(exc)
+
+    async def replay(self, request: Request) -> Response:
+        """Replay captured traffic against a candidate model (blocking work, in a thread:
+        it calls this server's own API through boto3, as the CLI does)."""
+        try:
+            assert self.replayer is not None
+            body = await _json(request)
+            return JSONResponse(await asyncio.to_thread(self.replayer, body))
         except Exception as exc:
             return _error(exc)
 

@@ -107,6 +107,8 @@ NATIVE_ROUTES: tuple[NativeRoute, ...] = (
     NativeRoute("GET", "/api/endpoints/{name}/models", "modelhost:ListEndpointModels", "endpoint"),
     # The cost advisor: arithmetic over the query and a bundled price table; reads no state.
     NativeRoute("GET", "/api/advise", "modelhost:GetAdvice"),
+    # Replay before deploy: makes (and deletes) a temporary endpoint, so deployers.
+    NativeRoute("POST", "/api/replay", "modelhost:ReplayCapture"),
     # Transform jobs through the native API carry the SageMaker action names.
     NativeRoute("GET", "/api/transform-jobs", "sagemaker:ListTransformJobs"),
     NativeRoute("POST", "/api/transform-jobs", "sagemaker:CreateTransformJob"),

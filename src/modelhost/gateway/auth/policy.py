@@ -135,6 +135,7 @@ _NATIVE_DEPLOY = tuple(
         "PutEndpointRouting",
         "DeleteEndpointRouting",
         "ReadMetrics",
+        "ReplayCapture",
     ]
 )
 _NATIVE_ADMIN = ("CreateAccessKey", "ListAccessKeys", "RevokeAccessKey")
