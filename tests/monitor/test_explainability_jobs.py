@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelhost.errors import DatasetError, ValidationException
+from modelhost.errors import DatasetError, ResourceInUse, ValidationException
 from modelhost.jobs import explainability
 from modelhost.jobs import monitoring_request as requests
+from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.monitor import attribution
+from modelhost.settings import Settings
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.testing.churn import (
     FEATURE_NAMES,
@@ -22,6 +24,7 @@ from modelhost.testing.churn import (
     train_xgboost,
     xgboost_model_bytes,
 )
+from modelhost.testing.clock import FakeClock
 from tests.monitor.support import capture_line
 
 CLARIFY = "205585389593.dkr.ecr.us-east-1.amazonaws.com/sagemaker-clarify-processing:1.0"
@@ -188,3 +191,60 @@ def test_analysis_over_capture_lines(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="no captured data"):
         runner.analyze(env, [], constraints, {"headers": headers}, lambda n, doc: None)
     assert json.dumps(written["analysis.json"])  # JSON-serialisable as written
+
+
+class FakeProcessing:
+    """Records submitted runs instead of analyzing."""
+
+    def __init__(self) -> None:
+        self.submitted: list[dict[str, Any]] = []
+
+    def submit(self, name: str, request: dict[str, Any], **_: Any) -> str:
+        self.submitted.append(request)
+        return f"arn:processing-job/{name}"
+
+
+def test_schedules_of_explainability_definitions(tmp_path: Path) -> None:
+    store = MetadataStore(f"sqlite:///{tmp_path / 'm.db'}")
+    capture = {"EnableCapture": True, "DestinationS3Uri": "/capture"}
+    spec = {"Config": {"ProductionVariants": [], "DataCaptureConfig": capture}}
+    store.create(Record(Kind.ENDPOINT, "ep", "arn:ep", spec, [], "InService", None, 0, 0))
+    clock = FakeClock(10_001.0)
+    processing = FakeProcessing()
+    settings = Settings(home=tmp_path, monitoring_hour_s=10.0)
+    schedules = MonitoringSchedules(settings, store, processing, clock)  # type: ignore[arg-type]
+    ops = schedules.operations
+    assert ops["CreateModelExplainabilityJobDefinition"](job())["JobDefinitionArn"].endswith(
+        ":model-explainability-job-definition/explain"
+    )
+    listed = ops["ListModelExplainabilityJobDefinitions"]({"EndpointName": "ep"})
+    assert [s["MonitoringJobDefinitionName"] for s in listed["JobDefinitionSummaries"]] == [
+        "explain"
+    ]
+    now = {
+        "ScheduleExpression": "NOW",
+        "DataAnalysisStartTime": "-PT1H",
+        "DataAnalysisEndTime": "-PT0H",
+    }
+    named = {
+        "ScheduleConfig": now,
+        "MonitoringJobDefinitionName": "explain",
+        "MonitoringType": "ModelExplainability",
+    }
+    schedules.create_schedule({"MonitoringScheduleName": "s", "MonitoringScheduleConfig": named})
+    schedules.tick()
+    assert [r["Environment"]["analysis_type"] for r in processing.submitted] == [
+        "MODEL_EXPLAINABILITY"
+    ]
+    # An inline definition is a data-quality one, never run as another type.
+    inline = {
+        "ScheduleConfig": now,
+        "MonitoringType": "ModelExplainability",
+        "MonitoringJobDefinition": {"MonitoringAppSpecification": {"ImageUri": ANALYZER}},
+    }
+    with pytest.raises(ValidationException, match="inline"):
+        schedules.create_schedule(
+            {"MonitoringScheduleName": "i", "MonitoringScheduleConfig": inline}
+        )
+    with pytest.raises(ResourceInUse, match="uses job definition"):
+        ops["DeleteModelExplainabilityJobDefinition"]({"JobDefinitionName": "explain"})

@@ -166,6 +166,14 @@ class JobDefinitions:
     def definition(self, config: dict[str, Any]) -> requests.Definition:
         """A schedule's MonitoringScheduleConfig as a Definition (inline or by name)."""
         if config.get("MonitoringJobDefinition"):
+            if config.get("MonitoringType", "DataQuality") != "DataQuality":
+                # An inline definition is a data-quality one: running it as another type
+                # would silently monitor something else.
+                raise ValidationException(
+                    f"MonitoringScheduleConfig.MonitoringType {config['MonitoringType']}: "
+                    "give MonitoringJobDefinitionName (an inline MonitoringJobDefinition "
+                    "is for DataQuality)."
+                )
             return requests.from_inline(config["MonitoringJobDefinition"])
         name = config.get("MonitoringJobDefinitionName")
         if not name:
