@@ -1,5 +1,6 @@
-"""Data-quality job definitions (CreateDataQualityJobDefinition and friends), and the
-lookups a monitoring schedule needs: its definition, and the endpoint's data capture."""
+"""Job definitions (CreateDataQualityJobDefinition, ModelQuality and ModelExplainability,
+and friends), and the lookups a monitoring schedule needs: its definition, and the
+endpoint's data capture."""
 
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ TYPES = {
         requests.from_model_quality,
         "model-quality-job-definition",
         "Model quality job definition",
+    ),
+    "ModelExplainability": _Type(
+        Kind.EXPLAINABILITY_JOB_DEFINITION,
+        requests.from_model_explainability,
+        "model-explainability-job-definition",
+        "Model explainability job definition",
     ),
 }
 
@@ -159,6 +166,14 @@ class JobDefinitions:
     def definition(self, config: dict[str, Any]) -> requests.Definition:
         """A schedule's MonitoringScheduleConfig as a Definition (inline or by name)."""
         if config.get("MonitoringJobDefinition"):
+            if config.get("MonitoringType", "DataQuality") != "DataQuality":
+                # An inline definition is a data-quality one: running it as another type
+                # would silently monitor something else.
+                raise ValidationException(
+                    f"MonitoringScheduleConfig.MonitoringType {config['MonitoringType']}: "
+                    "give MonitoringJobDefinitionName (an inline MonitoringJobDefinition "
+                    "is for DataQuality)."
+                )
             return requests.from_inline(config["MonitoringJobDefinition"])
         name = config.get("MonitoringJobDefinitionName")
         if not name:
@@ -170,7 +185,8 @@ class JobDefinitions:
         if t is None:
             raise ValidationException(
                 f"MonitoringScheduleConfig.MonitoringType {config['MonitoringType']}: "
-                "DataQuality and ModelQuality are supported by this modelhost version."
+                "DataQuality, ModelQuality and ModelExplainability are supported by this "
+                "modelhost version."
             )
         return t.parse(self.get(t.kind, name, t.what).spec)
 
@@ -181,6 +197,7 @@ class JobDefinitions:
             ("baselineConfig.constraintsResource.s3Uri", d.constraints_uri),
             ("baselineConfig.statisticsResource.s3Uri", d.statistics_uri),
             ("groundTruthS3Input.s3Uri", d.ground_truth_uri),
+            ("modelExplainabilityAppSpecification.configUri", d.config_uri),
             ("monitoringOutputs.s3Output.s3Uri", d.output_uri),
         ):
             if uri:

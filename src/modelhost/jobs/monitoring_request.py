@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelhost.errors import ValidationException
+from modelhost.jobs.explainability import ANALYSIS_TYPE, CLARIFY_IMAGE, CONFIG_PATH
 from modelhost.jobs.processing import ANALYZER_IMAGE
 from modelhost.store.outputs import join
 
@@ -51,6 +52,8 @@ class Definition:
     problem_type: str = ""
     ground_truth_uri: str = ""
     attributes: dict[str, str] = field(default_factory=dict)
+    # Model explainability: the analysis configuration (headers, label_headers, shap).
+    config_uri: str = ""
 
 
 def _baseline(
@@ -173,6 +176,40 @@ def from_model_quality(job: dict[str, Any]) -> Definition:
     )
 
 
+def from_model_explainability(job: dict[str, Any]) -> Definition:
+    """A CreateModelExplainabilityJobDefinition request (feature-attribution drift)."""
+    app = job["ModelExplainabilityAppSpecification"]
+    if not any(i in app["ImageUri"].rsplit("/", 1)[-1] for i in (ANALYZER_IMAGE, CLARIFY_IMAGE)):
+        raise ValidationException(
+            f"ModelExplainabilityAppSpecification.ImageUri {app['ImageUri']}: feature "
+            f"attribution drift runs with the {CLARIFY_IMAGE} (or {ANALYZER_IMAGE}) image."
+        )
+    baseline = job.get("ModelExplainabilityBaselineConfig") or {}
+    constraints = (baseline.get("ConstraintsResource") or {}).get("S3Uri")
+    if not constraints:
+        raise ValidationException(
+            "ModelExplainabilityBaselineConfig.ConstraintsResource.S3Uri is required: the "
+            "baseline's analysis.json with its global SHAP values (BaseliningJobName alone "
+            "is not supported by this modelhost version)."
+        )
+    member = "ModelExplainabilityJobOutputConfig"
+    output_uri, output_path = _output(job[member], member)
+    inputs = job.get("ModelExplainabilityJobInput")
+    return Definition(
+        image=app["ImageUri"],
+        endpoint=_endpoint_input(inputs, "ModelExplainabilityJobInput"),
+        constraints_uri=constraints,
+        statistics_uri="",
+        output_uri=output_uri,
+        output_path=output_path,
+        environment=dict(app.get("Environment") or {}),
+        resources=dict(job.get("JobResources") or {}),
+        role_arn=job.get("RoleArn", ""),
+        stopping=dict(job.get("StoppingCondition") or {}),
+        config_uri=app["ConfigUri"],
+    )
+
+
 def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
@@ -198,6 +235,9 @@ def _environment(
         "sagemaker_monitoring_schedule_name": schedule,
     }
     env.setdefault("publish_cloudwatch_metrics", "Enabled")
+    if d.config_uri:
+        del env["baseline_statistics"]
+        env.update(analysis_type=ANALYSIS_TYPE, analysis_config=CONFIG_PATH)
     if d.ground_truth_uri:
         del env["baseline_statistics"]
         env.update(d.attributes)
@@ -236,6 +276,8 @@ def processing_request(
             s3_input("baseline_constraints", d.constraints_uri, CONSTRAINTS_PATH, "S3Prefix"),
             s3_input("baseline_statistics", d.statistics_uri, STATISTICS_PATH, "S3Prefix")
             if d.statistics_uri
+            else s3_input("analysis_config", d.config_uri, CONFIG_PATH, "S3Object")
+            if d.config_uri
             else s3_input("ground_truth_input", d.ground_truth_uri, GROUND_TRUTH_PATH, "S3Prefix"),
         ],
         "ProcessingOutputConfig": {

@@ -30,11 +30,13 @@ from typing import Any
 
 from modelhost.control.listing import list_page
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
+from modelhost.jobs import explainability
 from modelhost.monitor import analyzer
 from modelhost.monitor.dataset import DatasetError, parse_format
 from modelhost.resources.names import arn
 from modelhost.resources.status import ProcessingJobStatus as Status
 from modelhost.settings import Settings
+from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.locations import confine
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
 from modelhost.store.outputs import Locations, join
@@ -76,6 +78,7 @@ class ProcessingJobs:
         self.locations = locations
         self.publish = publish
         self._runs: dict[str, asyncio.Task[None]] = {}
+        self.explainability = explainability.Explainability(store, lambda: ArtifactStore(settings))
         self.operations: dict[str, Handler] = {
             "CreateProcessingJob": self.create_processing_job,
             "DescribeProcessingJob": self.describe_processing_job,
@@ -115,13 +118,8 @@ class ProcessingJobs:
 
     def check(self, p: dict[str, Any]) -> None:
         """The analyzer image, its environment, and locations that may be used."""
-        image = p["AppSpecification"]["ImageUri"]
-        if ANALYZER_IMAGE not in image.rsplit("/", 1)[-1]:
-            raise ValidationException(
-                f"AppSpecification.ImageUri {image}: this modelhost version runs processing "
-                f"jobs for the model monitor analyzer image ({ANALYZER_IMAGE}) only."
-            )
         env = p.get("Environment") or {}
+        explainability.check(p, ANALYZER_IMAGE, lambda path: _resolve(p, path, "ProcessingInputs"))
         try:
             parse_format(env.get("dataset_format"))
         except DatasetError as exc:
@@ -295,6 +293,13 @@ class ProcessingJobs:
         lines = analyzer.capture_lines(
             texts, _time(env.get("start_time")), _time(env.get("end_time"))
         )
+        publish = env.get("publish_cloudwatch_metrics") != "Disabled"
+        if env.get("analysis_type") == explainability.ANALYSIS_TYPE:
+            config = self._read_json(request, env["analysis_config"])
+            found, series = self.explainability.analyze(
+                env, lines, constraints, config, lambda n, doc: self._write(output, n, doc)
+            )
+            return _outcome(found, explainability.put_metric_data(env, series) if publish else [])
         if env.get("analysis_type") == "MODEL_QUALITY":
             truth = _resolve(request, env["ground_truth_source"], "ProcessingInputs")
             truth_lines = [
@@ -312,15 +317,7 @@ class ProcessingJobs:
             named, namespace = analyzer.metrics(result), DATA_METRICS_NAMESPACE
         self._write(output, "statistics.json", result.statistics)
         self._write(output, "constraint_violations.json", {"violations": result.violations})
-        publish = env.get("publish_cloudwatch_metrics") != "Disabled"
-        metrics = _metrics(env, named, namespace) if publish else []
-        if result.violations:
-            return (
-                f"CompletedWithViolations: Job completed successfully with "
-                f"{len(result.violations)} violations.",
-                metrics,
-            )
-        return "Completed: Job completed successfully with no violations.", metrics
+        return _outcome(result.violations, _metrics(env, named, namespace) if publish else [])
 
     def _write(self, output: str, name: str, doc: Any) -> None:
         body = json.dumps(doc, indent=4).encode()
@@ -333,6 +330,14 @@ class ProcessingJobs:
         except ValueError as exc:
             raise DatasetError(f"{url} is not JSON: {exc}") from exc
         return doc
+
+
+def _outcome(violations: list[Any], metrics: list[dict[str, Any]]) -> tuple[str, list[Any]]:
+    """The job's ExitMessage (the execution's status is read from it) and its metrics."""
+    if not violations:
+        return "Completed: Job completed successfully with no violations.", metrics
+    count = len(violations)
+    return f"CompletedWithViolations: Job completed successfully with {count} violations.", metrics
 
 
 def _metrics(

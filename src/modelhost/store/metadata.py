@@ -57,6 +57,8 @@ class Kind(StrEnum):
     MONITORING_SCHEDULE = "monitoring-schedule"
     DATA_QUALITY_JOB_DEFINITION = "data-quality-job-definition"
     MODEL_QUALITY_JOB_DEFINITION = "model-quality-job-definition"
+    # The kind column holds 32 characters: "model-explainability-..." would not fit.
+    EXPLAINABILITY_JOB_DEFINITION = "explainability-job-definition"
 
 
 metadata = MetaData()
