@@ -68,9 +68,14 @@ def test_async_endpoint_idles_to_zero_and_a_request_brings_it_back(
     assert metric_value(cw, "HasBacklogWithoutCapacity", dims, "Maximum") == 1.0
     causes = [a["Cause"] for a in activities(aas, name)]
     assert any("backlog-without-capacity" in c for c in causes), causes
+    # Idle again: back to zero, 15 one-second periods after the queue emptied.
+    emptied = time.monotonic()
+    wait_for(f"{name} to idle to 0 again", lambda: counts(sm, name) == (0, 0, "InService"))
+    again_s = time.monotonic() - emptied
     print(
-        f"\nscale to zero: {to_zero_s:.1f} s from the policies (15 one-second periods idle); "
-        f"from zero: {back_s:.1f} s to an instance serving, {answered_s:.1f} s to the output"
+        f"\nscale to zero: {to_zero_s:.1f} s after the policies were put, {again_s:.1f} s "
+        f"after the last output; from zero: {back_s:.1f} s to an instance serving, "
+        f"{answered_s:.1f} s to the output"
     )
 
 
