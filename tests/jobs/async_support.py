@@ -162,3 +162,61 @@ def metric_value(
     )["Datapoints"]
     values = [p[statistic] for p in points]
     return float(max(values) if statistic == "Maximum" and values else sum(values))
+
+
+def scale_to_zero_policies(aas: Any, resource_id: str, target: float = 5.0) -> str:
+    """SageMaker's scale-to-zero pair on a registered variant: target tracking on
+    ApproximateBacklogSizePerInstance (scales in to 0 when the queue is empty) and a +1
+    step policy for the HasBacklogWithoutCapacity alarm. The step policy's ARN."""
+    endpoint = resource_id.split("/")[1]
+    keys = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": resource_id,
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    aas.put_scaling_policy(
+        PolicyName="backlog-per-instance",
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": target,
+            "CustomizedMetricSpecification": {
+                "MetricName": "ApproximateBacklogSizePerInstance",
+                "Namespace": "AWS/SageMaker",
+                "Dimensions": [{"Name": "EndpointName", "Value": endpoint}],
+                "Statistic": "Average",
+            },
+            "ScaleInCooldown": 600,
+            "ScaleOutCooldown": 300,
+        },
+        **keys,
+    )
+    step = aas.put_scaling_policy(
+        PolicyName="backlog-without-capacity",
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "MetricAggregationType": "Average",
+            "Cooldown": 300,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+        },
+        **keys,
+    )
+    return str(step["PolicyARN"])
+
+
+def backlog_alarm(cw: Any, endpoint: str, policy_arn: str, period_s: int = 1) -> None:
+    """The AWS docs' alarm: HasBacklogWithoutCapacity >= 1 for 2 of 2 datapoints."""
+    cw.put_metric_alarm(
+        AlarmName=f"{endpoint}-has-backlog-without-capacity",
+        Namespace="AWS/SageMaker",
+        MetricName="HasBacklogWithoutCapacity",
+        Dimensions=[{"Name": "EndpointName", "Value": endpoint}],
+        Statistic="Average",
+        Period=period_s,
+        EvaluationPeriods=2,
+        DatapointsToAlarm=2,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="missing",
+        AlarmActions=[policy_arn],
+    )

@@ -52,6 +52,15 @@ class Capacity:
         value = _read(v.to_spec(), dim.member)
         return 1 if value is None else int(value)
 
+    def least(self, endpoint: str, dim: Dimension) -> int:
+        """The least MinCapacity the target takes: 0 for an asynchronous endpoint (its
+        queue holds requests while no instance runs, SageMaker's scale to zero), else the
+        dimension's own minimum."""
+        found = self.endpoint(endpoint)
+        if found is not None and found.current.config.extra.get("AsyncInferenceConfig"):
+            return 0
+        return dim.min_capacity
+
     def serving(self, endpoint: str, variant: str) -> int | None:
         """Instances that take traffic now (None without a running fleet)."""
         dep = self.controller.deployment(endpoint)

@@ -156,7 +156,9 @@ def tracking_alarms(resource_id: str, region: str, account_id: str) -> list[dict
     return out
 
 
-def scheduled_spec(p: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+def scheduled_spec(
+    p: dict[str, Any], old: dict[str, Any] | None, least: int = 1
+) -> dict[str, Any]:
     spec = dict(old or {})
     for member in (
         "ScheduledActionName",
@@ -183,6 +185,9 @@ def scheduled_spec(p: dict[str, Any], old: dict[str, Any] | None) -> dict[str, A
             f"ScalableTargetAction: MinCapacity ({low}) cannot be greater than MaxCapacity "
             f"({high})."
         )
-    if low is not None and low < 1:
-        raise ValidationException("ScalableTargetAction.MinCapacity must be at least 1.")
+    if low is not None and low < least:
+        raise ValidationException(
+            f"ScalableTargetAction.MinCapacity must be at least {least}"
+            + ("." if least == 0 else " (0 only for an asynchronous endpoint).")
+        )
     return spec

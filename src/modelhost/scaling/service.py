@@ -133,9 +133,12 @@ class ScalingService:
             spec = dict(rec.spec) if rec is not None else {}
             low = int(spec["MinCapacity"] if low is None else low)
             high = int(spec["MaxCapacity"] if high is None else high)
-            if low < dim.min_capacity:
+            least = self.capacity.least(endpoint, dim)
+            if low < least:
                 raise ValidationException(
-                    f"MinCapacity of {dim.name} must be at least {dim.min_capacity}."
+                    f"MinCapacity of {dim.name} must be at least {least} for "
+                    f"{p['ResourceId']}; only an asynchronous endpoint (AsyncInferenceConfig) "
+                    "scales to 0 instances."
                 )
             if low > high:
                 raise ValidationException(
@@ -247,7 +250,10 @@ class ScalingService:
             old = self.book.child(
                 Kind.SCHEDULED_ACTION, p["ResourceId"], p["ScalableDimension"], name
             )
-            spec = policy_rules.scheduled_spec(p, None if old is None else old.spec)
+            dim = dimension(p["ScalableDimension"])
+            endpoint, _ = parse_resource(p["ResourceId"], dim)
+            least = self.capacity.least(endpoint, dim)
+            spec = policy_rules.scheduled_spec(p, None if old is None else old.spec, least)
             if old is None:
                 policy_rules.check_count(
                     len(self.book.children(Kind.SCHEDULED_ACTION, p["ResourceId"], None))

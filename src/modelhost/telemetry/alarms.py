@@ -18,7 +18,7 @@ from typing import Any
 
 from modelhost.telemetry.alarm_spec import COMPARISONS, STATISTICS, AlarmSpec
 from modelhost.telemetry.metric_store import MetricKey, MetricStore
-from modelhost.telemetry.series import SAGEMAKER
+from modelhost.telemetry.series import ASYNC_ENDPOINT_METRICS, SAGEMAKER
 
 __all__ = ["STATISTICS", "AlarmBook", "AlarmSpec", "AlarmState", "evaluate", "watched_keys"]
 
@@ -34,9 +34,15 @@ class AlarmState(StrEnum):
 def watched_keys(spec: AlarmSpec, series: MetricStore) -> list[MetricKey]:
     """The series an alarm reads: the one with exactly its dimensions; and, as modelhost's
     extension, an `AWS/SageMaker` alarm naming only an EndpointName reads all its variants
-    together (SageMaker publishes per variant only)."""
+    together (SageMaker publishes per variant only), but for the async queue's metrics,
+    which SageMaker publishes per endpoint."""
     key = spec.key
-    if spec.namespace == SAGEMAKER and [n for n, _ in spec.dimensions] == ["EndpointName"]:
+    per_endpoint = spec.metric in ASYNC_ENDPOINT_METRICS
+    if (
+        spec.namespace == SAGEMAKER
+        and not per_endpoint
+        and [n for n, _ in spec.dimensions] == ["EndpointName"]
+    ):
         found = series.keys(SAGEMAKER, spec.metric, spec.dimensions)
         return [k for k in found if [n for n, _ in k.dimensions] == ["EndpointName", "VariantName"]]
     return [key]

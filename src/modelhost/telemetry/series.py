@@ -37,7 +37,26 @@ MULTI_MODEL_METRICS = (
 # ModelSetupTime: every instance start, launch to first /ping 200 (µs); the utilization:
 # a serverless variant's running invocations / MaxConcurrency, at each admission.
 SERVERLESS_METRICS = ("ModelSetupTime", "ServerlessConcurrentExecutionsUtilization")
-SAGEMAKER_METRICS = (*METRICS, *SERVERLESS_METRICS, *MULTI_MODEL_METRICS)
+# An asynchronous endpoint's queue (jobs/asyncinf/metrics.py records them): the first four
+# per endpoint, the rest per variant. Alarms may watch them (scale to zero and back).
+ASYNC_ENDPOINT_METRICS = (
+    "ApproximateBacklogSize",
+    "ApproximateBacklogSizePerInstance",
+    "ApproximateAgeOfOldestRequest",
+    "HasBacklogWithoutCapacity",
+)
+ASYNC_METRICS = (
+    *ASYNC_ENDPOINT_METRICS,
+    "InvocationsProcessed",
+    "TimeInBacklog",
+    "TotalProcessingTime",
+    "InvocationFailures",
+    "ExpiredRequests",
+    "RequestDownloadFailures",
+    "ResponseUploadFailures",
+    "NotificationFailures",
+)
+SAGEMAKER_METRICS = (*METRICS, *SERVERLESS_METRICS, *MULTI_MODEL_METRICS, *ASYNC_METRICS)
 INSTANCE_METRICS = ("CPUUtilization", "MemoryUtilization", "DiskUtilization")
 # Series whose values spread (times, utilization) keep a sketch; counts and 0/1 flags do not.
 SKETCHED = frozenset(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from modelhost.jobs.asyncinf.lease import backlog_gauges
 from modelhost.store.queue import Backlog, QueuedRequest
 from modelhost.telemetry.metric_store import MetricKey, MetricStore
-from modelhost.telemetry.series import SAGEMAKER
+from modelhost.telemetry.series import ASYNC_METRICS, SAGEMAKER
 
 ENDPOINT_METRICS = (
     "ApproximateBacklogSize",
@@ -31,6 +31,7 @@ VARIANT_METRICS = (
     "ResponseUploadFailures",
     "NotificationFailures",
 )
+assert set(ENDPOINT_METRICS) | set(VARIANT_METRICS) == set(ASYNC_METRICS)
 
 
 class AsyncMetrics:
