@@ -34,7 +34,8 @@ def _axes(ranges: dict[str, Any] | None) -> tuple[Axis, ...]:
         values = _ordered([str(v) for v in r.get("Value") or []])
         if len(values) > 1:
             name = str(r["Name"])
-            out.append(Axis(name, values, 1 if name in _LATENCY_FALLS else 0))
+            rises = name in _LATENCY_FALLS  # more instances: faster and costlier
+            out.append(Axis(name, values, 1 if rises else 0, cost_rises=rises))
     return tuple(out)
 
 

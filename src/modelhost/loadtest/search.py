@@ -9,8 +9,10 @@ the most informative first and skips the rest once they cannot help:
 2. then, best first, bisection midpoints between a measured point that meets the latency
    thresholds and one that does not (the threshold lies between them), and the grid
    neighbours of the promising points (those meeting the thresholds within `slack` of the
-   cheapest); a family with no point meeting them yet descends from its lowest-latency
-   point until no neighbour is lower;
+   cheapest, overall and in their family), but not up an axis whose cost rises (more
+   instances: costlier, so dominated for the cheapest pick), nor of a point another of
+   its family dominates (as cheap and faster); a family with no point meeting them yet
+   descends from its lowest-latency point until no neighbour is lower;
 3. a point is skipped when a measured point of its family that broke the thresholds has
    every axis at least as favourable to latency (`latency_falls` says which direction that
    is per axis); points dominated by a measured one (costlier and slower) are never
@@ -36,11 +38,13 @@ Levels = tuple[int, ...]
 @dataclass(frozen=True)
 class Axis:
     """One ordered axis of a family's grid. `latency_falls` is +1 when a higher value lowers
-    latency (workers, instances), -1 when it raises it (batch size), 0 when unknown."""
+    latency (instances), -1 when it raises it, 0 when unknown (workers beyond the vCPUs
+    contend; a bigger batch waits longer but queues less)."""
 
     name: str
     values: tuple[str, ...]
     latency_falls: int = 0
+    cost_rises: bool = False  # a higher value costs more per hour (instance count)
 
 
 @dataclass(frozen=True)
@@ -177,7 +181,9 @@ class Search:
                 if mid is not None and mid not in self.measured:
                     out.append((good_m.cost * 0.5, mid))
         for p in self._promising(ok):
-            for n in self._neighbours(p):
+            # Up a cost-rising axis from a point that meets the thresholds is costlier and
+            # not needed to meet them: such a point cannot be the cheapest.
+            for n in self._neighbours(p, cheaper_only=True):
                 if n not in self.measured:
                     out.append((ok[p].cost if p in ok else float("inf"), n))
         families_ok = {p.family for p in ok}
@@ -211,11 +217,21 @@ class Search:
             return []
         low = min(m.cost for m in ok.values())
         near = [p for p, m in ok.items() if m.cost <= low * (1 + self.slack)]
-        return near
+        # Each family's own cheapest too: one noisy reading must not end a family's descent.
+        family_low: dict[int, float] = {}
+        for p, m in ok.items():
+            family_low[p.family] = min(m.cost, family_low.get(p.family, m.cost))
+        own = [p for p, m in ok.items() if m.cost <= family_low[p.family] * (1 + self.slack)]
+        # A point another of its family dominates (as cheap and faster) is not expanded.
+        return [
+            p
+            for p in dict.fromkeys([*near, *own])
+            if not any(q.family == p.family and _dominates(m, ok[p]) for q, m in ok.items())
+        ]
 
-    def _neighbours(self, p: Point) -> Iterator[Point]:
+    def _neighbours(self, p: Point, cheaper_only: bool = False) -> Iterator[Point]:
         for i, axis in enumerate(self.families[p.family].axes):
-            for step in (-1, 1):
+            for step in (-1,) if cheaper_only and axis.cost_rises else (-1, 1):
                 v = p.levels[i] + step
                 if 0 <= v < len(axis.values):
                     yield Point(p.family, (*p.levels[:i], v, *p.levels[i + 1 :]))
@@ -234,6 +250,10 @@ class Search:
         return False
 
 
+def _dominates(a: Measurement, b: Measurement) -> bool:
+    return a.cost <= b.cost and a.p99_ms <= b.p99_ms and (a.cost < b.cost or a.p99_ms < b.p99_ms)
+
+
 def _no_better(axis: Axis, mine: int, theirs: int) -> bool:
     """Whether level `mine` is no more favourable to latency than `theirs` on `axis`."""
     if axis.latency_falls > 0:
@@ -247,7 +267,9 @@ def _midpoint(a: Point, b: Point) -> Point | None:
     """The grid point halfway between two points of a family (None when adjacent)."""
     if a.family != b.family:
         return None
-    mid = tuple((x + y) // 2 if x <= y else (x + y + 1) // 2 for x, y in zip(a.levels, b.levels))
+    # Rounded toward `a` (the point that meets the thresholds) on every axis.
+    pairs = zip(a.levels, b.levels, strict=True)
+    mid = tuple((x + y) // 2 if x <= y else (x + y + 1) // 2 for x, y in pairs)
     if mid in (a.levels, b.levels):
         return None
     return Point(a.family, mid)
@@ -276,7 +298,9 @@ def exhaustive(
     families: list[Family], measure: Callable[[Point], Measurement | None]
 ) -> SearchResult:
     """Measure every point (the baseline the search is compared with)."""
-    measured = {Point(f, lv): None for f, fam in enumerate(families) for lv in fam.points()}
+    measured: dict[Point, Measurement | None] = {
+        Point(f, lv): None for f, fam in enumerate(families) for lv in fam.points()
+    }
     for p in measured:
         measured[p] = measure(p)
     return SearchResult(measured, pareto(measured), cheapest(measured))

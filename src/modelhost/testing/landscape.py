@@ -13,7 +13,7 @@ Each measurement takes `setup_s` plus `test_s`, or less when its threshold break
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from modelhost.loadtest.search import Axis, Family, Measurement, Point
 
@@ -40,7 +40,7 @@ class Landscape:
     threshold_ms: float = 60.0
     batch_overhead: float = 0.35  # a batch of b takes service * (1 + overhead * (b - 1))
     noise: float = 0.0  # relative noise of each measurement
-    rng: random.Random = field(default_factory=lambda: random.Random(0))
+    seed: int = 0  # of the noise: one point measures the same in every search of a seed
     setup_s: float = 20.0
     test_s: float = 60.0
     elapsed_s: float = 0.0
@@ -50,7 +50,7 @@ class Landscape:
         axes = (
             Axis("SAGEMAKER_MODEL_SERVER_WORKERS", tuple(map(str, self.workers)), 0),
             Axis("MAX_BATCH_SIZE", tuple(map(str, self.batches)), 0),
-            Axis("INSTANCE_COUNT", tuple(map(str, self.instances)), 1),
+            Axis("INSTANCE_COUNT", tuple(map(str, self.instances)), 1, cost_rises=True),
         )
         return [Family(t.instance_type, axes) for t in self.types]
 
@@ -77,8 +77,9 @@ class Landscape:
         self.count += 1
         cost, p99, _rho = self.figures(point)
         if self.noise and p99 != float("inf"):
-            p99 *= 1 + self.rng.uniform(-self.noise, self.noise)
-            cost *= 1 + self.rng.uniform(-self.noise, self.noise)
+            rng = random.Random(f"{self.seed} {point.family} {point.levels}")
+            p99 *= 1 + rng.uniform(-self.noise, self.noise)
+            cost *= 1 + rng.uniform(-self.noise, self.noise)
         meets = p99 <= self.threshold_ms
         # A broken threshold stops the test early (two progress intervals of a few seconds).
         self.elapsed_s += self.setup_s + (self.test_s if meets else min(self.test_s, 10.0))
