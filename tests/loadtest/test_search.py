@@ -186,3 +186,19 @@ def test_a_searched_job_may_list_more_configurations() -> None:
     p = advanced([{"Name": "SAGEMAKER_MODEL_SERVER_WORKERS", "Value": many}])
     assert len(rules.configurations(p)) == 40 > rules.MAX_CONFIGURATIONS
     assert len(rules.configurations(p)) <= rules.MAX_SEARCHED_CONFIGURATIONS
+
+
+def test_a_job_mixing_types_with_and_without_ranges_measures_each_type() -> None:
+    p = advanced([{"Name": "SAGEMAKER_MODEL_SERVER_WORKERS", "Value": ["1", "2", "3", "4"]}])
+    p["InputConfig"]["EndpointConfigurations"].append({"InstanceType": "ml.m5.large"})
+    seen: list[str] = []
+
+    async def step(_index: int, config: rules.Configuration) -> dict[str, Any]:
+        seen.append(config.key())
+        workers = int(dict(config.environment).get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
+        return step_of(workers)
+
+    asyncio.run(searched.run("job-b", p, step))
+    assert "ml.m5.large" in seen
+    assert seen[:2] == ["ml.c5.large SAGEMAKER_MODEL_SERVER_WORKERS=1", "ml.m5.large"]
+    assert len(seen) == len(set(seen))
