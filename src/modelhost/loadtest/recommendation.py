@@ -22,6 +22,8 @@ from modelhost.loadtest.stats import progress_latencies
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,63}$")
 DEFAULT_INSTANCE_TYPES = ("ml.c5.xlarge", "ml.m5.xlarge", "ml.m5.2xlarge")
 MAX_CONFIGURATIONS = 20
+MAX_SEARCHED_CONFIGURATIONS = 200
+"""A searched job (`searched`) measures a fraction of its configurations, so it may list more."""
 PERCENTILES = {"P50": "p50", "P90": "p90", "P99": "p99"}
 LOCAL_NOTE = (
     "modelhost ran every configuration on this machine, each instance pinned to its type's "
@@ -65,8 +67,9 @@ def check_request(p: dict[str, Any]) -> None:
                 "InputConfig.EndpointConfigurations is required for an Advanced job."
             )
         phases(p, 1.0)
-    if len(configurations(p)) > MAX_CONFIGURATIONS:
-        raise ValidationException(f"A job tests at most {MAX_CONFIGURATIONS} configurations.")
+    limit = MAX_SEARCHED_CONFIGURATIONS if searched(p) else MAX_CONFIGURATIONS
+    if len(configurations(p)) > limit:
+        raise ValidationException(f"A job of this kind tests at most {limit} configurations.")
     for t in (p.get("StoppingConditions") or {}).get("ModelLatencyThresholds") or []:
         if t.get("Percentile") not in PERCENTILES or not isinstance(
             t.get("ValueInMilliseconds"), int
@@ -113,6 +116,19 @@ def configurations(p: dict[str, Any]) -> list[Configuration]:
         types = container.get("SupportedInstanceTypes") or DEFAULT_INSTANCE_TYPES
         out = [Configuration(t) for t in types]
     return list(dict.fromkeys(out))
+
+
+def searched(p: dict[str, Any]) -> bool:
+    """Advanced jobs whose EnvironmentParameterRanges give a parameter several values are
+    searched (recommendation_search.py), not measured in full."""
+    if p.get("JobType") != "Advanced":
+        return False
+    return any(
+        len({str(v) for v in r.get("Value") or []}) > 1
+        for ec in (p.get("InputConfig") or {}).get("EndpointConfigurations") or []
+        for r in (ec.get("EnvironmentParameterRanges") or {}).get("CategoricalParameterRanges")
+        or []
+    )
 
 
 def phases(p: dict[str, Any], default_duration_s: float) -> tuple[Phase, ...]:

@@ -3,7 +3,8 @@ ListInferenceRecommendationsJobSteps, with durable runs.
 
 A job is a RECOMMENDATION_JOB record in the metadata store: `spec` holds the accepted
 request, the finished benchmark steps and, once done, the recommendations. A run tests
-each configuration in turn: a temporary endpoint of the job's model on that instance type
+each configuration in turn (an Advanced job with parameter ranges: those its search picks,
+recommendation_search.py): a temporary endpoint of the job's model on that instance type
 (through the control plane, as any endpoint), a Locust load test against it through the
 gateway (loadtest/run.py, signed with the home's admin key), the endpoint's metrics, then
 the endpoint is deleted. A job that was PENDING or IN_PROGRESS when the server stopped
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from modelhost.control.listing import list_page
 from modelhost.errors import InternalFailure, ModelhostError, ResourceInUse, ResourceNotFound
 from modelhost.loadtest import recommendation as rules
+from modelhost.loadtest import recommendation_search as searched
 from modelhost.loadtest import recommendation_wire as wire
 from modelhost.loadtest.prices import load_prices
 from modelhost.loadtest.spec import LoadSpec
@@ -224,14 +226,23 @@ class RecommendationJobs:
         payload_url = request["InputConfig"]["ContainerConfig"]["PayloadConfig"]
         self._delete_leftovers(rec.name)
         payload_dir = await asyncio.to_thread(self._fetch, payload_url["SamplePayloadUrl"])
-        done = {s["Key"] for s in rec.spec["Steps"]}
-        for i, config in enumerate(rules.configurations(request)):
-            if config.key() in done:
-                continue  # measured before a restart
-            step = await self._step(rec.name, request, i, config, payload_dir)
-            rec = self._get(rec.name)
-            rec.spec["Steps"].append(step)
-            self._set_status(rec, Status.IN_PROGRESS)
+
+        async def step(i: int, config: rules.Configuration) -> dict[str, Any]:
+            for done in self._get(rec.name).spec["Steps"]:
+                if done["Key"] == config.key():
+                    return dict(done)  # measured before a restart
+            got = await self._step(rec.name, request, i, config, payload_dir)
+            current = self._get(rec.name)
+            current.spec["Steps"].append(got)
+            self._set_status(current, Status.IN_PROGRESS)
+            return got
+
+        if rules.searched(request):  # a smarter search than the grid (search.py)
+            await searched.run(rec.name, request, step)
+        else:
+            for i, config in enumerate(rules.configurations(request)):
+                await step(i, config)
+        rec = self._get(rec.name)
         benches = [
             s["InferenceBenchmark"] for s in rec.spec["Steps"] if s["Status"] == Status.COMPLETED
         ]
