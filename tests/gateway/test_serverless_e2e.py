@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError
@@ -317,6 +318,9 @@ def test_the_sagemaker_sdk_deploys_with_a_serverless_inference_config(
         "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
     }.items():
         monkeypatch.setenv(variable, value)
+    # A notebook starts with no default boto3 session; in this worker an earlier test's
+    # boto3.client() may have cached another server's keys in one, which the SDK would reuse.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sagemaker

@@ -149,6 +149,9 @@ def test_sagemaker_sdk_transformer_tails_the_job_logs(
     # No ~/.aws files of whoever runs the tests.
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    # A notebook starts with no default boto3 session; in this worker an earlier test's
+    # boto3.client() may have cached another server's keys in one, which the SDK would reuse.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import sagemaker
