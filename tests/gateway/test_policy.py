@@ -42,6 +42,8 @@ INVOKER_ACTIONS = {
     "modelhost:GetAdvice",
     # The dashboard's data: any valid key may view it (issue 12).
     "modelhost:GetDashboard",
+    # A model's V2 metadata and readiness, for whoever may invoke it (issue 20).
+    "modelhost:GetModelMetadata",
 }
 DASHBOARD = Surface.DASHBOARD
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
@@ -110,6 +112,27 @@ def test_every_dispatchable_action_has_a_table_entry(tmp_path: object) -> None:
     for suffix, action in RUNTIME_ACTIONS.items():
         assert classify("POST", f"/endpoints/e/{suffix}", None, True).action == action
         assert action in ACTIONS
+    # The Open Inference Protocol (V2): inference is InvokeEndpoint on the endpoint.
+    for method, path, action, resource in (
+        ("POST", "/v2/models/e/infer", "sagemaker:InvokeEndpoint", "endpoint/e"),
+        ("POST", "/v2/models/e/versions/A/infer", "sagemaker:InvokeEndpoint", "endpoint/e"),
+        ("POST", "/v2/models/e/CA.tar.gz/infer", "sagemaker:InvokeEndpoint", "endpoint/e"),
+        ("POST", "/v2/models/e%2FCA.tar.gz/infer", "sagemaker:InvokeEndpoint", "endpoint/e"),
+        ("GET", "/v2/models/e", "modelhost:GetModelMetadata", "endpoint/e"),
+        ("GET", "/v2/models/e/ready", "modelhost:GetModelMetadata", "endpoint/e"),
+        ("GET", "/v2/models/e/versions/A/ready", "modelhost:GetModelMetadata", "endpoint/e"),
+    ):
+        target = classify(method, path, None, True)
+        assert (target.surface, target.action, target.resource) == (
+            Surface.RUNTIME,
+            action,
+            resource,
+        ), path
+        assert action in ACTIONS
+    for path in ("/v2", "/v2/health/live", "/v2/health/ready"):
+        assert classify("GET", path, None, True).surface is Surface.PUBLIC
+    assert classify("POST", "/v2/models/e/ready", None, True).action is None
+    assert classify("DELETE", "/v2/models/e", None, True).action is None
     # Native routes: every Starlette route the gateway mounts, for every method.
     from modelhost.gateway.app import Gateway
 

@@ -56,6 +56,7 @@ from modelhost.gateway.parts import (
 )
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
+from modelhost.gateway.v2_api import V2API
 from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
@@ -105,6 +106,8 @@ class Gateway:
         self.runtime_api = runtime_api(
             settings, self.routes, self.metrics, self.async_inference, self.serverless
         )
+        plane = self.runtime_api.plane
+        self.v2_api = V2API(plane, settings.max_payload_bytes, settings.account_id)
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
@@ -261,6 +264,9 @@ class Gateway:
     async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/predictions"):
             await self.predictions_api(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope["path"].startswith("/v2"):
+            await self.v2_api(scope, receive, send)  # the Open Inference Protocol
             return
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]

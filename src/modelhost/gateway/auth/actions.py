@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from modelhost.gateway.v2_api import parse_model_path
 from modelhost.telemetry.logs import group_endpoint, group_from_arn
 
 
@@ -53,6 +54,12 @@ RUNTIME_ACTIONS = {
 }
 
 PUBLIC_PATHS = frozenset({"/ping", "/healthz", "/api/openapi.json"})
+# The Open Inference Protocol (gateway/v2_api.py): the gateway's health and metadata are
+# public like /ping; inference is InvokeEndpoint on the endpoint (the same operation in
+# another protocol); a model's metadata and readiness are for whoever may invoke it.
+V2_PUBLIC_PATHS = frozenset({"/v2", "/v2/", "/v2/health/live", "/v2/health/ready"})
+V2_INFER_ACTION = "sagemaker:InvokeEndpoint"
+V2_METADATA_ACTION = "modelhost:GetModelMetadata"
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,8 @@ def classify(
         service, namespace = TARGET_PREFIXES.get(prefix, ("sagemaker", ""))
         action = f"{namespace}:{operation}" if namespace and operation else None
         return Target(Surface.CONTROL, service, action, "")
+    if raw_path == "/v2" or raw_path.startswith("/v2/"):
+        return v2_target(method, raw_path)
     if method == "POST" and "/endpoints/" in raw_path and not raw_path.startswith("/api/"):
         parts = raw_path.split("/")
         action = RUNTIME_ACTIONS.get(parts[-1]) if len(parts) >= 4 else None
@@ -208,6 +217,17 @@ def classify(
         if resource is not None:
             return Target(Surface.NATIVE, NATIVE_SERVICE, route.action, resource)
     return Target(Surface.NATIVE, NATIVE_SERVICE, None, "")
+
+
+def v2_target(method: str, raw_path: str) -> Target:
+    """A V2 request's target; its body counts against the runtime's payload limit."""
+    if method in ("GET", "HEAD") and raw_path in V2_PUBLIC_PATHS:
+        return Target(Surface.PUBLIC, NATIVE_SERVICE, None, "")
+    path = parse_model_path(method, raw_path)
+    if path is None or method not in ("GET", "HEAD", "POST"):
+        return Target(Surface.RUNTIME, RUNTIME_SERVICE, None, "")
+    action = V2_INFER_ACTION if path.verb == "infer" else V2_METADATA_ACTION
+    return Target(Surface.RUNTIME, RUNTIME_SERVICE, action, f"endpoint/{path.endpoint}")
 
 
 def query_action(target: Target, body: bytes) -> None:

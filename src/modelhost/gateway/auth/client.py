@@ -66,3 +66,23 @@ def call_native(
     )
     with urllib.request.urlopen(request, timeout=timeout_s) as resp:
         return json.loads(resp.read() or b"{}")
+
+
+def signed_headers(
+    url: str,
+    method: str,
+    credentials: tuple[str, str],
+    region: str = "us-east-1",
+    service: str = "sagemaker",
+) -> dict[str, str]:
+    """SigV4 headers for a request whose body is not signed (`UNSIGNED-PAYLOAD`), for
+    clients that take extra headers but cannot sign, such as tritonclient's
+    `headers=`: sign per call (valid for `auth_clock_skew_s`)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    headers = {"X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD"}
+    aws = AWSRequest(method=method, url=url, headers=headers)
+    SigV4Auth(Credentials(*credentials), service, region).add_auth(aws)
+    return {k: v for k, v in aws.headers.items() if k.lower() != "host"}

@@ -49,6 +49,7 @@ from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.policy import Role, authorize
 from modelhost.gateway.auth.session import Sessions, cookie_value, is_loopback
 from modelhost.gateway.errors import JSON_11, error_payload
+from modelhost.gateway.v2_api import v2_error
 from modelhost.settings import Settings
 
 _SIGNING_KEY_CACHE_MAX = 4096
@@ -122,7 +123,11 @@ class Guard:
         except Exception as exc:
             request_id = str(uuid.uuid4())
             wire = cloudwatch_api.wire_of(scope)
-            if wire is not None:
+            if scope["path"].startswith("/v2"):  # V2 clients read {"error": ...}
+                status, body = v2_error(exc)
+                out_headers = [(b"content-type", b"application/json")]
+                out_headers.append((b"content-length", str(len(body)).encode()))
+            elif wire is not None:
                 status, out_headers, body = cloudwatch_api.error_answer(wire, exc, request_id)
                 out_headers.append((b"content-length", str(len(body)).encode()))
             else:

@@ -176,6 +176,8 @@ ACTIONS: dict[str, Rule] = {
     # Edge devices send their capture with an invoker key for their name.
     "modelhost:PutEdgeCapture": _INVOKE,
     "modelhost:ListEdgeCaptures": _DEPLOY,
+    # A model's V2 metadata and readiness: for whoever may invoke it (gateway/v2_api.py).
+    "modelhost:GetModelMetadata": _INVOKE,
     # Cost advice reads no state: whoever may invoke may ask.
     "modelhost:GetAdvice": _INVOKE,
     # The dashboard's data (read-only): any valid key may view it.
