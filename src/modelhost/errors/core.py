@@ -133,6 +133,29 @@ class InternalDependencyException(ModelhostError):
     status = 530
 
 
+class ModelStreamError(ModelhostError):
+    """A response stream broke after it started (InvokeEndpointWithResponseStream): sent as
+    the stream's last event, not as an HTTP status. `ErrorCode` is SageMaker's
+    `ModelInvocationTimeExceeded` or `StreamBroken`."""
+
+    code = "ModelStreamError"
+    status = 424
+
+    def __init__(self, message: str, error_code: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+
+    def extra_fields(self) -> dict[str, object]:
+        return {"ErrorCode": self.error_code}
+
+
+class InternalStreamFailure(ModelhostError):
+    """modelhost failed while relaying a response stream (sent as the last event)."""
+
+    code = "InternalStreamFailure"
+    status = 500
+
+
 # --- internal, never sent as-is ----------------------------------------------------------
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 from modelhost.control.controller import Controller
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
 from modelhost.fleet.dataplane.ports import ServerlessCapacity
+from modelhost.fleet.dataplane.streaming import StreamingPlane
 from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.async_api import AsyncRuntimeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.gateway.scaleout import GatewayRoutes
+from modelhost.gateway.stream_api import StreamAPI
 from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
@@ -86,19 +88,21 @@ def runtime_api(
     async_inference: AsyncInference,
     serverless: ServerlessCapacity | None = None,
 ) -> RuntimeAPI:
+    # Data capture: a bounded buffer the request path offers to (`capture_writer`).
+    plane = data_plane(
+        settings,
+        routes,
+        metrics,
+        capture=CaptureBuffer(settings.capture_buffer_records, metrics.capture),
+        capacity=serverless,
+    )
     return RuntimeAPI(
-        # Data capture: a bounded buffer the request path offers to (`capture_writer`).
-        data_plane(
-            settings,
-            routes,
-            metrics,
-            capture=CaptureBuffer(settings.capture_buffer_records, metrics.capture),
-            capacity=serverless,
-        ),
+        plane,
         settings.max_payload_bytes,
         settings.account_id,
         invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
         is_async=async_inference.is_async,
+        stream=StreamAPI(StreamingPlane(plane), settings.max_payload_bytes, settings.account_id),
     )
 
 

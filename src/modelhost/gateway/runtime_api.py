@@ -15,7 +15,15 @@ from urllib.parse import unquote
 from modelhost.errors import ValidationError
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation
 from modelhost.fleet.dataplane.shadow import ShadowJob
-from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
+from modelhost.gateway.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    check_content_length,
+    read_body,
+    respond,
+)
 from modelhost.gateway.errors import error_payload
 from modelhost.gateway.multimodel import TARGET_MODEL, validate_target_model
 from modelhost.resources.names import runtime_name_error
@@ -36,6 +44,7 @@ _CHECKED = (
     (b"x-amzn-sagemaker-inference-id", "inferenceId", 64),
 )
 _TARGET_VARIANT = b"x-amzn-sagemaker-target-variant"
+_STREAM = b"/invocations-response-stream"
 
 Answer = tuple[int, list[tuple[bytes, bytes]], bytes]
 AsyncHandler = Callable[[str, Scope, Receive, str], Awaitable[Answer]]
@@ -90,14 +99,19 @@ class RuntimeAPI:
         account_id: str,
         invoke_async: AsyncHandler | None = None,
         is_async: Callable[[str], bool] = lambda _name: False,
+        stream: ASGIApp | None = None,
     ) -> None:
         self.plane = plane
+        self.stream = stream  # InvokeEndpointWithResponseStream (gateway/stream_api.py)
         self.max_payload_bytes = max_payload_bytes
         self.account_id = account_id
         self.invoke_async = invoke_async
         self.is_async = is_async
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.stream is not None and (scope.get("raw_path") or b"").endswith(_STREAM):
+            await self.stream(scope, receive, send)
+            return
         request_id = str(uuid.uuid4())
         shadow_jobs: list[ShadowJob] = []
         try:

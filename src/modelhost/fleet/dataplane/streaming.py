@@ -1,0 +1,178 @@
+"""Streamed invocations (InvokeEndpointWithResponseStream) on the same data plane.
+
+The variant is chosen as for `/invocations` (TargetVariant, weights, a bandit's weights).
+A single-model variant's instance is asked over a connection of its own
+(`fleet.http1_stream`) and its answer relayed part by part as the instance writes it: the
+least-busy choice counts the stream as outstanding until it ends, and an instance that
+cannot be reached is retried elsewhere as `core.Invoker` does. An error status from the
+instance is read whole and raised as ModelError before anything is streamed. Once the
+stream has started, a break is a ModelStreamError (`StreamBroken`) and a part that does
+not come within the invocation timeout a ModelStreamError
+(`ModelInvocationTimeExceeded`), which the transport sends as the stream's last event.
+
+Every other kind (multi-model, multi-container, serverless) is invoked as `/invocations`
+is and its answer is one part. The variant's metrics are recorded when the stream ends
+(ModelLatency: until the last part); data capture keeps the whole answer only when the
+endpoint captures; shadow copies are not made of streamed invocations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import cast
+
+from modelhost.errors import ModelStreamError
+from modelhost.fleet.dataplane.core import MAX_ORIGINAL_MESSAGE, Headers, Retry, Sent
+from modelhost.fleet.dataplane.plane import DataPlane, Invocation
+from modelhost.fleet.dataplane.shadow import ShadowJob
+from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
+from modelhost.fleet.http1_stream import StreamAddress, StreamedAnswer, open_stream
+from modelhost.fleet.instance import Instance
+from modelhost.routing.choose import pick_instance
+from modelhost.routing.table import EndpointRoute, TargetMode, VariantRoute
+
+Opener = Callable[[StreamAddress, bytes, Headers, bytes, float], Awaitable[StreamedAnswer]]
+_OCTETS = b"application/octet-stream"
+_CUSTOM = b"x-amzn-sagemaker-custom-attributes"
+
+
+async def _one(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
+@dataclass
+class Streamed:
+    """A streamed answer: its head, then `parts`. `close()` ends it early (idempotent);
+    `shadow_jobs` start once the stream is sent."""
+
+    variant: str
+    content_type: bytes
+    custom_attributes: bytes | None
+    parts: AsyncIterator[bytes]
+    close: Callable[[], None] = lambda: None
+    shadow_jobs: list[ShadowJob] = field(default_factory=list)
+
+
+class StreamingPlane:
+    """Streamed invocations over a `DataPlane` (see the module docstring)."""
+
+    def __init__(self, plane: DataPlane, opener: Opener = open_stream) -> None:
+        self.plane = plane
+        self.opener = opener
+
+    async def invoke(self, route: EndpointRoute, req: Invocation) -> Streamed:
+        plane = self.plane
+        variant = plane.variant(route, req.target_variant)
+        streams = not variant.serverless and req.target_model is None
+        if not streams or variant.instances[0].mode is not TargetMode.SINGLE_MODEL:
+            req.target_variant = variant.name  # chosen already
+            jobs: list[ShadowJob] = []
+            _, headers, body = await plane.invoke(route, req, jobs)
+            answered = dict(headers)
+            return Streamed(
+                variant.name,
+                answered.get(b"content-type", _OCTETS),
+                answered.get(_CUSTOM),
+                _one(body),
+                shadow_jobs=jobs,
+            )
+        plane._check_kind(req, TargetMode.SINGLE_MODEL)
+        answer, instance, started = await self._open(req, variant)
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                instance.outstanding -= 1
+                answer.close()
+
+        if answer.status >= 400:
+            try:
+                body = await answer.read_all(MAX_ORIGINAL_MESSAGE)
+            finally:
+                release()
+            sent = Sent(answer.status, answer.headers, body, instance, _us(started))
+            plane._record(req, variant, sent)
+            plane._check(req.endpoint, sent)  # raises ModelError
+        inference_id = plane._observe(req, variant.name)
+        relay = self._relay(route, req, variant, (answer, instance, started), inference_id, release)
+        return Streamed(
+            variant.name,
+            answer.headers.get(b"content-type", _OCTETS),
+            answer.headers.get(_CUSTOM),
+            relay,
+            close=release,
+        )
+
+    async def _open(
+        self, req: Invocation, variant: VariantRoute
+    ) -> tuple[StreamedAnswer, Instance, float]:
+        """The answer's head from the least busy instance, retried as `Invoker.run` does;
+        the instance counts the stream as outstanding until it is released."""
+        core = self.plane.core
+        tried: set[str] = set()
+        retry = Retry()
+        while True:
+            target = pick_instance(variant.instances, core.rand, frozenset(tried))
+            if target is None:
+                raise core.none_reached(req.endpoint, variant.name)
+            instance = cast(Instance, target)
+            tried.add(instance.instance_id)
+            instance.outstanding += 1
+            started = perf_counter()
+            try:
+                answer = await self.opener(
+                    instance.address, b"/invocations", req.forward, req.body, core.timeout_s
+                )
+            except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
+                instance.outstanding -= 1
+                core.recover(req.endpoint, variant.name, instance, exc, tried, retry)
+                continue
+            except BaseException:
+                instance.outstanding -= 1
+                raise
+            return answer, instance, started
+
+    async def _relay(
+        self,
+        route: EndpointRoute,
+        req: Invocation,
+        variant: VariantRoute,
+        opened: tuple[StreamedAnswer, Instance, float],
+        inference_id: str | None,
+        release: Callable[[], None],
+    ) -> AsyncIterator[bytes]:
+        plane = self.plane
+        answer, instance, started = opened
+        keep = route.capture is not None
+        kept: list[bytes] = []
+        status = answer.status
+        try:
+            async for part in answer.parts():
+                if keep:
+                    kept.append(part)
+                yield part
+        except TimeoutError as exc:
+            status = 500
+            raise ModelStreamError(
+                f"The model sent no part of its answer for {plane.core.timeout_s:g} s.",
+                "ModelInvocationTimeExceeded",
+            ) from exc
+        except InstanceDisconnected as exc:
+            status = 500
+            raise ModelStreamError(
+                f"The model's response stream broke: {exc}", "StreamBroken"
+            ) from exc
+        finally:
+            release()
+            sent = Sent(status, answer.headers, b"".join(kept), instance, _us(started))
+            plane._record(req, variant, sent)
+            if keep and status < 400:
+                plane._capture(route, req, variant.name, sent, inference_id)
+
+
+def _us(started: float) -> float:
+    return (perf_counter() - started) * 1e6

@@ -1,0 +1,211 @@
+"""A streamed answer from an instance: the response's parts as they arrive.
+
+`HTTP1Pool` (http1.py) reads a whole answer before returning it, which is right for the
+one-shot invocations of the hot path. A streamed invocation (InvokeEndpointWithResponseStream)
+needs each part as soon as the instance writes it, so it gets a connection of its own,
+closed when the stream ends: a stream holds its connection for its whole length, and a
+loopback connect is small next to a streamed generation. The same httptools parser reads it.
+
+What one part is:
+
+- a chunked answer (`Transfer-Encoding: chunked`): each HTTP chunk the server wrote (a
+  chunk over `MAX_PART_BYTES` is cut), so a server that writes a token per chunk gives a
+  part per token;
+- a `Content-Length` answer: the whole body, one part (a server that does not stream);
+- a body ended by the server closing the connection: whatever each read returns.
+
+Parts queue up while the caller sends earlier ones; past `HIGH_WATER` queued parts the
+socket stops being read until the caller catches up, so a slow client never makes the
+gateway hold a whole answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+import httptools
+
+from modelhost.fleet.http1 import LOOPBACK, InstanceDisconnected, InstanceUnreachable
+
+StreamAddress = tuple[str, int] | int | str  # (host, port), a loopback port, a Unix socket
+MAX_PART_BYTES = 1024 * 1024
+HIGH_WATER, LOW_WATER = 16, 4
+_END = object()
+
+
+class _Stream(asyncio.Protocol):
+    """One connection, one request, its answer as a queue of parts."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        loop = asyncio.get_running_loop()
+        self.head: asyncio.Future[None] = loop.create_future()
+        self.status = 0
+        self.headers: dict[bytes, bytes] = {}
+        self.current: list[bytes] = []
+        self.size = 0
+        self.parts: deque[object] = deque()
+        self.wakeup: asyncio.Future[None] | None = None
+        self.paused = False
+        self.done = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(InstanceDisconnected(f"malformed response from the instance: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done:
+            return
+        h = self.headers
+        if self.head.done() and b"content-length" not in h and b"transfer-encoding" not in h:
+            self.on_message_complete()  # a close-delimited body: the close ends it
+            return
+        self._fail(InstanceDisconnected("the instance closed the connection mid-answer"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.lower()] = value
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if not self.head.done():
+            self.head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.current.append(body)
+        self.size += len(body)
+        framed = b"content-length" in self.headers or b"transfer-encoding" in self.headers
+        if not framed or self.size >= MAX_PART_BYTES:
+            self._flush()
+
+    def on_chunk_complete(self) -> None:
+        self._flush()
+
+    def on_message_complete(self) -> None:
+        self._flush()
+        self.done = True
+        self._push(_END)
+
+    def _flush(self) -> None:
+        if self.current:
+            part = self.current[0] if len(self.current) == 1 else b"".join(self.current)
+            self.current, self.size = [], 0
+            self._push(part)
+
+    def _push(self, item: object) -> None:
+        self.parts.append(item)
+        if len(self.parts) >= HIGH_WATER and not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.head.done():
+            self.head.set_exception(exc)
+            return
+        self.done = True
+        self._push(exc)
+
+    async def next_part(self, timeout_s: float) -> bytes | None:
+        """The next part, None at the end; raises what broke the stream, or TimeoutError
+        when nothing arrived for `timeout_s`."""
+        while not self.parts:
+            self.wakeup = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self.wakeup, timeout_s)
+            finally:
+                self.wakeup = None
+        item = self.parts.popleft()
+        if self.paused and len(self.parts) <= LOW_WATER and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+        if item is _END:
+            self.parts.appendleft(_END)  # the end stays the end
+            return None
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, bytes)
+        return item
+
+    def close(self) -> None:
+        self.done = True  # nobody reads what the close would report
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class StreamedAnswer:
+    """An instance's answer whose body is read part by part; `close()` it when done."""
+
+    def __init__(self, stream: _Stream, timeout_s: float) -> None:
+        self._stream = stream
+        self.timeout_s = timeout_s
+        self.status = stream.status
+        self.headers = stream.headers
+
+    async def parts(self) -> AsyncIterator[bytes]:
+        """Each part as it arrives (see the module docstring)."""
+        while True:
+            part = await self._stream.next_part(self.timeout_s)
+            if part is None:
+                return
+            yield part
+
+    async def read_all(self, limit: int) -> bytes:
+        """The whole body (an error answer, say), at most `limit` bytes of it."""
+        chunks, size = [], 0
+        async for part in self.parts():
+            chunks.append(part)
+            size += len(part)
+            if size >= limit:
+                break
+        return b"".join(chunks)[:limit]
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+async def open_stream(
+    address: StreamAddress,
+    path: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes,
+    timeout_s: float,
+) -> StreamedAnswer:
+    """POST `body` to `path` and return once the answer's head has arrived (within
+    `timeout_s`); `timeout_s` then bounds every wait for the next part. Raises
+    InstanceUnreachable (never reached the instance), InstanceDisconnected or TimeoutError."""
+    loop = asyncio.get_running_loop()
+    try:
+        if isinstance(address, str):
+            _, stream = await loop.create_unix_connection(_Stream, address)
+            host = b"localhost"
+        else:
+            host_name, port = (LOOPBACK, address) if isinstance(address, int) else address
+            _, stream = await loop.create_connection(_Stream, host_name, port)
+            host = f"{host_name}:{port}".encode()
+    except OSError as exc:
+        raise InstanceUnreachable(f"cannot connect to {address}: {exc}") from exc
+    head = [b"POST ", path, b" HTTP/1.1\r\nhost: ", host, b"\r\nconnection: close"]
+    head.append(b"\r\ncontent-length: %d" % len(body))
+    for name, value in headers:
+        head += (b"\r\n", name, b": ", value)
+    head.append(b"\r\n\r\n")
+    assert stream.transport is not None
+    stream.transport.write(b"".join(head) + body)
+    try:
+        await asyncio.wait_for(asyncio.shield(stream.head), timeout_s)
+    except BaseException:
+        stream.close()
+        raise
+    return StreamedAnswer(stream, timeout_s)
