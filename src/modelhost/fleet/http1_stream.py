@@ -139,7 +139,10 @@ class _Stream(asyncio.Protocol):
         return item
 
     def close(self) -> None:
-        self.done = True  # nobody reads what the close would report
+        """Abort the connection; a reader waiting for a part gets the end."""
+        if not self.done:
+            self.done = True  # what the abort reports is not an instance failure
+            self._push(_END)
         if self.transport is not None:
             self.transport.abort()
 

@@ -12,9 +12,11 @@ event, which boto3 raises while the caller iterates `response["Body"]`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from modelhost.errors import InternalStreamFailure, ModelStreamError, ValidationError
 from modelhost.fleet.dataplane.plane import Invocation
@@ -57,9 +59,12 @@ class StreamAPI:
         except Exception as exc:
             await respond(send, *error_payload(exc, request_id, "application/json"))
             return
+        # A client that goes away ends the stream (and the instance's connection) at once.
+        watcher = asyncio.ensure_future(_on_disconnect(receive, streamed.close))
         try:
             await self._send_stream(send, streamed, request_id)
         finally:
+            watcher.cancel()
             streamed.close()
         for job in streamed.shadow_jobs:
             self.plane.plane.shadows.start(job)
@@ -129,6 +134,12 @@ class StreamAPI:
         else:
             last = b""
         await send({"type": "http.response.body", "body": last, "more_body": False})
+
+
+async def _on_disconnect(receive: Receive, close: Callable[[], None]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    close()
 
 
 def _str(exc: ModelStreamError) -> dict[str, str]:
