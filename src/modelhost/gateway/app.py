@@ -53,10 +53,10 @@ from modelhost.gateway.parts import (
     runtime_api,
     series_store,
     serverless_pool,
+    v2_api,
 )
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
-from modelhost.gateway.v2_api import V2API
 from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
@@ -106,8 +106,7 @@ class Gateway:
         self.runtime_api = runtime_api(
             settings, self.routes, self.metrics, self.async_inference, self.serverless
         )
-        plane = self.runtime_api.plane
-        self.v2_api = V2API(plane, settings.max_payload_bytes, settings.account_id)
+        self.v2_api = v2_api(settings, self.runtime_api)  # the Open Inference Protocol
         self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
@@ -266,7 +265,7 @@ class Gateway:
             await self.predictions_api(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"].startswith("/v2"):
-            await self.v2_api(scope, receive, send)  # the Open Inference Protocol
+            await self.v2_api(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "POST":
             path = scope["path"]

@@ -15,6 +15,7 @@ from modelhost.gateway.async_api import AsyncRuntimeAPI
 from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.gateway.scaleout import GatewayRoutes
 from modelhost.gateway.stream_api import StreamAPI
+from modelhost.gateway.v2_api import V2API
 from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
@@ -102,8 +103,19 @@ def runtime_api(
         settings.account_id,
         invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
         is_async=async_inference.is_async,
-        stream=StreamAPI(StreamingPlane(plane), settings.max_payload_bytes, settings.account_id),
+        stream=StreamAPI(
+            StreamingPlane(plane),
+            settings.max_payload_bytes,
+            settings.account_id,
+            async_inference.is_async,
+        ),
     )
+
+
+def v2_api(settings: Settings, runtime: RuntimeAPI) -> V2API:
+    """The Open Inference Protocol over the runtime's data plane (same limits, same
+    refusal of async endpoints)."""
+    return V2API(runtime.plane, settings.max_payload_bytes, settings.account_id, runtime.is_async)
 
 
 def serverless_pool(

@@ -47,10 +47,17 @@ _FORWARD = (
 class StreamAPI:
     """Serves InvokeEndpointWithResponseStream (see the module docstring)."""
 
-    def __init__(self, plane: StreamingPlane, max_payload_bytes: int, account_id: str) -> None:
+    def __init__(
+        self,
+        plane: StreamingPlane,
+        max_payload_bytes: int,
+        account_id: str,
+        is_async: Callable[[str], bool] = lambda _name: False,
+    ) -> None:
         self.plane = plane
         self.max_payload_bytes = max_payload_bytes
         self.account_id = account_id
+        self.is_async = is_async
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -75,6 +82,11 @@ class StreamAPI:
         assert parsed is not None and parsed[1] == ACTION  # the runtime API routes it here
         name = parsed[0]
         validate_runtime_name(name, "endpointName")
+        if self.is_async(name):
+            raise ValidationError(
+                f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig); invoke "
+                "it with InvokeEndpointAsync."
+            )
         headers = dict(scope["headers"])
         check_content_length(headers, self.max_payload_bytes)
         check_headers(headers)
@@ -89,6 +101,8 @@ class StreamAPI:
                 "Member must not be empty"
             )
         forward = [(k, v) for k, v in scope["headers"] if k in _FORWARD]
+        # The HTTP Accept is the client's (for the event stream), not the model's.
+        headers.pop(b"accept", None)
         if accept is not None:
             forward.append((b"accept", accept))
             headers[b"accept"] = accept

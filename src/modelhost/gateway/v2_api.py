@@ -20,6 +20,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from urllib.parse import unquote
 
 from modelhost import __version__
@@ -96,10 +97,17 @@ def v2_error(exc: BaseException) -> tuple[int, bytes]:
 class V2API:
     """Serves the V2 REST routes over the data plane (see the module docstring)."""
 
-    def __init__(self, plane: DataPlane, max_payload_bytes: int, account_id: str) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        max_payload_bytes: int,
+        account_id: str,
+        is_async: Callable[[str], bool] = lambda _name: False,
+    ) -> None:
         self.plane = plane
         self.max_payload_bytes = max_payload_bytes
         self.account_id = account_id
+        self.is_async = is_async
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         shadow_jobs: list[ShadowJob] = []
@@ -180,6 +188,11 @@ class V2API:
         shadow_jobs: list[ShadowJob],
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started = time.perf_counter()
+        if self.is_async(path.endpoint):
+            raise ValidationError(
+                f"Endpoint {path.endpoint} is an asynchronous endpoint (AsyncInferenceConfig); "
+                "invoke it with InvokeEndpointAsync."
+            )
         headers = dict(scope["headers"])
         check_content_length(headers, self.max_payload_bytes)
         body = await read_body(receive, self.max_payload_bytes)
