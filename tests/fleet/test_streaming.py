@@ -16,7 +16,9 @@ from modelhost.fleet.dataplane.streaming import StreamingPlane
 from modelhost.fleet.http1 import InstanceDisconnected
 from modelhost.fleet.http1_stream import open_stream
 from modelhost.fleet.local import free_port
+from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
+from modelhost.telemetry.capture import CaptureBuffer
 from modelhost.telemetry.metrics import InvocationMetrics
 from modelhost.testing.dataplane import FakeHealth, FakeRoutes, FakeTransport, instance
 
@@ -107,6 +109,7 @@ def _plane(tmp_path: Path, route: EndpointRoute, timeout_s: float) -> tuple[Data
         InvocationMetrics(),
         limits,
         lambda e, _path: f"arn:log:{e}",
+        capture=CaptureBuffer(10),
     )
     return plane, health
 
@@ -194,5 +197,25 @@ def test_closing_ends_a_waiting_reader(tmp_path: Path) -> None:
             with pytest.raises(StopAsyncIteration):
                 await waiting
             assert a.outstanding == 0
+
+    asyncio.run(main())
+
+
+def test_a_captured_stream_keeps_the_whole_answer(tmp_path: Path) -> None:
+    async def main() -> None:
+        async def script(w: asyncio.StreamWriter) -> None:
+            w.write(CHUNKED + _chunk(b"a") + _chunk(b"b") + _chunk(b""))
+
+        async with scripted(script) as port:
+            a = instance("a", port, host="127.0.0.1")
+            capture = CaptureConfig(100, str(tmp_path), True, True)
+            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),), capture=capture)
+            plane, _ = _plane(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, _request())
+            assert [p async for p in streamed.parts] == [b"a", b"b"]
+            assert plane.capture is not None
+            [captured] = plane.capture.items
+            assert (captured.input_body, captured.output_body) == (b"x", b"ab")
+            assert captured.output_type == b"text/plain"
 
     asyncio.run(main())

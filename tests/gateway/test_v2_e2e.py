@@ -165,3 +165,24 @@ def test_bad_requests_and_unsigned_calls(server: ModelhostServer, churn_endpoint
     assert status == 400 and "JSON" in doc["error"]
     status, doc = post(b'{"inputs": []}', {})  # no signature
     assert status == 403 and doc["error"]
+
+
+def test_an_invoker_key_infers_within_its_endpoint_pattern(
+    server: ModelhostServer, triton: Any, churn_endpoint: str, churn_model: ChurnModel
+) -> None:
+    out = server.call("POST", "/api/keys", {"Role": "invoker", "Endpoints": churn_endpoint})
+    key = (out["AccessKeyId"], out["SecretAccessKey"])
+    X = churn_model.data.X[:2]
+
+    def infer(name: str) -> Any:
+        inp = httpclient.InferInput("input-0", list(X.shape), "FP32")
+        inp.set_data_from_numpy(X)
+        url = f"{server.url}/v2/models/{name}/infer"
+        return triton.infer(name, [inp], headers=signed_headers(url, "POST", key))
+
+    assert infer(churn_endpoint).as_numpy("predict").shape == (2,)
+    ready_url = f"{server.url}/v2/models/{churn_endpoint}/ready"
+    assert triton.is_model_ready(churn_endpoint, headers=signed_headers(ready_url, "GET", key))
+    with pytest.raises(InferenceServerException) as info:
+        infer("other-endpoint")
+    assert info.value.status() == "403" and "not authorized" in info.value.message()
