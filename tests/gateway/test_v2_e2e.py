@@ -15,7 +15,7 @@ from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.churn import csv_body, make_churn
 from modelhost.testing.server import ModelhostServer
 from modelhost.testing.state_models import StateModels, write_state_models
-from tests.gateway.support import csv_floats
+from tests.gateway.support import csv_floats, metrics_text
 from tests.support import ChurnModel, deploy, unique
 
 httpclient = pytest.importorskip("tritonclient.http")
@@ -62,6 +62,15 @@ def _infer(
     return triton.infer(name, [inp], outputs=outputs, headers=headers, request_id="r-1", **kw)
 
 
+def _invocations(server: ModelhostServer, endpoint: str) -> float:
+    """The endpoint's Invocations counter in the Prometheus exposition."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics_text(server).splitlines()
+        if line.startswith("Invocations_total") and f'EndpointName="{endpoint}"' in line
+    )
+
+
 def test_live_and_ready(triton: Any) -> None:
     assert triton.is_server_live()
     assert triton.is_server_ready()
@@ -75,6 +84,7 @@ def test_infer_equals_invocations(
     _, rt = server.clients()
     out = rt.invoke_endpoint(EndpointName=churn_endpoint, ContentType="text/csv", Body=csv_body(X))
     expected = np.array(csv_floats(out["Body"].read()))
+    before = _invocations(server, churn_endpoint)
     for binary in (True, False):
         result = _infer(triton, server, churn_endpoint, X, binary)
         got = result.as_numpy("predict")
@@ -90,6 +100,8 @@ def test_infer_equals_invocations(
     headers = _headers(server, "POST", churn_endpoint, "/versions/AllTraffic/infer")
     result = triton.infer(churn_endpoint, [inp], model_version="AllTraffic", headers=headers)
     assert np.array_equal(result.as_numpy("predict"), expected)
+    # The same data plane: the variant's metrics count V2 inferences.
+    assert _invocations(server, churn_endpoint) == before + 3
 
 
 def test_model_ready_and_metadata(
