@@ -148,6 +148,24 @@ class Settings(BaseSettings):
         default=1024,
         description="Most connections and requests the gateway serves at once; beyond it, 503.",
     )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request head (request line and headers) must arrive within this long of "
+        "the connection opening or of its first byte; otherwise 408 and the connection closes "
+        "(slowloris).",
+    )
+    http_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request body must arrive whole within this long of its head; otherwise "
+        "408 and the connection closes.",
+    )
+    http_keepalive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="How long an idle kept-alive connection stays open between requests.",
+    )
     artifact_max_unpacked_bytes: int = Field(
         default=20 * 1024 * MIB, description="Largest total size of an unpacked model archive."
     )
