@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -118,7 +118,14 @@ class Settings(BaseSettings):
         default=300.0, description="How far X-Amz-Date may be from the server's clock."
     )
     metrics_public: bool = Field(
-        default=True, description="Serve /metrics without a signature (for Prometheus)."
+        default=False,
+        description="Serve /metrics to anyone; off (default, with auth on): a signed request "
+        "from any valid key, or the metrics_token as a bearer token.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that reads /metrics without a signature (Prometheus sends it "
+        "as `Authorization: Bearer ...`); unset: signed requests only.",
     )
     access_key_id: str | None = Field(
         default=None,

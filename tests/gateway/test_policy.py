@@ -42,6 +42,8 @@ INVOKER_ACTIONS = {
     "modelhost:GetAdvice",
     # The dashboard's data: any valid key may view it (issue 12).
     "modelhost:GetDashboard",
+    # Prometheus text at /metrics: the same numbers GetMetricData gives (issue 20).
+    "modelhost:ReadMetrics",
 }
 DASHBOARD = Surface.DASHBOARD
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}
