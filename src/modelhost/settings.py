@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import platformdirs
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -134,6 +135,21 @@ class Settings(BaseSettings):
     )
     secret_access_key: str | None = Field(
         default=None, description="Secret of access_key_id (client side only)."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts stored access-key secrets (gateways sharing "
+        "access keys need the same one); unset: secret_key_file, else a key file outside home.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="File holding the Fernet master key (mode 0600; one that others may read "
+        "is refused); unset: $XDG_CONFIG_HOME/modelhost/master.key, created on first use.",
+    )
+    secret_key_previous: list[SecretStr] = Field(
+        default_factory=list,
+        description="Older master keys that still decrypt (key rotation); secrets are "
+        "re-encrypted under the current key at start.",
     )
     tls_cert_file: Path | None = Field(
         default=None, description="PEM certificate; with tls_key_file the gateway serves HTTPS."
@@ -316,6 +332,12 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def default_secret_key_file(self) -> Path:
+        """The master key file when neither secret_key nor secret_key_file is set: the
+        user's config directory, outside every state home."""
+        return platformdirs.user_config_path("modelhost") / "master.key"
 
     @property
     def base_url(self) -> str:
