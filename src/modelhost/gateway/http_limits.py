@@ -14,11 +14,17 @@
   head; otherwise 408 and close. Time the gateway itself spends not reading (uvicorn pauses
   reading while the application has not taken the buffered body) does not count.
 - **Idle keep-alive** is uvicorn's own `timeout_keep_alive` (`http_keepalive_s`).
+
+The two times are deadlines on the connection, checked by one sweep per server every
+quarter of the shorter timeout (at most every second), not a timer armed and cancelled per
+request: a request only reads the loop's clock, and a slow client is cut off at most a
+quarter timeout late.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -45,16 +51,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     body_timeout_s = 60.0
     _in_head = True
     _head_bytes = 0
-    _head_timer: asyncio.TimerHandle | None = None
-    _body_timer: asyncio.TimerHandle | None = None
+    _head_deadline: float | None = None
+    _body_deadline: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timers()
-        super().connection_lost(exc)
+        self._head_deadline = self.loop.time() + self.header_timeout_s
+        interval_s = min(self.header_timeout_s, self.body_timeout_s, 4.0) / 4
+        _sweep_later(self.loop, self.connections, interval_s)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -71,39 +75,37 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head, self._head_bytes = True, 0
-        if self._head_timer is None:
-            self._arm_head_timer()
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.time() + self.header_timeout_s
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline = None
         super().on_headers_complete()
-        # on_message_complete follows at once for a request without a body and disarms it.
-        self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_timed_out)
+        # on_message_complete follows at once for a request without a body and clears it.
+        self._body_deadline = self.loop.time() + self.body_timeout_s
 
     def on_message_complete(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
+        self._body_deadline = None
         super().on_message_complete()
 
-    # --- timers -----------------------------------------------------------------------
+    def handle_websocket_upgrade(self) -> None:
+        # The connection becomes a WebSocket: no HTTP request times apply any more.
+        self._head_deadline = self._body_deadline = None
+        super().handle_websocket_upgrade()
 
-    def _arm_head_timer(self) -> None:
-        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
-
-    def _cancel_timers(self) -> None:
-        for timer in (self._head_timer, self._body_timer):
-            if timer is not None:
-                timer.cancel()
-        self._head_timer = self._body_timer = None
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
+    def check_deadlines(self, now: float) -> None:
+        """Cut the connection off if its head or body is late (called by the sweep)."""
         if self.transport.is_closing():
             return
+        if self._head_deadline is not None and now >= self._head_deadline:
+            self._head_deadline = None
+            self._head_timed_out()
+        elif self._body_deadline is not None and now >= self._body_deadline:
+            self._body_deadline = None
+            self._body_timed_out(now)
+
+    def _head_timed_out(self) -> None:
         if self._head_bytes == 0:
             self.transport.close()  # nothing asked, nothing to answer
             return
@@ -114,13 +116,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             + b' s."}',
         )
 
-    def _body_timed_out(self) -> None:
-        self._body_timer = None
-        if self.transport.is_closing():
-            return
+    def _body_timed_out(self, now: float) -> None:
         if self.flow.read_paused:
             # The gateway stopped reading (backpressure), not the client: wait on.
-            self._body_timer = self.loop.call_later(self.body_timeout_s, self._body_timed_out)
+            self._body_deadline = now + self.body_timeout_s
             return
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()
@@ -136,6 +135,35 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Answer `head` + `body` and close (the ASGI task, if any, sees a disconnect)."""
         self.transport.write(head + b"content-length: %d\r\n\r\n" % len(body) + body)
         self.transport.close()
+
+
+# The connection sets (one per uvicorn server) that have a sweep scheduled, held so that
+# their ids are not reused while listed.
+_swept: dict[int, tuple[asyncio.AbstractEventLoop, Set[asyncio.Protocol]]] = {}
+
+
+def _sweep_later(
+    loop: asyncio.AbstractEventLoop, connections: Set[asyncio.Protocol], interval_s: float
+) -> None:
+    """Check every connection's deadlines each `interval_s` while the server has any."""
+    key = id(connections)
+    listed = _swept.get(key)
+    if listed is not None and listed[0] is loop and not loop.is_closed():
+        return
+    _swept[key] = (loop, connections)
+
+    def sweep() -> None:
+        now = loop.time()
+        for connection in list(connections):
+            check = getattr(connection, "check_deadlines", None)
+            if check is not None:
+                check(now)
+        if connections:
+            loop.call_later(interval_s, sweep)
+        else:
+            _swept.pop(key, None)
+
+    loop.call_later(interval_s, sweep)
 
 
 def bounded_protocol(
