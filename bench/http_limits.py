@@ -4,9 +4,10 @@ app, same machine, alternating runs.
 
     python bench/http_limits.py [--runs 3] [--seconds 5] [--connections 32]
 
-Each request is a POST with a small body, so both the head and the body timer are armed and
-cancelled once per request. Reports req/s and p50 of each, and the same-run ratio (the
-machine is shared and noisy: compare only the ratio).
+Each request is a POST with a small body, so both the head and the body deadline are set
+and cleared once per request. Reports req/s, p50 and the server's CPU time per request
+(from /proc, less sensitive to a busy machine than throughput) of each, and same-run
+ratios of the medians (the machine is shared and noisy: compare only the ratios).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _proc import tree_cpu_seconds
 
 SERVER = """
 import sys, uvicorn
@@ -83,7 +86,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    results: dict[str, list[tuple[float, float]]] = {"httptools": [], "bounded": []}
+    results: dict[str, list[tuple[float, float, float]]] = {"httptools": [], "bounded": []}
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "post.lua"
         script.write_text(LUA)
@@ -96,18 +99,27 @@ def main() -> int:
             for port, _ in servers.values():
                 wait_port(port)
             for run in range(args.runs):
-                for kind, (port, _) in servers.items():
+                for kind, (port, proc) in servers.items():
+                    cpu0 = tree_cpu_seconds(proc.pid)
                     rps, p50 = run_wrk(port, script, args.seconds, args.connections)
-                    results[kind].append((rps, p50))
-                    print(f"run {run + 1} {kind:9s} {rps:9.0f} req/s  p50 {p50:.3f} ms", flush=True)
+                    cpu_us = (tree_cpu_seconds(proc.pid) - cpu0) / (rps * args.seconds) * 1e6
+                    results[kind].append((rps, p50, cpu_us))
+                    print(
+                        f"run {run + 1} {kind:9s} {rps:9.0f} req/s  p50 {p50:.3f} ms  "
+                        f"server CPU {cpu_us:.1f} µs/request",
+                        flush=True,
+                    )
         finally:
             for _, proc in servers.values():
                 proc.terminate()
                 proc.wait(10)
-    plain = statistics.median(r for r, _ in results["httptools"])
-    bounded = statistics.median(r for r, _ in results["bounded"])
-    print(f"median req/s: httptools {plain:.0f}, bounded {bounded:.0f}; "
-          f"ratio bounded/httptools {bounded / plain:.3f} (same run)")
+    for i, what in ((0, "req/s"), (2, "server CPU µs/request")):
+        plain = statistics.median(r[i] for r in results["httptools"])
+        bounded = statistics.median(r[i] for r in results["bounded"])
+        print(
+            f"median {what}: httptools {plain:.1f}, bounded {bounded:.1f}; "
+            f"ratio bounded/httptools {bounded / plain:.3f} (same run)"
+        )
     return 0
 
 
