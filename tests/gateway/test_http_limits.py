@@ -3,12 +3,16 @@ fake transport (no sockets): what is cut off when, and what is left alone."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import pytest
 import uvicorn
 from uvicorn.server import ServerState
 
+from modelhost.errors import IncompleteBody
+from modelhost.gateway.asgi import read_body
 from modelhost.gateway.http_limits import BoundedHttpToolsProtocol, bounded_protocol
 
 HEAD_S, BODY_S = 1.0, 2.0
@@ -133,3 +137,17 @@ def test_one_sweep_per_server_checks_every_connection() -> None:
     # The connection set still holds it (connection_lost is the transport's business):
     # the sweep goes on while the server has connections.
     assert len(loop.later) == 1
+
+
+def test_the_part_of_a_body_that_came_is_never_processed() -> None:
+    """What the application sees after a cut-off: a disconnect in the middle of the body."""
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"1,2,", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    with pytest.raises(IncompleteBody):
+        asyncio.run(read_body(receive, 1024))
