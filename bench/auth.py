@@ -48,7 +48,7 @@ def _signed(url: str, body: bytes, creds: tuple[str, str]) -> dict[str, str]:
 def in_process(calls: int, runs: int, body: bytes) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(home=Path(tmp))
-        keys = KeyStore(settings.home)
+        keys = KeyStore(settings.home, settings)
         creds = keys.create("invoker", "churn-*")
         path = "/endpoints/churn-xgb/invocations"
         headers = _signed("http://127.0.0.1:8080" + path, body, creds)

@@ -3,7 +3,10 @@ PostgreSQL (`--metadata-store postgresql` runs the shared server on it)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,14 @@ from modelhost.testing.churn import ChurnData, make_churn, train_xgboost, write_
 from modelhost.testing.postgres import PostgresCluster, local_postgres_server, postgres_bin_dir
 from modelhost.testing.server import ModelhostServer
 from tests.support import FAST_ENV, ChurnModel
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The master key of every key store and server the tests make goes to a throwaway
+    config directory, not the user's `~/.config/modelhost` (gateway/auth/master_key.py)."""
+    config_home = tempfile.mkdtemp(prefix="modelhost-test-config-")
+    os.environ["XDG_CONFIG_HOME"] = config_home
+    config.add_cleanup(lambda: shutil.rmtree(config_home, ignore_errors=True))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+import platformdirs
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -118,7 +119,14 @@ class Settings(BaseSettings):
         default=300.0, description="How far X-Amz-Date may be from the server's clock."
     )
     metrics_public: bool = Field(
-        default=True, description="Serve /metrics without a signature (for Prometheus)."
+        default=False,
+        description="Serve /metrics to anyone; off (default, with auth on): a signed request "
+        "from any valid key, or the metrics_token as a bearer token.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that reads /metrics without a signature (Prometheus sends it "
+        "as `Authorization: Bearer ...`); unset: signed requests only.",
     )
     access_key_id: str | None = Field(
         default=None,
@@ -127,6 +135,21 @@ class Settings(BaseSettings):
     )
     secret_access_key: str | None = Field(
         default=None, description="Secret of access_key_id (client side only)."
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts stored access-key secrets (gateways sharing "
+        "access keys need the same one); unset: secret_key_file, else a key file outside home.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="File holding the Fernet master key (mode 0600; one that others may read "
+        "is refused); unset: $XDG_CONFIG_HOME/modelhost/master.key, created on first use.",
+    )
+    secret_key_previous: list[SecretStr] = Field(
+        default_factory=list,
+        description="Older master keys that still decrypt (key rotation); secrets are "
+        "re-encrypted under the current key at start.",
     )
     tls_cert_file: Path | None = Field(
         default=None, description="PEM certificate; with tls_key_file the gateway serves HTTPS."
@@ -147,6 +170,24 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(
         default=1024,
         description="Most connections and requests the gateway serves at once; beyond it, 503.",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request head (request line and headers) must arrive within this long of "
+        "the connection opening or of its first byte; otherwise 408 and the connection closes "
+        "(slowloris).",
+    )
+    http_body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A request body must arrive whole within this long of its head; otherwise "
+        "408 and the connection closes.",
+    )
+    http_keepalive_s: float = Field(
+        default=75.0,
+        gt=0,
+        description="How long an idle kept-alive connection stays open between requests.",
     )
     artifact_max_unpacked_bytes: int = Field(
         default=20 * 1024 * MIB, description="Largest total size of an unpacked model archive."
@@ -291,6 +332,12 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def default_secret_key_file(self) -> Path:
+        """The master key file when neither secret_key nor secret_key_file is set: the
+        user's config directory, outside every state home."""
+        return platformdirs.user_config_path("modelhost") / "master.key"
 
     @property
     def base_url(self) -> str:

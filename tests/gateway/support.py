@@ -80,7 +80,7 @@ def wait_in_service(sm: Any, name: str) -> None:
 
 
 def metrics_text(server: ModelhostServer) -> str:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=5) as resp:
+    with urllib.request.urlopen(server.signed("GET", "/metrics"), timeout=5) as resp:
         return str(resp.read().decode())
 
 

@@ -7,10 +7,12 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 from modelhost.errors import JsonTooDeep, ValidationException
 from modelhost.gateway.auth.guard import check_json_depth
 from modelhost.gateway.auth.keys import KeyStore
+from modelhost.settings import Settings
 
 
 def _mode(path: Path) -> int:
@@ -23,16 +25,17 @@ def test_secrets_are_encrypted_at_rest_in_private_files(tmp_path: Path) -> None:
     text = (tmp_path / "auth" / "keys.json").read_text()
     assert key_id in text and secret not in text
     assert _mode(tmp_path / "auth" / "keys.json") == 0o600
-    assert _mode(tmp_path / "auth" / "master.key") == 0o600
     assert _mode(tmp_path / "auth") == 0o700
-    # Another process (the same home) decrypts it with the key file ...
+    # The master key is not beside the ciphertexts (tests/gateway/test_master_key.py).
+    assert not (tmp_path / "auth" / "master.key").exists()
+    # Another process (the same home) decrypts it with the master key ...
     found = KeyStore(tmp_path)
     found.load()
     assert found.active(key_id) is not None
     assert found.active(key_id)[1] == secret  # type: ignore[index]
-    # ... and without the key file the ciphertext is useless.
-    (tmp_path / "auth" / "master.key").unlink()
-    orphan = KeyStore(tmp_path)
+    # ... and under another master key the ciphertext is useless.
+    other = Settings(home=tmp_path, secret_key=Fernet.generate_key().decode())
+    orphan = KeyStore(tmp_path, other)
     orphan.load()
     assert orphan.active(key_id) is None
 

@@ -70,7 +70,7 @@ def native(url: str, path: str) -> Any:
 
 def metric(url: str, name: str, endpoint: str) -> float:
     """Sum of a metric's samples for one endpoint in the Prometheus exposition."""
-    with urllib.request.urlopen(url + "/metrics", timeout=30) as resp:
+    with urllib.request.urlopen(signed_call(url, "GET", "/metrics"), timeout=30) as resp:
         text = resp.read().decode()
     total = 0.0
     for line in text.splitlines():

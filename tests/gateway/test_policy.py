@@ -44,6 +44,8 @@ INVOKER_ACTIONS = {
     "modelhost:GetDashboard",
     # A model's V2 metadata and readiness, for whoever may invoke it (issue 20).
     "modelhost:GetModelMetadata",
+    # Prometheus text at /metrics: the same numbers GetMetricData gives (issue 20).
+    "modelhost:ReadMetrics",
 }
 DASHBOARD = Surface.DASHBOARD
 ADMIN_ONLY = {"modelhost:CreateAccessKey", "modelhost:ListAccessKeys", "modelhost:RevokeAccessKey"}

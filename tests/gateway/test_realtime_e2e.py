@@ -136,7 +136,7 @@ def test_metrics_use_sagemaker_names(
         rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
     with pytest.raises(ClientError):
         rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body="1,2,3")
-    text = urllib.request.urlopen(server.url + "/metrics", timeout=5).read().decode()
+    text = urllib.request.urlopen(server.signed("GET", "/metrics"), timeout=5).read().decode()
     labels = f'EndpointName="{name}",VariantName="AllTraffic"'
     assert f"Invocations_total{{{labels}}} 4.0" in text
     assert f"Invocation4XXErrors_total{{{labels}}} 1.0" in text

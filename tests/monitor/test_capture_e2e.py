@@ -172,7 +172,7 @@ def test_overload_drops_records_and_never_fails_requests(
         for _ in range(20):
             resp = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=row)
             assert resp["ResponseMetadata"]["HTTPStatusCode"] == 200
-        with urllib.request.urlopen(srv.url + "/metrics", timeout=10) as resp:
+        with urllib.request.urlopen(srv.signed("GET", "/metrics"), timeout=10) as resp:
             text = resp.read().decode()
         dropped = re.search(
             rf'DataCaptureRecordsDropped_total{{EndpointName="{name}",VariantName="AllTraffic"}} '

@@ -14,9 +14,13 @@ def credentials(target: Target) -> None:
 
     The URL is --url, else where the server of this home last listened, else the default.
     """
+    from modelhost.errors import UnsafeConfiguration
     from modelhost.gateway.auth.keys import KeyStore
 
-    found = KeyStore(target.settings.home).bootstrap_credentials()
+    try:
+        found = KeyStore(target.settings.home, target.settings).bootstrap_credentials()
+    except UnsafeConfiguration as exc:
+        raise click.ClickException(exc.message) from exc
     if found is None:
         raise click.ClickException(
             f"no admin key in {target.settings.home}/auth: start the server once "

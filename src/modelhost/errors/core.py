@@ -243,6 +243,14 @@ class RequestHeadersTooLarge(ModelhostError):
     status = 431
 
 
+class IncompleteBody(ModelhostError):
+    """The client went away (or was cut off as too slow) before its whole body arrived:
+    the request is not processed on the part that came (S3's code for a short body)."""
+
+    code = "IncompleteBody"
+    status = 400
+
+
 # --- gateway start-up -------------------------------------------------------------------
 
 

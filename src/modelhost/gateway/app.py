@@ -129,7 +129,9 @@ class Gateway:
         self.logs_api = LogsAPI(settings)
         self.jobs.predictions = self.predictions_api.backend
         # Keys live in home even with auth off, so turning it on later keeps them.
-        self.keys = KeyStore(settings.home)
+        self.keys = KeyStore(settings.home, settings)
+        if settings.auth_enabled:
+            self.keys.check_master_key()  # a wrong master key stops the start, clearly
         self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
         self.keys.record_url(settings.base_url)
         keys = self.keys if settings.auth_enabled else None

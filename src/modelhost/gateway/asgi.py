@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from modelhost.errors import PayloadTooLarge
+from modelhost.errors import IncompleteBody, PayloadTooLarge
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -15,13 +15,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing anything over `limit` bytes without buffering it."""
+    """The whole request body, refusing anything over `limit` bytes without buffering it,
+    and a body the client did not finish sending (it went away, or was cut off as too slow
+    by gateway/http_limits.py): that part of a request is never processed."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise IncompleteBody("The client disconnected before sending the whole body.")
         chunk = message.get("body", b"")
         if chunk:
             size += len(chunk)

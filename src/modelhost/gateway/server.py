@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import socket
 
 import uvicorn
@@ -55,12 +56,17 @@ def serve(settings: Settings) -> None:
         log_level=settings.log_level,
         access_log=False,
         # Clients (boto3) keep connections open between calls; don't cut them at 5 s.
-        timeout_keep_alive=75,
+        timeout_keep_alive=math.ceil(settings.http_keepalive_s),  # uvicorn takes whole seconds
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         # h11's cap on one request head; the guard enforces max_header_bytes as well.
-        # The request head is capped while it arrives (not only once parsed).
-        http=bounded_protocol(settings.max_header_bytes + 8192),
+        # The request head is capped while it arrives (not only once parsed), and heads and
+        # bodies that dribble in are cut off (gateway/http_limits.py).
+        http=bounded_protocol(
+            settings.max_header_bytes + 8192,
+            settings.http_header_timeout_s,
+            settings.http_body_timeout_s,
+        ),
         limit_concurrency=settings.max_concurrency,
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from modelhost.fleet.local import free_port
 from modelhost.gateway.auth import client as auth_client
+from modelhost.settings import Settings
 
 # Credentials of the servers this process started, by URL, so `boto3_clients(url)` signs
 # with the right admin key without the caller passing it around.
@@ -89,7 +90,9 @@ class ModelhostServer:
                 )
                 with urllib.request.urlopen(self.url + "/ping", timeout=1, context=context) as resp:
                     if resp.status == 200:
-                        found = auth_client.KeyStore(self.home).bootstrap_credentials()
+                        found = auth_client.KeyStore(
+                            self.home, self._key_settings()
+                        ).bootstrap_credentials()
                         self.credentials = found or auth_client.PLACEHOLDER
                         _STARTED[self.url] = self.credentials
                         return self
@@ -98,6 +101,15 @@ class ModelhostServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"modelhost serve did not answer /ping in {timeout_s} s")
+
+    def _key_settings(self) -> Settings:
+        """The server's master-key settings: its `env` over this process's environment."""
+        given: dict[str, Any] = {}
+        if "MODELHOST_SECRET_KEY" in self.env:
+            given["secret_key"] = self.env["MODELHOST_SECRET_KEY"]
+        if "MODELHOST_SECRET_KEY_FILE" in self.env:
+            given["secret_key_file"] = Path(self.env["MODELHOST_SECRET_KEY_FILE"])
+        return Settings(home=self.home, **given)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -24,7 +24,7 @@ def resolve(home: Path | None = None, settings: Settings | None = None) -> tuple
     settings = settings or Settings()
     if settings.access_key_id and settings.secret_access_key:
         return settings.access_key_id, settings.secret_access_key
-    found = KeyStore(home or settings.home).bootstrap_credentials()
+    found = KeyStore(home or settings.home, settings).bootstrap_credentials()
     return found or PLACEHOLDER
 
 

@@ -8,12 +8,14 @@ up, and `authorize` asked about the action and resource; the body is then replay
 API, so it is read once. A runtime call signed with `UNSIGNED-PAYLOAD` is verified without
 buffering its body (the runtime still caps it). The dashboard's routes (`Surface.DASHBOARD`)
 are the one place a session cookie counts, and only for its read-only data; with
-authentication off they answer loopback clients only.
+authentication off they answer loopback clients only. `/metrics` also takes the
+`metrics_token` setting as a bearer token, for Prometheus, which cannot sign.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -54,6 +56,7 @@ from modelhost.settings import Settings
 
 _SIGNING_KEY_CACHE_MAX = 4096
 PRINCIPAL_SCOPE_KEY = "modelhost.access_key_id"
+METRICS_ACTION = "modelhost:ReadMetrics"
 
 
 def check_json_depth(body: bytes, max_depth: int) -> Any:
@@ -161,6 +164,11 @@ class Guard:
         )
         if target.surface is Surface.PUBLIC:
             return receive
+        if target.action == METRICS_ACTION and self.keys is not None:
+            authorization = headers.get(b"authorization", b"")
+            if authorization[:7].lower() == b"bearer ":
+                self._check_metrics_token(authorization[7:].strip())
+                return receive
         if target.surface is Surface.DASHBOARD:
             check_content_length(headers, settings.max_api_body_bytes)
             if self.keys is None or target.action is None or b"authorization" not in headers:
@@ -182,6 +190,18 @@ class Guard:
             check_json_depth(body, settings.max_json_depth)
             return replay(body, receive)
         return await self._authenticate(scope, receive, raw_path, target, limit)
+
+    def _check_metrics_token(self, presented: bytes) -> None:
+        """A Prometheus scraper's bearer token (it cannot sign SigV4), compared in constant
+        time; good for /metrics only."""
+        token = self.settings.metrics_token
+        if token is None:
+            raise AccessDeniedException(
+                "This server takes no bearer token for /metrics (metrics_token is unset): "
+                "sign the request with SigV4."
+            )
+        if not hmac.compare_digest(presented, token.get_secret_value().encode()):
+            raise AccessDeniedException("The bearer token for /metrics is not valid.")
 
     def _dashboard(self, scope: Scope, target: Target) -> None:
         """With authentication off, loopback clients only. With it on, the page, its assets

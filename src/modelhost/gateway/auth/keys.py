@@ -2,10 +2,11 @@
 
 SigV4 verification needs the secret itself (the server recomputes the HMAC), so secrets
 cannot be stored as one-way hashes the way passwords are. They are encrypted with Fernet
-(AES-128-CBC + HMAC-SHA256) under a key file `auth/master.key` (mode 0600) in the home
-directory; `auth/keys.json` (0600) holds only ciphertexts, so a copy of it (a backup, a
-shared volume) does not reveal any secret without the key file. A secret is returned once,
-when its key is created; the only exception is the bootstrap admin key, which
+(AES-128-CBC + HMAC-SHA256) under a master key that does not live in the home directory
+(`master_key.py`: the `secret_key` setting, a `secret_key_file`, or the user's own key
+file); `auth/keys.json` (0600) holds only ciphertexts, so a copy of it (a backup, a shared
+volume) does not reveal any secret without the key. A secret is returned once, when its
+key is created; the only exception is the bootstrap admin key, which
 `modelhost credentials` decrypts for the local user who owns the home directory.
 """
 
@@ -20,10 +21,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import InvalidToken
 
-from modelhost.errors import ValidationException
+from modelhost.errors import UnsafeConfiguration, ValidationException
+from modelhost.gateway.auth import master_key
+from modelhost.gateway.auth.master_key import MasterKey, MasterKeyConfig
 from modelhost.gateway.auth.policy import Role
+from modelhost.settings import Settings
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 _PATTERN_CHARS = set(string.ascii_letters + string.digits + "-*?,[]! ")
@@ -94,28 +98,63 @@ def validate_grant(role: str, endpoints: str) -> Role:
 class KeyStore:
     """The access keys of one home directory; decrypted secrets are cached in memory."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, settings: Settings | None = None) -> None:
         self.dir = auth_dir(home)
         self.path = self.dir / "keys.json"
+        # Only homes made before the master key moved out have one here (master_key.py).
         self.key_path = self.dir / "master.key"
+        self.master_config = MasterKeyConfig.from_settings(settings or Settings(home=home))
         self._lock = threading.Lock()
-        self._fernet: Fernet | None = None
+        self._master: MasterKey | None = None
         self._keys: dict[str, AccessKey] = {}
         self._secrets: dict[str, str] = {}
         self._loaded_mtime: float | None = None
 
     # --- files ------------------------------------------------------------------------
 
-    def _cipher(self, create: bool) -> Fernet:
-        if self._fernet is None:
-            if not self.key_path.exists():
-                if not create:
-                    raise FileNotFoundError(self.key_path)
+    def _cipher(self, create: bool) -> MasterKey:
+        if self._master is None:
+            if create:
                 self.dir.mkdir(parents=True, exist_ok=True)
                 os.chmod(self.dir, 0o700)
-                _write_private(self.key_path, Fernet.generate_key())
-            self._fernet = Fernet(self.key_path.read_bytes().strip())
-        return self._fernet
+            self._master = master_key.load(self.master_config, self.key_path, create)
+        return self._master
+
+    def check_master_key(self) -> None:
+        """At start: refuse a master key that decrypts none of the active secrets, and
+        re-encrypt under the current key those only a previous key decrypts (rotation)."""
+        with self._lock:
+            self.load()
+            active = {
+                k.access_key_id: k.secret_token
+                for k in self._keys.values()
+                if k.status == KeyStatus.ACTIVE
+            }
+            if not active:
+                return
+            try:
+                master = self._cipher(create=False)
+            except FileNotFoundError as exc:
+                raise UnsafeConfiguration(
+                    f"{self.path} holds access keys but there is no master key at {exc}: "
+                    "start with the key they were created with (MODELHOST_SECRET_KEY or "
+                    "MODELHOST_SECRET_KEY_FILE)."
+                ) from exc
+            master_key.check(master, active, self.path)
+            stale = [
+                k
+                for k in self._keys.values()
+                if not master.decrypts_with_current(k.secret_token.encode())
+            ]
+            rotated = 0
+            for key in stale:
+                try:
+                    key.secret_token = master.cipher.rotate(key.secret_token.encode()).decode()
+                    rotated += 1
+                except InvalidToken:
+                    continue
+            if rotated:
+                self._save()
 
     def load(self) -> None:
         """(Re)read keys.json; cheap when it has not changed."""
@@ -164,7 +203,7 @@ class KeyStore:
                 created_s=time.time(),
                 status=KeyStatus.ACTIVE,
                 bootstrap=bootstrap,
-                secret_token=cipher.encrypt(secret.encode()).decode(),
+                secret_token=cipher.cipher.encrypt(secret.encode()).decode(),
             )
             self._save()
             self._secrets[key_id] = secret
@@ -204,7 +243,8 @@ class KeyStore:
         secret = self._secrets.get(key_id)
         if secret is None:
             try:
-                secret = self._cipher(create=False).decrypt(key.secret_token.encode()).decode()
+                token = key.secret_token.encode()
+                secret = self._cipher(create=False).cipher.decrypt(token).decode()
             except (InvalidToken, FileNotFoundError):
                 return None
             self._secrets[key_id] = secret

@@ -138,7 +138,6 @@ _NATIVE_DEPLOY = tuple(
         "DescribeEndpointRouting",
         "PutEndpointRouting",
         "DeleteEndpointRouting",
-        "ReadMetrics",
         "ReplayCapture",
     ]
 )
@@ -182,6 +181,8 @@ ACTIONS: dict[str, Rule] = {
     "modelhost:GetAdvice": _INVOKE,
     # The dashboard's data (read-only): any valid key may view it.
     "modelhost:GetDashboard": _INVOKE,
+    # Prometheus text at /metrics: what CloudWatch's GetMetricData gives an invoker too.
+    "modelhost:ReadMetrics": _INVOKE,
     **{f"modelhost:{op}": _ADMIN for op in _NATIVE_ADMIN},
     **{f"cloudwatch:{op}": _INVOKE for op in _CLOUDWATCH_READ},
     **{f"cloudwatch:{op}": _DEPLOY for op in _CLOUDWATCH_DEPLOY},
