@@ -50,12 +50,19 @@ def _mode(path: str | Path) -> int:
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_builtin_instance_is_reached_over_its_unix_socket(
-    tmp_path: Path, churn_model: ChurnModel
+    tmp_path: Path, churn_model: ChurnModel, workers: str
 ) -> None:
     home = tmp_path / "home"
     manager = FleetManager(Settings(home=home, instance_startup_timeout_s=60, zygote=False))
-    model = {"PrimaryContainer": {"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)}}
+    container = {
+        "Image": XGBOOST_IMAGE,
+        "ModelDataUrl": str(churn_model.artifact),
+        # Several workers share the one socket (AF_UNIX has no SO_REUSEPORT).
+        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": workers},
+    }
+    model = {"PrimaryContainer": container}
     row = ",".join(repr(float(v)) for v in churn_model.data.X[0]).encode()
     expected = float(churn_model.expected(churn_model.data.X[:1])[0])
 

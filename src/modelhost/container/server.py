@@ -80,6 +80,8 @@ async def serve(
     until SIGTERM/SIGINT or parent death; returns the exit code."""
     import uvicorn
 
+    from modelhost.container.http_protocol import one_write
+
     if sockets is None and config.unix_socket is not None:
         # The port for the contract, the Unix socket for the gateway on this machine.
         sockets = [tcp_listener(config.host, config.port), unix_listener(config.unix_socket)]
@@ -90,7 +92,8 @@ async def serve(
             host=config.host,
             port=config.port,
             loop="none",  # we already run inside uvloop (see main)
-            http="httptools",
+            # httptools, each small response written in one piece (container/http_protocol.py)
+            http=one_write(),
             lifespan="on",
             access_log=False,
             log_config=None,

@@ -122,7 +122,7 @@ class HTTP1Pool:
         self._idle: dict[Address, list[_Connection]] = {}
         self._host_headers: dict[Address, bytes] = {}
 
-    async def _acquire(self, address: Address) -> _Connection:
+    def _idle_connection(self, address: Address) -> _Connection | None:
         idle = self._idle.get(address)
         if idle:
             now = time.monotonic()
@@ -131,6 +131,9 @@ class HTTP1Pool:
                 if not conn.closed and now - conn.idle_since < IDLE_TIMEOUT_S:
                     return conn
                 conn.close()
+        return None
+
+    async def _connect(self, address: Address) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             if isinstance(address, UnixAddress):
@@ -155,7 +158,8 @@ class HTTP1Pool:
         or TimeoutError (the connection is then discarded)."""
         if isinstance(address, int):
             address = TcpAddress(LOOPBACK, address)
-        conn = await self._acquire(address)
+        # Not a coroutine when an idle connection is at hand (most requests).
+        conn = self._idle_connection(address) or await self._connect(address)
         host = self._host_headers.get(address)
         if host is None:
             host = self._host_headers[address] = _host_header(address)
@@ -169,10 +173,13 @@ class HTTP1Pool:
         conn._reset()
         conn.waiter = waiter
         assert conn.transport is not None
-        # One write for small requests: a header-only segment then a body segment would
-        # cost a second syscall and, with delayed ACKs, latency.
-        conn.transport.write(b"".join(head) + body if len(body) < 65536 else b"".join(head))
-        if len(body) >= 65536:
+        # One write (and one copy) for small requests: a header-only segment then a body
+        # segment would cost a second syscall and, with delayed ACKs, latency.
+        if len(body) < 65536:
+            head.append(body)
+            conn.transport.write(b"".join(head))
+        else:
+            conn.transport.write(b"".join(head))
             conn.transport.write(body)
         timer = loop.call_later(timeout_s, conn.expire)
         try:

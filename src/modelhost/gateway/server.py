@@ -8,6 +8,7 @@ import socket
 
 import uvicorn
 
+from modelhost.container.http_protocol import one_write
 from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.app import Gateway
 from modelhost.gateway.http_limits import bounded_protocol
@@ -60,7 +61,8 @@ def serve(settings: Settings) -> None:
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         # h11's cap on one request head; the guard enforces max_header_bytes as well.
-        # The request head is capped while it arrives (not only once parsed).
-        http=bounded_protocol(settings.max_header_bytes + 8192),
+        # The request head is capped while it arrives (not only once parsed); small
+        # responses go out in one write (container/http_protocol.py).
+        http=one_write(bounded_protocol(settings.max_header_bytes + 8192)),
         limit_concurrency=settings.max_concurrency,
     )
