@@ -50,18 +50,12 @@ def _mode(path: str | Path) -> int:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("workers", ["1", "2"])
 def test_a_builtin_instance_is_reached_over_its_unix_socket(
-    tmp_path: Path, churn_model: ChurnModel, workers: str
+    tmp_path: Path, churn_model: ChurnModel
 ) -> None:
     home = tmp_path / "home"
     manager = FleetManager(Settings(home=home, instance_startup_timeout_s=60, zygote=False))
-    container = {
-        "Image": XGBOOST_IMAGE,
-        "ModelDataUrl": str(churn_model.artifact),
-        # Several workers share the one socket (AF_UNIX has no SO_REUSEPORT).
-        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": workers},
-    }
+    container = {"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)}
     model = {"PrimaryContainer": container}
     row = ",".join(repr(float(v)) for v in churn_model.data.X[0]).encode()
     expected = float(churn_model.expected(churn_model.data.X[:1])[0])
@@ -116,6 +110,40 @@ def test_a_users_own_server_is_reached_over_tcp(tmp_path: Path) -> None:
             await manager.close()
 
     asyncio.run(body())
+
+
+@pytest.mark.integration
+def test_an_instance_with_several_workers_keeps_tcp_and_its_reuseport_balance(
+    tmp_path: Path, churn_model: ChurnModel
+) -> None:
+    manager = FleetManager(Settings(home=tmp_path / "home", instance_startup_timeout_s=60))
+    container = {
+        "Image": XGBOOST_IMAGE,
+        "ModelDataUrl": str(churn_model.artifact),
+        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+    }
+
+    async def body() -> None:
+        try:
+            fleet = await manager.start_fleet("e", "v", "m", {"PrimaryContainer": container}, 1)
+            (inst,) = fleet.serving()
+            assert inst.address.kind is AddressKind.TCP and inst.unix_path is None
+            assert not (tmp_path / "home" / "sockets").exists() or not any(
+                (tmp_path / "home" / "sockets").iterdir()
+            )
+            await manager.stop_fleet(fleet, 0)
+        finally:
+            await manager.close()
+
+    asyncio.run(body())
+
+
+def test_the_provider_counts_workers_as_the_instance_does() -> None:
+    assert sockets.workers({}) == 1
+    assert sockets.workers({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) == 2
+    # Batching off: one per core of the CPU share (container/config.py).
+    assert sockets.workers({"MH_INSTANCE_BATCHING": "off", "MH_INSTANCE_CPUS": "0,1"}) == 2
+    assert sockets.workers({"SAGEMAKER_MODEL_SERVER_WORKERS": "many"}) == 1
 
 
 def test_sockets_off_means_tcp_for_builtin_instances_too(tmp_path: Path) -> None:

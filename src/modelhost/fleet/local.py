@@ -54,8 +54,8 @@ class LocalProcessProvider:
         port = free_port()
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
-        unix_path = self.unix_path(spec, instance_id)
-        env, share = self.instance_env(spec, instance_id, port, unix_path)
+        env, share = self.instance_env(spec, instance_id, port)
+        unix_path = self.unix_path(spec, instance_id, env)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 spec.argv,
@@ -88,15 +88,18 @@ class LocalProcessProvider:
             unix_path=unix_path,
         )
 
-    def unix_path(self, spec: LaunchSpec, instance_id: str) -> str | None:
-        """The Unix domain socket a built-in instance listens on besides its port; None
-        for a user's own server (it only speaks TCP) or with sockets off."""
-        if self.sockets is None or not spec.builtin:
+    def unix_path(self, spec: LaunchSpec, instance_id: str, env: dict[str, str]) -> str | None:
+        """The Unix domain socket a built-in instance listens on besides its port, set in
+        its `env`; None (TCP only) for a user's own server, several workers (the kernel
+        spreads TCP connections over them with SO_REUSEPORT, which AF_UNIX lacks: one
+        shared socket measured 32 of 32 connections on one worker) or sockets off."""
+        if self.sockets is None or not spec.builtin or sockets.workers(env) > 1:
             return None
-        return self.sockets.path_for(instance_id)
+        path = env[sockets.ENV] = self.sockets.path_for(instance_id)
+        return path
 
     def instance_env(
-        self, spec: LaunchSpec, instance_id: str, port: int, unix_path: str | None = None
+        self, spec: LaunchSpec, instance_id: str, port: int
     ) -> tuple[dict[str, str], list[int] | None]:
         """The whole environment of an instance process (spawned or forked) and the CPUs
         it is pinned to (None: not pinned)."""
@@ -108,8 +111,6 @@ class LocalProcessProvider:
         share = self.cpus.next(instance_type)
         if share is not None:
             env[cpu_share.ENV] = cpu_share.env_value(share)
-        if unix_path is not None:
-            env["MH_INSTANCE_UNIX_SOCKET"] = unix_path
         env.update(
             {
                 "SAGEMAKER_BIND_TO_PORT": str(port),

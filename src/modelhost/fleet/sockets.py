@@ -5,7 +5,10 @@ instead of loopback TCP (fleet/http1.py; docs/performance.md has the figures): t
 instance listens on both, its TCP port staying the container contract's
 (`SAGEMAKER_BIND_TO_PORT`) for everything that reaches it from elsewhere (another
 gateway reading the leader's routing snapshots, a user's curl). A user's own server
-(BYOC) only speaks TCP and gets no socket.
+(BYOC) only speaks TCP and gets no socket; nor does an instance with several workers,
+which keeps the kernel's SO_REUSEPORT spreading of TCP connections over them (AF_UNIX has
+no SO_REUSEPORT, and with one shared socket the first worker to wake took all 32 of 32
+connections: libuv accepts every pending connection at once).
 
 The sockets live in `<home>/sockets/` (mode 0700, the sockets themselves 0600: only the
 gateway's user may talk to an instance). A socket path must fit in `sun_path` (108
@@ -18,7 +21,12 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+from modelhost.container.config import ConfigError, InstanceConfig
+
+ENV = "MH_INSTANCE_UNIX_SOCKET"
 
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 MAX_PATH_BYTES = 107
@@ -62,6 +70,15 @@ class SocketDir:
             os.chmod(self.preferred, 0o700)
             return self.preferred
         return Path(tempfile.mkdtemp(prefix="modelhost-sockets-"))  # 0700 by mkdtemp
+
+
+def workers(env: Mapping[str, str]) -> int:
+    """The worker processes an instance with this environment will run (the instance's
+    own rule: container/config.py)."""
+    try:
+        return InstanceConfig.from_env(env).workers
+    except ConfigError:
+        return 1  # the instance will not start; its log will say why
 
 
 def remove(path: str | None) -> None:

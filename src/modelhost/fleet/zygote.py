@@ -194,8 +194,8 @@ class ZygoteProvider:
         port = free_port()
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
-        unix_path = self.base.unix_path(spec, instance_id)
-        env, share = self.base.instance_env(spec, instance_id, port, unix_path)
+        env, share = self.base.instance_env(spec, instance_id, port)
+        unix_path = self.base.unix_path(spec, instance_id, env)
         try:
             pid = zygote.fork(env, spec.model_dir, log_path, spec.memory_limit_bytes)
         except OSError as exc:
