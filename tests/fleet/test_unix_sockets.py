@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import stat
 import sys
@@ -11,8 +12,16 @@ from pathlib import Path
 import pytest
 
 from modelhost.fleet import sockets
+from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.manager import FleetManager
-from modelhost.routing.table import AddressKind, TcpAddress, UnixAddress
+from modelhost.routing.table import (
+    AddressKind,
+    EndpointRoute,
+    TcpAddress,
+    UnixAddress,
+    VariantRoute,
+)
+from modelhost.routing.wire import route_from_doc, route_to_doc
 from modelhost.settings import Settings
 from tests.support import XGBOOST_IMAGE, ChurnModel
 
@@ -169,3 +178,14 @@ def test_a_short_home_keeps_its_sockets_directory_private(tmp_path: Path) -> Non
     path = sockets.SocketDir(tmp_path / "sockets").path_for("i-0123456789ab")
     assert path == str(tmp_path / "sockets" / "i-0123456789ab.sock")
     assert _mode(tmp_path / "sockets") == 0o700
+
+
+def test_other_gateways_get_the_tcp_address_of_an_instance_with_a_socket() -> None:
+    spec = LaunchSpec("ep", "A", "m", [], {}, Path("/m"), Path("/logs"))
+    inst = Instance("i-1", spec, 9001, 0, Path("/logs/i-1.log"), unix_path="/h/sockets/i-1.sock")
+    assert inst.address == UnixAddress("/h/sockets/i-1.sock")
+    route = EndpointRoute("ep", (VariantRoute("A", 1.0, (inst,)),))
+    back = route_from_doc(json.loads(json.dumps(route_to_doc(route))))
+    (remote,) = back.variants[0].instances
+    assert remote.address == TcpAddress("127.0.0.1", 9001)
+    assert remote.address.kind is AddressKind.TCP

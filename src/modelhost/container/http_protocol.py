@@ -60,7 +60,7 @@ class _OneWriteTransport:
         return getattr(self._transport, name)
 
 
-def one_write(base: type[HttpToolsProtocol] = HttpToolsProtocol) -> type[HttpToolsProtocol]:
+def one_write(base: type[asyncio.Protocol] = HttpToolsProtocol) -> type[asyncio.Protocol]:
     """`base` (uvicorn's httptools protocol or a subclass) writing responses in one piece;
     pass the result as uvicorn's `http=`."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import (
@@ -39,7 +39,7 @@ class RemoteTarget:
 def _target_doc(t: Target) -> dict[str, Any]:
     # Other gateways reach the leader's instances by TCP: a Unix socket's path names a
     # file on the leader's machine (fleet/sockets.py).
-    host, port = getattr(t, "tcp_address", t.address)
+    host, port = cast(TcpAddress, getattr(t, "tcp_address", t.address))
     return {
         "InstanceId": t.instance_id,
         "Host": host,
