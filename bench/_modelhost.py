@@ -12,6 +12,7 @@ way a user would set them with CreateModel:
 | `rowsN` | `MH_INSTANCE_BATCH_MAX_ROWS=N` (implies batching) |
 | `instancesN` | `InitialInstanceCount=N` (not an Environment; overrides `--instances`) |
 | `captureN` | none: the endpoint config captures N % (input and output) to a local folder |
+| `tcp` | none: the server runs with `MODELHOST_INSTANCE_UNIX_SOCKETS=false` (hop over TCP) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -35,7 +36,7 @@ def variant_env(variant: str) -> dict[str, str]:
         return {}
     env = {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
     for token in variant.split("+"):
-        if token == "plain" or re.fullmatch(r"capture(\d+)", token):
+        if token in ("plain", "tcp") or re.fullmatch(r"capture(\d+)", token):
             continue
         if token == "batching":
             env["MH_INSTANCE_BATCHING"] = "on"
@@ -52,6 +53,13 @@ def variant_env(variant: str) -> dict[str, str]:
         else:
             raise ValueError(f"unknown modelhost variant setting {token!r} in {variant!r}")
     return env
+
+
+def variant_server_env(variant: str) -> dict[str, str]:
+    """The server's own settings a variant changes (`tcp`: no Unix sockets)."""
+    if "tcp" in variant.split("+"):
+        return {"MODELHOST_INSTANCE_UNIX_SOCKETS": "false"}
+    return {}
 
 
 def variant_instances(variant: str, default: int) -> int:

@@ -55,6 +55,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": share >= 0.6,
             }
         )
+    out += _issue20_goals(servers, mh, ml, bare)
     overheads = [
         (name, s["median"][1]["overhead_p50_us"])
         for name, s in servers.items()
@@ -68,6 +69,48 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "met": not math.isnan(value) and value <= OVERHEAD_GOAL_US,
             }
         )
+    return out
+
+
+def _issue20_goals(
+    servers: dict[str, Any],
+    mh: tuple[str, dict[str, float]] | None,
+    ml: tuple[str, dict[str, float]] | None,
+    bare: dict[str, float] | None,
+) -> list[dict[str, Any]]:
+    """Issue 20's raised goals: 5x MLServer and 2.5x the bare app at 32 connections, one
+    connection's p50 within 1.15x of the bare app's, 2 workers without batching at 90% of
+    the bare app, and (with a `+tcp` twin in the run) the Unix-socket hop losing nothing."""
+    c = GOAL_CONNECTIONS
+    out: list[dict[str, Any]] = []
+
+    def goal(text: str, value: str, met: bool) -> None:
+        out.append({"goal": text, "value": value, "met": met})
+
+    if mh and ml:
+        ratio = mh[1]["requests_per_s"] / ml[1]["requests_per_s"]
+        goal(f"req/s at {c} conns >= 5x MLServer's best ({ml[0]})", f"{mh[0]} {ratio:.2f}x",
+             ratio >= 5)  # fmt: skip
+    if mh and bare:
+        ratio = mh[1]["requests_per_s"] / bare["requests_per_s"]
+        goal(f"req/s at {c} conns >= 2.5x the bare app", f"{mh[0]} {ratio:.2f}x", ratio >= 2.5)
+    bare1 = servers.get("bare-asgi", {}).get("median", {}).get(1)
+    for name, series in servers.items():
+        m = series["median"]
+        if not name.startswith("modelhost"):
+            continue
+        if bare1 and 1 in m:
+            ratio = m[1]["p50_us"] / bare1["p50_us"]
+            goal("p50 at 1 conn <= 1.15x the bare app's", f"{name} {ratio:.2f}x", ratio <= 1.15)
+        if bare and c in m and "workers2" in name and "batching" not in name:
+            share = m[c]["requests_per_s"] / bare["requests_per_s"]
+            goal(f"no batching, 2 workers: req/s at {c} conns >= 90% of the bare app",
+                 f"{name} {share:.0%}", share >= 0.9)  # fmt: skip
+        tcp = servers.get(name[:-1] + "+tcp]", {}).get("median", {})
+        if c in m and c in tcp:
+            ratio = m[c]["requests_per_s"] / tcp[c]["requests_per_s"]
+            goal(f"Unix socket vs TCP hop: no loss at {c} conns", f"{name} {ratio:.2f}x",
+                 ratio >= 0.97)  # fmt: skip
     return out
 
 
@@ -111,7 +154,7 @@ def report(results: dict[str, Any], connections: list[int]) -> str:
                 f"{vs_bare:>5} {m['requests_per_s'] / ip['one_row_calls_per_s']:>5.2f}"
                 + ("  noisy" if m["other_cpu_pct"] > NOISY_OTHER_CPU_PCT else "")
             )
-    lines += ["", "goals (issue 8):"]
+    lines += ["", "goals (issues 8 and 20):"]
     for g in results.get("goals", []):
         lines.append(f"  [{'met' if g['met'] else 'NOT MET'}] {g['goal']}: {g['value']}")
     return "\n".join(lines)

@@ -197,6 +197,7 @@ def bench_modelhost(
     home.mkdir()
     port = free_port()
     env = {**_clean_env(), "MODELHOST_LOG_LEVEL": "warning", "OMP_NUM_THREADS": "1"}
+    env.update(_modelhost.variant_server_env(variant))
     command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1"]
     # wrk sends one fixed, unsigned request: serve without authentication (allowed on
     # loopback only). bench/auth.py measures what SigV4 verification adds.

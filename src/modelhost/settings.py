@@ -82,6 +82,11 @@ class Settings(BaseSettings):
     instance_threads: int = Field(
         default=1, description="Threads a built-in runtime uses for one predict (OMP_NUM_THREADS)."
     )
+    instance_unix_sockets: bool = Field(
+        default=True,
+        description="Reach built-in instances on this machine over a Unix domain socket "
+        "(they listen on their TCP port too); off: loopback TCP, as a user's own server.",
+    )
     recommender_test_duration_s: float = Field(
         default=120.0,
         description="Length of each load test of a Default inference recommendations job.",

@@ -14,6 +14,7 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 |---|---|---|
 | `SAGEMAKER_BIND_TO_PORT` | 8080 | port to listen on |
 | `MH_INSTANCE_HOST` | 127.0.0.1 | address to listen on |
+| `MH_INSTANCE_UNIX_SOCKET` | unset | also listen on this Unix domain socket (the gateway's hop) |
 | `SM_MODEL_DIR` | /opt/ml/model | unpacked model directory |
 | `MH_INSTANCE_RUNTIME` | auto | `auto` or a name in `frameworks.registry.RUNTIMES` |
 | `SAGEMAKER_PROGRAM` | (inference.py if present) | script-mode entry, `.py` optional |
@@ -80,6 +81,7 @@ class InstanceConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    unix_socket: Path | None = None  # also listened on; the gateway connects here
     model_dir: Path = Path("/opt/ml/model")
     runtime: str = "auto"
     program: str | None = None
@@ -128,6 +130,7 @@ class InstanceConfig:
         return cls(
             host=env.get("MH_INSTANCE_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "SAGEMAKER_BIND_TO_PORT", 8080, low=0, high=65535),
+            unix_socket=_unix_socket(env),
             model_dir=model_dir,
             runtime=(env.get("MH_INSTANCE_RUNTIME", "").strip() or "auto").lower(),
             program=program,
@@ -173,6 +176,15 @@ def default_workers(cpus: tuple[int, ...], batching: bool) -> int:
     if cpus and not batching:
         return min(len(cpus), 64)
     return DEFAULT_WORKERS
+
+
+def _unix_socket(env: Mapping[str, str]) -> Path | None:
+    raw = env.get("MH_INSTANCE_UNIX_SOCKET", "").strip()
+    if not raw:
+        return None
+    if len(os.fsencode(raw)) > 107:  # sun_path holds 108 bytes with the NUL
+        raise ConfigError(f"MH_INSTANCE_UNIX_SOCKET={raw!r} is longer than 107 bytes")
+    return Path(raw)
 
 
 def _cpus(env: Mapping[str, str]) -> tuple[int, ...]:

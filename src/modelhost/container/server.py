@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from modelhost.container.app import InstanceApp
 from modelhost.container.config import ConfigError, InstanceConfig
 from modelhost.container.health import SharedHealth
+from modelhost.container.listen import remove_unix_socket, tcp_listener, unix_listener
 from modelhost.container.process import process_alive
 
 log = logging.getLogger("modelhost.container")
@@ -79,6 +80,11 @@ async def serve(
     until SIGTERM/SIGINT or parent death; returns the exit code."""
     import uvicorn
 
+    from modelhost.container.http_protocol import one_write
+
+    if sockets is None and config.unix_socket is not None:
+        # The port for the contract, the Unix socket for the gateway on this machine.
+        sockets = [tcp_listener(config.host, config.port), unix_listener(config.unix_socket)]
     app = build_app(config, health)
     server = uvicorn.Server(
         uvicorn.Config(
@@ -86,7 +92,8 @@ async def serve(
             host=config.host,
             port=config.port,
             loop="none",  # we already run inside uvloop (see main)
-            http="httptools",
+            # httptools, each small response written in one piece (container/http_protocol.py)
+            http=one_write(),
             lifespan="on",
             access_log=False,
             log_config=None,
@@ -111,11 +118,13 @@ async def serve(
     return 0 if server.started else 1
 
 
-def run_worker(config: InstanceConfig, sock: socket.socket, health: SharedHealth) -> int:
+def run_worker(
+    config: InstanceConfig, sockets: list[socket.socket], health: SharedHealth
+) -> int:
     """One worker process of a several-worker instance (`container.workers`)."""
     import uvloop
 
-    return uvloop.run(serve(config, sockets=[sock], health=health))
+    return uvloop.run(serve(config, sockets=sockets, health=health))
 
 
 def _uvicorn_level(level: str) -> str:
@@ -155,6 +164,13 @@ def main() -> int:
         return 2
     setup_logging(config.log_level)
     pin_cpus(config.cpus)
+    try:
+        return _run(config)
+    finally:
+        remove_unix_socket(config.unix_socket)
+
+
+def _run(config: InstanceConfig) -> int:
     if config.workers > 1:
         from modelhost.container.workers import supervise
 

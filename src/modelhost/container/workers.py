@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from modelhost.container.config import InstanceConfig
 from modelhost.container.health import SharedHealth
+from modelhost.container.listen import unix_listener
 from modelhost.container.process import die_with_parent, process_alive
 
 log = logging.getLogger("modelhost.container")
@@ -53,8 +54,8 @@ def reuseport_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-# Runs one worker on its socket until it stops; returns the exit code (server.run_worker).
-RunWorker = Callable[[InstanceConfig, socket.socket, SharedHealth], int]
+# Runs one worker on its sockets until it stops; returns the exit code (server.run_worker).
+RunWorker = Callable[[InstanceConfig, list[socket.socket], SharedHealth], int]
 
 
 def supervise(config: InstanceConfig, run_worker: RunWorker) -> int:
@@ -62,6 +63,9 @@ def supervise(config: InstanceConfig, run_worker: RunWorker) -> int:
     (passed in, so this module does not import the server), and watch them."""
     count = config.workers
     socks = [reuseport_socket(config.host, config.port) for _ in range(count)]
+    # One Unix socket shared by the workers (AF_UNIX has no SO_REUSEPORT): each accepts
+    # the gateway's connections when it is free to.
+    unix = [unix_listener(config.unix_socket)] if config.unix_socket is not None else []
     health = SharedHealth(count)
     me = os.getpid()
     worker_config = dataclasses.replace(config, parent_pid=me)
@@ -76,7 +80,7 @@ def supervise(config: InstanceConfig, run_worker: RunWorker) -> int:
                         other.close()
                 health.index = index
                 die_with_parent()
-                code = run_worker(worker_config, sock, health)
+                code = run_worker(worker_config, [sock, *unix], health)
             except BaseException:
                 log.exception("worker %d failed", index)
             finally:
@@ -84,6 +88,8 @@ def supervise(config: InstanceConfig, run_worker: RunWorker) -> int:
                 os._exit(code)
         pids.append(pid)
         sock.close()  # the worker owns it now; a dead worker's socket must not linger
+    for shared in unix:
+        shared.close()
     log.info("instance supervisor %d started %d workers: %s", me, count, pids)
     return _watch(config, pids)
 

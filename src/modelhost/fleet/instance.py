@@ -1,4 +1,5 @@
-"""An instance: one process serving the container contract at an address (host, port)."""
+"""An instance: one process serving the container contract at an address (a TCP host and
+port, and for built-in runtimes on this machine a Unix domain socket as well)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelhost.resources.status import InstanceStatus
-from modelhost.routing.table import Address, TargetMode
+from modelhost.routing.table import Address, TargetMode, TcpAddress, UnixAddress
 
 
 @dataclass
@@ -36,8 +37,10 @@ class LaunchSpec:
 @dataclass(eq=False)
 class Instance:
     """A running (or starting) instance; a routing `Target`. `outstanding` is read by
-    routing (LOR). `host` is where it listens: loopback for local processes, another
-    machine's address for instances placed elsewhere."""
+    routing (LOR). `host` and `port` are where it listens on TCP: loopback for local
+    processes, another machine's address for instances placed elsewhere. `unix_path`, when
+    set, is a Unix domain socket it listens on too (built-in runtimes started on this
+    machine): `address`, what the gateway connects to, is then that socket."""
 
     instance_id: str
     spec: LaunchSpec
@@ -52,10 +55,14 @@ class Instance:
     models: set[str] = field(default_factory=set)
     started_s: float = field(default_factory=time.time)
     host: str = "127.0.0.1"
+    unix_path: str | None = None
 
-    @property
-    def address(self) -> Address:
-        return (self.host, self.port)
+    def __post_init__(self) -> None:
+        # Built once: the request path reads it for every invocation.
+        self.tcp_address = TcpAddress(self.host, self.port)
+        self.address: Address = (
+            UnixAddress(self.unix_path) if self.unix_path else self.tcp_address
+        )
 
     @property
     def mode(self) -> TargetMode:

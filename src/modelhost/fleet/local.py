@@ -12,7 +12,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from modelhost.fleet import cpu_share
+from modelhost.fleet import cpu_share, sockets
 from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
@@ -37,12 +37,17 @@ class LocalProcessProvider:
     a gateway killed with -9 leaves no orphans behind.
     """
 
-    def __init__(self, cpus: cpu_share.CpuShares | None = None) -> None:
+    def __init__(
+        self, cpus: cpu_share.CpuShares | None = None, socket_dir: Path | None = None
+    ) -> None:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._limits: dict[str, MemoryLimit] = {}
         self._gpu_starts = 0
         # Each instance's vCPUs as a rotating set of this machine's cores.
         self.cpus = cpus or cpu_share.CpuShares()
+        # Built-in instances also listen on a Unix domain socket here (fleet/sockets.py);
+        # None: TCP only.
+        self.sockets = None if socket_dir is None else sockets.SocketDir(socket_dir)
 
     def start(self, spec: LaunchSpec) -> Instance:
         instance_id = f"i-{uuid.uuid4().hex[:12]}"
@@ -50,6 +55,7 @@ class LocalProcessProvider:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
         env, share = self.instance_env(spec, instance_id, port)
+        unix_path = self.unix_path(spec, instance_id, env)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
                 spec.argv,
@@ -74,8 +80,23 @@ class LocalProcessProvider:
                 proc.pid, spec.memory_limit_bytes, instance_id
             )
         return Instance(
-            instance_id=instance_id, spec=spec, port=port, pid=proc.pid, log_path=log_path
+            instance_id=instance_id,
+            spec=spec,
+            port=port,
+            pid=proc.pid,
+            log_path=log_path,
+            unix_path=unix_path,
         )
+
+    def unix_path(self, spec: LaunchSpec, instance_id: str, env: dict[str, str]) -> str | None:
+        """The Unix domain socket a built-in instance listens on besides its port, set in
+        its `env`; None (TCP only) for a user's own server, several workers (the kernel
+        spreads TCP connections over them with SO_REUSEPORT, which AF_UNIX lacks: one
+        shared socket measured 32 of 32 connections on one worker) or sockets off."""
+        if self.sockets is None or not spec.builtin or sockets.workers(env) > 1:
+            return None
+        path = env[sockets.ENV] = self.sockets.path_for(instance_id)
+        return path
 
     def instance_env(
         self, spec: LaunchSpec, instance_id: str, port: int
@@ -169,6 +190,7 @@ class LocalProcessProvider:
         limit = self._limits.pop(instance.instance_id, None)
         if limit is not None:
             limit.release()
+        sockets.remove(instance.unix_path)
         instance.status = InstanceStatus.STOPPED
 
     def kill_all(self) -> None:
@@ -177,6 +199,8 @@ class LocalProcessProvider:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
         self._procs.clear()
+        if self.sockets is not None:
+            self.sockets.clear()
 
 
 def tail(path: Path, max_bytes: int = 2000) -> str:

@@ -51,7 +51,8 @@ class FleetManager:
         self.settings = settings
         self.artifacts = artifacts if artifacts is not None else ArtifactStore(settings)
         if provider is None:
-            provider = LocalProcessProvider()
+            sockets = settings.home / "sockets" if settings.instance_unix_sockets else None
+            provider = LocalProcessProvider(socket_dir=sockets)
             if settings.zygote:
                 provider = ZygoteProvider(provider, settings.logs_dir)
         self.provider: InstanceProvider = provider

@@ -133,6 +133,7 @@ class GroupProvider(LocalProcessProvider):
             spec=spec,
             port=first.port,
             host=first.host,
+            unix_path=first.unix_path,
             pid=first.pid,
             log_path=first.log_path,
             members=tuple(members),

@@ -32,7 +32,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelhost.fleet import cpu_share
+from modelhost.fleet import cpu_share, sockets
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
 from modelhost.fleet.local import LocalProcessProvider, free_port
@@ -195,6 +195,7 @@ class ZygoteProvider:
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = spec.log_dir / f"{instance_id}.log"
         env, share = self.base.instance_env(spec, instance_id, port)
+        unix_path = self.base.unix_path(spec, instance_id, env)
         try:
             pid = zygote.fork(env, spec.model_dir, log_path, spec.memory_limit_bytes)
         except OSError as exc:
@@ -208,7 +209,12 @@ class ZygoteProvider:
             limit = limit_process(pid, spec.memory_limit_bytes, instance_id)
         self._forked[instance_id] = _Forked(pid, pidfd, limit)
         return Instance(
-            instance_id=instance_id, spec=spec, port=port, pid=pid, log_path=log_path
+            instance_id=instance_id,
+            spec=spec,
+            port=port,
+            pid=pid,
+            log_path=log_path,
+            unix_path=unix_path,
         )
 
     def exit_code(self, instance: Instance) -> int | None:
@@ -237,6 +243,7 @@ class ZygoteProvider:
         os.close(forked.pidfd)
         if forked.limit is not None:
             forked.limit.release()
+        sockets.remove(instance.unix_path)
         instance.status = InstanceStatus.STOPPED
 
     def kill_all(self) -> None:

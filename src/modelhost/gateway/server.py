@@ -9,6 +9,7 @@ import socket
 
 import uvicorn
 
+from modelhost.container.http_protocol import one_write
 from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.app import Gateway
 from modelhost.gateway.http_limits import bounded_protocol
@@ -61,12 +62,15 @@ def serve(settings: Settings) -> None:
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
         # h11's cap on one request head; the guard enforces max_header_bytes as well.
-        # The request head is capped while it arrives (not only once parsed), and heads and
-        # bodies that dribble in are cut off (gateway/http_limits.py).
-        http=bounded_protocol(
-            settings.max_header_bytes + 8192,
-            settings.http_header_timeout_s,
-            settings.http_body_timeout_s,
+        # The request head is capped while it arrives (not only once parsed), heads and
+        # bodies that dribble in are cut off (gateway/http_limits.py), and small responses
+        # go out in one write (container/http_protocol.py).
+        http=one_write(
+            bounded_protocol(
+                settings.max_header_bytes + 8192,
+                settings.http_header_timeout_s,
+                settings.http_body_timeout_s,
+            )
         ),
         limit_concurrency=settings.max_concurrency,
     )

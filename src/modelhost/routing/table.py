@@ -6,12 +6,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from modelhost.resources.capture import CaptureConfig
 
-Address = tuple[str, int]
-"""(host, port) of an instance's container-contract server; any machine, not only this one."""
+
+class AddressKind(StrEnum):
+    """How the gateway reaches an instance's container-contract server."""
+
+    TCP = "tcp"  # host and port: any machine, and every server that only speaks TCP
+    UNIX = "unix"  # a Unix domain socket: built-in runtimes on this machine
+
+
+class TcpAddress(NamedTuple):
+    """(host, port) of an instance's server; any machine, not only this one."""
+
+    host: str
+    port: int
+
+    @property
+    def kind(self) -> AddressKind:
+        return AddressKind.TCP
+
+
+class UnixAddress(NamedTuple):
+    """The path of a Unix domain socket an instance on this machine listens on."""
+
+    path: str
+
+    @property
+    def kind(self) -> AddressKind:
+        return AddressKind.UNIX
+
+
+Address = TcpAddress | UnixAddress
+"""Where an instance listens, tagged by its type (both are tuples: hashed and compared
+in C, so the connection pool keys on them at no cost)."""
 
 
 class TargetMode(StrEnum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import (
@@ -18,6 +18,7 @@ from modelhost.routing.table import (
     ShadowRoute,
     Target,
     TargetMode,
+    TcpAddress,
     VariantRoute,
 )
 
@@ -36,7 +37,9 @@ class RemoteTarget:
 
 
 def _target_doc(t: Target) -> dict[str, Any]:
-    host, port = t.address
+    # Other gateways reach the leader's instances by TCP: a Unix socket's path names a
+    # file on the leader's machine (fleet/sockets.py).
+    host, port = cast(TcpAddress, getattr(t, "tcp_address", t.address))
     return {
         "InstanceId": t.instance_id,
         "Host": host,
@@ -50,7 +53,7 @@ def _target_doc(t: Target) -> dict[str, Any]:
 def _target(doc: dict[str, Any]) -> RemoteTarget:
     log_path = doc.get("LogPath")
     return RemoteTarget(
-        doc["InstanceId"], (doc["Host"], int(doc["Port"])), TargetMode(doc["Mode"]),
+        doc["InstanceId"], TcpAddress(doc["Host"], int(doc["Port"])), TargetMode(doc["Mode"]),
         set(doc.get("Models", ())), 0, Path(log_path) if log_path else None,
     )  # fmt: skip
 
