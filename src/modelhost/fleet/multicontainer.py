@@ -165,7 +165,9 @@ class GroupProvider(LocalProcessProvider):
         """`on_exit` as soon as any member's process ends (the group is replaced whole)."""
         assert isinstance(instance, ContainerGroup)
         watch = getattr(self.inner, "watch", None)
-        for member in instance.members if watch is not None else ():
+        if watch is None:
+            return
+        for member in instance.members:
             watch(member, on_exit)
 
     def kill_all(self) -> None:
