@@ -86,6 +86,8 @@ class Zygote:
         self._buffer = b""
         self.ready = False
         self.broken = False
+        # It came up with threads: another one would too, so none is started again.
+        self.refused = False
 
     def _lines(self, timeout_s: float) -> list[dict[str, object]]:
         """Whatever whole lines arrive within `timeout_s` (0: only what is there now)."""
@@ -107,7 +109,7 @@ class Zygote:
             for message in self._lines(0):
                 if message.get("ready"):
                     self.ready = message.get("threads") == 1
-                    self.broken = not self.ready
+                    self.broken = self.refused = not self.ready
                     if self.broken:
                         log.warning("zygote %s has threads; not forking from it", self.key)
         return self.ready
@@ -179,7 +181,7 @@ class ZygoteProvider:
         if key is None:
             return
         zygote = self._zygotes.get(key)
-        if zygote is not None and not zygote.broken:
+        if zygote is not None and (not zygote.broken or zygote.refused):
             return
         if zygote is not None:
             zygote.close()
