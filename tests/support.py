@@ -6,6 +6,7 @@ of an endpoint, a request loop that counts answers, and the CLI run as a user ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -91,23 +92,56 @@ def deploy(
 
 
 def instance_pids(home: Path, endpoint: str) -> set[int]:
-    """Pids of the live instance processes of an endpoint, found by their environment and
-    their output, which goes to an instance log in this server's home (instances do not
-    inherit the gateway's environment, so not its MODELHOST_HOME)."""
-    marker = f"MH_INSTANCE_ENDPOINT_NAME={endpoint}".encode()
+    """Pids of the live instance processes of an endpoint (or of a transform job,
+    `transform-JOB`), found by their output: an instance's stdout is its log, under
+    `<home>/logs/<endpoint>/`, in spawned and forked instances alike (a forked instance's
+    /proc environ and cmdline are its zygote's, so neither can tell)."""
+    logs = home / "logs" / endpoint
     pids = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
+            output = Path(os.readlink(entry / "fd" / "1"))
             state = (entry / "stat").read_text().split(")")[-1].split()[0]
-            output = Path(os.readlink(entry / "fd" / "1")) if marker in environ else None
         except OSError:
             continue
-        if output is not None and output.is_relative_to(home) and state != "Z":
+        if output.is_relative_to(logs) and output.name.startswith("i-") and state != "Z":
             pids.add(int(entry.name))
     return pids
+
+
+def zygote_pids(home: Path) -> set[int]:
+    """Pids of the live zygotes of the server with this home (their output is
+    `<home>/logs/zygote-RUNTIME-THREADS.log`; their children's is an instance log)."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            output = Path(os.readlink(entry / "fd" / "1"))
+        except OSError:
+            continue
+        if output.parent == home / "logs" and output.name.startswith("zygote-"):
+            pids.add(int(entry.name))
+    return pids
+
+
+def parent_pid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+def forked_instances(home: Path, endpoint: str) -> set[int]:
+    """The endpoint's (or job's) instance processes that a zygote forked (an instance's
+    own workers are its children, not the zygote's)."""
+    zygotes = zygote_pids(home)
+    forked = set()
+    for pid in instance_pids(home, endpoint):
+        with contextlib.suppress(OSError):
+            if parent_pid(pid) in zygotes:
+                forked.add(pid)
+    return forked
 
 
 class Loop:

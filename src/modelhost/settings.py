@@ -103,9 +103,9 @@ class Settings(BaseSettings):
     )
     zygote: bool = Field(
         default=True,
-        description="Start serverless instances by forking a warm process per built-in "
-        "runtime that has the framework imported already (cold start in ~0.1 s); off: a "
-        "fresh interpreter per instance.",
+        description="Start built-in-runtime instances (real-time, serverless, transform job, "
+        "multi-model) by forking a warm process per runtime that has the framework imported "
+        "already (an instance serves in ~0.1 s); off: a fresh interpreter per instance.",
     )
     log_level: str = Field(default="info", description="Log level of the gateway and instances.")
     prediction_store_url: str = Field(

@@ -13,7 +13,16 @@ import pytest
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, deploy, instance_pids, unique
+from tests.support import (
+    FAST_ENV,
+    XGBOOST_IMAGE,
+    ChurnModel,
+    Loop,
+    deploy,
+    forked_instances,
+    instance_pids,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -76,6 +85,7 @@ def test_kill_9_of_an_instance_loses_no_request(
     deploy(sm, name, str(churn_model.artifact), instances=2)
     pids = instance_pids(server.home, name)
     assert len(pids) == 2
+    assert forked_instances(server.home, name) == pids  # forked from the runtime's zygote
     X = churn_model.data.X[:1]
     expected = float(churn_model.expected(X)[0])
     with Loop(rt, name, csv_rows(X)[0]) as loop:
@@ -96,6 +106,7 @@ def test_kill_9_of_an_instance_loses_no_request(
         time.sleep(0.3)
     else:
         pytest.fail(f"instance not replaced: {now}, {counts}")
+    assert forked_instances(server.home, name) == now  # the replacement was forked too
 
 
 def test_restart_restores_in_service_endpoints(tmp_path: Path, churn_model: ChurnModel) -> None:

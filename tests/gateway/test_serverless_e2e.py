@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import tarfile
 import threading
@@ -21,7 +20,15 @@ from botocore.exceptions import ClientError
 
 from modelhost.container.process import process_alive
 from modelhost.testing.server import ModelhostServer
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, cli, unique
+from tests.support import (
+    FAST_ENV,
+    XGBOOST_IMAGE,
+    ChurnModel,
+    cli,
+    instance_pids,
+    unique,
+    zygote_pids,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -113,15 +120,8 @@ def _running(sm: Any, name: str) -> int:
 
 
 def _live_instances(home: Path, endpoint: str) -> set[int]:
-    """Pids of the endpoint's instances still running, from their logs' `[instance PID]`
-    (forked instances carry the zygote's /proc environ, so tests.support.instance_pids
-    cannot find them)."""
-    pids = set()
-    for log in (home / "logs" / endpoint).rglob("i-*.log"):
-        match = re.search(r"\[instance (\d+)\]", log.read_text(errors="replace"))
-        if match:
-            pids.add(int(match.group(1)))
-    return {pid for pid in pids if process_alive(pid)}
+    """Pids of the endpoint's instances still running (forked or spawned)."""
+    return instance_pids(home, endpoint)
 
 
 def _wait(condition: Any, what: str, timeout_s: float = 60.0) -> None:
@@ -262,22 +262,6 @@ def test_a_model_over_its_memory_fails_cleanly_and_the_endpoint_stays_up(
     assert ask(16) == {"allocated_mib": 16}
 
 
-def _zygote_pids(home: Path) -> set[int]:
-    """Live zygote processes of the server with this home (their output is its log)."""
-    pids = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-            output = Path(os.readlink(entry / "fd" / "1"))
-        except OSError:
-            continue
-        if b"modelhost.container.zygote" in cmdline and output.is_relative_to(home):
-            pids.add(int(entry.name))
-    return {pid for pid in pids if process_alive(pid)}
-
-
 def test_a_killed_gateway_leaves_no_zygote_or_instance_behind(
     tmp_path: Path, churn_model: ChurnModel
 ) -> None:
@@ -289,7 +273,7 @@ def test_a_killed_gateway_leaves_no_zygote_or_instance_behind(
         body = ",".join(repr(float(v)) for v in churn_model.data.X[0])
         rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
         instances = _live_instances(home, name)
-        zygotes = _zygote_pids(home)
+        zygotes = zygote_pids(home)
         assert len(instances) == 1 and len(zygotes) == 1
         assert srv.proc is not None
         os.kill(srv.proc.pid, signal.SIGKILL)

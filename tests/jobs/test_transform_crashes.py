@@ -13,27 +13,23 @@ import pytest
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
 from tests.jobs.support import native, transform, wait_for
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import (
+    FAST_ENV,
+    XGBOOST_IMAGE,
+    ChurnModel,
+    forked_instances,
+    instance_pids,
+    unique,
+)
 
 pytestmark = pytest.mark.integration
 
 N_RECORDS = 1500
 
 
-def _instance_pids(job: str) -> list[int]:
-    """Our own instance processes for this job, found by the environment fleet/local sets."""
-    marker = f"MH_INSTANCE_ENDPOINT_NAME=transform-{job}".encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                if marker in f.read().split(b"\0"):
-                    pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
+def _instance_pids(home: Path, job: str) -> set[int]:
+    """The job's own instance processes (tests.support.instance_pids says how)."""
+    return instance_pids(home, f"transform-{job}")
 
 
 def _slow_job(sm: Any, model: str, tmp_path: Path, X: np.ndarray) -> str:
@@ -76,8 +72,9 @@ def test_instance_killed_mid_job(
     X = churn_model.data.X[:N_RECORDS]
     job = _slow_job(sm, churn_model_name, tmp_path, X)
     wait_for(lambda: _records_done(server.url, job) >= 100)
-    pids = _instance_pids(job)
-    assert pids
+    pids = _instance_pids(server.home, job)
+    # The job's instance was forked from the runtime's zygote (its workers from it).
+    assert forked_instances(server.home, f"transform-{job}")
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     assert _records_done(server.url, job) < N_RECORDS  # the kill happened mid-job
@@ -119,7 +116,7 @@ def test_stop_mid_job(
     assert d["TransformJobStatus"] == "Stopped"
     assert "TransformEndTime" in d
     assert not (tmp_path / "out" / "x.csv.out").exists()
-    assert not _instance_pids(job)
+    assert not _instance_pids(server.home, job)
 
 
 def test_warm_instances_are_reused_by_the_next_job(churn_model: ChurnModel, tmp_path: Path) -> None:
@@ -136,10 +133,10 @@ def test_warm_instances_are_reused_by_the_next_job(churn_model: ChurnModel, tmp_
             ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
         )
         first = transform(sm, model, str(tmp_path / "in"), str(tmp_path / "out1"))
-        kept = _instance_pids(first["TransformJobName"])
+        kept = _instance_pids(srv.home, first["TransformJobName"])
         assert kept  # still running after the job, waiting for the next one
         second = transform(sm, model, str(tmp_path / "in"), str(tmp_path / "out2"))
         assert second["TransformJobStatus"] == "Completed", second.get("FailureReason")
-        assert not _instance_pids(second["TransformJobName"])  # none of its own
-        assert _instance_pids(first["TransformJobName"]) == kept
+        assert not _instance_pids(srv.home, second["TransformJobName"])  # none of its own
+        assert _instance_pids(srv.home, first["TransformJobName"]) == kept
         _check_exactly_once(tmp_path / "out2" / "x.csv.out", churn_model.expected(X))

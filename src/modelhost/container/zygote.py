@@ -6,7 +6,9 @@ once, then waits on a socket the gateway holds. For each request (one JSON line:
 instance's environment, working directory, log file and memory limit) it forks a child
 that becomes the instance: its own session, its log as stdout/stderr, its environment
 and limit, then the instance server's `main()` (which loads only the model). The reply
-is the child's pid. The zygote ends when the gateway's end of the socket closes.
+is the child's pid. The zygote ends when the gateway's end of the socket closes. Every
+built-in-runtime instance (real-time, serverless, transform job, multi-model) is forked
+from here when it can be (`fleet/zygote.py` says when not).
 
 Forking is only safe while the zygote has a single thread (a thread's locks would be
 copied held), so the numerical libraries are imported with one thread each (OpenBLAS
@@ -36,6 +38,7 @@ from typing import Any
 PRELOAD = (
     "modelhost.container.server",
     "modelhost.container.app",
+    "modelhost.container.multimodel",  # a multi-model instance's /models API
     "modelhost.frameworks.registry",
     "uvicorn",
     "uvicorn.protocols.http.httptools_impl",
@@ -90,6 +93,8 @@ def _child(request: dict[str, Any], channel: socket.socket) -> None:
         os.chdir(request["cwd"])
         os.environ.clear()
         os.environ.update(request["env"])
+        # What a spawned instance (`python -m modelhost.container`) sees as its argv.
+        sys.argv = [os.path.join(os.path.dirname(__file__), "__main__.py")]
         limit = request.get("memory_limit_bytes")
         if limit:
             # Before the model loads (fleet/limits.py says why RLIMIT_DATA).

@@ -103,9 +103,13 @@ async def start_deployment(
                 # MemorySizeInMB is each instance's memory limit; a request that finds no
                 # idle instance waits for a forked one (the zygote), not a fresh process.
                 spec.memory_limit_bytes = serverless.memory_bytes
-                spec.fast_start = True
-                manager.prewarm(spec)
                 count = serverless.warm
+            # Its runtime's zygote: this fleet's instances, its replacements and its
+            # scale-out are forked from it (fleet/zygote.py).
+            if count:
+                await manager.warm(spec)
+            else:
+                manager.prewarm(spec)
             dep.fleets[variant.name] = manager.fleet(spec, count, on_change)
         await asyncio.gather(*(f.start() for f in dep.fleets.values()))
     except BaseException as exc:

@@ -29,9 +29,9 @@ class LaunchSpec:
     model_data_prefix: str | None = None
     # The process's memory limit (fleet/limits.py): a serverless variant's MemorySizeInMB.
     memory_limit_bytes: int | None = None
-    # Start by forking the runtime's warm zygote (fleet/zygote.py) where it can: a
-    # serverless cold start waits for it.
-    fast_start: bool = False
+    # Whether a built-in runtime's zygote may fork it (fleet/zygote.py); the members of a
+    # multi-container instance are spawned.
+    forkable: bool = True
 
 
 @dataclass(eq=False)

@@ -10,10 +10,12 @@ import signal
 import socket
 import subprocess
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from modelhost.fleet import cpu_share, sockets
 from modelhost.fleet.environment import inherited_environment
+from modelhost.fleet.exits import ExitWatch
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
 from modelhost.resources import gpus
@@ -43,6 +45,7 @@ class LocalProcessProvider:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._limits: dict[str, MemoryLimit] = {}
         self._gpu_starts = 0
+        self._exits = ExitWatch()
         # Each instance's vCPUs as a rotating set of this machine's cores.
         self.cpus = cpus or cpu_share.CpuShares()
         # Built-in instances also listen on a Unix domain socket here (fleet/sockets.py);
@@ -161,6 +164,21 @@ class LocalProcessProvider:
             return {}
         return {gpus.ENV: pinned}
 
+    def watch(self, instance: Instance, on_exit: Callable[[], None]) -> None:
+        """Call `on_exit` on the running loop as soon as the instance's process ends
+        (not when it is stopped through `stop`)."""
+        proc = self._procs.get(instance.instance_id)
+        if proc is None or proc.returncode is not None:
+            return  # reaped already: its pid may be another process's now
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:
+            return  # gone already; the health check replaces it
+        try:
+            self._exits.watch(instance.instance_id, pidfd, on_exit)
+        finally:
+            os.close(pidfd)
+
     def exit_code(self, instance: Instance) -> int | None:
         """None while the process runs, else its exit status."""
         proc = self._procs.get(instance.instance_id)
@@ -169,6 +187,7 @@ class LocalProcessProvider:
     async def stop(self, instance: Instance, grace_s: float) -> None:
         proc = self._procs.get(instance.instance_id)
         instance.status = InstanceStatus.STOPPING
+        self._exits.forget(instance.instance_id)
         if proc is None:
             instance.status = InstanceStatus.STOPPED
             return
@@ -195,6 +214,7 @@ class LocalProcessProvider:
 
     def kill_all(self) -> None:
         """Last-resort synchronous cleanup (interpreter exit)."""
+        self._exits.forget_all()
         for proc in self._procs.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)

@@ -35,6 +35,9 @@ from modelhost.store.artifacts import ArtifactStore
 
 log = logging.getLogger("modelhost.fleet")
 
+# The longest a fleet's start waits for its zygote before it spawns instead.
+WARM_TIMEOUT_S = 60.0
+
 
 class FleetManager:
     """Creates, tracks and stops `VariantFleet`s over one `InstanceProvider` and one
@@ -104,11 +107,19 @@ class FleetManager:
             raise LaunchError(str(exc)) from exc
 
     def prewarm(self, spec: LaunchSpec) -> None:
-        """Get ready to start `spec`'s instances fast (its runtime's zygote), if the
-        provider can."""
+        """Get ready to start `spec`'s instances fast (its runtime's zygote, started in
+        the background), if the provider can."""
         prewarm = getattr(self.provider, "prewarm", None)
-        if prewarm is not None and spec.fast_start:
+        if prewarm is not None:
             prewarm(spec)
+
+    async def warm(self, spec: LaunchSpec) -> None:
+        """Prewarm and wait until `spec`'s starts fork (bounded; after the bound, or if
+        the zygote fails, they are spawned): starting a fleet after its zygote is warm
+        costs one interpreter start instead of one per instance."""
+        warm = getattr(self.provider, "warm", None)
+        if warm is not None:
+            await warm(spec, min(self.settings.instance_startup_timeout_s, WARM_TIMEOUT_S))
 
     def fleet(
         self, spec: LaunchSpec, desired: int, on_change: Callable[[], None] = lambda: None
@@ -147,6 +158,7 @@ class FleetManager:
         spec = await self.launch_spec(
             fleet_name, variant_name, model_name, model_spec, instance_type
         )
+        await self.warm(spec)
         fleet = self.fleet(spec, desired, on_change)
         try:
             await fleet.start()

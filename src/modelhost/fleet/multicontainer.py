@@ -88,7 +88,10 @@ def build_group_launch_spec(
             )
         except LaunchError as exc:
             raise LaunchError(f"Container {host}: {exc}") from exc
-        specs.append((host, dataclasses.replace(spec, log_dir=spec.log_dir / host)))
+        # Spawned, not forked from a zygote: a group's containers start together, and
+        # often with different runtimes.
+        member = dataclasses.replace(spec, log_dir=spec.log_dir / host, forkable=False)
+        specs.append((host, member))
     first = specs[0][1]
     return GroupLaunchSpec(
         endpoint_name=endpoint_name,
@@ -158,6 +161,15 @@ class GroupProvider(LocalProcessProvider):
         assert isinstance(instance, ContainerGroup)
         await asyncio.gather(*(self.inner.stop(m, grace_s) for m in instance.members))
         instance.status = instance.members[0].status
+
+    def watch(self, instance: Instance, on_exit: Callable[[], None]) -> None:
+        """`on_exit` as soon as any member's process ends (the group is replaced whole)."""
+        assert isinstance(instance, ContainerGroup)
+        watch = getattr(self.inner, "watch", None)
+        if watch is None:
+            return
+        for member in instance.members:
+            watch(member, on_exit)
 
     def kill_all(self) -> None:
         self.inner.kill_all()

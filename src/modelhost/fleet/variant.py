@@ -64,11 +64,38 @@ class VariantFleet:
         self._failed_replacements = 0
         self._next_start_s = 0.0
 
+    def _launch(self) -> Instance:
+        """Start one instance; the provider, where it can, reports its exit at once."""
+        inst = self._provider.start(self.spec)
+        watch = getattr(self._provider, "watch", None)
+        if watch is not None:
+            watch(inst, lambda: self._exited(inst))
+        return inst
+
+    def _exited(self, inst: Instance) -> None:
+        """A serving instance's process ended (a kill, a crash): out of routing and
+        replaced now, not at the next health check. One still starting fails its start
+        on its own (`_wait_ready` sees the exit)."""
+        if self._stopped or inst not in self.instances:
+            return
+        if inst.status not in (InstanceStatus.IN_SERVICE, InstanceStatus.UNHEALTHY):
+            return
+        log.warning(
+            "instance %s of %s/%s exited; replacing it",
+            inst.instance_id,
+            self.spec.endpoint_name,
+            self.spec.variant_name,
+        )
+        self.instances.remove(inst)
+        self._track(asyncio.ensure_future(self._provider.stop(inst, grace_s=1.0)))
+        self._on_change()
+        self._top_up()
+
     def serving(self) -> tuple[Instance, ...]:
         return tuple(i for i in self.instances if i.status == InstanceStatus.IN_SERVICE)
 
     async def start(self) -> None:
-        started = [self._provider.start(self.spec) for _ in range(self.desired)]
+        started = [self._launch() for _ in range(self.desired)]
         self.instances.extend(started)
         results = await asyncio.gather(
             *(self._wait_ready(i) for i in started), return_exceptions=True
@@ -84,7 +111,7 @@ class VariantFleet:
         Raises StartupError (and keeps the old count) if new instances fail."""
         current = [i for i in self.instances if i.status == InstanceStatus.IN_SERVICE]
         if count > len(current):
-            added = [self._provider.start(self.spec) for _ in range(count - len(current))]
+            added = [self._launch() for _ in range(count - len(current))]
             self.instances.extend(added)
             results = await asyncio.gather(
                 *(self._wait_ready(i) for i in added), return_exceptions=True
@@ -115,7 +142,7 @@ class VariantFleet:
     async def add_one(self) -> Instance:
         """Start one more instance and return it once it serves (serverless scale-out);
         StartupError (and it is gone again) if it cannot."""
-        inst = self._provider.start(self.spec)
+        inst = self._launch()
         self.instances.append(inst)
         try:
             await self._wait_ready(inst)
@@ -188,6 +215,8 @@ class VariantFleet:
             dead = self._provider.exit_code(inst) is not None
             if not dead:
                 result = await self._client.ping(inst, self._ping_timeout_s)
+                if inst not in self.instances:
+                    continue  # it exited (and was replaced) during the ping
                 if result.status == 200:
                     inst.failed_pings = 0
                     if inst.status == InstanceStatus.UNHEALTHY:
@@ -221,7 +250,7 @@ class VariantFleet:
             in (InstanceStatus.STARTING, InstanceStatus.IN_SERVICE, InstanceStatus.UNHEALTHY)
         ]
         for _ in range(self.desired - len(live)):
-            inst = self._provider.start(self.spec)
+            inst = self._launch()
             self.instances.append(inst)
             self._track(asyncio.ensure_future(self._replace(inst)))
 

@@ -1,18 +1,25 @@
 """Fast instance starts: fork a warm zygote instead of starting a fresh interpreter.
 
-`ZygoteProvider` is an `InstanceProvider` around `LocalProcessProvider`. A launch spec
-marked `fast_start` (serverless variants) of a built-in runtime is started by asking that
-runtime's zygote (`container/zygote.py`: Python, uvicorn, numpy and the framework
-imported already) to fork a child, which loads only the model: the instance answers
-/ping in about a tenth of a second instead of one to three. Everything else, and any
-start while no zygote is ready (it takes about as long as one instance start to warm
-up), is spawned by the wrapped provider as before.
+`ZygoteProvider` is an `InstanceProvider` around `LocalProcessProvider`. Every instance
+of a built-in runtime (a real-time or serverless variant's, a transform job's, a
+multi-model endpoint's) is started by asking that runtime's zygote
+(`container/zygote.py`: Python, uvicorn, numpy and the framework imported already) to
+fork a child, which loads only the model: the instance answers /ping in about a tenth of
+a second instead of one to three. A user's server (BYOC commands and images) and the
+containers of a multi-container model are spawned by the wrapped provider as before, as
+is whatever a fork cannot honour (`key`): a GPU instance type (CUDA should start in a
+fresh process), an environment variable read when the interpreter or a library starts,
+and a script with its own `code/requirements.txt` (its pins must win over what the
+zygote imported). So is any start while no zygote is ready.
 
 Zygotes are keyed by runtime and OMP_NUM_THREADS (OpenMP reads it when it loads, so a
-child keeps its zygote's). `prewarm(spec)` starts one ahead of the first request (when a
-serverless variant is deployed). The gateway keeps a forked instance's pidfd: it tells
-when the process ends (the zygote, not the gateway, is its parent, and the kernel reaps
-it) and signals exactly that process, never a reused pid.
+child keeps its zygote's). `prewarm(spec)` starts one when an endpoint or a job of that
+runtime is created, and `warm(spec)` waits for it (it takes about as long as one spawned
+instance to warm up, and forking N after it costs less than N fresh interpreters). A
+zygote lives as long as the gateway. The gateway keeps a forked instance's pidfd: it
+tells when the process ends (the zygote, not the gateway, is its parent, and the kernel
+reaps it) and signals exactly that process, never a reused pid. `watch` turns any
+instance's exit into an immediate callback (the fleet replaces it at once).
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelhost.fleet import cpu_share, sockets
+from modelhost.fleet.exits import ExitWatch
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
 from modelhost.fleet.local import LocalProcessProvider, free_port
+from modelhost.frameworks.requirements import REQUIREMENTS_FILE, has_requirements
 from modelhost.resources import gpus
 from modelhost.resources.status import InstanceStatus
 
@@ -76,6 +86,8 @@ class Zygote:
         self._buffer = b""
         self.ready = False
         self.broken = False
+        # It came up with threads: another one would too, so none is started again.
+        self.refused = False
 
     def _lines(self, timeout_s: float) -> list[dict[str, object]]:
         """Whatever whole lines arrive within `timeout_s` (0: only what is there now)."""
@@ -97,7 +109,7 @@ class Zygote:
             for message in self._lines(0):
                 if message.get("ready"):
                     self.ready = message.get("threads") == 1
-                    self.broken = not self.ready
+                    self.broken = self.refused = not self.ready
                     if self.broken:
                         log.warning("zygote %s has threads; not forking from it", self.key)
         return self.ready
@@ -136,24 +148,30 @@ class _Forked:
 
 
 class ZygoteProvider:
-    """Forks `fast_start` instances from warm zygotes; spawns everything else through
-    `base` (see the module docstring)."""
+    """Forks built-in-runtime instances from warm zygotes; spawns everything else
+    through `base` (see the module docstring)."""
 
     def __init__(self, base: LocalProcessProvider, log_dir: Path) -> None:
         self.base = base
         self.log_dir = log_dir
         self._zygotes: dict[ZygoteKey, Zygote] = {}
         self._forked: dict[str, _Forked] = {}
+        self._exits = ExitWatch()
 
     @staticmethod
     def key(spec: LaunchSpec) -> ZygoteKey | None:
         """Which zygote can start `spec` (None: none; it is spawned)."""
         runtime = spec.env.get("MH_INSTANCE_RUNTIME")
-        if not spec.builtin or runtime is None or spec.model_data_prefix is not None:
+        if not spec.builtin or not spec.forkable or runtime is None:
             return None
         if gpus.gpus_per_instance(spec.env.get(gpus.INSTANCE_TYPE_ENV) or None):
             return None
         if any(_read_at_startup(name) for name in spec.env):
+            return None
+        # A multi-model instance's models come later (each may bring its own; as in a
+        # spawned instance, the framework is imported by then).
+        code = spec.model_dir / "code" / REQUIREMENTS_FILE
+        if spec.model_data_prefix is None and has_requirements(code):
             return None
         return (runtime, spec.env.get("OMP_NUM_THREADS", "1"))
 
@@ -163,7 +181,7 @@ class ZygoteProvider:
         if key is None:
             return
         zygote = self._zygotes.get(key)
-        if zygote is not None and not zygote.broken:
+        if zygote is not None and (not zygote.broken or zygote.refused):
             return
         if zygote is not None:
             zygote.close()
@@ -171,6 +189,20 @@ class ZygoteProvider:
         self._zygotes[key] = Zygote(
             key, self.base.zygote_env(key[1]), self.log_dir / f"zygote-{key[0]}-{key[1]}.log"
         )
+
+    async def warm(self, spec: LaunchSpec, timeout_s: float) -> bool:
+        """Prewarm and wait (up to `timeout_s`) until `spec`'s next start forks; False
+        when it will be spawned (no zygote for it, or the zygote failed)."""
+        self.prewarm(spec)
+        key = self.key(spec)
+        zygote = None if key is None else self._zygotes.get(key)
+        if zygote is None:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not zygote.usable() and not zygote.broken and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        return zygote.usable()
 
     def ready(self, spec: LaunchSpec) -> bool:
         """Whether `spec`'s next start forks (its zygote is warm)."""
@@ -184,7 +216,7 @@ class ZygoteProvider:
         return None if zygote is None else zygote.proc.pid
 
     def start(self, spec: LaunchSpec) -> Instance:
-        key = self.key(spec) if spec.fast_start else None
+        key = self.key(spec)
         zygote = None if key is None else self._zygotes.get(key)
         if key is None or zygote is None or not zygote.usable():
             if key is not None:
@@ -217,6 +249,14 @@ class ZygoteProvider:
             unix_path=unix_path,
         )
 
+    def watch(self, instance: Instance, on_exit: Callable[[], None]) -> None:
+        """Call `on_exit` on the running loop as soon as the instance's process ends."""
+        forked = self._forked.get(instance.instance_id)
+        if forked is None:
+            self.base.watch(instance, on_exit)
+        else:
+            self._exits.watch(instance.instance_id, forked.pidfd, on_exit)
+
     def exit_code(self, instance: Instance) -> int | None:
         forked = self._forked.get(instance.instance_id)
         if forked is None:
@@ -230,6 +270,7 @@ class ZygoteProvider:
             await self.base.stop(instance, grace_s)
             return
         instance.status = InstanceStatus.STOPPING
+        self._exits.forget(instance.instance_id)
         if not forked.exited():
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(forked.pidfd, signal.SIGTERM)
@@ -247,6 +288,7 @@ class ZygoteProvider:
         instance.status = InstanceStatus.STOPPED
 
     def kill_all(self) -> None:
+        self._exits.forget_all()
         for forked in self._forked.values():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(forked.pid, signal.SIGKILL)

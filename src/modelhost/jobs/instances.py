@@ -73,6 +73,7 @@ async def start_fleet(
         )
     except Exception as exc:
         raise JobFailed(f"Model {model_name} cannot be started: {exc}") from exc
+    await fleets.warm(spec)  # instances forked from the runtime's zygote (fleet/zygote.py)
     fleet = fleets.fleet(spec, instances)
     try:
         await fleet.start()
