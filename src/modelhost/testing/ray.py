@@ -98,9 +98,13 @@ class RayCluster:
             *(f"{flag}={port}" for flag, port in ports.items()),
         ]  # fmt: skip
         if index == 0:
+            # Two clusters on one machine (tests in parallel) must not share the head's
+            # fixed default ports (client server 10001, dashboard 8265).
             argv += [
                 "--head",
                 f"--port={self.port}",
+                f"--ray-client-server-port={free_port()}",
+                f"--dashboard-port={free_port()}",
                 "--include-dashboard=false",
                 f"--system-config={json.dumps(SYSTEM_CONFIG)}",
             ]
@@ -173,11 +177,13 @@ class RayCluster:
 
 
 @contextmanager
-def local_ray_cluster(nodes: int = 3, cpus_per_node: float = 1.0) -> Iterator[RayCluster]:
+def local_ray_cluster(
+    nodes: int = 3, cpus_per_node: float = 1.0, memory_per_node_bytes: int = 2 * 1024**3
+) -> Iterator[RayCluster]:
     """A throwaway local Ray cluster of `nodes` nodes in a temp dir, stopped on exit.
     The temp dir is short: Ray's socket paths must fit in 107 bytes."""
     root = Path(tempfile.mkdtemp(prefix="mh-ray-", dir="/tmp"))
-    cluster = RayCluster(root, nodes=nodes, cpus_per_node=cpus_per_node)
+    cluster = RayCluster(root, nodes, 0, cpus_per_node, memory_per_node_bytes)
     try:
         cluster.start()
         yield cluster
