@@ -52,3 +52,22 @@ def test_up_prints_a_url_that_stays_the_same_across_down_and_up(tmp_path: Path) 
         store.close()
     finally:
         _cluster("down", "--purge", "--dir", where)
+
+
+@pytest.mark.ray
+def test_up_with_nodes_starts_a_ray_cluster_and_down_stops_it(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    where = str(tmp_path / "cluster")
+    try:
+        output = _cluster("up", "--dir", where, "--nodes", "3")
+        assert "export MODELHOST_FLEET=ray" in output
+        address = re.search(r"^export MODELHOST_RAY_ADDRESS=(\S+)$", output, re.M)
+        assert address is not None, output
+        status = _cluster("status", "--dir", where)
+        assert "127.0.1.1 up, 127.0.1.2 up, 127.0.1.3 up" in status, status
+        # Idempotent: the same address, no second set of nodes.
+        assert address.group(1) in _cluster("up", "--dir", where)
+        down = _cluster("down", "--dir", where)
+        assert "127.0.1.1 down, 127.0.1.2 down, 127.0.1.3 down" in down, down
+    finally:
+        _cluster("down", "--purge", "--dir", where)

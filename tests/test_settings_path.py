@@ -18,6 +18,7 @@ ALLOWED = {
     "container/supervise.py": "hands the instance's explicit environment to the user's server",
     "container/zygote.py": "a forked instance takes the environment the gateway gave it",
     "fleet/local.py": "filters the gateway's environment through fleet/environment.py",
+    "fleet/ray/actor.py": "a Ray node filters its own environment through fleet/environment.py",
     "frameworks/mlflow.py": "sets MLFLOW_DISABLE_TELEMETRY for mlflow; reads nothing",
     "testing/server.py": "the test kit starts a gateway with the caller's environment",
 }

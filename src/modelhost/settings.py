@@ -9,6 +9,7 @@ the gateway reads the environment. An instance reads its own, explicit environme
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import Field, SecretStr
@@ -40,6 +41,22 @@ class Settings(BaseSettings):
         default=1.0,
         description="Several gateways: how often a follower rereads the leader's routing "
         "snapshots when no LISTEN/NOTIFY signal came (the fallback).",
+    )
+    fleet: Literal["local", "ray"] = Field(
+        default="local",
+        description="Where instances run: 'local' (child processes of this gateway) or 'ray' "
+        "(actors on the nodes of the Ray cluster at ray_address; modelhost[ray]).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Address of the Ray cluster for fleet 'ray' (host:port of the head's GCS, "
+        "as `ray start --head` prints it); unset: RAY_ADDRESS, else a local Ray.",
+    )
+    ray_resource_scale: float = Field(
+        default=1.0,
+        gt=0,
+        description="Fleet 'ray': an instance asks Ray for its type's vCPUs and memory times "
+        "this (e.g. 0.05 so several ml.m5.large fit on a small test node).",
     )
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")

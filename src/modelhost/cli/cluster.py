@@ -2,10 +2,9 @@
 machine, for tests and demos.
 
 A cluster is a directory (default `<home>/cluster`) holding one sub-directory per part and
-`cluster.json` (each part's settings, so `up` after `down` gives the same URLs). Today the
-one part is PostgreSQL, the metadata store; the Ray head and worker nodes of the Ray fleet
-provider become further parts (`Part`), started by the same `up` (`--nodes`) and stopped by
-the same `down`.
+`cluster.json` (each part's settings, so `up` after `down` gives the same URLs): PostgreSQL,
+the metadata store, and with `--nodes N` a Ray cluster of N nodes on this machine for the
+Ray fleet provider (testing/ray.py).
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ import click
 
 from modelhost.cli.common import Target, target_options
 from modelhost.testing.postgres import PostgresCluster
+from modelhost.testing.ray import RayCluster
 
 
 class Part(Protocol):
-    """One service of the local cluster (PostgreSQL; Ray head and nodes later)."""
+    """One service of the local cluster (PostgreSQL, the Ray nodes)."""
 
     name: str
 
@@ -72,6 +72,58 @@ class PostgresPart:
         return {"MODELHOST_DATABASE_URL": self.server.url}
 
 
+# An instance asks for its type's vCPUs and memory times this on the local Ray cluster's
+# 1-CPU nodes: an ml.m5.large (2 vCPU, 8 GiB) takes 0.2 CPU and 0.8 GiB (docs/scale-out.md).
+LOCAL_RESOURCE_SCALE = 0.1
+
+
+@dataclass
+class RayPart:
+    """A Ray head and `nodes - 1` more nodes on this machine (127.0.1.1, .2, ...)."""
+
+    root: Path
+    port: int
+    nodes: int
+    cpus_per_node: float = 1.0
+    name: str = "ray"
+
+    @property
+    def cluster(self) -> RayCluster:
+        return RayCluster(self.root, self.nodes, self.port, self.cpus_per_node)
+
+    def up(self) -> None:
+        cluster = self.cluster
+        cluster.start()
+        self.port = cluster.port
+
+    def down(self, purge: bool = False) -> None:
+        if purge:
+            self.cluster.purge()
+        else:
+            self.cluster.stop()
+
+    def running(self) -> bool:
+        return self.cluster.running()
+
+    def describe(self) -> str:
+        cluster = self.cluster
+        nodes = ", ".join(
+            f"{address} {'up' if up else 'down'}" for address, up in cluster.node_states()
+        )
+        memory_mib = cluster.memory_bytes() / 2**20
+        return (
+            f"{self.name}: {self.nodes} nodes at {cluster.address} ({nodes}; "
+            f"{self.cpus_per_node:g} CPU each; Ray's processes use {memory_mib:.0f} MiB)"
+        )
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "MODELHOST_FLEET": "ray",
+            "MODELHOST_RAY_ADDRESS": self.cluster.address,
+            "MODELHOST_RAY_RESOURCE_SCALE": str(LOCAL_RESOURCE_SCALE),
+        }
+
+
 @dataclass
 class LocalCluster:
     """The parts of the cluster in `root`, and their saved settings (`cluster.json`)."""
@@ -88,13 +140,24 @@ class LocalCluster:
             return loaded
         return {}
 
-    def parts(self, postgres_port: int | None = None) -> list[Part]:
-        saved = self.load().get("postgresql", {})
+    def parts(self, postgres_port: int | None = None, nodes: int | None = None) -> list[Part]:
+        state = self.load()
+        saved = state.get("postgresql", {})
         port = postgres_port or saved.get("port", 0)
-        return [PostgresPart(self.root / "postgresql", int(port))]
+        parts: list[Part] = [PostgresPart(self.root / "postgresql", int(port))]
+        ray = state.get("ray", {})
+        nodes = nodes if nodes is not None else int(ray.get("nodes", 0))
+        if nodes > 0:
+            cpus = float(ray.get("cpus_per_node", 1.0))
+            parts.append(RayPart(self.root / "ray", int(ray.get("port", 0)), nodes, cpus))
+        return parts
 
     def save(self, parts: list[Part]) -> None:
-        state = {p.name: {"port": getattr(p, "port", 0)} for p in parts}
+        state: dict[str, dict[str, Any]] = {}
+        for part in parts:
+            state[part.name] = {"port": getattr(part, "port", 0)}
+            if isinstance(part, RayPart):
+                state[part.name].update(nodes=part.nodes, cpus_per_node=part.cpus_per_node)
         self.root.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
@@ -125,7 +188,7 @@ _DIR = click.option(
 
 @click.group()
 def cluster() -> None:
-    """A local cluster for several gateways: PostgreSQL (Ray nodes come with the Ray fleet)."""
+    """A local cluster for several gateways: PostgreSQL, and Ray nodes for `--fleet ray`."""
 
 
 @cluster.command("up")
@@ -137,10 +200,19 @@ def cluster() -> None:
     default=None,
     help="Port of PostgreSQL on 127.0.0.1 [default: the one used before, else a free one].",
 )
-def cluster_up(target: Target, directory: Path | None, postgres_port: int | None) -> None:
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Ray nodes to run on this machine for `--fleet ray` (a head and N-1 more; 0: no Ray) "
+    "[default: as before, else 0].",
+)
+def cluster_up(
+    target: Target, directory: Path | None, postgres_port: int | None, nodes: int | None
+) -> None:
     """Start the cluster's services (idempotent) and print the settings to use them."""
     local = _cluster(target, directory)
-    parts = local.parts(postgres_port)
+    parts = local.parts(postgres_port, nodes)
     for part in parts:
         try:
             part.up()

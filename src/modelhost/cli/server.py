@@ -23,8 +23,26 @@ from modelhost.settings import Settings
     default=False,
     help="Accept unsigned requests (only on a loopback address; MODELHOST_AUTH_ENABLED=false).",
 )
+@click.option(
+    "--fleet",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help="Where instances run: local processes, or a Ray cluster [default: local].",
+)
+@click.option(
+    "--ray-address",
+    default=None,
+    help="The Ray cluster for --fleet ray (host:port, as `modelhost cluster up` prints it).",
+)
 @target_options
-def serve(host: str | None, port: int | None, no_auth: bool, target: Target) -> None:
+def serve(
+    host: str | None,
+    port: int | None,
+    no_auth: bool,
+    fleet: str | None,
+    ray_address: str | None,
+    target: Target,
+) -> None:
     """Run the server: SageMaker control plane, runtime and /metrics on one port.
 
     It listens on the host and port of --url (the URL clients are given), unless --host or
@@ -48,6 +66,10 @@ def serve(host: str | None, port: int | None, no_auth: bool, target: Target) -> 
         overrides["home"] = target.home
     if no_auth:
         overrides["auth_enabled"] = False
+    if fleet is not None:
+        overrides["fleet"] = fleet
+    if ray_address is not None:
+        overrides["ray_address"] = ray_address
     try:
         run(Settings(**overrides))
     except UnsafeConfiguration as exc:

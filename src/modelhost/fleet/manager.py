@@ -54,10 +54,7 @@ class FleetManager:
         self.settings = settings
         self.artifacts = artifacts if artifacts is not None else ArtifactStore(settings)
         if provider is None:
-            sockets = settings.home / "sockets" if settings.instance_unix_sockets else None
-            provider = LocalProcessProvider(socket_dir=sockets)
-            if settings.zygote:
-                provider = ZygoteProvider(provider, settings.logs_dir)
+            provider = default_provider(settings)
         self.provider: InstanceProvider = provider
         self.client = client if client is not None else InstanceClient()
         self._fleets: set[VariantFleet] = set()
@@ -207,6 +204,18 @@ class FleetManager:
                 log.warning("stopping a fleet at shutdown failed: %s", result)
         self.provider.kill_all()
         await self.client.close()
+
+
+def default_provider(settings: Settings) -> InstanceProvider:
+    """The provider `settings.fleet` names: local processes (forked from a zygote where
+    they can) or Ray actors on a Ray cluster."""
+    if settings.fleet == "ray":
+        from modelhost.fleet.ray.provider import RayProvider
+
+        return RayProvider(settings.ray_address, settings.ray_resource_scale)
+    sockets = settings.home / "sockets" if settings.instance_unix_sockets else None
+    local = LocalProcessProvider(socket_dir=sockets)
+    return ZygoteProvider(local, settings.logs_dir) if settings.zygote else local
 
 
 __all__ = ["FleetManager", "InstanceProvider", "LaunchError", "StartupError"]

@@ -65,11 +65,12 @@ async def start_fleet(
     model_name: str,
     model_spec: dict[str, Any],
     instances: int,
+    instance_type: str | None = None,
 ) -> VariantFleet:
     """Start `instances` instances and wait until they answer /ping; JobFailed if not."""
     try:
         spec = await fleets.launch_spec(
-            fleet_name, "instances", model_name, model_spec, groups=False
+            fleet_name, "instances", model_name, model_spec, instance_type, groups=False
         )
     except Exception as exc:
         raise JobFailed(f"Model {model_name} cannot be started: {exc}") from exc

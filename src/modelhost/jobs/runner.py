@@ -189,7 +189,11 @@ class TransformRunner:
 
     async def _start(self, model_spec: dict[str, Any]) -> VariantFleet:
         name = f"transform-{self.name}"
-        return await start_fleet(self.fleets, name, self.model_name, model_spec, self.instances)
+        # The instance type sizes each instance's share of a Ray node (fleet/ray).
+        instance_type = self.request["TransformResources"].get("InstanceType")
+        return await start_fleet(
+            self.fleets, name, self.model_name, model_spec, self.instances, instance_type
+        )
 
     async def _list_inputs(self) -> list[InputObject]:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,246 @@
+"""Scale-out on a local Ray cluster: real-time req/s and batch rows/s with 1, 2, 3 nodes.
+
+    python bench/ray_scaleout.py [--rows 1000000] [--duration 10] [--connections 16]
+                                 [--nodes 3] [--skip-failover]
+
+One local Ray cluster of `--nodes` nodes (`modelhost.testing.ray`, 1 CPU each, on this
+machine) and one gateway with `fleet = ray`. For n = 1..nodes, in the same run: an
+endpoint with n instances of the churn XGBoost model (one per node: the variant spreads)
+under wrk for `--duration` seconds, and a transform job with InstanceCount n over `--rows`
+CSV rows, twice: "cold" (its instances start for it) and "warm" (the next job takes them
+over, `transform_keep_alive_s`), output checked. Then a node's loss: the
+raylet of a node that holds an instance of a 3-instance endpoint is killed under a request
+loop; it reports how long until Ray declared the actor dead, until the replacement served,
+and how many requests failed. All on 127.0.0.1; the nodes share this machine's cores, so
+read the ratios between node counts of the same run, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from _machine import format_machine_info, machine_info
+from _wrk import ensure_wrk, run_wrk, write_script
+from batch import check_output, run_job, write_csv
+from modelhost.testing import churn
+from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
+from modelhost.testing.server import ModelhostServer
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS_DIR = BENCH_DIR / "results"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of each batch job")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--nodes", type=int, default=3, help="Ray nodes (and the largest n)")
+    parser.add_argument("--skip-failover", action="store_true", help="no node-loss run")
+    return parser.parse_args(argv)
+
+
+def instance_addresses(home: Path, endpoint: str) -> list[tuple[str, int]]:
+    """(node address, port) of each live instance process of `endpoint`, from the
+    environment the Ray actor gave it (MH_INSTANCE_HOST, SAGEMAKER_BIND_TO_PORT)."""
+    marker = f"MH_INSTANCE_ENDPOINT_NAME={endpoint}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            env = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
+            if "MH_INSTANCE_HOST" in env:
+                found.append((env["MH_INSTANCE_HOST"], int(env["SAGEMAKER_BIND_TO_PORT"])))
+    return sorted(found)
+
+
+def instance_hosts(home: Path, endpoint: str) -> list[str]:
+    return [host for host, _ in instance_addresses(home, endpoint)]
+
+
+def all_serve(addresses: list[tuple[str, int]]) -> bool:
+    for host, port in addresses:
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=2) as resp:
+                if resp.status != 200:
+                    return False
+        except OSError:
+            return False
+    return True
+
+
+def deploy(sm: Any, name: str, artifact: Path, instances: int) -> None:
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": str(artifact)},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+    )
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 600}
+    )
+
+
+def realtime(
+    srv: ModelhostServer, sm: Any, artifact: Path, n: int, row: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    name = f"rt-{n}"
+    deploy(sm, name, artifact, n)
+    hosts = instance_hosts(srv.home, name)
+    url = f"{srv.url}/endpoints/{name}/invocations"
+    script = write_script(Path(tempfile.mkdtemp()) / "row.lua", row, "text/csv")
+    wrk = ensure_wrk()
+    run_wrk(wrk, url, script, args.connections, 3.0)  # warm-up
+    result = run_wrk(wrk, url, script, args.connections, args.duration)
+    sm.delete_endpoint(EndpointName=name)
+    return {"nodes": n, "hosts": hosts, **result.as_dict()}
+
+
+def failover(
+    srv: ModelhostServer, cluster: RayCluster, sm: Any, artifact: Path, row: str
+) -> dict[str, Any]:
+    """Kill the raylet of a non-head node holding an instance, under a request loop."""
+    name = "failover"
+    deploy(sm, name, artifact, 3)
+    before = instance_hosts(srv.home, name)
+    victim = next(h for h in before if h != node_address(0))
+    url = f"{srv.url}/endpoints/{name}/invocations"
+    outcomes: list[tuple[float, bool]] = []
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            req = urllib.request.Request(url, row.encode(), {"Content-Type": "text/csv"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    ok = resp.status == 200
+            except OSError:
+                ok = False
+            outcomes.append((time.monotonic(), ok))
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    time.sleep(2.0)
+    killed = time.monotonic()
+    cluster.kill_node([node_address(i) for i in range(cluster.nodes)].index(victim))
+    back_s = None
+    deadline = killed + 180
+    while time.monotonic() < deadline:
+        addresses = instance_addresses(srv.home, name)
+        hosts = [host for host, _ in addresses]
+        if len(hosts) == 3 and victim not in hosts and all_serve(addresses):
+            back_s = time.monotonic() - killed
+            break
+        time.sleep(0.1)
+    stop.set()
+    thread.join(timeout=60)
+    failed = [t - killed for t, ok in outcomes if not ok]
+    return {
+        "victim": victim,
+        "replacement_serving_s": back_s,
+        "requests": len(outcomes),
+        "failed_requests": len(failed),
+        "failed_at_s": failed[:10],
+        "hosts_after": instance_hosts(srv.home, name),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    info = machine_info()
+    print(format_machine_info(info))
+    work = Path(tempfile.mkdtemp(prefix="mh-ray-bench-"))
+    booster = churn.train_xgboost(churn.make_churn(5000, seed=0), num_round=100, seed=0)
+    artifact = churn.write_xgboost_artifact(booster, work / "model")
+    # The input repeats one block of distinct rows; the scores are computed from the
+    # block's values as the CSV carries them.
+    X = churn.make_churn(min(args.rows, 50_000), seed=1).X
+    batch_in = work / "in"
+    batch_in.mkdir()
+    size = write_csv(np.resize(X, (args.rows, X.shape[1])), batch_in / "churn.csv")
+    block = np.loadtxt(batch_in / "churn.csv", delimiter=",", dtype=np.float32, max_rows=len(X))
+    expected = np.resize(np.asarray(booster.inplace_predict(block)), args.rows)
+    row = ",".join(f"{v:g}" for v in block[0])
+    print(f"batch input: {args.rows:,} rows ({size / 1e6:.0f} MB CSV)\n")
+    results: dict[str, Any] = {"machine": info, "args": vars(args), "realtime": [], "batch": []}
+    env = {
+        "MODELHOST_FLEET": "ray",
+        "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
+        "MODELHOST_AUTH_ENABLED": "false",
+        "MODELHOST_LOG_LEVEL": "info",
+        "MODELHOST_HEALTH_CHECK_INTERVAL_S": "0.5",
+        # The first ("cold") job of each node count starts its instances; the second
+        # ("warm") takes them over: its rows/s is the cluster's, not Ray's start-up.
+        "MODELHOST_TRANSFORM_KEEP_ALIVE_S": "60",
+    }
+    # 4 GiB of Ray memory per node: the warm fleets of the smaller node counts stay
+    # placed while the next count runs (an ml.m5.xlarge job instance asks 1.6 GiB at 0.1).
+    with local_ray_cluster(nodes=args.nodes, memory_per_node_bytes=4 * 2**30) as cluster:
+        results["ray_memory_mib_idle"] = round(cluster.memory_bytes() / 2**20)
+        print(f"Ray cluster: {args.nodes} nodes, {results['ray_memory_mib_idle']} MiB resident\n")
+        env["MODELHOST_RAY_ADDRESS"] = cluster.address
+        with ModelhostServer(work / "home", env=env) as srv:
+            sm, _ = srv.clients()
+            sm.create_model(
+                ModelName="churn",
+                PrimaryContainer={"Image": IMAGE, "ModelDataUrl": str(artifact)},
+                ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+            )
+            for n in range(1, args.nodes + 1):
+                rt = realtime(srv, sm, artifact, n, row, args)
+                results["realtime"].append(rt)
+                print(f"real-time, {n} node(s) {rt['hosts']}: {rt['requests_per_s']:,.0f} req/s "
+                      f"p50 {rt['p50_us'] / 1e3:.1f} ms p99 {rt['p99_us'] / 1e3:.1f} ms "
+                      f"errors {rt['errors']}", flush=True)  # fmt: skip
+                for start in ("cold", "warm"):
+                    out = work / f"out-{n}-{start}"
+                    job = run_job(sm, "churn", batch_in, out, n)
+                    check_output(out / "churn.csv.out", expected)
+                    job.update(nodes=n, start=start, rows=args.rows)
+                    job["rows_per_s"] = args.rows / job["wall_s"]
+                    results["batch"].append(job)
+                    print(f"batch, {n} node(s), {start}: {job['wall_s']:.1f} s, "
+                          f"{job['rows_per_s']:,.0f} rows/s", flush=True)  # fmt: skip
+            if not args.skip_failover and args.nodes >= 3:
+                fo = failover(srv, cluster, sm, artifact, row)
+                results["failover"] = fo
+                print(f"node loss ({fo['victim']}): replacement serving after "
+                      f"{fo['replacement_serving_s']} s; {fo['failed_requests']} of "
+                      f"{fo['requests']} requests failed", flush=True)  # fmt: skip
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"ray_scaleout-{datetime.now():%Y%m%d-%H%M%S}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nresults: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

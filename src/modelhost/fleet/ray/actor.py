@@ -1,0 +1,106 @@
+"""The node's side of a Ray-placed instance: a Ray actor that runs the instance process.
+
+The actor holds the instance's share of the node (its resource request) for as long as the
+process lives, starts the process on the node's own address, and stops it. The instance
+watches the actor's pid (`MH_INSTANCE_PARENT_PID`), so a dead actor, worker or raylet takes
+its instance with it, and the gateway sees the actor's death through Ray.
+
+This module is imported on the nodes: it needs only the standard library and
+`fleet/environment.py` (the allow-list of what an instance inherits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from modelhost.fleet.environment import inherited_environment
+
+
+class InstanceActor:
+    """One instance process on this node. Ray makes it an actor (`ray.remote`) with the
+    instance's resource request; its methods run in threads (`max_concurrency`) so `wait`
+    can block while `stop` is called."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, launch: dict[str, Any]) -> dict[str, Any]:
+        """Start the instance process on this node; where it listens and runs."""
+        import ray
+
+        host = ray.util.get_node_ip_address()
+        model_dir = Path(launch["model_dir"])
+        if not model_dir.is_dir():
+            raise FileNotFoundError(
+                f"the model directory {model_dir} is not on node {host}: put the state "
+                "directory on a path every node shares, or the artifacts in S3"
+            )
+        port = _free_port(host)
+        # The node's own environment (its Python, its PATH), never the gateway's.
+        env = inherited_environment(os.environ)
+        env.update(launch["env"])
+        env.update(
+            {
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "MH_INSTANCE_HOST": host,
+                "MH_INSTANCE_PARENT_PID": str(os.getpid()),
+            }
+        )
+        argv = list(launch["argv"])
+        if launch["builtin"]:
+            # `python -m modelhost.container` with this node's interpreter.
+            argv[0] = sys.executable
+        log_path = Path(launch["log_path"])
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(model_dir),
+                start_new_session=True,
+            )
+        return {
+            "host": host,
+            "port": port,
+            "pid": self._proc.pid,
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
+
+    def wait(self) -> int:
+        """Block until the process exits; its status."""
+        assert self._proc is not None
+        return self._proc.wait()
+
+    def stop(self, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`; whatever the process started goes too."""
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,204 @@
+"""The Ray instance provider: each instance is an actor placed on a node of a Ray cluster.
+
+`start` is immediate, as the protocol wants: it picks a node (`placement.choose_node`),
+creates the actor with the instance's resource request and asks it to start the process.
+The address becomes known when the actor answers; until then the instance has port 0 and
+its pings fail, so the fleet's usual wait for /ping covers Ray's scheduling too. Each
+running instance has one outstanding `wait` call on its actor: it returns the process's
+exit status, or fails when the actor, its worker or its node dies (Ray's own signal),
+and `exit_code` turns either into the status the fleet replaces instances on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.fleet.ray.actor import InstanceActor
+from modelhost.fleet.ray.placement import (
+    ResourceRequest,
+    choose_node,
+    node_views,
+    resource_request,
+)
+from modelhost.resources import gpus
+from modelhost.resources.status import InstanceStatus
+
+log = logging.getLogger("modelhost.fleet")
+
+# A node where one of our actors died is avoided this long (Ray may not have noticed yet).
+SUSPECT_S = 60.0
+# Threads of an actor: `wait` blocks in one while `start` and `stop` run in others.
+ACTOR_THREADS = 4
+
+
+@dataclass
+class _Placed:
+    """The gateway's record of one Ray-placed instance."""
+
+    actor: Any
+    started: Any  # ObjectRef of InstanceActor.start
+    request: ResourceRequest
+    node_id: str | None
+    watch: Any = None  # ObjectRef of InstanceActor.wait, once started
+    code: int | None = None
+    variant: tuple[str, str] = field(default=("", ""))
+
+
+class RayProvider:
+    """Places instances on the nodes of the Ray cluster at `address` (see the module
+    docstring). `resource_scale` multiplies every request (docs/scale-out.md)."""
+
+    def __init__(
+        self,
+        address: str | None,
+        resource_scale: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        try:
+            import ray
+        except ImportError as exc:  # pragma: no cover - depends on the extra
+            raise RuntimeError("fleet 'ray' needs Ray: pip install 'modelhost[ray]'") from exc
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(
+                address=address,
+                namespace="modelhost",
+                logging_level=logging.WARNING,
+                log_to_driver=False,
+            )
+        self._actor_cls: Any = ray.remote(InstanceActor)
+        self._scale = resource_scale
+        self._clock = clock
+        self._placed: dict[str, _Placed] = {}
+        self._suspect: dict[str, float] = {}
+
+    def start(self, spec: LaunchSpec) -> Instance:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        instance_id = f"i-{uuid.uuid4().hex[:12]}"
+        request = resource_request(spec.env.get(gpus.INSTANCE_TYPE_ENV), self._scale)
+        variant = (spec.endpoint_name, spec.variant_name)
+        node_id = self._choose(variant, request)
+        strategy: Any = (
+            NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
+        )
+        actor = self._actor_cls.options(
+            num_cpus=request.num_cpus,
+            memory=request.memory_bytes or None,
+            scheduling_strategy=strategy,
+            max_concurrency=ACTOR_THREADS,
+            max_restarts=0,
+        ).remote()
+        log_path = spec.log_dir / f"{instance_id}.log"
+        spec.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(spec.env)
+        env.update(
+            {
+                "SM_MODEL_DIR": str(spec.model_dir),
+                "MH_INSTANCE_ID": instance_id,
+                "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
+                "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
+            }
+        )
+        launch = {
+            "argv": spec.argv,
+            "env": env,
+            "model_dir": str(spec.model_dir),
+            "log_path": str(log_path),
+            "builtin": spec.builtin,
+        }
+        self._placed[instance_id] = _Placed(
+            actor, actor.start.remote(launch), request, node_id, variant=variant
+        )
+        # Port 0 until the actor says where the process listens: pings fail until then.
+        return Instance(instance_id=instance_id, spec=spec, port=0, pid=0, log_path=log_path)
+
+    def _choose(self, variant: tuple[str, str], request: ResourceRequest) -> str | None:
+        held: dict[str, ResourceRequest] = {}
+        placed: Counter[str] = Counter()
+        for p in self._placed.values():
+            if p.node_id is None or p.code is not None:
+                continue
+            old = held.get(p.node_id, ResourceRequest(0.0, 0))
+            held[p.node_id] = ResourceRequest(
+                old.num_cpus + p.request.num_cpus, old.memory_bytes + p.request.memory_bytes
+            )
+            if p.variant == variant:
+                placed[p.node_id] += 1
+        now = self._clock()
+        avoid = {n for n, since in self._suspect.items() if now - since < SUSPECT_S}
+        return choose_node(node_views(self._ray.nodes(), held), placed, request, avoid)
+
+    def node_of(self, instance: Instance) -> str | None:
+        """The Ray node id the instance runs on (None while it is being placed)."""
+        placed = self._placed.get(instance.instance_id)
+        return placed.node_id if placed is not None and placed.watch is not None else None
+
+    def exit_code(self, instance: Instance) -> int | None:
+        placed = self._placed.get(instance.instance_id)
+        if placed is None:
+            return -1
+        if placed.code is not None:
+            return placed.code
+        if placed.watch is None:
+            ready, _ = self._ray.wait([placed.started], timeout=0)
+            if not ready:
+                return None  # Ray is still placing it
+            try:
+                info = self._ray.get(placed.started)
+            except Exception as exc:
+                return self._failed(instance, placed, f"the Ray actor did not start it: {exc}")
+            instance.host, instance.port, instance.pid = info["host"], info["port"], info["pid"]
+            placed.node_id = info["node_id"]
+            placed.watch = placed.actor.wait.remote()
+            log.info("instance %s runs on Ray node %s", instance.instance_id, instance.host)
+            return None
+        ready, _ = self._ray.wait([placed.watch], timeout=0)
+        if not ready:
+            return None
+        try:
+            placed.code = int(self._ray.get(placed.watch))
+        except Exception as exc:
+            return self._failed(instance, placed, f"its Ray actor or node died: {exc}")
+        return placed.code
+
+    def _failed(self, instance: Instance, placed: _Placed, reason: str) -> int:
+        """The actor is gone (or never started the process): status -1, the reason in the
+        instance log (the fleet quotes its tail), the node avoided for a while."""
+        log.warning("instance %s: %s", instance.instance_id, reason)
+        with contextlib.suppress(OSError), open(instance.log_path, "a") as f:
+            f.write(f"modelhost: {reason}\n")
+        if placed.node_id is not None:
+            self._suspect[placed.node_id] = self._clock()
+        placed.code = -1
+        return -1
+
+    async def stop(self, instance: Instance, grace_s: float) -> None:
+        instance.status = InstanceStatus.STOPPING
+        placed = self._placed.pop(instance.instance_id, None)
+        if placed is not None:
+            if placed.code is None:
+                # Ask the actor to stop the process; a dead actor answers with an error.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(placed.actor.stop.remote(grace_s), grace_s + 10.0)
+            with contextlib.suppress(Exception):
+                self._ray.kill(placed.actor, no_restart=True)
+        instance.status = InstanceStatus.STOPPED
+
+    def kill_all(self) -> None:
+        """Last-resort cleanup: kill every actor (its instance exits with it)."""
+        placed, self._placed = list(self._placed.values()), {}
+        with contextlib.suppress(Exception):
+            self._ray.get([p.actor.stop.remote(0.0) for p in placed], timeout=5)
+        for p in placed:
+            with contextlib.suppress(Exception):
+                self._ray.kill(p.actor, no_restart=True)

@@ -1,0 +1,41 @@
+"""Helpers for the Ray fleet tests: where each instance of an endpoint runs."""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+from tests.support import instance_pids
+
+
+def instance_addresses(home: Path, endpoint: str) -> dict[int, tuple[str, int]]:
+    """pid → (node address, port) of each live instance process of `endpoint`: its
+    MH_INSTANCE_HOST (the Ray actor sets it to its node's address) and its port."""
+    found = {}
+    for pid in instance_pids(home, endpoint):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        env = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
+        if "MH_INSTANCE_HOST" in env:
+            found[pid] = (env["MH_INSTANCE_HOST"], int(env["SAGEMAKER_BIND_TO_PORT"]))
+    return found
+
+
+def instance_hosts(home: Path, endpoint: str) -> list[str]:
+    """The node address of each live instance process of `endpoint`, sorted."""
+    return sorted(host for host, _ in instance_addresses(home, endpoint).values())
+
+
+def serving_hosts(home: Path, endpoint: str) -> list[str]:
+    """The node addresses of the instances of `endpoint` that answer /ping with 200."""
+    hosts = []
+    for host, port in instance_addresses(home, endpoint).values():
+        try:
+            with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=2) as resp:
+                if resp.status == 200:
+                    hosts.append(host)
+        except OSError:
+            continue
+    return sorted(hosts)

@@ -1,0 +1,132 @@
+"""The Ray fleet on a local 3-node Ray cluster: placement over nodes, a lost node, and a
+transform job fanned out over the nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from modelhost.testing.churn import csv_rows
+from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
+from modelhost.testing.server import ModelhostServer
+from tests.fleet.ray_support import instance_hosts, serving_hosts
+from tests.jobs.support import transform, wait_for
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, deploy, unique
+
+pytest.importorskip("ray")
+pytestmark = [pytest.mark.integration, pytest.mark.ray]
+
+NODES = {node_address(i) for i in range(3)}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    with local_ray_cluster(nodes=3, cpus_per_node=1) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def ray_server(
+    ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModelhostServer]:
+    env = {
+        **FAST_ENV,
+        "MODELHOST_FLEET": "ray",
+        "MODELHOST_RAY_ADDRESS": ray_cluster.address,
+        # An ml.m5.large (2 vCPU, 8 GiB) asks for 0.2 CPU and 0.8 GiB: 5 fit on a node.
+        "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
+    }
+    home = tmp_path_factory.mktemp("ray-home")
+    with ModelhostServer(home, env=env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def ray_clients(ray_server: ModelhostServer) -> tuple[Any, Any]:
+    return ray_server.clients()
+
+
+def test_three_instances_land_on_three_nodes(
+    ray_server: ModelhostServer, ray_clients: tuple[Any, Any], churn_model: ChurnModel
+) -> None:
+    sm, rt = ray_clients
+    name = unique("ray-spread")
+    deploy(sm, name, str(churn_model.artifact), instances=3)
+    assert instance_hosts(ray_server.home, name) == sorted(NODES)
+    body = "\n".join(csv_rows(churn_model.data.X[:5]))
+    for _ in range(6):
+        resp = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
+        answer = resp["Body"].read().decode().replace(",", " ")
+        scores = np.array([float(x) for x in answer.split()])
+        np.testing.assert_allclose(scores, churn_model.expected(churn_model.data.X[:5]), rtol=1e-6)
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_lost_node_loses_no_request_and_instance_comes_back(
+    ray_server: ModelhostServer,
+    ray_cluster: RayCluster,
+    ray_clients: tuple[Any, Any],
+    churn_model: ChurnModel,
+) -> None:
+    sm, rt = ray_clients
+    name = unique("ray-loss")
+    deploy(sm, name, str(churn_model.artifact), instances=2)
+    before = instance_hosts(ray_server.home, name)
+    assert len(set(before)) == 2
+    # Lose a worker node that holds an instance (never the head: it holds the GCS).
+    victim = next(h for h in before if h != node_address(0))
+    index = [node_address(i) for i in range(3)].index(victim)
+    body = csv_rows(churn_model.data.X[:1])[0]
+    with Loop(rt, name, body, limit_s=240) as loop:
+        loop.wait_ok(20)
+        ray_cluster.kill_node(index)
+        # The instance comes back on a live node, and serves.
+        wait_for(
+            lambda: len(hosts := serving_hosts(ray_server.home, name)) == 2
+            and victim not in hosts,
+            timeout_s=120,
+        )
+        loop.wait_ok(20, timeout_s=120)
+    # A request the lost node had accepted may fail; no other one does (a refused
+    # connection is retried on another instance).
+    assert len(loop.errors) <= 1, loop.errors
+    after = instance_hosts(ray_server.home, name)
+    assert len(set(after)) == 2 and victim not in after, after
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_transform_job_over_three_nodes_is_exactly_once(
+    ray_clients: tuple[Any, Any], churn_model: ChurnModel, tmp_path: Path
+) -> None:
+    sm, _ = ray_clients
+    model = unique("ray-batch")
+    sm.create_model(
+        ModelName=model,
+        PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
+    )
+    X = churn_model.data.X
+    for part in range(3):
+        path = tmp_path / "in" / f"part-{part}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(csv_rows(X[part::3])) + "\n")
+    d = transform(
+        sm,
+        model,
+        str(tmp_path / "in"),
+        str(tmp_path / "out"),
+        BatchStrategy="MultiRecord",
+        MaxPayloadInMB=1,
+        MaxConcurrentTransforms=2,
+        InstanceCount=3,
+    )
+    assert d["TransformJobStatus"] == "Completed", d.get("FailureReason")
+    for part in range(3):
+        out = (tmp_path / "out" / f"part-{part}.csv.out").read_text().split()
+        np.testing.assert_allclose(
+            np.array([float(x) for x in out]), churn_model.expected(X[part::3]), rtol=1e-6
+        )
