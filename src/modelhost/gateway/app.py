@@ -138,7 +138,13 @@ class Gateway:
     def _routes(self, settings: Settings, keys: KeyStore | None) -> list[BaseRoute]:
         """Everything that is not the SageMaker, CloudWatch or Logs wire APIs."""
         sources = dashboard_wiring.sources(
-            settings.home, self.store, self.control, self.jobs, self.series, self.alarms
+            settings.home,
+            self.store,
+            self.control,
+            self.jobs,
+            self.series,
+            self.alarms,
+            Locations(settings.s3_endpoint_url),
         )
         # Sign-in sessions only with auth on; off, the guard admits loopback clients only.
         dashboard = DashboardRoutes(
