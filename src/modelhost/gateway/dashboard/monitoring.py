@@ -70,7 +70,7 @@ def _schedule(s: dict[str, Any]) -> dict[str, Any]:
 def _execution(
     operations: dict[str, Operation], read: Callable[[str], bytes], e: dict[str, Any]
 ) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "MonitoringScheduleName": e.get("MonitoringScheduleName"),
         "MonitoringType": e.get("MonitoringType"),
         "MonitoringExecutionStatus": e.get("MonitoringExecutionStatus"),
