@@ -264,6 +264,10 @@ def _environment(
         "sagemaker_endpoint_name": d.endpoint,
         "sagemaker_monitoring_schedule_name": schedule,
     }
+    if d.batch_capture_uri:
+        # A transform job's capture: its inputs in the BatchTransformInput's format.
+        del env["sagemaker_endpoint_name"]
+        env["dataset_format"] = json.dumps(d.batch_format)
     env.setdefault("publish_cloudwatch_metrics", "Enabled")
     if d.config_uri:
         del env["baseline_statistics"]

@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from typing import Any
 
-from modelhost.errors import ValidationException
+from modelhost.errors import ArtifactError, ValidationException
 from modelhost.jobs import explainability
-from modelhost.monitor import analyzer
+from modelhost.monitor import analyzer, batch_capture
 from modelhost.monitor.dataset import DatasetError, parse_format
 from modelhost.store.outputs import Locations, join
 
 DATA_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
 MODEL_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
+BATCH_DATA_METRICS_NAMESPACE = "aws/sagemaker/ModelMonitoring/data-metrics"
 
 
 class Analysis:
@@ -37,9 +39,14 @@ class Analysis:
         if env.get("baseline_constraints"):
             start, end = _time(env.get("start_time")), _time(env.get("end_time"))
             files = [url for url in files if analyzer.file_in_window(url, start, end)]
-        texts = (self.locations.read(url, "ProcessingInputs").decode("utf-8") for url in files)
+        texts: Iterable[str] = (
+            self.locations.read(url, "ProcessingInputs").decode("utf-8") for url in files
+        )
+        fmt = parse_format(env.get("dataset_format"))
+        if env.get("baseline_constraints") and "sagemakerCaptureJson" not in fmt:
+            # A batch transform job's capture: manifests of its inputs and outputs.
+            texts = ["\n".join(batch_capture.capture_lines(files, self._text, fmt))]
         if not env.get("baseline_constraints"):
-            fmt = parse_format(env.get("dataset_format"))
             if env.get("analysis_type") == "MODEL_QUALITY":
                 stats, constraints = analyzer.suggest_quality_baseline(texts, fmt, env)
             else:
@@ -77,6 +84,13 @@ class Analysis:
         self._write(output, "constraint_violations.json", {"violations": result.violations})
         return _outcome(result.violations, _metrics(env, named, namespace) if publish else [])
 
+    def _text(self, url: str) -> str | None:
+        """A file's text; None when it cannot be read (a batch output not written)."""
+        try:
+            return self.locations.read(url, "ProcessingInputs").decode("utf-8")
+        except ArtifactError:
+            return None
+
     def _write(self, output: str, name: str, doc: Any) -> None:
         body = json.dumps(doc, indent=4).encode()
         self.locations.write(join(output, name), body, "ProcessingOutputConfig")
@@ -103,10 +117,11 @@ def _metrics(
 ) -> list[dict[str, Any]]:
     """PutMetricData calls of a monitoring run: SageMaker's namespace, names, dimensions."""
     schedule = env.get("sagemaker_monitoring_schedule_name", "")
-    dims = [
-        {"Name": "Endpoint", "Value": env.get("sagemaker_endpoint_name", "")},
-        {"Name": "MonitoringSchedule", "Value": schedule},
-    ]
+    dims = [{"Name": "MonitoringSchedule", "Value": schedule}]
+    if env.get("sagemaker_endpoint_name"):
+        dims.insert(0, {"Name": "Endpoint", "Value": env["sagemaker_endpoint_name"]})
+    elif namespace == DATA_METRICS_NAMESPACE:
+        namespace = BATCH_DATA_METRICS_NAMESPACE  # a batch transform job's capture
     data = [
         {"MetricName": name, "Dimensions": dims, "Value": value, "Unit": "None"}
         for name, value in named
