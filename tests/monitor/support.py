@@ -23,8 +23,12 @@ def capture_config(destination: str, percent: int = 100) -> dict[str, Any]:
 
 
 def create_capturing_config(
-    sm: Any, name: str, model: str, destination: str, percent: int = 100
+    sm: Any, name: str, model: str, destination: str, percent: int = 100, output: bool = True
 ) -> None:
+    """A one-instance endpoint config of `model` capturing its input (and output)."""
+    config = capture_config(destination, percent)
+    if not output:
+        config["CaptureOptions"] = [{"CaptureMode": "Input"}]
     sm.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[
@@ -35,7 +39,7 @@ def create_capturing_config(
                 "InstanceType": "ml.m5.large",
             }
         ],
-        DataCaptureConfig=capture_config(destination, percent),
+        DataCaptureConfig=config,
     )
 
 
@@ -185,22 +189,23 @@ def raw_rows_artifact(churn_artifact: Path, root: Path) -> Path:
 def deploy_raw(sm: Any, model: str, capture_dir: Path) -> str:
     """An endpoint of `model` capturing its inputs (100 %) under `capture_dir`; waits."""
     name = unique("mon")
-    config = capture_config(str(capture_dir))
-    config["CaptureOptions"] = [{"CaptureMode": "Input"}]
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": model,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-        DataCaptureConfig=config,
-    )
+    create_capturing_config(sm, name, model, str(capture_dir), output=False)
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     wait_in_service(sm, name)
+    return name
+
+
+def create_raw_model(sm: Any, churn_artifact: Path, root: Path) -> str:
+    """A model of `raw_rows_artifact` (the churn model taking raw MONITOR_COLUMNS rows)."""
+    name = unique("raw")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": XGBOOST_IMAGE,
+            "ModelDataUrl": str(raw_rows_artifact(churn_artifact, root)),
+        },
+        ExecutionRoleArn=monitor.ROLE,
+    )
     return name
 
 

@@ -15,8 +15,8 @@ from modelhost.testing import monitor
 from modelhost.testing.churn import make_churn
 from modelhost.testing.server import ModelhostServer
 from tests.jobs.support import transform
-from tests.monitor.support import raw_rows_artifact, table_baseline, table_rows
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.monitor.support import create_raw_model, table_baseline, table_rows
+from tests.support import FAST_ENV, ChurnModel
 
 pytestmark = pytest.mark.integration
 
@@ -31,15 +31,7 @@ def test_now_execution_over_a_transform_jobs_capture(
     batch_server: ModelhostServer, churn_model: ChurnModel, tmp_path: Path
 ) -> None:
     sm, _ = batch_server.clients()
-    model = unique("raw")
-    sm.create_model(
-        ModelName=model,
-        PrimaryContainer={
-            "Image": XGBOOST_IMAGE,
-            "ModelDataUrl": str(raw_rows_artifact(churn_model.artifact, tmp_path)),
-        },
-        ExecutionRoleArn=monitor.ROLE,
-    )
+    model = create_raw_model(sm, churn_model.artifact, tmp_path)
     baseline = table_baseline(sm, tmp_path)
     data = tmp_path / "batch-in"
     data.mkdir()

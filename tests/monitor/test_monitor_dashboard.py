@@ -14,15 +14,15 @@ from modelhost.testing.churn import make_churn
 from modelhost.testing.monitor import run_now
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import (
+    create_raw_model,
     deploy_raw,
     job_definition,
-    raw_rows_artifact,
     send,
     table_baseline,
     table_rows,
     wait_captured,
 )
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import FAST_ENV, ChurnModel
 
 pytestmark = [
     pytest.mark.integration,
@@ -43,14 +43,7 @@ def test_dashboard_shows_executions_violations_and_drift(
     monitor_server: ModelhostServer, churn_model: ChurnModel, tmp_path: Path
 ) -> None:
     sm, rt = monitor_server.clients()
-    model = unique("raw")
-    sm.create_model(
-        ModelName=model,
-        PrimaryContainer={
-            "Image": XGBOOST_IMAGE,
-            "ModelDataUrl": str(raw_rows_artifact(churn_model.artifact, tmp_path)),
-        },
-    )
+    model = create_raw_model(sm, churn_model.artifact, tmp_path)
     baseline = table_baseline(sm, tmp_path)
     endpoint = deploy_raw(sm, model, tmp_path / "capture")
     rows = table_rows(make_churn(400, seed=8), shift={"Day Mins": 80.0}, new_state_every=20)

@@ -18,15 +18,15 @@ from modelhost.testing.monitor import RESOURCES, ROLE, execution_outputs, wait_e
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import (
     MONITOR_COLUMNS,
+    create_raw_model,
     deploy_raw,
     job_definition,
-    raw_rows_artifact,
     send,
     table_baseline,
     table_rows,
     wait_captured,
 )
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import FAST_ENV, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 
@@ -49,16 +49,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def raw_model(monitor_server: ModelhostServer, churn_model: ChurnModel, work: Path) -> str:
     sm, _ = monitor_server.clients()
-    name = unique("raw")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": XGBOOST_IMAGE,
-            "ModelDataUrl": str(raw_rows_artifact(churn_model.artifact, work)),
-        },
-        ExecutionRoleArn=ROLE,
-    )
-    return name
+    return create_raw_model(sm, churn_model.artifact, work)
 
 
 @pytest.fixture(scope="module")
