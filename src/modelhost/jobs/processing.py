@@ -28,7 +28,7 @@ from typing import Any
 
 from modelhost.control.listing import list_page
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
-from modelhost.jobs import explainability
+from modelhost.jobs import clarify_baseline, explainability
 from modelhost.jobs.processing_analysis import Analysis, mounts, resolve
 from modelhost.monitor.dataset import DatasetError, parse_format
 from modelhost.resources.names import arn
@@ -119,6 +119,10 @@ class ProcessingJobs:
         """The analyzer image, its environment, and locations that may be used."""
         env = p.get("Environment") or {}
         explainability.check(p, ANALYZER_IMAGE, lambda path: resolve(p, path, "ProcessingInputs"))
+        if clarify_baseline.is_baseline(p):
+            clarify_baseline.check(lambda path, member: resolve(p, path, member))
+            self._confine(p)
+            return
         try:
             parse_format(env.get("dataset_format"))
         except DatasetError as exc:
@@ -137,6 +141,9 @@ class ProcessingJobs:
                 )
         resolve(p, env["dataset_source"], "ProcessingInputs")
         resolve(p, env["output_path"], "ProcessingOutputConfig")
+        self._confine(p)
+
+    def _confine(self, p: dict[str, Any]) -> None:
         settings = self.settings
         for member, url in _locations(p):
             confine(url, settings.allowed_data_prefixes, member, [settings.home])

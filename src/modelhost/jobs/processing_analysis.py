@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from modelhost.errors import ArtifactError, ValidationException
-from modelhost.jobs import explainability
+from modelhost.jobs import clarify_baseline, explainability
 from modelhost.monitor import analyzer, batch_capture
 from modelhost.monitor.dataset import DatasetError, parse_format
 from modelhost.store.outputs import Locations, join
@@ -33,6 +33,8 @@ class Analysis:
         """Run the analyzer for `request`: the job's ExitMessage and the CloudWatch
         PutMetricData calls it publishes."""
         env = request.get("Environment") or {}
+        if clarify_baseline.is_baseline(request):
+            return self._clarify(request), []
         source = resolve(request, env["dataset_source"], "ProcessingInputs")
         output = resolve(request, env["output_path"], "ProcessingOutputConfig")
         files = self.locations.list(source, "ProcessingInputs")
@@ -83,6 +85,21 @@ class Analysis:
         self._write(output, "statistics.json", result.statistics)
         self._write(output, "constraint_violations.json", {"violations": result.violations})
         return _outcome(result.violations, _metrics(env, named, namespace) if publish else [])
+
+    def _clarify(self, request: dict[str, Any]) -> str:
+        """run_explainability's job (jobs/clarify_baseline.py)."""
+
+        def texts(url: str) -> list[str]:
+            listed = self.locations.list(url, "ProcessingInputs")
+            return [self.locations.read(u, "ProcessingInputs").decode("utf-8") for u in listed]
+
+        return clarify_baseline.run(
+            lambda path, member: resolve(request, path, member),
+            texts,
+            self._write,
+            self.explainability.store,
+            self.explainability.fetch,
+        )
 
     def _text(self, url: str) -> str | None:
         """A file's text; None when it cannot be read (a batch output not written)."""
