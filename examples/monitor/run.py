@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from modelhost.testing import monitor
 from modelhost.testing.churn import (
     FEATURE_NAMES,
     csv_rows,
@@ -36,11 +37,7 @@ from modelhost.testing.churn import (
 from modelhost.testing.server import ModelhostServer, boto3_client, boto3_clients
 
 XGBOOST = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-ANALYZER = "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
-ROLE = "arn:aws:iam::123456789012:role/modelhost"
-RESOURCES = {
-    "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}
-}
+ROLE = monitor.ROLE
 
 
 def deploy(sm: Any, name: str, artifact: Path, capture: Path) -> None:
@@ -73,110 +70,11 @@ def deploy(sm: Any, name: str, artifact: Path, capture: Path) -> None:
     )
 
 
-def wait_job(sm: Any, name: str) -> dict[str, Any]:
-    while True:
-        desc: dict[str, Any] = sm.describe_processing_job(ProcessingJobName=name)
-        if desc["ProcessingJobStatus"] not in ("InProgress", "Stopping"):
-            return desc
-        time.sleep(0.5)
-
-
-def suggest_baseline(sm: Any, name: str, data: Path, out: Path) -> None:
-    """What DefaultModelMonitor.suggest_baseline sends."""
-    sm.create_processing_job(
-        ProcessingJobName=name,
-        AppSpecification={"ImageUri": ANALYZER},
-        Environment={
-            "dataset_format": json.dumps(
-                {"csv": {"header": True, "output_columns_position": "START"}}
-            ),
-            "dataset_source": "/opt/ml/processing/input/baseline_dataset_input",
-            "output_path": "/opt/ml/processing/output",
-            "publish_cloudwatch_metrics": "Disabled",
-        },
-        ProcessingInputs=[
-            {
-                "InputName": "baseline_dataset_input",
-                "S3Input": {
-                    "S3Uri": str(data),
-                    "LocalPath": "/opt/ml/processing/input/baseline_dataset_input",
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": "File",
-                },
-            }
-        ],
-        ProcessingOutputConfig={
-            "Outputs": [
-                {
-                    "OutputName": "monitoring_output",
-                    "S3Output": {
-                        "S3Uri": str(out),
-                        "LocalPath": "/opt/ml/processing/output",
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ]
-        },
-        ProcessingResources=RESOURCES,
-        RoleArn=ROLE,
-    )
-    desc = wait_job(sm, name)
-    if desc["ProcessingJobStatus"] != "Completed":
-        raise SystemExit(f"baseline failed: {desc.get('FailureReason')}")
-
-
-def job_definition(endpoint: str, baseline: Path, reports: Path) -> dict[str, Any]:
-    return {
-        "BaselineConfig": {
-            "ConstraintsResource": {"S3Uri": str(baseline / "constraints.json")},
-            "StatisticsResource": {"S3Uri": str(baseline / "statistics.json")},
-        },
-        "MonitoringInputs": [
-            {
-                "EndpointInput": {
-                    "EndpointName": endpoint,
-                    "LocalPath": "/opt/ml/processing/input/endpoint",
-                }
-            }
-        ],
-        "MonitoringOutputConfig": {
-            "MonitoringOutputs": [
-                {"S3Output": {"S3Uri": str(reports), "LocalPath": "/opt/ml/processing/output"}}
-            ]
-        },
-        "MonitoringResources": RESOURCES,
-        "MonitoringAppSpecification": {"ImageUri": ANALYZER},
-        "RoleArn": ROLE,
-    }
-
-
 def run_now(sm: Any, schedule: str, definition: dict[str, Any]) -> list[dict[str, str]]:
     """A one-time schedule over the last hour of captures; its execution's violations."""
-    sm.create_monitoring_schedule(
-        MonitoringScheduleName=schedule,
-        MonitoringScheduleConfig={
-            "ScheduleConfig": {
-                "ScheduleExpression": "NOW",
-                "DataAnalysisStartTime": "-PT1H",
-                "DataAnalysisEndTime": "-PT0H",
-            },
-            "MonitoringJobDefinition": definition,
-            "MonitoringType": "DataQuality",
-        },
-    )
-    while True:
-        found = sm.list_monitoring_executions(MonitoringScheduleName=schedule)
-        runs = found["MonitoringExecutionSummaries"]
-        if runs and runs[0]["MonitoringExecutionStatus"] not in ("Pending", "InProgress"):
-            break
-        time.sleep(0.5)
-    run = runs[0]
+    run = monitor.run_now(sm, schedule, definition)
     print(f"  execution: {run['MonitoringExecutionStatus']}")
-    job = sm.describe_processing_job(ProcessingJobName=run["ProcessingJobArn"].split("/")[-1])
-    folder = Path(job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
-    violations: list[dict[str, str]] = json.loads(
-        (folder / "constraint_violations.json").read_text()
-    )["violations"]
+    _, violations = monitor.execution_outputs(sm, run)
     for v in violations:
         print(f"  {v['constraint_check_type']:<24} {v['feature_name']}")
     sm.delete_monitoring_schedule(MonitoringScheduleName=schedule)
@@ -212,29 +110,35 @@ def lab(url: str, work: Path) -> int:
     (data / "train.csv").write_text(header + "\n" + "\n".join(rows) + "\n")
     name = f"monitor-lab-{uuid.uuid4().hex[:6]}"
     capture, reports, baseline = work / "capture", work / "reports", work / "baseline"
+
+    def definition() -> dict[str, Any]:
+        return monitor.job_definition(name, str(baseline), str(reports))
+
     print("1. deploying with data capture")
     deploy(sm, name, artifact, capture)
     try:
         print("2. baseline from the training data")
-        suggest_baseline(sm, f"{name}-baseline", data, baseline)
+        desc = monitor.suggest_baseline(sm, f"{name}-baseline", str(data), str(baseline))
+        if desc["ProcessingJobStatus"] != "Completed":
+            raise SystemExit(f"baseline failed: {desc.get('FailureReason')}")
         constraints = json.loads((baseline / "constraints.json").read_text())
         print(f"  constraints.json: {len(constraints['features'])} features")
         print("3a. normal traffic, then a NOW monitoring run")
         send(rt, name, make_churn(500, seed=11).X)
         wait_captures(capture, name, 20)
-        normal = run_now(sm, f"{name}-normal", job_definition(name, baseline, reports))
+        normal = run_now(sm, f"{name}-normal", definition())
         print("3b. traffic with Day Mins shifted by +80, then another run")
         shifted = make_churn(500, seed=12).X.copy()
         shifted[:, FEATURE_NAMES.index("Day Mins")] += 80.0
         send(rt, name, shifted)
         wait_captures(capture, name, 40)
-        drifted = run_now(sm, f"{name}-drift", job_definition(name, baseline, reports))
+        drifted = run_now(sm, f"{name}-drift", definition())
         print("4. the hourly schedule")
         sm.create_monitoring_schedule(
             MonitoringScheduleName=f"{name}-hourly",
             MonitoringScheduleConfig={
                 "ScheduleConfig": {"ScheduleExpression": "cron(0 * ? * * *)"},
-                "MonitoringJobDefinition": job_definition(name, baseline, reports),
+                "MonitoringJobDefinition": definition(),
                 "MonitoringType": "DataQuality",
             },
         )

@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.support import XGBOOST_IMAGE
+from modelhost.testing import monitor
+from tests.support import XGBOOST_IMAGE, unique
 
 
 def capture_config(destination: str, percent: int = 100) -> dict[str, Any]:
@@ -22,8 +23,12 @@ def capture_config(destination: str, percent: int = 100) -> dict[str, Any]:
 
 
 def create_capturing_config(
-    sm: Any, name: str, model: str, destination: str, percent: int = 100
+    sm: Any, name: str, model: str, destination: str, percent: int = 100, output: bool = True
 ) -> None:
+    """A one-instance endpoint config of `model` capturing its input (and output)."""
+    config = capture_config(destination, percent)
+    if not output:
+        config["CaptureOptions"] = [{"CaptureMode": "Input"}]
     sm.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[
@@ -34,7 +39,7 @@ def create_capturing_config(
                 "InstanceType": "ml.m5.large",
             }
         ],
-        DataCaptureConfig=capture_config(destination, percent),
+        DataCaptureConfig=config,
     )
 
 
@@ -179,3 +184,66 @@ def raw_rows_artifact(churn_artifact: Path, root: Path) -> Path:
         for path in sorted(model.rglob("*")):
             tar.add(path, arcname=str(path.relative_to(model)), recursive=False)
     return out
+
+
+def deploy_raw(sm: Any, model: str, capture_dir: Path) -> str:
+    """An endpoint of `model` capturing its inputs (100 %) under `capture_dir`; waits."""
+    name = unique("mon")
+    create_capturing_config(sm, name, model, str(capture_dir), output=False)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+    wait_in_service(sm, name)
+    return name
+
+
+def create_raw_model(sm: Any, churn_artifact: Path, root: Path) -> str:
+    """A model of `raw_rows_artifact` (the churn model taking raw MONITOR_COLUMNS rows)."""
+    name = unique("raw")
+    sm.create_model(
+        ModelName=name,
+        PrimaryContainer={
+            "Image": XGBOOST_IMAGE,
+            "ModelDataUrl": str(raw_rows_artifact(churn_artifact, root)),
+        },
+        ExecutionRoleArn=monitor.ROLE,
+    )
+    return name
+
+
+def send(rt: Any, endpoint: str, rows: list[str], per_request: int = 20) -> None:
+    for i in range(0, len(rows), per_request):
+        rt.invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Body="\n".join(rows[i : i + per_request])
+        )
+
+
+def wait_captured(capture_dir: Path, endpoint: str, requests: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        files = list((capture_dir / endpoint).rglob("*.jsonl"))
+        if sum(len(f.read_text().splitlines()) for f in files) >= requests:
+            return
+        time.sleep(0.2)
+    raise AssertionError("captures did not arrive")
+
+
+def job_definition(endpoint: str, baseline: dict[str, str], out: Path) -> dict[str, Any]:
+    """The kit's data-quality job definition for a baseline given as its two files."""
+    return monitor.job_definition(endpoint, str(Path(baseline["constraints"]).parent), str(out))
+
+
+def table_baseline(sm: Any, work: Path) -> dict[str, str]:
+    """suggest_baseline's processing job over churn rows of MONITOR_COLUMNS (CSV with a
+    header); the statistics.json and constraints.json it wrote."""
+    from modelhost.testing.churn import make_churn
+
+    data = work / "baseline-data"
+    data.mkdir()
+    rows = table_rows(make_churn(3000, seed=1))
+    (data / "train.csv").write_text(",".join(MONITOR_COLUMNS) + "\n" + "\n".join(rows) + "\n")
+    out = work / "baseline-out"
+    desc = monitor.suggest_baseline(sm, unique("baseline"), str(data), str(out))
+    assert desc["ProcessingJobStatus"] == "Completed", desc.get("FailureReason")
+    return {
+        "statistics": str(out / "statistics.json"),
+        "constraints": str(out / "constraints.json"),
+    }

@@ -13,6 +13,7 @@ import pytest
 
 from modelhost.monitor import attribution
 from modelhost.testing.churn import FEATURE_NAMES, csv_rows
+from modelhost.testing.monitor import wait_processing_job
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import deploy_capturing, wait_records
@@ -76,6 +77,73 @@ def run(sm: Any, name: str) -> tuple[dict[str, Any], Path]:
     return done[0], Path(job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
 
 
+def clarify_baseline(
+    sm: Any, model: str, churn_model: ChurnModel, tmp_path: Path
+) -> dict[str, attribution.LabelAttributions]:
+    """What SageMakerClarifyProcessor.run_explainability sends for the churn model (label
+    first, as the lab's training CSV); the analysis.json it wrote."""
+    data, config = tmp_path / "clarify-data", tmp_path / "clarify-config"
+    data.mkdir()
+    config.mkdir()
+    labels = churn_model.data.y[1000:2000]
+    rows = csv_rows(churn_model.data.X[1000:2000])
+    (data / "train.csv").write_text(
+        "\n".join(f"{int(y)},{row}" for y, row in zip(labels, rows, strict=True)) + "\n"
+    )
+    analysis_config = {
+        "dataset_type": "text/csv",
+        "headers": ["Churn", *FEATURE_NAMES],
+        "label": "Churn",
+        "methods": {"shap": {"num_samples": 100, "agg_method": "mean_abs"}},
+        "predictor": {"model_name": model, "instance_type": "ml.m5.xlarge",
+                      "initial_instance_count": 1, "content_type": "text/csv"},
+    }  # fmt: skip
+    (config / "analysis_config.json").write_text(json.dumps(analysis_config))
+
+    def mount(name: str, uri: Path, path: str) -> dict[str, Any]:
+        return {
+            "InputName": name,
+            "S3Input": {
+                "S3Uri": str(uri),
+                "LocalPath": path,
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+            },
+        }
+
+    name = unique("clarify")
+    sm.create_processing_job(
+        ProcessingJobName=name,
+        AppSpecification={"ImageUri": CLARIFY},
+        ProcessingInputs=[
+            mount("dataset", data, "/opt/ml/processing/input/data"),
+            mount(
+                "analysis_config",
+                config / "analysis_config.json",
+                "/opt/ml/processing/input/config",
+            ),
+        ],
+        ProcessingOutputConfig={
+            "Outputs": [
+                {
+                    "OutputName": "analysis_result",
+                    "S3Output": {
+                        "S3Uri": str(tmp_path / "clarify-out"),
+                        "LocalPath": "/opt/ml/processing/output",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+            ]
+        },
+        ProcessingResources=RESOURCES,
+        RoleArn=ROLE,
+    )
+    desc = wait_processing_job(sm, name)
+    assert desc["ProcessingJobStatus"] == "Completed", desc.get("FailureReason")
+    doc = json.loads((tmp_path / "clarify-out" / "analysis.json").read_text())
+    return attribution.read_analysis(doc)
+
+
 def test_attribution_drift_runs_and_publishes(tmp_path: Path, churn_model: ChurnModel) -> None:
     env = {**FAST_ENV, "MODELHOST_CAPTURE_FLUSH_INTERVAL_S": "0.2"}
     headers = list(FEATURE_NAMES)
@@ -119,9 +187,16 @@ def test_attribution_drift_runs_and_publishes(tmp_path: Path, churn_model: Churn
             rt.invoke_endpoint(EndpointName=endpoint, ContentType="text/csv", Body=row)
         assert len(wait_records(tmp_path / "capture", 100)) == 100
 
+        # The baseline from Clarify's explainability job (run_explainability's request)
+        # over the same rows: the library's attributions.
+        clarified = clarify_baseline(sm, endpoint, churn_model, tmp_path)
+        assert attribution.drift(baseline, clarified)["label0"] == pytest.approx(1.0)
+        assert clarified["label0"].features == pytest.approx(baseline["label0"].features)
+
         good = f"{endpoint}-good"
+        clarify_analysis = tmp_path / "clarify-out" / "analysis.json"
         sm.create_model_explainability_job_definition(
-            **definition(good, endpoint, config, constraints, tmp_path / "out")
+            **definition(good, endpoint, config, clarify_analysis, tmp_path / "out")
         )
         described = sm.describe_model_explainability_job_definition(JobDefinitionName=good)
         assert described["ModelExplainabilityAppSpecification"]["ConfigUri"] == config

@@ -87,7 +87,7 @@ def test_definition_is_validated() -> None:
 @pytest.mark.parametrize(
     ("image", "env", "message"),
     [
-        (CLARIFY, {}, "ImageUri"),
+        ("123.dkr.ecr.us-east-1.amazonaws.com/my-own:1", {}, "ImageUri"),
         (CLARIFY, {"analysis_type": "MODEL_EXPLAINABILITY"}, "analysis_config"),
         (
             CLARIFY,

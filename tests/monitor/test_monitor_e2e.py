@@ -8,31 +8,27 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
+from modelhost.testing import monitor
 from modelhost.testing.churn import make_churn
+from modelhost.testing.monitor import RESOURCES, ROLE, execution_outputs, wait_execution
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import (
     MONITOR_COLUMNS,
-    capture_config,
-    raw_rows_artifact,
+    create_raw_model,
+    deploy_raw,
+    job_definition,
+    send,
+    table_baseline,
     table_rows,
-    wait_in_service,
+    wait_captured,
 )
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.support import FAST_ENV, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
-
-ANALYZER = "156813124566.dkr.ecr.us-east-1.amazonaws.com/sagemaker-model-monitor-analyzer"
-ROLE = "arn:aws:iam::123456789012:role/modelhost"
-RESOURCES = {
-    "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.xlarge", "VolumeSizeInGB": 20}
-}
-TERMINAL = {"Completed", "CompletedWithViolations", "Failed", "Stopped"}
-
 
 @pytest.fixture(scope="module")
 def monitor_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
@@ -53,164 +49,14 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def raw_model(monitor_server: ModelhostServer, churn_model: ChurnModel, work: Path) -> str:
     sm, _ = monitor_server.clients()
-    name = unique("raw")
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={
-            "Image": XGBOOST_IMAGE,
-            "ModelDataUrl": str(raw_rows_artifact(churn_model.artifact, work)),
-        },
-        ExecutionRoleArn=ROLE,
-    )
-    return name
-
-
-def wait_job(sm: Any, name: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while True:
-        desc = sm.describe_processing_job(ProcessingJobName=name)
-        if desc["ProcessingJobStatus"] in TERMINAL or time.monotonic() > deadline:
-            return dict(desc)
-        time.sleep(0.3)
+    return create_raw_model(sm, churn_model.artifact, work)
 
 
 @pytest.fixture(scope="module")
 def baseline(monitor_server: ModelhostServer, work: Path) -> dict[str, str]:
     """suggest_baseline's processing job over the churn training data (CSV with header)."""
     sm, _ = monitor_server.clients()
-    data = work / "baseline-data"
-    data.mkdir()
-    rows = table_rows(make_churn(3000, seed=1))
-    (data / "train.csv").write_text(",".join(MONITOR_COLUMNS) + "\n" + "\n".join(rows) + "\n")
-    out = work / "baseline-out"
-    name = unique("baseline")
-    sm.create_processing_job(
-        ProcessingJobName=name,
-        AppSpecification={"ImageUri": ANALYZER},
-        Environment={
-            "dataset_format": json.dumps(
-                {"csv": {"header": True, "output_columns_position": "START"}}
-            ),
-            "dataset_source": "/opt/ml/processing/input/baseline_dataset_input",
-            "output_path": "/opt/ml/processing/output",
-            "publish_cloudwatch_metrics": "Disabled",
-        },
-        ProcessingInputs=[
-            {
-                "InputName": "baseline_dataset_input",
-                "S3Input": {
-                    "S3Uri": str(data),
-                    "LocalPath": "/opt/ml/processing/input/baseline_dataset_input",
-                    "S3DataType": "S3Prefix",
-                    "S3InputMode": "File",
-                },
-            }
-        ],
-        ProcessingOutputConfig={
-            "Outputs": [
-                {
-                    "OutputName": "monitoring_output",
-                    "S3Output": {
-                        "S3Uri": str(out),
-                        "LocalPath": "/opt/ml/processing/output",
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ]
-        },
-        ProcessingResources=RESOURCES,
-        RoleArn=ROLE,
-    )
-    desc = wait_job(sm, name)
-    assert desc["ProcessingJobStatus"] == "Completed", desc.get("FailureReason")
-    return {
-        "statistics": str(out / "statistics.json"),
-        "constraints": str(out / "constraints.json"),
-    }
-
-
-def deploy_raw(sm: Any, model: str, capture_dir: Path) -> str:
-    name = unique("mon")
-    config = capture_config(str(capture_dir))
-    config["CaptureOptions"] = [{"CaptureMode": "Input"}]
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": model,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-        DataCaptureConfig=config,
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    wait_in_service(sm, name)
-    return name
-
-
-def send(rt: Any, endpoint: str, rows: list[str], per_request: int = 20) -> None:
-    for i in range(0, len(rows), per_request):
-        rt.invoke_endpoint(
-            EndpointName=endpoint, ContentType="text/csv", Body="\n".join(rows[i : i + per_request])
-        )
-
-
-def wait_captured(capture_dir: Path, endpoint: str, requests: int) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        files = list((capture_dir / endpoint).rglob("*.jsonl"))
-        if sum(len(f.read_text().splitlines()) for f in files) >= requests:
-            return
-        time.sleep(0.2)
-    raise AssertionError("captures did not arrive")
-
-
-def job_definition(endpoint: str, baseline: dict[str, str], out: Path) -> dict[str, Any]:
-    return {
-        "BaselineConfig": {
-            "ConstraintsResource": {"S3Uri": baseline["constraints"]},
-            "StatisticsResource": {"S3Uri": baseline["statistics"]},
-        },
-        "MonitoringInputs": [
-            {
-                "EndpointInput": {
-                    "EndpointName": endpoint,
-                    "LocalPath": "/opt/ml/processing/input/endpoint",
-                }
-            }
-        ],
-        "MonitoringOutputConfig": {
-            "MonitoringOutputs": [
-                {"S3Output": {"S3Uri": str(out), "LocalPath": "/opt/ml/processing/output"}}
-            ]
-        },
-        "MonitoringResources": RESOURCES,
-        "MonitoringAppSpecification": {"ImageUri": ANALYZER},
-        "RoleArn": ROLE,
-    }
-
-
-def wait_execution(sm: Any, schedule: str, timeout_s: float = 120) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = sm.list_monitoring_executions(MonitoringScheduleName=schedule)[
-            "MonitoringExecutionSummaries"
-        ]
-        done = [e for e in found if e["MonitoringExecutionStatus"] in TERMINAL]
-        if done:
-            return dict(done[0])
-        assert time.monotonic() < deadline, found
-        time.sleep(0.3)
-
-
-def outputs(sm: Any, execution: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
-    job = sm.describe_processing_job(ProcessingJobName=execution["ProcessingJobArn"].split("/")[-1])
-    folder = Path(job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"])
-    stats = json.loads((folder / "statistics.json").read_text())
-    violations = json.loads((folder / "constraint_violations.json").read_text())["violations"]
-    return stats, violations
+    return table_baseline(sm, work)
 
 
 def test_baseline_outputs_and_refused_images(
@@ -267,7 +113,7 @@ def test_now_executions_find_exactly_the_drifted_features_and_alarm(
     )
     execution = wait_execution(sm, f"{calm}-dq")
     assert execution["MonitoringExecutionStatus"] == "Completed", execution
-    stats, violations = outputs(sm, execution)
+    stats, violations = execution_outputs(sm, execution)
     assert violations == []
     assert stats["dataset"]["item_count"] == 600
 
@@ -276,7 +122,7 @@ def test_now_executions_find_exactly_the_drifted_features_and_alarm(
     sm.create_data_quality_job_definition(
         JobDefinitionName=f"{drifted}-def",
         DataQualityBaselineConfig=definition["BaselineConfig"],
-        DataQualityAppSpecification={"ImageUri": ANALYZER},
+        DataQualityAppSpecification={"ImageUri": monitor.ANALYZER_IMAGE},
         DataQualityJobInput={"EndpointInput": definition["MonitoringInputs"][0]["EndpointInput"]},
         DataQualityJobOutputConfig=definition["MonitoringOutputConfig"],
         JobResources=RESOURCES,
@@ -292,7 +138,7 @@ def test_now_executions_find_exactly_the_drifted_features_and_alarm(
     )
     execution = wait_execution(sm, f"{drifted}-dq")
     assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution
-    _, violations = outputs(sm, execution)
+    _, violations = execution_outputs(sm, execution)
     assert {(v["feature_name"], v["constraint_check_type"]) for v in violations} == {
         ("Day Mins", "baseline_drift_check"),
         ("State", "categorical_values_check"),

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
 from modelhost.cli import main
+from modelhost.gateway.openapi import native_openapi
 from modelhost.monitor.replay import parse_captures
 from modelhost.monitor.replay_run import replay
 from modelhost.testing.churn import csv_rows, make_churn, train_xgboost, write_xgboost_artifact
@@ -98,6 +100,9 @@ def test_api_replay_to_the_same_model_agrees(
     assert report["Candidate"]["LatencyP99Us"] >= report["Candidate"]["LatencyP50Us"] > 0
     assert len(report["BadRecords"]) == 1
     assert report["BadRecords"][0]["Source"].endswith("bad.jsonl")
+    # The report is what the OpenAPI document describes.
+    described = native_openapi()["paths"]["/api/replay"]["post"]["responses"]["200"]
+    jsonschema.validate(report, _nullable(described["content"]["application/json"]["schema"]))
     assert report["OutputDrift"]["Captured"]["ks"] == 0.0
     assert _temporaries(sm) == []
 
@@ -199,3 +204,15 @@ def test_api_replays_from_s3_and_reports_a_failing_candidate(
     assert len(errors) == 10
     assert all(e["Status"] >= 400 and e["Error"] for e in errors)
     assert _temporaries(sm) == []
+
+
+def _nullable(schema: Any) -> Any:
+    """OpenAPI 3.0's `nullable: true` as JSON Schema's `type: [t, "null"]`."""
+    if isinstance(schema, list):
+        return [_nullable(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _nullable(v) for k, v in schema.items() if k != "nullable"}
+    if schema.get("nullable") and "type" in out:
+        out["type"] = [out["type"], "null"]
+    return out

@@ -191,6 +191,7 @@ _TYPES: dict[str, tuple[Callable[[object], bool], str]] = {
 _LOCAL_URL_MEMBERS: tuple[str, ...] = ("modelDataUrl", "s3Uri", "s3OutputPath")
 _LOCAL_URL_MEMBERS += ("s3OutputLocation", "s3FailurePath", "destinationS3Uri")
 _LOCAL_URL_MEMBERS += ("samplePayloadUrl",)  # recommender sample payloads
+_LOCAL_URL_MEMBERS += ("dataCapturedDestinationS3Uri",)  # a transform job's capture
 
 
 def _local_location(path: str, value: str) -> bool:

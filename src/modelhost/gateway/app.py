@@ -61,7 +61,7 @@ from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
 from modelhost.loadtest.recommender import RecommendationJobs
-from modelhost.monitor.replay_run import server_replayer
+from modelhost.monitor.replay_run import remove_left_behind, server_replayer
 from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.scaling.autoscaler import Autoscaler
 from modelhost.scaling.book import ScalingBook
@@ -142,7 +142,13 @@ class Gateway:
     def _routes(self, settings: Settings, keys: KeyStore | None) -> list[BaseRoute]:
         """Everything that is not the SageMaker, CloudWatch or Logs wire APIs."""
         sources = dashboard_wiring.sources(
-            settings.home, self.store, self.control, self.jobs, self.series, self.alarms
+            settings.home,
+            self.store,
+            self.control,
+            self.jobs,
+            self.series,
+            self.alarms,
+            Locations(settings.s3_endpoint_url),
         )
         # Sign-in sessions only with auth on; off, the guard admits loopback clients only.
         dashboard = DashboardRoutes(
@@ -186,6 +192,8 @@ class Gateway:
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         # Background loops; the leader's own (autoscaler, monitoring) join them in `_lead`.
         self._loops: list[asyncio.Future[None]] = []
+        # A replay this gateway was running when it died left its temporary endpoint.
+        remove_left_behind(self.store, self.control.operations, self.settings.base_url)
         # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
         self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
         await self.leadership.start()

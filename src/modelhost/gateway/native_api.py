@@ -186,17 +186,9 @@ class NativeAPI:
             return _error(exc)
 
     async def advise(self, request: Request) -> Response:
-        """The cost advisor over the query's workload; `Prices` names a bundled table (the
-        server reads no file a client names)."""
-        from modelhost.loadtest.advisor import advise, parse_workload
-        from modelhost.loadtest.prices import BUNDLED, load_prices
-
+        """The cost advisor over the query's workload (`advice`)."""
         try:
-            params = dict(request.query_params)
-            prices = params.pop("Prices", "default")
-            if prices not in BUNDLED:
-                raise ValidationException(f"Prices must be one of {', '.join(BUNDLED)}.")
-            return JSONResponse(advise(parse_workload(params), load_prices(prices)))
+            return JSONResponse(advice(dict(request.query_params)))
         except Exception as exc:
             return _error(exc)
 
@@ -209,6 +201,19 @@ class NativeAPI:
             return JSONResponse(await asyncio.to_thread(self.replayer, body))
         except Exception as exc:
             return _error(exc)
+
+
+def advice(params: dict[str, str]) -> dict[str, Any]:
+    """`GET /api/advise` (and the dashboard's form): the advisor over the workload in
+    `params`; `Prices` names a bundled table (the server reads no file a client names)."""
+    from modelhost.loadtest.advisor import advise, parse_workload
+    from modelhost.loadtest.prices import BUNDLED, load_prices
+
+    params = dict(params)
+    prices = params.pop("Prices", "default")
+    if prices not in BUNDLED:
+        raise ValidationException(f"Prices must be one of {', '.join(BUNDLED)}.")
+    return advise(parse_workload(params), load_prices(prices))
 
 
 async def _json(request: Request) -> dict[str, Any]:

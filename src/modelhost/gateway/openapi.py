@@ -71,6 +71,87 @@ _KEY = {
 }
 
 
+_NULLABLE_NUMBER = {"type": "number", "nullable": True}
+_REPLAY_INPUT = {
+    "type": "object",
+    "required": ["CaptureUri", "ModelName"],
+    "properties": {
+        "CaptureUri": {
+            "type": "string",
+            "description": "data capture JSON Lines: a .jsonl file, a folder or an s3:// prefix",
+        },
+        "ModelName": {**_NAME, "description": "the candidate model (CreateModel)"},
+        "EndpointConfig": {
+            "type": "object",
+            "description": "a CreateEndpointConfig request; every variant's ModelName "
+            "becomes the candidate; DataCaptureConfig and shadow variants are dropped",
+        },
+        "Tolerance": {"type": "number", "minimum": 0, "default": 1e-6},
+        "Baseline": {"type": "array", "items": {"type": "number"}},
+    },
+}
+_DRIFT = {
+    "type": "object",
+    "nullable": True,
+    "properties": {
+        "ks": {"type": "number"},
+        "ks_pvalue": {"type": "number"},
+        "psi": {"type": "number"},
+    },
+}
+_REPLAY_REPORT = {
+    "type": "object",
+    "required": [
+        "ModelName",
+        "TemporaryEndpointName",
+        "Records",
+        "ExactAgreement",
+        "NumericAgreement",
+        "Candidate",
+        "OutputDrift",
+        "BadRecords",
+    ],
+    "properties": {
+        "ModelName": {"type": "string"},
+        "TemporaryEndpointName": {"type": "string"},
+        "Records": {"type": "integer"},
+        "ExactAgreement": _NULLABLE_NUMBER,
+        "NumericAgreement": _NULLABLE_NUMBER,
+        "NumericCompared": {"type": "integer"},
+        "NumericUnparsed": {"type": "integer"},
+        "Tolerance": {"type": "number"},
+        "NumericDifference": {
+            "type": "object",
+            "properties": {"MaxAbs": _NULLABLE_NUMBER, "MeanAbs": _NULLABLE_NUMBER},
+        },
+        "Candidate": {
+            "type": "object",
+            "properties": {
+                "LatencyP50Us": _NULLABLE_NUMBER,
+                "LatencyP99Us": _NULLABLE_NUMBER,
+                "ErrorRate": _NULLABLE_NUMBER,
+                "Errors": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+        "OutputDrift": {
+            "type": "object",
+            "properties": {"Captured": _DRIFT, "Baseline": _DRIFT},
+        },
+        "BadRecords": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "Source": {"type": "string"},
+                    "Line": {"type": "integer"},
+                    "Reason": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"content": {"application/json": {"schema": schema}}}
 
@@ -102,7 +183,7 @@ def native_openapi() -> dict[str, Any]:
             }
         },
         "security": [{"sigv4": []}],
-        "paths": {**_alarm_paths(), **_endpoint_paths(), **_key_paths()},
+        "paths": {**_alarm_paths(), **_endpoint_paths(), **_key_paths(), **_replay_paths()},
     }
 
 
@@ -230,4 +311,19 @@ def _key_paths() -> dict[str, Any]:
             "parameters": [_param("name", _KEY_ID)],
             "delete": {"operationId": "RevokeAccessKey", "responses": _responses(_KEY, 404)},
         },
+    }
+
+
+def _replay_paths() -> dict[str, Any]:
+    return {
+        "/api/replay": {
+            "post": {
+                "operationId": "ReplayCapture",
+                "description": "Replay captured traffic against a candidate model on a "
+                "temporary endpoint (replay-<12 hex>, always deleted) and answer with the "
+                "comparison report once done (docs/monitor.md#replay-before-deploy).",
+                "requestBody": {"required": True, **_json(_REPLAY_INPUT)},
+                "responses": _responses(_REPLAY_REPORT, 404),
+            }
+        }
     }

@@ -44,11 +44,11 @@ def check(request: dict[str, Any], analyzer_image: str, resolve: Callable[[str],
     env = request.get("Environment") or {}
     explains = env.get("analysis_type") == ANALYSIS_TYPE
     name = image.rsplit("/", 1)[-1]
-    if analyzer_image not in name and not (CLARIFY_IMAGE in name and explains):
+    if analyzer_image not in name and CLARIFY_IMAGE not in name:
         raise ValidationException(
             f"AppSpecification.ImageUri {image}: this modelhost version runs processing jobs "
-            f"for the model monitor analyzer image ({analyzer_image}) only, and {CLARIFY_IMAGE} "
-            f"for analysis_type {ANALYSIS_TYPE}."
+            f"for the model monitor analyzer image ({analyzer_image}) and {CLARIFY_IMAGE} "
+            "(attribution drift runs, and run_explainability's job for tree models) only."
         )
     if not explains:
         return
@@ -118,6 +118,10 @@ class Explainability:
         self.store = store
         self._artifacts = artifacts  # made on first use: most servers never explain
 
+    def fetch(self, url: str) -> Path:
+        """A model artifact's local folder (the artifact cache)."""
+        return self._artifacts().fetch(url)
+
     def analyze(
         self,
         env: dict[str, Any],
@@ -136,9 +140,7 @@ class Explainability:
         if not lines:
             raise DatasetError("no captured data in the analysis window")
         shap = (config.get("methods") or {}).get("shap") or {}
-        model_dir = self._artifacts().fetch(
-            model_data_url(self.store, env["sagemaker_endpoint_name"])
-        )
+        model_dir = self.fetch(model_data_url(self.store, env["sagemaker_endpoint_name"]))
         live = attribution.explain(
             load_tree_model(model_dir),
             _matrix(lines, headers),

@@ -1,4 +1,5 @@
-"""What happens when a transform job's records are all written: the prediction-store load.
+"""What happens when a transform job's records are all written: its data capture
+(jobs/batch_capture.py) and the prediction-store load.
 
 A job created with a prediction-store option (`PredictionStore: {StoreName, KeyColumn}` in
 the native API, `--store/--key` in the CLI, or the `modelhost:prediction-store` /
@@ -13,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelhost.errors import ValidationException
+from modelhost.jobs import batch_capture
+from modelhost.jobs.objects import ObjectIO
 from modelhost.settings import Settings
+from modelhost.store.outputs import Locations
 from modelhost.store.predictions import PredictionStore, RunInfo
 from modelhost.store.predictions.loader import load_transform_output
 
@@ -56,3 +60,15 @@ def load_predictions(
         accept=output.get("Accept"),
         prediction_store=backend,
     )
+
+
+def capture_data(job: CompletedJob, settings: Settings, start_s: float) -> None:
+    """The job's DataCaptureConfig: its input and output manifests (and, asked for,
+    inference ids in the outputs). Runs off the event loop; raises when it cannot write."""
+    config = job.request.get("DataCaptureConfig")
+    if not config:
+        return
+    source = job.request["TransformInput"]["DataSource"]["S3DataSource"]
+    inputs = ObjectIO(settings.s3_endpoint_url).list_inputs(source["S3DataType"], source["S3Uri"])
+    locations = Locations(settings.s3_endpoint_url)
+    batch_capture.write(locations, config, inputs, job.outputs, start_s)

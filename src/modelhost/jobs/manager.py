@@ -21,7 +21,8 @@ from modelhost.control.listing import list_page
 from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
 from modelhost.fleet.manager import FleetManager
-from modelhost.jobs.hooks import CompletedJob, load_predictions
+from modelhost.jobs import batch_capture
+from modelhost.jobs.hooks import CompletedJob, capture_data, load_predictions
 from modelhost.jobs.instances import JobFailed
 from modelhost.jobs.pool import WarmPool
 from modelhost.jobs.requests import check_request, prediction_store_option
@@ -150,6 +151,7 @@ class TransformJobs:
         self, p: dict[str, Any], prediction_store: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         check_request(p)
+        batch_capture.check(p, self.settings)
         option = prediction_store_option(p.get("Tags"), prediction_store)
         model = self.store.get(Kind.MODEL, p["ModelName"])
         if model is None:
@@ -330,6 +332,11 @@ class TransformJobs:
             more = f" ({len(failures) - 1} more objects failed)" if len(failures) > 1 else ""
             self._finish(name, TransformJobStatus.FAILED, failures[0] + more)
             return
+        await self._complete(name)
+
+    async def _complete(self, name: str) -> None:
+        """Every object is written: the data capture and the prediction-store load (when
+        the job asks for them), then Completed."""
         rec = self._get(name)
         job = CompletedJob(
             name,
@@ -337,6 +344,15 @@ class TransformJobs:
             rec.spec.get("PredictionStore"),
             {rel: o["Output"] for rel, o in rec.spec["Objects"].items() if "Output" in o},
         )
+        if job.request.get("DataCaptureConfig"):
+            start_s = rec.spec.get("TransformStartTime", rec.created_s)
+            try:
+                await asyncio.to_thread(capture_data, job, self.settings, start_s)
+            except Exception as exc:
+                log.exception("writing the data capture of transform job %s failed", name)
+                reason = f"The outputs are written, but writing their data capture failed: {exc}"
+                self._finish(name, TransformJobStatus.FAILED, reason)
+                return
         try:
             run = await asyncio.to_thread(load_predictions, job, self.settings, self.predictions)
         except Exception as exc:

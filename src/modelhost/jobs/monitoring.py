@@ -72,7 +72,8 @@ class MonitoringSchedules:
     def _check_config(self, config: dict[str, Any]) -> requests.Definition:
         definition = self.defs.definition(config)
         self.defs.check_locations(definition)
-        self.defs.check_endpoint(definition.endpoint)
+        if definition.endpoint:
+            self.defs.check_endpoint(definition.endpoint)
         sched = config.get("ScheduleConfig") or {}
         parsed = cadence.parse_expression(sched.get("ScheduleExpression", "cron(0 * ? * * *)"))
         if parsed.now:
@@ -127,9 +128,11 @@ class MonitoringSchedules:
             "CreationTime": rec.created_s,
             "LastModifiedTime": rec.modified_s,
             "MonitoringScheduleStatus": rec.status,
-            "EndpointName": self.defs.definition(config).endpoint,
             "MonitoringType": config.get("MonitoringType", "DataQuality"),
         }
+        endpoint = self.defs.definition(config).endpoint
+        if endpoint:  # none for a batch transform job's capture
+            out["EndpointName"] = endpoint
         if config.get("MonitoringJobDefinitionName"):
             out["MonitoringJobDefinitionName"] = config["MonitoringJobDefinitionName"]
         return out
@@ -296,9 +299,12 @@ class MonitoringSchedules:
             execution["MonitoringJobDefinitionName"] = config["MonitoringJobDefinitionName"]
         try:
             definition = self.defs.definition(config)
-            execution["EndpointName"] = definition.endpoint
-            capture = self.defs.check_endpoint(definition.endpoint)
-            capture_uri = join(capture["DestinationS3Uri"], definition.endpoint) + "/"
+            if definition.endpoint:
+                execution["EndpointName"] = definition.endpoint
+                capture = self.defs.check_endpoint(definition.endpoint)
+                capture_uri = join(capture["DestinationS3Uri"], definition.endpoint) + "/"
+            else:  # a transform job's capture: its input manifests
+                capture_uri = join(definition.batch_capture_uri, "input") + "/"
             request = requests.processing_request(
                 definition, rec.name, capture_uri, scheduled_s, window
             )

@@ -115,7 +115,8 @@ class JobDefinitions:
     def create_definition(self, t: _Type, p: dict[str, Any]) -> dict[str, Any]:
         definition = t.parse(p)
         self.check_locations(definition)
-        self.check_endpoint(definition.endpoint)
+        if definition.endpoint:
+            self.check_endpoint(definition.endpoint)
         spec = {k: copy.deepcopy(v) for k, v in p.items() if k not in ("JobDefinitionName", "Tags")}
         name = p["JobDefinitionName"]
         return {"JobDefinitionArn": self.create(t.kind, name, t.arn_kind, spec, p, None)}
@@ -199,6 +200,7 @@ class JobDefinitions:
             ("groundTruthS3Input.s3Uri", d.ground_truth_uri),
             ("modelExplainabilityAppSpecification.configUri", d.config_uri),
             ("monitoringOutputs.s3Output.s3Uri", d.output_uri),
+            ("batchTransformInput.dataCapturedDestinationS3Uri", d.batch_capture_uri),
         ):
             if uri:
                 confine(uri, settings.allowed_data_prefixes, member, [settings.home])

@@ -54,6 +54,9 @@ class Definition:
     attributes: dict[str, str] = field(default_factory=dict)
     # Model explainability: the analysis configuration (headers, label_headers, shap).
     config_uri: str = ""
+    # A batch transform job's data capture (BatchTransformInput) instead of an endpoint's.
+    batch_capture_uri: str = ""
+    batch_format: dict[str, Any] = field(default_factory=dict)
 
 
 def _baseline(
@@ -70,14 +73,41 @@ def _baseline(
     return constraints, stats
 
 
-def _endpoint_input(item: dict[str, Any] | None, member: str) -> str:
-    endpoint = ((item or {}).get("EndpointInput") or {}).get("EndpointName")
-    if not endpoint:
+def _input(item: dict[str, Any] | None, member: str, batch_allowed: bool = True) -> dict[str, Any]:
+    """The Definition members of a job input: EndpointInput's endpoint, or
+    BatchTransformInput's captured destination and dataset format."""
+    item = item or {}
+    endpoint = (item.get("EndpointInput") or {}).get("EndpointName")
+    if endpoint:
+        return {"endpoint": str(endpoint)}
+    batch = item.get("BatchTransformInput") or {}
+    if not batch.get("DataCapturedDestinationS3Uri"):
         raise ValidationException(
-            f"{member}: an EndpointInput is required (BatchTransformInput is not supported "
-            "by this modelhost version)."
+            f"{member}: an EndpointInput or a BatchTransformInput is required."
         )
-    return str(endpoint)
+    if not batch_allowed:
+        raise ValidationException(
+            f"{member}.BatchTransformInput: this modelhost version monitors the data quality "
+            "of batch transform captures only; use an EndpointInput."
+        )
+    return {
+        "endpoint": "",
+        "batch_capture_uri": str(batch["DataCapturedDestinationS3Uri"]),
+        "batch_format": batch_format(batch.get("DatasetFormat"), f"{member}.BatchTransformInput"),
+    }
+
+
+def batch_format(given: dict[str, Any] | None, member: str) -> dict[str, Any]:
+    """MonitoringDatasetFormat as the analyzer's dataset_format."""
+    given = given or {}
+    if given.get("Csv") is not None:
+        return {"csv": {"header": bool(given["Csv"].get("Header", False))}}
+    if given.get("Json") is not None:
+        return {"json": {"lines": bool(given["Json"].get("Line", False))}}
+    raise ValidationException(
+        f"{member}.DatasetFormat: Csv or Json is required (Parquet is not supported by this "
+        "modelhost version)."
+    )
 
 
 def _output(config: dict[str, Any], member: str) -> tuple[str, str]:
@@ -96,6 +126,33 @@ def _check_image(image: str, member: str) -> None:
         )
 
 
+def _definition(
+    job: dict[str, Any],
+    app: dict[str, Any],
+    source: dict[str, Any],
+    baseline: tuple[str, str],
+    output: tuple[dict[str, Any], str],
+    **extra: Any,
+) -> Definition:
+    """The members every job definition shape has, from `job` (a definition request) and
+    its `app` specification; `source` is `_input`'s, `output` the output config and its
+    member name."""
+    output_uri, output_path = _output(*output)
+    return Definition(
+        image=app["ImageUri"],
+        **source,
+        constraints_uri=baseline[0],
+        statistics_uri=baseline[1],
+        output_uri=output_uri,
+        output_path=output_path,
+        environment=dict(app.get("Environment") or {}),
+        resources=dict(job.get("JobResources") or {}),
+        role_arn=job.get("RoleArn", ""),
+        stopping=dict(job.get("StoppingCondition") or {}),
+        **extra,
+    )
+
+
 def from_inline(job: dict[str, Any]) -> Definition:
     """MonitoringScheduleConfig.MonitoringJobDefinition."""
     member = "MonitoringScheduleConfig.MonitoringJobDefinition"
@@ -104,19 +161,14 @@ def from_inline(job: dict[str, Any]) -> Definition:
     inputs = job.get("MonitoringInputs") or []
     if len(inputs) != 1:
         raise ValidationException(f"{member}.MonitoringInputs: exactly one input is required.")
-    constraints, stats = _baseline(job.get("BaselineConfig"), f"{member}.BaselineConfig")
-    output_uri, output_path = _output(job["MonitoringOutputConfig"], member)
-    return Definition(
-        image=app["ImageUri"],
-        endpoint=_endpoint_input(inputs[0], f"{member}.MonitoringInputs"),
-        constraints_uri=constraints,
-        statistics_uri=stats,
-        output_uri=output_uri,
-        output_path=output_path,
-        environment=dict(job.get("Environment") or {}),
-        resources=dict(job.get("MonitoringResources") or {}),
-        role_arn=job.get("RoleArn", ""),
-        stopping=dict(job.get("StoppingCondition") or {}),
+    # The inline shape names its environment and resources differently.
+    renamed = {**job, "JobResources": job.get("MonitoringResources")}
+    return _definition(
+        renamed,
+        {**app, "Environment": job.get("Environment")},
+        _input(inputs[0], f"{member}.MonitoringInputs"),
+        _baseline(job.get("BaselineConfig"), f"{member}.BaselineConfig"),
+        (job["MonitoringOutputConfig"], member),
     )
 
 
@@ -124,23 +176,12 @@ def from_data_quality(job: dict[str, Any]) -> Definition:
     """A CreateDataQualityJobDefinition request."""
     app = job["DataQualityAppSpecification"]
     _check_image(app["ImageUri"], "DataQualityAppSpecification")
-    constraints, stats = _baseline(
-        job.get("DataQualityBaselineConfig"), "DataQualityBaselineConfig"
-    )
-    output_uri, output_path = _output(
-        job["DataQualityJobOutputConfig"], "DataQualityJobOutputConfig"
-    )
-    return Definition(
-        image=app["ImageUri"],
-        endpoint=_endpoint_input(job.get("DataQualityJobInput"), "DataQualityJobInput"),
-        constraints_uri=constraints,
-        statistics_uri=stats,
-        output_uri=output_uri,
-        output_path=output_path,
-        environment=dict(app.get("Environment") or {}),
-        resources=dict(job.get("JobResources") or {}),
-        role_arn=job.get("RoleArn", ""),
-        stopping=dict(job.get("StoppingCondition") or {}),
+    return _definition(
+        job,
+        app,
+        _input(job.get("DataQualityJobInput"), "DataQualityJobInput"),
+        _baseline(job.get("DataQualityBaselineConfig"), "DataQualityBaselineConfig"),
+        (job["DataQualityJobOutputConfig"], "DataQualityJobOutputConfig"),
     )
 
 
@@ -148,28 +189,20 @@ def from_model_quality(job: dict[str, Any]) -> Definition:
     """A CreateModelQualityJobDefinition request."""
     app = job["ModelQualityAppSpecification"]
     _check_image(app["ImageUri"], "ModelQualityAppSpecification")
-    constraints, _ = _baseline(
-        job.get("ModelQualityBaselineConfig"), "ModelQualityBaselineConfig", False
-    )
-    output_uri, output_path = _output(
-        job["ModelQualityJobOutputConfig"], "ModelQualityJobOutputConfig"
-    )
     inputs = job.get("ModelQualityJobInput") or {}
     endpoint_input = inputs.get("EndpointInput") or {}
     truth = (inputs.get("GroundTruthS3Input") or {}).get("S3Uri")
     if not truth:
         raise ValidationException("ModelQualityJobInput.GroundTruthS3Input.S3Uri is required.")
-    return Definition(
-        image=app["ImageUri"],
-        endpoint=_endpoint_input(inputs, "ModelQualityJobInput"),
-        constraints_uri=constraints,
-        statistics_uri="",
-        output_uri=output_uri,
-        output_path=output_path,
-        environment=dict(app.get("Environment") or {}),
-        resources=dict(job.get("JobResources") or {}),
-        role_arn=job.get("RoleArn", ""),
-        stopping=dict(job.get("StoppingCondition") or {}),
+    constraints, _ = _baseline(
+        job.get("ModelQualityBaselineConfig"), "ModelQualityBaselineConfig", False
+    )
+    return _definition(
+        job,
+        app,
+        _input(inputs, "ModelQualityJobInput", batch_allowed=False),
+        (constraints, ""),
+        (job["ModelQualityJobOutputConfig"], "ModelQualityJobOutputConfig"),
         problem_type=app.get("ProblemType", ""),
         ground_truth_uri=truth,
         attributes={env: str(endpoint_input[k]) for k, env in _ATTRIBUTES if endpoint_input.get(k)},
@@ -193,19 +226,16 @@ def from_model_explainability(job: dict[str, Any]) -> Definition:
             "is not supported by this modelhost version)."
         )
     member = "ModelExplainabilityJobOutputConfig"
-    output_uri, output_path = _output(job[member], member)
-    inputs = job.get("ModelExplainabilityJobInput")
-    return Definition(
-        image=app["ImageUri"],
-        endpoint=_endpoint_input(inputs, "ModelExplainabilityJobInput"),
-        constraints_uri=constraints,
-        statistics_uri="",
-        output_uri=output_uri,
-        output_path=output_path,
-        environment=dict(app.get("Environment") or {}),
-        resources=dict(job.get("JobResources") or {}),
-        role_arn=job.get("RoleArn", ""),
-        stopping=dict(job.get("StoppingCondition") or {}),
+    return _definition(
+        job,
+        app,
+        _input(
+            job.get("ModelExplainabilityJobInput"),
+            "ModelExplainabilityJobInput",
+            batch_allowed=False,
+        ),
+        (constraints, ""),
+        (job[member], member),
         config_uri=app["ConfigUri"],
     )
 
@@ -234,6 +264,10 @@ def _environment(
         "sagemaker_endpoint_name": d.endpoint,
         "sagemaker_monitoring_schedule_name": schedule,
     }
+    if d.batch_capture_uri:
+        # A transform job's capture: its inputs in the BatchTransformInput's format.
+        del env["sagemaker_endpoint_name"]
+        env["dataset_format"] = json.dumps(d.batch_format)
     env.setdefault("publish_cloudwatch_metrics", "Enabled")
     if d.config_uri:
         del env["baseline_statistics"]

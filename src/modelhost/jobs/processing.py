@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import datetime as dt
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -30,8 +28,8 @@ from typing import Any
 
 from modelhost.control.listing import list_page
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
-from modelhost.jobs import explainability
-from modelhost.monitor import analyzer
+from modelhost.jobs import clarify_baseline, explainability
+from modelhost.jobs.processing_analysis import Analysis, mounts, resolve
 from modelhost.monitor.dataset import DatasetError, parse_format
 from modelhost.resources.names import arn
 from modelhost.resources.status import ProcessingJobStatus as Status
@@ -39,13 +37,11 @@ from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.locations import confine
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
-from modelhost.store.outputs import Locations, join
+from modelhost.store.outputs import Locations
 
 log = logging.getLogger("modelhost.jobs")
 
 ANALYZER_IMAGE = "sagemaker-model-monitor-analyzer"
-DATA_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/data-metrics"
-MODEL_METRICS_NAMESPACE = "aws/sagemaker/Endpoints/model-metrics"
 _ECHOED = (
     "ProcessingInputs",
     "ProcessingOutputConfig",
@@ -78,7 +74,10 @@ class ProcessingJobs:
         self.locations = locations
         self.publish = publish
         self._runs: dict[str, asyncio.Task[None]] = {}
-        self.explainability = explainability.Explainability(store, lambda: ArtifactStore(settings))
+        self.analysis = Analysis(
+            locations,
+            explainability.Explainability(store, lambda: ArtifactStore(settings)),
+        )
         self.operations: dict[str, Handler] = {
             "CreateProcessingJob": self.create_processing_job,
             "DescribeProcessingJob": self.describe_processing_job,
@@ -119,7 +118,11 @@ class ProcessingJobs:
     def check(self, p: dict[str, Any]) -> None:
         """The analyzer image, its environment, and locations that may be used."""
         env = p.get("Environment") or {}
-        explainability.check(p, ANALYZER_IMAGE, lambda path: _resolve(p, path, "ProcessingInputs"))
+        explainability.check(p, ANALYZER_IMAGE, lambda path: resolve(p, path, "ProcessingInputs"))
+        if clarify_baseline.is_baseline(p):
+            clarify_baseline.check(lambda path, member: resolve(p, path, member))
+            self._confine(p)
+            return
         try:
             parse_format(env.get("dataset_format"))
         except DatasetError as exc:
@@ -130,14 +133,17 @@ class ProcessingJobs:
                     "Environment.ground_truth_source is required by a MODEL_QUALITY run (a "
                     "container path under the ground truth's ProcessingInput LocalPath)."
                 )
-            _resolve(p, env["ground_truth_source"], "ProcessingInputs")
+            resolve(p, env["ground_truth_source"], "ProcessingInputs")
         for key in ("dataset_source", "output_path"):
             if not env.get(key):
                 raise ValidationException(
                     f"Environment.{key} is required by the model monitor analyzer."
                 )
-        _resolve(p, env["dataset_source"], "ProcessingInputs")
-        _resolve(p, env["output_path"], "ProcessingOutputConfig")
+        resolve(p, env["dataset_source"], "ProcessingInputs")
+        resolve(p, env["output_path"], "ProcessingOutputConfig")
+        self._confine(p)
+
+    def _confine(self, p: dict[str, Any]) -> None:
         settings = self.settings
         for member, url in _locations(p):
             confine(url, settings.allowed_data_prefixes, member, [settings.home])
@@ -270,131 +276,12 @@ class ProcessingJobs:
         self._set(rec, status, ProcessingEndTime=time.time(), **spec)
 
     def analyze(self, request: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
-        """Run the analyzer for `request`: the job's ExitMessage and the CloudWatch
-        PutMetricData calls it publishes."""
-        env = request.get("Environment") or {}
-        source = _resolve(request, env["dataset_source"], "ProcessingInputs")
-        output = _resolve(request, env["output_path"], "ProcessingOutputConfig")
-        files = self.locations.list(source, "ProcessingInputs")
-        if env.get("baseline_constraints"):
-            start, end = _time(env.get("start_time")), _time(env.get("end_time"))
-            files = [url for url in files if analyzer.file_in_window(url, start, end)]
-        texts = (self.locations.read(url, "ProcessingInputs").decode("utf-8") for url in files)
-        if not env.get("baseline_constraints"):
-            fmt = parse_format(env.get("dataset_format"))
-            if env.get("analysis_type") == "MODEL_QUALITY":
-                stats, constraints = analyzer.suggest_quality_baseline(texts, fmt, env)
-            else:
-                stats, constraints = analyzer.suggest_baseline(texts, fmt)
-            self._write(output, "statistics.json", stats)
-            self._write(output, "constraints.json", constraints)
-            return "Completed: Job completed successfully with no violations.", []
-        constraints = self._read_json(request, env["baseline_constraints"])
-        lines = analyzer.capture_lines(
-            texts, _time(env.get("start_time")), _time(env.get("end_time"))
-        )
-        publish = env.get("publish_cloudwatch_metrics") != "Disabled"
-        if env.get("analysis_type") == explainability.ANALYSIS_TYPE:
-            config = self._read_json(request, env["analysis_config"])
-            found, series = self.explainability.analyze(
-                env, lines, constraints, config, lambda n, doc: self._write(output, n, doc)
-            )
-            return _outcome(found, explainability.put_metric_data(env, series) if publish else [])
-        if env.get("analysis_type") == "MODEL_QUALITY":
-            truth = _resolve(request, env["ground_truth_source"], "ProcessingInputs")
-            truth_lines = [
-                line
-                for url in self.locations.list(truth, "ProcessingInputs")
-                for line in self.locations.read(url, "ProcessingInputs").decode().splitlines()
-                if line.strip()
-            ]
-            result = analyzer.analyze_quality(lines, truth_lines, constraints, env)
-            named, namespace = analyzer.quality_metrics(result), MODEL_METRICS_NAMESPACE
-        else:
-            baseline = self._read_json(request, env["baseline_statistics"])
-            result = analyzer.analyze(lines, baseline, constraints)
-            self._write(output, "drift.json", result.drift)
-            named, namespace = analyzer.metrics(result), DATA_METRICS_NAMESPACE
-        self._write(output, "statistics.json", result.statistics)
-        self._write(output, "constraint_violations.json", {"violations": result.violations})
-        return _outcome(result.violations, _metrics(env, named, namespace) if publish else [])
-
-    def _write(self, output: str, name: str, doc: Any) -> None:
-        body = json.dumps(doc, indent=4).encode()
-        self.locations.write(join(output, name), body, "ProcessingOutputConfig")
-
-    def _read_json(self, request: dict[str, Any], path: str) -> dict[str, Any]:
-        url = _resolve(request, path, "ProcessingInputs")
-        try:
-            doc: dict[str, Any] = json.loads(self.locations.read(url, "ProcessingInputs"))
-        except ValueError as exc:
-            raise DatasetError(f"{url} is not JSON: {exc}") from exc
-        return doc
-
-
-def _outcome(violations: list[Any], metrics: list[dict[str, Any]]) -> tuple[str, list[Any]]:
-    """The job's ExitMessage (the execution's status is read from it) and its metrics."""
-    if not violations:
-        return "Completed: Job completed successfully with no violations.", metrics
-    count = len(violations)
-    return f"CompletedWithViolations: Job completed successfully with {count} violations.", metrics
-
-
-def _metrics(
-    env: dict[str, Any], named: list[tuple[str, float]], namespace: str
-) -> list[dict[str, Any]]:
-    """PutMetricData calls of a monitoring run: SageMaker's namespace, names, dimensions."""
-    schedule = env.get("sagemaker_monitoring_schedule_name", "")
-    dims = [
-        {"Name": "Endpoint", "Value": env.get("sagemaker_endpoint_name", "")},
-        {"Name": "MonitoringSchedule", "Value": schedule},
-    ]
-    data = [
-        {"MetricName": name, "Dimensions": dims, "Value": value, "Unit": "None"}
-        for name, value in named
-    ]
-    return [
-        {"Namespace": namespace, "MetricData": data[i : i + 500]} for i in range(0, len(data), 500)
-    ]
-
-
-def _mounts(request: dict[str, Any], member: str) -> list[tuple[str, str]]:
-    """(LocalPath, S3Uri) of the request's inputs or outputs."""
-    if member == "ProcessingInputs":
-        items = [i.get("S3Input") or {} for i in request.get("ProcessingInputs") or []]
-    else:
-        outputs = (request.get("ProcessingOutputConfig") or {}).get("Outputs") or []
-        items = [o.get("S3Output") or {} for o in outputs]
-    return [(i["LocalPath"], i["S3Uri"]) for i in items if i.get("LocalPath") and i.get("S3Uri")]
-
-
-def _resolve(request: dict[str, Any], path: str, member: str) -> str:
-    """The URL behind a container path: the S3Uri of the longest LocalPath it lies under."""
-    best: tuple[str, str] | None = None
-    for local, url in _mounts(request, member):
-        base = local.rstrip("/")
-        if (path == base or path.startswith(base + "/")) and (
-            best is None or len(base) > len(best[0])
-        ):
-            best = (base, url)
-    if best is None:
-        raise ValidationException(
-            f"{member}: no LocalPath contains {path} (named by the analyzer's environment)."
-        )
-    return join(best[1], path[len(best[0]) :]) if path != best[0] else best[1]
+        """Run the analyzer for `request` (jobs/processing_analysis.py)."""
+        return self.analysis.run(request)
 
 
 def _locations(p: dict[str, Any]) -> list[tuple[str, str]]:
     out = []
     for member in ("ProcessingInputs", "ProcessingOutputConfig"):
-        out += [(f"{member}.s3Uri", url) for _, url in _mounts(p, member)]
+        out += [(f"{member}.s3Uri", url) for _, url in mounts(p, member)]
     return out
-
-
-def _time(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise DatasetError(f"{value} is not an ISO 8601 time") from None

@@ -40,12 +40,6 @@ def check_request(p: dict[str, Any]) -> None:
     """The CreateTransformJob rules the service model cannot express."""
     name = p["TransformJobName"]
     tin = p["TransformInput"]
-    if p.get("DataCaptureConfig"):
-        # A capture that would not be written is refused, never accepted and ignored.
-        raise ValidationException(
-            f"Transform job {name}: DataCaptureConfig is not supported for transform jobs by "
-            "this modelhost version (endpoints capture: see docs/monitor.md)."
-        )
     split = tin.get("SplitType", "None")
     if split in ("RecordIO", "TFRecord"):
         raise ValidationException(

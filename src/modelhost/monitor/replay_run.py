@@ -7,15 +7,21 @@ endpoint is an endpoint like any other: its config is `--endpoint-config` (a
 CreateEndpointConfig request whose variants' ModelName is replaced by the candidate) or one
 variant of one `ml.m5.large` instance. The endpoint, its config (and nothing the user
 made) are deleted in all cases, also when deploying or replaying fails.
+
+Both carry the tag `modelhost:replay-owner` naming who replays (the gateway's base URL, or
+`cli`): a gateway killed mid-replay cannot delete them, so on its next start it removes
+the ones tagged with its own URL (`remove_left_behind`); other gateways' replays, and
+endpoints a user named `replay-...`, are left alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from modelhost.errors import ModelhostError, ValidationException
@@ -28,8 +34,14 @@ from modelhost.monitor.replay import (
     parse_captures,
 )
 from modelhost.settings import Settings
+from modelhost.store.locations import confine
+from modelhost.store.metadata import Kind, MetadataStore
+
+log = logging.getLogger("modelhost.monitor")
 
 PREFIX = "replay-"
+OWNER_TAG = "modelhost:replay-owner"
+CLI_OWNER = "cli"
 # boto3 clients (sagemaker, sagemaker-runtime) signed for this server.
 Clients = Callable[[], tuple[Any, Any]]
 _WAIT_DELAY_S = 0.5
@@ -37,6 +49,42 @@ _WAIT_DELAY_S = 0.5
 
 def temporary_name() -> str:
     return f"{PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+def owner_tags(owner: str) -> list[dict[str, str]]:
+    return [{"Key": OWNER_TAG, "Value": owner}]
+
+
+def left_behind(resources: Iterable[tuple[str, list[dict[str, str]]]], owner: str) -> list[str]:
+    """Names of the (name, tags) pairs that are temporary replay resources of `owner`."""
+    return [
+        name
+        for name, tags in resources
+        if name.startswith(PREFIX)
+        and any(t.get("Key") == OWNER_TAG and t.get("Value") == owner for t in tags)
+    ]
+
+
+def remove_left_behind(
+    store: MetadataStore, operations: dict[str, Callable[[dict[str, Any]], Any]], owner: str
+) -> list[str]:
+    """Delete the temporary endpoints and configs a replay of `owner` left (the process
+    died mid-replay); the names of the endpoints deleted."""
+    endpoints = left_behind(((r.name, r.tags) for r in store.list(Kind.ENDPOINT)), owner)
+    for name in endpoints:
+        with contextlib.suppress(ModelhostError):
+            operations["DeleteEndpoint"]({"EndpointName": name})
+    configs = left_behind(((r.name, r.tags) for r in store.list(Kind.ENDPOINT_CONFIG)), owner)
+    for name in configs:
+        with contextlib.suppress(ModelhostError):
+            operations["DeleteEndpointConfig"]({"EndpointConfigName": name})
+    if endpoints or configs:
+        log.warning(
+            "removed what an interrupted replay left: endpoints %s, endpoint configs %s",
+            endpoints,
+            configs,
+        )
+    return endpoints
 
 
 def endpoint_config(
@@ -110,13 +158,17 @@ def replay(
     tolerance: float = 1e-6,
     baseline: Sequence[float] | None = None,
     wait_attempts: int = 600,
+    owner: str = CLI_OWNER,
 ) -> dict[str, Any]:
     """Deploy `model` on a temporary endpoint, replay `records`, delete it, report."""
     name = temporary_name()
     sm.describe_model(ModelName=model)  # a missing candidate fails before anything is made
+    tags = owner_tags(owner)
+    request = endpoint_config(name, model, template)
+    request["Tags"] = [*(request.get("Tags") or []), *tags]
     try:
-        sm.create_endpoint_config(**endpoint_config(name, model, template))
-        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        sm.create_endpoint_config(**request)
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=name, Tags=tags)
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name,
             WaiterConfig={"Delay": _WAIT_DELAY_S, "MaxAttempts": wait_attempts},
@@ -160,7 +212,7 @@ def _field(body: dict[str, Any], name: str, kind: Any, required: bool = False) -
 
 
 def replay_request(
-    body: dict[str, Any], clients: Clients, s3_endpoint_url: str | None
+    body: dict[str, Any], clients: Clients, s3_endpoint_url: str | None, owner: str = CLI_OWNER
 ) -> dict[str, Any]:
     """`POST /api/replay`: {"CaptureUri", "ModelName", "EndpointConfig"?, "Tolerance"?,
     "Baseline"? (numbers)} -> the replay report."""
@@ -184,7 +236,7 @@ def replay_request(
     if not records:
         raise ValidationException(f"CaptureUri {location} holds no capture records.")
     sm, rt = clients()
-    return replay(sm, rt, model, records, bad, template, tolerance, baseline)
+    return replay(sm, rt, model, records, bad, template, tolerance, baseline, owner=owner)
 
 
 def server_replayer(
@@ -217,4 +269,11 @@ def server_replayer(
         )
         return sm, rt
 
-    return lambda body: replay_request(body, clients, settings.s3_endpoint_url)
+    def replayer(body: dict[str, Any]) -> dict[str, Any]:
+        # A client names the location the server reads: the data prefixes apply, as to
+        # every location (never the server's home).
+        location = _field(body, "CaptureUri", str, required=True)
+        confine(location, settings.allowed_data_prefixes, "CaptureUri", [settings.home])
+        return replay_request(body, clients, settings.s3_endpoint_url, owner=settings.base_url)
+
+    return replayer

@@ -162,6 +162,7 @@ DASHBOARD_PREFIXES = ("/dashboard/", "/api/dashboard/")
 # The dashboard's read-only data routes, the only ones a session cookie is good for.
 DASHBOARD_ROUTES: tuple[NativeRoute, ...] = (
     NativeRoute("GET", "/api/dashboard/snapshot", "modelhost:GetDashboard"),
+    NativeRoute("GET", "/api/dashboard/advise", "modelhost:GetAdvice"),
 )
 
 

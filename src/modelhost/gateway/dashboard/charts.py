@@ -16,6 +16,8 @@ from modelhost.telemetry.metric_store import MetricKey
 from modelhost.telemetry.series import ENDPOINTS, SAGEMAKER, SeriesStore, variant_key
 
 MAX_INSTANCE_SERIES = 16
+DATA_METRICS = "aws/sagemaker/Endpoints/data-metrics"  # Model Monitor's namespace
+DRIFT_PREFIX = "feature_baseline_drift_"
 US_PER_MS = 1000.0
 
 
@@ -115,6 +117,9 @@ def endpoint_charts(
     multi = _multi_model_lines(store, name, variants)
     if multi:
         out.append(chart(store, w, "multi_model", "Multi-model cache", "count", multi))
+    drift = _drift_lines(store, name)
+    if drift:
+        out.append(chart(store, w, "drift", "Feature drift (Model Monitor)", "distance", drift))
     for metric, chart_id in (("CPUUtilization", "cpu"), ("MemoryUtilization", "memory")):
         lines = _instance_lines(store, name, metric)
         shown = chart(store, w, chart_id, f"{metric} per instance", "%", lines)
@@ -138,6 +143,20 @@ def _multi_model_lines(store: SeriesStore, name: str, variants: list[str]) -> li
             if keys:
                 lines.append(Line(f"{v} {label}", keys, (stat,), zero=zero))
     return lines
+
+
+def _drift_lines(store: SeriesStore, name: str) -> list[Line]:
+    """One line per feature of the monitoring runs' `feature_baseline_drift_<feature>`
+    (a point per execution, so the page joins them), at most MAX_INSTANCE_SERIES."""
+    keys = [
+        k
+        for k in store.keys(DATA_METRICS, None, [("Endpoint", name)])
+        if k.name.startswith(DRIFT_PREFIX)
+    ]
+    return [
+        Line(k.name.removeprefix(DRIFT_PREFIX), (k,), ("Maximum",))
+        for k in keys[:MAX_INSTANCE_SERIES]
+    ]
 
 
 def _instance_lines(store: SeriesStore, name: str, metric: str) -> list[Line]:

@@ -40,6 +40,8 @@ TARGET_POINTS = 150
 MAX_DETAIL = 2
 MAX_JOBS = 20
 SHADOW_CACHE_S = 10.0
+MONITORING_CACHE_S = 5.0
+NO_MONITORING: dict[str, Any] = {"Schedules": [], "Executions": []}
 
 
 def parse_range(label: str) -> int:
@@ -75,6 +77,8 @@ class Sources:
     transform_jobs: Callable[[int], list[dict[str, Any]]]  # newest first, with Progress
     shadow_report: Callable[[str], dict[str, Any]]  # telemetry.shadow_report.report
     clock: Callable[[], float] = time.time
+    # dashboard/monitoring.py's summary: schedules, last executions and their violations
+    monitoring: Callable[[str], dict[str, Any]] = field(default=lambda _name: NO_MONITORING)
 
 
 @dataclass
@@ -94,6 +98,7 @@ class DashboardData:
     def __init__(self, sources: Sources) -> None:
         self.sources = sources
         self._shadow: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._monitoring: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def snapshot(
         self, range_label: str, detail: Iterable[str], allowed: Callable[[str], bool]
@@ -168,6 +173,7 @@ class DashboardData:
         for name in state.detail:
             e = next(x for x in state.endpoints if x["Name"] == name)
             state.doc["Details"][name]["Charts"] = endpoint_charts(store, name, e, grid)
+            state.doc["Details"][name]["Monitoring"] = self._monitoring_summary(name, state.now)
         return state.doc
 
     def _endpoint(self, e: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +194,14 @@ class DashboardData:
         if described.get("FailureReason"):
             out["FailureReason"] = described["FailureReason"]
         return out
+
+    def _monitoring_summary(self, name: str, now: float) -> dict[str, Any]:
+        """Schedules, executions and violations, re-read at most every MONITORING_CACHE_S
+        (violations are files, possibly in S3); in the worker thread, as `metrics` runs."""
+        cached = self._monitoring.get(name)
+        if cached is None or now - cached[0] > MONITORING_CACHE_S:
+            cached = self._monitoring[name] = (now, self.sources.monitoring(name))
+        return cached[1]
 
     def _shadow_summary(self, name: str, now: float) -> list[dict[str, Any]]:
         """Agreement per shadow variant, recomputed at most every SHADOW_CACHE_S (the report

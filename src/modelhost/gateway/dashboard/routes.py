@@ -1,5 +1,7 @@
-"""The dashboard's HTTP routes: the page, its bundled assets, sign-in and sign-out, and the
-one data call a refresh makes (`GET /api/dashboard/snapshot?range=1h&endpoints=a,b`).
+"""The dashboard's HTTP routes: the page, its bundled assets, sign-in and sign-out, the
+one data call a refresh makes (`GET /api/dashboard/snapshot?range=1h&endpoints=a,b`), and
+the cost-advice form's call (`GET /api/dashboard/advise?...`, `GET /api/advise`'s answer,
+reachable with the sign-in cookie).
 
 Who may reach them is the guard's business (`auth/guard.py`); here the page only decides
 between the dashboard and the sign-in form, and the data call limits the endpoints to the
@@ -26,6 +28,7 @@ from modelhost.gateway.auth.policy import endpoint_allowed
 from modelhost.gateway.auth.session import Sessions, cookie_value
 from modelhost.gateway.dashboard.data import DashboardData
 from modelhost.gateway.errors import error_payload
+from modelhost.gateway.native_api import advice
 
 STATIC = Path(__file__).parent / "static"
 MAX_SIGN_IN_BYTES = 4096
@@ -54,6 +57,7 @@ class DashboardRoutes:
             Route("/dashboard/sign-out", self.sign_out, methods=["POST"]),
             Mount("/dashboard/static", app=StaticFiles(directory=STATIC), name="dashboard"),
             Route("/api/dashboard/snapshot", self.snapshot, methods=["GET"]),
+            Route("/api/dashboard/advise", self.advise, methods=["GET"]),
         ]
 
     def _signed_in(self, request: Request) -> str | None:
@@ -107,6 +111,13 @@ class DashboardRoutes:
             doc = await asyncio.to_thread(self.data.metrics, state)
             doc["Auth"] = self.keys is not None
             doc["SignedInAs"] = request.scope.get(PRINCIPAL_SCOPE_KEY)
+            return JSONResponse(doc, headers=_NO_STORE)
+        except Exception as exc:
+            return _error(exc)
+
+    async def advise(self, request: Request) -> Response:
+        try:
+            doc = await asyncio.to_thread(advice, dict(request.query_params))
             return JSONResponse(doc, headers=_NO_STORE)
         except Exception as exc:
             return _error(exc)

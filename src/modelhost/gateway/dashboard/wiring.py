@@ -7,9 +7,11 @@ from typing import Any
 
 from modelhost.control.service import ControlPlane
 from modelhost.errors import ModelhostError
+from modelhost.gateway.dashboard import monitoring as monitor_summary
 from modelhost.gateway.dashboard.data import Sources
 from modelhost.jobs.manager import TransformJobs
 from modelhost.store.metadata import Kind, MetadataStore
+from modelhost.store.outputs import Locations
 from modelhost.telemetry import shadow_report
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.series import SeriesStore
@@ -24,6 +26,7 @@ def sources(
     jobs: TransformJobs,
     series: SeriesStore,
     alarms: AlarmBook,
+    locations: Locations,
 ) -> Sources:
     def endpoints() -> list[dict[str, Any]]:
         return [
@@ -70,4 +73,5 @@ def sources(
         alarms=alarms.describe,
         transform_jobs=transform_jobs,
         shadow_report=shadow,
+        monitoring=monitor_summary.source(control.operations, locations),
     )

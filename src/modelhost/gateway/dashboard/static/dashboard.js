@@ -6,7 +6,7 @@
 const REFRESH_MS = 5000;
 const COLORS = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2",
   "#db2777", "#65a30d", "#4b5563", "#ea580c", "#0d9488", "#9333ea"];
-const SAMPLED = new Set(["cpu", "memory", "multi_model"]);
+const SAMPLED = new Set(["cpu", "memory", "multi_model", "drift"]);
 const EVENT_COLORS = { RollingBack: "#dc2626", Failed: "#dc2626", InService: "#16a34a" };
 
 const state = { range: "1h", selected: "", compare: "", filter: "", timer: null, doc: null };
@@ -199,6 +199,8 @@ function fillSummary(node, endpoint, detail) {
           el("td", { class: "num" }, "exact " + pct(s.ExactAgreement)),
           el("td", { class: "num" }, "numeric " + pct(s.NumericAgreement)))))));
   }
+  const monitoring = monitoringParts(detail.Monitoring);
+  if (monitoring.length) parts.push(...monitoring);
   if (detail.Events.length) {
     parts.push(el("h3", {}, "Deployment events"),
       el("table", { class: "events" }, el("tbody", {}, ...detail.Events.slice(-8).map((ev) =>
@@ -206,6 +208,32 @@ function fillSummary(node, endpoint, detail) {
           el("td", { class: "wrap" }, ev.Message))))));
   }
   node.replaceChildren(...parts);
+}
+
+function monitoringParts(m) {
+  // Model Monitor: the endpoint's schedules, its last executions and their violations.
+  if (!m || !m.Schedules || !m.Schedules.length) return [];
+  const schedules = el("table", { class: "schedules" }, el("tbody", {}, ...m.Schedules.map((s) =>
+    el("tr", { "data-schedule": s.MonitoringScheduleName }, el("td", {}, s.MonitoringScheduleName),
+      el("td", {}, s.MonitoringType || ""), el("td", {}, badge(s.MonitoringScheduleStatus))))));
+  const rows = [];
+  for (const e of m.Executions) {
+    rows.push(el("tr", { class: "execution", "data-execution-status": e.MonitoringExecutionStatus },
+      el("td", {}, e.ScheduledTime ? when(e.ScheduledTime) : "–"),
+      el("td", {}, e.MonitoringScheduleName), el("td", {}, badge(e.MonitoringExecutionStatus)),
+      el("td", { class: "wrap" }, e.FailureReason || e.ViolationsError ||
+        (e.Violations.length ? `${e.Violations.length} violation(s)` : ""))));
+    for (const v of e.Violations) {
+      rows.push(el("tr", { class: "violation", "data-feature": v.Feature || "", "data-check": v.CheckType || "" },
+        el("td", {}, ""), el("td", {}, v.Feature || ""), el("td", {}, v.CheckType || ""),
+        el("td", { class: "wrap" }, v.Description || "")));
+    }
+  }
+  const executions = el("table", { class: "executions" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Scheduled"), el("th", {}, "Schedule / feature"),
+      el("th", {}, "Status / check"), el("th", {}, "Violations"))),
+    el("tbody", {}, ...rows));
+  return [el("h3", {}, "Monitoring"), schedules, executions];
 }
 
 function eventsPlugin(entry) {
