@@ -112,10 +112,11 @@ class Autoscaler:
         current = self.capacity.current(endpoint, variant, dim)
         if current is None:
             return
-        serving = self.capacity.serving(endpoint, variant)
-        self.series.observe(count_key("DesiredInstanceCount", endpoint, variant), current)
-        if serving is not None:
-            self.series.observe(count_key("CurrentInstanceCount", endpoint, variant), serving)
+        serving = self.capacity.serving(endpoint, variant, dim)
+        if not dim.serverless:
+            self.series.observe(count_key("DesiredInstanceCount", endpoint, variant), current)
+            if serving is not None:
+                self.series.observe(count_key("CurrentInstanceCount", endpoint, variant), serving)
         self.activities.follow(spec, dim, endpoint, variant)
         suspended = spec.get("SuspendedState") or {}
         bounds_changed = bool(spec.pop("BoundsChanged", False))
