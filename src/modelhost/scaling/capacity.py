@@ -109,9 +109,12 @@ class Capacity:
         if found is None:
             return f"Endpoint {endpoint} does not exist."
         if found.status != EndpointStatus.IN_SERVICE:
+            # AWS: "auto scaling is blocked while the update operation is in progress"
+            # (SageMaker's "Update endpoints that use auto scaling").
             return (
-                f"The endpoint {endpoint} is in {found.status} status; its capacity can change "
-                "only when it is InService."
+                f"The endpoint {endpoint} is in {found.status} status; auto scaling is "
+                "blocked while an endpoint update is in progress, and the capacity can "
+                "change only when it is InService."
             )
         return None
 
