@@ -124,6 +124,11 @@ class Settings(BaseSettings):
         "multi-model) by forking a warm process per runtime that has the framework imported "
         "already (an instance serves in ~0.1 s); off: a fresh interpreter per instance.",
     )
+    instance_memory_limits: bool = Field(
+        default=True,
+        description="Limit each instance to its instance type's memory (ml.c5.xlarge: 8 GiB), "
+        "as on SageMaker; off: only serverless MemorySizeInMB limits memory.",
+    )
     log_level: str = Field(default="info", description="Log level of the gateway and instances.")
     prediction_store_url: str = Field(
         default="embedded",

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import tarfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from modelhost.testing.churn import csv_rows
@@ -263,10 +265,19 @@ def test_cli_creates_shows_and_deploys(
     workload = json.loads(done.stdout)["Workload"]
     assert workload["InstanceType"] == "ml.c5.large" and workload["CapacityRPS"] > 0
     name = unique("rec-cli-ep")
-    done = cli(rec_server, "recommend", "deploy", f"{job}/1", "--name", name)
+    done = cli(rec_server, "deploy", "--from-recommendation", f"{job}/1", "--name", name)
     assert done.returncode == 0, done.stderr
     sm, _ = rec_server.clients()
-    assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
+    described = sm.describe_endpoint(EndpointName=name)
+    assert described["EndpointStatus"] == "InService"
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.c5.large"
+    # `recommend deploy` is the same code; both refuse what is not there, naming it.
+    done = cli(rec_server, "recommend", "deploy", f"{job}/9", "--name", unique("rec-none"))
+    assert done.returncode != 0 and f"job {job} has 1 recommendation(s)" in done.stderr
+    done = cli(rec_server, "deploy", "model.tar.gz", "--from-recommendation", f"{job}/1",
+               "--name", unique("rec-both"))
+    assert done.returncode != 0 and "one of them" in done.stderr
 
 
 def test_a_configuration_over_its_threshold_stops_early(
@@ -295,3 +306,69 @@ def test_a_configuration_over_its_threshold_stops_early(
     (step,) = sm.list_inference_recommendations_job_steps(JobName=job)["Steps"]
     assert step["Status"] == "FAILED"
     assert step["InferenceBenchmark"]["FailureReason"].startswith("stopped early: p99")
+
+
+def test_the_sagemaker_sdks_right_size_then_deploy(
+    rec_server: ModelhostServer,
+    churn_model: ChurnModel,
+    payloads: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The SDK's flow: Model.right_size(...) runs a Default job, model.deploy() with no
+    instance type deploys a real-time recommendation of it (the SDK 2.x takes the last one
+    listed, `_filter_recommendations_for_realtime`)."""
+    key_id, secret = rec_server.credentials
+    for variable, value in {
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_SAGEMAKER": rec_server.url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": rec_server.url,
+        "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }.items():
+        monkeypatch.setenv(variable, value)
+    # No default boto3 session cached by an earlier test with another server's keys.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK's own deprecation notices
+        import sagemaker
+        from sagemaker.model import Model
+        from sagemaker.predictor import Predictor
+        from sagemaker.serializers import CSVSerializer
+
+        model = Model(
+            image_uri=XGBOOST_IMAGE,
+            model_data=str(churn_model.artifact),
+            role=ROLE,
+            name=unique("rs-model"),
+            predictor_cls=Predictor,
+            sagemaker_session=sagemaker.Session(),
+        )
+        model.right_size(
+            sample_payload_url=payloads,
+            supported_content_types=["text/csv"],
+            supported_instance_types=["ml.c5.large", "ml.m5.large"],
+            job_name=unique("rs-job"),
+            framework="XGBOOST",
+            log_level="Quiet",
+        )
+        recs = model.inference_recommendations
+        assert recs and {r["EndpointConfiguration"]["InstanceType"] for r in recs} == {
+            "ml.c5.large",
+            "ml.m5.large",
+        }
+        endpoint = unique("rs-ep")
+        predictor = model.deploy(endpoint_name=endpoint, serializer=CSVSerializer())
+        X = churn_model.data.X[:2]
+        got = [float(v) for v in predictor.predict(X).decode().split(",")]
+    assert got == pytest.approx(list(churn_model.expected(X)), rel=1e-5)
+    sm, _ = rec_server.clients()
+    config = sm.describe_endpoint_config(
+        EndpointConfigName=sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    )["ProductionVariants"][0]
+    picked = recs[-1]["EndpointConfiguration"]
+    assert config["InstanceType"] == picked["InstanceType"]
+    assert config["InitialInstanceCount"] == picked["InitialInstanceCount"]

@@ -33,7 +33,7 @@ class FakeCapacity(Capacity):
     def current(self, endpoint: str, variant: str, dim: Dimension) -> int | None:
         return self.value if (endpoint, variant) == ("ep", "AllTraffic") else None
 
-    def serving(self, endpoint: str, variant: str) -> int | None:
+    def serving(self, endpoint: str, variant: str, dim: Any = None) -> int | None:
         return self.value
 
     def endpoint(self, name: str) -> Any:
@@ -161,8 +161,11 @@ def test_a_change_while_updating_fails_with_the_reason_once(world: World) -> Non
 
 
 def test_dimensions_are_one_table() -> None:
-    assert list(DIMENSIONS) == [DIM]
+    assert list(DIMENSIONS) == [DIM, "sagemaker:variant:DesiredProvisionedConcurrency"]
     assert DIMENSIONS[DIM].member == "InitialInstanceCount"
+    provisioned = DIMENSIONS["sagemaker:variant:DesiredProvisionedConcurrency"]
+    assert provisioned.member == "ServerlessConfig.ProvisionedConcurrency"
+    assert provisioned.serverless
 
 
 def test_customized_metric_over_a_users_series(world: World) -> None:

@@ -252,7 +252,8 @@ def test_scaling_waits_for_an_update_and_says_so(
         failed = next(a for a in activities(aas, name) if a["StatusCode"] == "Failed")
         assert failed["StatusMessage"] == (
             "Failed to set desired instance count to 2. Reason: The endpoint "
-            f"{name} is in Updating status; its capacity can change only when it is InService."
+            f"{name} is in Updating status; auto scaling is blocked while an endpoint update "
+            "is in progress, and the capacity can change only when it is InService."
         )
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from modelhost.cli.common import Target, fail, target_options
+from modelhost.cli.recommend import deploy_recommendation
 
 FRAMEWORK_IMAGES = {
     "xgboost": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
@@ -24,8 +25,16 @@ FRAMEWORK_IMAGES = {
 
 
 @click.command()
-@click.argument("artifact")
+@click.argument("artifact", required=False)
 @click.option("--name", required=True, help="Name of the model, endpoint config and endpoint.")
+@click.option(
+    "--from-recommendation",
+    "recommendation",
+    metavar="JOB/N",
+    default=None,
+    help="Deploy recommendation N (1: the first listed) of inference recommendations job "
+    "JOB as it is, instead of ARTIFACT.",
+)
 @click.option(
     "--framework",
     type=click.Choice([*sorted(FRAMEWORK_IMAGES), "auto"]),
@@ -59,8 +68,9 @@ FRAMEWORK_IMAGES = {
 )
 @target_options
 def deploy(
-    artifact: str,
+    artifact: str | None,
     name: str,
+    recommendation: str | None,
     framework: str,
     image: str | None,
     instances: int,
@@ -71,8 +81,14 @@ def deploy(
 ) -> None:
     """Create model, endpoint config and endpoint NAME from ARTIFACT, and wait for InService.
 
-    ARTIFACT is a model.tar.gz, a model directory, a file:// or an s3:// URL.
+    ARTIFACT is a model.tar.gz, a model directory, a file:// or an s3:// URL. With
+    --from-recommendation JOB/N instead, the recommendation's EndpointConfiguration is
+    deployed with the job's model.
     """
+    if artifact is None or recommendation is not None:
+        if (artifact is None) == (recommendation is None):
+            raise click.UsageError("give ARTIFACT or --from-recommendation JOB/N (one of them)")
+        return deploy_recommendation(target, str(recommendation), name)
     sm, _ = target.clients()
     if "://" not in artifact:
         artifact = str(Path(artifact).expanduser().resolve())
@@ -95,24 +111,29 @@ def deploy(
             ],
         )
         sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-        click.echo(f"endpoint {name}: Creating", nl=False)
-        deadline = time.monotonic() + timeout
-        while True:
-            desc = sm.describe_endpoint(EndpointName=name)
-            status = desc["EndpointStatus"]
-            if status == "InService":
-                click.echo(f"\nendpoint {name}: InService")
-                return
-            if status == "Failed":
-                click.echo(f"\nendpoint {name}: Failed: {desc.get('FailureReason')}", err=True)
-                sys.exit(1)
-            if time.monotonic() > deadline:
-                click.echo(f"\nendpoint {name}: still {status} after {timeout:g} s", err=True)
-                sys.exit(1)
-            click.echo(".", nl=False)
-            time.sleep(0.5)
+        _progress(sm, name, timeout)
     except Exception as exc:
         fail(exc)
+
+
+def _progress(sm: Any, name: str, timeout: float) -> None:
+    """Dots until the endpoint is InService; exit 1 when it fails or takes too long."""
+    click.echo(f"endpoint {name}: Creating", nl=False)
+    deadline = time.monotonic() + timeout
+    while True:
+        desc = sm.describe_endpoint(EndpointName=name)
+        status = desc["EndpointStatus"]
+        if status == "InService":
+            click.echo(f"\nendpoint {name}: InService")
+            return
+        if status == "Failed":
+            click.echo(f"\nendpoint {name}: Failed: {desc.get('FailureReason')}", err=True)
+            sys.exit(1)
+        if time.monotonic() > deadline:
+            click.echo(f"\nendpoint {name}: still {status} after {timeout:g} s", err=True)
+            sys.exit(1)
+        click.echo(".", nl=False)
+        time.sleep(0.5)
 
 
 @click.command()

@@ -199,7 +199,16 @@ def describe(job: str, out: Path | None, target: Target) -> None:
 @click.option("--name", required=True, help="The new endpoint's name.")
 @target_options
 def deploy(recommendation: str, name: str, target: Target) -> None:
-    """Deploy recommendation N of JOB (1 = the first listed) as endpoint NAME."""
+    """Deploy recommendation N of JOB (1 = the first listed) as endpoint NAME (the same as
+    `modelhost deploy --from-recommendation JOB/N --name NAME`)."""
+    deploy_recommendation(target, recommendation, name)
+
+
+def deploy_recommendation(target: Target, recommendation: str, name: str) -> None:
+    """Deploy recommendation N of JOB as endpoint NAME and wait for InService: its
+    EndpointConfiguration with the job's model (a copy NAME when the recommendation sets
+    environment parameters). Shared by `modelhost deploy --from-recommendation` and
+    `modelhost recommend deploy`."""
     job, _, number = recommendation.rpartition("/")
     if not job or not number.isdigit() or int(number) < 1:
         raise click.BadParameter("use JOB/N, e.g. churn-rec/1", param_hint="JOB/N")

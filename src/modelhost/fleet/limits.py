@@ -1,7 +1,8 @@
-"""Resource limits of one instance process (memory today; CPU affinity joins it later).
+"""Resource limits of one instance process (memory; the CPU share is fleet/cpu_share.py).
 
-`LaunchSpec.memory_limit_bytes` (a serverless variant's MemorySizeInMB, or any
-instance's) becomes the process's memory limit through one of two mechanisms:
+`LaunchSpec.memory_limit_bytes` — a serverless variant's MemorySizeInMB, else the instance
+type's memory (`type_memory_limit`; setting `instance_memory_limits`) — becomes the
+process's memory limit through one of two mechanisms:
 
 - **cgroup v2** (`memory.max` of a per-instance cgroup under `/sys/fs/cgroup/modelhost`),
   preferred where `/sys/fs/cgroup` is a writable cgroup2 mount with the memory controller:
@@ -106,6 +107,21 @@ def limit_process(
             log.warning("cgroup v2 memory limit failed (%s); using RLIMIT_DATA", exc)
     resource.prlimit(pid, resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
     return MemoryLimit(limit_bytes, MemoryMechanism.RLIMIT_DATA)
+
+
+def machine_memory_bytes() -> int:
+    """This machine's physical memory."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def type_memory_limit(type_memory_bytes: int | None, machine_bytes: int) -> int | None:
+    """The memory limit of an instance whose type has `type_memory_bytes` (None: a type
+    the table does not know, no limit). A type with as much memory as this machine or
+    more gets none either: the machine bounds it, and a limit above it would mean nothing
+    (load tests and recommendations say such types measure as this machine)."""
+    if type_memory_bytes is None or type_memory_bytes >= machine_bytes:
+        return None
+    return type_memory_bytes
 
 
 def apply_in_child(limit_bytes: int) -> None:

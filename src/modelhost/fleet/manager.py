@@ -18,6 +18,7 @@ from typing import Any
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.launch import LaunchError, build_launch_spec
+from modelhost.fleet.limits import machine_memory_bytes, type_memory_limit
 from modelhost.fleet.local import LocalProcessProvider
 from modelhost.fleet.multicontainer import (
     GroupClient,
@@ -29,6 +30,7 @@ from modelhost.fleet.provider import InstanceProvider
 from modelhost.fleet.variant import StartupError, VariantFleet
 from modelhost.fleet.zygote import ZygoteProvider
 from modelhost.resources.containers import is_multi_container
+from modelhost.resources.instance_types import instance_memory_bytes
 from modelhost.resources.instances import InstanceState
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
@@ -96,12 +98,19 @@ class FleetManager:
             else functools.partial(build_launch_spec, **common, instance_type=instance_type)
         )
         try:
-            return await asyncio.to_thread(build)
+            spec = await asyncio.to_thread(build)
         except LaunchError:
             raise
         except Exception as exc:
             # Artifact errors and anything unexpected still end as a readable reason.
             raise LaunchError(str(exc)) from exc
+        if self.settings.instance_memory_limits and not isinstance(spec, GroupLaunchSpec):
+            # The instance type's memory, as on SageMaker (a serverless variant's
+            # MemorySizeInMB replaces it later).
+            spec.memory_limit_bytes = type_memory_limit(
+                instance_memory_bytes(instance_type), machine_memory_bytes()
+            )
+        return spec
 
     def prewarm(self, spec: LaunchSpec) -> None:
         """Get ready to start `spec`'s instances fast (its runtime's zygote, started in

@@ -27,8 +27,9 @@ MAX_SEARCHED_CONFIGURATIONS = 200
 PERCENTILES = {"P50": "p50", "P90": "p90", "P99": "p99"}
 LOCAL_NOTE = (
     "modelhost ran every configuration on this machine, each instance pinned to its type's "
-    "vCPUs (all of this machine's cores when the type has more): types larger than this "
-    "machine measure as this machine; the costs are the price table's."
+    "vCPUs (all of this machine's cores when the type has more) and limited to its type's "
+    "memory (no limit when the type has as much as this machine or more): types larger "
+    "than this machine measure as this machine; the costs are the price table's."
 )
 ECHOED = ("JobDescription", "RoleArn", "InputConfig", "StoppingConditions", "OutputConfig")
 

@@ -82,7 +82,7 @@ class Activities:
         instances serve; Overridden when a later change replaced the wanted count; Failed
         when the controller gave the change up (the count went back)."""
         current = self.capacity.current(endpoint, variant, dim)
-        serving = self.capacity.serving(endpoint, variant)
+        serving = self.capacity.serving(endpoint, variant, dim)
         running = [
             a
             for a in self.book.activities(target["ResourceId"], target["ScalableDimension"])

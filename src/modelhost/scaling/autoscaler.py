@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from modelhost.scaling import schedule
 from modelhost.scaling.activities import Activities, alarm_cause
 from modelhost.scaling.book import Dimension, ScalingBook, dimension, parse_resource
 from modelhost.scaling.capacity import Capacity
@@ -30,6 +29,7 @@ from modelhost.scaling.metrics import (
     count_key,
     tracking_points,
 )
+from modelhost.scaling.scheduled import ScheduledActions
 from modelhost.scaling.step import StepScaling, step_decision
 from modelhost.scaling.target_tracking import IN_DATAPOINTS, TargetTracking, track
 from modelhost.store.metadata import Kind, Record
@@ -68,7 +68,8 @@ class Autoscaler:
         self.period_s = period_s
         self.clock = clock
         self.activities = Activities(book, capacity)
-        self._last_s = clock()
+        self.scheduled = ScheduledActions(book, self.activities)
+        self._last_s: float | None = None  # None: no pass yet since the gateway started
 
     @property
     def datapoint_s(self) -> int:
@@ -105,25 +106,28 @@ class Autoscaler:
             except Exception:
                 log.exception("scaling %s failed", rec.spec.get("ResourceId"))
 
-    def _target(self, rec: Record, since: float, now: float) -> None:
+    def _target(self, rec: Record, since: float | None, now: float) -> None:
         spec = rec.spec
         dim = dimension(spec["ScalableDimension"])
         endpoint, variant = parse_resource(spec["ResourceId"], dim)
         current = self.capacity.current(endpoint, variant, dim)
         if current is None:
             return
-        serving = self.capacity.serving(endpoint, variant)
-        self.series.observe(count_key("DesiredInstanceCount", endpoint, variant), current)
-        if serving is not None:
-            self.series.observe(count_key("CurrentInstanceCount", endpoint, variant), serving)
+        serving = self.capacity.serving(endpoint, variant, dim)
+        if not dim.serverless:
+            self.series.observe(count_key("DesiredInstanceCount", endpoint, variant), current)
+            if serving is not None:
+                self.series.observe(count_key("CurrentInstanceCount", endpoint, variant), serving)
         self.activities.follow(spec, dim, endpoint, variant)
         suspended = spec.get("SuspendedState") or {}
         bounds_changed = bool(spec.pop("BoundsChanged", False))
         if bounds_changed:
             self.book.save(rec)
-        if not suspended.get("ScheduledScalingSuspended"):
-            bounds_changed = self._scheduled(rec, since, now) or bounds_changed
-        if bounds_changed and self._clamp(rec, dim, endpoint, variant, current):
+        paused = bool(suspended.get("ScheduledScalingSuspended"))
+        bounds_changed = self.scheduled.run(rec, since, now, paused) or bounds_changed
+        # Outside MinCapacity..MaxCapacity (new bounds, or a manual
+        # UpdateEndpointWeightsAndCapacities beyond them): back into the range first.
+        if self._clamp(rec, dim, endpoint, variant, current, bounds_changed):
             return
         votes = self._votes(rec, endpoint, variant, current, now)
         chosen = _combine(votes)
@@ -138,47 +142,33 @@ class Autoscaler:
             return
         self._apply(rec, dim, endpoint, variant, current, vote, now)
 
-    # --- scheduled actions -----------------------------------------------------------
-
-    def _scheduled(self, target: Record, since: float, now: float) -> bool:
-        """Run the target's due scheduled actions; whether one changed the bounds."""
-        fired = False
-        for rec in self.book.children(
-            Kind.SCHEDULED_ACTION, target.spec["ResourceId"], target.spec["ScalableDimension"]
-        ):
-            action = rec.spec
-            start, end = action.get("StartTime"), action.get("EndTime")
-            if (start is not None and now < float(start)) or (end is not None and now > float(end)):
-                continue
-            parsed = schedule.parse(action["Schedule"], action.get("Timezone"))
-            origin = float(start) if start is not None else rec.created_s
-            if not schedule.fires_between(parsed, since, now, origin):
-                continue
-            wanted = action.get("ScalableTargetAction") or {}
-            low = wanted.get("MinCapacity", target.spec["MinCapacity"])
-            high = wanted.get("MaxCapacity", target.spec["MaxCapacity"])
-            target.spec.update(MinCapacity=low, MaxCapacity=high)
-            self.book.save(target)
-            name = action["ScheduledActionName"]
-            self.activities.done(
-                target.spec,
-                f"Setting min capacity to {low} and max capacity to {high}",
-                f"scheduled action name {name} was triggered",
-                f"Successfully set min capacity to {low} and max capacity to {high}",
-            )
-            fired = True
-        return fired
-
     def _clamp(
-        self, rec: Record, dim: Dimension, endpoint: str, variant: str, current: int
+        self,
+        rec: Record,
+        dim: Dimension,
+        endpoint: str,
+        variant: str,
+        current: int,
+        bounds_changed: bool,
     ) -> bool:
-        """MinCapacity or MaxCapacity changed (RegisterScalableTarget, a scheduled action):
-        a capacity outside the new range moves into it. Whether it did."""
+        """A capacity outside MinCapacity..MaxCapacity moves into the range: after the
+        bounds changed (RegisterScalableTarget, a scheduled action), or after a manual
+        change beyond them. Whether it did."""
         low, high = rec.spec["MinCapacity"], rec.spec["MaxCapacity"]
         if current < low:
-            why, desired, direction = f"minimum capacity was set to {low}", low, Direction.OUT
+            why = (
+                f"minimum capacity was set to {low}"
+                if bounds_changed
+                else f"{dim.noun} {current} was below the minimum capacity {low}"
+            )
+            desired, direction = low, Direction.OUT
         elif current > high:
-            why, desired, direction = f"maximum capacity was set to {high}", high, Direction.IN
+            why = (
+                f"maximum capacity was set to {high}"
+                if bounds_changed
+                else f"{dim.noun} {current} was above the maximum capacity {high}"
+            )
+            desired, direction = high, Direction.IN
         else:
             return False
         vote = Vote(Decision(direction, desired), why, False)

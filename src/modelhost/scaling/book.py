@@ -35,10 +35,12 @@ class Dimension:
     member: str
     noun: str
     min_capacity: int = 1
+    # The dimension scales a serverless variant (its ServerlessConfig), not instances.
+    serverless: bool = False
 
 
 _VARIANT = re.compile(r"endpoint/(?P<endpoint>[^/]+)/variant/(?P<variant>[^/]+)")
-# Another dimension (e.g. sagemaker:variant:DesiredProvisionedConcurrency) is one row.
+# Another dimension is one row.
 DIMENSIONS: dict[str, Dimension] = {
     d.name: d
     for d in (
@@ -47,6 +49,15 @@ DIMENSIONS: dict[str, Dimension] = {
             _VARIANT,
             "InitialInstanceCount",
             "desired instance count",
+        ),
+        # How many instances of a serverless variant are kept warm; requests beyond
+        # them still start on-demand instances (scaling/serverless_pool.py).
+        Dimension(
+            "sagemaker:variant:DesiredProvisionedConcurrency",
+            _VARIANT,
+            "ServerlessConfig.ProvisionedConcurrency",
+            "desired provisioned concurrency",
+            serverless=True,
         ),
     )
 }

@@ -52,6 +52,37 @@ class Capacity:
         value = _read(v.to_spec(), dim.member)
         return 1 if value is None else int(value)
 
+    def unscalable(self, endpoint: str, variant: str, dim: Dimension) -> str | None:
+        """Why the variant cannot be a target of `dim` (as AWS refuses it), else None:
+        a serverless variant scales its ProvisionedConcurrency only, and only when it
+        has one; an instance-backed variant scales its instance count only."""
+        found = self.endpoint(endpoint)
+        v = None if found is None else self.variant(found, variant)
+        if v is None:
+            return None
+        serverless = v.serverless
+        if dim.serverless and (serverless is None or not serverless.provisioned_concurrency):
+            return (
+                f"{dim.name} scales a serverless variant with ProvisionedConcurrency; variant "
+                f"{variant} of endpoint {endpoint} has "
+                + ("no ServerlessConfig." if serverless is None else "no ProvisionedConcurrency.")
+            )
+        if not dim.serverless and serverless is not None:
+            return (
+                f"Variant {variant} of endpoint {endpoint} is serverless; scale its "
+                "provisioned concurrency (sagemaker:variant:DesiredProvisionedConcurrency)."
+            )
+        return None
+
+    def most(self, endpoint: str, variant: str, dim: Dimension) -> int | None:
+        """The largest MaxCapacity the target takes: a serverless variant's provisioned
+        concurrency cannot exceed its MaxConcurrency; None when unbounded."""
+        found = self.endpoint(endpoint)
+        v = None if found is None else self.variant(found, variant)
+        if not dim.serverless or v is None or v.serverless is None:
+            return None
+        return v.serverless.max_concurrency
+
     def least(self, endpoint: str, dim: Dimension) -> int:
         """The least MinCapacity the target takes: 0 for an asynchronous endpoint (its
         queue holds requests while no instance runs, SageMaker's scale to zero), else the
@@ -61,11 +92,16 @@ class Capacity:
             return 0
         return dim.min_capacity
 
-    def serving(self, endpoint: str, variant: str) -> int | None:
-        """Instances that take traffic now (None without a running fleet)."""
+    def serving(self, endpoint: str, variant: str, dim: Dimension | None = None) -> int | None:
+        """Instances that take traffic now (None without a running fleet). For provisioned
+        concurrency, the warm instances the fleet keeps: on-demand ones come and go."""
         dep = self.controller.deployment(endpoint)
         fleet = None if dep is None else dep.fleets.get(variant)
-        return None if fleet is None else len(fleet.serving())
+        if fleet is None:
+            return None
+        if dim is not None and dim.serverless:
+            return min(len(fleet.serving()), fleet.desired)
+        return len(fleet.serving())
 
     def blocked(self, endpoint: str) -> str | None:
         """Why the capacity cannot change now (SageMaker refuses it unless InService)."""
@@ -73,9 +109,12 @@ class Capacity:
         if found is None:
             return f"Endpoint {endpoint} does not exist."
         if found.status != EndpointStatus.IN_SERVICE:
+            # AWS: "auto scaling is blocked while the update operation is in progress"
+            # (SageMaker's "Update endpoints that use auto scaling").
             return (
-                f"The endpoint {endpoint} is in {found.status} status; its capacity can change "
-                "only when it is InService."
+                f"The endpoint {endpoint} is in {found.status} status; auto scaling is "
+                "blocked while an endpoint update is in progress, and the capacity can "
+                "change only when it is InService."
             )
         return None
 

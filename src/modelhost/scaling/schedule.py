@@ -104,3 +104,27 @@ def fires_between(schedule: Schedule, after_s: float, until_s: float, origin_s: 
     start = dt.datetime.fromtimestamp(after_s, schedule.zone)
     nxt = croniter(schedule.cron, start).get_next(dt.datetime)
     return nxt.timestamp() <= until_s and _year_ok(schedule.years, nxt.year)
+
+
+def last_fire(schedule: Schedule, after_s: float, until_s: float, origin_s: float) -> float | None:
+    """The latest time in (after_s, until_s] the schedule fires, or None; `origin_s`
+    anchors rate(). Used to catch up on actions missed while the gateway was down."""
+    if schedule.at_s is not None:
+        return schedule.at_s if after_s < schedule.at_s <= until_s else None
+    if schedule.every_s is not None:
+        if until_s < origin_s:
+            return None
+        k = int((until_s - origin_s) // schedule.every_s)
+        fired = origin_s + k * schedule.every_s
+        return fired if fired > after_s else None
+    assert schedule.cron is not None
+    # croniter steps back from a whole second after `until_s` so a fire at it counts.
+    start = dt.datetime.fromtimestamp(int(until_s) + 1, schedule.zone)
+    it = croniter(schedule.cron, start)
+    while True:
+        prev: dt.datetime = it.get_prev(dt.datetime)
+        t = prev.timestamp()
+        if t <= after_s:
+            return None
+        if t <= until_s and _year_ok(schedule.years, prev.year):
+            return t

@@ -51,3 +51,9 @@ def idle_to_stop(
 def utilization(in_flight: int, max_concurrency: int) -> float:
     """ServerlessConcurrentExecutionsUtilization: running invocations / MaxConcurrency."""
     return in_flight / max_concurrency if max_concurrency > 0 else 0.0
+
+
+def provisioned_utilization(in_flight: int, provisioned: int) -> float:
+    """ServerlessProvisionedConcurrencyUtilization: the invocations the warm instances
+    serve / ProvisionedConcurrency (at most 1: more run on on-demand instances)."""
+    return min(in_flight, provisioned) / provisioned if provisioned > 0 else 0.0

@@ -22,7 +22,13 @@ from modelhost.errors import ModelError, ModelNotReady, ServiceUnavailable, Thro
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.variant import VariantFleet
 from modelhost.resources.serverless import ServerlessConfig
-from modelhost.scaling.serverless import admit, idle_to_stop, starts_needed, utilization
+from modelhost.scaling.serverless import (
+    admit,
+    idle_to_stop,
+    provisioned_utilization,
+    starts_needed,
+    utilization,
+)
 
 log = logging.getLogger("modelhost.scaling")
 
@@ -98,6 +104,7 @@ class ServerlessPool:
             endpoint, variant, "ServerlessConcurrentExecutionsUtilization",
             utilization(pool.in_flight, limit),
         )
+        self._observe_provisioned(pool)
         if pool.waiting == 0:
             pool.failure = None  # a new request after a failed start tries again
         try:
@@ -162,6 +169,16 @@ class ServerlessPool:
             async with pool.cond:
                 pool.cond.notify_all()
 
+    def _observe_provisioned(self, pool: _Pool) -> None:
+        """ServerlessProvisionedConcurrencyUtilization, sampled on every acquire and idle
+        check so an idle variant reports 0 (its scale-in alarm needs datapoints)."""
+        warm = pool.config.warm
+        if warm > 0:
+            self.observe(
+                pool.endpoint, pool.variant, "ServerlessProvisionedConcurrencyUtilization",
+                provisioned_utilization(pool.in_flight, warm),
+            )
+
     async def release(self, endpoint: str, variant: str, instance: Instance) -> None:
         dep = self.deployments.get(endpoint)
         fleet = None if dep is None else dep.fleets.get(variant)
@@ -193,6 +210,7 @@ class ServerlessPool:
             pool = self._pools.get(fleet) or _Pool(endpoint, variant, config)
             self._pools[fleet] = pool
             pool.config = config
+            self._observe_provisioned(pool)
             serving = fleet.serving()
             used = {i.instance_id: pool.last_used_s.setdefault(i.instance_id, now) for i in serving}
             for stale in set(pool.last_used_s) - set(used):

@@ -130,9 +130,18 @@ class ScalingService:
                         f"The endpoint variant {p['ResourceId']} does not exist; create the "
                         "endpoint first."
                     )
+            why = self.capacity.unscalable(endpoint, variant, dim)
+            if why is not None:
+                raise ValidationException(why)
             spec = dict(rec.spec) if rec is not None else {}
             low = int(spec["MinCapacity"] if low is None else low)
             high = int(spec["MaxCapacity"] if high is None else high)
+            most = self.capacity.most(endpoint, variant, dim)
+            if most is not None and high > most:
+                raise ValidationException(
+                    f"MaxCapacity ({high}) of {dim.name} cannot exceed the variant's "
+                    f"MaxConcurrency ({most})."
+                )
             least = self.capacity.least(endpoint, dim)
             if low < least:
                 raise ValidationException(

@@ -35,8 +35,13 @@ MULTI_MODEL_METRICS = (
     "LoadedModelCount",
 )
 # ModelSetupTime: every instance start, launch to first /ping 200 (µs); the utilization:
-# a serverless variant's running invocations / MaxConcurrency, at each admission.
-SERVERLESS_METRICS = ("ModelSetupTime", "ServerlessConcurrentExecutionsUtilization")
+# a serverless variant's running invocations / MaxConcurrency, at each admission; and
+# those its warm instances serve / ProvisionedConcurrency (also sampled while idle).
+SERVERLESS_METRICS = (
+    "ModelSetupTime",
+    "ServerlessConcurrentExecutionsUtilization",
+    "ServerlessProvisionedConcurrencyUtilization",
+)
 # An asynchronous endpoint's queue (jobs/asyncinf/metrics.py records them): the first four
 # per endpoint, the rest per variant. Alarms may watch them (scale to zero and back).
 ASYNC_ENDPOINT_METRICS = (
@@ -65,6 +70,7 @@ SKETCHED = frozenset(
         "OverheadLatency",
         "ModelSetupTime",
         "ServerlessConcurrentExecutionsUtilization",
+        "ServerlessProvisionedConcurrencyUtilization",
         "ModelLoadingWaitTime",
         "ModelDownloadingTime",
         "ModelLoadingTime",

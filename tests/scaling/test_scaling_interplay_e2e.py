@@ -1,0 +1,141 @@
+"""The autoscaler beside other changes, through boto3 against a real server with a
+1-second period: a manual UpdateEndpointWeightsAndCapacities is respected (within the
+target's min/max), and a scheduled action due while the gateway was down runs on restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from modelhost.testing.server import ModelhostServer
+from tests.scaling.support import (
+    DIMENSION,
+    SCALING_ENV,
+    activities,
+    counts,
+    register,
+    resource,
+    wait_count,
+    wait_for,
+)
+from tests.support import FAST_ENV, ChurnModel, deploy, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
+    home = tmp_path_factory.mktemp("interplay-home")
+    with ModelhostServer(home, env={**FAST_ENV, **SCALING_ENV}) as srv:
+        yield srv
+
+
+def _manual(sm: Any, name: str, count: int) -> None:
+    sm.update_endpoint_weights_and_capacities(
+        EndpointName=name,
+        DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": count}],
+    )
+    sm.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
+    )
+
+
+def _periods_since(server: ModelhostServer, name: str, start: dt.datetime) -> list[float]:
+    """The desired counts the autoscaler recorded once a period since `start`."""
+    points = server.client("cloudwatch").get_metric_statistics(
+        Namespace="modelhost/Autoscaling",
+        MetricName="DesiredInstanceCount",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": name},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        StartTime=start,
+        EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5),
+        Period=1,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    return [p["Maximum"] for p in points]
+
+
+def test_a_manual_count_is_respected_within_min_and_max(
+    server: ModelhostServer, churn_model: ChurnModel
+) -> None:
+    sm, _rt = server.clients()
+    aas = server.client("application-autoscaling")
+    name = unique("manual")
+    deploy(sm, name, str(churn_model.artifact))
+    register(aas, name, 1, 2)
+    aas.put_scaling_policy(
+        PolicyName="invocations",
+        ServiceNamespace="sagemaker",
+        ResourceId=resource(name),
+        ScalableDimension=DIMENSION,
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "TargetValue": 1e9,  # never scales out; scale-in is off
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+            },
+            "DisableScaleIn": True,
+        },
+    )
+    _manual(sm, name, 2)
+    wait_count(sm, name, 2, set())
+    start = dt.datetime.now(dt.UTC)
+    # Five evaluations later the manual count stands: the policies start from it.
+    wait_for("five evaluations", lambda: len(_periods_since(server, name, start)) >= 5)
+    assert set(_periods_since(server, name, start)) == {2}
+    assert counts(sm, name)[:2] == (2, 2) and activities(aas, name) == []
+    # Above MaxCapacity: the next evaluation takes it back to the maximum.
+    _manual(sm, name, 3)
+    wait_for("the count back at the maximum", lambda: counts(sm, name)[:2] == (2, 2))
+    wait_for("the activity to end", lambda: activities(aas, name)[0]["StatusCode"] == "Successful")
+    (back,) = activities(aas, name)
+    assert back["Description"] == "Setting desired instance count to 2."
+    assert back["Cause"] == "desired instance count 3 was above the maximum capacity 2"
+
+
+def test_a_scheduled_action_due_while_the_gateway_was_down_runs_on_restart(
+    server: ModelhostServer, churn_model: ChurnModel
+) -> None:
+    sm, _rt = server.clients()
+    aas = server.client("application-autoscaling")
+    name = unique("missed")
+    deploy(sm, name, str(churn_model.artifact))
+    register(aas, name, 1, 3)
+    due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=8)
+    for action, when, low in (("first", due, 3), ("second", due + dt.timedelta(seconds=1), 2)):
+        aas.put_scheduled_action(
+            ServiceNamespace="sagemaker",
+            ScheduledActionName=action,
+            ResourceId=resource(name),
+            ScalableDimension=DIMENSION,
+            Schedule=f"at({when.strftime('%Y-%m-%dT%H:%M:%S')})",
+            ScalableTargetAction={"MinCapacity": low},
+        )
+    # The gateway dies before the actions are due and comes back after.
+    assert server.proc is not None
+    server.proc.kill()
+    server.proc.wait()
+    server.proc = None
+    wait_for("both actions to be due", lambda: time.time() > due.timestamp() + 2, 60.0)
+    server.start()
+    sm2 = server.clients()[0]
+    aas2 = server.client("application-autoscaling")
+    sm2.get_waiter("endpoint_in_service").wait(
+        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+    )
+    # Only the latest missed action ran: MinCapacity 2, not 3.
+    wait_count(sm2, name, 2, set())
+    target = aas2.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource(name)]
+    )["ScalableTargets"][0]
+    assert target["MinCapacity"] == 2
+    causes = [a["Cause"] for a in activities(aas2, name)]
+    assert causes[-1].startswith("scheduled action name second was triggered (due at ")
+    assert causes[-1].endswith(" while the gateway was down)")
+    assert not any("name first" in c for c in causes)
