@@ -28,8 +28,9 @@ from collections.abc import AsyncIterator
 import httptools
 
 from modelhost.fleet.http1 import LOOPBACK, InstanceDisconnected, InstanceUnreachable
+from modelhost.routing.table import Address, UnixAddress
 
-StreamAddress = tuple[str, int] | int | str  # (host, port), a loopback port, a Unix socket
+StreamAddress = Address | int  # an instance's address (TCP or Unix socket), a loopback port
 MAX_PART_BYTES = 1024 * 1024
 HIGH_WATER, LOW_WATER = 16, 4
 _END = object()
@@ -190,8 +191,8 @@ async def open_stream(
     InstanceUnreachable (never reached the instance), InstanceDisconnected or TimeoutError."""
     loop = asyncio.get_running_loop()
     try:
-        if isinstance(address, str):
-            _, stream = await loop.create_unix_connection(_Stream, address)
+        if isinstance(address, UnixAddress):
+            _, stream = await loop.create_unix_connection(_Stream, address.path)
             host = b"localhost"
         else:
             host_name, port = (LOOPBACK, address) if isinstance(address, int) else address
