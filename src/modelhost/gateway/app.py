@@ -183,7 +183,10 @@ class Gateway:
         # Background loops; the leader's own (autoscaler, monitoring) join them in `_lead`.
         self._loops: list[asyncio.Future[None]] = []
         # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
-        self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
+        self._leader_loops: list[asyncio.Future[None]] = []
+        self.leadership = Leadership(
+            self.settings, self.store, self.routes, self._lead, self._step_down
+        )
         await self.leadership.start()
         # Leases make the async queue safe to work from every gateway.
         await self.async_inference.start()
@@ -200,7 +203,7 @@ class Gateway:
         try:
             yield
         finally:
-            for task in self._loops:
+            for task in (*self._loops, *self._leader_loops):
                 task.cancel()
             await self.serverless.close()
             await self.processing.stop()
@@ -249,11 +252,26 @@ class Gateway:
         await self.jobs.start()
         await self.compilations.start()
         await self.processing.start()
-        self._loops.append(asyncio.ensure_future(self.monitoring.run()))
+        self._leader_loops.append(asyncio.ensure_future(self.monitoring.run()))
         await self.recommendations.start()
         # Scaling decisions are the leader's alone: two autoscalers would both act.
-        self._loops.append(asyncio.ensure_future(self.autoscaler.run()))
+        self._leader_loops.append(asyncio.ensure_future(self.autoscaler.run()))
         self.serverless.start()  # the leader's fleets: idle serverless instances stop
+
+    async def _step_down(self) -> None:
+        """Undo `_lead` when the lead is lost (its lock's connection died): another gateway
+        may lead already, so this one stops its controller (and the instances it ran, which
+        the new leader starts again) and its leader-only loops. Transform jobs keep their
+        own claims (store/coordination.py WorkClaims) and are left alone."""
+        for task in self._leader_loops:
+            task.cancel()
+        await asyncio.gather(*self._leader_loops, return_exceptions=True)
+        self._leader_loops = []
+        await self.serverless.close()
+        await self.recommendations.stop()
+        await self.processing.stop()
+        await self.compilations.stop()
+        await self.controller.stop()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)

@@ -40,9 +40,10 @@ def libpq_url(url: str) -> str:
 class LeaderLock:
     """Leadership among the gateways sharing the metadata database at `url`."""
 
-    def __init__(self, url: str, key: int = LEADER_LOCK_KEY) -> None:
+    def __init__(self, url: str, key: int = LEADER_LOCK_KEY, holder: str = "") -> None:
         self.url = url
         self.key = key
+        self.holder = holder[:63]  # the session's application_name: who holds the lock
         self._conn: Any = None
         self.held = False
 
@@ -55,7 +56,10 @@ class LeaderLock:
 
         try:
             if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(libpq_url(self.url), autocommit=True)
+                self._conn = psycopg.connect(
+                    libpq_url(self.url), autocommit=True, connect_timeout=5,
+                    application_name=self.holder or "modelhost-leader",
+                )  # fmt: skip
                 self.held = False
             if self.held:
                 self._conn.execute("SELECT 1")  # still connected, so still held
