@@ -14,9 +14,9 @@ def credentials(target: Target) -> None:
 
     The URL is --url, else where the server of this home last listened, else the default.
     """
-    from modelhost.gateway.auth.keys import KeyStore
+    from modelhost.gateway.auth.key_table import bootstrap_credentials
 
-    found = KeyStore(target.settings.home).bootstrap_credentials()
+    found = bootstrap_credentials(target.settings.home, target.settings.database_url)
     if found is None:
         raise click.ClickException(
             f"no admin key in {target.settings.home}/auth: start the server once "

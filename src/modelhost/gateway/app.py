@@ -29,6 +29,7 @@ from modelhost.control.service import ControlPlane
 from modelhost.fleet.manager import FleetManager
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
+from modelhost.gateway.auth.key_table import KeyTable, gateway_key_store, refresh_loop
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.auth.session import Sessions
@@ -126,8 +127,9 @@ class Gateway:
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
         self.logs_api = LogsAPI(settings)
         self.jobs.predictions = self.predictions_api.backend
-        # Keys live in home even with auth off, so turning it on later keeps them.
-        self.keys = KeyStore(settings.home)
+        # Keys live in home even with auth off, so turning it on later keeps them; in the
+        # database when several gateways share a PostgreSQL (gateway/auth/key_table.py).
+        self.keys = gateway_key_store(settings.home, settings.database_url, self.store.engine)
         self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
         self.keys.record_url(settings.base_url)
         keys = self.keys if settings.auth_enabled else None
@@ -195,6 +197,8 @@ class Gateway:
             self._evaluate_alarms(), self._series_upkeep(), self.logs_api.run(), capture.run()
         ):  # fmt: skip
             self._loops.append(asyncio.ensure_future(loop))
+        if isinstance(self.keys.records, KeyTable):
+            self._loops.append(asyncio.ensure_future(refresh_loop(self.keys)))
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -259,19 +263,15 @@ class Gateway:
         self.serverless.start()  # the leader's fleets: idle serverless instances stop
 
     async def _step_down(self) -> None:
-        """Undo `_lead` when the lead is lost (its lock's connection died): another gateway
-        may lead already, so this one stops its controller (and the instances it ran, which
-        the new leader starts again) and its leader-only loops. Transform jobs keep their
-        own claims (store/coordination.py WorkClaims) and are left alone."""
+        """Undo `_lead` when the lead is lost: another gateway may lead already (it starts
+        the endpoints' instances again). Transform jobs keep their own claims."""
         for task in self._leader_loops:
             task.cancel()
         await asyncio.gather(*self._leader_loops, return_exceptions=True)
         self._leader_loops = []
-        await self.serverless.close()
-        await self.recommendations.stop()
-        await self.processing.stop()
-        await self.compilations.stop()
-        await self.controller.stop()
+        for part in (self.serverless.close, self.recommendations.stop, self.processing.stop,
+                     self.compilations.stop, self.controller.stop):  # fmt: skip
+            await part()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)

@@ -89,7 +89,9 @@ class ModelhostServer:
                 )
                 with urllib.request.urlopen(self.url + "/ping", timeout=1, context=context) as resp:
                     if resp.status == 200:
-                        found = auth_client.KeyStore(self.home).bootstrap_credentials()
+                        found = auth_client.bootstrap_credentials(
+                            self.home, self.env.get("MODELHOST_DATABASE_URL")
+                        )
                         self.credentials = found or auth_client.PLACEHOLDER
                         _STARTED[self.url] = self.credentials
                         return self
