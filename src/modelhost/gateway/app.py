@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,6 +55,7 @@ from modelhost.gateway.parts import (
 )
 from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
+from modelhost.gateway.stored_alarms import StoredAlarms
 from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
@@ -69,7 +68,8 @@ from modelhost.scaling.capacity import Capacity
 from modelhost.scaling.service import ScalingService
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
-from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.coordination import is_postgres
+from modelhost.store.metadata import Kind, MetadataStore
 from modelhost.store.outputs import Locations
 from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
@@ -81,7 +81,6 @@ from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
 
 log = logging.getLogger("modelhost.gateway")
 
-ALARM_EVALUATION_INTERVAL_S = 1.0
 
 
 class Gateway:
@@ -96,7 +95,7 @@ class Gateway:
         self.controller = Controller(settings, self.store, self.fleets)
         self.control = ControlPlane(settings, self.store, self.controller)
         self.metric_db = SqliteBackend(settings.metrics_db_path)
-        self.series = series_store(settings, self.metric_db)
+        self.series = series_store(settings, self.metric_db, self.store.engine)
         self.metrics = InvocationMetrics(self.series)
         self._add_jobs()  # transform, compilation, processing, monitoring, recommendations
         self.control_api = ControlAPI(self.control)
@@ -106,7 +105,8 @@ class Gateway:
         self.runtime_api = runtime_api(
             settings, self.routes, self.metrics, self.async_inference, self.serverless
         )
-        self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
+        self.stored_alarms = StoredAlarms(self.store, is_postgres(settings.metadata_url))
+        self.alarms = AlarmBook(self.metrics.recent, self.stored_alarms.persist)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
         self.cloudwatch_api = CloudWatchAPI(
@@ -194,7 +194,8 @@ class Gateway:
         await self.async_inference.start()
         capture = capture_writer(self.settings, self.runtime_api.plane)
         for loop in (
-            self._evaluate_alarms(), self._series_upkeep(), self.logs_api.run(), capture.run()
+            self.stored_alarms.run(self.alarms, lambda: self.routes.leading),
+            self._series_upkeep(), self.logs_api.run(), capture.run(),
         ):  # fmt: skip
             self._loops.append(asyncio.ensure_future(loop))
         if isinstance(self.keys.records, KeyTable):
@@ -303,20 +304,6 @@ class Gateway:
                 return
         await self.other(scope, receive, send)
 
-    def _persist_alarm(self, name: str, document: dict[str, Any] | None) -> None:
-        if document is None:
-            self.store.delete(Kind.ALARM, name)
-            return
-        now = time.time()
-        record = self.store.get(Kind.ALARM, name)
-        if record is None:
-            self.store.create(
-                Record(Kind.ALARM, name, f"alarm:{name}", document, [], None, None, now, now)
-            )
-        else:
-            record.spec, record.modified_s = document, now
-            self.store.save(record)
-
     def _alarms_for(self, policy_arn: str) -> list[tuple[str, str]]:
         """CloudWatch alarms whose AlarmActions name a step scaling policy."""
         s = self.settings
@@ -326,14 +313,6 @@ class Gateway:
             if (r := self.alarms.record(name)) is not None
             and policy_arn in r.spec.actions.get("AlarmActions", ())
         ]
-
-    async def _evaluate_alarms(self) -> None:
-        while True:
-            await asyncio.sleep(ALARM_EVALUATION_INTERVAL_S)
-            try:
-                self.alarms.evaluate_all()
-            except Exception:
-                log.exception("alarm evaluation failed")
 
     async def _series_upkeep(self) -> None:
         """Flush metric points to metrics.db and sample the instances, off the event loop."""

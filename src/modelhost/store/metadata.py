@@ -148,7 +148,7 @@ metric_rollups = Table(
     Column("minimum", Float, nullable=False),
     Column("maximum", Float, nullable=False),
     Column("sketch", LargeBinary, nullable=True),
-    Index("ix_metric_rollups_second", "second"),
+    Index("ix_metric_rollups_name_second", "name", "second"),
 )
 
 
