@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         "every `leader_poll_interval_s`; when a check fails or takes longer than this, it "
         "steps down (stops the controller and the leader's loops) and follows again.",
     )
+    advertise_url: str | None = Field(
+        default=None,
+        description="Several gateways: the URL the other gateways reach this one at when it "
+        "leads (a follower sends serverless invocations there); default the listen address.",
+    )
     routes_poll_interval_s: float = Field(
         default=1.0,
         description="Several gateways: how often a follower rereads the leader's routing "

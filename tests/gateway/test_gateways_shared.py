@@ -15,9 +15,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from modelhost.store.coordination import LEADER_LOCK_KEY, libpq_url
+from modelhost.testing.churn import csv_rows
 from modelhost.testing.postgres import PostgresCluster
 from modelhost.testing.server import ModelhostServer, boto3_clients
-from tests.support import FAST_ENV
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +113,87 @@ def test_access_keys_live_in_the_database(postgres: PostgresCluster, tmp_path: P
         b.call("DELETE", f"/api/keys/{creds[0]}")
         for rt in (rt_a, rt_b):
             until(lambda rt=rt: invoke_code(rt) == "UnrecognizedClientException", "revoked", 5)
+
+
+def _invoke(rt: Any, name: str, body: str) -> str | None:
+    """The answer, or None while the follower has no route yet or no instance serves."""
+    try:
+        out = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in ("ValidationError", "ServiceUnavailable"):
+            return None
+        raise
+    return str(out["Body"].read().decode())
+
+
+def test_metrics_alarms_and_serverless_through_the_follower(
+    postgres: PostgresCluster, churn_model: ChurnModel, tmp_path: Path
+) -> None:
+    """Invocations served by the follower count in the leader's CloudWatch answers and in
+    an alarm (put through the follower, evaluated by the leader); a serverless endpoint
+    answers through the follower from zero (its instance starts on the leader)."""
+    url = postgres.fresh_database_url()
+    extra = {"MODELHOST_METRICS_ROLLUP_PERIOD_S": "2", "MODELHOST_SERVERLESS_IDLE_S": "60"}
+    X = churn_model.data.X[:1]
+    row = csv_rows(X)[0]
+    with two_gateways(tmp_path, url, extra) as (a, b):
+        sm_a, _ = a.clients(**NO_RETRY)
+        sm_b, rt_b = b.clients(**NO_RETRY)
+        real, serverless = unique("shm"), unique("shs")
+        deploy(sm_a, real, str(churn_model.artifact))
+        sm_a.create_model(
+            ModelName=serverless,
+            PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)},
+        )
+        sm_a.create_endpoint_config(
+            EndpointConfigName=serverless,
+            ProductionVariants=[{
+                "VariantName": "AllTraffic", "ModelName": serverless,
+                "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
+            }],
+        )  # fmt: skip
+        sm_a.create_endpoint(EndpointName=serverless, EndpointConfigName=serverless)
+        sm_a.get_waiter("endpoint_in_service").wait(
+            EndpointName=serverless, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
+        )
+        assert sm_b.describe_endpoint(EndpointName=serverless)["ProductionVariants"][0][
+            "CurrentInstanceCount"
+        ] == 0
+        answer = until(lambda: _invoke(rt_b, serverless, row), "serverless through b", 120)
+        assert float(answer) == pytest.approx(float(churn_model.expected(X)[0]), rel=1e-5)
+        assert list((a.home / "logs" / serverless).rglob("i-*.log"))  # started by the leader
+
+        cw_a, cw_b = a.client("cloudwatch"), b.client("cloudwatch")
+        cw_b.put_metric_alarm(
+            AlarmName=f"{real}-traffic", Namespace="AWS/SageMaker", MetricName="Invocations",
+            Dimensions=[{"Name": "EndpointName", "Value": real}], Statistic="Sum", Period=10,
+            EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold",
+        )  # fmt: skip
+        served = 0
+
+        def alarmed_through_b() -> bool:
+            nonlocal served
+            if _invoke(rt_b, real, row) is not None:
+                served += 1
+            alarm = cw_b.describe_alarms(AlarmNames=[f"{real}-traffic"])["MetricAlarms"]
+            return bool(alarm) and alarm[0]["StateValue"] == "ALARM"
+
+        until(alarmed_through_b, "the leader's alarm over b's invocations", 90)
+        assert served > 0
+
+        def leader_counts() -> float:
+            now = time.time()
+            points = cw_a.get_metric_statistics(
+                Namespace="AWS/SageMaker", MetricName="Invocations",
+                Dimensions=[{"Name": "EndpointName", "Value": real},
+                            {"Name": "VariantName", "Value": "AllTraffic"}],
+                StartTime=now - 600, EndTime=now + 60, Period=60, Statistics=["Sum"],
+            )["Datapoints"]  # fmt: skip
+            return sum(p["Sum"] for p in points)
+
+        until(lambda: leader_counts() >= served, "b's invocations in a's CloudWatch", 30)
+        listed = cw_a.list_metrics(
+            Namespace="AWS/SageMaker", MetricName="Invocations",
+            Dimensions=[{"Name": "EndpointName", "Value": real}],
+        )["Metrics"]  # fmt: skip
+        assert listed  # a never served it: the series is b's

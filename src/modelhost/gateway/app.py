@@ -41,6 +41,7 @@ from modelhost.gateway.dashboard import wiring as dashboard_wiring
 from modelhost.gateway.dashboard.data import DashboardData
 from modelhost.gateway.dashboard.routes import DashboardRoutes
 from modelhost.gateway.edge_api import EdgeCaptureAPI
+from modelhost.gateway.forward import LeaderForwarder
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from modelhost.gateway.logs_api import LogsAPI
@@ -54,6 +55,7 @@ from modelhost.gateway.parts import (
     serverless_pool,
 )
 from modelhost.gateway.predictions_api import PredictionsAPI
+from modelhost.gateway.runtime_api import parse_invocation_path
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.gateway.stored_alarms import StoredAlarms
 from modelhost.jobs.manager import TransformJobs
@@ -106,6 +108,10 @@ class Gateway:
             settings, self.routes, self.metrics, self.async_inference, self.serverless
         )
         self.stored_alarms = StoredAlarms(self.store, is_postgres(settings.metadata_url))
+        # A serverless endpoint through a follower: sent on to the leader (gateway/forward.py).
+        self.forwarder = LeaderForwarder(
+            settings.invocation_timeout_s + 30, settings.max_payload_bytes + 1024
+        )
         self.alarms = AlarmBook(self.metrics.recent, self.stored_alarms.persist)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
@@ -211,6 +217,7 @@ class Gateway:
             for task in (*self._loops, *self._leader_loops):
                 task.cancel()
             await self.serverless.close()
+            await self.forwarder.close()
             await self.processing.stop()
             await capture.flush()  # what was captured before the stop is kept
             await self._shutdown()
@@ -300,6 +307,11 @@ class Gateway:
             raw = scope.get("raw_path") or scope["path"].encode()
             # `/api/endpoints/...` is modelhost's own API (e.g. promote-shadow).
             if b"/endpoints/" in raw and not raw.startswith(b"/api/"):
+                found = parse_invocation_path(raw)
+                leader = self.routes.leader_serving(found[0]) if found else None
+                if leader is not None:
+                    await self.forwarder(leader, scope, receive, send)
+                    return
                 await self.runtime_api(scope, receive, send)
                 return
         await self.other(scope, receive, send)

@@ -53,6 +53,19 @@ class GatewayRoutes:
         self._docs = docs
         self.remote = RoutingTable(endpoints, self.remote.version + 1)
 
+    def leader_serving(self, endpoint: str) -> str | None:
+        """The leader's URL when this gateway follows and `endpoint` is serverless: its
+        instances start on demand in the leader's serverless pool (they are the leader's
+        children, and MaxConcurrency is counted in one place), so the invocation goes
+        there as it came."""
+        if self.leading:
+            return None
+        doc = self._docs.get(endpoint)
+        if doc is None or not any(v.get("Serverless") for v in doc["Variants"]):
+            return None
+        leader = doc.get("Leader")
+        return str(leader) if leader else None
+
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:
         if self.leading:
             self.controller.report_unreachable(endpoint, instance)
@@ -180,7 +193,10 @@ class Leadership:
             gone = [n for n in sent if n not in table.endpoints]
             try:
                 for name, route in changed.items():
-                    await asyncio.to_thread(self.board.publish, name, route_to_doc(route))
+                    doc = route_to_doc(route)
+                    # Where followers send what only the leader serves (serverless).
+                    doc["Leader"] = self.settings.advertise_url or self.settings.base_url
+                    await asyncio.to_thread(self.board.publish, name, doc)
                     sent[name] = route
                 for name in gone:
                     await asyncio.to_thread(self.board.publish, name, None)
