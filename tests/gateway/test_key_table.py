@@ -36,4 +36,10 @@ def test_keys_json_is_imported_once_and_then_shared(tmp_path: Path) -> None:
     b.refresh()
     assert b.active(key_id) is None
     assert [k.status for k in b.list() if k.access_key_id == key_id] == [KeyStatus.REVOKED]
+    # A home with another master key cannot use those keys: it gets an admin key of its own.
+    other = KeyStore(tmp_path / "c", KeyTable(store.engine))
+    own = other.ensure_admin()
+    assert own is not None and other.bootstrap_credentials() == own
+    a.refresh()
+    assert a.active(own[0]) is None  # not decryptable with a's master key
     store.close()

@@ -118,14 +118,16 @@ class SharedRollups:
         )  # fmt: skip
         out = []
         with self.engine.connect() as conn:
-            for r in conn.execute(query):
-                key = _key(r.namespace, r.name, r.dimensions)
+            for namespace, name, dims, second, count, total, low, high, sketch in conn.execute(
+                query
+            ):
+                key = _key(namespace, name, dims)
                 if key not in wanted:
                     continue
-                p = Point(int(r.second))
-                p.count, p.total, p.minimum, p.maximum = r.count, r.total, r.minimum, r.maximum
-                if r.sketch is not None:
-                    p.sketch = Sketch.from_bytes(r.sketch)
+                p = Point(int(second))
+                p.count, p.total, p.minimum, p.maximum = int(count), total, low, high
+                if sketch is not None:
+                    p.sketch = Sketch.from_bytes(sketch)
                 out.append((key, p))
         return out
 

@@ -259,9 +259,16 @@ class KeyStore:
         return key, secret
 
     def ensure_admin(self) -> tuple[str, str] | None:
-        """Create the bootstrap admin key if no active admin key exists; return it if new."""
+        """Create the bootstrap admin key if no active admin key exists; return it if new.
+        Records shared by several gateways count only the admin keys this home's master key
+        decrypts: a gateway given another master key gets an admin key of its own."""
         self.load()
-        if any(k.role == Role.ADMIN and k.status == KeyStatus.ACTIVE for k in self._keys.values()):
+        shared = not isinstance(self.records, KeyFile)
+        if any(
+            k.role == Role.ADMIN and k.status == KeyStatus.ACTIVE
+            and (not shared or self.active(k.access_key_id) is not None)
+            for k in self._keys.values()
+        ):  # fmt: skip
             return None
         return self.create(Role.ADMIN, "*", bootstrap=True)
 
