@@ -86,8 +86,12 @@ def test_the_leader_steps_down_when_its_connection_dies(
         assert [name.split("#")[0] for _, name in holders] == [a.url]
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             conn.execute("SELECT pg_terminate_backend(%s)", (holders[0][0],))
+        cut = time.monotonic()
         until(lambda: "took the lead" in b.log_path.read_text(), "b takes the lead", 30)
+        lead_s = time.monotonic() - cut
         until(lambda: "stepping down" in a.log_path.read_text(), "a steps down", 30)
+        print(f"leader's connection cut: b led {lead_s:.2f} s later, "
+              f"a had stepped down by {time.monotonic() - cut:.2f} s")
         # Exactly one leader, b, for as long as b lives; a follows (and campaigns).
         for _ in range(20):
             assert [n.split("#")[0] for _, n in lock_holders(url)] == [b.url]
@@ -109,10 +113,15 @@ def test_access_keys_live_in_the_database(postgres: PostgresCluster, tmp_path: P
         creds = (created["AccessKeyId"], created["SecretAccessKey"])
         rt_a, rt_b = (boto3_clients(g.url, credentials=creds, **NO_RETRY)[1] for g in (a, b))
         # Authenticated, the key is turned away by the endpoint (unknown), not the key.
+        created_at = time.monotonic()
         until(lambda: invoke_code(rt_b) == "ValidationError", "b accepts a's new key", 5)
+        accepted_s = time.monotonic() - created_at
         b.call("DELETE", f"/api/keys/{creds[0]}")
+        revoked_at = time.monotonic()
         for rt in (rt_a, rt_b):
             until(lambda rt=rt: invoke_code(rt) == "UnrecognizedClientException", "revoked", 5)
+        print(f"a key created through a worked on b after {accepted_s:.2f} s; revoked through "
+              f"b, refused by both after {time.monotonic() - revoked_at:.2f} s")
 
 
 def _invoke(rt: Any, name: str, body: str) -> str | None:
@@ -159,7 +168,9 @@ def test_metrics_alarms_and_serverless_through_the_follower(
         assert sm_b.describe_endpoint(EndpointName=serverless)["ProductionVariants"][0][
             "CurrentInstanceCount"
         ] == 0
+        started = time.monotonic()
         answer = until(lambda: _invoke(rt_b, serverless, row), "serverless through b", 120)
+        print(f"serverless from zero through the follower: {time.monotonic() - started:.2f} s")
         assert float(answer) == pytest.approx(float(churn_model.expected(X)[0]), rel=1e-5)
         assert list((a.home / "logs" / serverless).rglob("i-*.log"))  # started by the leader
 
@@ -170,6 +181,7 @@ def test_metrics_alarms_and_serverless_through_the_follower(
             EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold",
         )  # fmt: skip
         served = 0
+        alarm_at = time.monotonic()
 
         def alarmed_through_b() -> bool:
             nonlocal served
@@ -191,7 +203,9 @@ def test_metrics_alarms_and_serverless_through_the_follower(
             )["Datapoints"]  # fmt: skip
             return sum(p["Sum"] for p in points)
 
+        alarm_s = time.monotonic() - alarm_at
         until(lambda: leader_counts() >= served, "b's invocations in a's CloudWatch", 30)
+        print(f"alarm over b's traffic in ALARM (seen through b) {alarm_s:.2f} s after it was put")
         listed = cw_a.list_metrics(
             Namespace="AWS/SageMaker", MetricName="Invocations",
             Dimensions=[{"Name": "EndpointName", "Value": real}],

@@ -9,8 +9,10 @@ calls work on any gateway: they write the store, which the leader's controller r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +26,8 @@ from modelhost.store.coordination import LeaderLock, RouteBoard, is_postgres
 from modelhost.store.metadata import MetadataStore
 
 log = logging.getLogger("modelhost.scaleout")
+
+FOREIGN_CHECK_S = 1.0  # how often the leader rewrites routes another publisher overwrote
 
 
 class GatewayRoutes:
@@ -187,7 +191,15 @@ class Leadership:
         """Hands every new snapshot of an endpoint to the board (a new route object is a
         change: snapshots are immutable and rebuilt on every change)."""
         sent: dict[str, EndpointRoute] = {}
+        checked = 0.0
         while True:
+            if time.monotonic() - checked >= FOREIGN_CHECK_S:
+                checked = time.monotonic()
+                with contextlib.suppress(Exception):
+                    for name in await asyncio.to_thread(self.board.foreign):
+                        sent.pop(name, None)
+                        if name not in self.routes.controller.table.endpoints:
+                            await asyncio.to_thread(self.board.publish, name, None)
             table = self.routes.controller.table
             changed = {n: r for n, r in table.endpoints.items() if sent.get(n) is not r}
             gone = [n for n in sent if n not in table.endpoints]

@@ -107,6 +107,17 @@ class RouteBoard:
         with self.engine.begin() as conn:
             conn.execute(delete(routing_tables))
 
+    def foreign(self) -> set[str]:
+        """Endpoints whose row another publisher wrote (a deposed leader's last write may
+        land after the new leader's `clear`): the new leader writes them again."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(routing_tables.c.endpoint).where(
+                    routing_tables.c.publisher != self.publisher
+                )
+            )
+            return {r.endpoint for r in rows}
+
     def load(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(routing_tables.c.endpoint, routing_tables.c.route))
