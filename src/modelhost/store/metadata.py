@@ -150,6 +150,16 @@ metric_rollups = Table(
     Column("sketch", LargeBinary, nullable=True),
     Index("ix_metric_rollups_name_second", "name", "second"),
 )
+# The series each gateway has published rollups of (what ListMetrics lists of the others').
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("namespace", String(256), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("dimensions", Text, primary_key=True),
+    Column("sketched", Boolean, nullable=False),
+)
 
 
 @dataclass

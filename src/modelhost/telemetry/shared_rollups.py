@@ -3,10 +3,10 @@
 Each gateway keeps its own series (1-second points and minute rollups in its metrics.db,
 the request path untouched). `PublishingBackend` wraps that backend: every completed
 rollup the store flushes is also inserted into the `metric_rollups` table, one row per
-series and minute, tagged with this gateway's id. `SharedRollups` reads the other
-gateways' rows back, at query time, for the series a query asks for (and lists their
-series for ListMetrics), so GetMetricData, GetMetricStatistics, the alarms and the
-autoscaler see the whole fleet's traffic.
+series and minute, tagged with this gateway's id (and each series once into
+`metric_series`). `SharedRollups` reads the other gateways' rows back, at query time, for
+the series a query asks for (and lists their series for ListMetrics), so GetMetricData,
+GetMetricStatistics, the alarms and the autoscaler see the whole fleet's traffic.
 
 The others' data has the rollup period's resolution and arrives when their minute
 completes (a minute plus one flush later at most): a 1-second query sees the others'
@@ -28,9 +28,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from sqlalchemy import delete, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from modelhost.store.metadata import metric_rollups
+from modelhost.store.metadata import metric_rollups, metric_series
 from modelhost.telemetry.metric_store import MetricBackend, MetricKey, Point
 from modelhost.telemetry.sketch import Sketch
 
@@ -70,6 +70,7 @@ class SharedRollups:
         self.retention_s = retention_s
         self.clock = clock
         self._expired_at = 0.0
+        self._listed: set[MetricKey] | None = None  # this gateway's rows in metric_series
 
     def publish(self, rows: list[tuple[MetricKey, bool, Point]]) -> None:
         values = [
@@ -100,6 +101,27 @@ class SharedRollups:
                 )
             if values:
                 conn.execute(insert(metric_rollups), values)
+                self._list_series(conn, {key: sketched for key, sketched, p in rows if p.count})
+
+    def _list_series(self, conn: Connection, keys: dict[MetricKey, bool]) -> None:
+        """Adds the series this gateway has not listed yet to `metric_series`."""
+        t = metric_series.c
+        if self._listed is None:
+            rows = conn.execute(
+                select(t.namespace, t.name, t.dimensions).where(t.gateway == self.gateway)
+            )
+            self._listed = {_key(*r) for r in rows}
+        new = [k for k in keys if k not in self._listed]
+        if new:
+            conn.execute(
+                insert(metric_series),
+                [
+                    {"gateway": self.gateway, "namespace": k.namespace, "name": k.name,
+                     "dimensions": _dims(k), "sketched": keys[k]}
+                    for k in new
+                ],
+            )  # fmt: skip
+            self._listed.update(new)
 
     def read(
         self, keys: Iterable[MetricKey], start: int, end: int
@@ -132,12 +154,10 @@ class SharedRollups:
         return out
 
     def keys(self, namespace: str | None, name: str | None) -> list[tuple[MetricKey, bool]]:
-        """The other gateways' series (within the retention)."""
-        t = metric_rollups.c
-        query = (
-            select(t.namespace, t.name, t.dimensions, t.sketched)
-            .where(t.gateway != self.gateway)
-            .distinct()
+        """The other gateways' series."""
+        t = metric_series.c
+        query = select(t.namespace, t.name, t.dimensions, t.sketched).where(
+            t.gateway != self.gateway
         )
         if namespace is not None:
             query = query.where(t.namespace == namespace)
