@@ -51,7 +51,9 @@ class StoredAlarms:
     async def round(self, book: AlarmBook, leading: bool) -> None:
         """One round; the book is changed on the event loop only (the API reads it there)."""
         if self.shared:
-            book.sync(await asyncio.to_thread(self.documents), take_state=not leading)
+            read_at = book.clock()
+            documents = await asyncio.to_thread(self.documents)
+            book.sync(documents, take_state=not leading, read_at=read_at)
         if leading:
             book.evaluate_all()
 
