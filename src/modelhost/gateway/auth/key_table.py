@@ -23,13 +23,14 @@ from sqlalchemy import create_engine, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from modelhost.gateway.auth.keys import AccessKey, KeyStore
+from modelhost.gateway.auth.keys import AccessKey, KeyStore, _write_private, auth_dir
 from modelhost.store.coordination import is_postgres
 from modelhost.store.metadata import access_keys
 
 log = logging.getLogger("modelhost.auth")
 
 REFRESH_S = 0.5  # how stale another gateway's key change may be seen here
+DATABASE_FILE = "database-url"  # in auth/: where this home's keys are
 
 
 def _key(row: object) -> AccessKey:
@@ -108,10 +109,14 @@ def open_key_store(home: Path, database_url: str | None, engine: Engine | None =
 
 
 def gateway_key_store(home: Path, database_url: str | None, engine: Engine) -> KeyStore:
-    """The gateway's keys; on PostgreSQL, this home's `keys.json` imported first."""
+    """The gateway's keys; on PostgreSQL, this home's `keys.json` imported first, and the
+    database URL recorded (0600, beside the master key) so that `modelhost credentials
+    --home` finds the bootstrap key as it did in `keys.json`."""
     keys = open_key_store(home, database_url, engine)
-    if isinstance(keys.records, KeyTable):
+    if isinstance(keys.records, KeyTable) and database_url is not None:
         keys.records.import_file(keys.path)
+        keys.dir.mkdir(parents=True, exist_ok=True)
+        _write_private(keys.dir / DATABASE_FILE, database_url.encode())
     return keys
 
 
@@ -127,7 +132,13 @@ async def refresh_loop(keys: KeyStore) -> None:
 
 
 def bootstrap_credentials(home: Path, database_url: str | None) -> tuple[str, str] | None:
-    """The bootstrap admin key for the local CLI and test helpers; None if unreachable."""
+    """The bootstrap admin key for the local CLI and test helpers; None if unreachable.
+    Without `database_url`, the one the home's gateway recorded, if any."""
+    if database_url is None:
+        try:
+            database_url = (auth_dir(home) / DATABASE_FILE).read_text().strip() or None
+        except OSError:
+            database_url = None
     if database_url is None or not is_postgres(database_url):
         return KeyStore(home).bootstrap_credentials()
     engine = create_engine(database_url)
