@@ -173,8 +173,7 @@ class Leadership:
                     "stepping down")
         self.step_downs += 1
         self.routes.leading = False
-        self.lock.held = False
-        await asyncio.to_thread(self.lock.release)
+        self.lock.abandon()
         others = [t for t in self._leader_tasks if t is not asyncio.current_task()]
         for task in others:
             task.cancel()

@@ -54,22 +54,27 @@ class LeaderLock:
             return True
         import psycopg
 
+        conn = self._conn
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(
+            if conn is None or conn.closed:
+                conn = self._conn = psycopg.connect(
                     libpq_url(self.url), autocommit=True, connect_timeout=5,
                     application_name=self.holder or "modelhost-leader",
                 )  # fmt: skip
                 self.held = False
             if self.held:
-                self._conn.execute("SELECT 1")  # still connected, so still held
+                conn.execute("SELECT 1")  # still connected, so still held
                 return True
-            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            self.held = bool(row and row[0])
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            held = bool(row and row[0])
+            if conn is self._conn:  # not abandoned meanwhile
+                self.held = held
+                return held
         except psycopg.Error:
             log.warning("leader lock: lost the connection to the database", exc_info=True)
-            self.release()
-        return self.held
+            if conn is self._conn:
+                self.release()
+        return False
 
     def release(self) -> None:
         if self._conn is not None:
@@ -77,6 +82,19 @@ class LeaderLock:
                 self._conn.close()  # ends the session, which frees the lock
         self._conn = None
         self.held = False
+
+    def abandon(self) -> None:
+        """Drop the connection without waiting on it: a check that hangs on it (a half-open
+        connection) may hold it for minutes. It is closed in the background; the next
+        `try_acquire` connects afresh."""
+        conn, self._conn, self.held = self._conn, None, False
+        if conn is not None:
+            threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 class RouteBoard:
