@@ -206,6 +206,13 @@ def test_metrics_alarms_and_serverless_through_the_follower(
         alarm_s = time.monotonic() - alarm_at
         until(lambda: leader_counts() >= served, "b's invocations in a's CloudWatch", 30)
         print(f"alarm over b's traffic in ALARM (seen through b) {alarm_s:.2f} s after it was put")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            per_period = conn.execute(
+                "SELECT max(n) FROM (SELECT gateway, second, count(*) AS n "
+                "FROM metric_rollups GROUP BY gateway, second) AS per"
+            ).fetchone()
+        print(f"metric_rollups: at most {per_period[0] if per_period else 0} rows per "
+              "gateway per rollup period (two endpoints, one instance)")
         listed = cw_a.list_metrics(
             Namespace="AWS/SageMaker", MetricName="Invocations",
             Dimensions=[{"Name": "EndpointName", "Value": real}],
