@@ -37,6 +37,17 @@ class Settings(BaseSettings):
         description="Several gateways on one PostgreSQL: how often one that does not lead "
         "tries to take the lead (the leader's death frees it at once).",
     )
+    leader_keepalive_timeout_s: float = Field(
+        default=3.0,
+        description="Several gateways: the leader checks its lock's database connection "
+        "every `leader_poll_interval_s`; when a check fails or takes longer than this, it "
+        "steps down (stops the controller and the leader's loops) and follows again.",
+    )
+    advertise_url: str | None = Field(
+        default=None,
+        description="Several gateways: the URL the other gateways reach this one at when it "
+        "leads (a follower sends serverless invocations there); default the listen address.",
+    )
     routes_poll_interval_s: float = Field(
         default=1.0,
         description="Several gateways: how often a follower rereads the leader's routing "

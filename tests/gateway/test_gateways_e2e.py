@@ -75,8 +75,8 @@ def test_two_gateways_share_routes_and_the_lead(
     }
     name = unique("gw")
     row = csv_rows(churn_model.data.X[:1])[0]
-    # Access keys are not in the database yet: the homes share one auth directory, so a
-    # client's key works on both gateways, as behind a load balancer.
+    # The keys are in the database; the homes share one auth directory (so one master
+    # key), so a client's key works on both gateways, as behind a load balancer.
     (tmp_path / "auth").mkdir(mode=0o700)
     for home in ("a", "b"):
         (tmp_path / home).mkdir()

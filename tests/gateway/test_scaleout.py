@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from modelhost.gateway.scaleout import GatewayRoutes
+from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.routing.table import EndpointRoute, RoutingTable, TargetMode, VariantRoute
 from modelhost.routing.wire import RemoteTarget, route_to_doc
+from modelhost.settings import Settings
+from modelhost.store.metadata import MetadataStore
 
 
 def _doc(name: str, weight: float) -> dict[str, Any]:
@@ -32,3 +37,40 @@ def test_follower_swaps_in_changed_routes_and_keeps_the_rest() -> None:
     assert set(routes.table.endpoints) == {"a"}
     routes.leading = True  # took the lead: its own controller's snapshots from now on
     assert routes.table is own
+
+
+def test_serverless_routes_name_the_leader_to_followers_only() -> None:
+    routes = GatewayRoutes(SimpleNamespace(table=RoutingTable()))  # type: ignore[arg-type]
+    doc = route_to_doc(EndpointRoute("sls", (VariantRoute("A", 1.0, (), serverless=True),)))
+    doc["Leader"] = "http://10.0.0.1:8080"
+    routes.set_remote({"sls": doc, "plain": _doc("plain", 1.0)})
+    assert routes.table.endpoints["sls"].variants[0].serverless
+    assert routes.leader_serving("sls") == "http://10.0.0.1:8080"
+    assert routes.leader_serving("plain") is None
+    assert routes.leader_serving("unknown") is None
+    routes.leading = True  # the leader serves it itself
+    assert routes.leader_serving("sls") is None
+
+
+def test_a_leader_whose_lock_check_hangs_steps_down(tmp_path: Path) -> None:
+    """The check is bounded by leader_keepalive_timeout_s: a hung connection counts as
+    lost."""
+
+    class HungLock:
+        held = True
+
+        def try_acquire(self) -> bool:
+            time.sleep(1.0)  # a query on a half-open connection
+            return True
+
+    settings = Settings(home=tmp_path, leader_keepalive_timeout_s=0.05)
+    store = MetadataStore(settings.metadata_url)
+    routes = GatewayRoutes(SimpleNamespace(table=RoutingTable()))  # type: ignore[arg-type]
+    leadership = Leadership(settings, store, routes, _nothing)
+    leadership.lock = HungLock()  # type: ignore[assignment]
+    assert asyncio.run(leadership.still_leading()) is False
+    store.close()
+
+
+async def _nothing() -> None:
+    return None

@@ -15,10 +15,11 @@ def credentials(target: Target) -> None:
     The URL is --url, else where the server of this home last listened, else the default.
     """
     from modelhost.errors import UnsafeConfiguration
-    from modelhost.gateway.auth.keys import KeyStore
+    from modelhost.gateway.auth.key_table import bootstrap_credentials
 
+    settings = target.settings
     try:
-        found = KeyStore(target.settings.home, target.settings).bootstrap_credentials()
+        found = bootstrap_credentials(settings.home, settings.database_url, settings)
     except UnsafeConfiguration as exc:
         raise click.ClickException(exc.message) from exc
     if found is None:

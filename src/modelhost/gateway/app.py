@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,8 +26,10 @@ from modelhost.compile.jobs import CompilationJobs
 from modelhost.control.controller import Controller
 from modelhost.control.service import ControlPlane
 from modelhost.fleet.manager import FleetManager
+from modelhost.gateway import table_views
 from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
+from modelhost.gateway.auth.key_table import KeyTable, gateway_key_store, refresh_loop
 from modelhost.gateway.auth.keys import KeyStore
 from modelhost.gateway.auth.keys_api import KeysAPI
 from modelhost.gateway.auth.session import Sessions
@@ -42,6 +43,7 @@ from modelhost.gateway.dashboard import wiring as dashboard_wiring
 from modelhost.gateway.dashboard.data import DashboardData
 from modelhost.gateway.dashboard.routes import DashboardRoutes
 from modelhost.gateway.edge_api import EdgeCaptureAPI
+from modelhost.gateway.forward import LeaderForwarder
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from modelhost.gateway.logs_api import LogsAPI
@@ -56,32 +58,31 @@ from modelhost.gateway.parts import (
     v2_api,
 )
 from modelhost.gateway.predictions_api import PredictionsAPI
+from modelhost.gateway.runtime_api import parse_invocation_path
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
+from modelhost.gateway.stored_alarms import StoredAlarms
 from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
 from modelhost.loadtest.recommender import RecommendationJobs
 from modelhost.monitor.replay_run import remove_left_behind, server_replayer
-from modelhost.routing.table import ShadowRoute, VariantRoute
 from modelhost.scaling.autoscaler import Autoscaler
 from modelhost.scaling.book import ScalingBook
 from modelhost.scaling.capacity import Capacity
 from modelhost.scaling.service import ScalingService
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
-from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.coordination import is_postgres
+from modelhost.store.metadata import Kind, MetadataStore
 from modelhost.store.outputs import Locations
 from modelhost.store.predictions import open_prediction_store
 from modelhost.telemetry.alarms import AlarmBook
 from modelhost.telemetry.cloudwatch import CloudWatch
-from modelhost.telemetry.instance_sampler import InstanceRef, InstanceSampler
+from modelhost.telemetry.instance_sampler import InstanceSampler
 from modelhost.telemetry.metric_db import SqliteBackend
 from modelhost.telemetry.metrics import CONTENT_TYPE, InvocationMetrics
-from modelhost.telemetry.routing_metrics import OutcomeRow, RewardRow, WeightRow
 
 log = logging.getLogger("modelhost.gateway")
-
-ALARM_EVALUATION_INTERVAL_S = 1.0
 
 
 class Gateway:
@@ -96,7 +97,7 @@ class Gateway:
         self.controller = Controller(settings, self.store, self.fleets)
         self.control = ControlPlane(settings, self.store, self.controller)
         self.metric_db = SqliteBackend(settings.metrics_db_path)
-        self.series = series_store(settings, self.metric_db)
+        self.series = series_store(settings, self.metric_db, self.store.engine)
         self.metrics = InvocationMetrics(self.series)
         self._add_jobs()  # transform, compilation, processing, monitoring, recommendations
         self.control_api = ControlAPI(self.control)
@@ -107,7 +108,12 @@ class Gateway:
             settings, self.routes, self.metrics, self.async_inference, self.serverless
         )
         self.v2_api = v2_api(settings, self.runtime_api)  # the Open Inference Protocol
-        self.alarms = AlarmBook(self.metrics.recent, self._persist_alarm)
+        self.stored_alarms = StoredAlarms(self.store, is_postgres(settings.metadata_url))
+        # A serverless endpoint through a follower: sent on to the leader (gateway/forward.py).
+        self.forwarder = LeaderForwarder(
+            settings.invocation_timeout_s + 30, settings.max_payload_bytes + 1024
+        )
+        self.alarms = AlarmBook(self.metrics.recent, self.stored_alarms.persist)
         self.alarms.load([r.spec for r in self.store.list(Kind.ALARM)])
         self.controller.alarm_state = self.alarms.state
         self.cloudwatch_api = CloudWatchAPI(
@@ -119,17 +125,20 @@ class Gateway:
         self.autoscaler = Autoscaler(
             book, capacity, self.series, self.alarms, settings.scaling_period_s
         )
-        self.sampler = InstanceSampler(self._instance_refs, self.series, settings.home)
-        self.metrics.routing.weights = self._weight_rows
-        self.metrics.routing.rewards = self._reward_rows
-        self.metrics.routing.outcomes = self._outcome_rows
+        self.sampler = InstanceSampler(
+            partial(table_views.instance_refs, self.controller), self.series, settings.home
+        )
+        table_views.feed_routing_metrics(self.metrics.routing, self.controller)
         replayer = server_replayer(settings, self._self_url)
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home, replayer)
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
         self.logs_api = LogsAPI(settings)
         self.jobs.predictions = self.predictions_api.backend
-        # Keys live in home even with auth off, so turning it on later keeps them.
-        self.keys = KeyStore(settings.home, settings)
+        # Keys live in home even with auth off, so turning it on later keeps them; in the
+        # database when several gateways share a PostgreSQL (gateway/auth/key_table.py).
+        self.keys = gateway_key_store(
+            settings.home, settings.database_url, self.store.engine, settings
+        )
         if settings.auth_enabled:
             self.keys.check_master_key()  # a wrong master key stops the start, clearly
         self.new_admin_key = self.keys.ensure_admin() if settings.auth_enabled else None
@@ -195,15 +204,21 @@ class Gateway:
         # A replay this gateway was running when it died left its temporary endpoint.
         remove_left_behind(self.store, self.control.operations, self.settings.base_url)
         # One gateway leads (runs the controller); others follow (gateway/scaleout.py).
-        self.leadership = Leadership(self.settings, self.store, self.routes, self._lead)
+        self._leader_loops: list[asyncio.Future[None]] = []
+        self.leadership = Leadership(
+            self.settings, self.store, self.routes, self._lead, self._step_down
+        )
         await self.leadership.start()
         # Leases make the async queue safe to work from every gateway.
         await self.async_inference.start()
         capture = capture_writer(self.settings, self.runtime_api.plane)
         for loop in (
-            self._evaluate_alarms(), self._series_upkeep(), self.logs_api.run(), capture.run()
+            self.stored_alarms.run(self.alarms, lambda: self.routes.leading),
+            self._series_upkeep(), self.logs_api.run(), capture.run(),
         ):  # fmt: skip
             self._loops.append(asyncio.ensure_future(loop))
+        if isinstance(self.keys.records, KeyTable):
+            self._loops.append(asyncio.ensure_future(refresh_loop(self.keys)))
         # Everything imported so far lives as long as the process; freezing it keeps full
         # collections (tens of ms) off the request path.
         gc.collect()
@@ -212,9 +227,10 @@ class Gateway:
         try:
             yield
         finally:
-            for task in self._loops:
+            for task in (*self._loops, *self._leader_loops):
                 task.cancel()
             await self.serverless.close()
+            await self.forwarder.close()
             await self.processing.stop()
             await capture.flush()  # what was captured before the stop is kept
             await self._shutdown()
@@ -261,11 +277,22 @@ class Gateway:
         await self.jobs.start()
         await self.compilations.start()
         await self.processing.start()
-        self._loops.append(asyncio.ensure_future(self.monitoring.run()))
+        self._leader_loops.append(asyncio.ensure_future(self.monitoring.run()))
         await self.recommendations.start()
         # Scaling decisions are the leader's alone: two autoscalers would both act.
-        self._loops.append(asyncio.ensure_future(self.autoscaler.run()))
+        self._leader_loops.append(asyncio.ensure_future(self.autoscaler.run()))
         self.serverless.start()  # the leader's fleets: idle serverless instances stop
+
+    async def _step_down(self) -> None:
+        """Undo `_lead` when the lead is lost: another gateway may lead already (it starts
+        the endpoints' instances again). Transform jobs keep their own claims."""
+        for task in self._leader_loops:
+            task.cancel()
+        await asyncio.gather(*self._leader_loops, return_exceptions=True)
+        self._leader_loops = []
+        for part in (self.serverless.close, self.recommendations.stop, self.processing.stop,
+                     self.compilations.stop, self.controller.stop):  # fmt: skip
+            await part()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.guard(scope, receive, send, self.dispatch)
@@ -296,23 +323,14 @@ class Gateway:
             raw = scope.get("raw_path") or scope["path"].encode()
             # `/api/endpoints/...` is modelhost's own API (e.g. promote-shadow).
             if b"/endpoints/" in raw and not raw.startswith(b"/api/"):
+                found = parse_invocation_path(raw)
+                leader = self.routes.leader_serving(found[0]) if found else None
+                if leader is not None:
+                    await self.forwarder(leader, scope, receive, send)
+                    return
                 await self.runtime_api(scope, receive, send)
                 return
         await self.other(scope, receive, send)
-
-    def _persist_alarm(self, name: str, document: dict[str, Any] | None) -> None:
-        if document is None:
-            self.store.delete(Kind.ALARM, name)
-            return
-        now = time.time()
-        record = self.store.get(Kind.ALARM, name)
-        if record is None:
-            self.store.create(
-                Record(Kind.ALARM, name, f"alarm:{name}", document, [], None, None, now, now)
-            )
-        else:
-            record.spec, record.modified_s = document, now
-            self.store.save(record)
 
     def _alarms_for(self, policy_arn: str) -> list[tuple[str, str]]:
         """CloudWatch alarms whose AlarmActions name a step scaling policy."""
@@ -323,14 +341,6 @@ class Gateway:
             if (r := self.alarms.record(name)) is not None
             and policy_arn in r.spec.actions.get("AlarmActions", ())
         ]
-
-    async def _evaluate_alarms(self) -> None:
-        while True:
-            await asyncio.sleep(ALARM_EVALUATION_INTERVAL_S)
-            try:
-                self.alarms.evaluate_all()
-            except Exception:
-                log.exception("alarm evaluation failed")
 
     async def _series_upkeep(self) -> None:
         """Flush metric points to metrics.db and sample the instances, off the event loop."""
@@ -346,41 +356,6 @@ class Gateway:
                 await asyncio.to_thread(self.series.flush)
             except Exception:
                 log.exception("metric series upkeep failed")
-
-    def _instance_refs(self) -> list[InstanceRef]:
-        """The instances the sampler reads, from the routing table (serving and shadow)."""
-        refs = []
-        for route in self.controller.table.endpoints.values():
-            variants: list[VariantRoute | ShadowRoute] = [*route.variants, *route.shadows]
-            for v in variants:
-                for inst in v.instances:
-                    pid, instance_id = getattr(inst, "pid", None), getattr(inst, "instance_id", "")
-                    if isinstance(pid, int):
-                        refs.append(InstanceRef(route.name, v.name, instance_id, (pid,)))
-        return refs
-
-    def _weight_rows(self) -> list[WeightRow]:
-        rows = []
-        for route in self.controller.table.endpoints.values():
-            serving = [v for v in route.variants if v.instances]
-            total = sum(v.weight for v in serving)
-            for v in serving:
-                rows.append(WeightRow(route.name, v.name, v.weight / total if total else 0.0))
-        return rows
-
-    def _reward_rows(self) -> list[RewardRow]:
-        return [
-            RewardRow(endpoint, variant, arm.rewards, arm.reward_sum)
-            for endpoint, bandit in self.controller.bandits.items()
-            for variant, arm in bandit.arms.items()
-        ]
-
-    def _outcome_rows(self) -> list[OutcomeRow]:
-        return [
-            OutcomeRow(endpoint, outcome, count)
-            for endpoint, bandit in self.controller.bandits.items()
-            for outcome, count in bandit.outcomes.items()
-        ]
 
     def _self_url(self) -> tuple[str, str, str]:
         """Where recommendation jobs send their load: this gateway, with the admin key."""

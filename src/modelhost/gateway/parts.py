@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy.engine import Engine
+
 from modelhost.control.controller import Controller
 from modelhost.fleet.dataplane.plane import DataPlane, Limits
 from modelhost.fleet.dataplane.ports import ServerlessCapacity
@@ -19,13 +21,16 @@ from modelhost.gateway.v2_api import V2API
 from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
+from modelhost.store.coordination import is_postgres
 from modelhost.store.metadata import MetadataStore
 from modelhost.store.outputs import Locations
 from modelhost.telemetry.capture import CaptureBuffer, CaptureWriter
 from modelhost.telemetry.logs import endpoint_group, log_group_arn, log_stream_arn_for_file
 from modelhost.telemetry.metric_db import SqliteBackend
+from modelhost.telemetry.metric_store import MetricBackend
 from modelhost.telemetry.metrics import InvocationMetrics
 from modelhost.telemetry.series import SeriesStore, variant_key
+from modelhost.telemetry.shared_rollups import PublishingBackend, SharedRollups, gateway_identity
 
 ASYNC_MAX_TIMEOUT_S = 3600.0  # InvocationTimeoutSeconds' upper bound
 ASYNC_MAX_PAYLOAD_BYTES = 1024 * 1024 * 1024
@@ -132,14 +137,26 @@ def serverless_pool(
     )
 
 
-def series_store(settings: Settings, backend: SqliteBackend) -> SeriesStore:
-    return SeriesStore(
-        backend=backend,
+def series_store(
+    settings: Settings, backend: SqliteBackend, engine: Engine | None = None
+) -> SeriesStore:
+    """The gateway's series in metrics.db; on a shared PostgreSQL (`engine`), its minute
+    rollups also go to the database and queries merge the other gateways' in."""
+    shared = None
+    chosen: MetricBackend = backend
+    if engine is not None and is_postgres(settings.metadata_url):
+        ident = gateway_identity(settings.home)
+        shared = SharedRollups(engine, ident, settings.metrics_rollup_retention_s)
+        chosen = PublishingBackend(backend, shared, settings.metrics_rollup_period_s)
+    store = SeriesStore(
+        backend=chosen,
         fine_retention_s=settings.metrics_fine_retention_s,
         rollup_period_s=settings.metrics_rollup_period_s,
         rollup_retention_s=settings.metrics_rollup_retention_s,
         max_series=settings.metrics_max_series,
     )
+    store.peers = shared
+    return store
 
 
 def capture_writer(settings: Settings, plane: DataPlane) -> CaptureWriter:

@@ -9,8 +9,10 @@ calls work on any gateway: they write the store, which the leader's controller r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +26,8 @@ from modelhost.store.coordination import LeaderLock, RouteBoard, is_postgres
 from modelhost.store.metadata import MetadataStore
 
 log = logging.getLogger("modelhost.scaleout")
+
+FOREIGN_CHECK_S = 1.0  # how often the leader rewrites routes another publisher overwrote
 
 
 class GatewayRoutes:
@@ -53,6 +57,19 @@ class GatewayRoutes:
         self._docs = docs
         self.remote = RoutingTable(endpoints, self.remote.version + 1)
 
+    def leader_serving(self, endpoint: str) -> str | None:
+        """The leader's URL when this gateway follows and `endpoint` is serverless: its
+        instances start on demand in the leader's serverless pool (they are the leader's
+        children, and MaxConcurrency is counted in one place), so the invocation goes
+        there as it came."""
+        if self.leading:
+            return None
+        doc = self._docs.get(endpoint)
+        if doc is None or not any(v.get("Serverless") for v in doc["Variants"]):
+            return None
+        leader = doc.get("Leader")
+        return str(leader) if leader else None
+
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:
         if self.leading:
             self.controller.report_unreachable(endpoint, instance)
@@ -63,7 +80,10 @@ class GatewayRoutes:
 
 class Leadership:
     """Takes the lead when it is free (at once on SQLite) and runs `on_lead` then; until
-    then, follows the leader's routing snapshots."""
+    then, follows the leader's routing snapshots. On PostgreSQL the leader checks its
+    lock's connection every `leader_poll_interval_s`: when the check fails or hangs past
+    `leader_keepalive_timeout_s` (the connection died, so the lock is free and another
+    gateway may hold it already), it runs `on_step_down` and follows again."""
 
     def __init__(
         self,
@@ -71,32 +91,41 @@ class Leadership:
         store: MetadataStore,
         routes: GatewayRoutes,
         on_lead: Callable[[], Awaitable[None]],
+        on_step_down: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.routes = routes
         self.on_lead = on_lead
+        self.on_step_down = on_step_down
         self.gateway_id = f"{settings.base_url}#{uuid.uuid4().hex[:8]}"
-        self.lock = LeaderLock(settings.metadata_url)
+        self.lock = LeaderLock(settings.metadata_url, holder=self.gateway_id)
         self.board = RouteBoard(store.engine, settings.metadata_url, self.gateway_id)
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._leader_tasks: list[asyncio.Task[None]] = []
+        self.step_downs = 0
 
     async def start(self) -> None:
         """Lead at once if possible (always on SQLite); else follow and keep trying."""
         if await asyncio.to_thread(self.lock.try_acquire):
             await self._lead()
             return
+        self._follow()
+
+    def _follow(self) -> None:
         log.info("following the leader gateway (routing from its snapshots)")
+        self._stop_watch = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="route-board", daemon=True)
         self._watcher.start()
         self._tasks.append(asyncio.ensure_future(self._campaign()))
 
     async def stop(self) -> None:
         self._stop_watch.set()
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._leader_tasks]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._watcher is not None:
             await asyncio.to_thread(self._watcher.join, 5.0)
         await asyncio.to_thread(self.lock.release)
@@ -119,20 +148,66 @@ class Leadership:
         self.routes.leading = True
         if is_postgres(self.settings.metadata_url):
             await asyncio.to_thread(self.board.clear)
-            self._tasks.append(asyncio.ensure_future(self._publish_loop()))
+            self._leader_tasks.append(asyncio.ensure_future(self._publish_loop()))
+            self._leader_tasks.append(asyncio.ensure_future(self._keepalive()))
         await self.on_lead()
+
+    async def still_leading(self) -> bool:
+        """One check of the lock's connection, bounded by `leader_keepalive_timeout_s`
+        (a query on a half-open connection could otherwise hang for minutes)."""
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self.lock.try_acquire), self.settings.leader_keepalive_timeout_s
+            )
+        except TimeoutError:
+            log.warning("leader lock: no answer from the database within %g s",
+                        self.settings.leader_keepalive_timeout_s)
+            return False
+
+    async def _keepalive(self) -> None:
+        while await self.still_leading():
+            await asyncio.sleep(self.settings.leader_poll_interval_s)
+        # The lock went with the connection: another gateway may lead already. Stop
+        # acting as the leader before anything else, then follow and campaign again.
+        log.warning("lost the lead (the leader lock's database connection failed): "
+                    "stepping down")
+        self.step_downs += 1
+        self.routes.leading = False
+        self.lock.abandon()
+        others = [t for t in self._leader_tasks if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        self._leader_tasks = []
+        if self.on_step_down is not None:
+            try:
+                await self.on_step_down()
+            except Exception:
+                log.exception("stepping down failed part-way")
+        self._follow()
 
     async def _publish_loop(self) -> None:
         """Hands every new snapshot of an endpoint to the board (a new route object is a
         change: snapshots are immutable and rebuilt on every change)."""
         sent: dict[str, EndpointRoute] = {}
+        checked = 0.0
         while True:
+            if time.monotonic() - checked >= FOREIGN_CHECK_S:
+                checked = time.monotonic()
+                with contextlib.suppress(Exception):
+                    for name in await asyncio.to_thread(self.board.foreign):
+                        sent.pop(name, None)
+                        if name not in self.routes.controller.table.endpoints:
+                            await asyncio.to_thread(self.board.publish, name, None)
             table = self.routes.controller.table
             changed = {n: r for n, r in table.endpoints.items() if sent.get(n) is not r}
             gone = [n for n in sent if n not in table.endpoints]
             try:
                 for name, route in changed.items():
-                    await asyncio.to_thread(self.board.publish, name, route_to_doc(route))
+                    doc = route_to_doc(route)
+                    # Where followers send what only the leader serves (serverless).
+                    doc["Leader"] = self.settings.advertise_url or self.settings.base_url
+                    await asyncio.to_thread(self.board.publish, name, doc)
                     sent[name] = route
                 for name in gone:
                     await asyncio.to_thread(self.board.publish, name, None)

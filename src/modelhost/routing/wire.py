@@ -68,6 +68,8 @@ def route_to_doc(route: EndpointRoute) -> dict[str, Any]:
                 "Weight": v.weight,
                 "ModelDataPrefix": v.model_data_prefix,
                 "Instances": [_target_doc(t) for t in v.instances],
+                # Its instances start on demand, in the leader's serverless pool.
+                "Serverless": v.serverless,
             }
             for v in route.variants
         ],
@@ -87,6 +89,7 @@ def route_from_doc(doc: dict[str, Any]) -> EndpointRoute:
             float(v["Weight"]),
             tuple(_target(t) for t in v["Instances"]),
             v.get("ModelDataPrefix"),
+            bool(v.get("Serverless", False)),
         )
         for v in doc["Variants"]
     )

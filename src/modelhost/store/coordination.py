@@ -40,9 +40,10 @@ def libpq_url(url: str) -> str:
 class LeaderLock:
     """Leadership among the gateways sharing the metadata database at `url`."""
 
-    def __init__(self, url: str, key: int = LEADER_LOCK_KEY) -> None:
+    def __init__(self, url: str, key: int = LEADER_LOCK_KEY, holder: str = "") -> None:
         self.url = url
         self.key = key
+        self.holder = holder[:63]  # the session's application_name: who holds the lock
         self._conn: Any = None
         self.held = False
 
@@ -53,19 +54,27 @@ class LeaderLock:
             return True
         import psycopg
 
+        conn = self._conn
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = psycopg.connect(libpq_url(self.url), autocommit=True)
+            if conn is None or conn.closed:
+                conn = self._conn = psycopg.connect(
+                    libpq_url(self.url), autocommit=True, connect_timeout=5,
+                    application_name=self.holder or "modelhost-leader",
+                )  # fmt: skip
                 self.held = False
             if self.held:
-                self._conn.execute("SELECT 1")  # still connected, so still held
+                conn.execute("SELECT 1")  # still connected, so still held
                 return True
-            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
-            self.held = bool(row and row[0])
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            held = bool(row and row[0])
+            if conn is self._conn:  # not abandoned meanwhile
+                self.held = held
+                return held
         except psycopg.Error:
             log.warning("leader lock: lost the connection to the database", exc_info=True)
-            self.release()
-        return self.held
+            if conn is self._conn:
+                self.release()
+        return False
 
     def release(self) -> None:
         if self._conn is not None:
@@ -73,6 +82,19 @@ class LeaderLock:
                 self._conn.close()  # ends the session, which frees the lock
         self._conn = None
         self.held = False
+
+    def abandon(self) -> None:
+        """Drop the connection without waiting on it: a check that hangs on it (a half-open
+        connection) may hold it for minutes. It is closed in the background; the next
+        `try_acquire` connects afresh."""
+        conn, self._conn, self.held = self._conn, None, False
+        if conn is not None:
+            threading.Thread(target=_close_quietly, args=(conn,), daemon=True).start()
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 class RouteBoard:
@@ -102,6 +124,17 @@ class RouteBoard:
         """A new leader drops what the previous one published (its instances are gone)."""
         with self.engine.begin() as conn:
             conn.execute(delete(routing_tables))
+
+    def foreign(self) -> set[str]:
+        """Endpoints whose row another publisher wrote (a deposed leader's last write may
+        land after the new leader's `clear`): the new leader writes them again."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(routing_tables.c.endpoint).where(
+                    routing_tables.c.publisher != self.publisher
+                )
+            )
+            return {r.endpoint for r in rows}
 
     def load(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -116,6 +116,52 @@ async_requests = Table(
 )
 
 
+# Access keys (gateway/auth/key_table.py), when the store is shared by several gateways:
+# the secret is Fernet ciphertext under the master key every gateway is given.
+access_keys = Table(
+    "access_keys",
+    metadata,
+    Column("access_key_id", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("endpoints", String(256), nullable=False),
+    Column("created_s", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("bootstrap", Boolean, nullable=False),
+    Column("secret_token", Text, nullable=False),
+)
+
+# Several gateways: each writes its metric series' completed minute rollups here, and
+# reads the others' (telemetry/shared_rollups.py), so the CloudWatch API and the alarms
+# see the whole fleet's traffic. The 1-second tier stays in each gateway's metrics.db.
+metric_rollups = Table(
+    "metric_rollups",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("gateway", String(64), nullable=False),
+    Column("namespace", String(256), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("dimensions", Text, nullable=False),  # JSON of the sorted (name, value) pairs
+    Column("sketched", Boolean, nullable=False),
+    Column("second", Integer, nullable=False),  # the minute's first second
+    Column("count", Integer, nullable=False),
+    Column("total", Float, nullable=False),
+    Column("minimum", Float, nullable=False),
+    Column("maximum", Float, nullable=False),
+    Column("sketch", LargeBinary, nullable=True),
+    Index("ix_metric_rollups_name_second", "name", "second"),
+)
+# The series each gateway has published rollups of (what ListMetrics lists of the others').
+metric_series = Table(
+    "metric_series",
+    metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("namespace", String(256), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("dimensions", Text, primary_key=True),
+    Column("sketched", Boolean, nullable=False),
+)
+
+
 @dataclass
 class Record:
     """One stored resource. `spec` is the accepted request (endpoints add runtime state)."""

@@ -11,6 +11,7 @@ the deployment guardrails' `AutoRollbackConfiguration`.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from enum import StrEnum
@@ -97,6 +98,10 @@ class AlarmRecord:
         self.actions_enabled = spec.actions_enabled
 
 
+def _stored(spec: AlarmSpec) -> Any:
+    return json.loads(json.dumps(spec.describe()))
+
+
 class AlarmBook:
     """Alarm definitions, their current states and their state history.
 
@@ -125,6 +130,33 @@ class AlarmBook:
                 record.reason = str(doc.get("StateReason", record.reason))
                 record.updated_s = float(doc.get("StateUpdatedTimestamp", record.updated_s))
             self._history[spec.name] = list(doc.get("History", []))
+
+    def sync(
+        self, documents: list[dict[str, Any]], take_state: bool, read_at: float = float("inf")
+    ) -> None:
+        """Several gateways: follow the stored alarms (put or deleted through any gateway).
+        The leader evaluates and keeps its own states (`take_state` False: only new or
+        redefined alarms are taken); the others take every state the leader stored. An
+        alarm (re)defined here since `read_at` (when `documents` were read) is newer than
+        them and left alone."""
+        stored = {doc["Definition"]["AlarmName"]: doc for doc in documents}
+        newer = {n for n, r in self._alarms.items() if r.configured_s >= read_at}
+        for name in set(self._alarms) - set(stored) - newer:
+            del self._alarms[name]
+            self._history.pop(name, None)
+        for name, doc in stored.items():
+            record = self._alarms.get(name)
+            if name in newer:
+                continue
+            # Compared as stored (JSON): tuples come back as lists. A stored state newer
+            # than the leader's own is a SetAlarmState through another gateway.
+            if (
+                take_state
+                or record is None
+                or _stored(record.spec) != doc["Definition"]
+                or float(doc.get("StateUpdatedTimestamp", 0.0)) > record.updated_s
+            ):
+                self.load([doc])
 
     def put(self, body: dict[str, Any]) -> AlarmSpec:
         spec = AlarmSpec.parse(body)

@@ -9,9 +9,16 @@ Latency-like metrics keep a quantile sketch so percentiles (p50, p99) can be ask
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
-from modelhost.telemetry.metric_store import MetricBackend, MetricKey, MetricStore, SeriesHandle
+from modelhost.telemetry.metric_store import (
+    MetricBackend,
+    MetricKey,
+    MetricStore,
+    Point,
+    SeriesHandle,
+)
 
 SAGEMAKER = "AWS/SageMaker"
 ENDPOINTS = "/aws/sagemaker/Endpoints"
@@ -131,8 +138,21 @@ class VariantWindow:
         self.overhead_us.add(overhead_us, second)
 
 
+class PeerSeries(Protocol):
+    """Other gateways' rollups of the same series (telemetry/shared_rollups.py)."""
+
+    def read(
+        self, keys: Iterable[MetricKey], start: int, end: int
+    ) -> list[tuple[MetricKey, Point]]: ...
+
+    def keys(self, namespace: str | None, name: str | None) -> list[tuple[MetricKey, bool]]: ...
+
+
 class SeriesStore(MetricStore):
-    """The metric store with SageMaker's variant-level shortcuts."""
+    """The metric store with SageMaker's variant-level shortcuts; with `peers` (several
+    gateways), listings and queries merge the other gateways' rollups in."""
+
+    peers: PeerSeries | None = None
 
     def __init__(
         self,
@@ -158,3 +178,54 @@ class SeriesStore(MetricStore):
     def observe(self, key: MetricKey, value: float) -> None:
         """One value now (multi-model times, gauges, instance samples)."""
         self.handle(key, key.name in SKETCHED).add(value, int(self.clock()))
+
+    # --- several gateways: the others' rollups merged into listings and queries -------
+
+    def keys(
+        self,
+        namespace: str | None = None,
+        name: str | None = None,
+        dimensions: Iterable[tuple[str, str | None]] = (),
+    ) -> list[MetricKey]:
+        wanted = list(dimensions)
+        found = super().keys(namespace, name, wanted)
+        if self.peers is None:
+            return found
+        mine = set(found)
+        for key, _ in self.peers.keys(namespace, name):
+            dims = dict(key.dimensions)
+            if key not in mine and all(
+                n in dims and (v is None or dims[n] == v) for n, v in wanted
+            ):
+                mine.add(key)
+        return sorted(mine)
+
+    def query(
+        self,
+        keys: Iterable[MetricKey],
+        start: int,
+        end: int,
+        period_s: int,
+        coarse: bool = False,
+    ) -> list[Point]:
+        keys = list(keys)
+        local = super().query(keys, start, end, period_s, coarse)
+        if self.peers is None or end <= start:
+            return local
+        period_s = max(int(period_s), 1)
+        out = {p.second: p for p in local}
+        for _, p in self.peers.read(keys, start, end):
+            slot = start + (p.second - start) // period_s * period_s
+            agg = out.get(slot)
+            if agg is None:
+                agg = out[slot] = Point(slot)
+            agg.merge(p)
+        return [out[slot] for slot in sorted(out)]
+
+    def totals(self, keys: Iterable[MetricKey], start: int, end: int) -> dict[MetricKey, Point]:
+        keys = list(keys)
+        out = super().totals(keys, start, end)
+        if self.peers is not None:
+            for key, p in self.peers.read(keys, start, end):
+                out.setdefault(key, Point(start)).merge(p)
+        return out

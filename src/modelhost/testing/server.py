@@ -90,9 +90,11 @@ class ModelhostServer:
                 )
                 with urllib.request.urlopen(self.url + "/ping", timeout=1, context=context) as resp:
                     if resp.status == 200:
-                        found = auth_client.KeyStore(
-                            self.home, self._key_settings()
-                        ).bootstrap_credentials()
+                        found = auth_client.bootstrap_credentials(
+                            self.home,
+                            self.env.get("MODELHOST_DATABASE_URL"),
+                            self._key_settings(),
+                        )
                         self.credentials = found or auth_client.PLACEHOLDER
                         _STARTED[self.url] = self.credentials
                         return self

@@ -2,7 +2,8 @@
 modelhost's native API (boto3 signs the SageMaker APIs itself).
 
 Resolution order: `MODELHOST_ACCESS_KEY_ID`/`MODELHOST_SECRET_ACCESS_KEY` (settings), then
-the bootstrap admin key of the local home directory (readable only by its owner), then a
+the bootstrap admin key of the local home directory (readable only by its owner; in the
+shared database with PostgreSQL, decrypted with the home's master key), then a
 placeholder pair that only a server with authentication off accepts.
 """
 
@@ -13,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from modelhost.gateway.auth.keys import KeyStore
+from modelhost.gateway.auth.key_table import bootstrap_credentials
 from modelhost.settings import Settings
 
 PLACEHOLDER = ("modelhost", "modelhost")
@@ -24,7 +25,7 @@ def resolve(home: Path | None = None, settings: Settings | None = None) -> tuple
     settings = settings or Settings()
     if settings.access_key_id and settings.secret_access_key:
         return settings.access_key_id, settings.secret_access_key
-    found = KeyStore(home or settings.home, settings).bootstrap_credentials()
+    found = bootstrap_credentials(home or settings.home, settings.database_url, settings)
     return found or PLACEHOLDER
 
 

@@ -5,8 +5,11 @@ cannot be stored as one-way hashes the way passwords are. They are encrypted wit
 (AES-128-CBC + HMAC-SHA256) under a master key that does not live in the home directory
 (`master_key.py`: the `secret_key` setting, a `secret_key_file`, or the user's own key
 file); `auth/keys.json` (0600) holds only ciphertexts, so a copy of it (a backup, a shared
-volume) does not reveal any secret without the key. A secret is returned once, when its
-key is created; the only exception is the bootstrap admin key, which
+volume) does not reveal any secret without the key. Where the key records live
+is a `KeyRecords`: `keys.json` by default (`KeyFile`), the metadata database's
+`access_keys` table when several gateways share it (gateway/auth/key_table.py). A secret is
+returned once,
+when its key is created; the only exception is the bootstrap admin key, which
 `modelhost credentials` decrypts for the local user who owns the home directory.
 """
 
@@ -20,6 +23,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.fernet import InvalidToken
 
@@ -95,20 +99,59 @@ def validate_grant(role: str, endpoints: str) -> Role:
     return parsed
 
 
+class KeyRecords(Protocol):
+    """Where the key records are kept."""
+
+    def read(self) -> list[AccessKey] | None:
+        """Every key, or None when nothing changed since the last read."""
+        ...
+
+    def write(self, changed: AccessKey, every: list[AccessKey]) -> None:
+        """Store `changed` (new or updated); `every` is all keys including it."""
+        ...
+
+
+class KeyFile:
+    """`auth/keys.json` (0600): the records of one home, reread when its mtime changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._loaded_mtime: float | None = None
+
+    def read(self) -> list[AccessKey] | None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except FileNotFoundError:
+            self._loaded_mtime = None
+            return []
+        if mtime == self._loaded_mtime:
+            return None
+        rows = json.loads(self.path.read_text())
+        self._loaded_mtime = mtime
+        return [AccessKey(**row) for row in rows]
+
+    def write(self, changed: AccessKey, every: list[AccessKey]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(self.path, json.dumps([asdict(k) for k in every], indent=1).encode())
+        self._loaded_mtime = self.path.stat().st_mtime
+
+
 class KeyStore:
     """The access keys of one home directory; decrypted secrets are cached in memory."""
 
-    def __init__(self, home: Path, settings: Settings | None = None) -> None:
+    def __init__(
+        self, home: Path, settings: Settings | None = None, records: KeyRecords | None = None
+    ) -> None:
         self.dir = auth_dir(home)
         self.path = self.dir / "keys.json"
         # Only homes made before the master key moved out have one here (master_key.py).
         self.key_path = self.dir / "master.key"
         self.master_config = MasterKeyConfig.from_settings(settings or Settings(home=home))
+        self.records: KeyRecords = records if records is not None else KeyFile(self.path)
         self._lock = threading.Lock()
         self._master: MasterKey | None = None
         self._keys: dict[str, AccessKey] = {}
         self._secrets: dict[str, str] = {}
-        self._loaded_mtime: float | None = None
 
     # --- files ------------------------------------------------------------------------
 
@@ -146,34 +189,41 @@ class KeyStore:
                 for k in self._keys.values()
                 if not master.decrypts_with_current(k.secret_token.encode())
             ]
-            rotated = 0
+            rotated = []
             for key in stale:
                 try:
                     key.secret_token = master.cipher.rotate(key.secret_token.encode()).decode()
-                    rotated += 1
+                    rotated.append(key)
                 except InvalidToken:
                     continue
-            if rotated:
-                self._save()
+            for key in rotated:
+                self._save(key)
 
     def load(self) -> None:
-        """(Re)read keys.json; cheap when it has not changed."""
-        try:
-            mtime = self.path.stat().st_mtime
-        except FileNotFoundError:
-            self._keys, self._secrets = {}, {}
+        """(Re)read the records; cheap when they have not changed. Decrypted secrets are
+        kept for the keys that are still active with the same ciphertext."""
+        rows = self.records.read()
+        if rows is None:
             return
-        if mtime == self._loaded_mtime:
-            return
-        rows = json.loads(self.path.read_text())
-        keys = {row["access_key_id"]: AccessKey(**row) for row in rows}
-        self._keys, self._secrets, self._loaded_mtime = keys, {}, mtime
+        old = self._keys
+        keys = {k.access_key_id: k for k in rows}
+        self._secrets = {
+            key_id: secret
+            for key_id, secret in self._secrets.items()
+            if (k := keys.get(key_id)) is not None
+            and k.status == KeyStatus.ACTIVE
+            and key_id in old
+            and old[key_id].secret_token == k.secret_token
+        }
+        self._keys = keys
 
-    def _save(self) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        rows = [asdict(k) for k in self._keys.values()]
-        _write_private(self.path, json.dumps(rows, indent=1).encode())
-        self._loaded_mtime = self.path.stat().st_mtime
+    def refresh(self) -> None:
+        """`load`, serialised with create and revoke (the gateway's key loop calls it)."""
+        with self._lock:
+            self.load()
+
+    def _save(self, changed: AccessKey) -> None:
+        self.records.write(changed, list(self._keys.values()))
 
     def record_url(self, url: str) -> None:
         """Remember where this home's server listens, for `modelhost credentials`."""
@@ -196,7 +246,7 @@ class KeyStore:
             cipher = self._cipher(create=True)
             key_id = "MH" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(18))
             secret = secrets.token_urlsafe(30)
-            self._keys[key_id] = AccessKey(
+            key = self._keys[key_id] = AccessKey(
                 access_key_id=key_id,
                 role=role,
                 endpoints=endpoints,
@@ -205,7 +255,7 @@ class KeyStore:
                 bootstrap=bootstrap,
                 secret_token=cipher.cipher.encrypt(secret.encode()).decode(),
             )
-            self._save()
+            self._save(key)
             self._secrets[key_id] = secret
             return key_id, secret
 
@@ -227,7 +277,7 @@ class KeyStore:
                 )
             key.status = KeyStatus.REVOKED
             self._secrets.pop(key_id, None)
-            self._save()
+            self._save(key)
             return key
 
     def list(self) -> list[AccessKey]:
@@ -251,9 +301,16 @@ class KeyStore:
         return key, secret
 
     def ensure_admin(self) -> tuple[str, str] | None:
-        """Create the bootstrap admin key if no active admin key exists; return it if new."""
+        """Create the bootstrap admin key if no active admin key exists; return it if new.
+        Records shared by several gateways count only the admin keys this home's master key
+        decrypts: a gateway given another master key gets an admin key of its own."""
         self.load()
-        if any(k.role == Role.ADMIN and k.status == KeyStatus.ACTIVE for k in self._keys.values()):
+        shared = not isinstance(self.records, KeyFile)
+        if any(
+            k.role == Role.ADMIN and k.status == KeyStatus.ACTIVE
+            and (not shared or self.active(k.access_key_id) is not None)
+            for k in self._keys.values()
+        ):  # fmt: skip
             return None
         return self.create(Role.ADMIN, "*", bootstrap=True)
 
