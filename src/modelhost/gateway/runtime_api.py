@@ -109,7 +109,8 @@ class RuntimeAPI:
         self.is_async = is_async
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.stream is not None and (scope.get("raw_path") or b"").endswith(_STREAM):
+        raw = scope.get("raw_path") or scope["path"].encode()
+        if self.stream is not None and raw.endswith(_STREAM):
             await self.stream(scope, receive, send)
             return
         request_id = str(uuid.uuid4())

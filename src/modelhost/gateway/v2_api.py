@@ -37,7 +37,12 @@ log = logging.getLogger("modelhost.gateway")
 PREFIX = "/v2"
 MODELS = "/v2/models/"
 HEADER_LENGTH = b"inference-header-content-length"
-_PASS = (b"x-amzn-sagemaker-custom-attributes", b"x-amzn-sagemaker-inference-id")
+# SageMaker's headers a V2 client may add (a Direct multi-container endpoint needs the last).
+_PASS = (
+    b"x-amzn-sagemaker-custom-attributes",
+    b"x-amzn-sagemaker-inference-id",
+    b"x-amzn-sagemaker-target-container-hostname",
+)
 SERVER_METADATA = {
     "name": "modelhost",
     "version": __version__,
