@@ -15,8 +15,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.auth.keys import KeyStore
+from modelhost.gateway.server import check_safe
 from modelhost.settings import Settings
 from modelhost.testing.server import ModelhostServer
 
@@ -116,3 +118,9 @@ def test_metrics_auth_on_a_live_server(tmp_path: Path) -> None:
         assert _status(bearer) == 200
         wrong = urllib.request.Request(url, headers={"Authorization": "Bearer nope"})
         assert _status(wrong) == 403
+
+
+def test_a_short_token_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeConfiguration, match="at least 16 characters"):
+        check_safe(Settings(home=tmp_path, metrics_token="short"))
+    check_safe(Settings(home=tmp_path, metrics_token=TOKEN))

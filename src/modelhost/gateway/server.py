@@ -15,6 +15,8 @@ from modelhost.gateway.app import Gateway
 from modelhost.gateway.http_limits import bounded_protocol
 from modelhost.settings import Settings
 
+MIN_METRICS_TOKEN_CHARS = 16
+
 
 def is_loopback(host: str) -> bool:
     """Whether every address `host` resolves to is a loopback address."""
@@ -32,7 +34,8 @@ def is_loopback(host: str) -> bool:
 
 
 def check_safe(settings: Settings) -> None:
-    """Refuse to serve an unauthenticated API beyond this machine, or half-configured TLS."""
+    """Refuse to serve an unauthenticated API beyond this machine, half-configured TLS, or
+    a guessable metrics token."""
     if not settings.auth_enabled and not is_loopback(settings.host):
         raise UnsafeConfiguration(
             f"refusing to listen on {settings.host} with authentication off: anyone on the "
@@ -41,6 +44,12 @@ def check_safe(settings: Settings) -> None:
         )
     if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
         raise UnsafeConfiguration("TLS needs both tls_cert_file and tls_key_file.")
+    token = settings.metrics_token
+    if token is not None and len(token.get_secret_value()) < MIN_METRICS_TOKEN_CHARS:
+        raise UnsafeConfiguration(
+            f"metrics_token must be at least {MIN_METRICS_TOKEN_CHARS} characters (it reads "
+            "/metrics without a signature); make one with `openssl rand -hex 32`."
+        )
 
 
 def serve(settings: Settings) -> None:
