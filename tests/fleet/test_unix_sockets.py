@@ -189,3 +189,12 @@ def test_other_gateways_get_the_tcp_address_of_an_instance_with_a_socket() -> No
     (remote,) = back.variants[0].instances
     assert remote.address == TcpAddress("127.0.0.1", 9001)
     assert remote.address.kind is AddressKind.TCP
+
+
+def test_a_file_system_without_sockets_gets_a_private_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "_can_bind", lambda _directory: False)
+    path = sockets.SocketDir(tmp_path / "sockets").path_for("i-0123456789ab")
+    assert not path.startswith(str(tmp_path)) and _mode(Path(path).parent) == 0o700
+    Path(path).parent.rmdir()
