@@ -184,6 +184,8 @@ def test_other_gateways_get_the_tcp_address_of_an_instance_with_a_socket() -> No
     spec = LaunchSpec("ep", "A", "m", [], {}, Path("/m"), Path("/logs"))
     inst = Instance("i-1", spec, 9001, 0, Path("/logs/i-1.log"), unix_path="/h/sockets/i-1.sock")
     assert inst.address == UnixAddress("/h/sockets/i-1.sock")
+    # A str too: code that opens a socket path given as a string takes it as it is.
+    assert isinstance(inst.address, str) and inst.address.path == "/h/sockets/i-1.sock"
     route = EndpointRoute("ep", (VariantRoute("A", 1.0, (inst,)),))
     back = route_from_doc(json.loads(json.dumps(route_to_doc(route))))
     (remote,) = back.variants[0].instances
