@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelhost.fleet import sockets
+from modelhost.fleet.http1 import HTTP1Pool, InstanceUnreachable
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.manager import FleetManager
 from modelhost.routing.table import (
@@ -200,3 +201,39 @@ def test_a_file_system_without_sockets_gets_a_private_temporary_directory(
     path = sockets.SocketDir(tmp_path / "sockets").path_for("i-0123456789ab")
     assert not path.startswith(str(tmp_path)) and _mode(Path(path).parent) == 0o700
     Path(path).parent.rmdir()
+
+
+def test_the_pool_keeps_one_connection_per_socket_path_and_sends_a_host(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+    accepted: list[object] = []
+    path = str(tmp_path / "i.sock")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        try:
+            while True:
+                seen.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(handler, path)
+        pool = HTTP1Pool()
+        try:
+            # A UnixAddress, and a plain string path (what a caller may hold): one key.
+            for address in (UnixAddress(path), path, UnixAddress(path)):
+                assert await pool.request(address, b"GET", b"/ping", [], b"", 5) == (
+                    200, {b"content-length": b"2"}, b"ok",
+                )  # fmt: skip
+            with pytest.raises(InstanceUnreachable, match="unix:"):
+                await pool.request(UnixAddress(path + ".gone"), b"GET", b"/ping", [], b"", 5)
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert len(accepted) == 1
+    assert all(b"\r\nhost: localhost\r\n" in head for head in seen) and len(seen) == 3
