@@ -1,6 +1,6 @@
 """The gateway → instance hop alone: Unix domain socket vs loopback TCP, interleaved.
 
-    python bench/hop.py [--requests 4000] [--block 200] [--rounds 3]
+    python bench/hop.py [--requests 4000] [--block 200] [--rounds 3] [--concurrency 1]
 
 Starts one real built-in instance of the churn XGBoost model the way the gateway does
 (`FleetManager`, so it listens on its TCP port and on its Unix socket) and sends it
@@ -9,9 +9,11 @@ connection per address) from this process, alternating blocks of `--block` reque
 between the two addresses so both see the same machine (this benchmark was written on a
 shared machine whose other load moved wrk figures by 3x). Two paths: `GET /ping` (the
 hop and the HTTP stacks only) and `POST /invocations` with one CSV row (plus decode,
-predict, encode). Prints, per path and address kind: latency p50/p99 and the CPU time
-per request of the client (this process: the gateway's side) and of the instance
-(`/proc/<pid>/stat`), with the UDS/TCP ratios. Results go to bench/results/hop-*.json.
+predict, encode). `--concurrency N` keeps N requests in flight (N connections, as the
+gateway under N clients; the instance batches them). Prints, per path and address kind:
+requests/s, latency p50/p99 and the CPU time per request of the client (this process:
+the gateway's side) and of the instance (`/proc/<pid>/stat`), with the unix/tcp ratios.
+Results go to bench/results/hop-*.json.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Series:
 
     def __init__(self) -> None:
         self.latencies_us: list[float] = []
+        self.wall_s = 0.0
         self.client_cpu_s = 0.0
         self.instance_cpu_s = 0.0
 
@@ -55,6 +58,7 @@ class Series:
         lat = np.array(self.latencies_us)
         return {
             "requests": n,
+            "requests_per_s": n / self.wall_s,
             "p50_us": float(np.percentile(lat, 50)),
             "p99_us": float(np.percentile(lat, 99)),
             "client_cpu_us": self.client_cpu_s / n * 1e6,
@@ -64,17 +68,22 @@ class Series:
 
 async def _block(
     manager: FleetManager, address: Address, request: tuple[bytes, bytes, Any, bytes], n: int,
-    pid: int, series: Series,
+    concurrency: int, pid: int, series: Series,
 ) -> None:  # fmt: skip
     method, path, headers, body = request
     http = manager.client.http
-    cpu0, inst0 = time.process_time(), _cpu_s(pid)
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        status, _, _ = await http.request(address, method, path, headers, body, 10.0)
-        series.latencies_us.append((time.perf_counter_ns() - t0) / 1e3)
-        if status != 200:
-            raise SystemExit(f"{path.decode()} answered {status}")
+
+    async def client(count: int) -> None:
+        for _ in range(count):
+            t0 = time.perf_counter_ns()
+            status, _, _ = await http.request(address, method, path, headers, body, 10.0)
+            series.latencies_us.append((time.perf_counter_ns() - t0) / 1e3)
+            if status != 200:
+                raise SystemExit(f"{path.decode()} answered {status}")
+
+    cpu0, inst0, wall0 = time.process_time(), _cpu_s(pid), time.perf_counter()
+    await asyncio.gather(*(client(max(1, n // concurrency)) for _ in range(concurrency)))
+    series.wall_s += time.perf_counter() - wall0
     series.client_cpu_s += time.process_time() - cpu0
     series.instance_cpu_s += _cpu_s(pid) - inst0
 
@@ -99,11 +108,14 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for name, request in requests.items():
             series = {kind: Series() for kind in addresses}
             for address in addresses.values():  # warm up both connections
-                await _block(manager, address, request, 300, inst.pid, Series())
+                await _block(manager, address, request, 300, args.concurrency, inst.pid, Series())
             for _ in range(args.rounds):
-                for _ in range(max(1, args.requests // args.block // 2)):
+                for _ in range(max(1, args.requests // args.block)):
                     for kind, address in addresses.items():
-                        await _block(manager, address, request, args.block, inst.pid, series[kind])
+                        await _block(
+                            manager, address, request, args.block, args.concurrency, inst.pid,
+                            series[kind],
+                        )  # fmt: skip
             out[name] = {kind: s.summary() for kind, s in series.items()}
     finally:
         await manager.close()
@@ -112,18 +124,20 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> str:
     lines = [
-        f"{'path':<12} {'hop':<5} {'requests':>8} {'p50 µs':>8} {'p99 µs':>8} "
+        f"{'path':<12} {'hop':<5} {'requests':>8} {'req/s':>7} {'p50 µs':>8} {'p99 µs':>8} "
         f"{'client CPU µs':>13} {'instance CPU µs':>15}"
     ]
     for path, kinds in results.items():
         for kind, s in kinds.items():
             lines.append(
-                f"{path:<12} {kind:<5} {s['requests']:>8} {s['p50_us']:>8.1f} {s['p99_us']:>8.1f} "
+                f"{path:<12} {kind:<5} {s['requests']:>8} {s['requests_per_s']:>7,.0f} "
+                f"{s['p50_us']:>8.1f} {s['p99_us']:>8.1f} "
                 f"{s['client_cpu_us']:>13.1f} {s['instance_cpu_us']:>15.1f}"
             )
         u, t = kinds["unix"], kinds["tcp"]
         lines.append(
-            f"{path:<12} unix/tcp: p50 {u['p50_us'] / t['p50_us']:.2f}, client CPU "
+            f"{path:<12} unix/tcp: req/s {u['requests_per_s'] / t['requests_per_s']:.2f}, "
+            f"p50 {u['p50_us'] / t['p50_us']:.2f}, client CPU "
             f"{u['client_cpu_us'] / t['client_cpu_us']:.2f}, instance CPU "
             f"{u['instance_cpu_us'] / t['instance_cpu_us']:.2f}"
         )
@@ -135,6 +149,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=4000, help="per path and kind per round")
     parser.add_argument("--block", type=int, default=200, help="requests before switching")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=1, help="requests in flight")
     args = parser.parse_args()
     load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-hop-") as tmp:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from modelhost.fleet import sockets
+from modelhost.fleet.http1 import HTTP1Pool, InstanceUnreachable
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.manager import FleetManager
 from modelhost.routing.table import (
@@ -184,8 +185,55 @@ def test_other_gateways_get_the_tcp_address_of_an_instance_with_a_socket() -> No
     spec = LaunchSpec("ep", "A", "m", [], {}, Path("/m"), Path("/logs"))
     inst = Instance("i-1", spec, 9001, 0, Path("/logs/i-1.log"), unix_path="/h/sockets/i-1.sock")
     assert inst.address == UnixAddress("/h/sockets/i-1.sock")
+    # A str too: code that opens a socket path given as a string takes it as it is.
+    assert isinstance(inst.address, str) and inst.address.path == "/h/sockets/i-1.sock"
     route = EndpointRoute("ep", (VariantRoute("A", 1.0, (inst,)),))
     back = route_from_doc(json.loads(json.dumps(route_to_doc(route))))
     (remote,) = back.variants[0].instances
     assert remote.address == TcpAddress("127.0.0.1", 9001)
     assert remote.address.kind is AddressKind.TCP
+
+
+def test_a_file_system_without_sockets_gets_a_private_temporary_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sockets, "_can_bind", lambda _directory: False)
+    path = sockets.SocketDir(tmp_path / "sockets").path_for("i-0123456789ab")
+    assert not path.startswith(str(tmp_path)) and _mode(Path(path).parent) == 0o700
+    Path(path).parent.rmdir()
+
+
+def test_the_pool_keeps_one_connection_per_socket_path_and_sends_a_host(tmp_path: Path) -> None:
+    seen: list[bytes] = []
+    accepted: list[object] = []
+    path = str(tmp_path / "i.sock")
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+        try:
+            while True:
+                seen.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_unix_server(handler, path)
+        pool = HTTP1Pool()
+        try:
+            # A UnixAddress, and a plain string path (what a caller may hold): one key.
+            for address in (UnixAddress(path), path, UnixAddress(path)):
+                assert await pool.request(address, b"GET", b"/ping", [], b"", 5) == (
+                    200, {b"content-length": b"2"}, b"ok",
+                )  # fmt: skip
+            with pytest.raises(InstanceUnreachable, match="unix:"):
+                await pool.request(UnixAddress(path + ".gone"), b"GET", b"/ping", [], b"", 5)
+        finally:
+            pool.close()
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert len(accepted) == 1
+    assert all(b"\r\nhost: localhost\r\n" in head for head in seen) and len(seen) == 3

@@ -4,7 +4,9 @@ The process the gateway started becomes a small supervisor: it binds one listeni
 socket per worker on the instance port with SO_REUSEPORT (so the kernel spreads
 connections over the workers; a single shared socket lets one busy process take most
 keep-alive connections while the other core idles), forks the workers, and hands each
-its socket. Binding before forking keeps the contract's "accepts at once" promise.
+its socket. Binding before forking keeps the contract's "accepts at once" promise. A Unix
+socket (`MH_INSTANCE_UNIX_SOCKET`) is one listening socket all workers share; the gateway
+never asks a several-worker instance for one (fleet/sockets.py says why).
 
 Each worker loads the model itself and serves the whole contract. Health is shared: a
 small anonymous shared-memory table holds every worker's state, and `/ping` on any

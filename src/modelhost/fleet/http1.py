@@ -23,7 +23,7 @@ from typing import Any
 
 import httptools
 
-from modelhost.routing.table import Address, TcpAddress, UnixAddress
+from modelhost.routing.table import Address, TcpAddress
 
 LOOPBACK = "127.0.0.1"
 
@@ -136,8 +136,8 @@ class HTTP1Pool:
     async def _connect(self, address: Address) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
-            if isinstance(address, UnixAddress):
-                _, conn = await loop.create_unix_connection(_Connection, address.path)
+            if isinstance(address, str):
+                _, conn = await loop.create_unix_connection(_Connection, address)
             else:
                 _, conn = await loop.create_connection(_Connection, address[0], address[1])
         except OSError as exc:
@@ -206,12 +206,12 @@ class HTTP1Pool:
 
 def _host_header(address: Address) -> bytes:
     # HTTP/1.1 requires a Host; a socket path is no host name (curl sends "localhost").
-    if isinstance(address, UnixAddress):
+    if isinstance(address, str):
         return b"localhost"
     return f"{address[0]}:{address[1]}".encode()
 
 
 def _show(address: Address) -> str:
-    if isinstance(address, UnixAddress):
-        return f"unix:{address.path}"
+    if isinstance(address, str):
+        return f"unix:{address}"
     return f"{address[0]}:{address[1]}"

@@ -12,14 +12,15 @@ connections: libuv accepts every pending connection at once).
 
 The sockets live in `<home>/sockets/` (mode 0700, the sockets themselves 0600: only the
 gateway's user may talk to an instance). A socket path must fit in `sun_path` (108
-bytes); when `<home>` is too deep for that, a private directory under the system's
-temporary directory is used instead.
+bytes); when `<home>` is too deep for that, or its file system cannot hold a socket, a
+private directory under the system's temporary directory is used instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -68,8 +69,23 @@ class SocketDir:
             self.preferred.mkdir(parents=True, exist_ok=True)
             # mkdir's mode is masked by the umask: set it, whatever made the directory.
             os.chmod(self.preferred, 0o700)
-            return self.preferred
+            if _can_bind(self.preferred):
+                return self.preferred
         return Path(tempfile.mkdtemp(prefix="modelhost-sockets-"))  # 0700 by mkdtemp
+
+
+def _can_bind(directory: Path) -> bool:
+    """Whether sockets can be made here (some network and shared-folder file systems
+    cannot hold one; an instance that cannot bind its socket would not start)."""
+    probe = directory / f".probe-{os.getpid()}.sock"
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.bind(str(probe))
+        return True
+    except OSError:
+        return False
+    finally:
+        remove(str(probe))
 
 
 def workers(env: Mapping[str, str]) -> int:

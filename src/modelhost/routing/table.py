@@ -29,10 +29,16 @@ class TcpAddress(NamedTuple):
         return AddressKind.TCP
 
 
-class UnixAddress(NamedTuple):
-    """The path of a Unix domain socket an instance on this machine listens on."""
+class UnixAddress(str):
+    """The path of a Unix domain socket an instance on this machine listens on. A `str`,
+    so code that takes a socket path as a string (asyncio, a streamed answer's opener)
+    takes it as it is."""
 
-    path: str
+    __slots__ = ()
+
+    @property
+    def path(self) -> str:
+        return str(self)
 
     @property
     def kind(self) -> AddressKind:
@@ -40,7 +46,7 @@ class UnixAddress(NamedTuple):
 
 
 Address = TcpAddress | UnixAddress
-"""Where an instance listens, tagged by its type (both are tuples: hashed and compared
+"""Where an instance listens, tagged by its type (a tuple or a str: hashed and compared
 in C, so the connection pool keys on them at no cost)."""
 
 
