@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 import uuid
@@ -157,7 +158,10 @@ class RayProvider:
                 info = self._ray.get(placed.started)
             except Exception as exc:
                 return self._failed(instance, placed, f"the Ray actor did not start it: {exc}")
-            instance.host, instance.port, instance.pid = info["host"], info["port"], info["pid"]
+            instance.host, instance.port = info["host"], info["port"]
+            # The pid means something here (CPU and memory sampling reads /proc) only when
+            # the node is this machine: a loopback address, as on the local cluster.
+            instance.pid = info["pid"] if _loopback(info["host"]) else 0
             placed.node_id = info["node_id"]
             placed.watch = placed.actor.wait.remote()
             log.info("instance %s runs on Ray node %s", instance.instance_id, instance.host)
@@ -202,3 +206,10 @@ class RayProvider:
         for p in placed:
             with contextlib.suppress(Exception):
                 self._ray.kill(p.actor, no_restart=True)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
