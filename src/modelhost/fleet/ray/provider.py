@@ -101,6 +101,12 @@ class RayProvider:
         ).remote()
         log_path = spec.log_dir / f"{instance_id}.log"
         spec.log_dir.mkdir(parents=True, exist_ok=True)
+        # If Ray cannot place it, the startup timeout's reason quotes this line.
+        with contextlib.suppress(OSError), open(log_path, "a") as f:
+            f.write(
+                f"modelhost: asked Ray for {request.num_cpus:g} CPU and "
+                f"{request.memory_bytes / 2**30:.2f} GiB of memory (node {node_id or 'any'})\n"
+            )
         env = dict(spec.env)
         env.update(
             {
