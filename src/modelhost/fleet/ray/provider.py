@@ -63,20 +63,11 @@ class RayProvider:
         address: str | None,
         resource_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        ray_api: Any = None,
     ) -> None:
-        try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise RuntimeError("fleet 'ray' needs Ray: pip install 'modelhost[ray]'") from exc
-        self._ray = ray
-        if not ray.is_initialized():
-            ray.init(
-                address=address,
-                namespace="modelhost",
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-            )
-        self._actor_cls: Any = ray.remote(InstanceActor)
+        """`ray_api` replaces the `ray` module (tests pass a fake; it is not initialized)."""
+        self._ray = ray_api if ray_api is not None else _connect(address)
+        self._actor_cls: Any = self._ray.remote(InstanceActor)
         self._scale = resource_scale
         self._clock = clock
         self._placed: dict[str, _Placed] = {}
@@ -219,3 +210,19 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _connect(address: str | None) -> Any:
+    """The `ray` module, connected to the cluster at `address` (once per process)."""
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise RuntimeError("fleet 'ray' needs Ray: pip install 'modelhost[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            namespace="modelhost",
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    return ray
