@@ -14,6 +14,7 @@ from modelhost.testing.churn import csv_rows
 from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
 from modelhost.testing.server import ModelhostServer
 from tests.fleet.ray_support import instance_hosts, serving_hosts
+from tests.gateway.support import create_endpoint, csv_floats, wait_in_service
 from tests.jobs.support import transform, wait_for
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, deploy, unique
 
@@ -60,9 +61,32 @@ def test_three_instances_land_on_three_nodes(
     body = "\n".join(csv_rows(churn_model.data.X[:5]))
     for _ in range(6):
         resp = rt.invoke_endpoint(EndpointName=name, ContentType="text/csv", Body=body)
-        answer = resp["Body"].read().decode().replace(",", " ")
-        scores = np.array([float(x) for x in answer.split()])
+        scores = np.array(csv_floats(resp["Body"].read()))
         np.testing.assert_allclose(scores, churn_model.expected(churn_model.data.X[:5]), rtol=1e-6)
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_multi_container_endpoint_on_ray(
+    ray_clients: tuple[Any, Any], churn_model: ChurnModel, churn_model_small: ChurnModel
+) -> None:
+    """A container group's members are placed like instances; each answers for itself."""
+    sm, rt = ray_clients
+    name = unique("ray-mce")
+    containers = [
+        {"ContainerHostname": host, "Image": XGBOOST_IMAGE, "ModelDataUrl": str(m.artifact)}
+        for host, m in (("big", churn_model), ("small", churn_model_small))
+    ]
+    create_endpoint(sm, name, containers, "Direct")
+    wait_in_service(sm, name)
+    X = churn_model.data.X[:10]
+    for host, model in (("big", churn_model), ("small", churn_model_small)):
+        resp = rt.invoke_endpoint(
+            EndpointName=name,
+            ContentType="text/csv",
+            Body="\n".join(csv_rows(X)),
+            TargetContainerHostname=host,
+        )
+        np.testing.assert_allclose(csv_floats(resp["Body"].read()), model.expected(X), atol=1e-6)
     sm.delete_endpoint(EndpointName=name)
 
 

@@ -155,6 +155,10 @@ class GroupProvider(LocalProcessProvider):
             if code is not None:
                 instance.log_path = member.log_path
                 return code
+        # A provider may learn a member's address after the start (Ray): the group's is
+        # its first member's.
+        first = instance.members[0]
+        instance.host, instance.port, instance.pid = first.host, first.port, first.pid
         return None
 
     async def stop(self, instance: Instance, grace_s: float) -> None:

@@ -99,11 +99,10 @@ class RayCluster:
         ]  # fmt: skip
         if index == 0:
             # Two clusters on one machine (tests in parallel) must not share the head's
-            # fixed default ports (client server 10001, dashboard 8265).
+            # fixed default dashboard port (8265).
             argv += [
                 "--head",
                 f"--port={self.port}",
-                f"--ray-client-server-port={free_port()}",
                 f"--dashboard-port={free_port()}",
                 "--include-dashboard=false",
                 f"--system-config={json.dumps(SYSTEM_CONFIG)}",

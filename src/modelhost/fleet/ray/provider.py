@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 import uuid
@@ -62,20 +63,11 @@ class RayProvider:
         address: str | None,
         resource_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        ray_api: Any = None,
     ) -> None:
-        try:
-            import ray
-        except ImportError as exc:  # pragma: no cover - depends on the extra
-            raise RuntimeError("fleet 'ray' needs Ray: pip install 'modelhost[ray]'") from exc
-        self._ray = ray
-        if not ray.is_initialized():
-            ray.init(
-                address=address,
-                namespace="modelhost",
-                logging_level=logging.WARNING,
-                log_to_driver=False,
-            )
-        self._actor_cls: Any = ray.remote(InstanceActor)
+        """`ray_api` replaces the `ray` module (tests pass a fake; it is not initialized)."""
+        self._ray = ray_api if ray_api is not None else _connect(address)
+        self._actor_cls: Any = self._ray.remote(InstanceActor)
         self._scale = resource_scale
         self._clock = clock
         self._placed: dict[str, _Placed] = {}
@@ -100,6 +92,12 @@ class RayProvider:
         ).remote()
         log_path = spec.log_dir / f"{instance_id}.log"
         spec.log_dir.mkdir(parents=True, exist_ok=True)
+        # If Ray cannot place it, the startup timeout's reason quotes this line.
+        with contextlib.suppress(OSError), open(log_path, "a") as f:
+            f.write(
+                f"modelhost: asked Ray for {request.num_cpus:g} CPU and "
+                f"{request.memory_bytes / 2**30:.2f} GiB of memory (node {node_id or 'any'})\n"
+            )
         env = dict(spec.env)
         env.update(
             {
@@ -157,7 +155,10 @@ class RayProvider:
                 info = self._ray.get(placed.started)
             except Exception as exc:
                 return self._failed(instance, placed, f"the Ray actor did not start it: {exc}")
-            instance.host, instance.port, instance.pid = info["host"], info["port"], info["pid"]
+            instance.host, instance.port = info["host"], info["port"]
+            # The pid means something here (CPU and memory sampling reads /proc) only when
+            # the node is this machine: a loopback address, as on the local cluster.
+            instance.pid = info["pid"] if _loopback(info["host"]) else 0
             placed.node_id = info["node_id"]
             placed.watch = placed.actor.wait.remote()
             log.info("instance %s runs on Ray node %s", instance.instance_id, instance.host)
@@ -202,3 +203,26 @@ class RayProvider:
         for p in placed:
             with contextlib.suppress(Exception):
                 self._ray.kill(p.actor, no_restart=True)
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _connect(address: str | None) -> Any:
+    """The `ray` module, connected to the cluster at `address` (once per process)."""
+    try:
+        import ray
+    except ImportError as exc:  # pragma: no cover - depends on the extra
+        raise RuntimeError("fleet 'ray' needs Ray: pip install 'modelhost[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(
+            address=address,
+            namespace="modelhost",
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
+    return ray

@@ -1,0 +1,176 @@
+"""The Ray provider's bookkeeping over a fake `ray` API: placement per variant, the address
+learnt when the actor answers, exit statuses, a dead actor's node avoided."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelhost.fleet.instance import LaunchSpec
+from modelhost.fleet.ray.provider import RayProvider
+from modelhost.resources.status import InstanceStatus
+
+# The provider builds Ray's own NodeAffinitySchedulingStrategy objects.
+pytest.importorskip("ray")
+
+GIB = 1024**3
+
+
+def node_id(i: int) -> str:
+    """A node id in Ray's form (56 hex digits)."""
+    return f"{i:02x}" * 28
+
+
+@dataclass
+class Ref:
+    """A fake ObjectRef: pending until `value` or `error` is set."""
+
+    value: Any = None
+    error: Exception | None = None
+    ready: bool = False
+
+    def resolve(self, value: Any = None, error: Exception | None = None) -> None:
+        self.value, self.error, self.ready = value, error, True
+
+    def __await__(self) -> Any:
+        return self._answer().__await__()
+
+    async def _answer(self) -> Any:
+        return self.value
+
+
+@dataclass
+class Method:
+    calls: list[Ref] = field(default_factory=list)
+
+    def remote(self, *args: Any) -> Ref:
+        ref = Ref()
+        self.calls.append(ref)
+        return ref
+
+
+class Actor:
+    def __init__(self, options: dict[str, Any]) -> None:
+        self.options = options
+        self.start, self.wait, self.stop, self.killed = Method(), Method(), Method(), False
+
+
+class ActorClass:
+    """What `ray.remote(InstanceActor)` returns: `.options(...).remote()` makes an actor."""
+
+    def __init__(self, actors: list[Actor]) -> None:
+        self.actors = actors
+        self._options: dict[str, Any] = {}
+
+    def options(self, **options: Any) -> ActorClass:
+        self._options = options
+        return self
+
+    def remote(self) -> Actor:
+        actor = Actor(self._options)
+        self.actors.append(actor)
+        return actor
+
+
+class FakeRay:
+    """The part of the `ray` module the provider uses."""
+
+    def __init__(self, nodes: int) -> None:
+        self.rows = [
+            {"NodeID": node_id(i), "NodeManagerAddress": f"127.0.1.{i}", "Alive": True,
+             "Resources": {"CPU": 1.0, "memory": 2.0 * GIB}}
+            for i in range(1, nodes + 1)
+        ]  # fmt: skip
+        self.actors: list[Actor] = []
+
+    def remote(self, cls: type) -> ActorClass:
+        return ActorClass(self.actors)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.rows
+
+    def wait(self, refs: list[Ref], timeout: float) -> tuple[list[Ref], list[Ref]]:
+        return [r for r in refs if r.ready], [r for r in refs if not r.ready]
+
+    def get(self, ref: Ref | list[Ref], timeout: float | None = None) -> Any:
+        if isinstance(ref, list):
+            return [self.get(r) for r in ref]
+        if ref.error is not None:
+            raise ref.error
+        return ref.value
+
+    def kill(self, actor: Actor, no_restart: bool) -> None:
+        actor.killed = True
+
+
+def _spec(tmp_path: Path, variant: str = "AllTraffic") -> LaunchSpec:
+    return LaunchSpec(
+        endpoint_name="ep",
+        variant_name=variant,
+        model_name="m",
+        argv=["python", "-m", "modelhost.container"],
+        env={"MH_INSTANCE_TYPE": "ml.m5.large"},
+        model_dir=tmp_path,
+        log_dir=tmp_path / "logs",
+    )
+
+
+def _node(actor: Actor) -> str:
+    return str(actor.options["scheduling_strategy"].node_id)
+
+
+def test_instances_spread_and_learn_their_address(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=3)
+    provider = RayProvider(None, resource_scale=0.1, ray_api=ray)
+    instances = [provider.start(_spec(tmp_path)) for _ in range(3)]
+    assert sorted(_node(a) for a in ray.actors) == [node_id(1), node_id(2), node_id(3)]
+    assert ray.actors[0].options["num_cpus"] == 0.2
+    assert ray.actors[0].options["memory"] == int(0.8 * GIB)
+    first, actor = instances[0], ray.actors[0]
+    # Until the actor answers: no address, still starting.
+    assert provider.exit_code(first) is None and first.port == 0
+    where = {"host": "127.0.1.1", "port": 5000, "pid": 42, "node_id": node_id(1)}
+    actor.start.calls[0].resolve(where)
+    assert provider.exit_code(first) is None
+    assert (first.host, first.port, first.pid) == ("127.0.1.1", 5000, 42)
+    # The process exits: its status.
+    actor.wait.calls[0].resolve(3)
+    assert provider.exit_code(first) == 3
+    # Another variant spreads on its own: its first instance may go anywhere.
+    provider.start(_spec(tmp_path, "Other"))
+    assert len(ray.actors) == 4
+
+
+def test_a_dead_actor_is_status_minus_one_and_its_node_is_avoided(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=3)
+    provider = RayProvider(None, resource_scale=0.1, ray_api=ray)
+    a, b = provider.start(_spec(tmp_path)), provider.start(_spec(tmp_path))
+    for inst, actor in ((a, ray.actors[0]), (b, ray.actors[1])):
+        where = {"host": "127.0.1.9", "port": 1, "pid": 1, "node_id": _node(actor)}
+        actor.start.calls[0].resolve(where)
+        assert provider.exit_code(inst) is None
+    lost = _node(ray.actors[1])
+    ray.actors[1].wait.calls[0].resolve(error=RuntimeError("the actor's node died"))
+    assert provider.exit_code(b) == -1
+    assert "node died" in b.log_path.read_text()
+    asyncio.run(provider.stop(b, grace_s=0.1))
+    assert ray.actors[1].killed and b.status == InstanceStatus.STOPPED
+    # The replacement goes to the third node, not back to the one that died (which Ray
+    # still lists as alive).
+    provider.start(_spec(tmp_path))
+    assert _node(ray.actors[2]) not in (lost, _node(ray.actors[0]))
+
+
+def test_an_actor_that_cannot_start_the_process_fails_the_instance(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=1)
+    provider = RayProvider(None, ray_api=ray)
+    inst = provider.start(_spec(tmp_path))
+    ray.actors[0].start.calls[0].resolve(error=FileNotFoundError("no model directory"))
+    assert provider.exit_code(inst) == -1
+    assert "no model directory" in inst.log_path.read_text()
+    provider.kill_all()
+    assert ray.actors[0].killed
