@@ -88,3 +88,34 @@ def test_json_outputs_get_id_keys_and_lose_them_when_read() -> None:
     captured = json.loads(record)
     assert json.loads(captured["captureData"]["endpointOutput"]["data"]) == {"score": 0.5}
     assert captured["eventMetadata"]["inferenceId"] == doc["SageMakerInferenceId"]
+
+
+def test_batch_transform_input_becomes_the_runs_dataset() -> None:
+    from modelhost.jobs import monitoring_request as requests
+
+    batch = {
+        "DataCapturedDestinationS3Uri": "s3://bucket/capture",
+        "DatasetFormat": {"Csv": {"Header": True}},
+        "LocalPath": "/opt/ml/processing/input",
+    }
+    job = {
+        "DataQualityAppSpecification": {"ImageUri": "x/sagemaker-model-monitor-analyzer"},
+        "DataQualityBaselineConfig": {
+            "ConstraintsResource": {"S3Uri": "/b/constraints.json"},
+            "StatisticsResource": {"S3Uri": "/b/statistics.json"},
+        },
+        "DataQualityJobInput": {"BatchTransformInput": batch},
+        "DataQualityJobOutputConfig": {
+            "MonitoringOutputs": [{"S3Output": {"S3Uri": "/out", "LocalPath": "/opt/out"}}]
+        },
+    }
+    d = requests.from_data_quality(job)
+    assert (d.endpoint, d.batch_capture_uri) == ("", "s3://bucket/capture")
+    request = requests.processing_request(d, "sched", "s3://bucket/capture/input/", 0.0, (0, 1))
+    env = request["Environment"]
+    assert json.loads(env["dataset_format"]) == {"csv": {"header": True}}
+    assert "sagemaker_endpoint_name" not in env
+    for member, value in (("StartTimeOffset", "-PT1H"), ("DatasetFormat", {"Parquet": {}})):
+        job["DataQualityJobInput"] = {"BatchTransformInput": {**batch, member: value}}
+        with pytest.raises(ValidationException, match=member):
+            requests.from_data_quality(job)

@@ -27,6 +27,15 @@ CONSTRAINTS_PATH = "/opt/ml/processing/baseline/constraints/constraints.json"
 STATISTICS_PATH = "/opt/ml/processing/baseline/stats/statistics.json"
 DEFAULT_OUTPUT_PATH = "/opt/ml/processing/resultdata"
 GROUND_TRUTH_PATH = "/opt/ml/processing/groundtruth"
+_BATCH_UNSUPPORTED = (
+    "FeaturesAttribute",
+    "InferenceAttribute",
+    "ProbabilityAttribute",
+    "ProbabilityThresholdAttribute",
+    "StartTimeOffset",
+    "EndTimeOffset",
+    "ExcludeFeaturesAttribute",
+)
 _ATTRIBUTES = (
     ("InferenceAttribute", "inference_attribute"),
     ("ProbabilityAttribute", "probability_attribute"),
@@ -89,6 +98,13 @@ def _input(item: dict[str, Any] | None, member: str, batch_allowed: bool = True)
         raise ValidationException(
             f"{member}.BatchTransformInput: this modelhost version monitors the data quality "
             "of batch transform captures only; use an EndpointInput."
+        )
+    unsupported = [k for k in _BATCH_UNSUPPORTED if batch.get(k) is not None]
+    if unsupported:
+        # Accepted and ignored would be worse than refused.
+        raise ValidationException(
+            f"{member}.BatchTransformInput: {', '.join(unsupported)} not supported by this "
+            "modelhost version (the window is the schedule's; every column is a feature)."
         )
     return {
         "endpoint": "",
