@@ -6,7 +6,7 @@ SAGEMAKER_MODEL_SERVER_WORKERS x MH_INSTANCE_BATCHING (on/off), each configurati
 temporary endpoint load-tested with Locust for one short phase.
 
 - exhaustive: one EndpointConfiguration per configuration (every range single-valued),
-  so the job measures the whole grid in order;
+  so the job measures the whole grid in order (several jobs of at most 10 for a larger grid);
 - search: one EndpointConfiguration per instance type with the ranges multi-valued, so
   the job is searched (loadtest/search.py) and measures what it chooses.
 
@@ -30,6 +30,7 @@ from modelhost.testing.server import ModelhostServer
 
 XGBOOST_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 ROLE = "arn:aws:iam::123456789012:role/modelhost"
+MAX_CONFIGS = 10
 
 
 def _payloads(root: Path) -> str:
@@ -138,6 +139,20 @@ def _summary(sm: Any, got: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summaries of the jobs one grid was split into, as one."""
+    picks = [p["best"] for p in parts if p["best"]]
+    return {
+        "status": ",".join(p["status"] for p in parts),
+        "failure": None,
+        "wall_s": sum(p["wall_s"] for p in parts),
+        "measured": sum(p["measured"] for p in parts),
+        "meeting": sum(p["meeting"] for p in parts),
+        "best": min(picks, key=lambda b: b["CostPerInference"]) if picks else None,
+        "steps": [s for p in parts for s in p["steps"]],
+    }
+
+
 def _step(step: dict[str, Any]) -> dict[str, Any]:
     bench = step.get("InferenceBenchmark") or {}
     env = (bench.get("ModelConfiguration") or {}).get("EnvironmentParameters") or []
@@ -171,10 +186,20 @@ def run_real(args: Any) -> dict[str, Any]:
                 {"InstanceType": t, "EnvironmentParameterRanges": _ranges(env)} for t in types
             ]
             out: dict[str, Any] = {"space": {"InstanceType": types, **env}, "args": vars(args)}
-            for label, configs in (("exhaustive", _grid_configs(types, env)), ("search", searched)):
-                request = _request(f"bench-{label}", "churn", payloads, configs, args)
-                out[label] = _summary(sm, _run(sm, request, args.timeout_s))
-                print(label, json.dumps(out[label]), flush=True)
+            grid = _grid_configs(types, env)
+            # A job lists at most 10 EndpointConfigurations (botocore's model): a larger
+            # grid runs as several jobs, one after the other, their times added.
+            chunks = [grid[i : i + MAX_CONFIGS] for i in range(0, len(grid), MAX_CONFIGS)]
+            parts = [
+                _summary(sm, _run(sm, _request(f"bench-grid-{i}", "churn", payloads, c, args),
+                                  args.timeout_s))
+                for i, c in enumerate(chunks)
+            ]
+            out["exhaustive"] = _merge(parts)
+            print("exhaustive", json.dumps(out["exhaustive"]), flush=True)
+            request = _request("bench-search", "churn", payloads, searched, args)
+            out["search"] = _summary(sm, _run(sm, request, args.timeout_s))
+            print("search", json.dumps(out["search"]), flush=True)
     grid, smart = out["exhaustive"], out["search"]
     if grid["best"] and smart["best"]:
         out["gap"] = smart["best"]["CostPerInference"] / grid["best"]["CostPerInference"] - 1
