@@ -1,6 +1,12 @@
 """The recommender's search vs the exhaustive grid on a synthetic cost/latency model.
 
     python bench/recommender_search.py [--seeds 5] [--noise 0.05]
+    python bench/recommender_search.py --real [--types ml.c5.large,ml.c5.xlarge]
+        [--workers 1,2] [--phase-s 8] [--users 4] [--p99-ms 20]
+
+`--real` runs both searches for real instead (bench/_recommender_real.py): two Advanced
+jobs through boto3 against a real server on loopback, every configuration a real endpoint
+load-tested with Locust; it writes results/recommender_search_real.json.
 
 For each landscape (three instance types x 4 worker counts x 5 batch sizes x 4 instance
 counts = 240 configurations; offered load and p99 threshold vary) and each seed, runs the
@@ -65,11 +71,45 @@ def one(load: float, threshold: float, seed: int, noise: float) -> dict[str, flo
     }
 
 
+def real(args: argparse.Namespace) -> None:
+    from _machine import format_machine_info, machine_info
+    from _recommender_real import run_real
+
+    print(format_machine_info(machine_info()))
+    out = run_real(args)
+    gap = out.get("gap")
+    print(
+        f"time search/exhaustive {out['time_ratio']:.2f} "
+        f"({out['search']['wall_s']:.0f} s / {out['exhaustive']['wall_s']:.0f} s), "
+        f"measured {out['search']['measured']}/{out['exhaustive']['measured']}, "
+        f"gap {'-' if gap is None else f'{gap:.1%}'}"
+    )
+    same = out.get("gap_same_measurement")
+    print(
+        f"gap with the exhaustive run's measurement of the search's pick: "
+        f"{'-' if same is None else f'{same:.1%}'}; run-to-run cost ratios of configurations "
+        f"measured twice: {out['repeat_ratios']}"
+    )
+    path = Path(__file__).resolve().parent / "results" / "recommender_search_real.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--noise", type=float, default=0.05, help="relative measurement noise")
+    parser.add_argument("--real", action="store_true", help="real jobs on a real server")
+    parser.add_argument("--types", default="ml.c5.large,ml.c5.xlarge")
+    parser.add_argument("--workers", default="1,2", help="SAGEMAKER_MODEL_SERVER_WORKERS values")
+    parser.add_argument("--phase-s", type=int, default=8, help="load-test seconds per config")
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--p99-ms", type=int, default=20, help="ModelLatencyThresholds P99")
+    parser.add_argument("--timeout-s", type=float, default=600.0, help="per job")
     args = parser.parse_args()
+    if args.real:
+        real(args)
+        return
     header = f"{'load':>6}{'p99 ms':>8}{'grid s':>9}{'search s':>10}{'time':>7}{'points':>10}"
     print(f"noise ±{args.noise:.0%}, seeds {args.seeds}; simulated seconds, means over seeds")
     print(header + f"{'worst gap':>11}{'found':>7}")

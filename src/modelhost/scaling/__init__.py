@@ -1,2 +1,4 @@
 """Scaling: Application Auto Scaling for endpoint variants (pure policies, the API, the
-loop) and serverless variants' scale from zero (`serverless.py`, `serverless_pool.py`)."""
+loop, scheduled actions in `scheduled.py`), for instance counts and serverless variants'
+provisioned concurrency, and serverless variants' scale from zero (`serverless.py`,
+`serverless_pool.py`)."""
