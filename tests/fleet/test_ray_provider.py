@@ -137,6 +137,7 @@ def test_instances_spread_and_learn_their_address(tmp_path: Path) -> None:
     actor.start.calls[0].resolve(where)
     assert provider.exit_code(first) is None
     assert (first.host, first.port, first.pid) == ("127.0.1.1", 5000, 42)
+    assert first.address == ("127.0.1.1", 5000)  # what the gateway connects to
     # The process exits: its status.
     actor.wait.calls[0].resolve(3)
     assert provider.exit_code(first) == 3

@@ -58,8 +58,14 @@ class Instance:
     unix_path: str | None = None
 
     def __post_init__(self) -> None:
-        # Built once: the request path reads it for every invocation.
-        self.tcp_address = TcpAddress(self.host, self.port)
+        self.listen_at(self.host, self.port)
+
+    def listen_at(self, host: str, port: int) -> None:
+        """Where the instance listens, once known (a Ray-placed one says so after it
+        starts). The addresses are built here once: the request path reads them for every
+        invocation."""
+        self.host, self.port = host, port
+        self.tcp_address = TcpAddress(host, port)
         self.address: Address = (
             UnixAddress(self.unix_path) if self.unix_path else self.tcp_address
         )

@@ -155,7 +155,7 @@ class RayProvider:
                 info = self._ray.get(placed.started)
             except Exception as exc:
                 return self._failed(instance, placed, f"the Ray actor did not start it: {exc}")
-            instance.host, instance.port = info["host"], info["port"]
+            instance.listen_at(info["host"], info["port"])
             # The pid means something here (CPU and memory sampling reads /proc) only when
             # the node is this machine: a loopback address, as on the local cluster.
             instance.pid = info["pid"] if _loopback(info["host"]) else 0
