@@ -89,6 +89,24 @@ def check_headers(headers: dict[bytes, bytes]) -> None:
             raise _constraint(value.decode("latin-1"), member, "Member must contain only ASCII")
 
 
+def sync_invocation_headers(
+    name: str, scope: Scope, is_async: Callable[[str], bool], max_payload_bytes: int
+) -> dict[bytes, bytes]:
+    """The checks every synchronous invocation (InvokeEndpoint and its response stream)
+    makes before reading the body: the endpoint's name, no async endpoint, and the
+    headers SageMaker models. Returns the headers as a dict."""
+    validate_runtime_name(name, "endpointName")
+    if is_async(name):
+        raise ValidationError(
+            f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig); invoke "
+            "it with InvokeEndpointAsync."
+        )
+    headers = dict(scope["headers"])
+    check_content_length(headers, max_payload_bytes)
+    check_headers(headers)
+    return headers
+
+
 class RuntimeAPI:
     """Serves InvokeEndpoint over HTTP; the data plane does the rest."""
 
@@ -140,15 +158,7 @@ class RuntimeAPI:
                 f"{action} is not supported by this modelhost version; use "
                 "POST /endpoints/{EndpointName}/invocations."
             )
-        validate_runtime_name(name, "endpointName")
-        if self.is_async(name):
-            raise ValidationError(
-                f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig); invoke "
-                "it with InvokeEndpointAsync."
-            )
-        headers = dict(scope["headers"])
-        check_content_length(headers, self.max_payload_bytes)
-        check_headers(headers)
+        headers = sync_invocation_headers(name, scope, self.is_async, self.max_payload_bytes)
         body = await read_body(receive, self.max_payload_bytes)
         route = self.plane.route(name, self.account_id)
         if not body:

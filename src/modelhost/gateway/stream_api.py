@@ -22,11 +22,12 @@ from modelhost.errors import InternalStreamFailure, ModelStreamError, Validation
 from modelhost.fleet.dataplane.plane import Invocation
 from modelhost.fleet.dataplane.streaming import Streamed, StreamingPlane
 from modelhost.gateway import eventstream
-from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
+from modelhost.gateway.asgi import Receive, Scope, Send, read_body, respond
 from modelhost.gateway.errors import error_payload
 from modelhost.gateway.runtime_api import (
     check_headers,
     parse_invocation_path,
+    sync_invocation_headers,
     validate_runtime_name,
 )
 
@@ -81,15 +82,7 @@ class StreamAPI:
         parsed = parse_invocation_path(scope.get("raw_path") or scope["path"].encode())
         assert parsed is not None and parsed[1] == ACTION  # the runtime API routes it here
         name = parsed[0]
-        validate_runtime_name(name, "endpointName")
-        if self.is_async(name):
-            raise ValidationError(
-                f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig); invoke "
-                "it with InvokeEndpointAsync."
-            )
-        headers = dict(scope["headers"])
-        check_content_length(headers, self.max_payload_bytes)
-        check_headers(headers)
+        headers = sync_invocation_headers(name, scope, self.is_async, self.max_payload_bytes)
         accept = headers.get(_ACCEPT)
         if accept is not None:
             check_headers({b"accept": accept})
