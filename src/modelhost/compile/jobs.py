@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.compile import request as rules
-from modelhost.control.listing import list_page
+from modelhost.control.listing import job_list_response
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
 from modelhost.resources.names import arn
 from modelhost.resources.status import CompilationJobStatus as Status
@@ -156,21 +156,7 @@ class CompilationJobs:
 
     def list_compilation_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
         items = [self._summary(r) for r in self.store.list(Kind.COMPILATION_JOB)]
-        page, token = list_page(
-            items,
-            p,
-            name_key="CompilationJobName",
-            sort_keys={
-                "Name": "CompilationJobName",
-                "CreationTime": "CreationTime",
-                "Status": "CompilationJobStatus",
-            },
-            status_key="CompilationJobStatus",
-        )
-        out: dict[str, Any] = {"CompilationJobSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return job_list_response(items, p, "Compilation")
 
     def _summary(self, r: Record) -> dict[str, Any]:
         target = r.spec["Request"]["OutputConfig"]

@@ -219,3 +219,20 @@ def list_response(
     if token:
         out["NextToken"] = token
     return out
+
+
+def job_list_response(
+    items: list[dict[str, Any]], params: dict[str, Any], job: str
+) -> dict[str, Any]:
+    """A List{job}Jobs response in SageMaker's common shape: `{job}JobSummaries`, filtered
+    and sorted by `{job}JobName`, CreationTime and `{job}JobStatus` (transform, processing,
+    compilation jobs)."""
+    name_key, status_key = f"{job}JobName", f"{job}JobStatus"
+    return list_response(
+        items,
+        params,
+        member=f"{job}JobSummaries",
+        name_key=name_key,
+        sort_keys={"Name": name_key, "CreationTime": "CreationTime", "Status": status_key},
+        status_key=status_key,
+    )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelhost.control.listing import list_page
+from modelhost.control.listing import job_list_response
 from modelhost.control.validation import validate_input
 from modelhost.errors import ResourceNotFound, ValidationException
 from modelhost.fleet.manager import FleetManager
@@ -243,21 +243,7 @@ class TransformJobs:
             if r.failure_reason:
                 item["FailureReason"] = r.failure_reason
             items.append(item)
-        page, token = list_page(
-            items,
-            p,
-            name_key="TransformJobName",
-            sort_keys={
-                "Name": "TransformJobName",
-                "CreationTime": "CreationTime",
-                "Status": "TransformJobStatus",
-            },
-            status_key="TransformJobStatus",
-        )
-        out: dict[str, Any] = {"TransformJobSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return job_list_response(items, p, "Transform")
 
     def stop_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self._get(p["TransformJobName"])

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from modelhost.control.listing import list_page
+from modelhost.control.listing import job_list_response
 from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
 from modelhost.jobs import clarify_baseline, explainability
 from modelhost.jobs.processing_analysis import Analysis, mounts, resolve
@@ -201,21 +201,7 @@ class ProcessingJobs:
 
     def list_processing_jobs(self, p: dict[str, Any]) -> dict[str, Any]:
         items = [self._summary(r) for r in self.store.list(Kind.PROCESSING_JOB)]
-        page, token = list_page(
-            items,
-            p,
-            name_key="ProcessingJobName",
-            sort_keys={
-                "Name": "ProcessingJobName",
-                "CreationTime": "CreationTime",
-                "Status": "ProcessingJobStatus",
-            },
-            status_key="ProcessingJobStatus",
-        )
-        out: dict[str, Any] = {"ProcessingJobSummaries": page}
-        if token:
-            out["NextToken"] = token
-        return out
+        return job_list_response(items, p, "Processing")
 
     def stop_processing_job(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self.get(p["ProcessingJobName"])

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelhost.control.listing import list_page
+from modelhost.control.listing import list_response
 from modelhost.errors import InternalFailure, ModelhostError, ResourceInUse, ResourceNotFound
 from modelhost.loadtest import recommendation as rules
 from modelhost.loadtest import recommendation_search as searched
@@ -145,17 +145,14 @@ class RecommendationJobs:
         if p.get("ModelNameEquals"):
             items = [i for i in items if i.get("ModelName") == p["ModelNameEquals"]]
         query = {k: v for k, v in p.items() if k != "ModelNameEquals"}
-        page, token = list_page(
+        return list_response(
             items,
             query,
+            member="InferenceRecommendationsJobs",
             name_key="JobName",
             sort_keys={"Name": "JobName", "CreationTime": "CreationTime", "Status": "Status"},
             status_key="Status",
         )
-        out: dict[str, Any] = {"InferenceRecommendationsJobs": page}
-        if token:
-            out["NextToken"] = token
-        return out
 
     def stop_job(self, p: dict[str, Any]) -> dict[str, Any]:
         rec = self._get(p["JobName"])
