@@ -9,7 +9,19 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.testing import monitor
-from tests.support import XGBOOST_IMAGE, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, unique
+
+
+def capture_s3_env(s3_url: str) -> dict[str, str]:
+    """A server that captures fast (0.2 s flushes) to the local S3 server at `s3_url`."""
+    return {
+        **FAST_ENV,
+        "MODELHOST_CAPTURE_FLUSH_INTERVAL_S": "0.2",
+        "MODELHOST_S3_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
 
 
 def capture_config(destination: str, percent: int = 100) -> dict[str, Any]:

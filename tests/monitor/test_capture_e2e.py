@@ -18,6 +18,7 @@ from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import (
     capture_config,
+    capture_s3_env,
     create_capturing_config,
     deploy_capturing,
     wait_in_service,
@@ -40,14 +41,7 @@ def s3_url() -> Iterator[str]:
 def capture_server(
     tmp_path_factory: pytest.TempPathFactory, s3_url: str
 ) -> Iterator[ModelhostServer]:
-    env = {
-        **FAST_ENV,
-        "MODELHOST_CAPTURE_FLUSH_INTERVAL_S": "0.2",
-        "MODELHOST_S3_ENDPOINT_URL": s3_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = capture_s3_env(s3_url)
     with ModelhostServer(tmp_path_factory.mktemp("capture-home"), env=env) as srv:
         yield srv
 

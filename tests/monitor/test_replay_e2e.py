@@ -21,8 +21,8 @@ from modelhost.monitor.replay_run import replay
 from modelhost.testing.churn import csv_rows, make_churn, train_xgboost, write_xgboost_artifact
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
-from tests.monitor.support import deploy_capturing, wait_records
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
+from tests.monitor.support import capture_s3_env, deploy_capturing, wait_records
+from tests.support import XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +40,7 @@ def s3_url() -> Iterator[str]:
 def replay_server(
     tmp_path_factory: pytest.TempPathFactory, s3_url: str
 ) -> Iterator[ModelhostServer]:
-    env = {
-        **FAST_ENV,
-        "MODELHOST_CAPTURE_FLUSH_INTERVAL_S": "0.2",
-        "MODELHOST_S3_ENDPOINT_URL": s3_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
+    env = capture_s3_env(s3_url)
     with ModelhostServer(tmp_path_factory.mktemp("replay-home"), env=env) as srv:
         yield srv
 
