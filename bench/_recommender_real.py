@@ -191,8 +191,12 @@ def run_real(args: Any) -> dict[str, Any]:
             # grid runs as several jobs, one after the other, their times added.
             chunks = [grid[i : i + MAX_CONFIGS] for i in range(0, len(grid), MAX_CONFIGS)]
             parts = [
-                _summary(sm, _run(sm, _request(f"bench-grid-{i}", "churn", payloads, c, args),
-                                  args.timeout_s))
+                _summary(
+                    sm,
+                    _run(
+                        sm, _request(f"bench-grid-{i}", "churn", payloads, c, args), args.timeout_s
+                    ),
+                )
                 for i, c in enumerate(chunks)
             ]
             out["exhaustive"] = _merge(parts)

@@ -120,8 +120,10 @@ def measure(
                 started = time.perf_counter()
                 _create(sm, f"cold-{i}", fresh)
                 _wait(
-                    lambda i=i: sm.describe_endpoint(EndpointName=f"cold-{i}")["EndpointStatus"]
-                    == "InService"
+                    lambda i=i: (
+                        sm.describe_endpoint(EndpointName=f"cold-{i}")["EndpointStatus"]
+                        == "InService"
+                    )
                 )
                 _invoke(rt, f"cold-{i}", row, expected)
                 cold_ms.append((time.perf_counter() - started) * 1e3)

@@ -110,8 +110,7 @@ def test_lost_node_loses_no_request_and_instance_comes_back(
         ray_cluster.kill_node(index)
         # The instance comes back on a live node, and serves.
         wait_for(
-            lambda: len(hosts := serving_hosts(ray_server.home, name)) == 2
-            and victim not in hosts,
+            lambda: len(hosts := serving_hosts(ray_server.home, name)) == 2 and victim not in hosts,
             timeout_s=120,
         )
         loop.wait_ok(20, timeout_s=120)

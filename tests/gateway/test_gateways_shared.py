@@ -90,8 +90,10 @@ def test_the_leader_steps_down_when_its_connection_dies(
         until(lambda: "took the lead" in b.log_path.read_text(), "b takes the lead", 30)
         lead_s = time.monotonic() - cut
         until(lambda: "stepping down" in a.log_path.read_text(), "a steps down", 30)
-        print(f"leader's connection cut: b led {lead_s:.2f} s later, "
-              f"a had stepped down by {time.monotonic() - cut:.2f} s")
+        print(
+            f"leader's connection cut: b led {lead_s:.2f} s later, "
+            f"a had stepped down by {time.monotonic() - cut:.2f} s"
+        )
         # Exactly one leader, b, for as long as b lives; a follows (and campaigns).
         for _ in range(20):
             assert [n.split("#")[0] for _, n in lock_holders(url)] == [b.url]
@@ -120,8 +122,10 @@ def test_access_keys_live_in_the_database(postgres: PostgresCluster, tmp_path: P
         revoked_at = time.monotonic()
         for rt in (rt_a, rt_b):
             until(lambda rt=rt: invoke_code(rt) == "UnrecognizedClientException", "revoked", 5)
-        print(f"a key created through a worked on b after {accepted_s:.2f} s; revoked through "
-              f"b, refused by both after {time.monotonic() - revoked_at:.2f} s")
+        print(
+            f"a key created through a worked on b after {accepted_s:.2f} s; revoked through "
+            f"b, refused by both after {time.monotonic() - revoked_at:.2f} s"
+        )
 
 
 def _invoke(rt: Any, name: str, body: str) -> str | None:
@@ -165,9 +169,12 @@ def test_metrics_alarms_and_serverless_through_the_follower(
         sm_a.get_waiter("endpoint_in_service").wait(
             EndpointName=serverless, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
         )
-        assert sm_b.describe_endpoint(EndpointName=serverless)["ProductionVariants"][0][
-            "CurrentInstanceCount"
-        ] == 0
+        assert (
+            sm_b.describe_endpoint(EndpointName=serverless)["ProductionVariants"][0][
+                "CurrentInstanceCount"
+            ]
+            == 0
+        )
         started = time.monotonic()
         answer = until(lambda: _invoke(rt_b, serverless, row), "serverless through b", 120)
         print(f"serverless from zero through the follower: {time.monotonic() - started:.2f} s")
@@ -211,8 +218,10 @@ def test_metrics_alarms_and_serverless_through_the_follower(
                 "SELECT max(n) FROM (SELECT gateway, second, count(*) AS n "
                 "FROM metric_rollups GROUP BY gateway, second) AS per"
             ).fetchone()
-        print(f"metric_rollups: at most {per_period[0] if per_period else 0} rows per "
-              "gateway per rollup period (two endpoints, one instance)")
+        print(
+            f"metric_rollups: at most {per_period[0] if per_period else 0} rows per "
+            "gateway per rollup period (two endpoints, one instance)"
+        )
         listed = cw_a.list_metrics(
             Namespace="AWS/SageMaker", MetricName="Invocations",
             Dimensions=[{"Name": "EndpointName", "Value": real}],

@@ -173,9 +173,7 @@ def test_answers_from_zero_and_goes_back_to_zero(
         # stopping again on a slow machine, so its count is not asserted here.
         assert len(list(logs.rglob("i-*.log"))) == started
         _wait(lambda: _running(sm, name) == 0, "the idle instance to stop")
-        _wait(
-            lambda: not _live_instances(serverless_server.home, name), "the process to exit"
-        )
+        _wait(lambda: not _live_instances(serverless_server.home, name), "the process to exit")
 
     # ProvisionedConcurrency through boto3: one instance is kept warm from now on.
     sm.update_endpoint_weights_and_capacities(

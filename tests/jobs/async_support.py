@@ -106,8 +106,8 @@ def deploy_async(
 
 
 def local_path(location: str) -> Path:
-    return Path(unquote(urlparse(location).path)) if location.startswith("file://") else Path(
-        location
+    return (
+        Path(unquote(urlparse(location).path)) if location.startswith("file://") else Path(location)
     )
 
 
@@ -146,9 +146,7 @@ def webhook_receiver() -> Iterator[Webhook]:
         thread.join(timeout=5)
 
 
-def metric_value(
-    cw: Any, metric: str, dims: list[dict[str, str]], statistic: str = "Sum"
-) -> float:
+def metric_value(cw: Any, metric: str, dims: list[dict[str, str]], statistic: str = "Sum") -> float:
     """One statistic of an AWS/SageMaker metric over the last 10 minutes (CloudWatch API)."""
     now = dt.datetime.now(dt.UTC)
     points = cw.get_metric_statistics(

@@ -33,9 +33,7 @@ def test_gateway_kill_loses_nothing_and_writes_nothing_twice(
         s3 = s3_client(s3_url)
         bucket = unique("async-crash")
         s3.create_bucket(Bucket=bucket)
-        s3.put_bucket_versioning(
-            Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
-        )
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
         for i, row in enumerate(csv_rows(X)):
             s3.put_object(Bucket=bucket, Key=f"in/{i}.csv", Body=row + "\n")
         env = {**FAST_ENV, **ASYNC_ENV, "MODELHOST_S3_ENDPOINT_URL": s3_url}

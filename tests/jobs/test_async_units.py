@@ -69,7 +69,10 @@ def test_config_and_output_names() -> None:
     config = async_config(spec, 4)
     assert config == AsyncEndpointConfig("s3://b/out/", "s3://b/fail", 4, first_variant="v1")
     assert async_config({"Config": {}}, 4) is None
-    assert locations(config, "id1", None, None) == ("s3://b/out/id1.out", "s3://b/fail/id1-error.out")
+    assert locations(config, "id1", None, None) == (
+        "s3://b/out/id1.out",
+        "s3://b/fail/id1-error.out",
+    )
     assert locations(config, "id1", "day/1", "x.json") == (
         "s3://b/out/day/1/x.json",
         "s3://b/fail/day/1/x.json-error.out",

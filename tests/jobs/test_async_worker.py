@@ -46,27 +46,44 @@ class Rig:
         self.queue = AsyncQueue(MetadataStore(f"sqlite:///{tmp_path / 'q.db'}"))
         self.routes = FakeRoutes(_route(0))
         self.transport = FakeTransport()
-        limits = Limits(timeout_s=5.0, max_payload_bytes=1 << 20, model_busy_outstanding=8,
-                        home=tmp_path)
+        limits = Limits(
+            timeout_s=5.0, max_payload_bytes=1 << 20, model_busy_outstanding=8, home=tmp_path
+        )
         plane = DataPlane(
-            self.routes, FakeHealth(), self.transport, lambda: 0.0, lambda _n: None,
-            InvocationMetrics(), limits, lambda e: f"arn:log:{e}",
+            self.routes,
+            FakeHealth(),
+            self.transport,
+            lambda: 0.0,
+            lambda _n: None,
+            InvocationMetrics(),
+            limits,
+            lambda e: f"arn:log:{e}",
         )
         config = AsyncEndpointConfig(str(tmp_path / "out"), None, per_instance)
         knobs = WorkerSettings(LEASE_S, 1.0, 0.1, "123456789012")
         self.workers = AsyncWorkers(
-            self.queue, plane, lambda: {"ep": config},
-            Payloads(None, tmp_path / "scratch"), AsyncMetrics(MetricStore()), knobs, self.clock,
+            self.queue,
+            plane,
+            lambda: {"ep": config},
+            Payloads(None, tmp_path / "scratch"),
+            AsyncMetrics(MetricStore()),
+            knobs,
+            self.clock,
         )
 
     def add(self, n: int) -> QueuedRequest:
         now = self.clock()
         row, _ = self.queue.enqueue(
             QueuedRequest(
-                request_id=f"r{n}", endpoint="ep", inference_id=f"i{n}",
+                request_id=f"r{n}",
+                endpoint="ep",
+                inference_id=f"i{n}",
                 output_location=str(self.tmp / "out" / f"r{n}.out"),
-                received_s=now, expires_s=now + 600, invocation_timeout_s=60,
-                headers={"ContentType": "text/csv"}, payload=f"{n}".encode(),
+                received_s=now,
+                expires_s=now + 600,
+                invocation_timeout_s=60,
+                headers={"ContentType": "text/csv"},
+                payload=f"{n}".encode(),
             )
         )
         return row

@@ -275,8 +275,15 @@ def test_cli_creates_shows_and_deploys(
     # `recommend deploy` is the same code; both refuse what is not there, naming it.
     done = cli(rec_server, "recommend", "deploy", f"{job}/9", "--name", unique("rec-none"))
     assert done.returncode != 0 and f"job {job} has 1 recommendation(s)" in done.stderr
-    done = cli(rec_server, "deploy", "model.tar.gz", "--from-recommendation", f"{job}/1",
-               "--name", unique("rec-both"))
+    done = cli(
+        rec_server,
+        "deploy",
+        "model.tar.gz",
+        "--from-recommendation",
+        f"{job}/1",
+        "--name",
+        unique("rec-both"),
+    )
     assert done.returncode != 0 and "one of them" in done.stderr
 
 

@@ -69,9 +69,7 @@ def test_now_execution_over_a_transform_jobs_capture(
         }
     ]
     reports = tmp_path / "batch-reports"
-    definition["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"] = str(
-        reports
-    )
+    definition["MonitoringOutputConfig"]["MonitoringOutputs"][0]["S3Output"]["S3Uri"] = str(reports)
     execution = monitor.run_now(sm, schedule, definition)
     assert execution["MonitoringExecutionStatus"] == "CompletedWithViolations", execution
     stats, violations = monitor.execution_outputs(sm, execution)

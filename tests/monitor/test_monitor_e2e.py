@@ -30,6 +30,7 @@ from tests.support import FAST_ENV, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 
+
 @pytest.fixture(scope="module")
 def monitor_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
     env = {

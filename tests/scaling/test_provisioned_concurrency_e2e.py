@@ -100,10 +100,10 @@ def test_load_raises_provisioned_concurrency_and_idling_lowers_it(
     wait_for("provisioned concurrency to go down", lambda: _provisioned(sm, name) == 1)
     wait_for(
         "the extra warm instance to stop",
-        lambda: sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0][
-            "CurrentInstanceCount"
-        ]
-        == 1,
+        lambda: (
+            sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]["CurrentInstanceCount"]
+            == 1
+        ),
     )
     acts = aas.describe_scaling_activities(
         ServiceNamespace="sagemaker", ResourceId=resource(name), ScalableDimension=PROVISIONED
@@ -136,9 +136,9 @@ def test_only_serverless_variants_with_provisioned_concurrency_scale_it(
     warm = _deploy(sm, str(churn_model.artifact), ProvisionedConcurrency=1)
     with pytest.raises(ClientError) as err:
         _register(aas, warm, PROVISIONED, 1, 5)
-    assert "cannot exceed the variant's MaxConcurrency (4)" in err.value.response["Error"][
-        "Message"
-    ]
+    assert (
+        "cannot exceed the variant's MaxConcurrency (4)" in err.value.response["Error"]["Message"]
+    )
     with pytest.raises(ClientError) as err:
         _register(aas, warm, "sagemaker:variant:DesiredInstanceCount", 1, 2)
     assert "is serverless" in err.value.response["Error"]["Message"]

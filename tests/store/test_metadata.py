@@ -80,9 +80,7 @@ def test_update_is_a_locked_read_modify_write(metadata_url: str) -> None:
     def add(store: MetadataStore, key: str) -> None:
         store.update(Kind.ENDPOINT, "e1", lambda r: r.spec["Objects"].__setitem__(key, 1))
 
-    threads = [
-        threading.Thread(target=add, args=(stores[i % 2], f"o{i}")) for i in range(8)
-    ]
+    threads = [threading.Thread(target=add, args=(stores[i % 2], f"o{i}")) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -79,8 +79,7 @@ def test_gateways_starting_together_migrate_once(metadata_url: str) -> None:
     all succeed and the schema is whole."""
     argv = [sys.executable, "-m", "modelhost.store.migrations", "upgrade", metadata_url]
     procs = [
-        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(3)
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(3)
     ]
     outputs = [p.communicate(timeout=120)[0].decode(errors="replace") for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs

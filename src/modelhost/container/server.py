@@ -118,9 +118,7 @@ async def serve(
     return 0 if server.started else 1
 
 
-def run_worker(
-    config: InstanceConfig, sockets: list[socket.socket], health: SharedHealth
-) -> int:
+def run_worker(config: InstanceConfig, sockets: list[socket.socket], health: SharedHealth) -> int:
     """One worker process of a several-worker instance (`container.workers`)."""
     import uvloop
 

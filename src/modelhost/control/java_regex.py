@@ -119,5 +119,3 @@ def python_pattern(java_pattern: str) -> re.Pattern[str] | None:
             return re.compile(_translate(java_pattern), re.ASCII)
     except Exception:  # never let a strange pattern break request handling
         return None
-
-

@@ -45,9 +45,7 @@ def check_serverless_config(
         )
 
 
-def check_serverless_endpoint(
-    p: dict[str, Any], variants: list[Any], shadows: list[Any]
-) -> None:
+def check_serverless_endpoint(p: dict[str, Any], variants: list[Any], shadows: list[Any]) -> None:
     """Endpoint-level rules once any production variant is serverless."""
     if not any(v.get("ServerlessConfig") for v in variants):
         if any(v.get("ServerlessConfig") for v in shadows):

@@ -150,8 +150,7 @@ def _check_weight_and_capacity(name: str, item: dict[str, Any]) -> None:
         )
     if not {"DesiredWeight", "DesiredInstanceCount", "ServerlessUpdateConfig"} & set(item):
         raise ValidationException(
-            f'Variant "{name}": give DesiredWeight, DesiredInstanceCount or '
-            "ServerlessUpdateConfig."
+            f'Variant "{name}": give DesiredWeight, DesiredInstanceCount or ServerlessUpdateConfig.'
         )
 
 

@@ -66,9 +66,7 @@ class Instance:
         invocation."""
         self.host, self.port = host, port
         self.tcp_address = TcpAddress(host, port)
-        self.address: Address = (
-            UnixAddress(self.unix_path) if self.unix_path else self.tcp_address
-        )
+        self.address: Address = UnixAddress(self.unix_path) if self.unix_path else self.tcp_address
 
     @property
     def mode(self) -> TargetMode:

@@ -67,9 +67,7 @@ class NativeAPI:
             Route("/api/endpoints/{name}/shadow-report", self.shadow_report, methods=["GET"]),
             Route("/api/endpoints/{name}/promote-shadow", self.promote_shadow, methods=["POST"]),
             Route("/api/endpoints/{name}", self.describe_endpoint, methods=["GET"]),
-            Route(
-                "/api/endpoints/{name}/routing", self.routing, methods=["GET", "PUT", "DELETE"]
-            ),
+            Route("/api/endpoints/{name}/routing", self.routing, methods=["GET", "PUT", "DELETE"]),
             Route("/api/endpoints/{name}/rewards", self.rewards, methods=["POST"]),
             Route("/api/endpoints/{name}/models", self.models, methods=["GET"]),
             Route("/api/advise", self.advise, methods=["GET"]),

@@ -160,8 +160,10 @@ class Leadership:
                 asyncio.to_thread(self.lock.try_acquire), self.settings.leader_keepalive_timeout_s
             )
         except TimeoutError:
-            log.warning("leader lock: no answer from the database within %g s",
-                        self.settings.leader_keepalive_timeout_s)
+            log.warning(
+                "leader lock: no answer from the database within %g s",
+                self.settings.leader_keepalive_timeout_s,
+            )
             return False
 
     async def _keepalive(self) -> None:
@@ -169,8 +171,7 @@ class Leadership:
             await asyncio.sleep(self.settings.leader_poll_interval_s)
         # The lock went with the connection: another gateway may lead already. Stop
         # acting as the leader before anything else, then follow and campaign again.
-        log.warning("lost the lead (the leader lock's database connection failed): "
-                    "stepping down")
+        log.warning("lost the lead (the leader lock's database connection failed): stepping down")
         self.step_downs += 1
         self.routes.leading = False
         self.lock.abandon()

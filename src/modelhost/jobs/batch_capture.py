@@ -57,9 +57,7 @@ def capture_key(start_s: float) -> str:
     """`yyyy/mm/dd/hh/MM-SS-mmm-<uuid>.json` of a job started at `start_s`."""
     stamp = time.gmtime(start_s)
     millis = round((start_s % 1) * 1000) % 1000
-    return (
-        time.strftime("%Y/%m/%d/%H/%M-%S-", stamp) + f"{millis:03d}-{uuid.uuid4().hex[:12]}.json"
-    )
+    return time.strftime("%Y/%m/%d/%H/%M-%S-", stamp) + f"{millis:03d}-{uuid.uuid4().hex[:12]}.json"
 
 
 def manifest(objects: Iterable[tuple[str, str]]) -> list[Any]:

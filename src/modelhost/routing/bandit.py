@@ -138,8 +138,7 @@ def epsilon_greedy_shares(arms: dict[str, ArmStats], epsilon: float) -> dict[str
     top = max(scored.values())
     best = [n for n, m in scored.items() if m == top]
     return {
-        n: epsilon / len(arms) + ((1.0 - epsilon) / len(best) if n in best else 0.0)
-        for n in arms
+        n: epsilon / len(arms) + ((1.0 - epsilon) / len(best) if n in best else 0.0) for n in arms
     }
 
 

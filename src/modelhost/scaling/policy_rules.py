@@ -156,9 +156,7 @@ def tracking_alarms(resource_id: str, region: str, account_id: str) -> list[dict
     return out
 
 
-def scheduled_spec(
-    p: dict[str, Any], old: dict[str, Any] | None, least: int = 1
-) -> dict[str, Any]:
+def scheduled_spec(p: dict[str, Any], old: dict[str, Any] | None, least: int = 1) -> dict[str, Any]:
     spec = dict(old or {})
     for member in (
         "ScheduledActionName",

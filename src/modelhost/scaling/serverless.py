@@ -40,9 +40,7 @@ def idle_to_stop(
     first, leaving `keep` (ProvisionedConcurrency) instances running. `last_used_s` holds
     every serving instance's last use (or start)."""
     expired = sorted(
-        (t, name)
-        for name, t in last_used_s.items()
-        if name not in busy and now_s - t >= idle_s
+        (t, name) for name, t in last_used_s.items() if name not in busy and now_s - t >= idle_s
     )
     room = max(0, len(last_used_s) - keep)
     return [name for _t, name in expired[:room]]

@@ -101,7 +101,9 @@ class ServerlessPool:
             )
         pool.in_flight += 1
         self.observe(
-            endpoint, variant, "ServerlessConcurrentExecutionsUtilization",
+            endpoint,
+            variant,
+            "ServerlessConcurrentExecutionsUtilization",
             utilization(pool.in_flight, limit),
         )
         self._observe_provisioned(pool)
@@ -161,8 +163,12 @@ class ServerlessPool:
             pool.last_used_s[inst.instance_id] = self.clock()
             pool.failure = None
         except Exception as exc:
-            log.error("serverless %s/%s: an instance failed to start: %s",
-                      pool.endpoint, pool.variant, exc)
+            log.error(
+                "serverless %s/%s: an instance failed to start: %s",
+                pool.endpoint,
+                pool.variant,
+                exc,
+            )
             pool.failure = str(exc)
         finally:
             pool.starting -= 1
@@ -175,7 +181,9 @@ class ServerlessPool:
         warm = pool.config.warm
         if warm > 0:
             self.observe(
-                pool.endpoint, pool.variant, "ServerlessProvisionedConcurrencyUtilization",
+                pool.endpoint,
+                pool.variant,
+                "ServerlessProvisionedConcurrencyUtilization",
                 provisioned_utilization(pool.in_flight, warm),
             )
 
@@ -217,8 +225,9 @@ class ServerlessPool:
                 del pool.last_used_s[stale]
             stop = set(idle_to_stop(used, pool.busy, now, self.idle_s, config.warm))
             if stop:
-                log.info("serverless %s/%s: stopping %d idle instance(s)",
-                         endpoint, variant, len(stop))
+                log.info(
+                    "serverless %s/%s: stopping %d idle instance(s)", endpoint, variant, len(stop)
+                )
                 for name in stop:
                     del pool.last_used_s[name]
                 await fleet.retire([i for i in serving if i.instance_id in stop])

@@ -158,9 +158,7 @@ class AsyncQueue:
                     attempts=c.attempts + 1,
                 )
             )
-            rows = conn.execute(
-                select(async_requests).where(mine).order_by(c.received_s)
-            ).all()
+            rows = conn.execute(select(async_requests).where(mine).order_by(c.received_s)).all()
         return [_request(r._mapping) for r in rows]
 
     def heartbeat(

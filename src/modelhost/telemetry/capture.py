@@ -155,8 +155,7 @@ def line(item: Captured, stamps: _Stamps, event_id: str | None = None) -> str:
         )
     if item.config.capture_output:
         sides.append(
-            '"endpointOutput":'
-            + _side(item.config, "OUTPUT", item.output_type, item.output_body)
+            '"endpointOutput":' + _side(item.config, "OUTPUT", item.output_type, item.output_body)
         )
     meta = f'"eventId":{_quote(event_id or stamps.event_id())}'
     if item.inference_id is not None:

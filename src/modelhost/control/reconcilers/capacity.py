@@ -74,7 +74,8 @@ class CapacityReconciler:
                 if v.name in running and v.serverless is not None:
                     serverless = v.extra["ServerlessConfig"]
                     v.extra["ServerlessConfig"] = {
-                        **serverless, "ProvisionedConcurrency": running[v.name]
+                        **serverless,
+                        "ProvisionedConcurrency": running[v.name],
                     }
                 elif v.name in running:
                     v.initial_instance_count = running[v.name]

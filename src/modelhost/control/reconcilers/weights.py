@@ -41,9 +41,7 @@ class WeightReconciler:
             if change.serverless is not None and spec is not None and spec.serverless:
                 # ProvisionedConcurrency: start the missing warm instances now; extra
                 # ones stop when idle (scaling/serverless_pool.py keeps `desired`).
-                warm = change.serverless.get(
-                    "ProvisionedConcurrency", spec.serverless.warm
-                )
+                warm = change.serverless.get("ProvisionedConcurrency", spec.serverless.warm)
                 if warm <= len(fleet.serving()):
                     fleet.desired = warm
                     continue

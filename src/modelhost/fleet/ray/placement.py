@@ -49,8 +49,7 @@ def resource_request(instance_type: str | None, scale: float) -> ResourceRequest
 
 def fits(node: NodeView, request: ResourceRequest) -> bool:
     return (
-        node.free_cpus + 1e-9 >= request.num_cpus
-        and node.free_memory_bytes >= request.memory_bytes
+        node.free_cpus + 1e-9 >= request.num_cpus and node.free_memory_bytes >= request.memory_bytes
     )
 
 

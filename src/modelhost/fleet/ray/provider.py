@@ -80,9 +80,7 @@ class RayProvider:
         request = resource_request(spec.env.get(gpus.INSTANCE_TYPE_ENV), self._scale)
         variant = (spec.endpoint_name, spec.variant_name)
         node_id = self._choose(variant, request)
-        strategy: Any = (
-            NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
-        )
+        strategy: Any = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
         actor = self._actor_cls.options(
             num_cpus=request.num_cpus,
             memory=request.memory_bytes or None,

@@ -32,9 +32,7 @@ def _iso(seconds: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def message(
-    request: QueuedRequest, region: str, response: bytes | None = None
-) -> dict[str, Any]:
+def message(request: QueuedRequest, region: str, response: bytes | None = None) -> dict[str, Any]:
     """The notification for a finished request (SageMaker's InferenceResult event)."""
     succeeded = request.status is RequestStatus.SUCCEEDED
     params: dict[str, Any] = {

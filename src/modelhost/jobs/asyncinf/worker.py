@@ -280,7 +280,12 @@ class AsyncWorkers:
     ) -> bool:
         notify = bool(config.error_topic if reason is not None else config.success_topic)
         done = self.queue.finish(
-            request.request_id, self.owner, self.clock(), reason is None, reason, notify,
+            request.request_id,
+            self.owner,
+            self.clock(),
+            reason is None,
+            reason,
+            notify,
             ctype or None,
         )
         if not done:
