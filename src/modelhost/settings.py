@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         description="Fleet 'ray': an instance asks Ray for its type's vCPUs and memory times "
         "this (e.g. 0.05 so several ml.m5.large fit on a small test node).",
     )
+    ray_node_cache_dir: str | None = Field(
+        default=None,
+        description="Fleet 'ray': where each node fetches and unpacks artifacts (a path on "
+        "the node; a subdirectory per node address, shared by the node's instances); unset: "
+        "modelhost-artifacts in the node's temp directory.",
+    )
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")
     s3_endpoint_url: str | None = Field(

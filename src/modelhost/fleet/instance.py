@@ -6,9 +6,31 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelhost.resources.status import InstanceStatus
 from modelhost.routing.table import Address, TargetMode, TcpAddress, UnixAddress
+
+
+@dataclass
+class NodeArtifact:
+    """What a node needs to fetch an instance's model directory itself, for a provider
+    whose instances run on other machines (`fleet/ray`): the container's ModelDataUrl or
+    ModelDataSource.S3DataSource (neither: the model has no artifact of its own, e.g. a
+    multi-model instance) and the artifact store's configuration as the gateway's settings
+    give it (`fleet/launch.node_store_config`). `store` may hold S3 credentials, so it is
+    kept out of the repr (and every log line made from it)."""
+
+    model_data_url: str | None = None
+    model_data_source: dict[str, Any] | None = None
+    store: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def location(self) -> str | None:
+        """The artifact's URL (or path), for log lines."""
+        if self.model_data_source is not None:
+            return str(self.model_data_source.get("S3Uri"))
+        return self.model_data_url
 
 
 @dataclass
@@ -32,6 +54,9 @@ class LaunchSpec:
     # Whether a built-in runtime's zygote may fork it (fleet/zygote.py); the members of a
     # multi-container instance are spawned.
     forkable: bool = True
+    # Set when the provider's nodes fetch the artifact themselves (fleet 'ray'): model_dir
+    # is then only an empty placeholder on the gateway, and the node's own copy replaces it.
+    node_artifact: NodeArtifact | None = None
 
 
 @dataclass(eq=False)

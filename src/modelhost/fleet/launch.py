@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelhost.fleet.byoc import ByocError, supervisor_argv
+from modelhost.fleet.byoc import COMMAND_PREFIX, ByocError, supervisor_argv
 from modelhost.fleet.images import builtin_runtime_for_image
-from modelhost.fleet.instance import LaunchSpec
+from modelhost.fleet.instance import LaunchSpec, NodeArtifact
 from modelhost.fleet.multimodel import MULTI_MODEL, check_prefix, multi_model_env
 from modelhost.resources.gpus import INSTANCE_TYPE_ENV
 from modelhost.settings import Settings
@@ -97,11 +97,13 @@ def build_launch_spec(
     fetch: Callable[[str], Path],
     fetch_source: Callable[[dict[str, Any]], Path],
     instance_type: str | None = None,
+    node_fetch: bool = False,
 ) -> LaunchSpec:
     """Resolve the image to a runtime and the artifact to a local directory.
 
     `fetch`/`fetch_source` come from the artifact store; they may download and unpack,
-    so call this function off the event loop.
+    so call this function off the event loop. With `node_fetch` (fleet 'ray') the nodes
+    fetch it: the spec says where it is (`node_artifact`).
     """
     container = primary_container(model_spec, model_name)
     # Multi-model: ModelDataUrl is a prefix; the gateway fetches each TargetModel on demand.
@@ -110,38 +112,38 @@ def build_launch_spec(
         raise LaunchError(f"Model {model_name}: {problem}")
     image = container.get("Image")
     runtime = builtin_runtime_for_image(image)
-    model_dir = _model_dir(settings, container, prefix, fetch, fetch_source)
+    node_artifact = None
+    # A `command:` server's program may ship in its artifact and is checked against it
+    # here, so its artifact is still fetched here (the nodes must share the path).
+    if node_fetch and not str(image or "").startswith(COMMAND_PREFIX):
+        node_artifact = _node_artifact(settings, container, prefix)
+    model_dir = (
+        _empty_model_dir(settings)
+        if node_artifact is not None
+        else _model_dir(settings, container, prefix, fetch, fetch_source)
+    )
     env = model_environment(container.get("Environment") or {}, model_name)
     if prefix is not None:
         env.update(multi_model_env(settings, instance_type, env))
+    common: dict[str, Any] = {
+        "endpoint_name": endpoint_name,
+        "variant_name": variant_name,
+        "model_name": model_name,
+        "env": env,
+        "model_dir": model_dir,
+        "log_dir": settings.logs_dir / endpoint_name / variant_name,
+        "model_data_prefix": prefix,
+        "node_artifact": node_artifact,
+    }
     if runtime is None:
         assert image is not None  # no image means "auto", a built-in
         try:
             argv = supervisor_argv(image, model_dir, sorted(env))
         except ByocError as exc:
             raise LaunchError(f"Model {model_name}: {exc}") from exc
-        return LaunchSpec(
-            endpoint_name=endpoint_name,
-            variant_name=variant_name,
-            model_name=model_name,
-            argv=argv,
-            env=env,
-            model_dir=model_dir,
-            log_dir=settings.logs_dir / endpoint_name / variant_name,
-            builtin=False,
-            model_data_prefix=prefix,
-        )
+        return LaunchSpec(argv=argv, builtin=False, **common)
     env.update(_builtin_env(settings, runtime, env, instance_type))
-    return LaunchSpec(
-        endpoint_name=endpoint_name,
-        variant_name=variant_name,
-        model_name=model_name,
-        argv=[sys.executable, "-m", "modelhost.container"],
-        env=env,
-        model_dir=model_dir,
-        log_dir=settings.logs_dir / endpoint_name / variant_name,
-        model_data_prefix=prefix,
-    )
+    return LaunchSpec(argv=[sys.executable, "-m", "modelhost.container"], **common)
 
 
 def _model_dir(
@@ -157,6 +159,41 @@ def _model_dir(
         return fetch(container["ModelDataUrl"])
     if container.get("ModelDataSource", {}).get("S3DataSource"):
         return fetch_source(container["ModelDataSource"]["S3DataSource"])
+    return _empty_model_dir(settings)
+
+
+def _empty_model_dir(settings: Settings) -> Path:
     model_dir = settings.home / "empty-model"
     model_dir.mkdir(parents=True, exist_ok=True)
     return model_dir
+
+
+def _node_artifact(
+    settings: Settings, container: dict[str, Any], prefix: str | None
+) -> NodeArtifact:
+    """Where the node finds the container's artifact (none for a multi-model instance,
+    which fetches each model itself, or a server without one)."""
+    store = node_store_config(settings)
+    source = container.get("ModelDataSource", {}).get("S3DataSource")
+    if container.get("ModelDataUrl") and prefix is None:
+        return NodeArtifact(model_data_url=container["ModelDataUrl"], store=store)
+    if source:
+        return NodeArtifact(model_data_source=dict(source), store=store)
+    return NodeArtifact(store=store)
+
+
+def node_store_config(settings: Settings) -> dict[str, Any]:
+    """The artifact store's configuration a node fetches with: the gateway's S3 endpoint,
+    region and unpack limits, the node cache's directory, and the `s3_access_key_id`/
+    `s3_secret_access_key` settings when set (else the node's own credentials: its
+    environment, profile or instance role). Plain values: it travels to the node."""
+    keys = (settings.s3_access_key_id, settings.s3_secret_access_key)
+    return {
+        "cache_dir": settings.ray_node_cache_dir,
+        "s3_endpoint_url": settings.s3_endpoint_url,
+        "s3_region": settings.s3_region or settings.region,
+        "s3_credentials": list(keys) if all(keys) else None,
+        "max_unpacked_bytes": settings.artifact_max_unpacked_bytes,
+        "max_ratio": float(settings.artifact_max_ratio),
+        "max_members": settings.artifact_max_members,
+    }

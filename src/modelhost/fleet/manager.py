@@ -90,6 +90,8 @@ class FleetManager:
             "model_spec": model_spec,
             "fetch": self.artifacts.fetch,
             "fetch_source": self.artifacts.fetch_source,
+            # Ray's nodes fetch artifacts themselves, never through the gateway.
+            "node_fetch": bool(getattr(self.provider, "fetches_on_node", False)),
         }
         # The instance type sizes a multi-model instance's memory budget.
         build: Callable[[], LaunchSpec] = (

@@ -69,6 +69,7 @@ def build_group_launch_spec(
     model_spec: dict[str, Any],
     fetch: Callable[[str], Path],
     fetch_source: Callable[[dict[str, Any]], Path],
+    node_fetch: bool = False,
 ) -> GroupLaunchSpec:
     """One LaunchSpec per container (each resolved like a PrimaryContainer), logs under
     `<logs>/<endpoint>/<variant>/<hostname>/`. Blocking: call off the event loop."""
@@ -85,6 +86,7 @@ def build_group_launch_spec(
                 model_spec={"PrimaryContainer": container},
                 fetch=fetch,
                 fetch_source=fetch_source,
+                node_fetch=node_fetch,
             )
         except LaunchError as exc:
             raise LaunchError(f"Container {host}: {exc}") from exc

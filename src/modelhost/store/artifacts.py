@@ -75,10 +75,14 @@ class ArtifactStore:
         s3_endpoint_url: str | None = None,
         s3_region: str | None = None,
         limits: UnpackLimits | None = None,
+        s3_credentials: tuple[str, str] | None = None,
     ) -> ArtifactStore:
-        """A store configured by explicit values (an instance's own config, not `Settings`)."""
+        """A store configured by explicit values (an instance's or a Ray node's own config,
+        not `Settings`); `s3_credentials` (key id, secret) replace boto3's own lookup."""
         store = cls.__new__(cls)
-        store._setup(cache_dir, s3_endpoint_url, s3_region, limits or UnpackLimits())
+        store._setup(
+            cache_dir, s3_endpoint_url, s3_region, limits or UnpackLimits(), s3_credentials
+        )
         return store
 
     def _setup(
@@ -87,10 +91,11 @@ class ArtifactStore:
         s3_endpoint_url: str | None,
         s3_region: str | None,
         limits: UnpackLimits,
+        s3_credentials: tuple[str, str] | None = None,
     ) -> None:
         self._cache = _Cache(cache_dir)
         self._limits = limits
-        self._s3 = S3Backend(s3_endpoint_url, self._cache, s3_region)
+        self._s3 = S3Backend(s3_endpoint_url, self._cache, s3_region, s3_credentials)
 
     @property
     def cache_dir(self) -> Path:
@@ -110,8 +115,13 @@ class ArtifactStore:
     def fetch_counted(self, model_data_url: str) -> tuple[Path, bool]:
         """`fetch`, and whether this call downloaded or unpacked anything (False: all was
         in the cache already), for a ModelDownloadingTime that counts real downloads."""
+        return self.counted(lambda: self.fetch(model_data_url))
+
+    def counted(self, fetch: Callable[[], Path]) -> tuple[Path, bool]:
+        """`fetch()` (one of this store's fetches), and whether it downloaded or unpacked
+        anything in this thread (False: all was in the cache already)."""
         self._cache.work.done = False
-        path = self.fetch(model_data_url)
+        path = fetch()
         return path, bool(getattr(self._cache.work, "done", False))
 
     def fetch_source(self, s3_data_source: Mapping[str, Any]) -> Path:

@@ -58,9 +58,13 @@ class S3Backend:
     """
 
     def __init__(
-        self, endpoint_url: str | None, cache: EntryCache, region: str | None = None
+        self,
+        endpoint_url: str | None,
+        cache: EntryCache,
+        region: str | None = None,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
-        self.client = S3Client(endpoint_url, region)
+        self.client = S3Client(endpoint_url, region, credentials)
         self._cache = cache
 
     def fetch(self, url: str, mode: str, label: str, place_file: PlaceFile) -> Path:
@@ -109,9 +113,17 @@ class S3Backend:
 class S3Client:
     """A thread-safe, lazily created boto3 S3 client with actionable error messages."""
 
-    def __init__(self, endpoint_url: str | None, region: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str | None = None,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self._endpoint_url = endpoint_url
         self._region = region  # None: boto3's own lookup (AWS_REGION, config file)
+        # (access key id, secret): given explicitly, e.g. to a Ray node fetching for the
+        # gateway; None: boto3's own chain (environment, profile, instance role).
+        self._credentials = credentials
         self._client: Any = None
         self._lock = threading.Lock()
 
@@ -126,10 +138,13 @@ class S3Client:
                 # S3-compatible servers (MinIO, Ceph, moto) answer on one host name, so
                 # bucket-in-host addressing would fail there; AWS still accepts path style.
                 s3_config = {"addressing_style": "path"} if self._endpoint_url else {}
+                keys = self._credentials
                 self._client = boto3.session.Session().client(
                     "s3",
                     endpoint_url=self._endpoint_url,
                     region_name=self._region,
+                    aws_access_key_id=keys[0] if keys else None,
+                    aws_secret_access_key=keys[1] if keys else None,
                     config=Config(s3=s3_config, retries={"mode": "standard", "max_attempts": 3}),
                 )
             return self._client

@@ -5,8 +5,9 @@ process lives, starts the process on the node's own address, and stops it. The i
 watches the actor's pid (`MH_INSTANCE_PARENT_PID`), so a dead actor, worker or raylet takes
 its instance with it, and the gateway sees the actor's death through Ray.
 
-This module is imported on the nodes: it needs only the standard library and
-`fleet/environment.py` (the allow-list of what an instance inherits).
+This module is imported on the nodes: it needs only the standard library,
+`fleet/environment.py` (the allow-list of what an instance inherits) and
+`fleet/ray/artifacts.py` (the node fetches the model from the artifact store).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.environment import inherited_environment
+from modelhost.fleet.ray.artifacts import node_model
 
 
 class InstanceActor:
@@ -37,16 +39,19 @@ class InstanceActor:
         import ray
 
         host = ray.util.get_node_ip_address()
-        model_dir = Path(launch["model_dir"])
-        if not model_dir.is_dir():
-            raise FileNotFoundError(
-                f"the model directory {model_dir} is not on node {host}: put the state "
-                "directory on a path every node shares, or the artifacts in S3"
+        try:
+            # Fetched by this node from the artifact store (fleet/ray/artifacts.py).
+            model = node_model(
+                launch.get("artifact"), Path(launch["model_dir"]), launch["env"], host
             )
+        except Exception as exc:  # ArtifactError, OSError: the reason, not a Ray traceback
+            return {"error": f"node {host} could not get the model: {exc}"}
+        model_dir = model.model_dir
         port = _free_port(host)
         # The node's own environment (its Python, its PATH), never the gateway's.
         env = inherited_environment(os.environ)
         env.update(launch["env"])
+        env.update(model.env)
         env.update(
             {
                 "SAGEMAKER_BIND_TO_PORT": str(port),
@@ -61,6 +66,9 @@ class InstanceActor:
         log_path = Path(launch["log_path"])
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
+            if model.note:
+                log.write(model.note.encode() + b"\n")
+                log.flush()
             self._proc = subprocess.Popen(
                 argv,
                 env=env,

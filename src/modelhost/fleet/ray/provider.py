@@ -24,6 +24,7 @@ from typing import Any
 
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.ray.actor import InstanceActor
+from modelhost.fleet.ray.artifacts import launch_artifact
 from modelhost.fleet.ray.placement import (
     ResourceRequest,
     choose_node,
@@ -57,6 +58,10 @@ class _Placed:
 class RayProvider:
     """Places instances on the nodes of the Ray cluster at `address` (see the module
     docstring). `resource_scale` multiplies every request (docs/scale-out.md)."""
+
+    # The nodes fetch artifacts themselves (fleet/ray/artifacts.py): `FleetManager` then
+    # leaves them out of the gateway's artifact cache.
+    fetches_on_node = True
 
     def __init__(
         self,
@@ -111,6 +116,8 @@ class RayProvider:
             "model_dir": str(spec.model_dir),
             "log_path": str(log_path),
             "builtin": spec.builtin,
+            # Where the node fetches the model from (None: spec.model_dir, a shared path).
+            "artifact": launch_artifact(spec),
         }
         self._placed[instance_id] = _Placed(
             actor, actor.start.remote(launch), request, node_id, variant=variant
@@ -153,6 +160,8 @@ class RayProvider:
                 info = self._ray.get(placed.started)
             except Exception as exc:
                 return self._failed(instance, placed, f"the Ray actor did not start it: {exc}")
+            if "error" in info:  # e.g. the node could not fetch the artifact
+                return self._failed(instance, placed, str(info["error"]))
             instance.listen_at(info["host"], info["port"])
             # The pid means something here (CPU and memory sampling reads /proc) only when
             # the node is this machine: a loopback address, as on the local cluster.

@@ -1,0 +1,111 @@
+"""Artifacts on a Ray node: fetched by the node from the artifact store, never by the gateway.
+
+The gateway's side (`launch_artifact`) puts the container's ModelDataUrl (or
+ModelDataSource) and the artifact store's configuration into the actor's launch; the
+node's side (`node_model`) fetches it with the same `ArtifactStore` the gateway uses
+(s3:// with boto3, `file://` and plain paths read on the node) into a cache on the node's
+own disk, then the actor starts the instance on it. The cache is the store's
+content-addressed one: an S3 object is keyed by its URL, ETag and size, each entry is
+built in a scratch directory under a file lock and renamed into place, so the instances
+of one node share one download and one unpack, also when they start at the same time.
+
+The cache lives under `<ray_node_cache_dir>/<node address>/`: a subdirectory per node, so
+nodes that share a filesystem (or one machine, as the local cluster's raylets do) still
+keep their own copies. A launch without an artifact section (a `command:` server) uses
+the gateway's directory as before, which the node must then see at the same path.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modelhost.fleet.instance import LaunchSpec
+
+CACHE_NAME = "modelhost-artifacts"
+# The instance variable a multi-model instance caches the models it loads under.
+INSTANCE_CACHE_ENV = "MH_INSTANCE_ARTIFACT_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class NodeModel:
+    """An instance's model directory on this node, the variables that point it there,
+    and a line for the instance log saying how it got there (empty: nothing to say)."""
+
+    model_dir: Path
+    env: dict[str, str]
+    note: str = ""
+
+
+def launch_artifact(spec: LaunchSpec) -> dict[str, Any] | None:
+    """The launch's artifact section (plain values: it is pickled to the node)."""
+    artifact = spec.node_artifact
+    if artifact is None:
+        return None
+    return {
+        "model_data_url": artifact.model_data_url,
+        "model_data_source": artifact.model_data_source,
+        "store": dict(artifact.store),
+    }
+
+
+def node_cache_dir(store: Mapping[str, Any], node: str) -> Path:
+    """This node's artifact cache (see the module docstring)."""
+    base = store.get("cache_dir") or str(Path(tempfile.gettempdir()) / CACHE_NAME)
+    return Path(base).expanduser() / node
+
+
+def node_model(
+    artifact: Mapping[str, Any] | None, shared_dir: Path, env: Mapping[str, str], node: str
+) -> NodeModel:
+    """Fetch (or find in the node's cache) the instance's model directory on `node`.
+    Raises `ArtifactError` (or OSError) with what to fix when it cannot."""
+    if artifact is None:
+        if not shared_dir.is_dir():
+            raise FileNotFoundError(
+                f"the model directory {shared_dir} is not on node {node}: put the state "
+                "directory on a path every node shares, or the artifacts in S3"
+            )
+        return NodeModel(shared_dir, {"SM_MODEL_DIR": str(shared_dir)})
+    store = artifact["store"]
+    cache = node_cache_dir(store, node)
+    # A multi-model instance fetches the models it loads itself: into this node's cache.
+    extra = {INSTANCE_CACHE_ENV: str(cache)} if INSTANCE_CACHE_ENV in env else {}
+    url, source = artifact.get("model_data_url"), artifact.get("model_data_source")
+    if not url and not source:
+        empty = cache / "empty-model"
+        empty.mkdir(parents=True, exist_ok=True)
+        return NodeModel(empty, {"SM_MODEL_DIR": str(empty), **extra})
+    artifacts = _store(store, cache)
+    started = time.monotonic()
+    model_dir, worked = artifacts.counted(
+        lambda: artifacts.fetch(url) if url else artifacts.fetch_source(source or {})
+    )
+    where = url or (source or {}).get("S3Uri")
+    how = "fetched" if worked else "found in the node's cache"
+    note = (
+        f"modelhost: model {where} {how} on node {node} in "
+        f"{time.monotonic() - started:.2f} s: {model_dir}"
+    )
+    return NodeModel(model_dir, {"SM_MODEL_DIR": str(model_dir), **extra}, note)
+
+
+def _store(store: Mapping[str, Any], cache: Path) -> Any:
+    # Imported here: an actor whose launch has no artifact section never needs it.
+    from modelhost.store.artifacts import ArtifactStore
+    from modelhost.store.unpack import UnpackLimits
+
+    keys = store.get("s3_credentials")
+    return ArtifactStore.from_values(
+        cache,
+        s3_endpoint_url=store.get("s3_endpoint_url"),
+        s3_region=store.get("s3_region"),
+        limits=UnpackLimits(
+            int(store["max_unpacked_bytes"]), float(store["max_ratio"]), int(store["max_members"])
+        ),
+        s3_credentials=(str(keys[0]), str(keys[1])) if keys else None,
+    )
