@@ -83,11 +83,19 @@ def in_process_limit(booster: Any, csv_path: Path, out_path: Path) -> float:
 
 
 def run_job(
-    sm: Any, model: str, input_dir: Path, output_dir: Path, instances: int
+    sm: Any,
+    model: str,
+    input_dir: Path,
+    output_dir: Path,
+    instances: int,
+    **extra: Any,
 ) -> dict[str, Any]:
+    """One job over every object under `input_dir`; `extra` adds CreateTransformJob
+    parameters (MaxPayloadInMB, MaxConcurrentTransforms)."""
     name = f"bench-{int(time.time() * 1000)}"
     started = time.perf_counter()
     sm.create_transform_job(
+        **extra,
         TransformJobName=name,
         ModelName=model,
         BatchStrategy="MultiRecord",

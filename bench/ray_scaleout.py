@@ -1,14 +1,19 @@
 """Scale-out on a local Ray cluster: real-time req/s and batch rows/s with 1, 2, 3 nodes.
 
     python bench/ray_scaleout.py [--rows 1000000] [--duration 10] [--connections 16]
-                                 [--nodes 3] [--skip-failover]
+                                 [--nodes 3] [--skip-failover] [--skip-realtime]
+                                 [--rows-per-object 500000] [--max-payload-mb 6]
+                                 [--max-concurrent 0] [--starts cold,warm]
 
 One local Ray cluster of `--nodes` nodes (`modelhost.testing.ray`, 1 CPU each, on this
 machine) and one gateway with `fleet = ray`. For n = 1..nodes, in the same run: an
 endpoint with n instances of the churn XGBoost model (one per node: the variant spreads)
 under wrk for `--duration` seconds, and a transform job with InstanceCount n over `--rows`
 CSV rows, twice: "cold" (its instances start for it) and "warm" (the next job takes them
-over, `transform_keep_alive_s`), output checked. Then a node's loss: the
+over, `transform_keep_alive_s`), output checked. The input is written streaming, as
+objects of `--rows-per-object` rows (one block of distinct rows repeated), so
+`--rows 10000000` (1.6 GB of CSV) needs no more memory than one block; the gateway holds
+a few objects at a time while the job runs. Then a node's loss: the
 raylet of a node that holds an instance of a 3-instance endpoint is killed under a request
 loop; it reports how long until Ray declared the actor dead, until the replacement served,
 and how many requests failed. All on 127.0.0.1; the nodes share this machine's cores, so
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import threading
@@ -49,7 +55,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--nodes", type=int, default=3, help="Ray nodes (and the largest n)")
     parser.add_argument("--skip-failover", action="store_true", help="no node-loss run")
+    parser.add_argument("--skip-realtime", action="store_true", help="no wrk runs")
+    parser.add_argument(
+        "--rows-per-object", type=int, default=500_000, help="rows of each input object"
+    )
+    parser.add_argument("--max-payload-mb", type=int, default=6, help="MaxPayloadInMB")
+    parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=0,
+        help="MaxConcurrentTransforms (0: the container's /execution-parameters)",
+    )
+    parser.add_argument(
+        "--starts", default="cold,warm", help="which jobs per node count: cold, warm or both"
+    )
     return parser.parse_args(argv)
+
+
+def write_inputs(
+    block: bytes, block_rows: int, rows: int, rows_per_object: int, into: Path
+) -> list[tuple[Path, int]]:
+    """`rows` CSV rows as objects of `rows_per_object` rows each, written streaming (the
+    block repeated, each object starting at the block's first row); (path, rows) each."""
+    lines = block.splitlines(keepends=True)
+    assert len(lines) == block_rows
+    objects, left = [], rows
+    while left > 0:
+        n = min(left, rows_per_object)
+        path = into / f"part-{len(objects):04d}.csv"
+        with open(path, "wb") as f:
+            full, rest = divmod(n, block_rows)
+            for _ in range(full):
+                f.write(block)
+            f.write(b"".join(lines[:rest]))
+        objects.append((path, n))
+        left -= n
+    return objects
+
+
+def batch(
+    sm: Any,
+    work: Path,
+    objects: list[tuple[Path, int]],
+    scores: np.ndarray,
+    n: int,
+    start: str,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """One transform job over every object with InstanceCount n; outputs checked."""
+    out = work / f"out-{n}-{start}"
+    extra: dict[str, Any] = {"MaxPayloadInMB": args.max_payload_mb}
+    if args.max_concurrent:
+        extra["MaxConcurrentTransforms"] = args.max_concurrent
+    job = run_job(sm, "churn", work / "in", out, n, **extra)
+    for path, rows in objects:
+        check_output(out / f"{path.name}.out", np.resize(scores, rows))
+    shutil.rmtree(out, ignore_errors=True)
+    job.update(nodes=n, start=start, rows=args.rows, rows_per_s=args.rows / job["wall_s"])
+    return job
 
 
 def instance_addresses(home: Path, endpoint: str) -> list[tuple[str, int]]:
@@ -183,13 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     # The input repeats one block of distinct rows; the scores are computed from the
     # block's values as the CSV carries them.
     X = churn.make_churn(min(args.rows, 50_000), seed=1).X
-    batch_in = work / "in"
-    batch_in.mkdir()
-    size = write_csv(np.resize(X, (args.rows, X.shape[1])), batch_in / "churn.csv")
-    block = np.loadtxt(batch_in / "churn.csv", delimiter=",", dtype=np.float32, max_rows=len(X))
-    expected = np.resize(np.asarray(booster.inplace_predict(block)), args.rows)
+    write_csv(X, work / "block.csv")
+    block_bytes = (work / "block.csv").read_bytes()
+    block = np.loadtxt(work / "block.csv", delimiter=",", dtype=np.float32)
+    scores = np.asarray(booster.inplace_predict(block))
+    (work / "in").mkdir()
+    objects = write_inputs(block_bytes, len(X), args.rows, args.rows_per_object, work / "in")
+    size = sum(path.stat().st_size for path, _ in objects)
     row = ",".join(f"{v:g}" for v in block[0])
-    print(f"batch input: {args.rows:,} rows ({size / 1e6:.0f} MB CSV)\n")
+    print(f"batch input: {args.rows:,} rows in {len(objects)} objects ({size / 1e6:.0f} MB CSV)\n")
     results: dict[str, Any] = {"machine": info, "args": vars(args), "realtime": [], "batch": []}
     env = {
         "MODELHOST_FLEET": "ray",
@@ -215,17 +280,14 @@ def main(argv: list[str] | None = None) -> int:
                 ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
             )
             for n in range(1, args.nodes + 1):
-                rt = realtime(srv, sm, artifact, n, row, args)
-                results["realtime"].append(rt)
-                print(f"real-time, {n} node(s) {rt['hosts']}: {rt['requests_per_s']:,.0f} req/s "
-                      f"p50 {rt['p50_us'] / 1e3:.1f} ms p99 {rt['p99_us'] / 1e3:.1f} ms "
-                      f"errors {rt['errors']}", flush=True)  # fmt: skip
-                for start in ("cold", "warm"):
-                    out = work / f"out-{n}-{start}"
-                    job = run_job(sm, "churn", batch_in, out, n)
-                    check_output(out / "churn.csv.out", expected)
-                    job.update(nodes=n, start=start, rows=args.rows)
-                    job["rows_per_s"] = args.rows / job["wall_s"]
+                if not args.skip_realtime:
+                    rt = realtime(srv, sm, artifact, n, row, args)
+                    results["realtime"].append(rt)
+                    print(f"real-time, {n} node(s) {rt['hosts']}: {rt['requests_per_s']:,.0f} "
+                          f"req/s p50 {rt['p50_us'] / 1e3:.1f} ms p99 {rt['p99_us'] / 1e3:.1f} "
+                          f"ms errors {rt['errors']}", flush=True)  # fmt: skip
+                for start in args.starts.split(","):
+                    job = batch(sm, work, objects, scores, n, start, args)
                     results["batch"].append(job)
                     print(f"batch, {n} node(s), {start}: {job['wall_s']:.1f} s, "
                           f"{job['rows_per_s']:,.0f} rows/s", flush=True)  # fmt: skip

@@ -92,8 +92,9 @@ async def concurrency(request: dict[str, Any], fleet: VariantFleet, pool: HTTP1P
         return given
     for inst in fleet.serving()[:1]:
         with contextlib.suppress(Exception):
+            # Its address, not a loopback port: a Ray-placed instance is on another host.
             status, _, body = await pool.request(
-                inst.port, b"GET", b"/execution-parameters", [], b"", 5.0
+                inst.address, b"GET", b"/execution-parameters", [], b"", 5.0
             )
             if status == 200:
                 return max(1, int(json.loads(body).get("MaxConcurrentTransforms", 1)))
