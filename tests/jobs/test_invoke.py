@@ -9,6 +9,7 @@ import pytest
 
 from modelhost.fleet.http1 import InstanceDisconnected
 from modelhost.fleet.instance import Instance
+from modelhost.jobs.instances import concurrency
 from modelhost.jobs.invoke import InvocationFailed, Invoker, Rejection
 from modelhost.resources.status import InstanceStatus
 from modelhost.testing.dataplane import FakeTransport, Reply, answer, instance
@@ -70,3 +71,12 @@ def test_a_broken_connection_is_retried_by_the_retry_policy() -> None:
     transport.handlers[a.address] = broken
     got = asyncio.run(invoker(FakeFleet(a, b), transport).post(b"x"))
     assert got == b"ok" and a.status == InstanceStatus.UNHEALTHY
+
+
+def test_concurrency_asks_the_instance_at_its_own_address() -> None:
+    """A Ray-placed instance listens on its node's address, not this machine's loopback."""
+    a = instance("a", 8080, host="127.0.1.2")
+    transport = FakeTransport({a.address: answer(body=b'{"MaxConcurrentTransforms": 4}')})
+    got = asyncio.run(concurrency({}, FakeFleet(a), transport))  # type: ignore[arg-type]
+    assert got == 4 and transport.calls[0].path == b"/execution-parameters"
+    assert asyncio.run(concurrency({"MaxConcurrentTransforms": 2}, FakeFleet(a), transport)) == 2  # type: ignore[arg-type]
