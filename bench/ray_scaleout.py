@@ -62,9 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-payload-mb", type=int, default=6, help="MaxPayloadInMB")
     parser.add_argument(
         "--max-concurrent",
-        type=int,
-        default=0,
-        help="MaxConcurrentTransforms (0: the container's /execution-parameters)",
+        default="0",
+        help="MaxConcurrentTransforms, or several (comma-separated: a job series each, in "
+        "the same run); 0: the container's /execution-parameters",
     )
     parser.add_argument(
         "--starts", default="cold,warm", help="which jobs per node count: cold, warm or both"
@@ -101,17 +101,19 @@ def batch(
     n: int,
     start: str,
     args: argparse.Namespace,
+    max_concurrent: int,
 ) -> dict[str, Any]:
     """One transform job over every object with InstanceCount n; outputs checked."""
     out = work / f"out-{n}-{start}"
     extra: dict[str, Any] = {"MaxPayloadInMB": args.max_payload_mb}
-    if args.max_concurrent:
-        extra["MaxConcurrentTransforms"] = args.max_concurrent
+    if max_concurrent:
+        extra["MaxConcurrentTransforms"] = max_concurrent
     job = run_job(sm, "churn", work / "in", out, n, **extra)
     for path, rows in objects:
         check_output(out / f"{path.name}.out", np.resize(scores, rows))
     shutil.rmtree(out, ignore_errors=True)
     job.update(nodes=n, start=start, rows=args.rows, rows_per_s=args.rows / job["wall_s"])
+    job["max_concurrent"] = max_concurrent or "container"
     return job
 
 
@@ -286,11 +288,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"real-time, {n} node(s) {rt['hosts']}: {rt['requests_per_s']:,.0f} "
                           f"req/s p50 {rt['p50_us'] / 1e3:.1f} ms p99 {rt['p99_us'] / 1e3:.1f} "
                           f"ms errors {rt['errors']}", flush=True)  # fmt: skip
-                for start in args.starts.split(","):
-                    job = batch(sm, work, objects, scores, n, start, args)
-                    results["batch"].append(job)
-                    print(f"batch, {n} node(s), {start}: {job['wall_s']:.1f} s, "
-                          f"{job['rows_per_s']:,.0f} rows/s", flush=True)  # fmt: skip
+                for mct in (int(m) for m in args.max_concurrent.split(",")):
+                    for start in args.starts.split(","):
+                        job = batch(sm, work, objects, scores, n, start, args, mct)
+                        results["batch"].append(job)
+                        print(f"batch, {n} node(s), {start}, MaxConcurrentTransforms "
+                              f"{job['max_concurrent']}: {job['wall_s']:.1f} s, "
+                              f"{job['rows_per_s']:,.0f} rows/s", flush=True)  # fmt: skip
             if not args.skip_failover and args.nodes >= 3:
                 fo = failover(srv, cluster, sm, artifact, row)
                 results["failover"] = fo
