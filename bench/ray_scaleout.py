@@ -240,9 +240,17 @@ def failover(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="mh-ray-bench-"))
+    try:
+        return run(args, work)
+    finally:
+        # The input alone is 1.6 GB at 10 M rows; the results are in bench/results.
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, work: Path) -> int:
     info = machine_info()
     print(format_machine_info(info))
-    work = Path(tempfile.mkdtemp(prefix="mh-ray-bench-"))
     booster = churn.train_xgboost(churn.make_churn(5000, seed=0), num_round=100, seed=0)
     artifact = churn.write_xgboost_artifact(booster, work / "model")
     # The input repeats one block of distinct rows; the scores are computed from the
