@@ -275,6 +275,8 @@ def run(args: argparse.Namespace, work: Path) -> int:
         # The first ("cold") job of each node count starts its instances; the second
         # ("warm") takes them over: its rows/s is the cluster's, not Ray's start-up.
         "MODELHOST_TRANSFORM_KEEP_ALIVE_S": "60",
+        # The nodes' artifact caches go with the work directory.
+        "MODELHOST_RAY_NODE_CACHE_DIR": str(work / "node-caches"),
     }
     # 4 GiB of Ray memory per node: the warm fleets of the smaller node counts stay
     # placed while the next count runs (an ml.m5.xlarge job instance asks 1.6 GiB at 0.1).

@@ -42,6 +42,8 @@ def ray_server(
         "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
     }
     home = tmp_path_factory.mktemp("ray-home")
+    # The nodes unpack the artifacts here, not in the machine's temp directory.
+    env["MODELHOST_RAY_NODE_CACHE_DIR"] = str(home / "node-caches")
     with ModelhostServer(home, env=env) as srv:
         yield srv
 
