@@ -59,6 +59,9 @@ class Controller:
         self.rand = random.random
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        # True once the first reconcile pass since `start` ran: every endpoint in the store
+        # has a route (or a deployment being rebuilt) from then on.
+        self.reconciled = False
         self.state = ControlState(
             settings=settings,
             fleets=self.fleets,
@@ -122,6 +125,7 @@ class Controller:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.reconciled = False
         self._loops = [
             asyncio.ensure_future(self._reconcile_loop()),
             asyncio.ensure_future(self._health_loop()),
@@ -134,7 +138,9 @@ class Controller:
         await self.state.transitions.cancel_all()
         deployments = list(self.state.deployments.values())
         self.state.deployments.clear()
-        await asyncio.gather(*(d.stop(drain_s=5.0) for d in deployments), return_exceptions=True)
+        # Released, not stopped: instances that outlive this gateway (Ray) keep serving and
+        # the next leader adopts them; the others stop.
+        await asyncio.gather(*(d.release(drain_s=5.0) for d in deployments), return_exceptions=True)
         if self._owns_fleets:
             await self.fleets.close()
 
@@ -156,6 +162,7 @@ class Controller:
         while True:
             try:
                 self.reconcile_once()
+                self.reconciled = True
             except Exception:
                 log.exception("reconcile pass failed")
             with contextlib.suppress(TimeoutError):

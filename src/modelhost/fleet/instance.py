@@ -32,6 +32,12 @@ class LaunchSpec:
     # Whether a built-in runtime's zygote may fork it (fleet/zygote.py); the members of a
     # multi-container instance are spawned.
     forkable: bool = True
+    # The instances outlive the gateway that started them where the provider can do that
+    # (Ray's detached actors): an endpoint variant's, so the next leader adopts them.
+    detached: bool = False
+    # The model and config the instances run (`launch.launch_fingerprint`): an instance
+    # found running with another one is stale and not adopted.
+    fingerprint: str = ""
 
 
 @dataclass(eq=False)
