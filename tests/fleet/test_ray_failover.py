@@ -49,6 +49,7 @@ def test_killing_the_leader_loses_no_request_and_no_instance(
         "MODELHOST_RAY_ADDRESS": ray_cluster.address,
         "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
     }
+    ray_cluster.start()  # a node another test killed comes back
     name = unique("ray-lead")
     body = csv_rows(churn_model.data.X[:1])[0]
     home_a, home_b = shared_auth_homes(tmp_path, "a", "b")

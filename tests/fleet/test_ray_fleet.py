@@ -38,6 +38,9 @@ def ray_server(
     home = tmp_path_factory.mktemp("ray-home")
     with ModelhostServer(home, env=env) as srv:
         yield srv
+    # Every endpoint was deleted and the job instances went with the gateway: no instance
+    # actor is left on the cluster (endpoint instances outlive a gateway that stops).
+    wait_for(lambda: not ray_cluster.actor_pids(), timeout_s=60)
 
 
 @pytest.fixture(scope="module")
