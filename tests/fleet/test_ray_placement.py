@@ -11,6 +11,7 @@ from modelhost.fleet.ray.placement import (
     choose_adopted,
     choose_node,
     node_views,
+    parse_actor_name,
     ray_namespace,
     resource_request,
 )
@@ -82,6 +83,8 @@ def test_actor_names_group_a_variants_instances() -> None:
     assert name.startswith(actor_prefix("ep-1", "AllTraffic"))
     assert not name.startswith(actor_prefix("ep-1", "All"))
     assert not name.startswith(actor_prefix("ep", "1"))
+    assert parse_actor_name(name) == ("ep-1", "AllTraffic", "i-0123")
+    assert parse_actor_name("something:else") is None
 
 
 def _candidate(

@@ -269,3 +269,20 @@ def test_a_wait_that_times_out_is_asked_again(tmp_path: Path) -> None:
     assert provider.exit_code(inst) is None and len(actor.wait.calls) == 2
     actor.wait.calls[1].resolve(0)
     assert provider.exit_code(inst) == 0
+
+
+def test_a_sweep_stops_untracked_instances_of_unclaimed_endpoints_only(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=2)
+    old = RayProvider(None, ray_api=ray)
+    left = old.start(_spec(tmp_path, detached=True))  # a dead leader's: nobody tracks it
+    busy = old.start(
+        LaunchSpec(**{**vars(_spec(tmp_path, detached=True)), "endpoint_name": "busy"})
+    )
+    for inst, actor, node in ((left, ray.actors[0], 1), (busy, ray.actors[1], 2)):
+        actor.started(inst.instance_id, node)
+    new = RayProvider(None, ray_api=ray)
+    mine = new.start(_spec(tmp_path, detached=True))  # tracked by the new leader
+    assert asyncio.run(new.sweep(lambda endpoint: endpoint == "busy")) == 1
+    assert ray.actors[0].killed  # ep's left-behind instance
+    assert not ray.actors[1].killed  # "busy" is in a transition: perhaps being adopted
+    assert not ray.actors[2].killed and new.exit_code(mine) is None

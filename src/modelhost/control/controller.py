@@ -36,6 +36,9 @@ from modelhost.store.metadata import MetadataStore
 
 log = logging.getLogger("modelhost.control")
 
+# How often the leader stops instances that outlive their gateway but no endpoint claims.
+SWEEP_S = 60.0
+
 
 class Controller:
     """Runs the reconcilers and publishes the routing table the request path reads.
@@ -170,9 +173,35 @@ class Controller:
             self._wake.clear()
 
     async def _health_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        swept: float | None = None
         while True:
             await asyncio.sleep(self.settings.health_check_interval_s)
             await self.check_health()
+            # The first sweep once the rebuild is over (every adoption done), then now and
+            # then: instances nobody adopted are a dead leader's leftovers.
+            due = swept is None or loop.time() - swept >= SWEEP_S
+            if self.reconciled and due and not self.state.transitions.running():
+                swept = loop.time()
+                await self.sweep()
+
+    async def sweep(self) -> int:
+        """Stop the instances that outlive their gateway and that no idle endpoint's
+        fleets track (an endpoint deleted, or a variant an update dropped, while no
+        gateway led); endpoints in a transition or a rollout are left alone."""
+        state = self.state
+
+        def claimed(endpoint: str) -> bool:
+            return state.transitions.busy(endpoint) or endpoint in state.rollouts
+
+        try:
+            ended = await self.fleets.provider.sweep(claimed)
+        except Exception:
+            log.exception("sweeping left-behind instances failed")
+            return 0
+        if ended:
+            log.warning("stopped %d instance(s) no endpoint serves any more", ended)
+        return ended
 
     async def check_health(self) -> None:
         """One health round over every fleet not in the middle of a transition. While a

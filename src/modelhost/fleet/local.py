@@ -221,6 +221,9 @@ class LocalProcessProvider:
     async def release(self, instance: Instance, grace_s: float) -> None:
         await self.stop(instance, grace_s)
 
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        return 0  # nothing outlives its gateway here
+
     def kill_all(self) -> None:
         """Last-resort synchronous cleanup (interpreter exit)."""
         self._exits.forget_all()

@@ -12,6 +12,7 @@ of stopping them, and the next leader `adopt`s them instead of starting new ones
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from modelhost.fleet.instance import Instance, LaunchSpec
@@ -48,6 +49,13 @@ class InstanceProvider(Protocol):
         """Let go of an instance when this gateway stops leading or stops: a detached one
         keeps serving (the next leader adopts it) and is forgotten here; any other is
         stopped as by `stop`."""
+        ...
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        """Stop the detached instances nobody tracks whose endpoint `claimed(endpoint)`
+        says is not being worked on (the leader's leftovers: an endpoint deleted while no
+        gateway led, a variant an interrupted update dropped); how many. 0 from providers
+        whose instances die with their gateway."""
         ...
 
     def kill_all(self) -> None:

@@ -295,6 +295,9 @@ class ZygoteProvider:
     async def release(self, instance: Instance, grace_s: float) -> None:
         await self.stop(instance, grace_s)
 
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        return 0  # nothing outlives its gateway here
+
     def kill_all(self) -> None:
         self._exits.forget_all()
         for forked in self._forked.values():

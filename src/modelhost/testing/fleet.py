@@ -11,6 +11,8 @@ transform-job pools run their real code in microseconds:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from modelhost.fleet.client import InstanceClient, PingResult
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.resources.status import InstanceStatus
@@ -66,6 +68,9 @@ class FakeProvider:
 
     async def release(self, instance: Instance, grace_s: float) -> None:
         await self.stop(instance, grace_s)
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        return 0  # nothing outlives its gateway here
 
     def kill_all(self) -> None:
         self.killed_all += 1

@@ -126,6 +126,14 @@ def actor_name(endpoint: str, variant: str, instance_id: str) -> str:
     return actor_prefix(endpoint, variant) + instance_id
 
 
+def parse_actor_name(name: str) -> tuple[str, str, str] | None:
+    """(endpoint, variant, instance id) of an instance actor's name; None for others."""
+    parts = name.split(":")
+    if len(parts) != 4 or parts[0] != ACTOR_PREFIX or not all(parts[1:]):
+        return None
+    return parts[1], parts[2], parts[3]
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A live instance actor of a variant that no gateway tracks (its leader is gone), as

@@ -38,6 +38,7 @@ from modelhost.fleet.ray.placement import (
     choose_adopted,
     choose_node,
     node_views,
+    parse_actor_name,
     resource_request,
 )
 from modelhost.resources import gpus
@@ -254,12 +255,39 @@ class RayProvider:
         keep, stale = choose_adopted([c for c, _, _ in found.values()], spec.fingerprint, count)
         for candidate in stale:
             log.info("stopping stale instance %s of %s", candidate.instance_id, prefix)
-            actor = found[candidate.instance_id][1]
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(actor.stop.remote(1.0), DESCRIBE_TIMEOUT_S)
-            with contextlib.suppress(Exception):
-                self._ray.kill(actor, no_restart=True)
+            await self._end(found[candidate.instance_id][1])
         return [self._adopted(spec, *found[c.instance_id]) for c in keep]
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        """Stop the named actors of this namespace that no gateway tracks here and whose
+        endpoint is not `claimed` (checked again just before each stop: a transition may
+        have adopted it meanwhile)."""
+        names = await asyncio.to_thread(self._ray.util.list_named_actors)
+        ended = 0
+        for name in names:
+            parsed = parse_actor_name(name)
+            if parsed is None or parsed[2] in self._placed or claimed(parsed[0]):
+                continue
+            with contextlib.suppress(Exception):
+                actor = await asyncio.to_thread(self._ray.get_actor, name)
+                if parsed[2] in self._placed or claimed(parsed[0]):
+                    continue
+                log.info(
+                    "stopping instance %s of %s/%s: no gateway serves it",
+                    parsed[2],
+                    parsed[0],
+                    parsed[1],
+                )
+                await self._end(actor)
+                ended += 1
+        return ended
+
+    async def _end(self, actor: Any) -> None:
+        """Stop an actor's process (briefly), then the actor."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(actor.stop.remote(1.0), DESCRIBE_TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            self._ray.kill(actor, no_restart=True)
 
     async def _describe(self, name: str) -> tuple[Candidate, Any, dict[str, Any]] | None:
         """The named actor and what it says of itself; None if it is gone or silent (a
