@@ -64,7 +64,7 @@ class Describe(Method):
 
     def remote(self, *args: Any) -> Ref:
         ref = super().remote(*args)
-        ref.resolve(self.actor.info)
+        ref.resolve({**self.actor.info, "running": bool(self.actor.info)})
         return ref
 
 
@@ -232,7 +232,9 @@ def test_a_released_instance_keeps_running_and_the_next_gateway_adopts_it(
     old = RayProvider(None, resource_scale=0.1, ray_api=ray)
     spec = _spec(tmp_path, detached=True)
     instances = [old.start(spec) for _ in range(3)]
-    for i, (inst, actor) in enumerate(zip(instances, ray.actors, strict=True)):
+    # Another gateway died before its actor started the process.
+    RayProvider(None, ray_api=ray).start(spec)
+    for i, (inst, actor) in enumerate(zip(instances, ray.actors[:3], strict=True)):
         actor.started(inst.instance_id, i + 1, fingerprint="f0" if i == 2 else "f1")
         assert old.exit_code(inst) is None
     # What an old gateway tracks is never adopted by it again (a rollout's blue fleet).
@@ -249,9 +251,10 @@ def test_a_released_instance_keeps_running_and_the_next_gateway_adopts_it(
     assert sorted((i.host, i.port) for i in adopted) == [("127.0.1.1", 5001), ("127.0.1.2", 5002)]
     assert ray.actors[2].killed and not ray.actors[0].killed
     assert all(new.exit_code(i) is None for i in adopted)
+    assert not ray.actors[3].killed  # never started: passed over (the sweep ends it)
     # Adopted instances count for placement: the next goes to the third node.
     new.start(spec)
-    assert _node(ray.actors[3]) == node_id(3)
+    assert _node(ray.actors[4]) == node_id(3)
     # Not detached: nothing to adopt. Stopping an adopted one kills its actor.
     assert asyncio.run(new.adopt(_spec(tmp_path, "Other"), 3)) == []
     asyncio.run(new.stop(adopted[0], grace_s=0.1))

@@ -298,8 +298,8 @@ class RayProvider:
         except Exception as exc:
             log.info("Ray actor %s did not describe itself: %s", name, exc)
             return None
-        if not info:
-            return None  # created, but its process never started
+        if not info or "instance_id" not in info:
+            return None  # created, but its process never started (the sweep ends it)
         candidate = Candidate(
             instance_id=str(info["instance_id"]),
             node_id=str(info["node_id"]),
