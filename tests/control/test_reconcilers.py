@@ -128,6 +128,26 @@ def test_endpoint_instances_are_detached_and_the_sweep_spares_busy_endpoints(
     run(body)
 
 
+def test_a_controller_that_stops_releases_its_instances(harness: Harness) -> None:
+    """Stepping down or stopping: instances that outlive the gateway (Ray) are released
+    for the next leader, not stopped (the provider decides; local ones stop)."""
+    h = harness
+    released: list[object] = []
+
+    async def release(instance: object, grace_s: float) -> None:
+        released.append(instance)
+
+    h.provider.release = release  # type: ignore[method-assign,assignment]
+
+    async def body() -> None:
+        h.put("ep", snapshot("cfg", A), EndpointStatus.IN_SERVICE)
+        await h.settle()
+        await h.controller.stop()
+        assert len(released) == 2 and len(h.provider.running) == 2 and not h.provider.stopped
+
+    run(body)
+
+
 def test_delete_stops_fleets_and_forgets_the_endpoint(harness: Harness) -> None:
     h = harness
 
