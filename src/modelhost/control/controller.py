@@ -141,6 +141,9 @@ class Controller:
         await self.state.transitions.cancel_all()
         deployments = list(self.state.deployments.values())
         self.state.deployments.clear()
+        # A gateway that leads again starts from nothing, not from this term's routes.
+        self.reconciled = False
+        self.state.routes.table = RoutingTable()
         # Released, not stopped: instances that outlive this gateway (Ray) keep serving and
         # the next leader adopts them; the others stop.
         await asyncio.gather(*(d.release(drain_s=5.0) for d in deployments), return_exceptions=True)
