@@ -101,6 +101,53 @@ def test_in_service_without_fleets_is_redeployed_after_a_restart(harness: Harnes
     run(body)
 
 
+def test_endpoint_instances_are_detached_and_the_sweep_spares_busy_endpoints(
+    harness: Harness,
+) -> None:
+    """Endpoint instances may outlive their gateway (Ray); the sweep of left-behind ones
+    never touches an endpoint in a transition (its rebuild may be adopting them)."""
+    h = harness
+    asked: list[bool] = []
+
+    async def sweep(claimed: Callable[[str], bool]) -> int:
+        asked.append(claimed("ep"))
+        return 0
+
+    h.provider.sweep = sweep  # type: ignore[method-assign]
+
+    async def body() -> None:
+        h.put("ep", snapshot("cfg", A), EndpointStatus.IN_SERVICE)
+        await h.settle()
+        assert all(i.spec.detached for i in h.provider.serving("A"))
+        await h.controller.sweep()
+        h.state.transitions.spawn("ep", asyncio.sleep(0))
+        await h.controller.sweep()
+        await asyncio.gather(*h.state.transitions.running())
+        assert asked == [False, True]
+
+    run(body)
+
+
+def test_a_controller_that_stops_releases_its_instances(harness: Harness) -> None:
+    """Stepping down or stopping: instances that outlive the gateway (Ray) are released
+    for the next leader, not stopped (the provider decides; local ones stop)."""
+    h = harness
+    released: list[object] = []
+
+    async def release(instance: object, grace_s: float) -> None:
+        released.append(instance)
+
+    h.provider.release = release  # type: ignore[method-assign,assignment]
+
+    async def body() -> None:
+        h.put("ep", snapshot("cfg", A), EndpointStatus.IN_SERVICE)
+        await h.settle()
+        await h.controller.stop()
+        assert len(released) == 2 and len(h.provider.running) == 2 and not h.provider.stopped
+
+    run(body)
+
+
 def test_delete_stops_fleets_and_forgets_the_endpoint(harness: Harness) -> None:
     h = harness
 

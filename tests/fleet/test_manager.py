@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.launch import LaunchError
 from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.multicontainer import GroupLaunchSpec
@@ -123,5 +124,48 @@ def test_a_warm_fleet_with_a_dead_instance_is_not_reused(tmp_path: Path) -> None
         assert pool.take("key") is None
         await pool.close()
         assert provider.running == {} and fleets.fleets == frozenset()
+
+    asyncio.run(body())
+
+
+class LeftBehind(FakeProvider):
+    """Instances whose gateway died but that outlive it (as Ray's detached actors do):
+    `left` are adopted; released ones stay running."""
+
+    outlives_gateway = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.left: list[Instance] = []
+        self.released: list[Instance] = []
+
+    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
+        found, self.left = self.left[:count], self.left[count:]
+        for inst in found:
+            inst.spec = spec
+        return found
+
+    async def release(self, instance: Instance, grace_s: float) -> None:
+        self.released.append(instance)
+
+
+def test_a_fleet_adopts_what_answers_and_starts_only_the_rest(tmp_path: Path) -> None:
+    provider = LeftBehind()
+    settings = Settings(home=tmp_path, instance_startup_timeout_s=5.0)
+    fleets = FleetManager(settings, provider=provider, client=FakeClient(provider))
+
+    async def body() -> None:
+        spec = await fleets.launch_spec("ep", "A", "m", MODEL)
+        old = [provider.start(spec) for _ in range(3)]
+        provider.crash(old[2])  # left behind, but its process is gone: no /ping
+        provider.left = list(old)
+        fleet = fleets.fleet(spec, 4)
+        await fleet.start()
+        assert [i.instance_id for i in fleet.serving()[:2]] == [i.instance_id for i in old[:2]]
+        assert len(fleet.serving()) == 4 and len(provider.started) == 3 + 2
+        # This gateway stops leading: the instances are released, none stopped.
+        await fleets.release_fleet(fleet, drain_s=0)
+        assert len(provider.released) == 4 and fleets.fleets == frozenset()
+        assert len(provider.running) == 4
 
     asyncio.run(body())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from modelhost.testing.churn import csv_rows
-from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
+from modelhost.testing.ray import RayCluster, node_address
 from modelhost.testing.server import ModelhostServer
 from tests.fleet.ray_support import instance_hosts, serving_hosts
 from tests.gateway.support import create_endpoint, csv_floats, wait_in_service
@@ -22,12 +22,6 @@ pytest.importorskip("ray")
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 NODES = {node_address(i) for i in range(3)}
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[RayCluster]:
-    with local_ray_cluster(nodes=3, cpus_per_node=1) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +40,9 @@ def ray_server(
     env["MODELHOST_RAY_NODE_CACHE_DIR"] = str(home / "node-caches")
     with ModelhostServer(home, env=env) as srv:
         yield srv
+    # Every endpoint was deleted and the job instances went with the gateway: no instance
+    # actor is left on the cluster (endpoint instances outlive a gateway that stops).
+    wait_for(lambda: not ray_cluster.actor_pids(), timeout_s=60)
 
 
 @pytest.fixture(scope="module")

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from modelhost.fleet.ray.placement import (
+    Candidate,
     NodeView,
     ResourceRequest,
+    actor_name,
+    actor_prefix,
+    choose_adopted,
     choose_node,
     node_views,
+    parse_actor_name,
+    ray_namespace,
     resource_request,
 )
 
@@ -62,3 +68,44 @@ def test_node_views_subtract_what_our_instances_hold() -> None:
         NodeView("n1", "127.0.1.1", True, 0.6, float(GIB)),
         NodeView("n2", "127.0.1.2", False, 0.0, 0.0),
     ]
+
+
+def test_the_namespace_is_one_per_metadata_store_whatever_its_password() -> None:
+    a = ray_namespace("postgresql+psycopg://mh:secret@db:5432/modelhost")
+    assert a == ray_namespace("postgresql+psycopg://mh:rotated@db:5432/modelhost")
+    assert a != ray_namespace("postgresql+psycopg://mh:secret@db:5432/other")
+    assert a != ray_namespace("sqlite:////home/a/modelhost.db")
+    assert a.startswith("modelhost-")
+
+
+def test_actor_names_group_a_variants_instances() -> None:
+    name = actor_name("ep-1", "AllTraffic", "i-0123")
+    assert name.startswith(actor_prefix("ep-1", "AllTraffic"))
+    assert not name.startswith(actor_prefix("ep-1", "All"))
+    assert not name.startswith(actor_prefix("ep", "1"))
+    assert parse_actor_name(name) == ("ep-1", "AllTraffic", "i-0123")
+    assert parse_actor_name("something:else") is None
+
+
+def _candidate(
+    instance_id: str, node: str, fingerprint: str = "f1", running: bool = True, started: float = 0
+) -> Candidate:
+    return Candidate(instance_id, node, fingerprint, running, started)
+
+
+def test_adoption_keeps_current_running_instances_spread_and_stops_the_rest() -> None:
+    found = [
+        _candidate("i-old", "n1", started=1),
+        _candidate("i-twin", "n1", started=2),
+        _candidate("i-n2", "n2", started=3),
+        _candidate("i-stale", "n3", fingerprint="f0"),
+        _candidate("i-exited", "n3", running=False),
+    ]
+    adopt, stop = choose_adopted(found, "f1", count=2)
+    # One per node before a second on any node; the oldest first.
+    assert [c.instance_id for c in adopt] == ["i-old", "i-n2"]
+    assert {c.instance_id for c in stop} == {"i-twin", "i-stale", "i-exited"}
+    adopt, stop = choose_adopted(found, "f1", count=5)
+    assert [c.instance_id for c in adopt] == ["i-old", "i-n2", "i-twin"]
+    adopt, stop = choose_adopted(found, "f2", count=3)
+    assert adopt == [] and len(stop) == 5

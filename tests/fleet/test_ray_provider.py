@@ -1,5 +1,6 @@
 """The Ray provider's bookkeeping over a fake `ray` API: placement per variant, the address
-learnt when the actor answers, exit statuses, a dead actor's node avoided."""
+learnt when the actor answers, exit statuses, a dead actor's node avoided; detached
+instances released by one gateway and adopted by the next."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from modelhost.fleet.instance import LaunchSpec
+from modelhost.fleet.ray.placement import actor_name
 from modelhost.fleet.ray.provider import RayProvider
 from modelhost.resources.status import InstanceStatus
 
@@ -53,10 +55,35 @@ class Method:
         return ref
 
 
+class Describe(Method):
+    """`describe` answers at once with what the actor's `start` answered."""
+
+    def __init__(self, actor: Actor) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def remote(self, *args: Any) -> Ref:
+        ref = super().remote(*args)
+        ref.resolve({**self.actor.info, "running": bool(self.actor.info)})
+        return ref
+
+
 class Actor:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         self.start, self.wait, self.stop, self.killed = Method(), Method(), Method(), False
+        self.describe = Describe(self)
+        self.info: dict[str, Any] = {}
+
+    def started(self, instance_id: str, node: int, fingerprint: str = "f1") -> dict[str, Any]:
+        """Answer the `start` call as the real actor does; `describe` answers the same."""
+        self.info = {
+            "host": f"127.0.1.{node}", "port": 5000 + node, "pid": 100 + node,
+            "node_id": node_id(node), "instance_id": instance_id, "fingerprint": fingerprint,
+            "log_path": f"/tmp/{instance_id}.log", "started_s": 1.0, "running": True,
+        }  # fmt: skip
+        self.start.calls[0].resolve(self.info)
+        return self.info
 
 
 class ActorClass:
@@ -86,6 +113,13 @@ class FakeRay:
             for i in range(1, nodes + 1)
         ]  # fmt: skip
         self.actors: list[Actor] = []
+        self.util = self
+
+    def list_named_actors(self) -> list[str]:
+        return [a.options["name"] for a in self.actors if "name" in a.options and not a.killed]
+
+    def get_actor(self, name: str) -> Actor:
+        return next(a for a in self.actors if a.options.get("name") == name and not a.killed)
 
     def remote(self, cls: type) -> ActorClass:
         return ActorClass(self.actors)
@@ -107,7 +141,9 @@ class FakeRay:
         actor.killed = True
 
 
-def _spec(tmp_path: Path, variant: str = "AllTraffic") -> LaunchSpec:
+def _spec(
+    tmp_path: Path, variant: str = "AllTraffic", detached: bool = False, fingerprint: str = "f1"
+) -> LaunchSpec:
     return LaunchSpec(
         endpoint_name="ep",
         variant_name=variant,
@@ -116,6 +152,8 @@ def _spec(tmp_path: Path, variant: str = "AllTraffic") -> LaunchSpec:
         env={"MH_INSTANCE_TYPE": "ml.m5.large"},
         model_dir=tmp_path,
         log_dir=tmp_path / "logs",
+        detached=detached,
+        fingerprint=fingerprint,
     )
 
 
@@ -175,3 +213,79 @@ def test_an_actor_that_cannot_start_the_process_fails_the_instance(tmp_path: Pat
     assert "no model directory" in inst.log_path.read_text()
     provider.kill_all()
     assert ray.actors[0].killed
+
+
+def test_endpoint_instances_are_detached_named_actors(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=1)
+    provider = RayProvider(None, ray_api=ray)
+    inst = provider.start(_spec(tmp_path, detached=True))
+    assert ray.actors[0].options["lifetime"] == "detached"
+    assert ray.actors[0].options["name"] == actor_name("ep", "AllTraffic", inst.instance_id)
+    provider.start(_spec(tmp_path))  # a transform job's: dies with its gateway
+    assert "name" not in ray.actors[1].options and "lifetime" not in ray.actors[1].options
+
+
+def test_a_released_instance_keeps_running_and_the_next_gateway_adopts_it(
+    tmp_path: Path,
+) -> None:
+    ray = FakeRay(nodes=3)
+    old = RayProvider(None, resource_scale=0.1, ray_api=ray)
+    spec = _spec(tmp_path, detached=True)
+    instances = [old.start(spec) for _ in range(3)]
+    # Another gateway died before its actor started the process.
+    RayProvider(None, ray_api=ray).start(spec)
+    for i, (inst, actor) in enumerate(zip(instances, ray.actors[:3], strict=True)):
+        actor.started(inst.instance_id, i + 1, fingerprint="f0" if i == 2 else "f1")
+        assert old.exit_code(inst) is None
+    # What an old gateway tracks is never adopted by it again (a rollout's blue fleet).
+    assert asyncio.run(old.adopt(spec, 3)) == []
+    for inst in instances:
+        asyncio.run(old.release(inst, grace_s=1.0))
+    old.kill_all()
+    assert not any(a.killed or a.stop.calls for a in ray.actors)
+    # The next leader: the two running the current model are adopted where they listen,
+    # the stale one (another fingerprint) is stopped.
+    new = RayProvider(None, resource_scale=0.1, ray_api=ray)
+    adopted = asyncio.run(new.adopt(spec, 3))
+    assert sorted(i.instance_id for i in adopted) == sorted(i.instance_id for i in instances[:2])
+    assert sorted((i.host, i.port) for i in adopted) == [("127.0.1.1", 5001), ("127.0.1.2", 5002)]
+    assert ray.actors[2].killed and not ray.actors[0].killed
+    assert all(new.exit_code(i) is None for i in adopted)
+    assert not ray.actors[3].killed  # never started: passed over (the sweep ends it)
+    # Adopted instances count for placement: the next goes to the third node.
+    new.start(spec)
+    assert _node(ray.actors[4]) == node_id(3)
+    # Not detached: nothing to adopt. Stopping an adopted one kills its actor.
+    assert asyncio.run(new.adopt(_spec(tmp_path, "Other"), 3)) == []
+    asyncio.run(new.stop(adopted[0], grace_s=0.1))
+    assert ray.actors[0].killed or ray.actors[1].killed
+
+
+def test_a_wait_that_times_out_is_asked_again(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=1)
+    provider = RayProvider(None, ray_api=ray)
+    inst = provider.start(_spec(tmp_path, detached=True))
+    actor = ray.actors[0]
+    actor.started(inst.instance_id, 1)
+    assert provider.exit_code(inst) is None
+    actor.wait.calls[0].resolve(None)  # still running after WAIT_S
+    assert provider.exit_code(inst) is None and len(actor.wait.calls) == 2
+    actor.wait.calls[1].resolve(0)
+    assert provider.exit_code(inst) == 0
+
+
+def test_a_sweep_stops_untracked_instances_of_unclaimed_endpoints_only(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=2)
+    old = RayProvider(None, ray_api=ray)
+    left = old.start(_spec(tmp_path, detached=True))  # a dead leader's: nobody tracks it
+    busy = old.start(
+        LaunchSpec(**{**vars(_spec(tmp_path, detached=True)), "endpoint_name": "busy"})
+    )
+    for inst, actor, node in ((left, ray.actors[0], 1), (busy, ray.actors[1], 2)):
+        actor.started(inst.instance_id, node)
+    new = RayProvider(None, ray_api=ray)
+    mine = new.start(_spec(tmp_path, detached=True))  # tracked by the new leader
+    assert asyncio.run(new.sweep(lambda endpoint: endpoint == "busy")) == 1
+    assert ray.actors[0].killed  # ep's left-behind instance
+    assert not ray.actors[1].killed  # "busy" is in a transition: perhaps being adopted
+    assert not ray.actors[2].killed and new.exit_code(mine) is None

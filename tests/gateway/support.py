@@ -15,6 +15,19 @@ from modelhost.testing.server import ModelhostServer
 from tests.support import XGBOOST_IMAGE
 
 
+def shared_auth_homes(root: Path, *names: str) -> list[Path]:
+    """Gateway homes under `root` that share one auth directory (so one master key): with
+    the keys in the database, a client's key works on every gateway, as behind a load
+    balancer."""
+    (root / "auth").mkdir(mode=0o700)
+    homes = []
+    for name in names:
+        (root / name).mkdir()
+        (root / name / "auth").symlink_to(root / "auth")
+        homes.append(root / name)
+    return homes
+
+
 def create_model_and_config(sm: Any, name: str, artifact: Path, count: int) -> None:
     sm.create_model(
         ModelName=name, PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(artifact)}

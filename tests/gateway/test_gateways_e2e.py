@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.postgres import PostgresCluster
 from modelhost.testing.server import ModelhostServer, boto3_clients
+from tests.gateway.support import shared_auth_homes
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, unique
 
 pytestmark = pytest.mark.integration
@@ -75,15 +76,10 @@ def test_two_gateways_share_routes_and_the_lead(
     }
     name = unique("gw")
     row = csv_rows(churn_model.data.X[:1])[0]
-    # The keys are in the database; the homes share one auth directory (so one master
-    # key), so a client's key works on both gateways, as behind a load balancer.
-    (tmp_path / "auth").mkdir(mode=0o700)
-    for home in ("a", "b"):
-        (tmp_path / home).mkdir()
-        (tmp_path / home / "auth").symlink_to(tmp_path / "auth")
+    home_a, home_b = shared_auth_homes(tmp_path, "a", "b")
     with (
-        ModelhostServer(tmp_path / "a", env=env) as leader,
-        ModelhostServer(tmp_path / "b", env=env) as follower,
+        ModelhostServer(home_a, env=env) as leader,
+        ModelhostServer(home_b, env=env) as follower,
     ):
         assert leader.credentials == follower.credentials  # one bootstrap admin key
         sm_a, rt_a = leader.clients(**NO_RETRY)

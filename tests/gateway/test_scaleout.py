@@ -74,3 +74,36 @@ def test_a_leader_whose_lock_check_hangs_steps_down(tmp_path: Path) -> None:
 
 async def _nothing() -> None:
     return None
+
+
+def test_a_new_leader_serves_the_hand_over_routes_until_its_controller_does() -> None:
+    """Instances that outlive their gateway (Ray): the routes the last leader published
+    stay valid, and serve each endpoint until the controller has its own route for it."""
+    controller = SimpleNamespace(table=RoutingTable(), reconciled=False)
+    routes = GatewayRoutes(controller)  # type: ignore[arg-type]
+    sls = route_to_doc(EndpointRoute("sls", (VariantRoute("A", 1.0, (), serverless=True),)))
+    routes.set_remote(
+        {"a": _doc("a", 1.0), "b": _doc("b", 1.0), "gone": _doc("gone", 1.0), "sls": sls}
+    )
+    routes.begin_handover()
+    routes.leading = True
+    # Before the controller's first pass: every hand-over route (not the serverless one:
+    # its instances were the last leader's).
+    assert set(routes.table.endpoints) == {"a", "b", "gone"}
+    handed = routes.table.endpoints["a"].variants[0].instances[0]
+    assert routes.is_alive(handed)  # type: ignore[arg-type]
+    # The first pass: "a" and "b" InService being rebuilt (no variants, no reason), "gone"
+    # not in the store any more.
+    rebuilding = {n: EndpointRoute(n, ()) for n in ("a", "b")}
+    controller.table = RoutingTable(rebuilding)
+    controller.reconciled = True
+    assert routes.table.endpoints["a"].variants[0].instances[0] is handed
+    assert set(routes.table.endpoints) == {"a", "b"}
+    # "a" adopted: its own route from now on; "b" still handed over.
+    adopted = EndpointRoute("a", (VariantRoute("A", 1.0, ()),))
+    controller.table = RoutingTable({**rebuilding, "a": adopted})
+    assert routes.table.endpoints["a"] is adopted
+    assert routes.table.endpoints["b"].variants
+    # Once the controller served "a", a later rebuilding route is its own too.
+    controller.table = RoutingTable(rebuilding)
+    assert routes.table.endpoints["a"] is rebuilding["a"]

@@ -36,6 +36,9 @@ from modelhost.store.metadata import MetadataStore
 
 log = logging.getLogger("modelhost.control")
 
+# How often the leader stops instances that outlive their gateway but no endpoint claims.
+SWEEP_S = 60.0
+
 
 class Controller:
     """Runs the reconcilers and publishes the routing table the request path reads.
@@ -59,6 +62,9 @@ class Controller:
         self.rand = random.random
         self._wake = asyncio.Event()
         self._loops: list[asyncio.Task[None]] = []
+        # True once the first reconcile pass since `start` ran: every endpoint in the store
+        # has a route (or a deployment being rebuilt) from then on.
+        self.reconciled = False
         self.state = ControlState(
             settings=settings,
             fleets=self.fleets,
@@ -122,6 +128,7 @@ class Controller:
     # --- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.reconciled = False
         self._loops = [
             asyncio.ensure_future(self._reconcile_loop()),
             asyncio.ensure_future(self._health_loop()),
@@ -134,7 +141,12 @@ class Controller:
         await self.state.transitions.cancel_all()
         deployments = list(self.state.deployments.values())
         self.state.deployments.clear()
-        await asyncio.gather(*(d.stop(drain_s=5.0) for d in deployments), return_exceptions=True)
+        # A gateway that leads again starts from nothing, not from this term's routes.
+        self.reconciled = False
+        self.state.routes.table = RoutingTable()
+        # Released, not stopped: instances that outlive this gateway (Ray) keep serving and
+        # the next leader adopts them; the others stop.
+        await asyncio.gather(*(d.release(drain_s=5.0) for d in deployments), return_exceptions=True)
         if self._owns_fleets:
             await self.fleets.close()
 
@@ -156,6 +168,7 @@ class Controller:
         while True:
             try:
                 self.reconcile_once()
+                self.reconciled = True
             except Exception:
                 log.exception("reconcile pass failed")
             with contextlib.suppress(TimeoutError):
@@ -163,9 +176,35 @@ class Controller:
             self._wake.clear()
 
     async def _health_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        swept: float | None = None
         while True:
             await asyncio.sleep(self.settings.health_check_interval_s)
             await self.check_health()
+            # The first sweep once the rebuild is over (every adoption done), then now and
+            # then: instances nobody adopted are a dead leader's leftovers.
+            due = swept is None or loop.time() - swept >= SWEEP_S
+            if self.reconciled and due and not self.state.transitions.running():
+                swept = loop.time()
+                await self.sweep()
+
+    async def sweep(self) -> int:
+        """Stop the instances that outlive their gateway and that no idle endpoint's
+        fleets track (an endpoint deleted, or a variant an update dropped, while no
+        gateway led); endpoints in a transition or a rollout are left alone."""
+        state = self.state
+
+        def claimed(endpoint: str) -> bool:
+            return state.transitions.busy(endpoint) or endpoint in state.rollouts
+
+        try:
+            ended = await self.fleets.provider.sweep(claimed)
+        except Exception:
+            log.exception("sweeping left-behind instances failed")
+            return 0
+        if ended:
+            log.warning("stopped %d instance(s) no endpoint serves any more", ended)
+        return ended
 
     async def check_health(self) -> None:
         """One health round over every fleet not in the middle of a transition. While a

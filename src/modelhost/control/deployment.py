@@ -69,6 +69,17 @@ class Deployment:
     async def check(self) -> None:
         await asyncio.gather(*(f.check() for f in self.fleets.values()))
 
+    async def release(self, drain_s: float) -> None:
+        """This gateway stops leading: instances that outlive it keep serving for the
+        next leader to adopt; the others stop (`VariantFleet.release`)."""
+        manager = self.manager
+        await asyncio.gather(
+            *(
+                manager.release_fleet(f, drain_s) if manager is not None else f.release(drain_s)
+                for f in self.fleets.values()
+            )
+        )
+
     async def stop(self, drain_s: float) -> None:
         manager = self.manager
         await asyncio.gather(
@@ -99,6 +110,9 @@ async def start_deployment(
             )
             count = (counts or {}).get(variant.name, variant.instance_count)
             serverless = variant.serverless
+            # Its instances outlive this gateway where the provider can do that (Ray), and
+            # the next leader adopts them. A serverless variant's live in the leader's pool.
+            spec.detached = serverless is None
             if serverless is not None:
                 # MemorySizeInMB is each instance's memory limit; a request that finds no
                 # idle instance waits for a forked one (the zygote), not a fresh process.

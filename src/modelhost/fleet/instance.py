@@ -57,6 +57,12 @@ class LaunchSpec:
     # Set when the provider's nodes fetch the artifact themselves (fleet 'ray'): model_dir
     # is then only an empty placeholder on the gateway, and the node's own copy replaces it.
     node_artifact: NodeArtifact | None = None
+    # The instances outlive the gateway that started them where the provider can do that
+    # (Ray's detached actors): an endpoint variant's, so the next leader adopts them.
+    detached: bool = False
+    # The model and config the instances run (`launch.launch_fingerprint`): an instance
+    # found running with another one is stale and not adopted.
+    fingerprint: str = ""
 
 
 @dataclass(eq=False)

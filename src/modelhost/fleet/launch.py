@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import sys
 from collections.abc import Callable, Mapping
@@ -48,6 +50,16 @@ def model_environment(environment: Mapping[str, Any], model_name: str) -> dict[s
             env.setdefault(new, value)
             log.warning("model %s: Environment %s is now %s; rename it", model_name, old, new)
     return env
+
+
+def launch_fingerprint(
+    model_name: str, model_spec: Mapping[str, Any], instance_type: str | None
+) -> str:
+    """What an instance runs, as a digest: the model (its name and containers: image,
+    artifact, environment) and the instance type. Paths on this gateway are left out, so
+    another gateway computes the same value for the same variant."""
+    doc = json.dumps([model_name, model_spec, instance_type], sort_keys=True, default=str)
+    return hashlib.sha256(doc.encode()).hexdigest()[:24]
 
 
 def _builtin_env(

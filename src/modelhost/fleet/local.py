@@ -39,6 +39,8 @@ class LocalProcessProvider:
     a gateway killed with -9 leaves no orphans behind.
     """
 
+    outlives_gateway = False
+
     def __init__(
         self, cpus: cpu_share.CpuShares | None = None, socket_dir: Path | None = None
     ) -> None:
@@ -211,6 +213,16 @@ class LocalProcessProvider:
             limit.release()
         sockets.remove(instance.unix_path)
         instance.status = InstanceStatus.STOPPED
+
+    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
+        """None: a child process dies with the gateway that started it."""
+        return []
+
+    async def release(self, instance: Instance, grace_s: float) -> None:
+        await self.stop(instance, grace_s)
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        return 0  # nothing outlives its gateway here
 
     def kill_all(self) -> None:
         """Last-resort synchronous cleanup (interpreter exit)."""

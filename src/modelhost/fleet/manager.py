@@ -17,7 +17,7 @@ from typing import Any
 
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance, LaunchSpec
-from modelhost.fleet.launch import LaunchError, build_launch_spec
+from modelhost.fleet.launch import LaunchError, build_launch_spec, launch_fingerprint
 from modelhost.fleet.limits import machine_memory_bytes, type_memory_limit
 from modelhost.fleet.local import LocalProcessProvider
 from modelhost.fleet.multicontainer import (
@@ -106,6 +106,7 @@ class FleetManager:
         except Exception as exc:
             # Artifact errors and anything unexpected still end as a readable reason.
             raise LaunchError(str(exc)) from exc
+        spec.fingerprint = launch_fingerprint(model_name, model_spec, instance_type)
         if self.settings.instance_memory_limits and not isinstance(spec, GroupLaunchSpec):
             # The instance type's memory, as on SageMaker (a serverless variant's
             # MemorySizeInMB replaces it later).
@@ -175,6 +176,14 @@ class FleetManager:
             raise
         return fleet
 
+    async def release_fleet(self, fleet: VariantFleet, drain_s: float) -> None:
+        """Let go of the fleet when this gateway stops leading (`VariantFleet.release`:
+        detached instances keep serving for the next leader); it is forgotten."""
+        try:
+            await fleet.release(drain_s)
+        finally:
+            self._fleets.discard(fleet)
+
     async def stop_fleet(self, fleet: VariantFleet, drain_s: float) -> None:
         """Drain (up to `drain_s`) and stop the fleet's instances; it is forgotten."""
         try:
@@ -221,9 +230,12 @@ def default_provider(settings: Settings) -> InstanceProvider:
     """The provider `settings.fleet` names: local processes (forked from a zygote where
     they can) or Ray actors on a Ray cluster."""
     if settings.fleet == "ray":
+        from modelhost.fleet.ray.placement import ray_namespace
         from modelhost.fleet.ray.provider import RayProvider
 
-        return RayProvider(settings.ray_address, settings.ray_resource_scale)
+        # Gateways on one metadata store share a namespace: they adopt each other's instances.
+        namespace = ray_namespace(settings.metadata_url)
+        return RayProvider(settings.ray_address, settings.ray_resource_scale, namespace=namespace)
     sockets = settings.home / "sockets" if settings.instance_unix_sockets else None
     local = LocalProcessProvider(socket_dir=sockets)
     return ZygoteProvider(local, settings.logs_dir) if settings.zygote else local

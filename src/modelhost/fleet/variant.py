@@ -95,7 +95,10 @@ class VariantFleet:
         return tuple(i for i in self.instances if i.status == InstanceStatus.IN_SERVICE)
 
     async def start(self) -> None:
-        started = [self._launch() for _ in range(self.desired)]
+        """Adopt what an earlier leader left serving (detached instances), start the
+        rest, and wait until every instance serves."""
+        adopted = await self._adopt()
+        started = [self._launch() for _ in range(self.desired - len(adopted))]
         self.instances.extend(started)
         results = await asyncio.gather(
             *(self._wait_ready(i) for i in started), return_exceptions=True
@@ -104,6 +107,30 @@ class VariantFleet:
         if errors:
             await self.stop(drain_s=0)
             raise StartupError(str(errors[0])) from errors[0]
+
+    async def _adopt(self) -> list[Instance]:
+        """The provider's running instances of this variant that a gateway before this
+        one started (Ray's detached actors, after a leader died): the ones that answer
+        /ping serve at once; the others are stopped (and started anew)."""
+        found = await self._provider.adopt(self.spec, self.desired)
+        if not found:
+            return []
+        results = await asyncio.gather(*(self._client.ping(i, self._ping_timeout_s) for i in found))
+        adopted = []
+        for inst, result in zip(found, results, strict=True):
+            if result.status == 200:
+                inst.status = InstanceStatus.IN_SERVICE
+                adopted.append(inst)
+            else:
+                await self._provider.stop(inst, grace_s=1.0)
+        self.instances.extend(adopted)
+        log.info(
+            "%s/%s: adopted %d running instance(s)",
+            self.spec.endpoint_name,
+            self.spec.variant_name,
+            len(adopted),
+        )
+        return adopted
 
     async def scale_to(self, count: int, drain_s: float) -> None:
         """Change the instance count live: new instances take traffic only once they answer
@@ -279,6 +306,19 @@ class VariantFleet:
 
     async def stop(self, drain_s: float) -> None:
         """Wait (up to drain_s) for in-flight requests, then stop every instance."""
+        instances = await self._halt(drain_s)
+        await asyncio.gather(*(self._provider.stop(i, self._shutdown_grace_s) for i in instances))
+
+    async def release(self, drain_s: float) -> None:
+        """As `stop`, but instances that outlive their gateway keep serving: this
+        gateway stops leading, and the next leader adopts them."""
+        instances = await self._halt(drain_s)
+        grace_s = self._shutdown_grace_s
+        await asyncio.gather(*(self._provider.release(i, grace_s) for i in instances))
+
+    async def _halt(self, drain_s: float) -> list[Instance]:
+        """No more health checks or replacements; wait (up to drain_s) for in-flight
+        requests; the instances, handed over to the caller."""
         self._stopped = True
         for task in list(self._replacing):
             task.cancel()
@@ -287,7 +327,7 @@ class VariantFleet:
         while any(i.outstanding for i in self.instances) and loop.time() < deadline:
             await asyncio.sleep(0.05)
         instances, self.instances = self.instances, []
-        await asyncio.gather(*(self._provider.stop(i, self._shutdown_grace_s) for i in instances))
+        return instances
 
 
 def _ping_reason(body: bytes, instance: Instance) -> str:

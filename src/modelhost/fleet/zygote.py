@@ -151,6 +151,8 @@ class ZygoteProvider:
     """Forks built-in-runtime instances from warm zygotes; spawns everything else
     through `base` (see the module docstring)."""
 
+    outlives_gateway = False
+
     def __init__(self, base: LocalProcessProvider, log_dir: Path) -> None:
         self.base = base
         self.log_dir = log_dir
@@ -286,6 +288,15 @@ class ZygoteProvider:
             forked.limit.release()
         sockets.remove(instance.unix_path)
         instance.status = InstanceStatus.STOPPED
+
+    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
+        return []  # local processes die with their gateway
+
+    async def release(self, instance: Instance, grace_s: float) -> None:
+        await self.stop(instance, grace_s)
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        return 0  # nothing outlives its gateway here
 
     def kill_all(self) -> None:
         self._exits.forget_all()

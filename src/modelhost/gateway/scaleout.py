@@ -4,6 +4,10 @@ those snapshots and try to take the lead every `leader_poll_interval_s`.
 
 On SQLite there is one gateway and it leads from the start, as before. Control-plane
 calls work on any gateway: they write the store, which the leader's controller reads.
+
+When the instances outlive their gateway (Ray's detached actors), a new leader keeps the
+last published routes (the hand-over) and serves each endpoint from them until its own
+controller has adopted the endpoint's instances, so no invocation waits for the rebuild.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import Any
 from modelhost.control.controller import Controller
 from modelhost.fleet.instance import Instance
 from modelhost.routing.table import EndpointRoute, RoutingTable
-from modelhost.routing.wire import route_from_doc, route_to_doc
+from modelhost.routing.wire import RemoteTarget, route_from_doc, route_to_doc
 from modelhost.settings import Settings
 from modelhost.store.coordination import LeaderLock, RouteBoard, is_postgres
 from modelhost.store.metadata import MetadataStore
@@ -32,17 +36,57 @@ FOREIGN_CHECK_S = 1.0  # how often the leader rewrites routes another publisher 
 
 class GatewayRoutes:
     """The data plane's RoutingSource and InstanceHealth: the controller's own while this
-    gateway leads, else the leader's snapshots (whose instances it cannot see die)."""
+    gateway leads, else the leader's snapshots (whose instances it cannot see die). Just
+    after taking the lead, endpoints the controller has not rebuilt yet are served from
+    the hand-over routes (`begin_handover`)."""
 
     def __init__(self, controller: Controller) -> None:
         self.controller = controller
         self.leading = False
         self.remote = RoutingTable()
         self._docs: dict[str, dict[str, Any]] = {}
+        self._handover: dict[str, EndpointRoute] = {}
+        self._merged: tuple[RoutingTable, RoutingTable] | None = None
 
     @property
     def table(self) -> RoutingTable:
-        return self.controller.table if self.leading else self.remote
+        if not self.leading:
+            return self.remote
+        own = self.controller.table
+        if not self._handover:
+            return own
+        if self._merged is None or self._merged[0] is not own:
+            self._merged = (own, self._with_handover(own))
+        return self._merged[1]
+
+    def begin_handover(self) -> None:
+        """Keep serving the last published routes (the previous leader's instances, which
+        outlive it) until the controller has its own route for each endpoint. Serverless
+        variants are left out: their instances were the previous leader's."""
+        self._handover = {
+            name: route
+            for name, route in self.remote.endpoints.items()
+            if route.variants and not any(v.serverless for v in route.variants)
+        }
+        self._merged = None
+        if self._handover:
+            log.info("serving %d endpoint(s) from the hand-over routes", len(self._handover))
+
+    def _with_handover(self, own: RoutingTable) -> RoutingTable:
+        """`own` with the hand-over route of each endpoint the controller does not serve
+        yet: one it has no route for before its first pass, or an InService one being
+        rebuilt (a route with neither variants nor a reason). Once the controller serves
+        an endpoint, or it is gone from the store, its hand-over route is dropped."""
+        endpoints = dict(own.endpoints)
+        for name, route in list(self._handover.items()):
+            mine = own.endpoints.get(name)
+            if mine is not None and (mine.variants or mine.unavailable_reason):
+                del self._handover[name]
+            elif mine is not None or not self.controller.reconciled:
+                endpoints[name] = route
+            else:
+                del self._handover[name]
+        return RoutingTable(endpoints, own.version)
 
     def set_remote(self, docs: dict[str, dict[str, Any]]) -> None:
         """Swap in the leader's snapshots; endpoints whose document did not change keep
@@ -71,11 +115,14 @@ class GatewayRoutes:
         return str(leader) if leader else None
 
     def report_unreachable(self, endpoint: str, instance: Instance) -> None:
-        if self.leading:
+        if self.leading and not isinstance(instance, RemoteTarget):
             self.controller.report_unreachable(endpoint, instance)
 
     def is_alive(self, instance: Instance) -> bool:
-        return not self.leading or self.controller.provider.exit_code(instance) is None
+        # A hand-over route's instance is not the controller's: as a follower, assume so.
+        if not self.leading or isinstance(instance, RemoteTarget):
+            return True
+        return self.controller.provider.exit_code(instance) is None
 
 
 class Leadership:
@@ -145,9 +192,17 @@ class Leadership:
                 return
 
     async def _lead(self) -> None:
+        if self.routes.controller.provider.outlives_gateway:
+            # The previous leader's instances still serve: keep its routes (read now if
+            # this gateway never followed) until the controller adopts them.
+            if is_postgres(self.settings.metadata_url) and not self.routes.remote.endpoints:
+                with contextlib.suppress(Exception):
+                    self.routes.set_remote(await asyncio.to_thread(self.board.load))
+            self.routes.begin_handover()
+        elif is_postgres(self.settings.metadata_url):
+            await asyncio.to_thread(self.board.clear)
         self.routes.leading = True
         if is_postgres(self.settings.metadata_url):
-            await asyncio.to_thread(self.board.clear)
             self._leader_tasks.append(asyncio.ensure_future(self._publish_loop()))
             self._leader_tasks.append(asyncio.ensure_future(self._keepalive()))
         await self.on_lead()
@@ -198,9 +253,10 @@ class Leadership:
                 with contextlib.suppress(Exception):
                     for name in await asyncio.to_thread(self.board.foreign):
                         sent.pop(name, None)
-                        if name not in self.routes.controller.table.endpoints:
+                        if name not in self.routes.table.endpoints:
                             await asyncio.to_thread(self.board.publish, name, None)
-            table = self.routes.controller.table
+            # With the hand-over routes while the controller rebuilds (they stay valid).
+            table = self.routes.table
             changed = {n: r for n, r in table.endpoints.items() if sent.get(n) is not r}
             gone = [n for n in sent if n not in table.endpoints]
             try:

@@ -129,6 +129,22 @@ class RayCluster:
                 found.append(int(proc.info["pid"]))
         return found
 
+    def actor_pids(self, actor_class: str = "InstanceActor") -> list[int]:
+        """The pids of the cluster's workers that hold an actor of `actor_class` (Ray
+        titles such a worker `ray::CLASS`, or `ray::CLASS.method` while it runs one):
+        how many instance actors live, without Ray's dashboard."""
+        import psutil
+
+        found = []
+        for pid in self.pids():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                for proc in psutil.Process(pid).children(recursive=True):
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        title = " ".join(proc.cmdline())
+                        if title.startswith(f"ray::{actor_class}"):
+                            found.append(proc.pid)
+        return sorted(set(found))
+
     def kill_node(self, index: int) -> None:
         """Kill node `index`'s raylet with SIGKILL, as a lost machine would go."""
         for pid in self.pids(index):

@@ -5,6 +5,10 @@ process lives, starts the process on the node's own address, and stops it. The i
 watches the actor's pid (`MH_INSTANCE_PARENT_PID`), so a dead actor, worker or raylet takes
 its instance with it, and the gateway sees the actor's death through Ray.
 
+An endpoint's instance actor is detached and named (`placement.actor_name`): it outlives
+the gateway that created it, and the next leader finds it, asks it to `describe` itself
+and adopts it (fleet/ray/provider.py).
+
 This module is imported on the nodes: it needs only the standard library,
 `fleet/environment.py` (the allow-list of what an instance inherits) and
 `fleet/ray/artifacts.py` (the node fetches the model from the artifact store).
@@ -33,6 +37,7 @@ class InstanceActor:
 
     def __init__(self) -> None:
         self._proc: subprocess.Popen[bytes] | None = None
+        self._info: dict[str, Any] = {}
 
     def start(self, launch: dict[str, Any]) -> dict[str, Any]:
         """Start the instance process on this node; where it listens and runs."""
@@ -78,17 +83,31 @@ class InstanceActor:
                 cwd=str(model_dir),
                 start_new_session=True,
             )
-        return {
+        self._info = {
             "host": host,
             "port": port,
             "pid": self._proc.pid,
             "node_id": ray.get_runtime_context().get_node_id(),
+            "instance_id": launch.get("instance_id", ""),
+            "fingerprint": launch.get("fingerprint", ""),
+            "log_path": str(log_path),
+            "started_s": time.time(),
         }
+        return dict(self._info)
 
-    def wait(self) -> int:
-        """Block until the process exits; its status."""
+    def describe(self) -> dict[str, Any]:
+        """What `start` answered, and whether the process still runs (for adoption)."""
+        return {**self._info, "running": self._proc is not None and self._proc.poll() is None}
+
+    def wait(self, timeout_s: float | None = None) -> int | None:
+        """Block until the process exits (its status) or `timeout_s` passes (None). The
+        wait is bounded so that the calls of gateways that died meanwhile do not hold
+        the actor's threads for good."""
         assert self._proc is not None
-        return self._proc.wait()
+        try:
+            return self._proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
 
     def stop(self, grace_s: float) -> None:
         """SIGTERM, then SIGKILL after `grace_s`; whatever the process started goes too."""

@@ -6,10 +6,17 @@ several "ml.m5.large". The instances of one variant spread over the nodes as Sag
 spreads them over zones: a new instance goes to the live node with the fewest instances of
 its variant that still has room for it, never to a node where one of ours just died while
 another node is left.
+
+Endpoint instances outlive the gateway that placed them (detached, named actors in a
+namespace per metadata store): the next leader adopts the ones that still run its
+variant's model and config (`choose_adopted`) and starts only the missing ones.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -92,3 +99,70 @@ def node_views(
             )
         )
     return views
+
+
+# --- Instances that outlive their gateway: names, namespaces, adoption ---------------------
+
+ACTOR_PREFIX = "mh"
+
+
+def ray_namespace(metadata_url: str) -> str:
+    """The Ray namespace of the gateways that share one metadata store: they adopt each
+    other's instances, and gateways on another store (or another SQLite home) never do.
+    The password is left out, so changing it keeps the namespace."""
+    without_password = re.sub(r"//([^:/@]*):[^@/]*@", r"//\1@", metadata_url)
+    digest = hashlib.sha256(without_password.encode()).hexdigest()[:16]
+    return f"modelhost-{digest}"
+
+
+def actor_prefix(endpoint: str, variant: str) -> str:
+    """What the names of a variant's instance actors start with. Endpoint and variant
+    names are letters, digits and hyphens, so the colons are unambiguous."""
+    return f"{ACTOR_PREFIX}:{endpoint}:{variant}:"
+
+
+def actor_name(endpoint: str, variant: str, instance_id: str) -> str:
+    """The Ray name of one instance's actor: found again by the next leader."""
+    return actor_prefix(endpoint, variant) + instance_id
+
+
+def parse_actor_name(name: str) -> tuple[str, str, str] | None:
+    """(endpoint, variant, instance id) of an instance actor's name; None for others."""
+    parts = name.split(":")
+    if len(parts) != 4 or parts[0] != ACTOR_PREFIX or not all(parts[1:]):
+        return None
+    return parts[1], parts[2], parts[3]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A live instance actor of a variant that no gateway tracks (its leader is gone), as
+    it describes itself."""
+
+    instance_id: str
+    node_id: str
+    fingerprint: str
+    running: bool
+    started_s: float
+
+
+def choose_adopted(
+    candidates: Iterable[Candidate], fingerprint: str, count: int
+) -> tuple[list[Candidate], list[Candidate]]:
+    """(adopt, stop): at most `count` candidates whose process runs the variant's current
+    model and config (`fingerprint`), spread over as many nodes as they are on (each pick
+    the node with the fewest adopted so far, then the oldest instance); the others, stale
+    or beyond `count`, are to be stopped."""
+    pool = sorted(
+        (c for c in candidates if c.running and c.fingerprint == fingerprint),
+        key=lambda c: (c.started_s, c.instance_id),
+    )
+    stale = [c for c in candidates if c not in pool]
+    adopted: list[Candidate] = []
+    per_node: Counter[str] = Counter()
+    while pool and len(adopted) < count:
+        best = min(pool, key=lambda c: per_node[c.node_id])  # min keeps the oldest first
+        pool.remove(best)
+        adopted.append(best)
+        per_node[best.node_id] += 1
+    return adopted, stale + pool

@@ -7,6 +7,11 @@ its pings fail, so the fleet's usual wait for /ping covers Ray's scheduling too.
 running instance has one outstanding `wait` call on its actor: it returns the process's
 exit status, or fails when the actor, its worker or its node dies (Ray's own signal),
 and `exit_code` turns either into the status the fleet replaces instances on.
+
+An endpoint's instances (`LaunchSpec.detached`) are detached actors named after their
+endpoint, variant and instance id, in the Ray namespace of the metadata store: they keep
+serving when the gateway dies. The gateway that leads next `adopt`s the ones that still
+run the variant's model and config; a gateway that stops leading `release`s them.
 """
 
 from __future__ import annotations
@@ -20,15 +25,21 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.ray.actor import InstanceActor
 from modelhost.fleet.ray.artifacts import launch_artifact
 from modelhost.fleet.ray.placement import (
+    Candidate,
     ResourceRequest,
+    actor_name,
+    actor_prefix,
+    choose_adopted,
     choose_node,
     node_views,
+    parse_actor_name,
     resource_request,
 )
 from modelhost.resources import gpus
@@ -38,8 +49,13 @@ log = logging.getLogger("modelhost.fleet")
 
 # A node where one of our actors died is avoided this long (Ray may not have noticed yet).
 SUSPECT_S = 60.0
-# Threads of an actor: `wait` blocks in one while `start` and `stop` run in others.
-ACTOR_THREADS = 4
+# Threads of an actor: `wait` blocks in one while `start`, `describe` and `stop` run in
+# others (a gateway that died may leave its `wait` running for up to WAIT_S).
+ACTOR_THREADS = 8
+# How long one `wait` call blocks before the gateway asks again.
+WAIT_S = 30.0
+# How long an actor found by its name has to describe itself before it is passed over.
+DESCRIBE_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -53,11 +69,15 @@ class _Placed:
     watch: Any = None  # ObjectRef of InstanceActor.wait, once started
     code: int | None = None
     variant: tuple[str, str] = field(default=("", ""))
+    detached: bool = False
 
 
 class RayProvider:
     """Places instances on the nodes of the Ray cluster at `address` (see the module
-    docstring). `resource_scale` multiplies every request (docs/scale-out.md)."""
+    docstring). `resource_scale` multiplies every request (docs/scale-out.md); `namespace`
+    is the Ray namespace its named actors live in (`placement.ray_namespace`)."""
+
+    outlives_gateway = True
 
     # The nodes fetch artifacts themselves (fleet/ray/artifacts.py): `FleetManager` then
     # leaves them out of the gateway's artifact cache.
@@ -69,9 +89,10 @@ class RayProvider:
         resource_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         ray_api: Any = None,
+        namespace: str = "modelhost",
     ) -> None:
         """`ray_api` replaces the `ray` module (tests pass a fake; it is not initialized)."""
-        self._ray = ray_api if ray_api is not None else _connect(address)
+        self._ray = ray_api if ray_api is not None else _connect(address, namespace)
         self._actor_cls: Any = self._ray.remote(InstanceActor)
         self._scale = resource_scale
         self._clock = clock
@@ -86,13 +107,18 @@ class RayProvider:
         variant = (spec.endpoint_name, spec.variant_name)
         node_id = self._choose(variant, request)
         strategy: Any = NodeAffinitySchedulingStrategy(node_id, soft=True) if node_id else "SPREAD"
-        actor = self._actor_cls.options(
-            num_cpus=request.num_cpus,
-            memory=request.memory_bytes or None,
-            scheduling_strategy=strategy,
-            max_concurrency=ACTOR_THREADS,
-            max_restarts=0,
-        ).remote()
+        options: dict[str, Any] = {
+            "num_cpus": request.num_cpus,
+            "memory": request.memory_bytes or None,
+            "scheduling_strategy": strategy,
+            "max_concurrency": ACTOR_THREADS,
+            "max_restarts": 0,
+        }
+        if spec.detached:
+            # It outlives this gateway: the next leader finds it by its name.
+            options["name"] = actor_name(*variant, instance_id)
+            options["lifetime"] = "detached"
+        actor = self._actor_cls.options(**options).remote()
         log_path = spec.log_dir / f"{instance_id}.log"
         spec.log_dir.mkdir(parents=True, exist_ok=True)
         # If Ray cannot place it, the startup timeout's reason quotes this line.
@@ -118,9 +144,16 @@ class RayProvider:
             "builtin": spec.builtin,
             # Where the node fetches the model from (None: spec.model_dir, a shared path).
             "artifact": launch_artifact(spec),
+            "instance_id": instance_id,
+            "fingerprint": spec.fingerprint,
         }
         self._placed[instance_id] = _Placed(
-            actor, actor.start.remote(launch), request, node_id, variant=variant
+            actor,
+            actor.start.remote(launch),
+            request,
+            node_id,
+            variant=variant,
+            detached=spec.detached,
         )
         # Port 0 until the actor says where the process listens: pings fail until then.
         return Instance(instance_id=instance_id, spec=spec, port=0, pid=0, log_path=log_path)
@@ -167,16 +200,20 @@ class RayProvider:
             # the node is this machine: a loopback address, as on the local cluster.
             instance.pid = info["pid"] if _loopback(info["host"]) else 0
             placed.node_id = info["node_id"]
-            placed.watch = placed.actor.wait.remote()
+            placed.watch = placed.actor.wait.remote(WAIT_S)
             log.info("instance %s runs on Ray node %s", instance.instance_id, instance.host)
             return None
         ready, _ = self._ray.wait([placed.watch], timeout=0)
         if not ready:
             return None
         try:
-            placed.code = int(self._ray.get(placed.watch))
+            code = self._ray.get(placed.watch)
         except Exception as exc:
             return self._failed(instance, placed, f"its Ray actor or node died: {exc}")
+        if code is None:  # still running after WAIT_S: wait again
+            placed.watch = placed.actor.wait.remote(WAIT_S)
+            return None
+        placed.code = int(code)
         return placed.code
 
     def _failed(self, instance: Instance, placed: _Placed, reason: str) -> int:
@@ -202,6 +239,111 @@ class RayProvider:
                 self._ray.kill(placed.actor, no_restart=True)
         instance.status = InstanceStatus.STOPPED
 
+    async def release(self, instance: Instance, grace_s: float) -> None:
+        """A detached instance that runs is forgotten here and keeps serving (the next
+        leader adopts it); any other is stopped."""
+        placed = self._placed.get(instance.instance_id)
+        if placed is not None and placed.detached and placed.code is None:
+            del self._placed[instance.instance_id]
+            return
+        await self.stop(instance, grace_s)
+
+    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
+        """The variant's detached actors that no gateway tracks here (see the protocol):
+        each describes itself; `placement.choose_adopted` picks the ones to keep and the
+        stale ones are stopped."""
+        if not spec.detached:
+            return []
+        prefix = actor_prefix(spec.endpoint_name, spec.variant_name)
+        names = await asyncio.to_thread(self._ray.util.list_named_actors)
+        untracked = [
+            n for n in names if n.startswith(prefix) and n[len(prefix) :] not in self._placed
+        ]
+        described = await asyncio.gather(*(self._describe(n) for n in untracked))
+        found = {c.instance_id: (c, actor, info) for c, actor, info in filter(None, described)}
+        keep, stale = choose_adopted([c for c, _, _ in found.values()], spec.fingerprint, count)
+        for candidate in stale:
+            log.info("stopping stale instance %s of %s", candidate.instance_id, prefix)
+            await self._end(found[candidate.instance_id][1])
+        return [self._adopted(spec, *found[c.instance_id]) for c in keep]
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        """Stop the named actors of this namespace that no gateway tracks here and whose
+        endpoint is not `claimed` (checked again just before each stop: a transition may
+        have adopted it meanwhile)."""
+        names = await asyncio.to_thread(self._ray.util.list_named_actors)
+        ended = 0
+        for name in names:
+            parsed = parse_actor_name(name)
+            if parsed is None or parsed[2] in self._placed or claimed(parsed[0]):
+                continue
+            with contextlib.suppress(Exception):
+                actor = await asyncio.to_thread(self._ray.get_actor, name)
+                if parsed[2] in self._placed or claimed(parsed[0]):
+                    continue
+                log.info(
+                    "stopping instance %s of %s/%s: no gateway serves it",
+                    parsed[2],
+                    parsed[0],
+                    parsed[1],
+                )
+                await self._end(actor)
+                ended += 1
+        return ended
+
+    async def _end(self, actor: Any) -> None:
+        """Stop an actor's process (briefly), then the actor."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(actor.stop.remote(1.0), DESCRIBE_TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            self._ray.kill(actor, no_restart=True)
+
+    async def _describe(self, name: str) -> tuple[Candidate, Any, dict[str, Any]] | None:
+        """The named actor and what it says of itself; None if it is gone or silent (a
+        dying node's, say: Ray ends it soon)."""
+        try:
+            actor = await asyncio.to_thread(self._ray.get_actor, name)
+            info = await asyncio.wait_for(actor.describe.remote(), DESCRIBE_TIMEOUT_S)
+        except Exception as exc:
+            log.info("Ray actor %s did not describe itself: %s", name, exc)
+            return None
+        if not info or "instance_id" not in info:
+            return None  # created, but its process never started (the sweep ends it)
+        candidate = Candidate(
+            instance_id=str(info["instance_id"]),
+            node_id=str(info["node_id"]),
+            fingerprint=str(info["fingerprint"]),
+            running=bool(info["running"]),
+            started_s=float(info["started_s"]),
+        )
+        return candidate, actor, info
+
+    def _adopted(
+        self, spec: LaunchSpec, candidate: Candidate, actor: Any, info: dict[str, Any]
+    ) -> Instance:
+        """Track an adopted actor as if this gateway had started it."""
+        instance = Instance(
+            instance_id=candidate.instance_id,
+            spec=spec,
+            port=int(info["port"]),
+            pid=int(info["pid"]) if _loopback(str(info["host"])) else 0,
+            log_path=Path(info["log_path"]),
+            started_s=candidate.started_s,
+            host=str(info["host"]),
+        )
+        request = resource_request(spec.env.get(gpus.INSTANCE_TYPE_ENV), self._scale)
+        self._placed[candidate.instance_id] = _Placed(
+            actor,
+            None,
+            request,
+            candidate.node_id,
+            watch=actor.wait.remote(WAIT_S),
+            variant=(spec.endpoint_name, spec.variant_name),
+            detached=True,
+        )
+        log.info("adopted instance %s on Ray node %s", candidate.instance_id, instance.host)
+        return instance
+
     def kill_all(self) -> None:
         """Last-resort cleanup: kill every actor (its instance exits with it)."""
         placed, self._placed = list(self._placed.values()), {}
@@ -219,8 +361,9 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _connect(address: str | None) -> Any:
-    """The `ray` module, connected to the cluster at `address` (once per process)."""
+def _connect(address: str | None, namespace: str) -> Any:
+    """The `ray` module, connected to the cluster at `address` in `namespace` (once per
+    process)."""
     try:
         import ray
     except ImportError as exc:  # pragma: no cover - depends on the extra
@@ -228,7 +371,7 @@ def _connect(address: str | None) -> Any:
     if not ray.is_initialized():
         ray.init(
             address=address,
-            namespace="modelhost",
+            namespace=namespace,
             logging_level=logging.WARNING,
             log_to_driver=False,
         )

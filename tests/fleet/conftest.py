@@ -1,0 +1,18 @@
+"""Fixtures of the fleet tests: one local 3-node Ray cluster for the Ray test modules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from modelhost.testing.ray import RayCluster, local_ray_cluster
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Three raylets on this machine (1 CPU each), shared by the Ray test modules: Ray's
+    own processes take ~1.2 GiB and ~10 s to start."""
+    pytest.importorskip("ray")
+    with local_ray_cluster(nodes=3, cpus_per_node=1) as cluster:
+        yield cluster
