@@ -181,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             "MODELHOST_FLEET": "ray",
             "MODELHOST_RAY_ADDRESS": cluster.address,
             "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
+            "MODELHOST_RAY_NODE_CACHE_DIR": str(work / "node-caches"),
             "MODELHOST_AUTH_ENABLED": "false",
             "MODELHOST_LOG_LEVEL": "info",
             "MODELHOST_HEALTH_CHECK_INTERVAL_S": "0.5",

@@ -9,6 +9,14 @@ import pytest
 from modelhost.testing.ray import RayCluster, local_ray_cluster
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every Ray test runs on one xdist worker (pyproject's `--dist loadgroup`), so one
+    cluster serves them all instead of one per worker."""
+    for item in items:
+        if item.get_closest_marker("ray"):
+            item.add_marker(pytest.mark.xdist_group("ray"))
+
+
 @pytest.fixture(scope="session")
 def ray_cluster() -> Iterator[RayCluster]:
     """Three raylets on this machine (1 CPU each), shared by the Ray test modules: Ray's

@@ -48,6 +48,7 @@ def test_killing_the_leader_loses_no_request_and_no_instance(
         "MODELHOST_FLEET": "ray",
         "MODELHOST_RAY_ADDRESS": ray_cluster.address,
         "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
+        "MODELHOST_RAY_NODE_CACHE_DIR": str(tmp_path / "node-caches"),
     }
     ray_cluster.start()  # a node another test killed comes back
     name = unique("ray-lead")

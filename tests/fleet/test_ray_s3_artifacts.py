@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from modelhost.testing.churn import csv_rows
-from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
+from modelhost.testing.ray import RayCluster, node_address
 from modelhost.testing.s3 import (
     TEST_ACCESS_KEY_ID,
     TEST_SECRET_ACCESS_KEY,
@@ -35,12 +35,6 @@ NODE_LINE = re.compile(r"modelhost: model (\S+) (fetched|found in the node's cac
 def s3_url() -> Iterator[str]:
     with local_s3_server() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[RayCluster]:
-    with local_ray_cluster(nodes=3, cpus_per_node=1) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
