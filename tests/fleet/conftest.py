@@ -18,9 +18,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[RayCluster]:
+def ray_session_cluster() -> Iterator[RayCluster]:
     """Three raylets on this machine (1 CPU each), shared by the Ray test modules: Ray's
     own processes take ~1.2 GiB and ~10 s to start."""
     pytest.importorskip("ray")
     with local_ray_cluster(nodes=3, cpus_per_node=1) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(ray_session_cluster: RayCluster) -> RayCluster:
+    """The shared cluster with all its nodes up: a module that kills a node leaves it
+    dead, and the next module gets it back here (`start` only starts missing nodes)."""
+    ray_session_cluster.start()
+    return ray_session_cluster
