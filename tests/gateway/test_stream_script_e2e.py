@@ -1,0 +1,85 @@
+"""A built-in runtime's model that streams: script mode's generator, through real boto3
+(InvokeEndpointWithResponseStream part by part, InvokeEndpoint joined) and its errors."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import EventStreamError
+
+from modelhost.testing.server import ModelhostServer
+from tests.gateway.token_model import words, write_token_model
+from tests.support import deploy, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def token_endpoint(server: ModelhostServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    artifact = write_token_model(tmp_path_factory.mktemp("token-model"))
+    sm, _ = server.clients()
+    name = unique("tokens")
+    deploy(sm, name, str(artifact))
+    return name
+
+
+def _stream(rt: Any, name: str, text: str, **kw: Any) -> Any:
+    return rt.invoke_endpoint_with_response_stream(
+        EndpointName=name, ContentType="text/plain", Body=text, **kw
+    )
+
+
+def test_each_token_is_a_part_sent_as_it_is_produced(
+    rt: Any, token_endpoint: str, tmp_path: Path
+) -> None:
+    release = tmp_path / uuid.uuid4().hex
+    response = _stream(rt, token_endpoint, f"once upon wait:{release} a time")
+    assert response["ContentType"] == "text/plain; charset=utf-8"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    body = response["Body"]
+    events = iter(body)
+    # The generator is blocked on `release` until both parts before it were read here:
+    # a buffered answer would only come after its 60 s wait, saying `not-released`.
+    assert next(events) == {"PayloadPart": {"Bytes": b"once "}}
+    assert next(events) == {"PayloadPart": {"Bytes": b"upon "}}
+    release.touch()
+    rest = [event["PayloadPart"]["Bytes"] for event in events]
+    assert rest == [b"released ", b"a ", b"time "]
+    body.close()
+
+
+def test_invoke_endpoint_gets_the_tokens_joined(rt: Any, token_endpoint: str) -> None:
+    text = "the quick brown fox"
+    out = rt.invoke_endpoint(EndpointName=token_endpoint, ContentType="text/plain", Body=text)
+    assert out["ContentType"] == "text/plain; charset=utf-8"
+    assert out["Body"].read() == b"".join(words(text))
+
+
+def test_a_failure_before_the_first_token_is_a_model_error(rt: Any, token_endpoint: str) -> None:
+    for call in (_stream, _invoke):
+        with pytest.raises(rt.exceptions.ModelError) as info:
+            call(rt, token_endpoint, "fail now")
+        assert info.value.response["OriginalStatusCode"] == 500
+        assert "the token model failed" in info.value.response["OriginalMessage"]
+
+
+def test_a_failure_mid_stream_ends_it_with_model_stream_error(rt: Any, token_endpoint: str) -> None:
+    body = _stream(rt, token_endpoint, "one two fail three")["Body"]
+    events = iter(body)
+    assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
+    assert next(events) == {"PayloadPart": {"Bytes": b"two "}}
+    with pytest.raises(EventStreamError) as info:
+        next(events)
+    body.close()
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    # The endpoint keeps serving after a broken stream.
+    assert [e["PayloadPart"]["Bytes"] for e in _stream(rt, token_endpoint, "ok")["Body"]] == [
+        b"ok "
+    ]
+
+
+def _invoke(rt: Any, name: str, text: str) -> Any:
+    return rt.invoke_endpoint(EndpointName=name, ContentType="text/plain", Body=text)
