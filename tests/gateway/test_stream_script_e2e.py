@@ -75,6 +75,11 @@ def test_a_failure_mid_stream_ends_it_with_model_stream_error(rt: Any, token_end
         next(events)
     body.close()
     assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    # InvokeEndpoint of the same: the model ran and broke off, a ModelError (not resent).
+    with pytest.raises(rt.exceptions.ModelError) as joined:
+        _invoke(rt, token_endpoint, "one two fail three")
+    assert joined.value.response["OriginalStatusCode"] == 500
+    assert "broke off" in joined.value.response["OriginalMessage"]
     # The endpoint keeps serving after a broken stream.
     assert [e["PayloadPart"]["Bytes"] for e in _stream(rt, token_endpoint, "ok")["Body"]] == [
         b"ok "
