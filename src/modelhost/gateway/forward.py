@@ -94,7 +94,7 @@ class LeaderForwarder:
     async def _relay(self, resp: aiohttp.ClientResponse, receive: Receive, send: Send) -> bool:
         """Send the leader's answer on as it arrives; True when it was sent whole."""
         back = [
-            (k.encode("latin-1"), v.encode("latin-1"))
+            (k.lower().encode("latin-1"), v.encode("latin-1"))
             for k, v in resp.headers.items()
             if k.lower() not in _RESPONSE_DROP
         ]
