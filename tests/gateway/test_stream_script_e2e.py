@@ -1,8 +1,12 @@
 """A built-in runtime's model that streams: script mode's generator, through real boto3
-(InvokeEndpointWithResponseStream part by part, InvokeEndpoint joined) and its errors."""
+(InvokeEndpointWithResponseStream part by part, InvokeEndpoint joined), through the V2
+generate extension (SSE), and its errors."""
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,6 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import EventStreamError
 
+from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.server import ModelhostServer
 from tests.gateway.token_model import words, write_token_model
 from tests.support import deploy, unique
@@ -88,3 +93,53 @@ def test_a_failure_mid_stream_ends_it_with_model_stream_error(rt: Any, token_end
 
 def _invoke(rt: Any, name: str, text: str) -> Any:
     return rt.invoke_endpoint(EndpointName=name, ContentType="text/plain", Body=text)
+
+
+def _generate(server: ModelhostServer, name: str, verb: str, text: str) -> Any:
+    """POST the V2 generate request; the response, open for reading as it arrives."""
+    url = f"{server.url}/v2/models/{name}/{verb}"
+    headers = signed_headers(url, "POST", server.credentials)
+    headers["Content-Type"] = "application/json"
+    body = json.dumps({"text_input": text, "parameters": {"max_tokens": 8}}).encode()
+    return urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=60)
+
+
+def test_v2_generate_stream_sends_one_event_per_token(
+    server: ModelhostServer, token_endpoint: str, tmp_path: Path
+) -> None:
+    release = tmp_path / uuid.uuid4().hex
+    with _generate(server, token_endpoint, "generate_stream", f"hi wait:{release} you") as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+
+        def event() -> dict[str, Any]:
+            line = resp.readline()
+            assert resp.readline() == b"\n"  # each event ends with a blank line
+            assert line.startswith(b"data: ")
+            return dict(json.loads(line[len(b"data: ") :]))
+
+        first = event()  # the generator still waits for `release`
+        assert first == {"model_name": token_endpoint, "model_version": "AllTraffic",
+                         "text_output": "hi "}  # fmt: skip
+        release.touch()
+        assert [event()["text_output"] for _ in range(2)] == ["released ", "you "]
+        assert resp.read() == b""
+    with _generate(server, token_endpoint, "generate", "a b") as resp:
+        doc = json.loads(resp.read())
+    assert doc == {"model_name": token_endpoint, "model_version": "AllTraffic",
+                   "text_output": "a b "}  # fmt: skip
+
+
+def test_v2_generate_errors(server: ModelhostServer, token_endpoint: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as before:
+        _generate(server, token_endpoint, "generate_stream", "fail")
+    assert before.value.code == 500
+    assert "the token model failed" in json.loads(before.value.read())["error"]
+    before.value.close()
+    with _generate(server, token_endpoint, "generate_stream", "one fail") as resp:
+        events = [line for line in resp.read().split(b"\n\n") if line]
+    assert json.loads(events[0][len(b"data: ") :])["text_output"] == "one "
+    assert "error" in json.loads(events[-1][len(b"data: ") :])
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _generate(server, "no-such-endpoint", "generate", "x")
+    assert missing.value.code == 404
+    missing.value.close()

@@ -8,8 +8,8 @@ server's `predict_fn` would do, without the model.
   test can tell a relayed stream from a buffered one without timing anything;
 - `fail` raises: as the first word, before anything was sent; later, mid-stream.
 
-`output_fn` names the stream's content type. Every script-mode image runs it: `model_fn`
-loads nothing.
+A JSON body is a V2 generate request: its `text_input` is the text. `output_fn` names the
+stream's content type. Every script-mode image runs it: `model_fn` loads nothing.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import tarfile
 from pathlib import Path
 
 SCRIPT = """
+import json
 import time
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def model_fn(model_dir):
 
 
 def input_fn(body, content_type):
-    return body.decode() if isinstance(body, (bytes, bytearray)) else body
+    text = body.decode() if isinstance(body, (bytes, bytearray)) else body
+    if content_type.startswith("application/json"):  # V2 generate: {"text_input": ...}
+        return json.loads(text)["text_input"]
+    return text
 
 
 def predict_fn(text, model):
