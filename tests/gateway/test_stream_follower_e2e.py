@@ -1,8 +1,11 @@
 """A serverless endpoint's streamed invocation through a follower gateway: the follower
-relays the leader's event stream part by part (its instance runs on the leader)."""
+relays the leader's event stream (and a V2 generate_stream) part by part; its instance runs
+on the leader."""
 
 from __future__ import annotations
 
+import json
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -10,6 +13,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.postgres import PostgresCluster
 from tests.gateway.scaleout_support import two_gateways, until
 from tests.gateway.token_model import words, write_token_model
@@ -76,5 +80,15 @@ def test_a_follower_relays_a_serverless_stream_part_by_part(
         release.touch()
         assert [e["PayloadPart"]["Bytes"] for e in events] == [b"released ", b"last "]
         body.close()
+        # The V2 generate extension through the follower: forwarded, and streamed too.
+        again = tmp_path / uuid.uuid4().hex
+        url = f"{b.url}/v2/models/{name}/generate_stream"
+        headers = {**signed_headers(url, "POST", b.credentials), "Content-Type": "application/json"}
+        request = json.dumps({"text_input": f"v2 wait:{again} done"}).encode()
+        with urllib.request.urlopen(urllib.request.Request(url, request, headers), timeout=60) as r:
+            assert json.loads(r.readline()[len(b"data: ") :])["text_output"] == "v2 "
+            again.touch()
+            rest = [json.loads(line[len(b"data: ") :]) for line in r.read().split(b"\n\n") if line]
+        assert [doc["text_output"] for doc in rest] == ["released ", "done "]
         assert list((a.home / "logs" / name).rglob("i-*.log"))  # the leader ran it
         assert not (b.home / "logs" / name).exists()
