@@ -340,8 +340,8 @@ class Gateway:
     def _v2_leader(self, scope: Scope) -> str | None:
         """The leader's URL for a V2 inference of a serverless endpoint on a follower (its
         instances run on the leader, as for InvokeEndpoint)."""
-        if scope["method"] != "POST":
-            return None
+        if scope["method"] != "POST" or self.routes.leading:
+            return None  # the leader itself, or no inference
         raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
         path = parse_model_path("POST", raw.split("?", 1)[0])
         return None if path is None else self.routes.leader_serving(path.endpoint)

@@ -38,6 +38,7 @@ log = logging.getLogger("modelhost.gateway")
 
 PREFIX = "/v2"
 POST_VERBS = ("infer", GENERATE, GENERATE_STREAM)
+_GENERATE_ENDS = (f"/{GENERATE}", f"/{GENERATE_STREAM}")
 MODELS = "/v2/models/"
 HEADER_LENGTH = b"inference-header-content-length"
 # SageMaker's headers a V2 client may add (a Direct multi-container endpoint needs the last).
@@ -121,7 +122,8 @@ class V2API:
         self.generate = generate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.generate is not None and scope["method"] == "POST":
+        generating = scope["method"] == "POST" and scope["path"].endswith(_GENERATE_ENDS)
+        if self.generate is not None and generating:
             raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
             path = parse_model_path("POST", raw_path.split("?", 1)[0])
             if path is not None and path.verb in (GENERATE, GENERATE_STREAM):

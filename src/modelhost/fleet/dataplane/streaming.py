@@ -182,6 +182,7 @@ class StreamingPlane:
         except BaseException:
             free()
             raise
+        answer.timeout_s = core.timeout_s  # each later part gets the whole timeout
         return answer, instance, started, free
 
     async def _relay(
