@@ -3,8 +3,10 @@
 A script-mode handler streams by returning an iterator instead of a body: a generator
 (`yield`), an async generator, or any other iterator of `bytes`/`str` chunks, from
 `predict_fn`, `output_fn` or `transform_fn` (alone or as `(iterator, content_type)`). That
-is the convention of DJL Serving's Python engine and Triton's decoupled Python models: the
-handler yields, the server writes each item as it comes. The runtime wraps it in a
+is the closest convention among model servers: DJL Serving's Python handlers (used by
+SageMaker's LMI containers) hand a generator to `Output.add_stream_content`, MLServer's
+`predict_stream` is an async generator; the handler yields, the server writes each item as
+it comes (the SageMaker inference toolkit itself has no streaming). The runtime wraps it in a
 `StreamedBody`; the container (`container/streams.py`) writes one HTTP chunk per item,
 flushed as it is produced, and the gateway relays each chunk as one `PayloadPart` of
 InvokeEndpointWithResponseStream (InvokeEndpoint gets them joined).
