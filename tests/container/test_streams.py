@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from modelhost.container import streams
 from modelhost.container.asgi import Message
 from modelhost.container.invoke import ServedModel, invoke, send_reply
 from modelhost.frameworks.base import Context, Runtime
@@ -135,6 +136,41 @@ def test_a_failure_mid_stream_leaves_the_answer_unfinished(body: bytes, executor
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_client_gone_stops_and_closes_the_generator(kind: str, executor: Any) -> None:
     runtime = Tokens()
-    sent = asyncio.run(_serve(runtime, f"{kind} a b c d e f".encode(), executor, gone=True))
-    assert len(_bodies(sent)) < 6
+    words = " ".join(str(i) for i in range(1000))
+    sent = asyncio.run(_serve(runtime, f"{kind} {words}".encode(), executor, gone=True))
+    assert len(_bodies(sent)) < 1000
     assert runtime.closed.is_set()  # its finally ran
+
+
+def test_a_sync_stream_gives_the_thread_back_between_slices(
+    executor: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(streams, "SLICE_S", 0.0)  # one item a slice
+    runtime = Tokens()
+    order: list[str] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        queued: list[Any] = []
+
+        async def send(message: Message) -> None:
+            if message.get("body") == b"a ":  # another request's prediction arrives
+                queued.append(loop.run_in_executor(executor, order.append, "other"))
+
+        async def receive() -> Message:
+            await asyncio.Event().wait()
+            return {"type": "http.disconnect"}
+
+        reply = await invoke(ServedModel(runtime, "/m"), b"sync a b c", [], executor)
+        await send_reply(send, receive, reply)
+        await asyncio.gather(*queued)
+
+    original = runtime._word
+
+    def word(w: str) -> Any:
+        order.append(w)
+        return original(w)
+
+    monkeypatch.setattr(runtime, "_word", word)
+    asyncio.run(main())
+    assert order == ["a", "other", "b", "c"]
