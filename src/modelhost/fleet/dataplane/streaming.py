@@ -196,7 +196,7 @@ class StreamingPlane:
     ) -> AsyncIterator[bytes]:
         plane = self.plane
         answer, instance, started = opened
-        keep = route.capture is not None
+        keep = route.capture is not None and not variant.serverless  # as `DataPlane.invoke`
         kept: list[bytes] = []
         status = answer.status
         try:
