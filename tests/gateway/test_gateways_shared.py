@@ -5,8 +5,6 @@ metric rollups and alarms are merged, serverless endpoints answer through any ga
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +15,13 @@ from botocore.exceptions import ClientError
 from modelhost.store.coordination import LEADER_LOCK_KEY, libpq_url
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.postgres import PostgresCluster
-from modelhost.testing.server import ModelhostServer, boto3_clients
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, deploy, unique
+from modelhost.testing.server import boto3_clients
+from tests.gateway.scaleout_support import two_gateways, until
+from tests.support import XGBOOST_IMAGE, ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 
 NO_RETRY = {"retries": {"max_attempts": 1, "mode": "standard"}}
-
-
-def until(condition: Callable[[], Any], what: str, timeout_s: float = 90.0) -> Any:
-    """The first truthy `condition()`, polled until the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not in {timeout_s} s: {what}"
-        time.sleep(0.05)
 
 
 def lock_holders(url: str) -> list[tuple[int, str]]:
@@ -55,26 +43,6 @@ def invoke_code(rt: Any) -> str:
     except ClientError as exc:
         return str(exc.response["Error"]["Code"])
     return ""
-
-
-@contextmanager
-def two_gateways(
-    tmp_path: Path, url: str, extra: dict[str, str] | None = None
-) -> Iterator[tuple[ModelhostServer, ModelhostServer]]:
-    """A leader and a follower on `url`, with separate homes that share only the master
-    key file (the secret-encryption key; a setting of its own once that lands)."""
-    env = {
-        **FAST_ENV,
-        "MODELHOST_DATABASE_URL": url,
-        "MODELHOST_LEADER_POLL_INTERVAL_S": "0.2",
-        "MODELHOST_LEADER_KEEPALIVE_TIMEOUT_S": "2",
-        **(extra or {}),
-    }
-    with ModelhostServer(tmp_path / "a", env=env) as leader:
-        (tmp_path / "b" / "auth").mkdir(parents=True, mode=0o700)
-        (tmp_path / "b" / "auth" / "master.key").symlink_to(tmp_path / "a/auth/master.key")
-        with ModelhostServer(tmp_path / "b", env=env) as follower:
-            yield leader, follower
 
 
 def test_the_leader_steps_down_when_its_connection_dies(

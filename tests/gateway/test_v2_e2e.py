@@ -74,7 +74,7 @@ def _invocations(server: ModelhostServer, endpoint: str) -> float:
 def test_live_and_ready(triton: Any) -> None:
     assert triton.is_server_live()
     assert triton.is_server_ready()
-    assert triton.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    assert triton.get_server_metadata()["extensions"] == ["binary_tensor_data", "generate"]
 
 
 def test_infer_equals_invocations(

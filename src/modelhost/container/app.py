@@ -34,6 +34,7 @@ from modelhost.container.invoke import (
     invoke,
     is_ours,
     load_failure_reason,
+    send_reply,
     served_model,
 )
 from modelhost.container.loading import load_runtime, runtime_options
@@ -220,7 +221,7 @@ class InstanceApp:
                 await respond(send, 503, b"Model is still loading: retry when /ping is 200", TEXT)
             return
         reply = await invoke(model, body, scope["headers"], self._executor)
-        await respond(send, reply.status, reply.body, reply.content_type, reply.headers)
+        await send_reply(send, receive, reply)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -21,12 +21,15 @@ import asyncio
 import logging
 import time
 import traceback
+from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from modelhost.container.asgi import TEXT
+from modelhost.container.asgi import TEXT, Receive, Send, respond
 from modelhost.container.asgi import Headers as RawHeaders
+from modelhost.container.streams import produce, respond_streamed
+from modelhost.frameworks.streaming import StreamedBody
 
 if TYPE_CHECKING:
     from modelhost.container.batching import Batcher
@@ -42,12 +45,26 @@ CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 
 @dataclass
 class Reply:
-    """What an invocation answers: status, body, its content type and extra headers."""
+    """What an invocation answers: status, body, its content type and extra headers.
+
+    A streamed answer (`container.streams`) has its first chunk in `body` and the chunks
+    still to come in `rest`; `send_reply` sends either kind."""
 
     status: int
     body: bytes
     content_type: bytes
     headers: RawHeaders = field(default_factory=list)
+    rest: AsyncIterator[bytes] | None = None
+
+
+async def send_reply(send: Send, receive: Receive, reply: Reply) -> None:
+    """Send `reply`: whole with Content-Length, or chunked as a stream produces it."""
+    if reply.rest is None:
+        await respond(send, reply.status, reply.body, reply.content_type, reply.headers)
+    else:
+        await respond_streamed(
+            send, receive, reply.body, reply.rest, reply.content_type, reply.headers, error_response
+        )
 
 
 class ServedModel:
@@ -139,6 +156,12 @@ async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor:
             answer, media = await asyncio.get_running_loop().run_in_executor(
                 executor, runtime.handle, body, content_type, accept, context
             )
+        rest = None
+        if isinstance(answer, StreamedBody):
+            # The first chunk before the head, so a handler failing at once still gets
+            # its status (see container.streams).
+            rest = produce(answer, executor)
+            answer = await anext(rest, b"")
     except Exception as exc:
         status, message = error_response(exc)
         if status >= 500:
@@ -149,7 +172,7 @@ async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor:
     extra = []
     if context.response_custom_attributes is not None:
         extra.append((CUSTOM_ATTRIBUTES, context.response_custom_attributes.encode("latin-1")))
-    return Reply(200, answer, media.encode("latin-1"), extra)
+    return Reply(200, answer, media.encode("latin-1"), extra, rest)
 
 
 def contract_headers(headers: RawHeaders) -> tuple[str | None, str | None, str | None]:

@@ -47,7 +47,13 @@ from urllib.parse import parse_qs, unquote
 
 from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond
 from modelhost.container.config import InstanceConfig
-from modelhost.container.invoke import ServedModel, invoke, load_failure_reason, served_model
+from modelhost.container.invoke import (
+    ServedModel,
+    invoke,
+    load_failure_reason,
+    send_reply,
+    served_model,
+)
 from modelhost.container.loading import (
     default_budget_bytes,
     directory_bytes,
@@ -199,13 +205,13 @@ class MultiModelHost:
             doc = _error(404, f"Model {name} is not loaded")
             await respond(send, 404, json.dumps(doc).encode(), JSON)
             return
-        self.cache.acquire(name)  # pinned: never evicted while this runs
+        self.cache.acquire(name)  # pinned: never evicted while this runs (or streams)
         try:
             reply = await invoke(model.served, body, scope["headers"], self._executor)
+            await send_reply(send, receive, reply)
         finally:
             self.cache.release(name)
             self._wake_waiters()
-        await respond(send, reply.status, reply.body, reply.content_type, reply.headers)
 
     def close(self) -> None:
         for name in list(self.models):

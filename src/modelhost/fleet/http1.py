@@ -37,7 +37,15 @@ class InstanceUnreachable(ConnectionError):
 
 
 class InstanceDisconnected(ConnectionError):
-    """The connection broke before a whole response arrived (the request may have run)."""
+    """The connection broke before a whole response arrived (the request may have run).
+
+    `answered`: the response had started (its head arrived), so the instance certainly
+    ran the request and broke off its answer (a streamed answer whose model failed
+    mid-stream, container/streams.py): never resent."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class _Connection(asyncio.Protocol):
@@ -77,6 +85,9 @@ class _Connection(asyncio.Protocol):
                 # A close-delimited body (HTTP/1.0 style): the close ends the message.
                 self.keep_alive = False
                 self.on_message_complete()
+                return
+            if self.headers_done:
+                self._fail(InstanceDisconnected("the instance broke off its answer", answered=True))
                 return
             self._fail(InstanceDisconnected("the instance closed the connection"))
 

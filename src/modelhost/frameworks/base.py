@@ -20,6 +20,7 @@ from numpy.typing import DTypeLike, NDArray
 from modelhost.codecs import registry
 from modelhost.codecs.media import choose_accept
 from modelhost.errors import InvalidInput, ModelLoadError
+from modelhost.frameworks.streaming import Body
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,8 @@ class Runtime(ABC):
 
     def handle(
         self, body: bytes, content_type: str | None, accept: str | None, context: Context
-    ) -> tuple[bytes, str]:
-        """One request: decode → predict → encode. Returns (body, content type)."""
+    ) -> tuple[Body, str]:
+        """One request: decode → predict → encode. Returns (body, content type); the body
+        may be a `StreamedBody`, written as it is produced (script mode's generators)."""
         data, out_media = self.prepare(body, content_type, accept)
         return self.encode(self.predict(data), out_media), out_media

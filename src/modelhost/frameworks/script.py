@@ -19,7 +19,9 @@ toolkit's decoders/encoders. JSON and CSV bodies reach `input_fn`/`transform_fn`
 `str` (UTF-8), all others as `bytes`; `content_type` and `accept` are passed as the
 client sent them, except that a missing Accept or `*/*` becomes
 `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT` or `application/json`. A `str` result is
-UTF-8 encoded.
+UTF-8 encoded. A result that is an iterator (a generator, sync or async) of `bytes`/`str`
+chunks streams: each chunk is written as it is produced (`frameworks.streaming`); a
+`predict_fn` that yields with no `output_fn` streams its chunks as they are.
 
 A `requirements.txt` beside the script is pip-installed before the script is imported,
 into a cached directory shared by every instance with the same requirements (see
@@ -56,6 +58,7 @@ from modelhost.errors import (
 )
 from modelhost.frameworks.base import Context, Runtime, RuntimeOptions, describe_files
 from modelhost.frameworks.requirements import REQUIREMENTS_FILE, activate, install_requirements
+from modelhost.frameworks.streaming import Body, StreamedBody, is_stream
 
 HANDLERS = (
     "model_fn",
@@ -86,6 +89,11 @@ _INPUT_TYPES = (
     recordio_codec.MEDIA_TYPE,
 )
 _OUTPUT_TYPES = (registry.JSON, registry.CSV, registry.NPY, registry.JSONLINES)
+
+
+def accept_media(accept: str) -> str:
+    """The content type of an answer whose handler named none: Accept's first type."""
+    return accept.split(",", 1)[0].strip()
 
 
 def wants_context(fn: Callable[..., Any], arity: int) -> bool:
@@ -231,7 +239,7 @@ class ScriptRuntime(Runtime):
 
     def handle(
         self, body: bytes, content_type: str | None, accept: str | None, context: Context
-    ) -> tuple[bytes, str]:
+    ) -> tuple[Body, str]:
         if not content_type:
             content_type = self.base.guess_content_type(body) if self.base else registry.JSON
         if not accept or accept == "*/*":
@@ -258,12 +266,16 @@ class ScriptRuntime(Runtime):
                 prediction = self.default_predict_fn(decoded, self._model)
             if "output_fn" in fns:
                 result = self._call("output_fn", prediction, accept, ctx=context)
+            elif is_stream(prediction):
+                # A token streamer's predict_fn: its chunks are the answer.
+                streamed = StreamedBody(prediction, f"predict_fn in {self._label}")
+                return streamed, accept_media(accept)
             else:
                 result = self.default_output_fn(prediction, accept)
         return self._response(result, accept)
 
-    def _response(self, result: Any, accept: str) -> tuple[bytes, str]:
-        media = accept.split(",", 1)[0].strip()
+    def _response(self, result: Any, accept: str) -> tuple[Body, str]:
+        media = accept_media(accept)
         if isinstance(result, tuple) and len(result) == 2:
             result, returned_type = result
             media = returned_type or media
@@ -272,9 +284,11 @@ class ScriptRuntime(Runtime):
         if isinstance(result, bytes | bytearray | memoryview):
             return bytes(result), media
         where = "transform_fn" if "transform_fn" in self._fns else "output_fn"
+        if is_stream(result):
+            return StreamedBody(result, f"{where} in {self._label}"), media
         raise InferenceError(
             f"{where} in {self._label} returned {type(result).__name__}: "
-            "return bytes, str, or (body, content_type)"
+            "return bytes, str, (body, content_type), or an iterator of bytes/str chunks"
         )
 
     # --- toolkit defaults -------------------------------------------------------------

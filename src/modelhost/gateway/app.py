@@ -61,6 +61,7 @@ from modelhost.gateway.predictions_api import PredictionsAPI
 from modelhost.gateway.runtime_api import parse_invocation_path
 from modelhost.gateway.scaleout import GatewayRoutes, Leadership
 from modelhost.gateway.stored_alarms import StoredAlarms
+from modelhost.gateway.v2_api import parse_model_path
 from modelhost.jobs.manager import TransformJobs
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.jobs.processing import ProcessingJobs
@@ -302,6 +303,10 @@ class Gateway:
             await self.predictions_api(scope, receive, send)
             return
         if scope["type"] == "http" and scope["path"].startswith("/v2"):
+            leader = self._v2_leader(scope)
+            if leader is not None:
+                await self.forwarder(leader, scope, receive, send)
+                return
             await self.v2_api(scope, receive, send)
             return
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -331,6 +336,15 @@ class Gateway:
                 await self.runtime_api(scope, receive, send)
                 return
         await self.other(scope, receive, send)
+
+    def _v2_leader(self, scope: Scope) -> str | None:
+        """The leader's URL for a V2 inference of a serverless endpoint on a follower (its
+        instances run on the leader, as for InvokeEndpoint)."""
+        if scope["method"] != "POST" or self.routes.leading:
+            return None  # the leader itself, or no inference
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        path = parse_model_path("POST", raw.split("?", 1)[0])
+        return None if path is None else self.routes.leader_serving(path.endpoint)
 
     def _alarms_for(self, policy_arn: str) -> list[tuple[str, str]]:
         """CloudWatch alarms whose AlarmActions name a step scaling policy."""

@@ -18,6 +18,7 @@ from modelhost.gateway.runtime_api import RuntimeAPI
 from modelhost.gateway.scaleout import GatewayRoutes
 from modelhost.gateway.stream_api import StreamAPI
 from modelhost.gateway.v2_api import V2API
+from modelhost.gateway.v2_generate import V2Generate
 from modelhost.jobs.asyncinf.service import AsyncInference
 from modelhost.scaling.serverless_pool import ServerlessPool
 from modelhost.settings import Settings
@@ -120,7 +121,16 @@ def runtime_api(
 def v2_api(settings: Settings, runtime: RuntimeAPI) -> V2API:
     """The Open Inference Protocol over the runtime's data plane (same limits, same
     refusal of async endpoints)."""
-    return V2API(runtime.plane, settings.max_payload_bytes, settings.account_id, runtime.is_async)
+    generate = None
+    if isinstance(runtime.stream, StreamAPI):  # the generate extension streams as it does
+        generate = V2Generate(runtime.stream.plane, settings.max_payload_bytes, settings.account_id)
+    return V2API(
+        runtime.plane,
+        settings.max_payload_bytes,
+        settings.account_id,
+        runtime.is_async,
+        generate,
+    )
 
 
 def serverless_pool(

@@ -4,6 +4,7 @@
     GET  /v2/models/{name}[/versions/{v}]                 model metadata
     GET  /v2/models/{name}[/versions/{v}]/ready           200 ready, 400 not (yet)
     POST /v2/models/{name}[/versions/{v}]/infer           inference
+    POST /v2/models/{name}[/versions/{v}]/generate[_stream]  text generation (v2_generate)
 
 `{name}` is an endpoint name, or `{endpoint}/{TargetModel}` for a multi-model endpoint
 (the slash may be sent as is or as %2F: tritonclient quotes model names keeping `/`, and
@@ -30,11 +31,14 @@ from modelhost.fleet.dataplane.shadow import ShadowJob
 from modelhost.gateway import v2_tensors
 from modelhost.gateway.asgi import Receive, Scope, Send, check_content_length, read_body, respond
 from modelhost.gateway.multimodel import validate_target_model
+from modelhost.gateway.v2_generate import GENERATE, GENERATE_STREAM, V2Generate
 from modelhost.routing.table import EndpointRoute
 
 log = logging.getLogger("modelhost.gateway")
 
 PREFIX = "/v2"
+POST_VERBS = ("infer", GENERATE, GENERATE_STREAM)
+_GENERATE_ENDS = (f"/{GENERATE}", f"/{GENERATE_STREAM}")
 MODELS = "/v2/models/"
 HEADER_LENGTH = b"inference-header-content-length"
 # SageMaker's headers a V2 client may add (a Direct multi-container endpoint needs the last).
@@ -46,7 +50,7 @@ _PASS = (
 SERVER_METADATA = {
     "name": "modelhost",
     "version": __version__,
-    "extensions": ["binary_tensor_data"],
+    "extensions": ["binary_tensor_data", "generate"],
 }
 
 
@@ -57,7 +61,7 @@ class ModelPath:
         self.endpoint = endpoint
         self.target = target
         self.version = version
-        self.verb = verb  # "infer", "ready" or "" (metadata)
+        self.verb = verb  # "infer", "generate", "generate_stream", "ready" or "" (metadata)
 
     @property
     def name(self) -> str:
@@ -71,9 +75,10 @@ def parse_model_path(method: str, raw_path: str) -> ModelPath | None:
     rest = raw_path[len(MODELS) :].rstrip("/")
     verb = ""
     if method == "POST":
-        if not rest.endswith("/infer"):
+        verb = next((v for v in POST_VERBS if rest.endswith(f"/{v}")), "")
+        if not verb:
             return None
-        rest, verb = rest[: -len("/infer")], "infer"
+        rest = rest[: -len(verb) - 1]
     elif rest.endswith("/ready"):
         rest, verb = rest[: -len("/ready")], "ready"
     version = None
@@ -108,13 +113,22 @@ class V2API:
         max_payload_bytes: int,
         account_id: str,
         is_async: Callable[[str], bool] = lambda _name: False,
+        generate: V2Generate | None = None,
     ) -> None:
         self.plane = plane
         self.max_payload_bytes = max_payload_bytes
         self.account_id = account_id
         self.is_async = is_async
+        self.generate = generate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        generating = scope["method"] == "POST" and scope["path"].endswith(_GENERATE_ENDS)
+        if self.generate is not None and generating:
+            raw_path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+            path = parse_model_path("POST", raw_path.split("?", 1)[0])
+            if path is not None and path.verb in (GENERATE, GENERATE_STREAM):
+                await self._generate(self.generate, scope, receive, send, path)
+                return
         shadow_jobs: list[ShadowJob] = []
         try:
             status, headers, body = await self._serve(scope, receive, shadow_jobs)
@@ -147,6 +161,28 @@ class V2API:
         if path.verb == "":
             return _json(200, self._metadata(route, path))
         return await self._infer(scope, receive, route, path, shadow_jobs)
+
+    async def _generate(
+        self, generate: V2Generate, scope: Scope, receive: Receive, send: Send, path: ModelPath
+    ) -> None:
+        try:
+            self._route(path)
+            self._refuse_async(path.endpoint)
+            streamed = await generate.open(scope, receive, path.endpoint, path.target, path.version)
+        except Exception as exc:
+            status, body = v2_error(exc)
+            headers = [(b"content-type", b"application/json")]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await respond(send, status, headers, body)
+            return
+        await generate.answer(receive, send, streamed, path.name, path.verb)
+
+    def _refuse_async(self, endpoint: str) -> None:
+        if self.is_async(endpoint):
+            raise ValidationError(
+                f"Endpoint {endpoint} is an asynchronous endpoint (AsyncInferenceConfig); "
+                "invoke it with InvokeEndpointAsync."
+            )
 
     def _route(self, path: ModelPath) -> EndpointRoute:
         route = self.plane.routes.table.endpoints.get(path.endpoint)
@@ -193,11 +229,7 @@ class V2API:
         shadow_jobs: list[ShadowJob],
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         started = time.perf_counter()
-        if self.is_async(path.endpoint):
-            raise ValidationError(
-                f"Endpoint {path.endpoint} is an asynchronous endpoint (AsyncInferenceConfig); "
-                "invoke it with InvokeEndpointAsync."
-            )
+        self._refuse_async(path.endpoint)
         headers = dict(scope["headers"])
         check_content_length(headers, self.max_payload_bytes)
         body = await read_body(receive, self.max_payload_bytes)

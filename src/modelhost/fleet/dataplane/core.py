@@ -6,7 +6,9 @@ error mapping exist once:
 - `InstanceUnreachable` (the connection could not be made): the request never reached
   the instance, so it is safe to send elsewhere; the instance is reported to the health
   sink and another one is picked, until none is left (ServiceUnavailable).
-- `InstanceDisconnected` (the connection broke mid-request): if the instance is alive,
+- `InstanceDisconnected` (the connection broke mid-request): after the answer had
+  started, on a live instance, the model broke it off (a stream failing midway): a
+  ModelError (500). Before it, if the instance is alive,
   most likely an idle keep-alive connection was closed under us before the request was
   read, so one more attempt is safe; otherwise the instance is reported and the caller
   gets ServiceUnavailable (the request may have run: never silently resent).
@@ -132,6 +134,16 @@ class Invoker:
             self.health.report_unreachable(endpoint, instance)
             return
         if isinstance(exc, InstanceDisconnected):
+            if exc.answered and self.health.is_alive(instance):
+                # The model started answering, then broke off (a stream failing midway):
+                # it ran, so it is the model's error, and never resent.
+                raise self.model_error(
+                    endpoint,
+                    500,
+                    b"The model broke off its answer midway",
+                    "primary",
+                    instance.log_path,
+                ) from exc
             if not (retry.stale and self.health.is_alive(instance)):
                 self.health.report_unreachable(endpoint, instance)
                 raise ServiceUnavailable(

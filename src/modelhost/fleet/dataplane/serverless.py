@@ -50,20 +50,25 @@ class ServerlessInvoker:
         except ServiceUnavailable as exc:
             if core.health.is_alive(instance):
                 raise
-            limit = instance.spec.memory_limit_bytes
-            raise ModelError(
-                f"The serverless instance {instance.instance_id} of variant {variant.name} "
-                "exited while serving the request"
-                + (
-                    f"; it most likely exceeded its memory limit (MemorySizeInMB "
-                    f"{limit // (1024 * 1024)})"
-                    if limit
-                    else ""
-                )
-                + f". See {instance.log_path} for more information.",
-                500,
-                "instance exited",
-                core.log_stream(endpoint, instance.log_path),
-            ) from exc
+            raise self.exited(endpoint, variant, instance) from exc
         finally:
             await self.capacity.release(endpoint, variant.name, instance)
+
+    def exited(self, endpoint: str, variant: VariantRoute, instance: Instance) -> ModelError:
+        """The error for an instance that died serving a request (its memory limit, most
+        likely)."""
+        limit = instance.spec.memory_limit_bytes
+        return ModelError(
+            f"The serverless instance {instance.instance_id} of variant {variant.name} "
+            "exited while serving the request"
+            + (
+                f"; it most likely exceeded its memory limit (MemorySizeInMB "
+                f"{limit // (1024 * 1024)})"
+                if limit
+                else ""
+            )
+            + f". See {instance.log_path} for more information.",
+            500,
+            "instance exited",
+            self.core.log_stream(endpoint, instance.log_path),
+        )

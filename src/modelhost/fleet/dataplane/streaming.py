@@ -10,7 +10,9 @@ stream has started, a break is a ModelStreamError (`StreamBroken`) and a part th
 not come within the invocation timeout a ModelStreamError
 (`ModelInvocationTimeExceeded`), which the transport sends as the stream's last event.
 
-Every other kind (multi-model, multi-container, serverless) is invoked as `/invocations`
+A serverless variant streams the same way from an instance the serverless pool reserves
+for the stream (starting one if none is idle) and gets back when the stream ends.
+Every other kind (multi-model, multi-container) is invoked as `/invocations`
 is and its answer is one part. The variant's metrics are recorded when the stream ends
 (ModelLatency: until the last part); data capture keeps the whole answer only when the
 endpoint captures; shadow copies are not made of streamed invocations.
@@ -18,12 +20,14 @@ endpoint captures; shadow copies are not made of streamed invocations.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from time import perf_counter
 from typing import cast
 
-from modelhost.errors import ModelStreamError
+from modelhost.errors import ModelStreamError, ServiceUnavailable
 from modelhost.fleet.dataplane.core import MAX_ORIGINAL_MESSAGE, Headers, Retry, Sent
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation
 from modelhost.fleet.dataplane.shadow import ShadowJob
@@ -34,6 +38,8 @@ from modelhost.routing.choose import pick_instance
 from modelhost.routing.table import EndpointRoute, TargetMode, VariantRoute
 
 Opener = Callable[[StreamAddress, bytes, Headers, bytes, float], Awaitable[StreamedAnswer]]
+Opened = tuple[StreamedAnswer, Instance, float, Callable[[], None]]
+"""An answer's head, its instance, when it was asked, and how to free the instance."""
 _OCTETS = b"application/octet-stream"
 _CUSTOM = b"x-amzn-sagemaker-custom-attributes"
 
@@ -61,12 +67,15 @@ class StreamingPlane:
     def __init__(self, plane: DataPlane, opener: Opener = open_stream) -> None:
         self.plane = plane
         self.opener = opener
+        self._releases: set[asyncio.Future[None]] = set()
 
     async def invoke(self, route: EndpointRoute, req: Invocation) -> Streamed:
         plane = self.plane
         variant = plane.variant(route, req.target_variant)
-        streams = not variant.serverless and req.target_model is None
-        if not streams or variant.instances[0].mode is not TargetMode.SINGLE_MODEL:
+        serverless = variant.serverless and plane.serverless is not None
+        if req.target_model is not None or (
+            not serverless and variant.instances[0].mode is not TargetMode.SINGLE_MODEL
+        ):
             req.target_variant = variant.name  # chosen already
             jobs: list[ShadowJob] = []
             _, headers, body = await plane.invoke(route, req, jobs)
@@ -79,14 +88,17 @@ class StreamingPlane:
                 shadow_jobs=jobs,
             )
         plane._check_kind(req, TargetMode.SINGLE_MODEL)
-        answer, instance, started = await self._open(req, variant)
+        opened = await (
+            self._open_serverless(req, variant) if serverless else self._open(req, variant)
+        )
+        answer, instance, started, free = opened
         released = False
 
         def release() -> None:
             nonlocal released
             if not released:
                 released = True
-                instance.outstanding -= 1
+                free()
                 answer.close()
 
         if answer.status >= 400:
@@ -107,11 +119,9 @@ class StreamingPlane:
             close=release,
         )
 
-    async def _open(
-        self, req: Invocation, variant: VariantRoute
-    ) -> tuple[StreamedAnswer, Instance, float]:
+    async def _open(self, req: Invocation, variant: VariantRoute) -> Opened:
         """The answer's head from the least busy instance, retried as `Invoker.run` does;
-        the instance counts the stream as outstanding until it is released."""
+        the instance counts the stream as outstanding until it is freed."""
         core = self.plane.core
         tried: set[str] = set()
         retry = Retry()
@@ -134,7 +144,46 @@ class StreamingPlane:
             except BaseException:
                 instance.outstanding -= 1
                 raise
-            return answer, instance, started
+            return answer, instance, started, partial(_done, instance)
+
+    async def _open_serverless(self, req: Invocation, variant: VariantRoute) -> Opened:
+        """The answer's head from a serverless instance reserved for this stream (started
+        for it, maybe) and given back to the pool when the stream is freed; the cold start
+        counts against the invocation timeout, as in `ServerlessInvoker`."""
+        serverless = self.plane.serverless
+        assert serverless is not None
+        core, capacity = self.plane.core, serverless.capacity
+        started = perf_counter()
+        instance = await capacity.acquire(req.endpoint, variant.name, core.timeout_s)
+
+        def free() -> None:
+            # The pool's release only wakes its waiters: run it as a task so a sync
+            # close (a client gone) gives the instance back too.
+            task = asyncio.ensure_future(capacity.release(req.endpoint, variant.name, instance))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+        remaining_s = max(core.timeout_s - (perf_counter() - started), 0.001)
+        try:
+            answer = await self.opener(
+                instance.address, b"/invocations", req.forward, req.body, remaining_s
+            )
+        except TimeoutError as exc:
+            free()
+            raise core.timed_out(req.endpoint, "primary", instance.log_path) from exc
+        except (InstanceUnreachable, InstanceDisconnected) as exc:
+            free()
+            if core.health.is_alive(instance):
+                raise ServiceUnavailable(
+                    f"Instance {instance.instance_id} of variant {variant.name} could not "
+                    f"be reached ({type(exc).__name__}); retry."
+                ) from exc
+            raise serverless.exited(req.endpoint, variant, instance) from exc
+        except BaseException:
+            free()
+            raise
+        answer.timeout_s = core.timeout_s  # each later part gets the whole timeout
+        return answer, instance, started, free
 
     async def _relay(
         self,
@@ -147,7 +196,7 @@ class StreamingPlane:
     ) -> AsyncIterator[bytes]:
         plane = self.plane
         answer, instance, started = opened
-        keep = route.capture is not None
+        keep = route.capture is not None and not variant.serverless  # as `DataPlane.invoke`
         kept: list[bytes] = []
         status = answer.status
         try:
@@ -172,6 +221,10 @@ class StreamingPlane:
             plane._record(req, variant, sent)
             if keep and status < 400:
                 plane._capture(route, req, variant.name, sent, inference_id)
+
+
+def _done(instance: Instance) -> None:
+    instance.outstanding -= 1
 
 
 def _us(started: float) -> float:

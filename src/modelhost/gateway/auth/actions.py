@@ -60,6 +60,12 @@ PUBLIC_PATHS = frozenset({"/ping", "/healthz", "/api/openapi.json"})
 V2_PUBLIC_PATHS = frozenset({"/v2", "/v2/", "/v2/health/live", "/v2/health/ready"})
 V2_INFER_ACTION = "sagemaker:InvokeEndpoint"
 V2_METADATA_ACTION = "modelhost:GetModelMetadata"
+# The generate extension's stream is InvokeEndpointWithResponseStream in another protocol.
+V2_ACTIONS = {
+    "infer": V2_INFER_ACTION,
+    "generate": V2_INFER_ACTION,
+    "generate_stream": "sagemaker:InvokeEndpointWithResponseStream",
+}
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,7 @@ def v2_target(method: str, raw_path: str) -> Target:
     path = parse_model_path(method, raw_path)
     if path is None or method not in ("GET", "HEAD", "POST"):
         return Target(Surface.RUNTIME, RUNTIME_SERVICE, None, "")
-    action = V2_INFER_ACTION if path.verb == "infer" else V2_METADATA_ACTION
+    action = V2_ACTIONS.get(path.verb, V2_METADATA_ACTION)
     return Target(Surface.RUNTIME, RUNTIME_SERVICE, action, f"endpoint/{path.endpoint}")
 
 

@@ -1,0 +1,145 @@
+"""A built-in runtime's model that streams: script mode's generator, through real boto3
+(InvokeEndpointWithResponseStream part by part, InvokeEndpoint joined), through the V2
+generate extension (SSE), and its errors."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import EventStreamError
+
+from modelhost.gateway.auth.client import signed_headers
+from modelhost.testing.server import ModelhostServer
+from tests.gateway.token_model import words, write_token_model
+from tests.support import deploy, unique
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def token_endpoint(server: ModelhostServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    artifact = write_token_model(tmp_path_factory.mktemp("token-model"))
+    sm, _ = server.clients()
+    name = unique("tokens")
+    deploy(sm, name, str(artifact))
+    return name
+
+
+def _stream(rt: Any, name: str, text: str, **kw: Any) -> Any:
+    return rt.invoke_endpoint_with_response_stream(
+        EndpointName=name, ContentType="text/plain", Body=text, **kw
+    )
+
+
+def test_each_token_is_a_part_sent_as_it_is_produced(
+    rt: Any, token_endpoint: str, tmp_path: Path
+) -> None:
+    release = tmp_path / uuid.uuid4().hex
+    response = _stream(rt, token_endpoint, f"once upon wait:{release} a time")
+    assert response["ContentType"] == "text/plain; charset=utf-8"
+    assert response["InvokedProductionVariant"] == "AllTraffic"
+    body = response["Body"]
+    events = iter(body)
+    # The generator is blocked on `release` until both parts before it were read here:
+    # a buffered answer would only come after its 60 s wait, saying `not-released`.
+    assert next(events) == {"PayloadPart": {"Bytes": b"once "}}
+    assert next(events) == {"PayloadPart": {"Bytes": b"upon "}}
+    release.touch()
+    rest = [event["PayloadPart"]["Bytes"] for event in events]
+    assert rest == [b"released ", b"a ", b"time "]
+    body.close()
+
+
+def test_invoke_endpoint_gets_the_tokens_joined(rt: Any, token_endpoint: str) -> None:
+    text = "the quick brown fox"
+    out = rt.invoke_endpoint(EndpointName=token_endpoint, ContentType="text/plain", Body=text)
+    assert out["ContentType"] == "text/plain; charset=utf-8"
+    assert out["Body"].read() == b"".join(words(text))
+
+
+def test_a_failure_before_the_first_token_is_a_model_error(rt: Any, token_endpoint: str) -> None:
+    for call in (_stream, _invoke):
+        with pytest.raises(rt.exceptions.ModelError) as info:
+            call(rt, token_endpoint, "fail now")
+        assert info.value.response["OriginalStatusCode"] == 500
+        assert "the token model failed" in info.value.response["OriginalMessage"]
+
+
+def test_a_failure_mid_stream_ends_it_with_model_stream_error(rt: Any, token_endpoint: str) -> None:
+    body = _stream(rt, token_endpoint, "one two fail three")["Body"]
+    events = iter(body)
+    assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
+    assert next(events) == {"PayloadPart": {"Bytes": b"two "}}
+    with pytest.raises(EventStreamError) as info:
+        next(events)
+    body.close()
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    # InvokeEndpoint of the same: the model ran and broke off, a ModelError (not resent).
+    with pytest.raises(rt.exceptions.ModelError) as joined:
+        _invoke(rt, token_endpoint, "one two fail three")
+    assert joined.value.response["OriginalStatusCode"] == 500
+    assert "broke off" in joined.value.response["OriginalMessage"]
+    # The endpoint keeps serving after a broken stream.
+    assert [e["PayloadPart"]["Bytes"] for e in _stream(rt, token_endpoint, "ok")["Body"]] == [
+        b"ok "
+    ]
+
+
+def _invoke(rt: Any, name: str, text: str) -> Any:
+    return rt.invoke_endpoint(EndpointName=name, ContentType="text/plain", Body=text)
+
+
+def _generate(server: ModelhostServer, name: str, verb: str, text: str) -> Any:
+    """POST the V2 generate request; the response, open for reading as it arrives."""
+    url = f"{server.url}/v2/models/{name}/{verb}"
+    headers = signed_headers(url, "POST", server.credentials)
+    headers["Content-Type"] = "application/json"
+    body = json.dumps({"text_input": text, "parameters": {"max_tokens": 8}}).encode()
+    return urllib.request.urlopen(urllib.request.Request(url, body, headers), timeout=60)
+
+
+def test_v2_generate_stream_sends_one_event_per_token(
+    server: ModelhostServer, token_endpoint: str, tmp_path: Path
+) -> None:
+    release = tmp_path / uuid.uuid4().hex
+    with _generate(server, token_endpoint, "generate_stream", f"hi wait:{release} you") as resp:
+        assert resp.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+
+        def event() -> dict[str, Any]:
+            line = resp.readline()
+            assert resp.readline() == b"\n"  # each event ends with a blank line
+            assert line.startswith(b"data: ")
+            return dict(json.loads(line[len(b"data: ") :]))
+
+        first = event()  # the generator still waits for `release`
+        assert first == {"model_name": token_endpoint, "model_version": "AllTraffic",
+                         "text_output": "hi "}  # fmt: skip
+        release.touch()
+        assert [event()["text_output"] for _ in range(2)] == ["released ", "you "]
+        assert resp.read() == b""
+    with _generate(server, token_endpoint, "generate", "a b") as resp:
+        doc = json.loads(resp.read())
+    assert doc == {"model_name": token_endpoint, "model_version": "AllTraffic",
+                   "text_output": "a b "}  # fmt: skip
+
+
+def test_v2_generate_errors(server: ModelhostServer, token_endpoint: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as before:
+        _generate(server, token_endpoint, "generate_stream", "fail")
+    assert before.value.code == 500
+    assert "the token model failed" in json.loads(before.value.read())["error"]
+    before.value.close()
+    with _generate(server, token_endpoint, "generate_stream", "one fail") as resp:
+        events = [line for line in resp.read().split(b"\n\n") if line]
+    assert json.loads(events[0][len(b"data: ") :])["text_output"] == "one "
+    assert "error" in json.loads(events[-1][len(b"data: ") :])
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        _generate(server, "no-such-endpoint", "generate", "x")
+    assert missing.value.code == 404
+    missing.value.close()
