@@ -87,9 +87,10 @@ class FastPredictor:
             )
             if status != 0:
                 return None
-            dims = self._dims.value
-            shape = tuple(int(self._shape[i]) for i in range(dims))
-            size = int(np.prod(shape)) if dims else 0
+            shape = tuple(int(self._shape[i]) for i in range(self._dims.value))
+            size = 1
+            for n in shape:  # not np.prod: a few µs per call on a tuple this small
+                size *= n
             out = np.empty(shape, dtype=np.float32)
             # The buffer is XGBoost's, reused by its next call: copy it out now.
             ctypes.memmove(out.ctypes.data, self._preds, size * 4)
