@@ -2,6 +2,7 @@
 
     python bench/multimodel.py [--duration 10] [--runs 3] [--connections 1,8,32]
                                [--trees 100] [--budget-models 20] [--cold-samples 51]
+                               [--scenarios single,singlebatch,hot51,hot51zipf,budget,cold]
 
 Builds one XGBoost churn model per State (`modelhost.testing.state_models`), serves them
 from one multi-model endpoint (`Mode=MultiModel`, a local prefix) and loads it with wrk
@@ -63,6 +64,7 @@ ROLE = "arn:aws:iam::123456789012:role/modelhost"
 HOT_P99_GOAL_MS = 10.0
 BATCHING_SHARE_GOAL = 0.8  # issue 20: multi-model req/s vs single-model batching, same run
 COLD_LOAD_GOAL_MS = 30.0
+SCENARIOS = ("single", "singlebatch", "hot51", "hot51zipf", "budget", "cold")
 
 _REQUEST_LUA = """
 local targets = {{ {targets} }}
@@ -108,7 +110,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--instances", type=int, default=1, help="InitialInstanceCount of every endpoint"
     )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default all; budget = budgetN)",
+    )
     args = parser.parse_args(argv)
+    args.scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [
+        s for s in args.scenarios if s not in SCENARIOS and not re.fullmatch(r"budget\d+", s)
+    ]
+    if unknown or not args.scenarios:
+        parser.error(f"--scenarios takes names from {','.join(SCENARIOS)}, not {unknown}")
     try:
         args.connections = sorted({int(c) for c in args.connections.split(",") if c.strip()})
     except ValueError:
@@ -277,6 +290,117 @@ def check_answers(rt: Any, endpoint: str, models: StateModels) -> None:
             raise BenchError(f"{state}: endpoint says {got}, XGBoost in-process says {want}")
 
 
+class Bench:
+    """The scenarios of one run, each skipped unless `--scenarios` names it."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        wrk: str,
+        server: ModelhostServer,
+        models: StateModels,
+        work: Path,
+        scenarios: dict[str, Any],
+    ) -> None:
+        self.args, self.wrk, self.server, self.models, self.work = args, wrk, server, models, work
+        self.scenarios = scenarios
+        self.sm, self.rt = boto3_clients(server.url)
+
+    def wanted(self, *names: str) -> bool:
+        return any(n in self.args.scenarios for n in names)
+
+    def series(self, label: str, endpoint: str, script: Path, mme: bool) -> None:
+        url = f"{self.server.url}/endpoints/{endpoint}/invocations"
+        self.scenarios[label] = series(
+            label, self.wrk, url, script, self.args, self.server, endpoint if mme else None
+        )
+
+    def baselines(self) -> None:
+        """One state's model on a single-model endpoint, batching off and on."""
+        args, models = self.args, self.models
+        single = self.work / "single.lua"
+        lua = _LUA.format(body=csv_body(models.rows["CA"][:1]), content_type="text/csv")
+        single.write_text(lua)
+        # Batching off: a multi-model instance predicts once per request when requests
+        # for different models cannot be merged, so this is the like-for-like baseline.
+        # One worker, as a multi-model instance has (without batching the default
+        # would follow the instance type's vCPUs). Batching on: the figure per-model
+        # batching is held to.
+        for label, batching in (("single", "off"), ("singlebatch", "on")):
+            if not self.wanted(label):
+                continue
+            container = {
+                "Image": IMAGE,
+                "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
+                "Environment": {
+                    "MH_INSTANCE_BATCHING": batching,
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                },
+            }
+            deploy(self.sm, label, container, args.instances)
+            print(f"single-model endpoint (CA only, batching {batching})", flush=True)
+            self.series(label, label, single, mme=False)
+
+    def hot(self) -> None:
+        """All 51 hot: requests cycling over the states, then Zipf-distributed."""
+        if not self.wanted("hot51", "hot51zipf"):
+            return
+        models, port = self.models, self.server.port
+        deploy_mme(self.sm, "hot51", models.prefix, self.args.instances)
+        first_ms = [
+            post_ms(port, "hot51", models.target(s), csv_body(models.rows[s][:1])) for s in STATES
+        ]
+        check_answers(self.rt, "hot51", models)
+        print(
+            f"multi-model, all 51 hot (first requests, unpacking into the disk cache: "
+            f"median {statistics.median(first_ms):.1f} ms)",
+            flush=True,
+        )
+        if self.wanted("hot51"):
+            self.series(
+                "hot51", "hot51", write_script(self.work / "cycle.lua", models, "cycle"), True
+            )
+            self.scenarios["hot51"]["first_request_ms_median"] = statistics.median(first_ms)
+        if self.wanted("hot51zipf"):
+            # Requests for a hot model arrive together, so per-model batching merges them.
+            zipf = write_script(self.work / "zipf.lua", models, "zipf")
+            self.series("hot51zipf", "hot51", zipf, True)
+
+    def budget(self, budget: int) -> None:
+        """A budget holding N models, uniform random requests over 51."""
+        name = f"budget{self.args.budget_models}"
+        if not self.wanted(name, "budget"):
+            return
+        env = {"MH_INSTANCE_MODEL_CACHE_BYTES": str(budget)}
+        deploy_mme(self.sm, name, self.models.prefix, self.args.instances, env)
+        print(
+            f"multi-model, budget of {self.args.budget_models} models ({budget} bytes)", flush=True
+        )
+        self.series(name, name, write_script(self.work / "random.lua", self.models, "random"), True)
+
+    def cold(self) -> None:
+        """Cold loads from the local disk cache, one at a time."""
+        if not self.wanted("cold"):
+            return
+        models, port, url = self.models, self.server.port, self.server.url
+        deploy_mme(self.sm, "cold", models.prefix, self.args.instances)
+        cold_ms, hot_ms = [], []
+        for state in STATES[: self.args.cold_samples]:
+            body = csv_body(models.rows[state][:1])
+            cold_ms.append(post_ms(port, "cold", models.target(state), body))
+            hot_ms.append(post_ms(port, "cold", models.target(state), body))
+        load_us = metric_mean(url, "ModelLoadingTime", "cold")
+        wait_us = metric_mean(url, "ModelLoadingWaitTime", "cold")
+        self.scenarios["cold"] = {
+            "samples": len(cold_ms),
+            "cold_request_ms_median": statistics.median(cold_ms),
+            "cold_request_ms_max": max(cold_ms),
+            "hot_request_ms_median": statistics.median(hot_ms),
+            "model_loading_time_ms_mean": load_us / 1e3,
+            "model_loading_wait_time_ms_mean": wait_us / 1e3,
+        }
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -315,143 +439,11 @@ def main(argv: list[str] | None = None) -> int:
             "MODELHOST_AUTH_ENABLED": "false",
         }
         with ModelhostServer(work / "home", env=env) as server:
-            sm, rt = boto3_clients(server.url)
-            scenarios = results["scenarios"]
-
-            # Baseline: one state's model on a single-model endpoint.
-            # Batching off: a multi-model instance predicts once per request (requests for
-            # different models cannot be merged), so this is the like-for-like baseline.
-            deploy(
-                sm,
-                "single",
-                {
-                    "Image": IMAGE,
-                    "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                    # One worker, as a multi-model instance has (without batching the
-                    # default would follow the instance type's vCPUs).
-                    "Environment": {
-                        "MH_INSTANCE_BATCHING": "off",
-                        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                    },
-                },
-                args.instances,
-            )
-            single = work / "single.lua"
-            lua = _LUA.format(body=csv_body(models.rows["CA"][:1]), content_type="text/csv")
-            single.write_text(lua)
-            print("single-model endpoint (baseline: CA only, batching off)", flush=True)
-            scenarios["single"] = series(
-                "single",
-                wrk,
-                f"{server.url}/endpoints/single/invocations",
-                single,
-                args,
-                server,
-                None,
-            )
-
-            # The same model with batching on: the figure per-model batching is held to.
-            deploy(
-                sm,
-                "singlebatch",
-                {
-                    "Image": IMAGE,
-                    "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                    "Environment": {
-                        "MH_INSTANCE_BATCHING": "on",
-                        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                    },
-                },
-                args.instances,
-            )
-            print("single-model endpoint with batching (CA only)", flush=True)
-            scenarios["singlebatch"] = series(
-                "singlebatch",
-                wrk,
-                f"{server.url}/endpoints/singlebatch/invocations",
-                single,
-                args,
-                server,
-                None,
-            )
-
-            # 1. all 51 hot.
-            deploy_mme(sm, "hot51", models.prefix, args.instances)
-            first_ms = [
-                post_ms(server.port, "hot51", models.target(s), csv_body(models.rows[s][:1]))
-                for s in STATES
-            ]
-            check_answers(rt, "hot51", models)
-            print(
-                f"multi-model, all 51 hot (first requests, unpacking into the disk cache: "
-                f"median {statistics.median(first_ms):.1f} ms)",
-                flush=True,
-            )
-            cycle = write_script(work / "cycle.lua", models, "cycle")
-            scenarios["hot51"] = series(
-                "hot51",
-                wrk,
-                f"{server.url}/endpoints/hot51/invocations",
-                cycle,
-                args,
-                server,
-                "hot51",
-            )
-            scenarios["hot51"]["first_request_ms_median"] = statistics.median(first_ms)
-            # The same endpoint, Zipf-skewed traffic: requests for a hot model arrive
-            # together, so per-model batching merges them.
-            zipf = write_script(work / "zipf.lua", models, "zipf")
-            scenarios["hot51zipf"] = series(
-                "hot51zipf",
-                wrk,
-                f"{server.url}/endpoints/hot51/invocations",
-                zipf,
-                args,
-                server,
-                "hot51",
-            )
-
-            # 2. a budget holding N models, uniform random requests over 51.
-            budget = args.budget_models * max(sizes)
-            name = f"budget{args.budget_models}"
-            deploy_mme(
-                sm,
-                name,
-                models.prefix,
-                args.instances,
-                {"MH_INSTANCE_MODEL_CACHE_BYTES": str(budget)},
-            )
-            print(
-                f"multi-model, budget of {args.budget_models} models ({budget} bytes)", flush=True
-            )
-            random_lua = write_script(work / "random.lua", models, "random")
-            scenarios[name] = series(
-                name,
-                wrk,
-                f"{server.url}/endpoints/{name}/invocations",
-                random_lua,
-                args,
-                server,
-                name,
-            )
-
-            # 3. cold loads from the local disk cache, one at a time.
-            deploy_mme(sm, "cold", models.prefix, args.instances)
-            cold_ms, hot_ms = [], []
-            for state in STATES[: args.cold_samples]:
-                body = csv_body(models.rows[state][:1])
-                cold_ms.append(post_ms(server.port, "cold", models.target(state), body))
-                hot_ms.append(post_ms(server.port, "cold", models.target(state), body))
-            load_us = metric_mean(server.url, "ModelLoadingTime", "cold")
-            wait_us = metric_mean(server.url, "ModelLoadingWaitTime", "cold")
-            scenarios["cold"] = {
-                "samples": len(cold_ms),
-                "cold_request_ms_median": statistics.median(cold_ms),
-                "cold_request_ms_max": max(cold_ms),
-                "hot_request_ms_median": statistics.median(hot_ms),
-                "model_loading_time_ms_mean": load_us / 1e3,
-                "model_loading_wait_time_ms_mean": wait_us / 1e3,
-            }
+            bench = Bench(args, wrk, server, models, work, results["scenarios"])
+            bench.baselines()
+            bench.hot()
+            bench.budget(args.budget_models * max(sizes))
+            bench.cold()
     print(report(results, args), flush=True)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"multimodel-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
@@ -463,44 +455,47 @@ def main(argv: list[str] | None = None) -> int:
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     s = results["scenarios"]
     lines = ["", "scenario        conns     req/s    p50 ms    p99 ms   cache hits   vs single"]
-    for name in ("single", "singlebatch", "hot51", "hot51zipf", f"budget{args.budget_models}"):
+    names = ("single", "singlebatch", "hot51", "hot51zipf", f"budget{args.budget_models}")
+    for name in (n for n in names if n in s):
         for c in args.connections:
             m = s[name][c]
-            base = s["single"][c]["requests_per_s"]
+            base = s["single"][c]["requests_per_s"] if "single" in s else float("nan")
             hit = "" if name.startswith("single") else f"{m['cache_hit_ratio']:10.1%}"
             lines.append(
                 f"{name:<14} {c:>6} {m['requests_per_s']:>9,.0f} {m['p50_us'] / 1e3:>9.2f} "
                 f"{m['p99_us'] / 1e3:>9.2f} {hit:>12} {m['requests_per_s'] / base:>10.2f}x"
             )
-    cold = s["cold"]
-    lines += [
-        "",
-        f"cold load from the local disk cache ({cold['samples']} models, one at a time): "
-        f"request median {cold['cold_request_ms_median']:.2f} ms (max "
-        f"{cold['cold_request_ms_max']:.2f}), ModelLoadingTime mean "
-        f"{cold['model_loading_time_ms_mean']:.2f} ms, same request hot "
-        f"{cold['hot_request_ms_median']:.2f} ms",
-        "",
-        "goals:",
-    ]
-    worst_p99 = max(s["hot51"][c]["p99_us"] for c in args.connections) / 1e3
-    lines.append(
-        f"  p99 < {HOT_P99_GOAL_MS:g} ms with all 51 hot (worst over {args.connections} conns): "
-        f"{worst_p99:.2f} ms  {'MET' if worst_p99 < HOT_P99_GOAL_MS else 'NOT MET'}"
-    )
+    cold = s.get("cold")
+    if cold:
+        lines += [
+            "",
+            f"cold load from the local disk cache ({cold['samples']} models, one at a time): "
+            f"request median {cold['cold_request_ms_median']:.2f} ms (max "
+            f"{cold['cold_request_ms_max']:.2f}), ModelLoadingTime mean "
+            f"{cold['model_loading_time_ms_mean']:.2f} ms, same request hot "
+            f"{cold['hot_request_ms_median']:.2f} ms",
+        ]
+    lines += ["", "goals:"]
+    if "hot51" in s:
+        worst_p99 = max(s["hot51"][c]["p99_us"] for c in args.connections) / 1e3
+        lines.append(
+            f"  p99 < {HOT_P99_GOAL_MS:g} ms with all 51 hot (worst over {args.connections} "
+            f"conns): {worst_p99:.2f} ms  {'MET' if worst_p99 < HOT_P99_GOAL_MS else 'NOT MET'}"
+        )
     top = max(args.connections)
-    batched = s["singlebatch"][top]["requests_per_s"]
-    for name in ("hot51", "hot51zipf"):
+    for name in (n for n in ("hot51", "hot51zipf") if n in s and "singlebatch" in s):
+        batched = s["singlebatch"][top]["requests_per_s"]
         share = s[name][top]["requests_per_s"] / batched
         lines.append(
             f"  {name} req/s at {top} conns >= {BATCHING_SHARE_GOAL:.0%} of single-model batching "
             f"({batched:,.0f}): {share:.0%}  {'MET' if share >= BATCHING_SHARE_GOAL else 'NOT MET'}"
         )
-    cold_ms = cold["cold_request_ms_median"]
-    lines.append(
-        f"  cold load < {COLD_LOAD_GOAL_MS:g} ms from the disk cache (request median): "
-        f"{cold_ms:.2f} ms  {'MET' if cold_ms < COLD_LOAD_GOAL_MS else 'NOT MET'}"
-    )
+    if cold:
+        cold_ms = cold["cold_request_ms_median"]
+        lines.append(
+            f"  cold load < {COLD_LOAD_GOAL_MS:g} ms from the disk cache (request median): "
+            f"{cold_ms:.2f} ms  {'MET' if cold_ms < COLD_LOAD_GOAL_MS else 'NOT MET'}"
+        )
     return "\n".join(lines)
 
 

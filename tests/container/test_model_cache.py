@@ -121,3 +121,24 @@ def test_a_fresh_model_is_kept_for_its_first_use_or_until_it_expires() -> None:
     assert cache.fresh_until_s() is None
     cache.release("a")
     assert cache.plan(50, NOW + 1) == Plan(Admission.FITS, ("a",))
+
+
+def test_announced_uses_keep_a_model_for_each_of_them() -> None:
+    """A retry that announces itself (`expect_use`) cannot lose its model to another load
+    between its load answer and its invocation, even after the first request used it."""
+    cache = ModelCache(100, fresh_s=5.0)
+    cache.reserve("a", 60)
+    cache.expect_use("a", NOW)  # announced while loading
+    cache.loaded("a", NOW)
+    cache.acquire("a")
+    cache.release("a")  # one of two uses: still kept
+    assert cache.plan(50, NOW + 1).admission is Admission.WAIT
+    cache.expect_use("a", NOW + 1)  # loaded already: a third request is coming
+    cache.acquire("a")
+    cache.release("a")
+    assert cache.plan(50, NOW + 2).admission is Admission.WAIT
+    assert cache.plan(50, NOW + 6) == Plan(Admission.FITS, ("a",))  # it never came: expires
+    cache.acquire("a")
+    cache.release("a")
+    assert cache.fresh_until_s() is None
+    assert cache.plan(50, NOW + 2) == Plan(Admission.FITS, ("a",))

@@ -240,9 +240,9 @@ def test_a_model_with_a_request_in_flight_is_not_evicted(tmp_path: Path) -> None
 
         slow = pool.submit(slow_request)
         # The load starts while A is busy (its request sleeps in predict_fn).
-        deadline = 50
-        while json.loads(inst.request("GET", "/models/a")[2])["inFlight"] == 0 and deadline:
-            deadline -= 1
+        deadline = time.monotonic() + 60  # generous: a loaded machine may be slow to send
+        while json.loads(inst.request("GET", "/models/a")[2])["inFlight"] == 0:
+            assert time.monotonic() < deadline, "the slow request never reached the instance"
             threading.Event().wait(0.05)
         status, doc = _load(inst, "b", b)
         finished["b"] = time.monotonic()
@@ -269,4 +269,27 @@ def test_a_fresh_model_is_kept_for_its_first_request(
         status, out = _invoke(inst, "CA", models.rows["CA"])  # CA's own request still finds it
         assert status == 200, out
         status, doc = later.result(timeout=30)
+        assert status == 200 and [e["modelName"] for e in doc["evicted"]] == ["CA"]
+
+
+def test_an_announced_request_keeps_its_model(
+    tmp_path: Path, models: StateModels, unpacked: dict[str, Path]
+) -> None:
+    """Room for one: CA was used already, but a load that says `expect_use` (409, it is
+    loaded) keeps it for that request; NY's load waits until it has been served."""
+    with (
+        _start(tmp_path, directory_bytes(unpacked["CA"]) + 16) as inst,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        assert _load(inst, "CA", unpacked["CA"])[0] == 200
+        assert _invoke(inst, "CA", models.rows["CA"])[0] == 200  # its first use: evictable
+        body = json.dumps({"model_name": "CA", "url": str(unpacked["CA"]), "expect_use": True})
+        status, _, out = inst.request(
+            "POST", "/models", body.encode(), {"Content-Type": "application/json"}
+        )
+        assert status == 409, out
+        later = pool.submit(_load, inst, "NY", unpacked["NY"])  # waits for room
+        status, out = _invoke(inst, "CA", models.rows["CA"])  # the announced request
+        assert status == 200, out
+        status, doc = later.result(timeout=60)
         assert status == 200 and [e["modelName"] for e in doc["evicted"]] == ["CA"]

@@ -233,6 +233,17 @@ def test_a_404_after_two_reloads_reaches_the_caller(tmp_path: Path) -> None:
     assert len(loads) == 3  # the first load and MAX_RELOADS reloads
 
 
+def test_reloads_after_a_404_announce_their_request(tmp_path: Path) -> None:
+    """The first load may be shared with other requests; each reload is this request's
+    own and asks the instance to keep the model for it (`expect_use`)."""
+    a = instance("a", 1, model_data_prefix="s3://bucket/p")
+    loads: list[dict[str, Any]] = []
+    transport = FakeTransport({a.address: mme_handler([404, 404, 200], loads)})
+    status, _headers, _body = invoke(plane(tmp_path, mme_route(a), transport), request("CA.tar.gz"))
+    assert status == 200
+    assert [load.get("expect_use", False) for load in loads] == [False, True, True]
+
+
 def test_instances_get_the_artifact_location(tmp_path: Path) -> None:
     a = instance("a", 1, model_data_prefix="s3://bucket/p")
     loads: list[dict[str, Any]] = []

@@ -118,7 +118,10 @@ class HostAgent:
         except LoadRefused as exc:
             return exc.status, {"code": exc.status, "message": exc.message, **exc.extra}
         downloading_us = (time.perf_counter() - started) * 1e6 if fetched else None
-        request = json.dumps({**doc, "url": str(local)}).encode()
+        # `expect_use` is the built-in instance's own extension: a user's server gets
+        # SageMaker's contract only.
+        forward = {k: v for k, v in doc.items() if k != "expect_use"}
+        request = json.dumps({**forward, "url": str(local)}).encode()
         try:
             return await self._load_local(name, url, request, downloading_us)
         except aiohttp.ClientError as exc:

@@ -16,6 +16,9 @@ behave:
   hand and never invoked does not hold its memory forever). Without this, under more
   concurrent models than the budget holds, a load could evict another request's model
   between that model's load and its invocation, and the two would thrash.
+- More requests may say they are coming (`expect_use`: a gateway retrying after its
+  model was evicted under it): the model is then kept for that many uses (again at most
+  `fresh_s`), so a retry cannot lose its model to the same race twice.
 
 Recency is the order of `acquire` calls (an `OrderedDict`); time is passed in (`now_s`,
 any monotonic clock), so tests need no clock.
@@ -51,11 +54,14 @@ class CacheEntry:
     memory_bytes: int
     state: EntryState = EntryState.LOADING
     in_flight: int = 0
-    fresh_until_s: float = 0.0  # kept until its first use or this time, whichever is first
+    fresh_until_s: float = 0.0  # kept for `expected` more uses or until this time
+    expected: int = 0  # uses announced and not yet begun (the load's own request, retries)
 
     def evictable(self, now_s: float) -> bool:
         return (
-            self.state is EntryState.LOADED and self.in_flight == 0 and now_s >= self.fresh_until_s
+            self.state is EntryState.LOADED
+            and self.in_flight == 0
+            and (self.expected == 0 or now_s >= self.fresh_until_s)
         )
 
 
@@ -128,11 +134,19 @@ class ModelCache:
         entry = self._entries[name]
         entry.state = EntryState.LOADED
         entry.fresh_until_s = now_s + self.fresh_s
+        entry.expected += 1  # the request that asked for the load (and any announced)
+        self._entries.move_to_end(name)
+
+    def expect_use(self, name: str, now_s: float) -> None:
+        """One more request is on its way for this (loaded or loading) model: keep it."""
+        entry = self._entries[name]
+        entry.expected += 1
+        entry.fresh_until_s = now_s + self.fresh_s
         self._entries.move_to_end(name)
 
     def fresh_until_s(self) -> float | None:
         """When the first still-fresh model becomes evictable (None: none is fresh)."""
-        times = [e.fresh_until_s for e in self._entries.values() if e.fresh_until_s > 0]
+        times = [e.fresh_until_s for e in self._entries.values() if e.expected > 0]
         return min(times) if times else None
 
     def remove(self, name: str) -> CacheEntry | None:
@@ -143,7 +157,8 @@ class ModelCache:
         """A request starts using the model: pinned, and most recently used."""
         entry = self._entries[name]
         entry.in_flight += 1
-        entry.fresh_until_s = 0.0
+        if entry.expected > 0:
+            entry.expected -= 1
         self._entries.move_to_end(name)
 
     def release(self, name: str) -> None:

@@ -11,6 +11,10 @@
 `url` is the artifact's location (`s3://...`, `file://...`, a path to an archive) or a
 local directory holding the unpacked artifact; the instance fetches it itself
 (`container.model_source`). `{name}` is percent-decoded, so a model name may contain `/`.
+With `"expect_use": true` (our addition; the gateway sends it when it retries a request
+whose model was unloaded under it) the load, or the 409 for a model loaded or loading
+already, also promises one more invocation: the model is kept until it arrives (at most
+the cache's `fresh_s`), so the retry cannot lose it again.
 
 Memory: a model is charged the bytes of its files on disk (a deterministic stand-in for
 its in-memory size; tree models and ONNX graphs are about that size once loaded). When a
@@ -141,22 +145,25 @@ class MultiModelHost:
             name, url = doc["model_name"], doc["url"]
             if not isinstance(name, str) or not name or not isinstance(url, str) or not url:
                 raise TypeError
-        except (ValueError, KeyError, TypeError):
+            expect_use = doc.get("expect_use", False) is True
+        except (ValueError, KeyError, TypeError, AttributeError):
             raise LoadRefused(
                 400, 'The body must be JSON {"model_name": "<name>", "url": "<location>"}'
             ) from None
-        if name in self.models:
-            return 409, _error(409, f"Model {name} is already loaded")
         pending = self._loads.get(name)
-        if pending is not None:
+        if pending is not None and name not in self.models:
             await asyncio.shield(pending)  # its failure is ours too
+        if name in self.models:
+            if expect_use:
+                self.cache.expect_use(name, asyncio.get_running_loop().time())
             return 409, _error(409, f"Model {name} is already loaded")
         task = asyncio.ensure_future(self._admit_and_load(name, url))
         self._loads[name] = task
         try:
             return 200, await asyncio.shield(task)
         finally:
-            self._loads.pop(name, None)
+            if self._loads.get(name) is task:
+                del self._loads[name]
 
     def list(self, query: bytes) -> dict[str, Any]:
         """`GET /models`, sorted by name, paged as MMS pages (the token is an offset)."""

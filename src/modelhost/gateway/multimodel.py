@@ -4,6 +4,8 @@ multi-model endpoints is the data plane's (fleet/dataplane/multimodel.py)."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from modelhost.errors import ValidationError, ValidationException
 from modelhost.store.locations import resolve_target_model
 
@@ -11,6 +13,9 @@ TARGET_MODEL = b"x-amzn-sagemaker-target-model"
 MAX_TARGET_MODEL = 1024
 
 
+# A multi-model endpoint sees the same few thousand names over and over: each is checked
+# once (a failed check raises and is not cached).
+@lru_cache(maxsize=4096)
 def validate_target_model(value: str) -> str:
     """The TargetModel if it is a relative path under the prefix; else ValidationError."""
 

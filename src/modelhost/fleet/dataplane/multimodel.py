@@ -7,7 +7,10 @@ For `TargetModel="CA.tar.gz"` on a variant whose ModelDataUrl is a prefix:
    for one model on one instance share one load); the instance reads the artifact and
    evicts under its own memory budget (it owns the one LRU);
 3. send `POST /models/{name}/invoke`; a 404 (the instance unloaded it meanwhile) loads
-   it again on that instance (at most `MAX_RELOADS` times).
+   it again on that instance (at most `MAX_RELOADS` times), with a load of the request's
+   own that announces it (`expect_use`), so the instance keeps the model for it: under
+   eviction thrash a shared load's model could otherwise be used by the other waiters
+   and evicted again before this request's invocation arrives.
 
 What each instance holds is routing knowledge learned from these answers
 (`Instance.models`): loads add, the `evicted` list of a load answer and 404s remove.
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["MultiModelInvoker", "artifact_url", "json_object"]
 
 TARGET_MODEL = b"x-amzn-sagemaker-target-model"
+MAX_ADDRESSES = 4096  # (prefix, TargetModel) pairs whose URL and path are kept
 MAX_RELOADS = 2  # 404s from an instance (model gone) before the 404 reaches the caller
 _JSON = [(b"content-type", b"application/json")]
 
@@ -67,14 +71,15 @@ class MultiModelInvoker:
         self._loads: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._hit_children: dict[Labels, Any] = {}
         self._model_children: dict[Labels, Any] = {}
+        # (prefix, target) -> (artifact URL, instance path, header): built once per name.
+        self._addresses: dict[tuple[str, str], tuple[str, bytes, tuple[bytes, bytes]]] = {}
 
     async def invoke(
         self, endpoint: str, variant: VariantRoute, target: str, forward: Headers, body: bytes
     ) -> Sent:
         assert variant.model_data_prefix is not None
-        url = artifact_url(variant.model_data_prefix, target)
-        path = b"/models/" + quote(target, safe="").encode() + b"/invoke"
-        headers = [*forward, (TARGET_MODEL, target.encode())]
+        url, path, header = self._address(variant.model_data_prefix, target)
+        headers = [*forward, header]
         instances, rand, busy = variant.instances, self.core.rand, self.busy_outstanding
         hit: list[bool | None] = [None]  # across attempts: was the first try a hit?
 
@@ -84,10 +89,16 @@ class MultiModelInvoker:
         async def attempt(instance: Instance) -> Sent:
             labels = (endpoint, variant.name, instance.instance_id)
             for reloads in range(MAX_RELOADS + 1):
-                if target not in instance.models:
+                if target not in instance.models or reloads:
                     hit[0] = False if hit[0] is None else hit[0]
                     waited = time.perf_counter()
-                    await self._ensure_loaded(labels, instance, target, url)
+                    if reloads:
+                        # Our own load, announcing this request: the instance keeps the
+                        # model until we invoke it (a shared load's model may be used
+                        # and evicted by the others before our invocation arrives).
+                        await self._load(labels, instance, target, url, expect_use=True)
+                    else:
+                        await self._ensure_loaded(labels, instance, target, url)
                     self.metrics.loading_wait_us.labels(*labels).observe(
                         (time.perf_counter() - waited) * 1e6
                     )
@@ -106,6 +117,19 @@ class MultiModelInvoker:
             return sent
 
         return await self.core.run(endpoint, variant.name, pick, attempt)
+
+    def _address(self, prefix: str, target: str) -> tuple[str, bytes, tuple[bytes, bytes]]:
+        key = (prefix, target)
+        address = self._addresses.get(key)
+        if address is None:
+            if len(self._addresses) >= MAX_ADDRESSES:
+                self._addresses.clear()
+            address = self._addresses[key] = (
+                artifact_url(prefix, target),
+                b"/models/" + quote(target, safe="").encode() + b"/invoke",
+                (TARGET_MODEL, target.encode()),
+            )
+        return address
 
     async def _send(
         self, instance: Instance, target: str, path: bytes, headers: Headers, body: bytes
@@ -145,9 +169,14 @@ class MultiModelInvoker:
             task.add_done_callback(done)
         await asyncio.shield(task)
 
-    async def _load(self, labels: Labels, instance: Instance, target: str, url: str) -> None:
+    async def _load(
+        self, labels: Labels, instance: Instance, target: str, url: str, expect_use: bool = False
+    ) -> None:
         # The instance (or a user's server's host agent) fetches the location itself.
-        request = json.dumps({"model_name": target, "url": url}).encode()
+        doc: dict[str, Any] = {"model_name": target, "url": url}
+        if expect_use:
+            doc["expect_use"] = True
+        request = json.dumps(doc).encode()
         started = time.perf_counter()
         status, out = await self._post_load(labels, instance, target, request)
         doc = json_object(out)
