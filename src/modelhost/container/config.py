@@ -99,6 +99,7 @@ class InstanceConfig:
     batch_max_rows: int = 64
     batch_max_wait_s: float = 0.0
     workers: int = 1
+    http_server: str = "modelhost"  # or "uvicorn" (container/server.py)
     cpus: tuple[int, ...] = ()  # the instance's CPU share; empty: not pinned
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
@@ -159,6 +160,7 @@ class InstanceConfig:
                 high=64,
             ),
             cpus=cpus,
+            http_server=_http_server(env),
             multi_model=multi_model,
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
@@ -176,6 +178,14 @@ def default_workers(cpus: tuple[int, ...], batching: bool) -> int:
     if cpus and not batching:
         return min(len(cpus), 64)
     return DEFAULT_WORKERS
+
+
+def _http_server(env: Mapping[str, str]) -> str:
+    raw = env.get("MH_INSTANCE_HTTP_SERVER", "").strip().lower() or "modelhost"
+    if raw not in HTTP_SERVERS:
+        names = ", ".join(HTTP_SERVERS)
+        raise ConfigError(f"MH_INSTANCE_HTTP_SERVER={raw!r} is not one of {names}")
+    return raw
 
 
 def _unix_socket(env: Mapping[str, str]) -> Path | None:
@@ -253,6 +263,8 @@ def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 # Chosen from measurements on 2 cores (docs/performance.md).
 DEFAULT_BATCHING = True
 DEFAULT_WORKERS = 1
+# The instance's own server (container/http_server.py), or uvicorn as before it.
+HTTP_SERVERS = ("modelhost", "uvicorn")
 
 _SAGEMAKER_MODEL_DIR = PurePosixPath("/opt/ml/model")
 

@@ -111,14 +111,34 @@ def served_model(runtime: Runtime, model_dir: str, config: InstanceConfig) -> Se
     return ServedModel(runtime, model_dir, batcher)
 
 
+def invoke_now(model: ServedModel, body: bytes, headers: RawHeaders) -> Reply | None:
+    """The answer to an invocation that runs on the spot (a small body, no batching), or
+    None when it must wait (a batch or the worker thread): then call `invoke`. Lets the
+    instance's HTTP server answer without creating a task (container/http_connection.py)."""
+    if len(body) > model.inline_max_bytes or model.batcher is not None:
+        return None
+    content_type, accept, custom = contract_headers(headers)
+    try:
+        context = model.context(custom, headers)
+        # CPU time of this thread, not wall time: being preempted by other processes on a
+        # busy machine must not count as an expensive model.
+        started = time.thread_time()
+        answer, media = model.runtime.handle(body, content_type, accept, context)
+        model.observe_inline(len(body), time.thread_time() - started)
+    except Exception as exc:
+        return failure_reply(exc)
+    return _ok(answer, media, context)
+
+
 async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor: Executor) -> Reply:
     """Answer one invocation of `model` (never raises for the model's or the body's faults)."""
+    reply = invoke_now(model, body, headers)
+    if reply is not None:
+        return reply
     content_type, accept, custom = contract_headers(headers)
     runtime = model.runtime
-    size = len(body)
-    context: Context | None = None
     try:
-        if size <= model.inline_max_bytes and model.batcher is not None:
+        if len(body) <= model.inline_max_bytes and model.batcher is not None:
             # A runtime that batches never reads the context (no user code), so no
             # Context or header dict is built for it.
             data, media = runtime.prepare(body, content_type, accept)
@@ -129,27 +149,29 @@ async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor:
                 prediction = runtime.predict(data)
             return Reply(200, runtime.encode(prediction, media), media.encode("latin-1"))
         context = model.context(custom, headers)
-        if size <= model.inline_max_bytes:
-            # CPU time of this thread, not wall time: being preempted by other
-            # processes on a busy machine must not count as an expensive model.
-            started = time.thread_time()
-            answer, media = runtime.handle(body, content_type, accept, context)
-            model.observe_inline(size, time.thread_time() - started)
-        else:
-            answer, media = await asyncio.get_running_loop().run_in_executor(
-                executor, runtime.handle, body, content_type, accept, context
-            )
+        answer, media = await asyncio.get_running_loop().run_in_executor(
+            executor, runtime.handle, body, content_type, accept, context
+        )
     except Exception as exc:
-        status, message = error_response(exc)
-        if status >= 500:
-            log.error("invocation failed (%d): %s", status, message.splitlines()[0])
-        else:
-            log.debug("invocation rejected (%d): %s", status, message)
-        return Reply(status, message.encode(), TEXT)
+        return failure_reply(exc)
+    return _ok(answer, media, context)
+
+
+def _ok(answer: bytes, media: str, context: Context) -> Reply:
     extra = []
     if context.response_custom_attributes is not None:
         extra.append((CUSTOM_ATTRIBUTES, context.response_custom_attributes.encode("latin-1")))
     return Reply(200, answer, media.encode("latin-1"), extra)
+
+
+def failure_reply(exc: Exception) -> Reply:
+    """The contract's answer to an invocation that raised `exc`, logged by severity."""
+    status, message = error_response(exc)
+    if status >= 500:
+        log.error("invocation failed (%d): %s", status, message.splitlines()[0])
+    else:
+        log.debug("invocation rejected (%d): %s", status, message)
+    return Reply(status, message.encode(), TEXT)
 
 
 def contract_headers(headers: RawHeaders) -> tuple[str | None, str | None, str | None]:
