@@ -109,6 +109,7 @@ class HttpConnection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_bytes = 0
         self._head_bytes = 0
+        self._head_size = 0
         self._in_head = True
         self._refusal: tuple[int, bytes] | None = None
         self._queue: deque[Request] = deque()
@@ -140,7 +141,9 @@ class HttpConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.refuse(400, b"Protocol upgrades are not supported")
+            # No protocol upgrades here: the request was answered as plain HTTP, and what
+            # follows it would be the other protocol's.
+            self.finish()
             return
         except httptools.HttpParserError as exc:
             if self._refusal is not None:
@@ -159,6 +162,7 @@ class HttpConnection(asyncio.Protocol):
         self.idle = False
         self.deadline = self.loop.time() + self.limits.header_timeout_s
         self._url = b""
+        self._head_size = 0
         self._headers = []
         self._body = []
         self._body_bytes = 0
@@ -166,9 +170,15 @@ class HttpConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self._head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.lower(), value))
+        # The head's size as parsed (a head that came in one read is never "unfinished").
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self.limits.max_head_bytes:
+            self._refusal = (431, b"Request head too large")
+            raise _Refused
         if len(self._headers) > self.limits.max_headers:
             self._refusal = (431, b"Too many header fields")
             raise _Refused

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelhost.container")
 
 DEFER_S = 0.005
-MAX_DEFER_S = 0.05
+MAX_DEFER_S = 0.25
 ACCEPT_ERROR_PAUSE_S = 0.1  # out of file descriptors: let connections close first
 
 
