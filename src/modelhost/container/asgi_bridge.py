@@ -11,24 +11,12 @@ unless it named its length; a HEAD response carries no body.
 from __future__ import annotations
 
 import logging
-from http import HTTPStatus
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
 from modelhost.container.asgi import TEXT, Message, Scope
-
-if TYPE_CHECKING:
-    from modelhost.container.http_connection import HttpConnection, Request
+from modelhost.container.http_connection import HttpConnection, Request, status_line
 
 log = logging.getLogger("modelhost.container")
-
-_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
-
-
-def status_line(status: int) -> bytes:
-    """`HTTP/1.1 <status> <reason>\\r\\n`."""
-    line = _STATUS_LINES.get(status)
-    return line if line is not None else f"HTTP/1.1 {status} \r\n".encode()
 
 
 def request_scope(connection: HttpConnection, request: Request) -> Scope:

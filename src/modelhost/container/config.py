@@ -31,7 +31,8 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `MH_INSTANCE_BATCHING` | on | `off`: never merge requests (runtimes that cannot batch never do) |
 | `MH_INSTANCE_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
 | `MH_INSTANCE_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
-| `SAGEMAKER_MODEL_SERVER_WORKERS` | see below | worker processes sharing the port (SO_REUSEPORT) |
+| `SAGEMAKER_MODEL_SERVER_WORKERS` | see below | worker processes sharing the port and socket |
+| `MH_INSTANCE_HTTP_SERVER` | modelhost | `modelhost` (its own server) or `uvicorn` (as before) |
 | `MH_INSTANCE_CPUS` | unset (not pinned) | cores the instance pins itself to (its CPU share) |
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |

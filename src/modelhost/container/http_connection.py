@@ -26,26 +26,34 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
 from modelhost.container.asgi import JSON, TEXT
 from modelhost.container.asgi import Headers as RawHeaders
-from modelhost.container.asgi_bridge import run_asgi, status_line
 from modelhost.container.invoke import Reply, ServedModel, invoke, invoke_now
 
 if TYPE_CHECKING:
-    from modelhost.container.http_server import HttpServer
+    from modelhost.container.app import InstanceApp
 
 log = logging.getLogger("modelhost.container")
 
 JOIN_MAX_BYTES = 64 * 1024
 MAX_QUEUED = 16  # pipelined requests held before reading pauses
 
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <reason>` and its line end."""
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else f"HTTP/1.1 {status} \r\n".encode()
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,26 @@ class Request:
         self.version = version
 
 
+class ServerSide(Protocol):
+    """What a connection needs of its server (container/http_server.py)."""
+
+    app: InstanceApp
+    limits: HttpLimits
+    loop: asyncio.AbstractEventLoop
+    tasks: set[asyncio.Task[None]]
+    date_header: bytes
+
+    def opened(self, connection: HttpConnection) -> None:
+        """A connection was made."""
+
+    def closed(self, connection: HttpConnection) -> None:
+        """A connection was lost."""
+
+    def fallback(self, connection: HttpConnection, request: Request) -> Coroutine[Any, Any, None]:
+        """Answer a request off the hot paths (the ASGI app, container/asgi_bridge.py)."""
+        ...
+
+
 class _Refused(Exception):
     """Raised in a parser callback to stop parsing; the status is on the connection."""
 
@@ -93,7 +121,7 @@ class _Refused(Exception):
 class HttpConnection(asyncio.Protocol):
     """The server side of one connection (TCP or Unix socket)."""
 
-    def __init__(self, server: HttpServer, counted: bool = False) -> None:
+    def __init__(self, server: ServerSide, counted: bool = False) -> None:
         self.server = server
         self.app = server.app
         self.limits = server.limits
@@ -251,7 +279,7 @@ class HttpConnection(asyncio.Protocol):
             log.exception("request %s %r failed", method.decode(), url)
             self.write(500, b"Internal Server Error", TEXT, None, False)
             return
-        self._start(run_asgi(self, request))
+        self._start(self.server.fallback(self, request))
 
     async def _invoke(self, request: Request, model: ServedModel) -> None:
         reply = await invoke(model, request.body, request.headers, self.app.executor)

@@ -27,11 +27,12 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from modelhost.container.http_connection import HttpConnection, HttpLimits
+from modelhost.container.asgi_bridge import run_asgi
+from modelhost.container.http_connection import HttpConnection, HttpLimits, Request
 
 if TYPE_CHECKING:
     from modelhost.container.app import InstanceApp
@@ -162,6 +163,9 @@ class HttpServer:
         self.connections.discard(connection)
         if connection.counted and self.shared is not None:
             self.shared.add_connections(-1)
+
+    def fallback(self, connection: HttpConnection, request: Request) -> Coroutine[Any, Any, None]:
+        return run_asgi(connection, request)
 
     async def serve(self, sockets: Sequence[socket.socket], grace_s: float) -> None:
         """Listen on `sockets`, serve until SIGTERM/SIGINT or `should_exit`, then drain
