@@ -341,3 +341,20 @@ def test_workers_take_the_shared_sockets_connections_in_turn() -> None:
     health.add_connections(3)
     health.add_connections(-1)
     assert health.connections() == [0, 2]
+
+
+@pytest.mark.integration
+def test_an_instance_told_uvicorn_serves_the_same_answers(
+    tmp_path: Path, trained: tuple[Any, np.ndarray]
+) -> None:
+    from tests.container.instance_support import Instance
+
+    model_dir = write_booster(tmp_path / "model", trained[0])
+    answers = []
+    for server in ("uvicorn", "modelhost"):
+        with Instance(model_dir, env={"MH_INSTANCE_HTTP_SERVER": server}) as instance:
+            assert instance.wait_ping() == (200, {"status": "Healthy"})
+            status, headers, body = instance.invoke(_csv(trained[1][:2]), "text/csv")
+            answers.append((status, headers["content-type"], body))
+            assert instance.request("GET", "/nope")[0] == 404
+    assert answers[0] == answers[1] and answers[0][0] == 200
