@@ -13,6 +13,7 @@ way a user would set them with CreateModel:
 | `instancesN` | `InitialInstanceCount=N` (not an Environment; overrides `--instances`) |
 | `captureN` | none: the endpoint config captures N % (input and output) to a local folder |
 | `tcp` | none: the server runs with `MODELHOST_INSTANCE_UNIX_SOCKETS=false` (hop over TCP) |
+| `uvicorn` | `MH_INSTANCE_HTTP_SERVER=uvicorn` (the instance on uvicorn, not its own server) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -40,6 +41,8 @@ def variant_env(variant: str) -> dict[str, str]:
             continue
         if token == "batching":
             env["MH_INSTANCE_BATCHING"] = "on"
+        elif token == "uvicorn":
+            env["MH_INSTANCE_HTTP_SERVER"] = "uvicorn"
         elif m := re.fullmatch(r"workers(\d+)", token):
             env["SAGEMAKER_MODEL_SERVER_WORKERS"] = m.group(1)
         elif m := re.fullmatch(r"wait([0-9.]+)", token):

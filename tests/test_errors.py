@@ -43,6 +43,8 @@ INTERNAL = {
     "fleet/byoc.py:ByocError": "becomes a LaunchError",
     "container/config.py:ConfigError": "inside the instance: ends the process at start",
     "container/model_source.py:LoadRefused": "inside the instance: answered with its own status",
+    "container/http_connection.py:_Refused": "private control flow of the instance's HTTP "
+    "parser: answered 413/431",
 }
 
 

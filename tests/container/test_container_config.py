@@ -77,9 +77,17 @@ def test_s3_submit_directory_is_ignored() -> None:
         ("MH_INSTANCE_ALLOWED_DATA_PREFIXES", '{"a": 1}'),
         ("MH_INSTANCE_ARTIFACT_MAX_RATIO", "0.5"),
         ("MH_INSTANCE_ARTIFACT_MAX_MEMBERS", "0"),
+        ("MH_INSTANCE_HTTP_SERVER", "nginx"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(ConfigError) as info:
         InstanceConfig.from_env({name: value})
     assert name in str(info.value)
+
+
+def test_the_http_server_is_the_instances_own_unless_told_uvicorn() -> None:
+    assert InstanceConfig.from_env({}).http_server == "modelhost"
+    assert (
+        InstanceConfig.from_env({"MH_INSTANCE_HTTP_SERVER": " Uvicorn "}).http_server == "uvicorn"
+    )

@@ -147,3 +147,15 @@ def test_our_errors_are_not_given_a_traceback(executor: Any) -> None:
 
     reply = run(ServedModel(Refusing(), "/m"), b"1,2", {"Content-Type": "text/csv"}, executor)
     assert reply.body == b"wrong feature count"
+
+
+def test_inline_calls_are_timed_on_a_sample_and_all_once_one_was_slow() -> None:
+    from modelhost.container.invoke import INLINE_SAMPLE
+
+    model = ServedModel(SumRuntime(), "/m")
+    timed = [model.times_inline() for _ in range(2 * INLINE_SAMPLE)]
+    assert timed.count(True) == 2 and timed[0]  # the first call, then one in INLINE_SAMPLE
+    model.observe_inline(100, 0.01)  # a slow one: the next calls are all timed
+    assert all(model.times_inline() for _ in range(3))
+    model.observe_inline(100, 0.0001)
+    assert not all(model.times_inline() for _ in range(INLINE_SAMPLE))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -109,3 +111,48 @@ def test_ping_failed_when_model_cannot_load(tmp_path: Path) -> None:
         status, body = instance.wait_ping()
         assert status == 500 and body["status"] == "Failed"
         assert "xgboost-model" in body["reason"]
+
+
+def _socket_fds(pid: int) -> int:
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            count += os.readlink(fd).startswith("socket:")
+    return count
+
+
+def test_workers_share_one_unix_socket_and_its_connections(
+    tmp_path: Path, trained: tuple[Any, np.ndarray]
+) -> None:
+    booster, rows = trained
+    model_dir = write_booster(tmp_path / "model", booster)
+    path = tmp_path / "i.sock"
+    with Instance(model_dir, env={**WORKERS, "MH_INSTANCE_UNIX_SOCKET": str(path)}) as instance:
+        assert instance.wait_ping()[0] == 200
+        workers = _children(instance.process.pid)
+        assert len(workers) == 2
+        before = [_socket_fds(pid) for pid in workers]
+        body = _csv(rows[:2])
+        request = (
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+        )
+        conns = []
+        try:
+            # One at a time, as a pool opens them: each new one goes to the worker
+            # holding fewer (container/http_server.py), so both serve.
+            for _ in range(6):
+                conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                conn.settimeout(30)
+                conn.connect(str(path))
+                conn.sendall(request)
+                assert conn.recv(65536).startswith(b"HTTP/1.1 200 OK\r\n")
+                conns.append(conn)
+            gained = [_socket_fds(pid) - was for pid, was in zip(workers, before, strict=True)]
+            assert min(gained) >= 2, gained  # 3 and 3 (a closing ping connection may hide one)
+        finally:
+            for conn in conns:
+                conn.close()
+        instance.process.send_signal(signal.SIGTERM)
+        assert instance.process.wait(timeout=40) == 0
+    assert not path.exists()

@@ -123,7 +123,7 @@ def test_a_users_own_server_is_reached_over_tcp(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_an_instance_with_several_workers_keeps_tcp_and_its_reuseport_balance(
+def test_an_instance_with_several_workers_shares_its_unix_socket(
     tmp_path: Path, churn_model: ChurnModel
 ) -> None:
     manager = FleetManager(Settings(home=tmp_path / "home", instance_startup_timeout_s=60))
@@ -131,6 +131,40 @@ def test_an_instance_with_several_workers_keeps_tcp_and_its_reuseport_balance(
         "Image": XGBOOST_IMAGE,
         "ModelDataUrl": str(churn_model.artifact),
         "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+    }
+    row = ",".join(repr(float(v)) for v in churn_model.data.X[0]).encode()
+    expected = float(churn_model.expected(churn_model.data.X[:1])[0])
+
+    async def body() -> None:
+        try:
+            fleet = await manager.start_fleet("e", "v", "m", {"PrimaryContainer": container}, 1)
+            (inst,) = fleet.serving()
+            assert inst.address.kind is AddressKind.UNIX and inst.unix_path is not None
+            csv = [(b"content-type", b"text/csv")]
+            status, _, answer = await manager.client.http.request(
+                inst.address, b"POST", b"/invocations", csv, row, 30
+            )
+            assert status == 200 and float(answer) == pytest.approx(expected)
+            await manager.stop_fleet(fleet, 0)
+            assert not os.path.exists(inst.unix_path)
+        finally:
+            await manager.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.integration
+def test_several_workers_on_uvicorn_keep_tcp_and_its_reuseport_balance(
+    tmp_path: Path, churn_model: ChurnModel
+) -> None:
+    manager = FleetManager(Settings(home=tmp_path / "home", instance_startup_timeout_s=60))
+    container = {
+        "Image": XGBOOST_IMAGE,
+        "ModelDataUrl": str(churn_model.artifact),
+        "Environment": {
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+            "MH_INSTANCE_HTTP_SERVER": "uvicorn",
+        },
     }
 
     async def body() -> None:
@@ -154,6 +188,12 @@ def test_the_provider_counts_workers_as_the_instance_does() -> None:
     # Batching off: one per core of the CPU share (container/config.py).
     assert sockets.workers({"MH_INSTANCE_BATCHING": "off", "MH_INSTANCE_CPUS": "0,1"}) == 2
     assert sockets.workers({"SAGEMAKER_MODEL_SERVER_WORKERS": "many"}) == 1
+    # Several workers share the Unix socket, unless they run on uvicorn.
+    assert sockets.unix_socket_ok({"SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    uvicorn = {"MH_INSTANCE_HTTP_SERVER": "uvicorn"}
+    assert sockets.unix_socket_ok(uvicorn)
+    assert not sockets.unix_socket_ok({**uvicorn, "SAGEMAKER_MODEL_SERVER_WORKERS": "2"})
+    assert not sockets.unix_socket_ok({"MH_INSTANCE_HTTP_SERVER": "nginx"})
 
 
 def test_sockets_off_means_tcp_for_builtin_instances_too(tmp_path: Path) -> None:

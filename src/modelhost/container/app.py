@@ -110,6 +110,11 @@ class InstanceApp:
         ).encode()
 
     @property
+    def executor(self) -> ThreadPoolExecutor:
+        """The worker thread that loads the model and runs what may not block the loop."""
+        return self._executor
+
+    @property
     def runtime(self) -> Runtime | None:
         """The loaded model's runtime (None while loading, after a failure, or multi-model)."""
         return self.model.runtime if self.model is not None else None
@@ -194,17 +199,20 @@ class InstanceApp:
             await self._lifespan(receive, send)
 
     async def _ping(self, send: Send) -> None:
+        status, body = self.ping_reply()
+        await respond(send, status, body, JSON)
+
+    def ping_reply(self) -> tuple[int, bytes]:
+        """The contract's /ping answer (status, JSON body) for the whole instance."""
         state, reason = self.state, self.reason
         if self.health is not None:
             name, reason = self.health.instance_state()
             state = _STATE_BY_NAME[name]
         if state is ModelState.READY:
-            await respond(send, 200, b'{"status": "Healthy"}', JSON)
-        elif state is ModelState.LOADING:
-            await respond(send, 503, b'{"status": "Loading"}', JSON)
-        else:
-            body = json.dumps({"status": "Failed", "reason": reason}).encode()
-            await respond(send, 500, body, JSON)
+            return 200, b'{"status": "Healthy"}'
+        if state is ModelState.LOADING:
+            return 503, b'{"status": "Loading"}'
+        return 500, json.dumps({"status": "Failed", "reason": reason}).encode()
 
     async def _invocations(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await read_body(receive)

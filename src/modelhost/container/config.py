@@ -31,7 +31,8 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `MH_INSTANCE_BATCHING` | on | `off`: never merge requests (runtimes that cannot batch never do) |
 | `MH_INSTANCE_BATCH_MAX_ROWS` | 64 | most rows one merged predict call takes |
 | `MH_INSTANCE_BATCH_MAX_WAIT_MS` | 0 | longest wait for more rows; 0 = take what is already read |
-| `SAGEMAKER_MODEL_SERVER_WORKERS` | see below | worker processes sharing the port (SO_REUSEPORT) |
+| `SAGEMAKER_MODEL_SERVER_WORKERS` | see below | worker processes sharing the port and socket |
+| `MH_INSTANCE_HTTP_SERVER` | modelhost | `modelhost` (its own server) or `uvicorn` (as before) |
 | `MH_INSTANCE_CPUS` | unset (not pinned) | cores the instance pins itself to (its CPU share) |
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
@@ -99,6 +100,7 @@ class InstanceConfig:
     batch_max_rows: int = 64
     batch_max_wait_s: float = 0.0
     workers: int = 1
+    http_server: str = "modelhost"  # or "uvicorn" (container/server.py)
     cpus: tuple[int, ...] = ()  # the instance's CPU share; empty: not pinned
     multi_model: bool = False
     model_cache_bytes: int = 0  # 0: half of this machine's memory
@@ -159,6 +161,7 @@ class InstanceConfig:
                 high=64,
             ),
             cpus=cpus,
+            http_server=_http_server(env),
             multi_model=multi_model,
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
@@ -176,6 +179,14 @@ def default_workers(cpus: tuple[int, ...], batching: bool) -> int:
     if cpus and not batching:
         return min(len(cpus), 64)
     return DEFAULT_WORKERS
+
+
+def _http_server(env: Mapping[str, str]) -> str:
+    raw = env.get("MH_INSTANCE_HTTP_SERVER", "").strip().lower() or "modelhost"
+    if raw not in HTTP_SERVERS:
+        names = ", ".join(HTTP_SERVERS)
+        raise ConfigError(f"MH_INSTANCE_HTTP_SERVER={raw!r} is not one of {names}")
+    return raw
 
 
 def _unix_socket(env: Mapping[str, str]) -> Path | None:
@@ -253,6 +264,8 @@ def _prefixes(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 # Chosen from measurements on 2 cores (docs/performance.md).
 DEFAULT_BATCHING = True
 DEFAULT_WORKERS = 1
+# The instance's own server (container/http_server.py), or uvicorn as before it.
+HTTP_SERVERS = ("modelhost", "uvicorn")
 
 _SAGEMAKER_MODEL_DIR = PurePosixPath("/opt/ml/model")
 

@@ -1,4 +1,6 @@
-"""The instance's model health shared by its worker processes (see `container.workers`).
+"""The instance's model health shared by its worker processes (see `container.workers`),
+and how many connections of the shared Unix socket each worker holds
+(`container.http_server`).
 
 Its own module so the app (which writes and reads it) and the worker supervisor (which
 creates it before forking) share it without importing each other.
@@ -21,6 +23,21 @@ class SharedHealth:
         self._mem = mmap.mmap(-1, count * SLOT_BYTES)  # anonymous + shared across fork
         for i in range(count):
             self._mem[i * SLOT_BYTES] = ord("L")
+        # One 8-byte count per worker; each worker writes only its own.
+        self._connections = mmap.mmap(-1, count * 8)
+
+    def add_connections(self, delta: int) -> None:
+        """Count `delta` more (or fewer) connections of the shared socket for this worker."""
+        base = self.index * 8
+        now = int.from_bytes(self._connections[base : base + 8], "little", signed=True)
+        self._connections[base : base + 8] = (now + delta).to_bytes(8, "little", signed=True)
+
+    def connections(self) -> list[int]:
+        """Every worker's count of the shared socket's connections."""
+        mem = self._connections
+        return [
+            int.from_bytes(mem[i * 8 : i * 8 + 8], "little", signed=True) for i in range(self.count)
+        ]
 
     def set(self, state: str, reason: str | None = None) -> None:
         base = self.index * SLOT_BYTES

@@ -9,7 +9,8 @@ no write follows in that turn (a streamed body that is not ready yet), the head 
 alone at the next turn, so nothing waits longer than that. Closing or aborting the
 connection sends (or drops) what is held first. `100 Continue` is never held.
 
-Used by instances (container/server.py) and the gateway's own server (gateway/server.py).
+Used by the gateway's own server (gateway/server.py) and by instances on uvicorn
+(`MH_INSTANCE_HTTP_SERVER=uvicorn`, container/server.py).
 """
 
 from __future__ import annotations

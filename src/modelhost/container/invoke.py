@@ -12,7 +12,9 @@ costs ~30% of throughput (future + GIL handoff), while a one-row predict is ~70 
 small bodies run inline; large batches and all user scripts (unknown cost) go to the
 thread, which keeps /ping answering during long invocations. When inline calls take
 more than `INLINE_BUDGET_S` of CPU (`INLINE_STRIKES` times), the inline limit shrinks
-below that body size, so an expensive model drifts to the thread on its own.
+below that body size, so an expensive model drifts to the thread on its own. One call in
+`INLINE_SAMPLE` is timed (and every call once one was slow): the thread's CPU clock is a
+syscall, which py-spy found costing a tenth of a one-row request on a busy machine.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ log = logging.getLogger("modelhost.container")
 
 INLINE_BUDGET_S = 0.002
 INLINE_STRIKES = 3
+# One inline call in this many is timed (reading a thread's CPU clock is a syscall, two per
+# timed call; an expensive model is expensive on every call, so a sample finds it).
+INLINE_SAMPLE = 8
 CUSTOM_ATTRIBUTES = b"x-amzn-sagemaker-custom-attributes"
 
 
@@ -85,12 +90,19 @@ class ServedModel:
         self.batcher = batcher
         self.inline_max_bytes = runtime.inline_max_bytes
         self._strikes = 0
+        self._inline_calls = 0
         self._context_cls: type[Context] = Context
 
     def context(self, custom: str | None, headers: RawHeaders) -> Context:
         # A runtime that can batch runs no user code, so nobody reads the header dict.
         names = {} if self.runtime.can_batch else _header_dict(headers)
         return self._context_cls(self.model_dir, custom, names)
+
+    def times_inline(self) -> bool:
+        """Whether to time this inline call: the first, one in `INLINE_SAMPLE`, and every
+        one while slow calls are being counted."""
+        self._inline_calls += 1
+        return self._strikes > 0 or self._inline_calls % INLINE_SAMPLE == 1
 
     def observe_inline(self, size: int, elapsed_s: float) -> None:
         """Record the CPU time of an inline call of a `size`-byte body."""
@@ -128,14 +140,41 @@ def served_model(runtime: Runtime, model_dir: str, config: InstanceConfig) -> Se
     return ServedModel(runtime, model_dir, batcher)
 
 
+def invoke_now(model: ServedModel, body: bytes, headers: RawHeaders) -> Reply | None:
+    """The answer to an invocation that runs on the spot (a small body, no batching), or
+    None when it must wait (a batch or the worker thread): then call `invoke`. Lets the
+    instance's HTTP server answer without creating a task (container/http_connection.py)."""
+    limit = model.inline_max_bytes
+    if model.batcher is not None or not limit or len(body) > limit:
+        # (A model that never runs inline, script mode's, is the only one that streams:
+        # its first chunk needs `invoke`'s await.)
+        return None
+    content_type, accept, custom = contract_headers(headers)
+    try:
+        context = model.context(custom, headers)
+        timed = model.times_inline()
+        # CPU time of this thread, not wall time: being preempted by other processes on a
+        # busy machine must not count as an expensive model.
+        started = time.thread_time() if timed else 0.0
+        answer, media = model.runtime.handle(body, content_type, accept, context)
+        if timed:
+            model.observe_inline(len(body), time.thread_time() - started)
+        if isinstance(answer, StreamedBody):
+            raise TypeError("a runtime that runs inline answered with a stream")
+    except Exception as exc:
+        return failure_reply(exc)
+    return _ok(answer, media, context)
+
+
 async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor: Executor) -> Reply:
     """Answer one invocation of `model` (never raises for the model's or the body's faults)."""
+    reply = invoke_now(model, body, headers)
+    if reply is not None:
+        return reply
     content_type, accept, custom = contract_headers(headers)
     runtime = model.runtime
-    size = len(body)
-    context: Context | None = None
     try:
-        if size <= model.inline_max_bytes and model.batcher is not None:
+        if len(body) <= model.inline_max_bytes and model.batcher is not None:
             # A runtime that batches never reads the context (no user code), so no
             # Context or header dict is built for it.
             data, media = runtime.prepare(body, content_type, accept)
@@ -146,16 +185,9 @@ async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor:
                 prediction = runtime.predict(data)
             return Reply(200, runtime.encode(prediction, media), media.encode("latin-1"))
         context = model.context(custom, headers)
-        if size <= model.inline_max_bytes:
-            # CPU time of this thread, not wall time: being preempted by other
-            # processes on a busy machine must not count as an expensive model.
-            started = time.thread_time()
-            answer, media = runtime.handle(body, content_type, accept, context)
-            model.observe_inline(size, time.thread_time() - started)
-        else:
-            answer, media = await asyncio.get_running_loop().run_in_executor(
-                executor, runtime.handle, body, content_type, accept, context
-            )
+        answer, media = await asyncio.get_running_loop().run_in_executor(
+            executor, runtime.handle, body, content_type, accept, context
+        )
         rest = None
         if isinstance(answer, StreamedBody):
             # The first chunk before the head, so a handler failing at once still gets
@@ -163,16 +195,27 @@ async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor:
             rest = produce(answer, executor)
             answer = await anext(rest, b"")
     except Exception as exc:
-        status, message = error_response(exc)
-        if status >= 500:
-            log.error("invocation failed (%d): %s", status, message.splitlines()[0])
-        else:
-            log.debug("invocation rejected (%d): %s", status, message)
-        return Reply(status, message.encode(), TEXT)
+        return failure_reply(exc)
+    return _ok(answer, media, context, rest)
+
+
+def _ok(
+    answer: bytes, media: str, context: Context, rest: AsyncIterator[bytes] | None = None
+) -> Reply:
     extra = []
     if context.response_custom_attributes is not None:
         extra.append((CUSTOM_ATTRIBUTES, context.response_custom_attributes.encode("latin-1")))
     return Reply(200, answer, media.encode("latin-1"), extra, rest)
+
+
+def failure_reply(exc: Exception) -> Reply:
+    """The contract's answer to an invocation that raised `exc`, logged by severity."""
+    status, message = error_response(exc)
+    if status >= 500:
+        log.error("invocation failed (%d): %s", status, message.splitlines()[0])
+    else:
+        log.debug("invocation rejected (%d): %s", status, message)
+    return Reply(status, message.encode(), TEXT)
 
 
 def contract_headers(headers: RawHeaders) -> tuple[str | None, str | None, str | None]:

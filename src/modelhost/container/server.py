@@ -1,4 +1,5 @@
-"""Process entry point: uvicorn (uvloop + httptools, one process, no access log).
+"""Process entry point: the instance's own HTTP server on uvloop + httptools
+(container/http_server.py; uvicorn with `MH_INSTANCE_HTTP_SERVER=uvicorn`), no access log.
 
 Start-up order matters for the contract: the socket listens first (SageMaker wants a
 connection accepted within 250 ms), then the model loads in the worker thread while
@@ -78,14 +79,49 @@ async def serve(
 ) -> int:
     """Run the instance (or one worker of it, on `sockets` bound by the supervisor)
     until SIGTERM/SIGINT or parent death; returns the exit code."""
-    import uvicorn
-
-    from modelhost.container.http_protocol import one_write
-
     if sockets is None and config.unix_socket is not None:
         # The port for the contract, the Unix socket for the gateway on this machine.
         sockets = [tcp_listener(config.host, config.port), unix_listener(config.unix_socket)]
     app = build_app(config, health)
+    if config.http_server == "uvicorn":
+        return await _serve_uvicorn(config, app, sockets)
+    from modelhost.container.http_connection import HttpLimits
+    from modelhost.container.http_server import HttpServer
+
+    server = HttpServer(app, HttpLimits(keep_alive_s=KEEP_ALIVE_S), shared=health)
+    tasks = _background(config, server, app)
+    try:
+        if sockets is None:
+            sockets = [tcp_listener(config.host, config.port)]
+        await server.serve(sockets, GRACEFUL_SHUTDOWN_S)
+    except OSError as exc:  # the port is taken: the fleet starts a replacement
+        log.error("cannot listen on %s:%d: %s", config.host, config.port, exc)
+    finally:
+        for task in tasks:
+            task.cancel()
+        app.close()
+    return 0 if server.started else 1
+
+
+def _background(
+    config: InstanceConfig, server: object, app: InstanceApp
+) -> list[asyncio.Task[None]]:
+    """The model load (once the sockets listen) and the watch on the gateway's pid."""
+    tasks = [asyncio.create_task(_load_when_listening(server, app))]
+    if config.parent_pid:
+        tasks.append(asyncio.create_task(watch_parent(config.parent_pid, server)))
+    return tasks
+
+
+async def _serve_uvicorn(
+    config: InstanceConfig, app: InstanceApp, sockets: list[socket.socket] | None
+) -> int:
+    """The instance on uvicorn (`MH_INSTANCE_HTTP_SERVER=uvicorn`), as before its own
+    server (container/http_server.py)."""
+    import uvicorn
+
+    from modelhost.container.http_protocol import one_write
+
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -106,9 +142,7 @@ async def serve(
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     )
-    tasks = [asyncio.create_task(_load_when_listening(server, app))]
-    if config.parent_pid:
-        tasks.append(asyncio.create_task(watch_parent(config.parent_pid, server)))
+    tasks = _background(config, server, app)
     try:
         await server.serve(sockets=sockets)
     finally:

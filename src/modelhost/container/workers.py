@@ -5,8 +5,10 @@ socket per worker on the instance port with SO_REUSEPORT (so the kernel spreads
 connections over the workers; a single shared socket lets one busy process take most
 keep-alive connections while the other core idles), forks the workers, and hands each
 its socket. Binding before forking keeps the contract's "accepts at once" promise. A Unix
-socket (`MH_INSTANCE_UNIX_SOCKET`) is one listening socket all workers share; the gateway
-never asks a several-worker instance for one (fleet/sockets.py says why).
+socket (`MH_INSTANCE_UNIX_SOCKET`, the gateway's hop) is one listening socket all workers
+share, bound once here; each worker's server accepts from it one connection at a time,
+leaving a new connection to the worker that holds the fewest (container/http_server.py),
+so the gateway's connections spread over the workers as the kernel spreads TCP ones.
 
 Each worker loads the model itself and serves the whole contract. Health is shared: a
 small anonymous shared-memory table holds every worker's state, and `/ping` on any
@@ -65,8 +67,8 @@ def supervise(config: InstanceConfig, run_worker: RunWorker) -> int:
     (passed in, so this module does not import the server), and watch them."""
     count = config.workers
     socks = [reuseport_socket(config.host, config.port) for _ in range(count)]
-    # One Unix socket shared by the workers (AF_UNIX has no SO_REUSEPORT): each accepts
-    # the gateway's connections when it is free to.
+    # One Unix socket shared by the workers (AF_UNIX has no SO_REUSEPORT): their servers
+    # spread its connections (container/http_server.py).
     unix = [unix_listener(config.unix_socket)] if config.unix_socket is not None else []
     health = SharedHealth(count)
     me = os.getpid()

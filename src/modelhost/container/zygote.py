@@ -39,6 +39,7 @@ PRELOAD = (
     "modelhost.container.server",
     "modelhost.container.app",
     "modelhost.container.multimodel",  # a multi-model instance's /models API
+    "modelhost.container.http_server",
     "modelhost.frameworks.registry",
     "uvicorn",
     "uvicorn.protocols.http.httptools_impl",

@@ -94,11 +94,10 @@ class LocalProcessProvider:
         )
 
     def unix_path(self, spec: LaunchSpec, instance_id: str, env: dict[str, str]) -> str | None:
-        """The Unix domain socket a built-in instance listens on besides its port, set in
-        its `env`; None (TCP only) for a user's own server, several workers (the kernel
-        spreads TCP connections over them with SO_REUSEPORT, which AF_UNIX lacks: one
-        shared socket measured 32 of 32 connections on one worker) or sockets off."""
-        if self.sockets is None or not spec.builtin or sockets.workers(env) > 1:
+        """The Unix domain socket a built-in instance listens on besides its port (all its
+        workers share it), set in its `env`; None (TCP only) for a user's own server,
+        sockets off, or several workers on uvicorn (fleet/sockets.py says why)."""
+        if self.sockets is None or not spec.builtin or not sockets.unix_socket_ok(env):
             return None
         path = env[sockets.ENV] = self.sockets.path_for(instance_id)
         return path

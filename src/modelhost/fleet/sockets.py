@@ -5,10 +5,13 @@ instead of loopback TCP (fleet/http1.py; docs/performance.md has the figures): t
 instance listens on both, its TCP port staying the container contract's
 (`SAGEMAKER_BIND_TO_PORT`) for everything that reaches it from elsewhere (another
 gateway reading the leader's routing snapshots, a user's curl). A user's own server
-(BYOC) only speaks TCP and gets no socket; nor does an instance with several workers,
-which keeps the kernel's SO_REUSEPORT spreading of TCP connections over them (AF_UNIX has
-no SO_REUSEPORT, and with one shared socket the first worker to wake took all 32 of 32
-connections: libuv accepts every pending connection at once).
+(BYOC) only speaks TCP and gets no socket. An instance with several workers shares one
+socket among them: AF_UNIX has no SO_REUSEPORT, and with uvicorn's accept the first worker
+to wake took all 32 of 32 connections (libuv accepts every pending connection at once),
+so the instance's own server accepts one at a time and leaves each new connection to the
+worker holding the fewest (container/http_server.py). An instance told to run on uvicorn
+(`MH_INSTANCE_HTTP_SERVER=uvicorn`) with several workers stays on TCP, where the kernel's
+SO_REUSEPORT spreads the connections.
 
 The sockets live in `<home>/sockets/` (mode 0700, the sockets themselves 0600: only the
 gateway's user may talk to an instance). A socket path must fit in `sun_path` (108
@@ -95,6 +98,16 @@ def workers(env: Mapping[str, str]) -> int:
         return InstanceConfig.from_env(env).workers
     except ConfigError:
         return 1  # the instance will not start; its log will say why
+
+
+def unix_socket_ok(env: Mapping[str, str]) -> bool:
+    """Whether an instance with this environment spreads its Unix socket's connections over
+    its workers: one worker, or several on the instance's own server (not uvicorn)."""
+    try:
+        config = InstanceConfig.from_env(env)
+    except ConfigError:
+        return False  # the instance will not start; its log will say why
+    return config.workers == 1 or config.http_server != "uvicorn"
 
 
 def remove(path: str | None) -> None:
