@@ -53,6 +53,9 @@ class DurableJobs:
     # after `failure_prefix`; any other exception is an internal error.
     failures: ClassVar[tuple[type[Exception], ...]] = (ModelhostError,)
     failure_prefix: ClassVar[str] = ""
+    # Exceptions that end a run and leave its job as it is, for another gateway to resume
+    # (this one lost the job's claim, say).
+    abandons: ClassVar[tuple[type[Exception], ...]] = ()
     log: ClassVar[logging.Logger]
 
     def __init__(
@@ -199,6 +202,9 @@ class DurableJobs:
             if current is not None and current.status == self.stopping:
                 self._finish(name, self.stopped, None)
             raise
+        except self.abandons as exc:
+            self.log.warning("%s %s: %s; another gateway resumes it", self.noun, name, exc)
+            return
         except self.failures as exc:
             self._finish(name, self.failed, f"{self.failure_prefix}{exc}")
             return
