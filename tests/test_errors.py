@@ -36,8 +36,8 @@ INTERNAL = {
     "loadtest/recommender.py:BenchmarkFailed": "becomes a recommendation step's FailureReason",
     "store/metadata.py:AlreadyExists": "the store's conflict signal; the service raises "
     "ResourceInUse",
-    "fleet/http1.py:InstanceUnreachable": "a ConnectionError the data plane retries",
-    "fleet/http1.py:InstanceDisconnected": "a ConnectionError the data plane maps",
+    "fleet/http1_parse.py:InstanceUnreachable": "a ConnectionError the data plane retries",
+    "fleet/http1_parse.py:InstanceDisconnected": "a ConnectionError the data plane maps",
     "fleet/launch.py:LaunchError": "becomes the endpoint's FailureReason",
     "fleet/variant.py:StartupError": "becomes the endpoint's FailureReason",
     "fleet/byoc.py:ByocError": "becomes a LaunchError",

@@ -10,8 +10,16 @@ import pytest
 from botocore.exceptions import ClientError
 
 from modelhost.testing.server import ModelhostServer, boto3_client
-from tests.scaling.support import DIMENSION, register, resource, track_invocations
-from tests.support import ChurnModel, deploy, unique
+from tests.scaling.support import (
+    DIMENSION,
+    churn_endpoint,
+    put_policy,
+    register,
+    resource,
+    target_tracking,
+    track_invocations,
+)
+from tests.support import ChurnModel, unique
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +31,7 @@ def aas(server: ModelhostServer) -> Any:
 
 @pytest.fixture(scope="module")
 def endpoint(server: ModelhostServer, churn_model: ChurnModel) -> str:
-    name = unique("aas-api")
-    deploy(server.clients()[0], name, str(churn_model.artifact))
-    return name
+    return churn_endpoint(server.clients()[0], churn_model, "aas-api")
 
 
 def _code(call: Callable[[], Any]) -> tuple[str, str]:
@@ -104,42 +110,17 @@ def test_validation_and_not_found_errors(aas: Any, endpoint: str) -> None:
     assert code == "ObjectNotFoundException"
     assert message.startswith("No scalable target registered for service namespace: sagemaker")
     register(aas, endpoint, 1, 2)
-    code, message = _code(
-        lambda: aas.put_scaling_policy(
-            PolicyName="p",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource(endpoint),
-            ScalableDimension=DIMENSION,
-            PolicyType="TargetTrackingScaling",
-            TargetTrackingScalingPolicyConfiguration={
-                "TargetValue": 1.0,
-                "PredefinedMetricSpecification": {
-                    "PredefinedMetricType": "ECSServiceAverageCPUUtilization"
-                },
-            },
-        )
-    )
+    ecs = target_tracking("ECSServiceAverageCPUUtilization", 1.0)
+    code, message = _code(lambda: put_policy(aas, endpoint, "p", "TargetTrackingScaling", ecs))
     assert code == "ValidationException" and "SageMakerVariantInvocationsPerInstance" in message
-    code, _ = _code(
-        lambda: aas.put_scaling_policy(
-            PolicyName="s",
-            ServiceNamespace="sagemaker",
-            ResourceId=resource(endpoint),
-            ScalableDimension=DIMENSION,
-            PolicyType="StepScaling",
-            StepScalingPolicyConfiguration={
-                "AdjustmentType": "ChangeInCapacity",
-                "StepAdjustments": [
-                    {
-                        "MetricIntervalLowerBound": 0,
-                        "MetricIntervalUpperBound": 10,
-                        "ScalingAdjustment": 1,
-                    },
-                    {"MetricIntervalLowerBound": 5, "ScalingAdjustment": 2},
-                ],
-            },
-        )
-    )
+    overlapping = {
+        "AdjustmentType": "ChangeInCapacity",
+        "StepAdjustments": [
+            {"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 10, "ScalingAdjustment": 1},
+            {"MetricIntervalLowerBound": 5, "ScalingAdjustment": 2},
+        ],
+    }
+    code, _ = _code(lambda: put_policy(aas, endpoint, "s", "StepScaling", overlapping))
     assert code == "ValidationException"
     code, message = _code(
         lambda: aas.put_scheduled_action(

@@ -14,24 +14,30 @@ from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
 from tests.scaling.support import (
     DIMENSION,
-    SCALING_ENV,
     activities,
+    autoscaling_points,
+    churn_endpoint,
     counts,
+    kill_gateway,
+    put_policy,
     register,
     resource,
+    restart,
+    scaling_server,
     track_invocations,
+    variant_dimensions,
     wait_count,
     wait_for,
+    wait_in_service,
 )
-from tests.support import FAST_ENV, ChurnModel, Loop, cli, deploy, unique
+from tests.support import ChurnModel, Loop, cli
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
-    home = tmp_path_factory.mktemp("autoscaling-home")
-    with ModelhostServer(home, env={**FAST_ENV, **SCALING_ENV}) as srv:
+    with scaling_server(tmp_path_factory, "autoscaling-home") as srv:
         yield srv
 
 
@@ -39,12 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer
 def clients(server: ModelhostServer) -> tuple[Any, Any, Any]:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
     return sm, rt, server.client("application-autoscaling")
-
-
-def _endpoint(clients: tuple[Any, Any, Any], model: ChurnModel, prefix: str) -> str:
-    name = unique(prefix)
-    deploy(clients[0], name, str(model.artifact))
-    return name
 
 
 def _row(model: ChurnModel) -> str:
@@ -55,7 +55,7 @@ def test_capacity_follows_load_up_to_max_and_down_without_a_failed_request(
     clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
 ) -> None:
     sm, rt, aas = clients
-    name = _endpoint(clients, churn_model, "ramp")
+    name = churn_endpoint(sm, churn_model, "ramp")
     register(aas, name, 1, 3)
     # The seeds' policy; 5 invocations per instance per period is far below this loop.
     track_invocations(aas, name, 5.0)
@@ -86,20 +86,16 @@ def test_capacity_follows_load_up_to_max_and_down_without_a_failed_request(
         "Successfully set desired instance count to 3. Change successfully fulfilled by sagemaker."
     )
     # The instance count is a series (for charts and the CLI).
-    cw = server.client("cloudwatch")
     now = dt.datetime.now(dt.UTC)
-    stats = cw.get_metric_statistics(
-        Namespace="modelhost/Autoscaling",
-        MetricName="CurrentInstanceCount",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": name},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
-        StartTime=now - dt.timedelta(minutes=10),
-        EndTime=now + dt.timedelta(minutes=1),
-        Period=60,
-        Statistics=["Maximum", "Minimum"],
-    )["Datapoints"]
+    stats = autoscaling_points(
+        server,
+        name,
+        "CurrentInstanceCount",
+        now - dt.timedelta(minutes=10),
+        now + dt.timedelta(minutes=1),
+        60,
+        ["Maximum", "Minimum"],
+    )
     assert max(p["Maximum"] for p in stats) == 3 and min(p["Minimum"] for p in stats) == 1
     shown = cli(server, "scaling", name)
     assert shown.returncode == 0, shown.stderr
@@ -116,10 +112,7 @@ def _alarm_on_invocations(server: ModelhostServer, alarm: str, name: str, policy
         AlarmName=alarm,
         Namespace="AWS/SageMaker",
         MetricName="Invocations",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": name},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
+        Dimensions=variant_dimensions(name),
         Statistic="Sum",
         Period=1,
         EvaluationPeriods=1,
@@ -133,21 +126,15 @@ def test_step_policy_scales_one_at_a_time_and_its_cooldown_holds(
     clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
 ) -> None:
     sm, rt, aas = clients
-    name = _endpoint(clients, churn_model, "step")
+    name = churn_endpoint(sm, churn_model, "step")
     register(aas, name, 1, 3)
-    policy = aas.put_scaling_policy(
-        PolicyName="steps",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource(name),
-        ScalableDimension=DIMENSION,
-        PolicyType="StepScaling",
-        StepScalingPolicyConfiguration={
-            "AdjustmentType": "ChangeInCapacity",
-            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
-            "Cooldown": 300,  # 5 periods of 1 s
-            "MetricAggregationType": "Average",
-        },
-    )
+    steps = {
+        "AdjustmentType": "ChangeInCapacity",
+        "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+        "Cooldown": 300,  # 5 periods of 1 s
+        "MetricAggregationType": "Average",
+    }
+    policy = put_policy(aas, name, "steps", "StepScaling", steps)
     _alarm_on_invocations(server, f"{name}-busy", name, policy["PolicyARN"])
     described = aas.describe_scaling_policies(
         ServiceNamespace="sagemaker", ResourceId=resource(name)
@@ -172,23 +159,15 @@ def test_suspended_dynamic_scaling_stops_scale_out_until_resumed(
     clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
 ) -> None:
     sm, rt, aas = clients
-    name = _endpoint(clients, churn_model, "suspend")
+    name = churn_endpoint(sm, churn_model, "suspend")
     register(aas, name, 1, 2, SuspendedState={"DynamicScalingOutSuspended": True})
     track_invocations(aas, name, 5.0)
-    cw = server.client("cloudwatch")
-    dims = [{"Name": "EndpointName", "Value": name}, {"Name": "VariantName", "Value": "AllTraffic"}]
 
     def periods_seen() -> int:
-        now = dt.datetime.now(dt.UTC)
-        points = cw.get_metric_statistics(
-            Namespace="modelhost/Autoscaling",
-            MetricName="DesiredInstanceCount",
-            Dimensions=dims,
-            StartTime=start,
-            EndTime=now + dt.timedelta(seconds=5),
-            Period=1,
-            Statistics=["Maximum"],
-        )["Datapoints"]
+        end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+        points = autoscaling_points(
+            server, name, "DesiredInstanceCount", start, end, 1, ["Maximum"]
+        )
         assert all(p["Maximum"] == 1 for p in points)
         return len(points)
 
@@ -215,7 +194,7 @@ def test_scaling_waits_for_an_update_and_says_so(
     clients: tuple[Any, Any, Any], churn_model: ChurnModel
 ) -> None:
     sm, rt, aas = clients
-    name = _endpoint(clients, churn_model, "upd")
+    name = churn_endpoint(sm, churn_model, "upd")
     sm.create_endpoint_config(
         EndpointConfigName=f"{name}-v2",
         ProductionVariants=[
@@ -255,9 +234,7 @@ def test_scaling_waits_for_an_update_and_says_so(
             f"{name} is in Updating status; auto scaling is blocked while an endpoint update "
             "is in progress, and the capacity can change only when it is InService."
         )
-        sm.get_waiter("endpoint_in_service").wait(
-            EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
-        )
+        wait_in_service(sm, name)
         # Once the update is done, the next period scales out.
         wait_count(sm, name, 2, set())
     assert loop.errors == []
@@ -268,7 +245,7 @@ def test_scheduled_action_sets_min_and_a_restart_keeps_counts_policies_and_activ
     clients: tuple[Any, Any, Any], churn_model: ChurnModel, server: ModelhostServer
 ) -> None:
     sm, _rt, aas = clients
-    name = _endpoint(clients, churn_model, "sched")
+    name = churn_endpoint(sm, churn_model, "sched")
     register(aas, name, 1, 3)
     track_invocations(aas, name, 1e9)  # never scales out; scale-in stops at MinCapacity
     berlin = dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=1)))
@@ -292,17 +269,8 @@ def test_scheduled_action_sets_min_and_a_restart_keeps_counts_policies_and_activ
         ServiceNamespace="sagemaker", ResourceIds=[resource(name)]
     )
     assert target["ScalableTargets"][0]["MinCapacity"] == 2
-    # The gateway dies without a chance to clean up (its instances exit with it).
-    assert server.proc is not None
-    server.proc.kill()
-    server.proc.wait()
-    server.proc = None
-    server.start()
-    sm2 = server.clients()[0]
-    aas2 = server.client("application-autoscaling")
-    sm2.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
+    kill_gateway(server)
+    sm2, aas2 = restart(server, name)
     wait_count(sm2, name, 2, set())
     assert (
         aas2.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource(name))[

@@ -12,8 +12,16 @@ from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.scaling.support import SCALING_ENV, resource, wait_for
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, unique
+from tests.scaling.support import (
+    activities,
+    put_policy,
+    register,
+    scaling_server,
+    target_tracking,
+    wait_for,
+    wait_in_service,
+)
+from tests.support import XGBOOST_IMAGE, ChurnModel, Loop, unique
 
 pytestmark = pytest.mark.integration
 
@@ -22,9 +30,9 @@ PROVISIONED = "sagemaker:variant:DesiredProvisionedConcurrency"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
-    home = tmp_path_factory.mktemp("provisioned-home")
-    env = {**FAST_ENV, **SCALING_ENV, "MODELHOST_SERVERLESS_IDLE_S": "2"}
-    with ModelhostServer(home, env=env) as srv:
+    with scaling_server(
+        tmp_path_factory, "provisioned-home", MODELHOST_SERVERLESS_IDLE_S="2"
+    ) as srv:
         yield srv
 
 
@@ -44,9 +52,7 @@ def _deploy(sm: Any, artifact: str, **serverless: int) -> str:
         ],
     )
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
+    wait_in_service(sm, name, attempts=120)
     return name
 
 
@@ -55,38 +61,20 @@ def _provisioned(sm: Any, name: str) -> int:
     return int(variant["CurrentServerlessConfig"]["ProvisionedConcurrency"])
 
 
-def _register(aas: Any, name: str, dim: str, low: int, high: int) -> None:
-    aas.register_scalable_target(
-        ServiceNamespace="sagemaker",
-        ResourceId=resource(name),
-        ScalableDimension=dim,
-        MinCapacity=low,
-        MaxCapacity=high,
-    )
-
-
 def test_load_raises_provisioned_concurrency_and_idling_lowers_it(
     server: ModelhostServer, churn_model: ChurnModel
 ) -> None:
     sm, rt = server.clients(retries={"max_attempts": 1, "mode": "standard"})
     aas = server.client("application-autoscaling")
     name = _deploy(sm, str(churn_model.artifact), ProvisionedConcurrency=1)
-    _register(aas, name, PROVISIONED, 1, 3)
-    aas.put_scaling_policy(
-        PolicyName="provisioned",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource(name),
-        ScalableDimension=PROVISIONED,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 0.5,
-            "PredefinedMetricSpecification": {
-                "PredefinedMetricType": "SageMakerVariantProvisionedConcurrencyUtilization"
-            },
-            "ScaleOutCooldown": 60,
-            "ScaleInCooldown": 60,
-        },
+    register(aas, name, 1, 3, dimension=PROVISIONED)
+    config = target_tracking(
+        "SageMakerVariantProvisionedConcurrencyUtilization",
+        0.5,
+        ScaleOutCooldown=60,
+        ScaleInCooldown=60,
     )
+    put_policy(aas, name, "provisioned", "TargetTrackingScaling", config, PROVISIONED)
     row = csv_rows(churn_model.data.X[:1])[0]
     with Loop(rt, name, row, limit_s=240) as loop:
         loop.wait_ok(5)
@@ -105,21 +93,13 @@ def test_load_raises_provisioned_concurrency_and_idling_lowers_it(
             == 1
         ),
     )
-    acts = aas.describe_scaling_activities(
-        ServiceNamespace="sagemaker", ResourceId=resource(name), ScalableDimension=PROVISIONED
-    )["ScalingActivities"]
-    descriptions = [a["Description"] for a in acts]
+    descriptions = [a["Description"] for a in activities(aas, name, PROVISIONED)]
     assert descriptions[0] == "Setting desired provisioned concurrency to 1."
     raised = {f"Setting desired provisioned concurrency to {n}." for n in (2, 3)}
     assert raised & set(descriptions)
     wait_for(
         "the activities to end",
-        lambda: all(
-            a["StatusCode"] == "Successful"
-            for a in aas.describe_scaling_activities(
-                ServiceNamespace="sagemaker", ResourceId=resource(name)
-            )["ScalingActivities"]
-        ),
+        lambda: all(a["StatusCode"] == "Successful" for a in activities(aas, name, None)),
     )
 
 
@@ -130,15 +110,15 @@ def test_only_serverless_variants_with_provisioned_concurrency_scale_it(
     aas = server.client("application-autoscaling")
     on_demand = _deploy(sm, str(churn_model.artifact))
     with pytest.raises(ClientError) as err:
-        _register(aas, on_demand, PROVISIONED, 1, 2)
+        register(aas, on_demand, 1, 2, dimension=PROVISIONED)
     assert err.value.response["Error"]["Code"] == "ValidationException"
     assert "no ProvisionedConcurrency" in err.value.response["Error"]["Message"]
     warm = _deploy(sm, str(churn_model.artifact), ProvisionedConcurrency=1)
     with pytest.raises(ClientError) as err:
-        _register(aas, warm, PROVISIONED, 1, 5)
+        register(aas, warm, 1, 5, dimension=PROVISIONED)
     assert (
         "cannot exceed the variant's MaxConcurrency (4)" in err.value.response["Error"]["Message"]
     )
     with pytest.raises(ClientError) as err:
-        _register(aas, warm, "sagemaker:variant:DesiredInstanceCount", 1, 2)
+        register(aas, warm, 1, 2)
     assert "is serverless" in err.value.response["Error"]["Message"]

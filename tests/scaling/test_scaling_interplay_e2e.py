@@ -14,23 +14,29 @@ import pytest
 from modelhost.testing.server import ModelhostServer
 from tests.scaling.support import (
     DIMENSION,
-    SCALING_ENV,
     activities,
+    autoscaling_points,
+    churn_endpoint,
     counts,
+    kill_gateway,
+    put_policy,
     register,
     resource,
+    restart,
+    scaling_server,
+    target_tracking,
     wait_count,
     wait_for,
+    wait_in_service,
 )
-from tests.support import FAST_ENV, ChurnModel, deploy, unique
+from tests.support import ChurnModel
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
-    home = tmp_path_factory.mktemp("interplay-home")
-    with ModelhostServer(home, env={**FAST_ENV, **SCALING_ENV}) as srv:
+    with scaling_server(tmp_path_factory, "interplay-home") as srv:
         yield srv
 
 
@@ -39,25 +45,13 @@ def _manual(sm: Any, name: str, count: int) -> None:
         EndpointName=name,
         DesiredWeightsAndCapacities=[{"VariantName": "AllTraffic", "DesiredInstanceCount": count}],
     )
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
-    )
+    wait_in_service(sm, name)
 
 
 def _periods_since(server: ModelhostServer, name: str, start: dt.datetime) -> list[float]:
     """The desired counts the autoscaler recorded once a period since `start`."""
-    points = server.client("cloudwatch").get_metric_statistics(
-        Namespace="modelhost/Autoscaling",
-        MetricName="DesiredInstanceCount",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": name},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
-        StartTime=start,
-        EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5),
-        Period=1,
-        Statistics=["Maximum"],
-    )["Datapoints"]
+    end = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+    points = autoscaling_points(server, name, "DesiredInstanceCount", start, end, 1, ["Maximum"])
     return [p["Maximum"] for p in points]
 
 
@@ -66,23 +60,11 @@ def test_a_manual_count_is_respected_within_min_and_max(
 ) -> None:
     sm, _rt = server.clients()
     aas = server.client("application-autoscaling")
-    name = unique("manual")
-    deploy(sm, name, str(churn_model.artifact))
+    name = churn_endpoint(sm, churn_model, "manual")
     register(aas, name, 1, 2)
-    aas.put_scaling_policy(
-        PolicyName="invocations",
-        ServiceNamespace="sagemaker",
-        ResourceId=resource(name),
-        ScalableDimension=DIMENSION,
-        PolicyType="TargetTrackingScaling",
-        TargetTrackingScalingPolicyConfiguration={
-            "TargetValue": 1e9,  # never scales out; scale-in is off
-            "PredefinedMetricSpecification": {
-                "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
-            },
-            "DisableScaleIn": True,
-        },
-    )
+    # Never scales out; scale-in is off.
+    config = target_tracking("SageMakerVariantInvocationsPerInstance", 1e9, DisableScaleIn=True)
+    put_policy(aas, name, "invocations", "TargetTrackingScaling", config)
     _manual(sm, name, 2)
     wait_count(sm, name, 2, set())
     # From the next whole second: a pass earlier in this one may have recorded 1.
@@ -105,8 +87,7 @@ def test_a_scheduled_action_due_while_the_gateway_was_down_runs_on_restart(
 ) -> None:
     sm, _rt = server.clients()
     aas = server.client("application-autoscaling")
-    name = unique("missed")
-    deploy(sm, name, str(churn_model.artifact))
+    name = churn_endpoint(sm, churn_model, "missed")
     register(aas, name, 1, 3)
     due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=8)
     for action, when, low in (("first", due, 3), ("second", due + dt.timedelta(seconds=1), 2)):
@@ -119,17 +100,9 @@ def test_a_scheduled_action_due_while_the_gateway_was_down_runs_on_restart(
             ScalableTargetAction={"MinCapacity": low},
         )
     # The gateway dies before the actions are due and comes back after.
-    assert server.proc is not None
-    server.proc.kill()
-    server.proc.wait()
-    server.proc = None
+    kill_gateway(server)
     wait_for("both actions to be due", lambda: time.time() > due.timestamp() + 2, 60.0)
-    server.start()
-    sm2 = server.clients()[0]
-    aas2 = server.client("application-autoscaling")
-    sm2.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
+    sm2, aas2 = restart(server, name)
     # Only the latest missed action ran: MinCapacity 2, not 3.
     wait_count(sm2, name, 2, set())
     target = aas2.describe_scalable_targets(

@@ -18,23 +18,23 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from modelhost.compile import request as rules
+from modelhost.control.durable import DurableJobs
 from modelhost.control.listing import job_list_response
-from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
-from modelhost.resources.names import arn
+from modelhost.errors import ModelhostError, ValidationException
 from modelhost.resources.status import CompilationJobStatus as Status
 from modelhost.settings import Settings
-from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.s3 import S3Client, upload_file
 
 log = logging.getLogger("modelhost.compile")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
-_MAX_REASON = 1024
 _ECHOED = ("RoleArn", "InputConfig", "OutputConfig", "VpcConfig", "StoppingCondition")
 _ACTIVE = (Status.STARTING, Status.IN_PROGRESS)
 _FINISHED = (Status.COMPLETED, Status.FAILED, Status.STOPPED)
@@ -44,17 +44,27 @@ class CompilationFailed(Exception):
     """The job fails; the message is its FailureReason."""
 
 
-class CompilationJobs:
+class CompilationJobs(DurableJobs):
     """CreateCompilationJob, DescribeCompilationJob, ListCompilationJobs,
     StopCompilationJob, DeleteCompilationJob, and the compiler runs behind them."""
+
+    kind = Kind.COMPILATION_JOB
+    arn_type = "compilation-job"
+    directory = "compilation-jobs"
+    noun = "compilation job"
+    end_time_key = "CompilationEndTime"
+    active = _ACTIVE
+    stopping = Status.STOPPING
+    stopped = Status.STOPPED
+    failed = Status.FAILED
+    failures = (CompilationFailed, ModelhostError)
+    log = log
 
     def __init__(
         self, settings: Settings, store: MetadataStore, fetch: Callable[[str], Path]
     ) -> None:
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store)
         self._fetch = fetch
-        self._runs: dict[str, asyncio.Task[None]] = {}
         self._procs: dict[str, asyncio.subprocess.Process] = {}
         self.operations: dict[str, Handler] = {
             "CreateCompilationJob": self.create_compilation_job,
@@ -66,63 +76,18 @@ class CompilationJobs:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Resume what a previous server left running."""
-        for rec in self.store.list(Kind.COMPILATION_JOB):
-            if rec.status == Status.STOPPING:
-                self._finish(rec.name, Status.STOPPED, None)
-            elif rec.status in _ACTIVE:
-                log.info("resuming compilation job %s", rec.name)
-                self._launch(rec.name)
-
     async def stop(self) -> None:
         """Server shutdown: compilers are ended; their jobs stay active, to run next start."""
         for proc in list(self._procs.values()):
             _kill(proc)
-        tasks = list(self._runs.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._runs.clear()
-
-    def workdir(self, name: str) -> Path:
-        return self.settings.home / "compilation-jobs" / name
+        await super().stop()
 
     # --- operations -----------------------------------------------------------------
 
-    def _arn(self, name: str) -> str:
-        return arn(self.settings.region, self.settings.account_id, "compilation-job", name)
-
-    def _get(self, name: str) -> Record:
-        rec = self.store.get(Kind.COMPILATION_JOB, name)
-        if rec is None:
-            raise ResourceNotFound(f"Compilation job {name} does not exist ({self._arn(name)}).")
-        return rec
-
     def create_compilation_job(self, p: dict[str, Any]) -> dict[str, Any]:
         rules.check_request(p)
-        now = time.time()
         spec = {"Request": {k: copy.deepcopy(v) for k, v in p.items() if k in _ECHOED}}
-        name = p["CompilationJobName"]
-        record = Record(
-            Kind.COMPILATION_JOB,
-            name,
-            self._arn(name),
-            spec,
-            list(p.get("Tags") or []),
-            Status.STARTING,
-            None,
-            now,
-            now,
-        )
-        try:
-            self.store.create(record)
-        except AlreadyExists:
-            raise ResourceInUse(
-                f"Compilation job {name} already exists ({record.arn}); job names are "
-                "unique within an account and region."
-            ) from None
-        self._launch(name)
+        record = self._submit(p["CompilationJobName"], spec, p.get("Tags"), Status.STARTING)
         return {"CompilationJobArn": record.arn}
 
     def describe_compilation_job(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -180,15 +145,7 @@ class CompilationJobs:
         rec = self._get(p["CompilationJobName"])
         if rec.status not in _ACTIVE:
             return {}  # stopping a finished job changes nothing, as in SageMaker
-        self._set_status(rec, Status.STOPPING)
-        proc = self._procs.get(rec.name)
-        task = self._runs.get(rec.name)
-        if proc is not None:
-            _kill(proc)
-        if task is not None:
-            task.cancel()
-        else:
-            self._finish(rec.name, Status.STOPPED, None)
+        self._stop(rec)
         return {}
 
     def delete_compilation_job(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -204,38 +161,20 @@ class CompilationJobs:
 
     # --- runs -----------------------------------------------------------------------
 
-    def _set_status(self, rec: Record, status: Status, **spec: Any) -> None:
-        rec.status = status
-        rec.spec.update(spec)
-        rec.modified_s = time.time()
-        self.store.save(rec)
+    async def _work(self, name: str) -> dict[str, Any]:
+        rec = self._get(name)
+        self._set_status(rec, Status.IN_PROGRESS, CompilationStartTime=time.time())
+        return await self._compile(rec)
 
-    def _launch(self, name: str) -> None:
-        self._runs[name] = asyncio.ensure_future(self._run(name))
+    def _interrupt(self, name: str) -> None:
+        proc = self._procs.get(name)
+        if proc is not None:
+            _kill(proc)
 
-    async def _run(self, name: str) -> None:
-        try:
-            rec = self._get(name)
-            self._set_status(rec, Status.IN_PROGRESS, CompilationStartTime=time.time())
-            outcome = await self._compile(rec)
-        except asyncio.CancelledError:
-            current = self.store.get(Kind.COMPILATION_JOB, name)
-            if current is not None and current.status == Status.STOPPING:
-                self._finish(name, Status.STOPPED, None)
-            raise
-        except CompilationFailed as exc:
-            self._finish(name, Status.FAILED, str(exc))
-            return
-        except ModelhostError as exc:
-            self._finish(name, Status.FAILED, str(exc))
-            return
-        except Exception as exc:
-            log.exception("compilation job %s failed", name)
-            self._finish(name, Status.FAILED, f"Internal error: {exc}")
-            return
-        finally:
-            self._runs.pop(name, None)
-            self._procs.pop(name, None)
+    def _ended(self, name: str) -> None:
+        self._procs.pop(name, None)
+
+    async def _succeeded(self, name: str, outcome: dict[str, Any]) -> None:
         self._finish(name, Status.COMPLETED, None, **outcome)
 
     async def _compile(self, rec: Record) -> dict[str, Any]:
@@ -309,13 +248,7 @@ class CompilationJobs:
         outcome: dict[str, Any] = json.loads(result_path.read_text())
         return outcome
 
-    def _finish(self, name: str, status: Status, reason: str | None, **spec: Any) -> None:
-        rec = self.store.get(Kind.COMPILATION_JOB, name)
-        if rec is None:
-            return
-        if reason:
-            rec.failure_reason = reason if len(reason) <= _MAX_REASON else reason[:1021] + "..."
-        self._set_status(rec, status, CompilationEndTime=time.time(), **spec)
+    def _cleanup(self, name: str, status: StrEnum) -> None:
         if status == Status.COMPLETED:
             (self.workdir(name) / "artifact.tar.gz").unlink(missing_ok=True)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import httptools
 
+from modelhost.fleet.http1_parse import InstanceDisconnected, InstanceUnreachable, ResponseProtocol
 from modelhost.routing.table import Address, TcpAddress
 
 LOOPBACK = "127.0.0.1"
@@ -32,23 +33,7 @@ IDLE_TIMEOUT_S = 60.0
 them 75 s, so the gateway is always the side that gives up first)."""
 
 
-class InstanceUnreachable(ConnectionError):
-    """The connection could not be made: the request never reached the instance."""
-
-
-class InstanceDisconnected(ConnectionError):
-    """The connection broke before a whole response arrived (the request may have run).
-
-    `answered`: the response had started (its head arrived), so the instance certainly
-    ran the request and broke off its answer (a streamed answer whose model failed
-    mid-stream, container/streams.py): never resent."""
-
-    def __init__(self, message: str, answered: bool = False) -> None:
-        super().__init__(message)
-        self.answered = answered
-
-
-class _Connection(asyncio.Protocol):
+class _Connection(ResponseProtocol):
     """One keep-alive connection; at most one request in flight."""
 
     def __init__(self) -> None:
@@ -66,22 +51,11 @@ class _Connection(asyncio.Protocol):
         self.headers_done = False
         self.keep_alive = True
 
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(InstanceDisconnected(f"malformed response from the instance: {exc}"))
-            self.close()
-
+    # asyncio.Protocol (connection_made, data_received: ResponseProtocol)
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         if self.waiter is not None and not self.waiter.done():
-            h = self.headers
-            if self.headers_done and b"content-length" not in h and b"transfer-encoding" not in h:
+            if self.headers_done and self.close_delimited():
                 # A close-delimited body (HTTP/1.0 style): the close ends the message.
                 self.keep_alive = False
                 self.on_message_complete()
@@ -91,10 +65,7 @@ class _Connection(asyncio.Protocol):
                 return
             self._fail(InstanceDisconnected("the instance closed the connection"))
 
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value
-
+    # httptools callbacks (on_header: ResponseProtocol)
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         self.headers_done = True

@@ -27,7 +27,8 @@ from collections.abc import AsyncIterator
 
 import httptools
 
-from modelhost.fleet.http1 import LOOPBACK, InstanceDisconnected, InstanceUnreachable
+from modelhost.fleet.http1 import LOOPBACK
+from modelhost.fleet.http1_parse import InstanceDisconnected, InstanceUnreachable, ResponseProtocol
 from modelhost.routing.table import Address, UnixAddress
 
 StreamAddress = Address | int  # an instance's address (TCP or Unix socket), a loopback port
@@ -36,7 +37,7 @@ HIGH_WATER, LOW_WATER = 16, 4
 _END = object()
 
 
-class _Stream(asyncio.Protocol):
+class _Stream(ResponseProtocol):
     """One connection, one request, its answer as a queue of parts."""
 
     def __init__(self) -> None:
@@ -53,30 +54,16 @@ class _Stream(asyncio.Protocol):
         self.paused = False
         self.done = False
 
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(InstanceDisconnected(f"malformed response from the instance: {exc}"))
-            self.close()
-
+    # asyncio.Protocol (connection_made, data_received: ResponseProtocol)
     def connection_lost(self, exc: Exception | None) -> None:
         if self.done:
             return
-        h = self.headers
-        if self.head.done() and b"content-length" not in h and b"transfer-encoding" not in h:
+        if self.head.done() and self.close_delimited():
             self.on_message_complete()  # a close-delimited body: the close ends it
             return
         self._fail(InstanceDisconnected("the instance closed the connection mid-answer"))
 
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.lower()] = value
-
+    # httptools callbacks (on_header: ResponseProtocol)
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         if not self.head.done():
@@ -85,8 +72,7 @@ class _Stream(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.current.append(body)
         self.size += len(body)
-        framed = b"content-length" in self.headers or b"transfer-encoding" in self.headers
-        if not framed or self.size >= MAX_PART_BYTES:
+        if self.size >= MAX_PART_BYTES or self.close_delimited():
             self._flush()
 
     def on_chunk_complete(self) -> None:

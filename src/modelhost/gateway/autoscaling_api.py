@@ -4,12 +4,9 @@ The operations live in `scaling/service.py`; this module decodes, dispatches and
 
 from __future__ import annotations
 
-import json
-import uuid
-
-from modelhost.errors import SerializationException, UnknownOperation
-from modelhost.gateway.asgi import Receive, Scope, Send, read_body, respond
-from modelhost.gateway.errors import JSON_11, error_payload
+from modelhost.errors import UnknownOperation
+from modelhost.gateway import json11
+from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.scaling.service import ScalingService
 
 TARGET_PREFIX = "AnyScaleFrontendService."
@@ -23,20 +20,10 @@ class AutoScalingAPI:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = str(uuid.uuid4())
-        try:
-            body = await read_body(receive, _MAX_BODY)
-            target = dict(scope["headers"]).get(b"x-amz-target", b"").decode("latin-1")
-            data = json.dumps(self.dispatch(target, body)).encode()
-            status = 200
-            headers = [
-                (b"content-type", JSON_11.encode()),
-                (b"x-amzn-requestid", request_id.encode()),
-                (b"content-length", str(len(data)).encode()),
-            ]
-        except Exception as exc:
-            status, headers, data = error_payload(exc, request_id, JSON_11)
-        await respond(send, status, headers, data)
+        await json11.serve(scope, receive, send, _MAX_BODY, self._dispatch)
+
+    async def _dispatch(self, target: str, body: bytes) -> dict[str, object]:
+        return self.dispatch(target, body)
 
     def dispatch(self, target: str, body: bytes) -> dict[str, object]:
         operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
@@ -45,10 +32,4 @@ class AutoScalingAPI:
                 f"Operation '{target}' is not supported by modelhost's Application Auto "
                 f"Scaling API. Supported: {', '.join(sorted(self.service.operations))}"
             )
-        try:
-            params = json.loads(body or b"{}")
-        except ValueError as exc:
-            raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
-        if not isinstance(params, dict):
-            raise SerializationException("The request body must be a JSON object.")
-        return self.service.call(operation, params)
+        return self.service.call(operation, json11.params(body))

@@ -7,20 +7,13 @@ records stores the file (what an edge server's store-and-forward uploads);
 
 from __future__ import annotations
 
-import uuid
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelhost.compile.edge_capture import EdgeCaptures
 from modelhost.errors import ValidationException
-from modelhost.gateway.errors import error_payload
-
-
-def _error(exc: Exception) -> Response:
-    status, headers, body = error_payload(exc, str(uuid.uuid4()), "application/json")
-    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+from modelhost.gateway.native_json import error_response
 
 
 class EdgeCaptureAPI:
@@ -46,4 +39,4 @@ class EdgeCaptureAPI:
             records = self.captures.put(name, file_name, body)
             return JSONResponse({"Name": name, "File": file_name, "Records": records})
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)

@@ -9,8 +9,6 @@ plus `Modelhost: {Progress, Objects, PredictionStore}`), `POST
 
 from __future__ import annotations
 
-import json
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -19,13 +17,8 @@ from starlette.routing import Route
 
 from modelhost.control.validation import validate_input
 from modelhost.errors import ValidationException
-from modelhost.gateway.errors import error_payload
+from modelhost.gateway.native_json import error_response, json_object
 from modelhost.jobs.manager import TransformJobs
-
-
-def _error(exc: Exception) -> Response:
-    status, headers, body = error_payload(exc, str(uuid.uuid4()), "application/json")
-    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 class JobsAPI:
@@ -44,7 +37,7 @@ class JobsAPI:
     async def collection(self, request: Request) -> Response:
         try:
             if request.method == "POST":
-                body = await _json(request)
+                body = await json_object(request)
                 option = body.pop("PredictionStore", None)
                 if option is not None and not isinstance(option, dict):
                     raise ValidationException(
@@ -58,7 +51,7 @@ class JobsAPI:
                     params[key] = request.query_params[key]
             return JSONResponse(self.jobs.call("ListTransformJobs", params))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def describe(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -67,21 +60,11 @@ class JobsAPI:
             out["Modelhost"] = self.jobs.extension(name)
             return JSONResponse(out)
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def stop(self, request: Request) -> Response:
         try:
             name = request.path_params["name"]
             return JSONResponse(self.jobs.call("StopTransformJob", {"TransformJobName": name}))
         except Exception as exc:
-            return _error(exc)
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise ValidationException(f"The body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ValidationException("The body must be a JSON object.")
-    return body
+            return error_response(exc)

@@ -10,15 +10,12 @@ instance just printed is found at once.
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from modelhost.errors import InvalidParameterException, LogResourceNotFound, UnknownOperation
-from modelhost.gateway.asgi import Receive, Scope, Send, read_body, respond
-from modelhost.gateway.control_api import SerializationException
-from modelhost.gateway.errors import JSON_11, error_payload
+from modelhost.gateway import json11
+from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.settings import Settings
 from modelhost.telemetry.log_filter import FilterPatternError, parse_filter_pattern
 from modelhost.telemetry.log_indexer import LogIndexer
@@ -72,29 +69,17 @@ class LogsAPI:
             self.store.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = str(uuid.uuid4())
-        try:
-            body = await read_body(receive, _MAX_BODY)
-            target = dict(scope["headers"]).get(b"x-amz-target", b"").decode("latin-1")
-            operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
-            handler = self.operations.get(operation)
-            if handler is None:
-                raise UnknownOperation(
-                    f"Operation '{target}' is not supported by modelhost. Supported: "
-                    + ", ".join(sorted(self.operations))
-                )
-            params = _params(body)
-            result = await asyncio.to_thread(self._call, handler, params)
-            data = json.dumps(result).encode()
-            status = 200
-            headers = [
-                (b"content-type", JSON_11.encode()),
-                (b"x-amzn-requestid", request_id.encode()),
-                (b"content-length", str(len(data)).encode()),
-            ]
-        except Exception as exc:
-            status, headers, data = error_payload(exc, request_id, JSON_11)
-        await respond(send, status, headers, data)
+        await json11.serve(scope, receive, send, _MAX_BODY, self._dispatch)
+
+    async def _dispatch(self, target: str, body: bytes) -> dict[str, Any]:
+        operation = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else ""
+        handler = self.operations.get(operation)
+        if handler is None:
+            raise UnknownOperation(
+                f"Operation '{target}' is not supported by modelhost. Supported: "
+                + ", ".join(sorted(self.operations))
+            )
+        return await asyncio.to_thread(self._call, handler, json11.params(body))
 
     def _call(
         self, handler: Callable[[dict[str, Any]], dict[str, Any]], params: dict[str, Any]
@@ -266,16 +251,6 @@ class LogsAPI:
 
 
 # --- parameters ---------------------------------------------------------------------------
-
-
-def _params(body: bytes) -> dict[str, Any]:
-    try:
-        params = json.loads(body or b"{}")
-    except ValueError as exc:
-        raise SerializationException(f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(params, dict):
-        raise SerializationException("The request body must be a JSON object.")
-    return params
 
 
 def _str(p: dict[str, Any], name: str) -> str | None:

@@ -17,8 +17,6 @@ Tolerance, Baseline; monitor/replay_run.py), answered with the report when it is
 from __future__ import annotations
 
 import asyncio
-import json
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,18 +26,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from modelhost.errors import NotFound, ValidationException
-from modelhost.gateway.errors import error_payload
+from modelhost.gateway.native_json import error_response, json_object
 from modelhost.store.metadata import Kind, MetadataStore
 from modelhost.telemetry import shadow_report
 from modelhost.telemetry.alarms import AlarmBook
 
 if TYPE_CHECKING:
     from modelhost.control.service import ControlPlane
-
-
-def _error(exc: Exception) -> Response:
-    status, headers, body = error_payload(exc, str(uuid.uuid4()), "application/json")
-    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
 
 
 class NativeAPI:
@@ -81,7 +74,7 @@ class NativeAPI:
         name = request.path_params["name"]
         try:
             if request.method == "PUT":
-                body = await _json(request)
+                body = await json_object(request)
                 body["AlarmName"] = name
                 self.alarms.put(body)
                 return JSONResponse(self.alarms.describe(name)[0])
@@ -94,13 +87,13 @@ class NativeAPI:
                 raise NotFound(f"Alarm {name} does not exist.")
             return JSONResponse(found[0])
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def events(self, request: Request) -> Response:
         name = request.path_params["name"]
         rec = self.store.get(Kind.ENDPOINT, name)
         if rec is None:
-            return _error(NotFound(f"Endpoint {name} does not exist."))
+            return error_response(NotFound(f"Endpoint {name} does not exist."))
         return JSONResponse({"EndpointName": name, "Events": rec.spec.get("Events", [])})
 
     async def shadow_report(self, request: Request) -> Response:
@@ -118,7 +111,7 @@ class NativeAPI:
             out = await asyncio.to_thread(shadow_report.report, self.home, name, tolerance)
             return JSONResponse(out)
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def promote_shadow(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -128,7 +121,7 @@ class NativeAPI:
             assert self.control is not None
             return JSONResponse(self.control.promote_shadow(name))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def describe_endpoint(self, request: Request) -> Response:
         """DescribeEndpoint with modelhost's extension: the routing in effect."""
@@ -142,7 +135,7 @@ class NativeAPI:
             routing.pop("EndpointName", None)
             return JSONResponse({**out, "Routing": routing})
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def routing(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -152,12 +145,12 @@ class NativeAPI:
                 raise NotFound(f"Endpoint {name} does not exist.")
             bandits = self.control.bandits
             if request.method == "PUT":
-                return JSONResponse(bandits.put(name, await _json(request)))
+                return JSONResponse(bandits.put(name, await json_object(request)))
             if request.method == "DELETE":
                 return JSONResponse(bandits.delete(name))
             return JSONResponse(bandits.describe(name))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def rewards(self, request: Request) -> Response:
         name = request.path_params["name"]
@@ -165,9 +158,9 @@ class NativeAPI:
             assert self.control is not None
             if self.store.get(Kind.ENDPOINT, name) is None:
                 raise NotFound(f"Endpoint {name} does not exist.")
-            return JSONResponse(self.control.bandits.reward(name, await _json(request)))
+            return JSONResponse(self.control.bandits.reward(name, await json_object(request)))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def models(self, request: Request) -> Response:
         from modelhost.gateway.model_listing import loaded_models
@@ -181,24 +174,24 @@ class NativeAPI:
             timeout_s = controller.settings.ping_timeout_s
             return JSONResponse(await loaded_models(controller, name, timeout_s))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def advise(self, request: Request) -> Response:
         """The cost advisor over the query's workload (`advice`)."""
         try:
             return JSONResponse(advice(dict(request.query_params)))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def replay(self, request: Request) -> Response:
         """Replay captured traffic against a candidate model (blocking work, in a thread:
         it calls this server's own API through boto3, as the CLI does)."""
         try:
             assert self.replayer is not None
-            body = await _json(request)
+            body = await json_object(request)
             return JSONResponse(await asyncio.to_thread(self.replayer, body))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
 
 def advice(params: dict[str, str]) -> dict[str, Any]:
@@ -212,13 +205,3 @@ def advice(params: dict[str, str]) -> dict[str, Any]:
     if prices not in BUNDLED:
         raise ValidationException(f"Prices must be one of {', '.join(BUNDLED)}.")
     return advise(parse_workload(params), load_prices(prices))
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
-        raise ValidationException(f"The body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ValidationException("The body must be a JSON object.")
-    return body

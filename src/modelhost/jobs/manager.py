@@ -14,12 +14,13 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
+from enum import StrEnum
 from typing import Any
 
+from modelhost.control.durable import DurableJobs
 from modelhost.control.listing import job_list_response
 from modelhost.control.validation import validate_input
-from modelhost.errors import ResourceNotFound, ValidationException
+from modelhost.errors import ModelhostError, ResourceNotFound, ValidationException
 from modelhost.fleet.manager import FleetManager
 from modelhost.jobs import batch_capture
 from modelhost.jobs.hooks import CompletedJob, capture_data, load_predictions
@@ -30,15 +31,14 @@ from modelhost.jobs.runner import TransformRunner
 from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
 from modelhost.settings import Settings
-from modelhost.store.coordination import WorkClaims, is_postgres
-from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+from modelhost.store.coordination import WorkClaims
+from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.predictions import PredictionStore
 
 log = logging.getLogger("modelhost.jobs")
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
-_MAX_REASON = 1024
 _ECHOED = (
     "ModelName",
     "MaxConcurrentTransforms",
@@ -55,9 +55,21 @@ _ECHOED = (
 )
 
 
-class TransformJobs:
+class TransformJobs(DurableJobs):
     """CreateTransformJob, DescribeTransformJob, ListTransformJobs, StopTransformJob, and
     the runs behind them (one asyncio task per job in this process)."""
+
+    kind = Kind.TRANSFORM_JOB
+    arn_type = "transform-job"
+    directory = "transform-jobs"
+    noun = "transform job"
+    end_time_key = "TransformEndTime"
+    active = (TransformJobStatus.IN_PROGRESS,)
+    stopping = TransformJobStatus.STOPPING
+    stopped = TransformJobStatus.STOPPED
+    failed = TransformJobStatus.FAILED
+    failures = (JobFailed,)
+    log = log
 
     def __init__(
         self,
@@ -66,14 +78,11 @@ class TransformJobs:
         fleets: FleetManager,
         pool: WarmPool | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store
+        # Several gateways: the one that claims a job runs it; a dead one's are resumed.
+        super().__init__(settings, store, WorkClaims(settings.metadata_url))
         # The gateway's one fleet manager: job instances are started and stopped there.
         self.fleets = fleets
-        self._runs: dict[str, tuple[TransformRunner, asyncio.Task[None]]] = {}
-        # Several gateways: the one that claims a job runs it; a dead one's are resumed.
-        self.claims = WorkClaims(settings.metadata_url)
-        self._sweeper: asyncio.Task[None] | None = None
+        self._runners: dict[str, TransformRunner] = {}
         self.pool = pool if pool is not None else WarmPool(settings.transform_keep_alive_s)
         # Where jobs with a prediction-store option load their outputs (the gateway's
         # store, shared with the lookup API); None opens the one the settings name.
@@ -91,61 +100,21 @@ class TransformJobs:
 
     # --- lifecycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Resume what a previous server left running (the leading gateway runs this; with
-        several, it keeps resuming what a dead gateway was running)."""
-        self._resume()
-        if is_postgres(self.settings.metadata_url):
-            self._sweeper = asyncio.ensure_future(self._sweep())
-
-    def _resume(self) -> None:
-        unfinished = (TransformJobStatus.STOPPING, TransformJobStatus.IN_PROGRESS)
-        for rec in self.store.list(Kind.TRANSFORM_JOB):
-            if rec.status not in unfinished or rec.name in self._runs:
-                continue
-            if not self.claims.claim(Kind.TRANSFORM_JOB, rec.name):
-                continue  # running on another, live gateway
-            if rec.status == TransformJobStatus.STOPPING:
-                self._finish(rec.name, TransformJobStatus.STOPPED, None)
-            elif rec.status == TransformJobStatus.IN_PROGRESS:
-                log.info("resuming transform job %s", rec.name)
-                self._launch(rec)
-                continue
-            self.claims.release(Kind.TRANSFORM_JOB, rec.name)
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.leader_poll_interval_s)
-            try:
-                self._resume()
-            except Exception:
-                log.warning("resuming transform jobs failed; retrying", exc_info=True)
-
     async def stop(self) -> None:
         """Server shutdown: runs are cancelled but stay InProgress, to resume next start."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        tasks = [task for _, task in self._runs.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._runs.clear()
-        self.claims.close()
+        await super().stop()
         await self.pool.close()
-
-    def workdir(self, name: str) -> Path:
-        return self.settings.home / "transform-jobs" / name
 
     # --- operations -----------------------------------------------------------------
 
-    def _arn(self, name: str) -> str:
-        return arn(self.settings.region, self.settings.account_id, "transform-job", name)
+    def _not_found(self, name: str) -> ModelhostError:
+        return ValidationException(f'Could not find job to update with name "{name}".')
 
-    def _get(self, name: str) -> Record:
-        rec = self.store.get(Kind.TRANSFORM_JOB, name)
-        if rec is None:
-            raise ValidationException(f'Could not find job to update with name "{name}".')
-        return rec
+    def _duplicate(self, rec: Record) -> ModelhostError:
+        return ValidationException(
+            "Job name must be unique within an AWS account and region, and a job with "
+            f"this name already exists ({rec.arn})"
+        )
 
     def create_transform_job(
         self, p: dict[str, Any], prediction_store: dict[str, Any] | None = None
@@ -166,27 +135,8 @@ class TransformJobs:
         }
         if option:
             spec["PredictionStore"] = option
-        name = p["TransformJobName"]
-        record = Record(
-            Kind.TRANSFORM_JOB,
-            name,
-            self._arn(name),
-            spec,
-            list(p.get("Tags") or []),
-            TransformJobStatus.IN_PROGRESS,
-            None,
-            now,
-            now,
-        )
-        try:
-            self.store.create(record)
-        except AlreadyExists:
-            raise ValidationException(
-                "Job name must be unique within an AWS account and region, and a job with "
-                f"this name already exists ({record.arn})"
-            ) from None
-        if self.claims.claim(Kind.TRANSFORM_JOB, name):  # else the leader resumed it already
-            self._launch(record)
+        status = TransformJobStatus.IN_PROGRESS
+        record = self._submit(p["TransformJobName"], spec, p.get("Tags"), status, now)
         return {"TransformJobArn": record.arn}
 
     def describe_transform_job(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -209,10 +159,10 @@ class TransformJobs:
     def extension(self, name: str) -> dict[str, Any]:
         """modelhost's own describe members: live progress, objects, prediction store."""
         rec = self._get(name)
-        run = self._runs.get(name)
+        runner = self._runners.get(name)
         objects = rec.spec.get("Objects", {})
-        if run is not None:
-            progress = run[0].progress.as_dict()
+        if runner is not None:
+            progress = runner.progress.as_dict()
         else:
             records = sum(o.get("Records", 0) for o in objects.values())
             progress = {
@@ -249,16 +199,7 @@ class TransformJobs:
         rec = self._get(p["TransformJobName"])
         if rec.status != TransformJobStatus.IN_PROGRESS:
             return {}  # stopping a finished job is a no-op, as in SageMaker
-        rec.status = TransformJobStatus.STOPPING
-        rec.modified_s = time.time()
-        self.store.save(rec)
-        run = self._runs.get(rec.name)
-        if run is not None:
-            run[1].cancel()
-        elif self.claims.claim(Kind.TRANSFORM_JOB, rec.name):
-            self._finish(rec.name, TransformJobStatus.STOPPED, None)
-            self.claims.release(Kind.TRANSFORM_JOB, rec.name)
-        # else another gateway runs it and stops at its next finished object.
+        self._stop(rec)  # run by another gateway: it stops at its next finished object
         return {}
 
     # --- runs -----------------------------------------------------------------------
@@ -278,8 +219,8 @@ class TransformJobs:
             self.fleets,
             self.pool,
         )
-        task = asyncio.ensure_future(self._run(rec.name, runner))
-        self._runs[rec.name] = (runner, task)
+        self._runners[rec.name] = runner
+        super()._launch(rec)
 
     def _object_done(self, name: str, rel: str, outcome: dict[str, Any]) -> None:
         def record(rec: Record) -> None:
@@ -291,26 +232,15 @@ class TransformJobs:
         if rec is None:
             self._get(name)  # raises as before when the job is gone
         elif rec.status == TransformJobStatus.STOPPING and name in self._runs:
-            self._runs[name][1].cancel()  # stopped through another gateway
+            self._runs[name].cancel()  # stopped through another gateway
 
-    async def _run(self, name: str, runner: TransformRunner) -> None:
-        try:
-            await runner.run()
-        except asyncio.CancelledError:
-            rec = self.store.get(Kind.TRANSFORM_JOB, name)
-            if rec is not None and rec.status == TransformJobStatus.STOPPING:
-                self._finish(name, TransformJobStatus.STOPPED, None)
-            raise
-        except JobFailed as exc:
-            self._finish(name, TransformJobStatus.FAILED, str(exc))
-            return
-        except Exception as exc:
-            log.exception("transform job %s failed", name)
-            self._finish(name, TransformJobStatus.FAILED, f"Internal error: {exc}")
-            return
-        finally:
-            self._runs.pop(name, None)
-            self.claims.release(Kind.TRANSFORM_JOB, name)
+    async def _work(self, name: str) -> None:
+        await self._runners[name].run()
+
+    def _ended(self, name: str) -> None:
+        self._runners.pop(name, None)
+
+    async def _succeeded(self, name: str, outcome: object) -> None:
         # Objects that failed before a restart count too: the store has them all.
         objects = self._get(name).spec.get("Objects", {}).values()
         failures = [o["FailureReason"] for o in objects if o.get("Status") == "Failed"]
@@ -359,15 +289,5 @@ class TransformJobs:
             self.store.save(rec)
         self._finish(name, TransformJobStatus.COMPLETED, None)
 
-    def _finish(self, name: str, status: TransformJobStatus, reason: str | None) -> None:
-        rec = self.store.get(Kind.TRANSFORM_JOB, name)
-        if rec is None:
-            return
-        now = time.time()
-        rec.status = status
-        if reason:
-            rec.failure_reason = reason if len(reason) <= _MAX_REASON else reason[:1021] + "..."
-        rec.spec["TransformEndTime"] = now
-        rec.modified_s = now
-        self.store.save(rec)
+    def _cleanup(self, name: str, status: StrEnum) -> None:
         shutil.rmtree(self.workdir(name) / "parts", ignore_errors=True)

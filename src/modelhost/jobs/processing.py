@@ -24,19 +24,20 @@ import copy
 import logging
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Any
 
+from modelhost.control.durable import DurableJobs
 from modelhost.control.listing import job_list_response
-from modelhost.errors import ModelhostError, ResourceInUse, ResourceNotFound, ValidationException
+from modelhost.errors import ModelhostError, ValidationException
 from modelhost.jobs import clarify_baseline, explainability
 from modelhost.jobs.processing_analysis import Analysis, mounts, resolve
 from modelhost.monitor.dataset import DatasetError, parse_format
-from modelhost.resources.names import arn
 from modelhost.resources.status import ProcessingJobStatus as Status
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.locations import confine
-from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.outputs import Locations
 
 log = logging.getLogger("modelhost.jobs")
@@ -53,14 +54,26 @@ _ECHOED = (
     "RoleArn",
     "ExperimentConfig",
 )
-_MAX_REASON = 1024
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 Publish = Callable[[dict[str, Any]], object]  # CloudWatch PutMetricData parameters
 
 
-class ProcessingJobs:
+class ProcessingJobs(DurableJobs):
     """CreateProcessingJob, DescribeProcessingJob, ListProcessingJobs, StopProcessingJob."""
+
+    kind = Kind.PROCESSING_JOB
+    arn_type = "processing-job"
+    directory = "processing-jobs"
+    noun = "processing job"
+    end_time_key = "ProcessingEndTime"
+    active = (Status.IN_PROGRESS,)
+    stopping = Status.STOPPING
+    stopped = Status.STOPPED
+    failed = Status.FAILED
+    failures = (ModelhostError, ValueError, KeyError)
+    failure_prefix = "Algorithm Error: "
+    log = log
 
     def __init__(
         self,
@@ -69,11 +82,9 @@ class ProcessingJobs:
         locations: Locations,
         publish: Publish | None = None,
     ) -> None:
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store)
         self.locations = locations
         self.publish = publish
-        self._runs: dict[str, asyncio.Task[None]] = {}
         self.analysis = Analysis(
             locations,
             explainability.Explainability(store, lambda: ArtifactStore(settings)),
@@ -84,30 +95,6 @@ class ProcessingJobs:
             "ListProcessingJobs": self.list_processing_jobs,
             "StopProcessingJob": self.stop_processing_job,
         }
-
-    async def start(self) -> None:
-        for rec in self.store.list(Kind.PROCESSING_JOB):
-            if rec.status == Status.STOPPING:
-                self._finish(rec.name, Status.STOPPED)
-            elif rec.status == Status.IN_PROGRESS:
-                log.info("resuming processing job %s", rec.name)
-                self._launch(rec.name)
-
-    async def stop(self) -> None:
-        tasks = list(self._runs.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._runs.clear()
-
-    def arn(self, name: str) -> str:
-        return arn(self.settings.region, self.settings.account_id, "processing-job", name)
-
-    def get(self, name: str) -> Record:
-        rec = self.store.get(Kind.PROCESSING_JOB, name)
-        if rec is None:
-            raise ResourceNotFound(f"Processing job {name} does not exist ({self.arn(name)}).")
-        return rec
 
     # --- operations -----------------------------------------------------------------
 
@@ -155,26 +142,13 @@ class ProcessingJobs:
         tags: list[Any] | None = None,
         schedule_arn: str | None = None,
     ) -> str:
-        now = time.time()
         spec: dict[str, Any] = {"Request": {k: copy.deepcopy(p[k]) for k in _ECHOED if k in p}}
         if schedule_arn:
             spec["MonitoringScheduleArn"] = schedule_arn
-        record = Record(
-            Kind.PROCESSING_JOB, name, self.arn(name), spec, list(tags or []),
-            Status.IN_PROGRESS, None, now, now,
-        )  # fmt: skip
-        try:
-            self.store.create(record)
-        except AlreadyExists:
-            raise ResourceInUse(
-                f"Processing job {name} already exists ({record.arn}); job names are unique "
-                "within an account and region."
-            ) from None
-        self._launch(name)
-        return record.arn
+        return self._submit(name, spec, tags, Status.IN_PROGRESS).arn
 
     def describe_processing_job(self, p: dict[str, Any]) -> dict[str, Any]:
-        rec = self.get(p["ProcessingJobName"])
+        rec = self._get(p["ProcessingJobName"])
         out: dict[str, Any] = {
             **rec.spec["Request"],
             **self._summary(rec),
@@ -204,62 +178,34 @@ class ProcessingJobs:
         return job_list_response(items, p, "Processing")
 
     def stop_processing_job(self, p: dict[str, Any]) -> dict[str, Any]:
-        rec = self.get(p["ProcessingJobName"])
+        rec = self._get(p["ProcessingJobName"])
         if rec.status != Status.IN_PROGRESS:
             raise ValidationException(
                 f"Processing job {rec.name} is {rec.status}; only an InProgress job can be stopped."
             )
-        self._set(rec, Status.STOPPING)
-        task = self._runs.get(rec.name)
-        if task is not None:
-            task.cancel()
-        else:
-            self._finish(rec.name, Status.STOPPED)
+        self._stop(rec)
         return {}
 
     # --- runs -----------------------------------------------------------------------
 
-    def _set(self, rec: Record, status: Status, **spec: Any) -> None:
-        rec.status = status
-        rec.spec.update(spec)
-        rec.modified_s = time.time()
-        self.store.save(rec)
+    async def _work(self, name: str) -> str:
+        rec = self._get(name)
+        self._set_status(rec, Status.IN_PROGRESS, ProcessingStartTime=time.time())
+        exit_message, metrics = await asyncio.to_thread(self.analyze, rec.spec["Request"])
+        if self.publish is not None:
+            # On the event loop: the series store's writers live there.
+            for params in metrics:
+                self.publish(params)
+        return exit_message
 
-    def _launch(self, name: str) -> None:
-        self._runs[name] = asyncio.ensure_future(self._run(name))
+    async def _succeeded(self, name: str, outcome: str) -> None:
+        self._finish(name, Status.COMPLETED, None, ExitMessage=outcome)
 
-    async def _run(self, name: str) -> None:
-        try:
-            rec = self.get(name)
-            self._set(rec, Status.IN_PROGRESS, ProcessingStartTime=time.time())
-            exit_message, metrics = await asyncio.to_thread(self.analyze, rec.spec["Request"])
-            if self.publish is not None:
-                # On the event loop: the series store's writers live there.
-                for params in metrics:
-                    self.publish(params)
-        except asyncio.CancelledError:
-            current = self.store.get(Kind.PROCESSING_JOB, name)
-            if current is not None and current.status == Status.STOPPING:
-                self._finish(name, Status.STOPPED)
-            raise
-        except (ModelhostError, ValueError, KeyError) as exc:
-            self._finish(name, Status.FAILED, f"Algorithm Error: {exc}")
-            return
-        except Exception as exc:
-            log.exception("processing job %s failed", name)
-            self._finish(name, Status.FAILED, f"Internal error: {exc}")
-            return
-        finally:
-            self._runs.pop(name, None)
-        self._finish(name, Status.COMPLETED, None, ExitMessage=exit_message)
-
-    def _finish(self, name: str, status: Status, reason: str | None = None, **spec: Any) -> None:
+    def _finish(self, name: str, status: StrEnum, reason: str | None = None, **spec: Any) -> None:
         rec = self.store.get(Kind.PROCESSING_JOB, name)
-        if rec is None or (rec.status == Status.STOPPING and status != Status.STOPPED):
-            return
-        if reason:
-            rec.failure_reason = reason[:_MAX_REASON]
-        self._set(rec, status, ProcessingEndTime=time.time(), **spec)
+        if rec is not None and rec.status == Status.STOPPING and status != Status.STOPPED:
+            return  # a stop overtakes the end the run was about to write
+        super()._finish(name, status, reason, **spec)
 
     def analyze(self, request: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         """Run the analyzer for `request` (jobs/processing_analysis.py)."""

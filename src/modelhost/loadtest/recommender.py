@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelhost.control.durable import DurableJobs
 from modelhost.control.listing import list_response
 from modelhost.errors import InternalFailure, ModelhostError, ResourceInUse, ResourceNotFound
 from modelhost.loadtest import recommendation as rules
@@ -31,10 +32,9 @@ from modelhost.loadtest import recommendation_search as searched
 from modelhost.loadtest import recommendation_wire as wire
 from modelhost.loadtest.prices import load_prices
 from modelhost.loadtest.spec import LoadSpec
-from modelhost.resources.names import arn
 from modelhost.resources.status import RecommendationJobStatus as Status
 from modelhost.settings import Settings
-from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
+from modelhost.store.metadata import Kind, MetadataStore, Record
 
 if TYPE_CHECKING:
     from modelhost.control.service import ControlPlane
@@ -52,8 +52,19 @@ class BenchmarkFailed(Exception):
     """One configuration could not be measured; the message is its step's FailureReason."""
 
 
-class RecommendationJobs:
+class RecommendationJobs(DurableJobs):
     """The recommender's operations and the runs behind them (see the module docstring)."""
+
+    kind = Kind.RECOMMENDATION_JOB
+    arn_type = "inference-recommendations-job"
+    directory = "recommendation-jobs"
+    noun = "inference recommendations job"
+    end_time_key = "CompletionTime"
+    active = _ACTIVE
+    stopping = Status.STOPPING
+    stopped = Status.STOPPED
+    failed = Status.FAILED
+    log = log
 
     def __init__(
         self,
@@ -63,12 +74,10 @@ class RecommendationJobs:
         fetch: Callable[[str], Path],
         connection: Connection,
     ) -> None:
-        self.settings = settings
-        self.store = store
+        super().__init__(settings, store)
         self.control = control
         self._fetch = fetch
         self._connection = connection
-        self._runs: dict[str, asyncio.Task[None]] = {}
         self._locusts: dict[str, subprocess.Popen[str]] = {}
         self.operations: dict[str, Handler] = {
             "CreateInferenceRecommendationsJob": self.create,
@@ -78,63 +87,25 @@ class RecommendationJobs:
             "ListInferenceRecommendationsJobSteps": self.list_steps,
         }
 
-    async def start(self) -> None:
-        """Resume what a previous server left running."""
-        for rec in self.store.list(Kind.RECOMMENDATION_JOB):
-            if rec.status == Status.STOPPING:
-                self._finish(rec.name, Status.STOPPED, None)
-            elif rec.status in _ACTIVE:
-                log.info("resuming inference recommendations job %s", rec.name)
-                self._runs[rec.name] = asyncio.ensure_future(self._run(rec.name))
-
     async def stop(self) -> None:
         """Server shutdown: load tests are ended; their jobs stay active, to run next start."""
         for proc in list(self._locusts.values()):
             _kill(proc)
-        tasks = list(self._runs.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._runs.clear()
-
-    def workdir(self, name: str) -> Path:
-        return self.settings.home / "recommendation-jobs" / name
+        await super().stop()
 
     # --- operations -------------------------------------------------------------------
 
-    def _arn(self, name: str) -> str:
-        return arn(
-            self.settings.region, self.settings.account_id, "inference-recommendations-job", name
-        )
+    def _not_found(self, name: str) -> ModelhostError:
+        return ResourceNotFound(f"Inference recommendations job {name} does not exist.")
 
-    def _get(self, name: str) -> Record:
-        rec = self.store.get(Kind.RECOMMENDATION_JOB, name)
-        if rec is None:
-            raise ResourceNotFound(f"Inference recommendations job {name} does not exist.")
-        return rec
+    def _duplicate(self, rec: Record) -> ModelhostError:
+        return ResourceInUse(f"Inference recommendations job {rec.name} already exists.")
 
     def create(self, p: dict[str, Any]) -> dict[str, Any]:
         rules.check_request(p)
-        now = time.time()
         request = {k: copy.deepcopy(v) for k, v in p.items() if k in rules.ECHOED}
         spec = {"Request": request, "JobType": p["JobType"], "Steps": []}
-        name = p["JobName"]
-        record = Record(
-            Kind.RECOMMENDATION_JOB,
-            name,
-            self._arn(name),
-            spec,
-            list(p.get("Tags") or []),
-            Status.PENDING,
-            None,
-            now,
-            now,
-        )
-        try:
-            self.store.create(record)
-        except AlreadyExists:
-            raise ResourceInUse(f"Inference recommendations job {name} already exists.") from None
-        self._runs[name] = asyncio.ensure_future(self._run(name))
+        record = self._submit(p["JobName"], spec, p.get("Tags"), Status.PENDING)
         return {"JobArn": record.arn}
 
     def describe(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -158,15 +129,7 @@ class RecommendationJobs:
         rec = self._get(p["JobName"])
         if rec.status not in _ACTIVE:
             return {}
-        self._set_status(rec, Status.STOPPING)
-        task = self._runs.get(rec.name)
-        proc = self._locusts.get(rec.name)
-        if proc is not None:
-            _kill(proc)
-        if task is not None:
-            task.cancel()
-        else:
-            self._finish(rec.name, Status.STOPPED, None)
+        self._stop(rec)
         return {}
 
     def list_steps(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -180,38 +143,17 @@ class RecommendationJobs:
 
     # --- runs -------------------------------------------------------------------------
 
-    def _set_status(self, rec: Record, status: Status, **spec: Any) -> None:
-        rec.status = status
-        rec.spec.update(spec)
-        rec.modified_s = time.time()
-        self.store.save(rec)
+    async def _work(self, name: str) -> list[dict[str, Any]]:
+        rec = self._get(name)
+        self._set_status(rec, Status.IN_PROGRESS)
+        return await self._benchmarks(rec)
 
-    def _finish(self, name: str, status: Status, reason: str | None, **spec: Any) -> None:
-        rec = self.store.get(Kind.RECOMMENDATION_JOB, name)
-        if rec is None:
-            return
-        rec.failure_reason = reason[:1024] if reason else None
-        self._set_status(rec, status, CompletionTime=time.time(), **spec)
+    def _interrupt(self, name: str) -> None:
+        proc = self._locusts.get(name)
+        if proc is not None:
+            _kill(proc)
 
-    async def _run(self, name: str) -> None:
-        try:
-            rec = self._get(name)
-            self._set_status(rec, Status.IN_PROGRESS)
-            outcome = await self._benchmarks(rec)
-        except asyncio.CancelledError:
-            current = self.store.get(Kind.RECOMMENDATION_JOB, name)
-            if current is not None and current.status == Status.STOPPING:
-                self._finish(name, Status.STOPPED, None)
-            raise
-        except ModelhostError as exc:
-            self._finish(name, Status.FAILED, str(exc))
-            return
-        except Exception as exc:
-            log.exception("inference recommendations job %s failed", name)
-            self._finish(name, Status.FAILED, f"Internal error: {exc}")
-            return
-        finally:
-            self._runs.pop(name, None)
+    async def _succeeded(self, name: str, outcome: list[dict[str, Any]]) -> None:
         if not outcome:
             reason = "No configuration met the job's stopping conditions; see its steps."
             self._finish(name, Status.FAILED, reason)

@@ -57,8 +57,7 @@ ASYNC_ENDPOINT_METRICS = (
     "ApproximateAgeOfOldestRequest",
     "HasBacklogWithoutCapacity",
 )
-ASYNC_METRICS = (
-    *ASYNC_ENDPOINT_METRICS,
+ASYNC_VARIANT_METRICS = (
     "InvocationsProcessed",
     "TimeInBacklog",
     "TotalProcessingTime",
@@ -68,6 +67,7 @@ ASYNC_METRICS = (
     "ResponseUploadFailures",
     "NotificationFailures",
 )
+ASYNC_METRICS = (*ASYNC_ENDPOINT_METRICS, *ASYNC_VARIANT_METRICS)
 SAGEMAKER_METRICS = (*METRICS, *SERVERLESS_METRICS, *MULTI_MODEL_METRICS, *ASYNC_METRICS)
 INSTANCE_METRICS = ("CPUUtilization", "MemoryUtilization", "DiskUtilization")
 # Series whose values spread (times, utilization) keep a sketch; counts and 0/1 flags do not.

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -14,12 +13,7 @@ from starlette.routing import Route
 
 from modelhost.errors import NotFound, ValidationException
 from modelhost.gateway.auth.keys import KeyStore
-from modelhost.gateway.errors import error_payload
-
-
-def _error(exc: Exception) -> Response:
-    status, headers, body = error_payload(exc, str(uuid.uuid4()), "application/json")
-    return Response(body, status, headers={k.decode(): v.decode() for k, v in headers})
+from modelhost.gateway.native_json import error_response
 
 
 class KeysAPI:
@@ -55,9 +49,9 @@ class KeysAPI:
                 }
             )
         except ValueError as exc:
-            return _error(ValidationException(f"The body is not valid JSON: {exc}"))
+            return error_response(ValidationException(f"The body is not valid JSON: {exc}"))
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)
 
     async def revoke(self, request: Request) -> Response:
         key_id = request.path_params["name"]
@@ -67,4 +61,4 @@ class KeysAPI:
                 raise NotFound(f"Access key {key_id} does not exist.")
             return JSONResponse(key.describe())
         except Exception as exc:
-            return _error(exc)
+            return error_response(exc)

@@ -13,25 +13,7 @@ from __future__ import annotations
 from modelhost.jobs.asyncinf.lease import backlog_gauges
 from modelhost.store.queue import Backlog, QueuedRequest
 from modelhost.telemetry.metric_store import MetricKey, MetricStore
-from modelhost.telemetry.series import ASYNC_METRICS, SAGEMAKER
-
-ENDPOINT_METRICS = (
-    "ApproximateBacklogSize",
-    "ApproximateBacklogSizePerInstance",
-    "ApproximateAgeOfOldestRequest",
-    "HasBacklogWithoutCapacity",
-)
-VARIANT_METRICS = (
-    "InvocationsProcessed",
-    "TimeInBacklog",
-    "TotalProcessingTime",
-    "InvocationFailures",
-    "ExpiredRequests",
-    "RequestDownloadFailures",
-    "ResponseUploadFailures",
-    "NotificationFailures",
-)
-assert set(ENDPOINT_METRICS) | set(VARIANT_METRICS) == set(ASYNC_METRICS)
+from modelhost.telemetry.series import SAGEMAKER
 
 
 class AsyncMetrics:

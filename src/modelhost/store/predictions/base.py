@@ -154,6 +154,16 @@ class PredictionStore(ABC):
     def delete(self, store: str) -> bool:
         """Drop a store and its runs; False if it did not exist."""
 
+    def _loaded_already(self, store: str, run_id: str) -> RunInfo | None:
+        """The start of every `load`: the names are valid; the current run, marked not
+        loaded, when it is `run_id` already (None: load it)."""
+        check_store_name(store)
+        check_run_id(run_id)
+        current = self.describe(store)
+        if current is not None and current.run_id == run_id:
+            return RunInfo(**{**current.__dict__, "loaded": False})
+        return None
+
     def get(self, store: str, key: str) -> tuple[RunInfo, str | None]:
         """One key's value in the current run (None if the run has no such key)."""
         found = self.get_many(store, [key])

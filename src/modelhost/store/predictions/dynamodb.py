@@ -37,8 +37,6 @@ from modelhost.store.predictions.base import (
     PredictionStore,
     RunInfo,
     ValueFormat,
-    check_run_id,
-    check_store_name,
     no_such_store,
 )
 
@@ -134,12 +132,8 @@ class DynamoDBPredictionStore(PredictionStore):
         items: Iterable[tuple[str, str]],
         value_format: ValueFormat,
     ) -> RunInfo:
-        check_store_name(store)
-        check_run_id(run_id)
-        self.ensure_table()
-        current = self.describe(store)
-        if current is not None and current.run_id == run_id:
-            return RunInfo(**{**current.__dict__, "loaded": False})
+        if (current := self._loaded_already(store, run_id)) is not None:  # ensures the table
+            return current
         self._drop_abandoned(store)
         rows_id = f"{run_id}.{uuid.uuid4().hex[:12]}"
         marker = {"pk": {"S": _LOADING}, "sk": {"S": f"{store}#{rows_id}"}}

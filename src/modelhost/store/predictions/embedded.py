@@ -24,8 +24,6 @@ from modelhost.store.predictions.base import (
     PredictionStore,
     RunInfo,
     ValueFormat,
-    check_run_id,
-    check_store_name,
     no_such_store,
 )
 
@@ -117,11 +115,8 @@ class EmbeddedPredictionStore(PredictionStore):
         items: Iterable[tuple[str, str]],
         value_format: ValueFormat,
     ) -> RunInfo:
-        check_store_name(store)
-        check_run_id(run_id)
-        current = self.describe(store)
-        if current is not None and current.run_id == run_id:
-            return RunInfo(**{**current.__dict__, "loaded": False})
+        if (current := self._loaded_already(store, run_id)) is not None:
+            return current
         conn = self._conn()
         # IMMEDIATE takes the write lock now, so two loads of any store run one after the
         # other and the "already current" check below is made under the lock.

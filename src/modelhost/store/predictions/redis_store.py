@@ -25,8 +25,6 @@ from modelhost.store.predictions.base import (
     PredictionStore,
     RunInfo,
     ValueFormat,
-    check_run_id,
-    check_store_name,
     no_such_store,
 )
 
@@ -114,11 +112,8 @@ class RedisPredictionStore(PredictionStore):
         items: Iterable[tuple[str, str]],
         value_format: ValueFormat,
     ) -> RunInfo:
-        check_store_name(store)
-        check_run_id(run_id)
-        current = self.describe(store)
-        if current is not None and current.run_id == run_id:
-            return RunInfo(**{**current.__dict__, "loaded": False})
+        if (current := self._loaded_already(store, run_id)) is not None:
+            return current
         # Each load writes its own staging hash, renamed into place by the switch script:
         # two loads of one run id cannot interleave, and a crashed load's hash expires.
         staging = f"{self.prefix}:staging:{store}:{run_id}:{uuid.uuid4().hex}"
