@@ -72,26 +72,16 @@ class HttpLimits:
     keep_alive_s: float = 75.0
 
 
+@dataclass(slots=True)
 class Request:
     """One complete request, as the handlers need it."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "url", "version")
-
-    def __init__(
-        self,
-        method: bytes,
-        url: bytes,
-        headers: RawHeaders,
-        body: bytes,
-        keep_alive: bool,
-        version: str,
-    ) -> None:
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.keep_alive = keep_alive
-        self.version = version
+    method: bytes
+    url: bytes
+    headers: RawHeaders
+    body: bytes
+    keep_alive: bool
+    version: str
 
 
 class ServerSide(Protocol):
