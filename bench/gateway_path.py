@@ -134,8 +134,12 @@ def _process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_wrk(connections: int, duration_s: float) -> tuple[float, int]:
-    """(gateway CPU µs per request, requests) over real sockets (see the docstring)."""
+def measure_wrk(
+    connections: list[int], duration_s: float, profile_dir: Path | None = None
+) -> list[tuple[int, float, int]]:
+    """(connections, gateway CPU µs per request, requests) for each connection count, over
+    real sockets (see the docstring). With `profile_dir`, py-spy samples the gateway during
+    each measured run and the split by stage is printed (bench/_stages.py)."""
     from _wrk import ensure_wrk
     from modelhost import demo
     from modelhost.testing.churn import csv_body, make_churn, train_xgboost, write_xgboost_artifact
@@ -143,6 +147,7 @@ def measure_wrk(connections: int, duration_s: float) -> tuple[float, int]:
 
     wrk = ensure_wrk()
     data = make_churn(3000, seed=1)
+    results = []
     with tempfile.TemporaryDirectory(prefix="gateway-path-") as tmp:
         work = Path(tmp)
         artifact = write_xgboost_artifact(train_xgboost(data), work / "model")
@@ -159,18 +164,45 @@ def measure_wrk(connections: int, duration_s: float) -> tuple[float, int]:
                 'wrk.headers["Content-Type"] = "text/csv"\n'
             )
             url = f"{server.url}/endpoints/{demo.ENDPOINT_NAME}/invocations"
-            command = [wrk, "-t1", f"-c{connections}", "-s", str(script), url]
-            subprocess.run([*command, "-d2s"], capture_output=True, check=True)  # warm-up
-            before = _process_cpu_s(server.proc.pid)
-            out = subprocess.run(
-                [*command, f"-d{duration_s:g}s"], capture_output=True, text=True, check=True
-            ).stdout
-            used_s = _process_cpu_s(server.proc.pid) - before
-    match = re.search(r"(\d+) requests in", out)
-    if match is None:
-        raise SystemExit(f"cannot read wrk's output:\n{out}")
-    requests = int(match.group(1))
-    return used_s / max(requests, 1) * 1e6, requests
+            for conns in connections:
+                command = [wrk, "-t1", f"-c{conns}", "-s", str(script), url]
+                subprocess.run([*command, "-d2s"], capture_output=True, check=True)  # warm-up
+                spy = None
+                if profile_dir is not None:
+                    raw = profile_dir / f"gateway-c{conns}.txt"
+                    spy = _start_py_spy(server.proc.pid, raw, duration_s)
+                before = _process_cpu_s(server.proc.pid)
+                out = subprocess.run(
+                    [*command, f"-d{duration_s:g}s"], capture_output=True, text=True, check=True
+                ).stdout
+                used_s = _process_cpu_s(server.proc.pid) - before
+                match = re.search(r"(\d+) requests in", out)
+                if match is None:
+                    raise SystemExit(f"cannot read wrk's output:\n{out}")
+                requests = int(match.group(1))
+                per_request_us = used_s / max(requests, 1) * 1e6
+                results.append((conns, per_request_us, requests))
+                if spy is not None:
+                    spy.wait(timeout=duration_s + 60)
+                    _print_stages(raw, conns, per_request_us)
+    return results
+
+
+def _start_py_spy(pid: int, raw: Path, duration_s: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` for the run (non-blocking: the gateway is never paused)."""
+    command = ["py-spy", "record", "--pid", str(pid), "--rate", "250", "--nonblocking"]
+    command += ["--format", "raw", "--output", str(raw), "--duration", f"{duration_s:.0f}"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _print_stages(raw: Path, connections: int, per_request_us: float) -> None:
+    from _stages import split, table
+
+    if not raw.exists():
+        print(f"py-spy wrote nothing to {raw} (is ptrace allowed?)")
+        return
+    print(f"\nconnections {connections}: the gateway's CPU by stage (py-spy, {raw})")
+    print(table(split(raw), per_request_us))
 
 
 def main() -> None:
@@ -178,15 +210,31 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--wrk", action="store_true", help="over real sockets, with wrk")
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--connections", default="32", help="with --wrk: comma-separated, e.g. 1,32"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="with --wrk: py-spy the gateway into DIR and print its CPU by stage",
+    )
     parser.add_argument("--duration", type=float, default=10.0)
     args = parser.parse_args()
     import modelhost
 
     where = Path(modelhost.__file__).parent
     if args.wrk:
-        per_request_us, requests = measure_wrk(args.connections, args.duration)
-        print(f"{where}: gateway process {per_request_us:.1f} µs CPU per request ({requests})")
+        if args.profile is not None:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        connections = [int(c) for c in args.connections.split(",")]
+        for conns, per_request_us, requests in measure_wrk(
+            connections, args.duration, args.profile
+        ):
+            print(
+                f"{where}: c={conns} gateway process {per_request_us:.1f} µs CPU per request "
+                f"({requests} requests)"
+            )
         return
     per_request_us = measure(args.requests, args.repeats)
     print(f"{where}: {per_request_us:.2f} µs CPU per request")
