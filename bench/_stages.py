@@ -4,8 +4,9 @@
 root first, each frame `function (file:line)`. A sample counts for the stage of its
 deepest frame that matches a rule (so time in the hop's client called from the data
 plane is the hop's, not the data plane's). Samples whose Python stack ends in the event
-loop's own `run` are uvloop's C code and the kernel: reading and writing sockets, epoll,
-scheduling callbacks.
+loop's own `run` are uvloop's C code and the kernel: reading sockets, epoll, scheduling
+callbacks. A socket write is counted where Python called it (the hop's client, or the
+answer's write).
 """
 
 from __future__ import annotations
@@ -22,27 +23,40 @@ RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data plane", ("fleet/dataplane/",)),
     ("auth (guard, SigV4, policy)", ("gateway/auth/",)),
     ("fast path (gateway/fastpath.py)", ("gateway/fastpath.py",)),
-    ("runtime API (validate, encode)", ("gateway/runtime_api.py", "gateway/errors.py",
-                                        "gateway/asgi.py", "uuid.py")),
+    (
+        "runtime API (validate, encode)",
+        ("gateway/runtime_api.py", "gateway/errors.py", "gateway/asgi.py", "uuid.py"),
+    ),
     ("dispatch (gateway/app.py)", ("gateway/app.py",)),
-    ("ASGI cycle + response write (uvicorn)", ("RequestResponseCycle", "run_asgi",
-                                                "container/http_protocol.py")),
-    ("HTTP parse (uvicorn protocol, limits)", ("httptools_impl.py", "http_limits.py",
-                                                "flow_control.py")),
-    ("asyncio tasks/futures", ("asyncio/",)),
+    ("answer written to the client (send syscall)", ("container/http_protocol.py",)),
+    (
+        "ASGI cycle (uvicorn), proxy-headers middleware",
+        ("RequestResponseCycle", "run_asgi", "proxy_headers.py"),
+    ),
+    (
+        "HTTP parse (uvicorn protocol, limits)",
+        ("httptools_impl.py", "http_limits.py", "flow_control.py"),
+    ),
+    (
+        "asyncio tasks, futures, events",
+        ("asyncio/locks.py", "asyncio/tasks.py", "asyncio/futures.py", "asyncio/events.py"),
+    ),
 )
-LOOP = "event loop (uvloop C, syscalls)"
-OTHER = "other (background loops, logging)"
+LOOP = "event loop (uvloop C: socket reads, epoll, callbacks)"
+THREADS = "other threads (metric flushes, capture writer)"
+OTHER = "other"
 
 
 def stage_of(stack: str) -> str:
     frames = stack.split(";")
+    if frames and "threading.py" in frames[0]:
+        return THREADS
     for frame in reversed(frames):
         for stage, needles in RULES:
             if any(needle in frame for needle in needles):
                 return stage
     leaf = frames[-1] if frames else ""
-    if "run_until_complete" in leaf or "run_forever" in leaf or leaf.startswith("run ("):
+    if "asyncio/runners.py" in leaf or "run_until_complete" in leaf or "run_forever" in leaf:
         return LOOP
     return OTHER
 

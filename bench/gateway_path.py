@@ -129,6 +129,104 @@ def measure(requests: int, repeats: int) -> float:
     return best
 
 
+REQUEST = (
+    b"POST /endpoints/ep/invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/csv\r\n"
+    b"Accept: text/csv\r\nUser-Agent: wrk\r\nContent-Length: 3\r\n\r\n1,2"
+)
+
+
+class _Socket:
+    """The client's side of one connection: counts the answers written."""
+
+    def __init__(self) -> None:
+        self.answered: asyncio.Future[None] | None = None
+        self.first = b""
+
+    def write(self, data: bytes) -> None:
+        if not self.first:
+            self.first = data
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_result(None)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(name)
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def measure_protocol(requests: int, repeats: int, fast: bool) -> float:
+    """CPU µs per request through the gateway's HTTP protocol (request bytes in, answer
+    bytes out: parsing, the guard with auth off, dispatch or the fast path, the runtime API
+    and the data plane), with the instant fake instance."""
+    import uvicorn
+    from uvicorn.server import ServerState
+
+    from modelhost.settings import Settings
+
+    api = runtime_api()
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="gateway-path-")), auth_enabled=False)
+    try:
+        from modelhost.gateway.auth.guard import Guard
+    except ImportError:  # before authentication existed
+        guard = None
+    else:
+        guard = Guard(settings, None)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if guard is None:
+            await api(scope, receive, send)
+        else:
+            await guard(scope, receive, send, api)
+
+    try:
+        from modelhost.gateway.fastpath import FastInvoke, gateway_protocol
+    except ImportError:  # before the fast path: the limits over uvicorn's protocol
+        from modelhost.container.http_protocol import one_write
+        from modelhost.gateway.http_limits import bounded_protocol
+
+        if fast:
+            raise
+        cls = one_write(bounded_protocol(24 * 1024))
+    else:
+        from modelhost.container.http_protocol import one_write
+
+        invoke = FastInvoke(settings, api, guard, lambda _name: None) if fast else None
+        cls = one_write(gateway_protocol(invoke, 24 * 1024))
+
+    async def run(n: int) -> float:
+        config = uvicorn.Config(app=app, log_level="warning", limit_concurrency=1024)
+        protocol = cls(config=config, server_state=ServerState(), app_state={})
+        sock = _Socket()
+        protocol.connection_made(sock)
+        loop = asyncio.get_running_loop()
+        started = time.process_time()
+        for _ in range(n):
+            sock.answered = loop.create_future()
+            protocol.data_received(REQUEST)
+            await sock.answered
+        used = time.process_time() - started
+        if not sock.first.startswith(b"HTTP/1.1 200 "):
+            raise SystemExit(f"the gateway answered {sock.first[:200]!r}")
+        return used
+
+    import uvloop  # the gateway's loop (uvicorn picks it)
+
+    uvloop.run(run(1000))  # warm up
+    return min(uvloop.run(run(requests)) for _ in range(repeats)) / requests * 1e6
+
+
 def _process_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -237,7 +335,14 @@ def main() -> None:
             )
         return
     per_request_us = measure(args.requests, args.repeats)
-    print(f"{where}: {per_request_us:.2f} µs CPU per request")
+    print(f"{where}: {per_request_us:.2f} µs CPU per request (runtime API alone)")
+    for fast in (False, True):
+        try:
+            per_request_us = measure_protocol(args.requests, args.repeats, fast)
+        except ImportError:
+            continue  # a version without the fast path
+        path = "fast path" if fast else "ASGI"
+        print(f"{where}: {per_request_us:.2f} µs CPU per request (HTTP protocol, {path})")
 
 
 if __name__ == "__main__":

@@ -251,3 +251,25 @@ def test_fast_path_off_sends_everything_to_asgi(tmp_path: Path) -> None:
         assert isinstance(sock, Socket)
 
     asyncio.run(run())
+
+
+def test_an_idle_kept_alive_connection_is_closed(tmp_path: Path) -> None:
+    """uvicorn's keep-alive timeout, kept as a deadline the sweep checks."""
+
+    async def run() -> None:
+        protocol, sock, _ = connect(tmp_path, answer(body=b"0.5"), http_keepalive_s=5)
+        protocol.timeout_keep_alive = 5  # type: ignore[attr-defined]  # uvicorn's, from the setting
+        protocol.data_received(invocation())
+        await settle(sock, 1)
+        now = protocol.loop.time()  # type: ignore[attr-defined]
+        protocol.check_deadlines(now + 4.9)  # type: ignore[attr-defined]
+        assert not sock.closed
+        protocol.data_received(invocation())  # a second request re-arms the deadline
+        await settle(sock, 2)
+        now = protocol.loop.time()  # type: ignore[attr-defined]
+        protocol.check_deadlines(now + 4.9)  # type: ignore[attr-defined]
+        assert not sock.closed
+        protocol.check_deadlines(now + 5.1)  # type: ignore[attr-defined]
+        assert sock.closed and len(sock.answers()) == 2
+
+    asyncio.run(run())

@@ -290,9 +290,11 @@ class FastInvokeProtocol(HttpToolsProtocol):
         for name, value in self.server_state.default_headers:
             content += (name, b": ", value, b"\r\n")
         for name, value in headers:
-            if HEADER_VALUE_RE.search(value):  # an instance's header uvicorn would refuse
-                raise RuntimeError("Invalid HTTP header value.")
             content += (name, b": ", value, b"\r\n")
+        # What uvicorn refuses in a header value (an instance's Content-Type or custom
+        # attributes could carry it); one search over all the values.
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
         if not request.keep_alive:
             content.append(b"connection: close\r\n")
         content += (b"\r\n", body)

@@ -67,10 +67,20 @@ def _constraint(value: str, member: str, rule: str) -> ValidationError:
     )
 
 
+# Names already found valid (a name's validity never changes; bounded): a set lookup
+# instead of a regular expression on every invocation.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 4096
+
+
 def validate_runtime_name(value: str, member: str) -> None:
+    if value in _VALID_NAMES:
+        return
     problem = runtime_name_error(value, member)
     if problem is not None:
         raise ValidationError(problem)
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(value)
 
 
 def check_headers(headers: dict[bytes, bytes]) -> None:
