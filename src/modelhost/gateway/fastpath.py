@@ -24,7 +24,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import (
@@ -41,6 +42,7 @@ from modelhost.gateway.errors import error_payload
 from modelhost.gateway.http_limits import BoundedHttpToolsProtocol
 from modelhost.gateway.request_ids import request_id
 from modelhost.gateway.runtime_api import RuntimeAPI, checked_headers, parse_invocation_path
+from modelhost.routing.table import TargetMode
 from modelhost.settings import Settings
 
 log = logging.getLogger("modelhost.gateway")
@@ -127,6 +129,21 @@ class FastInvoke:
         except Exception as exc:
             status, out_headers, out = error_payload(exc, rid, "application/json")
         return status, out_headers, out, shadow_jobs
+
+    def driven(self, name: str) -> bool:
+        """Whether the request can run without a Task (`_drive`): the endpoint serves
+        single models on running instances, whose path awaits only the hop's futures
+        (serverless, multi-model and pipelines may use what needs a current task)."""
+        route = self.runtime.plane.routes.table.endpoints.get(name)
+        if route is None:
+            return True  # answered at once (unknown endpoint)
+        for variant in route.variants:
+            if variant.serverless:
+                return False
+            instances = variant.instances
+            if instances and instances[0].mode is not TargetMode.SINGLE_MODEL:
+                return False
+        return True
 
     def start_shadows(self, jobs: list[ShadowJob]) -> None:
         for job in jobs:
@@ -262,6 +279,10 @@ class FastInvokeProtocol(HttpToolsProtocol):
         self._fast = None
         chunks = request.body
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        assert self.fast is not None
+        if self.fast.driven(request.name):
+            _drive(self._serve(request, body))
+            return
         task = self.loop.create_task(self._serve(request, body))
         task.add_done_callback(self.tasks.discard)
         self.tasks.add(task)
@@ -304,6 +325,26 @@ class FastInvokeProtocol(HttpToolsProtocol):
         if not request.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+
+def _drive(coro: Coroutine[Any, Any, None], _done: object = None) -> None:
+    """Run `coro` to its end without a Task: step it, and step it again when the future it
+    waits on is done (what Task does, without the Task: its creation, its registration in
+    asyncio's set of all tasks and its scheduled first step cost several µs a request).
+    Only for coroutines that await futures and nothing that needs a current task
+    (`FastInvoke.driven`); `_serve` catches its own errors."""
+    try:
+        future = coro.send(None)
+    except StopIteration:
+        return
+    except BaseException as exc:  # a cancelled future inside: the request is abandoned
+        log.warning("InvokeEndpoint fast path ended by %r", exc)
+        return
+    if future is None:  # a bare yield (sleep(0)): go on at the next turn
+        asyncio.get_running_loop().call_soon(_drive, coro)
+        return
+    future._asyncio_future_blocking = False
+    future.add_done_callback(partial(_drive, coro))
 
 
 def gateway_protocol(
