@@ -13,7 +13,7 @@ way a user would set them with CreateModel:
 | `instancesN` | `InitialInstanceCount=N` (not an Environment; overrides `--instances`) |
 | `captureN` | none: the endpoint config captures N % (input and output) to a local folder |
 | `tcp` | none: the server runs with `MODELHOST_INSTANCE_UNIX_SOCKETS=false` (hop over TCP) |
-| `asgi` | none: the server runs with `MODELHOST_HTTP_FAST_PATH=false` (every request through ASGI) |
+| `asgi` | none: the server runs with `MODELHOST_HTTP_FAST_PATH=false` (all through ASGI) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.

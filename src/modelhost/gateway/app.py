@@ -43,7 +43,6 @@ from modelhost.gateway.dashboard import wiring as dashboard_wiring
 from modelhost.gateway.dashboard.data import DashboardData
 from modelhost.gateway.dashboard.routes import DashboardRoutes
 from modelhost.gateway.edge_api import EdgeCaptureAPI
-from modelhost.gateway.fastpath import FastInvoke
 from modelhost.gateway.forward import LeaderForwarder
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
@@ -148,10 +147,6 @@ class Gateway:
         self.sessions = Sessions(settings.home, settings.dashboard_session_ttl_s)
         self.guard = Guard(settings, keys, sessions=self.sessions)
         self.other = Starlette(routes=self._routes(settings, keys), lifespan=self.lifespan)
-        # Plain InvokeEndpoint requests, served below ASGI by the server's protocol.
-        self.fast_invoke = FastInvoke(
-            settings, self.runtime_api, self.guard, self.routes.leader_serving
-        )
 
     def _routes(self, settings: Settings, keys: KeyStore | None) -> list[BaseRoute]:
         """Everything that is not the SageMaker, CloudWatch or Logs wire APIs."""

@@ -95,20 +95,20 @@ class FastInvoke:
             return None
         size = 0
         length = None
-        for name, value in headers:
-            size += len(name) + len(value) + 4
-            if name in _NOT_PLAIN:
+        for key, value in headers:
+            size += len(key) + len(value) + 4
+            if key in _NOT_PLAIN:
                 return None
-            if name == b"content-length":
+            if key == b"content-length":
                 length = value
         if size > self.max_header_bytes:
             return None
         if length is None or not length.isdigit() or int(length) > self.max_payload_bytes:
             return None
-        name = parsed[0]
-        if self.leader_serving(name) is not None:
+        endpoint = parsed[0]
+        if self.leader_serving(endpoint) is not None:
             return None
-        return name
+        return endpoint
 
     async def __call__(
         self, request: FastRequest, body: bytes, scheme: str, client: Any
@@ -290,7 +290,9 @@ class FastInvokeProtocol(HttpToolsProtocol):
     async def _serve(self, request: FastRequest, body: bytes) -> None:
         assert self.fast is not None
         try:
-            status, headers, out, shadows = await self.fast(request, body, self.scheme, self.client)
+            status, headers, out, shadows = await self.fast(
+                request, body, self.scheme or "http", self.client
+            )
             if self.flow.write_paused and not request.disconnected:
                 await self.flow.drain()
             if not request.disconnected:

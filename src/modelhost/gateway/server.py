@@ -12,7 +12,7 @@ import uvicorn
 from modelhost.container.http_protocol import one_write
 from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.app import Gateway
-from modelhost.gateway.fastpath import gateway_protocol
+from modelhost.gateway.fastpath import FastInvoke, gateway_protocol
 from modelhost.settings import Settings
 
 MIN_METRICS_TOKEN_CHARS = 16
@@ -59,6 +59,8 @@ def serve(settings: Settings) -> None:
     )
     check_safe(settings)
     app = Gateway(settings)
+    # Plain InvokeEndpoint requests, served below ASGI by the server's protocol.
+    fast = FastInvoke(settings, app.runtime_api, app.guard, app.routes.leader_serving)
     uvicorn.run(
         app,
         host=settings.host,
@@ -77,7 +79,7 @@ def serve(settings: Settings) -> None:
         # are served by the protocol itself (gateway/fastpath.py), everything else by ASGI.
         http=one_write(
             gateway_protocol(
-                app.fast_invoke if settings.http_fast_path else None,
+                fast if settings.http_fast_path else None,
                 settings.max_header_bytes + 8192,
                 settings.http_header_timeout_s,
                 settings.http_body_timeout_s,
