@@ -14,6 +14,7 @@ way a user would set them with CreateModel:
 | `captureN` | none: the endpoint config captures N % (input and output) to a local folder |
 | `tcp` | none: the server runs with `MODELHOST_INSTANCE_UNIX_SOCKETS=false` (hop over TCP) |
 | `uvicorn` | `MH_INSTANCE_HTTP_SERVER=uvicorn` (the instance on uvicorn, not its own server) |
+| `asgi` | none: the server runs with `MODELHOST_HTTP_FAST_PATH=false` (all through ASGI) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -37,7 +38,7 @@ def variant_env(variant: str) -> dict[str, str]:
         return {}
     env = {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
     for token in variant.split("+"):
-        if token in ("plain", "tcp") or re.fullmatch(r"capture(\d+)", token):
+        if token in ("plain", "tcp", "asgi") or re.fullmatch(r"capture(\d+)", token):
             continue
         if token == "batching":
             env["MH_INSTANCE_BATCHING"] = "on"
@@ -59,10 +60,15 @@ def variant_env(variant: str) -> dict[str, str]:
 
 
 def variant_server_env(variant: str) -> dict[str, str]:
-    """The server's own settings a variant changes (`tcp`: no Unix sockets)."""
-    if "tcp" in variant.split("+"):
-        return {"MODELHOST_INSTANCE_UNIX_SOCKETS": "false"}
-    return {}
+    """The server's own settings a variant changes (`tcp`: no Unix sockets, `asgi`: no
+    fast path for InvokeEndpoint)."""
+    tokens = variant.split("+")
+    env = {}
+    if "tcp" in tokens:
+        env["MODELHOST_INSTANCE_UNIX_SOCKETS"] = "false"
+    if "asgi" in tokens:
+        env["MODELHOST_HTTP_FAST_PATH"] = "false"
+    return env
 
 
 def variant_instances(variant: str, default: int) -> int:

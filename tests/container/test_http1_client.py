@@ -122,3 +122,37 @@ def test_errors_are_classified() -> None:
         return True
 
     assert run(handler, client) is True
+
+
+def test_timeouts_are_swept_per_request_among_many_in_flight() -> None:
+    """One sweep checks every request's deadline: the slow one times out, the others
+    (with longer timeouts, in flight at the same time) are answered, and nothing is
+    left watched afterwards."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            request = await _read_request(reader)
+            if request.endswith(b"hang"):
+                await asyncio.sleep(2)
+            elif request.endswith(b"slowish"):
+                await asyncio.sleep(0.3)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def client(pool: HTTP1Pool, port: int) -> object:
+        address = ("127.0.0.1", port)
+
+        async def one(body: bytes, timeout_s: float) -> object:
+            try:
+                return (await pool.request(address, b"POST", b"/i", [], body, timeout_s))[2]
+            except TimeoutError:
+                return "timeout"
+
+        results = await asyncio.gather(
+            one(b"slowish", 30), one(b"hang", 0.2), one(b"x", 30), one(b"slowish", 5)
+        )
+        deadlines = pool._deadlines
+        assert deadlines is not None and not deadlines.busy
+        return results
+
+    assert run(handler, client) == [b"ok", "timeout", b"ok", b"ok"]

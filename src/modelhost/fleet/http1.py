@@ -5,7 +5,8 @@ put ~40% of its CPU in aiohttp's client (request/response objects, timeout conte
 stream readers, header multidicts), for a hop that is always one small POST to an
 instance with a handful of known headers. This client is an `asyncio.Protocol` feeding
 httptools' response parser (the C parser uvicorn uses) and a LIFO pool of idle
-connections per address: one `transport.write` per request, one future per response.
+connections per address: one `transport.write` per request, one future per response, and one
+sweep per event loop for the timeouts of every request in flight (no timer per request).
 An address is a TCP (host, port) or, for built-in runtimes on this machine, a Unix
 domain socket's path (routing.table.Address): same bytes on the wire, but the kernel
 skips the TCP/IP stack on both sides (see docs/performance.md for what it saves).
@@ -32,6 +33,10 @@ IDLE_TIMEOUT_S = 60.0
 """Idle connections older than this are closed instead of reused (the instance keeps
 them 75 s, so the gateway is always the side that gives up first)."""
 
+SWEEP_MAX_S = 0.5
+"""Longest time between two checks of the requests' deadlines; a request's timeout fires
+at most an eighth of it, and never more than this, late."""
+
 
 class _Connection(ResponseProtocol):
     """One keep-alive connection; at most one request in flight."""
@@ -42,6 +47,7 @@ class _Connection(ResponseProtocol):
         self.waiter: asyncio.Future[tuple[int, dict[bytes, bytes], bytes]] | None = None
         self.closed = False
         self.idle_since = 0.0
+        self.deadline = 0.0  # loop time by which the answer must be whole
         self._reset()
 
     def _reset(self) -> None:
@@ -96,6 +102,41 @@ class _Connection(ResponseProtocol):
             self.transport.abort()
 
 
+class _Deadlines:
+    """The connections of one event loop with a request in flight, checked by one sweep
+    (a timer per request costs a libuv timer start and stop, ~1-3 µs, on every call)."""
+
+    __slots__ = ("busy", "handle", "interval_s", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.busy: set[_Connection] = set()
+        self.handle: asyncio.TimerHandle | None = None
+        self.interval_s = SWEEP_MAX_S
+
+    def watch(self, conn: _Connection, timeout_s: float) -> None:
+        conn.deadline = self.loop.time() + timeout_s
+        self.busy.add(conn)
+        interval_s = min(max(timeout_s / 8, 0.001), SWEEP_MAX_S)
+        if self.handle is None or interval_s < self.interval_s:
+            if self.handle is not None:
+                self.handle.cancel()
+            self.interval_s = interval_s
+            self.handle = self.loop.call_later(interval_s, self.sweep)
+
+    def sweep(self) -> None:
+        now = self.loop.time()
+        late = [conn for conn in self.busy if conn.deadline <= now]
+        for conn in late:
+            self.busy.discard(conn)
+            conn.expire()
+        if self.busy:
+            self.handle = self.loop.call_later(self.interval_s, self.sweep)
+        else:
+            self.handle = None
+            self.interval_s = SWEEP_MAX_S
+
+
 class HTTP1Pool:
     """Idle keep-alive connections per instance address; unlimited connections per
     address (the gateway has at most one request in flight per client request)."""
@@ -103,6 +144,15 @@ class HTTP1Pool:
     def __init__(self) -> None:
         self._idle: dict[Address, list[_Connection]] = {}
         self._host_headers: dict[Address, bytes] = {}
+        self._deadlines: _Deadlines | None = None
+
+    def _deadlines_of(self, loop: asyncio.AbstractEventLoop) -> _Deadlines:
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            # A pool used from another loop (tests run several) starts a fresh set; the
+            # old loop's requests ended with it.
+            deadlines = self._deadlines = _Deadlines(loop)
+        return deadlines
 
     def _idle_connection(self, address: Address) -> _Connection | None:
         idle = self._idle.get(address)
@@ -163,14 +213,15 @@ class HTTP1Pool:
         else:
             conn.transport.write(b"".join(head))
             conn.transport.write(body)
-        timer = loop.call_later(timeout_s, conn.expire)
+        deadlines = self._deadlines_of(loop)
+        deadlines.watch(conn, timeout_s)
         try:
             result: tuple[int, dict[bytes, bytes], bytes] = await waiter
         except BaseException:
             conn.close()  # state unknown (timeout, cancellation): never reuse it
             raise
         finally:
-            timer.cancel()
+            deadlines.busy.discard(conn)
             conn.waiter = None
         if conn.keep_alive and not conn.closed:
             conn.idle_since = time.monotonic()

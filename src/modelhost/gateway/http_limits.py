@@ -13,12 +13,14 @@
 - **Body time** (slow POST). The whole body must arrive within `body_timeout_s` of the
   head; otherwise 408 and close. Time the gateway itself spends not reading (uvicorn pauses
   reading while the application has not taken the buffered body) does not count.
-- **Idle keep-alive** is uvicorn's own `timeout_keep_alive` (`http_keepalive_s`).
+- **Idle keep-alive** is uvicorn's `timeout_keep_alive` (`http_keepalive_s`), kept as a
+  deadline here too: uvicorn arms a timer after every answer and cancels it at the next
+  request's first byte (two libuv timer calls and a handle per request).
 
-The two times are deadlines on the connection, checked by one sweep per server every
-quarter of the shorter timeout (at most every second), not a timer armed and cancelled per
-request: a request only reads the loop's clock, and a slow client is cut off at most a
-quarter timeout late.
+The three times are deadlines on the connection, checked by one sweep per server every
+quarter of the shortest timeout (at most every second), not a timer armed and cancelled per
+request: a request only reads the loop's clock, and a slow or idle client is cut off at
+most a quarter timeout late.
 """
 
 from __future__ import annotations
@@ -53,11 +55,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _head_deadline: float | None = None
     _body_deadline: float | None = None
+    _idle_deadline: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_deadline = self.loop.time() + self.header_timeout_s
-        interval_s = min(self.header_timeout_s, self.body_timeout_s, 4.0) / 4
+        shortest_s = min(self.header_timeout_s, self.body_timeout_s, self.timeout_keep_alive, 4.0)
+        interval_s = max(shortest_s / 4, 0.01)
         _sweep_later(self.loop, self.connections, interval_s)
 
     def data_received(self, data: bytes) -> None:
@@ -89,6 +93,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline = None
         super().on_message_complete()
 
+    def _unset_keepalive_if_required(self) -> None:
+        self._idle_deadline = None
+        super()._unset_keepalive_if_required()
+
+    def on_response_complete(self) -> None:
+        """uvicorn's, with the idle deadline in place of its keep-alive timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+
     def handle_websocket_upgrade(self) -> None:
         # The connection becomes a WebSocket: no HTTP request times apply any more.
         self._head_deadline = self._body_deadline = None
@@ -104,6 +125,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         elif self._body_deadline is not None and now >= self._body_deadline:
             self._body_deadline = None
             self._body_timed_out(now)
+        elif self._idle_deadline is not None and now >= self._idle_deadline:
+            self._idle_deadline = None
+            self.timeout_keep_alive_handler()
 
     def _head_timed_out(self) -> None:
         if self._head_bytes == 0:

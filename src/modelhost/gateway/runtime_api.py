@@ -8,7 +8,6 @@ copies start only after the answer is sent.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
@@ -26,6 +25,7 @@ from modelhost.gateway.asgi import (
 )
 from modelhost.gateway.errors import error_payload
 from modelhost.gateway.multimodel import TARGET_MODEL, validate_target_model
+from modelhost.gateway.request_ids import request_id as new_request_id
 from modelhost.resources.names import runtime_name_error
 
 # Request headers passed through to the container (SageMaker drops all others).
@@ -67,10 +67,20 @@ def _constraint(value: str, member: str, rule: str) -> ValidationError:
     )
 
 
+# Names already found valid (a name's validity never changes; bounded): a set lookup
+# instead of a regular expression on every invocation.
+_VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 4096
+
+
 def validate_runtime_name(value: str, member: str) -> None:
+    if value in _VALID_NAMES:
+        return
     problem = runtime_name_error(value, member)
     if problem is not None:
         raise ValidationError(problem)
+    if len(_VALID_NAMES) < _VALID_NAMES_MAX:
+        _VALID_NAMES.add(value)
 
 
 def check_headers(headers: dict[bytes, bytes]) -> None:
@@ -95,13 +105,23 @@ def sync_invocation_headers(
     """The checks every synchronous invocation (InvokeEndpoint and its response stream)
     makes before reading the body: the endpoint's name, no async endpoint, and the
     headers SageMaker models. Returns the headers as a dict."""
+    return checked_headers(name, scope["headers"], is_async, max_payload_bytes)
+
+
+def checked_headers(
+    name: str,
+    raw_headers: list[tuple[bytes, bytes]],
+    is_async: Callable[[str], bool],
+    max_payload_bytes: int,
+) -> dict[bytes, bytes]:
+    """`sync_invocation_headers` on the raw header pairs (the fast path has no scope)."""
     validate_runtime_name(name, "endpointName")
     if is_async(name):
         raise ValidationError(
             f"Endpoint {name} is an asynchronous endpoint (AsyncInferenceConfig); invoke "
             "it with InvokeEndpointAsync."
         )
-    headers = dict(scope["headers"])
+    headers = dict(raw_headers)
     check_content_length(headers, max_payload_bytes)
     check_headers(headers)
     return headers
@@ -131,7 +151,7 @@ class RuntimeAPI:
         if self.stream is not None and raw.endswith(_STREAM):
             await self.stream(scope, receive, send)
             return
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         shadow_jobs: list[ShadowJob] = []
         try:
             status, headers, body = await self._invoke(scope, receive, request_id, shadow_jobs)
@@ -158,8 +178,26 @@ class RuntimeAPI:
                 f"{action} is not supported by this modelhost version; use "
                 "POST /endpoints/{EndpointName}/invocations."
             )
-        headers = sync_invocation_headers(name, scope, self.is_async, self.max_payload_bytes)
+        raw_headers = scope["headers"]
+        headers = checked_headers(name, raw_headers, self.is_async, self.max_payload_bytes)
         body = await read_body(receive, self.max_payload_bytes)
+        return await self.invoke_read(
+            name, raw_headers, headers, body, started, request_id, shadow_jobs
+        )
+
+    async def invoke_read(
+        self,
+        name: str,
+        raw_headers: list[tuple[bytes, bytes]],
+        headers: dict[bytes, bytes],
+        body: bytes,
+        started: float,
+        request_id: str,
+        shadow_jobs: list[ShadowJob],
+    ) -> Answer:
+        """InvokeEndpoint once its headers passed `checked_headers` and its body is read:
+        the route, the body and target checks, then the data plane. The ASGI path and the
+        protocol-level fast path (gateway/fastpath.py) both end here."""
         route = self.plane.route(name, self.account_id)
         if not body:
             raise ValidationError(
@@ -178,7 +216,7 @@ class RuntimeAPI:
         request = Invocation(
             endpoint=name,
             headers=headers,
-            forward=[(k, v) for k, v in scope["headers"] if k in _FORWARD],
+            forward=[(k, v) for k, v in raw_headers if k in _FORWARD],
             body=body,
             target_model=target_model,
             target_variant=target_variant,

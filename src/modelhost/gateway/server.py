@@ -12,7 +12,7 @@ import uvicorn
 from modelhost.container.http_protocol import one_write
 from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.app import Gateway
-from modelhost.gateway.http_limits import bounded_protocol
+from modelhost.gateway.fastpath import FastInvoke, gateway_protocol
 from modelhost.settings import Settings
 
 MIN_METRICS_TOKEN_CHARS = 16
@@ -59,6 +59,8 @@ def serve(settings: Settings) -> None:
     )
     check_safe(settings)
     app = Gateway(settings)
+    # Plain InvokeEndpoint requests, served below ASGI by the server's protocol.
+    fast = FastInvoke(settings, app.runtime_api, app.guard, app.routes.leader_serving)
     uvicorn.run(
         app,
         host=settings.host,
@@ -73,9 +75,11 @@ def serve(settings: Settings) -> None:
         # h11's cap on one request head; the guard enforces max_header_bytes as well.
         # The request head is capped while it arrives (not only once parsed), heads and
         # bodies that dribble in are cut off (gateway/http_limits.py), and small responses
-        # go out in one write (container/http_protocol.py).
+        # go out in one write (container/http_protocol.py). Plain InvokeEndpoint requests
+        # are served by the protocol itself (gateway/fastpath.py), everything else by ASGI.
         http=one_write(
-            bounded_protocol(
+            gateway_protocol(
+                fast if settings.http_fast_path else None,
                 settings.max_header_bytes + 8192,
                 settings.http_header_timeout_s,
                 settings.http_body_timeout_s,
