@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from modelhost.testing import server as testing_server
 from modelhost.testing.churn import ChurnData, make_churn, train_xgboost, write_xgboost_artifact
 from modelhost.testing.postgres import PostgresCluster, local_postgres_server, postgres_bin_dir
 from modelhost.testing.server import ModelhostServer
@@ -32,8 +33,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--metadata-store",
         choices=("sqlite", "postgresql"),
         default="sqlite",
-        help="metadata store of the shared `server` fixture (and `metadata_env`): SQLite in "
-        "its home, or a database on a PostgreSQL the session starts",
+        help="metadata store of every ModelhostServer the tests start (the shared `server` "
+        "fixture and their own): SQLite in its home, or a fresh database per home on a "
+        "PostgreSQL the session starts",
     )
 
 
@@ -46,13 +48,27 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-@pytest.fixture(scope="session")
-def metadata_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Server env naming the metadata store `--metadata-store` chose ({} for SQLite)."""
-    if request.config.getoption("--metadata-store") == "sqlite":
-        return {}
+@pytest.fixture(scope="session", autouse=True)
+def metadata_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The metadata store `--metadata-store` chose, for every `ModelhostServer` the tests
+    start without a database URL of their own (the shared `server` and the tests' own):
+    on PostgreSQL each home gets a fresh database, the same one across its restarts."""
+    choice = request.config.getoption("--metadata-store")
+    if choice == "sqlite":
+        yield choice
+        return
     cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return {"MODELHOST_DATABASE_URL": cluster.fresh_database_url()}
+    databases: dict[Path, str] = {}
+
+    def database_for_home(home: Path) -> str:
+        key = home.resolve()
+        if key not in databases:
+            databases[key] = cluster.fresh_database_url()
+        return databases[key]
+
+    testing_server.use_metadata_store(database_for_home)
+    yield choice
+    testing_server.use_metadata_store(None)
 
 
 @pytest.fixture(scope="session")
@@ -78,12 +94,10 @@ def churn_model_small(
 
 
 @pytest.fixture(scope="session")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, metadata_env: dict[str, str]
-) -> Iterator[ModelhostServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
     """One server shared by tests that use their own endpoint names."""
     home = tmp_path_factory.mktemp("modelhost-home")
-    with ModelhostServer(home, env={**FAST_ENV, **metadata_env}) as srv:
+    with ModelhostServer(home, env=FAST_ENV) as srv:
         yield srv
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from modelhost.control.listing import job_list_response
 from modelhost.control.validation import validate_input
-from modelhost.errors import ResourceNotFound, ValidationException
+from modelhost.errors import FencedOut, ResourceNotFound, ValidationException
 from modelhost.fleet.manager import FleetManager
 from modelhost.jobs import batch_capture
 from modelhost.jobs.hooks import CompletedJob, capture_data, load_predictions
@@ -31,6 +31,7 @@ from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
 from modelhost.settings import Settings
 from modelhost.store.coordination import WorkClaims, is_postgres
+from modelhost.store.fencing import ClaimFence
 from modelhost.store.metadata import AlreadyExists, Kind, MetadataStore, Record
 from modelhost.store.predictions import PredictionStore
 
@@ -286,8 +287,10 @@ class TransformJobs:
             rec.spec.setdefault("Objects", {})[rel] = outcome
             rec.modified_s = time.time()
 
-        # Under a row lock: a Stop through another gateway is never overwritten.
-        rec = self.store.update(Kind.TRANSFORM_JOB, name, record)
+        # Under a row lock: a Stop through another gateway is never overwritten. Only
+        # while this gateway holds the job's claim: else another one may run it now.
+        fence = ClaimFence(self.claims, Kind.TRANSFORM_JOB, name)
+        rec = self.store.update(Kind.TRANSFORM_JOB, name, record, fence)
         if rec is None:
             self._get(name)  # raises as before when the job is gone
         elif rec.status == TransformJobStatus.STOPPING and name in self._runs:
@@ -303,6 +306,9 @@ class TransformJobs:
             raise
         except JobFailed as exc:
             self._finish(name, TransformJobStatus.FAILED, str(exc))
+            return
+        except FencedOut:
+            log.warning("transform job %s: lost its claim; another gateway resumes it", name)
             return
         except Exception as exc:
             log.exception("transform job %s failed", name)

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,6 +26,19 @@ from modelhost.settings import Settings
 # Credentials of the servers this process started, by URL, so `boto3_clients(url)` signs
 # with the right admin key without the caller passing it around.
 _STARTED: dict[str, tuple[str, str]] = {}
+
+# Where a server started without a database URL keeps its metadata: None for SQLite in
+# its home, else a function from the home to a database URL (modelhost's own tests, run
+# with `--metadata-store postgresql`, give each home its own database on one PostgreSQL).
+_database_for_home: Callable[[Path], str] | None = None
+
+
+def use_metadata_store(database_for_home: Callable[[Path], str] | None) -> None:
+    """Make every server started from now on without `MODELHOST_DATABASE_URL` in its
+    `env` keep its metadata at `database_for_home(home)` (None: SQLite in the home again).
+    A home's restarts must map to the same database for the state to survive them."""
+    global _database_for_home
+    _database_for_home = database_for_home
 
 
 class ModelhostServer:
@@ -56,6 +70,8 @@ class ModelhostServer:
 
     def start(self, timeout_s: float = 30.0) -> ModelhostServer:
         self.home.mkdir(parents=True, exist_ok=True)
+        if _database_for_home is not None and "MODELHOST_DATABASE_URL" not in self.env:
+            self.env["MODELHOST_DATABASE_URL"] = _database_for_home(self.home)
         # On purpose the caller's whole environment, as `modelhost serve` run from the same
         # shell gets it (settings, AWS credentials for S3); the gateway keeps it from its
         # instances (fleet/environment.py).
