@@ -99,6 +99,10 @@ def test_the_leader_steps_down_when_its_connection_dies(
             assert [n.split("#")[0] for _, n in lock_holders(url)] == [b.url]
             time.sleep(0.1)
         assert "took the lead" not in a.log_path.read_text()
+        # b took the lock with the next epoch: a's leader-only writes are fenced from then.
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            epoch, holder = conn.execute("SELECT epoch, holder FROM leadership").fetchone()
+        assert epoch == 2 and holder.split("#")[0] == b.url
         # a serves as a follower: control calls through it reach b's controller.
         sm, _ = a.clients(**NO_RETRY)
         assert sm.list_endpoints()["Endpoints"] == []

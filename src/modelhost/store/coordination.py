@@ -90,7 +90,7 @@ class LeaderLock:
         """One more than the last leader's epoch; the bump waits for the writes the last
         leader has in flight (they hold the row `FOR SHARE`), and refuses later ones."""
         row = conn.execute(TAKE_EPOCH, (self.key, self.holder, time.time())).fetchone()
-        log.info("took the leader lock with epoch %d", row[0])
+        log.info("leader lock held: leadership epoch %d", row[0])
         return int(row[0])
 
     def release(self) -> None:
