@@ -19,10 +19,29 @@ from modelhost.testing.postgres import PostgresCluster, local_postgres_server, p
 from modelhost.testing.server import ModelhostServer
 from tests.support import FAST_ENV, ChurnModel
 
+# The test files CI runs a second time with `--metadata-store postgresql` (`-m pg`):
+# those that write the most kinds of records through a server (endpoint lifecycles and
+# restarts, deployments and rollbacks, scaling, alarms, jobs, schedules, access keys).
+# docs/scale-out.md "Tests on PostgreSQL" lists them; keep the two in step.
+PG_FILES = frozenset(
+    {
+        "tests/gateway/test_realtime_e2e.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("::")[0] in PG_FILES:
+            item.add_marker(pytest.mark.pg)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """The master key of every key store and server the tests make goes to a throwaway
     config directory, not the user's `~/.config/modelhost` (gateway/auth/master_key.py)."""
+    config.addinivalue_line(
+        "markers", "pg: CI runs it again with --metadata-store postgresql (PG_FILES)"
+    )
     config_home = tempfile.mkdtemp(prefix="modelhost-test-config-")
     os.environ["XDG_CONFIG_HOME"] = config_home
     config.add_cleanup(lambda: shutil.rmtree(config_home, ignore_errors=True))

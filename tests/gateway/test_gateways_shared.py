@@ -37,11 +37,14 @@ def until(condition: Callable[[], Any], what: str, timeout_s: float = 90.0) -> A
 
 
 def lock_holders(url: str) -> list[tuple[int, str]]:
-    """(backend pid, application_name) of the sessions holding the leader lock."""
+    """(backend pid, application_name) of the sessions holding the leader lock of the
+    database at `url` (pg_locks shows every database's: other tests' servers may share
+    this PostgreSQL)."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a "
             "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND l.classid = 0 AND l.objid = %s",
             (LEADER_LOCK_KEY,),
         ).fetchall()
