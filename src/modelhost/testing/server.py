@@ -120,6 +120,14 @@ class ModelhostServer:
         self.stop()
         raise RuntimeError(f"modelhost serve did not answer /ping in {timeout_s} s")
 
+    @property
+    def metadata_url(self) -> str:
+        """The server's metadata database (known once it has started): its
+        `MODELHOST_DATABASE_URL`, else the SQLite file in its home."""
+        return Settings(
+            home=self.home, database_url=self.env.get("MODELHOST_DATABASE_URL")
+        ).metadata_url
+
     def _key_settings(self) -> Settings:
         """The server's master-key settings: its `env` over this process's environment."""
         given: dict[str, Any] = {}
