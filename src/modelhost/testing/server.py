@@ -68,7 +68,7 @@ class ModelhostServer:
         scheme = "https" if self.tls_cert_file else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30.0) -> ModelhostServer:
+    def start(self, timeout_s: float = 60.0) -> ModelhostServer:
         self.home.mkdir(parents=True, exist_ok=True)
         if _database_for_home is not None and "MODELHOST_DATABASE_URL" not in self.env:
             self.env["MODELHOST_DATABASE_URL"] = _database_for_home(self.home)
