@@ -297,13 +297,23 @@ class TransformJobs:
             self._runs[name][1].cancel()  # stopped through another gateway
 
     async def _run(self, name: str, runner: TransformRunner) -> None:
+        # The run and its claim last until the job's final status is written: a sweep
+        # (PostgreSQL) finding it InProgress, unclaimed and not running, would resume it
+        # and run the completion (data capture, prediction-store load) a second time.
         try:
-            await runner.run()
+            await self._execute(name, runner)
         except asyncio.CancelledError:
             rec = self.store.get(Kind.TRANSFORM_JOB, name)
             if rec is not None and rec.status == TransformJobStatus.STOPPING:
                 self._finish(name, TransformJobStatus.STOPPED, None)
             raise
+        finally:
+            self._runs.pop(name, None)
+            self.claims.release(Kind.TRANSFORM_JOB, name)
+
+    async def _execute(self, name: str, runner: TransformRunner) -> None:
+        try:
+            await runner.run()
         except JobFailed as exc:
             self._finish(name, TransformJobStatus.FAILED, str(exc))
             return
@@ -314,9 +324,6 @@ class TransformJobs:
             log.exception("transform job %s failed", name)
             self._finish(name, TransformJobStatus.FAILED, f"Internal error: {exc}")
             return
-        finally:
-            self._runs.pop(name, None)
-            self.claims.release(Kind.TRANSFORM_JOB, name)
         # Objects that failed before a restart count too: the store has them all.
         objects = self._get(name).spec.get("Objects", {}).values()
         failures = [o["FailureReason"] for o in objects if o.get("Status") == "Failed"]
