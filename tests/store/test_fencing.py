@@ -20,9 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 def _cut(url: str, pid: int) -> None:
-    """End a server session as a broken network or a DBA would; its client is not told."""
+    """End a server session as a broken network or a DBA would; its client is not told.
+    Waits (up to 30 s) until the session is gone and its locks are free."""
     with psycopg.connect(libpq_url(url), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        row = admin.execute("SELECT pg_terminate_backend(%s, 30000)", (pid,)).fetchone()
+        assert row is not None and row[0], f"session {pid} did not end"
 
 
 def _set_status(status: str) -> Any:
