@@ -13,15 +13,53 @@ from typing import Any
 
 import pytest
 
+from modelhost.testing import server as testing_server
 from modelhost.testing.churn import ChurnData, make_churn, train_xgboost, write_xgboost_artifact
 from modelhost.testing.postgres import PostgresCluster, local_postgres_server, postgres_bin_dir
 from modelhost.testing.server import ModelhostServer
 from tests.support import FAST_ENV, ChurnModel
 
+# The test files CI runs a second time with `--metadata-store postgresql` (`-m pg`):
+# those that write the most kinds of records through a server (endpoint lifecycles and
+# restarts, deployments and rollbacks, scaling, alarms, jobs, schedules, access keys).
+# docs/scale-out.md "Tests on PostgreSQL" lists them; keep the two in step.
+PG_FILES = frozenset(
+    {
+        "tests/gateway/test_lifecycle.py",
+        "tests/gateway/test_realtime_e2e.py",
+        "tests/gateway/test_variants_e2e.py",
+        "tests/gateway/test_guardrails_e2e.py",
+        "tests/gateway/test_rolling_e2e.py",
+        "tests/gateway/test_bandit_e2e.py",
+        "tests/gateway/test_shadow_e2e.py",
+        "tests/gateway/test_pipeline_e2e.py",
+        "tests/gateway/test_auth_e2e.py",
+        "tests/gateway/test_cloudwatch_e2e.py",
+        "tests/jobs/test_transform_e2e.py",
+        "tests/jobs/test_transform_crashes.py",
+        "tests/jobs/test_async_e2e.py",
+        "tests/jobs/test_async_crash.py",
+        "tests/scaling/test_api_e2e.py",
+        "tests/scaling/test_autoscaling_e2e.py",
+        "tests/monitor/test_monitor_e2e.py",
+        "tests/monitor/test_monitor_restart.py",
+        "tests/compile/test_compile_durability.py",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.split("::")[0] in PG_FILES:
+            item.add_marker(pytest.mark.pg)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """The master key of every key store and server the tests make goes to a throwaway
     config directory, not the user's `~/.config/modelhost` (gateway/auth/master_key.py)."""
+    config.addinivalue_line(
+        "markers", "pg: CI runs it again with --metadata-store postgresql (PG_FILES)"
+    )
     config_home = tempfile.mkdtemp(prefix="modelhost-test-config-")
     os.environ["XDG_CONFIG_HOME"] = config_home
     config.add_cleanup(lambda: shutil.rmtree(config_home, ignore_errors=True))
@@ -32,8 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--metadata-store",
         choices=("sqlite", "postgresql"),
         default="sqlite",
-        help="metadata store of the shared `server` fixture (and `metadata_env`): SQLite in "
-        "its home, or a database on a PostgreSQL the session starts",
+        help="metadata store of every ModelhostServer the tests start (the shared `server` "
+        "fixture and their own): SQLite in its home, or a fresh database per home on a "
+        "PostgreSQL the session starts",
     )
 
 
@@ -46,13 +85,27 @@ def postgres() -> Iterator[PostgresCluster]:
         yield cluster
 
 
-@pytest.fixture(scope="session")
-def metadata_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """Server env naming the metadata store `--metadata-store` chose ({} for SQLite)."""
-    if request.config.getoption("--metadata-store") == "sqlite":
-        return {}
+@pytest.fixture(scope="session", autouse=True)
+def metadata_store(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The metadata store `--metadata-store` chose, for every `ModelhostServer` the tests
+    start without a database URL of their own (the shared `server` and the tests' own):
+    on PostgreSQL each home gets a fresh database, the same one across its restarts."""
+    choice = request.config.getoption("--metadata-store")
+    if choice == "sqlite":
+        yield choice
+        return
     cluster: PostgresCluster = request.getfixturevalue("postgres")
-    return {"MODELHOST_DATABASE_URL": cluster.fresh_database_url()}
+    databases: dict[Path, str] = {}
+
+    def database_for_home(home: Path) -> str:
+        key = home.resolve()
+        if key not in databases:
+            databases[key] = cluster.fresh_database_url()
+        return databases[key]
+
+    testing_server.use_metadata_store(database_for_home)
+    yield choice
+    testing_server.use_metadata_store(None)
 
 
 @pytest.fixture(scope="session")
@@ -78,12 +131,10 @@ def churn_model_small(
 
 
 @pytest.fixture(scope="session")
-def server(
-    tmp_path_factory: pytest.TempPathFactory, metadata_env: dict[str, str]
-) -> Iterator[ModelhostServer]:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer]:
     """One server shared by tests that use their own endpoint names."""
     home = tmp_path_factory.mktemp("modelhost-home")
-    with ModelhostServer(home, env={**FAST_ENV, **metadata_env}) as srv:
+    with ModelhostServer(home, env=FAST_ENV) as srv:
         yield srv
 
 

@@ -33,6 +33,7 @@ INTERNAL = {
     "jobs/invoke.py:NoInstance": "ends a transform job; its text is the FailureReason",
     "jobs/invoke.py:InvocationFailed": "ends a transform job; its text is the FailureReason",
     "jobs/runner.py:_Rejected": "private control flow of the job runner",
+    "control/status.py:_Skip": "private control flow: an endpoint update with nothing to write",
     "loadtest/recommender.py:BenchmarkFailed": "becomes a recommendation step's FailureReason",
     "store/metadata.py:AlreadyExists": "the store's conflict signal; the service raises "
     "ResourceInUse",

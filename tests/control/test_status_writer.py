@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from modelhost.control.status import EVENT_HISTORY_MAX, MAX_REASON
+from modelhost.errors import FencedOut
 from modelhost.resources.status import EndpointStatus
 from tests.control.harness import Harness, snapshot, variant
 
@@ -53,3 +56,30 @@ def test_events_are_capped_and_set_the_pending_stage(harness: Harness) -> None:
         "StartTime": h.clock.now(),
     }
     assert rec.modified_s == before.modified_s  # events do not touch LastModifiedTime
+
+
+class _Deposed:
+    """A leader fence that no longer holds (store/fencing.py's, after a failover)."""
+
+    def check(self, conn: object) -> None:
+        raise FencedOut("another gateway leads")
+
+
+def test_a_fenced_out_controller_writes_nothing_but_api_calls_still_do(
+    harness: Harness,
+) -> None:
+    h = harness
+    h.put("ep", snapshot("cfg", variant("A", "m")), EndpointStatus.CREATING)
+    h.state.status.fence = _Deposed()
+    with pytest.raises(FencedOut):
+        h.state.status.set_status("ep", EndpointStatus.FAILED, "deposed")
+    with pytest.raises(FencedOut):
+        h.state.status.event("ep", "Baking", "step")
+    with pytest.raises(FencedOut):
+        h.state.status.delete("ep")
+    rec = h.record("ep")
+    assert rec is not None and rec.status == EndpointStatus.CREATING
+    assert "Events" not in rec.spec or not rec.spec["Events"]
+    # UpdateEndpointWeightsAndCapacities through any gateway is not the leader's write.
+    h.state.status.update("ep", lambda e: None, fenced=False)
+    assert h.record("ep") is not None

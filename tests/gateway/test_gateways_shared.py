@@ -25,11 +25,14 @@ NO_RETRY = {"retries": {"max_attempts": 1, "mode": "standard"}}
 
 
 def lock_holders(url: str) -> list[tuple[int, str]]:
-    """(backend pid, application_name) of the sessions holding the leader lock."""
+    """(backend pid, application_name) of the sessions holding the leader lock of the
+    database at `url` (pg_locks shows every database's: other tests' servers may share
+    this PostgreSQL)."""
     with psycopg.connect(libpq_url(url), autocommit=True) as conn:
         rows = conn.execute(
             "SELECT l.pid, a.application_name FROM pg_locks l JOIN pg_stat_activity a "
             "ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
             "AND l.classid = 0 AND l.objid = %s",
             (LEADER_LOCK_KEY,),
         ).fetchall()
@@ -67,6 +70,10 @@ def test_the_leader_steps_down_when_its_connection_dies(
             assert [n.split("#")[0] for _, n in lock_holders(url)] == [b.url]
             time.sleep(0.1)
         assert "took the lead" not in a.log_path.read_text()
+        # b took the lock with the next epoch: a's leader-only writes are fenced from then.
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            epoch, holder = conn.execute("SELECT epoch, holder FROM leadership").fetchone()
+        assert epoch == 2 and holder.split("#")[0] == b.url
         # a serves as a follower: control calls through it reach b's controller.
         sm, _ = a.clients(**NO_RETRY)
         assert sm.list_endpoints()["Endpoints"] == []

@@ -152,14 +152,20 @@ def test_gateways_with_different_homes_share_keys_through_the_secret_key(
     tmp_path: Path,
 ) -> None:
     key = _key()
-    with ModelhostServer(tmp_path / "a", env={"MODELHOST_SECRET_KEY": key}) as a:
+
+    def env(home: str, secret_key: str) -> dict[str, str]:
+        # The homes' keys.json (on PostgreSQL the keys would be in the shared database).
+        url = f"sqlite:///{tmp_path / home / 'modelhost.db'}"
+        return {"MODELHOST_SECRET_KEY": secret_key, "MODELHOST_DATABASE_URL": url}
+
+    with ModelhostServer(tmp_path / "a", env=env("a", key)) as a:
         (tmp_path / "b" / "auth").mkdir(parents=True)
         shutil.copy(tmp_path / "a" / "auth" / "keys.json", tmp_path / "b" / "auth")
-        with ModelhostServer(tmp_path / "b", env={"MODELHOST_SECRET_KEY": key}) as b:
+        with ModelhostServer(tmp_path / "b", env=env("b", key)) as b:
             assert b.credentials == a.credentials
             sm = b.client("sagemaker")
             assert sm.list_endpoints()["Endpoints"] == []
-        wrong = ModelhostServer(tmp_path / "b", env={"MODELHOST_SECRET_KEY": _key()})
+        wrong = ModelhostServer(tmp_path / "b", env=env("b", _key()))
         with pytest.raises(RuntimeError, match="exited"):
             wrong.start()
         assert "decrypts none of the 1 active access keys" in wrong.log_tail()

@@ -86,7 +86,7 @@ def test_gateway_kill_loses_nothing_and_writes_nothing_twice(
         assert max(versions.values()) == 1, versions.most_common(3)
         # Every request finished once, as recorded in the queue; those running at the kill
         # were leased again after their lease ran out (attempts 2).
-        store = MetadataStore(f"sqlite:///{tmp_path / 'home' / 'modelhost.db'}")
+        store = MetadataStore(server.metadata_url)
         try:
             counts = AsyncQueue(store).counts(name)
         finally:

@@ -72,3 +72,48 @@ def test_a_job_runs_on_one_gateway_and_is_resumed_when_it_dies(
     finally:
         runner.close()
         leader.close()
+
+
+class _DoneRunner:
+    """A runner whose every object is written already."""
+
+    async def run(self) -> None:
+        return None
+
+
+def test_a_completing_job_is_not_resumed_by_the_sweep(
+    postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    """The run and its claim last until the final status is written: the sweep found the
+    job InProgress and unclaimed while its completion (data capture) ran, and ran it again
+    (the capture came out twice)."""
+    url = postgres.fresh_database_url()
+    gateway = Gateway(url, tmp_path / "a")
+    try:
+        gateway.store.create(_job("j1"))
+
+        async def run_while_sweeping() -> None:
+            completing, release = asyncio.Event(), asyncio.Event()
+
+            async def slow_complete(name: str) -> None:
+                completing.set()
+                await release.wait()
+                gateway.jobs._finish(name, TransformJobStatus.COMPLETED, None)
+
+            gateway.jobs._complete = slow_complete  # type: ignore[method-assign]
+            assert gateway.jobs.claims.claim(Kind.TRANSFORM_JOB, "j1")  # as create does
+            runner: Any = _DoneRunner()
+            task = asyncio.ensure_future(gateway.jobs._run("j1", runner))
+            gateway.jobs._runs["j1"] = (runner, task)
+            await asyncio.wait_for(completing.wait(), 30)
+            gateway.jobs._resume()  # one sweep, mid-completion
+            release.set()
+            await asyncio.wait_for(task, 30)
+
+        asyncio.run(run_while_sweeping())
+        assert gateway.launched == []
+        rec = gateway.store.get(Kind.TRANSFORM_JOB, "j1")
+        assert rec is not None and rec.status == TransformJobStatus.COMPLETED
+        assert gateway.jobs._runs == {}
+    finally:
+        gateway.close()

@@ -35,6 +35,7 @@ def _wait(condition: Any, timeout_s: float = 60.0) -> None:
 
 def test_one_leader_and_its_death_frees_the_lead(postgres: PostgresCluster) -> None:
     url = postgres.fresh_database_url()
+    MetadataStore(url).close()  # the schema: the lock takes an epoch in `leadership`
     leader = subprocess.Popen([sys.executable, "-c", HOLD, url], stdout=subprocess.PIPE, text=True)
     try:
         assert leader.stdout is not None and leader.stdout.readline().strip() == "leading"

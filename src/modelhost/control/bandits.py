@@ -111,7 +111,8 @@ class BanditRouting:
         bandit.recompute(dep.production_names(), self.controller.bandits.rng)
 
     def _save(self, name: str, change: Callable[[Endpoint], None]) -> None:
-        self.records.update(name, change, deleting=True)
+        # An API call, which any gateway serves: not fenced as the controller's writes are.
+        self.records.update(name, change, deleting=True, fenced=False)
         self.controller.publish(name)
 
 

@@ -195,13 +195,24 @@ class DurableJobs:
         self._runs[rec.name] = asyncio.ensure_future(self._run(rec.name))
 
     async def _run(self, name: str) -> None:
+        # The run and its claim last until the job's final status is written: a sweep
+        # (PostgreSQL) finding it active, unclaimed and not running, would resume it and
+        # run its completion (a transform job's data capture, say) a second time.
         try:
-            outcome = await self._work(name)
+            await self._attempt(name)
         except asyncio.CancelledError:
             current = self.store.get(self.kind, name)
             if current is not None and current.status == self.stopping:
                 self._finish(name, self.stopped, None)
             raise
+        finally:
+            self._runs.pop(name, None)
+            self._ended(name)
+            self._release(name)
+
+    async def _attempt(self, name: str) -> None:
+        try:
+            outcome = await self._work(name)
         except self.abandons as exc:
             self.log.warning("%s %s: %s; another gateway resumes it", self.noun, name, exc)
             return
@@ -212,10 +223,6 @@ class DurableJobs:
             self.log.exception("%s %s failed", self.noun, name)
             self._finish(name, self.failed, f"Internal error: {exc}")
             return
-        finally:
-            self._runs.pop(name, None)
-            self._ended(name)
-            self._release(name)
         await self._succeeded(name, outcome)
 
     async def _work(self, name: str) -> Any:

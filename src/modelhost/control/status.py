@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from modelhost.resources.endpoints import DeploymentStage, Endpoint, EndpointEvent
 from modelhost.resources.status import EndpointStatus
-from modelhost.store.metadata import Kind, MetadataStore, Record
+from modelhost.store.metadata import Fence, Kind, MetadataStore, Record
 
 MAX_REASON = 1024
 EVENT_HISTORY_MAX = 100
@@ -29,9 +29,14 @@ def endpoint_of(rec: Record) -> Endpoint:
     return Endpoint.from_spec(rec.name, rec.spec, rec.status, rec.failure_reason)
 
 
+class _Skip(Exception):
+    """Aborts an update's transaction: nothing to write."""
+
+
 class StatusWriter:
     """Reads and writes endpoint records; `on_status` hears every `set_status` (the
-    controller republishes the endpoint's route). `clock` stamps LastModifiedTime."""
+    controller republishes the endpoint's route). `clock` stamps LastModifiedTime.
+    `fence` (the leader's, with several gateways) guards the controller's writes."""
 
     def __init__(
         self,
@@ -42,6 +47,7 @@ class StatusWriter:
         self.store = store
         self.clock = clock
         self.on_status = on_status
+        self.fence: Fence | None = None
 
     def load(self) -> dict[str, Endpoint]:
         return {r.name: endpoint_of(r) for r in self.store.list(Kind.ENDPOINT)}
@@ -60,22 +66,32 @@ class StatusWriter:
         *,
         deleting: bool = False,
         touch: bool = True,
+        fenced: bool = True,
     ) -> Endpoint | None:
-        """Apply `change` to the stored endpoint and save it; None (nothing written) when
-        the endpoint is gone or, unless `deleting`, being deleted. `touch` stamps
-        LastModifiedTime."""
-        rec = self.store.get(Kind.ENDPOINT, name)
-        if rec is None or (rec.status == EndpointStatus.DELETING and not deleting):
+        """Apply `change` to the stored endpoint and save it, under the record's row lock
+        (so an API call through another gateway is never lost); None (nothing written)
+        when the endpoint is gone or, unless `deleting`, being deleted. `touch` stamps
+        LastModifiedTime. `fenced`: the controller's write, refused (`FencedOut`) once
+        this gateway no longer leads; API calls, which any gateway serves, pass False."""
+        changed: list[Endpoint] = []
+
+        def apply(rec: Record) -> None:
+            if rec.status == EndpointStatus.DELETING and not deleting:
+                raise _Skip
+            endpoint = endpoint_of(rec)
+            change(endpoint)
+            rec.spec = endpoint.to_spec()
+            rec.status = endpoint.status
+            rec.failure_reason = clip(endpoint.failure_reason)
+            if touch:
+                rec.modified_s = self.clock()
+            changed.append(endpoint)
+
+        try:
+            self.store.update(Kind.ENDPOINT, name, apply, self.fence if fenced else None)
+        except _Skip:
             return None
-        endpoint = endpoint_of(rec)
-        change(endpoint)
-        rec.spec = endpoint.to_spec()
-        rec.status = endpoint.status
-        rec.failure_reason = clip(endpoint.failure_reason)
-        if touch:
-            rec.modified_s = self.clock()
-        self.store.save(rec)
-        return endpoint
+        return changed[0] if changed else None
 
     def set_status(self, name: str, status: EndpointStatus, reason: str | None) -> None:
         def change(endpoint: Endpoint) -> None:
@@ -109,4 +125,4 @@ class StatusWriter:
         self.update(name, change, deleting=True, touch=False)
 
     def delete(self, name: str) -> None:
-        self.store.delete(Kind.ENDPOINT, name)
+        self.store.delete(Kind.ENDPOINT, name, self.fence)

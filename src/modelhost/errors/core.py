@@ -128,6 +128,11 @@ class ServiceUnavailable(ModelhostError):
     status = 503
 
 
+class FencedOut(ServiceUnavailable):
+    """A write only the leader (or a job's claimant) may make, refused because this
+    gateway no longer holds the lead (or the claim): another gateway may hold it now."""
+
+
 class InternalDependencyException(ModelhostError):
     code = "InternalDependencyException"
     status = 530

@@ -209,6 +209,7 @@ class Gateway:
         self.leadership = Leadership(
             self.settings, self.store, self.routes, self._lead, self._step_down
         )
+        self.controller.state.status.fence = self.leadership.fence
         await self.leadership.start()
         # Leases make the async queue safe to work from every gateway.
         await self.async_inference.start()

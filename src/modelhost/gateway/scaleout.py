@@ -27,6 +27,7 @@ from modelhost.routing.table import EndpointRoute, RoutingTable
 from modelhost.routing.wire import RemoteTarget, route_from_doc, route_to_doc
 from modelhost.settings import Settings
 from modelhost.store.coordination import LeaderLock, RouteBoard, is_postgres
+from modelhost.store.fencing import LeaderFence
 from modelhost.store.metadata import MetadataStore
 
 log = logging.getLogger("modelhost.scaleout")
@@ -147,6 +148,9 @@ class Leadership:
         self.gateway_id = f"{settings.base_url}#{uuid.uuid4().hex[:8]}"
         self.lock = LeaderLock(settings.metadata_url, holder=self.gateway_id)
         self.board = RouteBoard(store.engine, settings.metadata_url, self.gateway_id)
+        # What only the leader writes checks this in its transaction (store/fencing.py).
+        self.fence = LeaderFence(self.lock)
+        self.board.fence = self.fence
         self._stop_watch = threading.Event()
         self._watcher: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -20,7 +20,7 @@ from typing import Any
 from modelhost.control.durable import DurableJobs
 from modelhost.control.listing import job_list_response
 from modelhost.control.validation import validate_input
-from modelhost.errors import ModelhostError, ResourceNotFound, ValidationException
+from modelhost.errors import FencedOut, ModelhostError, ResourceNotFound, ValidationException
 from modelhost.fleet.manager import FleetManager
 from modelhost.jobs import batch_capture
 from modelhost.jobs.hooks import CompletedJob, capture_data, load_predictions
@@ -32,6 +32,7 @@ from modelhost.resources.names import arn
 from modelhost.resources.status import TransformJobStatus
 from modelhost.settings import Settings
 from modelhost.store.coordination import WorkClaims
+from modelhost.store.fencing import ClaimFence
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.predictions import PredictionStore
 
@@ -69,6 +70,8 @@ class TransformJobs(DurableJobs):
     stopped = TransformJobStatus.STOPPED
     failed = TransformJobStatus.FAILED
     failures = (JobFailed,)
+    # A runner that lost its claim (ClaimFence) stops; the gateway that claimed it resumes.
+    abandons = (FencedOut,)
     log = log
 
     def __init__(
@@ -79,7 +82,8 @@ class TransformJobs(DurableJobs):
         pool: WarmPool | None = None,
     ) -> None:
         # Several gateways: the one that claims a job runs it; a dead one's are resumed.
-        super().__init__(settings, store, WorkClaims(settings.metadata_url))
+        self.job_claims = WorkClaims(settings.metadata_url)
+        super().__init__(settings, store, self.job_claims)
         # The gateway's one fleet manager: job instances are started and stopped there.
         self.fleets = fleets
         self._runners: dict[str, TransformRunner] = {}
@@ -227,8 +231,10 @@ class TransformJobs(DurableJobs):
             rec.spec.setdefault("Objects", {})[rel] = outcome
             rec.modified_s = time.time()
 
-        # Under a row lock: a Stop through another gateway is never overwritten.
-        rec = self.store.update(Kind.TRANSFORM_JOB, name, record)
+        # Under a row lock: a Stop through another gateway is never overwritten. Only
+        # while this gateway holds the job's claim: else another one may run it now.
+        fence = ClaimFence(self.job_claims, Kind.TRANSFORM_JOB, name)
+        rec = self.store.update(Kind.TRANSFORM_JOB, name, record, fence)
         if rec is None:
             self._get(name)  # raises as before when the job is gone
         elif rec.status == TransformJobStatus.STOPPING and name in self._runs:

@@ -135,7 +135,7 @@ class Capacity:
                     return
             missing.append(variant)
 
-        if self.controller.state.status.update(endpoint, change, touch=False) is None:
+        if self.controller.state.status.update(endpoint, change, touch=False, fenced=False) is None:
             return f"Endpoint {endpoint} does not exist."
         if missing:
             return f"Endpoint {endpoint} has no variant {variant}."

@@ -20,12 +20,17 @@ from typing import Any
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Engine, make_url
 
-from modelhost.store.metadata import routing_tables
+from modelhost.store.metadata import Fence, routing_tables
 
 log = logging.getLogger("modelhost.coordination")
 
 LEADER_LOCK_KEY = 0x6D686C64  # "mhld": any constant unique to modelhost
 CHANNEL = "modelhost_routes"
+TAKE_EPOCH = (
+    "INSERT INTO leadership (key, epoch, holder, taken_s) VALUES (%s, 1, %s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET epoch = leadership.epoch + 1, "
+    "holder = excluded.holder, taken_s = excluded.taken_s RETURNING epoch"
+)
 
 
 def is_postgres(url: str) -> bool:
@@ -46,6 +51,8 @@ class LeaderLock:
         self.holder = holder[:63]  # the session's application_name: who holds the lock
         self._conn: Any = None
         self.held = False
+        # The leadership epoch taken with the lock (store/fencing.py); None until then.
+        self.epoch: int | None = None
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free; True while this process holds it."""
@@ -67,6 +74,9 @@ class LeaderLock:
                 return True
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
             held = bool(row and row[0])
+            if held:
+                # On the lock's own session: if it dies before this, no epoch is taken.
+                self.epoch = self._take_epoch(conn)
             if conn is self._conn:  # not abandoned meanwhile
                 self.held = held
                 return held
@@ -75,6 +85,13 @@ class LeaderLock:
             if conn is self._conn:
                 self.release()
         return False
+
+    def _take_epoch(self, conn: Any) -> int:
+        """One more than the last leader's epoch; the bump waits for the writes the last
+        leader has in flight (they hold the row `FOR SHARE`), and refuses later ones."""
+        row = conn.execute(TAKE_EPOCH, (self.key, self.holder, time.time())).fetchone()
+        log.info("leader lock held: leadership epoch %d", row[0])
+        return int(row[0])
 
     def release(self) -> None:
         if self._conn is not None:
@@ -98,16 +115,20 @@ def _close_quietly(conn: Any) -> None:
 
 
 class RouteBoard:
-    """The leader's routing snapshots in the `routing_tables` table, with change signals."""
+    """The leader's routing snapshots in the `routing_tables` table, with change signals.
+    `fence` (the leader's) guards the writes: a deposed leader publishes nothing."""
 
     def __init__(self, engine: Engine, url: str, publisher: str) -> None:
         self.engine = engine
         self.url = url
         self.publisher = publisher
+        self.fence: Fence | None = None
 
     def publish(self, endpoint: str, route: dict[str, Any] | None) -> None:
         """Write (or with None remove) one endpoint's route and signal the readers."""
         with self.engine.begin() as conn:
+            if self.fence is not None:
+                self.fence.check(conn)
             conn.execute(delete(routing_tables).where(routing_tables.c.endpoint == endpoint))
             if route is not None:
                 conn.execute(
@@ -123,6 +144,8 @@ class RouteBoard:
     def clear(self) -> None:
         """A new leader drops what the previous one published (its instances are gone)."""
         with self.engine.begin() as conn:
+            if self.fence is not None:
+                self.fence.check(conn)
             conn.execute(delete(routing_tables))
 
     def foreign(self) -> set[str]:
@@ -202,6 +225,14 @@ class WorkClaims:
                 "SELECT pg_try_advisory_lock(%s)", (self.key(kind, name),)
             ).fetchone()
             return bool(row and row[0])
+
+    def session_pid(self) -> int | None:
+        """The server process of the claims' session (None without one): the claims are
+        its locks (store/fencing.py's `ClaimFence` looks them up)."""
+        with self._lock:
+            if self._conn is None or self._conn.closed:
+                return None
+            return int(self._conn.info.backend_pid)
 
     def release(self, kind: str, name: str) -> None:
         with self._lock:

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -161,6 +162,18 @@ metric_series = Table(
     Column("sketched", Boolean, nullable=False),
 )
 
+# Several gateways: the leader's epoch, one more every time a gateway takes the leader
+# lock (`key` is the lock's). Leader-only writes check it in their own transaction
+# (store/fencing.py), so a deposed leader that has not noticed yet writes nothing.
+leadership = Table(
+    "leadership",
+    metadata,
+    Column("key", BigInteger, primary_key=True, autoincrement=False),
+    Column("epoch", BigInteger, nullable=False),
+    Column("holder", String(128), nullable=False),
+    Column("taken_s", Float, nullable=False),
+)
+
 
 @dataclass
 class Record:
@@ -175,6 +188,13 @@ class Record:
     failure_reason: str | None = None
     created_s: float = 0.0
     modified_s: float = 0.0
+
+
+class Fence(Protocol):
+    """A condition a write checks in its own transaction, raising `FencedOut` when this
+    gateway may no longer make it (store/fencing.py: the leader's epoch, a job's claim)."""
+
+    def check(self, conn: Connection) -> None: ...
 
 
 class AlreadyExists(Exception):
@@ -235,9 +255,12 @@ class MetadataStore:
             rows = conn.execute(select(resources).where(resources.c.kind == kind)).all()
         return [_record(r._mapping) for r in rows]
 
-    def save(self, record: Record) -> None:
-        """Overwrite the mutable fields of an existing record."""
+    def save(self, record: Record, fence: Fence | None = None) -> None:
+        """Overwrite the mutable fields of an existing record (if `fence` holds)."""
         with self._tx() as conn:
+            if fence is not None:
+                self._begin_write(conn)
+                fence.check(conn)
             conn.execute(
                 update(resources)
                 .where(resources.c.kind == record.kind, resources.c.name == record.name)
@@ -250,14 +273,26 @@ class MetadataStore:
                 )
             )
 
-    def update(self, kind: Kind, name: str, change: Callable[[Record], None]) -> Record | None:
+    def _begin_write(self, conn: Connection) -> None:
+        if self._is_sqlite:
+            # pysqlite begins only at the first write: take the write lock up front.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    def update(
+        self,
+        kind: Kind,
+        name: str,
+        change: Callable[[Record], None],
+        fence: Fence | None = None,
+    ) -> Record | None:
         """Read-modify-write one record under a row lock (`SELECT ... FOR UPDATE` on
         PostgreSQL; SQLite has one writer), so updaters in other gateways never lose each
-        other's changes. `change` edits the record in place; None if there is none."""
+        other's changes. `change` edits the record in place (an exception it raises
+        writes nothing); None if there is none. With a `fence`, only while it holds."""
         with self._tx() as conn:
-            if self._is_sqlite:
-                # pysqlite begins only at the first write: take the write lock up front.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            self._begin_write(conn)
+            if fence is not None:
+                fence.check(conn)
             row = conn.execute(
                 select(resources)
                 .where(resources.c.kind == kind, resources.c.name == name)
@@ -274,8 +309,11 @@ class MetadataStore:
             )
         return record
 
-    def delete(self, kind: Kind, name: str) -> bool:
+    def delete(self, kind: Kind, name: str, fence: Fence | None = None) -> bool:
         with self._tx() as conn:
+            if fence is not None:
+                self._begin_write(conn)
+                fence.check(conn)
             result = conn.execute(
                 delete(resources).where(resources.c.kind == kind, resources.c.name == name)
             )

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,6 +26,19 @@ from modelhost.settings import Settings
 # Credentials of the servers this process started, by URL, so `boto3_clients(url)` signs
 # with the right admin key without the caller passing it around.
 _STARTED: dict[str, tuple[str, str]] = {}
+
+# Where a server started without a database URL keeps its metadata: None for SQLite in
+# its home, else a function from the home to a database URL (modelhost's own tests, run
+# with `--metadata-store postgresql`, give each home its own database on one PostgreSQL).
+_database_for_home: Callable[[Path], str] | None = None
+
+
+def use_metadata_store(database_for_home: Callable[[Path], str] | None) -> None:
+    """Make every server started from now on without `MODELHOST_DATABASE_URL` in its
+    `env` keep its metadata at `database_for_home(home)` (None: SQLite in the home again).
+    A home's restarts must map to the same database for the state to survive them."""
+    global _database_for_home
+    _database_for_home = database_for_home
 
 
 class ModelhostServer:
@@ -54,8 +68,10 @@ class ModelhostServer:
         scheme = "https" if self.tls_cert_file else "http"
         return f"{scheme}://127.0.0.1:{self.port}"
 
-    def start(self, timeout_s: float = 30.0) -> ModelhostServer:
+    def start(self, timeout_s: float = 60.0) -> ModelhostServer:
         self.home.mkdir(parents=True, exist_ok=True)
+        if _database_for_home is not None and "MODELHOST_DATABASE_URL" not in self.env:
+            self.env["MODELHOST_DATABASE_URL"] = _database_for_home(self.home)
         # On purpose the caller's whole environment, as `modelhost serve` run from the same
         # shell gets it (settings, AWS credentials for S3); the gateway keeps it from its
         # instances (fleet/environment.py).
@@ -103,6 +119,14 @@ class ModelhostServer:
             time.sleep(0.1)
         self.stop()
         raise RuntimeError(f"modelhost serve did not answer /ping in {timeout_s} s")
+
+    @property
+    def metadata_url(self) -> str:
+        """The server's metadata database (known once it has started): its
+        `MODELHOST_DATABASE_URL`, else the SQLite file in its home."""
+        return Settings(
+            home=self.home, database_url=self.env.get("MODELHOST_DATABASE_URL")
+        ).metadata_url
 
     def _key_settings(self) -> Settings:
         """The server's master-key settings: its `env` over this process's environment."""
