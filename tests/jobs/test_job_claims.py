@@ -103,8 +103,9 @@ def test_a_completing_job_is_not_resumed_by_the_sweep(
             gateway.jobs._complete = slow_complete  # type: ignore[method-assign]
             assert gateway.jobs.claims.claim(Kind.TRANSFORM_JOB, "j1")  # as create does
             runner: Any = _DoneRunner()
-            task = asyncio.ensure_future(gateway.jobs._run("j1", runner))
-            gateway.jobs._runs["j1"] = (runner, task)
+            gateway.jobs._runners["j1"] = runner
+            task = asyncio.ensure_future(gateway.jobs._run("j1"))
+            gateway.jobs._runs["j1"] = task
             await asyncio.wait_for(completing.wait(), 30)
             gateway.jobs._resume()  # one sweep, mid-completion
             release.set()
