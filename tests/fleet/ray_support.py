@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 import urllib.request
 from pathlib import Path
 
+from modelhost.testing.server import ModelhostServer
 from tests.support import instance_pids
 
 
@@ -39,3 +42,17 @@ def serving_hosts(home: Path, endpoint: str) -> list[str]:
         except OSError:
             continue
     return sorted(hosts)
+
+
+def delete_every_endpoint(server: ModelhostServer, timeout_s: float = 120.0) -> None:
+    """Delete the endpoints left on `server` and wait until they are gone. Endpoint
+    instances on Ray outlive a gateway that stops, so a module's server deletes what its
+    tests left before it stops (xdist may run another module's tests in between)."""
+    sm = server.client("sagemaker")
+    for endpoint in sm.list_endpoints(MaxResults=100)["Endpoints"]:
+        with contextlib.suppress(sm.exceptions.ClientError):
+            sm.delete_endpoint(EndpointName=endpoint["EndpointName"])
+    deadline = time.monotonic() + timeout_s
+    while sm.list_endpoints(MaxResults=100)["Endpoints"]:
+        assert time.monotonic() < deadline, "endpoints not deleted in time"
+        time.sleep(0.2)

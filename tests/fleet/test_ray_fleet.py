@@ -13,7 +13,7 @@ import pytest
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.ray import RayCluster, node_address
 from modelhost.testing.server import ModelhostServer
-from tests.fleet.ray_support import instance_hosts, serving_hosts
+from tests.fleet.ray_support import delete_every_endpoint, instance_hosts, serving_hosts
 from tests.gateway.support import create_endpoint, csv_floats, wait_in_service
 from tests.jobs.support import transform, wait_for
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, deploy, unique
@@ -40,6 +40,7 @@ def ray_server(
     env["MODELHOST_RAY_NODE_CACHE_DIR"] = str(home / "node-caches")
     with ModelhostServer(home, env=env) as srv:
         yield srv
+        delete_every_endpoint(srv)
     # Every endpoint was deleted and the job instances went with the gateway: no instance
     # actor is left on the cluster (endpoint instances outlive a gateway that stops).
     wait_for(lambda: not ray_cluster.actor_pids(), timeout_s=60)

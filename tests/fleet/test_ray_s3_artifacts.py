@@ -21,7 +21,7 @@ from modelhost.testing.s3 import (
     s3_client,
 )
 from modelhost.testing.server import ModelhostServer
-from tests.fleet.ray_support import instance_addresses, instance_hosts
+from tests.fleet.ray_support import delete_every_endpoint, instance_addresses, instance_hosts
 from tests.gateway.support import csv_floats
 from tests.support import FAST_ENV, ChurnModel, deploy, unique
 
@@ -62,6 +62,7 @@ def ray_server(
     }
     with ModelhostServer(tmp_path_factory.mktemp("ray-s3-home"), env=env) as srv:
         yield srv
+        delete_every_endpoint(srv)
 
 
 def _node_lines(home: Path, endpoint: str) -> list[tuple[str, str, str]]:
