@@ -1,4 +1,4 @@
-"""Fixtures of the fleet tests: one local 3-node Ray cluster for the Ray test modules."""
+"""Fixtures of the fleet tests: a local 3-node Ray cluster for each Ray test module."""
 
 from __future__ import annotations
 
@@ -9,26 +9,12 @@ import pytest
 from modelhost.testing.ray import RayCluster, local_ray_cluster
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every Ray test runs on one xdist worker (pyproject's `--dist loadgroup`), so one
-    cluster serves them all instead of one per worker."""
-    for item in items:
-        if item.get_closest_marker("ray"):
-            item.add_marker(pytest.mark.xdist_group("ray"))
-
-
-@pytest.fixture(scope="session")
-def ray_session_cluster() -> Iterator[RayCluster]:
-    """Three raylets on this machine (1 CPU each), shared by the Ray test modules: Ray's
-    own processes take ~1.2 GiB and ~10 s to start."""
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    """Three raylets on this machine (1 CPU each) for one module: Ray's own processes take
+    ~1.2 GiB and ~10 s to start. A module of its own per cluster, so instance actors that
+    outlive a module's gateway never reach another module's counts (xdist may also split
+    a module over both workers: each then has its own cluster)."""
     pytest.importorskip("ray")
     with local_ray_cluster(nodes=3, cpus_per_node=1) as cluster:
         yield cluster
-
-
-@pytest.fixture(scope="module")
-def ray_cluster(ray_session_cluster: RayCluster) -> RayCluster:
-    """The shared cluster with all its nodes up: a module that kills a node leaves it
-    dead, and the next module gets it back here (`start` only starts missing nodes)."""
-    ray_session_cluster.start()
-    return ray_session_cluster

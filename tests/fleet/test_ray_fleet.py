@@ -41,6 +41,8 @@ def ray_server(
     with ModelhostServer(home, env=env) as srv:
         yield srv
         delete_every_endpoint(srv)
+        # The leader stops a deleted endpoint's actors after the endpoint is gone.
+        wait_for(lambda: not ray_cluster.actor_pids(), timeout_s=120)
     # Every endpoint was deleted and the job instances went with the gateway: no instance
     # actor is left on the cluster (endpoint instances outlive a gateway that stops).
     wait_for(lambda: not ray_cluster.actor_pids(), timeout_s=60)

@@ -23,6 +23,7 @@ from modelhost.testing.s3 import (
 from modelhost.testing.server import ModelhostServer
 from tests.fleet.ray_support import delete_every_endpoint, instance_addresses, instance_hosts
 from tests.gateway.support import csv_floats
+from tests.jobs.support import wait_for
 from tests.support import FAST_ENV, ChurnModel, deploy, unique
 
 pytest.importorskip("ray")
@@ -63,6 +64,8 @@ def ray_server(
     with ModelhostServer(tmp_path_factory.mktemp("ray-s3-home"), env=env) as srv:
         yield srv
         delete_every_endpoint(srv)
+        # The leader stops a deleted endpoint's actors after the endpoint is gone.
+        wait_for(lambda: not ray_cluster.actor_pids(), timeout_s=120)
 
 
 def _node_lines(home: Path, endpoint: str) -> list[tuple[str, str, str]]:
