@@ -25,16 +25,9 @@ from tests.support import FAST_ENV, ChurnModel
 # docs/scale-out.md "Tests on PostgreSQL" lists them; keep the two in step.
 PG_FILES = frozenset(
     {
-        "tests/gateway/test_lifecycle.py",
         "tests/gateway/test_realtime_e2e.py",
         "tests/gateway/test_variants_e2e.py",
-        "tests/gateway/test_guardrails_e2e.py",
-        "tests/gateway/test_rolling_e2e.py",
         "tests/gateway/test_bandit_e2e.py",
-        "tests/gateway/test_shadow_e2e.py",
-        "tests/gateway/test_pipeline_e2e.py",
-        "tests/gateway/test_auth_e2e.py",
-        "tests/gateway/test_cloudwatch_e2e.py",
         "tests/jobs/test_transform_e2e.py",
         "tests/jobs/test_transform_crashes.py",
         "tests/jobs/test_async_e2e.py",
@@ -43,7 +36,6 @@ PG_FILES = frozenset(
         "tests/scaling/test_autoscaling_e2e.py",
         "tests/monitor/test_monitor_e2e.py",
         "tests/monitor/test_monitor_restart.py",
-        "tests/compile/test_compile_durability.py",
     }
 )
 
