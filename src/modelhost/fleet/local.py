@@ -18,6 +18,7 @@ from modelhost.fleet.environment import inherited_environment
 from modelhost.fleet.exits import ExitWatch
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
+from modelhost.fleet.provider import DiesWithGateway
 from modelhost.resources import gpus
 from modelhost.resources.status import InstanceStatus
 
@@ -32,14 +33,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LocalProcessProvider:
+class LocalProcessProvider(DiesWithGateway):
     """Starts instances as child processes and stops them with SIGTERM, then SIGKILL.
 
     Instances watch the gateway's pid (MH_INSTANCE_PARENT_PID) and exit when it is gone, so
     a gateway killed with -9 leaves no orphans behind.
     """
-
-    outlives_gateway = False
 
     def __init__(
         self, cpus: cpu_share.CpuShares | None = None, socket_dir: Path | None = None
@@ -212,16 +211,6 @@ class LocalProcessProvider:
             limit.release()
         sockets.remove(instance.unix_path)
         instance.status = InstanceStatus.STOPPED
-
-    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
-        """None: a child process dies with the gateway that started it."""
-        return []
-
-    async def release(self, instance: Instance, grace_s: float) -> None:
-        await self.stop(instance, grace_s)
-
-    async def sweep(self, claimed: Callable[[str], bool]) -> int:
-        return 0  # nothing outlives its gateway here
 
     def kill_all(self) -> None:
         """Last-resort synchronous cleanup (interpreter exit)."""

@@ -62,3 +62,22 @@ class InstanceProvider(Protocol):
         """Last-resort synchronous cleanup of everything this provider started (and has
         not released)."""
         ...
+
+
+class DiesWithGateway:
+    """The adoption side of a provider whose instances are the gateway's own child
+    processes and die with it: nothing to adopt or sweep, and releasing is stopping."""
+
+    outlives_gateway = False
+
+    async def stop(self, instance: Instance, grace_s: float) -> None:
+        raise NotImplementedError
+
+    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
+        return []
+
+    async def release(self, instance: Instance, grace_s: float) -> None:
+        await self.stop(instance, grace_s)
+
+    async def sweep(self, claimed: Callable[[str], bool]) -> int:
+        return 0

@@ -45,6 +45,7 @@ from modelhost.fleet.exits import ExitWatch
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.limits import MemoryLimit, limit_process
 from modelhost.fleet.local import LocalProcessProvider, free_port
+from modelhost.fleet.provider import DiesWithGateway
 from modelhost.frameworks.requirements import REQUIREMENTS_FILE, has_requirements
 from modelhost.resources import gpus
 from modelhost.resources.status import InstanceStatus
@@ -147,11 +148,9 @@ class _Forked:
         return bool(readable)
 
 
-class ZygoteProvider:
+class ZygoteProvider(DiesWithGateway):
     """Forks built-in-runtime instances from warm zygotes; spawns everything else
     through `base` (see the module docstring)."""
-
-    outlives_gateway = False
 
     def __init__(self, base: LocalProcessProvider, log_dir: Path) -> None:
         self.base = base
@@ -288,15 +287,6 @@ class ZygoteProvider:
             forked.limit.release()
         sockets.remove(instance.unix_path)
         instance.status = InstanceStatus.STOPPED
-
-    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
-        return []  # local processes die with their gateway
-
-    async def release(self, instance: Instance, grace_s: float) -> None:
-        await self.stop(instance, grace_s)
-
-    async def sweep(self, claimed: Callable[[str], bool]) -> int:
-        return 0  # nothing outlives its gateway here
 
     def kill_all(self) -> None:
         self._exits.forget_all()

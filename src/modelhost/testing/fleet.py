@@ -11,19 +11,16 @@ transform-job pools run their real code in microseconds:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from modelhost.fleet.client import InstanceClient, PingResult
 from modelhost.fleet.instance import Instance, LaunchSpec
+from modelhost.fleet.provider import DiesWithGateway
 from modelhost.resources.status import InstanceStatus
 
 
-class FakeProvider:
+class FakeProvider(DiesWithGateway):
     """Instances as entries in a dict. A start of a model in `failing` (by model name)
     makes an instance that has already exited; `crash(instance)` kills a running one.
     Its instances die with their gateway, as local processes do (nothing to adopt)."""
-
-    outlives_gateway = False
 
     def __init__(self) -> None:
         self.failing: set[str] = set()
@@ -62,15 +59,6 @@ class FakeProvider:
         if self.running.pop(instance.instance_id, None) is not None:
             self.stopped.append(instance)
         instance.status = InstanceStatus.STOPPED
-
-    async def adopt(self, spec: LaunchSpec, count: int) -> list[Instance]:
-        return []
-
-    async def release(self, instance: Instance, grace_s: float) -> None:
-        await self.stop(instance, grace_s)
-
-    async def sweep(self, claimed: Callable[[str], bool]) -> int:
-        return 0  # nothing outlives its gateway here
 
     def kill_all(self) -> None:
         self.killed_all += 1
