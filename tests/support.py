@@ -58,9 +58,11 @@ def deploy(
     wait: bool = True,
     environment: dict[str, str] | None = None,
     mode: str | None = None,
+    serverless: dict[str, int] | None = None,
 ) -> None:
     """create_model + create_endpoint_config + create_endpoint, as SageMaker users write it
-    (`mode="MultiModel"`: `artifact` is the prefix TargetModels live under)."""
+    (`mode="MultiModel"`: `artifact` is the prefix TargetModels live under; `serverless`:
+    the variant's ServerlessConfig instead of an instance count)."""
     container: dict[str, Any] = {"ModelDataUrl": artifact}
     if image:
         container["Image"] = image
@@ -76,7 +78,9 @@ def deploy(
     sm.create_endpoint_config(
         EndpointConfigName=name,
         ProductionVariants=[
-            {
+            {"VariantName": "AllTraffic", "ModelName": name, "ServerlessConfig": serverless}
+            if serverless is not None
+            else {
                 "VariantName": "AllTraffic",
                 "ModelName": name,
                 "InitialInstanceCount": instances,

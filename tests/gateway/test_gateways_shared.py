@@ -17,7 +17,7 @@ from modelhost.testing.churn import csv_rows
 from modelhost.testing.postgres import PostgresCluster
 from modelhost.testing.server import boto3_clients
 from tests.gateway.scaleout_support import two_gateways, until
-from tests.support import XGBOOST_IMAGE, ChurnModel, deploy, unique
+from tests.support import ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
 
@@ -129,21 +129,8 @@ def test_metrics_alarms_and_serverless_through_the_follower(
         sm_b, rt_b = b.clients(**NO_RETRY)
         real, serverless = unique("shm"), unique("shs")
         deploy(sm_a, real, str(churn_model.artifact))
-        sm_a.create_model(
-            ModelName=serverless,
-            PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(churn_model.artifact)},
-        )
-        sm_a.create_endpoint_config(
-            EndpointConfigName=serverless,
-            ProductionVariants=[{
-                "VariantName": "AllTraffic", "ModelName": serverless,
-                "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
-            }],
-        )  # fmt: skip
-        sm_a.create_endpoint(EndpointName=serverless, EndpointConfigName=serverless)
-        sm_a.get_waiter("endpoint_in_service").wait(
-            EndpointName=serverless, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-        )
+        config = {"MemorySizeInMB": 1024, "MaxConcurrency": 2}
+        deploy(sm_a, serverless, str(churn_model.artifact), serverless=config)
         assert (
             sm_b.describe_endpoint(EndpointName=serverless)["ProductionVariants"][0][
                 "CurrentInstanceCount"

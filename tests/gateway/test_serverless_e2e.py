@@ -25,6 +25,7 @@ from tests.support import (
     XGBOOST_IMAGE,
     ChurnModel,
     cli,
+    deploy,
     instance_pids,
     unique,
     zygote_pids,
@@ -94,24 +95,8 @@ def _script_artifact(root: Path, script: str) -> Path:
 def _deploy_serverless(
     sm: Any, name: str, artifact: Path, image: str | None, **serverless: int
 ) -> None:
-    container: dict[str, Any] = {"ModelDataUrl": str(artifact)}
-    if image:
-        container["Image"] = image
-    sm.create_model(ModelName=name, PrimaryContainer=container)
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2, **serverless},
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
+    config = {"MemorySizeInMB": 1024, "MaxConcurrency": 2, **serverless}
+    deploy(sm, name, str(artifact), image=image, serverless=config)
 
 
 def _running(sm: Any, name: str) -> int:

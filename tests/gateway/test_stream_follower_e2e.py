@@ -17,7 +17,7 @@ from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.postgres import PostgresCluster
 from tests.gateway.scaleout_support import two_gateways, until
 from tests.gateway.token_model import words, write_token_model
-from tests.support import XGBOOST_IMAGE, unique
+from tests.support import deploy, unique
 
 pytestmark = pytest.mark.integration
 
@@ -25,20 +25,7 @@ NO_RETRY = {"retries": {"max_attempts": 1, "mode": "standard"}}
 
 
 def _serverless(sm: Any, name: str, artifact: Path) -> None:
-    sm.create_model(
-        ModelName=name, PrimaryContainer={"Image": XGBOOST_IMAGE, "ModelDataUrl": str(artifact)}
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[{
-            "VariantName": "AllTraffic", "ModelName": name,
-            "ServerlessConfig": {"MemorySizeInMB": 1024, "MaxConcurrency": 2},
-        }],
-    )  # fmt: skip
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120}
-    )
+    deploy(sm, name, str(artifact), serverless={"MemorySizeInMB": 1024, "MaxConcurrency": 2})
 
 
 def _joined(rt: Any, name: str, text: str) -> bytes | None:
