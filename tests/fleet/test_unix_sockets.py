@@ -8,6 +8,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -122,16 +123,24 @@ def test_a_users_own_server_is_reached_over_tcp(tmp_path: Path) -> None:
     asyncio.run(body())
 
 
-@pytest.mark.integration
-def test_an_instance_with_several_workers_shares_its_unix_socket(
-    tmp_path: Path, churn_model: ChurnModel
-) -> None:
+def _two_workers(
+    tmp_path: Path, churn_model: ChurnModel, **environment: str
+) -> tuple[FleetManager, dict[str, Any]]:
+    """A fleet manager and the churn model's container with two workers per instance."""
     manager = FleetManager(Settings(home=tmp_path / "home", instance_startup_timeout_s=60))
     container = {
         "Image": XGBOOST_IMAGE,
         "ModelDataUrl": str(churn_model.artifact),
-        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2"},
+        "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "2", **environment},
     }
+    return manager, container
+
+
+@pytest.mark.integration
+def test_an_instance_with_several_workers_shares_its_unix_socket(
+    tmp_path: Path, churn_model: ChurnModel
+) -> None:
+    manager, container = _two_workers(tmp_path, churn_model)
     row = ",".join(repr(float(v)) for v in churn_model.data.X[0]).encode()
     expected = float(churn_model.expected(churn_model.data.X[:1])[0])
 
@@ -157,15 +166,7 @@ def test_an_instance_with_several_workers_shares_its_unix_socket(
 def test_several_workers_on_uvicorn_keep_tcp_and_its_reuseport_balance(
     tmp_path: Path, churn_model: ChurnModel
 ) -> None:
-    manager = FleetManager(Settings(home=tmp_path / "home", instance_startup_timeout_s=60))
-    container = {
-        "Image": XGBOOST_IMAGE,
-        "ModelDataUrl": str(churn_model.artifact),
-        "Environment": {
-            "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
-            "MH_INSTANCE_HTTP_SERVER": "uvicorn",
-        },
-    }
+    manager, container = _two_workers(tmp_path, churn_model, MH_INSTANCE_HTTP_SERVER="uvicorn")
 
     async def body() -> None:
         try:
