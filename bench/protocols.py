@@ -26,38 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from _machine import format_machine_info, machine_info
+from _modelhost import deploy
+from modelhost import demo
 from modelhost.testing import churn
 from modelhost.testing.server import ModelhostServer
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ENDPOINT = "bench-protocols"
+ENDPOINT = demo.ENDPOINT_NAME  # the name _modelhost.deploy gives
 
 
 def _deploy(server: ModelhostServer, artifact: Path) -> None:
     sm, _ = server.clients()
-    sm.create_model(
-        ModelName=ENDPOINT,
-        PrimaryContainer={
-            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
-            "ModelDataUrl": artifact.resolve().as_uri(),
-            "Environment": {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=ENDPOINT,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": ENDPOINT,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=ENDPOINT, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
+    deploy(sm, artifact, 1, {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
 
 
 def _requests(row: np.ndarray) -> dict[str, tuple[str, bytes, dict[str, str]]]:

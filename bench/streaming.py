@@ -30,10 +30,12 @@ from datetime import datetime
 from pathlib import Path
 
 from _machine import format_machine_info, machine_info
+from _modelhost import deploy
+from modelhost import demo
 from modelhost.testing.server import ModelhostServer
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-ENDPOINT = "bench-streaming"
+ENDPOINT = demo.ENDPOINT_NAME  # the name _modelhost.deploy gives
 SCRIPT = """
 import json
 
@@ -67,29 +69,7 @@ def output_fn(tokens, accept):
 
 def _deploy(server: ModelhostServer, model_dir: Path) -> None:
     sm, _ = server.clients()
-    sm.create_model(
-        ModelName=ENDPOINT,
-        PrimaryContainer={
-            "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1",
-            "ModelDataUrl": model_dir.resolve().as_uri(),
-            "Environment": {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"},
-        },
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=ENDPOINT,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": ENDPOINT,
-                "InitialInstanceCount": 1,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName=ENDPOINT)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=ENDPOINT, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
-    )
+    deploy(sm, model_dir, 1, {"SAGEMAKER_MODEL_SERVER_WORKERS": "1"})
 
 
 def _ways(tokens: int) -> dict[str, tuple[str, bytes, dict[str, str]]]:
