@@ -15,6 +15,7 @@ from modelhost.gateway.asgi import Receive, Scope, Send
 from modelhost.gateway.auth.guard import Guard
 from modelhost.gateway.fastpath import FastInvoke, gateway_protocol
 from modelhost.gateway.runtime_api import RuntimeAPI
+from modelhost.gateway.server import http_protocol
 from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
 from modelhost.settings import Settings
 from modelhost.telemetry.metrics import InvocationMetrics
@@ -106,15 +107,20 @@ def runtime_api(tmp_path: Path, handler: Handler) -> RuntimeAPI:
 
 
 def connect(
-    tmp_path: Path, handler: Handler, *, fast: bool = True, **settings: Any
+    tmp_path: Path, handler: Handler, *, fast: bool = True, served: bool = False, **settings: Any
 ) -> tuple[asyncio.Protocol, Socket, AsgiSeen]:
-    """A connection to a gateway protocol (on the running loop), fast path on or off."""
+    """A connection to a gateway protocol (on the running loop), fast path on or off;
+    `served`: the class `modelhost serve` chooses from the settings (server.http_protocol)."""
     config = Settings(home=tmp_path, max_payload_bytes=MAX_PAYLOAD_BYTES, **settings)
     runtime = runtime_api(tmp_path, handler)
     guard = Guard(config, None)
     app = AsgiSeen(guard, runtime)
-    invoke = FastInvoke(config, runtime, guard, lambda _name: None) if fast else None
-    cls = gateway_protocol(invoke, 4096, HEAD_S, BODY_S)
+    invoke = FastInvoke(config, runtime, guard, lambda _name: None) if fast or served else None
+    if served:
+        assert invoke is not None
+        cls = http_protocol(config, invoke)
+    else:
+        cls = gateway_protocol(invoke, 4096, HEAD_S, BODY_S)
     uv_config = uvicorn.Config(app=app, log_level="warning", limit_concurrency=100)
     protocol = cls(config=uv_config, server_state=ServerState(), app_state={})  # type: ignore[call-arg]
     sock = Socket()

@@ -28,12 +28,6 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import (
-    HEADER_VALUE_RE,
-    STATUS_LINE,
-    HttpToolsProtocol,
-)
-
 from modelhost.fleet.dataplane.shadow import ShadowJob
 from modelhost.gateway.asgi import Message, Receive
 from modelhost.gateway.auth.guard import Guard
@@ -42,6 +36,7 @@ from modelhost.gateway.errors import error_payload
 from modelhost.gateway.http_limits import BoundedHttpToolsProtocol
 from modelhost.gateway.request_ids import request_id
 from modelhost.gateway.runtime_api import RuntimeAPI, checked_headers, parse_invocation_path
+from modelhost.gateway.uvicorn_internals import HEADER_VALUE_RE, STATUS_LINE, HttpToolsProtocol
 from modelhost.routing.table import TargetMode
 from modelhost.settings import Settings
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -13,6 +14,8 @@ from modelhost.container.http_protocol import one_write
 from modelhost.errors import UnsafeConfiguration
 from modelhost.gateway.app import Gateway
 from modelhost.gateway.fastpath import FastInvoke, gateway_protocol
+from modelhost.gateway.http_limits import bounded_protocol
+from modelhost.gateway.uvicorn_internals import fast_path_usable
 from modelhost.settings import Settings
 
 MIN_METRICS_TOKEN_CHARS = 16
@@ -72,18 +75,21 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=int(settings.shutdown_grace_s),
         ssl_certfile=str(settings.tls_cert_file) if settings.tls_cert_file else None,
         ssl_keyfile=str(settings.tls_key_file) if settings.tls_key_file else None,
-        # h11's cap on one request head; the guard enforces max_header_bytes as well.
-        # The request head is capped while it arrives (not only once parsed), heads and
-        # bodies that dribble in are cut off (gateway/http_limits.py), and small responses
-        # go out in one write (container/http_protocol.py). Plain InvokeEndpoint requests
-        # are served by the protocol itself (gateway/fastpath.py), everything else by ASGI.
-        http=one_write(
-            gateway_protocol(
-                fast if settings.http_fast_path else None,
-                settings.max_header_bytes + 8192,
-                settings.http_header_timeout_s,
-                settings.http_body_timeout_s,
-            )
-        ),
+        http=http_protocol(settings, fast),
         limit_concurrency=settings.max_concurrency,
     )
+
+
+def http_protocol(settings: Settings, fast: FastInvoke) -> type[asyncio.Protocol]:
+    """The gateway's protocol class for uvicorn. The request head is capped while it
+    arrives (not only once parsed; the guard enforces max_header_bytes as well), heads and
+    bodies that dribble in are cut off (gateway/http_limits.py), and small responses go out
+    in one write (container/http_protocol.py). Plain InvokeEndpoint requests are served by
+    the protocol itself (gateway/fastpath.py) when `http_fast_path` is on and this uvicorn
+    has the internals the fast path uses (checked here, once: gateway/uvicorn_internals.py);
+    otherwise every request takes the ASGI path, with uvicorn's own request handling."""
+    head_bytes = settings.max_header_bytes + 8192
+    timeouts_s = (settings.http_header_timeout_s, settings.http_body_timeout_s)
+    if settings.http_fast_path and fast_path_usable():
+        return one_write(gateway_protocol(fast, head_bytes, *timeouts_s))
+    return one_write(bounded_protocol(head_bytes, *timeouts_s))
