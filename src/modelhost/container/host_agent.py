@@ -34,7 +34,7 @@ import aiohttp
 from yarl import URL
 
 from modelhost.container.asgi import JSON, Headers, Receive, Scope, Send, read_body, respond
-from modelhost.container.model_source import LoadRefused, ModelSource
+from modelhost.container.model_source import LoadRefused, ModelSource, parse_load_request
 
 log = logging.getLogger("modelhost.container")
 
@@ -105,23 +105,18 @@ class HostAgent:
     async def load(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """`POST /models` with a location: fetch, load with the local path, unload on 507."""
         try:
-            doc = json.loads(body or b"{}")
-            name, url = doc["model_name"], doc["url"]
-            if not isinstance(name, str) or not name or not isinstance(url, str) or not url:
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            message = 'The body must be JSON {"model_name": "<name>", "url": "<location>"}'
-            return 400, {"code": 400, "message": message}
+            load = parse_load_request(body)
+        except LoadRefused as exc:
+            return exc.status, {"code": exc.status, "message": exc.message}
+        name, url = load.name, load.url
         started = time.perf_counter()
         try:
             local, fetched = await asyncio.to_thread(self.source.fetch, name, url)
         except LoadRefused as exc:
             return exc.status, {"code": exc.status, "message": exc.message, **exc.extra}
         downloading_us = (time.perf_counter() - started) * 1e6 if fetched else None
-        # `expect_use` is the built-in instance's own extension: a user's server gets
-        # SageMaker's contract only.
-        forward = {k: v for k, v in doc.items() if k != "expect_use"}
-        request = json.dumps({**forward, "url": str(local)}).encode()
+        # A user's server gets SageMaker's contract only (no `expect_use`).
+        request = json.dumps({**load.fields, "url": str(local)}).encode()
         try:
             return await self._load_local(name, url, request, downloading_us)
         except aiohttp.ClientError as exc:

@@ -13,8 +13,10 @@ the instance's own artifact cache.
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -24,6 +26,7 @@ from modelhost.container.config import InstanceConfig
 if TYPE_CHECKING:
     from modelhost.store.artifacts import ArtifactStore
 
+LOAD_BODY_RULE = 'The body must be JSON {"model_name": "<name>", "url": "<location>"}'
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -35,6 +38,33 @@ class LoadRefused(Exception):
         self.status = status
         self.message = message
         self.extra = extra  # more fields for the JSON answer
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """A `POST /models` body: the model's name and location; `expect_use` is the built-in
+    instance's own extension (the gateway loads a model it is about to invoke), `fields`
+    the body as sent without it (what a user's server may be forwarded)."""
+
+    name: str
+    url: str
+    expect_use: bool
+    fields: dict[str, Any]
+
+
+def parse_load_request(body: bytes) -> LoadRequest:
+    """The body of `POST /models`; raises `LoadRefused` (400) naming the rule."""
+    try:
+        doc = json.loads(body or b"{}")
+        if not isinstance(doc, dict):
+            raise TypeError
+        name, url = doc["model_name"], doc["url"]
+        if not isinstance(name, str) or not name or not isinstance(url, str) or not url:
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise LoadRefused(400, LOAD_BODY_RULE) from None
+    fields = {k: v for k, v in doc.items() if k != "expect_use"}
+    return LoadRequest(name, url, doc.get("expect_use", False) is True, fields)
 
 
 def default_cache_dir() -> Path:

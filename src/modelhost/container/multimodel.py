@@ -66,7 +66,7 @@ from modelhost.container.loading import (
     warm_up,
 )
 from modelhost.container.model_cache import Admission, ModelCache
-from modelhost.container.model_source import LoadRefused, ModelSource
+from modelhost.container.model_source import LoadRefused, ModelSource, parse_load_request
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -140,16 +140,8 @@ class MultiModelHost:
 
     async def load(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """`POST /models`: load once, however many ask at the same time."""
-        try:
-            doc = json.loads(body or b"{}")
-            name, url = doc["model_name"], doc["url"]
-            if not isinstance(name, str) or not name or not isinstance(url, str) or not url:
-                raise TypeError
-            expect_use = doc.get("expect_use", False) is True
-        except (ValueError, KeyError, TypeError, AttributeError):
-            raise LoadRefused(
-                400, 'The body must be JSON {"model_name": "<name>", "url": "<location>"}'
-            ) from None
+        load = parse_load_request(body)  # raises LoadRefused (400)
+        name, url, expect_use = load.name, load.url, load.expect_use
         pending = self._loads.get(name)
         if pending is not None and name not in self.models:
             await asyncio.shield(pending)  # its failure is ours too
