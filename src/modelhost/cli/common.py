@@ -150,6 +150,29 @@ def export_lines(key_id: str, secret: str, region: str, url: str) -> list[str]:
     ]
 
 
+def absolute_location(artifact: str) -> str:
+    """A location given on the command line (ModelDataUrl, a sample payload): a URL as it
+    is, a local path made absolute (the server resolves it, from another directory)."""
+    return artifact if "://" in artifact else str(Path(artifact).expanduser().resolve())
+
+
+def create_endpoint(sm: Any, name: str, instances: int, instance_type: str) -> None:
+    """CreateEndpointConfig and CreateEndpoint, both NAME, for model NAME: one variant,
+    AllTraffic (what `deploy` and `deploy-containers` create after the model)."""
+    sm.create_endpoint_config(
+        EndpointConfigName=name,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": name,
+                "InitialInstanceCount": instances,
+                "InstanceType": instance_type,
+            }
+        ],
+    )
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+
+
 def fail(exc: Exception) -> NoReturn:
     """Print a boto3 error the way a user can act on it and exit 1; re-raise anything else."""
     from botocore.exceptions import ClientError, EndpointConnectionError

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import click
 
-from modelhost.cli.common import Target, fail, target_options
+from modelhost.cli.common import Target, absolute_location, create_endpoint, fail, target_options
 
 
 @click.command("deploy-containers")
@@ -68,18 +67,7 @@ def deploy_containers(
             Containers=list(defs.values()),
             InferenceExecutionConfig={"Mode": mode},
         )
-        sm.create_endpoint_config(
-            EndpointConfigName=name,
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": name,
-                    "InitialInstanceCount": instances,
-                    "InstanceType": instance_type,
-                }
-            ],
-        )
-        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        create_endpoint(sm, name, instances, instance_type)
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name,
             WaiterConfig={"Delay": 0.5, "MaxAttempts": max(1, int(timeout / 0.5))},
@@ -104,9 +92,7 @@ def container_definitions(
         host, sep, artifact = item.partition("=")
         if not sep or not host or not artifact:
             raise click.UsageError(f"--container {item!r}: expected HOSTNAME=ARTIFACT")
-        if "://" not in artifact:
-            artifact = str(Path(artifact).expanduser().resolve())
-        defs[host] = {"ContainerHostname": host, "ModelDataUrl": artifact}
+        defs[host] = {"ContainerHostname": host, "ModelDataUrl": absolute_location(artifact)}
     for opt, items in (("--image", images), ("--env", env)):
         for item in items:
             host, sep, value = item.partition("=" if opt == "--image" else ":")

@@ -6,12 +6,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import click
 
-from modelhost.cli.common import Target, fail, target_options
+from modelhost.cli.common import Target, absolute_location, create_endpoint, fail, target_options
 from modelhost.cli.recommend import deploy_recommendation
 
 FRAMEWORK_IMAGES = {
@@ -90,27 +89,14 @@ def deploy(
             raise click.UsageError("give ARTIFACT or --from-recommendation JOB/N (one of them)")
         return deploy_recommendation(target, str(recommendation), name)
     sm, _ = target.clients()
-    if "://" not in artifact:
-        artifact = str(Path(artifact).expanduser().resolve())
-    container: dict[str, Any] = {"ModelDataUrl": artifact}
+    container: dict[str, Any] = {"ModelDataUrl": absolute_location(artifact)}
     if image or framework != "auto":
         container["Image"] = image or FRAMEWORK_IMAGES[framework]
     if env:
         container["Environment"] = dict(e.split("=", 1) for e in env)
     try:
         sm.create_model(ModelName=name, PrimaryContainer=container)
-        sm.create_endpoint_config(
-            EndpointConfigName=name,
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": name,
-                    "InitialInstanceCount": instances,
-                    "InstanceType": instance_type,
-                }
-            ],
-        )
-        sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        create_endpoint(sm, name, instances, instance_type)
         _progress(sm, name, timeout)
     except Exception as exc:
         fail(exc)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from modelhost.cli.common import Target, fail, target_options
+from modelhost.cli.common import Target, absolute_location, fail, target_options
 
 ROLE = "arn:aws:iam::123456789012:role/modelhost"
 _DONE = ("COMPLETED", "FAILED", "STOPPED")
@@ -124,8 +124,7 @@ def create(
 ) -> None:
     """Start an inference recommendations job for MODEL and wait for its recommendations."""
     job = job or f"{model[:50]}-rec-{uuid.uuid4().hex[:4]}"
-    if "://" not in payloads:
-        payloads = str(Path(payloads).expanduser().resolve())
+    payloads = absolute_location(payloads)
     container: dict[str, Any] = {
         "PayloadConfig": {"SamplePayloadUrl": payloads, "SupportedContentTypes": [content_type]}
     }
