@@ -94,31 +94,44 @@ def deploy(
 ) -> None:
     """`demo.deploy`, plus the variant's Environment on the model and, with `capture`
     (percent, folder), a DataCaptureConfig on the endpoint config."""
-    model, config, endpoint = demo.MODEL_NAME, demo.CONFIG_NAME, demo.ENDPOINT_NAME
-    sm.create_model(
-        ModelName=model,
-        PrimaryContainer={
-            "Image": demo.XGBOOST_IMAGE,
-            "ModelDataUrl": artifact.resolve().as_uri(),
-            "Environment": environment,
-        },
-        ExecutionRoleArn=demo.ROLE_ARN,
-    )
+    container = {
+        "Image": demo.XGBOOST_IMAGE,
+        "ModelDataUrl": artifact.resolve().as_uri(),
+        "Environment": environment,
+    }
+    names = (demo.MODEL_NAME, demo.CONFIG_NAME, demo.ENDPOINT_NAME)
+    deploy_named(sm, names, container, instance_count, **_capture_config(capture))
+
+
+def deploy_named(
+    sm: Any,
+    names: str | tuple[str, str, str],
+    container: dict[str, Any],
+    instances: int,
+    max_attempts: int = 240,
+    **config: Any,
+) -> None:
+    """Model, endpoint config and endpoint `names` (one name for all three, or model,
+    config, endpoint): `container` as the PrimaryContainer, one AllTraffic variant of
+    `instances` ml.m5.large, `config` added to the endpoint config (AsyncInferenceConfig,
+    DataCaptureConfig); waits for InService (0.5 s × `max_attempts`)."""
+    model, config_name, endpoint = (names,) * 3 if isinstance(names, str) else names
+    sm.create_model(ModelName=model, PrimaryContainer=container, ExecutionRoleArn=demo.ROLE_ARN)
     sm.create_endpoint_config(
-        EndpointConfigName=config,
+        EndpointConfigName=config_name,
         ProductionVariants=[
             {
                 "VariantName": "AllTraffic",
                 "ModelName": model,
-                "InitialInstanceCount": instance_count,
+                "InitialInstanceCount": instances,
                 "InstanceType": "ml.m5.large",
             }
         ],
-        **_capture_config(capture),
+        **config,
     )
-    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config_name)
     sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=endpoint, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        EndpointName=endpoint, WaiterConfig={"Delay": 0.5, "MaxAttempts": max_attempts}
     )
 
 

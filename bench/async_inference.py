@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from _machine import format_machine_info, machine_info
+from _modelhost import deploy_named
 from modelhost.testing import churn
 from modelhost.testing.server import ModelhostServer
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-ROLE = "arn:aws:iam::123456789012:role/modelhost"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -44,28 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def deploy(sm: Any, name: str, artifact: Path, instances: int, async_cfg: Any = None) -> None:
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": str(artifact)},
-        ExecutionRoleArn=ROLE,
-    )
+    container = {"Image": IMAGE, "ModelDataUrl": str(artifact)}
     extra = {"AsyncInferenceConfig": async_cfg} if async_cfg else {}
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-        **extra,
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
-    )
+    deploy_named(sm, name, container, instances, **extra)
 
 
 def percentile(values: list[float], q: float) -> float:

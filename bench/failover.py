@@ -22,25 +22,21 @@ such. Results go to bench/results/failover-*.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from _machine import format_machine_info, machine_info
+from _ray_bench import RequestLoop, deploy, instance_addresses, node_loss, save_results, until
 from modelhost.testing import churn
 from modelhost.testing.postgres import local_postgres_server
-from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
+from modelhost.testing.ray import RayCluster, local_ray_cluster
 from modelhost.testing.server import ModelhostServer
-from ray_scaleout import all_serve, deploy, instance_addresses
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 LEAD = "took the lead"
 ADOPTED = "running instance(s)"
 
@@ -51,46 +47,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--node-runs", type=int, default=2, help="raylet kills")
     parser.add_argument("--instances", type=int, default=3, help="instances of the endpoint")
     return parser.parse_args(argv)
-
-
-class RequestLoop:
-    """Invokes the endpoint through one gateway from a thread; every outcome timed."""
-
-    def __init__(self, url: str, row: str) -> None:
-        self.url, self.row = url, row.encode()
-        self.outcomes: list[tuple[float, bool]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            req = urllib.request.Request(self.url, self.row, {"Content-Type": "text/csv"})
-            try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    ok = resp.status == 200
-            except OSError:
-                ok = False
-            self.outcomes.append((time.monotonic(), ok))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def failed_since(self, t0: float) -> int:
-        return sum(1 for t, ok in self.outcomes if t >= t0 and not ok)
-
-    def count_since(self, t0: float) -> int:
-        return sum(1 for t, _ in self.outcomes if t >= t0)
-
-
-def _until(condition: Any, timeout_s: float = 180.0) -> float | None:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if condition():
-            return time.monotonic() - start
-        time.sleep(0.02)
-    return None
 
 
 def _mentions(server: ModelhostServer, text: str) -> int:
@@ -112,7 +68,7 @@ def gateway_run(
     leader: ModelhostServer, follower: ModelhostServer, cluster: RayCluster, name: str, row: str
 ) -> dict[str, Any]:
     """(a): SIGKILL the leader under a loop through the follower."""
-    before = set(instance_addresses(follower.home, name))
+    before = set(instance_addresses(name))
     actors = cluster.actor_pids()
     leads, adoptions = _mentions(follower, LEAD), _mentions(follower, ADOPTED)
     loop = RequestLoop(f"{follower.url}/endpoints/{name}/invocations", row)
@@ -121,11 +77,11 @@ def gateway_run(
     killed = time.monotonic()
     leader.proc.kill()
     leader.proc.wait(30)
-    lead_s = _until(lambda: _mentions(follower, LEAD) > leads)
-    adopted_s = _until(lambda: _mentions(follower, ADOPTED) > adoptions)
+    lead_s = until(lambda: _mentions(follower, LEAD) > leads)
+    adopted_s = until(lambda: _mentions(follower, ADOPTED) > adoptions)
     time.sleep(3.0)  # the new leader serves on its own routes for a while
     loop.stop()
-    after = set(instance_addresses(follower.home, name))
+    after = set(instance_addresses(name))
     return {
         "lead_s": lead_s,
         "adopted_s": adopted_s,
@@ -141,28 +97,9 @@ def node_run(
 ) -> dict[str, Any]:
     """(b): SIGKILL the raylet of a non-head node holding an instance, under a loop
     through the follower."""
-    hosts = [h for h, _ in instance_addresses(follower.home, name)]
-    victim = next(h for h in hosts if h != node_address(0))
-    loop = RequestLoop(f"{follower.url}/endpoints/{name}/invocations", row)
-    time.sleep(2.0)
-    killed = time.monotonic()
-    cluster.kill_node([node_address(i) for i in range(cluster.nodes)].index(victim))
-
-    def back() -> bool:
-        addresses = instance_addresses(follower.home, name)
-        on = [h for h, _ in addresses]
-        return len(on) == count and victim not in on and all_serve(addresses)
-
-    back_s = _until(back)
-    time.sleep(2.0)
-    loop.stop()
-    return {
-        "victim": victim,
-        "full_count_s": back_s,
-        "requests": loop.count_since(killed),
-        "failed_requests": loop.failed_since(killed),
-        "hosts_after": sorted(h for h, _ in instance_addresses(follower.home, name)),
-    }
+    out = node_loss(cluster, follower.url, name, row, count, settle_s=2.0)
+    out["full_count_s"] = out.pop("back_s")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             deploy(sm, name, artifact, args.instances)
             leader, follower = gateways
             for run in range(args.gateway_runs):
-                _until(lambda f=follower: _serves(f, name, row), 60)
+                until(lambda f=follower: _serves(f, name, row), 60)
                 out = gateway_run(leader, follower, cluster, name, row)
                 results["gateway"].append(out)
                 print(f"(a) leader killed, run {run + 1}: the other led after {out['lead_s']} s, "
@@ -204,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 leader.start(timeout_s=120)  # back, as the follower
                 leader, follower = follower, leader
             for run in range(args.node_runs):
-                _until(lambda f=follower: _serves(f, name, row), 60)
+                until(lambda f=follower: _serves(f, name, row), 60)
                 out = node_run(follower, cluster, name, row, args.instances)
                 results["node"].append(out)
                 print(f"(b) raylet of {out['victim']} killed, run {run + 1}: full count "
@@ -214,14 +151,11 @@ def main(argv: list[str] | None = None) -> int:
                 cluster.start()  # the node comes back (a new Ray node) for the next run
             sm, _ = leader.clients()
             sm.delete_endpoint(EndpointName=name)
-            results["actors_left_s"] = _until(lambda: not cluster.actor_pids(), 60)
+            results["actors_left_s"] = until(lambda: not cluster.actor_pids(), 60)
         finally:
             for gw in gateways:
                 gw.stop()
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out_path = RESULTS_DIR / f"failover-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out_path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults: {out_path}")
+    save_results("failover", results)
     return 0
 
 

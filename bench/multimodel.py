@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from _machine import format_machine_info, machine_info
+from _modelhost import deploy_named
 from _proc import busy_elsewhere_pct
 from _wrk import _LUA, BenchError, ensure_wrk, run_wrk
 from modelhost.container.multimodel import directory_bytes
@@ -60,7 +61,6 @@ from modelhost.testing.state_models import StateModels, write_state_models
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
-ROLE = "arn:aws:iam::123456789012:role/modelhost"
 HOT_P99_GOAL_MS = 10.0
 BATCHING_SHARE_GOAL = 0.8  # issue 20: multi-model req/s vs single-model batching, same run
 COLD_LOAD_GOAL_MS = 30.0
@@ -144,22 +144,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def deploy(sm: Any, name: str, container: dict[str, Any], instances: int) -> None:
-    sm.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
-    )
+    deploy_named(sm, name, container, instances)
 
 
 def deploy_mme(

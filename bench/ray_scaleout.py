@@ -23,29 +23,21 @@ read the ratios between node counts of the same run, not the absolute figures.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from _machine import format_machine_info, machine_info
+from _ray_bench import IMAGE, deploy, instance_hosts, node_loss, save_results
 from _wrk import ensure_wrk, run_wrk, write_script
 from batch import check_output, run_job, write_csv
 from modelhost.testing import churn
-from modelhost.testing.ray import RayCluster, local_ray_cluster, node_address
+from modelhost.testing.ray import RayCluster, local_ray_cluster
 from modelhost.testing.server import ModelhostServer
-
-BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_DIR = BENCH_DIR / "results"
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -117,69 +109,12 @@ def batch(
     return job
 
 
-def instance_addresses(home: Path, endpoint: str) -> list[tuple[str, int]]:
-    """(node address, port) of each live instance process of `endpoint`, from the
-    environment the Ray actor gave it (MH_INSTANCE_HOST, SAGEMAKER_BIND_TO_PORT)."""
-    marker = f"MH_INSTANCE_ENDPOINT_NAME={endpoint}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in environ:
-            env = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
-            if "MH_INSTANCE_HOST" in env:
-                found.append((env["MH_INSTANCE_HOST"], int(env["SAGEMAKER_BIND_TO_PORT"])))
-    return sorted(found)
-
-
-def instance_hosts(home: Path, endpoint: str) -> list[str]:
-    return [host for host, _ in instance_addresses(home, endpoint)]
-
-
-def all_serve(addresses: list[tuple[str, int]]) -> bool:
-    for host, port in addresses:
-        try:
-            with urllib.request.urlopen(f"http://{host}:{port}/ping", timeout=2) as resp:
-                if resp.status != 200:
-                    return False
-        except OSError:
-            return False
-    return True
-
-
-def deploy(sm: Any, name: str, artifact: Path, instances: int) -> None:
-    sm.create_model(
-        ModelName=name,
-        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": str(artifact)},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/modelhost",
-    )
-    sm.create_endpoint_config(
-        EndpointConfigName=name,
-        ProductionVariants=[
-            {
-                "VariantName": "AllTraffic",
-                "ModelName": name,
-                "InitialInstanceCount": instances,
-                "InstanceType": "ml.m5.large",
-            }
-        ],
-    )
-    sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
-    sm.get_waiter("endpoint_in_service").wait(
-        EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 600}
-    )
-
-
 def realtime(
     srv: ModelhostServer, sm: Any, artifact: Path, n: int, row: str, args: argparse.Namespace
 ) -> dict[str, Any]:
     name = f"rt-{n}"
     deploy(sm, name, artifact, n)
-    hosts = instance_hosts(srv.home, name)
+    hosts = instance_hosts(name)
     url = f"{srv.url}/endpoints/{name}/invocations"
     script = write_script(Path(tempfile.mkdtemp()) / "row.lua", row, "text/csv")
     wrk = ensure_wrk()
@@ -195,47 +130,9 @@ def failover(
     """Kill the raylet of a non-head node holding an instance, under a request loop."""
     name = "failover"
     deploy(sm, name, artifact, 3)
-    before = instance_hosts(srv.home, name)
-    victim = next(h for h in before if h != node_address(0))
-    url = f"{srv.url}/endpoints/{name}/invocations"
-    outcomes: list[tuple[float, bool]] = []
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            req = urllib.request.Request(url, row.encode(), {"Content-Type": "text/csv"})
-            try:
-                with urllib.request.urlopen(req, timeout=30) as resp:
-                    ok = resp.status == 200
-            except OSError:
-                ok = False
-            outcomes.append((time.monotonic(), ok))
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    time.sleep(2.0)
-    killed = time.monotonic()
-    cluster.kill_node([node_address(i) for i in range(cluster.nodes)].index(victim))
-    back_s = None
-    deadline = killed + 180
-    while time.monotonic() < deadline:
-        addresses = instance_addresses(srv.home, name)
-        hosts = [host for host, _ in addresses]
-        if len(hosts) == 3 and victim not in hosts and all_serve(addresses):
-            back_s = time.monotonic() - killed
-            break
-        time.sleep(0.1)
-    stop.set()
-    thread.join(timeout=60)
-    failed = [t - killed for t, ok in outcomes if not ok]
-    return {
-        "victim": victim,
-        "replacement_serving_s": back_s,
-        "requests": len(outcomes),
-        "failed_requests": len(failed),
-        "failed_at_s": failed[:10],
-        "hosts_after": instance_hosts(srv.home, name),
-    }
+    out = node_loss(cluster, srv.url, name, row, 3)
+    out["replacement_serving_s"] = out.pop("back_s")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,10 +208,7 @@ def run(args: argparse.Namespace, work: Path) -> int:
                 print(f"node loss ({fo['victim']}): replacement serving after "
                       f"{fo['replacement_serving_s']} s; {fo['failed_requests']} of "
                       f"{fo['requests']} requests failed", flush=True)  # fmt: skip
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"ray_scaleout-{datetime.now():%Y%m%d-%H%M%S}.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nresults: {out}")
+    save_results("ray_scaleout", results)
     return 0
 
 
