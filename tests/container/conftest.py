@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,13 @@ from modelhost.testing.state_models import StateModels, write_state_models
 def trained() -> tuple[Any, np.ndarray]:
     """(booster, rows) shared by all container tests."""
     return train_booster()
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    """The thread pool `container.invoke` runs user code on, as the instance's is named."""
+    with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
+        yield pool
 
 
 @pytest.fixture(scope="module")

@@ -9,56 +9,27 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from modelhost.container.app import InstanceApp, ModelState
+from modelhost.container.app import InstanceApp
 from modelhost.container.config import ConfigError, InstanceConfig
 from modelhost.errors import PredictionFailed
 from tests.container.instance_support import write_booster
+from tests.container.support import Response, asgi_request, loaded_app
 
-Response = tuple[int, dict[str, str], bytes]
 Request = tuple[bytes, dict[str, str]]
-
-
-async def _call(app: InstanceApp, body: bytes, headers: dict[str, str]) -> Response:
-    messages: list[dict[str, Any]] = [{"type": "http.request", "body": body}]
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def receive() -> MutableMapping[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/invocations",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-    }
-    await app(scope, receive, send)
-    start = sent[0]
-    out_headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], out_headers, b"".join(m.get("body", b"") for m in sent[1:])
 
 
 def concurrently(app: InstanceApp, requests: list[Request]) -> list[Response]:
     async def main() -> list[Response]:
-        return list(await asyncio.gather(*(_call(app, b, h) for b, h in requests)))
+        calls = (asgi_request(app, "POST", "/invocations", b, h) for b, h in requests)
+        return list(await asyncio.gather(*calls))
 
     return asyncio.run(main())
-
-
-def loaded(model_dir: Path, **config: Any) -> InstanceApp:
-    app = InstanceApp(InstanceConfig(model_dir=model_dir, **config))
-    app._load()
-    assert app.state is ModelState.READY, app.reason
-    return app
 
 
 @pytest.fixture()
@@ -95,8 +66,8 @@ def mixed_requests(rows: np.ndarray) -> list[Request]:
 def test_merged_answers_equal_unbatched(model_dir: Path, trained: tuple[Any, np.ndarray]) -> None:
     rows = trained[1]
     requests = mixed_requests(rows) * 3
-    plain = loaded(model_dir, batching=False)
-    batched = loaded(model_dir)
+    plain = loaded_app(model_dir, batching=False)
+    batched = loaded_app(model_dir)
     try:
         assert plain.model is not None and batched.model is not None
         assert plain.model.batcher is None and batched.model.batcher is not None
@@ -117,7 +88,7 @@ def test_merged_answers_equal_unbatched(model_dir: Path, trained: tuple[Any, np.
 
 def test_invalid_request_fails_alone(model_dir: Path, trained: tuple[Any, np.ndarray]) -> None:
     rows = trained[1]
-    app = loaded(model_dir)
+    app = loaded_app(model_dir)
     try:
         good = [(_csv(rows[i : i + 1]), {"Content-Type": "text/csv"}) for i in range(6)]
         bad: list[Request] = [
@@ -130,7 +101,7 @@ def test_invalid_request_fails_alone(model_dir: Path, trained: tuple[Any, np.nda
         got = concurrently(app, mixed)
         statuses = [status for status, _, _ in got]
         assert statuses == [200, 400, 200, 415, 200, 406, 200, 415, 200, 200]
-        reference = loaded(model_dir, batching=False)
+        reference = loaded_app(model_dir, batching=False)
         try:
             for request, (status, _, body) in zip(mixed, got, strict=True):
                 if status == 200:
@@ -146,7 +117,7 @@ def test_failed_merged_predict_is_isolated(
     model_dir: Path, trained: tuple[Any, np.ndarray]
 ) -> None:
     rows = trained[1]
-    app = loaded(model_dir)
+    app = loaded_app(model_dir)
     assert app.runtime is not None
     real_predict = app.runtime.predict
     poison = 123.0
@@ -167,7 +138,7 @@ def test_failed_merged_predict_is_isolated(
         got = concurrently(app, requests)
         assert [s for s, _, _ in got] == [200, 200, PredictionFailed.status_code, 200, 200]
         assert b"cannot be scored" in got[2][2]
-        reference = loaded(model_dir, batching=False)
+        reference = loaded_app(model_dir, batching=False)
         try:
             for request, response in zip(requests, got, strict=True):
                 if response[0] == 200:
@@ -180,8 +151,8 @@ def test_failed_merged_predict_is_isolated(
 
 def test_max_rows_respected(model_dir: Path, trained: tuple[Any, np.ndarray]) -> None:
     rows = np.vstack([trained[1]] * 2)
-    app = loaded(model_dir, batch_max_rows=5, batch_max_wait_s=10.0)
-    reference = loaded(model_dir, batching=False)
+    app = loaded_app(model_dir, batch_max_rows=5, batch_max_wait_s=10.0)
+    reference = loaded_app(model_dir, batching=False)
     try:
         assert app.model is not None
         batcher = app.model.batcher
@@ -219,7 +190,7 @@ def test_script_mode_never_batches(tmp_path: Path) -> None:
         "def model_fn(model_dir):\n    return {}\n\n"
         "def transform_fn(model, data, content_type, accept):\n    return data, 'text/plain'\n"
     )
-    app = loaded(tmp_path / "model", runtime="auto")
+    app = loaded_app(tmp_path / "model", runtime="auto")
     try:
         assert app.model is not None and app.model.batcher is None
         got = concurrently(app, [(b"x", {"Content-Type": "text/plain"})] * 3)

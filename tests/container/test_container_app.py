@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,42 +14,12 @@ import pytest
 from modelhost.container.app import InstanceApp, ModelState, error_response
 from modelhost.container.config import InstanceConfig
 from tests.container.instance_support import N_FEATURES, write_booster
+from tests.container.support import Response, asgi_request, loaded_app
 
-Response = tuple[int, dict[str, str], bytes]
 
-
-def call(
-    app: InstanceApp,
-    method: str,
-    path: str,
-    body: bytes = b"",
-    headers: dict[str, str] | None = None,
-    chunks: int = 1,
-) -> Response:
-    size = max(1, -(-len(body) // chunks))
-    parts = [body[i : i + size] for i in range(0, len(body), size)] or [b""]
-    messages: list[dict[str, Any]] = [
-        {"type": "http.request", "body": part, "more_body": i < len(parts) - 1}
-        for i, part in enumerate(parts)
-    ]
-    sent: list[MutableMapping[str, Any]] = []
-
-    async def receive() -> MutableMapping[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-    }
-    asyncio.run(app(scope, receive, send))
-    start = sent[0]
-    response_headers = {k.decode(): v.decode() for k, v in start["headers"]}
-    return start["status"], response_headers, b"".join(m.get("body", b"") for m in sent[1:])
+def call(app: InstanceApp, *request: Any, **options: Any) -> Response:
+    """`asgi_request` (method, path, body, headers, chunks) from synchronous code."""
+    return asyncio.run(asgi_request(app, *request, **options))
 
 
 def make_app(model_dir: Path, **config: Any) -> InstanceApp:
@@ -58,9 +28,7 @@ def make_app(model_dir: Path, **config: Any) -> InstanceApp:
 
 @pytest.fixture()
 def app(tmp_path: Path, trained: tuple[Any, np.ndarray]) -> Iterator[InstanceApp]:
-    instance = make_app(write_booster(tmp_path / "model", trained[0]))
-    instance._load()
-    assert instance.state is ModelState.READY, instance.reason
+    instance = loaded_app(write_booster(tmp_path / "model", trained[0]))
     yield instance
     instance.close()
 

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modelhost.container.app import InstanceApp, ModelState
-from modelhost.container.config import InstanceConfig
+from modelhost.container.app import InstanceApp
 from modelhost.container.health import SharedHealth
 from modelhost.container.http_connection import HttpLimits
 from modelhost.container.http_server import HttpServer, may_accept
 from modelhost.container.listen import tcp_listener
 from tests.container.instance_support import write_booster
+from tests.container.support import loaded_app
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -129,9 +129,7 @@ PING = b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n"
 
 @pytest.fixture()
 def app(tmp_path: Path, trained: tuple[Any, np.ndarray]) -> Iterator[InstanceApp]:
-    instance = InstanceApp(InstanceConfig(model_dir=write_booster(tmp_path / "m", trained[0])))
-    instance._load()
-    assert instance.state is ModelState.READY, instance.reason
+    instance = loaded_app(write_booster(tmp_path / "m", trained[0]))
     yield instance
     instance.close()
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import pytest
 
 from modelhost.container.batching import Batcher
 from modelhost.container.invoke import CUSTOM_ATTRIBUTES, Reply, ServedModel, invoke
 from modelhost.frameworks.base import Context, Runtime
 from modelhost.frameworks.errors import InferenceError
+from tests.container.support import HandleRuntime
 
 
 class SumRuntime(Runtime):
@@ -42,16 +41,10 @@ class SumRuntime(Runtime):
         return len(data)
 
 
-class ScriptLikeRuntime(Runtime):
+class ScriptLikeRuntime(HandleRuntime):
     """Reads the context, as a user script does: echoes a header and custom attributes."""
 
     name: ClassVar[str] = "script-like"
-
-    def load(self, model_dir: Path) -> None:
-        self.model_dir = model_dir
-
-    def predict(self, data: Any) -> Any:
-        raise AssertionError("handle does not call predict")
 
     def handle(
         self, body: bytes, content_type: str | None, accept: str | None, context: Context
@@ -61,12 +54,6 @@ class ScriptLikeRuntime(Runtime):
         context.set_response_custom_attributes(f"seen={context.custom_attributes}")
         answer = f"{context.model_dir}|{context.get_request_header('x-trace')}|{body.decode()}"
         return answer.encode(), "text/plain"
-
-
-@pytest.fixture
-def executor() -> Any:
-    with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
-        yield pool
 
 
 def run(model: ServedModel, body: bytes, headers: dict[str, str], executor: Any) -> Reply:

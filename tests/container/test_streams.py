@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -15,11 +13,12 @@ import pytest
 from modelhost.container import streams
 from modelhost.container.asgi import Message
 from modelhost.container.invoke import ServedModel, invoke, send_reply
-from modelhost.frameworks.base import Context, Runtime
+from modelhost.frameworks.base import Context
 from modelhost.frameworks.streaming import Body, StreamedBody
+from tests.container.support import HandleRuntime
 
 
-class Tokens(Runtime):
+class Tokens(HandleRuntime):
     """Streams the body's words: `sync` (a generator) or async, as the body's first word
     says; `boom` raises when reached, `42` yields an int. Records where `next` ran and
     whether the generator was closed."""
@@ -30,12 +29,6 @@ class Tokens(Runtime):
         super().__init__()
         self.threads: list[str] = []
         self.closed = threading.Event()
-
-    def load(self, model_dir: Path) -> None:
-        self.model_dir = model_dir
-
-    def predict(self, data: Any) -> Any:
-        raise AssertionError("handle does not call predict")
 
     def handle(
         self, body: bytes, content_type: str | None, accept: str | None, context: Context
@@ -64,12 +57,6 @@ class Tokens(Runtime):
                 yield self._word(word)
         finally:
             self.closed.set()
-
-
-@pytest.fixture
-def executor() -> Any:
-    with ThreadPoolExecutor(1, thread_name_prefix="predict") as pool:
-        yield pool
 
 
 async def _serve(runtime: Tokens, body: bytes, executor: Any, gone: bool = False) -> list[Message]:
