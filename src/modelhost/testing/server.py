@@ -235,16 +235,7 @@ def boto3_clients(
     """boto3 `sagemaker` and `sagemaker-runtime` clients for `url`, signing with
     `credentials`, else the key of a server this process started at `url`, else the key
     `modelhost credentials` would print (see `gateway.auth.client.resolve`)."""
-    import boto3
-    from botocore.config import Config
-
-    key_id, secret = credentials or _STARTED.get(url) or auth_client.resolve()
-    kwargs: dict[str, Any] = {
-        "endpoint_url": url,
-        "region_name": "us-east-1",
-        "aws_access_key_id": key_id,
-        "aws_secret_access_key": secret,
-    }
-    if config:
-        kwargs["config"] = Config(**config)
-    return boto3.client("sagemaker", **kwargs), boto3.client("sagemaker-runtime", **kwargs)
+    return (
+        boto3_client("sagemaker", url, credentials, **config),
+        boto3_client("sagemaker-runtime", url, credentials, **config),
+    )
