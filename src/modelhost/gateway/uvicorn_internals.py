@@ -139,12 +139,14 @@ def missing_internals() -> list[str]:
 
 
 def _names_used(cls: type) -> set[str]:
-    """Every attribute and global name the code of `cls`'s own functions mentions."""
+    """Every attribute and global name the code of `cls`'s functions mentions (its own and
+    its bases', should uvicorn move code into a shared base class)."""
     names: set[str] = set()
-    for member in vars(cls).values():
-        code = getattr(member, "__code__", None)
-        if code is not None:
-            names.update(code.co_names)
+    for klass in cls.__mro__:
+        for member in vars(klass).values():
+            code = getattr(member, "__code__", None)
+            if code is not None:
+                names.update(code.co_names)
     return names
 
 
