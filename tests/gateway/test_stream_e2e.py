@@ -90,6 +90,20 @@ def test_a_broken_stream_ends_with_model_stream_error(
     assert events == [{"PayloadPart": {"Bytes": b"all at once"}}]
 
 
+def test_a_user_server_may_name_the_failure_in_the_error_trailer(
+    rt: Any, streaming_endpoint: str
+) -> None:
+    events = iter(_stream(rt, streaming_endpoint, "fail")["Body"])
+    assert next(events) == {"PayloadPart": {"Bytes": b"part-0 "}}
+    with pytest.raises(EventStreamError) as info:
+        next(events)
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "out of tokens!" in info.value.response["Error"]["Message"]
+    with pytest.raises(rt.exceptions.ModelError) as joined:
+        rt.invoke_endpoint(EndpointName=streaming_endpoint, ContentType="text/plain", Body="fail")
+    assert "out of tokens!" in joined.value.response["OriginalMessage"]
+
+
 def test_whole_answers_and_errors_before_the_stream(rt: Any, streaming_endpoint: str) -> None:
     events = list(_stream(rt, streaming_endpoint, "whole")["Body"])
     assert events == [{"PayloadPart": {"Bytes": b"all at once"}}]
