@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import EventStreamError
+from botocore.exceptions import ClientError, EventStreamError
 
 from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.server import ModelhostServer
+from tests.gateway.scaleout_support import until
 from tests.gateway.stream_support import stream_messages
 from tests.gateway.token_model import words, write_token_model
 from tests.support import deploy, unique
@@ -105,6 +106,35 @@ def test_a_failure_mid_stream_ends_it_with_model_stream_error(
         b"ok "
     ]
     assert _invoke(rt, token_endpoint, "a b")["Body"].read() == b"a b "
+
+
+def test_an_instance_that_dies_mid_stream_ends_it_with_stream_broken(
+    server: ModelhostServer, rt: Any, tmp_path: Path
+) -> None:
+    sm, _ = server.clients()
+    name = unique("tokens-crash")
+    deploy(sm, name, str(write_token_model(tmp_path / "model")))
+    release = tmp_path / uuid.uuid4().hex
+    # The process ends once the stream has started (the first part read here).
+    body = _stream(rt, name, f"one wait:{release} exit two")["Body"]
+    events = iter(body)
+    assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
+    release.touch()
+    with pytest.raises(EventStreamError) as info:
+        # `released ` may or may not leave the process before it ends.
+        assert {e["PayloadPart"]["Bytes"] for e in events} <= {b"released "}
+    body.close()
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "exited mid-stream" in info.value.response["Error"]["Message"]
+    # The instance is replaced and the endpoint streams again.
+    assert until(lambda: _parts_or_none(rt, name, "back"), "a new instance", 120) == [b"back "]
+
+
+def _parts_or_none(rt: Any, name: str, text: str) -> list[bytes] | None:
+    try:
+        return [e["PayloadPart"]["Bytes"] for e in _stream(rt, name, text)["Body"]]
+    except (ClientError, EventStreamError):
+        return None
 
 
 def _invoke(rt: Any, name: str, text: str) -> Any:

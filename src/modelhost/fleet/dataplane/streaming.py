@@ -45,6 +45,7 @@ Opener = Callable[[StreamAddress, bytes, Headers, bytes, float], Awaitable[Strea
 Opened = tuple[StreamedAnswer, Instance, float, Callable[[], None]]
 """An answer's head, its instance, when it was asked, and how to free the instance."""
 _OCTETS = b"application/octet-stream"
+EXIT_SEEN_S = 0.5  # how long a broken stream's instance is watched for its exit
 _CUSTOM = b"x-amzn-sagemaker-custom-attributes"
 
 
@@ -222,7 +223,7 @@ class StreamingPlane:
             ) from exc
         except InstanceDisconnected as exc:
             status = 500
-            raise ModelStreamError(self._broken(instance, exc), "StreamBroken") from exc
+            raise ModelStreamError(await self._broken(instance, exc), "StreamBroken") from exc
         finally:
             release()
             sent = Sent(status, answer.headers, b"".join(kept), instance, _us(started))
@@ -230,15 +231,19 @@ class StreamingPlane:
             if keep and status < 400:
                 plane._capture(route, req, variant.name, sent, inference_id)
 
-    def _broken(self, instance: Instance, exc: InstanceDisconnected) -> str:
+    async def _broken(self, instance: Instance, exc: InstanceDisconnected) -> str:
         """Why a stream broke off without its instance saying why (a user's server that
-        dropped the connection, an instance that died)."""
-        if not self.plane.core.health.is_alive(instance):
-            return (
-                f"The model's response stream broke: instance {instance.instance_id} exited "
-                f"mid-stream (see its log, {instance.log_path})."
-            )
-        return f"The model's response stream broke: {exc}"
+        dropped the connection, or an instance that died: a dying process closes its
+        sockets a moment before its exit can be seen, so that is looked for a moment)."""
+        deadline = perf_counter() + EXIT_SEEN_S
+        while self.plane.core.health.is_alive(instance):
+            if perf_counter() >= deadline:
+                return f"The model's response stream broke: {exc}"
+            await asyncio.sleep(EXIT_SEEN_S / 10)
+        return (
+            f"The model's response stream broke: instance {instance.instance_id} exited "
+            f"mid-stream (see its log, {instance.log_path})."
+        )
 
 
 def _done(instance: Instance) -> None:
