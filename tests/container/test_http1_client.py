@@ -156,3 +156,29 @@ def test_timeouts_are_swept_per_request_among_many_in_flight() -> None:
         return results
 
     assert run(handler, client) == [b"ok", "timeout", b"ok", b"ok"]
+
+
+def test_a_stream_ended_by_its_error_trailer_is_a_500_naming_the_error() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for last in (
+            b"0\r\nx-modelhost-stream-error: ValueError: boom%0Atrace\r\n\r\n",
+            b"0\r\n\r\n",
+        ):
+            await _read_request(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n"
+                b"trailer: x-modelhost-stream-error\r\n\r\n3\r\none\r\n" + last
+            )
+
+    async def client(pool: HTTP1Pool, port: int) -> object:
+        address = ("127.0.0.1", port)
+        failed = await pool.request(address, b"POST", b"/invocations", [], b"x", 5)
+        # The answer ended properly: the same keep-alive connection serves the next one.
+        ok = await pool.request(address, b"POST", b"/invocations", [], b"x", 5)
+        return failed, ok
+
+    failed, ok = run(handler, client)  # type: ignore[misc]
+    assert failed[0] == 500
+    assert failed[2] == b"The model broke off its answer midway: ValueError: boom\ntrace"
+    assert b"x-modelhost-stream-error" not in failed[1]
+    assert ok[0] == 200 and ok[2] == b"one"

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 
 import pytest
 
-from modelhost.container import streams
+from modelhost.container import stream_error, streams
 from modelhost.container.asgi import Message
 from modelhost.container.invoke import ServedModel, invoke, send_reply
+from modelhost.container.stream_error import STREAM_ERROR
 from modelhost.frameworks.base import Context
 from modelhost.frameworks.streaming import Body, StreamedBody
 from tests.container.support import HandleRuntime
@@ -59,8 +60,11 @@ class Tokens(HandleRuntime):
             self.closed.set()
 
 
-async def _serve(runtime: Tokens, body: bytes, executor: Any, gone: bool = False) -> list[Message]:
-    """The messages `send_reply` sends for one invocation; `gone`: the client has left."""
+async def _serve(
+    runtime: Tokens, body: bytes, executor: Any, gone: bool = False, trailers: bool = False
+) -> list[Message]:
+    """The messages `send_reply` sends for one invocation; `gone`: the client has left;
+    `trailers`: the server takes trailers (the instance's own server does)."""
     sent: list[Message] = []
     left = asyncio.Event()
     if gone:
@@ -74,7 +78,7 @@ async def _serve(runtime: Tokens, body: bytes, executor: Any, gone: bool = False
         return {"type": "http.disconnect"}
 
     reply = await invoke(ServedModel(runtime, "/m"), body, [], executor)
-    await send_reply(send, receive, reply)
+    await send_reply(send, receive, reply, trailers)
     return sent
 
 
@@ -118,6 +122,38 @@ def test_a_failure_mid_stream_leaves_the_answer_unfinished(body: bytes, executor
     # which the gateway sees as a broken stream.
     assert _bodies(sent) == [(b"one ", True)]
     assert runtime.closed.is_set()
+
+
+@pytest.mark.parametrize("body", [b"sync one boom two", b"async one boom two"])
+def test_with_trailers_a_failure_mid_stream_ends_it_with_the_error_trailer(
+    body: bytes, executor: Any
+) -> None:
+    runtime = Tokens()
+    sent = asyncio.run(_serve(runtime, body, executor, trailers=True))
+    start = sent[0]
+    assert start["trailers"] is True
+    assert dict(start["headers"])[b"trailer"] == STREAM_ERROR
+    assert _bodies(sent) == [(b"one ", True), (b"", False)]
+    last = sent[-1]
+    assert last["type"] == "http.response.trailers" and last["more_trailers"] is False
+    [(name, value)] = last["headers"]
+    assert name == STREAM_ERROR
+    # The text the contract's error answer would carry: the error, then its traceback.
+    assert stream_error.decode(value).startswith("ValueError: boom\nTraceback")
+    assert runtime.closed.is_set()
+
+
+def test_with_trailers_a_whole_stream_ends_with_no_trailer_fields(executor: Any) -> None:
+    sent = asyncio.run(_serve(Tokens(), b"sync a b", executor, trailers=True))
+    assert _bodies(sent) == [(b"a ", True), (b"b ", True), (b"", False)]
+    assert sent[-1] == {"type": "http.response.trailers", "headers": [], "more_trailers": False}
+
+
+def test_the_error_trailer_holds_any_text_in_one_bounded_line() -> None:
+    text = "100% wrong:\r\nünïcode\tand more " + "x" * 10_000
+    value = stream_error.encode(text)
+    assert value.isascii() and b"\r" not in value and b"\n" not in value
+    assert stream_error.decode(value) == text[: stream_error.MAX_MESSAGE_CHARS]
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])

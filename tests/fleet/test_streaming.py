@@ -219,3 +219,69 @@ def test_a_captured_stream_keeps_the_whole_answer(tmp_path: Path) -> None:
             assert captured.output_type == b"text/plain"
 
     asyncio.run(main())
+
+
+TRAILED = CHUNKED[:-2] + b"trailer: x-modelhost-stream-error\r\n\r\n"
+
+
+def test_an_error_trailer_ends_the_stream_with_the_models_error(tmp_path: Path) -> None:
+    async def main() -> None:
+        async def script(w: asyncio.StreamWriter) -> None:
+            w.write(TRAILED + _chunk(b"a") + _chunk(b"b"))
+            w.write(b"0\r\nx-modelhost-stream-error: ValueError: boom%0ATraceback\r\n\r\n")
+
+        async with scripted(script) as port:
+            a = instance("a", port, host="127.0.0.1")
+            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+            plane, _ = _plane(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, _request())
+            got = []
+            with pytest.raises(ModelStreamError) as info:
+                async for part in streamed.parts:
+                    got.append(part)
+            assert got == [b"a", b"b"]
+            assert info.value.error_code == "StreamBroken"
+            assert "ValueError: boom\nTraceback" in info.value.message
+            assert a.outstanding == 0
+            # Counted as the variant's 5XX error, as a failed InvokeEndpoint is.
+            assert plane.metrics.series("ep", "AllTraffic").counts.errors_5xx == 1
+
+    asyncio.run(main())
+
+
+def test_a_normal_end_and_other_trailers_are_no_error(tmp_path: Path) -> None:
+    async def main() -> None:
+        async def script(w: asyncio.StreamWriter) -> None:
+            w.write(TRAILED + _chunk(b"a") + b"0\r\nx-other: 1\r\n\r\n")
+
+        async with scripted(script) as port:
+            a = instance("a", port, host="127.0.0.1")
+            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+            plane, _ = _plane(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, _request())
+            assert [p async for p in streamed.parts] == [b"a"]
+            assert plane.metrics.series("ep", "AllTraffic").counts.errors_5xx == 0
+
+    asyncio.run(main())
+
+
+def test_a_break_without_the_trailer_is_stream_broken(tmp_path: Path) -> None:
+    async def main() -> None:
+        async def script(w: asyncio.StreamWriter) -> None:
+            w.write(CHUNKED + _chunk(b"a"))  # then the connection closes
+
+        async with scripted(script) as port:
+            a = instance("a", port, host="127.0.0.1")
+            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+            plane, health = _plane(tmp_path, route, 30.0)
+            for dead, said in ((False, "closed the connection"), (True, "a exited mid-stream")):
+                if dead:
+                    health.dead.add("a")
+                streamed = await StreamingPlane(plane).invoke(route, _request())
+                with pytest.raises(ModelStreamError) as info:
+                    async for _ in streamed.parts:
+                        pass
+                assert info.value.error_code == "StreamBroken"
+                assert said in info.value.message
+
+    asyncio.run(main())

@@ -7,6 +7,8 @@ SAGEMAKER_BIND_TO_PORT. `POST /invocations` with a body of
   `$RELEASE_DIR/<token>` exists (the test creates it once it has read the first part) and
   sends `released` (`not-released` after 60 s without it);
 - `break`: chunked: `part-0 `, then closes the connection mid-answer;
+- `fail`: chunked: `part-0 `, then ends the answer with modelhost's error trailer
+  (`X-Modelhost-Stream-Error: out of tokens`), as a user's server may to name the cause;
 - `whole`: a Content-Length answer `all at once`;
 - `error`: 400 `bad input`.
 
@@ -53,8 +55,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/plain")
         self.send_header("Transfer-Encoding", "chunked")
+        if body == "fail":
+            self.send_header("Trailer", "X-Modelhost-Stream-Error")
         self.end_headers()
         self._chunk(b"part-0 ")
+        if body == "fail":
+            self.wfile.write(b"0\r\nX-Modelhost-Stream-Error: out of tokens%21\r\n\r\n")
+            return
         if body == "break":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)

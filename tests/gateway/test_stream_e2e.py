@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError, EventStreamError
 
 from modelhost.testing.churn import csv_body
 from modelhost.testing.server import ModelhostServer
+from tests.gateway.stream_support import stream_messages
 from tests.support import ChurnModel, deploy, unique
 
 pytestmark = pytest.mark.integration
@@ -68,7 +69,10 @@ def test_parts_are_relayed_as_the_model_writes_them(
     body.close()
 
 
-def test_a_broken_stream_ends_with_model_stream_error(rt: Any, streaming_endpoint: str) -> None:
+def test_a_broken_stream_ends_with_model_stream_error(
+    server: ModelhostServer, rt: Any, streaming_endpoint: str
+) -> None:
+    # The user's server cuts its connection after one chunk (no trailer: not modelhost's).
     body = _stream(rt, streaming_endpoint, "break")["Body"]
     events = iter(body)
     assert next(events) == {"PayloadPart": {"Bytes": b"part-0 "}}
@@ -77,6 +81,27 @@ def test_a_broken_stream_ends_with_model_stream_error(rt: Any, streaming_endpoin
     body.close()
     assert info.value.response["Error"]["Code"] == "ModelStreamError"
     assert "broke" in info.value.response["Error"]["Message"]
+    messages = stream_messages(server, streaming_endpoint, b"break")
+    assert messages[0] == ("PayloadPart", b"part-0 ")
+    kind, members = messages[-1]
+    assert (kind, members["ErrorCode"]) == ("ModelStreamError", "StreamBroken")
+    # The server keeps serving: a whole answer after the broken ones.
+    events = list(_stream(rt, streaming_endpoint, "whole")["Body"])
+    assert events == [{"PayloadPart": {"Bytes": b"all at once"}}]
+
+
+def test_a_user_server_may_name_the_failure_in_the_error_trailer(
+    rt: Any, streaming_endpoint: str
+) -> None:
+    events = iter(_stream(rt, streaming_endpoint, "fail")["Body"])
+    assert next(events) == {"PayloadPart": {"Bytes": b"part-0 "}}
+    with pytest.raises(EventStreamError) as info:
+        next(events)
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "out of tokens!" in info.value.response["Error"]["Message"]
+    with pytest.raises(rt.exceptions.ModelError) as joined:
+        rt.invoke_endpoint(EndpointName=streaming_endpoint, ContentType="text/plain", Body="fail")
+    assert "out of tokens!" in joined.value.response["OriginalMessage"]
 
 
 def test_whole_answers_and_errors_before_the_stream(rt: Any, streaming_endpoint: str) -> None:

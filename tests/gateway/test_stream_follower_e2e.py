@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EventStreamError
 
 from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.postgres import PostgresCluster
 from tests.gateway.scaleout_support import two_gateways, until
+from tests.gateway.stream_support import stream_messages
 from tests.gateway.token_model import words, write_token_model
 from tests.support import deploy, unique
 
@@ -77,5 +78,18 @@ def test_a_follower_relays_a_serverless_stream_part_by_part(
             again.touch()
             rest = [json.loads(line[len(b"data: ") :]) for line in r.read().split(b"\n\n") if line]
         assert [doc["text_output"] for doc in rest] == ["released ", "done "]
+        # A model failing mid-stream: the leader's ModelStreamError event, relayed as it was.
+        failing = rt_b.invoke_endpoint_with_response_stream(
+            EndpointName=name, ContentType="text/plain", Body="one fail"
+        )["Body"]
+        events = iter(failing)
+        assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
+        with pytest.raises(EventStreamError) as info:
+            next(events)
+        failing.close()
+        assert info.value.response["Error"]["Code"] == "ModelStreamError"
+        assert "the token model failed" in info.value.response["Error"]["Message"]
+        kind, members = stream_messages(b, name, b"two fail")[-1]
+        assert (kind, members["ErrorCode"]) == ("ModelStreamError", "StreamBroken")
         assert list((a.home / "logs" / name).rglob("i-*.log"))  # the leader ran it
         assert not (b.home / "logs" / name).exists()

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import EventStreamError
+from botocore.exceptions import ClientError, EventStreamError
 
 from modelhost.gateway.auth.client import signed_headers
 from modelhost.testing.server import ModelhostServer
+from tests.gateway.scaleout_support import until
+from tests.gateway.stream_support import stream_messages
 from tests.gateway.token_model import words, write_token_model
 from tests.support import deploy, unique
 
@@ -71,7 +73,9 @@ def test_a_failure_before_the_first_token_is_a_model_error(rt: Any, token_endpoi
         assert "the token model failed" in info.value.response["OriginalMessage"]
 
 
-def test_a_failure_mid_stream_ends_it_with_model_stream_error(rt: Any, token_endpoint: str) -> None:
+def test_a_failure_mid_stream_ends_it_with_model_stream_error(
+    server: ModelhostServer, rt: Any, token_endpoint: str
+) -> None:
     body = _stream(rt, token_endpoint, "one two fail three")["Body"]
     events = iter(body)
     assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
@@ -80,15 +84,57 @@ def test_a_failure_mid_stream_ends_it_with_model_stream_error(rt: Any, token_end
         next(events)
     body.close()
     assert info.value.response["Error"]["Code"] == "ModelStreamError"
-    # InvokeEndpoint of the same: the model ran and broke off, a ModelError (not resent).
+    # The cause, carried from the instance (its error trailer), not just "it broke".
+    message = info.value.response["Error"]["Message"]
+    assert "ValueError: the token model failed" in message
+    assert len(message) < 5000  # bounded, as a ModelError's OriginalMessage is
+    # What boto3 does not show: the event's ErrorCode member.
+    messages = stream_messages(server, token_endpoint, b"one fail")
+    assert messages[0] == ("PayloadPart", b"one ")
+    kind, members = messages[-1]
+    assert (kind, members["ErrorCode"]) == ("ModelStreamError", "StreamBroken")
+    assert "the token model failed" in members["Message"]
+    # InvokeEndpoint of the same: the model ran and broke off, a ModelError (not resent)
+    # quoting the model's error.
     with pytest.raises(rt.exceptions.ModelError) as joined:
         _invoke(rt, token_endpoint, "one two fail three")
     assert joined.value.response["OriginalStatusCode"] == 500
-    assert "broke off" in joined.value.response["OriginalMessage"]
-    # The endpoint keeps serving after a broken stream.
+    original = joined.value.response["OriginalMessage"]
+    assert "broke off" in original and "ValueError: the token model failed" in original
+    # The instance stays healthy: both kinds keep being answered, whole.
     assert [e["PayloadPart"]["Bytes"] for e in _stream(rt, token_endpoint, "ok")["Body"]] == [
         b"ok "
     ]
+    assert _invoke(rt, token_endpoint, "a b")["Body"].read() == b"a b "
+
+
+def test_an_instance_that_dies_mid_stream_ends_it_with_stream_broken(
+    server: ModelhostServer, rt: Any, tmp_path: Path
+) -> None:
+    sm, _ = server.clients()
+    name = unique("tokens-crash")
+    deploy(sm, name, str(write_token_model(tmp_path / "model")))
+    release = tmp_path / uuid.uuid4().hex
+    # The process ends once the stream has started (the first part read here).
+    body = _stream(rt, name, f"one wait:{release} exit two")["Body"]
+    events = iter(body)
+    assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
+    release.touch()
+    with pytest.raises(EventStreamError) as info:
+        # `released ` may or may not leave the process before it ends.
+        assert {e["PayloadPart"]["Bytes"] for e in events} <= {b"released "}
+    body.close()
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    assert "exited mid-stream" in info.value.response["Error"]["Message"]
+    # The instance is replaced and the endpoint streams again.
+    assert until(lambda: _parts_or_none(rt, name, "back"), "a new instance", 120) == [b"back "]
+
+
+def _parts_or_none(rt: Any, name: str, text: str) -> list[bytes] | None:
+    try:
+        return [e["PayloadPart"]["Bytes"] for e in _stream(rt, name, text)["Body"]]
+    except (ClientError, EventStreamError):
+        return None
 
 
 def _invoke(rt: Any, name: str, text: str) -> Any:
@@ -138,7 +184,9 @@ def test_v2_generate_errors(server: ModelhostServer, token_endpoint: str) -> Non
     with _generate(server, token_endpoint, "generate_stream", "one fail") as resp:
         events = [line for line in resp.read().split(b"\n\n") if line]
     assert json.loads(events[0][len(b"data: ") :])["text_output"] == "one "
-    assert "error" in json.loads(events[-1][len(b"data: ") :])
+    # The stream's last event is Triton's `{"error": ...}`, naming the model's error.
+    last = json.loads(events[-1][len(b"data: ") :])
+    assert list(last) == ["error"] and "the token model failed" in last["error"]
     with pytest.raises(urllib.error.HTTPError) as missing:
         _generate(server, "no-such-endpoint", "generate", "x")
     assert missing.value.code == 404

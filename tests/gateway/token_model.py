@@ -6,7 +6,8 @@ server's `predict_fn` would do, without the model.
 - `wait:<path>` blocks until the file `<path>` exists (the test creates it once it has read
   the parts before it) and yields `released ` (`not-released ` after 60 s without it), so a
   test can tell a relayed stream from a buffered one without timing anything;
-- `fail` raises: as the first word, before anything was sent; later, mid-stream.
+- `fail` raises: as the first word, before anything was sent; later, mid-stream;
+- `exit` ends the instance's process (`os._exit`), as a crash mid-stream would.
 
 A JSON body is a V2 generate request: its `text_input` is the text. `output_fn` names the
 stream's content type. Every script-mode image runs it: `model_fn` loads nothing.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 SCRIPT = """
 import json
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +46,8 @@ def predict_fn(text, model):
             yield "released " if release.exists() else "not-released "
         elif word == "fail":
             raise ValueError("the token model failed")
+        elif word == "exit":
+            os._exit(3)
         else:
             yield word + " "
 

@@ -23,7 +23,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
-from modelhost.container.asgi import JSON, TEXT, Receive, Scope, Send, read_body, respond
+from modelhost.container.asgi import (
+    JSON,
+    TEXT,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    respond,
+    sends_trailers,
+)
 from modelhost.container.config import InstanceConfig
 from modelhost.container.invoke import (
     CUSTOM_ATTRIBUTES,
@@ -229,7 +238,7 @@ class InstanceApp:
                 await respond(send, 503, b"Model is still loading: retry when /ping is 200", TEXT)
             return
         reply = await invoke(model, body, scope["headers"], self._executor)
-        await send_reply(send, receive, reply)
+        await send_reply(send, receive, reply, sends_trailers(scope))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

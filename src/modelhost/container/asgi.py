@@ -19,6 +19,12 @@ TEXT = b"text/plain; charset=utf-8"
 JSON = b"application/json"
 
 
+def sends_trailers(scope: Scope) -> bool:
+    """Whether the server serving `scope` takes `http.response.trailers` messages (ASGI's
+    trailers extension: the instance's own server does, uvicorn over HTTP/1.1 does not)."""
+    return "http.response.trailers" in (scope.get("extensions") or {})
+
+
 async def read_body(receive: Receive) -> bytes | None:
     """The whole request body, or None when the client went away."""
     message = await receive()

@@ -5,7 +5,9 @@
 (`container/app.py`, `container/multimodel.py`); the server hands them a complete request
 (the body is already read) as uvicorn would: one `http.request` message, then
 `http.disconnect` when the client goes away. A response with `more_body` is sent chunked
-unless it named its length; a HEAD response carries no body.
+unless it named its length; a HEAD response carries no body. ASGI's trailers extension is
+supported (`trailers: True` in the start, then `http.response.trailers`): a chunked answer
+ends with the trailer fields (container/stream_error.py), any other drops them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ def request_scope(connection: HttpConnection, request: Request) -> Scope:
         "query_string": query,
         "headers": request.headers,
         "state": {},
+        "extensions": {"http.response.trailers": {}},
     }
 
 
@@ -60,6 +63,9 @@ class _Response:
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunked = False
         self.head_sent = False
+        self.trailers = False  # the app sends `http.response.trailers` after the body
+        self.trailer_fields: list[tuple[bytes, bytes]] = []
+        self.body_done = False
         self.complete = False
 
     async def send(self, message: Message) -> None:
@@ -69,16 +75,22 @@ class _Response:
                 raise RuntimeError("the response has started already")
             self.status = int(message["status"])
             self.headers = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
+            self.trailers = bool(message.get("trailers", False))
         elif kind == "http.response.body":
-            if self.status is None or self.complete:
+            if self.status is None or self.body_done:
                 raise RuntimeError("a body without a start, or after the end")
             self._body(bytes(message.get("body", b"")), bool(message.get("more_body", False)))
+        elif kind == "http.response.trailers":
+            if not self.trailers or not self.body_done:
+                raise RuntimeError("trailers not announced, or before the body's end")
+            fields = [(bytes(k).lower(), bytes(v)) for k, v in message.get("headers", ())]
+            self._trailers(fields, bool(message.get("more_trailers", False)))
 
     def _body(self, body: bytes, more: bool) -> None:
         connection = self.connection
         transport = connection.transport
         if transport is None or connection.closed:
-            self.complete = not more
+            self.body_done = self.complete = not more
             return
         if not self.head_sent:
             head = [status_line(self.status or 500), connection.server.date_header]
@@ -88,7 +100,7 @@ class _Response:
                     self.headers.append((b"content-length", str(len(body)).encode()))
                 for name, value in self.headers:
                     head += (name, b": ", value, b"\r\n")
-                self.complete = True
+                self.body_done = self.complete = True  # not chunked: trailers are dropped
                 connection.send_head(head, b"" if self.head_only else body, self.keep_alive)
                 return
             if not named:
@@ -102,11 +114,26 @@ class _Response:
         if body and not self.head_only:
             transport.write(b"%x\r\n%b\r\n" % (len(body), body) if self.chunked else body)
         if not more:
-            self.complete = True
-            if self.chunked and not self.head_only:
-                transport.write(b"0\r\n\r\n")
-            if not self.keep_alive:
-                connection.close()
+            self.body_done = True
+            if not (self.trailers and self.chunked):
+                self._end(b"")
+
+    def _trailers(self, fields: list[tuple[bytes, bytes]], more: bool) -> None:
+        self.trailer_fields += fields
+        if not more and not self.complete:
+            block = [b"%b: %b\r\n" % field for field in self.trailer_fields]
+            self._end(b"".join(block))
+
+    def _end(self, trailer: bytes) -> None:
+        """The last chunk (with `trailer`'s fields) of a chunked answer; the answer is whole."""
+        self.complete = True
+        connection = self.connection
+        if connection.transport is None or connection.closed:
+            return
+        if self.chunked and not self.head_only:
+            connection.transport.write(b"0\r\n" + trailer + b"\r\n")
+        if not self.keep_alive:
+            connection.close()
 
 
 async def run_asgi(connection: HttpConnection, request: Request) -> None:
@@ -117,8 +144,8 @@ async def run_asgi(connection: HttpConnection, request: Request) -> None:
 
 async def stream_reply(connection: HttpConnection, request: Request, reply: Reply) -> None:
     """Write a streamed invocation's `reply` (`Reply.rest`) chunked, as the ASGI app would:
-    the client leaving stops the stream, a failure mid-stream leaves it unfinished."""
-    await _answer(connection, request, lambda receive, send: send_reply(send, receive, reply))
+    the client leaving stops the stream, a failure mid-stream ends it with its trailer."""
+    await _answer(connection, request, lambda receive, send: send_reply(send, receive, reply, True))
 
 
 async def _answer(

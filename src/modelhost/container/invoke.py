@@ -62,13 +62,21 @@ class Reply:
     rest: AsyncIterator[bytes] | None = None
 
 
-async def send_reply(send: Send, receive: Receive, reply: Reply) -> None:
-    """Send `reply`: whole with Content-Length, or chunked as a stream produces it."""
+async def send_reply(send: Send, receive: Receive, reply: Reply, trailers: bool = False) -> None:
+    """Send `reply`: whole with Content-Length, or chunked as a stream produces it
+    (`trailers`: the server sends trailers, so a stream failing midway says why)."""
     if reply.rest is None:
         await respond(send, reply.status, reply.body, reply.content_type, reply.headers)
     else:
         await respond_streamed(
-            send, receive, reply.body, reply.rest, reply.content_type, reply.headers, error_response
+            send,
+            receive,
+            reply.body,
+            reply.rest,
+            reply.content_type,
+            reply.headers,
+            error_response,
+            trailers,
         )
 
 

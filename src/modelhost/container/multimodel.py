@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond
+from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond, sends_trailers
 from modelhost.container.config import InstanceConfig
 from modelhost.container.invoke import (
     ServedModel,
@@ -207,7 +207,7 @@ class MultiModelHost:
         self.cache.acquire(name)  # pinned: never evicted while this runs (or streams)
         try:
             reply = await invoke(model.served, body, scope["headers"], self._executor)
-            await send_reply(send, receive, reply)
+            await send_reply(send, receive, reply, sends_trailers(scope))
         finally:
             self.cache.release(name)
             self._wake_waiters()

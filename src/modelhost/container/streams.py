@@ -11,10 +11,13 @@ A synchronous iterator's `next()` is user code of unknown cost (a token generato
 its model), so it runs in the instance's worker thread, like a whole prediction, in slices
 that hand each item to the event loop as it comes (see SLICE_S); an async iterator runs on
 the event loop. A handler that fails after the answer started cannot
-change the status: its error is logged and the response is left unfinished, which the ASGI
-server turns into a closed connection without the last chunk; the gateway reports that as
-the stream's `ModelStreamError` (docs/protocols.md). A client that goes away stops the
-generator between chunks (it is closed, so its `finally` blocks run).
+change the status: its error is logged and, on the instance's own server, the answer ends
+with the `x-modelhost-stream-error` trailer carrying the error's text
+(container/stream_error.py), which the gateway sends on as the stream's `ModelStreamError`
+(docs/protocols.md). On a server without trailers (uvicorn) the response is left
+unfinished, which the server turns into a closed connection without the last chunk: the
+gateway reports that as a `ModelStreamError` too, without the cause. A client that goes
+away stops the generator between chunks (it is closed, so its `finally` blocks run).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
 from typing import Any
 
-from modelhost.container.asgi import Headers, Receive, Send
+from modelhost.container import stream_error
+from modelhost.container.asgi import Headers, Message, Receive, Send
+from modelhost.container.stream_error import STREAM_ERROR
 from modelhost.frameworks.streaming import StreamedBody
 
 log = logging.getLogger("modelhost.container")
@@ -150,14 +155,23 @@ async def respond_streamed(
     content_type: bytes,
     extra: Headers,
     describe: Callable[[BaseException], tuple[int, str]],
+    trailers: bool = False,
 ) -> None:
     """A 200 answer whose body is `first`, then each chunk of `rest` as it comes; a
-    failure of `rest` is logged as `describe` words it (status, message)."""
+    failure of `rest` is logged as `describe` words it (status, message). With `trailers`
+    (the server sends ASGI's `http.response.trailers`) the answer declares the
+    `container.stream_error` trailer and a failure ends it with that trailer; without, a
+    failure leaves it unfinished (the server breaks the connection off)."""
     headers = [(b"content-type", content_type), *extra]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    start: Message = {"type": "http.response.start", "status": 200, "headers": headers}
+    if trailers:
+        headers.append((b"trailer", STREAM_ERROR))
+        start["trailers"] = True
+    await send(start)
     if first:
         await send({"type": "http.response.body", "body": first, "more_body": True})
     gone = asyncio.ensure_future(_disconnected(receive))
+    failed: Headers = []
     try:
         async for chunk in rest:
             if gone.done():
@@ -167,11 +181,15 @@ async def respond_streamed(
     except Exception as exc:
         status, message = describe(exc)
         log.error("the model's stream failed after it started (%d): %s", status, message)
-        return  # unfinished: the server closes the connection, the gateway sees a break
+        if not trailers:
+            return  # unfinished: the server closes the connection, the gateway sees a break
+        failed.append((STREAM_ERROR, stream_error.encode(message)))
     finally:
         gone.cancel()
         await _aclose(rest)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+    if trailers:
+        await send({"type": "http.response.trailers", "headers": failed, "more_trailers": False})
 
 
 async def _aclose(rest: AsyncIterator[bytes]) -> None:

@@ -13,7 +13,9 @@ skips the TCP/IP stack on both sides (see docs/performance.md for what it saves)
 
 It still speaks plain HTTP/1.1, so the container contract is unchanged and a user's own
 server (BYOC) is called exactly as before: Content-Length or chunked responses, or a
-body delimited by the server closing the connection; `Connection: close` honoured.
+body delimited by the server closing the connection; `Connection: close` honoured. A
+streamed answer read whole whose instance ended it with the error trailer
+(container/stream_error.py) is answered as the 500 it would have been, quoting the error.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import Any
 
 import httptools
 
+from modelhost.container.stream_error import STREAM_ERROR
+from modelhost.container.stream_error import decode as decode_stream_error
 from modelhost.fleet.http1_parse import InstanceDisconnected, InstanceUnreachable, ResponseProtocol
 from modelhost.routing.table import Address, TcpAddress
 
@@ -84,6 +88,8 @@ class _Connection(ResponseProtocol):
         chunks = self.chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         result = (self.status, self.headers, body)
+        if STREAM_ERROR in self.headers:  # (httptools adds trailer fields to the headers)
+            result = _stream_failed(self.headers)
         self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
         if waiter is not None and not waiter.done():
             waiter.set_result(result)
@@ -100,6 +106,15 @@ class _Connection(ResponseProtocol):
         self.closed = True
         if self.transport is not None:
             self.transport.abort()
+
+
+def _stream_failed(headers: dict[bytes, bytes]) -> tuple[int, dict[bytes, bytes], bytes]:
+    """A streamed answer that its instance ended with the error trailer (the model failed
+    after the answer started, container/stream_error.py), read whole: the 500 answer the
+    same failure before the first chunk would have been, quoting the error."""
+    message = decode_stream_error(headers.pop(STREAM_ERROR))
+    body = f"The model broke off its answer midway: {message}".encode()
+    return 500, {b"content-type": b"text/plain; charset=utf-8"}, body
 
 
 class _Deadlines:

@@ -30,6 +30,15 @@ class InstanceDisconnected(ConnectionError):
         self.answered = answered
 
 
+class InstanceStreamFailed(Exception):
+    """A streamed answer that the instance ended with its error trailer: the model failed
+    after the answer started (container/stream_error.py). `message` is the error's text."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
 class ResponseProtocol(asyncio.Protocol):
     """One connection to an instance, its bytes fed to `parser` (an
     `httptools.HttpResponseParser` of this protocol, made by the subclass). A subclass has

@@ -14,6 +14,11 @@ What one part is:
 - a `Content-Length` answer: the whole body, one part (a server that does not stream);
 - a body ended by the server closing the connection: whatever each read returns.
 
+A chunked answer that ends with the `x-modelhost-stream-error` trailer (the instance's
+model failed after the answer started, container/stream_error.py) ends with
+`InstanceStreamFailed` carrying the error's text instead of its end; one whose connection
+breaks off first ends with `InstanceDisconnected`. Other trailers are ignored.
+
 Parts queue up while the caller sends earlier ones; past `HIGH_WATER` queued parts the
 socket stops being read until the caller catches up, so a slow client never makes the
 gateway hold a whole answer.
@@ -27,8 +32,14 @@ from collections.abc import AsyncIterator
 
 import httptools
 
+from modelhost.container import stream_error
 from modelhost.fleet.http1 import LOOPBACK
-from modelhost.fleet.http1_parse import InstanceDisconnected, InstanceUnreachable, ResponseProtocol
+from modelhost.fleet.http1_parse import (
+    InstanceDisconnected,
+    InstanceStreamFailed,
+    InstanceUnreachable,
+    ResponseProtocol,
+)
 from modelhost.routing.table import Address, UnixAddress
 
 StreamAddress = Address | int  # an instance's address (TCP or Unix socket), a loopback port
@@ -47,6 +58,7 @@ class _Stream(ResponseProtocol):
         self.head: asyncio.Future[None] = loop.create_future()
         self.status = 0
         self.headers: dict[bytes, bytes] = {}
+        self.trailers: dict[bytes, bytes] = {}
         self.current: list[bytes] = []
         self.size = 0
         self.parts: deque[object] = deque()
@@ -63,7 +75,11 @@ class _Stream(ResponseProtocol):
             return
         self._fail(InstanceDisconnected("the instance closed the connection mid-answer"))
 
-    # httptools callbacks (on_header: ResponseProtocol)
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # httptools reports a chunked body's trailer fields here too, after the head.
+        (self.trailers if self.head.done() else self.headers)[name.lower()] = value
+
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
         if not self.head.done():
@@ -81,7 +97,8 @@ class _Stream(ResponseProtocol):
     def on_message_complete(self) -> None:
         self._flush()
         self.done = True
-        self._push(_END)
+        failure = self.trailers.get(stream_error.STREAM_ERROR)
+        self._push(_END if failure is None else InstanceStreamFailed(stream_error.decode(failure)))
 
     def _flush(self) -> None:
         if self.current:
@@ -105,8 +122,8 @@ class _Stream(ResponseProtocol):
         self._push(exc)
 
     async def next_part(self, timeout_s: float) -> bytes | None:
-        """The next part, None at the end; raises what broke the stream, or TimeoutError
-        when nothing arrived for `timeout_s`."""
+        """The next part, None at the end; raises what broke the stream (InstanceStreamFailed,
+        InstanceDisconnected), or TimeoutError when nothing arrived for `timeout_s`."""
         while not self.parts:
             self.wakeup = asyncio.get_running_loop().create_future()
             try:

@@ -6,9 +6,12 @@ A single-model variant's instance is asked over a connection of its own
 least-busy choice counts the stream as outstanding until it ends, and an instance that
 cannot be reached is retried elsewhere as `core.Invoker` does. An error status from the
 instance is read whole and raised as ModelError before anything is streamed. Once the
-stream has started, a break is a ModelStreamError (`StreamBroken`) and a part that does
-not come within the invocation timeout a ModelStreamError
-(`ModelInvocationTimeExceeded`), which the transport sends as the stream's last event.
+stream has started, a model that fails (the instance ends the answer with its error
+trailer, container/stream_error.py) or a connection that breaks is a ModelStreamError
+(`StreamBroken`, naming the model's error, or that the instance exited), and a part that
+does not come within the invocation timeout a ModelStreamError
+(`ModelInvocationTimeExceeded`); the transport sends it as the stream's last event, and
+the invocation counts as a 5XX error in the variant's metrics.
 
 A serverless variant streams the same way from an instance the serverless pool reserves
 for the stream (starting one if none is idle) and gets back when the stream ends.
@@ -32,6 +35,7 @@ from modelhost.fleet.dataplane.core import MAX_ORIGINAL_MESSAGE, Headers, Retry,
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation
 from modelhost.fleet.dataplane.shadow import ShadowJob
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
+from modelhost.fleet.http1_parse import InstanceStreamFailed
 from modelhost.fleet.http1_stream import StreamAddress, StreamedAnswer, open_stream
 from modelhost.fleet.instance import Instance
 from modelhost.routing.choose import pick_instance
@@ -41,6 +45,7 @@ Opener = Callable[[StreamAddress, bytes, Headers, bytes, float], Awaitable[Strea
 Opened = tuple[StreamedAnswer, Instance, float, Callable[[], None]]
 """An answer's head, its instance, when it was asked, and how to free the instance."""
 _OCTETS = b"application/octet-stream"
+EXIT_SEEN_S = 0.5  # how long a broken stream's instance is watched for its exit
 _CUSTOM = b"x-amzn-sagemaker-custom-attributes"
 
 
@@ -210,17 +215,35 @@ class StreamingPlane:
                 f"The model sent no part of its answer for {plane.core.timeout_s:g} s.",
                 "ModelInvocationTimeExceeded",
             ) from exc
-        except InstanceDisconnected as exc:
+        except InstanceStreamFailed as exc:
             status = 500
             raise ModelStreamError(
-                f"The model's response stream broke: {exc}", "StreamBroken"
+                f"The model's response stream failed after it started: {exc.message}",
+                "StreamBroken",
             ) from exc
+        except InstanceDisconnected as exc:
+            status = 500
+            raise ModelStreamError(await self._broken(instance, exc), "StreamBroken") from exc
         finally:
             release()
             sent = Sent(status, answer.headers, b"".join(kept), instance, _us(started))
             plane._record(req, variant, sent)
             if keep and status < 400:
                 plane._capture(route, req, variant.name, sent, inference_id)
+
+    async def _broken(self, instance: Instance, exc: InstanceDisconnected) -> str:
+        """Why a stream broke off without its instance saying why (a user's server that
+        dropped the connection, or an instance that died: a dying process closes its
+        sockets a moment before its exit can be seen, so that is looked for a moment)."""
+        deadline = perf_counter() + EXIT_SEEN_S
+        while self.plane.core.health.is_alive(instance):
+            if perf_counter() >= deadline:
+                return f"The model's response stream broke: {exc}"
+            await asyncio.sleep(EXIT_SEEN_S / 10)
+        return (
+            f"The model's response stream broke: instance {instance.instance_id} exited "
+            f"mid-stream (see its log, {instance.log_path})."
+        )
 
 
 def _done(instance: Instance) -> None:
