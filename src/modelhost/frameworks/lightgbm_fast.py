@@ -56,9 +56,10 @@ _PREDICT_NORMAL = 0
 _DTYPES = {np.dtype(np.float32): 0, np.dtype(np.float64): 1}  # C_API_DTYPE_FLOAT32/64
 _ROW_MAJOR = 1
 # Rows scored one C call each; more rows use one LGBM_BoosterPredictForMat call. The
-# batch call's fixed cost (a Config parsed, a Predictor built) is ~2-3 single-row calls
-# plus ~1 µs per row saved; bench/predict_cost.py measured the crossover at 16-32 rows.
-LOOP_MAX_ROWS = 16
+# batch call's fixed cost (a Config parsed, a Predictor built: ~5 µs more than one
+# single-row call) against ~0.7 µs per row it saves (a ctypes call and two mutexes):
+# `bench/predict_cost.py --lightgbm-paths` puts the crossover at 8-12 rows.
+LOOP_MAX_ROWS = 8
 # FastConfigs per predictor (over both dtypes): more concurrent callers use the library.
 MAX_CONFIGS = 8
 
