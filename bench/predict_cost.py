@@ -192,22 +192,29 @@ def threaded_us(predict: Callable[[], Any], threads: int, calls: int) -> float:
     return (time.perf_counter() - started) / (threads * calls) * 1e6
 
 
+class SharedConfig(lightgbm_fast.FastPredictor):
+    """The fast path with one FastConfig for every caller at once (they wait on
+    LightGBM's own mutex inside it): the alternative to the runtime's pool, for --threads."""
+
+    shared: Any = None
+
+    def _checkout(self, dtype: int) -> Any:
+        if self.shared is None:
+            self.shared = super()._checkout(dtype)
+        return self.shared
+
+    def _checkin(self, dtype: int, slot: Any) -> None:
+        pass  # kept for the next caller, whoever it is
+
+
 def lightgbm_threads(data: ChurnData, args: argparse.Namespace) -> dict[str, float]:
     booster, X = train_lightgbm(data, args.trees)
     x = np.ascontiguousarray(X[:1])
     pool = lightgbm_fast.FastPredictor(booster, num_threads=1)
-    shared = lightgbm_fast.FastPredictor(booster, num_threads=1)
-    slot = shared._checkout(1)  # one FastConfig every thread uses
+    shared = SharedConfig(booster, num_threads=1)
     one = lightgbm_fast.FastPredictor(booster, num_threads=1)
-    one_slot = one._checkout(1)
-    assert slot is not None and one_slot is not None
-    one._checkin(1, one_slot)
-    one._made = lightgbm_fast.MAX_CONFIGS  # no second FastConfig: busy callers get None
-
-    def shared_call() -> Any:
-        out = np.empty(1)
-        shared._predict_rows(slot, x, 1, out)
-        return out
+    one.predict(x)  # its one FastConfig made
+    one._made = lightgbm_fast.MAX_CONFIGS  # and no second: a busy caller gets None
 
     def one_or_library() -> Any:
         got = one.predict(x)
@@ -215,14 +222,13 @@ def lightgbm_threads(data: ChurnData, args: argparse.Namespace) -> dict[str, flo
 
     variants = {
         "pool": lambda: pool.predict(x),
-        "shared": shared_call,
+        "shared": lambda: shared.predict(x),
         "one+library": one_or_library,
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.rounds):
         for name, predict in variants.items():
             samples[name].append(threaded_us(predict, args.threads, args.calls))
-    shared._checkin(1, slot)
     result = {name: statistics.median(values) for name, values in samples.items()}
     print(
         f"\nlightgbm, one row from {args.threads} threads at once (wall µs per call, all threads)"
