@@ -171,7 +171,11 @@ class FastPredictor:
             if slot is None:
                 return None
             try:
-                done = self._predict_rows(slot, data, rows, out)
+                if rows == 1:  # the common case, without a further call
+                    at, out_at = _address(data), _address(out)
+                    done = self._single_row(slot.config, at, slot.out_len_at, out_at) == 0
+                else:
+                    done = self._predict_rows(slot, data, rows, out)
             finally:
                 self._checkin(dtype, slot)
             if not done:
@@ -183,8 +187,6 @@ class FastPredictor:
     ) -> bool:
         fn, config, out_len_at = self._single_row, slot.config, slot.out_len_at
         at, out_at = _address(data), _address(out)
-        if rows == 1:
-            return fn(config, at, out_len_at, out_at) == 0
         row_bytes, out_bytes = data.strides[0], 8 * self._per_row
         for _ in range(rows):
             if fn(config, at, out_len_at, out_at) != 0:
@@ -213,56 +215,59 @@ class FastPredictor:
         )
         return status == 0 and out_len.value == out.size
 
-    def _checkout(self, dtype: int) -> _Slot | None:
-        with self._lock:
-            if self._booster is None:
-                return None
-            free = self._free[dtype]
-            if free:
-                return free.pop()
-            if self._made >= MAX_CONFIGS:
-                return None
-            slot = self._new_slot(dtype)
-            if slot is not None:
-                self._made += 1
-            return slot
+    # The pool: list.pop and list.append are atomic under the GIL, so taking and returning
+    # a FastConfig costs no lock; each is popped by one caller at a time, so none is used
+    # or freed twice. Making one, and freeing, take the lock.
 
-    def _new_slot(self, dtype: int) -> _Slot | None:
-        config = ctypes.c_void_p()
-        status = self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
-            self._booster._handle,
-            ctypes.c_int(_PREDICT_NORMAL),
-            ctypes.c_int(0),
-            ctypes.c_int(self._num_iteration),
-            ctypes.c_int(dtype),
-            ctypes.c_int32(self._n_features),
-            ctypes.c_char_p(self._params),
-            ctypes.byref(config),
-        )
-        if status != 0 or not config.value:
-            log.debug("LGBM_BoosterPredictForMatSingleRowFastInit failed (status %d)", status)
-            return None
-        return _Slot(config)
+    def _checkout(self, dtype: int) -> _Slot | None:
+        try:
+            return self._free[dtype].pop()
+        except IndexError:
+            return self._new_slot(dtype)
 
     def _checkin(self, dtype: int, slot: _Slot) -> None:
-        with self._lock:
-            if self._booster is not None:
-                self._free[dtype].append(slot)
-                return
-            self._release(slot)  # closed while this call ran
+        self._free[dtype].append(slot)
+        if self._booster is None:  # closed while this call ran: close may have missed it
+            self._drain()
 
-    def _release(self, slot: _Slot) -> None:
-        self._made -= 1
-        self._check(self._lib.LGBM_FastConfigFree(ctypes.c_void_p(slot.config)))
+    def _new_slot(self, dtype: int) -> _Slot | None:
+        with self._lock:
+            if self._booster is None or self._made >= MAX_CONFIGS:
+                return None
+            config = ctypes.c_void_p()
+            status = self._lib.LGBM_BoosterPredictForMatSingleRowFastInit(
+                self._booster._handle,
+                ctypes.c_int(_PREDICT_NORMAL),
+                ctypes.c_int(0),
+                ctypes.c_int(self._num_iteration),
+                ctypes.c_int(dtype),
+                ctypes.c_int32(self._n_features),
+                ctypes.c_char_p(self._params),
+                ctypes.byref(config),
+            )
+            if status != 0 or not config.value:
+                log.debug("LGBM_BoosterPredictForMatSingleRowFastInit failed (status %d)", status)
+                return None
+            self._made += 1
+            return _Slot(config)
+
+    def _drain(self) -> None:
+        for free in self._free.values():
+            while True:
+                try:
+                    slot = free.pop()
+                except IndexError:
+                    break
+                with self._lock:
+                    self._made -= 1
+                self._check(self._lib.LGBM_FastConfigFree(ctypes.c_void_p(slot.config)))
 
     def close(self) -> None:
-        """Free the FastConfigs not in use (those in use are freed as their call returns);
-        the booster is the runtime's to free."""
-        with self._lock:
+        """Free the FastConfigs (one in use is freed as its call returns); the booster is
+        the runtime's to free."""
+        with self._lock:  # after this, no FastConfig is made
             self._booster = None
-            for free in self._free.values():
-                while free:
-                    self._release(free.pop())
+        self._drain()
 
     def __del__(self) -> None:
         try:
