@@ -21,10 +21,10 @@ per-row predict function (same trees, missing-value rule, iteration range and ob
 transform), so the answers are bit-identical to `Booster.predict`
 (tests/frameworks/test_lightgbm_fast.py checks that).
 
-Threads: a FastConfig holds per-call buffers (LightGBM 4.4+ guards each with its own mutex;
-earlier 4.x serialise on the booster's), so each is checked out by one caller at a time
-from a small pool: concurrent callers (the event loop and the predict thread) get their own
-FastConfig instead of waiting; past `MAX_CONFIGS` they fall back to the library.
+Threads: a FastConfig holds per-call buffers (LightGBM 4.7 guards each with a mutex of its
+own; older releases may not), so each is checked out by one caller at a time from a small
+pool: concurrent callers (the event loop and the predict thread) get their own FastConfig
+instead of waiting; past `MAX_CONFIGS` they fall back to the library.
 
 Iterations: like `Booster.predict` without `num_iteration`, the range is the booster's
 `best_iteration` (all iterations when it has none), read at construction. LightGBM keeps
