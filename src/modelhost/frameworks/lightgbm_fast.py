@@ -1,13 +1,13 @@
 """LightGBM's own predict for small dense batches, without the per-call work around it.
 
 Why: a one-row `Booster.predict(x, num_threads=n)` on the churn model (100 trees, 69
-features) costs ~6-10× the trees' own time. The rest is fixed cost per call: the Python
-wrapper (an `_InnerPredictor` built per call with two C calls, the keyword dict deep-copied
-and formatted, the input sniffed against pandas, scipy, narwhals and pyarrow, a third C
-call to size the output) and, in `LGBM_BoosterPredictForMat`, the parameter string parsed
-into a full `Config` and a new `Predictor` (buffers per OpenMP thread) made per call. A
-multi-model instance rarely merges requests, so it pays this per request
-(bench/predict_cost.py measures it).
+features) costs ~30 µs of CPU, of which the C call scoring the row takes ~2.5 µs. The rest
+is fixed cost per call: the Python wrapper (an `_InnerPredictor` built per call with two C
+calls, the keyword dict deep-copied and formatted, the input sniffed against pandas, scipy,
+narwhals and pyarrow, a third C call to size the output) and, in
+`LGBM_BoosterPredictForMat`, the parameter string parsed into a full `Config` and a new
+`Predictor` (buffers per OpenMP thread) made per call. A multi-model instance rarely
+merges requests, so it pays this per request (bench/predict_cost.py measures it).
 
 How: LightGBM's "fast" single-row C API, on the library's own loaded booster handle:
 `LGBM_BoosterPredictForMatSingleRowFastInit` parses the parameters and builds the
