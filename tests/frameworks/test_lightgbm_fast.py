@@ -9,6 +9,7 @@ does not take, so the runtime falls back to the library. Pure: no processes.
 
 from __future__ import annotations
 
+import io
 import pickle
 import threading
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from modelhost.frameworks import lightgbm_fast
+from modelhost.frameworks.base import Context
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from modelhost.frameworks.lightgbm_fast import FastPredictor
 from modelhost.testing.churn import make_churn
@@ -280,3 +282,33 @@ def test_without_the_c_api_the_runtime_uses_the_library(
     assert runtime._fast is None
     X = _data(3, seed=9)
     assert np.array_equal(runtime.predict(X), booster.predict(X))
+
+
+def test_decoded_requests_take_the_fast_path(boosters: dict[str, Any], tmp_path: Path) -> None:
+    """What the codecs decode (CSV, JSON, libsvm, npy) is what the fast path takes."""
+    booster = boosters["multiclass"]
+    booster.save_model(str(tmp_path / "model.txt"))
+    runtime = LightGBMRuntime()
+    runtime.load(tmp_path)
+    calls: list[Any] = []
+    real = runtime.model.predict
+
+    def spy(data: Any, **kwargs: Any) -> Any:
+        calls.append(data)
+        return real(data, **kwargs)
+
+    runtime.model.predict = spy
+    npy = io.BytesIO()
+    np.save(npy, np.ones((2, N_FEATURES)))
+    bodies = {
+        "text/csv": b"1,2,3,4,5,6,7,8,9\n1,,3,4,5,6,7,8,0",
+        "application/json": b'{"instances": [[1, 2, 3, 4, 5, 6, 7, 8, 9]]}',
+        "text/libsvm": b"1:0.5 3:2.5 9:1",
+        "application/x-npy": npy.getvalue(),
+    }
+    context = Context(str(tmp_path))
+    for media, body in bodies.items():
+        answer, _ = runtime.handle(body, media, "application/x-npy", context)
+        assert np.load(io.BytesIO(answer)).shape[-1] == 3, media
+    assert calls == []  # Booster.predict never ran
+    runtime.unload()
