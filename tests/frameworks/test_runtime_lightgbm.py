@@ -171,6 +171,10 @@ def test_default_accept_batch_newline_and_threads(lgb_dir: Path) -> None:
         return real(data, **kwargs)
 
     runtime.model.predict = spy
+    # The fast path (lightgbm_fast) passes the same parameter to LightGBM's C API; the
+    # library's path, for what the fast path declines, passes it per call.
+    assert runtime._fast is not None and runtime._fast._params == b"num_threads=2"
+    runtime._fast = None
     runtime.handle(b"1,2,3,4,5", "text/csv", None, _ctx(lgb_dir))
     assert seen == {"num_threads": 2}
 
