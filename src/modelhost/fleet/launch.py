@@ -196,12 +196,13 @@ def _node_artifact(
 
 def node_store_config(settings: Settings) -> dict[str, Any]:
     """The artifact store's configuration a node fetches with: the gateway's S3 endpoint,
-    region and unpack limits, the node cache's directory, and the `s3_access_key_id`/
+    region and unpack limits, the node cache's directory and budget, and the `s3_access_key_id`/
     `s3_secret_access_key` settings when set (else the node's own credentials: its
     environment, profile or instance role). Plain values: it travels to the node."""
     keys = (settings.s3_access_key_id, settings.s3_secret_access_key)
     return {
         "cache_dir": settings.ray_node_cache_dir,
+        "cache_bytes": settings.ray_node_cache_bytes,
         "s3_endpoint_url": settings.s3_endpoint_url,
         "s3_region": settings.s3_region or settings.region,
         "s3_credentials": list(keys) if all(keys) else None,

@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.instance import LaunchSpec
+from modelhost.store.cache_bound import Lease, bound, is_entry, lease
 
 CACHE_NAME = "modelhost-artifacts"
 # The instance variable a multi-model instance caches the models it loads under.
 INSTANCE_CACHE_ENV = "MH_INSTANCE_ARTIFACT_CACHE_DIR"
+_LEASE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class NodeModel:
     model_dir: Path
     env: dict[str, str]
     note: str = ""
+    # Held while the instance uses the entry (the actor hands it to the instance process).
+    lease: Lease | None = None
 
 
 def launch_artifact(spec: LaunchSpec) -> dict[str, Any] | None:
@@ -79,19 +83,52 @@ def node_model(
     if not url and not source:
         empty = cache / "empty-model"
         empty.mkdir(parents=True, exist_ok=True)
-        return NodeModel(empty, {"SM_MODEL_DIR": str(empty), **extra})
+        # Its models arrive later, in the instance: the cache is bounded when it starts.
+        note = _bound(store, cache)
+        return NodeModel(empty, {"SM_MODEL_DIR": str(empty), **extra}, note.lstrip("\n"))
     artifacts = _store(store, cache)
     started = time.monotonic()
-    model_dir, worked = artifacts.counted(
-        lambda: artifacts.fetch(url) if url else artifacts.fetch_source(source or {})
-    )
+    model_dir, worked, held = _fetch_leased(artifacts, cache, url, source)
     where = url or (source or {}).get("S3Uri")
     how = "fetched" if worked else "found in the node's cache"
     note = (
         f"modelhost: model {where} {how} on node {node} in "
         f"{time.monotonic() - started:.2f} s: {model_dir}"
     )
-    return NodeModel(model_dir, {"SM_MODEL_DIR": str(model_dir), **extra}, note)
+    # After the lease: the entry this instance is about to use is never evicted.
+    note += _bound(store, cache)
+    return NodeModel(model_dir, {"SM_MODEL_DIR": str(model_dir), **extra}, note, held)
+
+
+def _bound(store: Mapping[str, Any], cache: Path) -> str:
+    """Evict what the node cache's budget (`ray_node_cache_bytes`) needs; a line for the
+    instance log saying so, or empty."""
+    budget = store.get("cache_bytes")
+    if budget is None:
+        return ""
+    line = bound(cache, int(budget)).line(cache)
+    return f"\nmodelhost: {line}" if line else ""
+
+
+def _fetch_leased(
+    artifacts: Any, cache: Path, url: str | None, source: Mapping[str, Any] | None
+) -> tuple[Path, bool, Lease | None]:
+    """Fetch the model and lease its cache entry (none for a directory used in place). An
+    entry evicted between the fetch and the lease is fetched again."""
+    worked_any = False
+    for _ in range(_LEASE_ATTEMPTS):
+        model_dir, worked = artifacts.counted(
+            lambda: artifacts.fetch(url) if url else artifacts.fetch_source(source or {})
+        )
+        worked_any = worked_any or worked
+        if not is_entry(cache, model_dir):
+            return model_dir, worked_any, None
+        if (held := lease(cache, model_dir)) is not None:
+            return model_dir, worked_any, held
+    raise OSError(
+        f"the node cache {cache} evicted {model_dir} {_LEASE_ATTEMPTS} times while this "
+        "instance fetched it: raise ray_node_cache_bytes"
+    )
 
 
 def _store(store: Mapping[str, Any], cache: Path) -> Any:
