@@ -1,5 +1,6 @@
-"""A Ray node's bounded artifact cache, without Ray: the node side (`node_model`, the
-actor's `spawn_instance`) with local archives and real instance-like processes."""
+"""A Ray node's side, without Ray: its bounded artifact cache (`node_model`, the actor's
+`spawn_instance`) with local archives and real instance-like processes, and a `command:`
+server's program run from the node's copy of its artifact (`node_argv`)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,15 @@ from typing import Any
 
 import pytest
 
-from modelhost.fleet.launch import node_store_config
+from modelhost.fleet.launch import build_launch_spec, node_store_config
 from modelhost.fleet.ray.actor import spawn_instance
-from modelhost.fleet.ray.artifacts import NodeModel, node_cache_dir, node_model
+from modelhost.fleet.ray.artifacts import (
+    NodeModel,
+    launch_artifact,
+    node_argv,
+    node_cache_dir,
+    node_model,
+)
 from modelhost.settings import Settings
 from modelhost.store.cache_bound import scan
 
@@ -123,3 +130,75 @@ def test_a_directory_used_in_place_is_neither_leased_nor_evicted(tmp_path: Path)
     got = node_model(launch, Path("/nonexistent"), {}, NODE)
     assert got.model_dir == model and got.lease is None
     assert (model / "model.bin").exists()
+
+
+# --- a `command:` server's program, shipped in its artifact ------------------------------
+
+
+def _server_archive(path: Path, mode: int) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    script = b'#!/bin/sh\necho serving "$@" from "$SM_MODEL_DIR"\n'
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("bin/serve.sh")
+        info.size, info.mode = len(script), mode
+        tar.addfile(info, io.BytesIO(script))
+    return str(path)
+
+
+def test_a_command_servers_program_runs_from_the_nodes_copy(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "gateway", ray_node_cache_dir=str(tmp_path / "nodes"))
+    url = _server_archive(tmp_path / "artifacts" / "server.tar.gz", 0o755)
+    spec = build_launch_spec(
+        settings=settings,
+        endpoint_name="e",
+        variant_name="v",
+        model_name="m",
+        model_spec={
+            "PrimaryContainer": {"Image": "command:bin/serve.sh -w 2", "ModelDataUrl": url}
+        },
+        fetch=_no_fetch,
+        fetch_source=_no_fetch,
+        node_fetch=True,
+    )
+    model = node_model(launch_artifact(spec), spec.model_dir, spec.env, NODE)
+    argv = node_argv(spec.argv, spec.model_dir, model.model_dir)
+    program = model.model_dir / "bin" / "serve.sh"
+    assert argv[-4:] == [str(program), "-w", "2", "serve"]
+    assert argv[:4] == spec.argv[:4]  # the supervisor's part is untouched
+    # The program runs from the node's copy, in it, with SM_MODEL_DIR pointing there.
+    out = subprocess.run(
+        argv[4:],
+        env={**os.environ, **model.env},
+        cwd=model.model_dir,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == f"serving -w 2 serve from {model.model_dir}"
+    assert model.lease is not None
+    model.lease.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "problem"), [(0o644, "not executable"), (None, "not in the model's artifact")]
+)
+def test_a_missing_or_unexecutable_program_is_named_on_the_node(
+    tmp_path: Path, mode: int | None, problem: str
+) -> None:
+    node_dir = tmp_path / "node-copy"
+    (node_dir / "bin").mkdir(parents=True)
+    if mode is not None:
+        (node_dir / "bin" / "serve.sh").write_text("#!/bin/sh\n")
+        (node_dir / "bin" / "serve.sh").chmod(mode)
+    placeholder = tmp_path / "gateway" / "empty-model"
+    with pytest.raises(OSError, match=problem):
+        node_argv(["python", "--", str(placeholder / "bin" / "serve.sh")], placeholder, node_dir)
+    # Words elsewhere (a shared path, the placeholder itself) are left as they are.
+    assert node_argv(["/bin/sh", str(placeholder)], placeholder, node_dir) == [
+        "/bin/sh",
+        str(placeholder),
+    ]
+
+
+def _no_fetch(_: Any) -> Path:
+    raise AssertionError("the gateway fetched the artifact")

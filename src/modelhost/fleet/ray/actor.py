@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.environment import inherited_environment
-from modelhost.fleet.ray.artifacts import NodeModel, node_model
+from modelhost.fleet.ray.artifacts import NodeModel, node_argv, node_model
+
+SUPERVISOR = "modelhost.container.supervise"
 
 
 class InstanceActor:
@@ -44,13 +46,18 @@ class InstanceActor:
         import ray
 
         host = ray.util.get_node_ip_address()
+        placeholder = Path(launch["model_dir"])
         try:
             # Fetched by this node from the artifact store (fleet/ray/artifacts.py).
-            model = node_model(
-                launch.get("artifact"), Path(launch["model_dir"]), launch["env"], host
-            )
+            model = node_model(launch.get("artifact"), placeholder, launch["env"], host)
         except Exception as exc:  # ArtifactError, OSError: the reason, not a Ray traceback
             return {"error": f"node {host} could not get the model: {exc}"}
+        try:
+            argv = node_argv(list(launch["argv"]), placeholder, model.model_dir)
+        except OSError as exc:
+            if model.lease is not None:
+                model.lease.close()
+            return {"error": f"node {host} cannot start the server: {exc}"}
         port = _free_port(host)
         # The node's own environment (its Python, its PATH), never the gateway's.
         env = inherited_environment(os.environ)
@@ -63,9 +70,9 @@ class InstanceActor:
                 "MH_INSTANCE_PARENT_PID": str(os.getpid()),
             }
         )
-        argv = list(launch["argv"])
-        if launch["builtin"]:
-            # `python -m modelhost.container` with this node's interpreter.
+        if launch["builtin"] or argv[1:3] == ["-m", SUPERVISOR]:
+            # `python -m modelhost.container` (or its supervisor of a user's server) with
+            # this node's interpreter.
             argv[0] = sys.executable
         log_path = Path(launch["log_path"])
         self._proc = spawn_instance(argv, env, model, log_path)

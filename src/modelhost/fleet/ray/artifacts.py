@@ -17,6 +17,7 @@ the gateway's directory as before, which the node must then see at the same path
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -108,6 +109,24 @@ def _bound(store: Mapping[str, Any], cache: Path) -> str:
         return ""
     line = bound(cache, int(budget)).line(cache)
     return f"\nmodelhost: {line}" if line else ""
+
+
+def node_argv(argv: list[str], placeholder: Path, model_dir: Path) -> list[str]:
+    """The instance's argv on this node: a word under the gateway's placeholder model
+    directory (the program of a `command:` server, shipped in its artifact) points into
+    the node's copy instead, and must be an executable file there (else OSError saying so)."""
+    resolved = []
+    for word in argv:
+        path = Path(word)
+        if path.is_absolute() and path != placeholder and path.is_relative_to(placeholder):
+            path = model_dir / path.relative_to(placeholder)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path.name}: not in the model's artifact ({path})")
+            if not os.access(path, os.X_OK):
+                raise PermissionError(f"{path} is not executable (chmod +x it in the artifact)")
+            word = str(path)
+        resolved.append(word)
+    return resolved
 
 
 def _fetch_leased(
