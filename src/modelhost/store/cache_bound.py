@@ -4,7 +4,8 @@ The artifact store's cache (`store/artifacts.py`) keeps each entry as `<root>/<k
 `<root>/<key>.complete` marker, built under `<root>/.locks/<key>.lock`. This module adds,
 beside that layout, without changing it:
 
-- **Leases.** A process that uses an entry holds `<root>/.leases/<key>` locked shared
+- **Leases.** In a bounded cache (`mark_bounded`: it has a `.leases` directory), a
+  process that uses an entry holds `<root>/.leases/<key>` locked shared
   (`flock(LOCK_SH)`); the lock lives in the open file description, so it is released when
   the last process holding the descriptor exits, however it exits (kill -9 included), and
   can be handed to a child process (`pass_fds`). Taking a lease touches the file: its mtime
@@ -130,6 +131,17 @@ def lease(root: Path, entry: Path) -> Lease | None:
             os.close(fd)
         raise
     return Lease(fd, entry)
+
+
+def mark_bounded(root: Path) -> None:
+    """Say that the cache at `root` is bounded, so that every process using its entries
+    leases them (a multi-model instance checks `is_bounded` before it leases)."""
+    (root / ".leases").mkdir(parents=True, exist_ok=True)
+
+
+def is_bounded(root: Path) -> bool:
+    """Whether the cache at `root` is bounded (`mark_bounded`): use its entries leased."""
+    return (root / ".leases").is_dir()
 
 
 def is_entry(root: Path, path: Path) -> bool:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.instance import LaunchSpec
-from modelhost.store.cache_bound import Lease, bound, is_entry, lease
+from modelhost.store.cache_bound import Lease, bound, is_entry, lease, mark_bounded
 
 CACHE_NAME = "modelhost-artifacts"
 # The instance variable a multi-model instance caches the models it loads under.
@@ -107,6 +107,7 @@ def _bound(store: Mapping[str, Any], cache: Path) -> str:
     budget = store.get("cache_bytes")
     if budget is None:
         return ""
+    mark_bounded(cache)  # the multi-model instances of the node lease what they load
     line = bound(cache, int(budget)).line(cache)
     return f"\nmodelhost: {line}" if line else ""
 
