@@ -9,8 +9,8 @@ extraction, unpack limits, a content-addressed cache in `artifact_cache_dir`, sh
 every instance and kept across restarts, so a reload after an eviction never downloads
 again). In a bounded cache (a Ray node's, `store/cache_bound.py`) each loaded model's
 entry is leased until the model is unloaded (`release`), so the node never evicts it
-under the model. With `allowed_data_prefixes` set, a location must lie under one of them or in
-the instance's own artifact cache.
+under the model. With `allowed_data_prefixes` set, a location must lie under one of them
+or in the instance's own artifact cache.
 """
 
 from __future__ import annotations

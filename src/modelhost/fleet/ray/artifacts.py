@@ -11,8 +11,14 @@ of one node share one download and one unpack, also when they start at the same 
 
 The cache lives under `<ray_node_cache_dir>/<node address>/`: a subdirectory per node, so
 nodes that share a filesystem (or one machine, as the local cluster's raylets do) still
-keep their own copies. A launch without an artifact section (a `command:` server) uses
-the gateway's directory as before, which the node must then see at the same path.
+keep their own copies. It is bounded (`ray_node_cache_bytes`, `store/cache_bound.py`):
+the instance process holds a lease on the entry it runs from (`NodeModel.lease`, handed
+to it by the actor), and each start evicts the least recently used entries nobody leases.
+
+A `command:` server's artifact comes the same way; its argv names the program under the
+gateway's placeholder model directory, which `node_argv` points at the node's copy. A
+launch without an artifact section uses the gateway's directory as before, which the node
+must then see at the same path.
 """
 
 from __future__ import annotations
