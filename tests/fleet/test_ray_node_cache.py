@@ -202,3 +202,17 @@ def test_a_missing_or_unexecutable_program_is_named_on_the_node(
 
 def _no_fetch(_: Any) -> Path:
     raise AssertionError("the gateway fetched the artifact")
+
+
+def test_a_failed_eviction_does_not_fail_the_start(tmp_path: Path) -> None:
+    launch = _launch(tmp_path, "kept", 1)
+    first = node_model(launch, Path("/nonexistent"), {}, NODE)
+    assert first.lease is not None
+    first.lease.close()
+    cache = node_cache_dir(launch["store"], NODE)
+    (cache / ".locks" / "evict.lock").unlink()
+    (cache / ".locks" / "evict.lock").mkdir()  # eviction's lock cannot be opened now
+    other = node_model(_launch(tmp_path, "other", 1), Path("/nonexistent"), {}, NODE)
+    assert "eviction failed" in other.note and other.model_dir.is_dir()
+    assert other.lease is not None
+    other.lease.close()

@@ -23,6 +23,7 @@ must then see at the same path.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -33,6 +34,8 @@ from typing import Any
 
 from modelhost.fleet.instance import LaunchSpec
 from modelhost.store.cache_bound import Lease, bound, is_entry, lease, mark_bounded
+
+log = logging.getLogger("modelhost.artifacts")
 
 CACHE_NAME = "modelhost-artifacts"
 # The instance variable a multi-model instance caches the models it loads under.
@@ -113,8 +116,12 @@ def _bound(store: Mapping[str, Any], cache: Path) -> str:
     budget = store.get("cache_bytes")
     if budget is None:
         return ""
-    mark_bounded(cache)  # the multi-model instances of the node lease what they load
-    line = bound(cache, int(budget)).line(cache)
+    try:
+        mark_bounded(cache)  # the multi-model instances of the node lease what they load
+        line = bound(cache, int(budget)).line(cache)
+    except OSError as exc:  # the model is there: a failed eviction must not fail the start
+        line = f"artifact cache {cache}: eviction failed: {exc}"
+        log.warning("%s", line)
     return f"\nmodelhost: {line}" if line else ""
 
 
