@@ -3,6 +3,7 @@ leases and real processes holding them (one killed with SIGKILL)."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -212,3 +213,26 @@ def test_a_lease_waits_for_an_eviction_in_progress_then_says_fetch_again(
         evictor.wait(timeout=60)
         assert evictor.stdout is not None
         evictor.stdout.close()
+
+
+def test_what_crashed_builders_left_is_swept(tmp_path: Path, cache: Path) -> None:
+    entry = _add(cache, tmp_path, "kept", 10 * KB)
+    key = "a" * 64
+    scratch = cache / f".tmp-{key}-x1y2"  # a builder killed while unpacking
+    half = cache / ("b" * 64)  # an entry renamed into place, its marker never written
+    for folder in (scratch, half):
+        folder.mkdir()
+        (folder / "part").write_bytes(b"x" * KB)
+    old_download, live_download = cache / ".download-old", cache / ".download-live"
+    old_download.write_bytes(b"x")
+    live_download.write_bytes(b"x")
+    os.utime(old_download, (1, 1))
+    busy = cache / f".tmp-{'c' * 64}-z"  # a build in progress: its key's lock is held
+    busy.mkdir()
+    (cache / ".locks").mkdir(exist_ok=True)
+    # The store's build lock, held as a builder holds it.
+    with open(cache / ".locks" / f"{'c' * 64}.lock", "ab") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        bound(cache, 10**9)
+    assert not scratch.exists() and not half.exists() and not old_download.exists()
+    assert live_download.exists() and busy.exists() and entry.is_dir()

@@ -33,8 +33,10 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +44,10 @@ from pathlib import Path
 log = logging.getLogger("modelhost.artifacts")
 
 _MARKER = ".complete"
+_KEY = re.compile(r"[0-9a-f]{64}")  # the store's keys: SHA-256 digests
+# A download file of a live fetch is written continuously; one untouched this long was
+# left by a fetch that died.
+STALE_DOWNLOAD_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,7 @@ def bound(root: Path, budget_bytes: int) -> Eviction:
     """Evict least recently used idle entries until the cache fits `budget_bytes` (see the
     module docstring). Logs what it evicted at INFO."""
     with _exclusive(root / ".locks" / "evict.lock"):
+        _sweep_leftovers(root, time.time())
         entries = scan(root)
         sizes = {e.key: e.size_bytes for e in entries}
         evicted = tuple(key for key in choose_evictions(entries, budget_bytes) if _evict(root, key))
@@ -206,10 +213,8 @@ def _lease_state(root: Path, key: str) -> tuple[float, bool]:
 
 def _evict(root: Path, key: str) -> bool:
     """Remove one entry if nobody builds or leases it now; whether it was removed."""
-    (root / ".locks").mkdir(parents=True, exist_ok=True)
-    build = os.open(root / ".locks" / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        if not _try_lock(build, fcntl.LOCK_EX):
+    with _build_lock(root, key) as free:
+        if not free:
             return False
         held = _lease_path(root, key)
         held.parent.mkdir(parents=True, exist_ok=True)
@@ -224,8 +229,46 @@ def _evict(root: Path, key: str) -> bool:
             return True
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _build_lock(root: Path, key: str) -> Iterator[bool]:
+    """The store's build lock of `key` (`artifacts._Cache.locked`), taken without waiting:
+    yields whether it was free (and is now held)."""
+    (root / ".locks").mkdir(parents=True, exist_ok=True)
+    fd = os.open(root / ".locks" / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        yield _try_lock(fd, fcntl.LOCK_EX)
     finally:
-        os.close(build)
+        os.close(fd)
+
+
+def _sweep_leftovers(root: Path, now_s: float) -> None:
+    """Remove what crashed builders left (a scratch directory `.tmp-<key>-*` or an entry
+    directory without its marker, when nobody holds the key's build lock; a download file
+    untouched for `STALE_DOWNLOAD_S`): no reader can use them, yet they take disk."""
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return
+    for name in names:
+        path = root / name
+        if name.startswith(".download-"):
+            with contextlib.suppress(FileNotFoundError):
+                if now_s - path.stat().st_mtime > STALE_DOWNLOAD_S:
+                    path.unlink()
+            continue
+        scratch = name.startswith(".tmp-")
+        key = name.split("-")[1] if scratch else name
+        if not _KEY.fullmatch(key) or not path.is_dir():
+            continue
+        if not scratch and (root / f"{key}{_MARKER}").exists():
+            continue  # a complete entry
+        with _build_lock(root, key) as free:
+            # Checked again under the lock: a builder may have completed the entry meanwhile.
+            if free and (scratch or not (root / f"{key}{_MARKER}").exists()):
+                shutil.rmtree(path, ignore_errors=True)
+                log.info("artifact cache %s: removed %s, left by a crashed build", root, name)
 
 
 def _drop_refs(root: Path, evicted: set[str]) -> None:
