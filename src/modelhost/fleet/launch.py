@@ -195,9 +195,10 @@ def _node_artifact(
 
 def node_store_config(settings: Settings) -> dict[str, Any]:
     """The artifact store's configuration a node fetches with: the gateway's S3 endpoint,
-    region and unpack limits, the node cache's directory and budget, and the `s3_access_key_id`/
-    `s3_secret_access_key` settings when set (else the node's own credentials: its
-    environment, profile or instance role). Plain values: it travels to the node."""
+    region and unpack limits, the node cache's directory and budget, and the
+    `s3_access_key_id`/`s3_secret_access_key` settings when set (else the node's own
+    credentials: its environment, profile or instance role). Plain values: it travels to
+    the node."""
     keys = (settings.s3_access_key_id, settings.s3_secret_access_key)
     return {
         "cache_dir": settings.ray_node_cache_dir,
