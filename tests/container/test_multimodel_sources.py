@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from modelhost.container.loading import directory_bytes
-from modelhost.store.cache_bound import bound, mark_bounded, scan
+from modelhost.store.cache_bound import bound, scan
 from modelhost.testing.churn import csv_body
 from modelhost.testing.s3 import (
     TEST_ACCESS_KEY_ID,
@@ -168,8 +168,7 @@ def test_in_a_bounded_cache_loaded_models_are_leased(tmp_path: Path, models: Sta
     entry of each model it has loaded, so the node evicts only unloaded ones, and none
     of a killed instance's."""
     cache = tmp_path / "cache"
-    mark_bounded(cache)
-    with _start(tmp_path) as inst:
+    with _start(tmp_path, MH_INSTANCE_ARTIFACT_CACHE_BYTES=str(10**12)) as inst:
         for state in ("WA", "AK"):
             assert _load(inst, state, f"file://{models.prefix}/{state}.tar.gz")[0] == 200
         assert len([e for e in scan(cache) if e.in_use]) == 2
@@ -185,3 +184,20 @@ def test_in_a_bounded_cache_loaded_models_are_leased(tmp_path: Path, models: Sta
         inst.process.kill()
         inst.process.wait(timeout=60)
         assert len(bound(cache, 0).evicted) == 2
+
+
+def test_a_fetch_into_a_bounded_cache_evicts_unloaded_models(
+    tmp_path: Path, models: StateModels
+) -> None:
+    cache = tmp_path / "cache"
+    with _start(tmp_path, MH_INSTANCE_ARTIFACT_CACHE_BYTES="1") as inst:
+        for state in ("WA", "AK"):
+            assert _load(inst, state, f"file://{models.prefix}/{state}.tar.gz")[0] == 200
+        assert len(scan(cache)) == 2  # over budget, but both models are loaded
+        assert inst.request("DELETE", "/models/WA")[0] == 200
+        status, doc = _load(inst, "NJ", f"file://{models.prefix}/NJ.tar.gz")
+        assert status == 200, doc
+        # NJ's fetch evicted WA's files (unloaded), never AK's (loaded) or its own.
+        assert [e.in_use for e in scan(cache)] == [True, True]
+        _scores(inst, "AK", models.rows["AK"])
+        _scores(inst, "NJ", models.rows["NJ"])

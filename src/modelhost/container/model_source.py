@@ -7,14 +7,16 @@ ModelDataUrl prefix and the TargetModel name it (`s3://bucket/prefix/CA.tar.gz`,
 place; anything else goes through the artifact store (`store.artifacts`: safe
 extraction, unpack limits, a content-addressed cache in `artifact_cache_dir`, shared by
 every instance and kept across restarts, so a reload after an eviction never downloads
-again). In a bounded cache (a Ray node's, `store/cache_bound.py`) each loaded model's
-entry is leased until the model is unloaded (`release`), so the node never evicts it
-under the model. With `allowed_data_prefixes` set, a location must lie under one of them
+again). In a bounded cache (`artifact_cache_bytes`: a Ray node's, `store/cache_bound.py`)
+each loaded model's entry is leased until the model is unloaded (`release`), so nobody
+evicts it under the model, and a fetch that adds an entry evicts idle ones beyond the
+budget. With `allowed_data_prefixes` set, a location must lie under one of them
 or in the instance's own artifact cache.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from pathlib import Path
@@ -26,6 +28,8 @@ from modelhost.container.config import InstanceConfig
 if TYPE_CHECKING:
     from modelhost.store.artifacts import ArtifactStore
     from modelhost.store.cache_bound import Lease
+
+log = logging.getLogger("modelhost.artifacts")
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 LEASE_ATTEMPTS = 3
@@ -76,6 +80,8 @@ class ModelSource:
             path, worked = self._fetch(name, url)
             fetched = fetched or worked
             if self._leased(name, path):
+                if worked and self.config.artifact_cache_bytes:
+                    self._bound()
                 return path, fetched
             self._fetched.pop(url, None)  # evicted between the fetch and the lease
         raise LoadRefused(
@@ -92,13 +98,11 @@ class ModelSource:
 
     def _leased(self, name: str, path: Path) -> bool:
         """Whether `path` may be used: leased for `name` (in a bounded cache) or no entry."""
-        if path.parent != self.cache_dir:
-            return True  # a directory loaded in place
+        if not self.config.artifact_cache_bytes or path.parent != self.cache_dir:
+            return True  # an unbounded cache, or a directory loaded in place
         from modelhost.store import cache_bound  # as the store: only when something is fetched
 
-        if not cache_bound.is_bounded(self.cache_dir) or not cache_bound.is_entry(
-            self.cache_dir, path
-        ):
+        if not cache_bound.is_entry(self.cache_dir, path):
             return True
         held = self._leases.get(name)
         if held is not None and held.entry == path:
@@ -109,6 +113,16 @@ class ModelSource:
         self.release(name)
         self._leases[name] = fresh
         return True
+
+    def _bound(self) -> None:
+        """A model was added to a bounded cache: evict idle entries beyond its budget (the
+        new one is leased already). A failed eviction never fails the load."""
+        from modelhost.store import cache_bound
+
+        try:
+            cache_bound.bound(self.cache_dir, self.config.artifact_cache_bytes)
+        except OSError as exc:
+            log.warning("artifact cache %s: eviction failed: %s", self.cache_dir, exc)
 
     def _fetch(self, name: str, url: str) -> tuple[Path, bool]:
         hit = self._fetched.get(url)

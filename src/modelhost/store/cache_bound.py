@@ -4,18 +4,19 @@ The artifact store's cache (`store/artifacts.py`) keeps each entry as `<root>/<k
 `<root>/<key>.complete` marker, built under `<root>/.locks/<key>.lock`. This module adds,
 beside that layout, without changing it:
 
-- **Leases.** In a bounded cache (`mark_bounded`: it has a `.leases` directory), a
-  process that uses an entry holds `<root>/.leases/<key>` locked shared
-  (`flock(LOCK_SH)`); the lock lives in the open file description, so it is released when
-  the last process holding the descriptor exits, however it exits (kill -9 included), and
-  can be handed to a child process (`pass_fds`). Taking a lease touches the file: its mtime
-  is the entry's last use.
+- **Leases.** In a bounded cache, a process that uses an entry holds `.leases/<key>`
+  locked shared (`flock(LOCK_SH)`); the lock lives in the open file description, so it
+  is released when the last process holding the descriptor exits, however it exits
+  (kill -9 included), and can be handed to a child process (`pass_fds`). Taking a lease
+  touches the file: its mtime is the entry's last use.
 - **Eviction** (`bound`), run by whoever adds an entry, under `<root>/.locks/evict.lock`:
   entries are sized (once: they never change, the size is kept in `<root>/.sizes/<key>`),
   and while the cache is over its budget the least recently used entry that nobody leases
   is removed. Removing takes the entry's build lock and its lease exclusively, without
   waiting: a busy entry is skipped, never waited for. The marker goes first, so a reader
   either sees a complete entry or none.
+- **Leftovers** of crashed builders (scratch directories, entries without their marker,
+  stale download files) are swept by the same pass.
 
 A lease is checked after it is taken (the marker must still be there): a process that looked
 an entry up just before it was evicted gets `None` and fetches again. Lease files are never
@@ -137,17 +138,6 @@ def lease(root: Path, entry: Path) -> Lease | None:
             os.close(fd)
         raise
     return Lease(fd, entry)
-
-
-def mark_bounded(root: Path) -> None:
-    """Say that the cache at `root` is bounded, so that every process using its entries
-    leases them (a multi-model instance checks `is_bounded` before it leases)."""
-    (root / ".leases").mkdir(parents=True, exist_ok=True)
-
-
-def is_bounded(root: Path) -> bool:
-    """Whether the cache at `root` is bounded (`mark_bounded`): use its entries leased."""
-    return (root / ".leases").is_dir()
 
 
 def is_entry(root: Path, path: Path) -> bool:

@@ -33,13 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.instance import LaunchSpec
-from modelhost.store.cache_bound import Lease, bound, is_entry, lease, mark_bounded
+from modelhost.store.cache_bound import Lease, bound, is_entry, lease
 
 log = logging.getLogger("modelhost.artifacts")
 
 CACHE_NAME = "modelhost-artifacts"
 # The instance variable a multi-model instance caches the models it loads under.
 INSTANCE_CACHE_ENV = "MH_INSTANCE_ARTIFACT_CACHE_DIR"
+INSTANCE_CACHE_BYTES_ENV = "MH_INSTANCE_ARTIFACT_CACHE_BYTES"
 _LEASE_ATTEMPTS = 3
 
 
@@ -87,8 +88,13 @@ def node_model(
         return NodeModel(shared_dir, {"SM_MODEL_DIR": str(shared_dir)})
     store = artifact["store"]
     cache = node_cache_dir(store, node)
-    # A multi-model instance fetches the models it loads itself: into this node's cache.
-    extra = {INSTANCE_CACHE_ENV: str(cache)} if INSTANCE_CACHE_ENV in env else {}
+    # A multi-model instance fetches the models it loads itself: into this node's cache,
+    # bounded by the same budget.
+    extra = {}
+    if INSTANCE_CACHE_ENV in env:
+        extra[INSTANCE_CACHE_ENV] = str(cache)
+        if store.get("cache_bytes"):
+            extra[INSTANCE_CACHE_BYTES_ENV] = str(int(store["cache_bytes"]))
     url, source = artifact.get("model_data_url"), artifact.get("model_data_source")
     if not url and not source:
         empty = cache / "empty-model"
@@ -117,7 +123,6 @@ def _bound(store: Mapping[str, Any], cache: Path) -> str:
     if budget is None:
         return ""
     try:
-        mark_bounded(cache)  # the multi-model instances of the node lease what they load
         line = bound(cache, int(budget)).line(cache)
     except OSError as exc:  # the model is there: a failed eviction must not fail the start
         line = f"artifact cache {cache}: eviction failed: {exc}"
