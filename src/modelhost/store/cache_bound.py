@@ -150,7 +150,10 @@ def bound(root: Path, budget_bytes: int) -> Eviction:
     module docstring). Logs what it evicted at INFO."""
     with _exclusive(root / ".locks" / "evict.lock"):
         _sweep_leftovers(root, time.time())
-        entries = scan(root)
+        # Leases are probed only when something must go: the usual start fits.
+        entries = scan(root, leases=False)
+        if sum(e.size_bytes for e in entries) > budget_bytes:
+            entries = scan(root)
         sizes = {e.key: e.size_bytes for e in entries}
         evicted = tuple(key for key in choose_evictions(entries, budget_bytes) if _evict(root, key))
         freed = sum(sizes[k] for k in evicted)
@@ -164,8 +167,9 @@ def bound(root: Path, budget_bytes: int) -> Eviction:
     return result
 
 
-def scan(root: Path) -> list[CacheEntry]:
-    """The complete entries of the cache at `root`, sized, with last use and in-use state."""
+def scan(root: Path, leases: bool = True) -> list[CacheEntry]:
+    """The complete entries of the cache at `root`, sized, with last use and in-use state
+    (`leases=False`: sizes only, every entry idle and last used when it was built)."""
     entries = []
     try:
         names = os.listdir(root)
@@ -183,7 +187,7 @@ def scan(root: Path) -> list[CacheEntry]:
             size = _size(root, key)
         except FileNotFoundError:  # evicted or rebuilt meanwhile by a process of its own
             continue
-        used_s, in_use = _lease_state(root, key)
+        used_s, in_use = _lease_state(root, key) if leases else (0.0, False)
         entries.append(CacheEntry(key, size, used_s or marked_s, in_use))
     return entries
 
