@@ -71,9 +71,14 @@ class Settings(BaseSettings):
     )
     ray_node_cache_dir: str | None = Field(
         default=None,
-        description="Fleet 'ray': where each node fetches and unpacks artifacts (a path on "
-        "the node; a subdirectory per node address, shared by the node's instances); unset: "
-        "modelhost-artifacts in the node's temp directory.",
+        description="Fleet 'ray': where each node caches artifacts (a path on the node, a "
+        "subdirectory per node address); unset: modelhost-artifacts in its temp directory.",
+    )
+    ray_node_cache_bytes: int = Field(
+        default=20 * 2**30,
+        gt=0,
+        description="Fleet 'ray': bytes of artifacts a node's cache keeps; adding one evicts "
+        "the least recently used entries no instance on the node uses.",
     )
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")
@@ -339,8 +344,7 @@ class Settings(BaseSettings):
     )
     async_request_ttl_s: float = Field(
         default=21600.0,
-        description="RequestTTLSeconds of an async request that does not give one (SageMaker: "
-        "6 h).",
+        description="RequestTTLSeconds of an async request that gives none (SageMaker: 6 h).",
     )
     async_default_concurrency: int = Field(
         default=4,

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from modelhost.container.loading import directory_bytes
+from modelhost.store.cache_bound import bound, scan
 from modelhost.testing.churn import csv_body
 from modelhost.testing.s3 import (
     TEST_ACCESS_KEY_ID,
@@ -160,3 +161,43 @@ def test_bad_locations(tmp_path: Path, models: StateModels) -> None:
         assert status == 403
         # Inside the allowed prefixes: loads.
         assert _load(inst, "CA", f"file://{models.prefix}/CA.tar.gz")[0] == 200
+
+
+def test_in_a_bounded_cache_loaded_models_are_leased(tmp_path: Path, models: StateModels) -> None:
+    """A Ray node's cache is bounded (`store/cache_bound.py`): the instance leases the
+    entry of each model it has loaded, so the node evicts only unloaded ones, and none
+    of a killed instance's."""
+    cache = tmp_path / "cache"
+    with _start(tmp_path, MH_INSTANCE_ARTIFACT_CACHE_BYTES=str(10**12)) as inst:
+        for state in ("WA", "AK"):
+            assert _load(inst, state, f"file://{models.prefix}/{state}.tar.gz")[0] == 200
+        assert len([e for e in scan(cache) if e.in_use]) == 2
+        assert bound(cache, 0).evicted == ()
+        assert inst.request("DELETE", "/models/AK")[0] == 200
+        (gone,) = bound(cache, 0).evicted
+        assert [e.in_use for e in scan(cache)] == [True]
+        # Loaded again: fetched anew from its location, then served.
+        status, doc = _load(inst, "AK", f"file://{models.prefix}/AK.tar.gz")
+        assert status == 200 and doc["downloadingTimeUs"] >= 0, doc
+        _scores(inst, "AK", models.rows["AK"])
+        assert (cache / gone).is_dir()
+        inst.process.kill()
+        inst.process.wait(timeout=60)
+        assert len(bound(cache, 0).evicted) == 2
+
+
+def test_a_fetch_into_a_bounded_cache_evicts_unloaded_models(
+    tmp_path: Path, models: StateModels
+) -> None:
+    cache = tmp_path / "cache"
+    with _start(tmp_path, MH_INSTANCE_ARTIFACT_CACHE_BYTES="1") as inst:
+        for state in ("WA", "AK"):
+            assert _load(inst, state, f"file://{models.prefix}/{state}.tar.gz")[0] == 200
+        assert len(scan(cache)) == 2  # over budget, but both models are loaded
+        assert inst.request("DELETE", "/models/WA")[0] == 200
+        status, doc = _load(inst, "NJ", f"file://{models.prefix}/NJ.tar.gz")
+        assert status == 200, doc
+        # NJ's fetch evicted WA's files (unloaded), never AK's (loaded) or its own.
+        assert [e.in_use for e in scan(cache)] == [True, True]
+        _scores(inst, "AK", models.rows["AK"])
+        _scores(inst, "NJ", models.rows["NJ"])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from modelhost.errors import ArtifactError
-from modelhost.fleet.launch import build_launch_spec
+from modelhost.fleet.launch import LaunchError, build_launch_spec
 from modelhost.fleet.ray.artifacts import launch_artifact, node_cache_dir, node_model
 from modelhost.settings import Settings
 from modelhost.testing.s3 import TEST_ACCESS_KEY_ID, local_s3_server, s3_client
@@ -152,23 +152,36 @@ def test_without_an_artifact_section_the_shared_path_is_used(tmp_path: Path) -> 
         node_model(None, tmp_path / "missing", {}, "n")
 
 
-def test_a_command_server_still_gets_the_gateways_copy(tmp_path: Path) -> None:
-    """Its program may ship inside the artifact and is resolved against it at launch."""
-    model = tmp_path / "model"
-    model.mkdir()
-    server = model / "serve.sh"
-    server.write_text("#!/bin/sh\n")
-    server.chmod(0o755)
+def test_a_command_server_leaves_its_artifact_to_the_node(tmp_path: Path) -> None:
+    """Its program may ship inside the artifact: the gateway neither fetches nor checks it,
+    and puts its placeholder model directory in the argv for the node to replace."""
     spec = build_launch_spec(
         settings=Settings(home=tmp_path / "gateway"),
         endpoint_name="e",
         variant_name="v",
         model_name="m",
         model_spec={
-            "PrimaryContainer": {"Image": "command:./serve.sh", "ModelDataUrl": str(model)}
+            "PrimaryContainer": {"Image": "command:./serve.sh --fast", "ModelDataUrl": "s3://b/m"}
         },
-        fetch=lambda url: Path(url),
+        fetch=_no_fetch,
         fetch_source=_no_fetch,
         node_fetch=True,
     )
-    assert spec.node_artifact is None and spec.model_dir == model
+    assert spec.node_artifact is not None and spec.node_artifact.location == "s3://b/m"
+    assert spec.argv[-3:] == [str(spec.model_dir / "serve.sh"), "--fast", "serve"]
+
+
+def test_a_command_server_without_an_artifact_is_still_checked_by_the_gateway(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(LaunchError, match="does not exist"):
+        build_launch_spec(
+            settings=Settings(home=tmp_path / "gateway"),
+            endpoint_name="e",
+            variant_name="v",
+            model_name="m",
+            model_spec={"PrimaryContainer": {"Image": "command:./serve.sh"}},
+            fetch=_no_fetch,
+            fetch_source=_no_fetch,
+            node_fetch=True,
+        )

@@ -47,6 +47,7 @@ these from its settings of the same names; a local directory is loaded in place)
 | variable | default | meaning |
 |---|---|---|
 | `MH_INSTANCE_ARTIFACT_CACHE_DIR` | `~/.modelhost/artifacts` | unpacked artifacts (shared) |
+| `MH_INSTANCE_ARTIFACT_CACHE_BYTES` | 0 (unbounded) | budget of a bounded cache (a Ray node's) |
 | `MH_INSTANCE_S3_ENDPOINT_URL` | unset (AWS) | endpoint of an S3-compatible store |
 | `MH_INSTANCE_S3_REGION` | unset (boto3's lookup) | region of the S3 client |
 | `MH_INSTANCE_ALLOWED_DATA_PREFIXES` | unset (any) | JSON list (or commas) of allowed locations |
@@ -108,6 +109,7 @@ class InstanceConfig:
     gpu: bool = False  # CUDA_VISIBLE_DEVICES names a device
     # --- artifact store of a multi-model instance (read by `_artifact_fields`) ---------
     artifact_cache_dir: Path | None = None  # None: ~/.modelhost/artifacts
+    artifact_cache_bytes: int = 0  # >0: a bounded cache (store/cache_bound.py)
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     allowed_data_prefixes: tuple[str, ...] = ()  # empty: any location
@@ -214,6 +216,7 @@ def _cpus(env: Mapping[str, str]) -> tuple[int, ...]:
 # The variables `_artifact_fields` reads (the BYOC host agent reads only these).
 ARTIFACT_VARIABLES = (
     "MH_INSTANCE_ARTIFACT_CACHE_DIR",
+    "MH_INSTANCE_ARTIFACT_CACHE_BYTES",
     "MH_INSTANCE_S3_ENDPOINT_URL",
     "MH_INSTANCE_S3_REGION",
     "MH_INSTANCE_ALLOWED_DATA_PREFIXES",
@@ -231,6 +234,7 @@ def _artifact_fields(env: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"MH_INSTANCE_ARTIFACT_MAX_RATIO={ratio:g} is below 1")
     return {
         "artifact_cache_dir": Path(cache).expanduser() if cache else None,
+        "artifact_cache_bytes": _int(env, "MH_INSTANCE_ARTIFACT_CACHE_BYTES", 0, low=0, high=2**62),
         "s3_endpoint_url": env.get("MH_INSTANCE_S3_ENDPOINT_URL", "").strip() or None,
         "s3_region": env.get("MH_INSTANCE_S3_REGION", "").strip() or None,
         "allowed_data_prefixes": _prefixes(env, "MH_INSTANCE_ALLOWED_DATA_PREFIXES"),

@@ -99,6 +99,7 @@ class HostAgent:
         parts = _path_parts(scope)
         if method == "DELETE" and len(parts) == 3 and parts[1] == "models" and status in (200, 404):
             self._order.pop(parts[2], None)
+            self.source.release(parts[2])
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out})
 
@@ -120,6 +121,7 @@ class HostAgent:
         try:
             return await self._load_local(name, url, request, downloading_us)
         except aiohttp.ClientError as exc:
+            self.source.release(name)
             message = f"Model {name}: the model server is not answering: {exc}"
             return 503, {"code": 503, "message": message}
 
@@ -141,6 +143,8 @@ class HostAgent:
             fresh = time.monotonic() + FRESH_S if status == 200 else 0.0
             self._order[name] = max(fresh, self._order.pop(name, 0.0))
         if status != 200:
+            if status != 409:  # not loaded (409: it was already): its entry may go
+                self.source.release(name)
             return status, answer or {"code": status, "message": out.decode("utf-8", "replace")}
         log.info("model %s loaded by the model server (%.1f ms)", name, loading_us / 1000)
         extra = {} if downloading_us is None else {"downloadingTimeUs": downloading_us}
@@ -164,6 +168,7 @@ class HostAgent:
         if status not in (200, 404):
             return False
         self._order.pop(name, None)
+        self.source.release(name)
         if status == 200:
             unloading_us = (time.perf_counter() - started) * 1e6
             evicted.append({"modelName": name, "unloadingTimeUs": unloading_us})

@@ -7,13 +7,17 @@ ModelDataUrl prefix and the TargetModel name it (`s3://bucket/prefix/CA.tar.gz`,
 place; anything else goes through the artifact store (`store.artifacts`: safe
 extraction, unpack limits, a content-addressed cache in `artifact_cache_dir`, shared by
 every instance and kept across restarts, so a reload after an eviction never downloads
-again). With `allowed_data_prefixes` set, a location must lie under one of them or in
-the instance's own artifact cache.
+again). In a bounded cache (`artifact_cache_bytes`: a Ray node's, `store/cache_bound.py`)
+each loaded model's entry is leased until the model is unloaded (`release`), so nobody
+evicts it under the model, and a fetch that adds an entry evicts idle ones beyond the
+budget. With `allowed_data_prefixes` set, a location must lie under one of them
+or in the instance's own artifact cache.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from dataclasses import dataclass
@@ -25,9 +29,13 @@ from modelhost.container.config import InstanceConfig
 
 if TYPE_CHECKING:
     from modelhost.store.artifacts import ArtifactStore
+    from modelhost.store.cache_bound import Lease
+
+log = logging.getLogger("modelhost.artifacts")
 
 LOAD_BODY_RULE = 'The body must be JSON {"model_name": "<name>", "url": "<location>"}'
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+LEASE_ATTEMPTS = 3
 
 
 class LoadRefused(Exception):
@@ -86,13 +94,67 @@ class ModelSource:
         # Location → its unpacked directory: artifacts are immutable per name (as in
         # SageMaker), so a reload after an eviction neither downloads nor re-hashes.
         self._fetched: dict[str, Path] = {}
+        # Model name → its lease on a bounded cache's entry (a Ray node's cache), held while
+        # the model is loaded so that the node never evicts it under the model.
+        self._leases: dict[str, Lease] = {}
 
     def local_dir(self, name: str, url: str) -> Path:
         """The unpacked model `name` of location `url`; raises `LoadRefused`."""
         return self.fetch(name, url)[0]
 
     def fetch(self, name: str, url: str) -> tuple[Path, bool]:
-        """(`local_dir`, whether it was downloaded or unpacked now rather than found)."""
+        """(`local_dir`, whether it was downloaded or unpacked now rather than found). In a
+        bounded cache the model's entry stays leased until `release(name)`."""
+        fetched = False
+        for _ in range(LEASE_ATTEMPTS):
+            path, worked = self._fetch(name, url)
+            fetched = fetched or worked
+            if self._leased(name, path):
+                if worked and self.config.artifact_cache_bytes:
+                    self._bound()
+                return path, fetched
+            self._fetched.pop(url, None)  # evicted between the fetch and the lease
+        raise LoadRefused(
+            507,
+            f"Model {name}: the node's artifact cache evicted {url} while it was fetched; "
+            "raise ray_node_cache_bytes",
+        )
+
+    def release(self, name: str) -> None:
+        """The model is unloaded: its cache entry may be evicted again."""
+        held = self._leases.pop(name, None)
+        if held is not None:
+            held.close()
+
+    def _leased(self, name: str, path: Path) -> bool:
+        """Whether `path` may be used: leased for `name` (in a bounded cache) or no entry."""
+        if not self.config.artifact_cache_bytes or path.parent != self.cache_dir:
+            return True  # an unbounded cache, or a directory loaded in place
+        from modelhost.store import cache_bound  # as the store: only when something is fetched
+
+        if not cache_bound.is_entry(self.cache_dir, path):
+            return True
+        held = self._leases.get(name)
+        if held is not None and held.entry == path:
+            return True
+        fresh = cache_bound.lease(self.cache_dir, path)
+        if fresh is None:
+            return False
+        self.release(name)
+        self._leases[name] = fresh
+        return True
+
+    def _bound(self) -> None:
+        """A model was added to a bounded cache: evict idle entries beyond its budget (the
+        new one is leased already). A failed eviction never fails the load."""
+        from modelhost.store import cache_bound
+
+        try:
+            cache_bound.bound(self.cache_dir, self.config.artifact_cache_bytes)
+        except OSError as exc:
+            log.warning("artifact cache %s: eviction failed: %s", self.cache_dir, exc)
+
+    def _fetch(self, name: str, url: str) -> tuple[Path, bool]:
         hit = self._fetched.get(url)
         if hit is not None and hit.is_dir():
             return hit, False

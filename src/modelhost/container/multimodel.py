@@ -224,7 +224,11 @@ class MultiModelHost:
         # Not in the worker thread: a download must not hold up other models' predictions.
         path, size, fetched = await asyncio.to_thread(self._fetch, name, url)
         downloading_us = (time.perf_counter() - started) * 1e6
-        evicted = await self._make_room(name, size)
+        try:
+            evicted = await self._make_room(name, size)
+        except BaseException:
+            self.source.release(name)  # not loaded: its node cache entry may go
+            raise
         self.cache.reserve(name, size)
         started = time.perf_counter()
         try:
@@ -233,6 +237,7 @@ class MultiModelHost:
             )
         except Exception as exc:
             self.cache.remove(name)
+            self.source.release(name)
             await self._notify()
             log.error("model %s failed to load: %s", name, load_failure_reason(exc))
             raise LoadRefused(400, load_failure_reason(exc)) from exc
@@ -293,6 +298,7 @@ class MultiModelHost:
         started = time.perf_counter()
         model = self.models.pop(name)
         self.cache.remove(name)
+        self.source.release(name)
         if model.served.batcher is not None:
             model.served.batcher.close()  # nothing is queued: it had no request in flight
         try:

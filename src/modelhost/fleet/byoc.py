@@ -32,11 +32,17 @@ class ByocError(Exception):
     """The image cannot be run here; the message is an actionable FailureReason."""
 
 
-def supervisor_argv(image: str, model_dir: Path, env_keys: list[str]) -> list[str]:
-    """The instance argv for a user's server or container image."""
+def supervisor_argv(
+    image: str, model_dir: Path, env_keys: list[str], *, model_on_node: bool = False
+) -> list[str]:
+    """The instance argv for a user's server or container image. With `model_on_node`
+    (fleet 'ray' with an artifact) `model_dir` is a placeholder the node replaces with its
+    own copy (`fleet/ray/artifacts.node_argv`), so a program shipped in the artifact is
+    checked there, not here."""
     base = [sys.executable, "-m", "modelhost.container.supervise"]
     if image.startswith(COMMAND_PREFIX):
-        return [*base, "--", *_command(image[len(COMMAND_PREFIX) :], model_dir), "serve"]
+        words = _command(image[len(COMMAND_PREFIX) :], model_dir, check=not model_on_node)
+        return [*base, "--", *words, "serve"]
     if image.startswith(("/", "file://")):
         path = Path(image.removeprefix("file://"))
         _check_executable(path, image)
@@ -51,7 +57,7 @@ def supervisor_argv(image: str, model_dir: Path, env_keys: list[str]) -> list[st
     return argv
 
 
-def _command(line: str, model_dir: Path) -> list[str]:
+def _command(line: str, model_dir: Path, check: bool = True) -> list[str]:
     try:
         words = shlex.split(line)
     except ValueError as exc:
@@ -65,8 +71,10 @@ def _command(line: str, model_dir: Path) -> list[str]:
         )
     program = words[0]
     if "/" in program:
-        path = Path(program) if Path(program).is_absolute() else model_dir / program
-        _check_executable(path, f"{COMMAND_PREFIX}{line}")
+        relative = not Path(program).is_absolute()
+        path = model_dir / program if relative else Path(program)
+        if check or not relative:
+            _check_executable(path, f"{COMMAND_PREFIX}{line}")
         words[0] = str(path)
     elif shutil.which(program) is None:
         raise ByocError(

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelhost.fleet.byoc import COMMAND_PREFIX, ByocError, supervisor_argv
+from modelhost.fleet.byoc import ByocError, supervisor_argv
 from modelhost.fleet.images import builtin_runtime_for_image
 from modelhost.fleet.instance import LaunchSpec, NodeArtifact
 from modelhost.fleet.multimodel import MULTI_MODEL, check_prefix, multi_model_env
@@ -124,11 +124,7 @@ def build_launch_spec(
         raise LaunchError(f"Model {model_name}: {problem}")
     image = container.get("Image")
     runtime = builtin_runtime_for_image(image)
-    node_artifact = None
-    # A `command:` server's program may ship in its artifact and is checked against it
-    # here, so its artifact is still fetched here (the nodes must share the path).
-    if node_fetch and not str(image or "").startswith(COMMAND_PREFIX):
-        node_artifact = _node_artifact(settings, container, prefix)
+    node_artifact = _node_artifact(settings, container, prefix) if node_fetch else None
     model_dir = (
         _empty_model_dir(settings)
         if node_artifact is not None
@@ -150,7 +146,10 @@ def build_launch_spec(
     if runtime is None:
         assert image is not None  # no image means "auto", a built-in
         try:
-            argv = supervisor_argv(image, model_dir, sorted(env))
+            # A `command:` server's program may ship in its artifact: with the artifact
+            # fetched on the node, the node resolves and checks it (fleet/ray/artifacts.py).
+            on_node = node_artifact is not None and node_artifact.location is not None
+            argv = supervisor_argv(image, model_dir, sorted(env), model_on_node=on_node)
         except ByocError as exc:
             raise LaunchError(f"Model {model_name}: {exc}") from exc
         return LaunchSpec(argv=argv, builtin=False, **common)
@@ -196,12 +195,14 @@ def _node_artifact(
 
 def node_store_config(settings: Settings) -> dict[str, Any]:
     """The artifact store's configuration a node fetches with: the gateway's S3 endpoint,
-    region and unpack limits, the node cache's directory, and the `s3_access_key_id`/
-    `s3_secret_access_key` settings when set (else the node's own credentials: its
-    environment, profile or instance role). Plain values: it travels to the node."""
+    region and unpack limits, the node cache's directory and budget, and the
+    `s3_access_key_id`/`s3_secret_access_key` settings when set (else the node's own
+    credentials: its environment, profile or instance role). Plain values: it travels to
+    the node."""
     keys = (settings.s3_access_key_id, settings.s3_secret_access_key)
     return {
         "cache_dir": settings.ray_node_cache_dir,
+        "cache_bytes": settings.ray_node_cache_bytes,
         "s3_endpoint_url": settings.s3_endpoint_url,
         "s3_region": settings.s3_region or settings.region,
         "s3_credentials": list(keys) if all(keys) else None,

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.environment import inherited_environment
-from modelhost.fleet.ray.artifacts import node_model
+from modelhost.fleet.ray.artifacts import NodeModel, node_argv, node_model
+
+SUPERVISOR = "modelhost.container.supervise"
 
 
 class InstanceActor:
@@ -44,14 +46,18 @@ class InstanceActor:
         import ray
 
         host = ray.util.get_node_ip_address()
+        placeholder = Path(launch["model_dir"])
         try:
             # Fetched by this node from the artifact store (fleet/ray/artifacts.py).
-            model = node_model(
-                launch.get("artifact"), Path(launch["model_dir"]), launch["env"], host
-            )
+            model = node_model(launch.get("artifact"), placeholder, launch["env"], host)
         except Exception as exc:  # ArtifactError, OSError: the reason, not a Ray traceback
             return {"error": f"node {host} could not get the model: {exc}"}
-        model_dir = model.model_dir
+        try:
+            argv = node_argv(list(launch["argv"]), placeholder, model.model_dir)
+        except OSError as exc:
+            if model.lease is not None:
+                model.lease.close()
+            return {"error": f"node {host} cannot start the server: {exc}"}
         port = _free_port(host)
         # The node's own environment (its Python, its PATH), never the gateway's.
         env = inherited_environment(os.environ)
@@ -64,25 +70,12 @@ class InstanceActor:
                 "MH_INSTANCE_PARENT_PID": str(os.getpid()),
             }
         )
-        argv = list(launch["argv"])
-        if launch["builtin"]:
-            # `python -m modelhost.container` with this node's interpreter.
+        if launch["builtin"] or argv[1:3] == ["-m", SUPERVISOR]:
+            # `python -m modelhost.container` (or its supervisor of a user's server) with
+            # this node's interpreter.
             argv[0] = sys.executable
         log_path = Path(launch["log_path"])
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as log:
-            if model.note:
-                log.write(model.note.encode() + b"\n")
-                log.flush()
-            self._proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=str(model_dir),
-                start_new_session=True,
-            )
+        self._proc = spawn_instance(argv, env, model, log_path)
         self._info = {
             "host": host,
             "port": port,
@@ -125,6 +118,36 @@ class InstanceActor:
                 proc.wait()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def spawn_instance(
+    argv: list[str], env: dict[str, str], model: NodeModel, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Start the instance process in its model directory, its output in `log_path`.
+
+    The process holds the lease on its node cache entry (an inherited descriptor): the
+    entry is not evicted while it, or a child of it, lives, and is free again once it is
+    gone, kill -9 included. The actor keeps no copy."""
+    held = model.lease
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            if model.note:
+                log.write(model.note.encode() + b"\n")
+                log.flush()
+            return subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(model.model_dir),
+                start_new_session=True,
+                pass_fds=(held.fd,) if held is not None else (),
+            )
+    finally:
+        if held is not None:
+            held.close()
 
 
 def _free_port(host: str) -> int:

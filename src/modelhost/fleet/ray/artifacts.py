@@ -11,12 +11,20 @@ of one node share one download and one unpack, also when they start at the same 
 
 The cache lives under `<ray_node_cache_dir>/<node address>/`: a subdirectory per node, so
 nodes that share a filesystem (or one machine, as the local cluster's raylets do) still
-keep their own copies. A launch without an artifact section (a `command:` server) uses
-the gateway's directory as before, which the node must then see at the same path.
+keep their own copies. It is bounded (`ray_node_cache_bytes`, `store/cache_bound.py`):
+the instance process holds a lease on the entry it runs from (`NodeModel.lease`, handed
+to it by the actor), and each start evicts the least recently used entries nobody leases.
+
+A `command:` server's artifact comes the same way; its argv names the program under the
+gateway's placeholder model directory, which `node_argv` points at the node's copy. A
+launch without an artifact section uses the gateway's directory as before, which the node
+must then see at the same path.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import tempfile
 import time
 from collections.abc import Mapping
@@ -25,10 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.instance import LaunchSpec
+from modelhost.store.cache_bound import Lease, bound, is_entry, lease
+
+log = logging.getLogger("modelhost.artifacts")
 
 CACHE_NAME = "modelhost-artifacts"
 # The instance variable a multi-model instance caches the models it loads under.
 INSTANCE_CACHE_ENV = "MH_INSTANCE_ARTIFACT_CACHE_DIR"
+INSTANCE_CACHE_BYTES_ENV = "MH_INSTANCE_ARTIFACT_CACHE_BYTES"
+_LEASE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -39,6 +52,8 @@ class NodeModel:
     model_dir: Path
     env: dict[str, str]
     note: str = ""
+    # Held while the instance uses the entry (the actor hands it to the instance process).
+    lease: Lease | None = None
 
 
 def launch_artifact(spec: LaunchSpec) -> dict[str, Any] | None:
@@ -73,25 +88,85 @@ def node_model(
         return NodeModel(shared_dir, {"SM_MODEL_DIR": str(shared_dir)})
     store = artifact["store"]
     cache = node_cache_dir(store, node)
-    # A multi-model instance fetches the models it loads itself: into this node's cache.
-    extra = {INSTANCE_CACHE_ENV: str(cache)} if INSTANCE_CACHE_ENV in env else {}
+    # A multi-model instance fetches the models it loads itself: into this node's cache,
+    # bounded by the same budget.
+    extra = {}
+    if INSTANCE_CACHE_ENV in env:
+        extra[INSTANCE_CACHE_ENV] = str(cache)
+        if store.get("cache_bytes"):
+            extra[INSTANCE_CACHE_BYTES_ENV] = str(int(store["cache_bytes"]))
     url, source = artifact.get("model_data_url"), artifact.get("model_data_source")
     if not url and not source:
         empty = cache / "empty-model"
         empty.mkdir(parents=True, exist_ok=True)
-        return NodeModel(empty, {"SM_MODEL_DIR": str(empty), **extra})
+        # Its models arrive later, in the instance: the cache is bounded when it starts.
+        note = _bound(store, cache)
+        return NodeModel(empty, {"SM_MODEL_DIR": str(empty), **extra}, note.lstrip("\n"))
     artifacts = _store(store, cache)
     started = time.monotonic()
-    model_dir, worked = artifacts.counted(
-        lambda: artifacts.fetch(url) if url else artifacts.fetch_source(source or {})
-    )
+    model_dir, worked, held = _fetch_leased(artifacts, cache, url, source)
     where = url or (source or {}).get("S3Uri")
     how = "fetched" if worked else "found in the node's cache"
     note = (
         f"modelhost: model {where} {how} on node {node} in "
         f"{time.monotonic() - started:.2f} s: {model_dir}"
     )
-    return NodeModel(model_dir, {"SM_MODEL_DIR": str(model_dir), **extra}, note)
+    # After the lease: the entry this instance is about to use is never evicted.
+    note += _bound(store, cache)
+    return NodeModel(model_dir, {"SM_MODEL_DIR": str(model_dir), **extra}, note, held)
+
+
+def _bound(store: Mapping[str, Any], cache: Path) -> str:
+    """Evict what the node cache's budget (`ray_node_cache_bytes`) needs; a line for the
+    instance log saying so, or empty."""
+    budget = store.get("cache_bytes")
+    if budget is None:
+        return ""
+    try:
+        line = bound(cache, int(budget)).line(cache)
+    except OSError as exc:  # the model is there: a failed eviction must not fail the start
+        line = f"artifact cache {cache}: eviction failed: {exc}"
+        log.warning("%s", line)
+    return f"\nmodelhost: {line}" if line else ""
+
+
+def node_argv(argv: list[str], placeholder: Path, model_dir: Path) -> list[str]:
+    """The instance's argv on this node: a word under the gateway's placeholder model
+    directory (the program of a `command:` server, shipped in its artifact) points into
+    the node's copy instead, and must be an executable file there (else OSError saying so)."""
+    resolved = []
+    for word in argv:
+        path = Path(word)
+        if path.is_absolute() and path != placeholder and path.is_relative_to(placeholder):
+            path = model_dir / path.relative_to(placeholder)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path.name}: not in the model's artifact ({path})")
+            if not os.access(path, os.X_OK):
+                raise PermissionError(f"{path} is not executable (chmod +x it in the artifact)")
+            word = str(path)
+        resolved.append(word)
+    return resolved
+
+
+def _fetch_leased(
+    artifacts: Any, cache: Path, url: str | None, source: Mapping[str, Any] | None
+) -> tuple[Path, bool, Lease | None]:
+    """Fetch the model and lease its cache entry (none for a directory used in place). An
+    entry evicted between the fetch and the lease is fetched again."""
+    worked_any = False
+    for _ in range(_LEASE_ATTEMPTS):
+        model_dir, worked = artifacts.counted(
+            lambda: artifacts.fetch(url) if url else artifacts.fetch_source(source or {})
+        )
+        worked_any = worked_any or worked
+        if not is_entry(cache, model_dir):
+            return model_dir, worked_any, None
+        if (held := lease(cache, model_dir)) is not None:
+            return model_dir, worked_any, held
+    raise OSError(
+        f"the node cache {cache} evicted {model_dir} {_LEASE_ATTEMPTS} times while this "
+        "instance fetched it: raise ray_node_cache_bytes"
+    )
 
 
 def _store(store: Mapping[str, Any], cache: Path) -> Any:
