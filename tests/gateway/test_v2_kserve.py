@@ -130,6 +130,10 @@ def test_infer_fp32_equals_in_process_predict(
         # The model predicts in float32 and writes CSV; the text reads back exactly.
         np.testing.assert_array_equal(got.astype(np.float32), expected)
         assert ("inference-header-content-length" in headers) is binary
+    # With KServe's request parameters: the instance gets NPY instead of CSV.
+    npy = kserve.request(churn_endpoint, X, True, parameters={"content_type": "application/x-npy"})
+    got = kserve.infer(churn_endpoint, npy).outputs[0].as_numpy()
+    np.testing.assert_array_equal(got.astype(np.float32), expected)
     # A request built without numpy and without requested outputs: JSON both ways.
     inp = kserve.kserve.InferInput("input-0", [1, X.shape[1]], "FP32", data=X[0].tolist())
     result = kserve.infer(churn_endpoint, kserve.kserve.InferRequest(churn_endpoint, [inp]))
@@ -179,6 +183,10 @@ def test_bad_requests_give_modelhosts_message(
     wrong_type = ks.InferInput("input-0", list(X.shape), "FLOAT32", data=rows)
     status, message = _error(kserve, churn_endpoint, ks.InferRequest(churn_endpoint, [wrong_type]))
     assert status == 400 and "inputs[0].datatype must be one of" in message
+    # KServe's request parameters are read (MLServer's content_type names the format).
+    odd = kserve.request(churn_endpoint, X, True, parameters={"content_type": "text/plain"})
+    status, message = _error(kserve, churn_endpoint, odd)
+    assert status == 400 and message.startswith("parameters.content_type must be one of")
     # No such endpoint.
     status, message = _error(kserve, "no-such-endpoint", kserve.request("x", X, binary=True))
     assert status == 404 and "no endpoint no-such-endpoint" in message
