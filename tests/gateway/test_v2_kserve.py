@@ -134,6 +134,14 @@ def test_infer_fp32_equals_in_process_predict(
     npy = kserve.request(churn_endpoint, X, True, parameters={"content_type": "application/x-npy"})
     got = kserve.infer(churn_endpoint, npy).outputs[0].as_numpy()
     np.testing.assert_array_equal(got.astype(np.float32), expected)
+    # The client has no version argument; a version (variant) rides in the model name.
+    versioned = f"{churn_endpoint}/versions/AllTraffic"
+    result = kserve.infer(versioned, kserve.request(churn_endpoint, X, False))
+    assert result.model_name == churn_endpoint
+    np.testing.assert_array_equal(result.outputs[0].as_numpy().astype(np.float32), expected)
+    assert kserve.run(kserve.client.is_model_ready(kserve.url, versioned)) is True
+    missing = f"{churn_endpoint}/versions/NoSuchVariant"
+    assert kserve.run(kserve.client.is_model_ready(kserve.url, missing)) is False
     # A request built without numpy and without requested outputs: JSON both ways.
     inp = kserve.kserve.InferInput("input-0", [1, X.shape[1]], "FP32", data=X[0].tolist())
     result = kserve.infer(churn_endpoint, kserve.kserve.InferRequest(churn_endpoint, [inp]))
