@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,31 @@ def signed_headers(
     aws = AWSRequest(method=method, url=url, headers=headers)
     SigV4Auth(Credentials(*credentials), service, region).add_auth(aws)
     return {k: v for k, v in aws.headers.items() if k.lower() != "host"}
+
+
+def httpx_signer(
+    credentials: tuple[str, str], region: str = "us-east-1", service: str = "sagemaker"
+) -> Callable[[Any], Any]:
+    """An httpx `auth=` callable that signs every request with SigV4 as boto3 would, its body
+    included (httpx wraps a plain callable in its `FunctionAuth`). For clients built on
+    httpx that take an `auth`, such as KServe's `InferenceRESTClient`
+    (`RESTConfig(auth=httpx_signer(key))`): unlike `signed_headers`, nothing to redo per
+    call. Takes bodies already in memory (`content=` bytes), as KServe's client sends."""
+    from botocore.auth import SigV4Auth
+    from botocore.credentials import Credentials
+
+    signer = SigV4Auth(Credentials(*credentials), service, region)
+
+    def sign(request: Any) -> Any:
+        from botocore.awsrequest import AWSRequest
+
+        aws = AWSRequest(method=request.method, url=str(request.url), data=request.content)
+        if "content-type" in request.headers:
+            aws.headers["Content-Type"] = request.headers["content-type"]
+        signer.add_auth(aws)
+        for name, value in aws.headers.items():
+            if name.lower() != "host":  # httpx sends the URL's, which was signed
+                request.headers[name] = value
+        return request
+
+    return sign
