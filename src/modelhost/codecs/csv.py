@@ -3,7 +3,7 @@
 Decoding is tuned for the one-row request that dominates real-time traffic. A body of
 plain numbers (digits, signs, points, exponents: checked with one `bytes.translate`) is
 read as a JSON array by the standard library's C scanner, then stacked by numpy: about
-60% of the CPU of one `split` and one `np.array(fields, dtype)` call (which converts
+half the CPU of one `split` and one `np.array(fields, dtype)` call (which converts
 every field through a Python float on its own; ~12 µs for 69 features). The values are
 the same: the scanner turns each number into a Python float (or int) exactly as
 `float(field)` does, and the cast to float32 rounds that double once, as numpy does
@@ -21,7 +21,8 @@ single-output real-time answers with commas on one line (frameworks/xgboost_outp
 
 from __future__ import annotations
 
-from json import loads
+from json import JSONDecoder
+from json.scanner import make_scanner
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,8 @@ back to the paths below, which also produce the exact error messages."""
 
 # Bytes of a body of plain numbers (what `_decode_numbers` takes).
 _NUMBER_BYTES = b"0123456789,.-+eE"
+# The C scanner behind `json.loads`, called directly: `loads` adds ~1.5 µs of checks.
+_scan_json = make_scanner(JSONDecoder())
 _NUMBER_DTYPES = frozenset({np.float32, np.float64, np.dtype(np.float32), np.dtype(np.float64)})
 
 
@@ -76,11 +79,15 @@ def _decode_numbers(text: bytes, dtype: DTypeLike) -> NDArray[Any] | None:
     """One row of plain numbers (module docstring), or None: the other paths decide."""
     if dtype not in _NUMBER_DTYPES or b"-0," in text or text.endswith(b"-0"):
         return None  # (JSON reads the integer -0 as 0, not as float's -0.0)
+    line = "[" + text.decode("ascii") + "]"
     try:
-        values = np.array(loads(b"[%s]" % text), dtype=np.float64)
-    except (ValueError, OverflowError):
+        values, end = _scan_json(line, 0)
+        if end != len(line):
+            return None
+        array = np.array(values, dtype=np.float64)
+    except (ValueError, OverflowError, StopIteration):
         return None
-    return values.astype(dtype).reshape(1, -1)
+    return array.astype(dtype).reshape(1, -1)
 
 
 def _decode_bulk(body: bytes, dtype: DTypeLike) -> NDArray[Any] | None:
