@@ -1,6 +1,6 @@
 """text/csv: no header, no label column, comma-separated, empty fields are NaN.
 
-Decoding is tuned for the one-row request that dominates real-time traffic. A body of
+Decoding is tuned for the one-row request that dominates real-time traffic. A row of
 plain numbers (digits, signs, points, exponents: checked with one `bytes.translate`) is
 read as a JSON array by the standard library's C scanner, then stacked by numpy: about
 half the CPU of one `split` and one `np.array(fields, dtype)` call (which converts
