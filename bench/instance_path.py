@@ -142,8 +142,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.connections < 1 or args.rounds < 1 or args.repeats < 1:
         parser.error("--connections, --rounds and --repeats must be positive")
-    import modelhost
     import uvloop  # the instance's loop
+
+    import modelhost
 
     with tempfile.TemporaryDirectory(prefix="instance-path-") as tmp:
         used = uvloop.run(_measure(args, Path(tmp)))

@@ -21,6 +21,7 @@ single-output real-time answers with commas on one line (frameworks/xgboost_outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from json import JSONDecoder
 from json.scanner import make_scanner
 from typing import Any
@@ -42,7 +43,8 @@ back to the paths below, which also produce the exact error messages."""
 # Bytes of a body of plain numbers (what `_decode_numbers` takes).
 _NUMBER_BYTES = b"0123456789,.-+eE"
 # The C scanner behind `json.loads`, called directly: `loads` adds ~1.5 µs of checks.
-_scan_json = make_scanner(JSONDecoder())
+# (typeshed types `make_scanner`'s argument as the scanner class; it takes the decoder.)
+_scan_json: Callable[[str, int], tuple[Any, int]] = make_scanner(JSONDecoder())  # type: ignore[arg-type]
 _NUMBER_DTYPES = frozenset({np.float32, np.float64, np.dtype(np.float32), np.dtype(np.float64)})
 
 
