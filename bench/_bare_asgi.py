@@ -1,10 +1,13 @@
 """Baseline B: the HTTP limit — a bare ASGI app doing the same one-row predict.
 
-    python bench/_bare_asgi.py --port P --model DIR/xgboost-model --workers 2
+    python bench/_bare_asgi.py --port P --model DIR/xgboost-model --workers 2 [--fastpredict]
 
 uvicorn + uvloop + httptools, no framework, no access log; `POST /` with one CSV row
-answers the probability as text. Each worker is a process with its own listening
-socket bound with SO_REUSEPORT (not uvicorn's `--workers`, whose processes share one
+answers the probability as text. The predict is XGBoost's public `inplace_predict` (the
+issue's baseline), or with `--fastpredict` the C predict without per-call setup that
+modelhost's instances use (`modelhost.frameworks.xgboost_fast`), so the comparison
+with modelhost shows what the serving path alone buys. Each worker is a process with its
+own listening socket bound with SO_REUSEPORT (not uvicorn's `--workers`, whose processes share one
 socket: with few keep-alive connections one process often takes them all and the
 second core idles). The parent forwards SIGTERM and exits when any worker does.
 """
@@ -20,7 +23,7 @@ import sys
 from typing import Any
 
 
-def make_app(model_path: str) -> Any:
+def make_app(model_path: str, fastpredict: bool = False) -> Any:
     import numpy as np
     import xgboost as xgb
 
@@ -28,6 +31,15 @@ def make_app(model_path: str) -> Any:
     with open(model_path, "rb") as f:
         booster.load_model(bytearray(f.read()))
     booster.set_param({"nthread": 1})
+    fast = None
+    if fastpredict:
+        from modelhost.frameworks.xgboost_fast import FastPredictor
+
+        fast = FastPredictor(booster)
+
+    def predict(row: Any) -> Any:
+        out = None if fast is None else fast.predict(row)
+        return booster.inplace_predict(row, validate_features=False) if out is None else out
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -43,7 +55,7 @@ def make_app(model_path: str) -> Any:
             if not message.get("more_body"):
                 break
         row = np.array(body.split(b","), dtype=np.float32).reshape(1, -1)
-        out = repr(float(booster.inplace_predict(row, validate_features=False)[0])).encode()
+        out = repr(float(predict(row)[0])).encode()
         await send(
             {
                 "type": "http.response.start",
@@ -56,7 +68,7 @@ def make_app(model_path: str) -> Any:
     return app
 
 
-def serve_worker(port: int, model_path: str) -> None:
+def serve_worker(port: int, model_path: str, fastpredict: bool) -> None:
     import uvicorn
     import uvloop
 
@@ -65,7 +77,7 @@ def serve_worker(port: int, model_path: str) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind(("127.0.0.1", port))
     config = uvicorn.Config(
-        make_app(model_path),
+        make_app(model_path, fastpredict),
         loop="none",
         http="httptools",
         lifespan="off",
@@ -82,13 +94,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model", required=True)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fastpredict", action="store_true", help="modelhost's C predict")
     args = parser.parse_args()
     children = []
     for _ in range(args.workers):
         pid = os.fork()
         if pid == 0:
             try:
-                serve_worker(args.port, args.model)
+                serve_worker(args.port, args.model, args.fastpredict)
             finally:
                 os._exit(0)
         children.append(pid)

@@ -9,6 +9,8 @@ NOISY_OTHER_CPU_PCT = 25.0
 """A run during which other processes used more than this (% of one core) is noisy."""
 GOAL_CONNECTIONS = 32
 OVERHEAD_GOAL_US = 500.0
+FAST_BARE = "bare-asgi[fastpredict]"
+"""The bare app calling modelhost's C predict (informational column `÷fast`)."""
 
 
 def _best(servers: dict[str, Any], prefix: str, c: int) -> tuple[str, dict[str, float]] | None:
@@ -127,7 +129,7 @@ def report(results: dict[str, Any], connections: list[int]) -> str:
         "medians; [min–max] over the runs",
         f"{'server':<28} {'conns':>5} {'req/s':>7} {'[min–max]':>15} {'p50 ms':>6} "
         f"{'p99 ms':>6} {'[min–max]':>13} {'p99.9':>6} {'ovh p50':>7} {'wrk%':>4} "
-        f"{'srv%':>4} {'oth%':>4} {'÷MLS':>5} {'÷bare':>5} {'÷in-p':>5}",
+        f"{'srv%':>4} {'oth%':>4} {'÷MLS':>5} {'÷bare':>5} {'÷fast':>5} {'÷in-p':>5}",
     ]
     servers = results["servers"]
     for name, series in servers.items():
@@ -135,13 +137,16 @@ def report(results: dict[str, Any], connections: list[int]) -> str:
             m = series["median"].get(c)
             if m is None:
                 continue
-            vs_ml = vs_bare = "-"
+            vs_ml = vs_bare = vs_fast = "-"
             best_ml = _best(servers, "mlserver", c)
             if name.startswith("modelhost") and best_ml:
                 vs_ml = f"{m['requests_per_s'] / best_ml[1]['requests_per_s']:.2f}"
             bare = servers.get("bare-asgi", {}).get("median", {}).get(c)
             if bare and name != "bare-asgi":
                 vs_bare = f"{m['requests_per_s'] / bare['requests_per_s']:.2f}"
+            fast = servers.get(FAST_BARE, {}).get("median", {}).get(c)
+            if fast and name.startswith("modelhost"):
+                vs_fast = f"{m['requests_per_s'] / fast['requests_per_s']:.2f}"
             ovh = m.get("overhead_p50_us")
             ovh_text = f"{ovh:.0f}µs" if ovh is not None and not math.isnan(ovh) else "-"
             rps_range = f"{m['requests_per_s_min']:,.0f}–{m['requests_per_s_max']:,.0f}"
@@ -151,10 +156,25 @@ def report(results: dict[str, Any], connections: list[int]) -> str:
                 f"{m['p50_us'] / 1e3:>6.2f} {m['p99_us'] / 1e3:>6.2f} {p99_range:>13} "
                 f"{m['p999_us'] / 1e3:>6.2f} {ovh_text:>7} {m['wrk_cpu_pct']:>4.0f} "
                 f"{m['server_cpu_pct']:>4.0f} {m['other_cpu_pct']:>4.0f} {vs_ml:>5} "
-                f"{vs_bare:>5} {m['requests_per_s'] / ip['one_row_calls_per_s']:>5.2f}"
+                f"{vs_bare:>5} {vs_fast:>5} {m['requests_per_s'] / ip['one_row_calls_per_s']:>5.2f}"
                 + ("  noisy" if m["other_cpu_pct"] > NOISY_OTHER_CPU_PCT else "")
             )
     lines += ["", "goals (issues 8 and 20):"]
     for g in results.get("goals", []):
         lines.append(f"  [{'met' if g['met'] else 'NOT MET'}] {g['goal']}: {g['value']}")
+    lines += [f"  (informational) {line}" for line in serving_path(servers)]
     return "\n".join(lines)
+
+
+def serving_path(servers: dict[str, Any]) -> list[str]:
+    """The best modelhost variant against the bare app with the same cheap predict
+    (`÷fast`): what the serving path alone buys. Not a goal: the issue's goals are
+    against the bare app calling XGBoost's public API (`÷bare`)."""
+    out = []
+    for c in sorted({c for s in servers.values() for c in s["median"]}):
+        mh = _best(servers, "modelhost", c)
+        fast = servers.get(FAST_BARE, {}).get("median", {}).get(c)
+        if mh and fast:
+            ratio = mh[1]["requests_per_s"] / fast["requests_per_s"]
+            out.append(f"req/s at {c} conns ÷ {FAST_BARE}: {mh[0]} {ratio:.2f}x")
+    return out

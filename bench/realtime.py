@@ -4,10 +4,13 @@
                              [--modelhost-variants plain,plain+instances2,workers2,batching]
                              [--mlserver-variants tuned,batching] [--skip-bare]
                              [--skip-mlserver] [--skip-modelhost] [--instances 1]
+                             [--skip-bare-fastpredict]
 
 Serves the churn XGBoost model (69 features, 100 trees) and loads each server with wrk
 (one thread, keep-alive, one CSV or V2 row per request) on 127.0.0.1 only: a bare ASGI
-app (the HTTP limit), modelhost in each variant, MLServer in each variant. Prints the
+app (the HTTP limit; XGBoost's public `inplace_predict`, the issue's baseline), the same
+app calling modelhost's cheaper C predict (`bare-asgi[fastpredict]`, informational: what
+the serving path alone buys), modelhost in each variant, MLServer in each variant. Prints the
 table and the issue's goals; see bench/README.md for the columns. Results go to
 bench/results/ as JSON.
 """
@@ -63,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-mlserver", action="store_true", help="no MLServer baseline")
     parser.add_argument("--skip-modelhost", action="store_true", help="no modelhost run")
     parser.add_argument("--skip-bare", action="store_true", help="no bare ASGI baseline")
+    parser.add_argument(
+        "--skip-bare-fastpredict",
+        action="store_true",
+        help="no bare-asgi[fastpredict] row (the bare app with modelhost's C predict)",
+    )
     parser.add_argument(
         "--modelhost-variants",
         default="plain,plain+instances2,workers2,batching",
@@ -251,9 +259,16 @@ def bench_modelhost(
 
 
 def bench_bare(
-    wrk: str, artifact: Path, row_csv: str, expected: float, work: Path, args: argparse.Namespace
+    wrk: str,
+    artifact: Path,
+    row_csv: str,
+    expected: float,
+    work: Path,
+    args: argparse.Namespace,
+    fastpredict: bool = False,
 ) -> dict[str, Any]:
-    model = work / "bare-model" / "xgboost-model"
+    name = "bare-asgi[fastpredict]" if fastpredict else "bare-asgi"
+    model = work / name / "xgboost-model"
     model.parent.mkdir()
     with tarfile.open(artifact) as tar:
         member = tar.extractfile("xgboost-model")
@@ -262,15 +277,20 @@ def bench_bare(
     port = free_port()
     command = [sys.executable, str(BENCH_DIR / "_bare_asgi.py"), "--port", str(port)]
     command += ["--model", str(model), "--workers", str(args.bare_workers)]
+    command += ["--fastpredict"] if fastpredict else []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     print(f"starting bare ASGI: {' '.join(command)}", flush=True)
-    with stopping(Managed("bare-asgi", command, work / "bare.log", env=env)) as server:
+    with stopping(Managed(name, command, work / f"{name}.log", env=env)) as server:
         url = f"http://127.0.0.1:{port}/"
         server.wait_http_ok(url, 60)
         check_answer(url, row_csv, "text/csv", expected)
         script = write_script(work / "bare.lua", row_csv, "text/csv")
-        series = run_series("bare-asgi", wrk, url, script, args, server.pid)
-        series["settings"] = {"workers": args.bare_workers, "balancing": "SO_REUSEPORT"}
+        series = run_series(name, wrk, url, script, args, server.pid)
+        series["settings"] = {
+            "workers": args.bare_workers,
+            "balancing": "SO_REUSEPORT",
+            "predict": "modelhost xgboost_fast" if fastpredict else "xgboost inplace_predict",
+        }
         return series
 
 
@@ -363,6 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_bare:
                 steps.append(
                     ("bare-asgi", lambda: bench_bare(wrk, artifact, row_csv, expected, work, args))
+                )
+            if not args.skip_bare and not args.skip_bare_fastpredict:
+                steps.append(
+                    (
+                        "bare-asgi[fastpredict]",
+                        lambda: bench_bare(wrk, artifact, row_csv, expected, work, args, True),
+                    )
                 )
             if not args.skip_modelhost:
                 for variant in args.modelhost_variants:

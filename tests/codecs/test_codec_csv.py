@@ -113,3 +113,27 @@ def test_large_bodies_parse_in_bulk_with_the_same_values_and_errors() -> None:
     bad = body[:-1] + b"\n1,2,x,4,5,6,7,8,9,10,11,12\n"
     with pytest.raises(DecodeError, match="row 3001, field 3: could not convert 'x'"):
         csv.decode(bad)
+
+
+def _split_path(body: bytes, dtype: type) -> np.ndarray:
+    """What one row decoded to before the JSON scanner read rows of plain numbers."""
+    return np.array(body.strip().split(b","), dtype=dtype).reshape(1, -1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rows_of_plain_numbers_decode_bit_for_bit_as_field_by_field(dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    values = rng.standard_normal(6900) * 10.0 ** rng.integers(-45, 37, 6900)  # float32 range
+    bodies = [",".join(repr(float(v)) for v in values[i : i + 69]) for i in range(0, 6900, 69)]
+    bodies += [",".join(f"{v:.3e}" for v in values[i : i + 69]) for i in range(0, 690, 69)]
+    bodies += [
+        "0,1,-1,9007199254740993,18446744073709551617,123456789012345678901234567890",
+        "-0,1,-0",  # JSON reads the integer -0 as 0: the split path keeps float's -0.0
+        "-0.0,0,-0e5,1E5,1e+5,1e-5,1.5e-50",
+        "+1,.5,1.,01",  # numbers float() reads and JSON does not
+    ]
+    for body in bodies:
+        got = csv.decode(body.encode(), dtype)
+        want = _split_path(body.encode(), dtype)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), body

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from modelhost.container.app import InstanceApp
 from modelhost.container.config import ConfigError, InstanceConfig
+from modelhost.container.invoke import Reply, batches, invoke_batched
 from modelhost.errors import PredictionFailed
 from tests.container.instance_support import write_booster
 from tests.container.support import Response, asgi_request, loaded_app
@@ -222,3 +224,78 @@ def test_batching_settings_from_env() -> None:
     ]:
         with pytest.raises(ConfigError, match=name):
             InstanceConfig.from_env({name: value})
+
+
+def test_the_servers_callback_path_answers_as_each_request_alone(
+    model_dir: Path, trained: tuple[Any, np.ndarray]
+) -> None:
+    """`invoke_batched` (the instance's HTTP server: no task per request, the merged
+    predict calls back) gives every request the answer it gets alone; errors stay with
+    their request."""
+    rows = trained[1]
+    csv = {"Content-Type": "text/csv"}
+    requests = [*mixed_requests(rows), (_csv(rows[:1, :2]), csv), (_csv(rows[:7]), csv)]
+    requests.insert(3, (b"a,b", csv))
+    app = loaded_app(model_dir, batch_max_rows=5)
+    reference = loaded_app(model_dir, batching=False)
+    assert app.model is not None and app.model.batcher is not None
+
+    async def main() -> dict[int, Reply]:
+        answers: dict[int, Reply] = {}
+        assert app.model is not None
+        for i, (body, headers) in enumerate(requests):
+            raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            assert batches(app.model, body)
+            now = invoke_batched(app.model, body, raw, partial(answers.__setitem__, i))
+            if now is not None:
+                answers[i] = now
+        while len(answers) < len(requests):
+            await asyncio.sleep(0)
+        return answers
+
+    try:
+        got = asyncio.run(main())
+        for i, request in enumerate(requests):
+            status, headers, body = concurrently(reference, [request])[0]
+            assert (got[i].status, got[i].body) == (status, body), request
+            assert got[i].content_type.decode() == headers["content-type"]
+        assert [got[i].status for i in (3, len(requests) - 2)] == [415, 400]
+        assert app.model.batcher.calls < len(requests)
+    finally:
+        app.close()
+        reference.close()
+
+
+def test_a_failing_callback_leaves_the_rest_of_its_batch_answered(
+    model_dir: Path, trained: tuple[Any, np.ndarray]
+) -> None:
+    app = loaded_app(model_dir)
+    assert app.runtime is not None and app.model is not None
+    batcher = app.model.batcher
+    assert batcher is not None
+    rows = trained[1].astype(np.float32)
+    got: list[tuple[int, Any, BaseException | None]] = []
+
+    def done(i: int, prediction: Any, error: BaseException | None) -> None:
+        if i == 1:
+            raise RuntimeError("the connection of this request broke")
+        got.append((i, prediction, error))
+
+    async def main() -> None:
+        for i in range(4):
+            batcher.submit(rows[i : i + 1], 1, partial(done, i))
+        while len(got) < 3:
+            await asyncio.sleep(0)
+        # Shutdown fails what is still queued, through the same callbacks.
+        batcher.submit(rows[:1], 1, partial(done, 9))
+        batcher.close()
+
+    try:
+        asyncio.run(main())
+        assert [i for i, _, _ in got] == [0, 2, 3, 9]
+        for i, prediction, error in got[:3]:
+            assert error is None
+            assert prediction.tolist() == app.runtime.predict(rows[i : i + 1]).tolist()
+        assert isinstance(got[3][2], RuntimeError) and got[3][1] is None
+    finally:
+        app.close()

@@ -1,9 +1,16 @@
 """text/csv: no header, no label column, comma-separated, empty fields are NaN.
 
-Decoding is tuned for the one-row request that dominates real-time traffic: one
-`split` and one `np.array(..., dtype)` call (~10 µs for 69 features). Anything unusual
-(empty fields, quotes, bad numbers) falls back to a per-field parser that also finds
-the exact row and field to name in the error.
+Decoding is tuned for the one-row request that dominates real-time traffic. A row of
+plain numbers (digits, signs, points, exponents: checked with one `bytes.translate`) is
+read as a JSON array by the standard library's C scanner, then stacked by numpy: about
+half the CPU of one `split` and one `np.array(fields, dtype)` call (which converts
+every field through a Python float on its own; ~12 µs for 69 features). The values are
+the same: the scanner turns each number into a Python float (or int) exactly as
+`float(field)` does, and the cast to float32 rounds that double once, as numpy does
+for the field. What JSON does not read (a leading `+` or `.`, `nan`, empty fields,
+spaces, quotes) takes the `split` path. Anything unusual there (empty fields, quotes,
+bad numbers) falls back to a per-field parser that also finds the exact row and field
+to name in the error.
 
 Encoding writes one row per line joined by "\\n", without a trailing newline unless
 asked (SageMaker batch transform, `SAGEMAKER_BATCH=true`, wants one). Floats use
@@ -14,6 +21,9 @@ single-output real-time answers with commas on one line (frameworks/xgboost_outp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from json import JSONDecoder
+from json.scanner import make_scanner
 from typing import Any
 
 import numpy as np
@@ -30,6 +40,14 @@ installed: about twice as fast as the split path, in C. Anything pyarrow refuses
 back to the paths below, which also produce the exact error messages."""
 
 
+# Bytes of a body of plain numbers (what `_decode_numbers` takes).
+_NUMBER_BYTES = b"0123456789,.-+eE"
+# The C scanner behind `json.loads`, called directly: `loads` adds ~1.5 µs of checks.
+# (typeshed types `make_scanner`'s argument as the scanner class; it takes the decoder.)
+_scan_json: Callable[[str, int], tuple[Any, int]] = make_scanner(JSONDecoder())  # type: ignore[arg-type]
+_NUMBER_DTYPES = frozenset({np.float32, np.float64, np.dtype(np.float32), np.dtype(np.float64)})
+
+
 def decode(body: bytes, dtype: DTypeLike = np.float32) -> NDArray[Any]:
     """Parse a CSV body into a 2-D float array (rows × features)."""
     if len(body) >= BULK_MIN_BYTES:
@@ -39,6 +57,10 @@ def decode(body: bytes, dtype: DTypeLike = np.float32) -> NDArray[Any]:
     text = body.strip()
     if not text:
         raise DecodeError("Malformed CSV: the body has no rows")
+    if not text.translate(None, _NUMBER_BYTES) and b",," not in text:
+        numbers = _decode_numbers(text, dtype)
+        if numbers is not None:
+            return numbers
     if b"\n" not in text and b"\r" not in text:
         fields = text.split(b",")
         try:
@@ -53,6 +75,21 @@ def decode(body: bytes, dtype: DTypeLike = np.float32) -> NDArray[Any]:
         return np.array(rows, dtype=dtype)
     except ValueError:
         return _decode_slow(_numbered_rows(rows), dtype)
+
+
+def _decode_numbers(text: bytes, dtype: DTypeLike) -> NDArray[Any] | None:
+    """One row of plain numbers (module docstring), or None: the other paths decide."""
+    if dtype not in _NUMBER_DTYPES or b"-0," in text or text.endswith(b"-0"):
+        return None  # (JSON reads the integer -0 as 0, not as float's -0.0)
+    line = "[" + text.decode("ascii") + "]"
+    try:
+        values, end = _scan_json(line, 0)
+        if end != len(line):
+            return None
+        array = np.array(values, dtype=np.float64)
+    except (ValueError, OverflowError, StopIteration):
+        return None
+    return array.astype(dtype).reshape(1, -1)
 
 
 def _decode_bulk(body: bytes, dtype: DTypeLike) -> NDArray[Any] | None:

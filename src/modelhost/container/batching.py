@@ -11,15 +11,18 @@ the first queued request schedules a flush — at the next turn of the event loo
 `max_wait_s` is 0, which takes exactly the requests whose bytes arrived while the
 previous predict ran (no added latency when idle, bigger batches under load), or after
 `max_wait_s` otherwise. Reaching `max_rows` flushes at once. The flush stacks the rows,
-predicts once, and hands each request its slice; the request's own task encodes it.
-If the merged call fails, every request is predicted alone so that the failure lands
-only on the request that causes it.
+predicts once, and hands each request its slice: `submit` calls the request's callback
+(the instance's HTTP server answers from it, with no task or future per request),
+`predict` resolves the request's future. If the merged call fails, every request is
+predicted alone so that the failure lands only on the request that causes it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,13 +33,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelhost.container")
 
 
-class _Item:
-    __slots__ = ("data", "future", "rows")
+Done = Callable[[Any, BaseException | None], None]
+"""A request's callback: (its rows' prediction, None) or (None, the error)."""
 
-    def __init__(self, data: Any, rows: int, future: asyncio.Future[Any]) -> None:
+
+class _Item:
+    __slots__ = ("data", "done", "rows")
+
+    def __init__(self, data: Any, rows: int, done: Done) -> None:
         self.data = data
         self.rows = rows
-        self.future = future
+        self.done = done
 
 
 class Batcher:
@@ -60,20 +67,25 @@ class Batcher:
 
     async def predict(self, data: Any, rows: int) -> Any:
         """The prediction for `data` (rows already validated), computed in a merged call."""
-        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.submit(data, rows, partial(_resolve, future))
+        return await future
+
+    def submit(self, data: Any, rows: int, done: Done) -> None:
+        """Queue `data` (rows already validated); `done` is called once, from the event
+        loop, with its prediction or its error (possibly at once, when this fills a batch)."""
         if self._rows + rows > self.max_rows:
             self._flush()  # the new rows would overflow: send what is queued first
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Item(data, rows, future))
+        self._pending.append(_Item(data, rows, done))
         self._rows += rows
         if self._rows >= self.max_rows:
             self._flush()
         elif self._timer is None:
+            loop = asyncio.get_running_loop()
             if self.max_wait_s > 0:
                 self._timer = loop.call_later(self.max_wait_s, self._flush)
             else:
                 self._timer = loop.call_soon(self._flush)
-        return await future
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -105,8 +117,7 @@ class Batcher:
         start = 0
         for item in items:
             end = start + item.rows
-            if not item.future.done():  # a cancelled request (client gone) is skipped
-                item.future.set_result(out[start:end])
+            _call(item.done, out[start:end], None)
             start = end
 
     def close(self) -> None:
@@ -116,14 +127,30 @@ class Batcher:
             self._timer = None
         items, self._pending, self._rows = self._pending, [], 0
         for item in items:
-            if not item.future.done():
-                item.future.set_exception(RuntimeError("instance is shutting down"))
+            _call(item.done, None, RuntimeError("instance is shutting down"))
 
 
 def _settle(item: _Item, runtime: Runtime) -> None:
-    if item.future.done():
-        return
     try:
-        item.future.set_result(runtime.predict(item.data))
+        prediction = runtime.predict(item.data)
     except Exception as exc:
-        item.future.set_exception(exc)
+        _call(item.done, None, exc)
+        return
+    _call(item.done, prediction, None)
+
+
+def _call(done: Done, prediction: Any, error: BaseException | None) -> None:
+    # One request's callback failing must not keep the others of its batch unanswered.
+    try:
+        done(prediction, error)
+    except Exception:
+        log.exception("answering a batched request failed")
+
+
+def _resolve(future: asyncio.Future[Any], prediction: Any, error: BaseException | None) -> None:
+    if future.done():  # a cancelled request (client gone) is skipped
+        return
+    if error is None:
+        future.set_result(prediction)
+    else:
+        future.set_exception(error)

@@ -5,8 +5,9 @@ messages and their checks, about half of an instance's CPU per `/ping` and a goo
 a one-row invocation's. The contract's two hot paths do not need any of it, so here:
 
 - `POST /invocations` of a loaded model calls `invoke_now` inside the parser's callback
-  (no task) when the model answers on the spot (small body, no batching); otherwise the
-  request runs as one task (`invoke`: a merged batch or the worker thread);
+  (no task) when the model answers on the spot (small body, no batching), or
+  `invoke_batched` (no task either: the merged predict calls back with the answer) when
+  it batches; otherwise the request runs as one task (`invoke`: the worker thread);
 - `GET /ping` answers from the app's state in the callback;
 - everything else (`/execution-parameters`, the multi-model `/models` API, 404s and
   405s, the loading/failed answers of `/invocations`) goes to the same ASGI app as before
@@ -27,15 +28,21 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
 from modelhost.container.asgi import JSON, TEXT
 from modelhost.container.asgi import Headers as RawHeaders
-from modelhost.container.invoke import Reply, ServedModel, invoke, invoke_now
+from modelhost.container.http_types import HttpLimits, Request, status_line
+from modelhost.container.invoke import (
+    Reply,
+    ServedModel,
+    batches,
+    invoke,
+    invoke_batched,
+    invoke_now,
+)
 
 if TYPE_CHECKING:
     from modelhost.container.app import InstanceApp
@@ -45,43 +52,8 @@ log = logging.getLogger("modelhost.container")
 JOIN_MAX_BYTES = 64 * 1024
 MAX_QUEUED = 16  # pipelined requests held before reading pauses
 
-_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
-
-
-def status_line(status: int) -> bytes:
-    """`HTTP/1.1 <status> <reason>` and its line end."""
-    line = _STATUS_LINES.get(status)
-    return line if line is not None else f"HTTP/1.1 {status} \r\n".encode()
-
-
-@dataclass(frozen=True)
-class HttpLimits:
-    """What one client may send and how slowly (the gateway's defaults; the gateway is
-    normally the only client, but the port answers anyone on the machine)."""
-
-    max_head_bytes: int = 64 * 1024
-    max_headers: int = 100
-    # Transform jobs send up to 100 MB (MaxPayloadInMB); nothing legitimate sends more.
-    max_body_bytes: int = 1024**3
-    header_timeout_s: float = 10.0
-    body_timeout_s: float = 60.0
-    # Longer than any client pool's idle timeout, so the server is never the side that
-    # closes an idle keep-alive connection while the gateway starts reusing it.
-    keep_alive_s: float = 75.0
-
-
-@dataclass(slots=True)
-class Request:
-    """One complete request, as the handlers need it."""
-
-    method: bytes
-    url: bytes
-    headers: RawHeaders
-    body: bytes
-    keep_alive: bool
-    version: str
 
 
 class ServerSide(Protocol):
@@ -261,6 +233,9 @@ class HttpConnection(asyncio.Protocol):
             if url == b"/invocations" and method == b"POST":
                 model = self.app.model
                 if model is not None:
+                    if batches(model, request.body):
+                        self._batched(model, request)
+                        return
                     reply = invoke_now(model, request.body, request.headers)
                     if reply is None:
                         self._start(self._invoke(request, model))
@@ -276,6 +251,28 @@ class HttpConnection(asyncio.Protocol):
             self.write(500, b"Internal Server Error", TEXT, None, False)
             return
         self._start(self.server.fallback(self, request))
+
+    def _batched(self, model: ServedModel, request: Request) -> None:
+        # Busy until the merged predict answers, so pipelined requests wait their turn.
+        self._busy = True
+        keep_alive = request.keep_alive
+        reply = invoke_batched(
+            model, request.body, request.headers, lambda reply: self._answered(reply, keep_alive)
+        )
+        if reply is not None:
+            self._answered(reply, keep_alive)
+
+    def _answered(self, reply: Reply, keep_alive: bool) -> None:
+        """A batched request's answer (see `_batched`), then the next pipelined request."""
+        try:
+            self.reply(reply, keep_alive)
+        except Exception:
+            log.exception("answering a batched request failed")
+            self._busy = False
+            self.abort()
+            return
+        self._busy = False
+        self._next()
 
     async def _invoke(self, request: Request, model: ServedModel) -> None:
         reply = await invoke(model, request.body, request.headers, self.app.executor)
@@ -298,6 +295,10 @@ class HttpConnection(asyncio.Protocol):
             log.error("request failed", exc_info=exc)
             self.abort()
             return
+        self._next()
+
+    def _next(self) -> None:
+        """Answer the pipelined requests that waited for the one just answered."""
         while self._queue and not self._busy and not self.closed:
             self.handle(self._queue.popleft())
         if self._paused and not self._queue and not self.closed:

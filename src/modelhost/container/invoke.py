@@ -23,10 +23,10 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelhost.container.asgi import TEXT, Receive, Send, respond
 from modelhost.container.asgi import Headers as RawHeaders
@@ -174,6 +174,46 @@ def invoke_now(model: ServedModel, body: bytes, headers: RawHeaders) -> Reply | 
     return _ok(answer, media, context)
 
 
+def batches(model: ServedModel, body: bytes) -> bool:
+    """Whether `body` joins `model`'s merged predicts (`invoke_batched` answers it)."""
+    return model.batcher is not None and len(body) <= model.inline_max_bytes
+
+
+def invoke_batched(
+    model: ServedModel, body: bytes, headers: RawHeaders, done: Callable[[Reply], None]
+) -> Reply | None:
+    """An invocation that `batches`: decoded and checked now, then queued for the next
+    merged predict. Returns the answer when it is known at once (the request's own
+    error, or a request too large to merge, predicted alone), else None, and `done(reply)`
+    is called from the event loop once the merged predict ran. No task, no future: the
+    instance's HTTP server answers from `done` (container/http_connection.py)."""
+    content_type, accept, _ = contract_headers(headers)
+    runtime = model.runtime
+    batcher = model.batcher
+    assert batcher is not None
+    try:
+        # A runtime that batches never reads the context (no user code): none is built.
+        data, media = runtime.prepare(body, content_type, accept)
+        rows = runtime.batch_rows(data)
+        if not batcher.accepts(rows):
+            return Reply(200, runtime.encode(runtime.predict(data), media), media.encode("latin-1"))
+    except Exception as exc:
+        return failure_reply(exc)
+
+    def answer(prediction: Any, error: BaseException | None) -> None:
+        if error is None:
+            try:
+                reply = Reply(200, runtime.encode(prediction, media), media.encode("latin-1"))
+            except Exception as exc:
+                reply = failure_reply(exc)
+        else:
+            reply = failure_reply(error)
+        done(reply)
+
+    batcher.submit(data, rows, answer)
+    return None
+
+
 async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor: Executor) -> Reply:
     """Answer one invocation of `model` (never raises for the model's or the body's faults)."""
     reply = invoke_now(model, body, headers)
@@ -216,7 +256,7 @@ def _ok(
     return Reply(200, answer, media.encode("latin-1"), extra, rest)
 
 
-def failure_reply(exc: Exception) -> Reply:
+def failure_reply(exc: BaseException) -> Reply:
     """The contract's answer to an invocation that raised `exc`, logged by severity."""
     status, message = error_response(exc)
     if status >= 500:
