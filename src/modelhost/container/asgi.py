@@ -7,6 +7,7 @@ The instance apps are plain ASGI callables (no framework): these helpers are the
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
+from http import HTTPStatus
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -17,6 +18,13 @@ Headers = list[tuple[bytes, bytes]]
 
 TEXT = b"text/plain; charset=utf-8"
 JSON = b"application/json"
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 <status> <reason>` and its line end (the instance's own HTTP server)."""
+    line = _STATUS_LINES.get(status)
+    return line if line is not None else f"HTTP/1.1 {status} \r\n".encode()
 
 
 async def read_body(receive: Receive) -> bytes | None:

@@ -8,6 +8,7 @@ a one-row invocation's. The contract's two hot paths do not need any of it, so h
   (no task) when the model answers on the spot (small body, no batching); otherwise the
   request runs as one task (`invoke`: a merged batch or the worker thread);
 - `GET /ping` answers from the app's state in the callback;
+- a multi-model `POST /models/{name}/invoke` goes to `models.offer` (multimodel_fast.py);
 - everything else (`/execution-parameters`, the multi-model `/models` API, 404s and
   405s, the loading/failed answers of `/invocations`) goes to the same ASGI app as before
   (`container/asgi_bridge.py`), so those answers are written once.
@@ -28,12 +29,11 @@ import logging
 from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 
-from modelhost.container.asgi import JSON, TEXT
+from modelhost.container.asgi import JSON, TEXT, status_line
 from modelhost.container.asgi import Headers as RawHeaders
 from modelhost.container.invoke import Reply, ServedModel, invoke, invoke_now
 
@@ -45,15 +45,8 @@ log = logging.getLogger("modelhost.container")
 JOIN_MAX_BYTES = 64 * 1024
 MAX_QUEUED = 16  # pipelined requests held before reading pauses
 
-_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE = b"connection: close\r\n"
-
-
-def status_line(status: int) -> bytes:
-    """`HTTP/1.1 <status> <reason>` and its line end."""
-    line = _STATUS_LINES.get(status)
-    return line if line is not None else f"HTTP/1.1 {status} \r\n".encode()
 
 
 @dataclass(frozen=True)
@@ -271,6 +264,8 @@ class HttpConnection(asyncio.Protocol):
                 status, body = self.app.ping_reply()
                 self.write(status, body, JSON, None, request.keep_alive)
                 return
+            elif url[:8] == b"/models/" and self.app.offer(self, request):
+                return  # answered, or held until a callback answers (`hold`)
         except Exception:
             log.exception("request %s %r failed", method.decode(), url)
             self.write(500, b"Internal Server Error", TEXT, None, False)
@@ -292,12 +287,20 @@ class HttpConnection(asyncio.Protocol):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.server.tasks.discard(task)
-        self._busy = False
         if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("request failed", exc_info=exc)
+            log.error("request failed", exc_info=task.exception())
+            self._busy = False
             self.abort()
             return
+        self.release()
+
+    def hold(self) -> None:
+        """An answer a callback writes later (container/multimodel_fast.py): queue the rest."""
+        self._busy = True
+
+    def release(self) -> None:
+        """The held request (or its task) finished: go on with the requests behind it."""
+        self._busy = False
         while self._queue and not self._busy and not self.closed:
             self.handle(self._queue.popleft())
         if self._paused and not self._queue and not self.closed:
