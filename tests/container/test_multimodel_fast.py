@@ -98,9 +98,7 @@ def _score(reply: Reply) -> float:
     return float(reply.body.decode().strip().split(",")[0])
 
 
-def _offer_together(
-    host: MultiModelHost, requests: list[Request]
-) -> list[tuple[bool, Connection]]:
+def _offer_together(host: MultiModelHost, requests: list[Request]) -> list[tuple[bool, Connection]]:
     """Offer every request in one callback (one loop turn), one connection each, and let
     the loop run until the turn's answers are written."""
 
@@ -240,3 +238,24 @@ def test_batching_off_answers_on_the_spot(tmp_path: Path, models: StateModels) -
 )
 def test_model_name(url: bytes, name: str | None) -> None:
     assert model_name(url) == name
+
+
+def test_shutdown_answers_what_is_queued(tmp_path: Path, models: StateModels) -> None:
+    host = _host(tmp_path)
+    try:
+        _run(_load(host, models, "CA"))
+
+        async def scenario() -> Connection:
+            connection = Connection(asyncio.get_running_loop())
+            request = _request("CA", csv_body(models.rows["CA"][:1]).encode())
+            assert host.offer(connection, request)  # type: ignore[arg-type]
+            assert connection.held and not connection.replies
+            host.tick.close()  # before the loop turn ends
+            return connection
+
+        connection = _run(scenario())
+        assert [r.status for r in connection.replies] == [503] and not connection.held
+        entry = host.cache.get("CA.tar.gz")
+        assert entry is not None and entry.in_flight == 0
+    finally:
+        host.close()

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote
 
+from modelhost.container.asgi import TEXT
 from modelhost.container.invoke import (
     Reply,
     ServedModel,
@@ -180,8 +181,7 @@ class TickInvoker:
         items, self._queue = self._queue, []
         for item in items:
             self.cache.release(item.name)
-            reply = failure_reply(_ShuttingDown("instance is shutting down"))
-            _deliver(item, reply)
+            _deliver(item, Reply(503, b"The instance is shutting down", TEXT))
 
     # --- internals ----------------------------------------------------------------------
 
@@ -212,10 +212,6 @@ class TickInvoker:
         for item, out in zip(chunk, outs, strict=True):
             self.cache.release(item.name)
             _deliver(item, _answer(runtime, out, item.media))
-
-
-class _ShuttingDown(Exception):
-    status_code = 503
 
 
 def model_name(url: bytes) -> str | None:
