@@ -244,6 +244,37 @@ def test_reloads_after_a_404_announce_their_request(tmp_path: Path) -> None:
     assert [load.get("expect_use", False) for load in loads] == [False, True, True]
 
 
+def test_a_hit_whose_instance_is_unreachable_loads_on_another(tmp_path: Path) -> None:
+    """A hit is sent inline (no pick/attempt closures); when its instance cannot be
+    reached the request goes the general way: reported, then loaded and answered on the
+    next instance."""
+    a, b = (instance(i, n, model_data_prefix="s3://bucket/p") for i, n in (("a", 1), ("b", 2)))
+    a.models.add("CA.tar.gz")
+    loads: list[dict[str, Any]] = []
+    transport = FakeTransport({b.address: mme_handler([200], loads)})  # a: nothing listens
+    health = FakeHealth()
+    status, _headers, body = invoke(
+        plane(tmp_path, mme_route(a, b), transport, health), request("CA.tar.gz")
+    )
+    assert (status, body) == (200, b"model says hi")
+    assert health.reported == [("ep", "a")]
+    assert [load["model_name"] for load in loads] == ["CA.tar.gz"]
+    assert b.models == {"CA.tar.gz"} and a.outstanding == b.outstanding == 0
+
+
+def test_a_hit_answered_404_reloads_twice_at_most(tmp_path: Path) -> None:
+    a = instance("a", 1, model_data_prefix="s3://bucket/p")
+    a.models.add("CA.tar.gz")
+    loads: list[dict[str, Any]] = []
+    transport = FakeTransport({a.address: mme_handler([404], loads)})
+    with pytest.raises(ModelError) as info:
+        invoke(plane(tmp_path, mme_route(a), transport), request("CA.tar.gz"))
+    assert info.value.original_status_code == 404
+    # The hit, then MAX_RELOADS reloads of its own (each announcing the request).
+    assert [load.get("expect_use", False) for load in loads] == [True, True]
+    assert a.outstanding == 0
+
+
 def test_instances_get_the_artifact_location(tmp_path: Path) -> None:
     a = instance("a", 1, model_data_prefix="s3://bucket/p")
     loads: list[dict[str, Any]] = []

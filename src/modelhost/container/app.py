@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from modelhost.container.asgi import (
     JSON,
@@ -85,6 +85,11 @@ class ModelsAPI(Protocol):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve `/models` and `/models/...`."""
+
+    # (`Any`: the HTTP server's types import this module; container/multimodel_fast.py.)
+    def offer(self, connection: Any, request: Any) -> bool:
+        """Answer `POST /models/{name}/invoke` on the HTTP server's connection without the
+        ASGI app (at once, or later through `connection.hold`/`release`), or return False."""
 
     def close(self) -> None:
         """Unload every model."""
@@ -206,6 +211,10 @@ class InstanceApp:
                 await respond(send, 404, f"No route {method} {path}".encode(), TEXT)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def offer(self, connection: Any, request: Any) -> bool:
+        """A multi-model invocation answered without the ASGI path (`ModelsAPI.offer`)."""
+        return self.models is not None and self.models.offer(connection, request)
 
     async def _ping(self, send: Send) -> None:
         status, body = self.ping_reply()

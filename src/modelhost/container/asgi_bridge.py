@@ -17,7 +17,8 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import unquote
 
 from modelhost.container.asgi import TEXT, Message, Receive, Scope, Send
-from modelhost.container.http_connection import HttpConnection, Request, status_line
+from modelhost.container.http_connection import HttpConnection, Request
+from modelhost.container.http_types import status_line
 from modelhost.container.invoke import Reply, send_reply
 
 log = logging.getLogger("modelhost.container")

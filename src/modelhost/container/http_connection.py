@@ -9,6 +9,7 @@ a one-row invocation's. The contract's two hot paths do not need any of it, so h
   `invoke_batched` (no task either: the merged predict calls back with the answer) when
   it batches; otherwise the request runs as one task (`invoke`: the worker thread);
 - `GET /ping` answers from the app's state in the callback;
+- a multi-model `POST /models/{name}/invoke` goes to `models.offer` (multimodel_fast.py);
 - everything else (`/execution-parameters`, the multi-model `/models` API, 404s and
   405s, the loading/failed answers of `/invocations`) goes to the same ASGI app as before
   (`container/asgi_bridge.py`), so those answers are written once.
@@ -246,6 +247,8 @@ class HttpConnection(asyncio.Protocol):
                 status, body = self.app.ping_reply()
                 self.write(status, body, JSON, None, request.keep_alive)
                 return
+            elif url[:8] == b"/models/" and self.app.offer(self, request):
+                return  # answered, or held until a callback answers (`hold`)
         except Exception:
             log.exception("request %s %r failed", method.decode(), url)
             self.write(500, b"Internal Server Error", TEXT, None, False)
@@ -271,8 +274,7 @@ class HttpConnection(asyncio.Protocol):
             self._busy = False
             self.abort()
             return
-        self._busy = False
-        self._next()
+        self.release()
 
     async def _invoke(self, request: Request, model: ServedModel) -> None:
         reply = await invoke(model, request.body, request.headers, self.app.executor)
@@ -289,16 +291,20 @@ class HttpConnection(asyncio.Protocol):
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self.server.tasks.discard(task)
-        self._busy = False
         if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("request failed", exc_info=exc)
+            log.error("request failed", exc_info=task.exception())
+            self._busy = False
             self.abort()
             return
-        self._next()
+        self.release()
 
-    def _next(self) -> None:
-        """Answer the pipelined requests that waited for the one just answered."""
+    def hold(self) -> None:
+        """An answer a callback writes later (container/multimodel_fast.py): queue the rest."""
+        self._busy = True
+
+    def release(self) -> None:
+        """The held request (or its task) finished: go on with the requests behind it."""
+        self._busy = False
         while self._queue and not self._busy and not self.closed:
             self.handle(self._queue.popleft())
         if self._paused and not self._queue and not self.closed:

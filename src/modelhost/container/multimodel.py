@@ -35,7 +35,9 @@ with `"artifactError": true` (SageMaker's "Failed to download model data").
 Invocations go through the instance's one invoke path (`container.invoke`), with
 per-model adaptive batching: each loaded model has its own `Batcher` (when the instance
 batches and the runtime can), so requests for the same model that arrive together are
-predicted in one call, each keeping its own error, as in a single-model instance.
+predicted in one call, each keeping its own error, as in a single-model instance. On the
+instance's own HTTP server, invocations of loaded models skip the ASGI app and are merged
+per model at the end of each loop turn without a task (`offer`, container/multimodel_fast.py).
 """
 
 from __future__ import annotations
@@ -67,10 +69,12 @@ from modelhost.container.loading import (
 )
 from modelhost.container.model_cache import Admission, ModelCache
 from modelhost.container.model_source import LoadRefused, ModelSource, parse_load_request
+from modelhost.container.multimodel_fast import TickInvoker
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from modelhost.container.http_connection import HttpConnection, Request
     from modelhost.frameworks.base import RuntimeOptions
 
 __all__ = ["LoadRefused", "LoadedModel", "MultiModelHost", "directory_bytes"]
@@ -106,10 +110,22 @@ class MultiModelHost:
         self._notifying: set[asyncio.Task[None]] = set()
         self._options: RuntimeOptions | None = None
         self.source = ModelSource(config)
+        self.tick = TickInvoker(
+            self.models,
+            self.cache,
+            self._wake_waiters,
+            config.batch_max_rows,
+            config.batch_max_wait_s,
+        )
 
     def warm_up(self) -> None:
         """Import the framework the image names, so the first load does not pay for it."""
         warm_up(self.config.runtime)
+
+    def offer(self, connection: HttpConnection, request: Request) -> bool:
+        """`POST /models/{name}/invoke` of a loaded model, answered without the ASGI path
+        (container/multimodel_fast.py); False: serve it through `__call__`."""
+        return self.tick.offer(connection, request)
 
     # --- ASGI ---------------------------------------------------------------------------
 
@@ -213,6 +229,7 @@ class MultiModelHost:
             self._wake_waiters()
 
     def close(self) -> None:
+        self.tick.close()
         for name in list(self.models):
             self._unload(name)
 

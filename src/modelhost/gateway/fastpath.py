@@ -58,6 +58,10 @@ _NOT_PLAIN = frozenset(
 )
 
 
+# What `FastInvoke.driven` runs without a Task.
+_DRIVEN_MODES = frozenset({TargetMode.SINGLE_MODEL, TargetMode.MULTI_MODEL})
+
+
 class FastInvoke:
     """The gateway's side of the fast path: which requests qualify, and their answer."""
 
@@ -127,8 +131,9 @@ class FastInvoke:
 
     def driven(self, name: str) -> bool:
         """Whether the request can run without a Task (`_drive`): the endpoint serves
-        single models on running instances, whose path awaits only the hop's futures
-        (serverless, multi-model and pipelines may use what needs a current task)."""
+        single models or multi-model on running instances, whose paths await only
+        futures (the hop's; a shared model load's, through `asyncio.shield`). Serverless
+        and pipelines may use what needs a current task."""
         route = self.runtime.plane.routes.table.endpoints.get(name)
         if route is None:
             return True  # answered at once (unknown endpoint)
@@ -136,7 +141,7 @@ class FastInvoke:
             if variant.serverless:
                 return False
             instances = variant.instances
-            if instances and instances[0].mode is not TargetMode.SINGLE_MODEL:
+            if instances and instances[0].mode not in _DRIVEN_MODES:
                 return False
         return True
 

@@ -99,11 +99,20 @@ class Invoker:
             instance.address, b"POST", path, headers, body, timeout_s or self.timeout_s
         )
 
-    async def run(self, endpoint: str, variant: str, pick: Pick, attempt: Attempt[T]) -> T:
+    async def run(
+        self,
+        endpoint: str,
+        variant: str,
+        pick: Pick,
+        attempt: Attempt[T],
+        tried: set[str] | None = None,
+        retry: Retry | None = None,
+    ) -> T:
         """`attempt(instance)` on the instance `pick` chooses, counted in its
-        `outstanding`; retried on another instance while none was reached."""
-        tried: set[str] = set()
-        retry = Retry()
+        `outstanding`; retried on another instance while none was reached. `tried` and
+        `retry` carry on from a caller's own first attempt (`recover` decided on it)."""
+        tried = set() if tried is None else tried
+        retry = Retry() if retry is None else retry
         while True:
             target = pick(frozenset(tried) if tried else NOTHING_TRIED)
             if target is None:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from modelhost.errors import ModelError, ValidationError
@@ -31,9 +32,11 @@ from modelhost.fleet.dataplane.core import (
     MAX_ORIGINAL_MESSAGE,
     Headers,
     Invoker,
+    Retry,
     Sent,
     json_object,
 )
+from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.fleet.instance import Instance
 from modelhost.routing.models import pick_for_model
 from modelhost.routing.table import Target, VariantRoute
@@ -47,6 +50,7 @@ TARGET_MODEL = b"x-amzn-sagemaker-target-model"
 MAX_ADDRESSES = 4096  # (prefix, TargetModel) pairs whose URL and path are kept
 MAX_RELOADS = 2  # 404s from an instance (model gone) before the 404 reaches the caller
 _JSON = [(b"content-type", b"application/json")]
+POST = b"POST"
 
 Labels = tuple[str, str, str]  # endpoint, variant, instance id
 
@@ -80,15 +84,65 @@ class MultiModelInvoker:
         assert variant.model_data_prefix is not None
         url, path, header = self._address(variant.model_data_prefix, target)
         headers = [*forward, header]
+        core = self.core
+        first = pick_for_model(variant.instances, target, core.rand, self.busy_outstanding)
+        if first is None or target not in first.models:
+            return await self._invoke(endpoint, variant, target, url, path, headers, body)
+        # A hit (the common case), sent inline as SingleModelInvoker sends: no pick/attempt
+        # closures and no coroutine per attempt. Anything else goes the general way.
+        instance = cast(Instance, first)
+        instance.outstanding += 1
+        started = perf_counter()
+        try:
+            status, out_headers, out = await core.http.request(
+                instance.address, POST, path, headers, body, core.timeout_s
+            )
+        except (InstanceUnreachable, InstanceDisconnected, TimeoutError) as exc:
+            tried, retry = {instance.instance_id}, Retry()
+            core.recover(endpoint, variant.name, instance, exc, tried, retry)
+            return await self._invoke(
+                endpoint, variant, target, url, path, headers, body, tried=tried, retry=retry
+            )
+        finally:
+            instance.outstanding -= 1
+        labels = (endpoint, variant.name, instance.instance_id)
+        if status == 404:  # unloaded before we heard of it: reload it there (`_invoke`)
+            instance.models.discard(target)
+            self._count(labels, instance)
+            return await self._invoke(
+                endpoint, variant, target, url, path, headers, body, reload_on=instance
+            )
+        self._bound(labels, target, True)
+        return Sent(status, out_headers, out, instance, (perf_counter() - started) * 1e6)
+
+    async def _invoke(
+        self,
+        endpoint: str,
+        variant: VariantRoute,
+        target: str,
+        url: str,
+        path: bytes,
+        headers: Headers,
+        body: bytes,
+        tried: set[str] | None = None,
+        retry: Retry | None = None,
+        reload_on: Instance | None = None,
+    ) -> Sent:
+        """The general way: loads on a miss, reloads after a 404, retries elsewhere.
+        `reload_on`: the instance that answered 404 to our first try (reloaded at once,
+        with `expect_use`)."""
         instances, rand, busy = variant.instances, self.core.rand, self.busy_outstanding
-        hit: list[bool | None] = [None]  # across attempts: was the first try a hit?
+        # Across attempts: was the first try a hit?
+        hit: list[bool | None] = [None if reload_on is None else False]
 
         def pick(tried: frozenset[str]) -> Target | None:
+            if reload_on is not None and reload_on.instance_id not in tried:
+                return reload_on
             return pick_for_model(instances, target, rand, busy, tried)
 
         async def attempt(instance: Instance) -> Sent:
             labels = (endpoint, variant.name, instance.instance_id)
-            for reloads in range(MAX_RELOADS + 1):
+            for reloads in range(1 if instance is reload_on else 0, MAX_RELOADS + 1):
                 if target not in instance.models or reloads:
                     hit[0] = False if hit[0] is None else hit[0]
                     waited = time.perf_counter()
@@ -116,7 +170,7 @@ class MultiModelInvoker:
             self._bound(labels, target, hit[0])
             return sent
 
-        return await self.core.run(endpoint, variant.name, pick, attempt)
+        return await self.core.run(endpoint, variant.name, pick, attempt, tried, retry)
 
     def _address(self, prefix: str, target: str) -> tuple[str, bytes, tuple[bytes, bytes]]:
         key = (prefix, target)

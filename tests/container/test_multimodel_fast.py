@@ -1,0 +1,261 @@
+"""Multi-model invocations answered without a task (container/multimodel_fast.py).
+
+In process: a `MultiModelHost` with real XGBoost state models, and connections that record
+what the instance's HTTP server would write. Requests offered in one callback belong to
+one loop turn, so "arrived together" is exact here, not a matter of timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelhost.container.asgi import Message
+from modelhost.container.config import InstanceConfig
+from modelhost.container.http_connection import Request
+from modelhost.container.invoke import Reply
+from modelhost.container.multimodel import MultiModelHost
+from modelhost.container.multimodel_fast import model_name
+from modelhost.testing.churn import csv_body
+from modelhost.testing.state_models import StateModels
+
+BAD_ROW = b"1,2,3\n"  # three features: the models want 69
+
+
+class Connection:
+    """What `TickInvoker` needs of an `HttpConnection`: replies are recorded in order."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.replies: list[Reply] = []
+        self.held = False
+
+    def reply(self, reply: Reply, keep_alive: bool) -> None:
+        self.replies.append(reply)
+
+    def hold(self) -> None:
+        assert not self.held, "one request at a time per connection"
+        self.held = True
+
+    def release(self) -> None:
+        assert self.held
+        self.held = False
+
+    def abort(self) -> None:
+        raise AssertionError("no connection is aborted here")
+
+
+def _host(tmp_path: Path, batching: bool = True) -> MultiModelHost:
+    env = {
+        "SAGEMAKER_MULTI_MODEL": "true",
+        "MH_INSTANCE_BATCHING": "on" if batching else "off",
+        "MH_INSTANCE_ARTIFACT_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    return MultiModelHost(InstanceConfig.from_env(env), ThreadPoolExecutor(1))
+
+
+async def _asgi(host: MultiModelHost, path: str, body: bytes) -> tuple[int, bytes]:
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "headers": [(b"content-type", b"application/json")],
+        "query_string": b"",
+    }
+    await host(scope, receive, send)
+    return sent[0]["status"], sent[1]["body"]
+
+
+async def _load(host: MultiModelHost, models: StateModels, state: str) -> None:
+    doc = {"model_name": f"{state}.tar.gz", "url": str(models.prefix / f"{state}.tar.gz")}
+    status, body = await _asgi(host, "/models", json.dumps(doc).encode())
+    assert status == 200, body
+
+
+def _request(state: str, body: bytes) -> Request:
+    headers = [
+        (b"content-type", b"text/csv"),
+        (b"x-amzn-sagemaker-target-model", f"{state}.tar.gz".encode()),
+    ]
+    return Request(b"POST", f"/models/{state}.tar.gz/invoke".encode(), headers, body, True, "1.1")
+
+
+def _score(reply: Reply) -> float:
+    return float(reply.body.decode().strip().split(",")[0])
+
+
+def _offer_together(host: MultiModelHost, requests: list[Request]) -> list[tuple[bool, Connection]]:
+    """Offer every request in one callback (one loop turn), one connection each, and let
+    the loop run until the turn's answers are written."""
+
+    async def scenario() -> list[tuple[bool, Connection]]:
+        loop = asyncio.get_running_loop()
+        out = []
+        for request in requests:
+            connection = Connection(loop)
+            out.append((host.offer(connection, request), connection))  # type: ignore[arg-type]
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return out
+
+    return asyncio.run(scenario())
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_mixed_models_in_one_turn_merge_per_model_and_a_bad_request_fails_alone(
+    tmp_path: Path, models: StateModels
+) -> None:
+    host = _host(tmp_path)
+    try:
+
+        async def load() -> None:
+            for state in ("CA", "NY", "TX"):
+                await _load(host, models, state)
+
+        _run(load())
+        requests, want = [], []
+        for i in range(3):
+            for state in ("CA", "NY", "TX"):
+                row = models.rows[state][i : i + 1]
+                requests.append(_request(state, csv_body(row).encode()))
+                want.append(float(models.expected(state, row)[0]))
+        requests.insert(4, _request("NY", BAD_ROW))
+        want.insert(4, None)
+        offered = _offer_together(host, requests)
+
+        assert all(taken for taken, _ in offered)
+        for (_, connection), expected in zip(offered, want, strict=True):
+            assert not connection.held
+            [reply] = connection.replies
+            if expected is None:
+                assert reply.status == 400 and b"69" in reply.body, reply
+            else:
+                assert reply.status == 200, reply.body
+                assert _score(reply) == pytest.approx(expected, rel=1e-6)
+        # Three models, three good requests each: one predict call per model.
+        assert (host.tick.calls, host.tick.predicted_rows, host.tick.largest) == (3, 9, 3)
+        # Nothing stays pinned: every model may be evicted again.
+        for state in ("CA", "NY", "TX"):
+            entry = host.cache.get(f"{state}.tar.gz")
+            assert entry is not None and entry.in_flight == 0
+    finally:
+        host.close()
+
+
+def test_a_failing_merged_predict_is_repeated_per_request(
+    tmp_path: Path, models: StateModels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = _host(tmp_path)
+    try:
+        _run(_load(host, models, "CA"))
+        runtime = host.models["CA.tar.gz"].served.runtime
+        real = runtime.predict
+        poison = models.rows["CA"][1:2]
+
+        def predict(data: Any) -> Any:
+            # A model that fails on one particular row (as a user's model may).
+            if any((row == poison[0]).all() for row in data):
+                raise ValueError("this row breaks the model")
+            return real(data)
+
+        monkeypatch.setattr(runtime, "predict", predict)
+        rows = [models.rows["CA"][i : i + 1] for i in range(3)]
+        offered = _offer_together(host, [_request("CA", csv_body(r).encode()) for r in rows])
+        statuses = [connection.replies[0].status for _, connection in offered]
+        assert statuses == [200, 500, 200]
+        ok = offered[2][1].replies[0]
+        assert _score(ok) == pytest.approx(float(models.expected("CA", rows[2])[0]), rel=1e-6)
+    finally:
+        host.close()
+
+
+def test_a_model_not_loaded_is_left_to_the_asgi_path_and_answers_once_loaded(
+    tmp_path: Path, models: StateModels
+) -> None:
+    host = _host(tmp_path)
+    try:
+        _run(_load(host, models, "CA"))
+        row = models.rows["NY"][:1]
+        ca = _request("CA", csv_body(models.rows["CA"][:1]).encode())
+        ny = _request("NY", csv_body(row).encode())
+        offered = _offer_together(host, [ca, ny])
+        # CA answered in the turn; NY is not offered (the ASGI path answers its 404, the
+        # gateway loads it and sends it again).
+        assert offered[0][0] and offered[0][1].replies[0].status == 200
+        assert offered[1] == (False, offered[1][1]) and not offered[1][1].replies
+        status, body = _run(_asgi(host, "/models/NY.tar.gz/invoke", ny.body))
+        assert status == 404, body
+        _run(_load(host, models, "NY"))
+        [(taken, connection)] = _offer_together(host, [ny])
+        assert taken
+        assert _score(connection.replies[0]) == pytest.approx(
+            float(models.expected("NY", row)[0]), rel=1e-6
+        )
+    finally:
+        host.close()
+
+
+def test_batching_off_answers_on_the_spot(tmp_path: Path, models: StateModels) -> None:
+    host = _host(tmp_path, batching=False)
+    try:
+        _run(_load(host, models, "CA"))
+        good = _request("CA", csv_body(models.rows["CA"][:1]).encode())
+        offered = _offer_together(host, [good, _request("CA", BAD_ROW)])
+        assert [c.replies[0].status for _, c in offered] == [200, 400]
+        assert host.tick.calls == 0  # no tick: each answered inside `offer`
+    finally:
+        host.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        (b"/models/CA.tar.gz/invoke", "CA.tar.gz"),
+        (b"/models/a%2Fb.tar.gz/invoke", "a/b.tar.gz"),
+        (b"/models/CA.tar.gz/invoke?x=1", None),
+        (b"/models//invoke", None),
+        (b"/models/a/b/invoke", None),
+        (b"/models/CA.tar.gz", None),
+        (b"/invocations", None),
+    ],
+)
+def test_model_name(url: bytes, name: str | None) -> None:
+    assert model_name(url) == name
+
+
+def test_shutdown_answers_what_is_queued(tmp_path: Path, models: StateModels) -> None:
+    host = _host(tmp_path)
+    try:
+        _run(_load(host, models, "CA"))
+
+        async def scenario() -> Connection:
+            connection = Connection(asyncio.get_running_loop())
+            request = _request("CA", csv_body(models.rows["CA"][:1]).encode())
+            assert host.offer(connection, request)  # type: ignore[arg-type]
+            assert connection.held and not connection.replies
+            host.tick.close()  # before the loop turn ends
+            return connection
+
+        connection = _run(scenario())
+        assert [r.status for r in connection.replies] == [503] and not connection.held
+        entry = host.cache.get("CA.tar.gz")
+        assert entry is not None and entry.in_flight == 0
+    finally:
+        host.close()
