@@ -93,10 +93,12 @@ def test_a_broken_stream_ends_with_model_stream_error(
 def test_a_user_server_may_name_the_failure_in_the_error_trailer(
     rt: Any, streaming_endpoint: str
 ) -> None:
-    events = iter(_stream(rt, streaming_endpoint, "fail")["Body"])
+    body = _stream(rt, streaming_endpoint, "fail")["Body"]
+    events = iter(body)
     assert next(events) == {"PayloadPart": {"Bytes": b"part-0 "}}
     with pytest.raises(EventStreamError) as info:
         next(events)
+    body.close()  # its connection, else a ResourceWarning in whichever test runs next
     assert info.value.response["Error"]["Code"] == "ModelStreamError"
     assert "out of tokens!" in info.value.response["Error"]["Message"]
     with pytest.raises(rt.exceptions.ModelError) as joined:
