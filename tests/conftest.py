@@ -44,6 +44,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.nodeid.split("::")[0] in PG_FILES:
             item.add_marker(pytest.mark.pg)
+    slow_first(items)
+
+
+def slow_first(items: list[pytest.Item]) -> None:
+    """The modules with a test that starts processes (`integration`, `ray`) run first, each
+    module's tests still together and in their order: under `pytest -n 2` the run then ends
+    on the many sub-second tests, which xdist hands out in small batches to whichever worker
+    is free, rather than on the end-to-end tests of the last files (examples, the demo),
+    where one worker finished minutes before the other."""
+    slow = {
+        item.nodeid.split("::")[0]
+        for item in items
+        if item.get_closest_marker("integration") or item.get_closest_marker("ray")
+    }
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)
 
 
 def pytest_configure(config: pytest.Config) -> None:

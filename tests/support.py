@@ -211,3 +211,37 @@ def cli(server: ModelhostServer, *args: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=120,
     )
+
+
+# How often the SageMaker SDK's waiters look again in `sdk_session` (the SDK's own: 30 s
+# for an endpoint, 120 s for a recommendations job, 5 s for a job).
+SDK_POLL_S = 0.5
+
+
+def sdk_session(**kwargs: Any) -> Any:
+    """A `sagemaker.Session(**kwargs)` whose waiters poll every `SDK_POLL_S`: the SDK's
+    `_wait_until` sleeps a whole poll before it first looks, so with its defaults every
+    `model.deploy()` waits 30 s and every `right_size()` 120 s on a job that is long done.
+    Its log tailers (`logs=True`) keep their own poll: they ask for the job's status only
+    every 30 s once they have started tailing, so a short poll would make them wait longer.
+    Call it inside the test's `warnings.catch_warnings()` (the SDK warns on import)."""
+    import sagemaker
+
+    class Session(sagemaker.Session):  # type: ignore[misc]
+        def wait_for_endpoint(
+            self, endpoint: str, poll: float = SDK_POLL_S, live_logging: bool = False
+        ) -> Any:
+            return super().wait_for_endpoint(endpoint, poll, live_logging)
+
+        def wait_for_inference_recommendations_job(
+            self, job_name: str, poll: float = SDK_POLL_S, log_level: str = "Verbose"
+        ) -> Any:
+            return super().wait_for_inference_recommendations_job(job_name, poll, log_level)
+
+        def wait_for_processing_job(self, job: str, poll: float = SDK_POLL_S) -> Any:
+            return super().wait_for_processing_job(job, poll)
+
+        def wait_for_transform_job(self, job: str, poll: float = SDK_POLL_S) -> Any:
+            return super().wait_for_transform_job(job, poll)
+
+    return Session(**kwargs)

@@ -27,6 +27,7 @@ from tests.support import (
     cli,
     deploy,
     instance_pids,
+    sdk_session,
     unique,
     zygote_pids,
 )
@@ -290,7 +291,6 @@ def test_the_sagemaker_sdk_deploys_with_a_serverless_inference_config(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import sagemaker
         from sagemaker.model import Model
         from sagemaker.predictor import Predictor
         from sagemaker.serializers import CSVSerializer
@@ -301,7 +301,7 @@ def test_the_sagemaker_sdk_deploys_with_a_serverless_inference_config(
             model_data=str(churn_model.artifact),
             role="arn:aws:iam::123456789012:role/modelhost",
             predictor_cls=Predictor,
-            sagemaker_session=sagemaker.Session(),
+            sagemaker_session=sdk_session(),
         )
         predictor = model.deploy(
             serverless_inference_config=ServerlessInferenceConfig(

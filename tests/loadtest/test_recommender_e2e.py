@@ -17,7 +17,7 @@ import pytest
 
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.server import ModelhostServer
-from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, cli, unique
+from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, cli, sdk_session, unique
 
 pytestmark = pytest.mark.integration
 
@@ -341,7 +341,6 @@ def test_the_sagemaker_sdks_right_size_then_deploy(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SDK's own deprecation notices
-        import sagemaker
         from sagemaker.model import Model
         from sagemaker.predictor import Predictor
         from sagemaker.serializers import CSVSerializer
@@ -352,7 +351,7 @@ def test_the_sagemaker_sdks_right_size_then_deploy(
             role=ROLE,
             name=unique("rs-model"),
             predictor_cls=Predictor,
-            sagemaker_session=sagemaker.Session(),
+            sagemaker_session=sdk_session(),
         )
         model.right_size(
             sample_payload_url=payloads,

@@ -12,7 +12,7 @@ from modelhost.testing.churn import make_churn
 from modelhost.testing.s3 import local_s3_server, s3_client
 from modelhost.testing.server import ModelhostServer
 from tests.monitor.support import MONITOR_COLUMNS, table_rows
-from tests.support import FAST_ENV, unique
+from tests.support import FAST_ENV, sdk_session, unique
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,6 @@ def test_default_model_monitor_suggest_baseline(
     with ModelhostServer(tmp_path / "home", env=env) as srv, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the SDK's own deprecation notices
         import boto3
-        import sagemaker
         from sagemaker.model_monitor import DefaultModelMonitor
         from sagemaker.model_monitor.dataset_format import DatasetFormat
 
@@ -56,7 +55,7 @@ def test_default_model_monitor_suggest_baseline(
         boto_session = boto3.Session(
             region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
         )
-        session = sagemaker.Session(
+        session = sdk_session(
             boto_session=boto_session,
             sagemaker_client=sm,
             sagemaker_runtime_client=rt,
