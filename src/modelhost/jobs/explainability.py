@@ -24,7 +24,7 @@ import numpy as np
 
 from modelhost.errors import DatasetError, ValidationException
 from modelhost.frameworks.registry import runtime_class
-from modelhost.monitor import analyzer, attribution
+from modelhost.monitor import attribution
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.metadata import Kind, MetadataStore
 
@@ -99,6 +99,8 @@ def load_tree_model(model_dir: Path) -> Any:
 
 def _matrix(lines: list[str], headers: list[str]) -> np.ndarray:
     """Captured inputs as a float matrix in `headers` order (missing or text: NaN)."""
+    from modelhost.monitor import analyzer  # scipy and scikit-learn: see processing_analysis
+
     data = analyzer.read_captures(lines, headers)
     columns = [data.columns.get(name, [None] * data.rows) for name in headers]
 

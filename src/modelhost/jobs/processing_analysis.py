@@ -12,7 +12,7 @@ from typing import Any
 
 from modelhost.errors import ArtifactError, ValidationException
 from modelhost.jobs import clarify_baseline, explainability
-from modelhost.monitor import analyzer, batch_capture
+from modelhost.monitor import batch_capture
 from modelhost.monitor.dataset import DatasetError, parse_format
 from modelhost.store.outputs import Locations, join
 
@@ -32,6 +32,10 @@ class Analysis:
     def run(self, request: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         """Run the analyzer for `request`: the job's ExitMessage and the CloudWatch
         PutMetricData calls it publishes."""
+        # Here, not at the top: the analyzer pulls scipy.stats and scikit-learn (1.5 s),
+        # which every gateway start would pay for jobs most gateways never run.
+        from modelhost.monitor import analyzer
+
         env = request.get("Environment") or {}
         if clarify_baseline.is_baseline(request):
             return self._clarify(request), []

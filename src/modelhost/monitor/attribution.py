@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.metrics import ndcg_score
 
 from modelhost.errors import DatasetError
 
@@ -170,6 +169,10 @@ def ndcg(baseline: Mapping[str, float], live: Mapping[str, float]) -> float:
     if len(names) < 2 or not gains.any():
         return 1.0
     scores = np.array([abs(live.get(n, 0.0)) for n in names], dtype=float)
+    # Imported here: scikit-learn takes ~0.5 s to import, and the gateway imports this
+    # module at start-up for jobs it may never run.
+    from sklearn.metrics import ndcg_score
+
     return float(ndcg_score(gains[np.newaxis, :], scores[np.newaxis, :]))
 
 

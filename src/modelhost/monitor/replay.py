@@ -24,7 +24,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelhost.monitor.drift import numeric_distances
 from modelhost.telemetry.shadow_report import _percentile, parse_numbers
 
 MAX_ERRORS_LISTED = 10
@@ -115,6 +114,10 @@ def _failed(answer: Answer) -> bool:
 def _drift(reference: Sequence[float], current: Sequence[float]) -> dict[str, float] | None:
     if not reference or not current:
         return None
+    # Imported here: scipy.stats takes ~0.6 s to import, paid by every gateway start
+    # (gateway/app.py imports the replayer) for a report most gateways never make.
+    from modelhost.monitor.drift import numeric_distances
+
     return numeric_distances(reference, current)
 
 
