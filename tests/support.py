@@ -245,3 +245,11 @@ def sdk_session(**kwargs: Any) -> Any:
             return super().wait_for_transform_job(job, poll)
 
     return Session(**kwargs)
+
+
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Kill those of `procs` still running and reap them all (a fixture's teardown)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)

@@ -7,58 +7,14 @@ for other models never join it, and a request that fails fails alone.
 from __future__ import annotations
 
 import asyncio
-import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from modelhost.container.asgi import Message
-from modelhost.container.config import InstanceConfig
 from modelhost.container.multimodel import MultiModelHost
 from modelhost.testing.churn import csv_body
 from modelhost.testing.state_models import StateModels
-
-Answer = tuple[int, bytes]
-
-
-def _host(tmp_path: Path, batching: bool = True) -> MultiModelHost:
-    env = {
-        "SAGEMAKER_MULTI_MODEL": "true",
-        "MH_INSTANCE_BATCHING": "on" if batching else "off",
-        "MH_INSTANCE_ARTIFACT_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    return MultiModelHost(InstanceConfig.from_env(env), ThreadPoolExecutor(1))
-
-
-async def _call(host: MultiModelHost, path: str, body: bytes, target: str = "") -> Answer:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    headers = [(b"content-type", b"text/csv" if target else b"application/json")]
-    if target:
-        headers.append((b"x-amzn-sagemaker-target-model", target.encode()))
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "headers": headers,
-        "query_string": b"",
-    }
-    await host(scope, receive, send)
-    return sent[0]["status"], sent[1]["body"]
-
-
-async def _load(host: MultiModelHost, models: StateModels, state: str) -> None:
-    doc = {"model_name": f"{state}.tar.gz", "url": str(models.prefix / f"{state}.tar.gz")}
-    status, body = await _call(host, "/models", json.dumps(doc).encode())
-    assert status == 200, body
+from tests.container.multimodel_support import Answer, call, load_model, multimodel_host
 
 
 def _score(body: bytes) -> float:
@@ -80,11 +36,11 @@ def test_requests_for_one_model_share_a_predict_and_a_bad_one_fails_alone(
     tmp_path: Path, models: StateModels, mixed: list[tuple[str, bytes]]
 ) -> None:
     async def scenario() -> tuple[MultiModelHost, list[Answer]]:
-        host = _host(tmp_path)
+        host = multimodel_host(tmp_path)
         for state in ("CA", "NY"):
-            await _load(host, models, state)
+            await load_model(host, models, state)
         calls = [
-            _call(host, f"/models/{state}.tar.gz/invoke", body, f"{state}.tar.gz")
+            call(host, f"/models/{state}.tar.gz/invoke", body, f"{state}.tar.gz")
             for state, body in mixed
         ]
         return host, list(await asyncio.gather(*calls))
@@ -114,10 +70,10 @@ def test_batching_off_predicts_each_request_alone(
     tmp_path: Path, models: StateModels, mixed: list[tuple[str, bytes]]
 ) -> None:
     async def scenario() -> tuple[MultiModelHost, list[Answer]]:
-        host = _host(tmp_path, batching=False)
-        await _load(host, models, "CA")
+        host = multimodel_host(tmp_path, batching=False)
+        await load_model(host, models, "CA")
         calls = [
-            _call(host, "/models/CA.tar.gz/invoke", body, "CA.tar.gz")
+            call(host, "/models/CA.tar.gz/invoke", body, "CA.tar.gz")
             for state, body in mixed
             if state == "CA"
         ]

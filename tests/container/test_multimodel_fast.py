@@ -8,21 +8,18 @@ one loop turn, so "arrived together" is exact here, not a matter of timing.
 from __future__ import annotations
 
 import asyncio
-import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from modelhost.container.asgi import Message
-from modelhost.container.config import InstanceConfig
 from modelhost.container.http_connection import Request
 from modelhost.container.invoke import Reply
 from modelhost.container.multimodel import MultiModelHost
 from modelhost.container.multimodel_fast import model_name
 from modelhost.testing.churn import csv_body
 from modelhost.testing.state_models import StateModels
+from tests.container.multimodel_support import call, load_model, multimodel_host
 
 BAD_ROW = b"1,2,3\n"  # three features: the models want 69
 
@@ -48,42 +45,6 @@ class Connection:
 
     def abort(self) -> None:
         raise AssertionError("no connection is aborted here")
-
-
-def _host(tmp_path: Path, batching: bool = True) -> MultiModelHost:
-    env = {
-        "SAGEMAKER_MULTI_MODEL": "true",
-        "MH_INSTANCE_BATCHING": "on" if batching else "off",
-        "MH_INSTANCE_ARTIFACT_CACHE_DIR": str(tmp_path / "cache"),
-    }
-    return MultiModelHost(InstanceConfig.from_env(env), ThreadPoolExecutor(1))
-
-
-async def _asgi(host: MultiModelHost, path: str, body: bytes) -> tuple[int, bytes]:
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "headers": [(b"content-type", b"application/json")],
-        "query_string": b"",
-    }
-    await host(scope, receive, send)
-    return sent[0]["status"], sent[1]["body"]
-
-
-async def _load(host: MultiModelHost, models: StateModels, state: str) -> None:
-    doc = {"model_name": f"{state}.tar.gz", "url": str(models.prefix / f"{state}.tar.gz")}
-    status, body = await _asgi(host, "/models", json.dumps(doc).encode())
-    assert status == 200, body
 
 
 def _request(state: str, body: bytes) -> Request:
@@ -122,12 +83,12 @@ def _run(coro: Any) -> Any:
 def test_mixed_models_in_one_turn_merge_per_model_and_a_bad_request_fails_alone(
     tmp_path: Path, models: StateModels
 ) -> None:
-    host = _host(tmp_path)
+    host = multimodel_host(tmp_path)
     try:
 
         async def load() -> None:
             for state in ("CA", "NY", "TX"):
-                await _load(host, models, state)
+                await load_model(host, models, state)
 
         _run(load())
         requests, want = [], []
@@ -162,9 +123,9 @@ def test_mixed_models_in_one_turn_merge_per_model_and_a_bad_request_fails_alone(
 def test_a_failing_merged_predict_is_repeated_per_request(
     tmp_path: Path, models: StateModels, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    host = _host(tmp_path)
+    host = multimodel_host(tmp_path)
     try:
-        _run(_load(host, models, "CA"))
+        _run(load_model(host, models, "CA"))
         runtime = host.models["CA.tar.gz"].served.runtime
         real = runtime.predict
         poison = models.rows["CA"][1:2]
@@ -189,9 +150,9 @@ def test_a_failing_merged_predict_is_repeated_per_request(
 def test_a_model_not_loaded_is_left_to_the_asgi_path_and_answers_once_loaded(
     tmp_path: Path, models: StateModels
 ) -> None:
-    host = _host(tmp_path)
+    host = multimodel_host(tmp_path)
     try:
-        _run(_load(host, models, "CA"))
+        _run(load_model(host, models, "CA"))
         row = models.rows["NY"][:1]
         ca = _request("CA", csv_body(models.rows["CA"][:1]).encode())
         ny = _request("NY", csv_body(row).encode())
@@ -200,9 +161,9 @@ def test_a_model_not_loaded_is_left_to_the_asgi_path_and_answers_once_loaded(
         # gateway loads it and sends it again).
         assert offered[0][0] and offered[0][1].replies[0].status == 200
         assert offered[1] == (False, offered[1][1]) and not offered[1][1].replies
-        status, body = _run(_asgi(host, "/models/NY.tar.gz/invoke", ny.body))
+        status, body = _run(call(host, "/models/NY.tar.gz/invoke", ny.body))
         assert status == 404, body
-        _run(_load(host, models, "NY"))
+        _run(load_model(host, models, "NY"))
         [(taken, connection)] = _offer_together(host, [ny])
         assert taken
         assert _score(connection.replies[0]) == pytest.approx(
@@ -213,9 +174,9 @@ def test_a_model_not_loaded_is_left_to_the_asgi_path_and_answers_once_loaded(
 
 
 def test_batching_off_answers_on_the_spot(tmp_path: Path, models: StateModels) -> None:
-    host = _host(tmp_path, batching=False)
+    host = multimodel_host(tmp_path, batching=False)
     try:
-        _run(_load(host, models, "CA"))
+        _run(load_model(host, models, "CA"))
         good = _request("CA", csv_body(models.rows["CA"][:1]).encode())
         offered = _offer_together(host, [good, _request("CA", BAD_ROW)])
         assert [c.replies[0].status for _, c in offered] == [200, 400]
@@ -241,9 +202,9 @@ def test_model_name(url: bytes, name: str | None) -> None:
 
 
 def test_shutdown_answers_what_is_queued(tmp_path: Path, models: StateModels) -> None:
-    host = _host(tmp_path)
+    host = multimodel_host(tmp_path)
     try:
-        _run(_load(host, models, "CA"))
+        _run(load_model(host, models, "CA"))
 
         async def scenario() -> Connection:
             connection = Connection(asyncio.get_running_loop())

@@ -27,6 +27,7 @@ from modelhost.fleet.ray.artifacts import (
 )
 from modelhost.settings import Settings
 from modelhost.store.cache_bound import scan
+from tests.support import kill_all
 
 NODE = "127.0.2.1"
 MODEL_BYTES = 40_000
@@ -57,10 +58,7 @@ def _launch(tmp_path: Path, name: str, budget_bytes: int) -> dict[str, Any]:
 def instances() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=60)
+    kill_all(procs)
 
 
 def _start(

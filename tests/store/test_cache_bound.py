@@ -24,6 +24,7 @@ from modelhost.store.cache_bound import (
     lease,
     scan,
 )
+from tests.support import kill_all
 
 KB = 1000
 
@@ -151,10 +152,7 @@ def test_bound_logs_its_evictions(
 def holders() -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=60)
+    kill_all(procs)
 
 
 def _hold_in_child(cache: Path, entry: Path, procs: list[subprocess.Popen[bytes]]) -> int:
