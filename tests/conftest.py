@@ -36,6 +36,14 @@ PG_FILES = frozenset(
         "tests/scaling/test_autoscaling_e2e.py",
         "tests/monitor/test_monitor_e2e.py",
         "tests/monitor/test_monitor_restart.py",
+        "tests/gateway/test_lifecycle.py",
+        "tests/gateway/test_guardrails_e2e.py",
+        "tests/gateway/test_rolling_e2e.py",
+        "tests/gateway/test_shadow_e2e.py",
+        "tests/gateway/test_pipeline_e2e.py",
+        "tests/gateway/test_auth_e2e.py",
+        "tests/gateway/test_cloudwatch_e2e.py",
+        "tests/compile/test_compile_durability.py",
     }
 )
 
