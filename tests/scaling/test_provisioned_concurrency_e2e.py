@@ -81,8 +81,14 @@ def test_load_raises_provisioned_concurrency_and_idling_lowers_it(
         wait_for("provisioned concurrency to go up", lambda: _provisioned(sm, name) >= 2)
         loop.wait_ok(5)
     assert loop.errors == []
-    variant = sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]
-    assert variant["CurrentInstanceCount"] >= 2
+    # The reconciler starts the extra warm instance after the desired count goes up.
+    wait_for(
+        "the extra warm instance to start",
+        lambda: (
+            sm.describe_endpoint(EndpointName=name)["ProductionVariants"][0]["CurrentInstanceCount"]
+            >= 2
+        ),
+    )
     assert sm.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
     # Idle: the scale-in alarm's 15 datapoints pass, the warm count goes back to min.
     wait_for("provisioned concurrency to go down", lambda: _provisioned(sm, name) == 1)
