@@ -34,7 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("container",),
     ("frameworks", "codecs"),
     ("store",),
-    ("resources", "settings", "errors"),
+    ("resources", "settings", "settings_background", "errors"),
     ("",),
 )
 
