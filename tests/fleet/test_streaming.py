@@ -4,6 +4,7 @@ scripted HTTP server in this process (no instance processes)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from modelhost.errors import ModelError, ModelStreamError
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation, Limits
 from modelhost.fleet.dataplane.streaming import StreamingPlane
 from modelhost.fleet.http1 import InstanceDisconnected
-from modelhost.fleet.http1_stream import open_stream
+from modelhost.fleet.http1_stream import StreamTimeExceeded, open_stream, part_wait_s
 from modelhost.fleet.local import free_port
 from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
@@ -285,3 +286,88 @@ def test_a_break_without_the_trailer_is_stream_broken(tmp_path: Path) -> None:
                 assert said in info.value.message
 
     asyncio.run(main())
+
+
+def test_the_wait_for_a_part_is_cut_to_what_is_left_of_the_stream() -> None:
+    assert part_wait_s(60.0, None, 1e9) == 60.0  # no whole-stream limit
+    assert part_wait_s(60.0, 100.0, 10.0) == 60.0
+    assert part_wait_s(60.0, 100.0, 70.0) == 30.0
+    assert part_wait_s(60.0, 100.0, 100.0) is None
+    assert part_wait_s(60.0, 100.0, 130.0) is None
+
+
+def test_an_answer_past_its_deadline_ends_unless_the_instance_finished() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def script(w: asyncio.StreamWriter) -> None:
+            w.write(CHUNKED + _chunk(b"a") + _chunk(b"b"))
+            await gate.wait()
+            w.write(_chunk(b"c") + _chunk(b""))
+
+        now = [0.0]
+        async with scripted(script) as port:
+            answer = await open_stream(port, b"/invocations", [], b"x", 30.0)
+            answer.clock, answer.deadline_s = (lambda: now[0]), 10.0
+            parts = answer.parts()
+            assert await anext(parts) == b"a"
+            now[0] = 10.0  # the time is up, the instance is still answering: no more parts
+            with pytest.raises(StreamTimeExceeded):
+                await anext(parts)
+            answer.close()
+
+            finished = await open_stream(port, b"/invocations", [], b"x", 30.0)
+            finished.clock, finished.deadline_s = (lambda: now[0]), 20.0
+            gate.set()
+            first = finished.parts()
+            assert await anext(first) == b"a"
+            while not finished._stream.done:  # the instance has sent its whole answer
+                await asyncio.sleep(0.01)
+            now[0] = 25.0  # read late, but the instance finished: handed out whole
+            assert [p async for p in first] == [b"b", b"c"]
+
+    asyncio.run(main())
+
+
+def test_a_stream_that_outlasts_the_whole_stream_limit_is_cut_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def main() -> None:
+        cut = asyncio.Event()
+
+        async def script(w: asyncio.StreamWriter) -> None:
+            w.write(CHUNKED)
+            try:
+                while True:  # a part every 20 ms, forever: never silent for the per-part limit
+                    w.write(_chunk(b"tick"))
+                    await w.drain()
+                    await asyncio.sleep(0.02)
+            except ConnectionError:
+                cut.set()  # the gateway closed the connection: the model is told to stop
+
+        async with scripted(script) as port:
+            a = instance("a", port, host="127.0.0.1")
+            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+            plane, _ = _plane(tmp_path, route, 30.0)
+            streaming = StreamingPlane(plane, max_duration_s=0.5)
+            streamed = await streaming.invoke(route, _request())
+            got = []
+            with pytest.raises(ModelStreamError) as info:
+                async for part in streamed.parts:
+                    got.append(part)
+            assert got and set(got) == {b"tick"}  # the parts before the limit were relayed
+            assert info.value.error_code == "ModelInvocationTimeExceeded"
+            assert "did not complete sending the inference response" in info.value.message
+            assert "0.5 s for the whole stream" in info.value.message
+            assert a.outstanding == 0
+            assert plane.metrics.series("ep", "AllTraffic").counts.errors_5xx == 1
+            await asyncio.wait_for(cut.wait(), 30)
+            # The same instance answers the next stream.
+            streaming.max_duration_s = 0
+            again = await streaming.invoke(route, _request())
+            assert await anext(again.parts) == b"tick"
+            again.close()
+
+    with caplog.at_level(logging.WARNING, logger="modelhost.gateway"):
+        asyncio.run(main())
+    assert any("allotted time" in r.getMessage() for r in caplog.records)

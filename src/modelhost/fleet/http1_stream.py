@@ -22,13 +22,19 @@ breaks off first ends with `InstanceDisconnected`. Other trailers are ignored.
 Parts queue up while the caller sends earlier ones; past `HIGH_WATER` queued parts the
 socket stops being read until the caller catches up, so a slow client never makes the
 gateway hold a whole answer.
+
+Two limits bound the reading: each wait for the next part (`timeout_s`, TimeoutError), and,
+when `deadline_s` is set, the whole answer (`StreamTimeExceeded` once the deadline has
+passed while the instance is still answering; an answer the instance has finished is handed out
+whole, however slowly the caller reads it).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from time import perf_counter
 
 import httptools
 
@@ -46,6 +52,19 @@ StreamAddress = Address | int  # an instance's address (TCP or Unix socket), a l
 MAX_PART_BYTES = 1024 * 1024
 HIGH_WATER, LOW_WATER = 16, 4
 _END = object()
+
+
+class StreamTimeExceeded(Exception):
+    """The whole answer took longer than its deadline (`StreamedAnswer.deadline_s`)."""
+
+
+def part_wait_s(per_part_s: float, deadline_s: float | None, now_s: float) -> float | None:
+    """How long to wait for the next part: the per-part limit, cut to what is left of the
+    whole answer's time; None once that is up."""
+    if deadline_s is None:
+        return per_part_s
+    left_s = deadline_s - now_s
+    return None if left_s <= 0 else min(per_part_s, left_s)
 
 
 class _Stream(ResponseProtocol):
@@ -152,18 +171,32 @@ class _Stream(ResponseProtocol):
 
 
 class StreamedAnswer:
-    """An instance's answer whose body is read part by part; `close()` it when done."""
+    """An instance's answer whose body is read part by part; `close()` it when done.
+    `deadline_s` (on `clock`, unset: none) bounds the whole answer."""
 
-    def __init__(self, stream: _Stream, timeout_s: float) -> None:
+    def __init__(
+        self, stream: _Stream, timeout_s: float, clock: Callable[[], float] = perf_counter
+    ) -> None:
         self._stream = stream
         self.timeout_s = timeout_s
+        self.deadline_s: float | None = None
+        self.clock = clock
         self.status = stream.status
         self.headers = stream.headers
 
     async def parts(self) -> AsyncIterator[bytes]:
         """Each part as it arrives (see the module docstring)."""
         while True:
-            part = await self._stream.next_part(self.timeout_s)
+            wait_s = part_wait_s(self.timeout_s, self.deadline_s, self.clock())
+            if wait_s is None and not self._stream.done:
+                raise StreamTimeExceeded("the answer's time is up")
+            try:
+                # A finished answer's parts are queued: no wait.
+                part = await self._stream.next_part(self.timeout_s if wait_s is None else wait_s)
+            except TimeoutError as exc:
+                if wait_s is not None and wait_s < self.timeout_s:  # the deadline cut it
+                    raise StreamTimeExceeded("the answer's time is up") from exc
+                raise
             if part is None:
                 return
             yield part
