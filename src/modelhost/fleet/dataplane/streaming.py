@@ -78,21 +78,30 @@ class Streamed:
 
 class StreamingPlane:
     """Streamed invocations over a `DataPlane` (see the module docstring); `max_duration_s`
-    bounds a whole stream (0: no bound)."""
+    bounds a whole stream (0: no bound), on `clock`."""
 
     def __init__(
-        self, plane: DataPlane, opener: Opener = open_stream, max_duration_s: float = 0.0
+        self,
+        plane: DataPlane,
+        opener: Opener = open_stream,
+        max_duration_s: float = 0.0,
+        clock: Callable[[], float] = perf_counter,
     ) -> None:
         self.plane = plane
         self.opener = opener
         self.max_duration_s = max_duration_s
+        self.clock = clock
         self._releases: set[asyncio.Future[None]] = set()
 
     def _limit(self, answer: StreamedAnswer, asked: float) -> StreamedAnswer:
         """The whole-stream deadline, counted from when the instance was asked."""
+        answer.clock = self.clock
         if self.max_duration_s > 0:
             answer.deadline_s = asked + self.max_duration_s
         return answer
+
+    def _us(self, started: float) -> float:
+        return (self.clock() - started) * 1e6
 
     async def invoke(self, route: EndpointRoute, req: Invocation) -> Streamed:
         plane = self.plane
@@ -131,7 +140,7 @@ class StreamingPlane:
                 body = await answer.read_all(MAX_ORIGINAL_MESSAGE)
             finally:
                 release()
-            sent = Sent(answer.status, answer.headers, body, instance, _us(started))
+            sent = Sent(answer.status, answer.headers, body, instance, self._us(started))
             plane._record(req, variant, sent)
             plane._check(req.endpoint, sent)  # raises ModelError
         inference_id = plane._observe(req, variant.name)
@@ -157,7 +166,7 @@ class StreamingPlane:
             instance = cast(Instance, target)
             tried.add(instance.instance_id)
             instance.outstanding += 1
-            started = perf_counter()
+            started = self.clock()
             try:
                 answer = await self.opener(
                     instance.address, b"/invocations", req.forward, req.body, core.timeout_s
@@ -178,7 +187,7 @@ class StreamingPlane:
         serverless = self.plane.serverless
         assert serverless is not None
         core, capacity = self.plane.core, serverless.capacity
-        started = perf_counter()
+        started = self.clock()
         instance = await capacity.acquire(req.endpoint, variant.name, core.timeout_s)
 
         def free() -> None:
@@ -188,7 +197,7 @@ class StreamingPlane:
             self._releases.add(task)
             task.add_done_callback(self._releases.discard)
 
-        asked = perf_counter()
+        asked = self.clock()
         remaining_s = max(core.timeout_s - (asked - started), 0.001)
         try:
             answer = await self.opener(
@@ -257,7 +266,7 @@ class StreamingPlane:
             raise ModelStreamError(await self._broken(instance, exc), "StreamBroken") from exc
         finally:
             release()
-            sent = Sent(status, answer.headers, b"".join(kept), instance, _us(started))
+            sent = Sent(status, answer.headers, b"".join(kept), instance, self._us(started))
             plane._record(req, variant, sent)
             if keep and status < 400:
                 plane._capture(route, req, variant.name, sent, inference_id)
@@ -289,7 +298,3 @@ class StreamingPlane:
 
 def _done(instance: Instance) -> None:
     instance.outstanding -= 1
-
-
-def _us(started: float) -> float:
-    return (perf_counter() - started) * 1e6
