@@ -20,12 +20,7 @@ from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
 from modelhost.telemetry.metrics import InvocationMetrics
 from modelhost.testing.clock import FakeClock
 from modelhost.testing.dataplane import FakeHealth, FakeRoutes, FakeTransport, instance
-
-CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+from tests.fleet.stream_support import CHUNKED, chunk
 
 
 @dataclass
@@ -57,9 +52,9 @@ async def tokens(gate: asyncio.Event) -> AsyncIterator[int]:
             head = await reader.readuntil(b"\r\n\r\n")
             size = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
             await reader.readexactly(size)
-            writer.write(CHUNKED + _chunk(b"a"))
+            writer.write(CHUNKED + chunk(b"a"))
             await gate.wait()
-            writer.write(_chunk(b"b") + _chunk(b""))
+            writer.write(chunk(b"b") + chunk(b""))
         finally:
             writer.close()
 

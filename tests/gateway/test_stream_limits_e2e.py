@@ -2,7 +2,9 @@
 script-mode generator and a user's server (BYOC) that stream a part every 20 ms forever,
 so the per-part limit never fires. The parts sent before the limit are read, then boto3
 raises EventStreamError (ModelStreamError, ModelInvocationTimeExceeded); the instance's
-connection is closed (the model is stopped); the endpoint keeps answering."""
+connection is closed (the model is stopped); the endpoint keeps answering. And an
+instance on uvicorn, which cannot send the error trailer, names a failure mid-stream with
+an error frame (container/stream_frames.py)."""
 
 from __future__ import annotations
 
@@ -48,10 +50,14 @@ def release_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def endpoints(
     limited: ModelhostServer, tmp_path_factory: pytest.TempPathFactory, release_dir: Path
 ) -> dict[str, str]:
-    """{"script": a token model's endpoint, "byoc": a user's streaming server's}."""
+    """{"script": a token model's endpoint, "byoc": a user's streaming server's, "uvicorn":
+    the token model's on instances served by uvicorn}."""
     sm, _ = limited.clients()
-    script, byoc = unique("limit-tokens"), unique("limit-byoc")
-    deploy(sm, script, str(write_token_model(tmp_path_factory.mktemp("limit-model"))), wait=False)
+    script, byoc, on_uvicorn = unique("limit-tokens"), unique("limit-byoc"), unique("uvicorn")
+    artifact = str(write_token_model(tmp_path_factory.mktemp("limit-model")))
+    deploy(sm, script, artifact, wait=False)
+    uvicorn = {"MH_INSTANCE_HTTP_SERVER": "uvicorn"}
+    deploy(sm, on_uvicorn, artifact, environment=uvicorn, wait=False)
     model_dir = tmp_path_factory.mktemp("limit-byoc-model")
     shutil.copy(SERVER, model_dir / "server.py")
     deploy(
@@ -62,11 +68,11 @@ def endpoints(
         environment={"RELEASE_DIR": str(release_dir)},
         wait=False,
     )
-    for name in (script, byoc):
+    for name in (script, byoc, on_uvicorn):
         sm.get_waiter("endpoint_in_service").wait(
             EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 240}
         )
-    return {"script": script, "byoc": byoc}
+    return {"script": script, "byoc": byoc, "uvicorn": on_uvicorn}
 
 
 def _cut_off(rt: Any, name: str, body: str) -> str:
@@ -136,3 +142,32 @@ def test_v2_generate_stream_ends_with_the_error_event(
     assert json.loads(events[0][len(b"data: ") :])["text_output"] == "tick "
     last = json.loads(events[-1][len(b"data: ") :])
     assert list(last) == ["error"] and "allotted time" in last["error"]
+
+
+def test_an_instance_on_uvicorn_names_a_failure_mid_stream(
+    limited: ModelhostServer, endpoints: dict[str, str]
+) -> None:
+    _, rt = limited.clients(**NO_RETRY)
+    name = endpoints["uvicorn"]
+    body = rt.invoke_endpoint_with_response_stream(
+        EndpointName=name, ContentType="text/plain", Body="one two fail three"
+    )["Body"]
+    events = iter(body)
+    # The model's bytes, unframed by the gateway.
+    assert next(events) == {"PayloadPart": {"Bytes": b"one "}}
+    assert next(events) == {"PayloadPart": {"Bytes": b"two "}}
+    with pytest.raises(EventStreamError) as info:
+        next(events)
+    body.close()
+    assert info.value.response["Error"]["Code"] == "ModelStreamError"
+    # The cause, carried in the instance's error frame (uvicorn sends no trailers).
+    assert "ValueError: the token model failed" in info.value.response["Error"]["Message"]
+    kind, members = stream_messages(limited, name, b"one fail")[-1]
+    assert (kind, members["ErrorCode"]) == ("ModelStreamError", "StreamBroken")
+    # Whole streams and InvokeEndpoint get the model's bytes as they are.
+    parts = rt.invoke_endpoint_with_response_stream(
+        EndpointName=name, ContentType="text/plain", Body="a b"
+    )["Body"]
+    assert [e["PayloadPart"]["Bytes"] for e in parts] == [b"a ", b"b "]
+    out = rt.invoke_endpoint(EndpointName=name, ContentType="text/plain", Body="a b")
+    assert out["Body"].read() == b"a b "
