@@ -7,7 +7,8 @@ least-busy choice counts the stream as outstanding until it ends, and an instanc
 cannot be reached is retried elsewhere as `core.Invoker` does. An error status from the
 instance is read whole and raised as ModelError before anything is streamed. Once the
 stream has started, a model that fails (the instance ends the answer with its error
-trailer, container/stream_error.py) or a connection that breaks is a ModelStreamError
+trailer, container/stream_error.py, or on uvicorn its error frame, container/stream_frames.py)
+or a connection that breaks is a ModelStreamError
 (`StreamBroken`, naming the model's error, or that the instance exited). A part that does
 not come within the invocation timeout, or a stream still going `max_duration_s` after its
 instance was asked (the whole-stream limit, `stream_max_duration_s`), is a ModelStreamError
