@@ -40,6 +40,8 @@ INTERNAL = {
     "fleet/http1_parse.py:InstanceUnreachable": "a ConnectionError the data plane retries",
     "fleet/http1_parse.py:InstanceDisconnected": "a ConnectionError the data plane maps",
     "fleet/http1_parse.py:InstanceStreamFailed": "the data plane maps it to ModelStreamError",
+    "fleet/http1_stream.py:StreamTimeExceeded": "the data plane maps it to ModelStreamError",
+    "container/stream_frames.py:FrameError": "a malformed answer: the stream reader maps it",
     "fleet/launch.py:LaunchError": "becomes the endpoint's FailureReason",
     "fleet/variant.py:StartupError": "becomes the endpoint's FailureReason",
     "fleet/byoc.py:ByocError": "becomes a LaunchError",

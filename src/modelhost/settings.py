@@ -103,6 +103,13 @@ class Settings(BackgroundSettings):
         default=60.0,
         description="How long the gateway waits for an instance to answer an invocation.",
     )
+    stream_max_duration_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="Longest a streamed answer (InvokeEndpointWithResponseStream) may take "
+        "from asking the instance to its last part; then it ends with ModelStreamError "
+        "(ModelInvocationTimeExceeded). 0: no limit.",
+    )
     max_payload_bytes: int = Field(
         default=6 * MIB, description="Largest request and response body."
     )

@@ -10,10 +10,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from modelhost.container import stream_error, streams
+from modelhost.container import stream_error, stream_frames, streams
 from modelhost.container.asgi import Message
 from modelhost.container.invoke import ServedModel, invoke, send_reply
 from modelhost.container.stream_error import STREAM_ERROR
+from modelhost.container.streams import StreamSignal, stream_signal
 from modelhost.frameworks.base import Context
 from modelhost.frameworks.streaming import Body, StreamedBody
 from tests.container.support import HandleRuntime
@@ -61,10 +62,15 @@ class Tokens(HandleRuntime):
 
 
 async def _serve(
-    runtime: Tokens, body: bytes, executor: Any, gone: bool = False, trailers: bool = False
+    runtime: Tokens,
+    body: bytes,
+    executor: Any,
+    gone: bool = False,
+    signal: StreamSignal = StreamSignal.BREAK,
 ) -> list[Message]:
     """The messages `send_reply` sends for one invocation; `gone`: the client has left;
-    `trailers`: the server takes trailers (the instance's own server does)."""
+    `signal`: how the server and its client tell a failure (TRAILER: the instance's own
+    server; FRAMES: uvicorn asked by the gateway)."""
     sent: list[Message] = []
     left = asyncio.Event()
     if gone:
@@ -78,7 +84,7 @@ async def _serve(
         return {"type": "http.disconnect"}
 
     reply = await invoke(ServedModel(runtime, "/m"), body, [], executor)
-    await send_reply(send, receive, reply, trailers)
+    await send_reply(send, receive, reply, signal)
     return sent
 
 
@@ -129,7 +135,7 @@ def test_with_trailers_a_failure_mid_stream_ends_it_with_the_error_trailer(
     body: bytes, executor: Any
 ) -> None:
     runtime = Tokens()
-    sent = asyncio.run(_serve(runtime, body, executor, trailers=True))
+    sent = asyncio.run(_serve(runtime, body, executor, signal=StreamSignal.TRAILER))
     start = sent[0]
     assert start["trailers"] is True
     assert dict(start["headers"])[b"trailer"] == STREAM_ERROR
@@ -144,9 +150,47 @@ def test_with_trailers_a_failure_mid_stream_ends_it_with_the_error_trailer(
 
 
 def test_with_trailers_a_whole_stream_ends_with_no_trailer_fields(executor: Any) -> None:
-    sent = asyncio.run(_serve(Tokens(), b"sync a b", executor, trailers=True))
+    sent = asyncio.run(_serve(Tokens(), b"sync a b", executor, signal=StreamSignal.TRAILER))
     assert _bodies(sent) == [(b"a ", True), (b"b ", True), (b"", False)]
     assert sent[-1] == {"type": "http.response.trailers", "headers": [], "more_trailers": False}
+
+
+@pytest.mark.parametrize("body", [b"sync one boom two", b"async one boom two"])
+def test_framed_a_failure_mid_stream_ends_it_with_an_error_frame(
+    body: bytes, executor: Any
+) -> None:
+    runtime = Tokens()
+    sent = asyncio.run(_serve(runtime, body, executor, signal=StreamSignal.FRAMES))
+    start = sent[0]
+    assert dict(start["headers"])[stream_frames.FRAMES] == b"1"
+    assert "trailers" not in start
+    *frames, (end, more) = _bodies(sent)
+    assert (end, more) == (b"", False)  # the answer ends properly: the frame says why
+    reader = stream_frames.Deframer()
+    data = [piece for frame, _ in frames for piece in reader.feed(frame)]
+    assert data == [b"one "] and reader.at_boundary
+    assert reader.error is not None and reader.error.startswith("ValueError: boom\nTraceback")
+    assert runtime.closed.is_set()
+
+
+def test_framed_a_whole_stream_is_its_chunks_framed(executor: Any) -> None:
+    sent = asyncio.run(_serve(Tokens(), b"sync a b", executor, signal=StreamSignal.FRAMES))
+    frame = stream_frames.frame
+    assert _bodies(sent) == [
+        (frame(stream_frames.DATA, b"a "), True),
+        (frame(stream_frames.DATA, b"b "), True),
+        (b"", False),
+    ]
+
+
+def test_the_signal_follows_the_server_and_what_the_client_asked() -> None:
+    trailers = {"extensions": {"http.response.trailers": {}}, "headers": []}
+    assert stream_signal(trailers) is StreamSignal.TRAILER
+    asked = [(stream_frames.FRAMES, b"1")]
+    # The instance's own server keeps its trailer even when frames are offered.
+    assert stream_signal({**trailers, "headers": asked}) is StreamSignal.TRAILER
+    assert stream_signal({"headers": asked}) is StreamSignal.FRAMES  # uvicorn, the gateway
+    assert stream_signal({"headers": []}) is StreamSignal.BREAK  # uvicorn, anyone else
 
 
 def test_the_error_trailer_holds_any_text_in_one_bounded_line() -> None:

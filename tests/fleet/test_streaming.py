@@ -4,52 +4,19 @@ scripted HTTP server in this process (no instance processes)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
 from modelhost.errors import ModelError, ModelStreamError
-from modelhost.fleet.dataplane.plane import DataPlane, Invocation, Limits
 from modelhost.fleet.dataplane.streaming import StreamingPlane
 from modelhost.fleet.http1 import InstanceDisconnected
 from modelhost.fleet.http1_stream import open_stream
 from modelhost.fleet.local import free_port
 from modelhost.resources.capture import CaptureConfig
-from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
-from modelhost.telemetry.capture import CaptureBuffer
-from modelhost.telemetry.metrics import InvocationMetrics
-from modelhost.testing.dataplane import FakeHealth, FakeRoutes, FakeTransport, instance
-
-Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
-
-
-@asynccontextmanager
-async def scripted(script: Script) -> AsyncIterator[int]:
-    """A server on a loopback port answering every request with `script`."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
-        try:
-            await script(writer)
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    try:
-        yield server.sockets[0].getsockname()[1]
-    finally:
-        server.close()
+from modelhost.routing.table import EndpointRoute, VariantRoute
+from modelhost.testing.dataplane import instance
+from tests.fleet.stream_support import CHUNKED, chunk, plane_for, request, scripted
 
 
 def test_chunks_arrive_as_the_server_writes_them() -> None:
@@ -57,9 +24,9 @@ def test_chunks_arrive_as_the_server_writes_them() -> None:
         gate = asyncio.Event()
 
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"first"))
+            w.write(CHUNKED + chunk(b"first"))
             await gate.wait()  # the last chunk waits for the first to be read
-            w.write(_chunk(b"last") + _chunk(b""))
+            w.write(chunk(b"last") + chunk(b""))
 
         async with scripted(script) as port:
             answer = await open_stream(port, b"/invocations", [], b"x", 30.0)
@@ -85,7 +52,7 @@ def test_a_content_length_answer_is_one_part_and_a_break_is_disconnected() -> No
             assert [p async for p in answer.parts()] == [b"abcdef"]
 
         async def broken(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"first"))
+            w.write(CHUNKED + chunk(b"first"))
 
         async with scripted(broken) as port:
             answer = await open_stream(port, b"/invocations", [], b"x", 30.0)
@@ -97,40 +64,18 @@ def test_a_content_length_answer_is_one_part_and_a_break_is_disconnected() -> No
     asyncio.run(main())
 
 
-def _plane(tmp_path: Path, route: EndpointRoute, timeout_s: float) -> tuple[DataPlane, FakeHealth]:
-    health = FakeHealth()
-    limits = Limits(timeout_s, 1000, 8, tmp_path)
-    plane = DataPlane(
-        FakeRoutes(RoutingTable({route.name: route})),
-        health,
-        FakeTransport(),
-        lambda: 0.0,
-        lambda _name: None,
-        InvocationMetrics(),
-        limits,
-        lambda e, _path: f"arn:log:{e}",
-        capture=CaptureBuffer(10),
-    )
-    return plane, health
-
-
-def _request() -> Invocation:
-    forward = [(b"content-type", b"text/plain")]
-    return Invocation("ep", dict(forward), forward, b"x", None, None, 0.0, "req-1")
-
-
 def test_the_plane_relays_retries_and_releases(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"a") + _chunk(b"b") + _chunk(b""))
+            w.write(CHUNKED + chunk(b"a") + chunk(b"b") + chunk(b""))
 
         async with scripted(script) as port:
             down = instance("down", free_port(), host="127.0.0.1")  # nothing listens
             up = instance("up", port, host="127.0.0.1")
             up.outstanding = 1  # `down` is picked first
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (down, up)),))
-            plane, health = _plane(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, _request())
+            plane, health = plane_for(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, request())
             assert (streamed.variant, streamed.content_type) == ("AllTraffic", b"text/plain")
             assert up.outstanding == 2  # the stream counts until it ends
             assert [p async for p in streamed.parts] == [b"a", b"b"]
@@ -143,14 +88,14 @@ def test_the_plane_relays_retries_and_releases(tmp_path: Path) -> None:
 def test_a_silent_model_times_out_mid_stream(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"a"))
+            w.write(CHUNKED + chunk(b"a"))
             await asyncio.Event().wait()  # never another part
 
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = _plane(tmp_path, route, 0.3)
-            streamed = await StreamingPlane(plane).invoke(route, _request())
+            plane, _ = plane_for(tmp_path, route, 0.3)
+            streamed = await StreamingPlane(plane).invoke(route, request())
             parts = streamed.parts
             assert await anext(parts) == b"a"
             with pytest.raises(ModelStreamError) as info:
@@ -169,9 +114,9 @@ def test_an_error_status_is_model_error_before_the_stream(tmp_path: Path) -> Non
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = _plane(tmp_path, route, 30.0)
+            plane, _ = plane_for(tmp_path, route, 30.0)
             with pytest.raises(ModelError) as info:
-                await StreamingPlane(plane).invoke(route, _request())
+                await StreamingPlane(plane).invoke(route, request())
             assert info.value.original_status_code == 422
             assert info.value.original_message == "bad input"
             assert a.outstanding == 0
@@ -182,14 +127,14 @@ def test_an_error_status_is_model_error_before_the_stream(tmp_path: Path) -> Non
 def test_closing_ends_a_waiting_reader(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"a"))
+            w.write(CHUNKED + chunk(b"a"))
             await asyncio.Event().wait()
 
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = _plane(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, _request())
+            plane, _ = plane_for(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, request())
             assert await anext(streamed.parts) == b"a"
             waiting = asyncio.ensure_future(anext(streamed.parts))
             await asyncio.sleep(0)
@@ -204,14 +149,14 @@ def test_closing_ends_a_waiting_reader(tmp_path: Path) -> None:
 def test_a_captured_stream_keeps_the_whole_answer(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"a") + _chunk(b"b") + _chunk(b""))
+            w.write(CHUNKED + chunk(b"a") + chunk(b"b") + chunk(b""))
 
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             capture = CaptureConfig(100, str(tmp_path), True, True)
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),), capture=capture)
-            plane, _ = _plane(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, _request())
+            plane, _ = plane_for(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, request())
             assert [p async for p in streamed.parts] == [b"a", b"b"]
             assert plane.capture is not None
             [captured] = plane.capture.items
@@ -227,14 +172,14 @@ TRAILED = CHUNKED[:-2] + b"trailer: x-modelhost-stream-error\r\n\r\n"
 def test_an_error_trailer_ends_the_stream_with_the_models_error(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(TRAILED + _chunk(b"a") + _chunk(b"b"))
+            w.write(TRAILED + chunk(b"a") + chunk(b"b"))
             w.write(b"0\r\nx-modelhost-stream-error: ValueError: boom%0ATraceback\r\n\r\n")
 
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = _plane(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, _request())
+            plane, _ = plane_for(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, request())
             got = []
             with pytest.raises(ModelStreamError) as info:
                 async for part in streamed.parts:
@@ -252,13 +197,13 @@ def test_an_error_trailer_ends_the_stream_with_the_models_error(tmp_path: Path) 
 def test_a_normal_end_and_other_trailers_are_no_error(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(TRAILED + _chunk(b"a") + b"0\r\nx-other: 1\r\n\r\n")
+            w.write(TRAILED + chunk(b"a") + b"0\r\nx-other: 1\r\n\r\n")
 
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = _plane(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, _request())
+            plane, _ = plane_for(tmp_path, route, 30.0)
+            streamed = await StreamingPlane(plane).invoke(route, request())
             assert [p async for p in streamed.parts] == [b"a"]
             assert plane.metrics.series("ep", "AllTraffic").counts.errors_5xx == 0
 
@@ -268,16 +213,16 @@ def test_a_normal_end_and_other_trailers_are_no_error(tmp_path: Path) -> None:
 def test_a_break_without_the_trailer_is_stream_broken(tmp_path: Path) -> None:
     async def main() -> None:
         async def script(w: asyncio.StreamWriter) -> None:
-            w.write(CHUNKED + _chunk(b"a"))  # then the connection closes
+            w.write(CHUNKED + chunk(b"a"))  # then the connection closes
 
         async with scripted(script) as port:
             a = instance("a", port, host="127.0.0.1")
             route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, health = _plane(tmp_path, route, 30.0)
+            plane, health = plane_for(tmp_path, route, 30.0)
             for dead, said in ((False, "closed the connection"), (True, "a exited mid-stream")):
                 if dead:
                     health.dead.add("a")
-                streamed = await StreamingPlane(plane).invoke(route, _request())
+                streamed = await StreamingPlane(plane).invoke(route, request())
                 with pytest.raises(ModelStreamError) as info:
                     async for _ in streamed.parts:
                         pass

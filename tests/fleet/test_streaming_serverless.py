@@ -4,27 +4,23 @@ reserves for the stream and gets back when it ends (also when the client leaves 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from modelhost.errors import ModelError
+from modelhost.errors import ModelError, ModelStreamError
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation, Limits
 from modelhost.fleet.dataplane.streaming import StreamingPlane
 from modelhost.fleet.instance import Instance
 from modelhost.fleet.local import free_port
 from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
 from modelhost.telemetry.metrics import InvocationMetrics
+from modelhost.testing.clock import FakeClock
 from modelhost.testing.dataplane import FakeHealth, FakeRoutes, FakeTransport, instance
-
-CHUNKED = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n"
-
-
-def _chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
+from tests.fleet.stream_support import CHUNKED, chunk
 
 
 @dataclass
@@ -34,9 +30,11 @@ class FakeCapacity:
     instance: Instance
     acquired: int = 0
     released: list[str] = field(default_factory=list)
+    on_acquire: Callable[[], object] = lambda: None  # a cold start, say
 
     async def acquire(self, endpoint: str, variant: str, timeout_s: float) -> Instance:
         self.acquired += 1
+        self.on_acquire()
         return self.instance
 
     async def release(self, endpoint: str, variant: str, instance: Instance) -> None:
@@ -54,9 +52,9 @@ async def tokens(gate: asyncio.Event) -> AsyncIterator[int]:
             head = await reader.readuntil(b"\r\n\r\n")
             size = int(head.lower().split(b"content-length: ")[1].split(b"\r")[0])
             await reader.readexactly(size)
-            writer.write(CHUNKED + _chunk(b"a"))
+            writer.write(CHUNKED + chunk(b"a"))
             await gate.wait()
-            writer.write(_chunk(b"b") + _chunk(b""))
+            writer.write(chunk(b"b") + chunk(b""))
         finally:
             writer.close()
 
@@ -141,5 +139,26 @@ def test_an_instance_that_died_is_the_serverless_model_error(tmp_path: Path) -> 
             await streaming.invoke(route, _request())
         await _settle()
         assert capacity.released == ["s1"]
+
+    asyncio.run(main())
+
+
+def test_the_whole_stream_limit_counts_from_asking_the_instance_not_the_cold_start(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        clock = FakeClock()
+        async with tokens(asyncio.Event()) as port:  # `a`, then nothing: the gate stays shut
+            streaming, route, capacity = _setup(tmp_path, instance("s1", port, host="127.0.0.1"))
+            streaming.clock, streaming.max_duration_s = clock, 10.0
+            capacity.on_acquire = lambda: clock.advance(20.0)  # longer than the limit
+            streamed = await streaming.invoke(route, _request())
+            assert await anext(streamed.parts) == b"a"  # 20 s after the request, 0 after asking
+            clock.advance(10.0)
+            with pytest.raises(ModelStreamError) as info:
+                await anext(streamed.parts)
+            assert info.value.error_code == "ModelInvocationTimeExceeded"
+            await _settle()
+            assert capacity.released == ["s1"]  # the instance goes back to the pool
 
     asyncio.run(main())

@@ -10,7 +10,9 @@ SAGEMAKER_BIND_TO_PORT. `POST /invocations` with a body of
 - `fail`: chunked: `part-0 `, then ends the answer with modelhost's error trailer
   (`X-Modelhost-Stream-Error: out of tokens`), as a user's server may to name the cause;
 - `whole`: a Content-Length answer `all at once`;
-- `error`: 400 `bad input`.
+- `error`: 400 `bad input`;
+- `forever <token>`: chunked: `tick ` every 20 ms without end; once a write fails (the
+  gateway closed the connection) it creates `$RELEASE_DIR/<token>`.
 
 Standard library only: the instance runs it with whatever Python it finds.
 """
@@ -58,6 +60,9 @@ class Handler(BaseHTTPRequestHandler):
         if body == "fail":
             self.send_header("Trailer", "X-Modelhost-Stream-Error")
         self.end_headers()
+        if body.startswith("forever "):
+            self._forever(Path(os.environ["RELEASE_DIR"]) / body.split()[-1])
+            return
         self._chunk(b"part-0 ")
         if body == "fail":
             self.wfile.write(b"0\r\nX-Modelhost-Stream-Error: out of tokens%21\r\n\r\n")
@@ -73,6 +78,15 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(0.02)
         self._chunk(b"released" if release.exists() else b"not-released")
         self._chunk(b"")
+
+    def _forever(self, stopped: Path) -> None:
+        try:
+            while True:
+                self._chunk(b"tick ")
+                time.sleep(0.02)
+        except OSError:  # the connection is gone
+            self.close_connection = True
+            stopped.touch()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """A serverless endpoint's streamed invocation through a follower gateway: the follower
-relays the leader's event stream (and a V2 generate_stream) part by part; its instance runs
+relays the leader's event stream (and a V2 generate_stream) part by part, and its error
+events as they were (a model failing, the leader's whole-stream limit); its instance runs
 on the leader."""
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ def test_a_follower_relays_a_serverless_stream_part_by_part(
     postgres: PostgresCluster, tmp_path: Path
 ) -> None:
     artifact = write_token_model(tmp_path / "token-model")
-    extra = {"MODELHOST_SERVERLESS_IDLE_S": "60"}
+    # A whole-stream limit each stream here stays well under, except the last one's.
+    extra = {"MODELHOST_SERVERLESS_IDLE_S": "60", "MODELHOST_STREAM_MAX_DURATION_S": "5"}
     with two_gateways(tmp_path, postgres.fresh_database_url(), extra) as (a, b):
         sm_a, _ = a.clients(**NO_RETRY)
         _, rt_b = b.clients(**NO_RETRY)
@@ -91,5 +93,14 @@ def test_a_follower_relays_a_serverless_stream_part_by_part(
         assert "the token model failed" in info.value.response["Error"]["Message"]
         kind, members = stream_messages(b, name, b"two fail")[-1]
         assert (kind, members["ErrorCode"]) == ("ModelStreamError", "StreamBroken")
+        # A model that never stops: the leader cuts it at its whole-stream limit, the
+        # follower relays the leader's event as it was.
+        stopped = tmp_path / uuid.uuid4().hex
+        messages = stream_messages(b, name, f"forever:{stopped}".encode())
+        assert messages[0] == ("PayloadPart", b"tick ")
+        kind, members = messages[-1]
+        assert (kind, members["ErrorCode"]) == ("ModelStreamError", "ModelInvocationTimeExceeded")
+        assert "allotted time (5 s for the whole stream)" in members["Message"]
+        until(stopped.exists, "the leader's instance to stop the generator", 60)
         assert list((a.home / "logs" / name).rglob("i-*.log"))  # the leader ran it
         assert not (b.home / "logs" / name).exists()

@@ -7,7 +7,9 @@ server's `predict_fn` would do, without the model.
   the parts before it) and yields `released ` (`not-released ` after 60 s without it), so a
   test can tell a relayed stream from a buffered one without timing anything;
 - `fail` raises: as the first word, before anything was sent; later, mid-stream;
-- `exit` ends the instance's process (`os._exit`), as a crash mid-stream would.
+- `exit` ends the instance's process (`os._exit`), as a crash mid-stream would;
+- `forever:<path>` yields `tick ` every 20 ms without end, and creates the file `<path>`
+  once it is stopped (the generator closed: the client, or the gateway, went away).
 
 A JSON body is a V2 generate request: its `text_input` is the text. `output_fn` names the
 stream's content type. Every script-mode image runs it: `model_fn` loads nothing.
@@ -48,6 +50,13 @@ def predict_fn(text, model):
             raise ValueError("the token model failed")
         elif word == "exit":
             os._exit(3)
+        elif word.startswith("forever:"):
+            try:
+                while True:
+                    time.sleep(0.02)
+                    yield "tick "
+            finally:
+                Path(word[len("forever:"):]).touch()
         else:
             yield word + " "
 

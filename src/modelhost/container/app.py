@@ -31,7 +31,6 @@ from modelhost.container.asgi import (
     Send,
     read_body,
     respond,
-    sends_trailers,
 )
 from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
@@ -48,6 +47,7 @@ from modelhost.container.invoke import (
     served_model,
 )
 from modelhost.container.loading import load_runtime, runtime_options
+from modelhost.container.streams import stream_signal
 
 if TYPE_CHECKING:
     from modelhost.container.health import SharedHealth
@@ -250,7 +250,7 @@ class InstanceApp:
                 await respond(send, 503, b"Model is still loading: retry when /ping is 200", TEXT)
             return
         reply = await invoke(model, body, scope["headers"], self._executor)
-        await send_reply(send, receive, reply, sends_trailers(scope))
+        await send_reply(send, receive, reply, stream_signal(scope))
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

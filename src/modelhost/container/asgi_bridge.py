@@ -20,6 +20,7 @@ from modelhost.container.asgi import TEXT, Message, Receive, Scope, Send
 from modelhost.container.http_connection import HttpConnection, Request
 from modelhost.container.http_types import status_line
 from modelhost.container.invoke import Reply, send_reply
+from modelhost.container.streams import StreamSignal
 
 log = logging.getLogger("modelhost.container")
 
@@ -146,7 +147,10 @@ async def run_asgi(connection: HttpConnection, request: Request) -> None:
 async def stream_reply(connection: HttpConnection, request: Request, reply: Reply) -> None:
     """Write a streamed invocation's `reply` (`Reply.rest`) chunked, as the ASGI app would:
     the client leaving stops the stream, a failure mid-stream ends it with its trailer."""
-    await _answer(connection, request, lambda receive, send: send_reply(send, receive, reply, True))
+    trailer = StreamSignal.TRAILER
+    await _answer(
+        connection, request, lambda receive, send: send_reply(send, receive, reply, trailer)
+    )
 
 
 async def _answer(

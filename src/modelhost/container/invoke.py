@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelhost.container.asgi import TEXT, Receive, Send, respond
 from modelhost.container.asgi import Headers as RawHeaders
-from modelhost.container.streams import produce, respond_streamed
+from modelhost.container.streams import StreamSignal, produce, respond_streamed
 from modelhost.frameworks.streaming import StreamedBody
 
 if TYPE_CHECKING:
@@ -62,9 +62,11 @@ class Reply:
     rest: AsyncIterator[bytes] | None = None
 
 
-async def send_reply(send: Send, receive: Receive, reply: Reply, trailers: bool = False) -> None:
+async def send_reply(
+    send: Send, receive: Receive, reply: Reply, signal: StreamSignal = StreamSignal.BREAK
+) -> None:
     """Send `reply`: whole with Content-Length, or chunked as a stream produces it
-    (`trailers`: the server sends trailers, so a stream failing midway says why)."""
+    (`signal`: how a stream failing midway says why, `streams.stream_signal`)."""
     if reply.rest is None:
         await respond(send, reply.status, reply.body, reply.content_type, reply.headers)
     else:
@@ -76,7 +78,7 @@ async def send_reply(send: Send, receive: Receive, reply: Reply, trailers: bool 
             reply.content_type,
             reply.headers,
             error_response,
-            trailers,
+            signal,
         )
 
 

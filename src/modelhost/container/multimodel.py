@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond, sends_trailers
+from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond
 from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
 from modelhost.container.invoke import (
@@ -71,6 +71,7 @@ from modelhost.container.loading import (
 from modelhost.container.model_cache import Admission, ModelCache
 from modelhost.container.model_source import LoadRefused, ModelSource, parse_load_request
 from modelhost.container.multimodel_fast import TickInvoker
+from modelhost.container.streams import stream_signal
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -225,7 +226,7 @@ class MultiModelHost:
         self.cache.acquire(name)  # pinned: never evicted while this runs (or streams)
         try:
             reply = await invoke(model.served, body, scope["headers"], self._executor)
-            await send_reply(send, receive, reply, sends_trailers(scope))
+            await send_reply(send, receive, reply, stream_signal(scope))
         finally:
             self.cache.release(name)
             self._wake_waiters()

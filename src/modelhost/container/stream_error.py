@@ -23,7 +23,9 @@ ModelError the same failure before the first chunk would have been (fleet/http1.
 connection that breaks off without it (a user's server that drops it, an instance that
 dies) is still a StreamBroken, without the cause. Only the instance's own server sends the
 trailer: on uvicorn (`MH_INSTANCE_HTTP_SERVER=uvicorn`, no trailers over HTTP/1.1) a
-failure mid-stream breaks the connection off as before.
+streamed answer the gateway asked frames for is framed instead and a failure is an error
+frame (container/stream_frames.py); otherwise a failure mid-stream breaks the connection
+off as before.
 """
 
 from __future__ import annotations

@@ -14,10 +14,13 @@ the event loop. A handler that fails after the answer started cannot
 change the status: its error is logged and, on the instance's own server, the answer ends
 with the `x-modelhost-stream-error` trailer carrying the error's text
 (container/stream_error.py), which the gateway sends on as the stream's `ModelStreamError`
-(docs/protocols.md). On a server without trailers (uvicorn) the response is left
-unfinished, which the server turns into a closed connection without the last chunk: the
-gateway reports that as a `ModelStreamError` too, without the cause. A client that goes
-away stops the generator between chunks (it is closed, so its `finally` blocks run).
+(docs/protocols.md). A server without trailers (uvicorn) frames the answer instead when the
+gateway asked for frames (container/stream_frames.py), and ends a failed one with an
+`ERROR` frame; asked by anyone else, it leaves the response unfinished, which the server
+turns into a closed connection without the last chunk: the gateway reports that as a
+`ModelStreamError` too, without the cause. `StreamSignal` names the three ways. A client
+that goes away stops the generator between chunks (it is closed, so its `finally` blocks
+run).
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from asyncio import FIRST_COMPLETED
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
+from enum import Enum
 from typing import Any
 
-from modelhost.container import stream_error
-from modelhost.container.asgi import Headers, Message, Receive, Send
+from modelhost.container import stream_error, stream_frames
+from modelhost.container.asgi import Headers, Message, Receive, Scope, Send, sends_trailers
 from modelhost.container.stream_error import STREAM_ERROR
 from modelhost.frameworks.streaming import StreamedBody
 
@@ -46,6 +50,23 @@ _DONE = object()
 # back to other requests; at most MAX_AHEAD items wait unsent (a slow client holds no more).
 SLICE_S = 0.005
 MAX_AHEAD = 64
+
+
+class StreamSignal(Enum):
+    """How a streamed answer that fails after it started says so (module docstring)."""
+
+    TRAILER = "trailer"  # the error trailer (the instance's own server)
+    FRAMES = "frames"  # an ERROR frame (a server without trailers; the gateway asked)
+    BREAK = "break"  # the connection breaks off, without the cause
+
+
+def stream_signal(scope: Scope) -> StreamSignal:
+    """The way the server serving `scope`, and its client, can tell a failure mid-stream."""
+    if sends_trailers(scope):
+        return StreamSignal.TRAILER
+    if any(name == stream_frames.FRAMES for name, _ in scope.get("headers") or ()):
+        return StreamSignal.FRAMES
+    return StreamSignal.BREAK
 
 
 class _Failed:
@@ -155,21 +176,25 @@ async def respond_streamed(
     content_type: bytes,
     extra: Headers,
     describe: Callable[[BaseException], tuple[int, str]],
-    trailers: bool = False,
+    signal: StreamSignal = StreamSignal.BREAK,
 ) -> None:
     """A 200 answer whose body is `first`, then each chunk of `rest` as it comes; a
-    failure of `rest` is logged as `describe` words it (status, message). With `trailers`
-    (the server sends ASGI's `http.response.trailers`) the answer declares the
-    `container.stream_error` trailer and a failure ends it with that trailer; without, a
-    failure leaves it unfinished (the server breaks the connection off)."""
+    failure of `rest` is logged as `describe` words it (status, message) and told as
+    `signal` says: TRAILER declares the `container.stream_error` trailer and ends a failed
+    answer with it (the server sends ASGI's `http.response.trailers`); FRAMES sends every
+    chunk as a frame and a failure as an ERROR frame (container/stream_frames.py); BREAK
+    leaves a failed answer unfinished (the server breaks the connection off)."""
+    trailers, framed = signal is StreamSignal.TRAILER, signal is StreamSignal.FRAMES
     headers = [(b"content-type", content_type), *extra]
     start: Message = {"type": "http.response.start", "status": 200, "headers": headers}
     if trailers:
         headers.append((b"trailer", STREAM_ERROR))
         start["trailers"] = True
+    elif framed:
+        headers.append((stream_frames.FRAMES, b"1"))
     await send(start)
     if first:
-        await send({"type": "http.response.body", "body": first, "more_body": True})
+        await _body(send, first, framed)
     gone = asyncio.ensure_future(_disconnected(receive))
     failed: Headers = []
     try:
@@ -177,19 +202,29 @@ async def respond_streamed(
             if gone.done():
                 return  # the client went away: stop producing
             if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await _body(send, chunk, framed)
     except Exception as exc:
         status, message = describe(exc)
         log.error("the model's stream failed after it started (%d): %s", status, message)
-        if not trailers:
+        if signal is StreamSignal.BREAK:
             return  # unfinished: the server closes the connection, the gateway sees a break
-        failed.append((STREAM_ERROR, stream_error.encode(message)))
+        if framed:
+            text = message.strip()[: stream_error.MAX_MESSAGE_CHARS].encode("utf-8", "replace")
+            await _body(send, text, framed, stream_frames.ERROR)
+        else:
+            failed.append((STREAM_ERROR, stream_error.encode(message)))
     finally:
         gone.cancel()
         await _aclose(rest)
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     if trailers:
         await send({"type": "http.response.trailers", "headers": failed, "more_trailers": False})
+
+
+async def _body(send: Send, data: bytes, framed: bool, kind: int = stream_frames.DATA) -> None:
+    if framed:
+        data = stream_frames.frame(kind, data)
+    await send({"type": "http.response.body", "body": data, "more_body": True})
 
 
 async def _aclose(rest: AsyncIterator[bytes]) -> None:

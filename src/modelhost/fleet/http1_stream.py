@@ -17,22 +17,33 @@ What one part is:
 A chunked answer that ends with the `x-modelhost-stream-error` trailer (the instance's
 model failed after the answer started, container/stream_error.py) ends with
 `InstanceStreamFailed` carrying the error's text instead of its end; one whose connection
-breaks off first ends with `InstanceDisconnected`. Other trailers are ignored.
+breaks off first ends with `InstanceDisconnected`. Other trailers are ignored. Every request
+says that frames can be read (`x-modelhost-stream-frames`); an answer whose head says it is
+framed (an instance on uvicorn, which cannot send trailers: container/stream_frames.py) is
+unframed as it arrives, the parts being the model's bytes, and its `ERROR` frame ends it
+with `InstanceStreamFailed` as the trailer would.
 
 Parts queue up while the caller sends earlier ones; past `HIGH_WATER` queued parts the
 socket stops being read until the caller catches up, so a slow client never makes the
 gateway hold a whole answer.
+
+Two limits bound the reading: each wait for the next part (`timeout_s`, TimeoutError), and,
+when `deadline_s` is set, the whole answer (`StreamTimeExceeded` once the deadline has
+passed while the instance is still answering; an answer the instance has finished is handed out
+whole, however slowly the caller reads it).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from time import perf_counter
 
 import httptools
 
 from modelhost.container import stream_error
+from modelhost.container.stream_frames import FRAMES, Deframer
 from modelhost.fleet.http1 import LOOPBACK
 from modelhost.fleet.http1_parse import (
     InstanceDisconnected,
@@ -46,6 +57,19 @@ StreamAddress = Address | int  # an instance's address (TCP or Unix socket), a l
 MAX_PART_BYTES = 1024 * 1024
 HIGH_WATER, LOW_WATER = 16, 4
 _END = object()
+
+
+class StreamTimeExceeded(Exception):
+    """The whole answer took longer than its deadline (`StreamedAnswer.deadline_s`)."""
+
+
+def part_wait_s(per_part_s: float, deadline_s: float | None, now_s: float) -> float | None:
+    """How long to wait for the next part: the per-part limit, cut to what is left of the
+    whole answer's time; None once that is up."""
+    if deadline_s is None:
+        return per_part_s
+    left_s = deadline_s - now_s
+    return None if left_s <= 0 else min(per_part_s, left_s)
 
 
 class _Stream(ResponseProtocol):
@@ -65,6 +89,7 @@ class _Stream(ResponseProtocol):
         self.wakeup: asyncio.Future[None] | None = None
         self.paused = False
         self.done = False
+        self.frames: Deframer | None = None  # a framed answer's reader
 
     # asyncio.Protocol (connection_made, data_received: ResponseProtocol)
     def connection_lost(self, exc: Exception | None) -> None:
@@ -82,12 +107,22 @@ class _Stream(ResponseProtocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        if FRAMES in self.headers:
+            self.frames = Deframer()
         if not self.head.done():
             self.head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
-        self.current.append(body)
-        self.size += len(body)
+        if self.frames is None:
+            self._add(body)
+            return
+        # A FrameError raised here reaches data_received as a malformed answer.
+        for piece in self.frames.feed(body):
+            self._add(piece)
+
+    def _add(self, data: bytes) -> None:
+        self.current.append(data)
+        self.size += len(data)
         if self.size >= MAX_PART_BYTES or self.close_delimited():
             self._flush()
 
@@ -97,8 +132,20 @@ class _Stream(ResponseProtocol):
     def on_message_complete(self) -> None:
         self._flush()
         self.done = True
+        self._push(self._end())
+
+    def _end(self) -> object:
+        """What ends a whole answer: its end, or the failure its trailer or frame names."""
         failure = self.trailers.get(stream_error.STREAM_ERROR)
-        self._push(_END if failure is None else InstanceStreamFailed(stream_error.decode(failure)))
+        if failure is not None:
+            return InstanceStreamFailed(stream_error.decode(failure))
+        if self.frames is None:
+            return _END
+        if self.frames.error is not None:
+            return InstanceStreamFailed(self.frames.error)
+        if not self.frames.at_boundary:
+            return InstanceDisconnected("the instance's framed answer ended mid-frame")
+        return _END
 
     def _flush(self) -> None:
         if self.current:
@@ -152,18 +199,32 @@ class _Stream(ResponseProtocol):
 
 
 class StreamedAnswer:
-    """An instance's answer whose body is read part by part; `close()` it when done."""
+    """An instance's answer whose body is read part by part; `close()` it when done.
+    `deadline_s` (on `clock`, unset: none) bounds the whole answer."""
 
-    def __init__(self, stream: _Stream, timeout_s: float) -> None:
+    def __init__(
+        self, stream: _Stream, timeout_s: float, clock: Callable[[], float] = perf_counter
+    ) -> None:
         self._stream = stream
         self.timeout_s = timeout_s
+        self.deadline_s: float | None = None
+        self.clock = clock
         self.status = stream.status
         self.headers = stream.headers
 
     async def parts(self) -> AsyncIterator[bytes]:
         """Each part as it arrives (see the module docstring)."""
         while True:
-            part = await self._stream.next_part(self.timeout_s)
+            wait_s = part_wait_s(self.timeout_s, self.deadline_s, self.clock())
+            if wait_s is None and not self._stream.done:
+                raise StreamTimeExceeded("the answer's time is up")
+            try:
+                # A finished answer's parts are queued: no wait.
+                part = await self._stream.next_part(self.timeout_s if wait_s is None else wait_s)
+            except TimeoutError as exc:
+                if wait_s is not None and wait_s < self.timeout_s:  # the deadline cut it
+                    raise StreamTimeExceeded("the answer's time is up") from exc
+                raise
             if part is None:
                 return
             yield part
@@ -204,6 +265,7 @@ async def open_stream(
     except OSError as exc:
         raise InstanceUnreachable(f"cannot connect to {address}: {exc}") from exc
     head = [b"POST ", path, b" HTTP/1.1\r\nhost: ", host, b"\r\nconnection: close"]
+    head += (b"\r\n", FRAMES, b": 1")  # a server without trailers may frame its answer
     head.append(b"\r\ncontent-length: %d" % len(body))
     for name, value in headers:
         head += (b"\r\n", name, b": ", value)

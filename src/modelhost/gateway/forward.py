@@ -9,8 +9,9 @@ the metrics and captures the data.
 
 The answer is relayed as it arrives, not read whole first: an
 InvokeEndpointWithResponseStream answer's event-stream messages reach the client as the
-leader sends them. Each read of the leader's answer waits at most `timeout_s` (the leader
-bounds the wait for each part of a stream itself), the whole answer has no limit. A client
+leader sends them. Each read of the leader's answer waits at most `timeout_s`; the leader
+bounds the wait for each part of a stream and the whole stream itself (its error event is
+relayed as any other), so the follower puts no limit on the whole answer. A client
 that goes away closes the connection to the leader, which ends the stream there. When the
 leader's answer breaks off after it started, the status cannot change any more: an event
 stream cut between two messages ends with an `InternalStreamFailure` event, anything else

@@ -110,7 +110,7 @@ def runtime_api(
         invoke_async=AsyncRuntimeAPI(async_inference, settings).invoke_async,
         is_async=async_inference.is_async,
         stream=StreamAPI(
-            StreamingPlane(plane),
+            StreamingPlane(plane, max_duration_s=settings.stream_max_duration_s),
             settings.max_payload_bytes,
             settings.account_id,
             async_inference.is_async,

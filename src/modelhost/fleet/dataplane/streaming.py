@@ -7,11 +7,15 @@ least-busy choice counts the stream as outstanding until it ends, and an instanc
 cannot be reached is retried elsewhere as `core.Invoker` does. An error status from the
 instance is read whole and raised as ModelError before anything is streamed. Once the
 stream has started, a model that fails (the instance ends the answer with its error
-trailer, container/stream_error.py) or a connection that breaks is a ModelStreamError
-(`StreamBroken`, naming the model's error, or that the instance exited), and a part that
-does not come within the invocation timeout a ModelStreamError
-(`ModelInvocationTimeExceeded`); the transport sends it as the stream's last event, and
-the invocation counts as a 5XX error in the variant's metrics.
+trailer, container/stream_error.py, or on uvicorn its error frame, container/stream_frames.py)
+or a connection that breaks is a ModelStreamError
+(`StreamBroken`, naming the model's error, or that the instance exited). A part that does
+not come within the invocation timeout, or a stream still going `max_duration_s` after its
+instance was asked (the whole-stream limit, `stream_max_duration_s`), is a ModelStreamError
+(`ModelInvocationTimeExceeded`, SageMaker's code for "the model failed to finish sending
+the response within the timeout period"), logged; the instance's connection is closed, which
+stops the model on a modelhost instance. The transport sends the error as the stream's
+last event, and the invocation counts as a 5XX error in the variant's metrics.
 
 A serverless variant streams the same way from an instance the serverless pool reserves
 for the stream (starting one if none is idle) and gets back when the stream ends.
@@ -24,6 +28,7 @@ endpoint captures; shadow copies are not made of streamed invocations.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -36,7 +41,12 @@ from modelhost.fleet.dataplane.plane import DataPlane, Invocation
 from modelhost.fleet.dataplane.shadow import ShadowJob
 from modelhost.fleet.http1 import InstanceDisconnected, InstanceUnreachable
 from modelhost.fleet.http1_parse import InstanceStreamFailed
-from modelhost.fleet.http1_stream import StreamAddress, StreamedAnswer, open_stream
+from modelhost.fleet.http1_stream import (
+    StreamAddress,
+    StreamedAnswer,
+    StreamTimeExceeded,
+    open_stream,
+)
 from modelhost.fleet.instance import Instance
 from modelhost.routing.choose import pick_instance
 from modelhost.routing.table import EndpointRoute, TargetMode, VariantRoute
@@ -47,6 +57,7 @@ Opened = tuple[StreamedAnswer, Instance, float, Callable[[], None]]
 _OCTETS = b"application/octet-stream"
 EXIT_SEEN_S = 0.5  # how long a broken stream's instance is watched for its exit
 _CUSTOM = b"x-amzn-sagemaker-custom-attributes"
+log = logging.getLogger("modelhost.gateway")
 
 
 async def _one(body: bytes) -> AsyncIterator[bytes]:
@@ -67,12 +78,31 @@ class Streamed:
 
 
 class StreamingPlane:
-    """Streamed invocations over a `DataPlane` (see the module docstring)."""
+    """Streamed invocations over a `DataPlane` (see the module docstring); `max_duration_s`
+    bounds a whole stream (0: no bound), on `clock`."""
 
-    def __init__(self, plane: DataPlane, opener: Opener = open_stream) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        opener: Opener = open_stream,
+        max_duration_s: float = 0.0,
+        clock: Callable[[], float] = perf_counter,
+    ) -> None:
         self.plane = plane
         self.opener = opener
+        self.max_duration_s = max_duration_s
+        self.clock = clock
         self._releases: set[asyncio.Future[None]] = set()
+
+    def _limit(self, answer: StreamedAnswer, asked: float) -> StreamedAnswer:
+        """The whole-stream deadline, counted from when the instance was asked."""
+        answer.clock = self.clock
+        if self.max_duration_s > 0:
+            answer.deadline_s = asked + self.max_duration_s
+        return answer
+
+    def _us(self, started: float) -> float:
+        return (self.clock() - started) * 1e6
 
     async def invoke(self, route: EndpointRoute, req: Invocation) -> Streamed:
         plane = self.plane
@@ -111,7 +141,7 @@ class StreamingPlane:
                 body = await answer.read_all(MAX_ORIGINAL_MESSAGE)
             finally:
                 release()
-            sent = Sent(answer.status, answer.headers, body, instance, _us(started))
+            sent = Sent(answer.status, answer.headers, body, instance, self._us(started))
             plane._record(req, variant, sent)
             plane._check(req.endpoint, sent)  # raises ModelError
         inference_id = plane._observe(req, variant.name)
@@ -137,7 +167,7 @@ class StreamingPlane:
             instance = cast(Instance, target)
             tried.add(instance.instance_id)
             instance.outstanding += 1
-            started = perf_counter()
+            started = self.clock()
             try:
                 answer = await self.opener(
                     instance.address, b"/invocations", req.forward, req.body, core.timeout_s
@@ -149,7 +179,7 @@ class StreamingPlane:
             except BaseException:
                 instance.outstanding -= 1
                 raise
-            return answer, instance, started, partial(_done, instance)
+            return self._limit(answer, started), instance, started, partial(_done, instance)
 
     async def _open_serverless(self, req: Invocation, variant: VariantRoute) -> Opened:
         """The answer's head from a serverless instance reserved for this stream (started
@@ -158,7 +188,7 @@ class StreamingPlane:
         serverless = self.plane.serverless
         assert serverless is not None
         core, capacity = self.plane.core, serverless.capacity
-        started = perf_counter()
+        started = self.clock()
         instance = await capacity.acquire(req.endpoint, variant.name, core.timeout_s)
 
         def free() -> None:
@@ -168,7 +198,8 @@ class StreamingPlane:
             self._releases.add(task)
             task.add_done_callback(self._releases.discard)
 
-        remaining_s = max(core.timeout_s - (perf_counter() - started), 0.001)
+        asked = self.clock()
+        remaining_s = max(core.timeout_s - (asked - started), 0.001)
         try:
             answer = await self.opener(
                 instance.address, b"/invocations", req.forward, req.body, remaining_s
@@ -188,7 +219,7 @@ class StreamingPlane:
             free()
             raise
         answer.timeout_s = core.timeout_s  # each later part gets the whole timeout
-        return answer, instance, started, free
+        return self._limit(answer, asked), instance, started, free
 
     async def _relay(
         self,
@@ -209,11 +240,21 @@ class StreamingPlane:
                 if keep:
                     kept.append(part)
                 yield part
+        except StreamTimeExceeded as exc:
+            status = 500
+            raise self._timed_out(
+                req,
+                instance,
+                # SageMaker's words (its container is `primary`), and the limit.
+                "Your model primary did not complete sending the inference response in the "
+                f"allotted time ({self.max_duration_s:g} s for the whole stream).",
+            ) from exc
         except TimeoutError as exc:
             status = 500
-            raise ModelStreamError(
+            raise self._timed_out(
+                req,
+                instance,
                 f"The model sent no part of its answer for {plane.core.timeout_s:g} s.",
-                "ModelInvocationTimeExceeded",
             ) from exc
         except InstanceStreamFailed as exc:
             status = 500
@@ -226,10 +267,20 @@ class StreamingPlane:
             raise ModelStreamError(await self._broken(instance, exc), "StreamBroken") from exc
         finally:
             release()
-            sent = Sent(status, answer.headers, b"".join(kept), instance, _us(started))
+            sent = Sent(status, answer.headers, b"".join(kept), instance, self._us(started))
             plane._record(req, variant, sent)
             if keep and status < 400:
                 plane._capture(route, req, variant.name, sent, inference_id)
+
+    def _timed_out(self, req: Invocation, instance: Instance, message: str) -> ModelStreamError:
+        log.warning(
+            "stream %s of endpoint %s (instance %s) cut off: %s",
+            req.request_id,
+            req.endpoint,
+            instance.instance_id,
+            message,
+        )
+        return ModelStreamError(message, "ModelInvocationTimeExceeded")
 
     async def _broken(self, instance: Instance, exc: InstanceDisconnected) -> str:
         """Why a stream broke off without its instance saying why (a user's server that
@@ -248,7 +299,3 @@ class StreamingPlane:
 
 def _done(instance: Instance) -> None:
     instance.outstanding -= 1
-
-
-def _us(started: float) -> float:
-    return (perf_counter() - started) * 1e6
