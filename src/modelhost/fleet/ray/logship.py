@@ -31,7 +31,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 log = logging.getLogger("modelhost.fleet")
 
@@ -103,7 +103,7 @@ class LogBuffer:
             more = start + len(data) < end
             return LogBatch(start, data, start - wanted, more, self._closed and not more)
 
-    def pump(self, stream: BinaryIO) -> None:
+    def pump(self, stream: IO[bytes]) -> None:
         """Read `stream` (the instance's stdout and stderr) into the buffer until it ends."""
         fd = stream.fileno()
         try:
@@ -116,7 +116,7 @@ class LogBuffer:
                 stream.close()
             self.close()
 
-    def follow(self, stream: BinaryIO) -> threading.Thread:
+    def follow(self, stream: IO[bytes]) -> threading.Thread:
         """Pump `stream` in a daemon thread (joined by the actor's `wait`)."""
         thread = threading.Thread(target=self.pump, args=(stream,), daemon=True)
         thread.start()

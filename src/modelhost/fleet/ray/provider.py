@@ -145,15 +145,13 @@ class RayProvider:
         )
         with contextlib.suppress(OSError), open(log_path, "a") as f:
             f.write(head)
-        env = dict(spec.env)
-        env.update(
-            {
-                "SM_MODEL_DIR": str(spec.model_dir),
-                "MH_INSTANCE_ID": instance_id,
-                "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
-                "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
-            }
-        )
+        env = {
+            **spec.env,
+            "SM_MODEL_DIR": str(spec.model_dir),
+            "MH_INSTANCE_ID": instance_id,
+            "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
+            "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
+        }
         launch = {
             "argv": spec.argv,
             "env": env,
