@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from modelhost.fleet.instance import LaunchSpec
-from modelhost.fleet.ray.logship import SHIP_BYTES, LogBatch
+from modelhost.fleet.ray.logship import SHIP_BYTES, LogBatch, LogBuffer
 from modelhost.fleet.ray.placement import actor_name
 from modelhost.fleet.ray.provider import RayProvider
 from modelhost.resources.status import InstanceStatus
@@ -183,9 +183,10 @@ def test_instances_spread_and_learn_their_address(tmp_path: Path) -> None:
     assert provider.exit_code(first) is None
     assert (first.host, first.port, first.pid) == ("127.0.1.1", 5000, 42)
     assert first.address == ("127.0.1.1", 5000)  # what the gateway connects to
-    # The process exits: its status.
+    # The process exits: its status. Its node wrote the log file itself: nothing pulled.
     actor.wait.calls[0].resolve(3)
     assert provider.exit_code(first) == 3
+    assert actor.read_log.calls == []
     # Another variant spreads on its own: its first instance may go anywhere.
     provider.start(_spec(tmp_path, "Other"))
     assert len(ray.actors) == 4
@@ -344,3 +345,34 @@ def test_an_adopted_shipping_instance_continues_in_this_gateways_file(tmp_path: 
     ray.actors[0].read_log.calls[-1].resolve(LogBatch(120, b"still serving\n"))
     new.exit_code(adopted)
     assert adopted.log_path.read_text() == "still serving\n"
+
+
+class ReadLog(Method):
+    """`read_log` answering at once from a real buffer, as the node does."""
+
+    def __init__(self, buffer: LogBuffer) -> None:
+        super().__init__()
+        self.buffer = buffer
+
+    def remote(self, *args: Any) -> Ref:
+        ref = super().remote(*args)
+        ref.resolve(self.buffer.read(*args))
+        return ref
+
+
+def test_a_stopping_instances_last_lines_are_pulled_before_its_actor_goes(
+    tmp_path: Path,
+) -> None:
+    ray = FakeRay(nodes=1)
+    provider = RayProvider(None, ray_api=ray, log_mode="ship")
+    inst = provider.start(_spec(tmp_path))
+    actor = ray.actors[0]
+    actor.read_log = ReadLog(LogBuffer(cap_bytes=1 << 20))
+    actor.started(inst.instance_id, 1, ships_log=True)
+    assert provider.exit_code(inst) is None
+    actor.read_log.buffer.append(b"serving\n")
+    assert provider.exit_code(inst) is None
+    actor.read_log.buffer.append(b"SIGTERM: shutting down\n")
+    asyncio.run(provider.stop(inst, grace_s=0.1))
+    assert actor.killed
+    assert inst.log_path.read_text().endswith("serving\nSIGTERM: shutting down\n")

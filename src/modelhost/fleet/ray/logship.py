@@ -35,8 +35,10 @@ from typing import IO, Any
 
 log = logging.getLogger("modelhost.fleet")
 
-# One pull moves at most this much; the next health check takes the rest.
-SHIP_BYTES = 1024 * 1024
+# One pull moves at most this much; the next health check takes the rest. So an instance
+# keeps up to this much output per health check (2 MiB/s at the default 2 s) without
+# drops, and the gateway writes at most this much per instance per check.
+SHIP_BYTES = 4 * 1024 * 1024
 # How long an exited instance's last output may take to reach the gateway before the
 # fleet is told of the exit anyway (the actor answers in well under a second).
 DRAIN_S = 10.0
@@ -197,8 +199,8 @@ class LogFollower:
     ) -> None:
         """Pull what is left (a stopping instance's last lines); `read(since)` is the
         actor's `read_log`. Bounded by `rounds` pulls; the caller bounds the time."""
-        if self.pending is not None and self.written(await self.pending, log_path):
-            return
+        if self.pending is not None:  # asked before the stop: more may have come since
+            self.written(await self.pending, log_path)
         for _ in range(rounds):
             if self.written(await read(self.since), log_path):
                 return
