@@ -233,6 +233,7 @@ class LightGBMRuntime(Runtime):
     """
 
     name: ClassVar[str] = "lightgbm"
+    tree_framework: ClassVar[str | None] = "LIGHTGBM"
     content_types = (
         registry.CSV,
         registry.LIBSVM,
@@ -374,6 +375,8 @@ class LightGBMRuntime(Runtime):
                 f"Feature count mismatch: the model expects {self._n_features} features, "
                 f"row 1 has {shape[1]}"
             )
+        if (compiled := self.compiled) is not None and (out := compiled.predict(data)) is not None:
+            return out
         fast = self._fast
         if fast is not None and (out := fast.predict(data)) is not None:
             return out
