@@ -132,7 +132,8 @@ def test_an_instances_print_on_a_node_reaches_get_log_events(
     ray_server: ModelhostServer, ray_clients: tuple[Any, Any], tmp_path: Path
 ) -> None:
     """The instance's output is a pipe to its actor, not a file the gateway reads; the
-    gateway pulls it into the endpoint's log stream. Its package cache is on its node."""
+    gateway pulls it into the endpoint's log stream. Its package and compiled-model caches
+    are on its node."""
     sm, rt = ray_clients
     (tmp_path / "inference.py").write_text(ECHO_SCRIPT)
     artifact = tmp_path / "model.tar.gz"
@@ -148,8 +149,12 @@ def test_an_instances_print_on_a_node_reaches_get_log_events(
     assert os.readlink(f"/proc/{pids[0]}/fd/1").startswith("pipe:")
     environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
     env = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
-    packages = Path(env["MH_INSTANCE_PACKAGES_DIR"])
-    assert packages.is_relative_to(ray_server.home / "node-caches") and packages.name == "packages"
+    for variable, folder in (
+        ("MH_INSTANCE_PACKAGES_DIR", "packages"),
+        ("MH_INSTANCE_COMPILE_CACHE_DIR", "compiled"),
+    ):
+        where = Path(env[variable])
+        assert where.is_relative_to(ray_server.home / "node-caches") and where.name == folder
 
     logs = ray_server.client("logs")
     group = f"/aws/sagemaker/Endpoints/{name}"

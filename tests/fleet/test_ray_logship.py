@@ -96,18 +96,23 @@ def test_a_node_ships_only_when_it_does_not_see_the_gateways_log_file(tmp_path: 
     assert not ships_log({}, log_path)  # a launch of a gateway that knows no shipping
 
 
-def test_script_packages_install_on_the_node_not_in_the_gateways_home(tmp_path: Path) -> None:
+def test_script_packages_and_compiled_models_stay_on_the_node(tmp_path: Path) -> None:
     launch = {
-        "env": {"MH_INSTANCE_PACKAGES_DIR": "/gateway/home/packages", "A": "1"},
+        "env": {
+            "MH_INSTANCE_PACKAGES_DIR": "/gateway/home/packages",
+            "MH_INSTANCE_COMPILE_CACHE_DIR": "/gateway/home/compiled",
+            "A": "1",
+        },
         "node_cache_dir": str(tmp_path / "node-caches"),
     }
     env = instance_env(launch, NodeModel(tmp_path, {"SM_MODEL_DIR": "/m"}), "10.0.0.7", 8080)
-    packages = node_cache_dir({"cache_dir": str(tmp_path / "node-caches")}, "10.0.0.7")
-    assert env["MH_INSTANCE_PACKAGES_DIR"] == str(packages / "packages")
+    node = node_cache_dir({"cache_dir": str(tmp_path / "node-caches")}, "10.0.0.7")
+    assert env["MH_INSTANCE_PACKAGES_DIR"] == str(node / "packages")
+    assert env["MH_INSTANCE_COMPILE_CACHE_DIR"] == str(node / "compiled")
     assert (env["A"], env["SM_MODEL_DIR"], env["MH_INSTANCE_HOST"]) == ("1", "/m", "10.0.0.7")
-    # A server that is not a built-in gets no package cache, on the node either.
+    # A server that is not a built-in gets neither, on the node either.
     bare = instance_env({"env": {}}, NodeModel(tmp_path, {}), "10.0.0.7", 8080)
-    assert "MH_INSTANCE_PACKAGES_DIR" not in bare
+    assert "MH_INSTANCE_PACKAGES_DIR" not in bare and "MH_INSTANCE_COMPILE_CACHE_DIR" not in bare
 
 
 @dataclass

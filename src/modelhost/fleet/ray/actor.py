@@ -11,8 +11,9 @@ and adopts it (fleet/ray/provider.py).
 
 The instance's output goes to its log file in the gateway's logs directory when this node
 sees that file (one machine, or a shared path), else into a bounded buffer the gateway
-pulls with `read_log` (fleet/ray/logship.py). A script's `requirements.txt` installs go
-to a directory on this node (`node_packages_dir`), never to the gateway's home.
+pulls with `read_log` (fleet/ray/logship.py). A script's `requirements.txt` installs and
+compiled tree models go to directories on this node (`NODE_LOCAL_DIRS`), never to the
+gateway's home.
 
 This module is imported on the nodes: it needs only the standard library,
 `fleet/environment.py` (the allow-list of what an instance inherits),
@@ -34,11 +35,15 @@ from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.environment import inherited_environment
-from modelhost.fleet.ray.artifacts import NodeModel, node_argv, node_model, node_packages_dir
+from modelhost.fleet.ray.artifacts import NodeModel, node_argv, node_local_dir, node_model
 from modelhost.fleet.ray.logship import SHIP_BYTES, LogBatch, LogBuffer, sees_gateway_log
 
 SUPERVISOR = "modelhost.container.supervise"
-PACKAGES_ENV = "MH_INSTANCE_PACKAGES_DIR"
+# The instance's caches that the gateway points at its own home: on a node, the node's.
+NODE_LOCAL_DIRS = {
+    "MH_INSTANCE_PACKAGES_DIR": "packages",
+    "MH_INSTANCE_COMPILE_CACHE_DIR": "compiled",
+}
 # How long `wait` and `stop` give the pipe to deliver an exited instance's last output
 # (a child that outlives it may hold the pipe open).
 PUMP_JOIN_S = 5.0
@@ -155,9 +160,10 @@ def instance_env(launch: dict[str, Any], model: NodeModel, host: str, port: int)
             "MH_INSTANCE_PARENT_PID": str(os.getpid()),
         }
     )
-    if PACKAGES_ENV in env:
-        # Installs stay on this node: nodes never share (or need) the gateway's home.
-        env[PACKAGES_ENV] = str(node_packages_dir(launch.get("node_cache_dir"), host))
+    for variable, name in NODE_LOCAL_DIRS.items():
+        if variable in env:
+            # On this node: nodes never share (or need) the gateway's home.
+            env[variable] = str(node_local_dir(launch.get("node_cache_dir"), host, name))
     return env
 
 
