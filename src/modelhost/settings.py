@@ -82,6 +82,17 @@ class Settings(BackgroundSettings):
         description="Fleet 'ray': bytes of artifacts a node's cache keeps; adding one evicts "
         "the least recently used entries no instance on the node uses.",
     )
+    ray_instance_logs: Literal["auto", "ship"] = Field(
+        default="auto",
+        description="Fleet 'ray': 'auto' lets an instance write its log file in logs_dir when "
+        "its node sees that path, else ship its output to the gateway; 'ship' always ships.",
+    )
+    ray_log_buffer_bytes: int = Field(
+        default=8 * 2**20,
+        gt=0,
+        description="Fleet 'ray': bytes of shipped instance output a node holds for the "
+        "gateway; past it the oldest lines are dropped (and counted in the log).",
+    )
     region: str = Field(default="us-east-1", description="Region written into ARNs.")
     account_id: str = Field(default="123456789012", description="Account id written into ARNs.")
     s3_endpoint_url: str | None = Field(

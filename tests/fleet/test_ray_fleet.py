@@ -1,8 +1,15 @@
-"""The Ray fleet on a local 3-node Ray cluster: placement over nodes, a lost node, and a
-transform job fanned out over the nodes."""
+"""The Ray fleet on a local 3-node Ray cluster: placement over nodes, a lost node, a
+transform job fanned out over the nodes, and instance output shipped from the nodes.
+
+The module's gateway ships every instance's output (`ray_instance_logs = ship`), as it does
+for nodes on other machines, so these tests run the way a real cluster does."""
 
 from __future__ import annotations
 
+import json
+import os
+import tarfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +20,12 @@ import pytest
 from modelhost.testing.churn import csv_rows
 from modelhost.testing.ray import RayCluster, node_address
 from modelhost.testing.server import ModelhostServer
-from tests.fleet.ray_support import delete_every_endpoint, instance_hosts, serving_hosts
+from tests.fleet.ray_support import (
+    delete_every_endpoint,
+    instance_addresses,
+    instance_hosts,
+    serving_hosts,
+)
 from tests.gateway.support import create_endpoint, csv_floats, wait_in_service
 from tests.jobs.support import transform, wait_for
 from tests.support import FAST_ENV, XGBOOST_IMAGE, ChurnModel, Loop, deploy, unique
@@ -22,6 +34,28 @@ pytest.importorskip("ray")
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 NODES = {node_address(i) for i in range(3)}
+
+ECHO_SCRIPT = """
+import json
+
+
+def model_fn(model_dir):
+    print("model_fn: ready on its node")
+    return "echo"
+
+
+def input_fn(body, content_type):
+    return json.loads(body)
+
+
+def predict_fn(data, model):
+    print(f"predict_fn saw marker={data['marker']}")
+    return data
+
+
+def output_fn(prediction, accept):
+    return json.dumps(prediction), "application/json"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +68,8 @@ def ray_server(
         "MODELHOST_RAY_ADDRESS": ray_cluster.address,
         # An ml.m5.large (2 vCPU, 8 GiB) asks for 0.2 CPU and 0.8 GiB: 5 fit on a node.
         "MODELHOST_RAY_RESOURCE_SCALE": "0.1",
+        # As if the nodes were other machines: no node writes the gateway's log files.
+        "MODELHOST_RAY_INSTANCE_LOGS": "ship",
     }
     home = tmp_path_factory.mktemp("ray-home")
     # The nodes unpack the artifacts here, not in the machine's temp directory.
@@ -89,6 +125,52 @@ def test_multi_container_endpoint_on_ray(
             TargetContainerHostname=host,
         )
         np.testing.assert_allclose(csv_floats(resp["Body"].read()), model.expected(X), atol=1e-6)
+    sm.delete_endpoint(EndpointName=name)
+
+
+def test_an_instances_print_on_a_node_reaches_get_log_events(
+    ray_server: ModelhostServer, ray_clients: tuple[Any, Any], tmp_path: Path
+) -> None:
+    """The instance's output is a pipe to its actor, not a file the gateway reads; the
+    gateway pulls it into the endpoint's log stream. Its package and compiled-model caches
+    are on its node."""
+    sm, rt = ray_clients
+    (tmp_path / "inference.py").write_text(ECHO_SCRIPT)
+    artifact = tmp_path / "model.tar.gz"
+    with tarfile.open(artifact, "w:gz") as tar:
+        tar.add(tmp_path / "inference.py", arcname="code/inference.py")
+    name = unique("ray-logs")
+    deploy(sm, name, str(artifact), image=None)
+    marker = uuid.uuid4().hex
+    body = json.dumps({"marker": marker})
+    rt.invoke_endpoint(EndpointName=name, ContentType="application/json", Body=body)
+    pids = list(instance_addresses(ray_server.home, name))
+    assert pids
+    assert os.readlink(f"/proc/{pids[0]}/fd/1").startswith("pipe:")
+    environ = Path(f"/proc/{pids[0]}/environ").read_bytes().split(b"\0")
+    env = dict(e.decode().split("=", 1) for e in environ if b"=" in e)
+    for variable, folder in (
+        ("MH_INSTANCE_PACKAGES_DIR", "packages"),
+        ("MH_INSTANCE_COMPILE_CACHE_DIR", "compiled"),
+    ):
+        where = Path(env[variable])
+        assert where.is_relative_to(ray_server.home / "node-caches") and where.name == folder
+
+    logs = ray_server.client("logs")
+    group = f"/aws/sagemaker/Endpoints/{name}"
+    (stream,) = [
+        s["logStreamName"] for s in logs.describe_log_streams(logGroupName=group)["logStreams"]
+    ]
+
+    def messages() -> list[str]:
+        got = logs.get_log_events(logGroupName=group, logStreamName=stream, startFromHead=True)
+        return [e["message"] for e in got["events"]]
+
+    wanted = f"predict_fn saw marker={marker}"
+    wait_for(lambda: wanted in messages(), timeout_s=60)
+    seen = messages()
+    assert seen.index("model_fn: ready on its node") < seen.index(wanted)
+    assert seen.count(wanted) == 1
     sm.delete_endpoint(EndpointName=name)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from modelhost.fleet.instance import LaunchSpec
+from modelhost.fleet.ray.logship import SHIP_BYTES, LogBatch, LogBuffer
 from modelhost.fleet.ray.placement import actor_name
 from modelhost.fleet.ray.provider import RayProvider
 from modelhost.resources.status import InstanceStatus
@@ -48,10 +49,12 @@ class Ref:
 @dataclass
 class Method:
     calls: list[Ref] = field(default_factory=list)
+    args: list[tuple[Any, ...]] = field(default_factory=list)
 
     def remote(self, *args: Any) -> Ref:
         ref = Ref()
         self.calls.append(ref)
+        self.args.append(args)
         return ref
 
 
@@ -72,15 +75,19 @@ class Actor:
     def __init__(self, options: dict[str, Any]) -> None:
         self.options = options
         self.start, self.wait, self.stop, self.killed = Method(), Method(), Method(), False
+        self.read_log = Method()
         self.describe = Describe(self)
         self.info: dict[str, Any] = {}
 
-    def started(self, instance_id: str, node: int, fingerprint: str = "f1") -> dict[str, Any]:
+    def started(
+        self, instance_id: str, node: int, fingerprint: str = "f1", ships_log: bool = False
+    ) -> dict[str, Any]:
         """Answer the `start` call as the real actor does; `describe` answers the same."""
         self.info = {
             "host": f"127.0.1.{node}", "port": 5000 + node, "pid": 100 + node,
             "node_id": node_id(node), "instance_id": instance_id, "fingerprint": fingerprint,
             "log_path": f"/tmp/{instance_id}.log", "started_s": 1.0, "running": True,
+            "ships_log": ships_log,
         }  # fmt: skip
         self.start.calls[0].resolve(self.info)
         return self.info
@@ -176,9 +183,10 @@ def test_instances_spread_and_learn_their_address(tmp_path: Path) -> None:
     assert provider.exit_code(first) is None
     assert (first.host, first.port, first.pid) == ("127.0.1.1", 5000, 42)
     assert first.address == ("127.0.1.1", 5000)  # what the gateway connects to
-    # The process exits: its status.
+    # The process exits: its status. Its node wrote the log file itself: nothing pulled.
     actor.wait.calls[0].resolve(3)
     assert provider.exit_code(first) == 3
+    assert actor.read_log.calls == []
     # Another variant spreads on its own: its first instance may go anywhere.
     provider.start(_spec(tmp_path, "Other"))
     assert len(ray.actors) == 4
@@ -289,3 +297,82 @@ def test_a_sweep_stops_untracked_instances_of_unclaimed_endpoints_only(tmp_path:
     assert ray.actors[0].killed  # ep's left-behind instance
     assert not ray.actors[1].killed  # "busy" is in a transition: perhaps being adopted
     assert not ray.actors[2].killed and new.exit_code(mine) is None
+
+
+def test_a_shipped_log_is_pulled_into_the_gateways_file_and_an_exit_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    ray = FakeRay(nodes=1)
+    provider = RayProvider(None, ray_api=ray, node_cache_dir="/node/cache", log_mode="ship")
+    inst = provider.start(_spec(tmp_path))
+    actor = ray.actors[0]
+    launch = actor.start.args[0][0]
+    # The node is told how to decide, and reads back the line the gateway wrote.
+    assert (launch["log_mode"], launch["node_cache_dir"]) == ("ship", "/node/cache")
+    assert inst.log_path.read_text() == launch["log_head"]
+    assert inst.instance_id in launch["log_head"]
+    actor.started(inst.instance_id, 1, ships_log=True)
+    assert provider.exit_code(inst) is None  # learns the address
+    assert provider.exit_code(inst) is None and actor.read_log.args == [(None, SHIP_BYTES)]
+    actor.read_log.calls[0].resolve(LogBatch(0, b"serving\n"))
+    assert provider.exit_code(inst) is None and actor.read_log.args[1] == (8, SHIP_BYTES)
+    assert inst.log_path.read_text().endswith("serving\n")
+    # It crashes: the exit is held back until a pull asked after it finds nothing more.
+    actor.wait.calls[0].resolve(1)
+    assert provider.exit_code(inst) is None
+    actor.read_log.calls[1].resolve(LogBatch(8, b"Traceback ...\nValueError: bad\n"))
+    assert provider.exit_code(inst) is None
+    actor.read_log.calls[2].resolve(LogBatch(38, b"", closed=True))
+    assert provider.exit_code(inst) == 1
+    assert inst.log_path.read_text().endswith("serving\nTraceback ...\nValueError: bad\n")
+
+
+def test_an_adopted_shipping_instance_continues_in_this_gateways_file(tmp_path: Path) -> None:
+    ray = FakeRay(nodes=1)
+    old = RayProvider(None, ray_api=ray)
+    spec = _spec(tmp_path, detached=True)
+    inst = old.start(spec)
+    ray.actors[0].started(inst.instance_id, 1, ships_log=True)
+    assert old.exit_code(inst) is None
+    asyncio.run(old.release(inst, grace_s=1.0))
+    new_spec = LaunchSpec(**{**vars(spec), "log_dir": tmp_path / "other-home" / "logs"})
+    new = RayProvider(None, ray_api=ray)
+    (adopted,) = asyncio.run(new.adopt(new_spec, 1))
+    # Not the old gateway's path the actor reported: this gateway's own file.
+    assert adopted.log_path == new_spec.log_dir / f"{inst.instance_id}.log"
+    assert new.exit_code(adopted) is None
+    assert ray.actors[0].read_log.args[-1] == (None, SHIP_BYTES)  # where the last reader stopped
+    ray.actors[0].read_log.calls[-1].resolve(LogBatch(120, b"still serving\n"))
+    new.exit_code(adopted)
+    assert adopted.log_path.read_text() == "still serving\n"
+
+
+class ReadLog(Method):
+    """`read_log` answering at once from a real buffer, as the node does."""
+
+    def __init__(self, buffer: LogBuffer) -> None:
+        super().__init__()
+        self.buffer = buffer
+
+    def remote(self, *args: Any) -> Ref:
+        ref = super().remote(*args)
+        ref.resolve(self.buffer.read(*args))
+        return ref
+
+
+def test_a_stopping_instances_last_lines_are_pulled_before_its_actor_goes(
+    tmp_path: Path,
+) -> None:
+    ray = FakeRay(nodes=1)
+    provider = RayProvider(None, ray_api=ray, log_mode="ship")
+    inst = provider.start(_spec(tmp_path))
+    actor = ray.actors[0]
+    actor.read_log = ReadLog(LogBuffer(cap_bytes=1 << 20))
+    actor.started(inst.instance_id, 1, ships_log=True)
+    assert provider.exit_code(inst) is None
+    actor.read_log.buffer.append(b"serving\n")
+    assert provider.exit_code(inst) is None
+    actor.read_log.buffer.append(b"SIGTERM: shutting down\n")
+    asyncio.run(provider.stop(inst, grace_s=0.1))
+    assert actor.killed
+    assert inst.log_path.read_text().endswith("serving\nSIGTERM: shutting down\n")

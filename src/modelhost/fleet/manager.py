@@ -235,7 +235,14 @@ def default_provider(settings: Settings) -> InstanceProvider:
 
         # Gateways on one metadata store share a namespace: they adopt each other's instances.
         namespace = ray_namespace(settings.metadata_url)
-        return RayProvider(settings.ray_address, settings.ray_resource_scale, namespace=namespace)
+        return RayProvider(
+            settings.ray_address,
+            settings.ray_resource_scale,
+            namespace=namespace,
+            node_cache_dir=settings.ray_node_cache_dir,
+            log_mode=settings.ray_instance_logs,
+            log_buffer_bytes=settings.ray_log_buffer_bytes,
+        )
     sockets = settings.home / "sockets" if settings.instance_unix_sockets else None
     local = LocalProcessProvider(socket_dir=sockets)
     return ZygoteProvider(local, settings.logs_dir) if settings.zygote else local

@@ -74,6 +74,13 @@ def node_cache_dir(store: Mapping[str, Any], node: str) -> Path:
     return Path(base).expanduser() / node
 
 
+def node_local_dir(cache_dir: str | None, node: str, name: str) -> Path:
+    """A directory of this node's own beside its artifact entries (eviction passes it by:
+    it is not an entry), so nodes that share a filesystem still write their own: a
+    script's `requirements.txt` installs (`packages`), compiled tree models (`compiled`)."""
+    return node_cache_dir({"cache_dir": cache_dir}, node) / name
+
+
 def node_model(
     artifact: Mapping[str, Any] | None, shared_dir: Path, env: Mapping[str, str], node: str
 ) -> NodeModel:

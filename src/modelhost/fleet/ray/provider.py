@@ -12,13 +12,16 @@ An endpoint's instances (`LaunchSpec.detached`) are detached actors named after 
 endpoint, variant and instance id, in the Ray namespace of the metadata store: they keep
 serving when the gateway dies. The gateway that leads next `adopt`s the ones that still
 run the variant's model and config; a gateway that stops leading `release`s them.
+
+An instance on a node that cannot write the gateway's log file ships its output: each
+`exit_code` call (the fleet's health checks) pulls a batch into that file, and an exit
+is reported once the last lines are in (fleet/ray/logship.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import time
 import uuid
@@ -31,6 +34,8 @@ from typing import Any
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.ray.actor import InstanceActor
 from modelhost.fleet.ray.artifacts import launch_artifact
+from modelhost.fleet.ray.connect import connect, is_loopback
+from modelhost.fleet.ray.logship import DRAIN_S, SHIP_BYTES, LogFollower
 from modelhost.fleet.ray.placement import (
     Candidate,
     ResourceRequest,
@@ -70,12 +75,15 @@ class _Placed:
     code: int | None = None
     variant: tuple[str, str] = field(default=("", ""))
     detached: bool = False
+    logs: LogFollower | None = None  # its output is shipped (the node cannot write the file)
 
 
 class RayProvider:
     """Places instances on the nodes of the Ray cluster at `address` (see the module
     docstring). `resource_scale` multiplies every request (docs/scale-out.md); `namespace`
-    is the Ray namespace its named actors live in (`placement.ray_namespace`)."""
+    is the Ray namespace its named actors live in (`placement.ray_namespace`);
+    `node_cache_dir`, `log_mode` and `log_buffer_bytes` are the `ray_node_cache_dir`,
+    `ray_instance_logs` and `ray_log_buffer_bytes` settings."""
 
     outlives_gateway = True
 
@@ -90,9 +98,17 @@ class RayProvider:
         clock: Callable[[], float] = time.monotonic,
         ray_api: Any = None,
         namespace: str = "modelhost",
+        node_cache_dir: str | None = None,
+        log_mode: str = "auto",
+        log_buffer_bytes: int = 8 * 2**20,
     ) -> None:
         """`ray_api` replaces the `ray` module (tests pass a fake; it is not initialized)."""
-        self._ray = ray_api if ray_api is not None else _connect(address, namespace)
+        self._ray = ray_api if ray_api is not None else connect(address, namespace)
+        self._node_options = {
+            "node_cache_dir": node_cache_dir,
+            "log_mode": log_mode,
+            "log_buffer_bytes": log_buffer_bytes,
+        }
         self._actor_cls: Any = self._ray.remote(InstanceActor)
         self._scale = resource_scale
         self._clock = clock
@@ -121,21 +137,21 @@ class RayProvider:
         actor = self._actor_cls.options(**options).remote()
         log_path = spec.log_dir / f"{instance_id}.log"
         spec.log_dir.mkdir(parents=True, exist_ok=True)
-        # If Ray cannot place it, the startup timeout's reason quotes this line.
-        with contextlib.suppress(OSError), open(log_path, "a") as f:
-            f.write(
-                f"modelhost: asked Ray for {request.num_cpus:g} CPU and "
-                f"{request.memory_bytes / 2**30:.2f} GiB of memory (node {node_id or 'any'})\n"
-            )
-        env = dict(spec.env)
-        env.update(
-            {
-                "SM_MODEL_DIR": str(spec.model_dir),
-                "MH_INSTANCE_ID": instance_id,
-                "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
-                "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
-            }
+        # If Ray cannot place it, the startup timeout's reason quotes this line; a node
+        # that reads it back writes the instance's output into this file itself.
+        head = (
+            f"modelhost: instance {instance_id} asked Ray for {request.num_cpus:g} CPU and "
+            f"{request.memory_bytes / 2**30:.2f} GiB of memory (node {node_id or 'any'})\n"
         )
+        with contextlib.suppress(OSError), open(log_path, "a") as f:
+            f.write(head)
+        env = {
+            **spec.env,
+            "SM_MODEL_DIR": str(spec.model_dir),
+            "MH_INSTANCE_ID": instance_id,
+            "MH_INSTANCE_ENDPOINT_NAME": spec.endpoint_name,
+            "MH_INSTANCE_VARIANT_NAME": spec.variant_name,
+        }
         launch = {
             "argv": spec.argv,
             "env": env,
@@ -146,6 +162,8 @@ class RayProvider:
             "artifact": launch_artifact(spec),
             "instance_id": instance_id,
             "fingerprint": spec.fingerprint,
+            "log_head": head,
+            **self._node_options,
         }
         self._placed[instance_id] = _Placed(
             actor,
@@ -198,13 +216,17 @@ class RayProvider:
             instance.listen_at(info["host"], info["port"])
             # The pid means something here (CPU and memory sampling reads /proc) only when
             # the node is this machine: a loopback address, as on the local cluster.
-            instance.pid = info["pid"] if _loopback(info["host"]) else 0
+            instance.pid = info["pid"] if is_loopback(info["host"]) else 0
             placed.node_id = info["node_id"]
             placed.watch = placed.actor.wait.remote(WAIT_S)
+            if info.get("ships_log"):
+                placed.logs = LogFollower(str(info["host"]))
             log.info("instance %s runs on Ray node %s", instance.instance_id, instance.host)
             return None
         ready, _ = self._ray.wait([placed.watch], timeout=0)
         if not ready:
+            if placed.logs is not None:
+                placed.logs.step(self._ray, placed.actor, instance.log_path)
             return None
         try:
             code = self._ray.get(placed.watch)
@@ -213,6 +235,11 @@ class RayProvider:
         if code is None:  # still running after WAIT_S: wait again
             placed.watch = placed.actor.wait.remote(WAIT_S)
             return None
+        logs = placed.logs
+        if logs is not None and not logs.drained(
+            self._ray, placed.actor, instance.log_path, self._clock()
+        ):
+            return None  # its last lines (a traceback, say) first: the fleet quotes them
         placed.code = int(code)
         return placed.code
 
@@ -235,6 +262,14 @@ class RayProvider:
                 # Ask the actor to stop the process; a dead actor answers with an error.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(placed.actor.stop.remote(grace_s), grace_s + 10.0)
+            if placed.logs is not None:
+                # Its last lines (how it shut down) before the actor goes.
+                read = placed.actor.read_log.remote
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(
+                        placed.logs.drain(lambda since: read(since, SHIP_BYTES), instance.log_path),
+                        DRAIN_S,
+                    )
             with contextlib.suppress(Exception):
                 self._ray.kill(placed.actor, no_restart=True)
         instance.status = InstanceStatus.STOPPED
@@ -322,12 +357,18 @@ class RayProvider:
         self, spec: LaunchSpec, candidate: Candidate, actor: Any, info: dict[str, Any]
     ) -> Instance:
         """Track an adopted actor as if this gateway had started it."""
+        # A shipped log continues in this gateway's own file, from where the last
+        # gateway's reads stopped.
+        ships = bool(info.get("ships_log"))
+        log_path = spec.log_dir / f"{candidate.instance_id}.log" if ships else None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
         instance = Instance(
             instance_id=candidate.instance_id,
             spec=spec,
             port=int(info["port"]),
-            pid=int(info["pid"]) if _loopback(str(info["host"])) else 0,
-            log_path=Path(info["log_path"]),
+            pid=int(info["pid"]) if is_loopback(str(info["host"])) else 0,
+            log_path=log_path or Path(info["log_path"]),
             started_s=candidate.started_s,
             host=str(info["host"]),
         )
@@ -340,6 +381,7 @@ class RayProvider:
             watch=actor.wait.remote(WAIT_S),
             variant=(spec.endpoint_name, spec.variant_name),
             detached=True,
+            logs=LogFollower(instance.host) if ships else None,
         )
         log.info("adopted instance %s on Ray node %s", candidate.instance_id, instance.host)
         return instance
@@ -352,27 +394,3 @@ class RayProvider:
         for p in placed:
             with contextlib.suppress(Exception):
                 self._ray.kill(p.actor, no_restart=True)
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _connect(address: str | None, namespace: str) -> Any:
-    """The `ray` module, connected to the cluster at `address` in `namespace` (once per
-    process)."""
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - depends on the extra
-        raise RuntimeError("fleet 'ray' needs Ray: pip install 'modelhost[ray]'") from exc
-    if not ray.is_initialized():
-        ray.init(
-            address=address,
-            namespace=namespace,
-            logging_level=logging.WARNING,
-            log_to_driver=False,
-        )
-    return ray
