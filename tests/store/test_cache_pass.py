@@ -121,7 +121,7 @@ def test_an_entry_evicted_every_time_gives_up_naming_the_advice(tmp_path: Path) 
         bound(store.cache_dir, 0)
         return path, worked
 
-    with pytest.raises(OSError, match="evicted .* 2 times .*: raise it"):
+    with pytest.raises(OSError, match=r"evicted .* 2 times .*: raise it"):
         fetch_leased(store.cache_dir, fetch, attempts=2, advice="raise it")
 
 

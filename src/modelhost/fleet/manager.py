@@ -145,7 +145,7 @@ class FleetManager:
         """The periodic eviction pass (blocking): this gateway's artifact cache, and every
         node's where the provider's nodes fetch artifacts themselves (Ray). Log lines of
         what the nodes evicted (this cache's pass logs its own)."""
-        self.artifacts.bound()
+        self.artifacts.bound(warn=False)
         nodes = getattr(self.provider, "bound_caches", None)
         if nodes is None:
             return []

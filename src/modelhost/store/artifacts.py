@@ -163,13 +163,13 @@ class ArtifactStore:
         """`fetch(model_data_url)`, leased: `with store.use(url) as model_dir: ...`."""
         return self.leased(lambda: self.fetch(model_data_url))
 
-    def bound(self) -> cache_bound.Eviction | None:
-        """Evict what the budget needs now (the periodic pass calls it too); None when the
-        cache is unbounded or the eviction failed (logged)."""
+    def bound(self, warn: bool = True) -> cache_bound.Eviction | None:
+        """Evict what the budget needs now (the periodic pass calls it too, `warn=False`);
+        None when the cache is unbounded or the eviction failed (logged)."""
         if self.budget_bytes is None:
             return None
         try:
-            return cache_bound.bound(self.cache_dir, self.budget_bytes)
+            return cache_bound.bound(self.cache_dir, self.budget_bytes, warn)
         except OSError as exc:
             log.warning("artifact cache %s: eviction failed: %s", self.cache_dir, exc)
             return None

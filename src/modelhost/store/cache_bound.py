@@ -214,9 +214,10 @@ def is_entry(root: Path, path: Path) -> bool:
     return path.parent == root and _KEY.fullmatch(path.name) is not None
 
 
-def bound(root: Path, budget_bytes: int) -> Eviction:
+def bound(root: Path, budget_bytes: int, warn: bool = True) -> Eviction:
     """Evict least recently used idle entries until the cache fits `budget_bytes` (see the
-    module docstring). Logs what it evicted at INFO."""
+    module docstring). Logs what it evicted at INFO; a cache left over budget by entries in
+    use at WARNING (`warn`; else DEBUG: the periodic pass would repeat it every time)."""
     with _exclusive(root / ".locks" / "evict.lock"):
         _sweep_leftovers(root, time.time())
         # Leases are probed only when something must go: the usual start fits.
@@ -232,7 +233,7 @@ def bound(root: Path, budget_bytes: int) -> Eviction:
     busy = sum(e.size_bytes for e in entries if e.in_use)
     result = Eviction(evicted, freed, total, budget_bytes, busy)
     if line := result.line(root):
-        log.log(logging.INFO if evicted else logging.WARNING, line)
+        log.log(logging.INFO if evicted else logging.WARNING if warn else logging.DEBUG, line)
     return result
 
 

@@ -29,7 +29,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,25 +141,37 @@ def bound_this_node(store: Mapping[str, Any]) -> str:
 
 
 def bound_node(store: Mapping[str, Any], node: str) -> str:
-    """Evict what `node`'s cache's budget needs (nothing if it has no cache yet)."""
+    """Evict what `node`'s cache's budget needs (nothing if it has no cache yet); a line
+    saying what it evicted, or empty."""
     cache = node_cache_dir(store, node)
-    if not cache.is_dir():
+    if not cache.is_dir() or store.get("cache_bytes") is None:
         return ""
-    return _bound(store, cache).removeprefix("\nmodelhost: ")
+    try:
+        done = bound(cache, int(store["cache_bytes"]), warn=False)
+    except OSError as exc:
+        return f"artifact cache {cache}: eviction failed: {exc}"
+    return done.line(cache) if done.evicted else ""
 
 
-def bound_node_caches(ray_api: Any, store: Mapping[str, Any], timeout_s: float = 60.0) -> list[str]:
+def bound_node_caches(
+    ray_api: Any,
+    store: Mapping[str, Any],
+    timeout_s: float = 60.0,
+    pin: Callable[[str], Any] | None = None,
+) -> list[str]:
     """The periodic eviction pass on every live node of the cluster: one task pinned to
-    each (no CPU asked: it must run beside busy instances). Blocks up to `timeout_s`;
-    returns the nodes' log lines (nodes that did not answer in time are skipped)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    each (`pin`: a node id's scheduling strategy, Ray's hard node affinity by default; no
+    CPU asked: it must run beside busy instances). Blocks up to `timeout_s`; returns the
+    nodes' log lines (nodes that did not answer in time are skipped)."""
+    if pin is None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        def pin(node_id: str) -> Any:
+            return NodeAffinitySchedulingStrategy(node_id, soft=False)
 
     task = ray_api.remote(bound_this_node)
     refs = [
-        task.options(
-            num_cpus=0,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(row["NodeID"], soft=False),
-        ).remote(dict(store))
+        task.options(num_cpus=0, scheduling_strategy=pin(row["NodeID"])).remote(dict(store))
         for row in ray_api.nodes()
         if row.get("Alive")
     ]
