@@ -191,7 +191,10 @@ class Controller:
             if self.reconciled and due and not self.state.transitions.running():
                 swept = loop.time()
                 await self.sweep()
-            if self._cache_pass.due():
+            # Not while endpoints start (a rebuild after a restart): entries they are about
+            # to lease again would look idle.
+            idle = self.reconciled and not self.state.transitions.running()
+            if idle and self._cache_pass.due():
                 await self.bound_caches()
 
     async def bound_caches(self) -> None:
