@@ -273,6 +273,12 @@ class Settings(BackgroundSettings):
     artifact_max_members: int = Field(
         default=100_000, description="Most files and folders in a model archive."
     )
+    artifact_cache_bytes: int = Field(
+        default=20 * 2**30,
+        gt=0,
+        description="Bytes of unpacked artifacts the artifact cache (home/artifacts) keeps; "
+        "adding one, and the periodic pass, evict the least recently used entries nothing uses.",
+    )
     allowed_data_prefixes: list[str] = Field(
         default_factory=list,
         description="If set, ModelDataUrl and input locations must start with one of these "

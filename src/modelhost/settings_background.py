@@ -34,6 +34,13 @@ class BackgroundSettings(BaseSettings):
         description="Period of writing metric points to metrics.db (a crash loses at most this "
         "much, plus the current minute of the rollup tier).",
     )
+    artifact_cache_evict_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Period of the leader's eviction pass over the artifact cache (and, with "
+        "fleet 'ray', every node's cache): entries nothing uses any more go once the cache is "
+        "over its budget, without waiting for the next fetch; 0: only when an entry is added.",
+    )
     instance_sample_interval_s: float = Field(
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",

@@ -16,6 +16,7 @@ from modelhost.jobs import monitoring_request as requests
 from modelhost.jobs.monitoring import MonitoringSchedules
 from modelhost.monitor import attribution
 from modelhost.settings import Settings
+from modelhost.store.cache_bound import Leased
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.testing.churn import (
     FEATURE_NAMES,
@@ -151,9 +152,9 @@ def test_analysis_over_capture_lines(tmp_path: Path) -> None:
     store = _store(tmp_path, str(model_dir))
 
     class Artifacts:
-        def fetch(self, url: str) -> Path:
+        def use(self, url: str) -> Leased:
             assert url == str(model_dir)
-            return model_dir
+            return Leased(model_dir)
 
     runner = explainability.Explainability(store, Artifacts)  # type: ignore[arg-type]
     headers = list(FEATURE_NAMES)

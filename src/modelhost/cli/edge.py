@@ -6,10 +6,14 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from modelhost.cli.common import Target, fail, target_options
+
+if TYPE_CHECKING:
+    from modelhost.store.cache_bound import Leased
 
 
 @click.group()
@@ -43,17 +47,20 @@ def _artifact_url(source: str, target: Target) -> str:
     return str(container["ModelDataUrl"])
 
 
-def _unpacked(artifact: str, scratch: Path, target: Target) -> Path:
+def _unpacked(artifact: str, scratch: Path, target: Target) -> Leased:
+    """The artifact's folder; a cache entry stays leased until the result is closed (the
+    gateway's bounded cache must not evict it while it is packaged)."""
     from modelhost.store.artifacts import ArtifactStore
+    from modelhost.store.cache_bound import Leased
 
     local = Path(artifact.removeprefix("file://")).expanduser()
     if local.is_dir():
-        return local
+        return Leased(local)
     if local.is_file() and tarfile.is_tarfile(local):
         with tarfile.open(local) as tar:
             tar.extractall(scratch, filter="data")
-        return scratch
-    return ArtifactStore(target.settings).fetch(artifact)
+        return Leased(scratch)
+    return ArtifactStore(target.settings).use(artifact)
 
 
 @edge.command("package")
@@ -78,8 +85,11 @@ def package_command(source: str, out: Path, capture_to: str | None, target: Targ
 
     try:
         artifact = _artifact_url(source, target)
-        with tempfile.TemporaryDirectory() as scratch:
-            archive = package(_unpacked(artifact, Path(scratch), target), out, capture_to)
+        with (
+            tempfile.TemporaryDirectory() as scratch,
+            _unpacked(artifact, Path(scratch), target) as folder,
+        ):
+            archive = package(folder, out, capture_to)
     except (ClientError, EndpointConnectionError) as exc:
         fail(exc)
     except CompileError as exc:

@@ -28,6 +28,7 @@ from modelhost.control.listing import job_list_response
 from modelhost.errors import ModelhostError, ValidationException
 from modelhost.resources.status import CompilationJobStatus as Status
 from modelhost.settings import Settings
+from modelhost.store.cache_bound import Leased
 from modelhost.store.metadata import Kind, MetadataStore, Record
 from modelhost.store.s3 import S3Client, upload_file
 
@@ -61,7 +62,7 @@ class CompilationJobs(DurableJobs):
     log = log
 
     def __init__(
-        self, settings: Settings, store: MetadataStore, fetch: Callable[[str], Path]
+        self, settings: Settings, store: MetadataStore, fetch: Callable[[str], Leased]
     ) -> None:
         super().__init__(settings, store)
         self._fetch = fetch
@@ -180,7 +181,13 @@ class CompilationJobs(DurableJobs):
     async def _compile(self, rec: Record) -> dict[str, Any]:
         request = rec.spec["Request"]
         cfg = request["InputConfig"]
-        model_dir = await asyncio.to_thread(self._fetch, cfg["S3Uri"])
+        # Leased while the worker reads it: the bounded artifact cache keeps it meanwhile.
+        with await asyncio.to_thread(self._fetch, cfg["S3Uri"]) as model_dir:
+            return await self._compile_dir(rec, model_dir)
+
+    async def _compile_dir(self, rec: Record, model_dir: Path) -> dict[str, Any]:
+        request = rec.spec["Request"]
+        cfg = request["InputConfig"]
         work = self.workdir(rec.name)
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)

@@ -51,7 +51,7 @@ these from its settings of the same names; a local directory is loaded in place)
 | variable | default | meaning |
 |---|---|---|
 | `MH_INSTANCE_ARTIFACT_CACHE_DIR` | `~/.modelhost/artifacts` | unpacked artifacts (shared) |
-| `MH_INSTANCE_ARTIFACT_CACHE_BYTES` | 0 (unbounded) | budget of a bounded cache (a Ray node's) |
+| `MH_INSTANCE_ARTIFACT_CACHE_BYTES` | 0 (unbounded) | budget of the shared cache if bounded |
 | `MH_INSTANCE_S3_ENDPOINT_URL` | unset (AWS) | endpoint of an S3-compatible store |
 | `MH_INSTANCE_S3_REGION` | unset (boto3's lookup) | region of the S3 client |
 | `MH_INSTANCE_ALLOWED_DATA_PREFIXES` | unset (any) | JSON list (or commas) of allowed locations |

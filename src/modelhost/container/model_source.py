@@ -7,10 +7,10 @@ ModelDataUrl prefix and the TargetModel name it (`s3://bucket/prefix/CA.tar.gz`,
 place; anything else goes through the artifact store (`store.artifacts`: safe
 extraction, unpack limits, a content-addressed cache in `artifact_cache_dir`, shared by
 every instance and kept across restarts, so a reload after an eviction never downloads
-again). In a bounded cache (`artifact_cache_bytes`: a Ray node's, `store/cache_bound.py`)
-each loaded model's entry is leased until the model is unloaded (`release`), so nobody
-evicts it under the model, and a fetch that adds an entry evicts idle ones beyond the
-budget. With `allowed_data_prefixes` set, a location must lie under one of them
+again). In a bounded cache (`artifact_cache_bytes`: the gateway's or a Ray node's,
+`store/cache_bound.py`) each loaded model's entry is leased until the model is unloaded
+(`release`), so nobody evicts it under the model, and a fetch that adds an entry evicts
+idle ones beyond the budget. With `allowed_data_prefixes` set, a location must lie under one of them
 or in the instance's own artifact cache.
 """
 
@@ -94,8 +94,8 @@ class ModelSource:
         # Location → its unpacked directory: artifacts are immutable per name (as in
         # SageMaker), so a reload after an eviction neither downloads nor re-hashes.
         self._fetched: dict[str, Path] = {}
-        # Model name → its lease on a bounded cache's entry (a Ray node's cache), held while
-        # the model is loaded so that the node never evicts it under the model.
+        # Model name → its lease on a bounded cache's entry, held while the model is loaded
+        # so that nobody evicts it under the model.
         self._leases: dict[str, Lease] = {}
 
     def local_dir(self, name: str, url: str) -> Path:
@@ -116,8 +116,8 @@ class ModelSource:
             self._fetched.pop(url, None)  # evicted between the fetch and the lease
         raise LoadRefused(
             507,
-            f"Model {name}: the node's artifact cache evicted {url} while it was fetched; "
-            "raise ray_node_cache_bytes",
+            f"Model {name}: the artifact cache evicted {url} while it was fetched; "
+            "raise artifact_cache_bytes (ray_node_cache_bytes on Ray)",
         )
 
     def release(self, name: str) -> None:

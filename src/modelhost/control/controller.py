@@ -5,7 +5,8 @@ snapshot, read as typed `Endpoint`s). Each pass runs the per-concern reconcilers
 (`control/reconcilers/`: endpoints, weights, rollouts, bandits) in order; each starts
 at most one transition per endpoint that moves it one step, and only one runs per
 endpoint at a time. Passes are idempotent; a pass with nothing to do does nothing.
-Between passes a health loop checks every fleet and replaces dead instances. The
+Between passes a health loop checks every fleet and replaces dead instances (and now and
+then evicts idle entries of the artifact caches beyond their budget). The
 request path reads the published RoutingTable (`table`).
 """
 
@@ -32,6 +33,7 @@ from modelhost.routing.bandit import BanditBook
 from modelhost.routing.table import RoutingTable
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
+from modelhost.store.cache_bound import PassSchedule
 from modelhost.store.metadata import MetadataStore
 
 log = logging.getLogger("modelhost.control")
@@ -75,6 +77,8 @@ class Controller:
         )
         self.state.status.on_status = self.state.routes.publish_status
         self.reconcilers: list[Reconciler] = registry.build(self.state)
+        # The artifact caches' periodic eviction pass runs on the health loop.
+        self._cache_pass = PassSchedule(settings.artifact_cache_evict_interval_s)
 
     # --- what the request path and the API read -------------------------------------
 
@@ -187,6 +191,23 @@ class Controller:
             if self.reconciled and due and not self.state.transitions.running():
                 swept = loop.time()
                 await self.sweep()
+            # Not while endpoints start (a rebuild after a restart): entries they are about
+            # to lease again would look idle.
+            idle = self.reconciled and not self.state.transitions.running()
+            if idle and self._cache_pass.due():
+                await self.bound_caches()
+
+    async def bound_caches(self) -> None:
+        """The periodic eviction pass over the artifact caches (`FleetManager.bound_caches`):
+        entries whose fleets stopped go once a cache is over its budget, without waiting
+        for the next fetch. A failure is logged; the next pass tries again."""
+        try:
+            lines = await asyncio.to_thread(self.fleets.bound_caches)
+        except Exception:
+            log.exception("the artifact caches' eviction pass failed")
+            return
+        for line in lines:
+            log.info("%s", line)
 
     async def sweep(self) -> int:
         """Stop the instances that outlive their gateway and that no idle endpoint's

@@ -6,10 +6,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelhost.resources.status import InstanceStatus
 from modelhost.routing.table import Address, TargetMode, TcpAddress, UnixAddress
+
+if TYPE_CHECKING:
+    from modelhost.store.cache_bound import Leased
 
 
 @dataclass
@@ -63,6 +66,9 @@ class LaunchSpec:
     # The model and config the instances run (`launch.launch_fingerprint`): an instance
     # found running with another one is stale and not adopted.
     fingerprint: str = ""
+    # The artifact cache entries this spec's instances run from, leased while its fleet
+    # lives (`FleetManager`) so that the bounded cache never evicts them.
+    leases: tuple[Leased, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(eq=False)

@@ -13,11 +13,17 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from modelhost.fleet.client import InstanceClient
 from modelhost.fleet.instance import Instance, LaunchSpec
-from modelhost.fleet.launch import LaunchError, build_launch_spec, launch_fingerprint
+from modelhost.fleet.launch import (
+    LaunchError,
+    build_launch_spec,
+    launch_fingerprint,
+    node_store_config,
+)
 from modelhost.fleet.limits import machine_memory_bytes, type_memory_limit
 from modelhost.fleet.local import LocalProcessProvider
 from modelhost.fleet.multicontainer import (
@@ -34,8 +40,11 @@ from modelhost.resources.instance_types import instance_memory_bytes
 from modelhost.resources.instances import InstanceState
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
+from modelhost.store.cache_bound import Leased
 
 log = logging.getLogger("modelhost.fleet")
+
+_T = TypeVar("_T")
 
 # The longest a fleet's start waits for its zygote before it spawns instead.
 WARM_TIMEOUT_S = 60.0
@@ -82,14 +91,16 @@ class FleetManager:
         artifact may be downloaded and unpacked). Raises LaunchError with the reason.
         Without `groups` a multi-container model is refused (transform jobs run one
         container per instance)."""
+        # The artifacts' cache entries stay leased while the fleet lives (`_forget`).
+        held: list[Leased] = []
         common: dict[str, Any] = {
             "settings": self.settings,
             "endpoint_name": fleet_name,
             "variant_name": variant_name,
             "model_name": model_name,
             "model_spec": model_spec,
-            "fetch": self.artifacts.fetch,
-            "fetch_source": self.artifacts.fetch_source,
+            "fetch": self._leasing(self.artifacts.fetch, held),
+            "fetch_source": self._leasing(self.artifacts.fetch_source, held),
             # Ray's nodes fetch artifacts themselves, never through the gateway.
             "node_fetch": bool(getattr(self.provider, "fetches_on_node", False)),
         }
@@ -101,11 +112,14 @@ class FleetManager:
         )
         try:
             spec = await asyncio.to_thread(build)
-        except LaunchError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            for got in held:
+                got.close()
+            if isinstance(exc, LaunchError) or not isinstance(exc, Exception):
+                raise
             # Artifact errors and anything unexpected still end as a readable reason.
             raise LaunchError(str(exc)) from exc
+        spec.leases = tuple(held)
         spec.fingerprint = launch_fingerprint(model_name, model_spec, instance_type)
         if self.settings.instance_memory_limits and not isinstance(spec, GroupLaunchSpec):
             # The instance type's memory, as on SageMaker (a serverless variant's
@@ -114,6 +128,28 @@ class FleetManager:
                 instance_memory_bytes(instance_type), machine_memory_bytes()
             )
         return spec
+
+    def _leasing(self, fetch: Callable[[_T], Path], held: list[Leased]) -> Callable[[_T], Path]:
+        """`fetch` with the entry it returns leased (in a bounded cache), the lease kept in
+        `held`. Local instances die with this gateway, so the gateway's own lease covers
+        them: kill -9 of the gateway releases it as their exit does."""
+
+        def leased(arg: _T) -> Path:
+            got = self.artifacts.leased(lambda: fetch(arg))
+            held.append(got)
+            return got.path
+
+        return leased
+
+    def bound_caches(self) -> list[str]:
+        """The periodic eviction pass (blocking): this gateway's artifact cache, and every
+        node's where the provider's nodes fetch artifacts themselves (Ray). Log lines of
+        what the nodes evicted (this cache's pass logs its own)."""
+        self.artifacts.bound(warn=False)
+        nodes = getattr(self.provider, "bound_caches", None)
+        if nodes is None:
+            return []
+        return list(nodes(node_store_config(self.settings)))
 
     def prewarm(self, spec: LaunchSpec) -> None:
         """Get ready to start `spec`'s instances fast (its runtime's zygote, started in
@@ -172,9 +208,15 @@ class FleetManager:
         try:
             await fleet.start()
         except BaseException:
-            self._fleets.discard(fleet)
+            self._forget(fleet)
             raise
         return fleet
+
+    def _forget(self, fleet: VariantFleet) -> None:
+        """The fleet is gone: its artifacts may be evicted again."""
+        self._fleets.discard(fleet)
+        for got in fleet.spec.leases:
+            got.close()
 
     async def release_fleet(self, fleet: VariantFleet, drain_s: float) -> None:
         """Let go of the fleet when this gateway stops leading (`VariantFleet.release`:
@@ -182,14 +224,14 @@ class FleetManager:
         try:
             await fleet.release(drain_s)
         finally:
-            self._fleets.discard(fleet)
+            self._forget(fleet)
 
     async def stop_fleet(self, fleet: VariantFleet, drain_s: float) -> None:
         """Drain (up to `drain_s`) and stop the fleet's instances; it is forgotten."""
         try:
             await fleet.stop(drain_s)
         finally:
-            self._fleets.discard(fleet)
+            self._forget(fleet)
 
     @property
     def fleets(self) -> frozenset[VariantFleet]:
@@ -222,6 +264,8 @@ class FleetManager:
         for result in results:
             if isinstance(result, Exception):
                 log.warning("stopping a fleet at shutdown failed: %s", result)
+        for fleet in fleets:
+            self._forget(fleet)
         self.provider.kill_all()
         await self.client.close()
 

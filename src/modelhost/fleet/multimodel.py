@@ -68,6 +68,8 @@ def artifact_store_env(settings: Settings) -> dict[str, str]:
     """
     out = {
         "MH_INSTANCE_ARTIFACT_CACHE_DIR": str(settings.artifact_cache_dir),
+        # The shared cache is bounded: the instance leases the models it loads.
+        "MH_INSTANCE_ARTIFACT_CACHE_BYTES": str(settings.artifact_cache_bytes),
         "MH_INSTANCE_ARTIFACT_MAX_UNPACKED_BYTES": str(settings.artifact_max_unpacked_bytes),
         "MH_INSTANCE_ARTIFACT_MAX_RATIO": repr(float(settings.artifact_max_ratio)),
         "MH_INSTANCE_ARTIFACT_MAX_MEMBERS": str(settings.artifact_max_members),

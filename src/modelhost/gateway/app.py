@@ -178,7 +178,8 @@ class Gateway:
 
     def _add_jobs(self) -> None:
         """The jobs sit above control (DESIGN §3); the control API serves their operations."""
-        settings, fetch = self.settings, self.controller.artifacts.fetch
+        # Jobs fetch artifacts leased: the bounded cache keeps them while the jobs run.
+        settings, fetch = self.settings, self.controller.artifacts.use
         self.jobs = TransformJobs(settings, self.store, self.fleets)
         self.compilations = CompilationJobs(settings, self.store, fetch)
         # Monitoring runs publish their drift metrics like PutMetricData (cloudwatch_api

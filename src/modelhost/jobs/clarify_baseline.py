@@ -29,7 +29,6 @@ from modelhost.jobs.explainability import (
     ANALYSIS_TYPE,
     CLARIFY_IMAGE,
     CONFIG_PATH,
-    load_tree_model,
     model_data_url,
 )
 from modelhost.monitor import attribution
@@ -114,7 +113,7 @@ def run(
     read: Read,
     write: Callable[[str, str, Any], None],
     store: MetadataStore,
-    fetch: Callable[[str], Any],
+    load_model: Callable[[str], Any],
 ) -> str:
     """Compute and write analysis.json; the job's ExitMessage."""
     configs = read(resolve(CONFIG_PATH, "ProcessingInputs"))
@@ -127,7 +126,7 @@ def run(
     headers = [str(h) for h in config["headers"]]
     X = matrix(read(resolve(DATA_PATH, "ProcessingInputs")), headers, label)
     shap = (config.get("methods") or {}).get("shap") or {}
-    model = load_tree_model(fetch(model_url(store, config.get("predictor") or {})))
+    model = load_model(model_url(store, config.get("predictor") or {}))
     explained = attribution.explain(
         model, X, names, shap.get("agg_method", "mean_abs"), config.get("label_headers")
     )

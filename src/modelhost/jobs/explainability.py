@@ -120,9 +120,11 @@ class Explainability:
         self.store = store
         self._artifacts = artifacts  # made on first use: most servers never explain
 
-    def fetch(self, url: str) -> Path:
-        """A model artifact's local folder (the artifact cache)."""
-        return self._artifacts().fetch(url)
+    def load_model(self, url: str) -> Any:
+        """A model artifact's tree model, read from the artifact cache (its entry leased
+        while it is read: the bounded cache never evicts it under the load)."""
+        with self._artifacts().use(url) as model_dir:
+            return load_tree_model(model_dir)
 
     def analyze(
         self,
@@ -142,9 +144,9 @@ class Explainability:
         if not lines:
             raise DatasetError("no captured data in the analysis window")
         shap = (config.get("methods") or {}).get("shap") or {}
-        model_dir = self.fetch(model_data_url(self.store, env["sagemaker_endpoint_name"]))
+        model = self.load_model(model_data_url(self.store, env["sagemaker_endpoint_name"]))
         live = attribution.explain(
-            load_tree_model(model_dir),
+            model,
             _matrix(lines, headers),
             headers,
             shap.get("agg_method", "mean_abs"),

@@ -102,7 +102,7 @@ class Analysis:
             texts,
             self._write,
             self.explainability.store,
-            self.explainability.fetch,
+            self.explainability.load_model,
         )
 
     def _text(self, url: str) -> str | None:

@@ -34,6 +34,7 @@ from modelhost.loadtest.prices import load_prices
 from modelhost.loadtest.spec import LoadSpec
 from modelhost.resources.status import RecommendationJobStatus as Status
 from modelhost.settings import Settings
+from modelhost.store.cache_bound import Leased
 from modelhost.store.metadata import Kind, MetadataStore, Record
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ class RecommendationJobs(DurableJobs):
         settings: Settings,
         store: MetadataStore,
         control: ControlPlane,
-        fetch: Callable[[str], Path],
+        fetch: Callable[[str], Leased],
         connection: Connection,
     ) -> None:
         super().__init__(settings, store)
@@ -164,23 +165,25 @@ class RecommendationJobs(DurableJobs):
         request = {**rec.spec["Request"], "JobType": rec.spec["JobType"]}
         payload_url = request["InputConfig"]["ContainerConfig"]["PayloadConfig"]
         self._delete_leftovers(rec.name)
-        payload_dir = await asyncio.to_thread(self._fetch, payload_url["SamplePayloadUrl"])
+        # Leased while the steps run: the bounded artifact cache keeps it until the end.
+        held = await asyncio.to_thread(self._fetch, payload_url["SamplePayloadUrl"])
+        with held as payload_dir:
 
-        async def step(i: int, config: rules.Configuration) -> dict[str, Any]:
-            for done in self._get(rec.name).spec["Steps"]:
-                if done["Key"] == config.key():
-                    return dict(done)  # measured before a restart
-            got = await self._step(rec.name, request, i, config, payload_dir)
-            current = self._get(rec.name)
-            current.spec["Steps"].append(got)
-            self._set_status(current, Status.IN_PROGRESS)
-            return got
+            async def step(i: int, config: rules.Configuration) -> dict[str, Any]:
+                for done in self._get(rec.name).spec["Steps"]:
+                    if done["Key"] == config.key():
+                        return dict(done)  # measured before a restart
+                got = await self._step(rec.name, request, i, config, payload_dir)
+                current = self._get(rec.name)
+                current.spec["Steps"].append(got)
+                self._set_status(current, Status.IN_PROGRESS)
+                return got
 
-        if rules.searched(request):  # a smarter search than the grid (search.py)
-            await searched.run(rec.name, request, step)
-        else:
-            for i, config in enumerate(rules.configurations(request)):
-                await step(i, config)
+            if rules.searched(request):  # a smarter search than the grid (search.py)
+                await searched.run(rec.name, request, step)
+            else:
+                for i, config in enumerate(rules.configurations(request)):
+                    await step(i, config)
         rec = self._get(rec.name)
         benches = [
             s["InferenceBenchmark"] for s in rec.spec["Steps"] if s["Status"] == Status.COMPLETED

@@ -4,12 +4,18 @@ Archives and single files are cached by the SHA-256 of their bytes under
 `<artifact_cache_dir>/<digest>/`. An entry is built in a temporary directory beside it and
 renamed into place, then marked complete, all under a per-entry file lock, so threads and
 processes sharing the cache never see a half-unpacked directory and unpack each archive once.
+
+With a budget (`artifact_cache_bytes`, a Ray node's `ray_node_cache_bytes`) the cache is
+bounded (`store/cache_bound.py`): a user fetches through `leased`/`use`, holds the lease
+while it uses the directory, and a fetch that adds an entry evicts the least recently used
+entries nobody leases.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -23,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from modelhost.errors import ArtifactError
+from modelhost.store import cache_bound
+from modelhost.store.cache_bound import Leased
 from modelhost.store.s3 import S3Backend, sha256_text
 from modelhost.store.unpack import _CHUNK_BYTES, UnpackLimits, _is_archive, _unpack
 
@@ -30,6 +38,8 @@ if TYPE_CHECKING:
     # Only for the type: an instance builds its store from explicit values (`from_values`)
     # and must not import the gateway's settings (pydantic) on its way to a first load.
     from modelhost.settings import Settings
+
+log = logging.getLogger("modelhost.artifacts")
 
 if not hasattr(tarfile, "data_filter"):  # the safe extraction below relies on it
     raise ImportError("modelhost needs Python 3.11.4 or later (tarfile extraction filters)")
@@ -65,6 +75,7 @@ class ArtifactStore:
                 settings.artifact_max_ratio,
                 settings.artifact_max_members,
             ),
+            budget_bytes=settings.artifact_cache_bytes,
         )
 
     @classmethod
@@ -76,12 +87,19 @@ class ArtifactStore:
         s3_region: str | None = None,
         limits: UnpackLimits | None = None,
         s3_credentials: tuple[str, str] | None = None,
+        budget_bytes: int | None = None,
     ) -> ArtifactStore:
         """A store configured by explicit values (an instance's or a Ray node's own config,
-        not `Settings`); `s3_credentials` (key id, secret) replace boto3's own lookup."""
+        not `Settings`); `s3_credentials` (key id, secret) replace boto3's own lookup;
+        `budget_bytes` bounds the cache (None: unbounded)."""
         store = cls.__new__(cls)
         store._setup(
-            cache_dir, s3_endpoint_url, s3_region, limits or UnpackLimits(), s3_credentials
+            cache_dir,
+            s3_endpoint_url,
+            s3_region,
+            limits or UnpackLimits(),
+            s3_credentials,
+            budget_bytes=budget_bytes,
         )
         return store
 
@@ -92,7 +110,10 @@ class ArtifactStore:
         s3_region: str | None,
         limits: UnpackLimits,
         s3_credentials: tuple[str, str] | None = None,
+        *,
+        budget_bytes: int | None = None,
     ) -> None:
+        self.budget_bytes = budget_bytes
         self._cache = _Cache(cache_dir)
         self._limits = limits
         self._s3 = S3Backend(s3_endpoint_url, self._cache, s3_region, s3_credentials)
@@ -123,6 +144,35 @@ class ArtifactStore:
         self._cache.work.done = False
         path = fetch()
         return path, bool(getattr(self._cache.work, "done", False))
+
+    def leased(self, fetch: Callable[[], Path]) -> Leased:
+        """`fetch()` (one of this store's fetches) with its cache entry leased until the
+        result is closed, in a bounded cache; a fetch that added an entry then evicts what
+        the budget needs (a failed eviction is logged, never raised). Unbounded: no lease."""
+        if self.budget_bytes is None:
+            path, worked = self.counted(fetch)
+            return Leased(path, worked)
+        got = cache_bound.fetch_leased(
+            self.cache_dir, lambda: self.counted(fetch), advice="raise artifact_cache_bytes"
+        )
+        if got.fetched:
+            self.bound()
+        return got
+
+    def use(self, model_data_url: str) -> Leased:
+        """`fetch(model_data_url)`, leased: `with store.use(url) as model_dir: ...`."""
+        return self.leased(lambda: self.fetch(model_data_url))
+
+    def bound(self, warn: bool = True) -> cache_bound.Eviction | None:
+        """Evict what the budget needs now (the periodic pass calls it too, `warn=False`);
+        None when the cache is unbounded or the eviction failed (logged)."""
+        if self.budget_bytes is None:
+            return None
+        try:
+            return cache_bound.bound(self.cache_dir, self.budget_bytes, warn)
+        except OSError as exc:
+            log.warning("artifact cache %s: eviction failed: %s", self.cache_dir, exc)
+            return None
 
     def fetch_source(self, s3_data_source: Mapping[str, Any]) -> Path:
         """Like `fetch`, for ModelDataSource.S3DataSource: {S3Uri, S3DataType, CompressionType}."""

@@ -24,7 +24,9 @@ removed: a process blocked on an old lease file's lock must find, once it gets i
 every later evictor locks.
 
 `choose_evictions` is the decision alone, a plain function over sizes, last use and the
-in-use set.
+in-use set; `PassSchedule` says when the periodic pass (entries whose leases were released
+go without waiting for the next fetch) is due, by an injected clock. `fetch_leased` is how
+every user of a bounded cache fetches: fetch, lease, fetch again if evicted in between.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,27 @@ def choose_evictions(entries: Iterable[CacheEntry], budget_bytes: int) -> list[s
         chosen.append(entry.key)
         total -= entry.size_bytes
     return chosen
+
+
+class PassSchedule:
+    """When the periodic eviction pass is due: at the first `due()` call, then once
+    `interval_s` has passed on `clock` since the last pass it allowed (never with an
+    interval of 0: eviction only when an entry is added)."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._last_s: float | None = None
+
+    def due(self) -> bool:
+        """Whether to run a pass now (a True counts as the pass having run)."""
+        if self.interval_s <= 0:
+            return False
+        now_s = self._clock()
+        if self._last_s is not None and now_s - self._last_s < self.interval_s:
+            return False
+        self._last_s = now_s
+        return True
 
 
 @dataclass(frozen=True)
@@ -120,6 +143,50 @@ class Lease:
             self.close()
 
 
+@dataclass
+class Leased:
+    """A fetched model directory and its lease, held while it is used (None: not an entry
+    of a bounded cache, e.g. a directory used in place). `with leased as path:` releases
+    it at the end; `fetched` says whether the fetch downloaded or unpacked anything."""
+
+    path: Path
+    fetched: bool = False
+    lease: Lease | None = None
+
+    def close(self) -> None:
+        """Release the lease (idempotent)."""
+        if self.lease is not None:
+            self.lease.close()
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def fetch_leased(
+    root: Path,
+    fetch: Callable[[], tuple[Path, bool]],
+    attempts: int = 3,
+    advice: str = "raise the cache's budget",
+) -> Leased:
+    """`fetch()` (a store's fetch and whether it worked) with its entry in the cache at
+    `root` leased; an entry evicted between the fetch and the lease is fetched again, up to
+    `attempts` times (then OSError naming `advice`)."""
+    fetched = False
+    for _ in range(attempts):
+        path, worked = fetch()
+        fetched = fetched or worked
+        if not is_entry(root, path):
+            return Leased(path, fetched)
+        if (held := lease(root, path)) is not None:
+            return Leased(path, fetched, held)
+    raise OSError(
+        f"the artifact cache {root} evicted {path} {attempts} times while it was fetched: {advice}"
+    )
+
+
 def lease(root: Path, entry: Path) -> Lease | None:
     """A lease on `entry`, a complete entry of the cache at `root`; None if it was evicted
     meanwhile (fetch it again). Blocks only while an evictor is removing it."""
@@ -141,13 +208,16 @@ def lease(root: Path, entry: Path) -> Lease | None:
 
 
 def is_entry(root: Path, path: Path) -> bool:
-    """Whether `path` is an entry of the cache at `root` (not a directory used in place)."""
-    return path.parent == root and (root / f"{path.name}{_MARKER}").exists()
+    """Whether `path` is an entry of the cache at `root` (not a directory used in place),
+    complete or not: by its place, not its marker, so that an entry evicted right after its
+    fetch is fetched again rather than taken for a directory used in place."""
+    return path.parent == root and _KEY.fullmatch(path.name) is not None
 
 
-def bound(root: Path, budget_bytes: int) -> Eviction:
+def bound(root: Path, budget_bytes: int, warn: bool = True) -> Eviction:
     """Evict least recently used idle entries until the cache fits `budget_bytes` (see the
-    module docstring). Logs what it evicted at INFO."""
+    module docstring). Logs what it evicted at INFO; a cache left over budget by entries in
+    use at WARNING (`warn`; else DEBUG: the periodic pass would repeat it every time)."""
     with _exclusive(root / ".locks" / "evict.lock"):
         _sweep_leftovers(root, time.time())
         # Leases are probed only when something must go: the usual start fits.
@@ -163,7 +233,7 @@ def bound(root: Path, budget_bytes: int) -> Eviction:
     busy = sum(e.size_bytes for e in entries if e.in_use)
     result = Eviction(evicted, freed, total, budget_bytes, busy)
     if line := result.line(root):
-        log.log(logging.INFO if evicted else logging.WARNING, line)
+        log.log(logging.INFO if evicted else logging.WARNING if warn else logging.DEBUG, line)
     return result
 
 

@@ -13,7 +13,9 @@ The cache lives under `<ray_node_cache_dir>/<node address>/`: a subdirectory per
 nodes that share a filesystem (or one machine, as the local cluster's raylets do) still
 keep their own copies. It is bounded (`ray_node_cache_bytes`, `store/cache_bound.py`):
 the instance process holds a lease on the entry it runs from (`NodeModel.lease`, handed
-to it by the actor), and each start evicts the least recently used entries nobody leases.
+to it by the actor), and each start evicts the least recently used entries nobody leases;
+so does the leader's periodic pass (`bound_node_caches`: a task on every node, every
+`artifact_cache_evict_interval_s`).
 
 A `command:` server's artifact comes the same way; its argv names the program under the
 gateway's placeholder model directory, which `node_argv` points at the node's copy. A
@@ -27,13 +29,13 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelhost.fleet.instance import LaunchSpec
-from modelhost.store.cache_bound import Lease, bound, is_entry, lease
+from modelhost.store.cache_bound import Lease, bound, fetch_leased
 
 log = logging.getLogger("modelhost.artifacts")
 
@@ -137,6 +139,61 @@ def _bound(store: Mapping[str, Any], cache: Path) -> str:
     return f"\nmodelhost: {line}" if line else ""
 
 
+def bound_this_node(store: Mapping[str, Any]) -> str:
+    """The periodic eviction pass of the node this runs on (a Ray task placed there by
+    `bound_node_caches`); what it evicted, as a log line, or empty."""
+    import ray
+
+    return bound_node(store, ray.util.get_node_ip_address())
+
+
+def bound_node(store: Mapping[str, Any], node: str) -> str:
+    """Evict what `node`'s cache's budget needs (nothing if it has no cache yet); a line
+    saying what it evicted, or empty."""
+    cache = node_cache_dir(store, node)
+    if not cache.is_dir() or store.get("cache_bytes") is None:
+        return ""
+    try:
+        done = bound(cache, int(store["cache_bytes"]), warn=False)
+    except OSError as exc:
+        return f"artifact cache {cache}: eviction failed: {exc}"
+    return done.line(cache) if done.evicted else ""
+
+
+def bound_node_caches(
+    ray_api: Any,
+    store: Mapping[str, Any],
+    timeout_s: float = 60.0,
+    pin: Callable[[str], Any] | None = None,
+) -> list[str]:
+    """The periodic eviction pass on every live node of the cluster: one task pinned to
+    each (`pin`: a node id's scheduling strategy, Ray's hard node affinity by default; no
+    CPU asked: it must run beside busy instances). Blocks up to `timeout_s`; returns the
+    nodes' log lines (nodes that did not answer in time are skipped)."""
+    if pin is None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        def pin(node_id: str) -> Any:
+            return NodeAffinitySchedulingStrategy(node_id, soft=False)
+
+    task = ray_api.remote(bound_this_node)
+    refs = [
+        task.options(num_cpus=0, scheduling_strategy=pin(row["NodeID"])).remote(dict(store))
+        for row in ray_api.nodes()
+        if row.get("Alive")
+    ]
+    if not refs:
+        return []
+    ready, _ = ray_api.wait(refs, num_returns=len(refs), timeout=timeout_s)
+    lines = []
+    for ref in ready:
+        try:
+            lines.append(str(ray_api.get(ref)))
+        except Exception as exc:  # a node that died meanwhile: the next pass tries again
+            lines.append(f"artifact cache eviction on a node failed: {exc}")
+    return [line for line in lines if line]
+
+
 def node_argv(argv: list[str], placeholder: Path, model_dir: Path) -> list[str]:
     """The instance's argv on this node: a word under the gateway's placeholder model
     directory (the program of a `command:` server, shipped in its artifact) points into
@@ -160,20 +217,15 @@ def _fetch_leased(
 ) -> tuple[Path, bool, Lease | None]:
     """Fetch the model and lease its cache entry (none for a directory used in place). An
     entry evicted between the fetch and the lease is fetched again."""
-    worked_any = False
-    for _ in range(_LEASE_ATTEMPTS):
-        model_dir, worked = artifacts.counted(
+    got = fetch_leased(
+        cache,
+        lambda: artifacts.counted(
             lambda: artifacts.fetch(url) if url else artifacts.fetch_source(source or {})
-        )
-        worked_any = worked_any or worked
-        if not is_entry(cache, model_dir):
-            return model_dir, worked_any, None
-        if (held := lease(cache, model_dir)) is not None:
-            return model_dir, worked_any, held
-    raise OSError(
-        f"the node cache {cache} evicted {model_dir} {_LEASE_ATTEMPTS} times while this "
-        "instance fetched it: raise ray_node_cache_bytes"
+        ),
+        _LEASE_ATTEMPTS,
+        "raise ray_node_cache_bytes",
     )
+    return got.path, got.fetched, got.lease
 
 
 def _store(store: Mapping[str, Any], cache: Path) -> Any:

@@ -33,7 +33,7 @@ from typing import Any
 
 from modelhost.fleet.instance import Instance, LaunchSpec
 from modelhost.fleet.ray.actor import InstanceActor
-from modelhost.fleet.ray.artifacts import launch_artifact
+from modelhost.fleet.ray.artifacts import bound_node_caches, launch_artifact
 from modelhost.fleet.ray.connect import connect, is_loopback
 from modelhost.fleet.ray.logship import DRAIN_S, SHIP_BYTES, LogFollower
 from modelhost.fleet.ray.placement import (
@@ -385,6 +385,10 @@ class RayProvider:
         )
         log.info("adopted instance %s on Ray node %s", candidate.instance_id, instance.host)
         return instance
+
+    def bound_caches(self, store: dict[str, Any]) -> list[str]:
+        """The periodic eviction pass on every node's artifact cache (blocking)."""
+        return bound_node_caches(self._ray, store)
 
     def kill_all(self) -> None:
         """Last-resort cleanup: kill every actor (its instance exits with it)."""
