@@ -21,6 +21,7 @@ import pytest
 
 from modelhost.errors import InvalidInput
 from modelhost.frameworks import lightgbm_fast
+from modelhost.frameworks.base import RuntimeOptions
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from tests.lgb_support import KINDS, N_FEATURES, lgb_data, train_boosters, write_model_dir
 
@@ -88,6 +89,24 @@ def test_merged_answers_on_either_c_path(
         requests = _requests(GROUPS[3], seed=7)
         for request, got in zip(requests, _merged(runtime, requests), strict=True):
             assert np.array_equal(got, runtime.predict(request))
+    finally:
+        runtime.unload()
+
+
+def test_merged_answers_with_the_instances_threads(
+    boosters: dict[str, Any], tmp_path: Path
+) -> None:
+    """With `nthread=2`, batches above `SERIAL_MAX_ROWS` rows score on two OpenMP threads
+    and smaller ones on the calling thread: the same numbers either way."""
+    booster = boosters["linear_tree"]
+    runtime = LightGBMRuntime(RuntimeOptions(nthread=2))
+    runtime.load(write_model_dir(tmp_path, booster))
+    try:
+        for sizes in ((1, 100, 1), (30, 30, 4), (1, 64), (65,)):
+            requests = _requests(sizes, seed=sum(sizes))
+            for request, got in zip(requests, _merged(runtime, requests), strict=True):
+                assert np.array_equal(got, runtime.predict(request)), sizes
+                assert np.array_equal(got, booster.predict(request, num_threads=1)), sizes
     finally:
         runtime.unload()
 

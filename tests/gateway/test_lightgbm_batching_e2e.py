@@ -4,7 +4,7 @@ A single-model endpoint and a multi-model one (TargetModel) each take concurrent
 requests; every good one answers exactly what the booster predicts in process (NPY
 answers, compared bit for bit), the malformed ones fail alone with their own status. The
 instance exposes no batching counters, so that requests were merged is checked in process
-(tests/container/test_lightgbm_batching.py); here the contract is the answers.
+(tests/container/test_batching_lightgbm.py); here the contract is the answers.
 """
 
 from __future__ import annotations
