@@ -62,12 +62,13 @@ _ROW_MAJOR = 1
 LOOP_MAX_ROWS = 8
 # FastConfigs per predictor (over both dtypes): more concurrent callers use the library.
 MAX_CONFIGS = 8
-# Batch calls of up to this many rows score on the calling thread (`num_threads=1`), as
-# XGBoost scores a block of 64 rows on one thread. LightGBM splits a batch's rows over
-# `num_threads` OpenMP threads, and on a busy machine the parallel region waits for a
-# descheduled thread: on the loaded 2-core host, 9 rows took 55 µs on one thread and
-# 1.8 ms on two, 64 rows 0.31 ms and 1.7 ms. Merged predicts (the instance's batcher,
-# up to 64 rows by default) run on the event loop, where such a wait stalls every request.
+# Batch calls of up to this many rows score on the calling thread (`num_threads=1`);
+# XGBoost's CPU predictor likewise hands dense rows to threads in blocks of 64. LightGBM
+# splits a batch's rows over `num_threads` OpenMP threads, and on a busy machine the
+# parallel region waits for a descheduled thread: on the loaded 2-core host, 9 rows took
+# 55 µs on one thread and 1.8 ms on two, 64 rows 0.31 ms and 1.7 ms. Merged predicts (the
+# instance's batcher, up to 64 rows by default) run on the event loop, where such a wait
+# stalls every request.
 SERIAL_MAX_ROWS = 64
 
 # Our own function objects for the C entry points, with argument types, so Python ints
