@@ -15,6 +15,7 @@ way a user would set them with CreateModel:
 | `tcp` | none: the server runs with `MODELHOST_INSTANCE_UNIX_SOCKETS=false` (hop over TCP) |
 | `uvicorn` | `MH_INSTANCE_HTTP_SERVER=uvicorn` (the instance on uvicorn, not its own server) |
 | `asgi` | none: the server runs with `MODELHOST_HTTP_FAST_PATH=false` (all through ASGI) |
+| `compiled` | `MH_INSTANCE_COMPILE_TREES=on` (the compiled tier; the bench waits for it) |
 
 Every variant sets batching and workers explicitly, so the figures do not depend on the
 defaults of the modelhost version under test. `default` sets nothing.
@@ -23,6 +24,7 @@ defaults of the modelhost version under test. `default` sets nothing.
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,8 @@ def variant_env(variant: str) -> dict[str, str]:
             continue
         if token == "batching":
             env["MH_INSTANCE_BATCHING"] = "on"
+        elif token == "compiled":
+            env["MH_INSTANCE_COMPILE_TREES"] = "on"
         elif token == "uvicorn":
             env["MH_INSTANCE_HTTP_SERVER"] = "uvicorn"
         elif m := re.fullmatch(r"workers(\d+)", token):
@@ -57,6 +61,19 @@ def variant_env(variant: str) -> dict[str, str]:
         else:
             raise ValueError(f"unknown modelhost variant setting {token!r} in {variant!r}")
     return env
+
+
+def wait_compiled(home: Path, timeout_s: float = 600.0) -> float:
+    """Seconds until the server in `home` has a compiled form (the compiled tier), plus a
+    moment for the instance to switch to it; `TimeoutError` past `timeout_s`."""
+    started = time.monotonic()
+    cache = home / "compiled"
+    while not list(cache.glob("*/modelhost-compiled.json")):
+        if list(cache.glob("*/failed.json")) or time.monotonic() - started > timeout_s:
+            raise TimeoutError(f"the compiled tier did not compile the model: see {cache}")
+        time.sleep(0.5)
+    time.sleep(1.0)
+    return time.monotonic() - started
 
 
 def variant_server_env(variant: str) -> dict[str, str]:

@@ -19,7 +19,12 @@ per request) on 127.0.0.1 only:
 2. **budget of N** (default 20): `MH_INSTANCE_MODEL_CACHE_BYTES` holds N models; requests
    pick a state uniformly at random, so LRU keeps about N/51 of them hot and the rest
    load from the local disk cache on demand.
-3. **cold load of one model**: on a fresh endpoint, the first request for each model
+3. **the compiled tier** (`MH_INSTANCE_COMPILE_TREES=on`, docs/compile.md): `hot51c` is
+   `hot51` once the instance has compiled all 51 models to native code in the background
+   (the bench waits for the 51 compiled forms), `singlec`/`singlebatchc` the baselines
+   with the tier on. The issue's goal stays against `singlebatch` (XGBoost batching);
+   the share against `singlebatchc` is printed beside it.
+4. **cold load of one model**: on a fresh endpoint, the first request for each model
    (its artifact already unpacked in the disk cache, as after an eviction), one at a
    time: client latency, and the instance's ModelLoadingTime from /metrics; against the
    hot latency of the same request.
@@ -64,7 +69,18 @@ IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 HOT_P99_GOAL_MS = 10.0
 BATCHING_SHARE_GOAL = 0.8  # issue 20: multi-model req/s vs single-model batching, same run
 COLD_LOAD_GOAL_MS = 30.0
-SCENARIOS = ("single", "singlebatch", "hot51", "hot51zipf", "budget", "cold")
+SCENARIOS = (
+    "single",
+    "singlebatch",
+    "hot51",
+    "hot51zipf",
+    "budget",
+    "cold",
+    "singlec",
+    "singlebatchc",
+    "hot51c",
+)
+COMPILE_WAIT_S = 900.0
 
 _REQUEST_LUA = """
 local targets = {{ {targets} }}
@@ -351,6 +367,56 @@ class Bench:
             zipf = write_script(self.work / "zipf.lua", models, "zipf")
             self.series("hot51zipf", "hot51", zipf, True)
 
+    def compiled(self) -> None:
+        """The compiled tier: all 51 hot and compiled, then the single-model baselines."""
+        env = {"MH_INSTANCE_COMPILE_TREES": "on"}
+        models, port = self.models, self.server.port
+        if self.wanted("hot51c"):
+            deploy_mme(self.sm, "hot51c", models.prefix, self.args.instances, env)
+            for state in STATES:
+                post_ms(port, "hot51c", models.target(state), csv_body(models.rows[state][:1]))
+            waited_s = self.wait_compiled(len(STATES))
+            check_answers(self.rt, "hot51c", models)
+            print(f"multi-model, all 51 hot and compiled (after {waited_s:.0f} s)", flush=True)
+            cycle = write_script(self.work / "cycle.lua", models, "cycle")
+            self.series("hot51c", "hot51c", cycle, True)
+            self.scenarios["hot51c"]["compile_wait_s"] = waited_s
+        body = csv_body(models.rows["CA"][:1])
+        single = self.work / "single.lua"
+        single.write_text(_LUA.format(body=body, content_type="text/csv"))
+        for label, batching in (("singlec", "off"), ("singlebatchc", "on")):
+            if not self.wanted(label):
+                continue
+            container = {
+                "Image": IMAGE,
+                "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
+                "Environment": {
+                    **env,
+                    "MH_INSTANCE_BATCHING": batching,
+                    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+                },
+            }
+            deploy(self.sm, label, container, self.args.instances)
+            self.rt.invoke_endpoint(EndpointName=label, ContentType="text/csv", Body=body)
+            self.wait_compiled(1)
+            print(f"single-model endpoint (CA only, compiled, batching {batching})", flush=True)
+            self.series(label, label, single, mme=False)
+
+    def wait_compiled(self, count: int) -> float:
+        """Seconds until `count` compiled forms exist in the server's compiled cache (and
+        a moment for the instances to attach them)."""
+        started = time.monotonic()
+        cache = self.server.home / "compiled"
+        while len(list(cache.glob("*/modelhost-compiled.json"))) < count:
+            failed = list(cache.glob("*/failed.json"))
+            if failed:
+                raise BenchError(f"the compiled tier failed: {failed[0].read_text()}")
+            if time.monotonic() - started > COMPILE_WAIT_S:
+                raise BenchError(f"fewer than {count} models compiled in {COMPILE_WAIT_S:.0f} s")
+            time.sleep(0.5)
+        time.sleep(1.0)
+        return time.monotonic() - started
+
     def budget(self, budget: int) -> None:
         """A budget holding N models, uniform random requests over 51."""
         name = f"budget{self.args.budget_models}"
@@ -429,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.hot()
             bench.budget(args.budget_models * max(sizes))
             bench.cold()
+            bench.compiled()
     print(report(results, args), flush=True)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / f"multimodel-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
@@ -440,7 +507,16 @@ def main(argv: list[str] | None = None) -> int:
 def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     s = results["scenarios"]
     lines = ["", "scenario        conns     req/s    p50 ms    p99 ms   cache hits   vs single"]
-    names = ("single", "singlebatch", "hot51", "hot51zipf", f"budget{args.budget_models}")
+    names = (
+        "single",
+        "singlebatch",
+        "hot51",
+        "hot51zipf",
+        f"budget{args.budget_models}",
+        "singlec",
+        "singlebatchc",
+        "hot51c",
+    )
     for name in (n for n in names if n in s):
         for c in args.connections:
             m = s[name][c]
@@ -468,13 +544,16 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"conns): {worst_p99:.2f} ms  {'MET' if worst_p99 < HOT_P99_GOAL_MS else 'NOT MET'}"
         )
     top = max(args.connections)
-    for name in (n for n in ("hot51", "hot51zipf") if n in s and "singlebatch" in s):
+    for name in (n for n in ("hot51", "hot51zipf", "hot51c") if n in s and "singlebatch" in s):
         batched = s["singlebatch"][top]["requests_per_s"]
         share = s[name][top]["requests_per_s"] / batched
         lines.append(
             f"  {name} req/s at {top} conns >= {BATCHING_SHARE_GOAL:.0%} of single-model batching "
             f"({batched:,.0f}): {share:.0%}  {'MET' if share >= BATCHING_SHARE_GOAL else 'NOT MET'}"
         )
+    if "hot51c" in s and "singlebatchc" in s:
+        share = s["hot51c"][top]["requests_per_s"] / s["singlebatchc"][top]["requests_per_s"]
+        lines.append(f"  (hot51c vs single-model batching, both compiled: {share:.0%})")
     if cold:
         cold_ms = cold["cold_request_ms_median"]
         lines.append(

@@ -86,7 +86,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--modelhost-variants",
         default="plain,plain+instances2,workers2,batching",
         help="comma-separated modelhost settings to measure, each a +-joined list of "
-        "plain, batching, workersN, waitMS, rowsN, or default (see bench/_modelhost.py)",
+        "plain, batching, workersN, waitMS, rowsN, compiled, or default "
+        "(see bench/_modelhost.py)",
     )
     parser.add_argument(
         "--mlserver-variants",
@@ -250,6 +251,9 @@ def bench_modelhost(
         )
         url = f"{base}/endpoints/{demo.ENDPOINT_NAME}/invocations"
         check_answer(url, row_csv, "text/csv", expected)
+        if "compiled" in variant.split("+"):
+            print(f"  compiled after {_modelhost.wait_compiled(home):.1f} s", flush=True)
+            check_answer(url, row_csv, "text/csv", expected)
         script = write_script(work / "modelhost.lua", row_csv, "text/csv")
 
         def overhead(before: Any, after: Any) -> dict[str, float]:

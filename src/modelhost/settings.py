@@ -260,6 +260,12 @@ class Settings(BackgroundSettings):
         description="If set, ModelDataUrl and input locations must start with one of these "
         "(s3://bucket/prefix/, file:///dir/, /dir/).",
     )
+    compile_tree_models: bool = Field(
+        default=False,
+        description="Compile XGBoost and LightGBM models to native code in the background and "
+        "predict with it once its answers are the same bits (the compiled tier); a model's "
+        "Environment MH_INSTANCE_COMPILE_TREES=on/off overrides it.",
+    )
     model_cache_bytes: int = Field(
         default=0,
         description="Memory the loaded models of one multi-model instance may take together; "

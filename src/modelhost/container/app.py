@@ -33,6 +33,7 @@ from modelhost.container.asgi import (
     respond,
     sends_trailers,
 )
+from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
 from modelhost.container.invoke import (
     CUSTOM_ATTRIBUTES,
@@ -114,6 +115,7 @@ class InstanceApp:
         self.model: ServedModel | None = None
         self.models = models
         self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="predict")
+        self.tier = CompileTier(TierConfig.of(config))
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         self._execution_parameters = json.dumps(
             {
@@ -158,6 +160,7 @@ class InstanceApp:
             log.error("model failed to load: %s", self.reason, exc_info=not is_ours(exc))
             return
         self.model = model
+        self.tier.offer(runtime, str(config.model_dir))
         # The model and framework are long-lived: keep them out of every future
         # collection, which otherwise scans ~100k objects (a ~30 ms pause) now and then.
         gc.collect()

@@ -37,6 +37,10 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 | `MH_INSTANCE_ONNX_OUTPUT` | first output | the ONNX graph output to answer with (name or index) |
+| `MH_INSTANCE_COMPILE_TREES` | off | `on`: the compiled tier (container/compile_tier.py) |
+| `MH_INSTANCE_COMPILE_CACHE_DIR` | `~/.modelhost/compiled` | compiled forms (shared) |
+| `MH_INSTANCE_COMPILE_TIMEOUT_S` | 600 | limit of compiling one model |
+| `MH_INSTANCE_COMPILE_MAX_ROWS` | 0 (measured) | largest call the compiled form takes |
 
 The gateway also sets `MH_INSTANCE_ID`, `MH_INSTANCE_ENDPOINT_NAME` and
 `MH_INSTANCE_VARIANT_NAME` (names for logs and a user's own server; nothing here reads them).
@@ -107,6 +111,10 @@ class InstanceConfig:
     model_cache_bytes: int = 0  # 0: half of this machine's memory
     onnx_output: str | None = None
     gpu: bool = False  # CUDA_VISIBLE_DEVICES names a device
+    compile_trees: bool = False
+    compile_cache_dir: Path | None = None  # None: ~/.modelhost/compiled
+    compile_timeout_s: float = 600.0
+    compile_max_rows: int = 0  # 0: measured when compiling
     # --- artifact store of a multi-model instance (read by `_artifact_fields`) ---------
     artifact_cache_dir: Path | None = None  # None: ~/.modelhost/artifacts
     artifact_cache_bytes: int = 0  # >0: a bounded cache (store/cache_bound.py)
@@ -168,6 +176,10 @@ class InstanceConfig:
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
             gpu=use_cuda(env),
+            compile_trees=_bool(env, "MH_INSTANCE_COMPILE_TREES", False),
+            compile_cache_dir=_path(env, "MH_INSTANCE_COMPILE_CACHE_DIR"),
+            compile_timeout_s=float(_int(env, "MH_INSTANCE_COMPILE_TIMEOUT_S", 600, low=1)),
+            compile_max_rows=_int(env, "MH_INSTANCE_COMPILE_MAX_ROWS", 0, low=0, high=2**31),
             **_artifact_fields(env),
         )
 
@@ -181,6 +193,11 @@ def default_workers(cpus: tuple[int, ...], batching: bool) -> int:
     if cpus and not batching:
         return min(len(cpus), 64)
     return DEFAULT_WORKERS
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw).expanduser() if raw else None
 
 
 def _http_server(env: Mapping[str, str]) -> str:

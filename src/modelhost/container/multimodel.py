@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond, sends_trailers
+from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
 from modelhost.container.invoke import (
     ServedModel,
@@ -110,6 +111,7 @@ class MultiModelHost:
         self._notifying: set[asyncio.Task[None]] = set()
         self._options: RuntimeOptions | None = None
         self.source = ModelSource(config)
+        self.tier = CompileTier(TierConfig.of(config))
         self.tick = TickInvoker(
             self.models,
             self.cache,
@@ -263,6 +265,7 @@ class MultiModelHost:
         served = served_model(runtime, str(path), self.config)
         self.models[name] = LoadedModel(name, url, served, size)
         self.cache.loaded(name, loop.time())
+        self.tier.offer(runtime, name)
         log.info("model %s loaded (%d bytes, %.1f ms)", name, size, loading_us / 1000)
         answer = {
             "status": f"Model {name} loaded",

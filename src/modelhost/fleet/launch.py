@@ -76,6 +76,12 @@ def _builtin_env(
         # deadline turns the same failure into a bare timeout.
         "MH_INSTANCE_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
         "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(settings.instance_threads)),
+        # The compiled tier (container/compile_tier.py): the model's Environment may turn
+        # it on or off for itself; compiled forms are shared by the machine's instances.
+        "MH_INSTANCE_COMPILE_TREES": env.get(
+            "MH_INSTANCE_COMPILE_TREES", "on" if settings.compile_tree_models else "off"
+        ),
+        "MH_INSTANCE_COMPILE_CACHE_DIR": str(settings.home / "compiled"),
         # Prints of a user's script reach the instance log (CloudWatch Logs) line by line,
         # as SageMaker's framework images set it.
         "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),

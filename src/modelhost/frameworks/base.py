@@ -9,10 +9,10 @@ predicts and encodes. The container calls `load` once (off the event loop), then
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
@@ -21,6 +21,14 @@ from modelhost.codecs import registry
 from modelhost.codecs.media import choose_accept
 from modelhost.errors import InvalidInput, ModelLoadError
 from modelhost.frameworks.streaming import Body
+
+
+class CompiledForm(Protocol):
+    """A model's compiled form as a runtime uses it (`compiled_predictor.CompiledPredictor`)."""
+
+    def predict(self, data: Any) -> NDArray[Any] | None: ...
+
+    def matches(self, framework_predict: Callable[[NDArray[Any]], Any]) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -140,10 +148,15 @@ class Runtime(ABC):
     # container may merge concurrent requests (see `container.batching`). Off by
     # default: script mode and any runtime with a custom `handle` must never batch.
     can_batch: ClassVar[bool] = False
+    # The compiler's name for this runtime's models (`InputConfig.Framework`) when the
+    # compiled tier may compile them (container/compile_tier.py); None: never.
+    tree_framework: ClassVar[str | None] = None
 
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()
         self.model_dir: Path | None = None
+        # The model's compiled form, asked first by `predict` once attached.
+        self.compiled: CompiledForm | None = None
 
     @classmethod
     def detect(cls, model_dir: Path) -> bool:
@@ -166,6 +179,17 @@ class Runtime(ABC):
     def unload(self) -> None:
         """Release the model. The default drops references and lets GC do the rest."""
         self.model_dir = None
+        self.compiled = None
+
+    def attach_compiled(self, predictor: CompiledForm) -> bool:
+        """Answer with `predictor` from now on, if this runtime still serves a model and
+        its own predict gives the check rows the same bits; True when attached."""
+        if self.tree_framework is None or self.model_dir is None:
+            return False
+        if not predictor.matches(self.predict):
+            return False
+        self.compiled = predictor
+        return True
 
     def adapt(self, media: str, data: Any) -> Any:
         """Fit decoded input to the model before predict (e.g. pad sparse rows)."""

@@ -82,6 +82,11 @@ class CompiledLibrary:
         ]
         self._fn = fn
 
+    def floats(self, name: str, count: int) -> Any:
+        """The library's global `float name[count]`, writable (the compiled tier's
+        base margins: compile/tier.py)."""
+        return (ctypes.c_float * count).in_dll(self._lib, name)
+
     def _lib_str(self, name: str) -> str:
         fn = getattr(self._lib, name)
         fn.restype = ctypes.c_char_p

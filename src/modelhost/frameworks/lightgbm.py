@@ -75,6 +75,7 @@ class LightGBMRuntime(Runtime):
     """
 
     name: ClassVar[str] = "lightgbm"
+    tree_framework: ClassVar[str | None] = "LIGHTGBM"
     content_types = (
         registry.CSV,
         registry.LIBSVM,
@@ -235,6 +236,8 @@ class LightGBMRuntime(Runtime):
         if isinstance(data, np.ndarray) and data.ndim == 1:
             data = data.reshape(1, -1)
         self.validate(data)
+        if (compiled := self.compiled) is not None and (out := compiled.predict(data)) is not None:
+            return out
         fast = self._fast
         if fast is not None and (out := fast.predict(data)) is not None:
             return out

@@ -63,6 +63,7 @@ class XGBoostRuntime(Runtime):
     """
 
     name: ClassVar[str] = "xgboost"
+    tree_framework: ClassVar[str | None] = "XGBOOST"
     content_types = (
         registry.CSV,
         registry.LIBSVM,
@@ -242,6 +243,8 @@ class XGBoostRuntime(Runtime):
         if getattr(data, "ndim", 2) == 1:
             data = np.asarray(data).reshape(1, -1)
         self.validate(data)
+        if (compiled := self.compiled) is not None and (out := compiled.predict(data)) is not None:
+            return out
         fast = self._fast
         if fast is not None:
             out = fast.predict(data)

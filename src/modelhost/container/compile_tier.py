@@ -1,0 +1,187 @@
+"""The compiled tier: tree models compiled to native code in the background, then served by it.
+
+Why: see `modelhost.compile.tier`. In short, one XGBoost call costs 20–40 µs however few
+rows it scores, the same trees compiled to C a few µs, and an instance that predicts
+request by request (a multi-model endpoint whose requests name different models, or
+batching off) pays that cost every time.
+
+How: with `MH_INSTANCE_COMPILE_TREES=on`, each model a runtime with a `tree_framework`
+loads is offered here. One thread per instance process takes them in turn:
+
+1. the key is a digest of the model directory's files, so the same model (on another
+   endpoint, after an eviction, in another worker process) is compiled once per machine;
+2. under a lock file on that key, a child process (`python -m modelhost.compile.tier`,
+   at a lower CPU priority) compiles it into `<cache dir>/<key>` unless a result is there;
+3. the compiled library is loaded and the runtime switches to it only if its own predict
+   answers the kept check rows with the same bits (`Runtime.attach_compiled`).
+
+Nothing waits for it: requests are served by the framework meanwhile, and a model that
+cannot be compiled (no C compiler, a model Treelite does not read, answers that are not
+the same bits) stays on its framework, with one log line saying why.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import queue
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from modelhost.container.config import InstanceConfig
+    from modelhost.frameworks.base import Runtime
+
+log = logging.getLogger("modelhost.container")
+
+FAILED = "failed.json"  # as modelhost.compile.tier writes it
+MARKER = "modelhost-compiled.json"
+DIGEST_VERSION = b"modelhost-compiled-tier-1\0"
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """The instance's `MH_INSTANCE_COMPILE_*` variables (container/config.py)."""
+
+    enabled: bool = False
+    cache_dir: Path = Path.home() / ".modelhost" / "compiled"
+    timeout_s: float = 600.0
+    max_rows: int = 0  # 0: what the compiler measured
+
+    @classmethod
+    def of(cls, config: InstanceConfig) -> TierConfig:
+        return cls(
+            enabled=config.compile_trees,
+            cache_dir=config.compile_cache_dir or cls.cache_dir,
+            timeout_s=config.compile_timeout_s,
+            max_rows=config.compile_max_rows,
+        )
+
+
+def model_digest(model_dir: Path, framework: str) -> str:
+    """A digest of every file under `model_dir` (names and bytes) and the framework."""
+    digest = hashlib.sha256(DIGEST_VERSION + framework.encode() + b"\0")
+    for path in sorted(p for p in model_dir.rglob("*") if p.is_file() and not p.is_symlink()):
+        digest.update(str(path.relative_to(model_dir)).encode() + b"\0")
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()[:40]
+
+
+class CompileTier:
+    """Compiles the tree models an instance loads and attaches their compiled forms.
+
+    `offer` is cheap and never blocks; the work happens on one daemon thread. `label`
+    names the model in log lines (the TargetModel of a multi-model instance).
+    """
+
+    def __init__(self, config: TierConfig) -> None:
+        self.config = config
+        self._queue: queue.SimpleQueue[tuple[Runtime, str] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.attached = 0  # models switched to their compiled form (for tests and logs)
+
+    def offer(self, runtime: Runtime, label: str) -> None:
+        if not self.config.enabled or runtime.tree_framework is None:
+            return
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="modelhost-compile-tier", daemon=True
+                )
+                self._thread.start()
+        self._queue.put((runtime, label))
+
+    def close(self) -> None:
+        """Stop the thread after the model it is on (the child it waits for is killed
+        with the instance's process group)."""
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            runtime, label = item
+            try:
+                self._one(runtime, label)
+            except Exception:  # a bug here must not stop the next models' turn
+                log.exception("the compiled tier failed on %s", label)
+
+    def _one(self, runtime: Runtime, label: str) -> None:
+        model_dir, framework = runtime.model_dir, runtime.tree_framework
+        if model_dir is None or framework is None:
+            return  # unloaded while queued
+        folder = self._compiled(model_dir, framework)
+        failed = folder / FAILED
+        if not (folder / MARKER).is_file() and not failed.is_file():
+            return  # timed out, said above
+        if failed.is_file():
+            reason = json.loads(failed.read_text()).get("reason", "")
+            log.info("%s stays on %s: %s", label, runtime.name, reason)
+            return
+        from modelhost.frameworks.compiled_predictor import CompiledPredictor
+
+        predictor = CompiledPredictor.load(folder)
+        if predictor is None:
+            log.info("%s stays on %s: its compiled form is not faster", label, runtime.name)
+        elif runtime.attach_compiled(predictor):
+            self.attached += 1
+            log.info(
+                "%s now predicts with its compiled form (%s; same bits on %d check rows, "
+                "calls of up to %d rows)",
+                label,
+                folder,
+                len(predictor.check_rows),
+                predictor.max_rows,
+            )
+        elif runtime.model_dir is not None:
+            log.warning(
+                "%s stays on %s: its compiled form answers differently", label, runtime.name
+            )
+
+    def _compiled(self, model_dir: Path, framework: str) -> Path:
+        """The tier folder of this model, compiled first if no process has yet."""
+        self.config.cache_dir.mkdir(parents=True, exist_ok=True)
+        key = model_digest(model_dir, framework)
+        folder = self.config.cache_dir / key
+        with open(self.config.cache_dir / f"{key}.lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another worker or instance may be compiling it
+            if not (folder / MARKER).is_file() and not (folder / FAILED).is_file():
+                self._compile(model_dir, framework, folder)
+        return folder
+
+    def _compile(self, model_dir: Path, framework: str, folder: Path) -> None:
+        argv = [sys.executable, "-m", "modelhost.compile.tier"]
+        argv += [str(model_dir), framework, str(folder), str(self.config.timeout_s)]
+        argv += [str(self.config.max_rows)]
+        log.info("compiling %s to native code in the background", model_dir.name)
+        try:
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=self.config.timeout_s + 30,
+            )
+        except subprocess.TimeoutExpired:
+            # Not recorded: a busy machine may be why, so the next load tries again.
+            log.warning(
+                "compiling %s took longer than %.0f s (MH_INSTANCE_COMPILE_TIMEOUT_S); "
+                "it stays on its framework",
+                model_dir.name,
+                self.config.timeout_s,
+            )
+            return
+        if proc.returncode != 0 and not (folder / FAILED).is_file():
+            tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
+            _write_failed(folder, f"the compiler process exited with {proc.returncode}: {tail}")
+
+
+def _write_failed(folder: Path, reason: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FAILED).write_text(json.dumps({"reason": reason}))
