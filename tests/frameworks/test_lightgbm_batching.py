@@ -111,23 +111,51 @@ def test_merged_answers_with_the_instances_threads(
         runtime.unload()
 
 
+SMALL = (np.float16, np.bool_, np.int8, np.uint8, np.int16, np.uint16)
+
+
 def test_which_inputs_merge(boosters: dict[str, Any], tmp_path: Path) -> None:
     pd = pytest.importorskip("pandas")
     runtime = _runtime(write_model_dir(tmp_path, boosters["binary"]))
     rows = lgb_data(3, seed=1)
+    whole = np.abs(np.nan_to_num(rows * 3))  # unsigned dtypes among them
     try:
         assert runtime.batch_rows(rows) == 3
         assert runtime.batch_rows(rows.astype(np.float32)) == 3
         assert runtime.batch_rows(np.asfortranarray(rows)) == 3  # stacking copies to C order
+        for dtype in SMALL:  # every value exact in float32, the library's cast
+            assert runtime.batch_rows(whole.astype(dtype)) == 3, dtype
         for other in (
-            np.nan_to_num(rows).astype(np.int64),  # the library casts to float32: see below
-            rows.astype(np.float16),
-            np.nan_to_num(rows).astype(bool),
+            whole.astype(np.int64),  # the library casts to float32, not exact: see below
+            whole.astype(np.int32),
+            whole.astype(np.uint32),
             rows[0],  # 1-D
             rows.tolist(),
             pd.DataFrame(rows),
         ):
             assert runtime.batch_rows(other) == 0, type(other)
+    finally:
+        runtime.unload()
+
+
+@pytest.mark.parametrize("kind", ["categorical", "multiclass"])
+def test_small_dtypes_merged_with_float_rows_answer_as_alone(
+    boosters: dict[str, Any], kind: str, tmp_path: Path
+) -> None:
+    """NPY bodies of bool, small integers or float16 stack with float64/float32 rows."""
+    booster = boosters[kind]
+    runtime = _runtime(write_model_dir(tmp_path, booster))
+    X = np.abs(np.nan_to_num(lgb_data(40, seed=9) * 2))  # unsigned dtypes among them
+    requests = [X[:1], X[1:2].astype(np.float32)]
+    requests += [X[2 + i : 4 + i].astype(dtype) for i, dtype in enumerate(SMALL)]
+    try:
+        for request, got in zip(requests, _merged(runtime, requests), strict=True):
+            assert np.array_equal(got, runtime.predict(request)), request.dtype
+            assert np.array_equal(got, booster.predict(request)), request.dtype
+        # Only small ones stacked together: numpy picks the smallest common dtype.
+        small = requests[2:]
+        for request, got in zip(small, _merged(runtime, small), strict=True):
+            assert np.array_equal(got, runtime.predict(request)), request.dtype
     finally:
         runtime.unload()
 

@@ -9,9 +9,10 @@ parses it (`lightgbm_text`: LightGBM aborts the whole process on a malformed fil
 Predict: `Booster.predict(X, num_threads=nthread)` after a feature-count check, so a
 mismatch is a clear 400; dense float input takes LightGBM's own C predict without the
 wrapper's per-call cost (`lightgbm_fast`, bit-identical answers). Concurrent requests
-of float64/float32 rows are merged into one predict call by the instance's batcher
-(`can_batch`, `batch_rows`), each answered exactly as alone. Answers are shaped like
-the XGBoost runtime's, so clients get the same bodies from either tree library.
+are merged into one predict call by the instance's batcher (`can_batch`, `batch_rows`:
+float64 rows and NPY dtypes float32 holds exactly), each answered exactly as alone.
+Answers are shaped like the XGBoost runtime's, so clients get the same bodies from either
+tree library.
 """
 
 from __future__ import annotations
@@ -33,7 +34,12 @@ from modelhost.frameworks.lightgbm_text import check_model_text
 PREFERRED = "model.txt"
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
 _SNIFF_BYTES = 512
-_MERGEABLE = (np.dtype(np.float64), np.dtype(np.float32))
+# Input dtypes whose rows may be stacked (see `batch_rows`): float64, and those whose
+# every value float32 holds exactly (numpy's safe casts to float32).
+_MERGEABLE = frozenset(
+    np.dtype(t)
+    for t in (np.float64, np.float32, np.float16, np.bool_, np.int8, np.uint8, np.int16, np.uint16)
+)
 
 
 def starts_like_model_text(path: Path) -> bool:
@@ -222,10 +228,11 @@ class LightGBMRuntime(Runtime):
     def batch_rows(self, data: Any) -> int:
         # Stacked rows answer exactly as alone: LightGBM scores each row on its own (no
         # state across rows at predict time: trees, linear leaves, categorical splits and
-        # the objective's transform are per row), and it widens every float32 value to a
-        # double before scoring, as np.concatenate does when float32 rows join float64
-        # ones. Other dtypes predict alone: LightGBM casts them to float32 (an integer
-        # above 2**24 loses digits) where stacking with float64 rows would keep them exact.
+        # the objective's transform are per row) and widens each value to a double. A
+        # float32 row widens the same whether np.concatenate or LightGBM does it; other
+        # dtypes LightGBM first casts to float32, which is exact for the small ones here
+        # and not for int32/int64 (2**24 + 1 becomes 2**24), so those predict alone:
+        # stacked with float64 rows they would keep every digit and could score otherwise.
         if type(data) is np.ndarray and data.ndim == 2 and data.dtype in _MERGEABLE:
             return int(data.shape[0])
         return 0
