@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import signal
 import statistics
-import tarfile
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,18 +87,6 @@ def lightgbm_in_process(booster: Any, row: np.ndarray, batch: np.ndarray) -> dic
             times.append(time.perf_counter() - begin)
         result[f"batch_rows_per_s_{threads}_thread"] = X.shape[0] / statistics.median(times)
     return result
-
-
-def write_lightgbm_artifact(booster: Any, directory: Path) -> Path:
-    """`<directory>/model.tar.gz` holding `model.txt`, as the LightGBM runtime loads it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    payload = booster.model_to_string().encode()
-    path = directory / "model.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo("model.txt")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
-    return path
 
 
 def check_answer(url: str, body: str, content_type: str, expected: float) -> float:

@@ -44,7 +44,6 @@ from _common import (
     check_answer,
     lightgbm_in_process,
     stopping,
-    write_lightgbm_artifact,
 )
 from _machine import format_machine_info, machine_info
 from _proc import Managed, busy_elsewhere_pct, free_port
@@ -360,7 +359,7 @@ def _lightgbm_model(
         f"churn LightGBM binary, 69 features, 100 trees, max_depth 5 ({lgb.__version__})"
     )
     expected = float(booster.predict(np.asarray(row, dtype=np.float64).reshape(1, -1))[0])
-    return booster, write_lightgbm_artifact(booster, work / "model"), expected
+    return booster, churn.write_lightgbm_artifact(booster, work / "model"), expected
 
 
 def _clean_env() -> dict[str, str]:

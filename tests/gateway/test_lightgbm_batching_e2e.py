@@ -10,7 +10,6 @@ instance exposes no batching counters, so that requests were merged is checked i
 from __future__ import annotations
 
 import io
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError
 
-from modelhost.testing.churn import ChurnData, csv_rows
+from modelhost.testing.churn import ChurnData, csv_rows, write_lightgbm_artifact
 from tests.lgb_support import lgb_train
 from tests.support import deploy, unique
 
@@ -43,11 +42,7 @@ def lgb_model(churn_data: ChurnData, tmp_path_factory: pytest.TempPathFactory) -
         categorical_feature=[0],
     )
     out = tmp_path_factory.mktemp("lgb-batch")
-    payload = booster.model_to_string().encode()
-    with tarfile.open(out / "model.tar.gz", "w:gz") as tar:
-        info = tarfile.TarInfo("model.txt")
-        info.size = len(payload)
-        tar.addfile(info, io.BytesIO(payload))
+    write_lightgbm_artifact(booster, out)
     return booster, out
 
 
