@@ -57,8 +57,40 @@ def bench_in_process(booster: Any, row: np.ndarray, batch: np.ndarray) -> dict[s
     return result
 
 
+def lightgbm_in_process(booster: Any, row: np.ndarray, batch: np.ndarray) -> dict[str, Any]:
+    """`bench_in_process` for a LightGBM booster: `Booster.predict(x, num_threads=n)`."""
+    x = np.ascontiguousarray(row.reshape(1, -1), dtype=np.float64)
+    for _ in range(300):
+        booster.predict(x, num_threads=1)
+    calls = 5000
+    latencies = np.empty(calls)
+    started = time.perf_counter()
+    for i in range(calls):
+        t0 = time.perf_counter_ns()
+        booster.predict(x, num_threads=1)
+        latencies[i] = time.perf_counter_ns() - t0
+    elapsed = time.perf_counter() - started
+    result: dict[str, Any] = {
+        "label": "LightGBM in-process (one thread): one-row Booster.predict",
+        "one_row_calls": calls,
+        "one_row_p50_us": float(np.percentile(latencies, 50) / 1e3),
+        "one_row_p99_us": float(np.percentile(latencies, 99) / 1e3),
+        "one_row_calls_per_s": calls / elapsed,
+        "batch_rows": int(batch.shape[0]),
+    }
+    X = np.ascontiguousarray(batch, dtype=np.float64)
+    for threads in (1, 2):
+        times = []
+        for _ in range(7):
+            begin = time.perf_counter()
+            booster.predict(X, num_threads=threads)
+            times.append(time.perf_counter() - begin)
+        result[f"batch_rows_per_s_{threads}_thread"] = X.shape[0] / statistics.median(times)
+    return result
+
+
 def check_answer(url: str, body: str, content_type: str, expected: float) -> float:
-    """POST once with urllib; the answer must be 200 and match XGBoost in-process."""
+    """POST once with urllib; the answer must be 200 and match the model in-process."""
     request = urllib.request.Request(
         url, data=body.encode(), headers={"Content-Type": content_type}, method="POST"
     )
@@ -76,7 +108,7 @@ def check_answer(url: str, body: str, content_type: str, expected: float) -> flo
             raise BenchError(f"{url}: expected one probability, got {payload[:300]!r}")
         value = float(values[0])
     if not abs(value - expected) <= TOLERANCE:
-        raise BenchError(f"{url} answered {value}, XGBoost in-process says {expected}")
+        raise BenchError(f"{url} answered {value}, the model in-process says {expected}")
     return value
 
 

@@ -108,11 +108,13 @@ def deploy(
     instance_count: int,
     environment: dict[str, str],
     capture: tuple[int, Path] | None = None,
+    image: str = demo.XGBOOST_IMAGE,
 ) -> None:
     """`demo.deploy`, plus the variant's Environment on the model and, with `capture`
-    (percent, folder), a DataCaptureConfig on the endpoint config."""
+    (percent, folder), a DataCaptureConfig on the endpoint config; `image` names the
+    runtime (the XGBoost image by default, `lightgbm` for `realtime.py --model lightgbm`)."""
     container = {
-        "Image": demo.XGBOOST_IMAGE,
+        "Image": image,
         "ModelDataUrl": artifact.resolve().as_uri(),
         "Environment": environment,
     }

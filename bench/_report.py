@@ -126,7 +126,8 @@ def report(results: dict[str, Any], connections: list[int]) -> str:
     ip = results["in_process"]
     lines = [
         "",
-        "XGBoost in-process (baseline A, one thread): one-row inplace_predict "
+        ip.get("label", "XGBoost in-process (baseline A, one thread): one-row inplace_predict")
+        + " "
         f"p50 {ip['one_row_p50_us']:.0f} µs, p99 {ip['one_row_p99_us']:.0f} µs, "
         f"{ip['one_row_calls_per_s']:,.0f} calls/s; batch of {ip['batch_rows']:,} rows "
         f"{ip['batch_rows_per_s_1_thread'] / 1e6:.2f} M rows/s (1 thread), "

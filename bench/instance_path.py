@@ -2,10 +2,12 @@
 CSV decode, the merged predict and the answer, without sockets.
 
     python bench/instance_path.py [--connections 32] [--rounds 300] [--repeats 5]
-                                  [--no-batching]
+                                  [--no-batching] [--model xgboost|lightgbm]
 
-Loads the churn XGBoost model (69 features, 100 trees) into the instance's real invoke
-path (`ServedModel` with a `Batcher`, as `MH_INSTANCE_BATCHING=on` serves it), opens
+Loads the churn XGBoost model (69 features, 100 trees; `--model lightgbm`: a LightGBM
+model of the same data, 100 trees, max_depth 5, served with 2 threads) into the
+instance's real invoke path (`ServedModel` with a `Batcher`, as `MH_INSTANCE_BATCHING=on`
+serves it), opens
 `--connections` connections of `container/http_connection.py` on fake transports, and
 runs rounds in which every connection sends one `POST /invocations` of one CSV row and
 the event loop answers all of them (what the gateway's 32 hop connections do at 32
@@ -75,13 +77,30 @@ class _Server:
         pass
 
 
-def _served_model(work: Path, batching: bool, max_rows: int) -> tuple[Any, bytes]:
+def _served_model(work: Path, batching: bool, max_rows: int, model: str) -> tuple[Any, bytes]:
     from modelhost.container.batching import Batcher
     from modelhost.container.invoke import ServedModel
+    from modelhost.frameworks.base import RuntimeOptions
     from modelhost.frameworks.xgboost import XGBoostRuntime
     from modelhost.testing import churn
 
     train, test = churn.make_churn(5000, seed=0).split(test_fraction=0.2, seed=0)
+    row = churn.csv_rows(test.X[0])[0].encode()
+    if model == "lightgbm":
+        import lightgbm as lgb
+        import numpy as np
+
+        from modelhost.frameworks.lightgbm import LightGBMRuntime
+
+        params = {"objective": "binary", "max_depth": 5, "num_threads": 1, "verbose": -1}
+        X = np.ascontiguousarray(train.X, dtype=np.float64)
+        booster = lgb.train({**params, "seed": 0}, lgb.Dataset(X, train.y), num_boost_round=100)
+        booster.save_model(str(work / "model.txt"))
+        # nthread 2: an ml.m5.large's share, as the instance gets it (OMP_NUM_THREADS).
+        lgb_runtime = LightGBMRuntime(RuntimeOptions(nthread=2))
+        lgb_runtime.load(work)
+        batcher = Batcher(lgb_runtime, max_rows, 0.0) if batching else None
+        return ServedModel(lgb_runtime, str(work), batcher), row
     trained = churn.train_xgboost(train, num_round=100, seed=0, nthread=1)
     artifact = churn.write_xgboost_artifact(trained, work / "model")
     model_dir = work / "extracted"
@@ -91,14 +110,14 @@ def _served_model(work: Path, batching: bool, max_rows: int) -> tuple[Any, bytes
     runtime = XGBoostRuntime()
     runtime.load(model_dir)
     batcher = Batcher(runtime, max_rows, 0.0) if batching else None
-    return ServedModel(runtime, str(model_dir), batcher), churn.csv_rows(test.X[0])[0].encode()
+    return ServedModel(runtime, str(model_dir), batcher), row
 
 
 async def _measure(args: argparse.Namespace, work: Path) -> float:
     from modelhost.container.http_connection import HttpConnection
 
     app = _App()
-    app.model, row = _served_model(work, not args.no_batching, args.max_rows)
+    app.model, row = _served_model(work, not args.no_batching, args.max_rows, args.model)
     request = (
         b"POST /invocations HTTP/1.1\r\nhost: localhost\r\ncontent-length: %d\r\n"
         b"content-type: text/csv\r\naccept: text/csv\r\n\r\n%s" % (len(row), row)
@@ -139,6 +158,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-rows", type=int, default=64, help="MH_INSTANCE_BATCH_MAX_ROWS")
     parser.add_argument("--no-batching", action="store_true", help="MH_INSTANCE_BATCHING=off")
+    parser.add_argument("--model", choices=("xgboost", "lightgbm"), default="xgboost")
     args = parser.parse_args()
     if args.connections < 1 or args.rounds < 1 or args.repeats < 1:
         parser.error("--connections, --rounds and --repeats must be positive")
@@ -151,7 +171,7 @@ def main() -> None:
     kind = "batching" if not args.no_batching else "no batching"
     print(
         f"{Path(modelhost.__file__).parent}: {used:.2f} µs CPU per request "
-        f"(instance in process, {args.connections} connections, {kind})"
+        f"(instance in process, {args.model}, {args.connections} connections, {kind})"
     )
 
 

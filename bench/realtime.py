@@ -4,7 +4,7 @@
                              [--modelhost-variants plain,plain+instances2,workers2,batching]
                              [--mlserver-variants tuned,batching] [--skip-bare]
                              [--skip-mlserver] [--skip-modelhost] [--instances 1]
-                             [--skip-bare-fastpredict]
+                             [--skip-bare-fastpredict] [--model xgboost|lightgbm]
 
 Serves the churn XGBoost model (69 features, 100 trees) and loads each server with wrk
 (one thread, keep-alive, one CSV or V2 row per request) on 127.0.0.1 only: a bare ASGI
@@ -13,6 +13,11 @@ app calling modelhost's cheaper C predict (`bare-asgi[fastpredict]`, information
 the serving path alone buys), modelhost in each variant, MLServer in each variant. Prints the
 table and the issue's goals; see bench/README.md for the columns. Results go to
 bench/results/ as JSON.
+
+`--model lightgbm` serves a LightGBM model of the same data (100 trees, max_depth 5)
+through modelhost only (the bare app and MLServer serve XGBoost): e.g.
+`--model lightgbm --modelhost-variants plain,batching` compares LightGBM with and without
+merged predicts in one run.
 """
 
 from __future__ import annotations
@@ -34,7 +39,12 @@ from typing import Any
 
 import _mlserver
 import _modelhost
-from _common import bench_in_process, check_answer, stopping
+from _common import (
+    bench_in_process,
+    check_answer,
+    lightgbm_in_process,
+    stopping,
+)
 from _machine import format_machine_info, machine_info
 from _proc import Managed, busy_elsewhere_pct, free_port
 from _report import NOISY_OTHER_CPU_PCT, goals, report
@@ -85,6 +95,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "32 rows / 2 ms); the best at 32 connections is MLServer's figure in the goals",
     )
     parser.add_argument(
+        "--model",
+        choices=("xgboost", "lightgbm"),
+        default="xgboost",
+        help="the churn model's library (lightgbm: modelhost variants only)",
+    )
+    parser.add_argument(
         "--bare-workers", type=int, default=2, help="bare ASGI worker processes (default 2)"
     )
     parser.add_argument(
@@ -102,6 +118,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.connections = sorted({int(c) for c in args.connections.split(",") if c.strip()})
     except ValueError:
         parser.error("--connections takes integers such as 1,8,32,64")
+    if args.model == "lightgbm":  # the baselines serve XGBoost: compare modelhost variants
+        args.skip_bare = args.skip_mlserver = True
     args.modelhost_variants = [v.strip() for v in args.modelhost_variants.split(",") if v.strip()]
     args.mlserver_variants = [v.strip() for v in args.mlserver_variants.split(",") if v.strip()]
     try:
@@ -223,7 +241,8 @@ def bench_modelhost(
         t0 = time.perf_counter()
         percent = _modelhost.variant_capture(variant)
         capture = None if percent is None else (percent, work / f"capture-{home.name}")
-        _modelhost.deploy(sm, artifact, instances, model_env, capture)
+        image = "lightgbm" if args.model == "lightgbm" else demo.XGBOOST_IMAGE
+        _modelhost.deploy(sm, artifact, instances, model_env, capture, image)
         print(
             f"  endpoint InService with {instances} instance(s) after "
             f"{time.perf_counter() - t0:.1f} s",
@@ -326,6 +345,23 @@ def bench_mlserver(
         return series
 
 
+def _lightgbm_model(
+    train: churn.ChurnData, row: Any, work: Path, results: dict[str, Any]
+) -> tuple[Any, Path, float]:
+    """The LightGBM churn model, its artifact and its answer for `row` (modelhost only)."""
+    import lightgbm as lgb
+    import numpy as np
+
+    params = {"objective": "binary", "max_depth": 5, "num_threads": 1, "seed": 0, "verbose": -1}
+    X = np.ascontiguousarray(train.X, dtype=np.float64)
+    booster = lgb.train(params, lgb.Dataset(X, train.y), num_boost_round=100)
+    results["model"] = (
+        f"churn LightGBM binary, 69 features, 100 trees, max_depth 5 ({lgb.__version__})"
+    )
+    expected = float(booster.predict(np.asarray(row, dtype=np.float64).reshape(1, -1))[0])
+    return booster, churn.write_lightgbm_artifact(booster, work / "model"), expected
+
+
 def _clean_env() -> dict[str, str]:
     return {
         k: v
@@ -372,16 +408,20 @@ def main(argv: list[str] | None = None) -> int:
             print("\nbuilding the churn model (5,000 rows, 100 trees)", flush=True)
             data = churn.make_churn(5000, seed=0)
             train, test = data.split(test_fraction=0.2, seed=0)
-            trained = churn.train_xgboost(train, num_round=100, seed=0, nthread=1)
-            artifact = churn.write_xgboost_artifact(trained, work / "model")
-            booster = churn.read_xgboost_artifact(artifact)  # what the servers load
             row = test.X[0]
-            expected = float(booster.inplace_predict(row.reshape(1, -1))[0])
             row_csv = churn.csv_rows(row)[0]
             batch = churn.make_churn(10_000, seed=1).X
-
-            print("\nbaseline A: XGBoost in-process", flush=True)
-            results["in_process"] = bench_in_process(booster, row, batch)
+            if args.model == "lightgbm":
+                booster, artifact, expected = _lightgbm_model(train, row, work, results)
+                print("\nbaseline A: LightGBM in-process", flush=True)
+                results["in_process"] = lightgbm_in_process(booster, row, batch)
+            else:
+                trained = churn.train_xgboost(train, num_round=100, seed=0, nthread=1)
+                artifact = churn.write_xgboost_artifact(trained, work / "model")
+                booster = churn.read_xgboost_artifact(artifact)  # what the servers load
+                expected = float(booster.inplace_predict(row.reshape(1, -1))[0])
+                print("\nbaseline A: XGBoost in-process", flush=True)
+                results["in_process"] = bench_in_process(booster, row, batch)
 
             steps: list[tuple[str, Callable[[], dict[str, Any]]]] = []
             if not args.skip_bare:

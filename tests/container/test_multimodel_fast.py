@@ -15,65 +15,27 @@ import pytest
 
 from modelhost.container.http_connection import Request
 from modelhost.container.invoke import Reply
-from modelhost.container.multimodel import MultiModelHost
 from modelhost.container.multimodel_fast import model_name
 from modelhost.testing.churn import csv_body
 from modelhost.testing.state_models import StateModels
-from tests.container.multimodel_support import call, load_model, multimodel_host
+from tests.container.multimodel_support import (
+    Connection,
+    call,
+    invoke_request,
+    load_model,
+    multimodel_host,
+    offer_together,
+)
 
 BAD_ROW = b"1,2,3\n"  # three features: the models want 69
 
 
-class Connection:
-    """What `TickInvoker` needs of an `HttpConnection`: replies are recorded in order."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.replies: list[Reply] = []
-        self.held = False
-
-    def reply(self, reply: Reply, keep_alive: bool) -> None:
-        self.replies.append(reply)
-
-    def hold(self) -> None:
-        assert not self.held, "one request at a time per connection"
-        self.held = True
-
-    def release(self) -> None:
-        assert self.held
-        self.held = False
-
-    def abort(self) -> None:
-        raise AssertionError("no connection is aborted here")
-
-
 def _request(state: str, body: bytes) -> Request:
-    headers = [
-        (b"content-type", b"text/csv"),
-        (b"x-amzn-sagemaker-target-model", f"{state}.tar.gz".encode()),
-    ]
-    return Request(b"POST", f"/models/{state}.tar.gz/invoke".encode(), headers, body, True, "1.1")
+    return invoke_request(f"{state}.tar.gz", body)
 
 
 def _score(reply: Reply) -> float:
     return float(reply.body.decode().strip().split(",")[0])
-
-
-def _offer_together(host: MultiModelHost, requests: list[Request]) -> list[tuple[bool, Connection]]:
-    """Offer every request in one callback (one loop turn), one connection each, and let
-    the loop run until the turn's answers are written."""
-
-    async def scenario() -> list[tuple[bool, Connection]]:
-        loop = asyncio.get_running_loop()
-        out = []
-        for request in requests:
-            connection = Connection(loop)
-            out.append((host.offer(connection, request), connection))  # type: ignore[arg-type]
-        for _ in range(3):
-            await asyncio.sleep(0)
-        return out
-
-    return asyncio.run(scenario())
 
 
 def _run(coro: Any) -> Any:
@@ -99,7 +61,7 @@ def test_mixed_models_in_one_turn_merge_per_model_and_a_bad_request_fails_alone(
                 want.append(float(models.expected(state, row)[0]))
         requests.insert(4, _request("NY", BAD_ROW))
         want.insert(4, None)
-        offered = _offer_together(host, requests)
+        offered = offer_together(host, requests)
 
         assert all(taken for taken, _ in offered)
         for (_, connection), expected in zip(offered, want, strict=True):
@@ -138,7 +100,7 @@ def test_a_failing_merged_predict_is_repeated_per_request(
 
         monkeypatch.setattr(runtime, "predict", predict)
         rows = [models.rows["CA"][i : i + 1] for i in range(3)]
-        offered = _offer_together(host, [_request("CA", csv_body(r).encode()) for r in rows])
+        offered = offer_together(host, [_request("CA", csv_body(r).encode()) for r in rows])
         statuses = [connection.replies[0].status for _, connection in offered]
         assert statuses == [200, 500, 200]
         ok = offered[2][1].replies[0]
@@ -156,7 +118,7 @@ def test_a_model_not_loaded_is_left_to_the_asgi_path_and_answers_once_loaded(
         row = models.rows["NY"][:1]
         ca = _request("CA", csv_body(models.rows["CA"][:1]).encode())
         ny = _request("NY", csv_body(row).encode())
-        offered = _offer_together(host, [ca, ny])
+        offered = offer_together(host, [ca, ny])
         # CA answered in the turn; NY is not offered (the ASGI path answers its 404, the
         # gateway loads it and sends it again).
         assert offered[0][0] and offered[0][1].replies[0].status == 200
@@ -164,7 +126,7 @@ def test_a_model_not_loaded_is_left_to_the_asgi_path_and_answers_once_loaded(
         status, body = _run(call(host, "/models/NY.tar.gz/invoke", ny.body))
         assert status == 404, body
         _run(load_model(host, models, "NY"))
-        [(taken, connection)] = _offer_together(host, [ny])
+        [(taken, connection)] = offer_together(host, [ny])
         assert taken
         assert _score(connection.replies[0]) == pytest.approx(
             float(models.expected("NY", row)[0]), rel=1e-6
@@ -178,7 +140,7 @@ def test_batching_off_answers_on_the_spot(tmp_path: Path, models: StateModels) -
     try:
         _run(load_model(host, models, "CA"))
         good = _request("CA", csv_body(models.rows["CA"][:1]).encode())
-        offered = _offer_together(host, [good, _request("CA", BAD_ROW)])
+        offered = offer_together(host, [good, _request("CA", BAD_ROW)])
         assert [c.replies[0].status for _, c in offered] == [200, 400]
         assert host.tick.calls == 0  # no tick: each answered inside `offer`
     finally:

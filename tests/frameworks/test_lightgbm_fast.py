@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 import pytest
 
@@ -24,52 +23,14 @@ from modelhost.frameworks.base import Context
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from modelhost.frameworks.lightgbm_fast import FastPredictor
 from modelhost.testing.churn import make_churn
+from tests.lgb_support import N_FEATURES, lgb_data, lgb_train, train_boosters
 
 ROWS = (1, 2, 3, 8, 9, 17, 33, 257, 2000)
-N_FEATURES = 9
-BASE = {"verbose": -1, "num_threads": 1, "seed": 0, "num_leaves": 15, "min_data_in_leaf": 5}
-
-
-def _data(n_rows: int, seed: int, dtype: Any = np.float64) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n_rows, N_FEATURES))
-    X[:, 8] = rng.integers(0, 6, size=n_rows)  # a small-integer column (categorical model)
-    X[rng.random(X.shape) < 0.1] = np.nan  # missing values take the default branches
-    X[rng.random(X.shape) < 0.05] = 0.0  # zeros: LightGBM's row reader skips them
-    return X.astype(dtype)
-
-
-def _train(
-    params: dict[str, Any], X: np.ndarray, y: np.ndarray, rounds: int = 15, **kw: Any
-) -> Any:
-    return lgb.train({**BASE, **params}, lgb.Dataset(X, y, **kw), num_boost_round=rounds)
 
 
 @pytest.fixture(scope="module")
 def boosters() -> dict[str, Any]:
-    X = _data(800, seed=1)
-    signal = np.nan_to_num(X[:, 0]) - np.nan_to_num(X[:, 1]) + 0.3 * np.nan_to_num(X[:, 8])
-    binary = (signal > 0).astype(np.int64)
-    classes = np.digitize(signal, [-0.5, 0.5])
-    train = lgb.Dataset(X[:600], binary[:600])
-    early = lgb.train(
-        {**BASE, "objective": "binary", "learning_rate": 0.3},
-        train,
-        num_boost_round=200,
-        valid_sets=[lgb.Dataset(X[600:], binary[600:], reference=train)],
-        callbacks=[lgb.early_stopping(3, verbose=False)],
-        keep_training_booster=True,  # else lgb.train keeps only the best iteration's trees
-    )
-    assert 0 < early.best_iteration < early.current_iteration()
-    return {
-        "binary": _train({"objective": "binary"}, X, binary),
-        "regression": _train({"objective": "regression"}, X, signal),
-        "multiclass": _train({"objective": "multiclass", "num_class": 3}, X, classes),
-        "poisson": _train({"objective": "poisson"}, X, np.abs(signal)),
-        "categorical": _train({"objective": "binary"}, X, binary, categorical_feature=[8]),
-        "linear_tree": _train({"objective": "regression", "linear_tree": True}, X, signal),
-        "early_stopped": early,
-    }
+    return train_boosters()
 
 
 @pytest.fixture(params=["per-row calls", "batch call"])
@@ -98,7 +59,7 @@ def test_bit_identical_to_booster_predict(
 ) -> None:
     booster = boosters[model]
     fast = FastPredictor(booster, num_threads=1)
-    X = _data(max(ROWS), seed=2, dtype=dtype)
+    X = lgb_data(max(ROWS), seed=2, dtype=dtype)
     for rows in ROWS:
         x = np.ascontiguousarray(X[:rows])
         want = booster.predict(x, num_threads=1)
@@ -112,7 +73,7 @@ def test_bit_identical_to_booster_predict(
 def test_the_default_path_choice_and_the_early_stopped_iterations(boosters: dict[str, Any]) -> None:
     booster = boosters["early_stopped"]
     fast = FastPredictor(booster, num_threads=1)
-    X = _data(40, seed=3)
+    X = lgb_data(40, seed=3)
     for rows in (1, lightgbm_fast.LOOP_MAX_ROWS, lightgbm_fast.LOOP_MAX_ROWS + 1, 40):
         x = np.ascontiguousarray(X[:rows])
         assert np.array_equal(fast.predict(x), booster.predict(x))
@@ -127,7 +88,7 @@ def test_bit_identical_on_the_churn_model_and_repeated_calls() -> None:
     """The benchmark's model, with answers not reused between calls."""
     data = make_churn(3000, seed=5)
     X = np.ascontiguousarray(data.X.astype(np.float64))
-    booster = _train({"objective": "binary", "max_depth": 5}, X, data.y, rounds=30)
+    booster = lgb_train({"objective": "binary", "max_depth": 5}, X, data.y, rounds=30)
     fast = FastPredictor(booster, num_threads=1)
     whole = booster.predict(X)
     answers = [fast.predict(X[i : i + 1]) for i in range(200)]
@@ -158,7 +119,7 @@ def test_a_dataframe_goes_to_the_library(boosters: dict[str, Any], tmp_path: Pat
     them through Booster.predict, the same numbers."""
     pd = pytest.importorskip("pandas")
     booster = boosters["binary"]
-    X = _data(4, seed=11)
+    X = lgb_data(4, seed=11)
     assert FastPredictor(booster, num_threads=1).predict(pd.DataFrame(X)) is None
     booster.save_model(str(tmp_path / "model.txt"))
     runtime = LightGBMRuntime()
@@ -169,7 +130,7 @@ def test_a_dataframe_goes_to_the_library(boosters: dict[str, Any], tmp_path: Pat
 
 def test_read_only_input_is_taken(boosters: dict[str, Any]) -> None:
     booster = boosters["binary"]
-    X = _data(3, seed=4)
+    X = lgb_data(3, seed=4)
     X.flags.writeable = False
     assert np.array_equal(FastPredictor(booster, num_threads=1).predict(X), booster.predict(X))
 
@@ -177,13 +138,13 @@ def test_read_only_input_is_taken(boosters: dict[str, Any]) -> None:
 def test_close_frees_the_configs_and_declines_after(boosters: dict[str, Any]) -> None:
     fast = FastPredictor(boosters["multiclass"], num_threads=1)
     assert fast.configs == 0  # made on first use, per dtype
-    fast.predict(_data(2, seed=5))
-    fast.predict(_data(2, seed=5, dtype=np.float32))
+    fast.predict(lgb_data(2, seed=5))
+    fast.predict(lgb_data(2, seed=5, dtype=np.float32))
     assert fast.configs == 2
     fast.close()
     assert fast.configs == 0
-    assert fast.predict(_data(2, seed=5)) is None
-    assert fast.predict(_data(50, seed=5)) is None
+    assert fast.predict(lgb_data(2, seed=5)) is None
+    assert fast.predict(lgb_data(50, seed=5)) is None
     fast.close()  # twice is harmless
 
 
@@ -203,7 +164,7 @@ def test_past_max_configs_it_falls_back(boosters: dict[str, Any]) -> None:
     fast = FastPredictor(boosters["binary"], num_threads=1)
     taken = [fast._checkout(1) for _ in range(lightgbm_fast.MAX_CONFIGS)]
     assert None not in taken
-    X = _data(2, seed=6)
+    X = lgb_data(2, seed=6)
     assert fast.predict(X) is None  # every config busy: the library answers instead
     fast._checkin(1, taken.pop())
     assert fast.predict(X) is not None
@@ -216,7 +177,7 @@ def test_threads_get_their_own_answers(boosters: dict[str, Any], tmp_path: Path)
     booster.save_model(str(tmp_path / "model.txt"))
     runtime = LightGBMRuntime()
     runtime.load(tmp_path)
-    inputs = [_data(rows, seed=10 + rows) for rows in (1, 2, 5, 40)]
+    inputs = [lgb_data(rows, seed=10 + rows) for rows in (1, 2, 5, 40)]
     wants = [booster.predict(x) for x in inputs]
     failures: list[str] = []
 
@@ -243,7 +204,7 @@ def test_the_runtime_uses_it_and_falls_back(boosters: dict[str, Any], tmp_path: 
     runtime.load(tmp_path)
     fast = runtime._fast
     assert fast is not None
-    X = _data(6, seed=7)
+    X = lgb_data(6, seed=7)
     want = booster.predict(X)
     assert np.array_equal(runtime.predict(X), want)
     assert fast.configs == 1
@@ -263,7 +224,7 @@ def test_an_early_stopped_pickle_serves_its_best_iteration(
     (tmp_path / "model.pkl").write_bytes(pickle.dumps(booster))
     runtime = LightGBMRuntime()
     runtime.load(tmp_path)
-    X = _data(5, seed=8)
+    X = lgb_data(5, seed=8)
     assert np.array_equal(runtime.predict(X), booster.predict(X))
     runtime.unload()
 
@@ -280,7 +241,7 @@ def test_without_the_c_api_the_runtime_uses_the_library(
     runtime = LightGBMRuntime()
     runtime.load(tmp_path)
     assert runtime._fast is None
-    X = _data(3, seed=9)
+    X = lgb_data(3, seed=9)
     assert np.array_equal(runtime.predict(X), booster.predict(X))
 
 

@@ -297,10 +297,20 @@ def write_xgboost_artifact(booster: xgboost.Booster, directory: str | Path) -> P
     The archive is reproducible (fixed mtimes and owners), so the same booster always gives
     the same bytes. Returns the archive's path.
     """
+    return write_artifact(ARTIFACT_MEMBER, xgboost_model_bytes(booster), directory)
+
+
+def write_lightgbm_artifact(booster: Any, directory: str | Path) -> Path:
+    """Write `<directory>/model.tar.gz` holding LightGBM's `model.txt` (the booster's text
+    model, as `booster.save_model` writes it), reproducibly. Returns the archive's path."""
+    return write_artifact("model.txt", booster.model_to_string().encode(), directory)
+
+
+def write_artifact(member: str, payload: bytes, directory: str | Path) -> Path:
+    """Write `<directory>/model.tar.gz` holding one file `member`; reproducible bytes."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    payload = xgboost_model_bytes(booster)
-    info = tarfile.TarInfo(ARTIFACT_MEMBER)
+    info = tarfile.TarInfo(member)
     info.size = len(payload)
     info.mode = 0o644
     info.mtime = 0
