@@ -191,3 +191,28 @@ def test_a_recorded_failure_is_not_compiled_again(
     assert not any("in the background" in r.getMessage() for r in caplog.records)
     assert runtime.compiled is None and tier.attached == 0
     tier.close()
+
+
+@pytest.mark.parametrize("kind", ["xgb-binary", "lightgbm"])
+def test_merged_rows_answer_as_each_alone_with_the_compiled_form(
+    kind: str, cases: dict[str, Case], tmp_path: Path
+) -> None:
+    """The batcher stacks requests into one predict; with the compiled form attached each
+    request's rows must still get what they get alone, and what the framework gives."""
+    runtime = _runtime(cases[kind], tmp_path)
+    assert runtime.model_dir is not None and runtime.tree_framework is not None
+    x, _ = data(seed=13)
+    requests = [np.ascontiguousarray(x[i : i + n], dtype=runtime.input_dtype) for i, n in
+                ((0, 1), (5, 3), (20, 7), (40, 1))]  # fmt: skip
+    framework = [runtime.predict(r) for r in requests]
+    compile_for_tier(
+        runtime.model_dir, runtime.tree_framework, tmp_path / "out", 120.0, max_rows=16
+    )
+    predictor = CompiledPredictor.load(tmp_path / "out")
+    assert predictor is not None and runtime.attach_compiled(predictor)
+    merged = runtime.predict(np.concatenate(requests))
+    offsets = np.cumsum([0, *(len(r) for r in requests)])
+    for k, request in enumerate(requests):
+        alone = runtime.predict(request)
+        assert np.array_equal(alone, framework[k], equal_nan=True)
+        assert np.array_equal(merged[offsets[k] : offsets[k + 1]], alone, equal_nan=True)
