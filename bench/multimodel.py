@@ -163,6 +163,22 @@ def deploy(sm: Any, name: str, container: dict[str, Any], instances: int) -> Non
     deploy_named(sm, name, container, instances)
 
 
+def single_container(
+    models: StateModels, batching: str, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """CA's model on a single-model endpoint, one worker (as a multi-model instance has)."""
+    environment = {
+        **(env or {}),
+        "MH_INSTANCE_BATCHING": batching,
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+    }
+    return {
+        "Image": IMAGE,
+        "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
+        "Environment": environment,
+    }
+
+
 def deploy_mme(
     sm: Any, name: str, prefix: Path, instances: int, env: dict[str, str] | None = None
 ) -> None:
@@ -330,15 +346,7 @@ class Bench:
         for label, batching in (("single", "off"), ("singlebatch", "on")):
             if not self.wanted(label):
                 continue
-            container = {
-                "Image": IMAGE,
-                "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                "Environment": {
-                    "MH_INSTANCE_BATCHING": batching,
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                },
-            }
-            deploy(self.sm, label, container, args.instances)
+            deploy(self.sm, label, single_container(models, batching), args.instances)
             print(f"single-model endpoint (CA only, batching {batching})", flush=True)
             self.series(label, label, single, mme=False)
 
@@ -387,15 +395,7 @@ class Bench:
         for label, batching in (("singlec", "off"), ("singlebatchc", "on")):
             if not self.wanted(label):
                 continue
-            container = {
-                "Image": IMAGE,
-                "ModelDataUrl": str(models.prefix / "CA.tar.gz"),
-                "Environment": {
-                    **env,
-                    "MH_INSTANCE_BATCHING": batching,
-                    "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
-                },
-            }
+            container = single_container(models, batching, env)
             deploy(self.sm, label, container, self.args.instances)
             self.rt.invoke_endpoint(EndpointName=label, ContentType="text/csv", Body=body)
             self.wait_compiled(1)

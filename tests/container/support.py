@@ -3,12 +3,15 @@ its ASGI interface, and the base of toy runtimes that answer from `handle`."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import MutableMapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from modelhost.container.app import InstanceApp, ModelState
 from modelhost.container.config import InstanceConfig
+from modelhost.container.invoke import Reply, ServedModel, batches, invoke_batched
 from modelhost.frameworks.base import Runtime
 
 Response = tuple[int, dict[str, str], bytes]
@@ -20,6 +23,27 @@ def loaded_app(model_dir: Path, **config: Any) -> InstanceApp:
     app._load()
     assert app.state is ModelState.READY, app.reason
     return app
+
+
+def invoke_all_batched(
+    model: ServedModel, requests: list[tuple[bytes, dict[str, str]]]
+) -> dict[int, Reply]:
+    """Offer every request to `model`'s batcher in one loop turn through `invoke_batched`,
+    as the instance's HTTP server does (no task per request); the answers by index."""
+
+    async def main() -> dict[int, Reply]:
+        answers: dict[int, Reply] = {}
+        for i, (body, headers) in enumerate(requests):
+            raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+            assert batches(model, body)
+            now = invoke_batched(model, body, raw, partial(answers.__setitem__, i))
+            if now is not None:
+                answers[i] = now
+        while len(answers) < len(requests):
+            await asyncio.sleep(0)
+        return answers
+
+    return asyncio.run(main())
 
 
 async def asgi_request(

@@ -18,10 +18,9 @@ import pytest
 
 from modelhost.container.app import InstanceApp
 from modelhost.container.config import ConfigError, InstanceConfig
-from modelhost.container.invoke import Reply, batches, invoke_batched
 from modelhost.errors import PredictionFailed
 from tests.container.instance_support import write_booster
-from tests.container.support import Response, asgi_request, loaded_app
+from tests.container.support import Response, asgi_request, invoke_all_batched, loaded_app
 
 Request = tuple[bytes, dict[str, str]]
 
@@ -240,21 +239,8 @@ def test_the_servers_callback_path_answers_as_each_request_alone(
     reference = loaded_app(model_dir, batching=False)
     assert app.model is not None and app.model.batcher is not None
 
-    async def main() -> dict[int, Reply]:
-        answers: dict[int, Reply] = {}
-        assert app.model is not None
-        for i, (body, headers) in enumerate(requests):
-            raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-            assert batches(app.model, body)
-            now = invoke_batched(app.model, body, raw, partial(answers.__setitem__, i))
-            if now is not None:
-                answers[i] = now
-        while len(answers) < len(requests):
-            await asyncio.sleep(0)
-        return answers
-
     try:
-        got = asyncio.run(main())
+        got = invoke_all_batched(app.model, requests)
         for i, request in enumerate(requests):
             status, headers, body = concurrently(reference, [request])[0]
             assert (got[i].status, got[i].body) == (status, body), request

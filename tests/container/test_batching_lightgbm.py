@@ -12,21 +12,19 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from modelhost.container.invoke import Reply, batches, invoke_batched
 from tests.container.multimodel_support import (
     call,
     invoke_request,
     multimodel_host,
     offer_together,
 )
-from tests.container.support import asgi_request, loaded_app
+from tests.container.support import asgi_request, invoke_all_batched, loaded_app
 from tests.lgb_support import N_FEATURES, lgb_data, train_boosters, write_model_dir
 
 Request = tuple[bytes, dict[str, str]]
@@ -120,21 +118,8 @@ def test_the_servers_callback_path(boosters: dict[str, Any], tmp_path: Path) -> 
     app, plain = loaded_app(model_dir), loaded_app(model_dir, batching=False)
     assert app.model is not None
 
-    async def main() -> dict[int, Reply]:
-        answers: dict[int, Reply] = {}
-        assert app.model is not None
-        for i, (body, headers) in enumerate(requests):
-            raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-            assert batches(app.model, body)
-            now = invoke_batched(app.model, body, raw, partial(answers.__setitem__, i))
-            if now is not None:
-                answers[i] = now
-        while len(answers) < len(requests):
-            await asyncio.sleep(0)
-        return answers
-
     try:
-        got = asyncio.run(main())
+        got = invoke_all_batched(app.model, requests)
         assert [got[i].status for i in range(len(requests))] == statuses
         for i, request in enumerate(requests):
             status, headers, body = _concurrently(plain, [request])[0]

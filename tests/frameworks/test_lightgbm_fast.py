@@ -23,7 +23,7 @@ from modelhost.frameworks.base import Context
 from modelhost.frameworks.lightgbm import LightGBMRuntime
 from modelhost.frameworks.lightgbm_fast import FastPredictor
 from modelhost.testing.churn import make_churn
-from tests.lgb_support import N_FEATURES, lgb_data, lgb_train, train_boosters
+from tests.lgb_support import KINDS, N_FEATURES, lgb_data, lgb_train, train_boosters
 
 ROWS = (1, 2, 3, 8, 9, 17, 33, 257, 2000)
 
@@ -42,18 +42,7 @@ def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize(
-    "model",
-    [
-        "binary",
-        "regression",
-        "multiclass",
-        "poisson",
-        "categorical",
-        "linear_tree",
-        "early_stopped",
-    ],
-)
+@pytest.mark.parametrize("model", KINDS)
 def test_bit_identical_to_booster_predict(
     boosters: dict[str, Any], model: str, dtype: Any, path: str
 ) -> None:
