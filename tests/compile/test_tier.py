@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelhost.compile.tier import FAILED, compile_for_tier, faster_up_to, same_bits
+from modelhost.compile.tier import compile_for_tier, faster_up_to, same_bits
 from modelhost.container.compile_tier import CompileTier, TierConfig, model_digest
 from modelhost.container.loading import load_runtime
 from modelhost.frameworks.base import Runtime, RuntimeOptions
 from modelhost.frameworks.compiled import MARKER
-from modelhost.frameworks.compiled_predictor import CompiledPredictor
+from modelhost.frameworks.compiled_predictor import FAILED, CompiledPredictor
 from tests.compile.conftest import Case, data
 
 TREE_KINDS = ("xgb-binary", "xgb-reg", "xgb-multi", "lightgbm")

@@ -41,11 +41,10 @@ from modelhost.compile.build import sample_rows
 from modelhost.compile.choose import median_call_us
 from modelhost.compile.sources import CompileError, SourceModel, load_source
 from modelhost.frameworks.compiled import LIBRARY, MARKER, MARKER_FORMAT, CompiledLibrary
+from modelhost.frameworks.compiled_predictor import BASE_VARIABLE, CHECK_ROWS, FAILED
 
 log = logging.getLogger("modelhost.compile")
 
-FAILED = "failed.json"
-CHECK_ROWS = "check.npy"
 SAMPLE_ROWS = 4000
 KEPT_CHECK_ROWS = 256
 # Batch sizes measured; the compiled form takes calls up to the largest it won at.
@@ -137,7 +136,6 @@ def _compile(
 # The base margin lines native_c puts first in `predict` (float models only).
 _BASE_LINE = re.compile(r"^  result\[(\d+)\] \+= \(float\)\(([^)]+)\);$")
 _PREDICT_OPEN = "void predict(union Entry* data, int pred_margin, float* result) {"
-BASE_VARIABLE = "mh_base_margin"
 
 
 def _base_margin_variable(main_c: Path) -> list[float]:

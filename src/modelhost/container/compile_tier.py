@@ -40,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modelhost.container")
 
-FAILED = "failed.json"  # as modelhost.compile.tier writes it
-MARKER = "modelhost-compiled.json"
 DIGEST_VERSION = b"modelhost-compiled-tier-1\0"
 
 
@@ -117,6 +115,11 @@ class CompileTier:
         model_dir, framework = runtime.model_dir, runtime.tree_framework
         if model_dir is None or framework is None:
             return  # unloaded while queued
+        # Imported in the tier's thread: they bring numpy, which an instance does not import
+        # before its model loads (container/loading.py).
+        from modelhost.frameworks.compiled import MARKER
+        from modelhost.frameworks.compiled_predictor import FAILED, CompiledPredictor
+
         folder = self._compiled(model_dir, framework)
         failed = folder / FAILED
         if not (folder / MARKER).is_file() and not failed.is_file():
@@ -125,8 +128,6 @@ class CompileTier:
             reason = json.loads(failed.read_text()).get("reason", "")
             log.info("%s stays on %s: %s", label, runtime.name, reason)
             return
-        from modelhost.frameworks.compiled_predictor import CompiledPredictor
-
         predictor = CompiledPredictor.load(folder)
         if predictor is None:
             log.info("%s stays on %s: its compiled form is not faster", label, runtime.name)
@@ -148,6 +149,9 @@ class CompileTier:
     def _compiled(self, model_dir: Path, framework: str) -> Path:
         """The tier folder of this model, compiled first if no process has yet."""
         self.config.cache_dir.mkdir(parents=True, exist_ok=True)
+        from modelhost.frameworks.compiled import MARKER
+        from modelhost.frameworks.compiled_predictor import FAILED
+
         key = model_digest(model_dir, framework)
         folder = self.config.cache_dir / key
         with open(self.config.cache_dir / f"{key}.lock", "a+b") as lock:
@@ -177,11 +181,15 @@ class CompileTier:
                 self.config.timeout_s,
             )
             return
+        from modelhost.frameworks.compiled_predictor import FAILED
+
         if proc.returncode != 0 and not (folder / FAILED).is_file():
             tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
             _write_failed(folder, f"the compiler process exited with {proc.returncode}: {tail}")
 
 
 def _write_failed(folder: Path, reason: str) -> None:
+    from modelhost.frameworks.compiled_predictor import FAILED
+
     folder.mkdir(parents=True, exist_ok=True)
     (folder / FAILED).write_text(json.dumps({"reason": reason}))

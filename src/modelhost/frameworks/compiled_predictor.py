@@ -20,8 +20,12 @@ from numpy.typing import NDArray
 
 from modelhost.frameworks.compiled import LIBRARY, MARKER, MARKER_FORMAT, CompiledLibrary
 
+# A compiled-tier folder (written by compile/tier.py, read here and by
+# container/compile_tier.py): the marker, the library, these check rows, or FAILED alone.
 CHECK_ROWS = "check.npy"
-BASE_VARIABLE = "mh_base_margin"  # as compile/tier.py names it
+FAILED = "failed.json"
+# The library's global holding its base margins (compile/tier.py explains why).
+BASE_VARIABLE = "mh_base_margin"
 
 
 class CompiledPredictor:
