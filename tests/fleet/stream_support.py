@@ -6,13 +6,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from modelhost.errors import ModelStreamError
 from modelhost.fleet.dataplane.plane import DataPlane, Invocation, Limits
-from modelhost.routing.table import EndpointRoute, RoutingTable
+from modelhost.fleet.dataplane.streaming import StreamingPlane
+from modelhost.fleet.instance import Instance
+from modelhost.routing.table import EndpointRoute, RoutingTable, VariantRoute
 from modelhost.telemetry.capture import CaptureBuffer
 from modelhost.telemetry.metrics import InvocationMetrics
-from modelhost.testing.dataplane import FakeHealth, FakeRoutes, FakeTransport
+from modelhost.testing.dataplane import FakeHealth, FakeRoutes, FakeTransport, instance
 
 Script = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -72,3 +78,27 @@ def request() -> Invocation:
     """A text/plain invocation of endpoint `ep`."""
     forward = [(b"content-type", b"text/plain")]
     return Invocation("ep", dict(forward), forward, b"x", None, None, 0.0, "req-1")
+
+
+@dataclass
+class StreamFailure:
+    """What `parts_until_error` saw, and the plane and instance it streamed through."""
+
+    parts: list[bytes]
+    error: ModelStreamError
+    plane: DataPlane
+    instance: Instance
+
+
+async def parts_until_error(tmp_path: Path, port: int) -> StreamFailure:
+    """Stream `request()` from the one instance on `port`: the parts read before the
+    stream failed, and the `ModelStreamError` it failed with (the test fails if none)."""
+    a = instance("a", port, host="127.0.0.1")
+    route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
+    plane, _ = plane_for(tmp_path, route, 30.0)
+    streamed = await StreamingPlane(plane).invoke(route, request())
+    got: list[bytes] = []
+    with pytest.raises(ModelStreamError) as info:
+        async for part in streamed.parts:
+            got.append(part)
+    return StreamFailure(got, info.value, plane, a)

@@ -16,7 +16,14 @@ from modelhost.fleet.dataplane.streaming import StreamingPlane
 from modelhost.fleet.http1_stream import StreamTimeExceeded, open_stream, part_wait_s
 from modelhost.routing.table import EndpointRoute, VariantRoute
 from modelhost.testing.dataplane import instance
-from tests.fleet.stream_support import CHUNKED, chunk, plane_for, request, scripted
+from tests.fleet.stream_support import (
+    CHUNKED,
+    chunk,
+    parts_until_error,
+    plane_for,
+    request,
+    scripted,
+)
 
 
 def test_the_wait_for_a_part_is_cut_to_what_is_left_of_the_stream() -> None:
@@ -119,17 +126,11 @@ def test_a_framed_answer_is_read_as_the_models_bytes_and_its_error_frame_ends_it
 
         heads: list[bytes] = []
         async with scripted(script, heads) as port:
-            a = instance("a", port, host="127.0.0.1")
-            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = plane_for(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, request())
-            got = []
-            with pytest.raises(ModelStreamError) as info:
-                async for part in streamed.parts:
-                    got.append(part)
+            streamed = await parts_until_error(tmp_path, port)
+            got, error = streamed.parts, streamed.error
             assert b"".join(got) == b"one two "
-            assert info.value.error_code == "StreamBroken"
-            assert "ValueError: boom\nTraceback" in info.value.message
+            assert error.error_code == "StreamBroken"
+            assert "ValueError: boom\nTraceback" in error.message
             # Every streamed request offers to read frames.
             assert b"\r\nx-modelhost-stream-frames: 1\r\n" in heads[0]
 

@@ -16,7 +16,14 @@ from modelhost.fleet.local import free_port
 from modelhost.resources.capture import CaptureConfig
 from modelhost.routing.table import EndpointRoute, VariantRoute
 from modelhost.testing.dataplane import instance
-from tests.fleet.stream_support import CHUNKED, chunk, plane_for, request, scripted
+from tests.fleet.stream_support import (
+    CHUNKED,
+    chunk,
+    parts_until_error,
+    plane_for,
+    request,
+    scripted,
+)
 
 
 def test_chunks_arrive_as_the_server_writes_them() -> None:
@@ -176,17 +183,11 @@ def test_an_error_trailer_ends_the_stream_with_the_models_error(tmp_path: Path) 
             w.write(b"0\r\nx-modelhost-stream-error: ValueError: boom%0ATraceback\r\n\r\n")
 
         async with scripted(script) as port:
-            a = instance("a", port, host="127.0.0.1")
-            route = EndpointRoute("ep", (VariantRoute("AllTraffic", 1.0, (a,)),))
-            plane, _ = plane_for(tmp_path, route, 30.0)
-            streamed = await StreamingPlane(plane).invoke(route, request())
-            got = []
-            with pytest.raises(ModelStreamError) as info:
-                async for part in streamed.parts:
-                    got.append(part)
+            failure = await parts_until_error(tmp_path, port)
+            got, error, a, plane = failure.parts, failure.error, failure.instance, failure.plane
             assert got == [b"a", b"b"]
-            assert info.value.error_code == "StreamBroken"
-            assert "ValueError: boom\nTraceback" in info.value.message
+            assert error.error_code == "StreamBroken"
+            assert "ValueError: boom\nTraceback" in error.message
             assert a.outstanding == 0
             # Counted as the variant's 5XX error, as a failed InvokeEndpoint is.
             assert plane.metrics.series("ep", "AllTraffic").counts.errors_5xx == 1
