@@ -41,6 +41,13 @@ class BackgroundSettings(BaseSettings):
         "fleet 'ray', every node's cache): entries nothing uses any more go once the cache is "
         "over its budget, without waiting for the next fetch; 0: only when an entry is added.",
     )
+    compiled_cache_bytes: int = Field(
+        default=4 * 2**30,
+        gt=0,
+        description="Bytes of compiled tree models (the compiled tier: home/compiled, and each "
+        "Ray node's own) kept; compiling one, and the periodic pass, evict the least recently "
+        "used entries no instance uses (failed compiles count too).",
+    )
     instance_sample_interval_s: float = Field(
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",

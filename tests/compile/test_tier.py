@@ -184,6 +184,7 @@ def test_a_recorded_failure_is_not_compiled_again(
     folder = config.cache_dir / model_digest(runtime.model_dir, "XGBOOST")
     folder.mkdir(parents=True)
     (folder / FAILED).write_text(json.dumps({"reason": "the test says no"}))
+    (config.cache_dir / f"{folder.name}.complete").touch()  # a complete entry
     tier = CompileTier(config)
     with caplog.at_level(logging.INFO, logger="modelhost.container"):
         tier.offer(runtime, "m")

@@ -76,7 +76,8 @@ def compile_for_tier(
     """Compile `model_dir` into `out_dir` (see the module docstring); never raises for
     the model: a failure is recorded in `out_dir/failed.json`. `max_rows` > 0 is the
     largest call the compiled form takes, instead of measuring it."""
-    work = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
+    # `.tmp-<key>-<pid>`: the bounded cache's sweep removes one a crashed compile left.
+    work = out_dir.with_name(f".tmp-{out_dir.name}-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
@@ -112,9 +113,12 @@ def _compile(
     shutil.rmtree(src, ignore_errors=True)
     num_output = int(reference.shape[1])
     library = CompiledLibrary(work / LIBRARY, source.num_feature, num_output, source.input_dtype)
-    chosen = _matching_base(library, base, sample, reference)
-    np.save(work / CHECK_ROWS, sample[:KEPT_CHECK_ROWS])
-    native_us, compiled_us = ({}, {}) if max_rows else _measure(source, library, sample)
+    try:
+        chosen = _matching_base(library, base, sample, reference)
+        np.save(work / CHECK_ROWS, sample[:KEPT_CHECK_ROWS])
+        native_us, compiled_us = ({}, {}) if max_rows else _measure(source, library, sample)
+    finally:
+        library.close()  # a process that compiles in place must not keep it mapped
     return {
         "format": MARKER_FORMAT,
         "backend": "c",

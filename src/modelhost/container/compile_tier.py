@@ -18,11 +18,17 @@ loads is offered here. One thread per instance process takes them in turn:
 Nothing waits for it: requests are served by the framework meanwhile, and a model that
 cannot be compiled (no C compiler, a model Treelite does not read, answers that are not
 the same bits) stays on its framework, with one log line saying why.
+
+Bounded: the cache dir has the artifact cache's layout (`store/cache_bound.py`: an entry
+`<key>/` is complete once `<key>.complete` exists, built under `.locks/<key>.lock`). With
+`MH_INSTANCE_COMPILE_CACHE_BYTES` the instance leases the entry of each compiled form it
+uses, and evicts least recently used unleased entries (failed ones too) after it compiles
+one; the gateway's periodic pass does the same. `release` (a multi-model instance
+unloading a model) dlcloses the model's library and drops its lease.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -37,10 +43,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from modelhost.container.config import InstanceConfig
     from modelhost.frameworks.base import Runtime
+    from modelhost.frameworks.compiled_predictor import CompiledPredictor
+    from modelhost.store.cache_bound import Lease
 
 log = logging.getLogger("modelhost.container")
 
-DIGEST_VERSION = b"modelhost-compiled-tier-1\0"
+DIGEST_VERSION = b"modelhost-compiled-tier-2\0"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class TierConfig:
     cache_dir: Path = Path.home() / ".modelhost" / "compiled"
     timeout_s: float = 600.0
     max_rows: int = 0  # 0: what the compiler measured
+    cache_bytes: int = 0  # >0: the cache's budget (store/cache_bound.py)
 
     @classmethod
     def of(cls, config: InstanceConfig) -> TierConfig:
@@ -59,6 +68,7 @@ class TierConfig:
             cache_dir=config.compile_cache_dir or cls.cache_dir,
             timeout_s=config.compile_timeout_s,
             max_rows=config.compile_max_rows,
+            cache_bytes=config.compile_cache_bytes,
         )
 
 
@@ -70,7 +80,7 @@ def model_digest(model_dir: Path, framework: str) -> str:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 digest.update(chunk)
-    return digest.hexdigest()[:40]
+    return digest.hexdigest()  # the bounded cache's keys are whole SHA-256 digests
 
 
 class CompileTier:
@@ -86,6 +96,9 @@ class CompileTier:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.attached = 0  # models switched to their compiled form (for tests and logs)
+        # Attached forms by runtime, until `release`; the lock orders attach and release.
+        self._forms: dict[Runtime, CompiledPredictor] = {}
+        self._forms_lock = threading.Lock()
 
     def offer(self, runtime: Runtime, label: str) -> None:
         if not self.config.enabled or runtime.tree_framework is None:
@@ -97,6 +110,14 @@ class CompileTier:
                 )
                 self._thread.start()
         self._queue.put((runtime, label))
+
+    def release(self, runtime: Runtime) -> None:
+        """`runtime` was unloaded and no call into it is in flight: dlclose its compiled
+        library (the last load of a path unmaps it) and drop its lease on the cache entry."""
+        with self._forms_lock:
+            form = self._forms.pop(runtime, None)
+        if form is not None:
+            form.close()
 
     def close(self) -> None:
         """Stop the thread after the model it is on (the child it waits for is killed
@@ -120,18 +141,22 @@ class CompileTier:
         from modelhost.frameworks.compiled import MARKER
         from modelhost.frameworks.compiled_predictor import FAILED, CompiledPredictor
 
-        folder = self._compiled(model_dir, framework)
-        failed = folder / FAILED
-        if not (folder / MARKER).is_file() and not failed.is_file():
+        held = self._compiled(model_dir, framework)
+        if held is None:
             return  # timed out, said above
-        if failed.is_file():
-            reason = json.loads(failed.read_text()).get("reason", "")
-            log.info("%s stays on %s: %s", label, runtime.name, reason)
+        folder = held.entry
+        if not (folder / MARKER).is_file():
+            held.close()  # failed, or not faster: the lease only marked its last use
+            reason = json.loads((folder / FAILED).read_text()).get("reason", "")
+            log.info("%s stays on %s: %s", label, runtime.name, reason or "no compiled form")
             return
         predictor = CompiledPredictor.load(folder)
         if predictor is None:
+            held.close()
             log.info("%s stays on %s: its compiled form is not faster", label, runtime.name)
-        elif runtime.attach_compiled(predictor):
+            return
+        predictor.lease = held
+        if self._attach(runtime, predictor):
             self.attached += 1
             log.info(
                 "%s now predicts with its compiled form (%s; same bits on %d check rows, "
@@ -146,21 +171,56 @@ class CompileTier:
                 "%s stays on %s: its compiled form answers differently", label, runtime.name
             )
 
-    def _compiled(self, model_dir: Path, framework: str) -> Path:
-        """The tier folder of this model, compiled first if no process has yet."""
-        self.config.cache_dir.mkdir(parents=True, exist_ok=True)
-        from modelhost.frameworks.compiled import MARKER
-        from modelhost.frameworks.compiled_predictor import FAILED
+    def _attach(self, runtime: Runtime, predictor: CompiledPredictor) -> bool:
+        """Attach and keep `predictor` until `release`; closed at once when not attached
+        (or when the model was unloaded meanwhile: nothing would release it)."""
+        attached = False
+        try:
+            with self._forms_lock:
+                if runtime.attach_compiled(predictor):
+                    if runtime.model_dir is None:  # unloaded while it was checked
+                        runtime.compiled = None
+                    else:
+                        self._forms[runtime] = predictor
+                        attached = True
+        finally:
+            if not attached:
+                predictor.close()
+        return attached
 
+    def _compiled(self, model_dir: Path, framework: str) -> Lease | None:
+        """A lease on the tier folder of this model, compiled first if no process has yet;
+        None when the compile timed out (or the entry kept being evicted)."""
+        from modelhost.store import cache_bound
+
+        root = self.config.cache_dir
+        root.mkdir(parents=True, exist_ok=True)
         key = model_digest(model_dir, framework)
-        folder = self.config.cache_dir / key
-        with open(self.config.cache_dir / f"{key}.lock", "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another worker or instance may be compiling it
-            if not (folder / MARKER).is_file() and not (folder / FAILED).is_file():
-                self._compile(model_dir, framework, folder)
-        return folder
+        folder = root / key
+        for _ in range(3):  # evicted between its build and its lease: build it again
+            with cache_bound.build_lock(root, key, wait=True):
+                # Another worker or instance may have compiled it while this one waited.
+                built = not cache_bound.marker(root, key).exists()
+                if built and not self._compile(model_dir, framework, folder):
+                    return None
+            held = cache_bound.lease(root, folder)
+            if held is not None:
+                if built and self.config.cache_bytes > 0:
+                    self._bound(root)
+                return held
+        return None
 
-    def _compile(self, model_dir: Path, framework: str, folder: Path) -> None:
+    def _bound(self, root: Path) -> None:
+        from modelhost.store import cache_bound
+
+        try:
+            cache_bound.bound(root, self.config.cache_bytes)
+        except OSError as exc:  # the new form is there: a failed eviction is only logged
+            log.warning("compiled cache %s: eviction failed: %s", root, exc)
+
+    def _compile(self, model_dir: Path, framework: str, folder: Path) -> bool:
+        """Compile into `folder` and mark it complete (the build lock is held); False when
+        it timed out."""
         argv = [sys.executable, "-m", "modelhost.compile.tier"]
         argv += [str(model_dir), framework, str(folder), str(self.config.timeout_s)]
         argv += [str(self.config.max_rows)]
@@ -180,12 +240,18 @@ class CompileTier:
                 model_dir.name,
                 self.config.timeout_s,
             )
-            return
+            return False
+        from modelhost.frameworks.compiled import MARKER
         from modelhost.frameworks.compiled_predictor import FAILED
+        from modelhost.store import cache_bound
 
         if proc.returncode != 0 and not (folder / FAILED).is_file():
             tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
             _write_failed(folder, f"the compiler process exited with {proc.returncode}: {tail}")
+        if not (folder / MARKER).is_file() and not (folder / FAILED).is_file():
+            _write_failed(folder, "the compiler process left no result")
+        cache_bound.marker(folder.parent, folder.name).touch()  # a failure is an entry too
+        return True
 
 
 def _write_failed(folder: Path, reason: str) -> None:

@@ -39,6 +39,7 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `MH_INSTANCE_ONNX_OUTPUT` | first output | the ONNX graph output to answer with (name or index) |
 | `MH_INSTANCE_COMPILE_TREES` | off | `on`: the compiled tier (container/compile_tier.py) |
 | `MH_INSTANCE_COMPILE_CACHE_DIR` | `~/.modelhost/compiled` | compiled forms (shared) |
+| `MH_INSTANCE_COMPILE_CACHE_BYTES` | 0 (unbounded) | the compiled forms' cache budget (LRU) |
 | `MH_INSTANCE_COMPILE_TIMEOUT_S` | 600 | limit of compiling one model |
 | `MH_INSTANCE_COMPILE_MAX_ROWS` | 0 (measured) | largest call the compiled form takes |
 
@@ -115,6 +116,7 @@ class InstanceConfig:
     compile_cache_dir: Path | None = None  # None: ~/.modelhost/compiled
     compile_timeout_s: float = 600.0
     compile_max_rows: int = 0  # 0: measured when compiling
+    compile_cache_bytes: int = 0  # >0: the compiled cache is bounded (store/cache_bound.py)
     # --- artifact store of a multi-model instance (read by `_artifact_fields`) ---------
     artifact_cache_dir: Path | None = None  # None: ~/.modelhost/artifacts
     artifact_cache_bytes: int = 0  # >0: a bounded cache (store/cache_bound.py)
@@ -180,6 +182,7 @@ class InstanceConfig:
             compile_cache_dir=_path(env, "MH_INSTANCE_COMPILE_CACHE_DIR"),
             compile_timeout_s=float(_int(env, "MH_INSTANCE_COMPILE_TIMEOUT_S", 600, low=1)),
             compile_max_rows=_int(env, "MH_INSTANCE_COMPILE_MAX_ROWS", 0, low=0, high=2**31),
+            compile_cache_bytes=_int(env, "MH_INSTANCE_COMPILE_CACHE_BYTES", 0, low=0, high=2**62),
             **_artifact_fields(env),
         )
 

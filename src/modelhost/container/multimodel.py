@@ -234,7 +234,8 @@ class MultiModelHost:
     def close(self) -> None:
         self.tick.close()
         for name in list(self.models):
-            self._unload(name)
+            # Compiled libraries stay mapped: a request may still run as the process ends.
+            self._unload(name, release=False)
 
     # --- loading and unloading ----------------------------------------------------------
 
@@ -314,8 +315,9 @@ class MultiModelHost:
             self._options = runtime_options(self.config)
         return self._options
 
-    def _unload(self, name: str) -> float:
-        """Unload now (the caller made sure nothing uses it); returns microseconds taken."""
+    def _unload(self, name: str, release: bool = True) -> float:
+        """Unload now (the caller made sure nothing uses it); returns microseconds taken.
+        `release`: also dlclose its compiled form and drop its lease (compile_tier.py)."""
         started = time.perf_counter()
         model = self.models.pop(name)
         self.cache.remove(name)
@@ -326,6 +328,8 @@ class MultiModelHost:
             model.served.runtime.unload()
         except Exception:
             log.exception("unloading model %s failed", name)
+        if release:
+            self.tier.release(model.served.runtime)
         del model  # the last reference: the framework frees the model's memory now
         unloading_us = (time.perf_counter() - started) * 1e6
         log.info("model %s unloaded (%.1f ms)", name, unloading_us / 1000)

@@ -82,6 +82,7 @@ def _builtin_env(
             "MH_INSTANCE_COMPILE_TREES", "on" if settings.compile_tree_models else "off"
         ),
         "MH_INSTANCE_COMPILE_CACHE_DIR": str(settings.home / "compiled"),
+        "MH_INSTANCE_COMPILE_CACHE_BYTES": str(settings.compiled_cache_bytes),
         # Prints of a user's script reach the instance log (CloudWatch Logs) line by line,
         # as SageMaker's framework images set it.
         "PYTHONUNBUFFERED": env.get("PYTHONUNBUFFERED", "1"),
@@ -209,6 +210,7 @@ def node_store_config(settings: Settings) -> dict[str, Any]:
     return {
         "cache_dir": settings.ray_node_cache_dir,
         "cache_bytes": settings.ray_node_cache_bytes,
+        "compiled_cache_bytes": settings.compiled_cache_bytes,
         "s3_endpoint_url": settings.s3_endpoint_url,
         "s3_region": settings.s3_region or settings.region,
         "s3_credentials": list(keys) if all(keys) else None,

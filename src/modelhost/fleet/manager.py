@@ -39,6 +39,7 @@ from modelhost.resources.containers import is_multi_container
 from modelhost.resources.instance_types import instance_memory_bytes
 from modelhost.resources.instances import InstanceState
 from modelhost.settings import Settings
+from modelhost.store import cache_bound
 from modelhost.store.artifacts import ArtifactStore
 from modelhost.store.cache_bound import Leased
 
@@ -142,10 +143,14 @@ class FleetManager:
         return leased
 
     def bound_caches(self) -> list[str]:
-        """The periodic eviction pass (blocking): this gateway's artifact cache, and every
-        node's where the provider's nodes fetch artifacts themselves (Ray). Log lines of
-        what the nodes evicted (this cache's pass logs its own)."""
+        """The periodic eviction pass (blocking): this gateway's artifact cache and the
+        compiled tier's (`home/compiled`), and every node's where the provider's nodes
+        fetch artifacts themselves (Ray). Log lines of what the nodes evicted (this
+        gateway's passes log their own)."""
         self.artifacts.bound(warn=False)
+        compiled = self.settings.home / "compiled"
+        if compiled.is_dir():
+            cache_bound.bound(compiled, self.settings.compiled_cache_bytes, warn=False)
         nodes = getattr(self.provider, "bound_caches", None)
         if nodes is None:
             return []

@@ -58,12 +58,14 @@ class CompiledLibrary:
     """A compiled tree ensemble loaded with ctypes. Thread-safe: the C code keeps no state.
 
     Each instance loads its own copy of the file: `dlopen` of a path it has seen returns
-    the first library loaded from it, so callers pass a path no other model uses.
+    the first library loaded from it, so callers pass a path no other model uses (or, as
+    the compiled tier, the same model's). `close` dlcloses it: the dynamic linker counts
+    the loads of one path, so the library leaves the process with the last `close`.
     """
 
     def __init__(self, path: Path, num_feature: int, num_output: int, dtype: str) -> None:
         try:
-            self._lib = ctypes.CDLL(str(path))
+            self._lib: Any = ctypes.CDLL(str(path))
         except OSError as exc:
             raise ModelLoadError(f"{path.name} could not be loaded: {exc}") from None
         self.num_feature = num_feature
@@ -80,7 +82,16 @@ class CompiledLibrary:
             ctypes.c_int32,
             ctypes.c_void_p,
         ]
-        self._fn = fn
+        self._fn: Any = fn
+
+    def close(self) -> None:
+        """Release this load of the library (idempotent). Only once no call can be in
+        flight: a call after it would jump into unmapped code."""
+        lib, self._lib, self._fn = self._lib, None, None
+        if lib is not None:
+            import _ctypes  # CPython's own dlopen/dlclose, as ctypes.CDLL uses them
+
+            _ctypes.dlclose(lib._handle)
 
     def floats(self, name: str, count: int) -> Any:
         """The library's global `float name[count]`, writable (the compiled tier's

@@ -13,12 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from modelhost.frameworks.compiled import LIBRARY, MARKER, MARKER_FORMAT, CompiledLibrary
+
+if TYPE_CHECKING:
+    from modelhost.store.cache_bound import Lease
 
 # A compiled-tier folder (written by compile/tier.py, read here and by
 # container/compile_tier.py): the marker, the library, these check rows, or FAILED alone.
@@ -42,6 +45,8 @@ class CompiledPredictor:
         self._dtype = np.dtype(library.dtype)
         self._width = library.num_feature
         self._flat = library.num_output == 1
+        # The bounded cache's lease on the folder (store/cache_bound.py), held while used.
+        self.lease: Lease | None = None
 
     @classmethod
     def load(cls, folder: Path) -> CompiledPredictor | None:
@@ -78,6 +83,16 @@ class CompiledPredictor:
             return None
         out = self._library.predict(data)
         return out[:, 0] if self._flat else out
+
+    def close(self) -> None:
+        """Release the library and the lease (idempotent). From here on every call gets
+        None, so a runtime falls back to its framework; the caller makes sure no call is
+        in flight in the library itself (container/compile_tier.py `release`)."""
+        self.max_rows = 0
+        self._library.close()
+        if self.lease is not None:
+            self.lease.close()
+            self.lease = None
 
     def matches(self, framework_predict: Callable[[NDArray[Any]], Any]) -> bool:
         """True when the framework answers the check rows (one at a time and together)

@@ -277,7 +277,7 @@ def _lease_state(root: Path, key: str) -> tuple[float, bool]:
 
 def _evict(root: Path, key: str) -> bool:
     """Remove one entry if nobody builds or leases it now; whether it was removed."""
-    with _build_lock(root, key) as free:
+    with build_lock(root, key) as free:
         if not free:
             return False
         held = _lease_path(root, key)
@@ -296,15 +296,23 @@ def _evict(root: Path, key: str) -> bool:
 
 
 @contextlib.contextmanager
-def _build_lock(root: Path, key: str) -> Iterator[bool]:
-    """The store's build lock of `key` (`artifacts._Cache.locked`), taken without waiting:
-    yields whether it was free (and is now held)."""
+def build_lock(root: Path, key: str, wait: bool = False) -> Iterator[bool]:
+    """The build lock of `key` (`artifacts._Cache.locked`, the compiled tier's builds), taken
+    without waiting unless `wait`: yields whether it is held."""
     (root / ".locks").mkdir(parents=True, exist_ok=True)
     fd = os.open(root / ".locks" / f"{key}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
-        yield _try_lock(fd, fcntl.LOCK_EX)
+        if wait:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield wait or _try_lock(fd, fcntl.LOCK_EX)
     finally:
         os.close(fd)
+
+
+def marker(root: Path, key: str) -> Path:
+    """The file whose presence makes `<root>/<key>` a complete entry (its builder, holding
+    the build lock, creates it last)."""
+    return root / f"{key}{_MARKER}"
 
 
 def _sweep_leftovers(root: Path, now_s: float) -> None:
@@ -328,7 +336,7 @@ def _sweep_leftovers(root: Path, now_s: float) -> None:
             continue
         if not scratch and (root / f"{key}{_MARKER}").exists():
             continue  # a complete entry
-        with _build_lock(root, key) as free:
+        with build_lock(root, key) as free:
             # Checked again under the lock: a builder may have completed the entry meanwhile.
             if free and (scratch or not (root / f"{key}{_MARKER}").exists()):
                 shutil.rmtree(path, ignore_errors=True)

@@ -148,16 +148,25 @@ def bound_this_node(store: Mapping[str, Any]) -> str:
 
 
 def bound_node(store: Mapping[str, Any], node: str) -> str:
-    """Evict what `node`'s cache's budget needs (nothing if it has no cache yet); a line
-    saying what it evicted, or empty."""
+    """Evict what `node`'s caches' budgets need (its artifact cache, and the compiled
+    tier's node-local one; nothing for a cache not there yet); lines saying what they
+    evicted, or empty."""
     cache = node_cache_dir(store, node)
-    if not cache.is_dir() or store.get("cache_bytes") is None:
-        return ""
-    try:
-        done = bound(cache, int(store["cache_bytes"]), warn=False)
-    except OSError as exc:
-        return f"artifact cache {cache}: eviction failed: {exc}"
-    return done.line(cache) if done.evicted else ""
+    budgets = [(cache, store.get("cache_bytes"))]
+    compiled = node_local_dir(store.get("cache_dir"), node, "compiled")
+    budgets.append((compiled, store.get("compiled_cache_bytes")))
+    lines = []
+    for root, budget in budgets:
+        if not root.is_dir() or budget is None:
+            continue
+        try:
+            done = bound(root, int(budget), warn=False)
+        except OSError as exc:
+            lines.append(f"cache {root}: eviction failed: {exc}")
+            continue
+        if done.evicted:
+            lines.append(done.line(root))
+    return "\n".join(lines)
 
 
 def bound_node_caches(
