@@ -5,8 +5,6 @@ model's library once no other load of the same path is left (real compile childr
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import tarfile
 import time
 from collections.abc import Callable
@@ -19,8 +17,8 @@ import pytest
 from modelhost.container.compile_tier import CompileTier, TierConfig, model_digest
 from modelhost.container.loading import load_runtime
 from modelhost.frameworks.base import Runtime, RuntimeOptions
-from modelhost.frameworks.compiled_predictor import FAILED
 from modelhost.store import cache_bound
+from tests.tier_support import compiled_entry
 
 
 def _runtime(artifact: Path, root: Path) -> Runtime:
@@ -42,35 +40,16 @@ def _mapped(path: Path) -> bool:
     return str(path) in Path("/proc/self/maps").read_text()
 
 
-def _key(name: str) -> str:
-    return hashlib.sha256(name.encode()).hexdigest()
-
-
-def _entry(root: Path, name: str, size: int, used_s: float, failed: bool = False) -> Path:
-    """A complete entry in the tier's layout: a library (or a failure record) and its marker."""
-    key = _key(name)
-    folder = root / key
-    folder.mkdir(parents=True)
-    if failed:
-        (folder / FAILED).write_text(json.dumps({"reason": "x" * size}))
-    else:
-        (folder / "model.so").write_bytes(b"\0" * size)
-    marker = cache_bound.marker(root, key)
-    marker.touch()
-    os.utime(marker, (used_s, used_s))
-    return folder
-
-
 # --- the bound over a compiled dir (no compiler needed) -------------------------------
 
 
 def test_bound_keeps_leased_entries_and_evicts_idle_ones_lru_first(tmp_path: Path) -> None:
     root = tmp_path / "compiled"
     now = time.time()
-    oldest = _entry(root, "oldest", 1000, now - 300)
-    failed = _entry(root, "failed", 100, now - 200, failed=True)
-    leased = _entry(root, "leased", 1000, now - 400)  # the oldest of all, but in use
-    newest = _entry(root, "newest", 1000, now - 100)
+    oldest = compiled_entry(root, "oldest", 1000, now - 300)
+    failed = compiled_entry(root, "failed", 100, now - 200, failed=True)
+    leased = compiled_entry(root, "leased", 1000, now - 400)  # the oldest of all, but in use
+    newest = compiled_entry(root, "newest", 1000, now - 100)
     held = cache_bound.lease(root, leased)
     assert held is not None
     try:
@@ -89,11 +68,11 @@ def test_bound_keeps_leased_entries_and_evicts_idle_ones_lru_first(tmp_path: Pat
 
 def test_a_crashed_compile_leaves_nothing_behind(tmp_path: Path) -> None:
     root = tmp_path / "compiled"
-    key = _key("crashed")
+    key = hashlib.sha256(b"crashed").hexdigest()
     scratch = root / f".tmp-{key}-12345"  # compile/tier.py's work folder
     scratch.mkdir(parents=True)
     (scratch / "model.so").write_bytes(b"\0" * 10)
-    unmarked = root / _key("unmarked")  # renamed, but never marked complete
+    unmarked = root / hashlib.sha256(b"unmarked").hexdigest()  # renamed, but never marked complete
     unmarked.mkdir()
     cache_bound.bound(root, 1 << 30)
     assert not scratch.exists() and not unmarked.exists()

@@ -16,11 +16,17 @@ import pytest
 from modelhost.fleet.launch import LaunchError, node_store_config
 from modelhost.fleet.manager import FleetManager
 from modelhost.fleet.multimodel import artifact_store_env
-from modelhost.fleet.ray.artifacts import bound_node, bound_node_caches, node_cache_dir
+from modelhost.fleet.ray.artifacts import (
+    bound_node,
+    bound_node_caches,
+    node_cache_dir,
+    node_local_dir,
+)
 from modelhost.settings import Settings
 from modelhost.store.artifacts import ArtifactStore
-from modelhost.store.cache_bound import scan
+from modelhost.store.cache_bound import lease, scan
 from modelhost.testing.fleet import FakeClient, FakeProvider
+from tests.tier_support import compiled_entry
 
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
 MODEL_BYTES = 20_000
@@ -110,6 +116,23 @@ def test_a_directory_used_in_place_is_never_leased_nor_evicted(tmp_path: Path) -
     assert (folder / "xgboost-model").is_file()
 
 
+def test_the_pass_bounds_the_compiled_tiers_cache_too(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", compiled_cache_bytes=1)
+    provider = FakeProvider()
+    fleets = FleetManager(settings, provider=provider, client=FakeClient(provider))
+    compiled = settings.home / "compiled"
+    idle = compiled_entry(compiled, "idle", 100)
+    failed = compiled_entry(compiled, "failed", 10, failed=True)
+    used = compiled_entry(compiled, "used", 100)
+    held = lease(compiled, used)  # an instance predicting with it
+    assert held is not None
+    fleets.bound_caches()
+    assert not idle.exists() and not failed.exists() and used.is_dir()
+    held.close()
+    fleets.bound_caches()
+    assert not used.exists()
+
+
 def test_multi_model_instances_get_the_caches_budget(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, artifact_cache_bytes=777)
     env = artifact_store_env(settings)
@@ -193,3 +216,18 @@ def test_the_ray_pass_runs_one_pinned_task_per_live_node(tmp_path: Path) -> None
     assert ray.pinned == ["n1", "n2"]  # the dead node is skipped
     assert not entries[0].exists() and entries[1].is_dir()
     assert len(lines) == 2 and "evicted 1 entries" in lines[0] and "node died" in lines[1]
+
+
+def test_a_nodes_pass_bounds_its_compiled_tiers_cache(tmp_path: Path) -> None:
+    settings = _node_settings(tmp_path)
+    settings.compiled_cache_bytes = 1
+    store = node_store_config(settings)
+    compiled = node_local_dir(settings.ray_node_cache_dir, "10.0.0.1", "compiled")
+    idle = compiled_entry(compiled, "idle", 100)
+    used = compiled_entry(compiled, "used", 100)
+    held = lease(compiled, used)
+    assert held is not None
+    line = bound_node(store, "10.0.0.1")
+    assert "evicted 1 entries" in line and str(compiled) in line
+    assert not idle.exists() and used.is_dir()
+    held.close()

@@ -9,20 +9,19 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
 from modelhost.fleet.launch import build_launch_spec
 from modelhost.settings import Settings
-from modelhost.testing.churn import csv_body, make_churn
+from modelhost.testing.churn import make_churn
 from modelhost.testing.server import ModelhostServer
 from modelhost.testing.state_models import StateModels, write_state_models
 from tests.support import FAST_ENV, XGBOOST_IMAGE, deploy, unique
+from tests.tier_support import ATTACHED, attached_lines, predict
 
 STATES = ("CA", "NY", "TX")
-ATTACHED = "now predicts with its compiled form"
 
 
 @pytest.fixture(scope="module")
@@ -43,26 +42,6 @@ def states(tmp_path_factory: pytest.TempPathFactory) -> StateModels:
     )
 
 
-def _predict(rt: Any, name: str, state: str, rows: np.ndarray) -> np.ndarray:
-    answer = rt.invoke_endpoint(
-        EndpointName=name,
-        ContentType="text/csv",
-        Body=csv_body(rows),
-        TargetModel=f"{state}.tar.gz",
-    )
-    text = answer["Body"].read().decode()
-    return np.array([float(v) for v in re.split("[,\n]", text) if v], dtype=np.float32)
-
-
-def _attached_lines(logs: Any, endpoint: str) -> list[str]:
-    group = f"/aws/sagemaker/Endpoints/{endpoint}"
-    try:
-        found = logs.filter_log_events(logGroupName=group, filterPattern=f'"{ATTACHED}"')
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [e["message"] for e in found["events"]]
-
-
 @pytest.mark.integration
 def test_multi_model_instance_switches_to_compiled_forms_with_the_same_answers(
     tier_server: ModelhostServer, states: StateModels
@@ -79,17 +58,17 @@ def test_multi_model_instance_switches_to_compiled_forms_with_the_same_answers(
         environment={"MH_INSTANCE_COMPILE_MAX_ROWS": "64"},
     )
     for state in STATES:  # loads each model: the tier compiles it meanwhile
-        got = _predict(rt, name, state, states.rows[state])
+        got = predict(rt, name, state, states.rows[state])
         assert np.array_equal(got, states.expected(state, states.rows[state]))
     deadline = time.monotonic() + 180
-    while len(lines := _attached_lines(logs, name)) < len(STATES):
+    while len(lines := attached_lines(logs, name)) < len(STATES):
         assert time.monotonic() < deadline, f"compiled forms attached: {lines}"
         time.sleep(0.5)
     models = sorted(re.search(rf"(\S+) {ATTACHED}", line).group(1) for line in lines)  # type: ignore[union-attr]
     assert models == sorted(f"{s}.tar.gz" for s in STATES)
     for state in STATES:  # now answered by the compiled forms: the same bits
         for rows in (states.rows[state][:1], states.rows[state]):
-            assert np.array_equal(_predict(rt, name, state, rows), states.expected(state, rows))
+            assert np.array_equal(predict(rt, name, state, rows), states.expected(state, rows))
     sm.delete_endpoint(EndpointName=name)
 
 
