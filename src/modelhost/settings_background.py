@@ -48,6 +48,13 @@ class BackgroundSettings(BaseSettings):
         "Ray node's own) kept; compiling one, and the periodic pass, evict the least recently "
         "used entries no instance uses (failed compiles count too).",
     )
+    packages_cache_bytes: int = Field(
+        default=10 * 2**30,
+        gt=0,
+        description="Bytes of script-mode requirements.txt installs (home/packages, and each "
+        "Ray node's own) kept; an install, and the periodic pass, evict the least recently "
+        "used installs no instance process has activated.",
+    )
     instance_sample_interval_s: float = Field(
         default=10.0,
         description="Period of sampling each instance's CPU, memory and disk utilization.",

@@ -218,16 +218,19 @@ def test_the_ray_pass_runs_one_pinned_task_per_live_node(tmp_path: Path) -> None
     assert len(lines) == 2 and "evicted 1 entries" in lines[0] and "node died" in lines[1]
 
 
-def test_a_nodes_pass_bounds_its_compiled_tiers_cache(tmp_path: Path) -> None:
+def test_a_nodes_pass_bounds_its_compiled_forms_and_packages(tmp_path: Path) -> None:
     settings = _node_settings(tmp_path)
     settings.compiled_cache_bytes = 1
+    settings.packages_cache_bytes = 1
     store = node_store_config(settings)
     compiled = node_local_dir(settings.ray_node_cache_dir, "10.0.0.1", "compiled")
+    packages = node_local_dir(settings.ray_node_cache_dir, "10.0.0.1", "packages")
     idle = compiled_entry(compiled, "idle", 100)
     used = compiled_entry(compiled, "used", 100)
+    install = compiled_entry(packages, "install", 100)  # the same layout
     held = lease(compiled, used)
     assert held is not None
-    line = bound_node(store, "10.0.0.1")
-    assert "evicted 1 entries" in line and str(compiled) in line
-    assert not idle.exists() and used.is_dir()
+    lines = bound_node(store, "10.0.0.1").splitlines()
+    assert len(lines) == 2 and all("evicted 1 entries" in line for line in lines)
+    assert not idle.exists() and used.is_dir() and not install.exists()
     held.close()

@@ -83,7 +83,7 @@ def test_requirements_install_then_the_script_imports_them(
     packages = tmp_path / "packages"
     assert _invoke(_load(model_dir, packages)) == b"42"
     assert len(pip_runs) == 1
-    installed = [p for p in packages.iterdir() if p.is_dir()]
+    installed = [p for p in packages.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(installed) == 1 and (installed[0] / PKG / "__init__.py").is_file()
     assert sys.path[0] == str(model_dir / "code")  # the code dir first, as the toolkit
     assert sys.path[1] == str(installed[0])
@@ -117,7 +117,8 @@ def test_bad_requirement_fails_the_load_with_pips_message(
     assert "No matching distribution found for nonexistent-package-xyz==1.0" in message
     assert len(message) < 900  # fits a FailureReason
     assert len(pip_runs) == 1
-    assert [p.name for p in packages.iterdir() if p.is_dir()] == []  # nothing half-made
+    made = [p.name for p in packages.iterdir() if not p.name.startswith(".")]
+    assert made == []  # nothing half-made
 
 
 def test_concurrent_loads_install_once(tmp_path: Path, pip_runs: list[Path]) -> None:

@@ -24,6 +24,7 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `SAGEMAKER_INFERENCE_OUTPUT` | unset | XGBoost selectable outputs, comma-separated keys |
 | `SAGEMAKER_INFERENCE_SUPPORTED` | unset | keys the model may answer (others are NaN) |
 | `MH_INSTANCE_PACKAGES_DIR` | `~/.modelhost/packages` | cache of `code/requirements.txt` installs |
+| `MH_INSTANCE_PACKAGES_CACHE_BYTES` | 0 (unbounded) | the packages dir's budget (LRU) |
 | `MH_INSTANCE_PIP_TIMEOUT_S` | 600 | limit of one `pip install` |
 | `OMP_NUM_THREADS` | 1 | threads one predict may use |
 | `MH_INSTANCE_PARENT_PID` | unset | exit when this process is gone |
@@ -102,6 +103,7 @@ class InstanceConfig:
     inference_supported: tuple[str, ...] | None = None
     packages_dir: Path | None = None
     pip_timeout_s: float = 600.0
+    packages_cache_bytes: int = 0  # >0: the packages dir is bounded (store/cache_bound.py)
     batching: bool = True
     batch_max_rows: int = 64
     batch_max_wait_s: float = 0.0
@@ -158,6 +160,9 @@ class InstanceConfig:
             inference_supported=_keys(env.get("SAGEMAKER_INFERENCE_SUPPORTED", "")),
             packages_dir=Path(packages).expanduser() if packages else None,
             pip_timeout_s=float(_int(env, "MH_INSTANCE_PIP_TIMEOUT_S", 600, low=1)),
+            packages_cache_bytes=_int(
+                env, "MH_INSTANCE_PACKAGES_CACHE_BYTES", 0, low=0, high=2**62
+            ),
             batching=batching,
             batch_max_rows=_int(env, "MH_INSTANCE_BATCH_MAX_ROWS", 64, low=1, high=1_000_000),
             batch_max_wait_s=_float(env, "MH_INSTANCE_BATCH_MAX_WAIT_MS", 0.0, high=1000.0) / 1000,

@@ -44,6 +44,7 @@ def runtime_options(config: InstanceConfig) -> RuntimeOptions:
         inference_supported=config.inference_supported,
         packages_dir=config.packages_dir,
         pip_timeout_s=config.pip_timeout_s,
+        packages_cache_bytes=config.packages_cache_bytes,
         onnx_output=config.onnx_output,
         gpu=config.gpu,
     )

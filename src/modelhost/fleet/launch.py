@@ -72,6 +72,7 @@ def _builtin_env(
         "MH_INSTANCE_LOG_LEVEL": settings.log_level,
         # Script-mode requirements.txt installs, cached by digest, shared by instances.
         "MH_INSTANCE_PACKAGES_DIR": str(settings.home / "packages"),
+        "MH_INSTANCE_PACKAGES_CACHE_BYTES": str(settings.packages_cache_bytes),
         # pip must give up (with its error as the FailureReason) before the startup
         # deadline turns the same failure into a bare timeout.
         "MH_INSTANCE_PIP_TIMEOUT_S": str(max(30, int(settings.instance_startup_timeout_s) - 20)),
@@ -211,6 +212,7 @@ def node_store_config(settings: Settings) -> dict[str, Any]:
         "cache_dir": settings.ray_node_cache_dir,
         "cache_bytes": settings.ray_node_cache_bytes,
         "compiled_cache_bytes": settings.compiled_cache_bytes,
+        "packages_cache_bytes": settings.packages_cache_bytes,
         "s3_endpoint_url": settings.s3_endpoint_url,
         "s3_region": settings.s3_region or settings.region,
         "s3_credentials": list(keys) if all(keys) else None,

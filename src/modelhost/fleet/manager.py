@@ -143,14 +143,17 @@ class FleetManager:
         return leased
 
     def bound_caches(self) -> list[str]:
-        """The periodic eviction pass (blocking): this gateway's artifact cache and the
-        compiled tier's (`home/compiled`), and every node's where the provider's nodes
-        fetch artifacts themselves (Ray). Log lines of what the nodes evicted (this
-        gateway's passes log their own)."""
+        """The periodic eviction pass (blocking): this gateway's artifact cache, the
+        compiled tier's (`home/compiled`) and script packages' (`home/packages`), and every
+        node's where the provider's nodes fetch artifacts themselves (Ray). Log lines of
+        what the nodes evicted (this gateway's passes log their own)."""
         self.artifacts.bound(warn=False)
-        compiled = self.settings.home / "compiled"
-        if compiled.is_dir():
-            cache_bound.bound(compiled, self.settings.compiled_cache_bytes, warn=False)
+        for name, budget in (
+            ("compiled", self.settings.compiled_cache_bytes),
+            ("packages", self.settings.packages_cache_bytes),
+        ):
+            if (self.settings.home / name).is_dir():
+                cache_bound.bound(self.settings.home / name, budget, warn=False)
         nodes = getattr(self.provider, "bound_caches", None)
         if nodes is None:
             return []

@@ -43,7 +43,8 @@ class RuntimeOptions:
     `inference_supported` are `SAGEMAKER_INFERENCE_OUTPUT`/`_SUPPORTED` split on commas
     (XGBoost's selectable outputs). `packages_dir` is `MH_INSTANCE_PACKAGES_DIR` (None:
     `~/.modelhost/packages`), where script mode installs `code/requirements.txt`, with
-    pip limited to `pip_timeout_s` (`MH_INSTANCE_PIP_TIMEOUT_S`). `onnx_output` is
+    pip limited to `pip_timeout_s` (`MH_INSTANCE_PIP_TIMEOUT_S`), the directory bounded by
+    `packages_cache_bytes` (`MH_INSTANCE_PACKAGES_CACHE_BYTES`; 0: unbounded). `onnx_output` is
     `MH_INSTANCE_ONNX_OUTPUT` (the ONNX graph output to answer with; None: the first).
     """
 
@@ -56,6 +57,7 @@ class RuntimeOptions:
     inference_supported: tuple[str, ...] | None = None
     packages_dir: Path | None = None
     pip_timeout_s: float = 600.0
+    packages_cache_bytes: int = 0  # >0: bound the packages dir (store/cache_bound.py)
     onnx_output: str | None = None
     # The instance was given a GPU (CUDA_VISIBLE_DEVICES, resources/gpus.py).
     gpu: bool = False

@@ -14,9 +14,14 @@ and two models with the same requirements share it.
 
 - Atomic: pip writes into a temporary directory beside the target, renamed into place
   only after pip succeeded; a directory under its final name is always complete.
-- Once: an `fcntl.flock` on `<digest>.lock` makes concurrent instances (or threads)
-  wait for the one installing, then reuse its result.
-- Bounded: pip runs as `python -m pip` (argv list, no shell) with
+- Once: the build lock `.locks/<digest>.lock` (an `fcntl.flock`) makes concurrent
+  instances (or threads) wait for the one installing, then reuse its result.
+- Bounded: the directory has the artifact cache's layout (`store/cache_bound.py`: an
+  install `<digest>/` is complete once `<digest>.complete` exists). A process that
+  activates an install holds a lease on it until it exits (imported packages cannot be
+  unloaded), and with `MH_INSTANCE_PACKAGES_CACHE_BYTES` an install evicts the least
+  recently used installs nobody leases; the gateway's periodic pass does the same.
+- Time-limited: pip runs as `python -m pip` (argv list, no shell) with
   `MH_INSTANCE_PIP_TIMEOUT_S` (default 600 s); a failure or timeout raises
   `ModelLoadError` carrying the tail of pip's output, which becomes the endpoint's
   FailureReason. pip inherits the environment, so `PIP_INDEX_URL`, `PIP_NO_INDEX`,
@@ -27,8 +32,6 @@ Relative paths in the file resolve against the code directory (pip runs there).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib
 import logging
@@ -42,10 +45,10 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from modelhost.errors import ModelLoadError
+from modelhost.store import cache_bound
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ def requirements_digest(requirements: Path) -> str:
         h.update(part.encode() + b"\0")
     seen: set[Path] = set()
     _hash_file(h, requirements, code_dir, seen)
-    return h.hexdigest()[:32]
+    return h.hexdigest()  # the bounded cache's keys are whole SHA-256 digests
 
 
 def _hash_file(h: hashlib._Hash, path: Path, code_dir: Path, seen: set[Path]) -> None:
@@ -137,9 +140,13 @@ def _hash_tree(h: hashlib._Hash, name: str, root: Path) -> None:
 
 
 def install_requirements(
-    requirements: Path, packages_dir: Path | None = None, timeout_s: float = DEFAULT_TIMEOUT_S
+    requirements: Path,
+    packages_dir: Path | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    cache_bytes: int = 0,
 ) -> Path | None:
-    """Install `requirements` (once per digest) and return the directory to import from.
+    """Install `requirements` (once per digest) and return the directory to import from,
+    leased until this process exits. `cache_bytes` > 0 bounds the packages directory.
 
     None when there is nothing to install. Raises `ModelLoadError` when pip fails, times
     out, or the cache directory cannot be written.
@@ -147,11 +154,8 @@ def install_requirements(
     if not has_requirements(requirements):
         return None
     root = packages_dir or default_packages_dir()
-    digest = requirements_digest(requirements)
-    target = root / f"{sys.implementation.cache_tag or 'py'}-{digest}"
-    if target.is_dir():
-        log.info("reusing packages for %s from %s", requirements, target)
-        return target
+    key = requirements_digest(requirements)
+    target = root / key
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -159,12 +163,47 @@ def install_requirements(
             f"Cannot create the packages directory {root} for {_label(requirements)}: {exc}; "
             "set MH_INSTANCE_PACKAGES_DIR to a writable directory"
         ) from None
-    with _locked(root / f"{target.name}.lock"):
-        if target.is_dir():  # another instance installed while we waited
+    for _ in range(3):  # evicted between its install and its lease: install it again
+        installed = _install_once(requirements, root, key, timeout_s)
+        held = cache_bound.lease(root, target)
+        if held is None:
+            continue
+        _HELD.append(held)
+        if installed and cache_bytes > 0:
+            try:
+                cache_bound.bound(root, cache_bytes)
+            except OSError as exc:  # the install is there: a failed eviction is only logged
+                log.warning("packages cache %s: eviction failed: %s", root, exc)
+        return target
+    raise ModelLoadError(
+        f"The packages of {_label(requirements)} were evicted from {root} three times while "
+        "they were installed: raise packages_cache_bytes"
+    )
+
+
+# Leases on the installs this process activated: held until it exits (see the docstring).
+_HELD: list[cache_bound.Lease] = []
+
+
+def _install_once(requirements: Path, root: Path, key: str, timeout_s: float) -> bool:
+    """Install into `root/key` unless a complete install is there; whether this did."""
+    target = root / key
+    if cache_bound.marker(root, key).exists():
+        log.info("reusing packages for %s from %s", requirements, target)
+        return False
+    # flock locks belong to the open file description, so two threads of one process
+    # exclude each other as well as two processes do. The holder's pip is bounded by
+    # its timeout, and a dead holder's lock is released by the kernel, so no wait here
+    # can last forever.
+    started = time.monotonic()
+    with cache_bound.build_lock(root, key, wait=True):
+        if (waited := time.monotonic() - started) > 0.5:
+            log.info("waited %.1f s for another install of %s", waited, key)
+        if cache_bound.marker(root, key).exists():  # another instance installed meanwhile
             log.info("reusing packages for %s from %s", requirements, target)
-            return target
-        _remove_stale(root, target.name)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{target.name}-", dir=root))
+            return False
+        _remove_stale(root, key)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TMP_PREFIX}{key}-", dir=root))
         try:
             _pip_install(requirements, tmp, timeout_s)
             shutil.copyfile(requirements, tmp / f".modelhost-{REQUIREMENTS_FILE}")
@@ -172,31 +211,16 @@ def install_requirements(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return target
+        cache_bound.marker(root, key).touch()
+    return True
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    # flock locks belong to the open file description, so two threads of one process
-    # exclude each other as well as two processes do. The holder's pip is bounded by
-    # its timeout, and a dead holder's lock is released by the kernel, so no wait here
-    # can last forever.
-    with path.open("a") as f:
-        started = time.monotonic()
-        fcntl.flock(f, fcntl.LOCK_EX)
-        waited = time.monotonic() - started
-        if waited > 0.5:
-            log.info("waited %.1f s for another install of %s", waited, path.stem)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _remove_stale(root: Path, name: str) -> None:
-    # Left by an instance killed mid-install; safe to delete as we hold the lock.
-    for stale in root.glob(f"{_TMP_PREFIX}{name}-*"):
+def _remove_stale(root: Path, key: str) -> None:
+    # Left by an instance killed mid-install (or an unmarked rename); safe to delete as
+    # we hold the lock.
+    for stale in root.glob(f"{_TMP_PREFIX}{key}-*"):
         shutil.rmtree(stale, ignore_errors=True)
+    shutil.rmtree(root / key, ignore_errors=True)
 
 
 def pip_argv(requirements: Path, target: Path) -> list[str]:

@@ -147,6 +147,7 @@ class ScriptRuntime(Runtime):
             self.script.parent / REQUIREMENTS_FILE,
             self.options.packages_dir,
             self.options.pip_timeout_s,
+            self.options.packages_cache_bytes,
         )
         if packages is not None:
             activate(packages)

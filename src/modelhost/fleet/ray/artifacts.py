@@ -148,13 +148,14 @@ def bound_this_node(store: Mapping[str, Any]) -> str:
 
 
 def bound_node(store: Mapping[str, Any], node: str) -> str:
-    """Evict what `node`'s caches' budgets need (its artifact cache, and the compiled
-    tier's node-local one; nothing for a cache not there yet); lines saying what they
-    evicted, or empty."""
+    """Evict what `node`'s caches' budgets need (its artifact cache, and the node-local
+    compiled forms and script packages; nothing for a cache not there yet); lines saying
+    what they evicted, or empty."""
     cache = node_cache_dir(store, node)
     budgets = [(cache, store.get("cache_bytes"))]
-    compiled = node_local_dir(store.get("cache_dir"), node, "compiled")
-    budgets.append((compiled, store.get("compiled_cache_bytes")))
+    for name in ("compiled", "packages"):
+        local = node_local_dir(store.get("cache_dir"), node, name)
+        budgets.append((local, store.get(f"{name}_cache_bytes")))
     lines = []
     for root, budget in budgets:
         if not root.is_dir() or budget is None:
