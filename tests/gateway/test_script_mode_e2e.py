@@ -105,7 +105,7 @@ def test_requirements_installed_once_and_script_errors_are_model_errors(
         assert answer["package"] == 42
         np.testing.assert_allclose(answer["scores"], churn_model.expected(X), atol=1e-6, rtol=0)
     packages = pkg_server.home / "packages"
-    installed = [p for p in packages.iterdir() if p.is_dir()]
+    installed = [p for p in packages.iterdir() if p.is_dir() and not p.name.startswith(".")]
     assert len(installed) == 1, installed
     assert (installed[0] / PKG / "__init__.py").is_file()
 

@@ -200,7 +200,7 @@ class CompileTier:
         for _ in range(3):  # evicted between its build and its lease: build it again
             with cache_bound.build_lock(root, key, wait=True):
                 # Another worker or instance may have compiled it while this one waited.
-                built = not cache_bound.marker(root, key).exists()
+                built = not (cache_bound.marker(root, key).exists() and folder.is_dir())
                 if built and not self._compile(model_dir, framework, folder):
                     return None
             held = cache_bound.lease(root, folder)

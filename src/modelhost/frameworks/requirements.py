@@ -188,7 +188,7 @@ _HELD: list[cache_bound.Lease] = []
 def _install_once(requirements: Path, root: Path, key: str, timeout_s: float) -> bool:
     """Install into `root/key` unless a complete install is there; whether this did."""
     target = root / key
-    if cache_bound.marker(root, key).exists():
+    if cache_bound.marker(root, key).exists() and target.is_dir():
         log.info("reusing packages for %s from %s", requirements, target)
         return False
     # flock locks belong to the open file description, so two threads of one process
@@ -199,7 +199,7 @@ def _install_once(requirements: Path, root: Path, key: str, timeout_s: float) ->
     with cache_bound.build_lock(root, key, wait=True):
         if (waited := time.monotonic() - started) > 0.5:
             log.info("waited %.1f s for another install of %s", waited, key)
-        if cache_bound.marker(root, key).exists():  # another instance installed meanwhile
+        if cache_bound.marker(root, key).exists() and target.is_dir():  # installed meanwhile
             log.info("reusing packages for %s from %s", requirements, target)
             return False
         _remove_stale(root, key)
