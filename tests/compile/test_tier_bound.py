@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from modelhost.container.compile_tier import CompileTier, TierConfig, model_digest
-from modelhost.container.loading import load_runtime
+from modelhost.container.config import InstanceConfig
+from modelhost.container.loading import load_runtime, runtime_options
 from modelhost.frameworks.base import Runtime, RuntimeOptions
 from modelhost.store import cache_bound
 from tests.tier_support import compiled_entry
@@ -76,6 +77,15 @@ def test_a_crashed_compile_leaves_nothing_behind(tmp_path: Path) -> None:
     unmarked.mkdir()
     cache_bound.bound(root, 1 << 30)
     assert not scratch.exists() and not unmarked.exists()
+
+
+def test_the_budgets_reach_the_instance_through_its_environment() -> None:
+    env = {"MH_INSTANCE_COMPILE_CACHE_BYTES": "1234", "MH_INSTANCE_PACKAGES_CACHE_BYTES": "99"}
+    config = InstanceConfig.from_env(env)
+    assert TierConfig.of(config).cache_bytes == 1234
+    assert runtime_options(config).packages_cache_bytes == 99
+    unset = InstanceConfig.from_env({})
+    assert TierConfig.of(unset).cache_bytes == 0 and unset.packages_cache_bytes == 0  # unbounded
 
 
 # --- the tier: leases, the bound on write, release (real compile children) -------------

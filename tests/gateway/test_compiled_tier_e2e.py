@@ -90,6 +90,8 @@ def test_the_setting_is_the_default_and_a_models_environment_wins(tmp_path: Path
     env = _spec_env(tmp_path, True, {})
     assert env["MH_INSTANCE_COMPILE_TREES"] == "on"
     assert env["MH_INSTANCE_COMPILE_CACHE_DIR"] == str(tmp_path / "compiled")
+    assert env["MH_INSTANCE_COMPILE_CACHE_BYTES"] == str(Settings().compiled_cache_bytes)
+    assert env["MH_INSTANCE_PACKAGES_CACHE_BYTES"] == str(Settings().packages_cache_bytes)
     off = _spec_env(tmp_path, True, {"MH_INSTANCE_COMPILE_TREES": "off"})
     assert off["MH_INSTANCE_COMPILE_TREES"] == "off"
     on = _spec_env(tmp_path, False, {"MH_INSTANCE_COMPILE_TREES": "on"})
