@@ -80,7 +80,7 @@ def _builtin_env(
         # The compiled tier (container/compile_tier.py): the model's Environment may turn
         # it on or off for itself; compiled forms are shared by the machine's instances.
         "MH_INSTANCE_COMPILE_TREES": env.get(
-            "MH_INSTANCE_COMPILE_TREES", "on" if settings.compile_tree_models else "off"
+            "MH_INSTANCE_COMPILE_TREES", settings.compile_tree_models
         ),
         "MH_INSTANCE_COMPILE_CACHE_DIR": str(settings.home / "compiled"),
         "MH_INSTANCE_COMPILE_CACHE_BYTES": str(settings.compiled_cache_bytes),
