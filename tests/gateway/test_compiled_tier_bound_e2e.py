@@ -3,16 +3,21 @@ one-byte `compiled_cache_bytes`, a multi-model endpoint whose instance holds two
 A model the instance evicts has its compiled library dlclosed (no process maps it any
 more) and its entry removed by the leader's periodic pass; the models still loaded keep
 theirs (leased) and answer with the same bits. A copy of a loaded model (same files) is
-not compiled again: it shares the library."""
+not compiled again: it shares the library, which `DELETE /models/{name}` releases only
+once both are unloaded."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tarfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -114,4 +119,40 @@ def test_an_evicted_models_library_is_released_and_its_entry_evicted_by_the_pass
     for target in ("NY", "NYCOPY"):  # still the compiled form, still the same bits
         assert np.array_equal(predict(rt, name, target, rows), states.expected("NY", rows))
     assert len(log_lines(logs, name, "to native code in the background")) == 2  # CA, NY
+
+    # DELETE /models/{name} on the instance itself: NY's library stays while NYCOPY uses
+    # it, and leaves the process (then the cache) with the second unload.
+    (pid,) = instances
+    port = _listening_port(pid)
+    loaded = _instance(port, "GET", "/models")["models"]
+    ny_names = sorted(m["modelName"] for m in loaded if "NY" in m["modelName"])
+    assert len(ny_names) == 2, loaded
+    _instance(port, "DELETE", f"/models/{quote(ny_names[0], safe='')}")
+    assert _mapping_pids(ny_lib) == instances
+    _instance(port, "DELETE", f"/models/{quote(ny_names[1], safe='')}")
+    assert _mapping_pids(ny_lib) == []
+    _until(lambda: not ny_lib.parent.exists(), "the pass evicted NY's idle entry")
     sm.delete_endpoint(EndpointName=name)
+
+
+def _listening_port(pid: int) -> int:
+    """The TCP port `pid` listens on (a forked instance's environ is its zygote's, so the
+    port is found by its socket: /proc/PID/fd's socket inodes in /proc/PID/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd)
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # LISTEN, one of its sockets
+            return int(fields[1].split(":")[1], 16)
+    raise AssertionError(f"process {pid} listens on no TCP port")
+
+
+def _instance(port: int, method: str, path: str) -> dict[str, Any]:
+    """The instance's own `/models` API (the gateway's hop, taken directly)."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        doc: dict[str, Any] = json.loads(answer.read())
+    return doc
