@@ -14,10 +14,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from modelhost.compile.tier import compile_for_tier
 from modelhost.container.compile_tier import CompileTier, TierConfig, model_digest
 from modelhost.container.config import InstanceConfig
 from modelhost.container.loading import load_runtime, runtime_options
 from modelhost.frameworks.base import Runtime, RuntimeOptions
+from modelhost.frameworks.compiled import CompiledRuntime
 from modelhost.store import cache_bound
 from tests.tier_support import compiled_entry
 
@@ -172,3 +174,21 @@ def test_a_model_unloaded_while_its_form_was_checked_keeps_nothing(
     assert tier.attached == 0 and runtime.compiled is None
     assert not _mapped(library)
     assert cache_bound.bound(config.cache_dir, 1).evicted == (library.parent.name,)
+
+
+def test_a_compiled_artifacts_library_is_released_before_unload(
+    cases: dict[str, Any], tmp_path: Path
+) -> None:
+    """A compiled artifact (a Neo image's model) in a multi-model instance: the instance
+    calls `release_native` before `unload` once the model is idle."""
+    source = _runtime(cases["xgb-reg"].artifact, tmp_path / "m")
+    assert source.model_dir is not None
+    out = tmp_path / "compiled-artifact"
+    compile_for_tier(source.model_dir, "XGBOOST", out, 120.0, max_rows=64)
+    runtime = CompiledRuntime()
+    runtime.load(out)
+    assert _mapped(out / "model.so")
+    runtime.release_native()
+    runtime.unload()
+    assert not _mapped(out / "model.so")
+    runtime.release_native()  # idempotent

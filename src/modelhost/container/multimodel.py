@@ -317,7 +317,8 @@ class MultiModelHost:
 
     def _unload(self, name: str, release: bool = True) -> float:
         """Unload now (the caller made sure nothing uses it); returns microseconds taken.
-        `release`: also dlclose its compiled form and drop its lease (compile_tier.py)."""
+        `release`: also dlclose its libraries (a compiled artifact's, its compiled form) and
+        drop its compiled form's lease (compile_tier.py)."""
         started = time.perf_counter()
         model = self.models.pop(name)
         self.cache.remove(name)
@@ -325,6 +326,8 @@ class MultiModelHost:
         if model.served.batcher is not None:
             model.served.batcher.close()  # nothing is queued: it had no request in flight
         try:
+            if release:
+                model.served.runtime.release_native()
             model.served.runtime.unload()
         except Exception:
             log.exception("unloading model %s failed", name)

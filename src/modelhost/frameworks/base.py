@@ -183,6 +183,12 @@ class Runtime(ABC):
         self.model_dir = None
         self.compiled = None
 
+    def release_native(self) -> None:
+        """Free what must never be freed under a call in flight (a dlopened library), before
+        `unload`; the caller guarantees no call is running (a multi-model instance unloading
+        an idle model). By default nothing: `unload` drops references and GC does the rest."""
+        return None
+
     def attach_compiled(self, predictor: CompiledForm) -> bool:
         """Answer with `predictor` from now on, if this runtime still serves a model and
         its own predict gives the check rows the same bits; True when attached."""

@@ -261,6 +261,11 @@ class CompiledRuntime(Runtime):
             return self._labels[index]
         return out[:, 0] if out.shape[1] == 1 else out
 
+    def release_native(self) -> None:
+        if self._lib is not None:
+            self._lib.close()  # dlclose: the caller made sure no call is in flight
+            self._lib = None
+
     def unload(self) -> None:
         self._lib = None
         self._onnx = None
