@@ -59,6 +59,10 @@ def test_each_kind_answers_the_same_bits_through_its_compiled_form(
         assert answered is not None and same_answers(answered, expected)
         assert same_answers(runtime.predict(batch), expected)
         assert same_answers(runtime.predict(batch), estimator.predict(batch))
+    # float64 values between float32 ones: rounded to float32 as scikit-learn rounds them.
+    between = rows[:60] * (1 + 1e-9 * np.random.default_rng(1).normal(size=(60, rows.shape[1])))
+    assert runtime.compiled.predict(between) is not None
+    assert same_answers(runtime.predict(between), estimator.predict(between))
     # Larger calls than it measured fall through to scikit-learn, with the same answers.
     assert runtime.compiled.predict(rows[:100]) is None
     assert same_answers(runtime.predict(rows[:100]), estimator.predict(rows[:100]))
@@ -103,6 +107,14 @@ def test_multi_output_forest_is_refused_with_its_reason(tmp_path: Path) -> None:
     assert runtime.model_dir is not None
     compile_for_tier(runtime.model_dir, "SKLEARN", tmp_path / "out", 60.0, max_rows=8)
     assert "2 outputs" in _reason(tmp_path / "out")
+
+
+def test_categorical_hist_gradient_boosting_is_refused_with_its_reason(tmp_path: Path) -> None:
+    estimator = fit("hgb-classifier", categorical_features=[9])  # Intl Calls: 0 to 14
+    runtime = _served(estimator, tmp_path)
+    assert runtime.model_dir is not None and runtime.tree_framework == "SKLEARN"
+    compile_for_tier(runtime.model_dir, "SKLEARN", tmp_path / "out", 60.0, max_rows=8)
+    assert "categorical features" in _reason(tmp_path / "out")
 
 
 def test_pipelines_and_other_estimators_are_not_offered(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ HistGradientBoosting. Two things stand between it and scikit-learn's own bits:
 
 Estimators whose answers depend on more than the trees are refused with the reason: a
 forest with `n_jobs` other than 1 adds its trees' answers in whatever order its threads
-finish, so its own last bits vary from call to call.
+finish, so its own last bits vary from call to call. HistGradientBoosting with
+categorical features is refused before compiling: its compiled scores were not
+scikit-learn's bits on the check rows (which hold non-integer values in every column).
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def treelite_model(model: Any) -> Any:
         raise CompileError(
             f"{name} has n_jobs={model.n_jobs}: scikit-learn sums its trees in the order its "
             "threads finish, so its answers' last bits vary; save it with n_jobs=None"
+        )
+    categorical = getattr(model, "is_categorical_", None) if kind == "hist" else None
+    if categorical is not None and bool(categorical.any()):
+        raise CompileError(
+            f"{name} has categorical features: their compiled splits did not give "
+            "scikit-learn's bits when checked"
         )
     forest = _as_forest(model) if kind == "single" else model
     imported = treelite.sklearn.import_model(forest)
