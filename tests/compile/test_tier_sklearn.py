@@ -138,6 +138,7 @@ def test_attach_refuses_another_estimators_compiled_form(tmp_path: Path) -> None
     assert not other.attach_compiled(predictor) and other.compiled is None
 
 
+@pytest.mark.integration
 def test_the_instances_tier_thread_attaches_a_forest(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
