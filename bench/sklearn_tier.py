@@ -6,6 +6,7 @@ in process, same run.
                                  [--trees 100] [--depth 8] [--calls 300] [--rounds 5]
 
 Fits each estimator on the churn data (`modelhost.testing.churn`: 69 features, 3,000 rows;
+regressors predict a noisy mix of churn and the day's minutes;
 `--trees` trees or boosting rounds, `--depth` deep), compiles it as an instance's tier
 does (`modelhost.compile.tier.compile_for_tier`: Treelite + TL2cgen + gcc, checked for the
 same bits on 4,000 rows), then times `SklearnRuntime.predict` on one float64 row (as the
@@ -70,7 +71,9 @@ def median_us(call: Any, calls: int) -> float:
 def one_kind(kind: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     data = make_churn(3000, seed=1)
     x = np.asarray(data.X, dtype=np.float64)
-    y = x[:, 1] if kind.endswith("regressor") else data.y.astype(int)
+    # Regressors: the churn label plus a noisy share of the day's minutes (column 2).
+    noise = np.random.default_rng(3).normal(size=len(x))
+    y = data.y * 5 + x[:, 2] / 50 + noise if kind.endswith("regressor") else data.y.astype(int)
     model = estimator(kind, args.trees, args.depth).fit(x, y)
     folder = tmp / kind
     folder.mkdir()
