@@ -160,7 +160,7 @@ class InstanceApp:
             log.error("model failed to load: %s", self.reason, exc_info=not is_ours(exc))
             return
         self.model = model
-        self.tier.offer(runtime, str(config.model_dir))
+        self.tier.offer(runtime, "the model")  # the log's reader knows which endpoint
         # The model and framework are long-lived: keep them out of every future
         # collection, which otherwise scans ~100k objects (a ~30 ms pause) now and then.
         gc.collect()
