@@ -112,11 +112,17 @@ def test_no_c_compiler_leaves_a_reason(
     assert CompiledPredictor.load(tmp_path / "out") is None
 
 
-def test_a_model_of_another_kind_is_refused(cases: dict[str, Case], tmp_path: Path) -> None:
-    folder = _unpack(cases["sklearn-gb"], tmp_path)
+def test_a_model_of_another_kind_is_refused(tmp_path: Path) -> None:
+    import joblib
+    from sklearn.linear_model import Ridge
+
+    x, _ = data(seed=3, missing=False)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    joblib.dump(Ridge().fit(x, x[:, 0]), folder / "model.joblib")
     compile_for_tier(folder, "SKLEARN", tmp_path / "out", 60.0, max_rows=8)
     reason = json.loads((tmp_path / "out" / FAILED).read_text())["reason"]
-    assert "XGBoost and LightGBM" in reason
+    assert "scikit-learn tree estimators, not Ridge" in reason
 
 
 def test_attach_refuses_another_models_compiled_form(

@@ -8,12 +8,16 @@ multi-model instance whose requests each name another model, or any instance wit
 batching, pays that cost per request.
 
 An instance with `MH_INSTANCE_COMPILE_TREES=on` (container/compile_tier.py) runs this
-module in a child process after it loads a tree model. Unlike a compilation job, which
-accepts answers within 1e-6, the compiled form is kept only when its answers are the
-same bits as the framework's on rows that exercise every split (each threshold, its
-float neighbours, missing values): the instance then switches its predict over without
-any answer changing. The child measures both forms at a few batch sizes and records the
-largest batch the compiled form is faster for.
+module in a child process after it loads a tree model: XGBoost, LightGBM, or a
+scikit-learn tree estimator (forests, extra trees, gradient boosting, HistGradientBoosting,
+a single tree; compile/sklearn_import.py says what makes those exact). Unlike a
+compilation job, which accepts answers within 1e-6, the compiled form is kept only when
+its answers are the same bits as the framework's on rows that exercise every split (each
+threshold, its float neighbours, missing values): the instance then switches its predict
+over without any answer changing. For scikit-learn, the library's raw scores (class
+probabilities, raw predictions) must be the estimator's bits and the answers made from
+them (frameworks/sklearn_trees.py) the sklearn runtime's. The child measures both forms
+at a few batch sizes and records the largest batch the compiled form is faster for.
 
 OUT_DIR ends up holding `modelhost-compiled.json` (with `tier.max_rows`), `model.so`
 and `check.npy` (rows the instance checks again after loading the library), or only
@@ -98,9 +102,13 @@ def compile_for_tier(
 def _compile(
     model_dir: Path, framework: str, work: Path, timeout_s: float, max_rows: int
 ) -> dict[str, Any]:
+    if framework == "SKLEARN":
+        return _compile_sklearn(model_dir, work, timeout_s, max_rows)
     source = load_source(model_dir, framework)
     if source.kind not in ("xgboost", "lightgbm"):
-        raise CompileError(f"the compiled tier takes XGBoost and LightGBM, not {source.kind}")
+        raise CompileError(
+            f"the compiled tier takes XGBoost, LightGBM and scikit-learn, not {source.kind}"
+        )
     model = source.treelite_model()
     dtype = np.float32 if source.input_dtype == "float32" else np.float64
     sample = sample_rows(model, source, SAMPLE_ROWS).astype(dtype)
@@ -116,25 +124,119 @@ def _compile(
     try:
         chosen = _matching_base(library, base, sample, reference)
         np.save(work / CHECK_ROWS, sample[:KEPT_CHECK_ROWS])
-        native_us, compiled_us = ({}, {}) if max_rows else _measure(source, library, sample)
+        measured = (
+            ({}, {}) if max_rows else _measure(source.native_predict, library.predict, sample)
+        )
     finally:
         library.close()  # a process that compiles in place must not keep it mapped
+    marker = _marker(source.kind, source.num_feature, num_output, source.input_dtype, sample)
+    marker["output"] = source.output
+    marker["base_margin"] = [float(v).hex() for v in chosen]
+    return _with_tier(marker, max_rows, *measured)
+
+
+def _compile_sklearn(
+    model_dir: Path, work: Path, timeout_s: float, max_rows: int
+) -> dict[str, Any]:
+    """A scikit-learn tree estimator as the sklearn runtime serves it: the library's raw
+    scores must be the estimator's bits, and the answers made from them the runtime's."""
+    from modelhost.compile import sklearn_import
+    from modelhost.frameworks.sklearn import SklearnRuntime
+    from modelhost.frameworks.sklearn_trees import raw_scores
+
+    runtime = SklearnRuntime()
+    runtime.load(model_dir)
+    estimator = runtime.model
+    model = sklearn_import.treelite_model(estimator)
+    sample = _sklearn_sample(model, estimator)
+    reference = raw_scores(estimator, sample)
+    src = work / "src"
+    src.mkdir()
+    native_c.build(native_c.generate(model, src), work / LIBRARY, timeout_s)
+    shutil.rmtree(src, ignore_errors=True)
+    num_feature, num_output = int(estimator.n_features_in_), int(reference.shape[1])
+    library = CompiledLibrary(work / LIBRARY, num_feature, num_output, "float64")
+    try:
+        measured = _check_sklearn(library, estimator, runtime, sample, reference, max_rows)
+    finally:
+        library.close()  # a process that compiles in place must not keep it mapped
+    np.save(work / CHECK_ROWS, sample[:KEPT_CHECK_ROWS])
+    marker = _marker("sklearn", num_feature, num_output, "float64", sample)
+    marker["output"] = "labels" if hasattr(estimator, "classes_") else "scores"
+    marker["pred_margin"] = True
+    return _with_tier(marker, max_rows, *measured)
+
+
+def _check_sklearn(
+    library: CompiledLibrary,
+    estimator: Any,
+    runtime: Any,
+    sample: NDArray[np.float64],
+    reference: NDArray[Any],
+    max_rows: int,
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Same bits as scikit-learn (scores, then the runtime's answers); then measured."""
+    from modelhost.frameworks.compiled_predictor import CompiledPredictor
+    from modelhost.frameworks.sklearn_trees import SklearnCompiled, same_answers
+
+    if not same_bits(reference, library.predict(sample, margin=True)):
+        raise CompileError(
+            f"the compiled {type(estimator).__name__}'s scores are not the same bits as "
+            "scikit-learn's"
+        )
+    whole = max(len(sample), *MEASURED_ROWS)  # it takes every call while checked and measured
+    compiled = SklearnCompiled(CompiledPredictor(library, whole, sample, True), estimator)
+    if not same_answers(compiled.predict(sample), runtime.predict(sample)):
+        raise CompileError("the compiled form's answers are not the sklearn runtime's")
+    return ({}, {}) if max_rows else _measure(runtime.predict, compiled.predict, sample)
+
+
+def _sklearn_sample(model: Any, estimator: Any) -> NDArray[np.float64]:
+    """Rows at every threshold and its neighbours, as the estimator compares them: float32
+    values for the trees that cast their input, NaN (missing) only where the compiled form
+    takes it (frameworks/sklearn_trees.py)."""
+    from modelhost.frameworks.sklearn_trees import casts_float32
+
+    cast = casts_float32(estimator)
+    source = SourceModel(
+        "sklearn",
+        estimator,
+        Path(),
+        int(estimator.n_features_in_),
+        "float32" if cast else "float64",
+        allows_missing=not cast,
+    )
+    return sample_rows(model, source, SAMPLE_ROWS).astype(np.float64)
+
+
+def _marker(
+    kind: str, num_feature: int, num_output: int, input_dtype: str, sample: NDArray[Any]
+) -> dict[str, Any]:
     return {
         "format": MARKER_FORMAT,
         "backend": "c",
-        "source_framework": source.kind,
-        "num_feature": source.num_feature,
+        "source_framework": kind,
+        "num_feature": num_feature,
         "num_output": num_output,
-        "input_dtype": source.input_dtype,
-        "output": source.output,
-        "base_margin": [float(v).hex() for v in chosen],
-        "tier": {
+        "input_dtype": input_dtype,
+        "tier": {"checked_rows": int(sample.shape[0])},
+    }
+
+
+def _with_tier(
+    marker: dict[str, Any],
+    max_rows: int,
+    native_us: dict[int, float],
+    compiled_us: dict[int, float],
+) -> dict[str, Any]:
+    marker["tier"].update(
+        {
             "max_rows": max_rows or faster_up_to(native_us, compiled_us),
             "native_us": native_us,
             "compiled_us": compiled_us,
-            "checked_rows": int(sample.shape[0]),
-        },
-    }
+        }
+    )
+    return marker
 
 
 # The base margin lines native_c puts first in `predict` (float models only).
@@ -190,14 +292,14 @@ def _matching_base(
 
 
 def _measure(
-    source: SourceModel, library: CompiledLibrary, sample: NDArray[Any]
+    native_predict: Any, compiled_predict: Any, sample: NDArray[Any]
 ) -> tuple[dict[int, float], dict[int, float]]:
     native: dict[int, float] = {}
     compiled: dict[int, float] = {}
     for rows in MEASURED_ROWS:
         x = np.ascontiguousarray(np.resize(sample, (rows, sample.shape[1])))
-        native[rows] = _median_us(lambda x=x: source.native_predict(x))
-        compiled[rows] = _median_us(lambda x=x: library.predict(x))
+        native[rows] = _median_us(lambda x=x: native_predict(x))
+        compiled[rows] = _median_us(lambda x=x: compiled_predict(x))
     return native, compiled
 
 

@@ -1,7 +1,8 @@
 """A served tree model's compiled form, used in place of its framework's predict.
 
 Written by `modelhost.compile.tier` in a child process of the instance (see
-container/compile_tier.py); loaded here. Runtimes that can use one (XGBoost, LightGBM)
+container/compile_tier.py); loaded here. Runtimes that can use one (XGBoost, LightGBM;
+scikit-learn through `sklearn_trees.SklearnCompiled`, which turns scores into answers)
 call `CompiledPredictor.predict` before their own fast path: it has the same contract as
 `xgboost_fast.FastPredictor.predict` (the answer, or None for a call it does not take),
 and answers with the same shape, dtype and bits as the framework, which `matches`
@@ -38,8 +39,16 @@ class CompiledPredictor:
     most `max_rows` rows (the largest batch it measured faster for); None otherwise.
     """
 
-    def __init__(self, library: CompiledLibrary, max_rows: int, check_rows: NDArray[Any]) -> None:
+    def __init__(
+        self,
+        library: CompiledLibrary,
+        max_rows: int,
+        check_rows: NDArray[Any],
+        margin: bool = False,
+    ) -> None:
         self._library = library
+        # Raw scores, before the library's postprocessor (scikit-learn: sklearn_trees.py).
+        self._margin = margin
         self.max_rows = max_rows
         self.check_rows = check_rows
         self._dtype = np.dtype(library.dtype)
@@ -69,7 +78,7 @@ class CompiledPredictor:
         if base:
             # The margins the compiler found to give the framework's bits (compile/tier.py).
             library.floats(BASE_VARIABLE, len(base))[:] = base
-        return cls(library, int(tier["max_rows"]), check)
+        return cls(library, int(tier["max_rows"]), check, bool(marker.get("pred_margin")))
 
     def predict(self, data: Any) -> NDArray[Any] | None:
         if not (
@@ -81,7 +90,7 @@ class CompiledPredictor:
             and data.shape[1] == self._width
         ):
             return None
-        out = self._library.predict(data)
+        out = self._library.predict(data, self._margin)
         return out[:, 0] if self._flat else out
 
     def close(self) -> None:

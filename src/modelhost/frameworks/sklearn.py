@@ -5,6 +5,10 @@ JSON, JSON Lines and NPY into float arrays, predicts with `model.predict` and an
 JSON (`json.dumps(prediction.tolist())`) by default. Inputs are decoded as float64,
 not the toolkit's float32: estimators fitted on float64 then see exactly the values
 the client sent.
+
+A tree estimator (forests, gradient boosting, a single tree: `sklearn_trees.tree_kind`)
+may be served from its compiled form once the compiled tier has checked it answers with
+the same bits (container/compile_tier.py).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from modelhost.errors import InvalidInput, ModelLoadError, PredictionFailed
-from modelhost.frameworks.base import Runtime, describe_files, model_files
+from modelhost.frameworks.base import CompiledForm, Runtime, describe_files, model_files
+from modelhost.frameworks.sklearn_trees import SklearnCompiled, tree_kind
 
 SUFFIXES = (".joblib", ".pkl", ".pickle")
 PREFERRED = "model.joblib"
@@ -65,6 +70,8 @@ class SklearnRuntime(Runtime):
                 "estimator, or add code/inference.py with model_fn/predict_fn"
             )
         self._model = model
+        # Per model: only tree estimators go to the compiled tier (`compile.tier`).
+        self.tree_framework = "SKLEARN" if tree_kind(model) else None  # type: ignore[misc]
         self.model_dir = model_dir
 
     def _find_model_file(self, model_dir: Path) -> Path:
@@ -89,11 +96,21 @@ class SklearnRuntime(Runtime):
             raise InvalidInput(
                 f"Feature count mismatch: the model expects {expected} features, row 1 has {width}"
             )
+        if (compiled := self.compiled) is not None and (out := compiled.predict(data)) is not None:
+            return out
         try:
             return model.predict(data)
         except (ValueError, TypeError) as exc:
             # sklearn signals bad input (NaN, wrong dtype, unseen shapes) with these.
             raise PredictionFailed(f"Prediction failed: {exc}") from None
+
+    def attach_compiled(self, predictor: CompiledForm) -> bool:
+        """The tier's predictor computes raw scores; answer as `model.predict` does."""
+        from modelhost.frameworks.compiled_predictor import CompiledPredictor
+
+        if not isinstance(predictor, CompiledPredictor) or self._model is None:
+            return False
+        return super().attach_compiled(SklearnCompiled(predictor, self._model))
 
     def unload(self) -> None:
         self._model = None
