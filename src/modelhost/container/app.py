@@ -34,6 +34,7 @@ from modelhost.container.asgi import (
 )
 from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
+from modelhost.container.instance_stats import STATS_PATH, single_model_stats
 from modelhost.container.invoke import (
     CUSTOM_ATTRIBUTES,
     INLINE_BUDGET_S,
@@ -94,6 +95,9 @@ class ModelsAPI(Protocol):
 
     def close(self) -> None:
         """Unload every model."""
+
+    def stats(self) -> dict[str, Any]:
+        """The instance's `GET /modelhost/stats` answer (container/instance_stats.py)."""
 
 
 class InstanceApp:
@@ -208,12 +212,24 @@ class InstanceApp:
                 await self._ping(send)
             elif path == "/execution-parameters":
                 await respond(send, 200, self._execution_parameters, JSON)
+            elif path == STATS_PATH:
+                await respond(send, 200, json.dumps(self.stats()).encode(), JSON)
             elif self.models is not None and (path == "/models" or path.startswith("/models/")):
                 await self.models(scope, receive, send)
             else:
                 await respond(send, 404, f"No route {method} {path}".encode(), TEXT)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def stats(self) -> dict[str, Any]:
+        """`GET /modelhost/stats`: batching counters and compiled-tier state."""
+        if self.models is not None:
+            return self.models.stats()
+        model = self.model
+        return single_model_stats(
+            model.batcher if model is not None else None,
+            self.tier.state(str(self.config.model_dir)),
+        )
 
     def offer(self, connection: Any, request: Any) -> bool:
         """A multi-model invocation answered without the ASGI path (`ModelsAPI.offer`)."""

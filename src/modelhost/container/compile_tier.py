@@ -17,7 +17,10 @@ loads is offered here. One thread per instance process takes them in turn:
 
 Nothing waits for it: requests are served by the framework meanwhile, and a model that
 cannot be compiled (no C compiler, a model Treelite does not read, answers that are not
-the same bits) stays on its framework, with one log line saying why.
+the same bits) stays on its framework, with one log line saying why. `state(label)` says
+the same to the instance's `/models` listing and `GET /modelhost/stats`
+(container/instance_stats.py): `pending`, `compiled` (with what the compiler measured),
+`failed` (with the reason) or `off`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelhost.container.config import InstanceConfig
@@ -41,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelhost.container")
 
 DIGEST_VERSION = b"modelhost-compiled-tier-1\0"
+OFF: dict[str, Any] = {"state": "off"}  # shared, never mutated
+PENDING: dict[str, Any] = {"state": "pending"}
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,25 @@ class CompileTier:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.attached = 0  # models switched to their compiled form (for tests and logs)
+        # Per label: its state document, and the runtime (by id) it describes, so a model
+        # unloaded and loaded again under the same label is not given the old one's fate.
+        self._states: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def state(self, label: str) -> dict[str, Any]:
+        """`{"state": "off" | "pending" | "compiled" | "failed", ...}` of the model under
+        `label` (`reason` when failed; `maxRows`, `nativeUs`, `compiledUs` when compiled)."""
+        found = self._states.get(label)
+        return OFF if found is None else found[1]
+
+    def forget(self, label: str) -> None:
+        """The model under `label` was unloaded: its state goes with it."""
+        self._states.pop(label, None)
 
     def offer(self, runtime: Runtime, label: str) -> None:
         if not self.config.enabled or runtime.tree_framework is None:
+            self._states.pop(label, None)
             return
+        self._states[label] = (id(runtime), PENDING)
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -108,8 +128,14 @@ class CompileTier:
             runtime, label = item
             try:
                 self._one(runtime, label)
-            except Exception:  # a bug here must not stop the next models' turn
+            except Exception as exc:  # a bug here must not stop the next models' turn
                 log.exception("the compiled tier failed on %s", label)
+                self._set(runtime, label, _failed(f"{type(exc).__name__}: {exc}"))
+
+    def _set(self, runtime: Runtime, label: str, doc: dict[str, Any]) -> None:
+        found = self._states.get(label)
+        if found is not None and found[0] == id(runtime):  # still the model offered
+            self._states[label] = (found[0], doc)
 
     def _one(self, runtime: Runtime, label: str) -> None:
         model_dir, framework = runtime.model_dir, runtime.tree_framework
@@ -123,16 +149,22 @@ class CompileTier:
         folder = self._compiled(model_dir, framework)
         failed = folder / FAILED
         if not (folder / MARKER).is_file() and not failed.is_file():
-            return  # timed out, said above
+            # Timed out, said above (not recorded on disk: the next load tries again).
+            took = f"compiling took longer than {self.config.timeout_s:.0f} s"
+            self._set(runtime, label, _failed(took))
+            return
         if failed.is_file():
             reason = json.loads(failed.read_text()).get("reason", "")
             log.info("%s stays on %s: %s", label, runtime.name, reason)
+            self._set(runtime, label, _failed(reason))
             return
         predictor = CompiledPredictor.load(folder)
         if predictor is None:
             log.info("%s stays on %s: its compiled form is not faster", label, runtime.name)
+            self._set(runtime, label, _failed("its compiled form is not faster"))
         elif runtime.attach_compiled(predictor):
             self.attached += 1
+            self._set(runtime, label, _compiled(folder / MARKER, predictor.max_rows))
             log.info(
                 "%s now predicts with its compiled form (%s; same bits on %d check rows, "
                 "calls of up to %d rows)",
@@ -145,6 +177,7 @@ class CompileTier:
             log.warning(
                 "%s stays on %s: its compiled form answers differently", label, runtime.name
             )
+            self._set(runtime, label, _failed("its compiled form answers differently"))
 
     def _compiled(self, model_dir: Path, framework: str) -> Path:
         """The tier folder of this model, compiled first if no process has yet."""
@@ -186,6 +219,25 @@ class CompileTier:
         if proc.returncode != 0 and not (folder / FAILED).is_file():
             tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
             _write_failed(folder, f"the compiler process exited with {proc.returncode}: {tail}")
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"state": "failed", "reason": reason}
+
+
+def _compiled(marker: Path, max_rows: int) -> dict[str, Any]:
+    """The `compiled` state with what the compiler measured (µs per call by batch rows;
+    empty when `MH_INSTANCE_COMPILE_MAX_ROWS` fixed the size instead)."""
+    try:
+        tier = json.loads(marker.read_text()).get("tier") or {}
+    except (OSError, ValueError):
+        tier = {}
+    return {
+        "state": "compiled",
+        "maxRows": max_rows,
+        "nativeUs": tier.get("native_us") or {},
+        "compiledUs": tier.get("compiled_us") or {},
+    }
 
 
 def _write_failed(folder: Path, reason: str) -> None:

@@ -134,6 +134,7 @@ class TickInvoker:
             return True
         self.cache.acquire(name)  # pinned: never evicted before its answer
         if not batcher.accepts(rows):  # more rows than a merged call takes: alone, now
+            batcher.alone += 1
             try:
                 reply = _answer(runtime, _predict_one(runtime, data), media)
             finally:
@@ -205,6 +206,17 @@ class TickInvoker:
         self.calls += 1
         self.predicted_rows += total
         self.largest = max(self.largest, total)
+        # The model's own counters too (GET /modelhost/stats): it is loaded, pinned by
+        # its queued requests.
+        loaded = self.models.get(chunk[0].name)
+        batcher = loaded.served.batcher if loaded is not None else None
+        if batcher is not None:
+            batcher.calls += 1
+            batcher.batched_rows += total
+            if len(chunk) == 1:
+                batcher.alone += 1
+            if total > batcher.largest:
+                batcher.largest = total
         if len(chunk) == 1:
             outs = [_predict_one(runtime, chunk[0].data)]
         else:
