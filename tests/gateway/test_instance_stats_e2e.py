@@ -11,6 +11,9 @@ short instance-sampling period, boto3, the gateway's HTTP API and /metrics.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -136,6 +139,18 @@ def test_multi_model_listing_shows_each_models_compiled_tier_state(
     (instance,) = snapshot["Details"][name]["Instances"]
     assert instance["CompiledModels"]["compiled"] == 1
     assert instance["CompiledModels"]["failed"] == 1
+    # The CLI's listing of the endpoint's models says it too.
+    env = {**os.environ, "MODELHOST_URL": server.url, "MODELHOST_HOME": str(server.home)}
+    out = subprocess.run(
+        [sys.executable, "-m", "modelhost", "models", name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "compiled (calls up to 64 rows)" in out.stdout
+    assert "not compiled: " in out.stdout
     sm.delete_endpoint(EndpointName=name)
 
 

@@ -21,7 +21,7 @@ from modelhost.telemetry.instance_stats_metrics import InstanceStatsRow
 
 if TYPE_CHECKING:
     from modelhost.control.controller import Controller
-    from modelhost.routing.table import Target
+    from modelhost.routing.table import ShadowRoute, Target, VariantRoute
     from modelhost.telemetry.metrics import InvocationMetrics
 
 log = logging.getLogger("modelhost.gateway")
@@ -53,9 +53,10 @@ class InstanceStats:
             metrics.instance_stats.rows = self.rows
 
     def _targets(self) -> list[tuple[str, str, Target]]:
-        out = []
+        out: list[tuple[str, str, Target]] = []
         for route in self.controller.table.endpoints.values():
-            for v in [*route.variants, *route.shadows]:
+            variants: list[VariantRoute | ShadowRoute] = [*route.variants, *route.shadows]
+            for v in variants:
                 out.extend((route.name, v.name, inst) for inst in v.instances)
         return out
 
