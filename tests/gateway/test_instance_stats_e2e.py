@@ -139,6 +139,9 @@ def test_multi_model_listing_shows_each_models_compiled_tier_state(
     (instance,) = snapshot["Details"][name]["Instances"]
     assert instance["CompiledModels"]["compiled"] == 1
     assert instance["CompiledModels"]["failed"] == 1
+    assert instance["CompileFailures"] == [
+        {"modelName": "linear.tar.gz", "reason": failed["reason"]}
+    ]
     # The CLI's listing of the endpoint's models says it too.
     env = {**os.environ, "MODELHOST_URL": server.url, "MODELHOST_HOME": str(server.home)}
     out = subprocess.run(

@@ -5,7 +5,8 @@ the gateway then stops asking: gateway/instance_stats.py).
 ```
 {"batching": {"batches", "batchedRows", "alone", "largestRows"} | null,
  "compiledModels": {"off": n, "pending": n, "compiled": n, "failed": n},
- "compiledTier": {"state", ...}}       # single-model instances only
+ "compiledTier": {"state", ...},      # single-model instances only
+ "compileFailures": [{"modelName", "reason"}]}  # multi-model only, the first 20
 ```
 
 `batches` counts the predict calls the batcher made (one queued request, or several
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 STATS_PATH = "/modelhost/stats"
 TIER_STATES = ("off", "pending", "compiled", "failed")
+MAX_FAILURES_LISTED = 20  # of a multi-model instance's models the tier failed on
 
 
 def batching(batcher: Batcher | None) -> dict[str, int] | None:
@@ -103,8 +105,17 @@ def single_model_stats(batcher: Batcher | None, tier_state: dict[str, Any]) -> d
 
 
 def multimodel_stats(
-    batchers: list[Batcher | None], states: list[dict[str, Any]], retired: BatchTotals
+    batchers: list[Batcher | None], states: dict[str, dict[str, Any]], retired: BatchTotals
 ) -> dict[str, Any]:
     """The stats of a multi-model instance from its loaded models' batchers and tier
-    states, and the counters of those it unloaded (`retired`)."""
-    return {"batching": retired.total(batchers), "compiledModels": tier_counts(states)}
+    states (by model name), and the counters of those it unloaded (`retired`)."""
+    failed = [
+        {"modelName": name, "reason": state.get("reason", "")}
+        for name, state in sorted(states.items())
+        if state.get("state") == "failed"
+    ]
+    return {
+        "batching": retired.total(batchers),
+        "compiledModels": tier_counts(states.values()),
+        "compileFailures": failed[:MAX_FAILURES_LISTED],
+    }

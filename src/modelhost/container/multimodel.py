@@ -236,7 +236,7 @@ class MultiModelHost:
 
     def stats(self) -> dict[str, Any]:
         loaded = list(self.models.values())
-        states = [self.tier.state(m.name) for m in loaded]
+        states = {m.name: self.tier.state(m.name) for m in loaded}
         return multimodel_stats([m.served.batcher for m in loaded], states, self.retired)
 
     def close(self) -> None:

@@ -119,6 +119,8 @@ class InstanceStats:
             }
             if "compiledTier" in r.doc:  # single-model instances
                 entry["CompiledTier"] = r.doc["compiledTier"]
+            if "compileFailures" in r.doc:  # multi-model: the models the tier failed on
+                entry["CompileFailures"] = r.doc["compileFailures"]
             out.append(entry)
         return out
 

@@ -232,13 +232,18 @@ function instanceParts(list) {
     el("thead", {}, el("tr", {}, el("th", {}, "Instance"), el("th", {}, "Variant"),
       el("th", { class: "num" }, "Batches"), el("th", { class: "num" }, "Rows"),
       el("th", { class: "num" }, "Alone"), el("th", {}, "Compiled tier"))),
-    el("tbody", {}, ...list.map((i) => {
+    el("tbody", {}, ...list.flatMap((i) => {
       const b = i.Batching;
-      return el("tr", { "data-instance": i.InstanceId }, el("td", {}, i.InstanceId),
+      const row = el("tr", { "data-instance": i.InstanceId }, el("td", {}, i.InstanceId),
         el("td", {}, i.VariantName), el("td", { class: "num" }, b ? num(b.batches) : "–"),
         el("td", { class: "num" }, b ? num(b.batchedRows) : "–"),
         el("td", { class: "num" }, b ? num(b.alone) : "–"),
         el("td", { class: "wrap tier" }, tierText(i)));
+      // Multi-model: each model the compiled tier failed on, with the reason.
+      const failures = (i.CompileFailures || []).map((f) =>
+        el("tr", { class: "compile-failure", "data-model": f.modelName }, el("td", {}, ""),
+          el("td", {}, f.modelName), el("td", { class: "wrap", colSpan: 4 }, "not compiled: " + f.reason)));
+      return [row, ...failures];
     })))];
 }
 

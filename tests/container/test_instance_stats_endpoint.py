@@ -150,6 +150,12 @@ def test_unloaded_models_counters_stay_in_the_instance_totals() -> None:
     totals = BatchTotals()
     assert totals.total([None]) is None  # nothing ever batched
     totals.retire(gone)
-    stats = multimodel_stats([live, None], [{"state": "compiled"}, {"state": "off"}], totals)
+    states = {
+        "a": {"state": "compiled"},
+        "b": {"state": "off"},
+        "c": {"state": "failed", "reason": "r"},
+    }
+    stats = multimodel_stats([live, None, None], states, totals)
     assert stats["batching"] == {"batches": 5, "batchedRows": 12, "alone": 3, "largestRows": 6}
-    assert stats["compiledModels"] == {"off": 1, "pending": 0, "compiled": 1, "failed": 0}
+    assert stats["compiledModels"] == {"off": 1, "pending": 0, "compiled": 1, "failed": 1}
+    assert stats["compileFailures"] == [{"modelName": "c", "reason": "r"}]
