@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from modelhost.container.batching import Batcher
 from modelhost.container.compile_tier import CompileTier, TierConfig, model_digest
 from modelhost.container.instance_stats import BatchTotals, multimodel_stats, tier_counts
 from modelhost.frameworks.compiled import MARKER
 from modelhost.frameworks.compiled_predictor import FAILED
-from tests.container.instance_support import write_booster
+from tests.container.instance_support import Instance, write_booster
 from tests.container.support import asgi_request, loaded_app
+
+REQUESTS = 20
 
 
 def _csv(rows: np.ndarray) -> bytes:
@@ -159,3 +162,34 @@ def test_unloaded_models_counters_stay_in_the_instance_totals() -> None:
     assert stats["batching"] == {"batches": 5, "batchedRows": 12, "alone": 3, "largestRows": 6}
     assert stats["compiledModels"] == {"off": 1, "pending": 0, "compiled": 1, "failed": 1}
     assert stats["compileFailures"] == [{"modelName": "c", "reason": "r"}]
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(120)
+def test_two_workers_answer_with_both_workers_counters(
+    tmp_path: Path, trained: tuple[Any, np.ndarray]
+) -> None:
+    booster, rows = trained
+    model_dir = write_booster(tmp_path / "model", booster)
+    with Instance(model_dir, env={"SAGEMAKER_MODEL_SERVER_WORKERS": "2"}) as instance:
+        assert instance.wait_ping()[0] == 200
+        # New connections spread over both workers (SO_REUSEPORT); 3 rows each.
+        for _ in range(REQUESTS):
+            assert instance.invoke(_csv(rows[:3]), "text/csv")[0] == 200
+        deadline = time.monotonic() + 60
+        while True:  # the other worker publishes its counters every second
+            status, _, body = instance.request("GET", "/modelhost/stats")
+            assert status == 200
+            counters = json.loads(body)["batching"]
+            if counters["batchedRows"] == 3 * REQUESTS:
+                break
+            assert counters["batchedRows"] < 3 * REQUESTS
+            assert time.monotonic() < deadline, counters
+            time.sleep(0.2)
+        # One request at a time: each alone in its worker's queue, one call each.
+        assert counters == {
+            "batches": REQUESTS,
+            "batchedRows": 3 * REQUESTS,
+            "alone": REQUESTS,
+            "largestRows": 3,
+        }

@@ -34,7 +34,7 @@ from modelhost.container.asgi import (
 )
 from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
-from modelhost.container.instance_stats import STATS_PATH, single_model_stats
+from modelhost.container.instance_stats import STATS_PATH, publish_batching, single_model_stats
 from modelhost.container.invoke import (
     CUSTOM_ATTRIBUTES,
     INLINE_BUDGET_S,
@@ -151,6 +151,9 @@ class InstanceApp:
             self._set_state(ModelState.READY)
             return
         await loop.run_in_executor(self._executor, self._load)
+        batcher = self.model.batcher if self.model is not None else None
+        if self.health is not None and self.health.count > 1 and batcher is not None:
+            publish_batching(self.health, batcher, loop)  # for the workers' summed stats
 
     def _load(self) -> None:
         started = time.perf_counter()
@@ -229,6 +232,7 @@ class InstanceApp:
         return single_model_stats(
             model.batcher if model is not None else None,
             self.tier.state(str(self.config.model_dir)),
+            self.health,
         )
 
     def offer(self, connection: Any, request: Any) -> bool:

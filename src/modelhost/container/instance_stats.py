@@ -18,8 +18,11 @@ the instance's totals never go down. `batching` is null when nothing batches (ba
 off, or a runtime that cannot). The counters are plain ints the event loop adds to
 (container/batching.py): reading them here costs the request path nothing.
 
-With several worker processes (`SAGEMAKER_MODEL_SERVER_WORKERS`), the answer is the
-counters of the worker that took the connection.
+With several worker processes (`SAGEMAKER_MODEL_SERVER_WORKERS`), each worker publishes
+its counters into the instance's shared memory every `PUBLISH_S` (container/health.py),
+and the worker that takes the request sums them: the other workers' part is at most that
+old. The compiled tier's state is that worker's (each worker attaches the form the first
+one compiled).
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import asyncio
+
     from modelhost.container.batching import Batcher
+    from modelhost.container.health import SharedHealth
 
 STATS_PATH = "/modelhost/stats"
+PUBLISH_S = 1.0
 TIER_STATES = ("off", "pending", "compiled", "failed")
 MAX_FAILURES_LISTED = 20  # of a multi-model instance's models the tier failed on
 
@@ -95,10 +102,38 @@ def tier_counts(states: Iterable[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def single_model_stats(batcher: Batcher | None, tier_state: dict[str, Any]) -> dict[str, Any]:
-    """The stats of a single-model instance (`tier_state`: CompileTier.state)."""
+def publish_batching(
+    health: SharedHealth, batcher: Batcher, loop: asyncio.AbstractEventLoop
+) -> None:
+    """Now and every PUBLISH_S: this worker's counters into the workers' shared table."""
+    health.publish_stats((batcher.calls, batcher.batched_rows, batcher.alone, batcher.largest))
+    loop.call_later(PUBLISH_S, publish_batching, health, batcher, loop)
+
+
+def workers_batching(health: SharedHealth, batcher: Batcher) -> dict[str, int]:
+    """The instance's counters: this worker's now, the others' as last published."""
+    health.publish_stats((batcher.calls, batcher.batched_rows, batcher.alone, batcher.largest))
+    rows = health.stats()
     return {
-        "batching": batching(batcher),
+        "batches": sum(r[0] for r in rows),
+        "batchedRows": sum(r[1] for r in rows),
+        "alone": sum(r[2] for r in rows),
+        "largestRows": max(r[3] for r in rows),
+    }
+
+
+def single_model_stats(
+    batcher: Batcher | None, tier_state: dict[str, Any], health: SharedHealth | None = None
+) -> dict[str, Any]:
+    """The stats of a single-model instance (`tier_state`: CompileTier.state; `health`:
+    the workers' shared table when there are several)."""
+    counters: dict[str, int] | None
+    if health is not None and health.count > 1 and batcher is not None:
+        counters = workers_batching(health, batcher)
+    else:
+        counters = batching(batcher)
+    return {
+        "batching": counters,
         "compiledModels": tier_counts([tier_state]),
         "compiledTier": tier_state,
     }
