@@ -17,8 +17,9 @@ way a user would set them with CreateModel:
 | `asgi` | none: the server runs with `MODELHOST_HTTP_FAST_PATH=false` (all through ASGI) |
 | `compiled` | `MH_INSTANCE_COMPILE_TREES=on` (the compiled tier; the bench waits for it) |
 
-Every variant sets batching and workers explicitly, so the figures do not depend on the
-defaults of the modelhost version under test. `default` sets nothing.
+Every variant sets batching, workers and the compiled tier explicitly, so the figures do
+not depend on the defaults of the modelhost version under test. `default` sets nothing
+(batching on, and the compiled tier `auto`: on where the machine has a C compiler).
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ def variant_env(variant: str) -> dict[str, str]:
     """The model Environment of a variant name such as `batching+workers2`."""
     if variant == "default":
         return {}
-    env = {"MH_INSTANCE_BATCHING": "off", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
+    env = {
+        "MH_INSTANCE_BATCHING": "off",
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        "MH_INSTANCE_COMPILE_TREES": "off",
+    }
     for token in variant.split("+"):
         if token in ("plain", "tcp", "asgi") or re.fullmatch(r"capture(\d+)", token):
             continue

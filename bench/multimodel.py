@@ -488,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
             "MODELHOST_LOG_LEVEL": "warning",
             "OMP_NUM_THREADS": "1",
             "MODELHOST_AUTH_ENABLED": "false",
+            # The framework's path unless a scenario turns the compiled tier on (`*c`):
+            # its default, `auto`, would compile wherever gcc exists.
+            "MODELHOST_COMPILE_TREE_MODELS": "off",
         }
         with ModelhostServer(work / "home", env=env) as server:
             bench = Bench(args, wrk, server, models, work, results["scenarios"])

@@ -50,6 +50,7 @@ from _proc import Managed, busy_elsewhere_pct, free_port
 from _report import NOISY_OTHER_CPU_PCT, goals, report
 from _wrk import BenchError, ensure_wrk, run_wrk, write_script
 from modelhost import demo
+from modelhost.container.compile_tier import unavailable
 from modelhost.testing import churn
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -250,7 +251,7 @@ def bench_modelhost(
         )
         url = f"{base}/endpoints/{demo.ENDPOINT_NAME}/invocations"
         check_answer(url, row_csv, "text/csv", expected)
-        if "compiled" in variant.split("+"):
+        if "compiled" in variant.split("+") or (variant == "default" and unavailable() is None):
             print(f"  compiled after {_modelhost.wait_compiled(home):.1f} s", flush=True)
             check_answer(url, row_csv, "text/csv", expected)
         script = write_script(work / "modelhost.lua", row_csv, "text/csv")

@@ -71,10 +71,15 @@ def slow_first(items: list[pytest.Item]) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """The master key of every key store and server the tests make goes to a throwaway
-    config directory, not the user's `~/.config/modelhost` (gateway/auth/master_key.py)."""
+    config directory, not the user's `~/.config/modelhost` (gateway/auth/master_key.py);
+    the compiled tier is off unless a test turns it on."""
     config.addinivalue_line(
         "markers", "pg: CI runs it again with --metadata-store postgresql (PG_FILES)"
     )
+    # The compiled tier is on by default (`compile_tree_models` auto) and would run gcc for
+    # every XGBoost endpoint the suite starts; its own tests turn it on
+    # (tests/gateway/test_compiled_tier_e2e.py, tests/compile/test_tier.py).
+    os.environ.setdefault("MODELHOST_COMPILE_TREE_MODELS", "off")
     config_home = tempfile.mkdtemp(prefix="modelhost-test-config-")
     os.environ["XDG_CONFIG_HOME"] = config_home
     config.add_cleanup(lambda: shutil.rmtree(config_home, ignore_errors=True))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelhost.settings_background import MIB, BackgroundSettings
@@ -284,12 +284,24 @@ class Settings(BackgroundSettings):
         description="If set, ModelDataUrl and input locations must start with one of these "
         "(s3://bucket/prefix/, file:///dir/, /dir/).",
     )
-    compile_tree_models: bool = Field(
-        default=False,
-        description="Compile XGBoost and LightGBM models to native code in the background and "
-        "predict with it once its answers are the same bits (the compiled tier); a model's "
-        "Environment MH_INSTANCE_COMPILE_TREES=on/off overrides it.",
+    compile_tree_models: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="The compiled tier: instances compile the XGBoost and LightGBM models they "
+        "load to native code in the background and predict with it once its answers are the "
+        "same bits. 'auto' does so where the machine has a C compiler and Treelite/TL2cgen "
+        "(else says so once in the log), 'on' also where it must fail and logs why, 'off' "
+        "never; true/false mean on/off. A model's Environment MH_INSTANCE_COMPILE_TREES wins.",
     )
+
+    @field_validator("compile_tree_models", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        """`true`/`false` (the setting was a boolean before 'auto') mean on/off."""
+        text = str(value).strip().lower()
+        return {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}.get(
+            text, text
+        )
+
     model_cache_bytes: int = Field(
         default=0,
         description="Memory the loaded models of one multi-model instance may take together; "

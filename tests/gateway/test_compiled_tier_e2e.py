@@ -1,4 +1,5 @@
-"""The compiled tier end to end: a real server with `compile_tree_models` on, a multi-model
+"""The compiled tier end to end: a real server with `compile_tree_models` auto (the default,
+which the suite's conftest turns off for every other test), a multi-model
 endpoint of per-state XGBoost models, boto3. The instance compiles each model it loads in
 a child process, says so in the endpoint's log (CloudWatch Logs), and keeps answering
 with the same bits as XGBoost in process."""
@@ -30,7 +31,7 @@ def tier_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostS
     env = {
         **FAST_ENV,
         "MODELHOST_LOGS_POLL_INTERVAL_S": "0.2",
-        "MODELHOST_COMPILE_TREE_MODELS": "true",
+        "MODELHOST_COMPILE_TREE_MODELS": "auto",  # CI has gcc and Treelite: compiled
     }
     with ModelhostServer(tmp_path_factory.mktemp("tier-home"), env=env) as srv:
         yield srv
@@ -93,9 +94,9 @@ def test_multi_model_instance_switches_to_compiled_forms_with_the_same_answers(
     sm.delete_endpoint(EndpointName=name)
 
 
-def _spec_env(tmp_path: Path, on: bool, environment: dict[str, str]) -> dict[str, str]:
+def _spec_env(tmp_path: Path, mode: str, environment: dict[str, str]) -> dict[str, str]:
     spec = build_launch_spec(
-        settings=Settings(home=tmp_path, compile_tree_models=on),
+        settings=Settings(home=tmp_path, compile_tree_models=mode),
         endpoint_name="e",
         variant_name="v",
         model_name="m",
@@ -107,11 +108,18 @@ def _spec_env(tmp_path: Path, on: bool, environment: dict[str, str]) -> dict[str
 
 
 def test_the_setting_is_the_default_and_a_models_environment_wins(tmp_path: Path) -> None:
-    assert _spec_env(tmp_path, False, {})["MH_INSTANCE_COMPILE_TREES"] == "off"
-    env = _spec_env(tmp_path, True, {})
+    assert Settings.model_fields["compile_tree_models"].default == "auto"
+    assert _spec_env(tmp_path, "auto", {})["MH_INSTANCE_COMPILE_TREES"] == "auto"
+    assert _spec_env(tmp_path, "false", {})["MH_INSTANCE_COMPILE_TREES"] == "off"
+    env = _spec_env(tmp_path, "true", {})
     assert env["MH_INSTANCE_COMPILE_TREES"] == "on"
     assert env["MH_INSTANCE_COMPILE_CACHE_DIR"] == str(tmp_path / "compiled")
-    off = _spec_env(tmp_path, True, {"MH_INSTANCE_COMPILE_TREES": "off"})
+    off = _spec_env(tmp_path, "auto", {"MH_INSTANCE_COMPILE_TREES": "off"})
     assert off["MH_INSTANCE_COMPILE_TREES"] == "off"
-    on = _spec_env(tmp_path, False, {"MH_INSTANCE_COMPILE_TREES": "on"})
+    on = _spec_env(tmp_path, "off", {"MH_INSTANCE_COMPILE_TREES": "on"})
     assert on["MH_INSTANCE_COMPILE_TREES"] == "on"
+
+
+def test_a_bad_setting_names_the_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'auto', 'on' or 'off'"):
+        Settings(home=tmp_path, compile_tree_models="sometimes")

@@ -147,13 +147,20 @@ def test_csv_rows_are_exact_for_awkward_floats() -> None:
 
 
 @pytest.mark.integration
-def test_demo_serves_the_churn_model_end_to_end(tmp_path: Path) -> None:
-    """`modelhost demo`: a real server, boto3 deploy, served == in-process, clean stop."""
+def test_demo_serves_the_churn_model_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`modelhost demo`: a real server, boto3 deploy, served == in-process, then the same
+    again once the compiled tier (the default, which the suite otherwise turns off) has
+    moved the model to native code, and a clean stop."""
     import io
 
     from modelhost.demo import run_demo
 
+    monkeypatch.setenv("MODELHOST_COMPILE_TREE_MODELS", "auto")
     out = io.StringIO()
     code = run_demo(home=tmp_path / "home", rows=3, out=out)
-    assert code == 0, out.getvalue()
-    assert "all served probabilities match" in out.getvalue()
+    text = out.getvalue()
+    assert code == 0, text
+    assert text.count("all served probabilities match") == 2, text
+    assert "the model now predicts with its compiled form" in text

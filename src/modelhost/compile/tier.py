@@ -88,7 +88,7 @@ def compile_for_tier(
         work.mkdir(parents=True)
         reason = str(exc) if isinstance(exc, CompileError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, ImportError):
-            reason = f"{exc}: install the compiler with pip install 'modelhost[compile]'"
+            reason = f"{exc}: install it with pip install treelite tl2cgen"
         (work / FAILED).write_text(json.dumps({"reason": reason}))
     shutil.rmtree(out_dir, ignore_errors=True)
     work.rename(out_dir)

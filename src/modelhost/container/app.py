@@ -66,6 +66,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelhost.container")
+# The compiled tier's label of a single-model instance's model (its log lines and state):
+# the log's reader knows which endpoint.
+MODEL_LABEL = "the model"
 
 
 class ModelState(enum.Enum):
@@ -167,7 +170,7 @@ class InstanceApp:
             log.error("model failed to load: %s", self.reason, exc_info=not is_ours(exc))
             return
         self.model = model
-        self.tier.offer(runtime, str(config.model_dir))
+        self.tier.offer(runtime, MODEL_LABEL)
         # The model and framework are long-lived: keep them out of every future
         # collection, which otherwise scans ~100k objects (a ~30 ms pause) now and then.
         gc.collect()
@@ -231,7 +234,7 @@ class InstanceApp:
         model = self.model
         return single_model_stats(
             model.batcher if model is not None else None,
-            self.tier.state(str(self.config.model_dir)),
+            self.tier.state(MODEL_LABEL),
             self.health,
         )
 

@@ -5,7 +5,9 @@ rows it scores, the same trees compiled to C a few µs, and an instance that pre
 request by request (a multi-model endpoint whose requests name different models, or
 batching off) pays that cost every time.
 
-How: with `MH_INSTANCE_COMPILE_TREES=on`, each model a runtime with a `tree_framework`
+How: with `MH_INSTANCE_COMPILE_TREES=on` (or `auto`, the gateway's default, which first
+checks the machine has a C compiler and Treelite, and otherwise stays off with one log
+line), each model a runtime with a `tree_framework`
 loads is offered here. One thread per instance process takes them in turn:
 
 1. the key is a digest of the model directory's files, so the same model (on another
@@ -27,9 +29,11 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import importlib.util
 import json
 import logging
 import queue
+import shutil
 import subprocess
 import sys
 import threading
@@ -53,6 +57,7 @@ class TierConfig:
     """The instance's `MH_INSTANCE_COMPILE_*` variables (container/config.py)."""
 
     enabled: bool = False
+    auto: bool = False  # only where the machine can compile (`unavailable`), quietly else
     cache_dir: Path = Path.home() / ".modelhost" / "compiled"
     timeout_s: float = 600.0
     max_rows: int = 0  # 0: what the compiler measured
@@ -61,6 +66,7 @@ class TierConfig:
     def of(cls, config: InstanceConfig) -> TierConfig:
         return cls(
             enabled=config.compile_trees,
+            auto=config.compile_trees_auto,
             cache_dir=config.compile_cache_dir or cls.cache_dir,
             timeout_s=config.compile_timeout_s,
             max_rows=config.compile_max_rows,
@@ -90,6 +96,8 @@ class CompileTier:
         self._queue: queue.SimpleQueue[tuple[Runtime, str] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._off = False  # `auto` on a machine that cannot compile
+        self._off_state: dict[str, Any] = OFF  # then with the reason
         self.attached = 0  # models switched to their compiled form (for tests and logs)
         # Per label: its state document, and the runtime (by id) it describes, so a model
         # unloaded and loaded again under the same label is not given the old one's fate.
@@ -109,14 +117,17 @@ class CompileTier:
         if not self.config.enabled or runtime.tree_framework is None:
             self._states.pop(label, None)
             return
-        self._states[label] = (id(runtime), PENDING)
         with self._lock:
+            if self._off:
+                self._states[label] = (id(runtime), self._off_state)
+                return
+            self._states[label] = (id(runtime), PENDING)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="modelhost-compile-tier", daemon=True
                 )
                 self._thread.start()
-        self._queue.put((runtime, label))
+            self._queue.put((runtime, label))
 
     def close(self) -> None:
         """Stop the thread after the model it is on (the child it waits for is killed
@@ -124,6 +135,16 @@ class CompileTier:
         self._queue.put(None)
 
     def _run(self) -> None:
+        if self.config.auto and (reason := unavailable()) is not None:
+            log.info("the compiled tier is off on this machine: %s", reason)
+            with self._lock:  # no more offers, and none left holding a runtime
+                self._off = True
+                self._off_state = {"state": "off", "reason": reason}
+                for label, (owner, _) in list(self._states.items()):
+                    self._states[label] = (owner, self._off_state)
+                while not self._queue.empty():
+                    self._queue.get_nowait()
+            return
         while (item := self._queue.get()) is not None:
             runtime, label = item
             try:
@@ -219,6 +240,17 @@ class CompileTier:
         if proc.returncode != 0 and not (folder / FAILED).is_file():
             tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
             _write_failed(folder, f"the compiler process exited with {proc.returncode}: {tail}")
+
+
+def unavailable() -> str | None:
+    """Why this machine cannot compile tree models (None: it can). The compile child
+    (compile/native_c.py `c_compiler`) also takes $CC; `on` is the way to use only that."""
+    missing = [name for name in ("treelite", "tl2cgen") if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (pip install treelite tl2cgen)"
+    if not (shutil.which("gcc") or shutil.which("cc")):
+        return "no C compiler (looked for gcc and cc; Debian: apt-get install gcc)"
+    return None
 
 
 def _failed(reason: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ instance's `MH_INSTANCE_MODEL_CACHE_BYTES`). Users set some of these in a model'
 | `SAGEMAKER_MULTI_MODEL` | false | serve the multi-model `/models` API instead of one model |
 | `MH_INSTANCE_MODEL_CACHE_BYTES` | RAM / 2 | memory all loaded models may take (multi-model) |
 | `MH_INSTANCE_ONNX_OUTPUT` | first output | the ONNX graph output to answer with (name or index) |
-| `MH_INSTANCE_COMPILE_TREES` | off | `on`: the compiled tier (container/compile_tier.py) |
+| `MH_INSTANCE_COMPILE_TREES` | off | `on`/`auto`: the compiled tier (container/compile_tier.py) |
 | `MH_INSTANCE_COMPILE_CACHE_DIR` | `~/.modelhost/compiled` | compiled forms (shared) |
 | `MH_INSTANCE_COMPILE_TIMEOUT_S` | 600 | limit of compiling one model |
 | `MH_INSTANCE_COMPILE_MAX_ROWS` | 0 (measured) | largest call the compiled form takes |
@@ -112,6 +112,7 @@ class InstanceConfig:
     onnx_output: str | None = None
     gpu: bool = False  # CUDA_VISIBLE_DEVICES names a device
     compile_trees: bool = False
+    compile_trees_auto: bool = False  # "auto": only where a C compiler and Treelite exist
     compile_cache_dir: Path | None = None  # None: ~/.modelhost/compiled
     compile_timeout_s: float = 600.0
     compile_max_rows: int = 0  # 0: measured when compiling
@@ -176,7 +177,8 @@ class InstanceConfig:
             model_cache_bytes=_int(env, "MH_INSTANCE_MODEL_CACHE_BYTES", 0, low=0, high=2**62),
             onnx_output=env.get("MH_INSTANCE_ONNX_OUTPUT", "").strip() or None,
             gpu=use_cuda(env),
-            compile_trees=_bool(env, "MH_INSTANCE_COMPILE_TREES", False),
+            compile_trees=_compile_trees(env) != "off",
+            compile_trees_auto=_compile_trees(env) == "auto",
             compile_cache_dir=_path(env, "MH_INSTANCE_COMPILE_CACHE_DIR"),
             compile_timeout_s=float(_int(env, "MH_INSTANCE_COMPILE_TIMEOUT_S", 600, low=1)),
             compile_max_rows=_int(env, "MH_INSTANCE_COMPILE_MAX_ROWS", 0, low=0, high=2**31),
@@ -337,6 +339,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}={raw!r} is not on/off (true/false)")
+
+
+def _compile_trees(env: Mapping[str, str]) -> str:
+    """`MH_INSTANCE_COMPILE_TREES`: on/off (true/false), or auto."""
+    name = "MH_INSTANCE_COMPILE_TREES"
+    raw = env.get(name, "").strip().lower()
+    if raw == "auto":
+        return raw
+    return "on" if _bool(env, name, False) else "off"
 
 
 def _float(env: Mapping[str, str], name: str, default: float, *, high: float) -> float:

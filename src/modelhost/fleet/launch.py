@@ -79,7 +79,7 @@ def _builtin_env(
         # The compiled tier (container/compile_tier.py): the model's Environment may turn
         # it on or off for itself; compiled forms are shared by the machine's instances.
         "MH_INSTANCE_COMPILE_TREES": env.get(
-            "MH_INSTANCE_COMPILE_TREES", "on" if settings.compile_tree_models else "off"
+            "MH_INSTANCE_COMPILE_TREES", settings.compile_tree_models
         ),
         "MH_INSTANCE_COMPILE_CACHE_DIR": str(settings.home / "compiled"),
         # Prints of a user's script reach the instance log (CloudWatch Logs) line by line,
