@@ -193,3 +193,20 @@ def test_two_workers_answer_with_both_workers_counters(
             "alone": REQUESTS,
             "largestRows": 3,
         }
+
+
+def test_an_auto_tier_on_a_machine_that_cannot_compile_is_off_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modelhost.container import compile_tier
+
+    monkeypatch.setattr(compile_tier, "unavailable", lambda: "no C compiler")
+    tier = CompileTier(TierConfig(enabled=True, auto=True, cache_dir=tmp_path))
+    tier.offer(_FakeRuntime(tmp_path), "first")  # type: ignore[arg-type]
+    off = {"state": "off", "reason": "no C compiler"}
+    deadline = time.monotonic() + 60
+    while tier.state("first") != off:
+        assert time.monotonic() < deadline, tier.state("first")
+        time.sleep(0.02)
+    tier.offer(_FakeRuntime(tmp_path), "second")  # type: ignore[arg-type]
+    assert tier.state("second") == off

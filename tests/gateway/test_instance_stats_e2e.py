@@ -5,7 +5,8 @@ short instance-sampling period, boto3, the gateway's HTTP API and /metrics.
   `failed` with the reason for a model the tier cannot compile (an XGBoost gblinear model:
   Treelite reads trees only);
 - a batching single-model endpoint's counters rise under concurrent requests: every row
-  went through the batcher, in at most as many predict calls as requests.
+  went through the batcher, in at most as many predict calls as requests; its instance
+  shows the model's compiled-tier state.
 """
 
 from __future__ import annotations
@@ -171,8 +172,7 @@ def test_batching_counters_rise_under_concurrent_requests(
     artifact = write_xgboost_artifact(train_xgboost(data, num_round=20), tmp_path)
     sm, _ = server.clients()
     name = unique("stats-batch")
-    # The tier off: this endpoint is about batching (and `off` is a state too).
-    deploy(sm, name, str(artifact), environment={"MH_INSTANCE_COMPILE_TREES": "off"})
+    deploy(sm, name, str(artifact), environment={"MH_INSTANCE_COMPILE_MAX_ROWS": "64"})
     before = _wait_for("the instance's stats", lambda: _batching(server, name))
     rows = data.X[:REQUESTS].astype(np.float32)
     barrier = threading.Barrier(THREADS)
@@ -211,8 +211,16 @@ def test_batching_counters_rise_under_concurrent_requests(
     assert alone <= batches  # a call of several requests is not "alone"
     if batches < REQUESTS:  # some requests were merged: more rows than calls
         assert batched_rows > batches and after["largestRows"] > 1
-    described = server.call("GET", f"/api/endpoints/{name}")
-    assert described["Instances"][0]["CompiledTier"] == {"state": "off"}
+    # The single model's compiled-tier state in the endpoint's instances view.
+    compiled = _wait_for(
+        "the model's compiled form",
+        lambda: (
+            (tier := server.call("GET", f"/api/endpoints/{name}")["Instances"][0]["CompiledTier"])
+            and tier["state"] == "compiled"
+            and tier
+        ),
+    )
+    assert compiled["maxRows"] == 64
     labels = {"EndpointName": name, "VariantName": "AllTraffic"}
     prom = _wait_for(
         "modelhost_instance_batched_rows_total",
