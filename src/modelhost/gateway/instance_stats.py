@@ -63,8 +63,10 @@ class InstanceStats:
     async def poll(self) -> int:
         """Ask every instance once, concurrently; returns how many answered."""
         targets = self._targets()
-        found = await asyncio.gather(*(self._one(*t) for t in targets))
-        self.latest = {r.instance_id: r for r in found if r is not None}
+        found = await asyncio.gather(*(self._one(*t) for t in targets), return_exceptions=True)
+        for failure in (f for f in found if isinstance(f, BaseException)):
+            log.warning("reading an instance's stats failed: %r", failure)
+        self.latest = {r.instance_id: r for r in found if isinstance(r, Reading)}
         self._unsupported &= {t[2].instance_id for t in targets}  # forget the gone
         return len(self.latest)
 
