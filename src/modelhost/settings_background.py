@@ -57,7 +57,8 @@ class BackgroundSettings(BaseSettings):
     )
     instance_sample_interval_s: float = Field(
         default=10.0,
-        description="Period of sampling each instance's CPU, memory and disk utilization.",
+        description="Period of sampling each instance's CPU, memory and disk utilization, "
+        "and of reading modelhost's instances' own stats (batching, compiled tier).",
     )
     # --- Application Auto Scaling (docs/autoscaling.md) ---
     scaling_period_s: float = Field(

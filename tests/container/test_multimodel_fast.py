@@ -74,6 +74,16 @@ def test_mixed_models_in_one_turn_merge_per_model_and_a_bad_request_fails_alone(
                 assert _score(reply) == pytest.approx(expected, rel=1e-6)
         # Three models, three good requests each: one predict call per model.
         assert (host.tick.calls, host.tick.predicted_rows, host.tick.largest) == (3, 9, 3)
+        # Each model's own counters (GET /modelhost/stats): one merged call of 3 rows.
+        for state in ("CA", "NY", "TX"):
+            listed = host._describe(host.models[f"{state}.tar.gz"])
+            assert listed["batching"] == {
+                "batches": 1,
+                "batchedRows": 3,
+                "alone": 0,
+                "largestRows": 3,
+            }
+        assert host.stats()["batching"]["batchedRows"] == 9
         # Nothing stays pinned: every model may be evicted again.
         for state in ("CA", "NY", "TX"):
             entry = host.cache.get(f"{state}.tar.gz")

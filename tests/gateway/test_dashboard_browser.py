@@ -101,6 +101,11 @@ def test_signed_in_dashboard_shows_charts_and_a_rollback(
             "[data-detail]", "els => els.map(e => e.dataset.detail)"
         )
         assert columns == [name, other]
+        # Each instance's own account (GET /modelhost/stats, polled by the gateway): its
+        # batching counters and the compiled tier's state (off on this server).
+        tier = f'[data-detail="{name}"] table.instances tr[data-instance] td.tier'
+        page.wait_for_selector(tier, timeout=WAIT_MS)
+        assert page.inner_text(tier) == "off"
 
         _roll_back_a_canary(server, sm, rt, name, row)
         # The rollback reaches the page by itself (no reload): listed and drawn on charts.

@@ -2,14 +2,16 @@
 
 A single-model endpoint and a multi-model one (TargetModel) each take concurrent one-row
 requests; every good one answers exactly what the booster predicts in process (NPY
-answers, compared bit for bit), the malformed ones fail alone with their own status. The
-instance exposes no batching counters, so that requests were merged is checked in process
-(tests/container/test_batching_lightgbm.py); here the contract is the answers.
+answers, compared bit for bit), the malformed ones fail alone with their own status, and
+the instance's batching counters (the models listing; the native describe's `Instances`,
+polled every `instance_sample_interval_s`) count every good row in at most as many predict
+calls (tests/container/test_batching_lightgbm.py shows the merging in process).
 """
 
 from __future__ import annotations
 
 import io
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from modelhost.testing.churn import ChurnData, csv_rows, write_lightgbm_artifact
+from modelhost.testing.server import ModelhostServer
 from tests.lgb_support import lgb_train
 from tests.support import deploy, unique
 
@@ -48,7 +51,12 @@ def lgb_model(churn_data: ChurnData, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.mark.parametrize("mode", ["single", "multi-model"])
 def test_concurrent_requests_merge_and_a_malformed_one_fails_alone(
-    sm: Any, rt: Any, churn_data: ChurnData, lgb_model: tuple[Any, Path], mode: str
+    server: ModelhostServer,
+    sm: Any,
+    rt: Any,
+    churn_data: ChurnData,
+    lgb_model: tuple[Any, Path],
+    mode: str,
 ) -> None:
     booster, folder = lgb_model
     name = unique("lgbbatch")
@@ -88,8 +96,34 @@ def test_concurrent_requests_merge_and_a_malformed_one_fails_alone(
             if i not in BAD:
                 assert isinstance(got, np.ndarray), (i, got)
                 assert np.array_equal(got, booster.predict(X[i : i + 1])), i
+        counters = _batching_counters(server, name, multi, ROWS - len(BAD) + 1)
+        assert counters["batchedRows"] == ROWS - len(BAD) + 1  # every good row, warm-up too
+        assert 1 <= counters["batches"] <= counters["batchedRows"]
+        if counters["batches"] < counters["batchedRows"]:  # requests met: merged calls
+            assert counters["largestRows"] > 1
     finally:
         sm.delete_endpoint(EndpointName=name)
         sm.get_waiter("endpoint_deleted").wait(
             EndpointName=name, WaiterConfig={"Delay": 0.5, "MaxAttempts": 60}
         )
+
+
+def _batching_counters(
+    server: ModelhostServer, name: str, multi: bool, rows: int
+) -> dict[str, int]:
+    """The instance's (single-model) or the model's (multi-model) batching counters, once
+    they count `rows` rows (the gateway polls single-model instances every
+    `instance_sample_interval_s`, 10 s here)."""
+    deadline = time.monotonic() + 60
+    while True:
+        if multi:
+            listing = server.call("GET", f"/api/endpoints/{name}/models")
+            found = [m["Batching"] for i in listing["Instances"] for m in i.get("Models", [])]
+        else:
+            instances = server.call("GET", f"/api/endpoints/{name}")["Instances"]
+            found = [i["Batching"] for i in instances]
+        if found and found[0] and found[0]["batchedRows"] >= rows:
+            counters: dict[str, int] = found[0]
+            return counters
+        assert time.monotonic() < deadline, found
+        time.sleep(0.5)

@@ -286,4 +286,19 @@ def models(name: str, as_json: bool, target: Target) -> None:
             f"{used / 2**20:.1f} of {budget / 2**20:.1f} MiB, {inst['Outstanding']} in flight"
         )
         for m in inst["Models"]:
-            click.echo(f"  {m['ModelName']:<40} {(m.get('MemoryBytes') or 0) / 1024:>10.1f} KiB")
+            click.echo(
+                f"  {m['ModelName']:<40} {(m.get('MemoryBytes') or 0) / 1024:>10.1f} KiB  "
+                f"{_tier_text(m.get('CompiledTier'))}"
+            )
+
+
+def _tier_text(tier: dict[str, Any] | None) -> str:
+    """The compiled tier's state of one model, for `models` (blank from other servers)."""
+    if not tier:
+        return ""
+    state = str(tier.get("state"))
+    if state == "compiled":
+        return f"compiled (calls up to {tier.get('maxRows')} rows)"
+    if state == "failed":
+        return f"not compiled: {tier.get('reason')}"
+    return state

@@ -34,6 +34,7 @@ from modelhost.container.asgi import (
 )
 from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
+from modelhost.container.instance_stats import STATS_PATH, publish_batching, single_model_stats
 from modelhost.container.invoke import (
     CUSTOM_ATTRIBUTES,
     INLINE_BUDGET_S,
@@ -65,6 +66,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelhost.container")
+# The compiled tier's label of a single-model instance's model (its log lines and state):
+# the log's reader knows which endpoint.
+MODEL_LABEL = "the model"
 
 
 class ModelState(enum.Enum):
@@ -94,6 +98,9 @@ class ModelsAPI(Protocol):
 
     def close(self) -> None:
         """Unload every model."""
+
+    def stats(self) -> dict[str, Any]:
+        """The instance's `GET /modelhost/stats` answer (container/instance_stats.py)."""
 
 
 class InstanceApp:
@@ -147,6 +154,9 @@ class InstanceApp:
             self._set_state(ModelState.READY)
             return
         await loop.run_in_executor(self._executor, self._load)
+        batcher = self.model.batcher if self.model is not None else None
+        if self.health is not None and self.health.count > 1 and batcher is not None:
+            publish_batching(self.health, batcher, loop)  # for the workers' summed stats
 
     def _load(self) -> None:
         started = time.perf_counter()
@@ -160,7 +170,7 @@ class InstanceApp:
             log.error("model failed to load: %s", self.reason, exc_info=not is_ours(exc))
             return
         self.model = model
-        self.tier.offer(runtime, "the model")  # the log's reader knows which endpoint
+        self.tier.offer(runtime, MODEL_LABEL)
         # The model and framework are long-lived: keep them out of every future
         # collection, which otherwise scans ~100k objects (a ~30 ms pause) now and then.
         gc.collect()
@@ -208,12 +218,25 @@ class InstanceApp:
                 await self._ping(send)
             elif path == "/execution-parameters":
                 await respond(send, 200, self._execution_parameters, JSON)
+            elif path == STATS_PATH:
+                await respond(send, 200, json.dumps(self.stats()).encode(), JSON)
             elif self.models is not None and (path == "/models" or path.startswith("/models/")):
                 await self.models(scope, receive, send)
             else:
                 await respond(send, 404, f"No route {method} {path}".encode(), TEXT)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
+
+    def stats(self) -> dict[str, Any]:
+        """`GET /modelhost/stats`: batching counters and compiled-tier state."""
+        if self.models is not None:
+            return self.models.stats()
+        model = self.model
+        return single_model_stats(
+            model.batcher if model is not None else None,
+            self.tier.state(MODEL_LABEL),
+            self.health,
+        )
 
     def offer(self, connection: Any, request: Any) -> bool:
         """A multi-model invocation answered without the ASGI path (`ModelsAPI.offer`)."""

@@ -56,9 +56,12 @@ class Batcher:
         self._pending: list[_Item] = []
         self._rows = 0
         self._timer: asyncio.Handle | None = None
-        # Counters for tests and the docs' measurements (cheap ints, no metrics lib).
-        self.calls = 0
-        self.batched_rows = 0
+        # Counters for `GET /modelhost/stats` (container/instance_stats.py), tests and the
+        # docs' measurements: plain ints, no lock (one event loop writes them). The
+        # multi-model fast path counts its merged predicts here too (multimodel_fast.py).
+        self.calls = 0  # predict calls of queued requests (one request or several merged)
+        self.batched_rows = 0  # rows of those calls
+        self.alone = 0  # requests predicted on their own (alone in the queue, too many rows)
         self.largest = 0
 
     def accepts(self, rows: int) -> bool:
@@ -99,6 +102,7 @@ class Batcher:
         self.batched_rows += total
         self.largest = max(self.largest, total)
         if len(items) == 1:
+            self.alone += 1
             _settle(items[0], self.runtime)
             return
         try:
@@ -111,6 +115,7 @@ class Batcher:
             log.debug(
                 "merged predict of %d requests failed (%s); predicting each alone", len(items), exc
             )
+            self.alone += len(items)
             for item in items:
                 _settle(item, self.runtime)
             return

@@ -19,7 +19,10 @@ loads is offered here. One thread per instance process takes them in turn:
 
 Nothing waits for it: requests are served by the framework meanwhile, and a model that
 cannot be compiled (no C compiler, a model Treelite does not read, answers that are not
-the same bits) stays on its framework, with one log line saying why.
+the same bits) stays on its framework, with one log line saying why. `state(label)` says
+the same to the instance's `/models` listing and `GET /modelhost/stats`
+(container/instance_stats.py): `pending`, `compiled` (with what the compiler measured),
+`failed` (with the reason) or `off`.
 
 Bounded: the cache dir has the artifact cache's layout (`store/cache_bound.py`: an entry
 `<key>/` is complete once `<key>.complete` exists, built under `.locks/<key>.lock`). With
@@ -42,7 +45,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from modelhost.container.config import InstanceConfig
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelhost.container")
 
 DIGEST_VERSION = b"modelhost-compiled-tier-2\0"
+OFF: dict[str, Any] = {"state": "off"}  # shared, never mutated
+PENDING: dict[str, Any] = {"state": "pending"}
 
 
 @dataclass(frozen=True)
@@ -102,17 +107,34 @@ class CompileTier:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._off = False  # `auto` on a machine that cannot compile
+        self._off_state: dict[str, Any] = OFF  # then with the reason
         self.attached = 0  # models switched to their compiled form (for tests and logs)
         # Attached forms by runtime, until `release`; the lock orders attach and release.
         self._forms: dict[Runtime, CompiledPredictor] = {}
         self._forms_lock = threading.Lock()
+        # Per label: its state document, and the runtime (by id) it describes, so a model
+        # unloaded and loaded again under the same label is not given the old one's fate.
+        self._states: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    def state(self, label: str) -> dict[str, Any]:
+        """`{"state": "off" | "pending" | "compiled" | "failed", ...}` of the model under
+        `label` (`reason` when failed; `maxRows`, `nativeUs`, `compiledUs` when compiled)."""
+        found = self._states.get(label)
+        return OFF if found is None else found[1]
+
+    def forget(self, label: str) -> None:
+        """The model under `label` was unloaded: its state goes with it."""
+        self._states.pop(label, None)
 
     def offer(self, runtime: Runtime, label: str) -> None:
         if not self.config.enabled or runtime.tree_framework is None:
+            self._states.pop(label, None)
             return
         with self._lock:
             if self._off:
+                self._states[label] = (id(runtime), self._off_state)
                 return
+            self._states[label] = (id(runtime), PENDING)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="modelhost-compile-tier", daemon=True
@@ -138,6 +160,9 @@ class CompileTier:
             log.info("the compiled tier is off on this machine: %s", reason)
             with self._lock:  # no more offers, and none left holding a runtime
                 self._off = True
+                self._off_state = {"state": "off", "reason": reason}
+                for label, (owner, _) in list(self._states.items()):
+                    self._states[label] = (owner, self._off_state)
                 while not self._queue.empty():
                     self._queue.get_nowait()
             return
@@ -145,8 +170,14 @@ class CompileTier:
             runtime, label = item
             try:
                 self._one(runtime, label)
-            except Exception:  # a bug here must not stop the next models' turn
+            except Exception as exc:  # a bug here must not stop the next models' turn
                 log.exception("the compiled tier failed on %s", label)
+                self._set(runtime, label, _failed(f"{type(exc).__name__}: {exc}"))
+
+    def _set(self, runtime: Runtime, label: str, doc: dict[str, Any]) -> None:
+        found = self._states.get(label)
+        if found is not None and found[0] == id(runtime):  # still the model offered
+            self._states[label] = (found[0], doc)
 
     def _one(self, runtime: Runtime, label: str) -> None:
         model_dir, framework = runtime.model_dir, runtime.tree_framework
@@ -159,21 +190,27 @@ class CompileTier:
 
         held = self._compiled(model_dir, framework)
         if held is None:
-            return  # timed out, said above
+            # Timed out, said above (not recorded on disk: the next load tries again).
+            took = f"compiling took longer than {self.config.timeout_s:.0f} s"
+            self._set(runtime, label, _failed(took))
+            return
         folder = held.entry
         if not (folder / MARKER).is_file():
             held.close()  # failed, or not faster: the lease only marked its last use
             reason = json.loads((folder / FAILED).read_text()).get("reason", "")
             log.info("%s stays on %s: %s", label, runtime.name, reason or "no compiled form")
+            self._set(runtime, label, _failed(reason or "no compiled form"))
             return
         predictor = CompiledPredictor.load(folder)
         if predictor is None:
             held.close()
             log.info("%s stays on %s: its compiled form is not faster", label, runtime.name)
+            self._set(runtime, label, _failed("its compiled form is not faster"))
             return
         predictor.lease = held
         if self._attach(runtime, predictor):
             self.attached += 1
+            self._set(runtime, label, _compiled_state(folder / MARKER, predictor.max_rows))
             log.info(
                 "%s now predicts with its compiled form (%s; same bits on %d check rows, "
                 "calls of up to %d rows)",
@@ -186,6 +223,7 @@ class CompileTier:
             log.warning(
                 "%s stays on %s: its compiled form answers differently", label, runtime.name
             )
+            self._set(runtime, label, _failed("its compiled form answers differently"))
 
     def _attach(self, runtime: Runtime, predictor: CompiledPredictor) -> bool:
         """Attach and keep `predictor` until `release`; closed at once when not attached
@@ -279,6 +317,25 @@ def unavailable() -> str | None:
     if not (shutil.which("gcc") or shutil.which("cc")):
         return "no C compiler (looked for gcc and cc; Debian: apt-get install gcc)"
     return None
+
+
+def _failed(reason: str) -> dict[str, Any]:
+    return {"state": "failed", "reason": reason}
+
+
+def _compiled_state(marker: Path, max_rows: int) -> dict[str, Any]:
+    """The `compiled` state with what the compiler measured (µs per call by batch rows;
+    empty when `MH_INSTANCE_COMPILE_MAX_ROWS` fixed the size instead)."""
+    try:
+        tier = json.loads(marker.read_text()).get("tier") or {}
+    except (OSError, ValueError):
+        tier = {}
+    return {
+        "state": "compiled",
+        "maxRows": max_rows,
+        "nativeUs": tier.get("native_us") or {},
+        "compiledUs": tier.get("compiled_us") or {},
+    }
 
 
 def _write_failed(folder: Path, reason: str) -> None:

@@ -1,6 +1,6 @@
 """The instance's model health shared by its worker processes (see `container.workers`),
-and how many connections of the shared Unix socket each worker holds
-(`container.http_server`).
+how many connections of the shared Unix socket each worker holds
+(`container.http_server`), and each worker's batching counters (container/instance_stats.py).
 
 Its own module so the app (which writes and reads it) and the worker supervisor (which
 creates it before forking) share it without importing each other.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import mmap
 
 SLOT_BYTES = 1024  # state byte + failure reason (UTF-8, truncated)
+STAT_FIELDS = 4  # batches, batched rows, requests alone, largest rows
 _STATES = {b"L": "Loading", b"H": "Healthy", b"F": "Failed"}
 
 
@@ -25,6 +26,24 @@ class SharedHealth:
             self._mem[i * SLOT_BYTES] = ord("L")
         # One 8-byte count per worker; each worker writes only its own.
         self._connections = mmap.mmap(-1, count * 8)
+        self._stats = mmap.mmap(-1, count * STAT_FIELDS * 8)
+
+    def publish_stats(self, values: tuple[int, ...]) -> None:
+        """This worker's batching counters (`STAT_FIELDS` of them), for the others to sum."""
+        base = self.index * STAT_FIELDS * 8
+        packed = b"".join(v.to_bytes(8, "little", signed=True) for v in values)
+        self._stats[base : base + STAT_FIELDS * 8] = packed
+
+    def stats(self) -> list[tuple[int, ...]]:
+        """Every worker's last published batching counters."""
+        mem, size = self._stats, STAT_FIELDS * 8
+        return [
+            tuple(
+                int.from_bytes(mem[i * size + k * 8 : i * size + k * 8 + 8], "little", signed=True)
+                for k in range(STAT_FIELDS)
+            )
+            for i in range(self.count)
+        ]
 
     def add_connections(self, delta: int) -> None:
         """Count `delta` more (or fewer) connections of the shared socket for this worker."""

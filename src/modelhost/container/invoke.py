@@ -198,6 +198,7 @@ def invoke_batched(
         data, media = runtime.prepare(body, content_type, accept)
         rows = runtime.batch_rows(data)
         if not batcher.accepts(rows):
+            batcher.alone += 1
             return Reply(200, runtime.encode(runtime.predict(data), media), media.encode("latin-1"))
     except Exception as exc:
         return failure_reply(exc)
@@ -232,6 +233,7 @@ async def invoke(model: ServedModel, body: bytes, headers: RawHeaders, executor:
             if model.batcher.accepts(rows):
                 prediction = await model.batcher.predict(data, rows)
             else:
+                model.batcher.alone += 1
                 prediction = runtime.predict(data)
             return Reply(200, runtime.encode(prediction, media), media.encode("latin-1"))
         context = model.context(custom, headers)

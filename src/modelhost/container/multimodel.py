@@ -5,6 +5,7 @@
 | `POST /models` `{"model_name", "url"}` | 200 loaded; 409 already loaded; 507 does not fit |
 | `GET /models?limit=&next_page_token=` | `{"models": [{"modelName", "modelUrl"}], ...}` |
 | `GET /models/{name}` | `{"modelName", "modelUrl"}`; 404 when not loaded |
+| `GET /modelhost/stats` | batching counters and compiled-tier states (instance_stats.py) |
 | `DELETE /models/{name}` | unloads (after its in-flight requests); 404 when not loaded |
 | `POST /models/{name}/invoke` | as `/invocations`; 404 when not loaded |
 
@@ -54,6 +55,7 @@ from urllib.parse import parse_qs, unquote
 from modelhost.container.asgi import JSON, Receive, Scope, Send, read_body, respond
 from modelhost.container.compile_tier import CompileTier, TierConfig
 from modelhost.container.config import InstanceConfig
+from modelhost.container.instance_stats import BatchTotals, batching, multimodel_stats
 from modelhost.container.invoke import (
     ServedModel,
     invoke,
@@ -113,6 +115,7 @@ class MultiModelHost:
         self._options: RuntimeOptions | None = None
         self.source = ModelSource(config)
         self.tier = CompileTier(TierConfig.of(config))
+        self.retired = BatchTotals()  # unloaded models' batching counters (stats)
         self.tick = TickInvoker(
             self.models,
             self.cache,
@@ -231,6 +234,11 @@ class MultiModelHost:
             self.cache.release(name)
             self._wake_waiters()
 
+    def stats(self) -> dict[str, Any]:
+        loaded = list(self.models.values())
+        states = {m.name: self.tier.state(m.name) for m in loaded}
+        return multimodel_stats([m.served.batcher for m in loaded], states, self.retired)
+
     def close(self) -> None:
         self.tick.close()
         for name in list(self.models):
@@ -323,6 +331,8 @@ class MultiModelHost:
         model = self.models.pop(name)
         self.cache.remove(name)
         self.source.release(name)
+        self.tier.forget(name)
+        self.retired.retire(model.served.batcher)
         if model.served.batcher is not None:
             model.served.batcher.close()  # nothing is queued: it had no request in flight
         try:
@@ -376,6 +386,9 @@ class MultiModelHost:
             "modelUrl": model.url,
             "memoryBytes": model.memory_bytes,
             "inFlight": entry.in_flight if entry is not None else 0,
+            # modelhost's own: the compiled tier's state and the model's batching counters.
+            "compiledTier": self.tier.state(model.name),
+            "batching": batching(model.served.batcher),
         }
 
 

@@ -41,6 +41,7 @@ from modelhost.container.invoke import (
 )
 
 if TYPE_CHECKING:
+    from modelhost.container.batching import Batcher
     from modelhost.container.http_connection import HttpConnection, Request
     from modelhost.container.model_cache import ModelCache
     from modelhost.frameworks.base import Runtime
@@ -60,7 +61,7 @@ class Loaded(Protocol):
 class _Item:
     """One queued request: where its answer goes and its validated rows."""
 
-    __slots__ = ("connection", "data", "keep_alive", "media", "name", "rows", "runtime")
+    __slots__ = ("batcher", "connection", "data", "keep_alive", "media", "name", "rows", "runtime")
 
     def __init__(
         self,
@@ -71,6 +72,7 @@ class _Item:
         data: Any,
         rows: int,
         media: str,
+        batcher: Batcher,
     ) -> None:
         self.connection = connection
         self.keep_alive = keep_alive
@@ -79,6 +81,7 @@ class _Item:
         self.data = data
         self.rows = rows
         self.media = media
+        self.batcher = batcher  # its model's: the per-model counters (GET /modelhost/stats)
 
 
 class TickInvoker:
@@ -134,6 +137,7 @@ class TickInvoker:
             return True
         self.cache.acquire(name)  # pinned: never evicted before its answer
         if not batcher.accepts(rows):  # more rows than a merged call takes: alone, now
+            batcher.alone += 1
             try:
                 reply = _answer(runtime, _predict_one(runtime, data), media)
             finally:
@@ -141,7 +145,8 @@ class TickInvoker:
             connection.reply(reply, request.keep_alive)
             return True
         connection.hold()  # requests behind it on this connection wait for its answer
-        self._queue.append(_Item(connection, request.keep_alive, name, runtime, data, rows, media))
+        item = _Item(connection, request.keep_alive, name, runtime, data, rows, media, batcher)
+        self._queue.append(item)
         if self._handle is None:
             loop = connection.loop
             if self.max_wait_s > 0:
@@ -205,6 +210,13 @@ class TickInvoker:
         self.calls += 1
         self.predicted_rows += total
         self.largest = max(self.largest, total)
+        batcher = chunk[0].batcher  # the model's own counters too (GET /modelhost/stats)
+        batcher.calls += 1
+        batcher.batched_rows += total
+        if len(chunk) == 1:
+            batcher.alone += 1
+        if total > batcher.largest:
+            batcher.largest = total
         if len(chunk) == 1:
             outs = [_predict_one(runtime, chunk[0].data)]
         else:

@@ -44,6 +44,7 @@ from modelhost.gateway.dashboard.data import DashboardData
 from modelhost.gateway.dashboard.routes import DashboardRoutes
 from modelhost.gateway.edge_api import EdgeCaptureAPI
 from modelhost.gateway.forward import LeaderForwarder
+from modelhost.gateway.instance_stats import InstanceStats
 from modelhost.gateway.jobs_api import JobsAPI
 from modelhost.gateway.logs_api import TARGET_PREFIX as LOGS_TARGET_PREFIX
 from modelhost.gateway.logs_api import LogsAPI
@@ -130,6 +131,7 @@ class Gateway:
             partial(table_views.instance_refs, self.controller), self.series, settings.home
         )
         table_views.feed_routing_metrics(self.metrics.routing, self.controller)
+        self.instance_stats = InstanceStats(self.controller, settings.ping_timeout_s, self.metrics)
         replayer = server_replayer(settings, self._self_url)
         self.native_api = NativeAPI(self.alarms, self.store, self.control, settings.home, replayer)
         self.predictions_api = PredictionsAPI(open_prediction_store(settings), settings)
@@ -151,6 +153,7 @@ class Gateway:
 
     def _routes(self, settings: Settings, keys: KeyStore | None) -> list[BaseRoute]:
         """Everything that is not the SageMaker, CloudWatch or Logs wire APIs."""
+        self.native_api.instances = self.instance_stats.describe
         sources = dashboard_wiring.sources(
             settings.home,
             self.store,
@@ -159,6 +162,7 @@ class Gateway:
             self.series,
             self.alarms,
             Locations(settings.s3_endpoint_url),
+            self.instance_stats.describe,
         )
         # Sign-in sessions only with auth on; off, the guard admits loopback clients only.
         dashboard = DashboardRoutes(
@@ -369,6 +373,7 @@ class Gateway:
             try:
                 if ticks % every == 0:
                     self.sampler.sample()
+                    await self.instance_stats.poll()  # GET /modelhost/stats of each
                 await asyncio.to_thread(self.series.flush)
             except Exception:
                 log.exception("metric series upkeep failed")

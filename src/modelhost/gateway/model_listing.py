@@ -51,6 +51,9 @@ async def _instance_models(
                 "ModelName": m.get("modelName"),
                 "MemoryBytes": m.get("memoryBytes"),
                 "InFlight": m.get("inFlight"),
+                # modelhost's instances only (None from a server of the user's own).
+                "CompiledTier": m.get("compiledTier"),
+                "Batching": m.get("batching"),
             }
             for m in doc.get("models") or []
         )

@@ -7,7 +7,8 @@ Shadow variants: `GET /api/endpoints/{name}/shadow-report?tolerance=1e-6`,
 `POST /api/endpoints/{name}/promote-shadow`.
 Bandit routing: `GET/PUT/DELETE /api/endpoints/{name}/routing` (body: RoutingConfig),
 `POST /api/endpoints/{name}/rewards` (`{"InferenceId", "Reward"}` or `{"Rewards": [...]}`).
-Native describe: `GET /api/endpoints/{name}` (DescribeEndpoint plus `Routing`).
+Native describe: `GET /api/endpoints/{name}` (DescribeEndpoint plus `Routing`, and
+`Instances`: each instance's batching counters and compiled-tier state).
 Multi-model endpoints: `GET /api/endpoints/{name}/models` (what each instance holds).
 Cost advice: `GET /api/advise?Live=false&RequestsPerDay=...&Prices=seeds-2021` (advisor.py).
 Replay before deploy: `POST /api/replay` (body: CaptureUri, ModelName, EndpointConfig,
@@ -51,6 +52,8 @@ class NativeAPI:
         self.control = control
         self.home = home
         self.replayer = replayer
+        # Each instance's own stats (gateway/instance_stats.py), in the native describe.
+        self.instances: Callable[[str], list[dict[str, Any]]] = lambda _name: []
 
     def routes(self) -> list[Route]:
         return [
@@ -133,7 +136,7 @@ class NativeAPI:
             out = self.control.operations["DescribeEndpoint"]({"EndpointName": name})
             routing = self.control.bandits.describe(name)
             routing.pop("EndpointName", None)
-            return JSONResponse({**out, "Routing": routing})
+            return JSONResponse({**out, "Routing": routing, "Instances": self.instances(name)})
         except Exception as exc:
             return error_response(exc)
 

@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from modelhost.telemetry.capture import CaptureMetrics
 from modelhost.telemetry.container_metrics import ContainerMetrics
+from modelhost.telemetry.instance_stats_metrics import InstanceStatsCollector
 from modelhost.telemetry.model_metrics import ModelMetrics
 from modelhost.telemetry.routing_metrics import RoutingCollector
 from modelhost.telemetry.series import SeriesStore, VariantWindow
@@ -111,6 +112,9 @@ class InvocationMetrics:
         self.models = ModelMetrics(r, self.recent)
         # Data capture: records written and dropped.
         self.capture = CaptureMetrics(r)
+        # What modelhost's instances report: batching counters, compiled-tier states.
+        self.instance_stats = InstanceStatsCollector()
+        r.register(self.instance_stats)
 
     def series(self, endpoint: str, variant: str) -> VariantSeries:
         key = (endpoint, variant)

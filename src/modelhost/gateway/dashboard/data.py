@@ -79,6 +79,8 @@ class Sources:
     clock: Callable[[], float] = time.time
     # dashboard/monitoring.py's summary: schedules, last executions and their violations
     monitoring: Callable[[str], dict[str, Any]] = field(default=lambda _name: NO_MONITORING)
+    # Each instance's batching counters and compiled-tier states (gateway/instance_stats.py)
+    instances: Callable[[str], list[dict[str, Any]]] = field(default=lambda _name: [])
 
 
 @dataclass
@@ -137,6 +139,7 @@ class DashboardData:
                     "Events": [ev for ev in e.get("Events", []) if ev["Time"] >= start],
                     "Bandit": src.bandit(name),
                     "Shadow": self._shadow_summary(name, now) if shadow else [],
+                    "Instances": src.instances(name),
                 }
         return state
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def sources(
     series: SeriesStore,
     alarms: AlarmBook,
     locations: Locations,
+    instances: Callable[[str], list[dict[str, Any]]] = lambda _name: [],
 ) -> Sources:
     def endpoints() -> list[dict[str, Any]]:
         return [
@@ -74,4 +76,5 @@ def sources(
         transform_jobs=transform_jobs,
         shadow_report=shadow,
         monitoring=monitor_summary.source(control.operations, locations),
+        instances=instances,
     )

@@ -199,6 +199,8 @@ function fillSummary(node, endpoint, detail) {
           el("td", { class: "num" }, "exact " + pct(s.ExactAgreement)),
           el("td", { class: "num" }, "numeric " + pct(s.NumericAgreement)))))));
   }
+  const instances = instanceParts(detail.Instances);
+  if (instances.length) parts.push(...instances);
   const monitoring = monitoringParts(detail.Monitoring);
   if (monitoring.length) parts.push(...monitoring);
   if (detail.Events.length) {
@@ -208,6 +210,41 @@ function fillSummary(node, endpoint, detail) {
           el("td", { class: "wrap" }, ev.Message))))));
   }
   node.replaceChildren(...parts);
+}
+
+function tierText(inst) {
+  // A single-model instance: its model's compiled-tier state; multi-model: counts by state.
+  const t = inst.CompiledTier;
+  if (t) {
+    if (t.state === "compiled") return `compiled (up to ${t.maxRows} rows)`;
+    if (t.state === "failed") return "not compiled: " + t.reason;
+    return t.state;
+  }
+  const counts = inst.CompiledModels || {};
+  return ["compiled", "pending", "failed", "off"].filter((k) => counts[k])
+    .map((k) => `${counts[k]} ${k}`).join(", ") || "no models";
+}
+
+function instanceParts(list) {
+  // Each instance's own stats (GET /modelhost/stats): batching counters, compiled tier.
+  if (!list || !list.length) return [];
+  return [el("h3", {}, "Instances"), el("table", { class: "instances" },
+    el("thead", {}, el("tr", {}, el("th", {}, "Instance"), el("th", {}, "Variant"),
+      el("th", { class: "num" }, "Batches"), el("th", { class: "num" }, "Rows"),
+      el("th", { class: "num" }, "Alone"), el("th", {}, "Compiled tier"))),
+    el("tbody", {}, ...list.flatMap((i) => {
+      const b = i.Batching;
+      const row = el("tr", { "data-instance": i.InstanceId }, el("td", {}, i.InstanceId),
+        el("td", {}, i.VariantName), el("td", { class: "num" }, b ? num(b.batches) : "–"),
+        el("td", { class: "num" }, b ? num(b.batchedRows) : "–"),
+        el("td", { class: "num" }, b ? num(b.alone) : "–"),
+        el("td", { class: "wrap tier" }, tierText(i)));
+      // Multi-model: each model the compiled tier failed on, with the reason.
+      const failures = (i.CompileFailures || []).map((f) =>
+        el("tr", { class: "compile-failure", "data-model": f.modelName }, el("td", {}, ""),
+          el("td", {}, f.modelName), el("td", { class: "wrap", colSpan: 4 }, "not compiled: " + f.reason)));
+      return [row, ...failures];
+    })))];
 }
 
 function monitoringParts(m) {
