@@ -17,6 +17,7 @@ from modelhost.container.compile_tier import CompileTier, TierConfig, model_dige
 from modelhost.container.instance_stats import BatchTotals, multimodel_stats, tier_counts
 from modelhost.frameworks.compiled import MARKER
 from modelhost.frameworks.compiled_predictor import FAILED
+from modelhost.store import cache_bound
 from tests.container.instance_support import Instance, write_booster
 from tests.container.support import asgi_request, loaded_app
 
@@ -114,6 +115,8 @@ def test_the_tier_reports_failed_with_the_reason_and_forgets_unloaded_models(
     unusable = cache / model_digest(slower, "xgboost")
     unusable.mkdir(parents=True)
     (unusable / MARKER).write_text("{}")
+    for entry in (done, unusable):  # complete entries of the bounded cache (store/cache_bound.py)
+        cache_bound.marker(cache, entry.name).touch()
     try:
         tier.offer(_FakeRuntime(refused), "a")  # type: ignore[arg-type]
         tier.offer(_FakeRuntime(slower), "b")  # type: ignore[arg-type]

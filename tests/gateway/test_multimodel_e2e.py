@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -80,10 +81,15 @@ def metric(url: str, name: str, endpoint: str) -> float:
 
 
 def test_51_state_models_answer_like_in_process(
-    server: ModelhostServer, sm: Any, rt: Any, states: StateModels
+    server: ModelhostServer, sm: Any, rt: Any, states: StateModels, tmp_path: Path
 ) -> None:
     name = unique("mme51")
-    deploy_mme(sm, name, str(states.prefix) + "/")
+    # A copy of its own: under xdist another test of this module may have run first on the
+    # same server and left some of the shared prefix's artifacts in its cache, which would
+    # not count as downloads below.
+    prefix = tmp_path / "states"
+    shutil.copytree(states.prefix, prefix)
+    deploy_mme(sm, name, str(prefix) + "/")
     for state in STATES:
         got = predict(rt, name, state, states.rows[state])
         np.testing.assert_allclose(got, states.expected(state, states.rows[state]), rtol=1e-6)
