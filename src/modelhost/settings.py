@@ -288,9 +288,10 @@ class Settings(BackgroundSettings):
         default="auto",
         description="The compiled tier: instances compile the XGBoost, LightGBM and scikit-learn "
         "tree models they load to native code in the background and predict with it once its "
-        "answers are the same bits. 'auto' does so where the machine has a C compiler and Treelite/TL2cgen "
-        "(else says so once in the log), 'on' also where it must fail and logs why, 'off' "
-        "never; true/false mean on/off. A model's Environment MH_INSTANCE_COMPILE_TREES wins.",
+        "answers are the same bits. 'auto' does so where the machine has a C compiler and "
+        "Treelite/TL2cgen (else says so once in the log), 'on' also where it must fail and logs "
+        "why, 'off' never; true/false mean on/off. A model's Environment "
+        "MH_INSTANCE_COMPILE_TREES wins.",
     )
 
     @field_validator("compile_tree_models", mode="before")
