@@ -9,7 +9,6 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,9 +16,9 @@ from modelhost.testing.churn import csv_body
 from modelhost.testing.server import ModelhostServer
 from tests.compile.sklearn_support import fit, held_out, write_model_dir
 from tests.support import FAST_ENV, deploy, unique
+from tests.tier_support import attached_lines
 
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1"
-ATTACHED = "now predicts with its compiled form"
 
 
 @pytest.fixture(scope="module")
@@ -27,15 +26,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelhostServer
     env = {**FAST_ENV, "MODELHOST_LOGS_POLL_INTERVAL_S": "0.2"}
     with ModelhostServer(tmp_path_factory.mktemp("sktier-home"), env=env) as srv:
         yield srv
-
-
-def _attached_lines(logs: Any, endpoint: str) -> list[str]:
-    group = f"/aws/sagemaker/Endpoints/{endpoint}"
-    try:
-        found = logs.filter_log_events(logGroupName=group, filterPattern=f'"{ATTACHED}"')
-    except logs.exceptions.ResourceNotFoundException:
-        return []
-    return [e["message"] for e in found["events"]]
 
 
 @pytest.mark.integration
@@ -66,7 +56,7 @@ def test_random_forest_endpoint_switches_to_its_compiled_form_with_the_same_answ
     before = answers()
     assert json.loads(before[1]) == forest.predict(rows[:40]).tolist()
     deadline = time.monotonic() + 180
-    while not (lines := _attached_lines(logs, name)):
+    while not (lines := attached_lines(logs, name)):
         assert time.monotonic() < deadline, "the forest's compiled form was never attached"
         time.sleep(0.5)
     assert len(lines) == 1
