@@ -383,7 +383,7 @@ class Bench:
             deploy_mme(self.sm, "hot51c", models.prefix, self.args.instances, env)
             for state in STATES:
                 post_ms(port, "hot51c", models.target(state), csv_body(models.rows[state][:1]))
-            waited_s = self.wait_compiled(len(STATES))
+            waited_s = self.wait_compiled("hot51c", len(STATES))
             check_answers(self.rt, "hot51c", models)
             print(f"multi-model, all 51 hot and compiled (after {waited_s:.0f} s)", flush=True)
             cycle = write_script(self.work / "cycle.lua", models, "cycle")
@@ -398,24 +398,30 @@ class Bench:
             container = single_container(models, batching, env)
             deploy(self.sm, label, container, self.args.instances)
             self.rt.invoke_endpoint(EndpointName=label, ContentType="text/csv", Body=body)
-            self.wait_compiled(1)
+            self.wait_compiled(label, 1)
             print(f"single-model endpoint (CA only, compiled, batching {batching})", flush=True)
             self.series(label, label, single, mme=False)
 
-    def wait_compiled(self, count: int) -> float:
-        """Seconds until `count` compiled forms exist in the server's compiled cache (and
-        a moment for the instances to attach them)."""
+    def wait_compiled(self, endpoint: str, count: int) -> float:
+        """Seconds until `count` models of `endpoint` predict with their compiled forms, as
+        the instances say (`CompiledTier`: the multi-model listing, or the describe)."""
         started = time.monotonic()
-        cache = self.server.home / "compiled"
-        while len(list(cache.glob("*/modelhost-compiled.json"))) < count:
-            failed = list(cache.glob("*/failed.json"))
-            if failed:
-                raise BenchError(f"the compiled tier failed: {failed[0].read_text()}")
+        while (states := self.tier_states(endpoint)).count("compiled") < count:
+            if "failed" in states:
+                raise BenchError(f"the compiled tier failed on {endpoint}: {states}")
             if time.monotonic() - started > COMPILE_WAIT_S:
                 raise BenchError(f"fewer than {count} models compiled in {COMPILE_WAIT_S:.0f} s")
             time.sleep(0.5)
-        time.sleep(1.0)
         return time.monotonic() - started
+
+    def tier_states(self, endpoint: str) -> list[str]:
+        """The compiled tier's state of each model `endpoint`'s instances hold."""
+        if endpoint.startswith("hot51"):
+            listing = self.server.call("GET", f"/api/endpoints/{endpoint}/models")
+            models = [m for i in listing["Instances"] for m in i.get("Models", [])]
+        else:
+            models = self.server.call("GET", f"/api/endpoints/{endpoint}").get("Instances", [])
+        return [(m.get("CompiledTier") or {}).get("state", "") for m in models]
 
     def budget(self, budget: int) -> None:
         """A budget holding N models, uniform random requests over 51."""
@@ -540,11 +546,12 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
             f"{cold['hot_request_ms_median']:.2f} ms",
         ]
     lines += ["", "goals:"]
-    if "hot51" in s:
-        worst_p99 = max(s["hot51"][c]["p99_us"] for c in args.connections) / 1e3
+    for name in (n for n in ("hot51", "hot51c") if n in s):  # hot51c: the default's path
+        worst_p99 = max(s[name][c]["p99_us"] for c in args.connections) / 1e3
         lines.append(
-            f"  p99 < {HOT_P99_GOAL_MS:g} ms with all 51 hot (worst over {args.connections} "
-            f"conns): {worst_p99:.2f} ms  {'MET' if worst_p99 < HOT_P99_GOAL_MS else 'NOT MET'}"
+            f"  {name} p99 < {HOT_P99_GOAL_MS:g} ms with all 51 hot (worst over "
+            f"{args.connections} conns): {worst_p99:.2f} ms  "
+            f"{'MET' if worst_p99 < HOT_P99_GOAL_MS else 'NOT MET'}"
         )
     top = max(args.connections)
     for name in (n for n in ("hot51", "hot51zipf", "hot51c") if n in s and "singlebatch" in s):
@@ -556,7 +563,11 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         )
     if "hot51c" in s and "singlebatchc" in s:
         share = s["hot51c"][top]["requests_per_s"] / s["singlebatchc"][top]["requests_per_s"]
-        lines.append(f"  (hot51c vs single-model batching, both compiled: {share:.0%})")
+        lines.append(
+            f"  hot51c req/s at {top} conns >= {BATCHING_SHARE_GOAL:.0%} of single-model "
+            f"batching, both compiled (the default where gcc exists): {share:.0%}  "
+            f"{'MET' if share >= BATCHING_SHARE_GOAL else 'NOT MET'}"
+        )
     if cold:
         cold_ms = cold["cold_request_ms_median"]
         lines.append(
