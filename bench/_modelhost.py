@@ -24,6 +24,7 @@ not depend on the defaults of the modelhost version under test. `default` sets n
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.request
@@ -68,17 +69,22 @@ def variant_env(variant: str) -> dict[str, str]:
     return env
 
 
-def wait_compiled(home: Path, timeout_s: float = 600.0) -> float:
-    """Seconds until the server in `home` has a compiled form (the compiled tier), plus a
-    moment for the instance to switch to it; `TimeoutError` past `timeout_s`."""
+def wait_compiled(base: str, endpoint: str, instances: int, timeout_s: float = 600.0) -> float:
+    """Seconds until every instance of `endpoint` says its model predicts with its compiled
+    form (`Instances[].CompiledTier` of the native describe; the server runs without auth);
+    `TimeoutError` when it failed or past `timeout_s`."""
     started = time.monotonic()
-    cache = home / "compiled"
-    while not list(cache.glob("*/modelhost-compiled.json")):
-        if list(cache.glob("*/failed.json")) or time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"the compiled tier did not compile the model: see {cache}")
+    while True:
+        with urllib.request.urlopen(f"{base}/api/endpoints/{endpoint}", timeout=10) as answer:
+            described = json.loads(answer.read())
+        states = [(i.get("CompiledTier") or {}) for i in described.get("Instances") or []]
+        if len(states) >= instances and all(s.get("state") == "compiled" for s in states):
+            return time.monotonic() - started
+        if any(s.get("state") == "failed" for s in states) or (
+            time.monotonic() - started > timeout_s
+        ):
+            raise TimeoutError(f"the compiled tier did not switch {endpoint}: {states}")
         time.sleep(0.5)
-    time.sleep(1.0)
-    return time.monotonic() - started
 
 
 def variant_server_env(variant: str) -> dict[str, str]:

@@ -252,7 +252,8 @@ def bench_modelhost(
         url = f"{base}/endpoints/{demo.ENDPOINT_NAME}/invocations"
         check_answer(url, row_csv, "text/csv", expected)
         if "compiled" in variant.split("+") or (variant == "default" and unavailable() is None):
-            print(f"  compiled after {_modelhost.wait_compiled(home):.1f} s", flush=True)
+            waited_s = _modelhost.wait_compiled(base, demo.ENDPOINT_NAME, instances)
+            print(f"  compiled after {waited_s:.1f} s", flush=True)
             check_answer(url, row_csv, "text/csv", expected)
         script = write_script(work / "modelhost.lua", row_csv, "text/csv")
 
